@@ -1,0 +1,156 @@
+//! The host's TOML configuration file. The `[scim]` table says where the server is and how
+//! to authenticate; every other top-level key is the provisioning policy, handed to the
+//! component as JSON (see the README for the format).
+//!
+//! ```toml
+//! [scim]
+//! base_url = "https://joomla.example/api/scim/v2"
+//! token_env = "SCIM_TOKEN"   # the token is read from this variable, or from `token`
+//! timeout_secs = 30
+//!
+//! [operations]
+//! create = true
+//! ```
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::runtime::{ConnectorSettings, Credentials};
+
+/// The `[scim]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScimSection {
+    /// The SCIM base URL.
+    pub base_url: String,
+    /// The bearer token, when it is kept in the file.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// The environment variable holding the bearer token; takes precedence over `token`.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// HTTP basic user name, instead of a token.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// HTTP basic password, when it is kept in the file.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// The environment variable holding the basic password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Per-request timeout in seconds (default 30).
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u32,
+}
+
+fn default_timeout() -> u32 {
+    30
+}
+
+/// A parsed configuration file.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Where the SCIM server is.
+    pub scim: ScimSection,
+    /// The policy as JSON.
+    pub policy_json: String,
+}
+
+impl HostConfig {
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the configuration {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let mut table: toml::Table = toml::from_str(text).context("not valid TOML")?;
+        let scim = table
+            .remove("scim")
+            .context("the [scim] table is missing")?;
+        let scim: ScimSection = scim.try_into().context("in [scim]")?;
+        let policy_json = if table.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&table).context("converting the policy to JSON")?
+        };
+        Ok(HostConfig { scim, policy_json })
+    }
+
+    /// The settings a session opens with, with secrets resolved from the environment.
+    pub fn settings(&self) -> anyhow::Result<ConnectorSettings> {
+        let s = &self.scim;
+        let from_env = |name: &Option<String>| -> anyhow::Result<Option<String>> {
+            match name {
+                Some(var) => match std::env::var(var) {
+                    Ok(v) if !v.is_empty() => Ok(Some(v)),
+                    _ => bail!("environment variable {var} is not set"),
+                },
+                None => Ok(None),
+            }
+        };
+        let credentials = if let Some(username) = &s.username {
+            let password = from_env(&s.password_env)?
+                .or_else(|| s.password.clone())
+                .context("basic auth needs `password` or `password_env`")?;
+            Credentials::Basic {
+                username: username.clone(),
+                password,
+            }
+        } else if let Some(token) = from_env(&s.token_env)?.or_else(|| s.token.clone()) {
+            Credentials::Bearer(token)
+        } else {
+            Credentials::None
+        };
+        Ok(ConnectorSettings {
+            base_url: s.base_url.clone(),
+            credentials,
+            timeout_ms: s.timeout_secs.saturating_mul(1000),
+            policy_json: self.policy_json.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_connection_from_policy() {
+        let c = HostConfig::parse(
+            r#"
+            [scim]
+            base_url = "https://x.example/scim/v2"
+            token = "t0ken"
+            [operations]
+            delete = false
+            [[mapping]]
+            target = "userName"
+            source = "name"
+            "#,
+        )
+        .unwrap();
+        let policy: serde_json::Value = serde_json::from_str(&c.policy_json).unwrap();
+        assert_eq!(policy["operations"]["delete"], false);
+        assert_eq!(policy["mapping"][0]["target"], "userName");
+        let settings = c.settings().unwrap();
+        assert!(matches!(settings.credentials, Credentials::Bearer(ref t) if t == "t0ken"));
+        assert_eq!(settings.timeout_ms, 30_000);
+        assert!(!format!("{settings:?}").contains("t0ken"));
+    }
+
+    #[test]
+    fn reports_missing_pieces() {
+        assert!(HostConfig::parse("[operations]\ncreate = true").is_err());
+        assert!(HostConfig::parse("[scim]\nbase_url = 1").is_err());
+        let c = HostConfig::parse(
+            "[scim]\nbase_url = \"https://x\"\ntoken_env = \"SCIM_PROVISIONER_TEST_UNSET_VAR\"",
+        )
+        .unwrap();
+        assert!(c.settings().is_err());
+    }
+}

@@ -1,0 +1,178 @@
+//! The `http-client` capability: sends the guest's requests with ureq (rustls, certificate
+//! verification on), honours each request's timeout, follows no redirects, and refuses any
+//! request that does not go to the configured origin.
+
+use std::collections::HashMap;
+use std::io::ErrorKind;
+use std::time::Duration;
+
+use ureq::RequestExt;
+
+use crate::bindings::scim::provisioner::http_client::{
+    self as wit, HttpRequest, HttpResponse, Method, TransportError,
+};
+
+/// The largest response body the host hands to the guest.
+const MAX_BODY_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Which origins the guest may reach.
+#[derive(Debug, Clone, Default)]
+pub struct OriginPolicy {
+    allowed: Vec<String>,
+}
+
+impl OriginPolicy {
+    /// A policy that allows nothing.
+    pub fn deny_all() -> Self {
+        OriginPolicy::default()
+    }
+
+    /// A policy that allows the origin (scheme, host, port) of `base_url`.
+    pub fn for_base_url(base_url: &str) -> anyhow::Result<Self> {
+        let url = url::Url::parse(base_url)
+            .map_err(|e| anyhow::anyhow!("invalid SCIM base URL {base_url:?}: {e}"))?;
+        Ok(OriginPolicy {
+            allowed: vec![url.origin().ascii_serialization()],
+        })
+    }
+
+    fn allows(&self, url: &url::Url) -> bool {
+        let origin = url.origin().ascii_serialization();
+        self.allowed.contains(&origin)
+    }
+}
+
+/// The host side of `http-client`.
+pub struct HttpCapability {
+    policy: OriginPolicy,
+    /// One agent per timeout, so connections are pooled across calls.
+    agents: HashMap<u32, ureq::Agent>,
+}
+
+impl HttpCapability {
+    /// A capability bound to an origin policy.
+    pub fn new(policy: OriginPolicy) -> Self {
+        HttpCapability {
+            policy,
+            agents: HashMap::new(),
+        }
+    }
+
+    fn agent(&mut self, timeout_ms: u32) -> &ureq::Agent {
+        self.agents.entry(timeout_ms).or_insert_with(|| {
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .timeout_global(Some(Duration::from_millis(u64::from(timeout_ms.max(1)))))
+                .user_agent(concat!("scim-provisioner-host/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .into()
+        })
+    }
+
+    /// Sends one request on the guest's behalf.
+    pub fn send(&mut self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        let url = url::Url::parse(&request.url)
+            .map_err(|e| TransportError::InvalidUrl(format!("{}: {e}", request.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(TransportError::InvalidUrl(format!(
+                "only http and https are allowed, not {}",
+                url.scheme()
+            )));
+        }
+        if !self.policy.allows(&url) {
+            return Err(TransportError::Denied(format!(
+                "{} is not the configured SCIM origin",
+                url.origin().ascii_serialization()
+            )));
+        }
+        let method = match &request.method {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Other(m) => m.as_str(),
+        };
+        let mut builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(url.as_str());
+        for (name, value) in &request.headers {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        let agent = self.agent(request.timeout_ms).clone();
+        // GET and DELETE carry no body; only attach one when the guest sent one.
+        let built = match request.body {
+            Some(body) => builder.body(body).map(|r| run(r, &agent)),
+            None => builder.body(()).map(|r| run(r, &agent)),
+        };
+        let mut response = built
+            .map_err(|e| TransportError::Other(format!("could not build the request: {e}")))?
+            .map_err(map_error)?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY_BYTES)
+            .read_to_vec()
+            .map_err(map_error)?;
+        Ok(wit::HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn run(
+    request: ureq::http::Request<impl ureq::AsSendBody>,
+    agent: &ureq::Agent,
+) -> Result<ureq::http::Response<ureq::Body>, ureq::Error> {
+    request
+        .with_agent(agent)
+        .configure()
+        .allow_non_standard_methods(true)
+        .build()
+        .run()
+}
+
+/// Sorts ureq's failures into the WIT's transport cases.
+fn map_error(e: ureq::Error) -> TransportError {
+    match e {
+        ureq::Error::Timeout(_) => TransportError::Timeout,
+        ureq::Error::BadUri(m) => TransportError::InvalidUrl(m),
+        ureq::Error::HostNotFound => TransportError::CannotConnect("host not found".into()),
+        ureq::Error::ConnectionFailed => TransportError::CannotConnect("connection failed".into()),
+        ureq::Error::Tls(m) => TransportError::Tls(m.to_string()),
+        ureq::Error::Rustls(e) => TransportError::Tls(e.to_string()),
+        ureq::Error::Io(io) => match io.kind() {
+            ErrorKind::TimedOut | ErrorKind::WouldBlock => TransportError::Timeout,
+            ErrorKind::ConnectionRefused
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::NotConnected
+            | ErrorKind::AddrNotAvailable
+            | ErrorKind::HostUnreachable
+            | ErrorKind::NetworkUnreachable => TransportError::CannotConnect(io.to_string()),
+            _ if is_tls_io_error(&io) => TransportError::Tls(io.to_string()),
+            _ => TransportError::Other(io.to_string()),
+        },
+        other => TransportError::Other(other.to_string()),
+    }
+}
+
+/// rustls reports certificate failures through `io::Error` wrapping a `rustls::Error`.
+fn is_tls_io_error(io: &std::io::Error) -> bool {
+    let text = io.to_string().to_ascii_lowercase();
+    text.contains("certificate") || text.contains("tls") || text.contains("handshake")
+}

@@ -1,0 +1,49 @@
+//! A wasmtime host for the scim-provisioner component.
+//!
+//! The host provides the component's imports (a narrow `http-client` bound to the configured
+//! SCIM origin, and `logging`) and drives its exported client role. Everything SCIM-specific
+//! happens inside the component; the host carries requests, stores and schedules.
+//!
+//! ```no_run
+//! use host_example::{ConnectorSettings, Runtime, Credentials};
+//!
+//! # fn main() -> anyhow::Result<()> {
+//! let runtime = Runtime::new(Runtime::built_component_path())?;
+//! let settings = ConnectorSettings {
+//!     base_url: "https://joomla.example/api/scim/v2".into(),
+//!     credentials: Credentials::Bearer("token".into()),
+//!     timeout_ms: 30_000,
+//!     policy_json: String::new(),
+//! };
+//! let mut session = runtime.open(&settings)?.map_err(|e| anyhow::anyhow!("{e}"))?;
+//! let caps = session.test_connection()?;
+//! println!("{caps:?}");
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod http;
+pub mod logging;
+mod runtime;
+
+pub use runtime::{
+    ConnectorSettings, Credentials, HostState, Runtime, Session, action_label, add_to_linker,
+    describe_error,
+};
+
+/// Generated bindings for the `provisioner` world.
+#[allow(missing_docs)]
+mod bindings {
+    wasmtime::component::bindgen!({
+        world: "provisioner",
+        path: "../wit",
+    });
+}
+
+/// The WIT types the host's callers see.
+pub mod types {
+    pub use crate::bindings::scim::provisioner::types::*;
+}

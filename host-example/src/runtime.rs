@@ -1,0 +1,349 @@
+//! Loads the component once, instantiates it per session, and exposes the exported client
+//! role as plain Rust calls.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceAny, ResourceTable};
+use wasmtime::{Config, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::scim::provisioner::types::{
+    Action, Auth, BasicCredentials, CmsUser, ConnectorConfig, Link, ProvisionOutcome,
+    ProvisioningError, RetryClass, ServerCapabilities, UserEvent,
+};
+use crate::bindings::scim::provisioner::{http_client, logging};
+use crate::bindings::{Provisioner, ProvisionerPre};
+use crate::http::{HttpCapability, OriginPolicy};
+use crate::logging::LogSink;
+
+/// Everything a store holds: WASI state and the host capabilities.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: HttpCapability,
+    log: LogSink,
+}
+
+impl HostState {
+    /// State with the given HTTP policy and log sink, and a WASI context with no
+    /// filesystem, environment or network access (the guest reaches out only through
+    /// `http-client`).
+    pub fn new(http: HttpCapability, log: LogSink) -> Self {
+        HostState {
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            http,
+            log,
+        }
+    }
+
+    /// State whose WASI context is the one given (used by the test runner).
+    pub fn with_wasi(wasi: WasiCtx, http: HttpCapability, log: LogSink) -> Self {
+        HostState {
+            wasi,
+            table: ResourceTable::new(),
+            http,
+            log,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl http_client::Host for HostState {
+    fn send(
+        &mut self,
+        request: http_client::HttpRequest,
+    ) -> Result<http_client::HttpResponse, http_client::TransportError> {
+        self.http.send(request)
+    }
+}
+
+impl logging::Host for HostState {
+    fn log(&mut self, level: logging::Level, message: String) {
+        self.log.write(level, &message);
+    }
+}
+
+impl crate::bindings::scim::provisioner::types::Host for HostState {}
+
+/// Adds WASI and the component's own imports to a linker: the one place that wires them.
+pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    Provisioner::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
+}
+
+/// How the connector authenticates.
+#[derive(Clone)]
+pub enum Credentials {
+    /// A bearer token.
+    Bearer(String),
+    /// HTTP basic.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: String,
+    },
+    /// None.
+    None,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Bearer(_) => f.write_str("Bearer(<redacted>)"),
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
+            Credentials::None => f.write_str("None"),
+        }
+    }
+}
+
+impl Credentials {
+    fn secrets(&self) -> Vec<String> {
+        match self {
+            Credentials::Bearer(t) => vec![t.clone()],
+            Credentials::Basic { password, .. } => vec![password.clone()],
+            Credentials::None => vec![],
+        }
+    }
+}
+
+/// What a session needs to open a connector.
+#[derive(Debug, Clone)]
+pub struct ConnectorSettings {
+    /// The SCIM base URL.
+    pub base_url: String,
+    /// Authentication.
+    pub credentials: Credentials,
+    /// Per-request timeout in milliseconds.
+    pub timeout_ms: u32,
+    /// The provisioning policy as JSON; empty for the defaults.
+    pub policy_json: String,
+}
+
+/// The compiled component, ready to instantiate many times.
+pub struct Runtime {
+    engine: Engine,
+    pre: ProvisionerPre<HostState>,
+}
+
+impl Runtime {
+    /// Where host-example's build script put the component.
+    pub fn built_component_path() -> PathBuf {
+        PathBuf::from(env!("SCIM_PROVISIONER_WASM"))
+    }
+
+    /// Compiles the component at `path` and links its imports.
+    pub fn new(path: impl AsRef<Path>) -> anyhow::Result<Self> {
+        let path = path.as_ref();
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config)?;
+        let component = Component::from_file(&engine, path)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("loading the component {}", path.display()))?;
+        let mut linker = Linker::new(&engine);
+        add_to_linker(&mut linker)?;
+        let pre = ProvisionerPre::new(linker.instantiate_pre(&component)?)?;
+        Ok(Runtime { engine, pre })
+    }
+
+    /// Instantiates the component with a log sink and opens a connector. The outer error
+    /// is a host failure (a trap); the inner one is the component's answer.
+    pub fn open_with_log(
+        &self,
+        settings: &ConnectorSettings,
+        log: LogSink,
+    ) -> anyhow::Result<Result<Session, ProvisioningError>> {
+        let policy = OriginPolicy::for_base_url(&settings.base_url).unwrap_or_default();
+        let log = log.redact(settings.credentials.secrets());
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(HttpCapability::new(policy), log),
+        );
+        let bindings = self.pre.instantiate(&mut store)?;
+        let auth = match &settings.credentials {
+            Credentials::Bearer(t) => Auth::Bearer(t.clone()),
+            Credentials::Basic { username, password } => Auth::Basic(BasicCredentials {
+                username: username.clone(),
+                password: password.clone(),
+            }),
+            Credentials::None => Auth::None,
+        };
+        let config = ConnectorConfig {
+            base_url: settings.base_url.clone(),
+            auth,
+            timeout_ms: settings.timeout_ms,
+            policy_json: settings.policy_json.clone(),
+        };
+        let opened = bindings
+            .scim_provisioner_client()
+            .connector()
+            .call_open(&mut store, &config)?;
+        Ok(opened.map(|connector| Session {
+            store,
+            bindings,
+            connector,
+        }))
+    }
+
+    /// [`Runtime::open_with_log`] with warnings and errors going to stderr.
+    pub fn open(
+        &self,
+        settings: &ConnectorSettings,
+    ) -> anyhow::Result<Result<Session, ProvisioningError>> {
+        self.open_with_log(settings, LogSink::stderr(logging::Level::Warn))
+    }
+}
+
+/// One instance of the component with an open connector.
+pub struct Session {
+    store: Store<HostState>,
+    bindings: Provisioner,
+    connector: ResourceAny,
+}
+
+impl Session {
+    /// Tests the connection. The outer error is a trap; the inner one the component's answer.
+    pub fn test_connection(
+        &mut self,
+    ) -> anyhow::Result<Result<ServerCapabilities, ProvisioningError>> {
+        Ok(self
+            .bindings
+            .scim_provisioner_client()
+            .connector()
+            .call_test_connection(&mut self.store, self.connector)?)
+    }
+
+    /// Provisions one user after an event.
+    pub fn provision(
+        &mut self,
+        user: &CmsUser,
+        event: UserEvent,
+        link: Option<&Link>,
+    ) -> anyhow::Result<Result<ProvisionOutcome, ProvisioningError>> {
+        Ok(self
+            .bindings
+            .scim_provisioner_client()
+            .connector()
+            .call_provision(&mut self.store, self.connector, user, event, link)?)
+    }
+
+    /// Reads one remote user as JSON.
+    pub fn get_user(
+        &mut self,
+        remote_id: &str,
+    ) -> anyhow::Result<Result<Option<String>, ProvisioningError>> {
+        Ok(self
+            .bindings
+            .scim_provisioner_client()
+            .connector()
+            .call_get_user(&mut self.store, self.connector, remote_id)?)
+    }
+
+    /// The SCIM resource a user maps to, as JSON.
+    pub fn map_user(
+        &mut self,
+        user: &CmsUser,
+    ) -> anyhow::Result<Result<String, ProvisioningError>> {
+        Ok(self
+            .bindings
+            .scim_provisioner_client()
+            .connector()
+            .call_map_user(&mut self.store, self.connector, user)?)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Drop the guest resource so its destructor runs; a failure here has nowhere to go.
+        let _ = self.connector.resource_drop(&mut self.store);
+    }
+}
+
+/// A sentence for people that says what went wrong and what to check, as the seed's
+/// "Save and Test Credentials" would. Never includes a secret.
+pub fn describe_error(error: &ProvisioningError) -> String {
+    use http_client::TransportError as T;
+    match error {
+        ProvisioningError::InvalidConfig(m) => format!("invalid configuration: {m}"),
+        ProvisioningError::MissingAttribute(m) => format!(
+            "user {}: required attribute {} has no value; nothing was sent",
+            m.user_id, m.attribute
+        ),
+        ProvisioningError::Transport(t) => match t {
+            T::Denied(m) => format!("request refused by the host: {m}"),
+            T::InvalidUrl(m) => format!("invalid URL: {m}"),
+            T::CannotConnect(m) => {
+                format!(
+                    "cannot connect to the SCIM server ({m}); check the base URL and that the server is running"
+                )
+            }
+            T::Tls(m) => format!("TLS failure ({m}); check the server's certificate"),
+            T::Timeout => "the SCIM server did not answer in time".into(),
+            T::Other(m) => format!("transport failure: {m}"),
+        },
+        ProvisioningError::Scim(e) => {
+            let mut s = match e.status {
+                401 => "authentication rejected (HTTP 401): check the bearer token".to_string(),
+                403 => "access forbidden (HTTP 403): the token lacks permission".to_string(),
+                404 => "not found (HTTP 404): check the SCIM base URL".to_string(),
+                status => format!("the SCIM server answered HTTP {status}"),
+            };
+            if let Some(t) = &e.scim_type {
+                s.push_str(&format!(", scimType {t}"));
+            }
+            if let Some(d) = &e.detail {
+                s.push_str(&format!(": {d}"));
+            }
+            s.push_str(&retry_note(&e.retry));
+            s
+        }
+        ProvisioningError::UnexpectedResponse(u) => {
+            let hint = match u.status {
+                401 => " (authentication rejected: check the bearer token)",
+                403 => " (forbidden: the token lacks permission)",
+                404 => " (check the SCIM base URL)",
+                _ => "",
+            };
+            format!(
+                "not a SCIM answer (HTTP {}){hint}: {}{}",
+                u.status,
+                u.reason,
+                retry_note(&u.retry)
+            )
+        }
+        ProvisioningError::Other(m) => m.clone(),
+    }
+}
+
+fn retry_note(retry: &RetryClass) -> String {
+    match retry {
+        RetryClass::Permanent => String::new(),
+        RetryClass::Backoff => " (retryable)".into(),
+        RetryClass::AfterSeconds(s) => format!(" (retry after {s} s)"),
+    }
+}
+
+/// The action's name for people: `created`, `adopted`, `updated` …
+pub fn action_label(action: Action) -> &'static str {
+    match action {
+        Action::Created => "created",
+        Action::Adopted => "adopted (an existing remote user matched and was linked)",
+        Action::Updated => "updated",
+        Action::Unchanged => "unchanged (nothing to send)",
+        Action::Deactivated => "deactivated",
+        Action::Deleted => "deleted",
+        Action::Unlinked => "unlinked",
+        Action::Skipped => "skipped",
+    }
+}

@@ -1,0 +1,587 @@
+//! The provisioning engine: brings one remote user in line with one CMS user after an event.
+//! It selects the operation, matches before creating so no user is ever duplicated, sends
+//! minimal PATCHes (or PUTs that keep what we do not map), honours ETags, and turns every
+//! answer into an outcome or a structured, retry-classed error.
+
+use serde_json::{Value, json};
+
+use crate::error::ProvisioningError;
+use crate::mapping::MapMode;
+use crate::policy::RemoteMissing;
+use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort, Method, TransportError};
+use crate::scim::discovery::{ServerCapabilities, field};
+use crate::scim::patch::{PatchOperation, PatchRequest, diff};
+use crate::scim::response::{self, is_success};
+use crate::user::{Action, CmsUser, Link, ProvisionOutcome, UserEvent};
+
+use super::connector::{Connector, is_list_response, read_resource};
+use super::resource::{
+    id_of, location_of, match_filter, match_value, merge_for_put, project, simple_match_filter,
+    version_of,
+};
+use super::selection::{Decision, Situation, decide};
+use super::transport::{Transport, encode_component, now_unix};
+
+/// How many candidates a matching look-up asks for: enough to name an ambiguity.
+const MATCH_PAGE: u32 = 10;
+
+/// What an update of an existing remote user came to.
+enum Sent {
+    /// Nothing differed; nothing was sent.
+    Unchanged,
+    /// The server took the change.
+    Updated {
+        version: Option<String>,
+        location: Option<String>,
+    },
+    /// The remote user does not exist (404).
+    Missing,
+}
+
+impl<H: HttpPort, L: LogPort> Connector<H, L> {
+    /// Brings the remote user in line with `user` after `event`. `link` is what the host
+    /// stored after the last call for this user.
+    pub fn provision(
+        &self,
+        user: &CmsUser,
+        event: UserEvent,
+        link: Option<&Link>,
+    ) -> Result<ProvisionOutcome, ProvisioningError> {
+        let t = self.transport();
+        let situation = Situation {
+            event,
+            linked: link.is_some(),
+            active: user.active,
+            in_scope: self.policy.mapping.in_scope(user),
+        };
+        let decision = decide(situation, self.policy.operations, self.policy.deprovision);
+        let result = match (&decision, link) {
+            (Decision::Skip(reason), _) => {
+                Ok(outcome(Action::Skipped, link.cloned()).with_reason(reason.to_string()))
+            }
+            (Decision::Create, _) => self.create(&t, user),
+            (Decision::Update, Some(link)) => self.update(&t, user, link, false),
+            (Decision::Reactivate, Some(link)) => self.update(&t, user, link, true),
+            (Decision::Deactivate, Some(link)) => self.deactivate(&t, link),
+            (Decision::Delete, Some(link)) => self.delete(&t, link),
+            (_, None) => Err(ProvisioningError::Other(format!(
+                "internal: {decision:?} without a link"
+            ))),
+        };
+        let requests = t.requests();
+        match &result {
+            Ok(o) => self.log.log(
+                LogLevel::Info,
+                &format!(
+                    "user {} ({event:?}): {:?}{} in {requests} request(s)",
+                    user.id,
+                    o.action,
+                    o.reason
+                        .as_ref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                ),
+            ),
+            Err(e) => self.log.log(
+                LogLevel::Warn,
+                &format!("user {} ({event:?}) failed: {e}", user.id),
+            ),
+        }
+        result.map(|mut o| {
+            o.requests = requests;
+            o
+        })
+    }
+
+    /// The SCIM resource `user` maps to on creation. Sends nothing.
+    pub fn map_user(&self, user: &CmsUser) -> Result<Value, ProvisioningError> {
+        self.policy.mapping.map(user, MapMode::Create)
+    }
+
+    /// Creates the remote user, unless one already matches: then it is adopted.
+    fn create(
+        &self,
+        t: &Transport<'_, H, L>,
+        user: &CmsUser,
+    ) -> Result<ProvisionOutcome, ProvisioningError> {
+        let resource = self.policy.mapping.map(user, MapMode::Create)?;
+        let caps = self.capabilities_via(t)?;
+        if let Some(existing) = self.find_match(t, &resource, &caps)? {
+            return self.adopt(t, user, existing, &caps);
+        }
+        match t.send(Method::Post, "/Users", Some(&resource), &[]) {
+            Ok(resp) if is_success(resp.status) => {
+                let body = response::require_json_body(&resp)?;
+                let remote_id = id_of(&body)
+                    .ok_or_else(|| response::unexpected(&resp, "the created user has no id"))?;
+                let location = location_of(&resp, Some(&body))
+                    .or_else(|| Some(t.url(&format!("/Users/{}", encode_component(&remote_id)))));
+                Ok(ProvisionOutcome {
+                    location,
+                    ..outcome(
+                        Action::Created,
+                        Some(Link {
+                            remote_id,
+                            version: version_of(&resp, Some(&body)),
+                            snapshot: Some(resource.to_string()),
+                        }),
+                    )
+                })
+            }
+            // Someone (another run, an admin) created it since we looked: adopt it.
+            Ok(resp) if resp.status == 409 => match self.find_match(t, &resource, &caps)? {
+                Some(existing) => self.adopt(t, user, existing, &caps),
+                None => Err(response::error_from_response(&resp, now_unix())),
+            },
+            Ok(resp) => Err(response::error_from_response(&resp, now_unix())),
+            // The POST may have landed; look before anyone retries it.
+            Err(ProvisioningError::Transport(TransportError::Timeout)) => {
+                match self.find_match(t, &resource, &caps) {
+                    Ok(Some(existing)) => self.adopt(t, user, existing, &caps),
+                    _ => Err(ProvisioningError::Transport(TransportError::Timeout)),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Links an existing remote user and brings it in line.
+    fn adopt(
+        &self,
+        t: &Transport<'_, H, L>,
+        user: &CmsUser,
+        remote: Value,
+        caps: &ServerCapabilities,
+    ) -> Result<ProvisionOutcome, ProvisioningError> {
+        let remote_id = id_of(&remote).ok_or_else(|| ProvisioningError::UnexpectedResponse {
+            status: 200,
+            reason: "a matching user has no id".into(),
+            retry: crate::error::RetryClass::Permanent,
+        })?;
+        let version = remote
+            .get("meta")
+            .and_then(|m| m.get("version"))
+            .and_then(Value::as_str)
+            .map(String::from);
+        let new = self.policy.mapping.map(user, MapMode::Update)?;
+        let old = project(&remote, &new);
+        let sent = self.send_update(
+            t,
+            &remote_id,
+            version.clone(),
+            &old,
+            &new,
+            Some(remote),
+            None,
+            caps,
+        )?;
+        let (version, location) = match sent {
+            Sent::Updated { version, location } => (version, location),
+            Sent::Unchanged => (version, None),
+            Sent::Missing => {
+                return Err(ProvisioningError::Other(format!(
+                    "the matching remote user {remote_id} disappeared while it was adopted"
+                )));
+            }
+        };
+        Ok(ProvisionOutcome {
+            location,
+            ..outcome(
+                Action::Adopted,
+                Some(Link {
+                    remote_id,
+                    version,
+                    snapshot: Some(new.to_string()),
+                }),
+            )
+        })
+    }
+
+    /// Updates (or reactivates) a linked remote user.
+    fn update(
+        &self,
+        t: &Transport<'_, H, L>,
+        user: &CmsUser,
+        link: &Link,
+        reactivate: bool,
+    ) -> Result<ProvisionOutcome, ProvisioningError> {
+        // Map first: a user who cannot be mapped fails before anything is sent.
+        let mut new = self.policy.mapping.map(user, MapMode::Update)?;
+        let caps = self.capabilities_via(t)?;
+        let snapshot = parse_snapshot(link);
+        // Attributes set only on creation stay as they were, rather than look cleared.
+        if let (Some(full), Some(prev), Some(new_obj)) = (
+            self.policy.mapping.map(user, MapMode::Create).ok(),
+            snapshot.as_ref().and_then(Value::as_object),
+            new.as_object_mut(),
+        ) {
+            for key in full.as_object().into_iter().flat_map(|o| o.keys()) {
+                if !new_obj.contains_key(key)
+                    && let Some(v) = prev.get(key)
+                {
+                    new_obj.insert(key.clone(), v.clone());
+                }
+            }
+        }
+        if reactivate && let Some(obj) = new.as_object_mut() {
+            obj.insert("active".into(), Value::Bool(true));
+        }
+        let (old, remote) = match snapshot.clone() {
+            Some(s) => (s, None),
+            None => match self.read(t, &link.remote_id)? {
+                Some(remote) => (project(&remote, &new), Some(remote)),
+                None => return self.remote_missing(t, user, link),
+            },
+        };
+        match self.send_update(
+            t,
+            &link.remote_id,
+            link.version.clone(),
+            &old,
+            &new,
+            remote,
+            snapshot.as_ref(),
+            &caps,
+        )? {
+            Sent::Unchanged => Ok(outcome(Action::Unchanged, Some(link.clone()))),
+            Sent::Updated { version, location } => Ok(ProvisionOutcome {
+                location,
+                ..outcome(
+                    Action::Updated,
+                    Some(Link {
+                        remote_id: link.remote_id.clone(),
+                        version,
+                        snapshot: Some(new.to_string()),
+                    }),
+                )
+            }),
+            Sent::Missing => self.remote_missing(t, user, link),
+        }
+    }
+
+    /// The linked remote user is gone: create it again, or drop the link, as configured.
+    fn remote_missing(
+        &self,
+        t: &Transport<'_, H, L>,
+        user: &CmsUser,
+        link: &Link,
+    ) -> Result<ProvisionOutcome, ProvisioningError> {
+        let gone = format!("remote user {} no longer exists", link.remote_id);
+        match self.policy.on_remote_missing {
+            RemoteMissing::Recreate if self.policy.operations.create => {
+                self.log
+                    .log(LogLevel::Warn, &format!("{gone}; creating it again"));
+                self.create(t, user)
+            }
+            _ => Ok(outcome(Action::Unlinked, None).with_reason(gone)),
+        }
+    }
+
+    /// Sets `active=false` on a linked remote user.
+    fn deactivate(
+        &self,
+        t: &Transport<'_, H, L>,
+        link: &Link,
+    ) -> Result<ProvisionOutcome, ProvisioningError> {
+        let snapshot = parse_snapshot(link);
+        if snapshot.as_ref().and_then(|s| s.get("active")) == Some(&Value::Bool(false)) {
+            return Ok(outcome(Action::Unchanged, Some(link.clone()))
+                .with_reason("already deactivated".into()));
+        }
+        let caps = self.capabilities_via(t)?;
+        let (old, remote) = match snapshot.clone() {
+            Some(s) if caps.patch => (s, None),
+            _ => match self.read(t, &link.remote_id)? {
+                Some(remote) => (remote.clone(), Some(remote)),
+                None => {
+                    return Ok(outcome(Action::Unlinked, None)
+                        .with_reason(format!("remote user {} no longer exists", link.remote_id)));
+                }
+            },
+        };
+        let mut new = old.clone();
+        if let Some(obj) = new.as_object_mut() {
+            obj.insert("active".into(), Value::Bool(false));
+        }
+        let old_active = json!({"active": old.get("active").cloned().unwrap_or(Value::Bool(true))});
+        let sent = if caps.patch {
+            self.send_update(
+                t,
+                &link.remote_id,
+                link.version.clone(),
+                &old_active,
+                &json!({"active": false}),
+                None,
+                None,
+                &caps,
+            )?
+        } else {
+            self.send_update(
+                t,
+                &link.remote_id,
+                link.version.clone(),
+                &old,
+                &new,
+                remote,
+                None,
+                &caps,
+            )?
+        };
+        let mut snapshot = snapshot.unwrap_or_else(|| json!({}));
+        if let Some(obj) = snapshot.as_object_mut() {
+            obj.insert("active".into(), Value::Bool(false));
+        }
+        match sent {
+            Sent::Missing => Ok(outcome(Action::Unlinked, None)
+                .with_reason(format!("remote user {} no longer exists", link.remote_id))),
+            // The server had it inactive already: remember that, or a later reactivation
+            // would find nothing to change.
+            Sent::Unchanged => Ok(outcome(
+                Action::Unchanged,
+                Some(Link {
+                    snapshot: Some(snapshot.to_string()),
+                    ..link.clone()
+                }),
+            )),
+            Sent::Updated { version, location } => Ok(ProvisionOutcome {
+                location,
+                ..outcome(
+                    Action::Deactivated,
+                    Some(Link {
+                        remote_id: link.remote_id.clone(),
+                        version,
+                        snapshot: Some(snapshot.to_string()),
+                    }),
+                )
+            }),
+        }
+    }
+
+    /// Deletes a linked remote user; a 404 means it is already gone, which is done too.
+    fn delete(
+        &self,
+        t: &Transport<'_, H, L>,
+        link: &Link,
+    ) -> Result<ProvisionOutcome, ProvisioningError> {
+        let path = format!("/Users/{}", encode_component(&link.remote_id));
+        let resp = t.send(Method::Delete, &path, None, &[])?;
+        if is_success(resp.status) || resp.status == 404 {
+            Ok(outcome(Action::Deleted, None))
+        } else {
+            Err(response::error_from_response(&resp, now_unix()))
+        }
+    }
+
+    /// Sends the change from `old` to `new`: a minimal PATCH where the server supports it,
+    /// else a PUT of the remote resource with our attributes laid over it. With ETags, a
+    /// 412 re-reads the resource and tries once more.
+    #[allow(clippy::too_many_arguments)]
+    fn send_update(
+        &self,
+        t: &Transport<'_, H, L>,
+        remote_id: &str,
+        version: Option<String>,
+        old: &Value,
+        new: &Value,
+        remote: Option<Value>,
+        previous: Option<&Value>,
+        caps: &ServerCapabilities,
+    ) -> Result<Sent, ProvisioningError> {
+        let path = format!("/Users/{}", encode_component(remote_id));
+        let mut old = old.clone();
+        let mut version = version;
+        let mut remote = remote;
+        for attempt in 0..2 {
+            let resp = if caps.patch {
+                let ops: Vec<PatchOperation> = diff(&old, new);
+                if ops.is_empty() {
+                    return Ok(Sent::Unchanged);
+                }
+                let body = serde_json::to_value(PatchRequest::new(ops)).map_err(|e| {
+                    ProvisioningError::Other(format!("could not build the PATCH: {e}"))
+                })?;
+                self.send_with_version(t, Method::Patch, &path, &body, caps, version.as_deref())?
+            } else {
+                // Compared as a PATCH would be, so a cleared attribute counts as a change.
+                if attempt == 0 && remote.is_none() && diff(&old, new).is_empty() {
+                    return Ok(Sent::Unchanged);
+                }
+                let base = match remote.take() {
+                    Some(r) => r,
+                    None if self.policy.preserve_unmapped => match self.read(t, remote_id)? {
+                        Some(r) => r,
+                        None => return Ok(Sent::Missing),
+                    },
+                    None => json!({}),
+                };
+                if attempt == 0
+                    && diff(&project(&base, new), new).is_empty()
+                    && previous.is_none_or(|p| diff(p, new).is_empty())
+                {
+                    return Ok(Sent::Unchanged);
+                }
+                let mut body = merge_for_put(&base, new, previous);
+                if let Some(obj) = body.as_object_mut() {
+                    obj.insert("id".into(), Value::String(remote_id.to_string()));
+                }
+                self.send_with_version(t, Method::Put, &path, &body, caps, version.as_deref())?
+            };
+            match resp.status {
+                s if is_success(s) => {
+                    let body = response::json_body(&resp)?;
+                    return Ok(Sent::Updated {
+                        version: version_of(&resp, body.as_ref()),
+                        location: location_of(&resp, body.as_ref()),
+                    });
+                }
+                404 => return Ok(Sent::Missing),
+                412 if attempt == 0 => {
+                    // Someone changed the user since we last saw it: re-read and try again.
+                    let fresh_resp = t.get(&path)?;
+                    let Some(fresh) = read_resource(&fresh_resp)? else {
+                        return Ok(Sent::Missing);
+                    };
+                    // meta.version, else the ETag header (RFC 7644 §3.14).
+                    version = version_of(&fresh_resp, Some(&fresh));
+                    old = project(&fresh, new);
+                    remote = Some(fresh);
+                }
+                _ => return Err(response::error_from_response(&resp, now_unix())),
+            }
+        }
+        Err(ProvisioningError::Other(format!(
+            "remote user {remote_id} kept changing (412 twice); try again later"
+        )))
+    }
+
+    fn send_with_version(
+        &self,
+        t: &Transport<'_, H, L>,
+        method: Method,
+        path: &str,
+        body: &Value,
+        caps: &ServerCapabilities,
+        version: Option<&str>,
+    ) -> Result<HttpResponse, ProvisioningError> {
+        match version.filter(|_| caps.etag) {
+            Some(v) => t.send(method, path, Some(body), &[("If-Match", v)]),
+            None => t.send(method, path, Some(body), &[]),
+        }
+    }
+
+    /// GET a remote user: `None` on 404.
+    fn read(
+        &self,
+        t: &Transport<'_, H, L>,
+        remote_id: &str,
+    ) -> Result<Option<Value>, ProvisioningError> {
+        let resp = t.get(&format!("/Users/{}", encode_component(remote_id)))?;
+        read_resource(&resp)
+    }
+
+    /// Looks the user up by each matching attribute in turn. One match is returned; several
+    /// are an error naming them; none moves on to the next attribute.
+    fn find_match(
+        &self,
+        t: &Transport<'_, H, L>,
+        resource: &Value,
+        caps: &ServerCapabilities,
+    ) -> Result<Option<Value>, ProvisioningError> {
+        if caps.discovered && caps.filter_max_results.is_none() {
+            self.log.log(
+                LogLevel::Warn,
+                "the server does not support filters; creating without matching",
+            );
+            return Ok(None);
+        }
+        for path in &self.policy.matching {
+            let Some(value) = match_value(resource, path) else {
+                continue;
+            };
+            let mut filter = match_filter(path, &value);
+            let mut resp = self.search(t, &filter)?;
+            if resp.status == 400
+                && let Some(simple) = simple_match_filter(path, &value)
+            {
+                // Some servers reject value-path filters; the plain form works everywhere.
+                filter = simple;
+                resp = self.search(t, &filter)?;
+            }
+            if !is_success(resp.status) {
+                return Err(response::error_from_response(&resp, now_unix()));
+            }
+            let body = response::require_json_body(&resp)?;
+            if !is_list_response(&body) {
+                return Err(response::unexpected(
+                    &resp,
+                    "a search did not return a ListResponse",
+                ));
+            }
+            // Check each candidate ourselves: a server that ignores the filter must not
+            // make us adopt somebody else.
+            let found: Vec<Value> = field(&body, "Resources")
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter(|r| {
+                            match_value(r, path).is_some_and(|v| v.eq_ignore_ascii_case(&value))
+                        })
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            match found.len() {
+                0 => continue,
+                1 => return Ok(found.into_iter().next()),
+                _ => {
+                    let ids: Vec<String> = found.iter().filter_map(id_of).collect();
+                    return Err(ProvisioningError::Other(format!(
+                        "several remote users match {filter}: {}; link one by hand",
+                        ids.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn search(
+        &self,
+        t: &Transport<'_, H, L>,
+        filter: &str,
+    ) -> Result<HttpResponse, ProvisioningError> {
+        t.get(&format!(
+            "/Users?filter={}&startIndex=1&count={MATCH_PAGE}",
+            encode_component(filter)
+        ))
+    }
+}
+
+fn parse_snapshot(link: &Link) -> Option<Value> {
+    link.snapshot
+        .as_deref()
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+        .filter(Value::is_object)
+}
+
+fn outcome(action: Action, link: Option<Link>) -> ProvisionOutcome {
+    ProvisionOutcome {
+        action,
+        reason: None,
+        link,
+        location: None,
+        requests: 0,
+    }
+}
+
+impl ProvisionOutcome {
+    fn with_reason(mut self, reason: String) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

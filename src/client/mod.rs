@@ -1,0 +1,10 @@
+//! The client role: provisioning CMS users to a SCIM server.
+
+pub mod connector;
+pub mod engine;
+pub mod resource;
+pub mod selection;
+pub mod transport;
+
+#[cfg(test)]
+pub(crate) mod fake;

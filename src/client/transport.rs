@@ -1,0 +1,173 @@
+//! Carries SCIM requests through the host's HTTP port: builds URLs with correctly encoded
+//! paths and queries, adds the authentication and content headers, counts requests, and
+//! logs each exchange without its credentials.
+
+use std::cell::Cell;
+
+use serde_json::Value;
+
+use crate::config::ConnectorConfig;
+use crate::error::ProvisioningError;
+use crate::ports::{HttpPort, HttpRequest, HttpResponse, LogLevel, LogPort, Method};
+
+/// The SCIM media type (RFC 7644 §3.1).
+pub const SCIM_JSON: &str = "application/scim+json";
+
+/// Sends SCIM requests relative to the base URL.
+pub struct Transport<'a, H: HttpPort, L: LogPort> {
+    config: &'a ConnectorConfig,
+    http: &'a H,
+    log: &'a L,
+    requests: Cell<u32>,
+}
+
+impl<'a, H: HttpPort, L: LogPort> Transport<'a, H, L> {
+    /// A transport for one call; its request counter starts at zero.
+    pub fn new(config: &'a ConnectorConfig, http: &'a H, log: &'a L) -> Self {
+        Transport {
+            config,
+            http,
+            log,
+            requests: Cell::new(0),
+        }
+    }
+
+    /// How many requests this transport has sent.
+    pub fn requests(&self) -> u32 {
+        self.requests.get()
+    }
+
+    /// The absolute URL of a path relative to the base URL (`/Users/…?…`).
+    pub fn url(&self, relative: &str) -> String {
+        format!("{}{relative}", self.config.base_url)
+    }
+
+    /// Sends a request with an optional JSON body and extra headers (such as `If-Match`).
+    pub fn send(
+        &self,
+        method: Method,
+        relative: &str,
+        body: Option<&Value>,
+        extra_headers: &[(&str, &str)],
+    ) -> Result<HttpResponse, ProvisioningError> {
+        let url = self.url(relative);
+        let mut headers = vec![(
+            "Accept".to_string(),
+            format!("{SCIM_JSON}, application/json"),
+        )];
+        if let Some(auth) = self.config.auth.header_value() {
+            headers.push(("Authorization".to_string(), auth));
+        }
+        let body = match body {
+            Some(v) => {
+                headers.push(("Content-Type".to_string(), SCIM_JSON.to_string()));
+                Some(serde_json::to_vec(v).map_err(|e| {
+                    ProvisioningError::Other(format!("could not serialise the request: {e}"))
+                })?)
+            }
+            None => None,
+        };
+        for (name, value) in extra_headers {
+            headers.push(((*name).to_string(), (*value).to_string()));
+        }
+        let method_name = method.as_str();
+        self.requests.set(self.requests.get().saturating_add(1));
+        let result = self.http.send(HttpRequest {
+            method,
+            url: url.clone(),
+            headers,
+            body,
+            timeout_ms: self.config.timeout_ms,
+        });
+        match &result {
+            Ok(r) => self.log.log(
+                LogLevel::Debug,
+                &format!("{method_name} {url} -> {}", r.status),
+            ),
+            Err(e) => self
+                .log
+                .log(LogLevel::Warn, &format!("{method_name} {url} failed: {e}")),
+        }
+        let mut response = result.map_err(ProvisioningError::from)?;
+        // A server that echoes request headers (some HTML error pages do) must not smuggle
+        // our credentials into error messages and logs.
+        for secret in self.config.auth.secrets() {
+            response.body = redact(&response.body, secret.as_bytes());
+        }
+        Ok(response)
+    }
+
+    /// `GET` a relative path.
+    pub fn get(&self, relative: &str) -> Result<HttpResponse, ProvisioningError> {
+        self.send(Method::Get, relative, None, &[])
+    }
+}
+
+/// `body` with every occurrence of `secret` replaced by `<redacted>`.
+fn redact(body: &[u8], secret: &[u8]) -> Vec<u8> {
+    if secret.is_empty() || body.len() < secret.len() {
+        return body.to_vec();
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i..].starts_with(secret) {
+            out.extend_from_slice(b"<redacted>");
+            i += secret.len();
+        } else {
+            out.push(body[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Percent-encodes a path segment or query value: everything but RFC 3986 unreserved
+/// characters is encoded, so ids with spaces, slashes or `?` stay one segment.
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The current time in seconds since the Unix epoch, for `Retry-After` dates. In the
+/// component this reads `wasi:clocks` through std.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn echoed_credentials_are_redacted() {
+        assert_eq!(
+            redact(b"<p>Bearer s3cret</p>", b"s3cret"),
+            b"<p>Bearer <redacted></p>"
+        );
+        assert_eq!(redact(b"abc", b""), b"abc");
+        assert_eq!(redact(b"ab", b"abc"), b"ab");
+        assert_eq!(redact(b"xxxx", b"xx"), b"<redacted><redacted>");
+    }
+
+    #[test]
+    fn encodes_reserved_characters() {
+        assert_eq!(encode_component("abc-1.2_~"), "abc-1.2_~");
+        assert_eq!(encode_component("john smith"), "john%20smith");
+        assert_eq!(encode_component("a/b?c#d%"), "a%2Fb%3Fc%23d%25");
+        assert_eq!(encode_component("é"), "%C3%A9");
+        assert_eq!(
+            encode_component("userName eq \"a\\b\""),
+            "userName%20eq%20%22a%5Cb%22"
+        );
+    }
+}

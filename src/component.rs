@@ -1,0 +1,281 @@
+//! The one glue module: generates the WIT bindings, implements the exported interfaces on
+//! top of the pure core, backs the core's ports with the imports, and converts between
+//! generated and core types. Nothing else in the crate names a generated type.
+
+use crate::client::connector::Connector as CoreConnector;
+use crate::config::{Auth as CoreAuth, ConnectorConfig as CoreConfig};
+use crate::error::{ProvisioningError as CoreError, RetryClass as CoreRetry};
+use crate::ports::{self, HttpPort, LogLevel, LogPort};
+use crate::scim::discovery::ServerCapabilities as CoreCaps;
+use crate::user;
+
+wit_bindgen::generate!({
+    world: "provisioner",
+    path: "wit",
+});
+
+use exports::scim::provisioner::client::{Connector, Guest, GuestConnector};
+use scim::provisioner::http_client as wit_http;
+use scim::provisioner::logging as wit_log;
+use scim::provisioner::types as wit;
+
+/// The component's exports.
+struct Component;
+
+impl Guest for Component {
+    type Connector = ConnectorResource;
+}
+
+/// The exported `connector` resource: a core connector over the import-backed ports.
+struct ConnectorResource(CoreConnector<ImportedHttp, ImportedLog>);
+
+impl GuestConnector for ConnectorResource {
+    fn open(config: wit::ConnectorConfig) -> Result<Connector, wit::ProvisioningError> {
+        let auth = match config.auth {
+            wit::Auth::Bearer(token) => CoreAuth::Bearer(token),
+            wit::Auth::Basic(b) => CoreAuth::Basic {
+                username: b.username,
+                password: b.password,
+            },
+            wit::Auth::None => CoreAuth::None,
+        };
+        let core = CoreConfig::new(&config.base_url, auth, config.timeout_ms)?;
+        let connector = CoreConnector::open(core, &config.policy_json, ImportedHttp, ImportedLog)?;
+        Ok(Connector::new(ConnectorResource(connector)))
+    }
+
+    fn test_connection(&self) -> Result<wit::ServerCapabilities, wit::ProvisioningError> {
+        Ok(self.0.test_connection()?.into())
+    }
+
+    fn provision(
+        &self,
+        user: wit::CmsUser,
+        event: wit::UserEvent,
+        link: Option<wit::Link>,
+    ) -> Result<wit::ProvisionOutcome, wit::ProvisioningError> {
+        let link: Option<user::Link> = link.map(Into::into);
+        Ok(self
+            .0
+            .provision(&user.into(), event.into(), link.as_ref())?
+            .into())
+    }
+
+    fn get_user(&self, remote_id: String) -> Result<Option<String>, wit::ProvisioningError> {
+        Ok(self.0.get_user(&remote_id)?.map(|v| v.to_string()))
+    }
+
+    fn map_user(&self, user: wit::CmsUser) -> Result<String, wit::ProvisioningError> {
+        Ok(self.0.map_user(&user.into())?.to_string())
+    }
+}
+
+/// The core's HTTP port, backed by the `http-client` import.
+struct ImportedHttp;
+
+impl HttpPort for ImportedHttp {
+    fn send(
+        &self,
+        request: ports::HttpRequest,
+    ) -> Result<ports::HttpResponse, ports::TransportError> {
+        let method = match request.method {
+            ports::Method::Get => wit_http::Method::Get,
+            ports::Method::Post => wit_http::Method::Post,
+            ports::Method::Put => wit_http::Method::Put,
+            ports::Method::Patch => wit_http::Method::Patch,
+            ports::Method::Delete => wit_http::Method::Delete,
+        };
+        let answer = wit_http::send(&wit_http::HttpRequest {
+            method,
+            url: request.url,
+            headers: request.headers,
+            body: request.body,
+            timeout_ms: request.timeout_ms,
+        });
+        match answer {
+            Ok(r) => Ok(ports::HttpResponse {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            }),
+            Err(e) => Err(match e {
+                wit_http::TransportError::Denied(m) => ports::TransportError::Denied(m),
+                wit_http::TransportError::InvalidUrl(m) => ports::TransportError::InvalidUrl(m),
+                wit_http::TransportError::CannotConnect(m) => {
+                    ports::TransportError::CannotConnect(m)
+                }
+                wit_http::TransportError::Tls(m) => ports::TransportError::Tls(m),
+                wit_http::TransportError::Timeout => ports::TransportError::Timeout,
+                wit_http::TransportError::Other(m) => ports::TransportError::Other(m),
+            }),
+        }
+    }
+}
+
+/// The core's log port, backed by the `logging` import.
+struct ImportedLog;
+
+impl LogPort for ImportedLog {
+    fn log(&self, level: LogLevel, message: &str) {
+        let level = match level {
+            LogLevel::Trace => wit_log::Level::Trace,
+            LogLevel::Debug => wit_log::Level::Debug,
+            LogLevel::Info => wit_log::Level::Info,
+            LogLevel::Warn => wit_log::Level::Warn,
+            LogLevel::Error => wit_log::Level::Error,
+        };
+        wit_log::log(level, message);
+    }
+}
+
+impl From<ports::TransportError> for wit_http::TransportError {
+    fn from(e: ports::TransportError) -> Self {
+        match e {
+            ports::TransportError::Denied(m) => Self::Denied(m),
+            ports::TransportError::InvalidUrl(m) => Self::InvalidUrl(m),
+            ports::TransportError::CannotConnect(m) => Self::CannotConnect(m),
+            ports::TransportError::Tls(m) => Self::Tls(m),
+            ports::TransportError::Timeout => Self::Timeout,
+            ports::TransportError::Other(m) => Self::Other(m),
+        }
+    }
+}
+
+impl From<CoreRetry> for wit::RetryClass {
+    fn from(r: CoreRetry) -> Self {
+        match r {
+            CoreRetry::Permanent => Self::Permanent,
+            CoreRetry::Backoff => Self::Backoff,
+            CoreRetry::AfterSeconds(s) => Self::AfterSeconds(s),
+        }
+    }
+}
+
+impl From<CoreError> for wit::ProvisioningError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::InvalidConfig(m) => Self::InvalidConfig(m),
+            CoreError::MissingAttribute { user_id, attribute } => {
+                Self::MissingAttribute(wit::MissingAttribute { user_id, attribute })
+            }
+            CoreError::Transport(t) => Self::Transport(t.into()),
+            CoreError::Scim(s) => Self::Scim(wit::ScimError {
+                status: s.status,
+                scim_type: s.scim_type,
+                detail: s.detail,
+                retry: s.retry.into(),
+            }),
+            CoreError::UnexpectedResponse {
+                status,
+                reason,
+                retry,
+            } => Self::UnexpectedResponse(wit::UnexpectedResponse {
+                status,
+                reason,
+                retry: retry.into(),
+            }),
+            CoreError::Other(m) => Self::Other(m),
+        }
+    }
+}
+
+impl From<CoreCaps> for wit::ServerCapabilities {
+    fn from(c: CoreCaps) -> Self {
+        Self {
+            discovered: c.discovered,
+            patch: c.patch,
+            bulk: c.bulk.map(|b| wit::BulkLimits {
+                max_operations: b.max_operations,
+                max_payload_size: b.max_payload_size,
+            }),
+            filter_max_results: c.filter_max_results,
+            etag: c.etag,
+            sort: c.sort,
+            change_password: c.change_password,
+        }
+    }
+}
+
+impl From<wit::FieldValue> for user::FieldValue {
+    fn from(v: wit::FieldValue) -> Self {
+        match v {
+            wit::FieldValue::Text(s) => Self::Text(s),
+            wit::FieldValue::Number(n) => Self::Number(n),
+            wit::FieldValue::Boolean(b) => Self::Boolean(b),
+            wit::FieldValue::TextList(l) => Self::TextList(l),
+            wit::FieldValue::Null => Self::Null,
+        }
+    }
+}
+
+impl From<wit::CmsUser> for user::CmsUser {
+    fn from(u: wit::CmsUser) -> Self {
+        Self {
+            id: u.id,
+            fields: u.fields.into_iter().map(|(k, v)| (k, v.into())).collect(),
+            active: u.active,
+        }
+    }
+}
+
+impl From<wit::UserEvent> for user::UserEvent {
+    fn from(e: wit::UserEvent) -> Self {
+        match e {
+            wit::UserEvent::Created => Self::Created,
+            wit::UserEvent::Updated => Self::Updated,
+            wit::UserEvent::Blocked => Self::Blocked,
+            wit::UserEvent::Unblocked => Self::Unblocked,
+            wit::UserEvent::Deleted => Self::Deleted,
+            wit::UserEvent::Reconcile => Self::Reconcile,
+        }
+    }
+}
+
+impl From<wit::Link> for user::Link {
+    fn from(l: wit::Link) -> Self {
+        Self {
+            remote_id: l.remote_id,
+            version: l.version,
+            snapshot: l.snapshot,
+        }
+    }
+}
+
+impl From<user::Link> for wit::Link {
+    fn from(l: user::Link) -> Self {
+        Self {
+            remote_id: l.remote_id,
+            version: l.version,
+            snapshot: l.snapshot,
+        }
+    }
+}
+
+impl From<user::Action> for wit::Action {
+    fn from(a: user::Action) -> Self {
+        match a {
+            user::Action::Created => Self::Created,
+            user::Action::Adopted => Self::Adopted,
+            user::Action::Updated => Self::Updated,
+            user::Action::Unchanged => Self::Unchanged,
+            user::Action::Deactivated => Self::Deactivated,
+            user::Action::Deleted => Self::Deleted,
+            user::Action::Unlinked => Self::Unlinked,
+            user::Action::Skipped => Self::Skipped,
+        }
+    }
+}
+
+impl From<user::ProvisionOutcome> for wit::ProvisionOutcome {
+    fn from(o: user::ProvisionOutcome) -> Self {
+        Self {
+            action: o.action.into(),
+            reason: o.reason,
+            link: o.link.map(Into::into),
+            location: o.location,
+            requests: o.requests,
+        }
+    }
+}
+
+export!(Component);

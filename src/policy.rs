@@ -1,0 +1,219 @@
+//! The provisioning policy: which operations run, how deprovisioning is done, how remote
+//! users are matched, and the attribute mapping. Parsed from the connector's policy JSON and
+//! validated when the connector opens, so a mistake is reported before anything is sent.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::ProvisioningError;
+use crate::mapping::{Mapping, MappingConfig};
+use crate::scim::path::AttrPath;
+
+/// Which operations the admin allows, as the seed's operation checkboxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Operations {
+    /// Create remote users.
+    pub create: bool,
+    /// Update remote users.
+    pub update: bool,
+    /// Deactivate remote users (`active=false`).
+    pub deactivate: bool,
+    /// Delete remote users.
+    pub delete: bool,
+}
+
+impl Default for Operations {
+    /// Everything but delete: deleting is irreversible, so an admin opts in to it.
+    fn default() -> Self {
+        Operations {
+            create: true,
+            update: true,
+            deactivate: true,
+            delete: false,
+        }
+    }
+}
+
+/// What deprovisioning (a deleted user, or one who left the scope) does remotely.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deprovision {
+    /// Set `active=false`, keeping the remote account (Entra ID's default).
+    #[default]
+    Deactivate,
+    /// `DELETE /Users/{id}`.
+    Delete,
+}
+
+/// What an update does when the remote user is gone (404).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteMissing {
+    /// Create it again.
+    #[default]
+    Recreate,
+    /// Drop the link and report it.
+    Unlink,
+}
+
+/// The policy's own members; the mapping's are read by [`MappingConfig`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+struct PolicyFields {
+    operations: Operations,
+    deprovision: Deprovision,
+    on_remote_missing: RemoteMissing,
+    matching: Vec<String>,
+    preserve_unmapped: bool,
+    group_chunk_size: Option<u32>,
+}
+
+impl Default for PolicyFields {
+    fn default() -> Self {
+        PolicyFields {
+            operations: Operations::default(),
+            deprovision: Deprovision::default(),
+            on_remote_missing: RemoteMissing::default(),
+            matching: default_matching(),
+            preserve_unmapped: true,
+            group_chunk_size: None,
+        }
+    }
+}
+
+/// userName, then externalId, then the work email: the attributes that identify a person
+/// across systems, most specific first.
+fn default_matching() -> Vec<String> {
+    vec![
+        "userName".into(),
+        "externalId".into(),
+        "emails[type eq \"work\"].value".into(),
+    ]
+}
+
+const POLICY_KEYS: &[&str] = &[
+    "operations",
+    "deprovision",
+    "on_remote_missing",
+    "matching",
+    "preserve_unmapped",
+    "group_chunk_size",
+    "mapping",
+    "extensions",
+    "scope",
+];
+
+/// A validated policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Enabled operations.
+    pub operations: Operations,
+    /// How deprovisioning is done.
+    pub deprovision: Deprovision,
+    /// What an update does on 404.
+    pub on_remote_missing: RemoteMissing,
+    /// Matching attributes, in precedence order.
+    pub matching: Vec<AttrPath>,
+    /// Read the remote user before a PUT, so attributes we do not map survive.
+    pub preserve_unmapped: bool,
+    /// The most group members changed in one request, overriding the server's bulk limit.
+    pub group_chunk_size: Option<u32>,
+    /// The compiled attribute mapping and scope.
+    pub mapping: Mapping,
+}
+
+impl Policy {
+    /// Parses and validates a policy; an empty string gives the defaults.
+    pub fn parse(json: &str) -> Result<Policy, ProvisioningError> {
+        let invalid = |m: String| ProvisioningError::InvalidConfig(m);
+        let value: Value = if json.trim().is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_json::from_str(json).map_err(|e| invalid(format!("policy is not JSON: {e}")))?
+        };
+        let obj = value
+            .as_object()
+            .ok_or_else(|| invalid("policy must be a JSON object".into()))?;
+        if let Some(unknown) = obj.keys().find(|k| !POLICY_KEYS.contains(&k.as_str())) {
+            return Err(invalid(format!(
+                "unknown policy setting `{unknown}` (known: {})",
+                POLICY_KEYS.join(", ")
+            )));
+        }
+        let fields: PolicyFields =
+            serde_json::from_value(value.clone()).map_err(|e| invalid(format!("policy: {e}")))?;
+        let mapping_config: MappingConfig =
+            serde_json::from_value(value).map_err(|e| invalid(format!("mapping: {e}")))?;
+        let mapping = Mapping::compile(&mapping_config)?;
+        if fields.matching.is_empty() {
+            return Err(invalid(
+                "`matching` needs at least one attribute, or duplicates could be created".into(),
+            ));
+        }
+        let matching = fields
+            .matching
+            .iter()
+            .map(|m| {
+                AttrPath::parse(m).map_err(|e| invalid(format!("matching attribute `{m}`: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if fields.group_chunk_size == Some(0) {
+            return Err(invalid("`group_chunk_size` must be at least 1".into()));
+        }
+        Ok(Policy {
+            operations: fields.operations,
+            deprovision: fields.deprovision,
+            on_remote_missing: fields.on_remote_missing,
+            matching,
+            preserve_unmapped: fields.preserve_unmapped,
+            group_chunk_size: fields.group_chunk_size,
+            mapping,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_policy_is_the_default() {
+        let p = Policy::parse("").unwrap();
+        assert_eq!(p.operations, Operations::default());
+        assert!(!p.operations.delete);
+        assert_eq!(p.deprovision, Deprovision::Deactivate);
+        assert_eq!(p.matching.len(), 3);
+        assert!(p.preserve_unmapped);
+    }
+
+    #[test]
+    fn reads_settings() {
+        let p = Policy::parse(
+            r#"{"operations": {"delete": true, "create": false}, "deprovision": "delete",
+                "on_remote_missing": "unlink", "matching": ["externalId"]}"#,
+        )
+        .unwrap();
+        assert!(p.operations.delete && !p.operations.create && p.operations.update);
+        assert_eq!(p.deprovision, Deprovision::Delete);
+        assert_eq!(p.on_remote_missing, RemoteMissing::Unlink);
+        assert_eq!(p.matching.len(), 1);
+    }
+
+    #[test]
+    fn rejects_mistakes_naming_them() {
+        for (json, needle) in [
+            ("[]", "object"),
+            ("{", "not JSON"),
+            (r#"{"operatoins": {}}"#, "operatoins"),
+            (r#"{"operations": {"craete": true}}"#, "craete"),
+            (r#"{"deprovision": "shred"}"#, "shred"),
+            (r#"{"matching": []}"#, "matching"),
+            (r#"{"matching": ["emails[type eq"]}"#, "emails[type eq"),
+            (r#"{"group_chunk_size": 0}"#, "group_chunk_size"),
+        ] {
+            let err = Policy::parse(json).unwrap_err().to_string();
+            assert!(err.contains(needle), "{json}: {err}");
+        }
+    }
+}

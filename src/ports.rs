@@ -1,0 +1,140 @@
+//! The ports through which the core reaches its host. In the component they are backed by
+//! the WIT imports; in native unit tests by fakes.
+
+use std::fmt;
+
+/// An HTTP method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Method {
+    /// GET
+    Get,
+    /// POST
+    Post,
+    /// PUT
+    Put,
+    /// PATCH
+    Patch,
+    /// DELETE
+    Delete,
+}
+
+impl Method {
+    /// The method's name on the wire.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// A request for the host to send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpRequest {
+    /// The method.
+    pub method: Method,
+    /// The absolute URL.
+    pub url: String,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body, if any.
+    pub body: Option<Vec<u8>>,
+    /// The timeout for the whole exchange, in milliseconds.
+    pub timeout_ms: u32,
+}
+
+/// What the server answered.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HttpResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body; empty when there is none.
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The first header of that name, compared case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why an exchange could not be carried out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransportError {
+    /// The host refused to send it.
+    Denied(String),
+    /// The URL is not valid.
+    InvalidUrl(String),
+    /// No connection could be made.
+    CannotConnect(String),
+    /// TLS failed.
+    Tls(String),
+    /// The exchange timed out.
+    Timeout,
+    /// Anything else.
+    Other(String),
+}
+
+impl TransportError {
+    /// Whether retrying may help.
+    pub fn retry_class(&self) -> crate::error::RetryClass {
+        use crate::error::RetryClass;
+        match self {
+            TransportError::Denied(_) | TransportError::InvalidUrl(_) | TransportError::Tls(_) => {
+                RetryClass::Permanent
+            }
+            TransportError::CannotConnect(_)
+            | TransportError::Timeout
+            | TransportError::Other(_) => RetryClass::Backoff,
+        }
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportError::Denied(m) => write!(f, "request denied by the host: {m}"),
+            TransportError::InvalidUrl(m) => write!(f, "invalid URL: {m}"),
+            TransportError::CannotConnect(m) => write!(f, "cannot connect: {m}"),
+            TransportError::Tls(m) => write!(f, "TLS failure: {m}"),
+            TransportError::Timeout => f.write_str("timed out"),
+            TransportError::Other(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Sends HTTP requests on the core's behalf.
+pub trait HttpPort {
+    /// Sends one request; every status is a response.
+    fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError>;
+}
+
+/// How important a log line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Fine detail.
+    Trace,
+    /// Diagnostics.
+    Debug,
+    /// Normal operation.
+    Info,
+    /// Odd but not fatal.
+    Warn,
+    /// A failure.
+    Error,
+}
+
+/// Writes log lines somewhere the host chooses. Callers never pass secrets.
+pub trait LogPort {
+    /// Writes one line.
+    fn log(&self, level: LogLevel, message: &str);
+}

@@ -1,0 +1,5 @@
+//! End-to-end test support: starting real third-party SCIM peers, and loading the built
+//! scim-provisioner component into wasmtime through host-example.
+
+pub mod component;
+pub mod peers;
