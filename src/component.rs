@@ -61,6 +61,19 @@ impl GuestConnector for ConnectorResource {
             .into())
     }
 
+    fn plan(&self, user: wit::CmsUser, event: wit::UserEvent, linked: bool) -> wit::Plan {
+        use crate::client::selection::Decision;
+        let (action, reason) = match self.0.plan(&user.into(), event.into(), linked) {
+            Decision::Create => (wit::PlannedAction::Create, None),
+            Decision::Update => (wit::PlannedAction::Update, None),
+            Decision::Deactivate => (wit::PlannedAction::Deactivate, None),
+            Decision::Reactivate => (wit::PlannedAction::Reactivate, None),
+            Decision::Delete => (wit::PlannedAction::Delete, None),
+            Decision::Skip(why) => (wit::PlannedAction::Skip, Some(why.to_string())),
+        };
+        wit::Plan { action, reason }
+    }
+
     fn get_user(&self, remote_id: String) -> Result<Option<String>, wit::ProvisioningError> {
         Ok(self.0.get_user(&remote_id)?.map(|v| v.to_string()))
     }

@@ -13,6 +13,7 @@ pub mod mapping;
 pub mod policy;
 pub mod ports;
 pub mod scim;
+pub mod server;
 pub mod user;
 
 #[cfg(all(target_arch = "wasm32", not(test)))]

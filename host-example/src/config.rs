@@ -49,11 +49,77 @@ fn default_timeout() -> u32 {
     30
 }
 
+/// The `[host]` table: the sample host's own settings, not the component's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostSection {
+    /// The SQLite store (default `scim-provisioner.db`, beside the config file).
+    pub database: String,
+    /// Requests a sync runs at once (default 8).
+    pub concurrency: u32,
+    /// The most deactivations and deletions a sync may send without `--allow-deletes`:
+    /// a count (`"50"`) or a percentage of linked users (`"10%"`). Default `"10%"`.
+    pub deprovision_threshold: String,
+    /// Delivery attempts before an outbox event is parked (default 8).
+    pub max_attempts: u32,
+}
+
+impl Default for HostSection {
+    fn default() -> Self {
+        HostSection {
+            database: "scim-provisioner.db".into(),
+            concurrency: 8,
+            deprovision_threshold: "10%".into(),
+            max_attempts: 8,
+        }
+    }
+}
+
+/// A deprovisioning threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    /// At most this many.
+    Count(u64),
+    /// At most this percentage of linked users.
+    Percent(f64),
+}
+
+impl Threshold {
+    /// Parses `"50"` or `"10%"`.
+    pub fn parse(s: &str) -> anyhow::Result<Threshold> {
+        let s = s.trim();
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p
+                .trim()
+                .parse()
+                .context("deprovision_threshold: not a percentage")?;
+            if !(0.0..=100.0).contains(&p) {
+                bail!("deprovision_threshold must be between 0% and 100%");
+            }
+            Ok(Threshold::Percent(p))
+        } else {
+            Ok(Threshold::Count(
+                s.parse().context("deprovision_threshold: not a count")?,
+            ))
+        }
+    }
+
+    /// The most deprovisions allowed among `linked` users.
+    pub fn limit(&self, linked: u64) -> u64 {
+        match self {
+            Threshold::Count(n) => *n,
+            Threshold::Percent(p) => ((linked as f64) * p / 100.0).floor() as u64,
+        }
+    }
+}
+
 /// A parsed configuration file.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
     /// Where the SCIM server is.
     pub scim: ScimSection,
+    /// The host's own settings.
+    pub host: HostSection,
     /// The policy as JSON.
     pub policy_json: String,
 }
@@ -73,12 +139,24 @@ impl HostConfig {
             .remove("scim")
             .context("the [scim] table is missing")?;
         let scim: ScimSection = scim.try_into().context("in [scim]")?;
+        let host: HostSection = match table.remove("host") {
+            Some(h) => h.try_into().context("in [host]")?,
+            None => HostSection::default(),
+        };
+        Threshold::parse(&host.deprovision_threshold)?;
+        if host.concurrency == 0 || host.concurrency > 64 {
+            bail!("[host] concurrency must be between 1 and 64");
+        }
         let policy_json = if table.is_empty() {
             String::new()
         } else {
             serde_json::to_string(&table).context("converting the policy to JSON")?
         };
-        Ok(HostConfig { scim, policy_json })
+        Ok(HostConfig {
+            scim,
+            host,
+            policy_json,
+        })
     }
 
     /// The settings a session opens with, with secrets resolved from the environment.
@@ -141,6 +219,20 @@ mod tests {
         assert!(matches!(settings.credentials, Credentials::Bearer(ref t) if t == "t0ken"));
         assert_eq!(settings.timeout_ms, 30_000);
         assert!(!format!("{settings:?}").contains("t0ken"));
+    }
+
+    #[test]
+    fn thresholds() {
+        assert_eq!(Threshold::parse("10%").unwrap().limit(1000), 100);
+        assert_eq!(Threshold::parse(" 5 ").unwrap().limit(1000), 5);
+        assert!(Threshold::parse("150%").is_err());
+        assert!(Threshold::parse("many").is_err());
+        let c = HostConfig::parse(
+            "[scim]\nbase_url = \"https://x\"\n[host]\nconcurrency = 2\ndeprovision_threshold = \"3\"",
+        )
+        .unwrap();
+        assert_eq!(c.host.concurrency, 2);
+        assert!(c.policy_json.is_empty(), "[host] is not policy");
     }
 
     #[test]

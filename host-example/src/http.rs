@@ -42,11 +42,24 @@ impl OriginPolicy {
     }
 }
 
+/// A write request held back by a dry run.
+#[derive(Debug, Clone)]
+pub struct HeldRequest {
+    /// The method.
+    pub method: String,
+    /// The URL.
+    pub url: String,
+    /// The body, as text.
+    pub body: String,
+}
+
 /// The host side of `http-client`.
 pub struct HttpCapability {
     policy: OriginPolicy,
     /// One agent per timeout, so connections are pooled across calls.
     agents: HashMap<u32, ureq::Agent>,
+    /// In a dry run, the writes that were held back instead of sent.
+    dry_run: Option<Vec<HeldRequest>>,
 }
 
 impl HttpCapability {
@@ -55,7 +68,23 @@ impl HttpCapability {
         HttpCapability {
             policy,
             agents: HashMap::new(),
+            dry_run: None,
         }
+    }
+
+    /// A dry run: reads are sent (look-ups need real answers), writes are held back and
+    /// answered `denied`, so the component stops before changing anything.
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = Some(Vec::new());
+        self
+    }
+
+    /// The writes a dry run held back so far.
+    pub fn take_held(&mut self) -> Vec<HeldRequest> {
+        self.dry_run
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     fn agent(&mut self, timeout_ms: u32) -> &ureq::Agent {
@@ -94,6 +123,17 @@ impl HttpCapability {
             Method::Delete => "DELETE",
             Method::Other(m) => m.as_str(),
         };
+        if let Some(held) = self.dry_run.as_mut()
+            && !matches!(request.method, Method::Get)
+        {
+            held.push(HeldRequest {
+                method: method.to_string(),
+                url: url.to_string(),
+                body: String::from_utf8_lossy(request.body.as_deref().unwrap_or_default())
+                    .into_owned(),
+            });
+            return Err(TransportError::Denied("dry run: not sent".into()));
+        }
         let mut builder = ureq::http::Request::builder()
             .method(method)
             .uri(url.as_str());

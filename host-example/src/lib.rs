@@ -25,9 +25,12 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod delivery;
 pub mod http;
 pub mod logging;
 mod runtime;
+pub mod store;
+pub mod sync;
 
 pub use runtime::{
     ConnectorSettings, Credentials, HostState, Runtime, Session, action_label, add_to_linker,

@@ -9,7 +9,7 @@ use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::scim::provisioner::types::{
-    Action, Auth, BasicCredentials, CmsUser, ConnectorConfig, Link, ProvisionOutcome,
+    Action, Auth, BasicCredentials, CmsUser, ConnectorConfig, Link, Plan, ProvisionOutcome,
     ProvisioningError, RetryClass, ServerCapabilities, UserEvent,
 };
 use crate::bindings::scim::provisioner::{http_client, logging};
@@ -164,12 +164,22 @@ impl Runtime {
         settings: &ConnectorSettings,
         log: LogSink,
     ) -> anyhow::Result<Result<Session, ProvisioningError>> {
+        self.open_inner(settings, log, false)
+    }
+
+    fn open_inner(
+        &self,
+        settings: &ConnectorSettings,
+        log: LogSink,
+        dry_run: bool,
+    ) -> anyhow::Result<Result<Session, ProvisioningError>> {
         let policy = OriginPolicy::for_base_url(&settings.base_url).unwrap_or_default();
         let log = log.redact(settings.credentials.secrets());
-        let mut store = Store::new(
-            &self.engine,
-            HostState::new(HttpCapability::new(policy), log),
-        );
+        let mut http = HttpCapability::new(policy);
+        if dry_run {
+            http = http.dry_run();
+        }
+        let mut store = Store::new(&self.engine, HostState::new(http, log));
         let bindings = self.pre.instantiate(&mut store)?;
         let auth = match &settings.credentials {
             Credentials::Bearer(t) => Auth::Bearer(t.clone()),
@@ -194,6 +204,16 @@ impl Runtime {
             bindings,
             connector,
         }))
+    }
+
+    /// Like [`Runtime::open_with_log`], but writes are held back (see
+    /// [`HttpCapability::dry_run`]); read them with [`Session::take_held`].
+    pub fn open_dry_run(
+        &self,
+        settings: &ConnectorSettings,
+        log: LogSink,
+    ) -> anyhow::Result<Result<Session, ProvisioningError>> {
+        self.open_inner(settings, log, true)
     }
 
     /// [`Runtime::open_with_log`] with warnings and errors going to stderr.
@@ -236,6 +256,20 @@ impl Session {
             .scim_provisioner_client()
             .connector()
             .call_provision(&mut self.store, self.connector, user, event, link)?)
+    }
+
+    /// What `provision` would do, decided without sending anything.
+    pub fn plan(&mut self, user: &CmsUser, event: UserEvent, linked: bool) -> anyhow::Result<Plan> {
+        Ok(self
+            .bindings
+            .scim_provisioner_client()
+            .connector()
+            .call_plan(&mut self.store, self.connector, user, event, linked)?)
+    }
+
+    /// The writes a dry-run session held back.
+    pub fn take_held(&mut self) -> Vec<crate::http::HeldRequest> {
+        self.store.data_mut().http.take_held()
     }
 
     /// Reads one remote user as JSON.

@@ -17,7 +17,7 @@ use crate::user::{Action, CmsUser, Link, ProvisionOutcome, UserEvent};
 use super::connector::{Connector, is_list_response, read_resource};
 use super::resource::{
     id_of, location_of, match_filter, match_value, merge_for_put, project, simple_match_filter,
-    version_of,
+    union_shape, version_of,
 };
 use super::selection::{Decision, Situation, decide};
 use super::transport::{Transport, encode_component, now_unix};
@@ -91,6 +91,18 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             o.requests = requests;
             o
         })
+    }
+
+    /// What [`Connector::provision`] would decide for this user, event and link state.
+    /// Sends nothing.
+    pub fn plan(&self, user: &CmsUser, event: UserEvent, linked: bool) -> Decision {
+        let situation = Situation {
+            event,
+            linked,
+            active: user.active,
+            in_scope: self.policy.mapping.in_scope(user),
+        };
+        decide(situation, self.policy.operations, self.policy.deprovision)
     }
 
     /// The SCIM resource `user` maps to on creation. Sends nothing.
@@ -443,7 +455,9 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     };
                     // meta.version, else the ETag header (RFC 7644 §3.14).
                     version = version_of(&fresh_resp, Some(&fresh));
-                    old = project(&fresh, new);
+                    // Project onto what we sent before as well as what we send now, so
+                    // values we cleared are still removed after the re-read.
+                    old = project(&fresh, &union_shape(&old, new));
                     remote = Some(fresh);
                 }
                 _ => return Err(response::error_from_response(&resp, now_unix())),
@@ -506,6 +520,16 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 // Some servers reject value-path filters; the plain form works everywhere.
                 filter = simple;
                 resp = self.search(t, &filter)?;
+            }
+            if resp.status == 400 {
+                // The server cannot evaluate this filter (SCIMMY fails on users that lack
+                // the attribute); the other matching attributes and a 409 still guard
+                // against duplicates.
+                self.log.log(
+                    LogLevel::Warn,
+                    &format!("the server rejected the matching filter {filter}; skipping it"),
+                );
+                continue;
             }
             if !is_success(resp.status) {
                 return Err(response::error_from_response(&resp, now_unix()));

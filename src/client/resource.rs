@@ -151,6 +151,29 @@ pub fn project(remote: &Value, shape: &Value) -> Value {
     Value::Object(out)
 }
 
+/// A shape holding every attribute of `a` and `b` (objects merged key by key, typed values
+/// of both), so a projection onto it keeps what we last sent as well as what we send now.
+pub fn union_shape(a: &Value, b: &Value) -> Value {
+    match (a, b) {
+        (Value::Object(ao), Value::Object(bo)) => {
+            let mut out = ao.clone();
+            for (k, bv) in bo {
+                let merged = match get_ci(ao, k) {
+                    Some(av) => union_shape(av, bv),
+                    None => bv.clone(),
+                };
+                remove_ci(&mut out, k);
+                out.insert(k.clone(), merged);
+            }
+            Value::Object(out)
+        }
+        (Value::Array(aa), Value::Array(ba)) => {
+            Value::Array(aa.iter().chain(ba.iter()).cloned().collect())
+        }
+        _ => b.clone(),
+    }
+}
+
 /// The body of a PUT that sets what we map without losing what we do not: the remote
 /// resource, with our attributes laid over it, the attributes we cleared since `previous`
 /// removed (sub-attributes too), `meta` dropped (it is read-only), and the schema URNs of
@@ -350,6 +373,16 @@ mod tests {
             location_of(&resp, Some(&json!({}))).as_deref(),
             Some("https://x/L")
         );
+    }
+
+    #[test]
+    fn union_shapes_keep_both_sides() {
+        let a = json!({"name": {"givenName": "a"}, "emails": [{"type": "work", "value": "x"}], "title": "t"});
+        let b = json!({"name": {"familyName": "b"}, "emails": [{"type": "home", "value": "y"}]});
+        let u = union_shape(&a, &b);
+        assert_eq!(u["name"], json!({"givenName": "a", "familyName": "b"}));
+        assert_eq!(u["emails"].as_array().map(Vec::len), Some(2));
+        assert_eq!(u["title"], "t");
     }
 
     #[test]

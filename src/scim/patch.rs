@@ -903,10 +903,56 @@ pub fn diff(old: &Value, new: &Value) -> Vec<PatchOperation> {
     }
     for (k, ov) in old_obj {
         if !is_ignored(k) && path::get_ci(new_obj, k).is_none() && !is_empty(ov) {
-            ops.push(PatchOperation::remove(k.clone()));
+            if is_extension_key(k) {
+                remove_extension_parts(k, ov, &mut ops);
+            } else {
+                remove_parts(k, ov, &mut ops);
+            }
         }
     }
     ops
+}
+
+/// Removes exactly what `old` held of an attribute, so values and sub-attributes that the
+/// server has beside ours survive: `name.givenName` rather than `name`, and
+/// `emails[type eq "work"]` rather than `emails`.
+fn remove_parts(p: &str, old: &Value, ops: &mut Vec<PatchOperation>) {
+    match old {
+        Value::Object(o) if o.keys().all(|k| is_attr_name(k)) => {
+            for (k, v) in o {
+                if !is_empty(v) {
+                    ops.push(PatchOperation::remove(format!("{p}.{k}")));
+                }
+            }
+        }
+        Value::Array(items) => match by_type(items) {
+            Some(typed) if !typed.is_empty() => {
+                for (_, t, _) in typed {
+                    ops.push(PatchOperation::remove(format!(
+                        "{p}[type eq {}]",
+                        filter::quote(t)
+                    )));
+                }
+            }
+            _ => ops.push(PatchOperation::remove(p)),
+        },
+        _ => ops.push(PatchOperation::remove(p)),
+    }
+}
+
+/// Removes an extension's attributes one by one: some servers reject a whole-URN path
+/// (SCIMMY), and others would drop the extension's attributes we do not manage.
+fn remove_extension_parts(urn: &str, old: &Value, ops: &mut Vec<PatchOperation>) {
+    match old {
+        Value::Object(o) => {
+            for (k, v) in o {
+                if !is_empty(v) {
+                    remove_parts(&format!("{urn}:{k}"), v, ops);
+                }
+            }
+        }
+        _ => ops.push(PatchOperation::remove(urn)),
+    }
 }
 
 fn is_ignored(key: &str) -> bool {
@@ -927,7 +973,7 @@ fn diff_extension(urn: &str, ov: Option<&Value>, nv: &Value, ops: &mut Vec<Patch
     };
     let Value::Object(new_ext) = nv else {
         if is_empty(nv) && !old_ext.is_empty() {
-            ops.push(PatchOperation::remove(urn));
+            remove_extension_parts(urn, &Value::Object(old_ext.clone()), ops);
         }
         return;
     };
@@ -936,7 +982,7 @@ fn diff_extension(urn: &str, ov: Option<&Value>, nv: &Value, ops: &mut Vec<Patch
     }
     for (k, v) in old_ext {
         if path::get_ci(new_ext, k).is_none() && !is_empty(v) {
-            ops.push(PatchOperation::remove(format!("{urn}:{k}")));
+            remove_parts(&format!("{urn}:{k}"), v, ops);
         }
     }
 }
@@ -947,8 +993,8 @@ fn is_attr_name(s: &str) -> bool {
 
 fn diff_attr(p: &str, ov: Option<&Value>, nv: &Value, ops: &mut Vec<PatchOperation>) {
     if is_empty(nv) {
-        if ov.is_some_and(|o| !is_empty(o)) {
-            ops.push(PatchOperation::remove(p));
+        if let Some(o) = ov.filter(|o| !is_empty(o)) {
+            remove_parts(p, o, ops);
         }
         return;
     }
@@ -1611,7 +1657,9 @@ mod tests {
             ),
             PatchOperation::replace("title", json!("Guide")),
             PatchOperation::replace(format!("{ENTERPRISE}:department"), json!("Sales")),
-            PatchOperation::remove("addresses"),
+            // Only our typed values go; others the server has stay.
+            PatchOperation::remove("addresses[type eq \"work\"]"),
+            PatchOperation::remove("addresses[type eq \"home\"]"),
         ];
         let mut got_sorted: Vec<String> = got.iter().map(|o| format!("{o:?}")).collect();
         let mut want_sorted: Vec<String> = want.iter().map(|o| format!("{o:?}")).collect();
@@ -1635,12 +1683,12 @@ mod tests {
             diff(&group(), &g2),
             vec![PatchOperation::replace("members", json!([{"value": "a"}]))]
         );
-        // Removing the extension removes it by URN.
+        // Removing the extension removes its attributes one by one, never the whole URN.
         let mut with_ext = user();
         with_ext[ENTERPRISE] = json!({"department": "Sales"});
         assert_eq!(
             diff(&with_ext, &user()),
-            vec![PatchOperation::remove(ENTERPRISE)]
+            vec![PatchOperation::remove(format!("{ENTERPRISE}:department"))]
         );
         // Shape changes clear the attribute first.
         for (o, n) in [

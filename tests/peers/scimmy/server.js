@@ -1,8 +1,9 @@
 // SCIM 2.0 test peer built on SCIMMY 1.3.5 + scimmy-routers 1.3.2 (Express 4).
 //
-// Serves /scim/v2 on 127.0.0.1:$PORT (0 = any free port) with in-memory Users
-// (core + Enterprise User extension) and Groups. Every endpoint, discovery
-// included, requires `Authorization: Bearer $SCIM_TOKEN`.
+// Serves /scim/v2 on 127.0.0.1:$PORT (0 = any free port) with in-memory Users (core +
+// Enterprise User extension + the custom extension
+// urn:ietf:params:scim:schemas:extension:acme:2.0:User) and Groups. Every endpoint,
+// discovery included, requires `Authorization: Bearer $SCIM_TOKEN`.
 // Prints exactly one line `listening <port>` to stdout once it accepts connections.
 //
 // What this app adds on top of the library (which leaves storage to the app):
@@ -59,8 +60,20 @@ function userOut(user) {
     return memberOf.length ? {...plain(user), groups: memberOf} : plain(user);
 }
 
+// A custom User extension, for the attribute-mapping tests. (SCIMMY only accepts schema
+// URNs under urn:ietf:params:scim:schemas:, so it cannot be an urn:example: one.)
+const AcmeUser = new SCIMMY.Types.SchemaDefinition(
+    "AcmeUser", "urn:ietf:params:scim:schemas:extension:acme:2.0:User", "Acme test extension", [
+        new SCIMMY.Types.Attribute("string", "badge"),
+        new SCIMMY.Types.Attribute("dateTime", "memberSince"),
+        new SCIMMY.Types.Attribute("boolean", "vip"),
+        new SCIMMY.Types.Attribute("integer", "level"),
+        new SCIMMY.Types.Attribute("string", "skills", {multiValued: true}),
+    ]);
+
 SCIMMY.Resources.declare(SCIMMY.Resources.User)
     .extend(SCIMMY.Schemas.EnterpriseUser, false)
+    .extend(AcmeUser, false)
     .ingress((resource, instance) => {
         const existing = resource.id ? users.get(resource.id) : undefined;
         if (resource.id && !existing) throw notFound(resource.id);

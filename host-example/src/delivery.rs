@@ -1,0 +1,253 @@
+//! Delivering outbox events: each event goes through the component; what was delivered
+//! leaves the outbox and updates the link, what failed stays with its retry time
+//! (`Retry-After`, else exponential backoff with jitter) or is parked after too many
+//! attempts. Nothing is ever dropped.
+
+use std::collections::HashSet;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::runtime::{Session, describe_error};
+use crate::store::{LogEntry, OutboxEvent, Store, event_name};
+use crate::types::{Action, ProvisioningError, RetryClass, UserEvent};
+
+/// The first retry waits this long; each further one twice as long.
+const BACKOFF_BASE_MS: i64 = 2_000;
+/// No retry waits longer than this.
+const BACKOFF_CAP_MS: i64 = 3_600_000;
+
+/// What a delivery run did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// Events delivered.
+    pub delivered: u64,
+    /// Events that failed and will be retried.
+    pub retrying: u64,
+    /// Events that failed for good and were parked.
+    pub parked: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The current time as RFC 3339 (UTC, seconds).
+pub fn now_rfc3339() -> String {
+    let secs = now_ms() / 1000;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// When to try again after `attempts` failures of this class: `Retry-After` as given,
+/// otherwise exponential backoff with ±25 % jitter so retries of many events spread out.
+pub fn next_attempt_ms(now: i64, attempts: u32, retry: &RetryClass, seed: u64) -> i64 {
+    let delay = match retry {
+        RetryClass::AfterSeconds(s) => i64::from((*s).max(1)) * 1000,
+        RetryClass::Backoff | RetryClass::Permanent => {
+            let exp = BACKOFF_BASE_MS.saturating_mul(1i64 << attempts.saturating_sub(1).min(20));
+            let capped = exp.min(BACKOFF_CAP_MS);
+            // seed-derived jitter in [-25 %, +25 %]
+            let spread = capped / 2;
+            let jitter = if spread > 0 {
+                i64::try_from(seed % u64::try_from(spread).unwrap_or(1)).unwrap_or(0) - spread / 2
+            } else {
+                0
+            };
+            capped + jitter
+        }
+    };
+    now.saturating_add(delay)
+}
+
+/// The HTTP status a failure carried, for the log.
+pub fn error_status(e: &ProvisioningError) -> Option<u16> {
+    match e {
+        ProvisioningError::Scim(s) => Some(s.status),
+        ProvisioningError::UnexpectedResponse(u) => Some(u.status),
+        _ => None,
+    }
+}
+
+/// The action's short name for the log.
+pub fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Created => "created",
+        Action::Adopted => "adopted",
+        Action::Updated => "updated",
+        Action::Unchanged => "unchanged",
+        Action::Deactivated => "deactivated",
+        Action::Deleted => "deleted",
+        Action::Unlinked => "unlinked",
+        Action::Skipped => "skipped",
+    }
+}
+
+/// Delivers due events until none is left that has not been tried in this run. With
+/// `drain`, retry times are not waited for.
+pub fn deliver(
+    store: &mut Store,
+    session: &mut Session,
+    policy_json: &str,
+    max_attempts: u32,
+    drain: bool,
+) -> anyhow::Result<DeliveryReport> {
+    let mut report = DeliveryReport::default();
+    let mut tried: HashSet<i64> = HashSet::new();
+    loop {
+        let events: Vec<OutboxEvent> = store
+            .due_events(now_ms(), drain, 256)?
+            .into_iter()
+            .filter(|e| !tried.contains(&e.seq))
+            .collect();
+        if events.is_empty() {
+            return Ok(report);
+        }
+        for event in events {
+            tried.insert(event.seq);
+            deliver_one(
+                store,
+                session,
+                policy_json,
+                max_attempts,
+                &event,
+                &mut report,
+            )?;
+        }
+    }
+}
+
+fn deliver_one(
+    store: &mut Store,
+    session: &mut Session,
+    policy_json: &str,
+    max_attempts: u32,
+    event: &OutboxEvent,
+    report: &mut DeliveryReport,
+) -> anyhow::Result<()> {
+    let link = store.link(&event.user_id)?.map(|l| l.link);
+    let started = Instant::now();
+    let result = session.provision(&event.user.to_cms_user(), event.event, link.as_ref());
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let mut entry = LogEntry {
+        at: now_rfc3339(),
+        user_id: event.user_id.clone(),
+        operation: event_name(event.event).to_string(),
+        http_status: None,
+        outcome: String::new(),
+        error: None,
+        duration_ms,
+    };
+    let failure = match result {
+        Ok(Ok(outcome)) => {
+            let fingerprint = event.user.fingerprint(policy_json);
+            // A deleted user is deprovisioned for good: stop tracking its remote twin, or
+            // every later sync would count it against the deprovisioning threshold again.
+            let link = outcome
+                .link
+                .as_ref()
+                .filter(|_| event.event != UserEvent::Deleted);
+            store.batch(|s| {
+                s.save_link(&event.user_id, link, &fingerprint)?;
+                s.complete_event(event.seq)?;
+                entry.outcome = action_name(outcome.action).to_string();
+                entry.error = outcome.reason.clone();
+                s.append_log(&entry)
+            })?;
+            report.delivered += 1;
+            return Ok(());
+        }
+        Ok(Err(e)) => (describe_error(&e), e.retry_class(), error_status(&e)),
+        // A trap is a host-side failure: keep the event and try again later.
+        Err(trap) => (
+            format!("component trap: {trap:#}"),
+            RetryClass::Backoff,
+            None,
+        ),
+    };
+    let (message, retry, status) = failure;
+    let attempts = event.attempts.saturating_add(1);
+    let park = matches!(retry, RetryClass::Permanent) || attempts >= max_attempts;
+    let seed = u64::try_from(event.seq)
+        .unwrap_or(0)
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ u64::try_from(now_ms()).unwrap_or(0);
+    let next = next_attempt_ms(now_ms(), attempts, &retry, seed);
+    store.batch(|s| {
+        s.fail_event(event.seq, attempts, next, &message, park)?;
+        entry.outcome = "failed".into();
+        entry.http_status = status;
+        entry.error = Some(message.clone());
+        s.append_log(&entry)
+    })?;
+    if park {
+        report.parked += 1;
+    } else {
+        report.retrying += 1;
+    }
+    Ok(())
+}
+
+trait RetryOf {
+    fn retry_class(&self) -> RetryClass;
+}
+
+impl RetryOf for ProvisioningError {
+    fn retry_class(&self) -> RetryClass {
+        match self {
+            ProvisioningError::Scim(s) => s.retry,
+            ProvisioningError::UnexpectedResponse(u) => u.retry,
+            ProvisioningError::Transport(t) => {
+                use crate::bindings::scim::provisioner::http_client::TransportError as T;
+                match t {
+                    T::Denied(_) | T::InvalidUrl(_) | T::Tls(_) => RetryClass::Permanent,
+                    _ => RetryClass::Backoff,
+                }
+            }
+            ProvisioningError::InvalidConfig(_)
+            | ProvisioningError::MissingAttribute(_)
+            | ProvisioningError::Other(_) => RetryClass::Permanent,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let d = |attempts, seed| next_attempt_ms(0, attempts, &RetryClass::Backoff, seed);
+        assert!((1_500..=2_500).contains(&d(1, 7)));
+        assert!((3_000..=5_000).contains(&d(2, 7)));
+        assert!(d(30, 7) <= BACKOFF_CAP_MS * 5 / 4);
+        assert_ne!(d(3, 1), d(3, 2_000), "jitter spreads retries");
+        assert_eq!(
+            next_attempt_ms(10, 1, &RetryClass::AfterSeconds(30), 0),
+            30_010
+        );
+    }
+
+    #[test]
+    fn rfc3339_now_is_well_formed() {
+        let s = now_rfc3339();
+        assert_eq!(s.len(), 20);
+        assert!(s.ends_with('Z') && s.starts_with("20"));
+    }
+}

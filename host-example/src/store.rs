@@ -1,0 +1,702 @@
+//! The embedded store: one SQLite file holding the sample CMS's users, the links to their
+//! remote twins, the outbox of pending provisioning work, and the provisioning log.
+//!
+//! Every user change and its outbox event are written in one transaction (a transactional
+//! outbox), so a change can never be made without its event, nor an event lost.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::{Map, Value};
+
+use crate::types::{CmsUser, FieldValue, Link, UserEvent};
+
+/// A user of the sample CMS, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    /// The CMS id.
+    pub id: String,
+    /// The login name (Drupal's `name`).
+    pub name: String,
+    /// The email (Drupal's `mail`).
+    pub mail: String,
+    /// Other fields, as a JSON object: strings, numbers, booleans, lists of strings.
+    pub fields: Map<String, Value>,
+    /// False when blocked.
+    pub active: bool,
+}
+
+impl UserRecord {
+    /// The WIT record the component takes.
+    pub fn to_cms_user(&self) -> CmsUser {
+        let mut fields = vec![
+            ("name".to_string(), FieldValue::Text(self.name.clone())),
+            ("mail".to_string(), FieldValue::Text(self.mail.clone())),
+        ];
+        for (k, v) in &self.fields {
+            fields.push((k.clone(), json_to_field(v)));
+        }
+        CmsUser {
+            id: self.id.clone(),
+            fields,
+            active: self.active,
+        }
+    }
+
+    /// A stable fingerprint of everything provisioning reads, so a sync can tell "changed"
+    /// without asking the server (FNV-1a over the canonical JSON).
+    pub fn fingerprint(&self, policy_json: &str) -> String {
+        let canonical = serde_json::json!({
+            "id": self.id, "name": self.name, "mail": self.mail,
+            "fields": self.fields, "active": self.active, "policy": policy_json,
+        })
+        .to_string();
+        format!("{:016x}", fnv1a(canonical.as_bytes()))
+    }
+
+    fn to_json(&self) -> Value {
+        serde_json::json!({"id": self.id, "name": self.name, "mail": self.mail,
+                           "fields": self.fields, "active": self.active})
+    }
+
+    fn from_json(v: &Value) -> Option<UserRecord> {
+        Some(UserRecord {
+            id: v.get("id")?.as_str()?.to_string(),
+            name: v.get("name")?.as_str()?.to_string(),
+            mail: v
+                .get("mail")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            fields: v
+                .get("fields")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            active: v.get("active").and_then(Value::as_bool).unwrap_or(true),
+        })
+    }
+}
+
+/// FNV-1a, 64 bits: stable across runs and Rust versions, unlike `DefaultHasher`.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// A JSON field value as the component's field value.
+pub fn json_to_field(v: &Value) -> FieldValue {
+    match v {
+        Value::Null => FieldValue::Null,
+        Value::Bool(b) => FieldValue::Boolean(*b),
+        Value::Number(n) => FieldValue::Number(n.as_f64().unwrap_or_default()),
+        Value::String(s) => FieldValue::Text(s.clone()),
+        Value::Array(items) => FieldValue::TextList(
+            items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect(),
+        ),
+        Value::Object(_) => FieldValue::Text(v.to_string()),
+    }
+}
+
+/// What the host remembers about a provisioned user.
+#[derive(Debug, Clone)]
+pub struct StoredLink {
+    /// The link the component returned.
+    pub link: Link,
+    /// The user's fingerprint when it was last provisioned.
+    pub fingerprint: String,
+}
+
+/// One pending piece of provisioning work.
+#[derive(Debug, Clone)]
+pub struct OutboxEvent {
+    /// Order of arrival.
+    pub seq: i64,
+    /// The CMS user id.
+    pub user_id: String,
+    /// What happened.
+    pub event: UserEvent,
+    /// The user as it was when the event was recorded (a deleted user is gone from the
+    /// users table, but its event still needs it).
+    pub user: UserRecord,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Unix milliseconds before which it is not retried.
+    pub next_attempt_ms: i64,
+    /// The last failure, if any.
+    pub last_error: Option<String>,
+    /// True once it has given up retrying; shown by `status` and never dropped.
+    pub parked: bool,
+}
+
+/// One line of the provisioning log. Never holds a secret.
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    /// RFC 3339 time.
+    pub at: String,
+    /// The CMS user id.
+    pub user_id: String,
+    /// The event or mode (`created`, `sync`, `manual` …).
+    pub operation: String,
+    /// The HTTP status of a failure, when there was one.
+    pub http_status: Option<u16>,
+    /// What happened (`created`, `updated`, `failed` …).
+    pub outcome: String,
+    /// The error, for failures.
+    pub error: Option<String>,
+    /// How long it took.
+    pub duration_ms: u64,
+}
+
+/// The SQLite store.
+pub struct Store {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    mail TEXT NOT NULL,
+    fields TEXT NOT NULL,
+    active INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS users_mail ON users(mail COLLATE NOCASE);
+CREATE TABLE IF NOT EXISTS links (
+    user_id TEXT PRIMARY KEY,
+    remote_id TEXT NOT NULL,
+    version TEXT,
+    snapshot TEXT,
+    fingerprint TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    user_json TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    parked INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS outbox_user ON outbox(user_id, seq);
+CREATE TABLE IF NOT EXISTS provisioning_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    http_status INTEGER,
+    outcome TEXT NOT NULL,
+    error TEXT,
+    duration_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_user ON provisioning_log(user_id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+/// The event's name in the store and the log.
+pub fn event_name(event: UserEvent) -> &'static str {
+    match event {
+        UserEvent::Created => "created",
+        UserEvent::Updated => "updated",
+        UserEvent::Blocked => "blocked",
+        UserEvent::Unblocked => "unblocked",
+        UserEvent::Deleted => "deleted",
+        UserEvent::Reconcile => "reconcile",
+    }
+}
+
+fn event_from_name(name: &str) -> Option<UserEvent> {
+    Some(match name {
+        "created" => UserEvent::Created,
+        "updated" => UserEvent::Updated,
+        "blocked" => UserEvent::Blocked,
+        "unblocked" => UserEvent::Unblocked,
+        "deleted" => UserEvent::Deleted,
+        "reconcile" => UserEvent::Reconcile,
+        _ => return None,
+    })
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        let conn = Connection::open(path)
+            .with_context(|| format!("opening the store {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store { conn })
+    }
+
+    fn next_user_id(tx: &Transaction<'_>) -> anyhow::Result<String> {
+        let max: Option<i64> =
+            tx.query_row("SELECT MAX(CAST(id AS INTEGER)) FROM users", [], |r| {
+                r.get(0)
+            })?;
+        let max_link: Option<i64> =
+            tx.query_row("SELECT MAX(CAST(user_id AS INTEGER)) FROM links", [], |r| {
+                r.get(0)
+            })?;
+        Ok((max.unwrap_or(0).max(max_link.unwrap_or(0)) + 1).to_string())
+    }
+
+    fn enqueue(tx: &Transaction<'_>, user: &UserRecord, event: UserEvent) -> anyhow::Result<()> {
+        tx.execute(
+            "INSERT INTO outbox (user_id, event, user_json) VALUES (?1, ?2, ?3)",
+            params![user.id, event_name(event), user.to_json().to_string()],
+        )?;
+        Ok(())
+    }
+
+    fn write_user(tx: &Transaction<'_>, user: &UserRecord) -> anyhow::Result<()> {
+        tx.execute(
+            "INSERT INTO users (id, name, mail, fields, active) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(id) DO UPDATE SET name = ?2, mail = ?3, fields = ?4, active = ?5",
+            params![
+                user.id,
+                user.name,
+                user.mail,
+                Value::Object(user.fields.clone()).to_string(),
+                user.active
+            ],
+        )
+        .map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                anyhow::anyhow!("a user named {:?} already exists", user.name)
+            }
+            other => other.into(),
+        })?;
+        Ok(())
+    }
+
+    /// Adds a user; with `provision`, records its `created` event in the same transaction.
+    pub fn add_user(
+        &mut self,
+        mut user: UserRecord,
+        provision: bool,
+    ) -> anyhow::Result<UserRecord> {
+        let tx = self.conn.transaction()?;
+        if user.id.is_empty() {
+            user.id = Self::next_user_id(&tx)?;
+        }
+        Self::write_user(&tx, &user)?;
+        if provision {
+            Self::enqueue(&tx, &user, UserEvent::Created)?;
+        }
+        tx.commit()?;
+        Ok(user)
+    }
+
+    /// Imports many users in one transaction, without events (a site being set up; a sync
+    /// provisions them). Returns how many were written.
+    pub fn import_users(
+        &mut self,
+        users: impl IntoIterator<Item = anyhow::Result<UserRecord>>,
+    ) -> anyhow::Result<usize> {
+        let tx = self.conn.transaction()?;
+        let mut next: i64 = Self::next_user_id(&tx)?.parse().unwrap_or(1);
+        let mut count = 0;
+        for user in users {
+            let mut user = user?;
+            if user.id.is_empty() {
+                user.id = next.to_string();
+                next += 1;
+            }
+            Self::write_user(&tx, &user).with_context(|| format!("record {}", count + 1))?;
+            count += 1;
+        }
+        tx.commit()?;
+        Ok(count)
+    }
+
+    /// Changes a user and records the event in the same transaction.
+    pub fn change_user(
+        &mut self,
+        id: &str,
+        event: UserEvent,
+        change: impl FnOnce(&mut UserRecord),
+    ) -> anyhow::Result<UserRecord> {
+        let tx = self.conn.transaction()?;
+        let Some(mut user) = Self::load_user(&tx, id)? else {
+            bail!("no user with id {id}");
+        };
+        change(&mut user);
+        if event == UserEvent::Deleted {
+            tx.execute("DELETE FROM users WHERE id = ?1", params![id])?;
+        } else {
+            Self::write_user(&tx, &user)?;
+        }
+        Self::enqueue(&tx, &user, event)?;
+        tx.commit()?;
+        Ok(user)
+    }
+
+    fn load_user(conn: &Connection, id: &str) -> anyhow::Result<Option<UserRecord>> {
+        Ok(conn
+            .query_row(
+                "SELECT id, name, mail, fields, active FROM users WHERE id = ?1",
+                params![id],
+                row_to_user,
+            )
+            .optional()?)
+    }
+
+    /// A user by id.
+    pub fn user(&self, id: &str) -> anyhow::Result<Option<UserRecord>> {
+        Self::load_user(&self.conn, id)
+    }
+
+    /// Users whose id, name or email is `needle` (case-insensitive for name and email).
+    pub fn find_users(&self, needle: &str) -> anyhow::Result<Vec<UserRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, name, mail, fields, active FROM users
+             WHERE id = ?1 OR name = ?1 COLLATE NOCASE OR mail = ?1 COLLATE NOCASE ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![needle], row_to_user)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every user, in id order.
+    pub fn all_users(&self) -> anyhow::Result<Vec<UserRecord>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, name, mail, fields, active FROM users ORDER BY CAST(id AS INTEGER), id",
+        )?;
+        let rows = stmt.query_map([], row_to_user)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The number of users.
+    pub fn user_count(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
+    }
+
+    /// The stored link of a user.
+    pub fn link(&self, user_id: &str) -> anyhow::Result<Option<StoredLink>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT remote_id, version, snapshot, fingerprint FROM links WHERE user_id = ?1",
+                params![user_id],
+                |r| {
+                    Ok(StoredLink {
+                        link: Link {
+                            remote_id: r.get(0)?,
+                            version: r.get(1)?,
+                            snapshot: r.get(2)?,
+                        },
+                        fingerprint: r.get(3)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Every link, keyed by CMS user id.
+    pub fn all_links(&self) -> anyhow::Result<Vec<(String, StoredLink)>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT user_id, remote_id, version, snapshot, fingerprint FROM links")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                StoredLink {
+                    link: Link {
+                        remote_id: r.get(1)?,
+                        version: r.get(2)?,
+                        snapshot: r.get(3)?,
+                    },
+                    fingerprint: r.get(4)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Stores (or, with `None`, removes) a user's link.
+    pub fn save_link(
+        &mut self,
+        user_id: &str,
+        link: Option<&Link>,
+        fingerprint: &str,
+    ) -> anyhow::Result<()> {
+        match link {
+            Some(l) => self.conn.execute(
+                "INSERT INTO links (user_id, remote_id, version, snapshot, fingerprint)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(user_id) DO UPDATE SET remote_id = ?2, version = ?3,
+                     snapshot = ?4, fingerprint = ?5",
+                params![user_id, l.remote_id, l.version, l.snapshot, fingerprint],
+            )?,
+            None => self
+                .conn
+                .execute("DELETE FROM links WHERE user_id = ?1", params![user_id])?,
+        };
+        Ok(())
+    }
+
+    /// Events that may be delivered now: the oldest pending event of each user whose retry
+    /// time has come, so one user's changes are never reordered. With `ignore_schedule`,
+    /// retry times are not waited for (a sync drains everything).
+    pub fn due_events(
+        &self,
+        now_ms: i64,
+        ignore_schedule: bool,
+        limit: u32,
+    ) -> anyhow::Result<Vec<OutboxEvent>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, user_id, event, user_json, attempts, next_attempt_ms, last_error, parked
+             FROM outbox o
+             WHERE parked = 0 AND (?2 OR next_attempt_ms <= ?1)
+               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.user_id = o.user_id AND p.seq < o.seq)
+             ORDER BY seq LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![now_ms, ignore_schedule, limit], row_to_event)?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(e) = row? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every event still in the outbox, parked ones included.
+    pub fn pending_events(&self) -> anyhow::Result<Vec<OutboxEvent>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, user_id, event, user_json, attempts, next_attempt_ms, last_error, parked
+             FROM outbox ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([], row_to_event)?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Some(e) = row? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a delivered event.
+    pub fn complete_event(&mut self, seq: i64) -> anyhow::Result<()> {
+        self.conn
+            .execute("DELETE FROM outbox WHERE seq = ?1", params![seq])?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: retried at `next_attempt_ms`, or parked.
+    pub fn fail_event(
+        &mut self,
+        seq: i64,
+        attempts: u32,
+        next_attempt_ms: i64,
+        error: &str,
+        park: bool,
+    ) -> anyhow::Result<()> {
+        self.conn.execute(
+            "UPDATE outbox SET attempts = ?2, next_attempt_ms = ?3, last_error = ?4, parked = ?5
+             WHERE seq = ?1",
+            params![seq, attempts, next_attempt_ms, error, park],
+        )?;
+        Ok(())
+    }
+
+    /// Puts parked events back in line; returns how many.
+    pub fn unpark_all(&mut self) -> anyhow::Result<usize> {
+        Ok(self.conn.execute(
+            "UPDATE outbox SET parked = 0, attempts = 0, next_attempt_ms = 0 WHERE parked = 1",
+            [],
+        )?)
+    }
+
+    /// (pending, parked) counts.
+    pub fn outbox_depth(&self) -> anyhow::Result<(u64, u64)> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) - COALESCE(SUM(parked), 0), COALESCE(SUM(parked), 0) FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    /// Appends to the provisioning log.
+    pub fn append_log(&mut self, entry: &LogEntry) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO provisioning_log (at, user_id, operation, http_status, outcome, error, duration_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                entry.at,
+                entry.user_id,
+                entry.operation,
+                entry.http_status,
+                entry.outcome,
+                entry.error,
+                i64::try_from(entry.duration_ms).unwrap_or(i64::MAX)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The newest log entries first, optionally for one user or failures only.
+    pub fn log_entries(
+        &self,
+        user_id: Option<&str>,
+        failed_only: bool,
+        limit: u32,
+    ) -> anyhow::Result<Vec<LogEntry>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT at, user_id, operation, http_status, outcome, error, duration_ms
+             FROM provisioning_log
+             WHERE (?1 IS NULL OR user_id = ?1) AND (NOT ?2 OR outcome = 'failed')
+             ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![user_id, failed_only, limit], |r| {
+            Ok(LogEntry {
+                at: r.get(0)?,
+                user_id: r.get(1)?,
+                operation: r.get(2)?,
+                http_status: r.get(3)?,
+                outcome: r.get(4)?,
+                error: r.get(5)?,
+                duration_ms: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Reads a setting.
+    pub fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Writes a setting.
+    pub fn set_meta(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2)
+             ON CONFLICT(key) DO UPDATE SET value = ?2",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Runs `f` in one transaction (for batches of link and log writes).
+    pub fn batch<T>(
+        &mut self,
+        f: impl FnOnce(&mut Store) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        self.conn.execute_batch("BEGIN")?;
+        match f(self) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}
+
+fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+    let fields: String = r.get(3)?;
+    Ok(UserRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        mail: r.get(2)?,
+        fields: serde_json::from_str::<Value>(&fields)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default(),
+        active: r.get(4)?,
+    })
+}
+
+/// A row as an event; a row this version cannot read is skipped rather than trusted.
+fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<OutboxEvent>> {
+    let event: String = r.get(2)?;
+    let user_json: String = r.get(3)?;
+    let (Some(event), Some(user)) = (
+        event_from_name(&event),
+        serde_json::from_str::<Value>(&user_json)
+            .ok()
+            .as_ref()
+            .and_then(UserRecord::from_json),
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(OutboxEvent {
+        seq: r.get(0)?,
+        user_id: r.get(1)?,
+        event,
+        user,
+        attempts: r.get(4)?,
+        next_attempt_ms: r.get(5)?,
+        last_error: r.get(6)?,
+        parked: r.get(7)?,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str) -> UserRecord {
+        UserRecord {
+            id: String::new(),
+            name: name.into(),
+            mail: format!("{name}@example.com"),
+            fields: Map::new(),
+            active: true,
+        }
+    }
+
+    #[test]
+    fn changes_and_events_are_written_together_and_ordered_per_user() {
+        let dir = std::env::temp_dir().join(format!("store-test-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("a.db");
+        let _ = std::fs::remove_file(&path);
+        let mut s = Store::open(&path).unwrap();
+        let a = s.add_user(user("alice"), true).unwrap();
+        let b = s.add_user(user("bob"), true).unwrap();
+        assert_ne!(a.id, b.id);
+        s.change_user(&a.id, UserEvent::Blocked, |u| u.active = false)
+            .unwrap();
+        assert!(s.add_user(user("ALICE"), true).is_err(), "names are unique");
+        let due = s.due_events(0, false, 10).unwrap();
+        // alice's second event waits behind her first.
+        assert_eq!(due.len(), 2);
+        assert_eq!(due[0].user_id, a.id);
+        s.fail_event(due[0].seq, 1, i64::MAX, "boom", false)
+            .unwrap();
+        let due = s.due_events(0, false, 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].user_id, b.id);
+        assert_eq!(s.outbox_depth().unwrap(), (3, 0));
+        s.change_user(&b.id, UserEvent::Deleted, |_| {}).unwrap();
+        assert!(s.user(&b.id).unwrap().is_none());
+        assert_eq!(s.find_users("ALICE@example.com").unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

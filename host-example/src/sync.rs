@@ -1,0 +1,417 @@
+//! The scheduled full reconcile: drain the outbox, then bring every user in scope in line,
+//! create what is missing, update only what changed (by fingerprint, so an unchanged user
+//! costs no request), and deprovision users that were deleted or left the scope; behind a
+//! safety threshold on deactivations and deletions. Work runs on N component instances at
+//! once, each user always on the same one so its changes keep their order.
+
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use anyhow::bail;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::Threshold;
+use crate::delivery::{self, DeliveryReport, action_name, error_status, now_rfc3339};
+use crate::runtime::{ConnectorSettings, Runtime, describe_error};
+use crate::store::{LogEntry, Store, StoredLink, UserRecord, fnv1a};
+use crate::types::{Action, Link, PlannedAction, ProvisionOutcome, ProvisioningError, UserEvent};
+
+/// How a sync runs.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Print the plan and send nothing.
+    pub plan_only: bool,
+    /// Go ahead even past the deprovisioning threshold.
+    pub allow_deletes: bool,
+    /// The deprovisioning threshold.
+    pub threshold: Threshold,
+    /// Component instances working at once.
+    pub concurrency: u32,
+    /// Delivery attempts before an outbox event is parked.
+    pub max_attempts: u32,
+    /// Show a progress bar.
+    pub progress: bool,
+}
+
+/// What a sync did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SyncSummary {
+    /// Outbox events delivered first.
+    pub outbox: DeliveryReport,
+    /// Remote users created.
+    pub created: u64,
+    /// Existing remote users matched and linked.
+    pub adopted: u64,
+    /// Remote users updated.
+    pub updated: u64,
+    /// Users that had not changed (no request sent).
+    pub unchanged: u64,
+    /// Remote users deactivated.
+    pub deactivated: u64,
+    /// Remote users deleted.
+    pub deleted: u64,
+    /// Users skipped (out of scope, operation disabled …).
+    pub skipped: u64,
+    /// Users whose provisioning failed (logged; retried by the next sync).
+    pub failed: u64,
+    /// Write requests and look-ups sent.
+    pub requests: u64,
+}
+
+impl std::fmt::Display for SyncSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "created {}, adopted {}, updated {}, unchanged {}, deactivated {}, deleted {}, skipped {}, failed {} ({} requests; outbox: {} delivered, {} retrying, {} parked)",
+            self.created,
+            self.adopted,
+            self.updated,
+            self.unchanged,
+            self.deactivated,
+            self.deleted,
+            self.skipped,
+            self.failed,
+            self.requests,
+            self.outbox.delivered,
+            self.outbox.retrying,
+            self.outbox.parked
+        )
+    }
+}
+
+/// One user to reconcile.
+#[derive(Debug, Clone)]
+pub struct WorkItem {
+    /// The user (a bare record for a user deleted from the CMS).
+    pub user: UserRecord,
+    /// `reconcile`, or `deleted` for a linked user gone from the CMS.
+    pub event: UserEvent,
+    /// The stored link.
+    pub link: Option<StoredLink>,
+    /// What the component plans.
+    pub planned: PlannedAction,
+    /// Why, for skips.
+    pub reason: Option<String>,
+}
+
+/// The result of a plan: what would be done, and what costs nothing.
+#[derive(Debug, Default)]
+pub struct SyncPlan {
+    /// Users that need a call.
+    pub work: Vec<WorkItem>,
+    /// Users unchanged since they were last provisioned.
+    pub unchanged: u64,
+    /// Linked users before the sync.
+    pub linked: u64,
+}
+
+impl SyncPlan {
+    /// How many deactivations and deletions the plan would send.
+    pub fn deprovisions(&self) -> u64 {
+        self.work
+            .iter()
+            .filter(|w| matches!(w.planned, PlannedAction::Deactivate | PlannedAction::Delete))
+            .count() as u64
+    }
+}
+
+/// The planned action's name.
+pub fn planned_name(p: PlannedAction) -> &'static str {
+    match p {
+        PlannedAction::Create => "create",
+        PlannedAction::Update => "update",
+        PlannedAction::Deactivate => "deactivate",
+        PlannedAction::Reactivate => "reactivate",
+        PlannedAction::Delete => "delete",
+        PlannedAction::Skip => "skip",
+    }
+}
+
+/// Works out what a sync would do. Asks the component for each changed user's plan (a
+/// pure call, no request).
+pub fn plan(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    store: &Store,
+) -> anyhow::Result<SyncPlan> {
+    let mut session = match runtime.open(settings)? {
+        Ok(s) => s,
+        Err(e) => bail!("{}", describe_error(&e)),
+    };
+    let mut links: HashMap<String, StoredLink> = store.all_links()?.into_iter().collect();
+    let mut out = SyncPlan {
+        linked: links.len() as u64,
+        ..SyncPlan::default()
+    };
+    let mut add = |user: UserRecord, event: UserEvent, link: Option<StoredLink>| {
+        let p = session.plan(&user.to_cms_user(), event, link.is_some())?;
+        out.work.push(WorkItem {
+            user,
+            event,
+            link,
+            planned: p.action,
+            reason: p.reason,
+        });
+        anyhow::Ok(())
+    };
+    for user in store.all_users()? {
+        let link = links.remove(&user.id);
+        if link
+            .as_ref()
+            .is_some_and(|l| l.fingerprint == user.fingerprint(&settings.policy_json))
+        {
+            out.unchanged += 1;
+            continue;
+        }
+        add(user, UserEvent::Reconcile, link)?;
+    }
+    // Linked users no longer in the CMS were deleted (their event may have been parked).
+    let mut gone: Vec<(String, StoredLink)> = links.into_iter().collect();
+    gone.sort_by(|a, b| a.0.cmp(&b.0));
+    for (id, link) in gone {
+        let user = UserRecord {
+            id,
+            name: String::new(),
+            mail: String::new(),
+            fields: Default::default(),
+            active: false,
+        };
+        add(user, UserEvent::Deleted, Some(link))?;
+    }
+    Ok(out)
+}
+
+/// Runs a sync.
+pub fn sync(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    store: &mut Store,
+    options: &SyncOptions,
+) -> anyhow::Result<SyncSummary> {
+    let mut summary = SyncSummary::default();
+    if !options.plan_only {
+        let mut session = match runtime.open(settings)? {
+            Ok(s) => s,
+            Err(e) => bail!("{}", describe_error(&e)),
+        };
+        summary.outbox = delivery::deliver(
+            store,
+            &mut session,
+            &settings.policy_json,
+            options.max_attempts,
+            true,
+        )?;
+    }
+    let plan = plan(runtime, settings, store)?;
+    summary.unchanged = plan.unchanged;
+    if options.plan_only {
+        for w in &plan.work {
+            println!(
+                "{:<10} {:<8} {}{}",
+                planned_name(w.planned),
+                w.user.id,
+                if w.user.name.is_empty() {
+                    "(deleted)"
+                } else {
+                    &w.user.name
+                },
+                w.reason
+                    .as_ref()
+                    .map(|r| format!("  ({r})"))
+                    .unwrap_or_default()
+            );
+        }
+        let mut counts: HashMap<&str, u64> = HashMap::new();
+        for w in &plan.work {
+            *counts.entry(planned_name(w.planned)).or_default() += 1;
+        }
+        let mut counts: Vec<_> = counts.into_iter().collect();
+        counts.sort();
+        println!(
+            "plan: {} unchanged; {}",
+            plan.unchanged,
+            counts
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(summary);
+    }
+    let deprovisions = plan.deprovisions();
+    let limit = options.threshold.limit(plan.linked);
+    if deprovisions > limit && !options.allow_deletes {
+        bail!(
+            "this sync would deactivate or delete {deprovisions} users, more than the threshold of {limit} \
+             ({} linked); nothing was sent. Check with `sync --plan`, then run with --allow-deletes.",
+            plan.linked
+        );
+    }
+    execute(runtime, settings, store, plan.work, options, &mut summary)?;
+    store.set_meta("last_sync", &format!("{} {summary}", now_rfc3339()))?;
+    Ok(summary)
+}
+
+type Done = (
+    WorkItem,
+    anyhow::Result<Result<ProvisionOutcome, ProvisioningError>>,
+    u64,
+);
+
+fn execute(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    store: &mut Store,
+    work: Vec<WorkItem>,
+    options: &SyncOptions,
+    summary: &mut SyncSummary,
+) -> anyhow::Result<()> {
+    let (skipped, work): (Vec<_>, Vec<_>) = work
+        .into_iter()
+        .partition(|w| w.planned == PlannedAction::Skip);
+    summary.skipped += skipped.len() as u64;
+    let total = work.len() as u64;
+    let workers = (options.concurrency.max(1) as usize).min(work.len().max(1));
+    // Each user always goes to the same worker, so its changes keep their order.
+    let mut queues: Vec<Vec<WorkItem>> = (0..workers).map(|_| Vec::new()).collect();
+    for item in work {
+        let slot = (fnv1a(item.user.id.as_bytes()) % workers as u64) as usize;
+        queues[slot].push(item);
+    }
+    let bar = if options.progress && total > 0 {
+        let bar = ProgressBar::new(total);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} users ({per_sec}, eta {eta})",
+        ) {
+            bar.set_style(style);
+        }
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let (tx, rx) = mpsc::channel::<Done>();
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        for queue in queues {
+            let tx = tx.clone();
+            scope.spawn(move || run_queue(runtime, settings, queue, &tx));
+        }
+        drop(tx);
+        let mut pending: Vec<Done> = Vec::new();
+        for done in rx {
+            bar.inc(1);
+            pending.push(done);
+            if pending.len() >= 200 {
+                record(store, settings, &mut pending, summary)?;
+            }
+        }
+        record(store, settings, &mut pending, summary)
+    })?;
+    bar.finish_and_clear();
+    Ok(())
+}
+
+fn run_queue(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    queue: Vec<WorkItem>,
+    tx: &mpsc::Sender<Done>,
+) {
+    let mut session = match runtime.open(settings) {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            let msg = describe_error(&e);
+            for item in queue {
+                let _ = tx.send((item, Err(anyhow::anyhow!("{msg}")), 0));
+            }
+            return;
+        }
+        Err(e) => {
+            let msg = format!("{e:#}");
+            for item in queue {
+                let _ = tx.send((item, Err(anyhow::anyhow!("{msg}")), 0));
+            }
+            return;
+        }
+    };
+    for item in queue {
+        let started = Instant::now();
+        let result = match session.as_mut() {
+            Some(s) => s.provision(
+                &item.user.to_cms_user(),
+                item.event,
+                item.link.as_ref().map(|l| &l.link),
+            ),
+            None => Err(anyhow::anyhow!("the component instance was lost")),
+        };
+        // After a trap the instance cannot be trusted; open a fresh one.
+        if result.is_err() {
+            session = runtime.open(settings).ok().and_then(Result::ok);
+        }
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        if tx.send((item, result, ms)).is_err() {
+            return;
+        }
+    }
+}
+
+fn record(
+    store: &mut Store,
+    settings: &ConnectorSettings,
+    pending: &mut Vec<Done>,
+    summary: &mut SyncSummary,
+) -> anyhow::Result<()> {
+    let batch = std::mem::take(pending);
+    store.batch(|s| {
+        for (item, result, duration_ms) in batch {
+            let mut entry = LogEntry {
+                at: now_rfc3339(),
+                user_id: item.user.id.clone(),
+                operation: "sync".into(),
+                http_status: None,
+                outcome: String::new(),
+                error: None,
+                duration_ms,
+            };
+            match result {
+                Ok(Ok(outcome)) => {
+                    summary.requests += u64::from(outcome.requests);
+                    // See delivery: a deleted user's link is dropped once deprovisioned.
+                    let link: Option<&Link> = outcome
+                        .link
+                        .as_ref()
+                        .filter(|_| item.event != UserEvent::Deleted);
+                    s.save_link(
+                        &item.user.id,
+                        link,
+                        &item.user.fingerprint(&settings.policy_json),
+                    )?;
+                    match outcome.action {
+                        Action::Created => summary.created += 1,
+                        Action::Adopted => summary.adopted += 1,
+                        Action::Updated => summary.updated += 1,
+                        Action::Unchanged => summary.unchanged += 1,
+                        Action::Deactivated => summary.deactivated += 1,
+                        Action::Deleted => summary.deleted += 1,
+                        Action::Unlinked | Action::Skipped => summary.skipped += 1,
+                    }
+                    entry.outcome = action_name(outcome.action).into();
+                    entry.error = outcome.reason;
+                }
+                Ok(Err(e)) => {
+                    summary.failed += 1;
+                    entry.outcome = "failed".into();
+                    entry.http_status = error_status(&e);
+                    entry.error = Some(describe_error(&e));
+                }
+                Err(trap) => {
+                    summary.failed += 1;
+                    entry.outcome = "failed".into();
+                    entry.error = Some(format!("{trap:#}"));
+                }
+            }
+            s.append_log(&entry)?;
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,40 @@
+//! The server role: answering SCIM 2.0 requests (RFC 7643/7644) on behalf of the CMS, so
+//! that an identity provider (Entra ID, Okta, authentik) can provision into it.
+//!
+//! [`ScimServer::handle`] takes one HTTP request ([`ServerRequest`]) and returns the
+//! response ([`ServerResponse`]); it reaches the CMS's user store only through the
+//! [`Directory`] port, which the host implements. [`MemoryDirectory`] is a reference
+//! implementation for trying the role and for tests.
+//!
+//! Files: `directory` (the port), `memory` (the reference directory), `handler` (routing
+//! and the resource endpoints), `bulk`, `discovery`, `schemas` (the schema table that
+//! drives `/Schemas`, validation and output), `validate`, `projection`
+//! (`attributes`/`excludedAttributes`), `list` (paging, sorting, ListResponse),
+//! `resource` (rendering `meta`), `etag`, `auth`, `routes`, `http`, `error`.
+
+mod auth;
+mod bulk;
+pub mod directory;
+mod discovery;
+mod error;
+mod etag;
+pub mod handler;
+pub mod http;
+mod list;
+pub mod memory;
+mod projection;
+mod resource;
+mod routes;
+mod schemas;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use directory::{
+    Directory, DirectoryError, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, Query, QueryPage,
+    ResourceKind, StoredResource, USER_SCHEMA,
+};
+pub use handler::{ScimServer, ServerConfig};
+pub use http::{SCIM_CONTENT_TYPE, ServerRequest, ServerResponse};
+pub use memory::MemoryDirectory;
