@@ -15,6 +15,10 @@ wit_bindgen::generate!({
 });
 
 use exports::scim::provisioner::client::{Connector, Guest, GuestConnector};
+use exports::scim::provisioner::server::{
+    self as wit_server, Guest as ServerGuest, GuestScimServer, ScimServer as ScimServerHandle,
+};
+use scim::provisioner::directory as wit_dir;
 use scim::provisioner::http_client as wit_http;
 use scim::provisioner::logging as wit_log;
 use scim::provisioner::types as wit;
@@ -80,6 +84,167 @@ impl GuestConnector for ConnectorResource {
 
     fn map_user(&self, user: wit::CmsUser) -> Result<String, wit::ProvisioningError> {
         Ok(self.0.map_user(&user.into())?.to_string())
+    }
+}
+
+impl ServerGuest for Component {
+    type ScimServer = ScimServerResource;
+}
+
+/// The exported `scim-server` resource: the core server over the imported directory.
+struct ScimServerResource(crate::server::ScimServer<ImportedDirectory>);
+
+impl GuestScimServer for ScimServerResource {
+    fn open(config: wit_server::ServerConfig) -> Result<ScimServerHandle, wit::ProvisioningError> {
+        let base = config.base_url.trim();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(wit::ProvisioningError::InvalidConfig(format!(
+                "server base URL must be an absolute http(s) URL: {base}"
+            )));
+        }
+        if config.bearer_token.trim().is_empty() {
+            return Err(wit::ProvisioningError::InvalidConfig(
+                "the server's bearer token is empty; nothing would be admitted".into(),
+            ));
+        }
+        if config.max_results == 0
+            || config.bulk_max_operations == 0
+            || config.bulk_max_payload == 0
+        {
+            return Err(wit::ProvisioningError::InvalidConfig(
+                "max-results, bulk-max-operations and bulk-max-payload must be positive".into(),
+            ));
+        }
+        let core = crate::server::ServerConfig {
+            base_url: base.to_string(),
+            bearer_token: config.bearer_token,
+            max_results: config.max_results,
+            bulk_max_operations: config.bulk_max_operations,
+            bulk_max_payload: config.bulk_max_payload,
+        };
+        Ok(ScimServerHandle::new(ScimServerResource(
+            crate::server::ScimServer::new(ImportedDirectory, core),
+        )))
+    }
+
+    fn handle(&self, request: wit_server::ServerRequest) -> wit_server::ServerResponse {
+        let response = self.0.handle(&crate::server::ServerRequest {
+            method: request.method,
+            path: request.path,
+            query: request.query,
+            headers: request.headers,
+            body: request.body,
+        });
+        wit_server::ServerResponse {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        }
+    }
+}
+
+/// The server's directory port, backed by the `directory` import.
+struct ImportedDirectory;
+
+fn dir_kind(kind: crate::server::ResourceKind) -> wit_dir::ResourceKind {
+    match kind {
+        crate::server::ResourceKind::User => wit_dir::ResourceKind::User,
+        crate::server::ResourceKind::Group => wit_dir::ResourceKind::Group,
+    }
+}
+
+fn dir_error(e: wit_dir::DirectoryError) -> crate::server::DirectoryError {
+    use crate::server::DirectoryError as E;
+    match e {
+        wit_dir::DirectoryError::NotFound => E::NotFound,
+        wit_dir::DirectoryError::Conflict(m) => E::Conflict(m),
+        wit_dir::DirectoryError::VersionMismatch => E::VersionMismatch,
+        wit_dir::DirectoryError::InvalidFilter(m) => E::InvalidFilter(m),
+        wit_dir::DirectoryError::Unavailable(m) => E::Unavailable(m),
+        wit_dir::DirectoryError::Other(m) => E::Other(m),
+    }
+}
+
+fn stored(
+    r: wit_dir::StoredResource,
+) -> Result<crate::server::StoredResource, crate::server::DirectoryError> {
+    let resource = serde_json::from_str(&r.json).map_err(|e| {
+        crate::server::DirectoryError::Other(format!("the directory returned invalid JSON: {e}"))
+    })?;
+    Ok(crate::server::StoredResource {
+        id: r.id,
+        version: r.version,
+        created: r.created,
+        last_modified: r.last_modified,
+        resource,
+    })
+}
+
+impl crate::server::Directory for ImportedDirectory {
+    fn get(
+        &self,
+        kind: crate::server::ResourceKind,
+        id: &str,
+    ) -> Result<Option<crate::server::StoredResource>, crate::server::DirectoryError> {
+        wit_dir::get(dir_kind(kind), id)
+            .map_err(dir_error)?
+            .map(stored)
+            .transpose()
+    }
+
+    fn query(
+        &self,
+        kind: crate::server::ResourceKind,
+        query: &crate::server::Query,
+    ) -> Result<crate::server::QueryPage, crate::server::DirectoryError> {
+        let page = wit_dir::query(
+            dir_kind(kind),
+            &wit_dir::Search {
+                filter: query.filter.as_ref().map(ToString::to_string),
+                start_index: query.start_index,
+                count: query.count,
+                sort_by: query.sort_by.clone(),
+                sort_descending: query.sort_descending,
+            },
+        )
+        .map_err(dir_error)?;
+        Ok(crate::server::QueryPage {
+            total_results: page.total_results,
+            resources: page
+                .resources
+                .into_iter()
+                .map(stored)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    fn create(
+        &self,
+        kind: crate::server::ResourceKind,
+        resource: &serde_json::Value,
+    ) -> Result<crate::server::StoredResource, crate::server::DirectoryError> {
+        stored(wit_dir::create(dir_kind(kind), &resource.to_string()).map_err(dir_error)?)
+    }
+
+    fn replace(
+        &self,
+        kind: crate::server::ResourceKind,
+        id: &str,
+        resource: &serde_json::Value,
+        if_version: Option<&str>,
+    ) -> Result<crate::server::StoredResource, crate::server::DirectoryError> {
+        stored(
+            wit_dir::replace(dir_kind(kind), id, &resource.to_string(), if_version)
+                .map_err(dir_error)?,
+        )
+    }
+
+    fn delete(
+        &self,
+        kind: crate::server::ResourceKind,
+        id: &str,
+    ) -> Result<bool, crate::server::DirectoryError> {
+        wit_dir::delete(dir_kind(kind), id).map_err(dir_error)
     }
 }
 

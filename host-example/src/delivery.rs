@@ -111,8 +111,11 @@ pub fn deliver(
     let mut report = DeliveryReport::default();
     let mut tried: HashSet<i64> = HashSet::new();
     loop {
+        // Events tried in this run may still be due (a drain ignores retry times): ask
+        // for enough rows to see past them, or the events queued behind would starve.
+        let limit = 256u32.saturating_add(u32::try_from(tried.len()).unwrap_or(u32::MAX));
         let events: Vec<OutboxEvent> = store
-            .due_events(now_ms(), drain, 256)?
+            .due_events(now_ms(), drain, limit)?
             .into_iter()
             .filter(|e| !tried.contains(&e.seq))
             .collect();

@@ -26,15 +26,18 @@
 
 pub mod config;
 pub mod delivery;
+pub mod demo;
+pub mod directory;
 pub mod http;
 pub mod logging;
 mod runtime;
+pub mod serve;
 pub mod store;
 pub mod sync;
 
 pub use runtime::{
-    ConnectorSettings, Credentials, HostState, Runtime, Session, action_label, add_to_linker,
-    describe_error,
+    ConnectorSettings, Credentials, HostState, Runtime, ServerSession, Session, action_label,
+    add_to_linker, describe_error,
 };
 
 /// Generated bindings for the `provisioner` world.
@@ -48,5 +51,11 @@ mod bindings {
 
 /// The WIT types the host's callers see.
 pub mod types {
+    pub use crate::bindings::exports::scim::provisioner::server::{
+        ServerConfig, ServerRequest, ServerResponse,
+    };
+    pub use crate::bindings::scim::provisioner::directory::{
+        DirectoryError, QueryPage, ResourceKind, Search, StoredResource,
+    };
     pub use crate::bindings::scim::provisioner::types::*;
 }

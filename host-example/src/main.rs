@@ -35,6 +35,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the seed's whole story on this machine: a Joomla-like SCIM server, a Drupal-like
+    /// client site, a connection test, manual, automatic and scheduled provisioning, and a
+    /// table proving each result on the server. Needs no configuration file.
+    Demo,
+    /// Serve SCIM 2.0 from a SQLite directory (the Joomla side). Needs no configuration file.
+    Serve {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The SQLite file holding the directory.
+        #[arg(long, default_value = "scim-server.db")]
+        database: PathBuf,
+        /// The environment variable holding the bearer token; without it, a token is
+        /// generated once and kept in the database.
+        #[arg(long)]
+        token_env: Option<String>,
+    },
     /// Test the SCIM base URL and credentials, and show what the server supports.
     TestConnection,
     /// Provision one user now (manual / on demand), found by id, name or email.
@@ -250,6 +267,63 @@ impl App {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Demo => {
+            let runtime =
+                Runtime::new(cli.component.unwrap_or_else(Runtime::built_component_path))?;
+            return Ok(if host_example::demo::run(&runtime)? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        Command::Serve {
+            listen,
+            database,
+            token_env,
+        } => {
+            let runtime = Runtime::new(
+                cli.component
+                    .clone()
+                    .unwrap_or_else(Runtime::built_component_path),
+            )?;
+            let token = match token_env {
+                Some(var) => std::env::var(var)
+                    .ok()
+                    .filter(|t| !t.is_empty())
+                    .with_context(|| format!("environment variable {var} is not set"))?,
+                None => {
+                    let mut store = Store::open(database)?;
+                    match store.meta("server_token")? {
+                        Some(t) => t,
+                        None => {
+                            let t = host_example::serve::generate_token();
+                            store.set_meta("server_token", &t)?;
+                            t
+                        }
+                    }
+                }
+            };
+            let level = if cli.verbose {
+                Level::Debug
+            } else {
+                Level::Warn
+            };
+            let server = host_example::serve::start(
+                &runtime,
+                database,
+                listen,
+                &token,
+                LogSink::stderr(level).redact([token.clone()]),
+            )?;
+            println!("SCIM base URL:     {}", server.base_url);
+            println!("SCIM bearer token: {}", server.token);
+            println!("serving {} (Ctrl-C stops)", database.display());
+            server.wait();
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let config = HostConfig::load(&cli.config)?;
     let settings = config.settings()?;
     let config_dir = cli
@@ -265,6 +339,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         verbose: cli.verbose,
     };
     match cli.command {
+        Command::Demo | Command::Serve { .. } => Ok(ExitCode::SUCCESS),
         Command::TestConnection => {
             let runtime = app.runtime()?;
             let mut session = app.session(&runtime)?;

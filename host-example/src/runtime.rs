@@ -8,12 +8,17 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceAny, ResourceTable
 use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use crate::bindings::exports::scim::provisioner::server::{
+    ServerConfig, ServerRequest, ServerResponse,
+};
+use crate::bindings::scim::provisioner::directory as dir;
 use crate::bindings::scim::provisioner::types::{
     Action, Auth, BasicCredentials, CmsUser, ConnectorConfig, Link, Plan, ProvisionOutcome,
     ProvisioningError, RetryClass, ServerCapabilities, UserEvent,
 };
 use crate::bindings::scim::provisioner::{http_client, logging};
 use crate::bindings::{Provisioner, ProvisionerPre};
+use crate::directory::DirectoryBackend;
 use crate::http::{HttpCapability, OriginPolicy};
 use crate::logging::LogSink;
 
@@ -23,6 +28,8 @@ pub struct HostState {
     table: ResourceTable,
     http: HttpCapability,
     log: LogSink,
+    /// The directory behind the server role; none for client-only sessions.
+    directory: Option<Box<dyn DirectoryBackend>>,
 }
 
 impl HostState {
@@ -35,6 +42,7 @@ impl HostState {
             table: ResourceTable::new(),
             http,
             log,
+            directory: None,
         }
     }
 
@@ -45,6 +53,7 @@ impl HostState {
             table: ResourceTable::new(),
             http,
             log,
+            directory: None,
         }
     }
 }
@@ -74,6 +83,55 @@ impl logging::Host for HostState {
 }
 
 impl crate::bindings::scim::provisioner::types::Host for HostState {}
+
+impl HostState {
+    fn directory(&mut self) -> Result<&mut Box<dyn DirectoryBackend>, dir::DirectoryError> {
+        self.directory.as_mut().ok_or_else(|| {
+            dir::DirectoryError::Unavailable("this host session has no directory".into())
+        })
+    }
+}
+
+impl dir::Host for HostState {
+    fn get(
+        &mut self,
+        kind: dir::ResourceKind,
+        id: String,
+    ) -> Result<Option<dir::StoredResource>, dir::DirectoryError> {
+        self.directory()?.get(kind, &id)
+    }
+
+    fn query(
+        &mut self,
+        kind: dir::ResourceKind,
+        search: dir::Search,
+    ) -> Result<dir::QueryPage, dir::DirectoryError> {
+        self.directory()?.query(kind, &search)
+    }
+
+    fn create(
+        &mut self,
+        kind: dir::ResourceKind,
+        json: String,
+    ) -> Result<dir::StoredResource, dir::DirectoryError> {
+        self.directory()?.create(kind, &json)
+    }
+
+    fn replace(
+        &mut self,
+        kind: dir::ResourceKind,
+        id: String,
+        json: String,
+        if_version: Option<String>,
+    ) -> Result<dir::StoredResource, dir::DirectoryError> {
+        self.directory()?
+            .replace(kind, &id, &json, if_version.as_deref())
+    }
+
+    fn delete(&mut self, kind: dir::ResourceKind, id: String) -> Result<bool, dir::DirectoryError> {
+        self.directory()?.delete(kind, &id)
+    }
+}
 
 /// Adds WASI and the component's own imports to a linker: the one place that wires them.
 pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
@@ -131,6 +189,7 @@ pub struct ConnectorSettings {
 }
 
 /// The compiled component, ready to instantiate many times.
+#[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
     pre: ProvisionerPre<HostState>,
@@ -222,6 +281,55 @@ impl Runtime {
         settings: &ConnectorSettings,
     ) -> anyhow::Result<Result<Session, ProvisioningError>> {
         self.open_with_log(settings, LogSink::stderr(logging::Level::Warn))
+    }
+}
+
+impl Runtime {
+    /// Instantiates the component as a SCIM server over `directory`. The outer error is a
+    /// trap; the inner one the component's refusal of the configuration.
+    pub fn open_server(
+        &self,
+        config: &ServerConfig,
+        directory: Box<dyn DirectoryBackend>,
+        log: LogSink,
+    ) -> anyhow::Result<Result<ServerSession, ProvisioningError>> {
+        let mut state = HostState::new(HttpCapability::new(OriginPolicy::deny_all()), log);
+        state.directory = Some(directory);
+        let mut store = Store::new(&self.engine, state);
+        let bindings = self.pre.instantiate(&mut store)?;
+        let opened = bindings
+            .scim_provisioner_server()
+            .scim_server()
+            .call_open(&mut store, config)?;
+        Ok(opened.map(|server| ServerSession {
+            store,
+            bindings,
+            server,
+        }))
+    }
+}
+
+/// One instance of the component serving SCIM.
+pub struct ServerSession {
+    store: Store<HostState>,
+    bindings: Provisioner,
+    server: ResourceAny,
+}
+
+impl ServerSession {
+    /// Answers one request. The error is a trap; SCIM errors are responses.
+    pub fn handle(&mut self, request: &ServerRequest) -> anyhow::Result<ServerResponse> {
+        Ok(self
+            .bindings
+            .scim_provisioner_server()
+            .scim_server()
+            .call_handle(&mut self.store, self.server, request)?)
+    }
+}
+
+impl Drop for ServerSession {
+    fn drop(&mut self) {
+        let _ = self.server.resource_drop(&mut self.store);
     }
 }
 

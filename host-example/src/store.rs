@@ -241,16 +241,44 @@ impl Store {
         Ok(Store { conn })
     }
 
+    /// The next free id. An id is never given out twice, not even after its user was
+    /// deleted and deprovisioned: the id is the remote `externalId`, which the engine
+    /// matches on, so a reused id would adopt the deleted user's remote account.
     fn next_user_id(tx: &Transaction<'_>) -> anyhow::Result<String> {
-        let max: Option<i64> =
-            tx.query_row("SELECT MAX(CAST(id AS INTEGER)) FROM users", [], |r| {
-                r.get(0)
-            })?;
-        let max_link: Option<i64> =
-            tx.query_row("SELECT MAX(CAST(user_id AS INTEGER)) FROM links", [], |r| {
-                r.get(0)
-            })?;
-        Ok((max.unwrap_or(0).max(max_link.unwrap_or(0)) + 1).to_string())
+        let max_of = |sql: &str| -> anyhow::Result<i64> {
+            Ok(tx
+                .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))?
+                .unwrap_or(0))
+        };
+        let watermark: Option<i64> = tx
+            .query_row(
+                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_user_id'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        // A store written before the watermark existed: every id ever used is in the log.
+        let watermark = match watermark {
+            Some(w) => w,
+            None => max_of("SELECT MAX(CAST(user_id AS INTEGER)) FROM provisioning_log")?,
+        };
+        let max = max_of("SELECT MAX(CAST(id AS INTEGER)) FROM users")?
+            .max(max_of("SELECT MAX(CAST(user_id AS INTEGER)) FROM links")?)
+            .max(max_of("SELECT MAX(CAST(user_id AS INTEGER)) FROM outbox")?)
+            .max(watermark);
+        Ok((max + 1).to_string())
+    }
+
+    /// Raises the high-water mark of numeric ids given out (see [`Store::next_user_id`]).
+    fn remember_user_id(tx: &Transaction<'_>, id: &str) -> anyhow::Result<()> {
+        if let Ok(n) = id.parse::<i64>() {
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('last_user_id', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), ?1)",
+                params![n],
+            )?;
+        }
+        Ok(())
     }
 
     fn enqueue(tx: &Transaction<'_>, user: &UserRecord, event: UserEvent) -> anyhow::Result<()> {
@@ -295,6 +323,7 @@ impl Store {
             user.id = Self::next_user_id(&tx)?;
         }
         Self::write_user(&tx, &user)?;
+        Self::remember_user_id(&tx, &user.id)?;
         if provision {
             Self::enqueue(&tx, &user, UserEvent::Created)?;
         }
@@ -318,6 +347,7 @@ impl Store {
                 next += 1;
             }
             Self::write_user(&tx, &user).with_context(|| format!("record {}", count + 1))?;
+            Self::remember_user_id(&tx, &user.id)?;
             count += 1;
         }
         tx.commit()?;

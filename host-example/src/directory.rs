@@ -1,0 +1,381 @@
+//! The `directory` capability on SQLite: the store behind `serve`, where an identity
+//! provider's users and groups land. Simple equality filters on indexed attributes run as
+//! SQL; any other filter is evaluated with the component's own filter engine (the core
+//! crate, linked natively), so host and guest never disagree on what a filter means.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use scim_provisioner::scim::filter::{self, CompareOp, Filter};
+use serde_json::Value;
+
+use crate::bindings::scim::provisioner::directory::{
+    DirectoryError, QueryPage, ResourceKind, Search, StoredResource,
+};
+use crate::delivery::now_rfc3339;
+
+/// What the host side of `directory` must do.
+pub trait DirectoryBackend: Send {
+    /// The resource with this id.
+    fn get(
+        &mut self,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Option<StoredResource>, DirectoryError>;
+    /// One page of matching resources.
+    fn query(&mut self, kind: ResourceKind, search: &Search) -> Result<QueryPage, DirectoryError>;
+    /// Stores a new resource.
+    fn create(&mut self, kind: ResourceKind, json: &str) -> Result<StoredResource, DirectoryError>;
+    /// Replaces a resource.
+    fn replace(
+        &mut self,
+        kind: ResourceKind,
+        id: &str,
+        json: &str,
+        if_version: Option<&str>,
+    ) -> Result<StoredResource, DirectoryError>;
+    /// Deletes a resource.
+    fn delete(&mut self, kind: ResourceKind, id: &str) -> Result<bool, DirectoryError>;
+}
+
+/// A directory in a SQLite file.
+pub struct SqliteDirectory {
+    conn: Connection,
+}
+
+fn kind_name(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::User => "User",
+        ResourceKind::Group => "Group",
+    }
+}
+
+fn db_err(e: rusqlite::Error) -> DirectoryError {
+    DirectoryError::Unavailable(e.to_string())
+}
+
+/// The attribute that must be unique per kind, lower-cased (userName and Group
+/// displayName are case-insensitive, RFC 7643 §4.1.1).
+fn unique_key(kind: ResourceKind, v: &Value) -> Option<String> {
+    let attr = match kind {
+        ResourceKind::User => "userName",
+        ResourceKind::Group => "displayName",
+    };
+    v.get(attr).and_then(Value::as_str).map(str::to_lowercase)
+}
+
+fn new_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let t = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    )
+    .unwrap_or(0);
+    let a = crate::store::fnv1a(&[t.to_le_bytes(), n.to_le_bytes()].concat());
+    let pid = u64::from(std::process::id());
+    let b = crate::store::fnv1a(&[n.to_le_bytes(), t.to_le_bytes(), pid.to_le_bytes()].concat());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        (b >> 48) & 0x3fff | 0x8000,
+        b & 0xffff_ffff_ffff
+    )
+}
+
+impl SqliteDirectory {
+    /// Opens (creating if needed) the directory tables in the SQLite file at `path`.
+    pub fn open(path: &std::path::Path) -> anyhow::Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS scim_resources (
+                kind TEXT NOT NULL,
+                id TEXT NOT NULL,
+                version INTEGER NOT NULL,
+                created TEXT NOT NULL,
+                modified TEXT NOT NULL,
+                unique_key TEXT,
+                external_id TEXT,
+                json TEXT NOT NULL,
+                PRIMARY KEY (kind, id)
+            );
+            CREATE UNIQUE INDEX IF NOT EXISTS scim_unique ON scim_resources(kind, unique_key);
+            CREATE INDEX IF NOT EXISTS scim_external ON scim_resources(kind, external_id);",
+        )?;
+        Ok(SqliteDirectory { conn })
+    }
+
+    fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredResource> {
+        let version: i64 = r.get(1)?;
+        Ok(StoredResource {
+            id: r.get(0)?,
+            version: format!("W/\"{version}\""),
+            created: r.get(2)?,
+            last_modified: r.get(3)?,
+            json: r.get(4)?,
+        })
+    }
+
+    fn conflict_check(
+        &self,
+        kind: ResourceKind,
+        key: Option<&str>,
+        except_id: Option<&str>,
+    ) -> Result<(), DirectoryError> {
+        let Some(key) = key else { return Ok(()) };
+        let other: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT id FROM scim_resources WHERE kind = ?1 AND unique_key = ?2",
+                params![kind_name(kind), key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
+        match other {
+            Some(id) if Some(id.as_str()) != except_id => Err(DirectoryError::Conflict(format!(
+                "{} {key:?} is already taken",
+                if kind == ResourceKind::User {
+                    "userName"
+                } else {
+                    "displayName"
+                }
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Candidates for a filter: an indexed equality runs as SQL; anything else reads the
+    /// kind's rows and leaves the matching to [`filter::matches`].
+    fn candidates(
+        &self,
+        kind: ResourceKind,
+        f: Option<&Filter>,
+    ) -> Result<Vec<StoredResource>, DirectoryError> {
+        const COLS: &str = "SELECT id, version, created, modified, json FROM scim_resources";
+        let (sql, arg): (String, Option<String>) = match f {
+            Some(Filter::Compare {
+                path,
+                op: CompareOp::Eq,
+                value: Value::String(v),
+            }) if path.urn.is_none() && path.sub_attr.is_none() => {
+                let attr = path.attr.to_ascii_lowercase();
+                let unique = if kind == ResourceKind::User {
+                    "username"
+                } else {
+                    "displayname"
+                };
+                if attr == unique {
+                    (
+                        format!("{COLS} WHERE kind = ?1 AND unique_key = ?2"),
+                        Some(v.to_lowercase()),
+                    )
+                } else if attr == "id" {
+                    (
+                        format!("{COLS} WHERE kind = ?1 AND id = ?2"),
+                        Some(v.clone()),
+                    )
+                } else if attr == "externalid" {
+                    (
+                        format!("{COLS} WHERE kind = ?1 AND external_id = ?2"),
+                        Some(v.clone()),
+                    )
+                } else {
+                    (format!("{COLS} WHERE kind = ?1 ORDER BY rowid"), None)
+                }
+            }
+            _ => (format!("{COLS} WHERE kind = ?1 ORDER BY rowid"), None),
+        };
+        let mut stmt = self.conn.prepare(&sql).map_err(db_err)?;
+        let rows = match arg {
+            Some(a) => stmt.query_map(params![kind_name(kind), a], Self::row),
+            None => stmt.query_map(params![kind_name(kind)], Self::row),
+        }
+        .map_err(db_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+    }
+}
+
+/// The value at a sort path (`name.familyName`, `emails`), lower-cased for ordering.
+fn sort_value(json: &Value, path: &str) -> Option<String> {
+    let mut v = json;
+    for part in path.split('.') {
+        v = match v {
+            Value::Object(o) => o
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(part))
+                .map(|(_, v)| v)?,
+            Value::Array(items) => items.first()?.get(part)?,
+            _ => return None,
+        };
+    }
+    match v {
+        Value::String(s) => Some(s.to_lowercase()),
+        Value::Array(items) => items
+            .first()
+            .and_then(|i| i.get("value"))
+            .map(|x| x.to_string().to_lowercase()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+impl DirectoryBackend for SqliteDirectory {
+    fn get(
+        &mut self,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Option<StoredResource>, DirectoryError> {
+        self.conn
+            .query_row(
+                "SELECT id, version, created, modified, json FROM scim_resources WHERE kind = ?1 AND id = ?2",
+                params![kind_name(kind), id],
+                Self::row,
+            )
+            .optional()
+            .map_err(db_err)
+    }
+
+    fn query(&mut self, kind: ResourceKind, search: &Search) -> Result<QueryPage, DirectoryError> {
+        let parsed = match &search.filter {
+            Some(text) => Some(
+                filter::parse(text).map_err(|e| DirectoryError::InvalidFilter(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let mut found: Vec<(StoredResource, Value)> = Vec::new();
+        for r in self.candidates(kind, parsed.as_ref())? {
+            let json: Value = serde_json::from_str(&r.json)
+                .map_err(|e| DirectoryError::Other(format!("stored JSON is invalid: {e}")))?;
+            let mut with_id = json.clone();
+            if let Some(o) = with_id.as_object_mut() {
+                o.insert("id".into(), Value::String(r.id.clone()));
+                o.insert("meta".into(), serde_json::json!({"created": r.created, "lastModified": r.last_modified, "version": r.version, "resourceType": kind_name(kind)}));
+            }
+            if parsed.as_ref().is_none_or(|f| filter::matches(f, &with_id)) {
+                found.push((r, with_id));
+            }
+        }
+        if let Some(path) = &search.sort_by {
+            found.sort_by(|a, b| {
+                let (x, y) = (sort_value(&a.1, path), sort_value(&b.1, path));
+                // Missing values sort last ascending (RFC 7644 §3.4.2.3).
+                let ord = match (x, y) {
+                    (Some(x), Some(y)) => x.cmp(&y),
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (None, None) => std::cmp::Ordering::Equal,
+                };
+                if search.sort_descending {
+                    ord.reverse()
+                } else {
+                    ord
+                }
+            });
+        }
+        let total = found.len() as u64;
+        let skip = search.start_index.max(1) as usize - 1;
+        let resources = found
+            .into_iter()
+            .skip(skip)
+            .take(search.count as usize)
+            .map(|(r, _)| r)
+            .collect();
+        Ok(QueryPage {
+            total_results: total,
+            resources,
+        })
+    }
+
+    fn create(&mut self, kind: ResourceKind, json: &str) -> Result<StoredResource, DirectoryError> {
+        let value: Value = serde_json::from_str(json)
+            .map_err(|e| DirectoryError::Other(format!("invalid JSON: {e}")))?;
+        let key = unique_key(kind, &value);
+        self.conflict_check(kind, key.as_deref(), None)?;
+        let id = new_id();
+        let now = now_rfc3339();
+        let external = value.get("externalId").and_then(Value::as_str);
+        self.conn
+            .execute(
+                "INSERT INTO scim_resources (kind, id, version, created, modified, unique_key, external_id, json)
+                 VALUES (?1, ?2, 1, ?3, ?3, ?4, ?5, ?6)",
+                params![kind_name(kind), id, now, key, external, json],
+            )
+            .map_err(db_err)?;
+        Ok(StoredResource {
+            id,
+            version: "W/\"1\"".into(),
+            created: now.clone(),
+            last_modified: now,
+            json: json.to_string(),
+        })
+    }
+
+    fn replace(
+        &mut self,
+        kind: ResourceKind,
+        id: &str,
+        json: &str,
+        if_version: Option<&str>,
+    ) -> Result<StoredResource, DirectoryError> {
+        let current = self.get(kind, id)?.ok_or(DirectoryError::NotFound)?;
+        if if_version.is_some_and(|v| v != current.version) {
+            return Err(DirectoryError::VersionMismatch);
+        }
+        let value: Value = serde_json::from_str(json)
+            .map_err(|e| DirectoryError::Other(format!("invalid JSON: {e}")))?;
+        let key = unique_key(kind, &value);
+        self.conflict_check(kind, key.as_deref(), Some(id))?;
+        let now = now_rfc3339();
+        let external = value.get("externalId").and_then(Value::as_str);
+        self.conn
+            .execute(
+                "UPDATE scim_resources SET version = version + 1, modified = ?3, unique_key = ?4,
+                     external_id = ?5, json = ?6 WHERE kind = ?1 AND id = ?2",
+                params![kind_name(kind), id, now, key, external, json],
+            )
+            .map_err(db_err)?;
+        self.get(kind, id)?.ok_or(DirectoryError::NotFound)
+    }
+
+    fn delete(&mut self, kind: ResourceKind, id: &str) -> Result<bool, DirectoryError> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM scim_resources WHERE kind = ?1 AND id = ?2",
+                params![kind_name(kind), id],
+            )
+            .map_err(db_err)?;
+        if n > 0 && kind == ResourceKind::User {
+            // Drop the user from the groups it belonged to.
+            let pattern = format!("%{id}%");
+            let groups: Vec<(String, String)> = {
+                let mut stmt = self
+                    .conn
+                    .prepare(
+                        "SELECT id, json FROM scim_resources WHERE kind = 'Group' AND json LIKE ?1",
+                    )
+                    .map_err(db_err)?;
+                let rows = stmt
+                    .query_map(params![pattern], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(db_err)?;
+                rows.collect::<Result<_, _>>().map_err(db_err)?
+            };
+            for (gid, gjson) in groups {
+                let Ok(mut g) = serde_json::from_str::<Value>(&gjson) else {
+                    continue;
+                };
+                if let Some(members) = g.get_mut("members").and_then(Value::as_array_mut) {
+                    members.retain(|m| m.get("value").and_then(Value::as_str) != Some(id));
+                }
+                self.replace(ResourceKind::Group, &gid, &g.to_string(), None)?;
+            }
+        }
+        Ok(n > 0)
+    }
+}
