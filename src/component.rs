@@ -78,6 +78,10 @@ impl GuestConnector for ConnectorResource {
         wit::Plan { action, reason }
     }
 
+    fn index_remote_users(&self) -> Result<u32, wit::ProvisioningError> {
+        Ok(self.0.index_remote_users()?)
+    }
+
     fn get_user(&self, remote_id: String) -> Result<Option<String>, wit::ProvisioningError> {
         Ok(self.0.get_user(&remote_id)?.map(|v| v.to_string()))
     }

@@ -375,6 +375,15 @@ impl Session {
             .call_plan(&mut self.store, self.connector, user, event, linked)?)
     }
 
+    /// Lists the remote users once so a first sync matches locally.
+    pub fn index_remote_users(&mut self) -> anyhow::Result<Result<u32, ProvisioningError>> {
+        Ok(self
+            .bindings
+            .scim_provisioner_client()
+            .connector()
+            .call_index_remote_users(&mut self.store, self.connector)?)
+    }
+
     /// The writes a dry-run session held back.
     pub fn take_held(&mut self) -> Vec<crate::http::HeldRequest> {
         self.store.data_mut().http.take_held()

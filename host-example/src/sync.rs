@@ -272,6 +272,13 @@ fn execute(
         .partition(|w| w.planned == PlannedAction::Skip);
     summary.skipped += skipped.len() as u64;
     let total = work.len() as u64;
+    // Many creates (a first sync): list the remote users once per worker and match
+    // locally, rather than spend a look-up request per user.
+    let creates = work
+        .iter()
+        .filter(|w| w.planned == PlannedAction::Create)
+        .count();
+    let index_first = creates >= INDEX_THRESHOLD;
     let workers = (options.concurrency.max(1) as usize).min(work.len().max(1));
     // Each user always goes to the same worker, so its changes keep their order.
     let mut queues: Vec<Vec<WorkItem>> = (0..workers).map(|_| Vec::new()).collect();
@@ -294,7 +301,7 @@ fn execute(
     std::thread::scope(|scope| -> anyhow::Result<()> {
         for queue in queues {
             let tx = tx.clone();
-            scope.spawn(move || run_queue(runtime, settings, queue, &tx));
+            scope.spawn(move || run_queue(runtime, settings, queue, index_first, &tx));
         }
         drop(tx);
         let mut pending: Vec<Done> = Vec::new();
@@ -311,10 +318,14 @@ fn execute(
     Ok(())
 }
 
+/// From this many creates on, a sync lists the remote users instead of looking each up.
+const INDEX_THRESHOLD: usize = 50;
+
 fn run_queue(
     runtime: &Runtime,
     settings: &ConnectorSettings,
     queue: Vec<WorkItem>,
+    index_first: bool,
     tx: &mpsc::Sender<Done>,
 ) {
     let mut session = match runtime.open(settings) {
@@ -334,6 +345,14 @@ fn run_queue(
             return;
         }
     };
+    if index_first && let Some(s) = session.as_mut() {
+        match s.index_remote_users() {
+            Ok(Ok(_)) => {}
+            // Not fatal: matching falls back to a look-up per user.
+            Ok(Err(e)) => eprintln!("listing remote users failed: {}", describe_error(&e)),
+            Err(e) => eprintln!("listing remote users failed: {e:#}"),
+        }
+    }
     for item in queue {
         let started = Instant::now();
         let result = match session.as_mut() {

@@ -23,6 +23,8 @@ pub struct Connector<H: HttpPort, L: LogPort> {
     pub(crate) log: L,
     /// Learned on first use; reset by every connection test.
     capabilities: RefCell<Option<ServerCapabilities>>,
+    /// The remote users, listed once for a first sync; matching then looks here.
+    pub(crate) index: RefCell<Option<super::index::RemoteIndex>>,
 }
 
 impl<H: HttpPort, L: LogPort> Connector<H, L> {
@@ -44,6 +46,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             http,
             log,
             capabilities: RefCell::new(None),
+            index: RefCell::new(None),
         }
     }
 

@@ -141,14 +141,14 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 })
             }
             // Someone (another run, an admin) created it since we looked: adopt it.
-            Ok(resp) if resp.status == 409 => match self.find_match(t, &resource, &caps)? {
+            Ok(resp) if resp.status == 409 => match self.look_up(t, &resource, &caps)? {
                 Some(existing) => self.adopt(t, user, existing, &caps),
                 None => Err(response::error_from_response(&resp, now_unix())),
             },
             Ok(resp) => Err(response::error_from_response(&resp, now_unix())),
             // The POST may have landed; look before anyone retries it.
             Err(ProvisioningError::Transport(TransportError::Timeout)) => {
-                match self.find_match(t, &resource, &caps) {
+                match self.look_up(t, &resource, &caps) {
                     Ok(Some(existing)) => self.adopt(t, user, existing, &caps),
                     _ => Err(ProvisioningError::Transport(TransportError::Timeout)),
                 }
@@ -496,6 +496,143 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
     /// Looks the user up by each matching attribute in turn. One match is returned; several
     /// are an error naming them; none moves on to the next attribute.
     fn find_match(
+        &self,
+        t: &Transport<'_, H, L>,
+        resource: &Value,
+        caps: &ServerCapabilities,
+    ) -> Result<Option<Value>, ProvisioningError> {
+        if let Some(found) = self.find_in_index(t, resource)? {
+            return Ok(found);
+        }
+        self.look_up(t, resource, caps)
+    }
+
+    /// Matching against the listed remote users, when they were listed: `None` when there
+    /// is no index, else what the index says (fetching the one match in full).
+    #[allow(clippy::option_option)]
+    fn find_in_index(
+        &self,
+        t: &Transport<'_, H, L>,
+        resource: &Value,
+    ) -> Result<Option<Option<Value>>, ProvisioningError> {
+        let candidates: Vec<(usize, Vec<String>, String)> = {
+            let index = self.index.borrow();
+            let Some(index) = index.as_ref() else {
+                return Ok(None);
+            };
+            self.policy
+                .matching
+                .iter()
+                .enumerate()
+                .filter_map(|(i, path)| {
+                    let value = match_value(resource, path)?;
+                    let ids = index
+                        .candidates(i, &value)
+                        .into_iter()
+                        .map(String::from)
+                        .collect();
+                    Some((i, ids, value))
+                })
+                .collect()
+        };
+        for (i, ids, value) in candidates {
+            match ids.as_slice() {
+                [] => continue,
+                [id] => {
+                    // The index holds only what matching needs; adoption needs it all.
+                    if let Some(full) = self.read(t, id)?
+                        && self.policy.matching.get(i).is_some_and(|p| {
+                            match_value(&full, p).is_some_and(|v| v.eq_ignore_ascii_case(&value))
+                        })
+                    {
+                        return Ok(Some(Some(full)));
+                    }
+                }
+                several => {
+                    return Err(ProvisioningError::Other(format!(
+                        "several remote users match {} {value:?}: {}; link one by hand",
+                        self.policy
+                            .matching
+                            .get(i)
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
+                        several.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(Some(None))
+    }
+
+    /// Lists every remote user once, paged, and keeps what matching needs, so matching
+    /// during a first sync costs no look-up per user. Returns how many were listed.
+    pub fn index_remote_users(&self) -> Result<u32, ProvisioningError> {
+        let t = self.transport();
+        let caps = self.capabilities_via(&t)?;
+        let page = caps.filter_max_results.unwrap_or(100).clamp(1, 1000);
+        let mut attributes = vec!["id".to_string()];
+        for p in &self.policy.matching {
+            attributes.push(match &p.urn {
+                Some(urn) if !crate::scim::path::is_core_urn(urn) => format!("{urn}:{}", p.attr),
+                _ => p.attr.clone(),
+            });
+        }
+        let attributes = encode_component(&attributes.join(","));
+        let mut start: u64 = 1;
+        let mut all: Vec<Value> = Vec::new();
+        let mut previous_first: Option<String> = None;
+        loop {
+            let resp = t.get(&format!(
+                "/Users?startIndex={start}&count={page}&attributes={attributes}"
+            ))?;
+            if !is_success(resp.status) {
+                return Err(response::error_from_response(&resp, now_unix()));
+            }
+            let body = response::require_json_body(&resp)?;
+            if !is_list_response(&body) {
+                return Err(response::unexpected(
+                    &resp,
+                    "GET /Users did not return a ListResponse",
+                ));
+            }
+            let resources = field(&body, "Resources")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            if resources.is_empty() {
+                break;
+            }
+            let first = resources.first().and_then(id_of);
+            if first.is_some() && first == previous_first {
+                return Err(ProvisioningError::Other(
+                    "the server ignores startIndex, so its users cannot be listed; matching falls back to look-ups".into(),
+                ));
+            }
+            previous_first = first;
+            start += resources.len() as u64;
+            all.extend(resources);
+            let total = field(&body, "totalResults")
+                .and_then(response::lenient_u64)
+                .unwrap_or(0);
+            if start > total {
+                break;
+            }
+        }
+        let index = super::index::RemoteIndex::build(&all, &self.policy.matching);
+        let listed = u32::try_from(index.len()).unwrap_or(u32::MAX);
+        self.log.log(
+            LogLevel::Info,
+            &format!(
+                "listed {listed} remote users in {} request(s)",
+                t.requests()
+            ),
+        );
+        *self.index.borrow_mut() = Some(index);
+        Ok(listed)
+    }
+
+    /// Looks the user up on the server by each matching attribute in turn.
+    fn look_up(
         &self,
         t: &Transport<'_, H, L>,
         resource: &Value,

@@ -1959,3 +1959,106 @@ fn every_call_logs_its_outcome_and_request_count() {
         "{lines:?}"
     );
 }
+
+// ----------------------------------------------------------------------------------------
+// First-sync index
+// ----------------------------------------------------------------------------------------
+
+fn page(resources: Vec<Value>, total: usize, start: usize) -> Answer {
+    json(
+        200,
+        json!({"schemas": [LIST_SCHEMA], "totalResults": total, "startIndex": start,
+               "itemsPerPage": resources.len(), "Resources": resources}),
+    )
+}
+
+#[test]
+fn index_lists_pages_then_matches_without_lookups() {
+    let c = connector(
+        "",
+        vec![
+            spc(true, false),
+            page(vec![json!({"id": "a", "userName": "someone"})], 2, 1),
+            page(vec![json!({"id": RID, "userName": "BJENSEN"})], 2, 2),
+            // create → index says RID; the full resource is read, then patched.
+            json(
+                200,
+                json!({"id": RID, "userName": "bjensen", "schemas": [USER_SCHEMA]}),
+            ),
+            json(
+                200,
+                json!({"id": RID, "userName": "bjensen", "meta": {"version": V2}}),
+            ),
+        ],
+    );
+    assert_eq!(c.index_remote_users().unwrap(), 2);
+    let sent = c.http.sent();
+    assert!(
+        sent[1].url.contains("startIndex=1&count="),
+        "{}",
+        sent[1].url
+    );
+    assert!(
+        sent[1]
+            .url
+            .contains("attributes=id%2CuserName%2CexternalId%2Cemails")
+    );
+    assert!(sent[2].url.contains("startIndex=2&count="));
+    let out = c.provision(&bjensen(), UserEvent::Created, None).unwrap();
+    assert_eq!(out.action, Action::Adopted);
+    let sent = c.http.sent();
+    assert_eq!(
+        sent[3].url, RID_URL,
+        "the match is read in full, not searched"
+    );
+    assert!(
+        sent.iter().all(|r| !r.url.contains("filter=")),
+        "no look-ups"
+    );
+}
+
+#[test]
+fn index_without_a_match_creates_directly_and_ambiguity_is_an_error() {
+    let c = connector(
+        "",
+        vec![
+            spc(true, false),
+            page(
+                vec![
+                    json!({"id": "x1", "userName": "other", "emails": [{"type": "work", "value": "bjensen@example.com"}]}),
+                    json!({"id": "x2", "userName": "other2", "emails": [{"type": "work", "value": "BJENSEN@example.com"}]}),
+                ],
+                2,
+                1,
+            ),
+        ],
+    );
+    c.index_remote_users().unwrap();
+    match c.provision(&bjensen(), UserEvent::Created, None) {
+        Err(ProvisioningError::Other(m)) => assert!(m.contains("x1") && m.contains("x2"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    let c = connector(
+        "",
+        vec![
+            spc(true, false),
+            page(vec![], 0, 1),
+            json(201, json!({"id": RID, "userName": "bjensen"})),
+        ],
+    );
+    assert_eq!(c.index_remote_users().unwrap(), 0);
+    let out = c.provision(&bjensen(), UserEvent::Created, None).unwrap();
+    assert_eq!(out.action, Action::Created);
+    assert_eq!(out.requests, 1, "one POST, no look-ups");
+}
+
+#[test]
+fn a_server_that_ignores_paging_is_refused() {
+    let same = || page(vec![json!({"id": "a", "userName": "x"})], 5, 1);
+    let c = connector("", vec![spc(true, false), same(), same()]);
+    assert!(matches!(
+        c.index_remote_users(),
+        Err(ProvisioningError::Other(_))
+    ));
+    assert!(c.index.borrow().is_none(), "no half index");
+}
