@@ -119,6 +119,7 @@ impl GuestScimServer for ScimServerResource {
                 "max-results, bulk-max-operations and bulk-max-payload must be positive".into(),
             ));
         }
+        let policy = crate::policy::Policy::parse(&config.policy_json)?;
         let core = crate::server::ServerConfig {
             base_url: base.to_string(),
             bearer_token: config.bearer_token,
@@ -127,7 +128,12 @@ impl GuestScimServer for ScimServerResource {
             bulk_max_payload: config.bulk_max_payload,
         };
         Ok(ScimServerHandle::new(ScimServerResource(
-            crate::server::ScimServer::new(ImportedDirectory, core),
+            crate::server::ScimServer::new(
+                ImportedDirectory {
+                    mapping: policy.mapping,
+                },
+                core,
+            ),
         )))
     }
 
@@ -147,8 +153,44 @@ impl GuestScimServer for ScimServerResource {
     }
 }
 
-/// The server's directory port, backed by the `directory` import.
-struct ImportedDirectory;
+/// The server's directory port, backed by the `directory` import. Users travel with their
+/// CMS view, from the policy's reverse mapping.
+struct ImportedDirectory {
+    mapping: crate::mapping::Mapping,
+}
+
+impl ImportedDirectory {
+    fn cms_view(
+        &self,
+        kind: crate::server::ResourceKind,
+        resource: &serde_json::Value,
+    ) -> Option<wit::CmsUser> {
+        if kind != crate::server::ResourceKind::User {
+            return None;
+        }
+        let fields = self
+            .mapping
+            .reverse(resource)
+            .into_iter()
+            .map(|(k, v)| (k, field_to_wit(v)))
+            .collect();
+        Some(wit::CmsUser {
+            id: String::new(),
+            fields,
+            active: self.mapping.reverse_active(resource).unwrap_or(true),
+        })
+    }
+}
+
+fn field_to_wit(v: user::FieldValue) -> wit::FieldValue {
+    match v {
+        user::FieldValue::Text(s) => wit::FieldValue::Text(s),
+        user::FieldValue::Number(n) => wit::FieldValue::Number(n),
+        user::FieldValue::Boolean(b) => wit::FieldValue::Boolean(b),
+        user::FieldValue::TextList(l) => wit::FieldValue::TextList(l),
+        user::FieldValue::Null => wit::FieldValue::Null,
+    }
+}
 
 fn dir_kind(kind: crate::server::ResourceKind) -> wit_dir::ResourceKind {
     match kind {
@@ -227,7 +269,11 @@ impl crate::server::Directory for ImportedDirectory {
         kind: crate::server::ResourceKind,
         resource: &serde_json::Value,
     ) -> Result<crate::server::StoredResource, crate::server::DirectoryError> {
-        stored(wit_dir::create(dir_kind(kind), &resource.to_string()).map_err(dir_error)?)
+        let cms = self.cms_view(kind, resource);
+        stored(
+            wit_dir::create(dir_kind(kind), &resource.to_string(), cms.as_ref())
+                .map_err(dir_error)?,
+        )
     }
 
     fn replace(
@@ -237,9 +283,16 @@ impl crate::server::Directory for ImportedDirectory {
         resource: &serde_json::Value,
         if_version: Option<&str>,
     ) -> Result<crate::server::StoredResource, crate::server::DirectoryError> {
+        let cms = self.cms_view(kind, resource);
         stored(
-            wit_dir::replace(dir_kind(kind), id, &resource.to_string(), if_version)
-                .map_err(dir_error)?,
+            wit_dir::replace(
+                dir_kind(kind),
+                id,
+                &resource.to_string(),
+                cms.as_ref(),
+                if_version,
+            )
+            .map_err(dir_error)?,
         )
     }
 

@@ -101,6 +101,7 @@ pub fn run(runtime: &Runtime) -> anyhow::Result<bool> {
         &dir.0.join("joomla.db"),
         "127.0.0.1:0",
         &token,
+        "",
         quiet(),
     )?;
     println!("   SCIM base URL: {}", server.base_url);
@@ -208,6 +209,7 @@ pub fn run(runtime: &Runtime) -> anyhow::Result<bool> {
         "   {:<8} {:<14} {:<50} ok",
         "user", "expected", "on the server"
     );
+    let joomla_cms = Store::open(&dir.0.join("joomla.db"))?;
     let mut all_ok = true;
     let mut check = |name: &str, expected: &str, found: Option<(String, bool)>| {
         let seen = match &found {
@@ -237,6 +239,26 @@ pub fn run(runtime: &Runtime) -> anyhow::Result<bool> {
         read_back(&server.base_url, &token, "erin")?,
     );
     println!("   * after creation, ** after blocking; erin was then deleted");
+    // The reverse mapping made each provisioned user a normal Joomla user.
+    let joomla_users: Vec<String> = joomla_cms
+        .all_users()?
+        .iter()
+        .map(|u| {
+            let status = if u.active { "active" } else { "blocked" };
+            format!("{} <{}> {status}", u.name, u.mail)
+        })
+        .collect();
+    println!("   Joomla's own user table: {}", joomla_users.join("; "));
+    let cms_ok = joomla_users.len() == 4
+        && ["alice", "bob", "carol", "dave"].iter().all(|n| {
+            let expected = format!("{n} <{n}@drupal.example> active");
+            joomla_users.contains(&expected)
+        });
+    all_ok &= cms_ok;
+    println!(
+        "   Joomla users are the four provisioned ones, active: {}",
+        if cms_ok { "yes" } else { "NO" }
+    );
     server.stop();
     println!(
         "{}",

@@ -13,6 +13,8 @@ use crate::bindings::scim::provisioner::directory::{
     DirectoryError, QueryPage, ResourceKind, Search, StoredResource,
 };
 use crate::delivery::now_rfc3339;
+use crate::store::{Store, UserRecord};
+use crate::types::{CmsUser, FieldValue};
 
 /// What the host side of `directory` must do.
 pub trait DirectoryBackend: Send {
@@ -24,23 +26,87 @@ pub trait DirectoryBackend: Send {
     ) -> Result<Option<StoredResource>, DirectoryError>;
     /// One page of matching resources.
     fn query(&mut self, kind: ResourceKind, search: &Search) -> Result<QueryPage, DirectoryError>;
-    /// Stores a new resource.
-    fn create(&mut self, kind: ResourceKind, json: &str) -> Result<StoredResource, DirectoryError>;
-    /// Replaces a resource.
+    /// Stores a new resource; `cms` is a user's CMS view (reverse-mapped by the component).
+    fn create(
+        &mut self,
+        kind: ResourceKind,
+        json: &str,
+        cms: Option<&CmsUser>,
+    ) -> Result<StoredResource, DirectoryError>;
+    /// Replaces a resource; `cms` as for `create`.
     fn replace(
         &mut self,
         kind: ResourceKind,
         id: &str,
         json: &str,
+        cms: Option<&CmsUser>,
         if_version: Option<&str>,
     ) -> Result<StoredResource, DirectoryError>;
     /// Deletes a resource.
     fn delete(&mut self, kind: ResourceKind, id: &str) -> Result<bool, DirectoryError>;
 }
 
-/// A directory in a SQLite file.
+/// A directory in a SQLite file. Users are also kept as normal CMS users in the same
+/// file's `users` table (the host store's), so an identity provider's users appear in the
+/// CMS; those changes are not queued for outbound provisioning.
 pub struct SqliteDirectory {
     conn: Connection,
+    cms: Store,
+}
+
+fn field_json(v: &FieldValue) -> Value {
+    match v {
+        FieldValue::Text(s) => Value::String(s.clone()),
+        FieldValue::Number(n) => {
+            serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
+        }
+        FieldValue::Boolean(b) => Value::Bool(*b),
+        FieldValue::TextList(l) => Value::Array(l.iter().cloned().map(Value::String).collect()),
+        FieldValue::Null => Value::Null,
+    }
+}
+
+impl SqliteDirectory {
+    /// Keeps the CMS user beside a stored SCIM user: the CMS id is the SCIM id.
+    fn mirror(
+        &mut self,
+        id: &str,
+        json: &str,
+        cms: Option<&CmsUser>,
+    ) -> Result<(), DirectoryError> {
+        let Some(cms) = cms else { return Ok(()) };
+        let mut fields = serde_json::Map::new();
+        let mut name = None;
+        let mut mail = String::new();
+        for (k, v) in &cms.fields {
+            match (k.as_str(), v) {
+                ("name", FieldValue::Text(s)) => name = Some(s.clone()),
+                ("mail", FieldValue::Text(s)) => mail = s.clone(),
+                (_, FieldValue::Null) => {}
+                _ => {
+                    fields.insert(k.clone(), field_json(v));
+                }
+            }
+        }
+        // Without a name rule in the mapping, the SCIM userName is the login name.
+        let name = name.or_else(|| {
+            serde_json::from_str::<Value>(json)
+                .ok()
+                .and_then(|v| v.get("userName").and_then(Value::as_str).map(String::from))
+        });
+        let Some(name) = name else { return Ok(()) };
+        let record = UserRecord {
+            id: id.to_string(),
+            name,
+            mail,
+            fields,
+            active: cms.active,
+        };
+        self.cms
+            .import_users([Ok(record)])
+            .map(|_| ())
+            .map_err(|e| DirectoryError::Other(format!("CMS user: {e:#}")))
+    }
 }
 
 fn kind_name(kind: ResourceKind) -> &'static str {
@@ -107,7 +173,8 @@ impl SqliteDirectory {
             CREATE UNIQUE INDEX IF NOT EXISTS scim_unique ON scim_resources(kind, unique_key);
             CREATE INDEX IF NOT EXISTS scim_external ON scim_resources(kind, external_id);",
         )?;
-        Ok(SqliteDirectory { conn })
+        let cms = Store::open(path)?;
+        Ok(SqliteDirectory { conn, cms })
     }
 
     fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredResource> {
@@ -292,7 +359,12 @@ impl DirectoryBackend for SqliteDirectory {
         })
     }
 
-    fn create(&mut self, kind: ResourceKind, json: &str) -> Result<StoredResource, DirectoryError> {
+    fn create(
+        &mut self,
+        kind: ResourceKind,
+        json: &str,
+        cms: Option<&CmsUser>,
+    ) -> Result<StoredResource, DirectoryError> {
         let value: Value = serde_json::from_str(json)
             .map_err(|e| DirectoryError::Other(format!("invalid JSON: {e}")))?;
         let key = unique_key(kind, &value);
@@ -307,6 +379,7 @@ impl DirectoryBackend for SqliteDirectory {
                 params![kind_name(kind), id, now, key, external, json],
             )
             .map_err(db_err)?;
+        self.mirror(&id, json, cms)?;
         Ok(StoredResource {
             id,
             version: "W/\"1\"".into(),
@@ -321,6 +394,7 @@ impl DirectoryBackend for SqliteDirectory {
         kind: ResourceKind,
         id: &str,
         json: &str,
+        cms: Option<&CmsUser>,
         if_version: Option<&str>,
     ) -> Result<StoredResource, DirectoryError> {
         let current = self.get(kind, id)?.ok_or(DirectoryError::NotFound)?;
@@ -340,6 +414,7 @@ impl DirectoryBackend for SqliteDirectory {
                 params![kind_name(kind), id, now, key, external, json],
             )
             .map_err(db_err)?;
+        self.mirror(id, json, cms)?;
         self.get(kind, id)?.ok_or(DirectoryError::NotFound)
     }
 
@@ -352,6 +427,9 @@ impl DirectoryBackend for SqliteDirectory {
             )
             .map_err(db_err)?;
         if n > 0 && kind == ResourceKind::User {
+            self.conn
+                .execute("DELETE FROM users WHERE id = ?1", params![id])
+                .map_err(db_err)?;
             // Drop the user from the groups it belonged to.
             let pattern = format!("%{id}%");
             let groups: Vec<(String, String)> = {
@@ -373,7 +451,7 @@ impl DirectoryBackend for SqliteDirectory {
                 if let Some(members) = g.get_mut("members").and_then(Value::as_array_mut) {
                     members.retain(|m| m.get("value").and_then(Value::as_str) != Some(id));
                 }
-                self.replace(ResourceKind::Group, &gid, &g.to_string(), None)?;
+                self.replace(ResourceKind::Group, &gid, &g.to_string(), None, None)?;
             }
         }
         Ok(n > 0)

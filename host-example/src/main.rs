@@ -314,6 +314,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 database,
                 listen,
                 &token,
+                "",
                 LogSink::stderr(level).redact([token.clone()]),
             )?;
             println!("SCIM base URL:     {}", server.base_url);

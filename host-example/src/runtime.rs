@@ -113,8 +113,9 @@ impl dir::Host for HostState {
         &mut self,
         kind: dir::ResourceKind,
         json: String,
+        cms: Option<CmsUser>,
     ) -> Result<dir::StoredResource, dir::DirectoryError> {
-        self.directory()?.create(kind, &json)
+        self.directory()?.create(kind, &json, cms.as_ref())
     }
 
     fn replace(
@@ -122,10 +123,11 @@ impl dir::Host for HostState {
         kind: dir::ResourceKind,
         id: String,
         json: String,
+        cms: Option<CmsUser>,
         if_version: Option<String>,
     ) -> Result<dir::StoredResource, dir::DirectoryError> {
         self.directory()?
-            .replace(kind, &id, &json, if_version.as_deref())
+            .replace(kind, &id, &json, cms.as_ref(), if_version.as_deref())
     }
 
     fn delete(&mut self, kind: dir::ResourceKind, id: String) -> Result<bool, dir::DirectoryError> {

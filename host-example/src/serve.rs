@@ -64,11 +64,13 @@ pub fn generate_token() -> String {
 }
 
 /// Starts serving the directory in `database` on `listen` (`127.0.0.1:0` picks a port).
+/// `policy_json`'s mapping, reversed, turns SCIM users into the CMS users kept beside them.
 pub fn start(
     runtime: &Runtime,
     database: &Path,
     listen: &str,
     token: &str,
+    policy_json: &str,
     log: LogSink,
 ) -> anyhow::Result<RunningServer> {
     let server = tiny_http::Server::http(listen)
@@ -84,6 +86,7 @@ pub fn start(
         max_results: 200,
         bulk_max_operations: 100,
         bulk_max_payload: 1024 * 1024,
+        policy_json: policy_json.to_string(),
     };
     let directory = SqliteDirectory::open(database)?;
     let mut session = match runtime.open_server(&config, Box::new(directory), log)? {

@@ -34,6 +34,7 @@ fn serve(name: &str) -> Served {
         &dir.join("directory.db"),
         "127.0.0.1:0",
         &token,
+        "",
         LogSink::stderr(Level::Error),
     )
     .expect("serve starts");
@@ -120,4 +121,54 @@ fn requests_without_the_token_get_401() {
 #[test]
 fn client_provisions_into_server_end_to_end() {
     assert!(host_example::demo::run(runtime()).expect("demo runs"));
+}
+
+/// An identity provider's user becomes a normal CMS user through the reverse mapping;
+/// `active=false` blocks it, and a DELETE removes it.
+#[test]
+fn identity_provider_users_appear_in_the_cms() {
+    use scim_provisioner_tests::peers::send_json;
+    let s = serve("into-cms");
+    let db = s._dir.0.join("directory.db");
+    let user = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": "okta.user",
+        "name": {"givenName": "Olga", "familyName": "Kta"},
+        "emails": [{"type": "work", "value": "olga@idp.example", "primary": true}],
+        "active": true
+    });
+    let users = format!("{}/Users", s.server.base_url);
+    let (status, created) = send_json("POST", &users, &s.server.token, Some(&user)).expect("POST");
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id").to_string();
+    let cms = host_example::store::Store::open(&db).expect("store");
+    let u = cms.user(&id).expect("read").expect("a CMS user");
+    assert_eq!(u.name, "okta.user");
+    assert_eq!(u.mail, "olga@idp.example");
+    assert_eq!(u.fields["field_first_name"], "Olga");
+    assert_eq!(u.fields["field_last_name"], "Kta");
+    assert!(u.active);
+
+    // Okta deactivates with a no-path PATCH.
+    let patch = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "value": {"active": false}}]
+    });
+    let (status, body) = send_json(
+        "PATCH",
+        &format!("{users}/{id}"),
+        &s.server.token,
+        Some(&patch),
+    )
+    .expect("PATCH");
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !cms.user(&id).unwrap().expect("still there").active,
+        "blocked"
+    );
+
+    let (status, _) =
+        send_json("DELETE", &format!("{users}/{id}"), &s.server.token, None).expect("DELETE");
+    assert_eq!(status, 204);
+    assert!(cms.user(&id).unwrap().is_none(), "removed from the CMS");
 }
