@@ -67,6 +67,7 @@ struct PolicyFields {
     matching: Vec<String>,
     preserve_unmapped: bool,
     group_chunk_size: Option<u32>,
+    groups_from: Option<String>,
 }
 
 impl Default for PolicyFields {
@@ -78,6 +79,7 @@ impl Default for PolicyFields {
             matching: default_matching(),
             preserve_unmapped: true,
             group_chunk_size: None,
+            groups_from: None,
         }
     }
 }
@@ -99,6 +101,7 @@ const POLICY_KEYS: &[&str] = &[
     "matching",
     "preserve_unmapped",
     "group_chunk_size",
+    "groups_from",
     "mapping",
     "extensions",
     "scope",
@@ -119,6 +122,9 @@ pub struct Policy {
     pub preserve_unmapped: bool,
     /// The most group members changed in one request, overriding the server's bulk limit.
     pub group_chunk_size: Option<u32>,
+    /// The CMS field whose values (roles) are provisioned as SCIM Group memberships;
+    /// none to leave groups alone.
+    pub groups_from: Option<String>,
     /// The compiled attribute mapping and scope.
     pub mapping: Mapping,
 }
@@ -168,6 +174,7 @@ impl Policy {
             matching,
             preserve_unmapped: fields.preserve_unmapped,
             group_chunk_size: fields.group_chunk_size,
+            groups_from: fields.groups_from.filter(|f| !f.trim().is_empty()),
             mapping,
         })
     }

@@ -25,6 +25,8 @@ pub struct Connector<H: HttpPort, L: LogPort> {
     capabilities: RefCell<Option<ServerCapabilities>>,
     /// The remote users, listed once for a first sync; matching then looks here.
     pub(crate) index: RefCell<Option<super::index::RemoteIndex>>,
+    /// Group ids by display name, learned as groups are found or created.
+    pub(crate) group_ids: RefCell<std::collections::HashMap<String, String>>,
 }
 
 impl<H: HttpPort, L: LogPort> Connector<H, L> {
@@ -47,6 +49,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             log,
             capabilities: RefCell::new(None),
             index: RefCell::new(None),
+            group_ids: RefCell::new(std::collections::HashMap::new()),
         }
     }
 

@@ -68,6 +68,10 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 "internal: {decision:?} without a link"
             ))),
         };
+        let result = match result {
+            Ok(o) => self.provision_groups(&t, user, link, o),
+            Err(e) => Err(e),
+        };
         let requests = t.requests();
         match &result {
             Ok(o) => self.log.log(
@@ -91,6 +95,51 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             o.requests = requests;
             o
         })
+    }
+
+    /// After a user was created, adopted, updated or reactivated: bring its groups in line
+    /// and record them in the new snapshot.
+    fn provision_groups(
+        &self,
+        t: &Transport<'_, H, L>,
+        user: &CmsUser,
+        old_link: Option<&Link>,
+        mut outcome: ProvisionOutcome,
+    ) -> Result<ProvisionOutcome, ProvisioningError> {
+        let Some(field_name) = &self.policy.groups_from else {
+            return Ok(outcome);
+        };
+        if !matches!(
+            outcome.action,
+            Action::Created | Action::Adopted | Action::Updated | Action::Unchanged
+        ) || !user.active
+        {
+            return Ok(outcome);
+        }
+        let Some(link) = outcome.link.as_mut() else {
+            return Ok(outcome);
+        };
+        let previous = old_link
+            .filter(|l| l.remote_id == link.remote_id)
+            .and_then(|l| l.snapshot.as_deref())
+            .and_then(|s| serde_json::from_str::<Value>(s).ok())
+            .map(|mut s| super::groups::take_snapshot_groups(&mut s))
+            .unwrap_or_default();
+        let desired = super::groups::desired_groups(user, field_name);
+        if previous != desired {
+            let caps = self.capabilities_via(t)?;
+            self.sync_groups(t, &link.remote_id, &previous, &desired, &caps)?;
+        }
+        let mut snapshot = link
+            .snapshot
+            .as_deref()
+            .and_then(|s| serde_json::from_str::<Value>(s).ok())
+            .unwrap_or_else(|| json!({}));
+        if let Some(o) = snapshot.as_object_mut() {
+            o.insert(super::groups::SNAPSHOT_GROUPS_KEY.into(), json!(desired));
+        }
+        link.snapshot = Some(snapshot.to_string());
+        Ok(outcome)
     }
 
     /// What [`Connector::provision`] would decide for this user, event and link state.
@@ -724,6 +773,11 @@ fn parse_snapshot(link: &Link) -> Option<Value> {
         .as_deref()
         .and_then(|s| serde_json::from_str::<Value>(s).ok())
         .filter(Value::is_object)
+        .map(|mut s| {
+            // Group memberships ride in the snapshot but are not user attributes.
+            super::groups::take_snapshot_groups(&mut s);
+            s
+        })
 }
 
 fn outcome(action: Action, link: Option<Link>) -> ProvisionOutcome {

@@ -2,6 +2,7 @@
 
 pub mod connector;
 pub mod engine;
+pub mod groups;
 pub mod index;
 pub mod resource;
 pub mod selection;
