@@ -14,6 +14,7 @@ pub mod policy;
 pub mod ports;
 pub mod scim;
 pub mod server;
+pub mod time;
 pub mod user;
 
 #[cfg(all(target_arch = "wasm32", not(test)))]

@@ -143,6 +143,29 @@ pub(crate) fn is_list_response(body: &Value) -> bool {
             })
 }
 
+/// A list answer: the error on a non-2xx status, else the ListResponse's `Resources` and
+/// `totalResults` (0 when missing).
+pub(crate) fn read_list(resp: &HttpResponse) -> Result<(Vec<Value>, u64), ProvisioningError> {
+    if !is_success(resp.status) {
+        return Err(response::error_from_response(resp, now_unix()));
+    }
+    let body = response::require_json_body(resp)?;
+    if !is_list_response(&body) {
+        return Err(response::unexpected(
+            resp,
+            "the answer is not a SCIM ListResponse",
+        ));
+    }
+    let resources = crate::scim::discovery::field(&body, "Resources")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let total = crate::scim::discovery::field(&body, "totalResults")
+        .and_then(response::lenient_u64)
+        .unwrap_or(0);
+    Ok((resources, total))
+}
+
 /// A resource from a GET: the body on 2xx, `None` on 404, the error otherwise.
 pub(crate) fn read_resource(resp: &HttpResponse) -> Result<Option<Value>, ProvisioningError> {
     match resp.status {

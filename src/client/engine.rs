@@ -9,12 +9,12 @@ use crate::error::ProvisioningError;
 use crate::mapping::MapMode;
 use crate::policy::RemoteMissing;
 use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort, Method, TransportError};
-use crate::scim::discovery::{ServerCapabilities, field};
+use crate::scim::discovery::ServerCapabilities;
 use crate::scim::patch::{PatchOperation, PatchRequest, diff};
 use crate::scim::response::{self, is_success};
 use crate::user::{Action, CmsUser, Link, ProvisionOutcome, UserEvent};
 
-use super::connector::{Connector, is_list_response, read_resource};
+use super::connector::{Connector, read_list, read_resource};
 use super::resource::{
     id_of, location_of, match_filter, match_value, merge_for_put, project, simple_match_filter,
     union_shape, version_of,
@@ -634,20 +634,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             let resp = t.get(&format!(
                 "/Users?startIndex={start}&count={page}&attributes={attributes}"
             ))?;
-            if !is_success(resp.status) {
-                return Err(response::error_from_response(&resp, now_unix()));
-            }
-            let body = response::require_json_body(&resp)?;
-            if !is_list_response(&body) {
-                return Err(response::unexpected(
-                    &resp,
-                    "GET /Users did not return a ListResponse",
-                ));
-            }
-            let resources = field(&body, "Resources")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let (resources, total) = read_list(&resp)?;
             if resources.is_empty() {
                 break;
             }
@@ -660,9 +647,6 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             previous_first = first;
             start += resources.len() as u64;
             all.extend(resources);
-            let total = field(&body, "totalResults")
-                .and_then(response::lenient_u64)
-                .unwrap_or(0);
             if start > total {
                 break;
             }
@@ -717,30 +701,13 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 );
                 continue;
             }
-            if !is_success(resp.status) {
-                return Err(response::error_from_response(&resp, now_unix()));
-            }
-            let body = response::require_json_body(&resp)?;
-            if !is_list_response(&body) {
-                return Err(response::unexpected(
-                    &resp,
-                    "a search did not return a ListResponse",
-                ));
-            }
             // Check each candidate ourselves: a server that ignores the filter must not
             // make us adopt somebody else.
-            let found: Vec<Value> = field(&body, "Resources")
-                .and_then(Value::as_array)
-                .map(|items| {
-                    items
-                        .iter()
-                        .filter(|r| {
-                            match_value(r, path).is_some_and(|v| v.eq_ignore_ascii_case(&value))
-                        })
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
+            let found: Vec<Value> = read_list(&resp)?
+                .0
+                .into_iter()
+                .filter(|r| match_value(r, path).is_some_and(|v| v.eq_ignore_ascii_case(&value)))
+                .collect();
             match found.len() {
                 0 => continue,
                 1 => return Ok(found.into_iter().next()),

@@ -13,7 +13,7 @@ use crate::scim::patch::{PatchOperation, PatchRequest};
 use crate::scim::response::{self, is_success};
 use crate::user::{CmsUser, FieldValue};
 
-use super::connector::{Connector, is_list_response};
+use super::connector::{Connector, read_list};
 use super::resource::id_of;
 use super::transport::{Transport, encode_component, now_unix};
 
@@ -79,26 +79,15 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             "/Groups?filter={}&startIndex=1&count=10&attributes=id,displayName",
             encode_component(&f)
         ))?;
-        if !is_success(resp.status) {
-            return Err(response::error_from_response(&resp, now_unix()));
-        }
-        let body = response::require_json_body(&resp)?;
-        if !is_list_response(&body) {
-            return Err(response::unexpected(
-                &resp,
-                "a group search did not return a ListResponse",
-            ));
-        }
         // Check ourselves, as for users: a server that ignores the filter must not make us
         // use another group.
-        let id = field(&body, "Resources")
-            .and_then(Value::as_array)
-            .and_then(|items| {
-                items.iter().find(|g| {
-                    field(g, "displayName")
-                        .and_then(Value::as_str)
-                        .is_some_and(|d| d.eq_ignore_ascii_case(name))
-                })
+        let id = read_list(&resp)?
+            .0
+            .iter()
+            .find(|g| {
+                field(g, "displayName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|d| d.eq_ignore_ascii_case(name))
             })
             .and_then(id_of);
         if let Some(id) = &id {

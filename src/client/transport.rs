@@ -6,6 +6,8 @@ use std::cell::Cell;
 
 use serde_json::Value;
 
+pub use crate::scim::uri::encode_component;
+
 use crate::config::ConnectorConfig;
 use crate::error::ProvisioningError;
 use crate::ports::{HttpPort, HttpRequest, HttpResponse, LogLevel, LogPort, Method};
@@ -122,20 +124,6 @@ fn redact(body: &[u8], secret: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Percent-encodes a path segment or query value: everything but RFC 3986 unreserved
-/// characters is encoded, so ids with spaces, slashes or `?` stay one segment.
-pub fn encode_component(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The current time in seconds since the Unix epoch, for `Retry-After` dates. In the
 /// component this reads `wasi:clocks` through std.
 pub fn now_unix() -> u64 {
@@ -157,17 +145,5 @@ mod tests {
         assert_eq!(redact(b"abc", b""), b"abc");
         assert_eq!(redact(b"ab", b"abc"), b"ab");
         assert_eq!(redact(b"xxxx", b"xx"), b"<redacted><redacted>");
-    }
-
-    #[test]
-    fn encodes_reserved_characters() {
-        assert_eq!(encode_component("abc-1.2_~"), "abc-1.2_~");
-        assert_eq!(encode_component("john smith"), "john%20smith");
-        assert_eq!(encode_component("a/b?c#d%"), "a%2Fb%3Fc%23d%25");
-        assert_eq!(encode_component("é"), "%C3%A9");
-        assert_eq!(
-            encode_component("userName eq \"a\\b\""),
-            "userName%20eq%20%22a%5Cb%22"
-        );
     }
 }

@@ -5,3 +5,4 @@ pub mod filter;
 pub mod patch;
 pub mod path;
 pub mod response;
+pub mod uri;

@@ -163,19 +163,13 @@ fn parse_imf_fixdate(s: &str) -> Option<u64> {
     if !(1..=31).contains(&day) || year < 1970 || *h > 23 || *m > 59 || *sec > 60 {
         return None;
     }
-    let days = days_from_civil(year, month, day);
+    let days = u64::try_from(crate::time::days_from_civil(
+        i64::try_from(year).ok()?,
+        i64::try_from(month).ok()?,
+        i64::try_from(day).ok()?,
+    ))
+    .ok()?;
     Some(days * 86_400 + h * 3600 + m * 60 + sec)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: u64, m: u64, d: u64) -> u64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// A short, printable excerpt of a body for error messages: control characters are dropped

@@ -126,20 +126,6 @@ pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Percent-encodes a path segment (an id in a `Location`), keeping RFC 3986 unreserved
-/// characters.
-pub(crate) fn encode_segment(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The decoded parameters of a query string, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct QueryParams(Vec<(String, String)>);
@@ -188,6 +174,5 @@ mod tests {
         assert_eq!(q.get("count"), Some(""));
         assert_eq!(q.get("x"), Some("a=b"));
         assert_eq!(q.get("missing"), None);
-        assert_eq!(encode_segment("a b/é"), "a%20b%2F%C3%A9");
     }
 }

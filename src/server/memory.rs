@@ -413,24 +413,7 @@ fn pick(v: &Value) -> Option<&Value> {
 
 /// Unix seconds as an RFC 3339 UTC timestamp.
 fn rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let in_day = secs % 86_400;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        in_day / 3600,
-        in_day % 3600 / 60,
-        in_day % 60
-    )
+    crate::time::rfc3339(i64::try_from(secs).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

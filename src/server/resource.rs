@@ -4,9 +4,9 @@
 use serde_json::{Map, Value, json};
 
 use crate::scim::path;
+use crate::scim::uri::encode_component as encode_segment;
 use crate::server::directory::{ResourceKind, StoredResource};
 use crate::server::etag::etag;
-use crate::server::http::encode_segment;
 use crate::server::schemas::{self, Mutability, Returned};
 
 /// The absolute URL of a resource.
