@@ -108,7 +108,8 @@ impl Threshold {
     pub fn limit(&self, linked: u64) -> u64 {
         match self {
             Threshold::Count(n) => *n,
-            Threshold::Percent(p) => ((linked as f64) * p / 100.0).floor() as u64,
+            // Rounded up, so a small site still allows one deprovision at any non-zero %.
+            Threshold::Percent(p) => ((linked as f64) * p / 100.0).ceil() as u64,
         }
     }
 }

@@ -200,6 +200,7 @@ pub fn run(runtime: &Runtime) -> anyhow::Result<bool> {
             concurrency: 2,
             max_attempts: 3,
             progress: false,
+            full: false,
         },
     )?;
     println!("   {summary}");

@@ -73,6 +73,10 @@ enum Command {
         /// Go ahead even if more users would be deprovisioned than the threshold allows.
         #[arg(long)]
         allow_deletes: bool,
+        /// Verify every linked user on the server (one request each) and re-create what
+        /// the server lost, instead of trusting what was last provisioned.
+        #[arg(long)]
+        full: bool,
     },
     /// Run the sync on a schedule and deliver outbox events as they come.
     Daemon {
@@ -351,10 +355,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync {
             plan,
             allow_deletes,
+            full,
         } => {
             let mut store = app.store()?;
             let runtime = app.runtime()?;
-            let options = sync_options(&app, plan, allow_deletes)?;
+            let mut options = sync_options(&app, plan, allow_deletes)?;
+            options.full = full;
             let summary = sync(&runtime, &app.settings, &mut store, &options)?;
             if !plan {
                 println!("sync: {summary}");
@@ -445,6 +451,7 @@ fn sync_options(app: &App, plan: bool, allow_deletes: bool) -> anyhow::Result<Sy
         concurrency: app.config.host.concurrency,
         max_attempts: app.config.host.max_attempts,
         progress: !plan,
+        full: false,
     })
 }
 

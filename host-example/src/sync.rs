@@ -32,6 +32,11 @@ pub struct SyncOptions {
     pub max_attempts: u32,
     /// Show a progress bar.
     pub progress: bool,
+    /// A full, verifying reconcile: ignore fingerprints and snapshots, so every linked user
+    /// is read back from the server and re-created if the server lost it (a restore, an
+    /// admin's deletion). Costs a request per user; a normal sync sends nothing for
+    /// unchanged users.
+    pub full: bool,
 }
 
 /// What a sync did.
@@ -134,6 +139,7 @@ pub fn plan(
     runtime: &Runtime,
     settings: &ConnectorSettings,
     store: &Store,
+    full: bool,
 ) -> anyhow::Result<SyncPlan> {
     let mut session = match runtime.open(settings)? {
         Ok(s) => s,
@@ -156,10 +162,16 @@ pub fn plan(
         anyhow::Ok(())
     };
     for user in store.all_users()? {
-        let link = links.remove(&user.id);
-        if link
-            .as_ref()
-            .is_some_and(|l| l.fingerprint == user.fingerprint(&settings.policy_json))
+        let mut link = links.remove(&user.id);
+        if full && let Some(l) = link.as_mut() {
+            // Without a snapshot the engine reads the remote user first (404 → re-create).
+            l.link.snapshot = None;
+            l.link.version = None;
+        }
+        if !full
+            && link
+                .as_ref()
+                .is_some_and(|l| l.fingerprint == user.fingerprint(&settings.policy_json))
         {
             out.unchanged += 1;
             continue;
@@ -203,7 +215,7 @@ pub fn sync(
             true,
         )?;
     }
-    let plan = plan(runtime, settings, store)?;
+    let plan = plan(runtime, settings, store, options.full)?;
     summary.unchanged = plan.unchanged;
     if options.plan_only {
         for w in &plan.work {
