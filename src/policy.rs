@@ -66,7 +66,6 @@ struct PolicyFields {
     on_remote_missing: RemoteMissing,
     matching: Vec<String>,
     preserve_unmapped: bool,
-    group_chunk_size: Option<u32>,
     groups_from: Option<String>,
 }
 
@@ -78,7 +77,6 @@ impl Default for PolicyFields {
             on_remote_missing: RemoteMissing::default(),
             matching: default_matching(),
             preserve_unmapped: true,
-            group_chunk_size: None,
             groups_from: None,
         }
     }
@@ -100,7 +98,6 @@ const POLICY_KEYS: &[&str] = &[
     "on_remote_missing",
     "matching",
     "preserve_unmapped",
-    "group_chunk_size",
     "groups_from",
     "mapping",
     "extensions",
@@ -120,8 +117,6 @@ pub struct Policy {
     pub matching: Vec<AttrPath>,
     /// Read the remote user before a PUT, so attributes we do not map survive.
     pub preserve_unmapped: bool,
-    /// The most group members changed in one request, overriding the server's bulk limit.
-    pub group_chunk_size: Option<u32>,
     /// The CMS field whose values (roles) are provisioned as SCIM Group memberships;
     /// none to leave groups alone.
     pub groups_from: Option<String>,
@@ -164,16 +159,12 @@ impl Policy {
                 AttrPath::parse(m).map_err(|e| invalid(format!("matching attribute `{m}`: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if fields.group_chunk_size == Some(0) {
-            return Err(invalid("`group_chunk_size` must be at least 1".into()));
-        }
         Ok(Policy {
             operations: fields.operations,
             deprovision: fields.deprovision,
             on_remote_missing: fields.on_remote_missing,
             matching,
             preserve_unmapped: fields.preserve_unmapped,
-            group_chunk_size: fields.group_chunk_size,
             groups_from: fields.groups_from.filter(|f| !f.trim().is_empty()),
             mapping,
         })
