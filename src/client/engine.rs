@@ -765,5 +765,5 @@ impl ProvisionOutcome {
 }
 
 #[cfg(test)]
-#[path = "engine_tests.rs"]
+#[path = "tests/engine.rs"]
 mod tests;
