@@ -49,17 +49,9 @@ impl Drop for TempDir {
 
 /// What the server holds for a userName: (remote id, active), read with a plain GET.
 fn read_back(base: &str, token: &str, user_name: &str) -> anyhow::Result<Option<(String, bool)>> {
-    let filter = format!("userName eq \"{user_name}\"");
-    let encoded: String = filter
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect();
+    let encoded = scim_provisioner::scim::uri::encode_component(
+        &scim_provisioner::scim::filter::eq_filter("userName", user_name),
+    );
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

@@ -79,13 +79,7 @@ impl ServerResponse {
     }
 }
 
-/// The first header of that name, compared case-insensitively.
-pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
+pub(crate) use crate::ports::header;
 
 /// Decodes `%XX` escapes; with `plus_is_space`, also `+` (form encoding, used in query
 /// strings). A malformed escape is kept as written, and bytes that are not UTF-8 become
