@@ -2,6 +2,7 @@
 //! top of the pure core, backs the core's ports with the imports, and converts between
 //! generated and core types. Nothing else in the crate names a generated type.
 
+use crate::client::bulk::BatchItem;
 use crate::client::connector::Connector as CoreConnector;
 use crate::config::{Auth as CoreAuth, ConnectorConfig as CoreConfig};
 use crate::error::{ProvisioningError as CoreError, RetryClass as CoreRetry};
@@ -78,8 +79,33 @@ impl GuestConnector for ConnectorResource {
         wit::Plan { action, reason }
     }
 
-    fn index_remote_users(&self) -> Result<u32, wit::ProvisioningError> {
-        Ok(self.0.index_remote_users()?)
+    fn provision_batch(&self, items: Vec<wit::BatchItem>) -> wit::BatchOutcome {
+        let items: Vec<BatchItem> = items
+            .into_iter()
+            .map(|i| BatchItem {
+                user: i.user.into(),
+                event: i.event.into(),
+                link: i.link.map(Into::into),
+            })
+            .collect();
+        let out = self.0.provision_batch(&items);
+        wit::BatchOutcome {
+            results: out
+                .results
+                .into_iter()
+                .map(|r| r.map(Into::into).map_err(Into::into))
+                .collect(),
+            requests: out.requests,
+            bulk_requests: out.bulk_requests,
+        }
+    }
+
+    fn index_remote_users(&self) -> Result<wit::RemoteListing, wit::ProvisioningError> {
+        let listing = self.0.index_remote_users()?;
+        Ok(wit::RemoteListing {
+            users: listing.users,
+            requests: listing.requests,
+        })
     }
 
     fn get_user(&self, remote_id: String) -> Result<Option<String>, wit::ProvisioningError> {
@@ -393,7 +419,10 @@ impl From<CoreError> for wit::ProvisioningError {
             CoreError::MissingAttribute { user_id, attribute } => {
                 Self::MissingAttribute(wit::MissingAttribute { user_id, attribute })
             }
-            CoreError::Transport(t) => Self::Transport(t.into()),
+            CoreError::Transport(t) => Self::Transport(wit::TransportFailure {
+                retry: t.retry_class().into(),
+                error: t.into(),
+            }),
             CoreError::Scim(s) => Self::Scim(wit::ScimError {
                 status: s.status,
                 scim_type: s.scim_type,

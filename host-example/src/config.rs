@@ -62,6 +62,10 @@ pub struct HostSection {
     pub deprovision_threshold: String,
     /// Delivery attempts before an outbox event is parked (default 8).
     pub max_attempts: u32,
+    /// Users a sync worker hands the component at once (default 100, at most 1000). Where
+    /// the server supports `/Bulk`, their writes travel together, in requests the
+    /// component cuts to the server's limits; 1 sends each user's writes on their own.
+    pub batch_size: u32,
 }
 
 impl Default for HostSection {
@@ -71,6 +75,7 @@ impl Default for HostSection {
             concurrency: 8,
             deprovision_threshold: "10%".into(),
             max_attempts: 8,
+            batch_size: 100,
         }
     }
 }
@@ -147,6 +152,9 @@ impl HostConfig {
         Threshold::parse(&host.deprovision_threshold)?;
         if host.concurrency == 0 || host.concurrency > 64 {
             bail!("[host] concurrency must be between 1 and 64");
+        }
+        if host.batch_size == 0 || host.batch_size > 1000 {
+            bail!("[host] batch_size must be between 1 and 1000");
         }
         let policy_json = if table.is_empty() {
             String::new()

@@ -199,13 +199,8 @@ impl RetryOf for ProvisioningError {
         match self {
             ProvisioningError::Scim(s) => s.retry,
             ProvisioningError::UnexpectedResponse(u) => u.retry,
-            ProvisioningError::Transport(t) => {
-                use crate::bindings::scim::provisioner::http_client::TransportError as T;
-                match t {
-                    T::Denied(_) | T::InvalidUrl(_) | T::Tls(_) => RetryClass::Permanent,
-                    _ => RetryClass::Backoff,
-                }
-            }
+            // The component classifies transport failures too; the host does not guess.
+            ProvisioningError::Transport(t) => t.retry,
             ProvisioningError::InvalidConfig(_)
             | ProvisioningError::MissingAttribute(_)
             | ProvisioningError::Other(_) => RetryClass::Permanent,

@@ -190,6 +190,7 @@ pub fn run(runtime: &Runtime) -> anyhow::Result<bool> {
             allow_deletes: false,
             threshold: crate::config::Threshold::Percent(50.0),
             concurrency: 2,
+            batch_size: 100,
             max_attempts: 3,
             progress: false,
             full: false,

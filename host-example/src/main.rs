@@ -449,6 +449,7 @@ fn sync_options(app: &App, plan: bool, allow_deletes: bool) -> anyhow::Result<Sy
         allow_deletes,
         threshold: Threshold::parse(&app.config.host.deprovision_threshold)?,
         concurrency: app.config.host.concurrency,
+        batch_size: app.config.host.batch_size,
         max_attempts: app.config.host.max_attempts,
         progress: !plan,
         full: false,

@@ -13,8 +13,8 @@ use crate::bindings::exports::scim::provisioner::server::{
 };
 use crate::bindings::scim::provisioner::directory as dir;
 use crate::bindings::scim::provisioner::types::{
-    Action, Auth, BasicCredentials, CmsUser, ConnectorConfig, Link, Plan, ProvisionOutcome,
-    ProvisioningError, RetryClass, ServerCapabilities, UserEvent,
+    Action, Auth, BasicCredentials, BatchItem, BatchOutcome, CmsUser, ConnectorConfig, Link, Plan,
+    ProvisionOutcome, ProvisioningError, RemoteListing, RetryClass, ServerCapabilities, UserEvent,
 };
 use crate::bindings::scim::provisioner::{http_client, logging};
 use crate::bindings::{Provisioner, ProvisionerPre};
@@ -377,8 +377,19 @@ impl Session {
             .call_plan(&mut self.store, self.connector, user, event, linked)?)
     }
 
+    /// Provisions several users at once, through `/Bulk` where the server supports it.
+    pub fn provision_batch(&mut self, items: &[BatchItem]) -> anyhow::Result<BatchOutcome> {
+        Ok(self
+            .bindings
+            .scim_provisioner_client()
+            .connector()
+            .call_provision_batch(&mut self.store, self.connector, items)?)
+    }
+
     /// Lists the remote users once so a first sync matches locally.
-    pub fn index_remote_users(&mut self) -> anyhow::Result<Result<u32, ProvisioningError>> {
+    pub fn index_remote_users(
+        &mut self,
+    ) -> anyhow::Result<Result<RemoteListing, ProvisioningError>> {
         Ok(self
             .bindings
             .scim_provisioner_client()
@@ -433,7 +444,7 @@ pub fn describe_error(error: &ProvisioningError) -> String {
             "user {}: required attribute {} has no value; nothing was sent",
             m.user_id, m.attribute
         ),
-        ProvisioningError::Transport(t) => match t {
+        ProvisioningError::Transport(t) => match &t.error {
             T::Denied(m) => format!("request refused by the host: {m}"),
             T::InvalidUrl(m) => format!("invalid URL: {m}"),
             T::CannotConnect(m) => {

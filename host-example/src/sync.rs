@@ -15,7 +15,9 @@ use crate::config::Threshold;
 use crate::delivery::{self, DeliveryReport, action_name, error_status, now_rfc3339};
 use crate::runtime::{ConnectorSettings, Runtime, describe_error};
 use crate::store::{LogEntry, Store, StoredLink, UserRecord, fnv1a};
-use crate::types::{Action, Link, PlannedAction, ProvisionOutcome, ProvisioningError, UserEvent};
+use crate::types::{
+    Action, BatchItem, Link, PlannedAction, ProvisionOutcome, ProvisioningError, UserEvent,
+};
 
 /// How a sync runs.
 #[derive(Debug, Clone)]
@@ -28,6 +30,9 @@ pub struct SyncOptions {
     pub threshold: Threshold,
     /// Component instances working at once.
     pub concurrency: u32,
+    /// Users handed to the component per call; their writes share bulk requests where
+    /// the server supports `/Bulk`.
+    pub batch_size: u32,
     /// Delivery attempts before an outbox event is parked.
     pub max_attempts: u32,
     /// Show a progress bar.
@@ -60,15 +65,18 @@ pub struct SyncSummary {
     pub skipped: u64,
     /// Users whose provisioning failed (logged; retried by the next sync).
     pub failed: u64,
-    /// Write requests and look-ups sent.
+    /// Requests sent by the reconcile (listing, look-ups, writes; outbox deliveries not
+    /// included).
     pub requests: u64,
+    /// How many of them were bulk requests.
+    pub bulk_requests: u64,
 }
 
 impl std::fmt::Display for SyncSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "created {}, adopted {}, updated {}, unchanged {}, deactivated {}, deleted {}, skipped {}, failed {} ({} requests; outbox: {} delivered, {} retrying, {} parked)",
+            "created {}, adopted {}, updated {}, unchanged {}, deactivated {}, deleted {}, skipped {}, failed {} ({} requests, {} of them bulk; outbox: {} delivered, {} retrying, {} parked)",
             self.created,
             self.adopted,
             self.updated,
@@ -78,6 +86,7 @@ impl std::fmt::Display for SyncSummary {
             self.skipped,
             self.failed,
             self.requests,
+            self.bulk_requests,
             self.outbox.delivered,
             self.outbox.retrying,
             self.outbox.parked
@@ -116,7 +125,7 @@ impl SyncPlan {
     pub fn deprovisions(&self) -> u64 {
         self.work
             .iter()
-            .filter(|w| matches!(w.planned, PlannedAction::Deactivate | PlannedAction::Delete))
+            .filter(|w| is_deprovision(w.planned))
             .count() as u64
     }
 }
@@ -251,25 +260,48 @@ pub fn sync(
         );
         return Ok(summary);
     }
-    let deprovisions = plan.deprovisions();
-    let limit = options.threshold.limit(plan.linked);
-    if deprovisions > limit && !options.allow_deletes {
-        bail!(
-            "this sync would deactivate or delete {deprovisions} users, more than the threshold of {limit} \
-             ({} linked); nothing was sent. Check with `sync --plan`, then run with --allow-deletes.",
-            plan.linked
-        );
+    if !options.allow_deletes {
+        check_threshold(plan.deprovisions(), plan.linked, options)?;
     }
     execute(runtime, settings, store, plan.work, options, &mut summary)?;
     store.set_meta("last_sync", &format!("{} {summary}", now_rfc3339()))?;
     Ok(summary)
 }
 
+/// Stops a sync that would deactivate or delete more users than the threshold allows.
+/// The threshold guards the deprovisioning a reconcile infers (users gone from the CMS or
+/// out of scope, where a broken scope or a half-imported user table would otherwise wipe
+/// the remote side). Outbox events are explicit changes made in the CMS, which automatic
+/// delivery sends at once anyway; the drain before the reconcile sends them the same way.
+fn check_threshold(deprovisions: u64, linked: u64, options: &SyncOptions) -> anyhow::Result<()> {
+    let limit = options.threshold.limit(linked);
+    if deprovisions > limit {
+        bail!(
+            "this sync would deactivate or delete {deprovisions} users, more than the threshold of {limit} \
+             ({linked} linked); nothing was sent. Check with `sync --plan` and `status`, then run with --allow-deletes."
+        );
+    }
+    Ok(())
+}
+
+fn is_deprovision(p: PlannedAction) -> bool {
+    matches!(p, PlannedAction::Deactivate | PlannedAction::Delete)
+}
+
+/// One user's work item, its result, and its milliseconds.
 type Done = (
     WorkItem,
     anyhow::Result<Result<ProvisionOutcome, ProvisioningError>>,
     u64,
 );
+
+/// What a worker reports.
+enum Report {
+    /// One user's result, with the milliseconds it took (a batch's time, shared out).
+    Done(Box<Done>),
+    /// Requests made, and how many of them were bulk requests.
+    Requests(u64, u64),
+}
 
 fn execute(
     runtime: &Runtime,
@@ -309,17 +341,20 @@ fn execute(
     } else {
         ProgressBar::hidden()
     };
-    let (tx, rx) = mpsc::channel::<Done>();
+    let batch_size = options.batch_size.max(1) as usize;
+    let (tx, rx) = mpsc::channel::<Report>();
     std::thread::scope(|scope| -> anyhow::Result<()> {
         for queue in queues {
             let tx = tx.clone();
-            scope.spawn(move || run_queue(runtime, settings, queue, index_first, &tx));
+            scope.spawn(move || run_queue(runtime, settings, queue, index_first, batch_size, &tx));
         }
         drop(tx);
-        let mut pending: Vec<Done> = Vec::new();
-        for done in rx {
-            bar.inc(1);
-            pending.push(done);
+        let mut pending: Vec<Report> = Vec::new();
+        for report in rx {
+            if matches!(report, Report::Done(..)) {
+                bar.inc(1);
+            }
+            pending.push(report);
             if pending.len() >= 200 {
                 record(store, settings, &mut pending, summary)?;
             }
@@ -338,50 +373,72 @@ fn run_queue(
     settings: &ConnectorSettings,
     queue: Vec<WorkItem>,
     index_first: bool,
-    tx: &mpsc::Sender<Done>,
+    batch_size: usize,
+    tx: &mpsc::Sender<Report>,
 ) {
+    let fail_all = |queue: Vec<WorkItem>, msg: String| {
+        for item in queue {
+            let _ = tx.send(Report::Done(Box::new((
+                item,
+                Err(anyhow::anyhow!("{msg}")),
+                0,
+            ))));
+        }
+    };
     let mut session = match runtime.open(settings) {
         Ok(Ok(s)) => Some(s),
-        Ok(Err(e)) => {
-            let msg = describe_error(&e);
-            for item in queue {
-                let _ = tx.send((item, Err(anyhow::anyhow!("{msg}")), 0));
-            }
-            return;
-        }
-        Err(e) => {
-            let msg = format!("{e:#}");
-            for item in queue {
-                let _ = tx.send((item, Err(anyhow::anyhow!("{msg}")), 0));
-            }
-            return;
-        }
+        Ok(Err(e)) => return fail_all(queue, describe_error(&e)),
+        Err(e) => return fail_all(queue, format!("{e:#}")),
     };
     if index_first && let Some(s) = session.as_mut() {
         match s.index_remote_users() {
-            Ok(Ok(_)) => {}
+            Ok(Ok(listing)) => {
+                let _ = tx.send(Report::Requests(u64::from(listing.requests), 0));
+            }
             // Not fatal: matching falls back to a look-up per user.
             Ok(Err(e)) => eprintln!("listing remote users failed: {}", describe_error(&e)),
             Err(e) => eprintln!("listing remote users failed: {e:#}"),
         }
     }
-    for item in queue {
+    let mut queue = queue.into_iter().peekable();
+    while queue.peek().is_some() {
+        let batch: Vec<WorkItem> = queue.by_ref().take(batch_size).collect();
+        let items: Vec<BatchItem> = batch
+            .iter()
+            .map(|w| BatchItem {
+                user: w.user.to_cms_user(),
+                event: w.event,
+                link: w.link.as_ref().map(|l| l.link.clone()),
+            })
+            .collect();
         let started = Instant::now();
         let result = match session.as_mut() {
-            Some(s) => s.provision(
-                &item.user.to_cms_user(),
-                item.event,
-                item.link.as_ref().map(|l| &l.link),
-            ),
+            Some(s) => s.provision_batch(&items),
             None => Err(anyhow::anyhow!("the component instance was lost")),
         };
-        // After a trap the instance cannot be trusted; open a fresh one.
-        if result.is_err() {
-            session = runtime.open(settings).ok().and_then(Result::ok);
-        }
-        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        if tx.send((item, result, ms)).is_err() {
-            return;
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+            / batch.len().max(1) as u64;
+        match result {
+            Ok(outcome) => {
+                let _ = tx.send(Report::Requests(
+                    u64::from(outcome.requests),
+                    u64::from(outcome.bulk_requests),
+                ));
+                for (item, result) in batch.into_iter().zip(outcome.results) {
+                    if tx
+                        .send(Report::Done(Box::new((item, Ok(result), ms))))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            Err(trap) => {
+                // After a trap the instance cannot be trusted; open a fresh one. The
+                // batch's users are reported failed and the next sync tries them again.
+                session = runtime.open(settings).ok().and_then(Result::ok);
+                fail_all(batch, format!("{trap:#}"));
+            }
         }
     }
 }
@@ -389,12 +446,20 @@ fn run_queue(
 fn record(
     store: &mut Store,
     settings: &ConnectorSettings,
-    pending: &mut Vec<Done>,
+    pending: &mut Vec<Report>,
     summary: &mut SyncSummary,
 ) -> anyhow::Result<()> {
     let batch = std::mem::take(pending);
     store.batch(|s| {
-        for (item, result, duration_ms) in batch {
+        for report in batch {
+            let (item, result, duration_ms) = match report {
+                Report::Done(done) => *done,
+                Report::Requests(requests, bulk) => {
+                    summary.requests += requests;
+                    summary.bulk_requests += bulk;
+                    continue;
+                }
+            };
             let mut entry = LogEntry {
                 at: now_rfc3339(),
                 user_id: item.user.id.clone(),
@@ -406,7 +471,6 @@ fn record(
             };
             match result {
                 Ok(Ok(outcome)) => {
-                    summary.requests += u64::from(outcome.requests);
                     // See delivery: a deleted user's link is dropped once deprovisioned.
                     let link: Option<&Link> = outcome
                         .link

@@ -27,6 +27,8 @@ pub struct Connector<H: HttpPort, L: LogPort> {
     pub(crate) index: RefCell<Option<super::index::RemoteIndex>>,
     /// Group ids by display name, learned as groups are found or created.
     pub(crate) group_ids: RefCell<std::collections::HashMap<String, String>>,
+    /// Set when the server advertised `/Bulk` but refused it: writes go one by one.
+    pub(crate) bulk_unusable: std::cell::Cell<bool>,
 }
 
 impl<H: HttpPort, L: LogPort> Connector<H, L> {
@@ -50,6 +52,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             capabilities: RefCell::new(None),
             index: RefCell::new(None),
             group_ids: RefCell::new(std::collections::HashMap::new()),
+            bulk_unusable: std::cell::Cell::new(false),
         }
     }
 

@@ -48,13 +48,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         link: Option<&Link>,
     ) -> Result<ProvisionOutcome, ProvisioningError> {
         let t = self.transport();
-        let situation = Situation {
-            event,
-            linked: link.is_some(),
-            active: user.active,
-            in_scope: self.policy.mapping.in_scope(user),
-        };
-        let decision = decide(situation, self.policy.operations, self.policy.deprovision);
+        let decision = self.plan(user, event, link.is_some());
         let result = match (&decision, link) {
             (Decision::Skip(reason), _) => {
                 Ok(outcome(Action::Skipped, link.cloned()).with_reason(reason.to_string()))
@@ -68,8 +62,21 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 "internal: {decision:?} without a link"
             ))),
         };
+        self.conclude(&t, user, event, link, result)
+    }
+
+    /// Finishes one user's provisioning, however its write travelled: brings its groups in
+    /// line, logs the outcome, and counts the requests `t` carried for it.
+    pub(crate) fn conclude(
+        &self,
+        t: &Transport<'_, H, L>,
+        user: &CmsUser,
+        event: UserEvent,
+        link: Option<&Link>,
+        result: Result<ProvisionOutcome, ProvisioningError>,
+    ) -> Result<ProvisionOutcome, ProvisioningError> {
         let result = match result {
-            Ok(o) => self.provision_groups(&t, user, link, o),
+            Ok(o) => self.provision_groups(t, user, link, o),
             Err(e) => Err(e),
         };
         let requests = t.requests();
@@ -175,19 +182,9 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 let body = response::require_json_body(&resp)?;
                 let remote_id = id_of(&body)
                     .ok_or_else(|| response::unexpected(&resp, "the created user has no id"))?;
-                let location = location_of(&resp, Some(&body))
-                    .or_else(|| Some(t.url(&format!("/Users/{}", encode_component(&remote_id)))));
-                Ok(ProvisionOutcome {
-                    location,
-                    ..outcome(
-                        Action::Created,
-                        Some(Link {
-                            remote_id,
-                            version: version_of(&resp, Some(&body)),
-                            snapshot: Some(resource.to_string()),
-                        }),
-                    )
-                })
+                let location = location_of(&resp, Some(&body));
+                let version = version_of(&resp, Some(&body));
+                Ok(created(t, remote_id, version, location, &resource))
             }
             // Someone (another run, an admin) created it since we looked: adopt it.
             Ok(resp) if resp.status == 409 => match self.look_up(t, &resource, &caps)? {
@@ -207,7 +204,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
     }
 
     /// Links an existing remote user and brings it in line.
-    fn adopt(
+    pub(crate) fn adopt(
         &self,
         t: &Transport<'_, H, L>,
         user: &CmsUser,
@@ -267,26 +264,9 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         reactivate: bool,
     ) -> Result<ProvisionOutcome, ProvisioningError> {
         // Map first: a user who cannot be mapped fails before anything is sent.
-        let mut new = self.policy.mapping.map(user, MapMode::Update)?;
-        let caps = self.capabilities_via(t)?;
         let snapshot = parse_snapshot(link);
-        // Attributes set only on creation stay as they were, rather than look cleared.
-        if let (Some(full), Some(prev), Some(new_obj)) = (
-            self.policy.mapping.map(user, MapMode::Create).ok(),
-            snapshot.as_ref().and_then(Value::as_object),
-            new.as_object_mut(),
-        ) {
-            for key in full.as_object().into_iter().flat_map(|o| o.keys()) {
-                if !new_obj.contains_key(key)
-                    && let Some(v) = prev.get(key)
-                {
-                    new_obj.insert(key.clone(), v.clone());
-                }
-            }
-        }
-        if reactivate && let Some(obj) = new.as_object_mut() {
-            obj.insert("active".into(), Value::Bool(true));
-        }
+        let new = self.update_target(user, snapshot.as_ref(), reactivate)?;
+        let caps = self.capabilities_via(t)?;
         let (old, remote) = match snapshot.clone() {
             Some(s) => (s, None),
             None => match self.read(t, &link.remote_id)? {
@@ -318,6 +298,35 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             }),
             Sent::Missing => self.remote_missing(t, user, link),
         }
+    }
+
+    /// What a linked remote user should look like after an update: the user mapped for
+    /// update, with the attributes set only on creation kept as last provisioned (rather
+    /// than look cleared), and `active` forced on for a reactivation.
+    pub(crate) fn update_target(
+        &self,
+        user: &CmsUser,
+        snapshot: Option<&Value>,
+        reactivate: bool,
+    ) -> Result<Value, ProvisioningError> {
+        let mut new = self.policy.mapping.map(user, MapMode::Update)?;
+        if let (Some(full), Some(prev), Some(new_obj)) = (
+            self.policy.mapping.map(user, MapMode::Create).ok(),
+            snapshot.and_then(Value::as_object),
+            new.as_object_mut(),
+        ) {
+            for key in full.as_object().into_iter().flat_map(|o| o.keys()) {
+                if !new_obj.contains_key(key)
+                    && let Some(v) = prev.get(key)
+                {
+                    new_obj.insert(key.clone(), v.clone());
+                }
+            }
+        }
+        if reactivate && let Some(obj) = new.as_object_mut() {
+            obj.insert("active".into(), Value::Bool(true));
+        }
+        Ok(new)
     }
 
     /// The linked remote user is gone: create it again, or drop the link, as configured.
@@ -544,7 +553,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
 
     /// Looks the user up by each matching attribute in turn. One match is returned; several
     /// are an error naming them; none moves on to the next attribute.
-    fn find_match(
+    pub(crate) fn find_match(
         &self,
         t: &Transport<'_, H, L>,
         resource: &Value,
@@ -614,8 +623,9 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
     }
 
     /// Lists every remote user once, paged, and keeps what matching needs, so matching
-    /// during a first sync costs no look-up per user. Returns how many were listed.
-    pub fn index_remote_users(&self) -> Result<u32, ProvisioningError> {
+    /// during a first sync costs no look-up per user. Says how many were listed, in how
+    /// many requests.
+    pub fn index_remote_users(&self) -> Result<super::index::RemoteListing, ProvisioningError> {
         let t = self.transport();
         let caps = self.capabilities_via(&t)?;
         let page = caps.filter_max_results.unwrap_or(100).clamp(1, 1000);
@@ -661,7 +671,10 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             ),
         );
         *self.index.borrow_mut() = Some(index);
-        Ok(listed)
+        Ok(super::index::RemoteListing {
+            users: listed,
+            requests: t.requests(),
+        })
     }
 
     /// Looks the user up on the server by each matching attribute in turn.
@@ -735,7 +748,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
     }
 }
 
-fn parse_snapshot(link: &Link) -> Option<Value> {
+pub(crate) fn parse_snapshot(link: &Link) -> Option<Value> {
     link.snapshot
         .as_deref()
         .and_then(|s| serde_json::from_str::<Value>(s).ok())
@@ -747,7 +760,31 @@ fn parse_snapshot(link: &Link) -> Option<Value> {
         })
 }
 
-fn outcome(action: Action, link: Option<Link>) -> ProvisionOutcome {
+/// The outcome of a creation; the location defaults to the user's URL under the base.
+pub(crate) fn created<H: HttpPort, L: LogPort>(
+    t: &Transport<'_, H, L>,
+    remote_id: String,
+    version: Option<String>,
+    location: Option<String>,
+    resource: &Value,
+) -> ProvisionOutcome {
+    let location = location
+        .filter(|l| l.starts_with("http://") || l.starts_with("https://"))
+        .unwrap_or_else(|| t.url(&format!("/Users/{}", encode_component(&remote_id))));
+    ProvisionOutcome {
+        location: Some(location),
+        ..outcome(
+            Action::Created,
+            Some(Link {
+                remote_id,
+                version,
+                snapshot: Some(resource.to_string()),
+            }),
+        )
+    }
+}
+
+pub(crate) fn outcome(action: Action, link: Option<Link>) -> ProvisionOutcome {
     ProvisionOutcome {
         action,
         reason: None,
@@ -758,7 +795,7 @@ fn outcome(action: Action, link: Option<Link>) -> ProvisionOutcome {
 }
 
 impl ProvisionOutcome {
-    fn with_reason(mut self, reason: String) -> Self {
+    pub(crate) fn with_reason(mut self, reason: String) -> Self {
         self.reason = Some(reason);
         self
     }

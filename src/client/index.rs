@@ -9,6 +9,15 @@ use crate::scim::path::AttrPath;
 
 use super::resource::{id_of, match_value};
 
+/// What listing the remote users came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteListing {
+    /// How many remote users were listed.
+    pub users: u32,
+    /// How many requests the listing took.
+    pub requests: u32,
+}
+
 /// The remote users by the value of each matching attribute (lower-cased: userName and
 /// emails compare case-insensitively in SCIM, and a false candidate is re-checked anyway).
 #[derive(Debug, Default)]

@@ -1,5 +1,6 @@
 //! The client role: provisioning CMS users to a SCIM server.
 
+pub mod bulk;
 pub mod connector;
 pub mod engine;
 pub mod groups;

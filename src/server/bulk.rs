@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
+use crate::scim::bulk::BULK_RESPONSE_SCHEMA;
 use crate::scim::path;
 use crate::scim::response::lenient_u64;
 use crate::server::directory::Directory;
@@ -20,9 +21,6 @@ use crate::server::handler::{ScimServer, parse_json};
 use crate::server::http::{QueryParams, ServerResponse};
 use crate::server::resource::location;
 use crate::server::routes::Route;
-
-/// The BulkResponse message schema.
-const BULK_RESPONSE_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
 
 /// The prefix of a reference to another operation's resource.
 const BULK_ID_PREFIX: &str = "bulkId:";

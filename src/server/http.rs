@@ -81,44 +81,7 @@ impl ServerResponse {
 
 pub(crate) use crate::ports::header;
 
-/// Decodes `%XX` escapes; with `plus_is_space`, also `+` (form encoding, used in query
-/// strings). A malformed escape is kept as written, and bytes that are not UTF-8 become
-/// U+FFFD, so any input decodes.
-pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        // ok: i < bytes.len() by the loop condition
-        match bytes[i] {
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match hex {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' if plus_is_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub(crate) use crate::scim::uri::percent_decode;
 
 /// The decoded parameters of a query string, in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

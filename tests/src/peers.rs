@@ -63,8 +63,14 @@ pub struct Peer {
 
 #[derive(Clone)]
 enum Kind {
-    Scim2Server { bin: PathBuf },
-    Scimmy { app_dir: PathBuf },
+    Scim2Server {
+        bin: PathBuf,
+        /// A `--service-provider-config` file, when the defaults will not do.
+        config: Option<PathBuf>,
+    },
+    Scimmy {
+        app_dir: PathBuf,
+    },
 }
 
 impl Kind {
@@ -84,10 +90,13 @@ impl Kind {
 
     fn command(&self, port: u16, token: &str) -> Command {
         match self {
-            Kind::Scim2Server { bin } => {
+            Kind::Scim2Server { bin, config } => {
                 let mut cmd = Command::new(bin);
                 cmd.args(["--hostname", "127.0.0.1", "--port", &port.to_string()])
                     .args(["--bearer-token", token]);
+                if let Some(config) = config {
+                    cmd.arg("--service-provider-config").arg(config);
+                }
                 cmd
             }
             Kind::Scimmy { app_dir } => {
@@ -105,8 +114,42 @@ impl Kind {
 /// Starts scim2-server 0.8.3 (installing it first if needed); base `http://127.0.0.1:P/v2`.
 pub fn scim2_server() -> Result<Peer> {
     let bin = ensure_scim2_server().context("cannot install scim2-server")?;
-    Peer::launch(Kind::Scim2Server { bin })
+    Peer::launch(Kind::Scim2Server { bin, config: None })
 }
+
+/// Starts scim2-server advertising (and enforcing, with 413) these bulk limits; otherwise
+/// as [`scim2_server`].
+pub fn scim2_server_with_bulk_limits(max_operations: u32, max_payload_size: u64) -> Result<Peer> {
+    let bin = ensure_scim2_server().context("cannot install scim2-server")?;
+    let config = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+        "patch": {"supported": true},
+        "bulk": {"supported": true, "maxOperations": max_operations, "maxPayloadSize": max_payload_size},
+        "filter": {"supported": true, "maxResults": 1000},
+        "changePassword": {"supported": true},
+        "sort": {"supported": true},
+        "etag": {"supported": true},
+        "authenticationSchemes": [{
+            "type": "oauthbearertoken",
+            "name": "bearer_token",
+            "description": "HTTP Bearer Token"
+        }]
+    });
+    let path = logs_dir()?.join(format!(
+        "scim2-server-spc-{max_operations}-{max_payload_size}-{}-{}.json",
+        std::process::id(),
+        NEXT_CONFIG.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::write(&path, config.to_string())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Peer::launch(Kind::Scim2Server {
+        bin,
+        config: Some(path),
+    })
+}
+
+/// Numbers the configuration files of one test process.
+static NEXT_CONFIG: AtomicU64 = AtomicU64::new(0);
 
 /// Starts the SCIMMY app of `tests/peers/scimmy` (running `npm ci` first if needed);
 /// base `http://127.0.0.1:P/scim/v2`.

@@ -2,7 +2,9 @@
 //! (PyPI) and the SCIMMY app (npm). Test connection, its failure modes, and a user created
 //! through the component read back with a plain HTTP GET.
 
-use host_example::types::{Action, ProvisioningError, TransportError, UserEvent};
+use host_example::types::{
+    Action, ProvisioningError, RetryClass, TransportError, TransportFailure, UserEvent,
+};
 use scim_provisioner_tests::component::{drupal_user, open, provision, runtime, settings};
 use scim_provisioner_tests::peers::{self, Peer, get_json};
 
@@ -81,7 +83,10 @@ fn unreachable_server_is_cannot_connect() {
     };
     let mut session = open(&s);
     match session.test_connection().unwrap() {
-        Err(ProvisioningError::Transport(TransportError::CannotConnect(_))) => {}
+        Err(ProvisioningError::Transport(TransportFailure {
+            error: TransportError::CannotConnect(_),
+            retry: RetryClass::Backoff,
+        })) => {}
         other => panic!("expected cannot-connect, got {other:?}"),
     }
 }

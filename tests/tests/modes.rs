@@ -135,6 +135,7 @@ fn options(threshold: Threshold, concurrency: u32) -> SyncOptions {
         allow_deletes: false,
         threshold,
         concurrency,
+        batch_size: 100,
         max_attempts: MAX_ATTEMPTS,
         progress: false,
         full: false,
@@ -565,7 +566,11 @@ fn a_sync_survives_the_server_being_killed_midway() {
     let n = 300;
     import(&mut site, "k", n);
     let settings = site.settings.clone();
-    let opts = default_options();
+    // Small batches, so that some bulk answers (and their links) arrive before the kill.
+    let opts = SyncOptions {
+        batch_size: 5,
+        ..default_options()
+    };
     let store = &mut site.store;
     let (first, seen) = std::thread::scope(|scope| {
         let handle = scope.spawn(|| sync(runtime(), &settings, store, &opts));

@@ -15,12 +15,17 @@
 //!    when absent) each get, from one plain sequential ureq client, M `POST /Users`, then M
 //!    `GET /Users/{id}`, then M `GET /Users?filter=userName eq "…"`. Requests per second
 //!    are reported per phase, with the ratio ours/peer. The peer is killed at the end.
+//! 3. **A first sync, bulk vs one request per user.** S users are imported into a fresh
+//!    SQLite store and synced (concurrency 8) to a fresh scim2-server twice: with the
+//!    default batches, whose writes travel in `/Bulk` requests, and with `batch_size = 1`,
+//!    one POST per user. Both list the remote users once first. Reported: seconds, users
+//!    per second, requests, and the ratio. Skipped with the peer.
 //!
 //! Build and run (release, for honest numbers):
 //!
 //! ```sh
 //! cargo build --release -p host-example --bin bench
-//! target/release/bench [--users N] [--requests M] [--skip-peer]
+//! target/release/bench [--users N] [--requests M] [--sync-users S] [--skip-peer]
 //! ```
 
 use std::hint::black_box;
@@ -52,6 +57,9 @@ struct Args {
     /// Requests per phase against each server.
     #[arg(long = "requests", default_value_t = 500)]
     requests: usize,
+    /// Users in the first-sync comparison (bulk vs one request per user).
+    #[arg(long = "sync-users", default_value_t = 2_000)]
+    sync_users: usize,
     /// Do not start scim2-server; measure only our server.
     #[arg(long)]
     skip_peer: bool,
@@ -110,7 +118,91 @@ fn main() -> Result<()> {
             None => println!("{phase:<30} {o:>10.0} {:>12} {:>10}", "-", "-"),
         }
     }
+
+    if args.skip_peer || args.sync_users == 0 {
+        return Ok(());
+    }
+    println!(
+        "\n== a first sync of {} users to scim2-server, concurrency 8 ==",
+        args.sync_users
+    );
+    println!(
+        "{:<26} {:>9} {:>10} {:>9} {:>6}",
+        "mode", "seconds", "users/s", "requests", "bulk"
+    );
+    let mut rows = Vec::new();
+    for (label, batch_size) in [("bulk (batches of 100)", 100), ("one request per user", 1)] {
+        let Some(row) = bench_first_sync(&runtime, args.sync_users, batch_size)? else {
+            return Ok(());
+        };
+        println!(
+            "{label:<26} {:>9.2} {:>10.0} {:>9} {:>6}",
+            row.0,
+            args.sync_users as f64 / row.0,
+            row.1.requests,
+            row.1.bulk_requests
+        );
+        rows.push(row);
+    }
+    if let [bulk, single] = rows.as_slice() {
+        println!("bulk is {:.2}x as fast", single.0 / bulk.0);
+    }
     Ok(())
+}
+
+/// Imports `n` users into a fresh store and syncs them to a fresh scim2-server; returns
+/// the seconds the sync took and its summary. `None` when the peer is not installed.
+fn bench_first_sync(
+    runtime: &Runtime,
+    n: usize,
+    batch_size: u32,
+) -> Result<Option<(f64, host_example::sync::SyncSummary)>> {
+    let Some((peer, base, token)) = start_peer()? else {
+        return Ok(None);
+    };
+    let db = TempDb::new()?;
+    let mut store = host_example::store::Store::open(&db.0)?;
+    store.import_users((0..n).map(|i| {
+        let u = drupal_user(i);
+        let text = |name: &str| match u.field(name) {
+            Some(FieldValue::Text(t)) => t.trim().to_string(),
+            _ => String::new(),
+        };
+        let mut fields = serde_json::Map::new();
+        fields.insert("field_first_name".into(), json!(text("field_first_name")));
+        fields.insert("field_last_name".into(), json!(text("field_last_name")));
+        Ok(host_example::store::UserRecord {
+            id: String::new(),
+            name: text("name"),
+            mail: text("mail").to_lowercase(),
+            fields,
+            active: true,
+        })
+    }))?;
+    let settings = ConnectorSettings {
+        base_url: base,
+        credentials: Credentials::Bearer(token),
+        timeout_ms: 30_000,
+        policy_json: String::new(),
+    };
+    let options = host_example::sync::SyncOptions {
+        plan_only: false,
+        allow_deletes: false,
+        threshold: host_example::config::Threshold::Percent(10.0),
+        concurrency: 8,
+        batch_size,
+        max_attempts: 3,
+        progress: false,
+        full: false,
+    };
+    let started = Instant::now();
+    let summary = host_example::sync::sync(runtime, &settings, &mut store, &options)?;
+    let seconds = started.elapsed().as_secs_f64();
+    drop(peer);
+    if summary.created != n as u64 || summary.failed != 0 {
+        bail!("the sync did not create every user: {summary}");
+    }
+    Ok(Some((seconds, summary)))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -380,6 +472,18 @@ fn peer_binary() -> PathBuf {
 }
 
 fn bench_peer(m: usize) -> Result<Option<[f64; 3]>> {
+    let Some((peer, base, token)) = start_peer()? else {
+        return Ok(None);
+    };
+    println!("peer: scim2-server at {base} (pid {})", peer.0.id());
+    let result = run_phases(&base, &token, m, "peer");
+    drop(peer);
+    result.map(Some)
+}
+
+/// Starts a fresh scim2-server: the process, its base URL and its token. `None` (with a
+/// message) when it is not installed.
+fn start_peer() -> Result<Option<(PeerProcess, String, String)>> {
     let bin = peer_binary();
     if !bin.is_file() {
         println!(
@@ -404,10 +508,7 @@ fn bench_peer(m: usize) -> Result<Option<[f64; 3]>> {
     let mut peer = PeerProcess(child);
     let base = format!("http://127.0.0.1:{port}/v2");
     wait_ready(&mut peer, &base, &token)?;
-    println!("peer: scim2-server at {base} (pid {})", peer.0.id());
-    let result = run_phases(&base, &token, m, "peer");
-    drop(peer);
-    result.map(Some)
+    Ok(Some((peer, base, token)))
 }
 
 fn wait_ready(peer: &mut PeerProcess, base: &str, token: &str) -> Result<()> {

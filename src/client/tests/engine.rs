@@ -1991,7 +1991,7 @@ fn index_lists_pages_then_matches_without_lookups() {
             ),
         ],
     );
-    assert_eq!(c.index_remote_users().unwrap(), 2);
+    assert_eq!(c.index_remote_users().unwrap().users, 2);
     let sent = c.http.sent();
     assert!(
         sent[1].url.contains("startIndex=1&count="),
@@ -2046,7 +2046,7 @@ fn index_without_a_match_creates_directly_and_ambiguity_is_an_error() {
             json(201, json!({"id": RID, "userName": "bjensen"})),
         ],
     );
-    assert_eq!(c.index_remote_users().unwrap(), 0);
+    assert_eq!(c.index_remote_users().unwrap().users, 0);
     let out = c.provision(&bjensen(), UserEvent::Created, None).unwrap();
     assert_eq!(out.action, Action::Created);
     assert_eq!(out.requests, 1, "one POST, no look-ups");
