@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::runtime::{Session, describe_error};
 use crate::store::{LogEntry, OutboxEvent, Store, event_name};
-use crate::types::{Action, ProvisioningError, RetryClass, UserEvent};
+use crate::types::{Action, BatchItem, ProvisionOutcome, ProvisioningError, RetryClass, UserEvent};
 
 /// The first retry waits this long; each further one twice as long.
 const BACKOFF_BASE_MS: i64 = 2_000;
@@ -24,6 +24,10 @@ pub struct DeliveryReport {
     pub retrying: u64,
     /// Events that failed for good and were parked.
     pub parked: u64,
+    /// Requests sent, bulk requests included.
+    pub requests: u64,
+    /// How many of them were bulk requests.
+    pub bulk_requests: u64,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -105,32 +109,90 @@ pub fn deliver(
         if events.is_empty() {
             return Ok(report);
         }
-        for event in events {
-            tried.insert(event.seq);
-            deliver_one(
+        // Due events belong to distinct users (only each user's oldest is due), so a
+        // batch of them may share bulk requests without reordering anyone's changes.
+        for batch in events.chunks(DELIVERY_BATCH) {
+            tried.extend(batch.iter().map(|e| e.seq));
+            deliver_batch(
                 store,
                 session,
                 policy_json,
                 max_attempts,
-                &event,
+                batch,
                 &mut report,
             )?;
         }
     }
 }
 
-fn deliver_one(
+/// Events handed to the component per call when several are due (a drain, or a backlog
+/// after an outage).
+const DELIVERY_BATCH: usize = 100;
+
+fn deliver_batch(
     store: &mut Store,
     session: &mut Session,
     policy_json: &str,
     max_attempts: u32,
-    event: &OutboxEvent,
+    events: &[OutboxEvent],
     report: &mut DeliveryReport,
 ) -> anyhow::Result<()> {
-    let link = store.link(&event.user_id)?.map(|l| l.link);
+    let mut items = Vec::with_capacity(events.len());
+    for event in events {
+        items.push(BatchItem {
+            user: event.user.to_cms_user(),
+            event: event.event,
+            link: store.link(&event.user_id)?.map(|l| l.link),
+        });
+    }
     let started = Instant::now();
-    let result = session.provision(&event.user.to_cms_user(), event.event, link.as_ref());
-    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let result = session.provision_batch(&items);
+    let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+        / events.len().max(1) as u64;
+    match result {
+        Ok(outcome) => {
+            report.requests += u64::from(outcome.requests);
+            report.bulk_requests += u64::from(outcome.bulk_requests);
+            for (event, result) in events.iter().zip(outcome.results) {
+                settle(
+                    store,
+                    policy_json,
+                    max_attempts,
+                    event,
+                    Ok(result),
+                    duration_ms,
+                    report,
+                )?;
+            }
+        }
+        Err(trap) => {
+            for event in events {
+                settle(
+                    store,
+                    policy_json,
+                    max_attempts,
+                    event,
+                    Err(anyhow::anyhow!("{trap:#}")),
+                    duration_ms,
+                    report,
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records one event's delivery: delivered events leave the outbox and update the link;
+/// failed ones stay with their retry time, or are parked.
+fn settle(
+    store: &mut Store,
+    policy_json: &str,
+    max_attempts: u32,
+    event: &OutboxEvent,
+    result: anyhow::Result<Result<ProvisionOutcome, ProvisioningError>>,
+    duration_ms: u64,
+    report: &mut DeliveryReport,
+) -> anyhow::Result<()> {
     let mut entry = LogEntry {
         at: now_rfc3339(),
         user_id: event.user_id.clone(),

@@ -110,9 +110,10 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 };
             }
         };
+        // One user gains nothing from a bulk request's envelope.
         let limits = caps
             .bulk
-            .filter(|b| b.max_operations > 1 && !self.bulk_unusable.get());
+            .filter(|b| b.max_operations > 1 && items.len() > 1 && !self.bulk_unusable.get());
         let mut results: Vec<Option<Result<ProvisionOutcome, ProvisioningError>>> =
             items.iter().map(|_| None).collect();
         let mut pending: Vec<Pending> = Vec::new();

@@ -480,6 +480,29 @@ fn a_deleted_users_id_is_never_reused() {
 // 3. Outbox durability
 
 #[test]
+fn a_backlog_of_events_is_delivered_through_bulk() {
+    let peer = peers::scim2_server().expect("scim2-server starts");
+    let mut site = Site::new(&peer, "");
+    // Forty users created while nothing delivered (the server was unreachable, say).
+    let names: Vec<String> = (0..40).map(|i| format!("backlog{i:02}")).collect();
+    for name in &names {
+        site.store
+            .add_user(cms_user(name), true)
+            .expect("the user is added");
+    }
+    assert_eq!(site.store.outbox_depth().unwrap(), (40, 0));
+    let report = site.deliver(true);
+    assert_eq!(report.delivered, 40, "{report:?}");
+    // Discovery, a look-up per user for each of the three matching attributes, and the
+    // creations in one bulk request rather than forty POSTs.
+    assert_eq!(report.bulk_requests, 1, "{report:?}");
+    assert_eq!(report.requests, 1 + 40 * 3 + 1, "{report:?}");
+    assert_eq!(site.store.outbox_depth().unwrap(), (0, 0));
+    assert_server_holds_exactly(&peer, &names.iter().cloned().collect());
+    assert_eq!(site.store.all_links().unwrap().len(), 40);
+}
+
+#[test]
 fn the_outbox_keeps_every_change_while_the_server_is_down() {
     let mut peer = peers::scim2_server().expect("scim2-server starts");
     let mut site = Site::new(&peer, "");
@@ -501,7 +524,10 @@ fn the_outbox_keeps_every_change_while_the_server_is_down() {
         DeliveryReport {
             delivered: 0,
             retrying: 3,
-            parked: 0
+            parked: 0,
+            // The one attempt to discover the server, which could not connect.
+            requests: 1,
+            bulk_requests: 0,
         }
     );
     let pending = site.store.pending_events().unwrap();

@@ -111,6 +111,15 @@ fn item(user: CmsUser, event: UserEvent, link: Option<Link>) -> BatchItem {
     BatchItem { user, event, link }
 }
 
+/// The item and a user with nothing to do, so the batch holds two (a batch of one is sent
+/// without bulk).
+fn with_bystander(first: BatchItem) -> Vec<BatchItem> {
+    vec![
+        first,
+        item(user("9", "zed", true), UserEvent::Deleted, None),
+    ]
+}
+
 fn calls(c: &Connector<FakeHttp, MemoryLog>) -> Vec<String> {
     c.http
         .sent()
@@ -273,7 +282,11 @@ fn a_conflict_in_the_bulk_answer_is_settled_by_adopting_the_existing_user() {
         // The one-user path looks again and finds the user someone else created.
         list(vec![remote("1", "r9", "alice")]),
     ]);
-    let out = c.provision_batch(&[item(user("1", "alice", true), UserEvent::Created, None)]);
+    let out = c.provision_batch(&with_bystander(item(
+        user("1", "alice", true),
+        UserEvent::Created,
+        None,
+    )));
     let alice = ok(&out.results[0]);
     assert_eq!(alice.action, Action::Adopted);
     assert_eq!(alice.link.as_ref().unwrap().remote_id, "r9");
@@ -380,12 +393,29 @@ fn a_timed_out_bulk_request_is_checked_user_by_user_before_anything_is_created()
         // The bulk request landed after all: the look-up finds the user, which is adopted.
         list(vec![remote("1", "r1", "alice")]),
     ]);
-    let out = c.provision_batch(&[item(user("1", "alice", true), UserEvent::Created, None)]);
+    let out = c.provision_batch(&with_bystander(item(
+        user("1", "alice", true),
+        UserEvent::Created,
+        None,
+    )));
     assert_eq!(ok(&out.results[0]).action, Action::Adopted);
     assert_eq!(
         calls(&c).iter().filter(|c| c.starts_with("POST")).count(),
         1
     );
+}
+
+#[test]
+fn a_batch_of_one_is_sent_without_bulk() {
+    let c = connector(vec![
+        spc(Some(10)),
+        list(vec![]),
+        json_answer(201, remote("1", "r1", "alice")),
+    ]);
+    let out = c.provision_batch(&[item(user("1", "alice", true), UserEvent::Created, None)]);
+    assert_eq!(ok(&out.results[0]).action, Action::Created);
+    assert_eq!(calls(&c)[2], format!("POST {BASE}/Users"));
+    assert_eq!(out.bulk_requests, 0);
 }
 
 #[test]
@@ -407,20 +437,33 @@ fn a_bulk_endpoint_that_is_not_there_is_given_up_for_good() {
     let c = connector(vec![
         spc(Some(10)),
         list(vec![]),
+        list(vec![]),
         json_answer(
             501,
             json!({"schemas": [ERROR_SCHEMA], "status": "501", "detail": "not implemented"}),
         ),
         list(vec![]),
         json_answer(201, remote("1", "r1", "alice")),
+        list(vec![]),
+        json_answer(201, remote("3", "r3", "carol")),
         // The next batch goes straight to single requests.
         list(vec![]),
         json_answer(201, remote("2", "r2", "bob")),
+        list(vec![]),
+        json_answer(201, remote("4", "r4", "dave")),
     ]);
-    let out = c.provision_batch(&[item(user("1", "alice", true), UserEvent::Created, None)]);
+    let out = c.provision_batch(&[
+        item(user("1", "alice", true), UserEvent::Created, None),
+        item(user("3", "carol", true), UserEvent::Created, None),
+    ]);
     assert_eq!(ok(&out.results[0]).action, Action::Created);
-    let out = c.provision_batch(&[item(user("2", "bob", true), UserEvent::Created, None)]);
+    assert_eq!(ok(&out.results[1]).action, Action::Created);
+    let out = c.provision_batch(&[
+        item(user("2", "bob", true), UserEvent::Created, None),
+        item(user("4", "dave", true), UserEvent::Created, None),
+    ]);
     assert_eq!(ok(&out.results[0]).action, Action::Created);
+    assert_eq!(ok(&out.results[1]).action, Action::Created);
     assert_eq!(calls(&c).iter().filter(|c| c.ends_with("/Bulk")).count(), 1);
 }
 
@@ -454,6 +497,10 @@ fn an_unreadable_bulk_answer_never_duplicates_a_user() {
         )),
         list(vec![remote("1", "r1", "alice")]),
     ]);
-    let out = c.provision_batch(&[item(user("1", "alice", true), UserEvent::Created, None)]);
+    let out = c.provision_batch(&with_bystander(item(
+        user("1", "alice", true),
+        UserEvent::Created,
+        None,
+    )));
     assert_eq!(ok(&out.results[0]).action, Action::Adopted);
 }
