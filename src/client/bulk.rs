@@ -479,12 +479,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                         .as_ref()
                         .and_then(id_of)
                         .or_else(|| result.location_id())?;
-                    let version = result.version.clone().or_else(|| {
-                        body.as_ref()
-                            .and_then(|b| b.pointer("/meta/version"))
-                            .and_then(Value::as_str)
-                            .map(String::from)
-                    });
+                    let version = result_version(&result, body.as_ref());
                     Some(Ok(created(
                         t,
                         remote_id,
@@ -506,7 +501,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                         *action,
                         Some(Link {
                             remote_id: link.remote_id.clone(),
-                            version: result.version.clone(),
+                            version: result_version(&result, body.as_ref()),
                             snapshot: Some(snapshot.to_string()),
                         }),
                     )
@@ -535,6 +530,16 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
     fn forget_index(&self) {
         *self.index.borrow_mut() = None;
     }
+}
+
+/// The resource's new version: the operation's `version`, else the `meta.version` of a
+/// resource the server returned with it.
+fn result_version(result: &BulkResult, body: Option<&Value>) -> Option<String> {
+    result.version.clone().or_else(|| {
+        body.and_then(|b| b.pointer("/meta/version"))
+            .and_then(Value::as_str)
+            .map(String::from)
+    })
 }
 
 #[cfg(test)]

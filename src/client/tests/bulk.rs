@@ -504,3 +504,37 @@ fn an_unreadable_bulk_answer_never_duplicates_a_user() {
     )));
     assert_eq!(ok(&out.results[0]).action, Action::Adopted);
 }
+
+#[test]
+fn a_version_missing_from_the_result_is_taken_from_the_returned_resource() {
+    let bob_before = mapped("2", "bob", true);
+    let mut returned = remote("2", "r2", "robert");
+    returned["meta"]["version"] = json!("W/\"7\"");
+    let c = connector(vec![
+        spc(Some(10)),
+        bulk_answer(json!([
+            {"method": "PATCH", "status": "200", "location": format!("{BASE}/Users/r2"),
+             "response": returned},
+            {"method": "DELETE", "status": "204", "location": format!("{BASE}/Users/r4")}
+        ])),
+    ]);
+    let out = c.provision_batch(&[
+        item(
+            user("2", "robert", true),
+            UserEvent::Updated,
+            Some(linked("r2", &bob_before)),
+        ),
+        item(
+            user("4", "dave", true),
+            UserEvent::Deleted,
+            Some(linked("r4", &mapped("4", "dave", true))),
+        ),
+    ]);
+    let bob = ok(&out.results[0]);
+    assert_eq!(bob.action, Action::Updated);
+    assert_eq!(
+        bob.link.as_ref().unwrap().version.as_deref(),
+        Some("W/\"7\"")
+    );
+    assert_eq!(out.requests, 2);
+}
