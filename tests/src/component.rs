@@ -169,3 +169,27 @@ pub fn remote_user(peer: &Peer, remote_id: &str) -> (u16, serde_json::Value) {
     crate::peers::get_json(&url, &peer.token)
         .unwrap_or_else(|e| panic!("GET {url} on {}: {e:#}", peer.name))
 }
+
+/// The ids of the members of the group with this displayName (None when it is missing).
+pub fn group_members(peer: &Peer, name: &str) -> Option<Vec<String>> {
+    let filter = url_encode(&format!("displayName eq \"{name}\""));
+    let (status, body) =
+        crate::peers::get_json(&peer.url(&format!("/Groups?filter={filter}")), &peer.token)
+            .expect("GET /Groups");
+    assert_eq!(status, 200, "{}: {body}", peer.name);
+    let group = body["Resources"].as_array()?.first()?.clone();
+    let id = group["id"].as_str()?.to_string();
+    // Read the group itself: list responses may leave members out.
+    let (_, full) =
+        crate::peers::get_json(&peer.url(&format!("/Groups/{id}")), &peer.token).expect("GET");
+    Some(
+        full["members"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|x| x["value"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}

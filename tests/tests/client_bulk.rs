@@ -3,11 +3,11 @@
 //! `maxPayloadSize` with 413) and SCIMMY. Every test reads the server back with plain HTTP
 //! and counts the requests the component logged.
 
-use host_example::types::{Action, BatchItem, BatchOutcome, CmsUser, Link, UserEvent};
+use host_example::types::{Action, BatchItem, BatchOutcome, CmsUser, FieldValue, Link, UserEvent};
 use host_example::{ConnectorSettings, Session};
 use scim_provisioner_tests::component::{
-    LogLines, all_users, drupal_user, find_users, logged_requests, open_logged, remote_user,
-    set_field, settings, text,
+    LogLines, all_users, drupal_user, find_users, group_members, logged_requests, open_logged,
+    remote_user, set_field, settings, text,
 };
 use scim_provisioner_tests::peers::{self, Peer, send_json};
 use serde_json::json;
@@ -276,4 +276,56 @@ fn a_conflict_in_a_bulk_answer_is_adopted_on_scim2_server() {
 #[test]
 fn a_conflict_in_a_bulk_answer_is_adopted_on_scimmy() {
     conflict_is_adopted(&peers::scimmy().expect("SCIMMY starts"));
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Groups after bulk creations
+
+fn groups_follow_bulk_creations(peer: &Peer) {
+    let policy = r#"{"matching": ["userName"], "groups_from": "roles"}"#;
+    let (mut session, lines) = open_logged(&settings(peer, policy));
+    let mut people = users(6, "grouped");
+    for (i, user) in people.iter_mut().enumerate() {
+        let roles = if i % 2 == 0 {
+            vec!["editor".to_string(), "member".to_string()]
+        } else {
+            vec!["editor".to_string()]
+        };
+        set_field(user, "roles", FieldValue::TextList(roles));
+    }
+    let out = batch(&mut session, &created_items(&people));
+    let links = expect_all(peer, &out, Action::Created);
+    assert_eq!(out.bulk_requests, 1, "{}", peer.name);
+    assert_eq!(bulk_posts(&lines), 1);
+    let ids: Vec<String> = links
+        .iter()
+        .map(|l| l.as_ref().expect("a link").remote_id.clone())
+        .collect();
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        group_members(peer, "editor").map(sorted),
+        Some(sorted(ids.clone())),
+        "{}",
+        peer.name
+    );
+    let even: Vec<String> = ids.iter().step_by(2).cloned().collect();
+    assert_eq!(
+        group_members(peer, "member").map(sorted),
+        Some(sorted(even)),
+        "{}",
+        peer.name
+    );
+}
+
+#[test]
+fn groups_follow_bulk_creations_on_scim2_server() {
+    groups_follow_bulk_creations(&peers::scim2_server().expect("scim2-server starts"));
+}
+
+#[test]
+fn groups_follow_bulk_creations_on_scimmy() {
+    groups_follow_bulk_creations(&peers::scimmy().expect("SCIMMY starts"));
 }

@@ -4,34 +4,12 @@
 
 use host_example::types::{Action, FieldValue, UserEvent};
 use scim_provisioner_tests::component::{
-    drupal_user, open, provision, set_field, settings, url_encode,
+    drupal_user, group_members as members, open, provision, set_field, settings,
 };
-use scim_provisioner_tests::peers::{self, Peer, get_json};
+use scim_provisioner_tests::peers::{self, Peer};
 use serde_json::Value;
 
 const POLICY: &str = r#"{"groups_from": "roles"}"#;
-
-/// The ids of the members of the group with this displayName (None when it is missing).
-fn members(peer: &Peer, name: &str) -> Option<Vec<String>> {
-    let filter = url_encode(&format!("displayName eq \"{name}\""));
-    let (status, body) =
-        get_json(&peer.url(&format!("/Groups?filter={filter}")), &peer.token).expect("GET /Groups");
-    assert_eq!(status, 200, "{}: {body}", peer.name);
-    let group = body["Resources"].as_array()?.first()?.clone();
-    let id = group["id"].as_str()?.to_string();
-    // Read the group itself: list responses may leave members out.
-    let (_, full) = get_json(&peer.url(&format!("/Groups/{id}")), &peer.token).expect("GET");
-    Some(
-        full["members"]
-            .as_array()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|x| x["value"].as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default(),
-    )
-}
 
 fn roles(list: &[&str]) -> FieldValue {
     FieldValue::TextList(list.iter().map(|s| (*s).to_string()).collect())
