@@ -565,6 +565,43 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         self.look_up(t, resource, caps)
     }
 
+    /// What the listed remote users say of a resource, without a request: per matching
+    /// attribute in order, the one candidate (its id and the value it matched on), or an
+    /// error where several match. Attributes without a candidate are left out. `None` when
+    /// the remote users were not listed.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn index_candidates(
+        &self,
+        resource: &Value,
+    ) -> Option<Vec<Result<(usize, String, String), ProvisioningError>>> {
+        let index = self.index.borrow();
+        let index = index.as_ref()?;
+        let mut out = Vec::new();
+        for (i, path) in self.policy.matching.iter().enumerate() {
+            let Some(value) = match_value(resource, path) else {
+                continue;
+            };
+            match index.candidates(i, &value).as_slice() {
+                [] => {}
+                [id] => out.push(Ok((i, (*id).to_string(), value))),
+                several => out.push(Err(ProvisioningError::Other(format!(
+                    "several remote users match {path} {value:?}: {}; link one by hand",
+                    several.join(", ")
+                )))),
+            }
+        }
+        Some(out)
+    }
+
+    /// True when `remote` still has `value` for the `attr`-th matching attribute: what the
+    /// index said must hold for the resource as it is now.
+    pub(crate) fn still_matches(&self, remote: &Value, attr: usize, value: &str) -> bool {
+        self.policy
+            .matching
+            .get(attr)
+            .is_some_and(|p| match_value(remote, p).is_some_and(|v| v.eq_ignore_ascii_case(value)))
+    }
+
     /// Matching against the listed remote users, when they were listed: `None` when there
     /// is no index, else what the index says (fetching the one match in full).
     #[allow(clippy::option_option)]
@@ -573,50 +610,16 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         t: &Transport<'_, H, L>,
         resource: &Value,
     ) -> Result<Option<Option<Value>>, ProvisioningError> {
-        let candidates: Vec<(usize, Vec<String>, String)> = {
-            let index = self.index.borrow();
-            let Some(index) = index.as_ref() else {
-                return Ok(None);
-            };
-            self.policy
-                .matching
-                .iter()
-                .enumerate()
-                .filter_map(|(i, path)| {
-                    let value = match_value(resource, path)?;
-                    let ids = index
-                        .candidates(i, &value)
-                        .into_iter()
-                        .map(String::from)
-                        .collect();
-                    Some((i, ids, value))
-                })
-                .collect()
+        let Some(candidates) = self.index_candidates(resource) else {
+            return Ok(None);
         };
-        for (i, ids, value) in candidates {
-            match ids.as_slice() {
-                [] => continue,
-                [id] => {
-                    // The index holds only what matching needs; adoption needs it all.
-                    if let Some(full) = self.read(t, id)?
-                        && self.policy.matching.get(i).is_some_and(|p| {
-                            match_value(&full, p).is_some_and(|v| v.eq_ignore_ascii_case(&value))
-                        })
-                    {
-                        return Ok(Some(Some(full)));
-                    }
-                }
-                several => {
-                    return Err(ProvisioningError::Other(format!(
-                        "several remote users match {} {value:?}: {}; link one by hand",
-                        self.policy
-                            .matching
-                            .get(i)
-                            .map(ToString::to_string)
-                            .unwrap_or_default(),
-                        several.join(", ")
-                    )));
-                }
+        for candidate in candidates {
+            let (i, id, value) = candidate?;
+            // The index holds only what matching needs; adoption needs it all.
+            if let Some(full) = self.read(t, &id)?
+                && self.still_matches(&full, i, &value)
+            {
+                return Ok(Some(Some(full)));
             }
         }
         Ok(Some(None))

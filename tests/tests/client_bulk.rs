@@ -329,3 +329,75 @@ fn groups_follow_bulk_creations_on_scim2_server() {
 fn groups_follow_bulk_creations_on_scimmy() {
     groups_follow_bulk_creations(&peers::scimmy().expect("SCIMMY starts"));
 }
+
+// ---------------------------------------------------------------------------------------
+// 5. A first sync onto a server that already has most users
+
+fn existing_users_are_adopted_in_bulk(peer: &Peer) {
+    // Twenty users exist already, with another first name; five do not.
+    for i in 0..20 {
+        let body = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": format!("known{i:03}"),
+            "name": {"givenName": "Old", "familyName": "User"}
+        });
+        let (status, created) =
+            send_json("POST", &peer.url("/Users"), &peer.token, Some(&body)).expect("POST works");
+        assert_eq!(status, 201, "{}: {created}", peer.name);
+    }
+    let (mut session, lines, _) = open(peer);
+    match session.index_remote_users() {
+        Ok(Ok(listing)) => assert_eq!(listing.users, 20, "{}", peer.name),
+        other => panic!("{}: listing failed: {other:?}", peer.name),
+    }
+    let listed = logged_requests(&lines).len();
+    let mut people = users(20, "known");
+    people.extend(users(5, "fresh").into_iter().map(|mut u| {
+        u.id = format!("new-{}", u.id);
+        u
+    }));
+    let items: Vec<BatchItem> = people
+        .iter()
+        .map(|u| BatchItem {
+            user: u.clone(),
+            event: UserEvent::Reconcile,
+            link: None,
+        })
+        .collect();
+    let out = batch(&mut session, &items);
+    for (i, r) in out.results.iter().enumerate() {
+        let expected = if i < 20 {
+            Action::Adopted
+        } else {
+            Action::Created
+        };
+        match r {
+            Ok(o) => assert_eq!(o.action, expected, "{}: user {i}", peer.name),
+            Err(e) => panic!(
+                "{}: user {i}: {}",
+                peer.name,
+                host_example::describe_error(e)
+            ),
+        }
+    }
+    // One filtered read of the twenty matches, one bulk request for every write.
+    let requests = logged_requests(&lines)[listed..].to_vec();
+    assert_eq!(requests.len(), 2, "{}: {requests:?}", peer.name);
+    assert_eq!(out.requests, 2);
+    assert_eq!(out.bulk_requests, 1);
+    let on_server = all_users(peer);
+    assert_eq!(on_server.len(), 25, "{}: no duplicates", peer.name);
+    for user in &on_server {
+        assert_eq!(user["name"]["givenName"], "Bulk", "{}: {user}", peer.name);
+    }
+}
+
+#[test]
+fn existing_users_are_adopted_in_bulk_on_scim2_server() {
+    existing_users_are_adopted_in_bulk(&peers::scim2_server().expect("scim2-server starts"));
+}
+
+#[test]
+fn existing_users_are_adopted_in_bulk_on_scimmy() {
+    existing_users_are_adopted_in_bulk(&peers::scimmy().expect("SCIMMY starts"));
+}

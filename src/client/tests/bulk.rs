@@ -538,3 +538,83 @@ fn a_version_missing_from_the_result_is_taken_from_the_returned_resource() {
     );
     assert_eq!(out.requests, 2);
 }
+
+#[test]
+fn listed_matches_are_read_together_and_adopted_through_bulk() {
+    let mut alice = remote("1", "ra", "alice");
+    alice["active"] = json!(false);
+    let bob = remote("2", "rb", "bob");
+    let c = connector(vec![
+        spc(Some(10)),
+        // The listing a first sync makes.
+        list(vec![
+            json!({"id": "ra", "userName": "alice"}),
+            json!({"id": "rb", "userName": "bob"}),
+        ]),
+        // Both matches in one filtered read.
+        list(vec![bob.clone(), alice.clone()]),
+        bulk_answer(json!([
+            {"method": "PATCH", "status": "200", "version": "W/\"2\"",
+             "location": format!("{BASE}/Users/ra")},
+            {"method": "POST", "bulkId": "u2", "status": "201",
+             "location": format!("{BASE}/Users/rc")}
+        ])),
+    ]);
+    assert_eq!(c.index_remote_users().unwrap().users, 2);
+    let out = c.provision_batch(&[
+        item(user("1", "alice", true), UserEvent::Reconcile, None),
+        item(user("2", "bob", true), UserEvent::Reconcile, None),
+        item(user("3", "carol", true), UserEvent::Reconcile, None),
+    ]);
+    let calls = calls(&c);
+    assert_eq!(calls.len(), 4, "{calls:?}");
+    assert_eq!(
+        calls[2],
+        format!(
+            "GET {BASE}/Users?filter=id%20eq%20%22ra%22%20or%20id%20eq%20%22rb%22&startIndex=1&count=2"
+        )
+    );
+    let sent = c.http.sent();
+    let bulk = body(&sent[3]);
+    assert_eq!(bulk["Operations"][0]["method"], "PATCH");
+    assert_eq!(bulk["Operations"][0]["path"], "/Users/ra");
+    assert_eq!(bulk["Operations"][0]["version"], "W/\"1\"");
+    assert_eq!(
+        bulk["Operations"][0]["data"]["Operations"],
+        json!([{"op": "replace", "path": "active", "value": true}])
+    );
+    assert_eq!(bulk["Operations"][1]["method"], "POST");
+
+    let a = ok(&out.results[0]);
+    assert_eq!(a.action, Action::Adopted);
+    assert_eq!(a.link.as_ref().unwrap().remote_id, "ra");
+    assert_eq!(a.link.as_ref().unwrap().version.as_deref(), Some("W/\"2\""));
+    let b = ok(&out.results[1]);
+    assert_eq!(b.action, Action::Adopted, "already in line: no write");
+    assert_eq!(b.link.as_ref().unwrap().remote_id, "rb");
+    assert_eq!(ok(&out.results[2]).action, Action::Created);
+    assert_eq!(out.requests, 2);
+}
+
+#[test]
+fn a_listed_match_the_filtered_read_misses_is_read_on_its_own() {
+    let c = connector(vec![
+        spc(Some(10)),
+        list(vec![json!({"id": "ra", "userName": "alice"})]),
+        // The server cannot filter by id.
+        json_answer(
+            400,
+            json!({"schemas": [ERROR_SCHEMA], "status": "400", "scimType": "invalidFilter"}),
+        ),
+        json_answer(200, remote("1", "ra", "alice")),
+    ]);
+    c.index_remote_users().unwrap();
+    let out = c.provision_batch(&with_bystander(item(
+        user("1", "alice", true),
+        UserEvent::Reconcile,
+        None,
+    )));
+    assert_eq!(ok(&out.results[0]).action, Action::Adopted);
+    assert_eq!(calls(&c)[3], format!("GET {BASE}/Users/ra"));
+    assert_eq!(calls(&c).len(), 4, "already in line: nothing written");
+}
