@@ -9,7 +9,6 @@
 //! matches before it creates, so a lost or partial bulk answer never duplicates a user.
 
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 
@@ -18,12 +17,11 @@ use crate::mapping::MapMode;
 use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort, Method, TransportError};
 use crate::scim::bulk::{self, BulkOperation, BulkResult};
 use crate::scim::discovery::{BulkLimits, ServerCapabilities};
-use crate::scim::filter;
 use crate::scim::patch::{PatchRequest, diff};
 use crate::scim::response::{self, is_success};
 use crate::user::{Action, CmsUser, Link, ProvisionOutcome, UserEvent};
 
-use super::connector::{Connector, read_list, read_resource};
+use super::connector::Connector;
 use super::engine::{created, outcome, parse_snapshot};
 use super::resource::{id_of, project};
 use super::selection::Decision;
@@ -85,9 +83,6 @@ enum Prepared {
     Single,
 }
 
-/// Ids a prefetch asks for in one request; the URL stays a few kilobytes long.
-const PREFETCH_PAGE: u32 = 50;
-
 /// How a matched remote user is adopted.
 enum Adoption {
     /// This PATCH brings it in line; the link (and snapshot) it leaves.
@@ -133,18 +128,13 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             items.iter().map(|_| None).collect();
         let mut pending: Vec<Pending> = Vec::new();
         let mut single: Vec<usize> = Vec::new();
-        // Users the listed remote users say exist are read together, not one by one.
-        let prefetched = match limits {
-            Some(_) => self.prefetch_matches(&t, items, &caps),
-            None => HashMap::new(),
-        };
         for (i, item) in items.iter().enumerate() {
             if limits.is_none() {
                 single.push(i);
                 continue;
             }
             let ut = self.transport();
-            match self.prepare(&ut, i, item, &caps, &prefetched) {
+            match self.prepare(&ut, i, item, &caps) {
                 Prepared::Done(result) => {
                     results[i] = Some(self.conclude(
                         &ut,
@@ -214,7 +204,6 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         index: usize,
         item: &BatchItem,
         caps: &ServerCapabilities,
-        prefetched: &HashMap<String, Value>,
     ) -> Prepared {
         let user = &item.user;
         let link = item.link.as_ref();
@@ -237,11 +226,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     Ok(r) => r,
                     Err(e) => return Prepared::Done(Err(e)),
                 };
-                let found = match self.index_candidates(&resource) {
-                    Some(candidates) => self.match_listed(t, candidates, prefetched),
-                    None => self.find_match(t, &resource, caps),
-                };
-                match found {
+                match self.find_match(t, &resource, caps) {
                     Ok(Some(existing)) => match self.adoption(user, existing, caps) {
                         Ok(Adoption::Write(link, new, operation)) => pending(
                             operation,
@@ -343,106 +328,6 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 "internal: {decision:?} without a link"
             )))),
         }
-    }
-
-    /// Reads, in a few filtered requests (`id eq "a" or id eq "b" …`), the remote users the
-    /// index names as the first match of the users about to be created. Whatever is
-    /// missing here (a server that cannot filter by id, a user deleted since the listing)
-    /// is read one by one later.
-    fn prefetch_matches(
-        &self,
-        t: &Transport<'_, H, L>,
-        items: &[BatchItem],
-        caps: &ServerCapabilities,
-    ) -> HashMap<String, Value> {
-        let mut out = HashMap::new();
-        if self.index.borrow().is_none() {
-            return out;
-        }
-        let mut wanted: Vec<String> = Vec::new();
-        let mut seen = HashSet::new();
-        for item in items {
-            if self.plan(&item.user, item.event, item.link.is_some()) != Decision::Create {
-                continue;
-            }
-            let Ok(resource) = self.policy.mapping.map(&item.user, MapMode::Create) else {
-                continue;
-            };
-            let first = self
-                .index_candidates(&resource)
-                .and_then(|c| c.into_iter().next())
-                .and_then(Result::ok);
-            if let Some((_, id, _)) = first
-                && seen.insert(id.clone())
-            {
-                wanted.push(id);
-            }
-        }
-        let page = caps
-            .filter_max_results
-            .unwrap_or(50)
-            .clamp(1, PREFETCH_PAGE) as usize;
-        for chunk in wanted.chunks(page) {
-            let filter = chunk
-                .iter()
-                .map(|id| format!("id eq {}", filter::quote(id)))
-                .collect::<Vec<_>>()
-                .join(" or ");
-            let resp = match t.get(&format!(
-                "/Users?filter={}&startIndex=1&count={}",
-                encode_component(&filter),
-                chunk.len()
-            )) {
-                Ok(resp) if is_success(resp.status) => resp,
-                Ok(resp) => {
-                    self.log.log(
-                        LogLevel::Warn,
-                        &format!(
-                            "reading matched users by id answered HTTP {}; reading them one by one",
-                            resp.status
-                        ),
-                    );
-                    break;
-                }
-                Err(_) => break,
-            };
-            let Ok((resources, _)) = read_list(&resp) else {
-                break;
-            };
-            // Only what was asked for: a server that ignores the filter sends others.
-            for resource in resources {
-                if let Some(id) = id_of(&resource)
-                    && chunk.contains(&id)
-                {
-                    out.insert(id, resource);
-                }
-            }
-        }
-        out
-    }
-
-    /// The remote user to adopt, by the index's candidates in matching order: each is
-    /// taken from the prefetched users (or read) and checked to match still.
-    #[allow(clippy::type_complexity)]
-    fn match_listed(
-        &self,
-        t: &Transport<'_, H, L>,
-        candidates: Vec<Result<(usize, String, String), ProvisioningError>>,
-        prefetched: &HashMap<String, Value>,
-    ) -> Result<Option<Value>, ProvisioningError> {
-        for candidate in candidates {
-            let (attr, id, value) = candidate?;
-            let remote = match prefetched.get(&id) {
-                Some(r) => Some(r.clone()),
-                None => read_resource(&t.get(&format!("/Users/{}", encode_component(&id)))?)?,
-            };
-            if let Some(remote) = remote
-                && self.still_matches(&remote, attr, &value)
-            {
-                return Ok(Some(remote));
-            }
-        }
-        Ok(None)
     }
 
     /// How an existing remote user is adopted: the PATCH that brings it in line (and the

@@ -570,7 +570,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
     /// error where several match. Attributes without a candidate are left out. `None` when
     /// the remote users were not listed.
     #[allow(clippy::type_complexity)]
-    pub(crate) fn index_candidates(
+    fn index_candidates(
         &self,
         resource: &Value,
     ) -> Option<Vec<Result<(usize, String, String), ProvisioningError>>> {
@@ -595,7 +595,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
 
     /// True when `remote` still has `value` for the `attr`-th matching attribute: what the
     /// index said must hold for the resource as it is now.
-    pub(crate) fn still_matches(&self, remote: &Value, attr: usize, value: &str) -> bool {
+    fn still_matches(&self, remote: &Value, attr: usize, value: &str) -> bool {
         self.policy
             .matching
             .get(attr)

@@ -18,8 +18,10 @@
 //! 3. **A first sync, bulk vs one request per user.** S users are imported into a fresh
 //!    SQLite store and synced (concurrency 8) to a fresh scim2-server twice: with the
 //!    default batches, whose writes travel in `/Bulk` requests, and with `batch_size = 1`,
-//!    one POST per user. Both list the remote users once first. Reported: seconds, users
-//!    per second, requests, and the ratio. Skipped with the peer.
+//!    one request per write. Both list the remote users once first. Then the same onto a
+//!    server that holds every user already (another first name), so each is adopted and
+//!    updated. Reported: seconds, users per second, requests, and the ratio. Skipped with
+//!    the peer.
 //!
 //! Build and run (release, for honest numbers):
 //!
@@ -130,36 +132,58 @@ fn main() -> Result<()> {
         "{:<26} {:>9} {:>10} {:>9} {:>6}",
         "mode", "seconds", "users/s", "requests", "bulk"
     );
-    let mut rows = Vec::new();
-    for (label, batch_size) in [("bulk (batches of 100)", 100), ("one request per user", 1)] {
-        let Some(row) = bench_first_sync(&runtime, args.sync_users, batch_size)? else {
-            return Ok(());
-        };
-        println!(
-            "{label:<26} {:>9.2} {:>10.0} {:>9} {:>6}",
-            row.0,
-            args.sync_users as f64 / row.0,
-            row.1.requests,
-            row.1.bulk_requests
-        );
-        rows.push(row);
-    }
-    if let [bulk, single] = rows.as_slice() {
-        println!("bulk is {:.2}x as fast", single.0 / bulk.0);
+    for existing in [false, true] {
+        let mut rows = Vec::new();
+        for (mode, batch_size) in [("bulk", 100), ("one per user", 1)] {
+            let label = format!(
+                "{} ({mode})",
+                if existing { "adopt existing" } else { "create" }
+            );
+            let Some(row) = bench_first_sync(&runtime, args.sync_users, batch_size, existing)?
+            else {
+                return Ok(());
+            };
+            println!(
+                "{label:<26} {:>9.2} {:>10.0} {:>9} {:>6}",
+                row.0,
+                args.sync_users as f64 / row.0,
+                row.1.requests,
+                row.1.bulk_requests
+            );
+            rows.push(row);
+        }
+        if let [bulk, single] = rows.as_slice() {
+            println!("bulk is {:.2}x as fast", single.0 / bulk.0);
+        }
     }
     Ok(())
 }
 
 /// Imports `n` users into a fresh store and syncs them to a fresh scim2-server; returns
-/// the seconds the sync took and its summary. `None` when the peer is not installed.
+/// the seconds the sync took and its summary. With `existing`, the server holds every
+/// user already (under another first name), so the sync adopts and updates them all.
+/// `None` when the peer is not installed.
 fn bench_first_sync(
     runtime: &Runtime,
     n: usize,
     batch_size: u32,
+    existing: bool,
 ) -> Result<Option<(f64, host_example::sync::SyncSummary)>> {
     let Some((peer, base, token)) = start_peer()? else {
         return Ok(None);
     };
+    if existing {
+        let client = Client::new(&token);
+        for i in 0..n {
+            let body = json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": format!("user{i:06}"),
+                "name": {"givenName": "Before", "familyName": "Sync"}
+            });
+            let (status, text) = client.post(&format!("{base}/Users"), &body.to_string())?;
+            expect(status, 201, &text, "seeding a user")?;
+        }
+    }
     let db = TempDb::new()?;
     let mut store = host_example::store::Store::open(&db.0)?;
     store.import_users((0..n).map(|i| {
@@ -199,8 +223,13 @@ fn bench_first_sync(
     let summary = host_example::sync::sync(runtime, &settings, &mut store, &options)?;
     let seconds = started.elapsed().as_secs_f64();
     drop(peer);
-    if summary.created != n as u64 || summary.failed != 0 {
-        bail!("the sync did not create every user: {summary}");
+    let done = if existing {
+        summary.adopted
+    } else {
+        summary.created
+    };
+    if done != n as u64 || summary.failed != 0 {
+        bail!("the sync did not provision every user: {summary}");
     }
     Ok(Some((seconds, summary)))
 }

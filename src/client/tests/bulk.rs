@@ -540,7 +540,7 @@ fn a_version_missing_from_the_result_is_taken_from_the_returned_resource() {
 }
 
 #[test]
-fn listed_matches_are_read_together_and_adopted_through_bulk() {
+fn listed_matches_are_read_and_brought_in_line_through_bulk() {
     let mut alice = remote("1", "ra", "alice");
     alice["active"] = json!(false);
     let bob = remote("2", "rb", "bob");
@@ -551,8 +551,9 @@ fn listed_matches_are_read_together_and_adopted_through_bulk() {
             json!({"id": "ra", "userName": "alice"}),
             json!({"id": "rb", "userName": "bob"}),
         ]),
-        // Both matches in one filtered read.
-        list(vec![bob.clone(), alice.clone()]),
+        // Each match is read in full: adoption compares all it maps.
+        json_answer(200, alice),
+        json_answer(200, bob),
         bulk_answer(json!([
             {"method": "PATCH", "status": "200", "version": "W/\"2\"",
              "location": format!("{BASE}/Users/ra")},
@@ -566,16 +567,16 @@ fn listed_matches_are_read_together_and_adopted_through_bulk() {
         item(user("2", "bob", true), UserEvent::Reconcile, None),
         item(user("3", "carol", true), UserEvent::Reconcile, None),
     ]);
-    let calls = calls(&c);
-    assert_eq!(calls.len(), 4, "{calls:?}");
     assert_eq!(
-        calls[2],
-        format!(
-            "GET {BASE}/Users?filter=id%20eq%20%22ra%22%20or%20id%20eq%20%22rb%22&startIndex=1&count=2"
-        )
+        calls(&c)[2..],
+        [
+            format!("GET {BASE}/Users/ra"),
+            format!("GET {BASE}/Users/rb"),
+            format!("POST {BULK_URL}"),
+        ]
     );
     let sent = c.http.sent();
-    let bulk = body(&sent[3]);
+    let bulk = body(&sent[4]);
     assert_eq!(bulk["Operations"][0]["method"], "PATCH");
     assert_eq!(bulk["Operations"][0]["path"], "/Users/ra");
     assert_eq!(bulk["Operations"][0]["version"], "W/\"1\"");
@@ -589,32 +590,10 @@ fn listed_matches_are_read_together_and_adopted_through_bulk() {
     assert_eq!(a.action, Action::Adopted);
     assert_eq!(a.link.as_ref().unwrap().remote_id, "ra");
     assert_eq!(a.link.as_ref().unwrap().version.as_deref(), Some("W/\"2\""));
+    assert_eq!(a.requests, 1, "its read");
     let b = ok(&out.results[1]);
     assert_eq!(b.action, Action::Adopted, "already in line: no write");
     assert_eq!(b.link.as_ref().unwrap().remote_id, "rb");
     assert_eq!(ok(&out.results[2]).action, Action::Created);
-    assert_eq!(out.requests, 2);
-}
-
-#[test]
-fn a_listed_match_the_filtered_read_misses_is_read_on_its_own() {
-    let c = connector(vec![
-        spc(Some(10)),
-        list(vec![json!({"id": "ra", "userName": "alice"})]),
-        // The server cannot filter by id.
-        json_answer(
-            400,
-            json!({"schemas": [ERROR_SCHEMA], "status": "400", "scimType": "invalidFilter"}),
-        ),
-        json_answer(200, remote("1", "ra", "alice")),
-    ]);
-    c.index_remote_users().unwrap();
-    let out = c.provision_batch(&with_bystander(item(
-        user("1", "alice", true),
-        UserEvent::Reconcile,
-        None,
-    )));
-    assert_eq!(ok(&out.results[0]).action, Action::Adopted);
-    assert_eq!(calls(&c)[3], format!("GET {BASE}/Users/ra"));
-    assert_eq!(calls(&c).len(), 4, "already in line: nothing written");
+    assert_eq!(out.requests, 3);
 }
