@@ -108,6 +108,14 @@ impl GuestConnector for ConnectorResource {
         })
     }
 
+    fn export_remote_index(&self) -> Option<String> {
+        self.0.export_remote_index()
+    }
+
+    fn import_remote_index(&self, document: String) -> Result<u32, wit::ProvisioningError> {
+        Ok(self.0.import_remote_index(&document)?)
+    }
+
     fn get_user(&self, remote_id: String) -> Result<Option<String>, wit::ProvisioningError> {
         Ok(self.0.get_user(&remote_id)?.map(|v| v.to_string()))
     }

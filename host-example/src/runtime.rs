@@ -397,6 +397,27 @@ impl Session {
             .call_index_remote_users(&mut self.store, self.connector)?)
     }
 
+    /// The listed remote users as a document for [`Session::import_remote_index`].
+    pub fn export_remote_index(&mut self) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .bindings
+            .scim_provisioner_client()
+            .connector()
+            .call_export_remote_index(&mut self.store, self.connector)?)
+    }
+
+    /// Loads remote users another session listed, instead of listing them again.
+    pub fn import_remote_index(
+        &mut self,
+        document: &str,
+    ) -> anyhow::Result<Result<u32, ProvisioningError>> {
+        Ok(self
+            .bindings
+            .scim_provisioner_client()
+            .connector()
+            .call_import_remote_index(&mut self.store, self.connector, document)?)
+    }
+
     /// The writes a dry-run session held back.
     pub fn take_held(&mut self) -> Vec<crate::http::HeldRequest> {
         self.store.data_mut().http.take_held()

@@ -316,13 +316,19 @@ fn execute(
         .partition(|w| w.planned == PlannedAction::Skip);
     summary.skipped += skipped.len() as u64;
     let total = work.len() as u64;
-    // Many creates (a first sync): list the remote users once per worker and match
-    // locally, rather than spend a look-up request per user.
+    // Many creates (a first sync): list the remote users once and match locally, rather
+    // than spend a look-up request per user. One instance lists; the others load its
+    // index.
     let creates = work
         .iter()
         .filter(|w| w.planned == PlannedAction::Create)
         .count();
-    let index_first = creates >= INDEX_THRESHOLD;
+    let index = if creates >= INDEX_THRESHOLD {
+        list_remote_users(runtime, settings, summary)
+    } else {
+        None
+    };
+    let index = index.as_deref();
     let workers = (options.concurrency.max(1) as usize).min(work.len().max(1));
     // Each user always goes to the same worker, so its changes keep their order.
     let mut queues: Vec<Vec<WorkItem>> = (0..workers).map(|_| Vec::new()).collect();
@@ -346,7 +352,7 @@ fn execute(
     std::thread::scope(|scope| -> anyhow::Result<()> {
         for queue in queues {
             let tx = tx.clone();
-            scope.spawn(move || run_queue(runtime, settings, queue, index_first, batch_size, &tx));
+            scope.spawn(move || run_queue(runtime, settings, queue, index, batch_size, &tx));
         }
         drop(tx);
         let mut pending: Vec<Report> = Vec::new();
@@ -368,11 +374,44 @@ fn execute(
 /// From this many creates on, a sync lists the remote users instead of looking each up.
 const INDEX_THRESHOLD: usize = 50;
 
+/// Lists the remote users once, in an instance of its own; returns the index for the
+/// workers to load. `None` when listing failed: matching then looks each user up.
+fn list_remote_users(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    summary: &mut SyncSummary,
+) -> Option<String> {
+    let mut session = match runtime.open(settings) {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            eprintln!("listing remote users failed: {}", describe_error(&e));
+            return None;
+        }
+        Err(e) => {
+            eprintln!("listing remote users failed: {e:#}");
+            return None;
+        }
+    };
+    match session.index_remote_users() {
+        Ok(Ok(listing)) => summary.requests += u64::from(listing.requests),
+        // Not fatal: matching falls back to a look-up per user.
+        Ok(Err(e)) => {
+            eprintln!("listing remote users failed: {}", describe_error(&e));
+            return None;
+        }
+        Err(e) => {
+            eprintln!("listing remote users failed: {e:#}");
+            return None;
+        }
+    }
+    session.export_remote_index().ok().flatten()
+}
+
 fn run_queue(
     runtime: &Runtime,
     settings: &ConnectorSettings,
     queue: Vec<WorkItem>,
-    index_first: bool,
+    index: Option<&str>,
     batch_size: usize,
     tx: &mpsc::Sender<Report>,
 ) {
@@ -390,14 +429,12 @@ fn run_queue(
         Ok(Err(e)) => return fail_all(queue, describe_error(&e)),
         Err(e) => return fail_all(queue, format!("{e:#}")),
     };
-    if index_first && let Some(s) = session.as_mut() {
-        match s.index_remote_users() {
-            Ok(Ok(listing)) => {
-                let _ = tx.send(Report::Requests(u64::from(listing.requests), 0));
-            }
+    if let (Some(document), Some(s)) = (index, session.as_mut()) {
+        match s.import_remote_index(document) {
+            Ok(Ok(_)) => {}
             // Not fatal: matching falls back to a look-up per user.
-            Ok(Err(e)) => eprintln!("listing remote users failed: {}", describe_error(&e)),
-            Err(e) => eprintln!("listing remote users failed: {e:#}"),
+            Ok(Err(e)) => eprintln!("loading the remote users failed: {}", describe_error(&e)),
+            Err(e) => eprintln!("loading the remote users failed: {e:#}"),
         }
     }
     let mut queue = queue.into_iter().peekable();

@@ -680,6 +680,29 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         })
     }
 
+    /// The listed remote users as a document another connector (same server, same
+    /// matching attributes) can load, so a host running several connectors lists once.
+    /// `None` when nothing was listed.
+    pub fn export_remote_index(&self) -> Option<String> {
+        self.index
+            .borrow()
+            .as_ref()
+            .map(|index| index.to_document(&self.policy.matching).to_string())
+    }
+
+    /// Loads what [`Connector::export_remote_index`] gave; returns how many remote users
+    /// it holds. A document for other matching attributes is refused.
+    pub fn import_remote_index(&self, document: &str) -> Result<u32, ProvisioningError> {
+        let value: Value = serde_json::from_str(document).map_err(|e| {
+            ProvisioningError::InvalidConfig(format!("the remote-user index is not JSON: {e}"))
+        })?;
+        let index = super::index::RemoteIndex::from_document(&value, &self.policy.matching)
+            .map_err(|e| ProvisioningError::InvalidConfig(format!("remote-user index: {e}")))?;
+        let users = u32::try_from(index.len()).unwrap_or(u32::MAX);
+        *self.index.borrow_mut() = Some(index);
+        Ok(users)
+    }
+
     /// Looks the user up on the server by each matching attribute in turn.
     fn look_up(
         &self,

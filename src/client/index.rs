@@ -3,11 +3,14 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::scim::path::AttrPath;
 
 use super::resource::{id_of, match_value};
+
+/// The format of [`RemoteIndex::to_document`]; a change to it changes this number.
+const DOCUMENT_VERSION: u32 = 1;
 
 /// What listing the remote users came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +66,79 @@ impl RemoteIndex {
             .unwrap_or_default()
     }
 
+    /// The index as a document another connector with the same matching attributes can
+    /// load with [`RemoteIndex::from_document`]: the attributes, then each remote user's
+    /// id and (lower-cased) values.
+    pub fn to_document(&self, matching: &[AttrPath]) -> Value {
+        let mut rows: Vec<Vec<Value>> = self.ids.iter().map(|id| vec![json!(id)]).collect();
+        for row in &mut rows {
+            row.resize(matching.len() + 1, Value::Null);
+        }
+        for (i, by_value) in self.by_attr.iter().enumerate() {
+            for (value, slots) in by_value {
+                for &slot in slots {
+                    if let Some(cell) = rows.get_mut(slot).and_then(|r| r.get_mut(i + 1)) {
+                        *cell = json!(value);
+                    }
+                }
+            }
+        }
+        json!({
+            "version": DOCUMENT_VERSION,
+            "matching": matching.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "users": rows
+        })
+    }
+
+    /// Loads what [`RemoteIndex::to_document`] wrote, for a connector whose matching
+    /// attributes are `matching`: another list of attributes would match wrongly, so it is
+    /// refused, as is anything malformed.
+    pub fn from_document(document: &Value, matching: &[AttrPath]) -> Result<Self, String> {
+        if document.get("version") != Some(&json!(DOCUMENT_VERSION)) {
+            return Err("not a remote-user index of this version".into());
+        }
+        let expected: Vec<String> = matching.iter().map(ToString::to_string).collect();
+        let given: Vec<String> = document
+            .get("matching")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if given != expected {
+            return Err(format!(
+                "the index was built for the matching attributes {given:?}, not {expected:?}"
+            ));
+        }
+        let rows = document
+            .get("users")
+            .and_then(Value::as_array)
+            .ok_or("the index has no users list")?;
+        let mut index = RemoteIndex {
+            by_attr: vec![HashMap::new(); matching.len()],
+            ids: Vec::with_capacity(rows.len()),
+        };
+        for row in rows {
+            let cells = row.as_array().ok_or("an index row is not a list")?;
+            let id = cells
+                .first()
+                .and_then(Value::as_str)
+                .filter(|id| !id.is_empty())
+                .ok_or("an index row has no id")?;
+            let slot = index.ids.len();
+            index.ids.push(id.to_string());
+            for (i, by_value) in index.by_attr.iter_mut().enumerate() {
+                if let Some(value) = cells.get(i + 1).and_then(Value::as_str) {
+                    by_value.entry(value.to_lowercase()).or_default().push(slot);
+                }
+            }
+        }
+        Ok(index)
+    }
+
     /// How many remote users are indexed.
     pub fn len(&self) -> usize {
         self.ids.len()
@@ -77,7 +153,33 @@ impl RemoteIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    #[test]
+    fn a_document_round_trips_and_is_refused_for_other_matching() {
+        let matching = [
+            AttrPath::parse("userName").unwrap(),
+            AttrPath::parse("emails[type eq \"work\"].value").unwrap(),
+        ];
+        let users = [
+            json!({"id": "1", "userName": "Alice", "emails": [{"type": "work", "value": "a@x"}]}),
+            json!({"id": "2", "userName": "bob"}),
+        ];
+        let index = RemoteIndex::build(&users, &matching);
+        let document = index.to_document(&matching);
+        let loaded = RemoteIndex::from_document(&document, &matching).unwrap();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded.candidates(0, "ALICE"), vec!["1"]);
+        assert_eq!(loaded.candidates(1, "a@x"), vec!["1"]);
+        assert_eq!(loaded.candidates(0, "bob"), vec!["2"]);
+        assert!(loaded.candidates(1, "b@x").is_empty());
+        let other = [AttrPath::parse("externalId").unwrap()];
+        assert!(RemoteIndex::from_document(&document, &other).is_err());
+        assert!(RemoteIndex::from_document(&json!({"version": 1}), &matching).is_err());
+        assert!(RemoteIndex::from_document(&json!("x"), &matching).is_err());
+        let mut bad = document.clone();
+        bad["users"] = json!([[null, "x"]]);
+        assert!(RemoteIndex::from_document(&bad, &matching).is_err());
+    }
 
     #[test]
     fn finds_by_each_attribute_case_insensitively() {

@@ -408,3 +408,70 @@ fn existing_users_are_adopted_in_bulk_on_scim2_server() {
 fn existing_users_are_adopted_in_bulk_on_scimmy() {
     existing_users_are_adopted_in_bulk(&peers::scimmy().expect("SCIMMY starts"));
 }
+
+// ---------------------------------------------------------------------------------------
+// 6. One listing shared by several instances
+
+#[test]
+fn an_index_listed_by_one_instance_serves_another() {
+    let peer = peers::scim2_server().expect("scim2-server starts");
+    for i in 0..3 {
+        let body = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": format!("shared{i:03}")
+        });
+        let (status, created) =
+            send_json("POST", &peer.url("/Users"), &peer.token, Some(&body)).expect("POST works");
+        assert_eq!(status, 201, "{created}");
+    }
+    let (mut lister, _, shared) = open(&peer);
+    assert!(
+        matches!(lister.export_remote_index(), Ok(None)),
+        "nothing listed yet"
+    );
+    match lister.index_remote_users() {
+        Ok(Ok(listing)) => assert_eq!(listing.users, 3),
+        other => panic!("listing failed: {other:?}"),
+    }
+    let document = lister
+        .export_remote_index()
+        .expect("no trap")
+        .expect("an index");
+
+    let (mut worker, lines) = open_logged(&shared);
+    match worker.import_remote_index(&document) {
+        Ok(Ok(users)) => assert_eq!(users, 3),
+        other => panic!("loading failed: {other:?}"),
+    }
+    let out = batch(&mut worker, &created_items(&users(4, "shared")));
+    for (i, r) in out.results.iter().enumerate() {
+        let expected = if i < 3 {
+            Action::Adopted
+        } else {
+            Action::Created
+        };
+        assert!(
+            matches!(r, Ok(o) if o.action == expected),
+            "user {i}: {r:?}"
+        );
+    }
+    // No look-up by filter: the shared index answered; the matches are read by id.
+    let requests = logged_requests(&lines);
+    assert!(
+        requests.iter().all(|r| !r.contains("filter=")),
+        "{requests:?}"
+    );
+    assert_eq!(all_users(&peer).len(), 4);
+
+    // An index built for other matching attributes is refused, not misused.
+    let other = settings(&peer, r#"{"matching": ["externalId"]}"#);
+    let (mut stranger, _) = open_logged(&other);
+    match stranger.import_remote_index(&document) {
+        Ok(Err(e)) => assert!(
+            host_example::describe_error(&e).contains("matching attributes"),
+            "{}",
+            host_example::describe_error(&e)
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
