@@ -381,30 +381,21 @@ fn list_remote_users(
     settings: &ConnectorSettings,
     summary: &mut SyncSummary,
 ) -> Option<String> {
-    let mut session = match runtime.open(settings) {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            eprintln!("listing remote users failed: {}", describe_error(&e));
-            return None;
-        }
-        Err(e) => {
-            eprintln!("listing remote users failed: {e:#}");
-            return None;
-        }
-    };
-    match session.index_remote_users() {
-        Ok(Ok(listing)) => summary.requests += u64::from(listing.requests),
-        // Not fatal: matching falls back to a look-up per user.
-        Ok(Err(e)) => {
-            eprintln!("listing remote users failed: {}", describe_error(&e));
-            return None;
-        }
-        Err(e) => {
-            eprintln!("listing remote users failed: {e:#}");
-            return None;
-        }
-    }
-    session.export_remote_index().ok().flatten()
+    let listed = (|| -> anyhow::Result<Option<String>> {
+        let mut session = runtime
+            .open(settings)?
+            .map_err(|e| anyhow::anyhow!("{}", describe_error(&e)))?;
+        let listing = session
+            .index_remote_users()?
+            .map_err(|e| anyhow::anyhow!("{}", describe_error(&e)))?;
+        summary.requests += u64::from(listing.requests);
+        session.export_remote_index()
+    })();
+    // Not fatal: matching falls back to a look-up per user.
+    listed.unwrap_or_else(|e| {
+        eprintln!("listing remote users failed: {e:#}");
+        None
+    })
 }
 
 fn run_queue(

@@ -22,7 +22,7 @@ use crate::scim::response::{self, is_success};
 use crate::user::{Action, CmsUser, Link, ProvisionOutcome, UserEvent};
 
 use super::connector::Connector;
-use super::engine::{created, outcome, parse_snapshot};
+use super::engine::{adoptable, created, outcome, parse_snapshot};
 use super::resource::{id_of, project};
 use super::selection::Decision;
 use super::transport::{Transport, encode_component, now_unix};
@@ -342,15 +342,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         if !caps.patch {
             return Ok(Adoption::Single(remote));
         }
-        let remote_id = id_of(&remote).ok_or_else(|| ProvisioningError::UnexpectedResponse {
-            status: 200,
-            reason: "a matching user has no id".into(),
-            retry: crate::error::RetryClass::Permanent,
-        })?;
-        let version = remote
-            .pointer("/meta/version")
-            .and_then(Value::as_str)
-            .map(String::from);
+        let (remote_id, version) = adoptable(&remote)?;
         let new = self.policy.mapping.map(user, MapMode::Update)?;
         let old = project(&remote, &new);
         let link = Link {

@@ -211,16 +211,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         remote: Value,
         caps: &ServerCapabilities,
     ) -> Result<ProvisionOutcome, ProvisioningError> {
-        let remote_id = id_of(&remote).ok_or_else(|| ProvisioningError::UnexpectedResponse {
-            status: 200,
-            reason: "a matching user has no id".into(),
-            retry: crate::error::RetryClass::Permanent,
-        })?;
-        let version = remote
-            .get("meta")
-            .and_then(|m| m.get("version"))
-            .and_then(Value::as_str)
-            .map(String::from);
+        let (remote_id, version) = adoptable(&remote)?;
         let new = self.policy.mapping.map(user, MapMode::Update)?;
         let old = project(&remote, &new);
         let sent = self.send_update(
@@ -784,6 +775,20 @@ pub(crate) fn parse_snapshot(link: &Link) -> Option<Value> {
             super::groups::take_snapshot_groups(&mut s);
             s
         })
+}
+
+/// The id and version of a matching remote user about to be adopted.
+pub(crate) fn adoptable(remote: &Value) -> Result<(String, Option<String>), ProvisioningError> {
+    let remote_id = id_of(remote).ok_or_else(|| ProvisioningError::UnexpectedResponse {
+        status: 200,
+        reason: "a matching user has no id".into(),
+        retry: crate::error::RetryClass::Permanent,
+    })?;
+    let version = remote
+        .pointer("/meta/version")
+        .and_then(Value::as_str)
+        .map(String::from);
+    Ok((remote_id, version))
 }
 
 /// The outcome of a creation; the location defaults to the user's URL under the base.
