@@ -464,6 +464,8 @@ fn run_queue(
             Err(trap) => {
                 // After a trap the instance cannot be trusted; open a fresh one. The
                 // batch's users are reported failed and the next sync tries them again.
+                // The fresh instance does not load the listing: writes of the failed batch
+                // may have landed since, so its matching asks the server.
                 session = runtime.open(settings).ok().and_then(Result::ok);
                 fail_all(batch, format!("{trap:#}"));
             }

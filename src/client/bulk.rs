@@ -145,7 +145,10 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     ));
                     per_user_requests = per_user_requests.saturating_add(ut.requests());
                 }
-                Prepared::Write(p) => pending.push(p),
+                Prepared::Write(p) => {
+                    per_user_requests = per_user_requests.saturating_add(p.requests);
+                    pending.push(p);
+                }
                 Prepared::Single => {
                     per_user_requests = per_user_requests.saturating_add(ut.requests());
                     single.push(i);
@@ -162,8 +165,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     let ut = self.transport();
                     let concluded =
                         self.conclude(&ut, &item.user, item.event, item.link.as_ref(), result);
-                    per_user_requests =
-                        per_user_requests.saturating_add(ut.requests().saturating_add(p.requests));
+                    per_user_requests = per_user_requests.saturating_add(ut.requests());
                     results[p.item] = Some(concluded.map(|mut o| {
                         o.requests = o.requests.saturating_add(p.requests);
                         o
