@@ -40,6 +40,15 @@ impl FakeHttp {
     pub fn sent(&self) -> Vec<HttpRequest> {
         self.sent.borrow().clone()
     }
+
+    /// `METHOD URL` of every request received so far.
+    pub fn calls(&self) -> Vec<String> {
+        self.sent
+            .borrow()
+            .iter()
+            .map(|r| format!("{} {}", r.method.as_str(), r.url))
+            .collect()
+    }
 }
 
 impl HttpPort for FakeHttp {

@@ -154,12 +154,17 @@ impl RemoteIndex {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_document_round_trips_and_is_refused_for_other_matching() {
-        let matching = [
+    /// userName, then the work email.
+    fn matching() -> [AttrPath; 2] {
+        [
             AttrPath::parse("userName").unwrap(),
             AttrPath::parse("emails[type eq \"work\"].value").unwrap(),
-        ];
+        ]
+    }
+
+    #[test]
+    fn a_document_round_trips_and_is_refused_for_other_matching() {
+        let matching = matching();
         let users = [
             json!({"id": "1", "userName": "Alice", "emails": [{"type": "work", "value": "a@x"}]}),
             json!({"id": "2", "userName": "bob"}),
@@ -183,10 +188,7 @@ mod tests {
 
     #[test]
     fn finds_by_each_attribute_case_insensitively() {
-        let matching = [
-            AttrPath::parse("userName").unwrap(),
-            AttrPath::parse("emails[type eq \"work\"].value").unwrap(),
-        ];
+        let matching = matching();
         let users = [
             json!({"id": "1", "userName": "Alice", "emails": [{"type": "work", "value": "a@x"}]}),
             json!({"id": "2", "userName": "bob"}),

@@ -121,11 +121,7 @@ fn with_bystander(first: BatchItem) -> Vec<BatchItem> {
 }
 
 fn calls(c: &Connector<FakeHttp, MemoryLog>) -> Vec<String> {
-    c.http
-        .sent()
-        .iter()
-        .map(|r| format!("{} {}", r.method.as_str(), r.url))
-        .collect()
+    c.http.calls()
 }
 
 fn body(r: &HttpRequest) -> Value {

@@ -200,11 +200,7 @@ fn snapshot_of(link: &Link) -> Value {
 
 /// `METHOD URL` of every request sent.
 fn calls(c: &Connector<FakeHttp, MemoryLog>) -> Vec<String> {
-    c.http
-        .sent()
-        .iter()
-        .map(|r| format!("{} {}", r.method.as_str(), r.url))
-        .collect()
+    c.http.calls()
 }
 
 fn sent(c: &Connector<FakeHttp, MemoryLog>, i: usize) -> HttpRequest {
