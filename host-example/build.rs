@@ -24,7 +24,8 @@ fn main() {
     cmd.current_dir(&root)
         .args([
             "build",
-            "--release",
+            "--profile",
+            "component",
             "--target",
             "wasm32-wasip2",
             "-p",
@@ -55,7 +56,7 @@ fn main() {
     }
     let wasm = target_dir
         .join("wasm32-wasip2")
-        .join("release")
+        .join("component")
         .join("scim_provisioner.wasm");
     println!("cargo:rustc-env=SCIM_PROVISIONER_WASM={}", wasm.display());
 }

@@ -2,20 +2,19 @@
 //! use it to try the server role, and the tests use it; a real host backs the port with the
 //! CMS's own tables and should behave the same way.
 
-use std::cmp::Ordering;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use crate::scim::filter;
-use crate::scim::path::{self, AttrName};
+use crate::scim::path;
 use crate::server::directory::{
     Directory, DirectoryError, Query, QueryPage, ResourceKind, StoredResource,
 };
+use crate::server::select::select;
 
 /// Users and Groups in memory, behind a mutex so one directory can serve several threads.
 ///
-/// It evaluates filters with [`filter::matches`] (against the resource with its `id` and
+/// It filters, sorts and pages with [`select`] (against the resource with its `id` and
 /// `meta`, so `id eq` and `meta.lastModified gt` work), sorts strings case-insensitively,
 /// enforces the uniqueness of `userName` and of Group `displayName` case-insensitively,
 /// versions resources `W/"<n>"` with a counter shared by all resources, and drops a deleted
@@ -194,55 +193,16 @@ impl Directory for MemoryDirectory {
 
     fn query(&self, kind: ResourceKind, query: &Query) -> Result<QueryPage, DirectoryError> {
         let state = self.lock();
-        let sort_by = match &query.sort_by {
-            Some(s) => Some(
-                AttrName::parse(s)
-                    .map_err(|e| DirectoryError::Other(format!("invalid sortBy: {e}")))?,
-            ),
-            None => None,
-        };
-        let mut hits: Vec<(Option<SortKey>, &StoredResource)> = state
-            .list(kind)
-            .iter()
-            .filter_map(|r| {
-                let view = full_view(kind, r);
-                if let Some(f) = &query.filter
-                    && !filter::matches(f, &view)
-                {
-                    return None;
-                }
-                let key = sort_by.as_ref().and_then(|p| sort_key(p, &view));
-                Some((key, r))
-            })
-            .collect();
-        if sort_by.is_some() {
-            // Stable, so equal keys keep the directory's order. Missing values are last
-            // when ascending and first when descending.
-            hits.sort_by(|(a, _), (b, _)| {
-                let ord = match (a, b) {
-                    (Some(a), Some(b)) => a.cmp(b),
-                    (Some(_), None) => Ordering::Less,
-                    (None, Some(_)) => Ordering::Greater,
-                    (None, None) => Ordering::Equal,
-                };
-                if query.sort_descending {
-                    ord.reverse()
-                } else {
-                    ord
-                }
-            });
-        }
-        let total_results = hits.len() as u64;
-        let skip = query.start_index.saturating_sub(1) as usize;
-        let resources = hits
-            .into_iter()
-            .skip(skip)
-            .take(query.count as usize)
-            .map(|(_, r)| r.clone())
-            .collect();
+        let list = state.list(kind);
+        let views: Vec<Value> = list.iter().map(|r| full_view(kind, r)).collect();
+        let selection = select(&views, query)?;
         Ok(QueryPage {
-            total_results,
-            resources,
+            total_results: selection.total_results,
+            resources: selection
+                .indices
+                .into_iter()
+                .filter_map(|i| list.get(i).cloned())
+                .collect(),
         })
     }
 
@@ -340,74 +300,6 @@ fn drop_member(state: &mut State, member_id: &str, now: &str) {
             group.version = version;
             group.last_modified = now.to_string();
         }
-    }
-}
-
-/// A sortable value. Types order booleans < numbers < strings, so mixed types still give a
-/// total order.
-#[derive(Debug)]
-enum SortKey {
-    Bool(bool),
-    Number(f64),
-    Text(String),
-}
-
-impl SortKey {
-    fn cmp(&self, other: &SortKey) -> Ordering {
-        match (self, other) {
-            (SortKey::Bool(a), SortKey::Bool(b)) => a.cmp(b),
-            (SortKey::Number(a), SortKey::Number(b)) => a.total_cmp(b),
-            (SortKey::Text(a), SortKey::Text(b)) => a.cmp(b),
-            _ => self.rank().cmp(&other.rank()),
-        }
-    }
-
-    fn rank(&self) -> u8 {
-        match self {
-            SortKey::Bool(_) => 0,
-            SortKey::Number(_) => 1,
-            SortKey::Text(_) => 2,
-        }
-    }
-}
-
-/// The value a resource sorts by: for a multi-valued attribute the primary value, else the
-/// first; for a complex value its `value` sub-attribute.
-fn sort_key(p: &AttrName, view: &Value) -> Option<SortKey> {
-    let root = view.as_object()?;
-    let holder: &Map<String, Value> = match &p.urn {
-        Some(urn) if !path::is_core_urn(urn) => path::get_ci(root, urn)?.as_object()?,
-        _ => root,
-    };
-    let mut v = path::get_ci(holder, &p.attr)?;
-    v = pick(v)?;
-    if let Some(sub) = &p.sub_attr {
-        v = pick(path::get_ci(v.as_object()?, sub)?)?;
-    } else if let Value::Object(o) = v {
-        v = path::get_ci(o, "value")?;
-    }
-    match v {
-        Value::String(s) => Some(SortKey::Text(s.to_lowercase())),
-        Value::Number(n) => n.as_f64().map(SortKey::Number),
-        Value::Bool(b) => Some(SortKey::Bool(*b)),
-        _ => None,
-    }
-}
-
-/// One value out of a multi-valued attribute: the primary one, else the first.
-fn pick(v: &Value) -> Option<&Value> {
-    match v {
-        Value::Array(items) => items
-            .iter()
-            .find(|i| {
-                i.as_object()
-                    .and_then(|o| path::get_ci(o, "primary"))
-                    .and_then(Value::as_bool)
-                    == Some(true)
-            })
-            .or_else(|| items.first()),
-        Value::Null => None,
-        other => Some(other),
     }
 }
 

@@ -9,7 +9,8 @@
 //! Files: `directory` (the port), `memory` (the reference directory), `handler` (routing
 //! and the resource endpoints), `bulk`, `discovery`, `schemas` (the schema table that
 //! drives `/Schemas`, validation and output), `validate`, `projection`
-//! (`attributes`/`excludedAttributes`), `list` (paging, sorting, ListResponse),
+//! (`attributes`/`excludedAttributes`), `list` (paging, sorting, ListResponse), `select` (which
+//! resources a directory query returns, shared with hosts),
 //! `resource` (rendering `meta`), `etag`, `auth`, `routes`, `http`, `error`.
 
 mod auth;
@@ -26,6 +27,7 @@ mod projection;
 mod resource;
 mod routes;
 mod schemas;
+pub mod select;
 mod validate;
 
 #[cfg(test)]

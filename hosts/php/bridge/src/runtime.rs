@@ -1,0 +1,209 @@
+//! The engine, the precompiled component and the linker: made once per process and shared
+//! by every instance.
+//!
+//! The component is compiled once per cache directory: `Engine::precompile_component`
+//! writes a `.cwasm` keyed by the `.wasm`'s SHA-256 and the engine's compatibility hash,
+//! and later loads map it with `Component::deserialize_file`, so a PHP request never pays
+//! for a compile.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Config, Engine};
+
+use crate::imports;
+use crate::state::BridgeState;
+
+/// How often the epoch advances: the granularity of the guest's deadline.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// The guest limits and where the compiled component is cached.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where the `.cwasm` is kept; beside the `.wasm` when none is given.
+    pub cache_dir: Option<PathBuf>,
+    /// The most linear memory one instance may hold.
+    pub memory_limit_bytes: usize,
+    /// How long the guest may run between two host answers.
+    pub deadline: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            cache_dir: None,
+            // A 100,000-user listing fits with room to spare.
+            memory_limit_bytes: 512 << 20,
+            deadline: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Options {
+    /// Options from the JSON a host passes (`{}` or null for the defaults). Unknown keys are
+    /// refused, so a misspelt limit is not silently ignored.
+    pub fn from_json(json: &Value) -> anyhow::Result<Options> {
+        let mut options = Options::default();
+        let Some(obj) = json.as_object() else {
+            return match json {
+                Value::Null => Ok(options),
+                _ => Err(anyhow!("options must be a JSON object")),
+            };
+        };
+        for (key, value) in obj {
+            match key.as_str() {
+                "cache_dir" => {
+                    options.cache_dir = match value {
+                        Value::Null => None,
+                        v => Some(PathBuf::from(
+                            v.as_str()
+                                .ok_or_else(|| anyhow!("cache_dir must be a string"))?,
+                        )),
+                    }
+                }
+                "memory_limit_bytes" => {
+                    let n = value.as_u64().filter(|n| *n >= 1 << 20).ok_or_else(|| {
+                        anyhow!("memory_limit_bytes must be a whole number of at least 1048576")
+                    })?;
+                    options.memory_limit_bytes = usize::try_from(n).unwrap_or(usize::MAX);
+                }
+                "deadline_ms" => {
+                    let n = value.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
+                        anyhow!("deadline_ms must be a whole number of at least 1")
+                    })?;
+                    options.deadline = Duration::from_millis(n);
+                }
+                other => return Err(anyhow!("unknown option {other:?}")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// The shared part of the bridge: engine, component, linked imports, options.
+pub struct Runtime {
+    pub(crate) engine: Engine,
+    pub(crate) pre: InstancePre<BridgeState>,
+    pub(crate) options: Options,
+    pub(crate) tokio: tokio::runtime::Runtime,
+    info: Value,
+    ticker: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    /// Loads the component at `wasm`, from the cache when it was compiled before.
+    pub fn new(wasm: &Path, options: Options) -> anyhow::Result<Runtime> {
+        let started = Instant::now();
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let bytes = std::fs::read(wasm)
+            .with_context(|| format!("reading the component {}", wasm.display()))?;
+        let cache_dir = match &options.cache_dir {
+            Some(dir) => dir.clone(),
+            None => wasm.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
+        let (component, cache_file, from_cache) = load_precompiled(&engine, &bytes, &cache_dir)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        imports::add_to_linker(&mut linker, &engine, &component)?;
+        let pre = linker.instantiate_pre(&component)?;
+        let tokio = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .context("starting the bridge's event loop")?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("scim-bridge-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .context("starting the deadline ticker")?
+        };
+        let info = json!({
+            "wasm": wasm.display().to_string(),
+            "cache_file": cache_file.as_ref().map(|p| p.display().to_string()),
+            "loaded_from_cache": from_cache,
+            "load_ms": started.elapsed().as_secs_f64() * 1000.0,
+            "memory_limit_bytes": options.memory_limit_bytes,
+            "deadline_ms": u64::try_from(options.deadline.as_millis()).unwrap_or(u64::MAX),
+            "bridge_version": env!("CARGO_PKG_VERSION"),
+        });
+        Ok(Runtime {
+            engine,
+            pre,
+            options,
+            tokio,
+            info,
+            ticker: Some(ticker),
+            stop,
+        })
+    }
+
+    /// What was loaded, from where, and how long it took.
+    pub fn info(&self) -> &Value {
+        &self.info
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The compiled component, from `dir` when a file for these bytes and this engine is
+/// there; otherwise compiled and written there (atomically) for the next process. A
+/// directory that cannot be written only costs the next process a compile.
+fn load_precompiled(
+    engine: &Engine,
+    wasm: &[u8],
+    dir: &Path,
+) -> anyhow::Result<(Component, Option<PathBuf>, bool)> {
+    let digest = Sha256::digest(wasm);
+    let mut hasher = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let key: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let file = dir.join(format!(
+        "scim_provisioner-{key}-{:016x}.cwasm",
+        hasher.finish()
+    ));
+    if file.is_file() {
+        // SAFETY: the file was written by `precompile_component` below for this engine's
+        // compatibility hash; wasmtime checks its header again. The cache directory must not
+        // be writable by anyone the host does not trust (README).
+        if let Ok(c) = unsafe { Component::deserialize_file(engine, &file) } {
+            return Ok((c, Some(file), true));
+        }
+    }
+    let compiled = engine
+        .precompile_component(wasm)
+        .map_err(anyhow::Error::from)
+        .context("compiling the component")?;
+    let written = std::fs::create_dir_all(dir).is_ok() && {
+        let tmp = dir.join(format!(".{}.{}.tmp", key, std::process::id()));
+        std::fs::write(&tmp, &compiled).is_ok() && std::fs::rename(&tmp, &file).is_ok()
+    };
+    // SAFETY: these bytes come from `precompile_component` on this engine a moment ago.
+    let component = unsafe { Component::deserialize(engine, &compiled) }?;
+    Ok((component, written.then_some(file), false))
+}
