@@ -5,7 +5,9 @@
 use crate::client::bulk::BatchItem;
 use crate::client::connector::Connector as CoreConnector;
 use crate::config::{Auth as CoreAuth, ConnectorConfig as CoreConfig};
-use crate::error::{ProvisioningError as CoreError, RetryClass as CoreRetry};
+use crate::error::{
+    ProvisioningError as CoreError, RetryClass as CoreRetry, TransportError as CoreTransportError,
+};
 use crate::ports::{self, HttpPort, LogLevel, LogPort};
 use crate::scim::discovery::ServerCapabilities as CoreCaps;
 use crate::user;
@@ -343,10 +345,7 @@ impl crate::server::Directory for ImportedDirectory {
 struct ImportedHttp;
 
 impl HttpPort for ImportedHttp {
-    fn send(
-        &self,
-        request: ports::HttpRequest,
-    ) -> Result<ports::HttpResponse, ports::TransportError> {
+    fn send(&self, request: ports::HttpRequest) -> Result<ports::HttpResponse, CoreTransportError> {
         let method = match request.method {
             ports::Method::Get => wit_http::Method::Get,
             ports::Method::Post => wit_http::Method::Post,
@@ -368,14 +367,12 @@ impl HttpPort for ImportedHttp {
                 body: r.body,
             }),
             Err(e) => Err(match e {
-                wit_http::TransportError::Denied(m) => ports::TransportError::Denied(m),
-                wit_http::TransportError::InvalidUrl(m) => ports::TransportError::InvalidUrl(m),
-                wit_http::TransportError::CannotConnect(m) => {
-                    ports::TransportError::CannotConnect(m)
-                }
-                wit_http::TransportError::Tls(m) => ports::TransportError::Tls(m),
-                wit_http::TransportError::Timeout => ports::TransportError::Timeout,
-                wit_http::TransportError::Other(m) => ports::TransportError::Other(m),
+                wit_http::TransportError::Denied(m) => CoreTransportError::Denied(m),
+                wit_http::TransportError::InvalidUrl(m) => CoreTransportError::InvalidUrl(m),
+                wit_http::TransportError::CannotConnect(m) => CoreTransportError::CannotConnect(m),
+                wit_http::TransportError::Tls(m) => CoreTransportError::Tls(m),
+                wit_http::TransportError::Timeout => CoreTransportError::Timeout,
+                wit_http::TransportError::Other(m) => CoreTransportError::Other(m),
             }),
         }
     }
@@ -397,15 +394,15 @@ impl LogPort for ImportedLog {
     }
 }
 
-impl From<ports::TransportError> for wit_http::TransportError {
-    fn from(e: ports::TransportError) -> Self {
+impl From<CoreTransportError> for wit_http::TransportError {
+    fn from(e: CoreTransportError) -> Self {
         match e {
-            ports::TransportError::Denied(m) => Self::Denied(m),
-            ports::TransportError::InvalidUrl(m) => Self::InvalidUrl(m),
-            ports::TransportError::CannotConnect(m) => Self::CannotConnect(m),
-            ports::TransportError::Tls(m) => Self::Tls(m),
-            ports::TransportError::Timeout => Self::Timeout,
-            ports::TransportError::Other(m) => Self::Other(m),
+            CoreTransportError::Denied(m) => Self::Denied(m),
+            CoreTransportError::InvalidUrl(m) => Self::InvalidUrl(m),
+            CoreTransportError::CannotConnect(m) => Self::CannotConnect(m),
+            CoreTransportError::Tls(m) => Self::Tls(m),
+            CoreTransportError::Timeout => Self::Timeout,
+            CoreTransportError::Other(m) => Self::Other(m),
         }
     }
 }

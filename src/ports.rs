@@ -1,7 +1,7 @@
 //! The ports through which the core reaches its host. In the component they are backed by
 //! the WIT imports; in native unit tests by fakes.
 
-use std::fmt;
+use crate::error::TransportError;
 
 /// An HTTP method.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,51 +70,6 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
-}
-
-/// Why an exchange could not be carried out.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TransportError {
-    /// The host refused to send it.
-    Denied(String),
-    /// The URL is not valid.
-    InvalidUrl(String),
-    /// No connection could be made.
-    CannotConnect(String),
-    /// TLS failed.
-    Tls(String),
-    /// The exchange timed out.
-    Timeout,
-    /// Anything else.
-    Other(String),
-}
-
-impl TransportError {
-    /// Whether retrying may help.
-    pub fn retry_class(&self) -> crate::error::RetryClass {
-        use crate::error::RetryClass;
-        match self {
-            TransportError::Denied(_) | TransportError::InvalidUrl(_) | TransportError::Tls(_) => {
-                RetryClass::Permanent
-            }
-            TransportError::CannotConnect(_)
-            | TransportError::Timeout
-            | TransportError::Other(_) => RetryClass::Backoff,
-        }
-    }
-}
-
-impl fmt::Display for TransportError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            TransportError::Denied(m) => write!(f, "request denied by the host: {m}"),
-            TransportError::InvalidUrl(m) => write!(f, "invalid URL: {m}"),
-            TransportError::CannotConnect(m) => write!(f, "cannot connect: {m}"),
-            TransportError::Tls(m) => write!(f, "TLS failure: {m}"),
-            TransportError::Timeout => f.write_str("timed out"),
-            TransportError::Other(m) => f.write_str(m),
-        }
-    }
 }
 
 /// Sends HTTP requests on the core's behalf.

@@ -12,9 +12,9 @@ use std::cell::Cell;
 
 use serde_json::{Value, json};
 
-use crate::error::ProvisioningError;
+use crate::error::{ProvisioningError, TransportError};
 use crate::mapping::MapMode;
-use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort, Method, TransportError};
+use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort, Method};
 use crate::scim::bulk::{self, BulkOperation, BulkResult};
 use crate::scim::discovery::{BulkLimits, ServerCapabilities};
 use crate::scim::patch::{PatchRequest, diff};

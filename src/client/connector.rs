@@ -183,7 +183,7 @@ mod tests {
     use super::*;
     use crate::client::fake::{FakeHttp, NoLog, json_response};
     use crate::config::Auth;
-    use crate::ports::TransportError;
+    use crate::error::TransportError;
     use serde_json::json;
 
     fn connector(http: FakeHttp) -> Connector<FakeHttp, NoLog> {

@@ -5,10 +5,10 @@
 
 use serde_json::{Value, json};
 
-use crate::error::ProvisioningError;
+use crate::error::{ProvisioningError, TransportError};
 use crate::mapping::MapMode;
 use crate::policy::RemoteMissing;
-use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort, Method, TransportError};
+use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort, Method};
 use crate::scim::discovery::ServerCapabilities;
 use crate::scim::patch::{PatchOperation, PatchRequest, diff};
 use crate::scim::response::{self, is_success};
