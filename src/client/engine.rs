@@ -626,7 +626,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         let mut attributes = vec!["id".to_string()];
         for p in &self.policy.matching {
             attributes.push(match &p.urn {
-                Some(urn) if !crate::scim::path::is_core_urn(urn) => format!("{urn}:{}", p.attr),
+                Some(urn) if !crate::scim::attr::is_core_urn(urn) => format!("{urn}:{}", p.attr),
                 _ => p.attr.clone(),
             });
         }

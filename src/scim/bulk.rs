@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::scim::path::get_ci;
+use crate::scim::attr::get_ci;
 use crate::scim::response::lenient_u64;
 
 /// The BulkRequest message schema.

@@ -14,7 +14,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::scim::path::{self, AttrName, Parsed, PathError, describe};
+use crate::scim::attr::{self, AttrName, Parsed, PathError, describe};
 
 /// How deeply `(`, `not (` and `[` may nest.
 pub const MAX_DEPTH: usize = 64;
@@ -415,7 +415,7 @@ impl<'a> Parser<'a> {
                 format!("filter has more than {MAX_TERMS} comparisons"),
             ));
         }
-        let path = match path::parse_name_token(word, start)? {
+        let path = match attr::parse_name_token(word, start)? {
             Parsed::Name(n) => n,
             Parsed::SchemaOnly(_) => {
                 return Err(FilterError::new(
@@ -639,7 +639,7 @@ pub fn matches(filter: &Filter, resource: &Value) -> bool {
                 None => elements,
                 Some(sub) => elements
                     .into_iter()
-                    .filter_map(|e| e.as_object().and_then(|o| path::get_ci(o, sub)))
+                    .filter_map(|e| e.as_object().and_then(|o| attr::get_ci(o, sub)))
                     .collect(),
             };
             elements.into_iter().any(|e| matches(filter, e))
@@ -654,9 +654,9 @@ fn container<'a>(
 ) -> Option<&'a Map<String, Value>> {
     match urn {
         None => Some(resource),
-        Some(u) => match path::get_ci(resource, u) {
+        Some(u) => match attr::get_ci(resource, u) {
             Some(Value::Object(ext)) => Some(ext),
-            _ if path::is_core_urn(u) => Some(resource),
+            _ if attr::is_core_urn(u) => Some(resource),
             _ => None,
         },
     }
@@ -665,7 +665,7 @@ fn container<'a>(
 /// The value of the attribute (not the sub-attribute) that `path` names.
 fn resolve_attr<'a>(path: &AttrName, resource: &'a Value) -> Option<&'a Value> {
     let obj = container(path.urn.as_deref(), resource.as_object()?)?;
-    path::get_ci(obj, &path.attr)
+    attr::get_ci(obj, &path.attr)
 }
 
 /// The scalar or complex values that `path` reaches, flattening multi-valued attributes.
@@ -686,7 +686,7 @@ fn candidates<'a>(path: &AttrName, resource: &'a Value) -> Vec<&'a Value> {
                 other => vec![other],
             };
             for parent in parents {
-                if let Some(sv) = parent.as_object().and_then(|o| path::get_ci(o, sub)) {
+                if let Some(sv) = parent.as_object().and_then(|o| attr::get_ci(o, sub)) {
                     push(sv);
                 }
             }
@@ -711,8 +711,8 @@ fn is_case_exact(path: &AttrName) -> bool {
         return false;
     }
     match &path.sub_attr {
-        None => path::name_eq(&path.attr, "id") || path::name_eq(&path.attr, "externalId"),
-        Some(sub) => path::name_eq(&path.attr, "meta") && path::name_eq(sub, "version"),
+        None => attr::name_eq(&path.attr, "id") || attr::name_eq(&path.attr, "externalId"),
+        Some(sub) => attr::name_eq(&path.attr, "meta") && attr::name_eq(sub, "version"),
     }
 }
 
@@ -721,7 +721,7 @@ fn compare(path: &AttrName, op: CompareOp, value: &Value, resource: &Value) -> b
         .into_iter()
         .filter_map(|c| match c {
             // A complex value compared directly stands for its `value` sub-attribute.
-            Value::Object(o) => path::get_ci(o, "value"),
+            Value::Object(o) => attr::get_ci(o, "value"),
             other => Some(other),
         })
         .collect();

@@ -24,8 +24,9 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use crate::scim::attr;
 use crate::scim::filter::{self, CompareOp, Filter};
-use crate::scim::path::{self, AttrPath};
+use crate::scim::path::AttrPath;
 
 /// The schema URN of a PATCH request body.
 pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
@@ -143,7 +144,7 @@ impl PatchRequest {
         if !self
             .schemas
             .iter()
-            .any(|s| path::name_eq(s, PATCH_OP_SCHEMA))
+            .any(|s| attr::name_eq(s, PATCH_OP_SCHEMA))
         {
             return Err(PatchError::new(
                 PatchErrorKind::InvalidSyntax,
@@ -322,7 +323,7 @@ fn normalize(root: &Map<String, Value>, p: &AttrPath) -> AttrPath {
         && !p.attr.is_empty()
     {
         let whole = format!("{urn}:{}", p.attr);
-        if matches!(path::get_ci(root, &whole), Some(Value::Object(_))) {
+        if matches!(attr::get_ci(root, &whole), Some(Value::Object(_))) {
             return AttrPath {
                 urn: Some(whole),
                 attr: String::new(),
@@ -344,15 +345,15 @@ fn current<'a>(root: &'a Map<String, Value>, p: &AttrPath) -> Option<&'a Value> 
     let obj = if p.is_top_level() {
         root
     } else {
-        match path::get_ci(root, p.urn.as_deref().unwrap_or_default()) {
+        match attr::get_ci(root, p.urn.as_deref().unwrap_or_default()) {
             Some(Value::Object(o)) => o,
             _ => return None,
         }
     };
-    let v = path::get_ci(obj, &p.attr)?;
+    let v = attr::get_ci(obj, &p.attr)?;
     match &p.sub_attr {
         None => Some(v),
-        Some(sub) => path::get_ci(v.as_object()?, sub),
+        Some(sub) => attr::get_ci(v.as_object()?, sub),
     }
 }
 
@@ -374,13 +375,13 @@ fn coerce(p: &AttrPath, value: &Value) -> Result<Value, PatchError> {
 
 /// Adds `urn` to the resource's `schemas` array if it is not there.
 fn add_schema(root: &mut Map<String, Value>, urn: &str) {
-    let Some(key) = path::find_key(root, "schemas").map(str::to_string) else {
+    let Some(key) = attr::find_key(root, "schemas").map(str::to_string) else {
         return;
     };
     if let Some(Value::Array(schemas)) = root.get_mut(&key)
         && !schemas
             .iter()
-            .any(|s| s.as_str().is_some_and(|s| path::name_eq(s, urn)))
+            .any(|s| s.as_str().is_some_and(|s| attr::name_eq(s, urn)))
     {
         schemas.push(Value::String(urn.to_string()));
     }
@@ -388,13 +389,13 @@ fn add_schema(root: &mut Map<String, Value>, urn: &str) {
 
 /// Removes the extension object keyed `urn` and drops the URN from `schemas`.
 fn drop_extension(root: &mut Map<String, Value>, urn: &str) {
-    if let Some(key) = path::find_key(root, urn).map(str::to_string) {
+    if let Some(key) = attr::find_key(root, urn).map(str::to_string) {
         root.remove(&key);
     }
-    if let Some(key) = path::find_key(root, "schemas").map(str::to_string)
+    if let Some(key) = attr::find_key(root, "schemas").map(str::to_string)
         && let Some(Value::Array(schemas)) = root.get_mut(&key)
     {
-        schemas.retain(|s| !s.as_str().is_some_and(|s| path::name_eq(s, urn)));
+        schemas.retain(|s| !s.as_str().is_some_and(|s| attr::name_eq(s, urn)));
     }
 }
 
@@ -405,10 +406,10 @@ fn container_mut<'a>(
     p: &AttrPath,
     create: bool,
 ) -> Result<Option<&'a mut Map<String, Value>>, PatchError> {
-    let Some(urn) = p.urn.as_deref().filter(|u| !path::is_core_urn(u)) else {
+    let Some(urn) = p.urn.as_deref().filter(|u| !attr::is_core_urn(u)) else {
         return Ok(Some(root));
     };
-    let key = match path::find_key(root, urn) {
+    let key = match attr::find_key(root, urn) {
         Some(k) => k.to_string(),
         None if create => {
             add_schema(root, urn);
@@ -428,10 +429,10 @@ fn container_mut<'a>(
 
 /// Removes an extension object that a removal has left empty.
 fn prune_extension(root: &mut Map<String, Value>, p: &AttrPath) {
-    let Some(urn) = p.urn.as_deref().filter(|u| !path::is_core_urn(u)) else {
+    let Some(urn) = p.urn.as_deref().filter(|u| !attr::is_core_urn(u)) else {
         return;
     };
-    if let Some(Value::Object(ext)) = path::get_ci(root, urn)
+    if let Some(Value::Object(ext)) = attr::get_ci(root, urn)
         && ext.is_empty()
     {
         drop_extension(root, urn);
@@ -440,7 +441,7 @@ fn prune_extension(root: &mut Map<String, Value>, p: &AttrPath) {
 
 /// Sets `obj[name]` (matched case-insensitively), or removes it when `value` is null.
 fn put(obj: &mut Map<String, Value>, name: &str, value: &Value) {
-    let key = path::find_key(obj, name).unwrap_or(name).to_string();
+    let key = attr::find_key(obj, name).unwrap_or(name).to_string();
     if value.is_null() {
         obj.remove(&key);
     } else {
@@ -457,7 +458,7 @@ fn merge(obj: &mut Map<String, Value>, value: &Map<String, Value>) {
 
 fn is_primary(v: &Value) -> bool {
     v.as_object()
-        .and_then(|o| path::get_ci(o, "primary"))
+        .and_then(|o| attr::get_ci(o, "primary"))
         .is_some_and(|p| p == &Value::Bool(true))
 }
 
@@ -490,10 +491,10 @@ fn same_item(a: &Value, b: &Value) -> bool {
     let (Value::Object(x), Value::Object(y)) = (a, b) else {
         return false;
     };
-    let (Some(xv), Some(yv)) = (path::get_ci(x, "value"), path::get_ci(y, "value")) else {
+    let (Some(xv), Some(yv)) = (attr::get_ci(x, "value"), attr::get_ci(y, "value")) else {
         return false;
     };
-    let types_match = match (path::get_ci(x, "type"), path::get_ci(y, "type")) {
+    let types_match = match (attr::get_ci(x, "type"), attr::get_ci(y, "type")) {
         (None, None) => true,
         (Some(Value::String(s)), Some(Value::String(t))) => s.eq_ignore_ascii_case(t),
         (s, t) => s == t,
@@ -576,7 +577,7 @@ fn set_at(
     let Some(obj) = container_mut(root, &p, true)? else {
         return Err(err(PatchErrorKind::NoTarget, "no such schema extension"));
     };
-    let key = path::find_key(obj, &p.attr).unwrap_or(&p.attr).to_string();
+    let key = attr::find_key(obj, &p.attr).unwrap_or(&p.attr).to_string();
     match (&p.filter, &p.sub_attr) {
         (None, None) => set_whole(obj, &key, kind, &value),
         (None, Some(sub)) => set_sub(obj, &key, sub, &value),
@@ -642,7 +643,7 @@ fn set_sub(
                 }
             }
             let all: Vec<usize> = (0..arr.len()).collect();
-            if path::name_eq(sub, "primary") {
+            if attr::name_eq(sub, "primary") {
                 enforce_primary(arr, &all);
             }
             Ok(())
@@ -747,7 +748,7 @@ fn remove_at(
     let p = normalize(root, p);
     if p.is_schema_only() {
         let urn = p.urn.as_deref().unwrap_or_default();
-        if path::is_core_urn(urn) {
+        if attr::is_core_urn(urn) {
             return Err(err(
                 PatchErrorKind::InvalidPath,
                 "the core schema cannot be removed",
@@ -780,7 +781,7 @@ fn remove_in(
             Ok(())
         };
     };
-    let Some(key) = path::find_key(obj, &p.attr).map(str::to_string) else {
+    let Some(key) = attr::find_key(obj, &p.attr).map(str::to_string) else {
         return if p.filter.is_some() {
             Err(no_target())
         } else {
@@ -804,14 +805,14 @@ fn remove_in(
             obj.remove(&key);
         }
         (None, Some(sub), Value::Object(o)) => {
-            if let Some(k) = path::find_key(o, sub).map(str::to_string) {
+            if let Some(k) = attr::find_key(o, sub).map(str::to_string) {
                 o.remove(&k);
             }
         }
         (None, Some(sub), Value::Array(arr)) => {
             for item in arr.iter_mut() {
                 if let Value::Object(o) = item
-                    && let Some(k) = path::find_key(o, sub).map(str::to_string)
+                    && let Some(k) = attr::find_key(o, sub).map(str::to_string)
                 {
                     o.remove(&k);
                 }
@@ -828,7 +829,7 @@ fn remove_in(
                         if item.is_object() && filter::matches(f, item) {
                             hit = true;
                             if let Value::Object(o) = item
-                                && let Some(k) = path::find_key(o, s).map(str::to_string)
+                                && let Some(k) = attr::find_key(o, s).map(str::to_string)
                             {
                                 o.remove(&k);
                             }
@@ -852,8 +853,8 @@ fn remove_in(
 /// True when a listed member (`{"value": "id"}`) names the value `v`.
 fn same_member(v: &Value, listed: &Value) -> bool {
     match (v, listed) {
-        (Value::Object(x), Value::Object(y)) if path::get_ci(y, "value").is_some() => {
-            path::get_ci(x, "value") == path::get_ci(y, "value")
+        (Value::Object(x), Value::Object(y)) if attr::get_ci(y, "value").is_some() => {
+            attr::get_ci(x, "value") == attr::get_ci(y, "value")
         }
         _ => v == listed,
     }
@@ -894,7 +895,7 @@ pub fn diff(old: &Value, new: &Value) -> Vec<PatchOperation> {
         if is_ignored(k) {
             continue;
         }
-        let ov = path::get_ci(old_obj, k);
+        let ov = attr::get_ci(old_obj, k);
         if is_extension_key(k) {
             diff_extension(k, ov, nv, &mut ops);
         } else {
@@ -902,7 +903,7 @@ pub fn diff(old: &Value, new: &Value) -> Vec<PatchOperation> {
         }
     }
     for (k, ov) in old_obj {
-        if !is_ignored(k) && path::get_ci(new_obj, k).is_none() && !is_empty(ov) {
+        if !is_ignored(k) && attr::get_ci(new_obj, k).is_none() && !is_empty(ov) {
             if is_extension_key(k) {
                 remove_extension_parts(k, ov, &mut ops);
             } else {
@@ -958,7 +959,7 @@ fn remove_extension_parts(urn: &str, old: &Value, ops: &mut Vec<PatchOperation>)
 fn is_ignored(key: &str) -> bool {
     ["schemas", "id", "meta"]
         .iter()
-        .any(|n| path::name_eq(key, n))
+        .any(|n| attr::name_eq(key, n))
 }
 
 fn is_extension_key(key: &str) -> bool {
@@ -978,17 +979,17 @@ fn diff_extension(urn: &str, ov: Option<&Value>, nv: &Value, ops: &mut Vec<Patch
         return;
     };
     for (k, v) in new_ext {
-        diff_attr(&format!("{urn}:{k}"), path::get_ci(old_ext, k), v, ops);
+        diff_attr(&format!("{urn}:{k}"), attr::get_ci(old_ext, k), v, ops);
     }
     for (k, v) in old_ext {
-        if path::get_ci(new_ext, k).is_none() && !is_empty(v) {
+        if attr::get_ci(new_ext, k).is_none() && !is_empty(v) {
             remove_parts(&format!("{urn}:{k}"), v, ops);
         }
     }
 }
 
 fn is_attr_name(s: &str) -> bool {
-    path::scan_attr_name(s) == Some(s.len())
+    attr::scan_attr_name(s) == Some(s.len())
 }
 
 fn diff_attr(p: &str, ov: Option<&Value>, nv: &Value, ops: &mut Vec<PatchOperation>) {
@@ -1035,7 +1036,7 @@ fn diff_members(
     ops: &mut Vec<PatchOperation>,
 ) {
     for (k, v) in n {
-        let old = path::get_ci(o, k);
+        let old = attr::get_ci(o, k);
         if is_empty(v) {
             if old.is_some_and(|x| !is_empty(x)) {
                 ops.push(PatchOperation::remove(format!("{base}.{k}")));
@@ -1045,7 +1046,7 @@ fn diff_members(
         }
     }
     for (k, v) in o {
-        if path::get_ci(n, k).is_none() && !is_empty(v) {
+        if attr::get_ci(n, k).is_none() && !is_empty(v) {
             ops.push(PatchOperation::remove(format!("{base}.{k}")));
         }
     }
@@ -1062,7 +1063,7 @@ fn by_type(items: &[Value]) -> Option<Vec<Typed<'_>>> {
     let mut out: Vec<Typed<'_>> = Vec::with_capacity(items.len());
     for item in items {
         let o = item.as_object()?;
-        let t = path::get_ci(o, "type")?.as_str()?;
+        let t = attr::get_ci(o, "type")?.as_str()?;
         let key = t.to_lowercase();
         if out.iter().any(|(k, _, _)| *k == key) || !o.keys().all(|k| is_attr_name(k)) {
             return None;

@@ -7,9 +7,10 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::scim::attr::AttrName;
 use crate::scim::filter::Filter;
 use crate::scim::patch::{PatchErrorKind, PatchRequest};
-use crate::scim::path::{AttrName, AttrPath};
+use crate::scim::path::AttrPath;
 use crate::server::auth::authenticate;
 use crate::server::directory::{Directory, DirectoryError, Query, ResourceKind, StoredResource};
 use crate::server::discovery;

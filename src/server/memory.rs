@@ -7,8 +7,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde_json::{Map, Value, json};
 
+use crate::scim::attr::{self, AttrName};
 use crate::scim::filter;
-use crate::scim::path::{self, AttrName};
 use crate::server::directory::{
     Directory, DirectoryError, Query, QueryPage, ResourceKind, StoredResource,
 };
@@ -137,7 +137,7 @@ fn unique_attr(kind: ResourceKind) -> &'static str {
 
 fn unique_key(kind: ResourceKind, resource: &Value) -> Option<String> {
     let obj = resource.as_object()?;
-    path::get_ci(obj, unique_attr(kind))
+    attr::get_ci(obj, unique_attr(kind))
         .and_then(Value::as_str)
         .map(str::to_lowercase)
 }
@@ -167,7 +167,7 @@ fn check_unique(
 /// The resource without the keys the server writes itself.
 fn strip_server_keys(resource: &Value) -> Value {
     let mut obj = resource.as_object().cloned().unwrap_or_default();
-    obj.retain(|k, _| !path::name_eq(k, "id") && !path::name_eq(k, "meta"));
+    obj.retain(|k, _| !attr::name_eq(k, "id") && !attr::name_eq(k, "meta"));
     Value::Object(obj)
 }
 
@@ -315,14 +315,14 @@ fn drop_member(state: &mut State, member_id: &str, now: &str) {
         let Some(obj) = group.resource.as_object_mut() else {
             continue;
         };
-        let Some(key) = path::find_key(obj, "members").map(str::to_string) else {
+        let Some(key) = attr::find_key(obj, "members").map(str::to_string) else {
             continue;
         };
         if let Some(Value::Array(members)) = obj.get_mut(&key) {
             let before = members.len();
             members.retain(|m| {
                 m.as_object()
-                    .and_then(|o| path::get_ci(o, "value"))
+                    .and_then(|o| attr::get_ci(o, "value"))
                     .and_then(Value::as_str)
                     != Some(member_id)
             });
@@ -376,15 +376,15 @@ impl SortKey {
 fn sort_key(p: &AttrName, view: &Value) -> Option<SortKey> {
     let root = view.as_object()?;
     let holder: &Map<String, Value> = match &p.urn {
-        Some(urn) if !path::is_core_urn(urn) => path::get_ci(root, urn)?.as_object()?,
+        Some(urn) if !attr::is_core_urn(urn) => attr::get_ci(root, urn)?.as_object()?,
         _ => root,
     };
-    let mut v = path::get_ci(holder, &p.attr)?;
+    let mut v = attr::get_ci(holder, &p.attr)?;
     v = pick(v)?;
     if let Some(sub) = &p.sub_attr {
-        v = pick(path::get_ci(v.as_object()?, sub)?)?;
+        v = pick(attr::get_ci(v.as_object()?, sub)?)?;
     } else if let Value::Object(o) = v {
-        v = path::get_ci(o, "value")?;
+        v = attr::get_ci(o, "value")?;
     }
     match v {
         Value::String(s) => Some(SortKey::Text(s.to_lowercase())),
@@ -401,7 +401,7 @@ fn pick(v: &Value) -> Option<&Value> {
             .iter()
             .find(|i| {
                 i.as_object()
-                    .and_then(|o| path::get_ci(o, "primary"))
+                    .and_then(|o| attr::get_ci(o, "primary"))
                     .and_then(Value::as_bool)
                     == Some(true)
             })
