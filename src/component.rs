@@ -3,13 +3,13 @@
 //! generated and core types. Nothing else in the crate names a generated type.
 
 use crate::client::bulk::BatchItem;
+use crate::client::capabilities::ServerCapabilities as CoreCaps;
 use crate::client::connector::Connector as CoreConnector;
 use crate::config::{Auth as CoreAuth, ConnectorConfig as CoreConfig};
 use crate::error::{
     ProvisioningError as CoreError, RetryClass as CoreRetry, TransportError as CoreTransportError,
 };
 use crate::ports::{self, HttpPort, LogLevel, LogPort};
-use crate::scim::discovery::ServerCapabilities as CoreCaps;
 use crate::user;
 
 wit_bindgen::generate!({

@@ -5,13 +5,13 @@
 
 use serde_json::{Value, json};
 
+use super::capabilities::ServerCapabilities;
+use super::response::{self, is_success};
 use crate::error::{ProvisioningError, TransportError};
 use crate::mapping::MapMode;
 use crate::policy::RemoteMissing;
 use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort, Method};
-use crate::scim::discovery::ServerCapabilities;
 use crate::scim::patch::{PatchOperation, PatchRequest, diff};
-use crate::scim::response::{self, is_success};
 use crate::user::{Action, CmsUser, Link, ProvisionOutcome, UserEvent};
 
 use super::connector::{Connector, read_list, read_resource};

@@ -5,12 +5,12 @@
 
 use serde_json::{Value, json};
 
+use super::capabilities::{ServerCapabilities, field};
+use super::response::{self, is_success};
 use crate::error::ProvisioningError;
 use crate::ports::{HttpPort, LogLevel, LogPort, Method};
-use crate::scim::discovery::{ServerCapabilities, field};
 use crate::scim::filter;
 use crate::scim::patch::{PatchOperation, PatchRequest};
-use crate::scim::response::{self, is_success};
 use crate::user::{CmsUser, FieldValue};
 
 use super::connector::{Connector, read_list};

@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 use crate::ports::HttpResponse;
 use crate::scim::attr::get_ci;
 use crate::scim::filter;
+use crate::scim::lenient::lenient_bool;
 use crate::scim::path::AttrPath;
-use crate::scim::response::lenient_bool;
 
 /// The resource's `id`, as a string (some servers send numbers).
 pub fn id_of(resource: &Value) -> Option<String> {

@@ -13,8 +13,8 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value, json};
 
 use crate::scim::attr;
-use crate::scim::bulk::BULK_RESPONSE_SCHEMA;
-use crate::scim::response::lenient_u64;
+use crate::scim::lenient::lenient_u64;
+use crate::scim::message::BULK_RESPONSE_SCHEMA;
 use crate::server::directory::Directory;
 use crate::server::error::ScimError;
 use crate::server::handler::{ScimServer, parse_json};

@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use crate::scim::filter::FilterError;
+use crate::scim::message::ERROR_SCHEMA;
 use crate::scim::patch::PatchError;
-use crate::scim::response::ERROR_SCHEMA;
 use crate::server::directory::DirectoryError;
 use crate::server::http::ServerResponse;
 

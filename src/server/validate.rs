@@ -10,7 +10,7 @@
 use serde_json::{Map, Value};
 
 use crate::scim::attr;
-use crate::scim::response::lenient_bool;
+use crate::scim::lenient::lenient_bool;
 use crate::server::directory::ResourceKind;
 use crate::server::error::ScimError;
 use crate::server::schemas::{self, AttrDef, AttrType, Mutability, SchemaDef};

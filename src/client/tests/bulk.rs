@@ -64,7 +64,7 @@ fn list(resources: Vec<Value>) -> Answer {
 fn bulk_answer(operations: Value) -> Answer {
     json_answer(
         200,
-        json!({"schemas": [crate::scim::bulk::BULK_RESPONSE_SCHEMA], "Operations": operations}),
+        json!({"schemas": [crate::scim::message::BULK_RESPONSE_SCHEMA], "Operations": operations}),
     )
 }
 

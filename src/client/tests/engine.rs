@@ -10,7 +10,7 @@ use crate::config::{Auth, ConnectorConfig};
 use crate::error::TransportError;
 use crate::error::{RetryClass, ScimError};
 use crate::ports::{HttpRequest, HttpResponse};
-use crate::scim::response::ERROR_SCHEMA;
+use crate::scim::message::ERROR_SCHEMA;
 use crate::user::FieldValue;
 
 const BASE: &str = "https://idp.example/scim/v2";

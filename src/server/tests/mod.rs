@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::scim::response::ERROR_SCHEMA;
+use crate::scim::message::ERROR_SCHEMA;
 use crate::server::{
     ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, MemoryDirectory, ResourceKind, ScimServer, ServerConfig,
     ServerRequest, ServerResponse, USER_SCHEMA,
