@@ -198,10 +198,10 @@ struct ImportedDirectory {
 impl ImportedDirectory {
     fn cms_view(
         &self,
-        kind: crate::server::ResourceKind,
+        kind: ports::ResourceKind,
         resource: &serde_json::Value,
     ) -> Option<wit::CmsUser> {
-        if kind != crate::server::ResourceKind::User {
+        if kind != ports::ResourceKind::User {
             return None;
         }
         let fields = self
@@ -228,15 +228,15 @@ fn field_to_wit(v: user::FieldValue) -> wit::FieldValue {
     }
 }
 
-fn dir_kind(kind: crate::server::ResourceKind) -> wit_dir::ResourceKind {
+fn dir_kind(kind: ports::ResourceKind) -> wit_dir::ResourceKind {
     match kind {
-        crate::server::ResourceKind::User => wit_dir::ResourceKind::User,
-        crate::server::ResourceKind::Group => wit_dir::ResourceKind::Group,
+        ports::ResourceKind::User => wit_dir::ResourceKind::User,
+        ports::ResourceKind::Group => wit_dir::ResourceKind::Group,
     }
 }
 
-fn dir_error(e: wit_dir::DirectoryError) -> crate::server::DirectoryError {
-    use crate::server::DirectoryError as E;
+fn dir_error(e: wit_dir::DirectoryError) -> ports::DirectoryError {
+    use ports::DirectoryError as E;
     match e {
         wit_dir::DirectoryError::NotFound => E::NotFound,
         wit_dir::DirectoryError::Conflict(m) => E::Conflict(m),
@@ -247,13 +247,11 @@ fn dir_error(e: wit_dir::DirectoryError) -> crate::server::DirectoryError {
     }
 }
 
-fn stored(
-    r: wit_dir::StoredResource,
-) -> Result<crate::server::StoredResource, crate::server::DirectoryError> {
+fn stored(r: wit_dir::StoredResource) -> Result<ports::StoredResource, ports::DirectoryError> {
     let resource = serde_json::from_str(&r.json).map_err(|e| {
-        crate::server::DirectoryError::Other(format!("the directory returned invalid JSON: {e}"))
+        ports::DirectoryError::Other(format!("the directory returned invalid JSON: {e}"))
     })?;
-    Ok(crate::server::StoredResource {
+    Ok(ports::StoredResource {
         id: r.id,
         version: r.version,
         created: r.created,
@@ -262,12 +260,12 @@ fn stored(
     })
 }
 
-impl crate::server::Directory for ImportedDirectory {
+impl ports::Directory for ImportedDirectory {
     fn get(
         &self,
-        kind: crate::server::ResourceKind,
+        kind: ports::ResourceKind,
         id: &str,
-    ) -> Result<Option<crate::server::StoredResource>, crate::server::DirectoryError> {
+    ) -> Result<Option<ports::StoredResource>, ports::DirectoryError> {
         wit_dir::get(dir_kind(kind), id)
             .map_err(dir_error)?
             .map(stored)
@@ -276,9 +274,9 @@ impl crate::server::Directory for ImportedDirectory {
 
     fn query(
         &self,
-        kind: crate::server::ResourceKind,
-        query: &crate::server::Query,
-    ) -> Result<crate::server::QueryPage, crate::server::DirectoryError> {
+        kind: ports::ResourceKind,
+        query: &ports::Query,
+    ) -> Result<ports::QueryPage, ports::DirectoryError> {
         let page = wit_dir::query(
             dir_kind(kind),
             &wit_dir::Search {
@@ -290,7 +288,7 @@ impl crate::server::Directory for ImportedDirectory {
             },
         )
         .map_err(dir_error)?;
-        Ok(crate::server::QueryPage {
+        Ok(ports::QueryPage {
             total_results: page.total_results,
             resources: page
                 .resources
@@ -302,9 +300,9 @@ impl crate::server::Directory for ImportedDirectory {
 
     fn create(
         &self,
-        kind: crate::server::ResourceKind,
+        kind: ports::ResourceKind,
         resource: &serde_json::Value,
-    ) -> Result<crate::server::StoredResource, crate::server::DirectoryError> {
+    ) -> Result<ports::StoredResource, ports::DirectoryError> {
         let cms = self.cms_view(kind, resource);
         stored(
             wit_dir::create(dir_kind(kind), &resource.to_string(), cms.as_ref())
@@ -314,11 +312,11 @@ impl crate::server::Directory for ImportedDirectory {
 
     fn replace(
         &self,
-        kind: crate::server::ResourceKind,
+        kind: ports::ResourceKind,
         id: &str,
         resource: &serde_json::Value,
         if_version: Option<&str>,
-    ) -> Result<crate::server::StoredResource, crate::server::DirectoryError> {
+    ) -> Result<ports::StoredResource, ports::DirectoryError> {
         let cms = self.cms_view(kind, resource);
         stored(
             wit_dir::replace(
@@ -332,11 +330,7 @@ impl crate::server::Directory for ImportedDirectory {
         )
     }
 
-    fn delete(
-        &self,
-        kind: crate::server::ResourceKind,
-        id: &str,
-    ) -> Result<bool, crate::server::DirectoryError> {
+    fn delete(&self, kind: ports::ResourceKind, id: &str) -> Result<bool, ports::DirectoryError> {
         wit_dir::delete(dir_kind(kind), id).map_err(dir_error)
     }
 }

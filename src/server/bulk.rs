@@ -12,10 +12,10 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
+use crate::ports::Directory;
 use crate::scim::attr;
 use crate::scim::lenient::lenient_u64;
 use crate::scim::message::BULK_RESPONSE_SCHEMA;
-use crate::server::directory::Directory;
 use crate::server::error::ScimError;
 use crate::server::handler::{ScimServer, parse_json};
 use crate::server::http::{QueryParams, ServerResponse};

@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
+use crate::ports::ResourceKind;
 use crate::scim::attr;
-use crate::server::directory::ResourceKind;
 use crate::server::error::ScimError;
 use crate::server::http::QueryParams;
 use crate::server::list::list_response;

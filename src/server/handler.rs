@@ -7,12 +7,12 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::ports::{Directory, DirectoryError, Query, ResourceKind, StoredResource};
 use crate::scim::attr::AttrName;
 use crate::scim::filter::Filter;
 use crate::scim::patch::{PatchErrorKind, PatchRequest};
 use crate::scim::path::AttrPath;
 use crate::server::auth::authenticate;
-use crate::server::directory::{Directory, DirectoryError, Query, ResourceKind, StoredResource};
 use crate::server::discovery;
 use crate::server::error::ScimError;
 use crate::server::etag::{self, etag};

@@ -4,9 +4,9 @@
 
 use serde_json::{Value, json};
 
+use crate::ports::Query;
 use crate::scim::attr::{self, AttrName};
 use crate::scim::filter::{self, Filter};
-use crate::server::directory::Query;
 use crate::server::error::ScimError;
 use crate::server::http::QueryParams;
 use crate::server::projection::{Projection, split_names};

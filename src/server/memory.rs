@@ -7,11 +7,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde_json::{Map, Value, json};
 
+use crate::ports::{Directory, DirectoryError, Query, QueryPage, ResourceKind, StoredResource};
 use crate::scim::attr::{self, AttrName};
 use crate::scim::filter;
-use crate::server::directory::{
-    Directory, DirectoryError, Query, QueryPage, ResourceKind, StoredResource,
-};
 
 /// Users and Groups in memory, behind a mutex so one directory can serve several threads.
 ///

@@ -3,9 +3,9 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::ports::{ResourceKind, StoredResource};
 use crate::scim::attr;
 use crate::scim::uri::encode_component as encode_segment;
-use crate::server::directory::{ResourceKind, StoredResource};
 use crate::server::etag::etag;
 use crate::server::schemas::{self, Mutability, Returned};
 

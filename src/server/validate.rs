@@ -9,9 +9,9 @@
 
 use serde_json::{Map, Value};
 
+use crate::ports::ResourceKind;
 use crate::scim::attr;
 use crate::scim::lenient::lenient_bool;
-use crate::server::directory::ResourceKind;
 use crate::server::error::ScimError;
 use crate::server::schemas::{self, AttrDef, AttrType, Mutability, SchemaDef};
 

@@ -1,5 +1,5 @@
-//! The ports through which the core reaches its host. In the component they are backed by
-//! the WIT imports; in native unit tests by fakes.
+//! The HTTP port: how the client role sends requests to a SCIM server through its host,
+//! and the request and response it exchanges.
 
 use crate::error::TransportError;
 
@@ -76,25 +76,4 @@ pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str
 pub trait HttpPort {
     /// Sends one request; every status is a response.
     fn send(&self, request: HttpRequest) -> Result<HttpResponse, TransportError>;
-}
-
-/// How important a log line is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogLevel {
-    /// Fine detail.
-    Trace,
-    /// Diagnostics.
-    Debug,
-    /// Normal operation.
-    Info,
-    /// Odd but not fatal.
-    Warn,
-    /// A failure.
-    Error,
-}
-
-/// Writes log lines somewhere the host chooses. Callers never pass secrets.
-pub trait LogPort {
-    /// Writes one line.
-    fn log(&self, level: LogLevel, message: &str);
 }
