@@ -136,33 +136,15 @@ struct ScimServerResource(crate::server::ScimServer<ImportedDirectory>);
 
 impl GuestScimServer for ScimServerResource {
     fn open(config: wit_server::ServerConfig) -> Result<ScimServerHandle, wit::ProvisioningError> {
-        let base = config.base_url.trim();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(wit::ProvisioningError::InvalidConfig(format!(
-                "server base URL must be an absolute http(s) URL: {base}"
-            )));
-        }
-        if config.bearer_token.trim().is_empty() {
-            return Err(wit::ProvisioningError::InvalidConfig(
-                "the server's bearer token is empty; nothing would be admitted".into(),
-            ));
-        }
-        if config.max_results == 0
-            || config.bulk_max_operations == 0
-            || config.bulk_max_payload == 0
-        {
-            return Err(wit::ProvisioningError::InvalidConfig(
-                "max-results, bulk-max-operations and bulk-max-payload must be positive".into(),
-            ));
-        }
-        let policy = crate::policy::Policy::parse(&config.policy_json)?;
         let core = crate::server::ServerConfig {
-            base_url: base.to_string(),
+            base_url: config.base_url,
             bearer_token: config.bearer_token,
             max_results: config.max_results,
             bulk_max_operations: config.bulk_max_operations,
             bulk_max_payload: config.bulk_max_payload,
-        };
+        }
+        .validated()?;
+        let policy = crate::policy::Policy::parse(&config.policy_json)?;
         Ok(ScimServerHandle::new(ScimServerResource(
             crate::server::ScimServer::new(
                 ImportedDirectory {
@@ -190,7 +172,7 @@ impl GuestScimServer for ScimServerResource {
 }
 
 /// The server's directory port, backed by the `directory` import. Users travel with their
-/// CMS view, from the policy's reverse mapping.
+/// CMS view ([`crate::server::cms_view`]), from the policy's reverse mapping.
 struct ImportedDirectory {
     mapping: crate::mapping::Mapping,
 }
@@ -201,20 +183,21 @@ impl ImportedDirectory {
         kind: ports::ResourceKind,
         resource: &serde_json::Value,
     ) -> Option<wit::CmsUser> {
-        if kind != ports::ResourceKind::User {
-            return None;
+        crate::server::cms_view(&self.mapping, kind, resource).map(Into::into)
+    }
+}
+
+impl From<user::CmsUser> for wit::CmsUser {
+    fn from(u: user::CmsUser) -> Self {
+        Self {
+            id: u.id,
+            fields: u
+                .fields
+                .into_iter()
+                .map(|(k, v)| (k, field_to_wit(v)))
+                .collect(),
+            active: u.active,
         }
-        let fields = self
-            .mapping
-            .reverse(resource)
-            .into_iter()
-            .map(|(k, v)| (k, field_to_wit(v)))
-            .collect();
-        Some(wit::CmsUser {
-            id: String::new(),
-            fields,
-            active: self.mapping.reverse_active(resource).unwrap_or(true),
-        })
     }
 }
 

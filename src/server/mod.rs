@@ -7,7 +7,9 @@
 //! with the other ports in [`crate::ports`]. [`MemoryDirectory`] is a reference
 //! implementation for trying the role and for tests.
 //!
-//! Files: `memory` (the reference directory), `handler` (routing
+//! Files: `config` (the server's settings and their checks), `cms_view` (what the
+//! directory is told a written user means to the CMS), `memory` (the reference directory),
+//! `handler` (routing
 //! and the resource endpoints), `bulk`, `discovery`, `schemas` (the schema table that
 //! drives `/Schemas`, validation and output), `validate`, `projection`
 //! (`attributes`/`excludedAttributes`), `list` (paging, sorting, ListResponse),
@@ -15,6 +17,8 @@
 
 mod auth;
 mod bulk;
+mod cms_view;
+mod config;
 mod discovery;
 mod error;
 mod etag;
@@ -31,6 +35,8 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use handler::{ScimServer, ServerConfig};
+pub use cms_view::cms_view;
+pub use config::ServerConfig;
+pub use handler::ScimServer;
 pub use http::{SCIM_CONTENT_TYPE, ServerRequest, ServerResponse};
 pub use memory::MemoryDirectory;
