@@ -137,6 +137,10 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             let caps = self.capabilities_via(t)?;
             self.sync_groups(t, &link.remote_id, &previous, &desired, &caps)?;
         }
+        // The memberships are recorded in the user's snapshot, under their own key, not in a
+        // field of the link: the snapshot is the opaque JSON the host keeps for us as "what
+        // we last provisioned", and a new link field would change the WIT contract. See
+        // `groups::SNAPSHOT_GROUPS_KEY`.
         let mut snapshot = link
             .snapshot
             .as_deref()
@@ -771,7 +775,8 @@ pub(crate) fn parse_snapshot(link: &Link) -> Option<Value> {
         .and_then(|s| serde_json::from_str::<Value>(s).ok())
         .filter(Value::is_object)
         .map(|mut s| {
-            // Group memberships ride in the snapshot but are not user attributes.
+            // Group memberships ride in the snapshot (why: `groups::SNAPSHOT_GROUPS_KEY`) but
+            // are not user attributes, so they are taken out before anything diffs.
             super::groups::take_snapshot_groups(&mut s);
             s
         })
