@@ -3,11 +3,13 @@
 //! generated and core types. Nothing else in the crate names a generated type.
 
 use crate::client::bulk::BatchItem;
+use crate::client::capabilities::ServerCapabilities as CoreCaps;
 use crate::client::connector::Connector as CoreConnector;
 use crate::config::{Auth as CoreAuth, ConnectorConfig as CoreConfig};
-use crate::error::{ProvisioningError as CoreError, RetryClass as CoreRetry};
+use crate::error::{
+    ProvisioningError as CoreError, RetryClass as CoreRetry, TransportError as CoreTransportError,
+};
 use crate::ports::{self, HttpPort, LogLevel, LogPort};
-use crate::scim::discovery::ServerCapabilities as CoreCaps;
 use crate::user;
 
 wit_bindgen::generate!({
@@ -134,33 +136,15 @@ struct ScimServerResource(crate::server::ScimServer<ImportedDirectory>);
 
 impl GuestScimServer for ScimServerResource {
     fn open(config: wit_server::ServerConfig) -> Result<ScimServerHandle, wit::ProvisioningError> {
-        let base = config.base_url.trim();
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(wit::ProvisioningError::InvalidConfig(format!(
-                "server base URL must be an absolute http(s) URL: {base}"
-            )));
-        }
-        if config.bearer_token.trim().is_empty() {
-            return Err(wit::ProvisioningError::InvalidConfig(
-                "the server's bearer token is empty; nothing would be admitted".into(),
-            ));
-        }
-        if config.max_results == 0
-            || config.bulk_max_operations == 0
-            || config.bulk_max_payload == 0
-        {
-            return Err(wit::ProvisioningError::InvalidConfig(
-                "max-results, bulk-max-operations and bulk-max-payload must be positive".into(),
-            ));
-        }
-        let policy = crate::policy::Policy::parse(&config.policy_json)?;
         let core = crate::server::ServerConfig {
-            base_url: base.to_string(),
+            base_url: config.base_url,
             bearer_token: config.bearer_token,
             max_results: config.max_results,
             bulk_max_operations: config.bulk_max_operations,
             bulk_max_payload: config.bulk_max_payload,
-        };
+        }
+        .validated()?;
+        let policy = crate::policy::Policy::parse(&config.policy_json)?;
         Ok(ScimServerHandle::new(ScimServerResource(
             crate::server::ScimServer::new(
                 ImportedDirectory {
@@ -188,7 +172,7 @@ impl GuestScimServer for ScimServerResource {
 }
 
 /// The server's directory port, backed by the `directory` import. Users travel with their
-/// CMS view, from the policy's reverse mapping.
+/// CMS view ([`crate::server::cms_view`]), from the policy's reverse mapping.
 struct ImportedDirectory {
     mapping: crate::mapping::Mapping,
 }
@@ -196,23 +180,24 @@ struct ImportedDirectory {
 impl ImportedDirectory {
     fn cms_view(
         &self,
-        kind: crate::server::ResourceKind,
+        kind: ports::ResourceKind,
         resource: &serde_json::Value,
     ) -> Option<wit::CmsUser> {
-        if kind != crate::server::ResourceKind::User {
-            return None;
+        crate::server::cms_view(&self.mapping, kind, resource).map(Into::into)
+    }
+}
+
+impl From<user::CmsUser> for wit::CmsUser {
+    fn from(u: user::CmsUser) -> Self {
+        Self {
+            id: u.id,
+            fields: u
+                .fields
+                .into_iter()
+                .map(|(k, v)| (k, field_to_wit(v)))
+                .collect(),
+            active: u.active,
         }
-        let fields = self
-            .mapping
-            .reverse(resource)
-            .into_iter()
-            .map(|(k, v)| (k, field_to_wit(v)))
-            .collect();
-        Some(wit::CmsUser {
-            id: String::new(),
-            fields,
-            active: self.mapping.reverse_active(resource).unwrap_or(true),
-        })
     }
 }
 
@@ -226,15 +211,15 @@ fn field_to_wit(v: user::FieldValue) -> wit::FieldValue {
     }
 }
 
-fn dir_kind(kind: crate::server::ResourceKind) -> wit_dir::ResourceKind {
+fn dir_kind(kind: ports::ResourceKind) -> wit_dir::ResourceKind {
     match kind {
-        crate::server::ResourceKind::User => wit_dir::ResourceKind::User,
-        crate::server::ResourceKind::Group => wit_dir::ResourceKind::Group,
+        ports::ResourceKind::User => wit_dir::ResourceKind::User,
+        ports::ResourceKind::Group => wit_dir::ResourceKind::Group,
     }
 }
 
-fn dir_error(e: wit_dir::DirectoryError) -> crate::server::DirectoryError {
-    use crate::server::DirectoryError as E;
+fn dir_error(e: wit_dir::DirectoryError) -> ports::DirectoryError {
+    use ports::DirectoryError as E;
     match e {
         wit_dir::DirectoryError::NotFound => E::NotFound,
         wit_dir::DirectoryError::Conflict(m) => E::Conflict(m),
@@ -245,13 +230,11 @@ fn dir_error(e: wit_dir::DirectoryError) -> crate::server::DirectoryError {
     }
 }
 
-fn stored(
-    r: wit_dir::StoredResource,
-) -> Result<crate::server::StoredResource, crate::server::DirectoryError> {
+fn stored(r: wit_dir::StoredResource) -> Result<ports::StoredResource, ports::DirectoryError> {
     let resource = serde_json::from_str(&r.json).map_err(|e| {
-        crate::server::DirectoryError::Other(format!("the directory returned invalid JSON: {e}"))
+        ports::DirectoryError::Other(format!("the directory returned invalid JSON: {e}"))
     })?;
-    Ok(crate::server::StoredResource {
+    Ok(ports::StoredResource {
         id: r.id,
         version: r.version,
         created: r.created,
@@ -260,12 +243,12 @@ fn stored(
     })
 }
 
-impl crate::server::Directory for ImportedDirectory {
+impl ports::Directory for ImportedDirectory {
     fn get(
         &self,
-        kind: crate::server::ResourceKind,
+        kind: ports::ResourceKind,
         id: &str,
-    ) -> Result<Option<crate::server::StoredResource>, crate::server::DirectoryError> {
+    ) -> Result<Option<ports::StoredResource>, ports::DirectoryError> {
         wit_dir::get(dir_kind(kind), id)
             .map_err(dir_error)?
             .map(stored)
@@ -274,9 +257,9 @@ impl crate::server::Directory for ImportedDirectory {
 
     fn query(
         &self,
-        kind: crate::server::ResourceKind,
-        query: &crate::server::Query,
-    ) -> Result<crate::server::QueryPage, crate::server::DirectoryError> {
+        kind: ports::ResourceKind,
+        query: &ports::Query,
+    ) -> Result<ports::QueryPage, ports::DirectoryError> {
         let page = wit_dir::query(
             dir_kind(kind),
             &wit_dir::Search {
@@ -288,7 +271,7 @@ impl crate::server::Directory for ImportedDirectory {
             },
         )
         .map_err(dir_error)?;
-        Ok(crate::server::QueryPage {
+        Ok(ports::QueryPage {
             total_results: page.total_results,
             resources: page
                 .resources
@@ -300,9 +283,9 @@ impl crate::server::Directory for ImportedDirectory {
 
     fn create(
         &self,
-        kind: crate::server::ResourceKind,
+        kind: ports::ResourceKind,
         resource: &serde_json::Value,
-    ) -> Result<crate::server::StoredResource, crate::server::DirectoryError> {
+    ) -> Result<ports::StoredResource, ports::DirectoryError> {
         let cms = self.cms_view(kind, resource);
         stored(
             wit_dir::create(dir_kind(kind), &resource.to_string(), cms.as_ref())
@@ -312,11 +295,11 @@ impl crate::server::Directory for ImportedDirectory {
 
     fn replace(
         &self,
-        kind: crate::server::ResourceKind,
+        kind: ports::ResourceKind,
         id: &str,
         resource: &serde_json::Value,
         if_version: Option<&str>,
-    ) -> Result<crate::server::StoredResource, crate::server::DirectoryError> {
+    ) -> Result<ports::StoredResource, ports::DirectoryError> {
         let cms = self.cms_view(kind, resource);
         stored(
             wit_dir::replace(
@@ -330,11 +313,7 @@ impl crate::server::Directory for ImportedDirectory {
         )
     }
 
-    fn delete(
-        &self,
-        kind: crate::server::ResourceKind,
-        id: &str,
-    ) -> Result<bool, crate::server::DirectoryError> {
+    fn delete(&self, kind: ports::ResourceKind, id: &str) -> Result<bool, ports::DirectoryError> {
         wit_dir::delete(dir_kind(kind), id).map_err(dir_error)
     }
 }
@@ -343,10 +322,7 @@ impl crate::server::Directory for ImportedDirectory {
 struct ImportedHttp;
 
 impl HttpPort for ImportedHttp {
-    fn send(
-        &self,
-        request: ports::HttpRequest,
-    ) -> Result<ports::HttpResponse, ports::TransportError> {
+    fn send(&self, request: ports::HttpRequest) -> Result<ports::HttpResponse, CoreTransportError> {
         let method = match request.method {
             ports::Method::Get => wit_http::Method::Get,
             ports::Method::Post => wit_http::Method::Post,
@@ -368,14 +344,12 @@ impl HttpPort for ImportedHttp {
                 body: r.body,
             }),
             Err(e) => Err(match e {
-                wit_http::TransportError::Denied(m) => ports::TransportError::Denied(m),
-                wit_http::TransportError::InvalidUrl(m) => ports::TransportError::InvalidUrl(m),
-                wit_http::TransportError::CannotConnect(m) => {
-                    ports::TransportError::CannotConnect(m)
-                }
-                wit_http::TransportError::Tls(m) => ports::TransportError::Tls(m),
-                wit_http::TransportError::Timeout => ports::TransportError::Timeout,
-                wit_http::TransportError::Other(m) => ports::TransportError::Other(m),
+                wit_http::TransportError::Denied(m) => CoreTransportError::Denied(m),
+                wit_http::TransportError::InvalidUrl(m) => CoreTransportError::InvalidUrl(m),
+                wit_http::TransportError::CannotConnect(m) => CoreTransportError::CannotConnect(m),
+                wit_http::TransportError::Tls(m) => CoreTransportError::Tls(m),
+                wit_http::TransportError::Timeout => CoreTransportError::Timeout,
+                wit_http::TransportError::Other(m) => CoreTransportError::Other(m),
             }),
         }
     }
@@ -397,15 +371,15 @@ impl LogPort for ImportedLog {
     }
 }
 
-impl From<ports::TransportError> for wit_http::TransportError {
-    fn from(e: ports::TransportError) -> Self {
+impl From<CoreTransportError> for wit_http::TransportError {
+    fn from(e: CoreTransportError) -> Self {
         match e {
-            ports::TransportError::Denied(m) => Self::Denied(m),
-            ports::TransportError::InvalidUrl(m) => Self::InvalidUrl(m),
-            ports::TransportError::CannotConnect(m) => Self::CannotConnect(m),
-            ports::TransportError::Tls(m) => Self::Tls(m),
-            ports::TransportError::Timeout => Self::Timeout,
-            ports::TransportError::Other(m) => Self::Other(m),
+            CoreTransportError::Denied(m) => Self::Denied(m),
+            CoreTransportError::InvalidUrl(m) => Self::InvalidUrl(m),
+            CoreTransportError::CannotConnect(m) => Self::CannotConnect(m),
+            CoreTransportError::Tls(m) => Self::Tls(m),
+            CoreTransportError::Timeout => Self::Timeout,
+            CoreTransportError::Other(m) => Self::Other(m),
         }
     }
 }

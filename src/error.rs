@@ -1,9 +1,10 @@
-//! The core's error type. It mirrors the WIT `provisioning-error` variant case for case, so
-//! the glue converts without losing anything, and never carries a secret.
+//! The core's errors: [`ProvisioningError`], which mirrors the WIT `provisioning-error`
+//! variant case for case, so the glue converts without losing anything, and never carries
+//! a secret; and [`TransportError`], what the HTTP port answers when an exchange could not
+//! be carried out. Both live here, beside [`RetryClass`], so the ports depend on the errors
+//! and never the other way round.
 
 use std::fmt;
-
-use crate::ports::TransportError;
 
 /// When a failed call may be tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,50 @@ pub struct ScimError {
     pub detail: Option<String>,
     /// When to retry.
     pub retry: RetryClass,
+}
+
+/// Why an exchange could not be carried out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransportError {
+    /// The host refused to send it.
+    Denied(String),
+    /// The URL is not valid.
+    InvalidUrl(String),
+    /// No connection could be made.
+    CannotConnect(String),
+    /// TLS failed.
+    Tls(String),
+    /// The exchange timed out.
+    Timeout,
+    /// Anything else.
+    Other(String),
+}
+
+impl TransportError {
+    /// Whether retrying may help.
+    pub fn retry_class(&self) -> RetryClass {
+        match self {
+            TransportError::Denied(_) | TransportError::InvalidUrl(_) | TransportError::Tls(_) => {
+                RetryClass::Permanent
+            }
+            TransportError::CannotConnect(_)
+            | TransportError::Timeout
+            | TransportError::Other(_) => RetryClass::Backoff,
+        }
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransportError::Denied(m) => write!(f, "request denied by the host: {m}"),
+            TransportError::InvalidUrl(m) => write!(f, "invalid URL: {m}"),
+            TransportError::CannotConnect(m) => write!(f, "cannot connect: {m}"),
+            TransportError::Tls(m) => write!(f, "TLS failure: {m}"),
+            TransportError::Timeout => f.write_str("timed out"),
+            TransportError::Other(m) => f.write_str(m),
+        }
+    }
 }
 
 /// Why a client-role call failed.

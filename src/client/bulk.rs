@@ -12,13 +12,13 @@ use std::cell::Cell;
 
 use serde_json::{Value, json};
 
-use crate::error::ProvisioningError;
+use super::bulk_wire::{self, BulkOperation, BulkResult};
+use super::capabilities::{BulkLimits, ServerCapabilities};
+use super::response::{self, is_success};
+use crate::error::{ProvisioningError, TransportError};
 use crate::mapping::MapMode;
-use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort, Method, TransportError};
-use crate::scim::bulk::{self, BulkOperation, BulkResult};
-use crate::scim::discovery::{BulkLimits, ServerCapabilities};
+use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort, Method};
 use crate::scim::patch::{PatchRequest, diff};
-use crate::scim::response::{self, is_success};
 use crate::user::{Action, CmsUser, Link, ProvisionOutcome, UserEvent};
 
 use super::connector::Connector;
@@ -395,7 +395,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         let wire: Vec<Value> = pending.iter().map(|p| p.operation.to_json()).collect();
         let lengths: Vec<usize> = wire.iter().map(|w| w.to_string().len()).collect();
         let (chunks, too_large) =
-            bulk::chunk(&lengths, limits.max_operations, limits.max_payload_size);
+            bulk_wire::chunk(&lengths, limits.max_operations, limits.max_payload_size);
         let mut slots: Vec<Option<Pending>> = pending.into_iter().map(Some).collect();
         let mut wire: Vec<Option<Value>> = wire.into_iter().map(Some).collect();
         let mut out = Vec::new();
@@ -409,7 +409,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 .iter()
                 .filter_map(|&i| slots.get_mut(i).and_then(Option::take))
                 .collect();
-            let body = bulk::request_body(
+            let body = bulk_wire::request_body(
                 chunk
                     .iter()
                     .filter_map(|&i| wire.get_mut(i).and_then(Option::take))
@@ -424,7 +424,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 Ok(results) => {
                     let sent: Vec<BulkOperation> =
                         members.iter().map(|p| p.operation.clone()).collect();
-                    let matched = bulk::match_results(&sent, results);
+                    let matched = bulk_wire::match_results(&sent, results);
                     let mut finished = Vec::new();
                     let mut retry = Vec::new();
                     for (p, result) in members.into_iter().zip(matched) {
@@ -500,7 +500,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             }
         }
         let parsed = response::require_json_body(&resp).and_then(|body| {
-            bulk::parse_response(&body).map_err(|reason| response::unexpected(&resp, &reason))
+            bulk_wire::parse_response(&body).map_err(|reason| response::unexpected(&resp, &reason))
         });
         match parsed {
             Ok(results) => Ok(results),

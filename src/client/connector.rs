@@ -6,12 +6,12 @@ use std::cell::RefCell;
 
 use serde_json::Value;
 
+use super::capabilities::ServerCapabilities;
+use super::response::{self, is_success};
 use crate::config::ConnectorConfig;
 use crate::error::ProvisioningError;
 use crate::policy::Policy;
 use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort};
-use crate::scim::discovery::ServerCapabilities;
-use crate::scim::response::{self, is_success};
 
 use super::transport::{Transport, encode_component, now_unix};
 
@@ -159,12 +159,12 @@ pub(crate) fn read_list(resp: &HttpResponse) -> Result<(Vec<Value>, u64), Provis
             "the answer is not a SCIM ListResponse",
         ));
     }
-    let resources = crate::scim::discovery::field(&body, "Resources")
+    let resources = super::capabilities::field(&body, "Resources")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let total = crate::scim::discovery::field(&body, "totalResults")
-        .and_then(response::lenient_u64)
+    let total = super::capabilities::field(&body, "totalResults")
+        .and_then(crate::scim::lenient::lenient_u64)
         .unwrap_or(0);
     Ok((resources, total))
 }
@@ -183,7 +183,7 @@ mod tests {
     use super::*;
     use crate::client::fake::{FakeHttp, NoLog, json_response};
     use crate::config::Auth;
-    use crate::ports::TransportError;
+    use crate::error::TransportError;
     use serde_json::json;
 
     fn connector(http: FakeHttp) -> Connector<FakeHttp, NoLog> {
@@ -245,7 +245,7 @@ mod tests {
             json_response(200, spc()),
             json_response(
                 401,
-                json!({"schemas": [response::ERROR_SCHEMA], "status": "401", "detail": "nope"}),
+                json!({"schemas": [crate::scim::message::ERROR_SCHEMA], "status": "401", "detail": "nope"}),
             ),
         ]);
         match connector(http).test_connection() {

@@ -5,13 +5,13 @@
 
 use serde_json::{Value, json};
 
-use crate::error::ProvisioningError;
+use super::capabilities::ServerCapabilities;
+use super::response::{self, is_success};
+use crate::error::{ProvisioningError, TransportError};
 use crate::mapping::MapMode;
 use crate::policy::RemoteMissing;
-use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort, Method, TransportError};
-use crate::scim::discovery::ServerCapabilities;
+use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort, Method};
 use crate::scim::patch::{PatchOperation, PatchRequest, diff};
-use crate::scim::response::{self, is_success};
 use crate::user::{Action, CmsUser, Link, ProvisionOutcome, UserEvent};
 
 use super::connector::{Connector, read_list, read_resource};
@@ -137,6 +137,10 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             let caps = self.capabilities_via(t)?;
             self.sync_groups(t, &link.remote_id, &previous, &desired, &caps)?;
         }
+        // The memberships are recorded in the user's snapshot, under their own key, not in a
+        // field of the link: the snapshot is the opaque JSON the host keeps for us as "what
+        // we last provisioned", and a new link field would change the WIT contract. See
+        // `groups::SNAPSHOT_GROUPS_KEY`.
         let mut snapshot = link
             .snapshot
             .as_deref()
@@ -626,7 +630,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         let mut attributes = vec!["id".to_string()];
         for p in &self.policy.matching {
             attributes.push(match &p.urn {
-                Some(urn) if !crate::scim::path::is_core_urn(urn) => format!("{urn}:{}", p.attr),
+                Some(urn) if !crate::scim::attr::is_core_urn(urn) => format!("{urn}:{}", p.attr),
                 _ => p.attr.clone(),
             });
         }
@@ -771,7 +775,8 @@ pub(crate) fn parse_snapshot(link: &Link) -> Option<Value> {
         .and_then(|s| serde_json::from_str::<Value>(s).ok())
         .filter(Value::is_object)
         .map(|mut s| {
-            // Group memberships ride in the snapshot but are not user attributes.
+            // Group memberships ride in the snapshot (why: `groups::SNAPSHOT_GROUPS_KEY`) but
+            // are not user attributes, so they are taken out before anything diffs.
             super::groups::take_snapshot_groups(&mut s);
             s
         })

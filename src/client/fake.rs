@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 
 use serde_json::Value;
 
-use crate::ports::{HttpPort, HttpRequest, HttpResponse, LogLevel, LogPort, TransportError};
+use crate::error::TransportError;
+use crate::ports::{HttpPort, HttpRequest, HttpResponse, LogLevel, LogPort};
 
 /// Answers requests from a script, in order.
 pub struct FakeHttp {

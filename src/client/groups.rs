@@ -5,12 +5,12 @@
 
 use serde_json::{Value, json};
 
+use super::capabilities::{ServerCapabilities, field};
+use super::response::{self, is_success};
 use crate::error::ProvisioningError;
 use crate::ports::{HttpPort, LogLevel, LogPort, Method};
-use crate::scim::discovery::{ServerCapabilities, field};
 use crate::scim::filter;
 use crate::scim::patch::{PatchOperation, PatchRequest};
-use crate::scim::response::{self, is_success};
 use crate::user::{CmsUser, FieldValue};
 
 use super::connector::{Connector, read_list};
@@ -18,6 +18,15 @@ use super::resource::id_of;
 use super::transport::{Transport, encode_component, now_unix};
 
 /// The snapshot key holding the groups last provisioned. Stripped before any diff.
+///
+/// Why the memberships live in the user's snapshot rather than in a place of their own in
+/// the link: the snapshot is the one thing the host stores for us per user, as opaque JSON
+/// it never reads, and it means "what we last provisioned for this user", which the groups
+/// are part of. A field of their own would change the WIT `link` record, the contract every
+/// host is built against, for no gain. The price is that every reader of the snapshot must
+/// take the key out before treating the rest as the user's SCIM attributes:
+/// [`take_snapshot_groups`] does, and `engine::parse_snapshot` is the one reader that does
+/// it for the diffs.
 pub const SNAPSHOT_GROUPS_KEY: &str = "x-scim-provisioner-groups";
 
 const GROUP_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Group";

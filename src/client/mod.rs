@@ -1,11 +1,21 @@
 //! The client role: provisioning CMS users to a SCIM server.
+//!
+//! Files: `connector` (one server, its policy and the read-side calls), `engine` (one user
+//! in line after an event), `selection` (which operation a call does), `bulk` (many users
+//! at once), `groups` (CMS roles as SCIM Groups), `index` (the remote users listed once for
+//! a first sync), `resource` (helpers over remote resources), and the wire: `transport`
+//! (requests through the HTTP port), `response` (reading answers), `capabilities` (what
+//! `/ServiceProviderConfig` says) and `bulk_wire` (Bulk request and response bodies).
 
 pub mod bulk;
+pub mod bulk_wire;
+pub mod capabilities;
 pub mod connector;
 pub mod engine;
 pub mod groups;
 pub mod index;
 pub mod resource;
+pub mod response;
 pub mod selection;
 pub mod transport;
 

@@ -5,9 +5,10 @@
 use serde_json::{Map, Value};
 
 use crate::ports::HttpResponse;
+use crate::scim::attr::get_ci;
 use crate::scim::filter;
-use crate::scim::path::{AttrPath, get_ci};
-use crate::scim::response::lenient_bool;
+use crate::scim::lenient::lenient_bool;
+use crate::scim::path::AttrPath;
 
 /// The resource's `id`, as a string (some servers send numbers).
 pub fn id_of(resource: &Value) -> Option<String> {
@@ -44,7 +45,7 @@ pub fn location_of(response: &HttpResponse, resource: Option<&Value>) -> Option<
 pub fn match_value(resource: &Value, path: &AttrPath) -> Option<String> {
     let obj = resource.as_object()?;
     let container = match &path.urn {
-        Some(urn) if !crate::scim::path::is_core_urn(urn) => get_ci(obj, urn)?.as_object()?,
+        Some(urn) if !crate::scim::attr::is_core_urn(urn) => get_ci(obj, urn)?.as_object()?,
         _ => obj,
     };
     let mut value = get_ci(container, &path.attr)?;

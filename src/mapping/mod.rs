@@ -33,7 +33,7 @@ pub use config::{Apply, MappingConfig, RuleConfig, ScopeConfig, TransformConfig}
 use serde_json::{Map, Value};
 
 use crate::error::ProvisioningError;
-use crate::scim::path::name_eq;
+use crate::scim::attr::name_eq;
 use crate::user::CmsUser;
 use rule::Rule;
 use schema::{ENTERPRISE_URN, Place};

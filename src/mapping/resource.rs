@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use super::schema::{AttrType, CORE_USER_URN, Place, Target};
 use super::value::{self, coerce_bool, number_json, scalar_text};
-use crate::scim::path::get_ci;
+use crate::scim::attr::get_ci;
 use crate::user::FieldValue;
 
 /// Converts a rule's value to the JSON its target takes; `Ok(None)` when there is no value.

@@ -6,8 +6,9 @@
 use serde_json::Value;
 
 use super::value::Kinds;
+use crate::scim::attr::{is_core_urn, name_eq};
 use crate::scim::filter::{CompareOp, Filter};
-use crate::scim::path::{AttrPath, is_core_urn, name_eq};
+use crate::scim::path::AttrPath;
 
 /// The schema URN of the core User.
 pub(crate) const CORE_USER_URN: &str = "urn:ietf:params:scim:schemas:core:2.0:User";

@@ -1,9 +1,10 @@
-//! SCIM 2.0 protocol pieces (RFC 7643/7644) that both roles share.
+//! SCIM 2.0 protocol pieces (RFC 7643/7644) that both roles share. What only one role needs
+//! lives under `client/` or `server/`.
 
-pub mod bulk;
-pub mod discovery;
+pub mod attr;
 pub mod filter;
+pub mod lenient;
+pub mod message;
 pub mod patch;
 pub mod path;
-pub mod response;
 pub mod uri;

@@ -12,10 +12,10 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::scim::bulk::BULK_RESPONSE_SCHEMA;
-use crate::scim::path;
-use crate::scim::response::lenient_u64;
-use crate::server::directory::Directory;
+use crate::ports::Directory;
+use crate::scim::attr;
+use crate::scim::lenient::lenient_u64;
+use crate::scim::message::BULK_RESPONSE_SCHEMA;
 use crate::server::error::ScimError;
 use crate::server::handler::{ScimServer, parse_json};
 use crate::server::http::{QueryParams, ServerResponse};
@@ -40,7 +40,7 @@ fn read_operation(v: &Value) -> Result<Operation, ScimError> {
         return Err(ScimError::syntax("each operation must be a JSON object"));
     };
     let text = |name: &str| -> Result<Option<String>, ScimError> {
-        match path::get_ci(o, name) {
+        match attr::get_ci(o, name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(_) => Err(ScimError::syntax(format!("{name} must be a string"))),
@@ -54,7 +54,7 @@ fn read_operation(v: &Value) -> Result<Operation, ScimError> {
         bulk_id: text("bulkId")?,
         version: text("version")?,
         path: text("path")?.ok_or_else(|| ScimError::syntax("the operation has no path"))?,
-        data: path::get_ci(o, "data").cloned(),
+        data: attr::get_ci(o, "data").cloned(),
     })
 }
 
@@ -161,7 +161,7 @@ impl<D: Directory> ScimServer<D> {
         let Value::Object(obj) = &request else {
             return Err(ScimError::syntax("a BulkRequest must be a JSON object"));
         };
-        let Some(Value::Array(raw_ops)) = path::get_ci(obj, "Operations") else {
+        let Some(Value::Array(raw_ops)) = attr::get_ci(obj, "Operations") else {
             return Err(ScimError::syntax("a BulkRequest needs an Operations array"));
         };
         let max = self.config().bulk_max_operations;
@@ -174,7 +174,7 @@ impl<D: Directory> ScimServer<D> {
                 ),
             ));
         }
-        let fail_on_errors = match path::get_ci(obj, "failOnErrors") {
+        let fail_on_errors = match attr::get_ci(obj, "failOnErrors") {
             None | Some(Value::Null) => None,
             Some(v) => Some(
                 lenient_u64(v)

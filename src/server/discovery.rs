@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
-use crate::scim::path;
-use crate::server::directory::ResourceKind;
+use crate::ports::ResourceKind;
+use crate::scim::attr;
 use crate::server::error::ScimError;
 use crate::server::http::QueryParams;
 use crate::server::list::list_response;
@@ -116,7 +116,7 @@ pub(crate) fn resource_types(
         }
         Some(name) => KINDS
             .into_iter()
-            .find(|k| path::name_eq(k.name(), name))
+            .find(|k| attr::name_eq(k.name(), name))
             .map(|k| resource_type(base_url, k))
             .ok_or_else(|| ScimError::not_found("resource type")),
     }

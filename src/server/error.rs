@@ -3,10 +3,10 @@
 
 use serde_json::{Value, json};
 
+use crate::ports::DirectoryError;
 use crate::scim::filter::FilterError;
+use crate::scim::message::ERROR_SCHEMA;
 use crate::scim::patch::PatchError;
-use crate::scim::response::ERROR_SCHEMA;
-use crate::server::directory::DirectoryError;
 use crate::server::http::ServerResponse;
 
 /// A failure to answer with a SCIM error body.

@@ -3,15 +3,15 @@
 //! Every answer is SCIM: success bodies and error bodies alike are
 //! `application/scim+json`, and no input, however malformed, makes it panic.
 
-use std::fmt;
-
 use serde_json::Value;
 
+use crate::ports::{Directory, DirectoryError, Query, ResourceKind, StoredResource};
+use crate::scim::attr::AttrName;
 use crate::scim::filter::Filter;
 use crate::scim::patch::{PatchErrorKind, PatchRequest};
-use crate::scim::path::{AttrName, AttrPath};
+use crate::scim::path::AttrPath;
 use crate::server::auth::authenticate;
-use crate::server::directory::{Directory, DirectoryError, Query, ResourceKind, StoredResource};
+use crate::server::config::ServerConfig;
 use crate::server::discovery;
 use crate::server::error::ScimError;
 use crate::server::etag::{self, etag};
@@ -21,54 +21,6 @@ use crate::server::projection::{Projection, split_names};
 use crate::server::resource::{self, group_ref, location};
 use crate::server::routes::Route;
 use crate::server::validate::{SchemasRule, validate};
-
-/// How the server presents itself and what it allows.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ServerConfig {
-    /// The absolute SCIM base URL, such as `https://cms.example/scim/v2`, for
-    /// `meta.location` and `Location`. A trailing `/` is ignored.
-    pub base_url: String,
-    /// The bearer token clients must present. Empty admits no one.
-    pub bearer_token: String,
-    /// The most resources one list or search returns (`filter.maxResults`).
-    pub max_results: u32,
-    /// The most operations one bulk request may hold (`bulk.maxOperations`).
-    pub bulk_max_operations: u32,
-    /// The largest request body accepted, in bytes (`bulk.maxPayloadSize`); larger ones
-    /// get 413.
-    pub bulk_max_payload: u64,
-}
-
-impl ServerConfig {
-    /// A configuration with the default limits: 200 results, 100 bulk operations, 1 MiB.
-    pub fn new(base_url: impl Into<String>, bearer_token: impl Into<String>) -> Self {
-        ServerConfig {
-            base_url: base_url.into(),
-            bearer_token: bearer_token.into(),
-            max_results: 200,
-            bulk_max_operations: 100,
-            bulk_max_payload: 1024 * 1024,
-        }
-    }
-
-    /// The base URL without a trailing `/`.
-    fn base(&self) -> &str {
-        self.base_url.trim_end_matches('/')
-    }
-}
-
-/// Redacts the token.
-impl fmt::Debug for ServerConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServerConfig")
-            .field("base_url", &self.base_url)
-            .field("bearer_token", &"<redacted>")
-            .field("max_results", &self.max_results)
-            .field("bulk_max_operations", &self.bulk_max_operations)
-            .field("bulk_max_payload", &self.bulk_max_payload)
-            .finish()
-    }
-}
 
 /// A SCIM 2.0 service provider over a [`Directory`].
 pub struct ScimServer<D: Directory> {

@@ -4,9 +4,9 @@
 
 use serde_json::{Value, json};
 
+use crate::ports::Query;
+use crate::scim::attr::{self, AttrName};
 use crate::scim::filter::{self, Filter};
-use crate::scim::path::{self, AttrName};
-use crate::server::directory::Query;
 use crate::server::error::ScimError;
 use crate::server::http::QueryParams;
 use crate::server::projection::{Projection, split_names};
@@ -65,7 +65,7 @@ impl ListRequest {
         let Value::Object(obj) = body else {
             return Err(ScimError::syntax("a SearchRequest must be a JSON object"));
         };
-        let field = |name: &str| path::get_ci(obj, name).filter(|v| !v.is_null());
+        let field = |name: &str| attr::get_ci(obj, name).filter(|v| !v.is_null());
         let text = |name: &str| -> Result<Option<String>, ScimError> {
             match field(name) {
                 None => Ok(None),

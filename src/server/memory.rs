@@ -6,10 +6,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde_json::{Value, json};
 
-use crate::scim::path;
-use crate::server::directory::{
-    Directory, DirectoryError, Query, QueryPage, ResourceKind, StoredResource,
-};
+use crate::ports::{Directory, DirectoryError, Query, QueryPage, ResourceKind, StoredResource};
+use crate::scim::attr;
 use crate::server::select::select;
 
 /// Users and Groups in memory, behind a mutex so one directory can serve several threads.
@@ -136,7 +134,7 @@ fn unique_attr(kind: ResourceKind) -> &'static str {
 
 fn unique_key(kind: ResourceKind, resource: &Value) -> Option<String> {
     let obj = resource.as_object()?;
-    path::get_ci(obj, unique_attr(kind))
+    attr::get_ci(obj, unique_attr(kind))
         .and_then(Value::as_str)
         .map(str::to_lowercase)
 }
@@ -166,7 +164,7 @@ fn check_unique(
 /// The resource without the keys the server writes itself.
 fn strip_server_keys(resource: &Value) -> Value {
     let mut obj = resource.as_object().cloned().unwrap_or_default();
-    obj.retain(|k, _| !path::name_eq(k, "id") && !path::name_eq(k, "meta"));
+    obj.retain(|k, _| !attr::name_eq(k, "id") && !attr::name_eq(k, "meta"));
     Value::Object(obj)
 }
 
@@ -275,14 +273,14 @@ fn drop_member(state: &mut State, member_id: &str, now: &str) {
         let Some(obj) = group.resource.as_object_mut() else {
             continue;
         };
-        let Some(key) = path::find_key(obj, "members").map(str::to_string) else {
+        let Some(key) = attr::find_key(obj, "members").map(str::to_string) else {
             continue;
         };
         if let Some(Value::Array(members)) = obj.get_mut(&key) {
             let before = members.len();
             members.retain(|m| {
                 m.as_object()
-                    .and_then(|o| path::get_ci(o, "value"))
+                    .and_then(|o| attr::get_ci(o, "value"))
                     .and_then(Value::as_str)
                     != Some(member_id)
             });

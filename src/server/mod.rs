@@ -3,10 +3,13 @@
 //!
 //! [`ScimServer::handle`] takes one HTTP request ([`ServerRequest`]) and returns the
 //! response ([`ServerResponse`]); it reaches the CMS's user store only through the
-//! [`Directory`] port, which the host implements. [`MemoryDirectory`] is a reference
+//! [`Directory`](crate::ports::Directory) port, which the host implements and which lives
+//! with the other ports in [`crate::ports`]. [`MemoryDirectory`] is a reference
 //! implementation for trying the role and for tests.
 //!
-//! Files: `directory` (the port), `memory` (the reference directory), `handler` (routing
+//! Files: `config` (the server's settings and their checks), `cms_view` (what the
+//! directory is told a written user means to the CMS), `memory` (the reference directory),
+//! `handler` (routing
 //! and the resource endpoints), `bulk`, `discovery`, `schemas` (the schema table that
 //! drives `/Schemas`, validation and output), `validate`, `projection`
 //! (`attributes`/`excludedAttributes`), `list` (paging, sorting, ListResponse), `select` (which
@@ -15,7 +18,8 @@
 
 mod auth;
 mod bulk;
-pub mod directory;
+mod cms_view;
+mod config;
 mod discovery;
 mod error;
 mod etag;
@@ -33,10 +37,8 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use directory::{
-    Directory, DirectoryError, ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, Query, QueryPage,
-    ResourceKind, StoredResource, USER_SCHEMA,
-};
-pub use handler::{ScimServer, ServerConfig};
+pub use cms_view::cms_view;
+pub use config::ServerConfig;
+pub use handler::ScimServer;
 pub use http::{SCIM_CONTENT_TYPE, ServerRequest, ServerResponse};
 pub use memory::MemoryDirectory;

@@ -7,7 +7,8 @@
 
 use serde_json::{Map, Value};
 
-use crate::scim::path::{self, AttrPath};
+use crate::scim::attr;
+use crate::scim::path::AttrPath;
 use crate::server::error::ScimError;
 
 /// How many names one parameter may list; enough for any real client, and it bounds the
@@ -86,12 +87,12 @@ impl Projection {
     pub fn wants(&self, name: &str) -> bool {
         match &self.include {
             Some(items) => items.iter().any(|i| {
-                i.urn.is_none() && i.attr.as_deref().is_none_or(|a| path::name_eq(a, name))
+                i.urn.is_none() && i.attr.as_deref().is_none_or(|a| attr::name_eq(a, name))
             }),
             None => !self.exclude.iter().any(|i| {
                 i.urn.is_none()
                     && i.sub.is_none()
-                    && i.attr.as_deref().is_some_and(|a| path::name_eq(a, name))
+                    && i.attr.as_deref().is_some_and(|a| attr::name_eq(a, name))
             }),
         }
     }
@@ -116,7 +117,7 @@ impl Projection {
 }
 
 fn is_always(key: &str) -> bool {
-    path::name_eq(key, "id") || path::name_eq(key, "schemas")
+    attr::name_eq(key, "id") || attr::name_eq(key, "schemas")
 }
 
 /// A key holding an extension's attributes is its schema URN.
@@ -132,7 +133,7 @@ fn include(key: &str, value: Value, items: &[Item]) -> Option<Value> {
     if is_extension_key(key) {
         let mine: Vec<&Item> = items
             .iter()
-            .filter(|i| i.urn.as_deref().is_some_and(|u| path::name_eq(u, key)))
+            .filter(|i| i.urn.as_deref().is_some_and(|u| attr::name_eq(u, key)))
             .collect();
         if mine.is_empty() {
             return None;
@@ -159,7 +160,7 @@ fn include(key: &str, value: Value, items: &[Item]) -> Option<Value> {
 /// The attribute `key` with only the parts `items` name, or `None` when they name none.
 fn select<'a>(key: &str, value: Value, items: impl Iterator<Item = &'a Item>) -> Option<Value> {
     let mut subs = Vec::new();
-    for i in items.filter(|i| i.attr.as_deref().is_some_and(|a| path::name_eq(a, key))) {
+    for i in items.filter(|i| i.attr.as_deref().is_some_and(|a| attr::name_eq(a, key))) {
         match &i.sub {
             None => return Some(value),
             Some(s) => subs.push(s.as_str()),
@@ -171,7 +172,7 @@ fn select<'a>(key: &str, value: Value, items: impl Iterator<Item = &'a Item>) ->
     let keep = |o: Map<String, Value>| -> Option<Value> {
         let kept: Map<String, Value> = o
             .into_iter()
-            .filter(|(k, _)| subs.iter().any(|s| path::name_eq(s, k)))
+            .filter(|(k, _)| subs.iter().any(|s| attr::name_eq(s, k)))
             .collect();
         (!kept.is_empty()).then_some(Value::Object(kept))
     };
@@ -195,7 +196,7 @@ fn exclude(obj: &mut Map<String, Value>, item: &Item) {
     let container = match &item.urn {
         None => obj,
         Some(urn) => {
-            let Some(key) = path::find_key(obj, urn).map(str::to_string) else {
+            let Some(key) = attr::find_key(obj, urn).map(str::to_string) else {
                 return;
             };
             if item.attr.is_none() {
@@ -211,7 +212,7 @@ fn exclude(obj: &mut Map<String, Value>, item: &Item) {
     let Some(attr) = &item.attr else {
         return;
     };
-    let Some(key) = path::find_key(container, attr).map(str::to_string) else {
+    let Some(key) = attr::find_key(container, attr).map(str::to_string) else {
         return;
     };
     if item.urn.is_none() && is_always(&key) {
@@ -222,7 +223,7 @@ fn exclude(obj: &mut Map<String, Value>, item: &Item) {
         return;
     };
     let drop_sub = |o: &mut Map<String, Value>| {
-        if let Some(k) = path::find_key(o, sub).map(str::to_string) {
+        if let Some(k) = attr::find_key(o, sub).map(str::to_string) {
             o.remove(&k);
         }
     };

@@ -3,9 +3,9 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::scim::path;
+use crate::ports::{ResourceKind, StoredResource};
+use crate::scim::attr;
 use crate::scim::uri::encode_component as encode_segment;
-use crate::server::directory::{ResourceKind, StoredResource};
 use crate::server::etag::etag;
 use crate::server::schemas::{self, Mutability, Returned};
 
@@ -23,8 +23,8 @@ pub(crate) fn with_server_keys(
 ) -> Value {
     let mut obj: Map<String, Value> = stored.resource.as_object().cloned().unwrap_or_default();
     // A host may have stored keys the server owns; the server's values win.
-    obj.retain(|k, _| !path::name_eq(k, "id") && !path::name_eq(k, "meta"));
-    if path::find_key(&obj, "schemas").is_none() {
+    obj.retain(|k, _| !attr::name_eq(k, "id") && !attr::name_eq(k, "meta"));
+    if attr::find_key(&obj, "schemas").is_none() {
         obj.insert("schemas".into(), json!([kind.schema()]));
     }
     obj.insert("id".into(), Value::String(stored.id.clone()));
@@ -51,7 +51,7 @@ pub(crate) fn render(kind: ResourceKind, stored: &StoredResource, base_url: &str
                 || (a.mutability == Mutability::ReadOnly && a.name == "groups")
         });
         for def in hidden {
-            obj.retain(|k, _| !path::name_eq(k, def.name));
+            obj.retain(|k, _| !attr::name_eq(k, def.name));
         }
     }
     v
@@ -67,7 +67,7 @@ pub(crate) fn group_ref(base_url: &str, group: &StoredResource) -> Value {
     if let Some(name) = group
         .resource
         .as_object()
-        .and_then(|o| path::get_ci(o, "displayName"))
+        .and_then(|o| attr::get_ci(o, "displayName"))
         .and_then(Value::as_str)
     {
         v["display"] = Value::String(name.to_string());

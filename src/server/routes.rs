@@ -1,6 +1,6 @@
 //! Which endpoint a request path names (RFC 7644 §3.2), and the methods each one allows.
 
-use crate::server::directory::ResourceKind;
+use crate::ports::ResourceKind;
 use crate::server::http::percent_decode;
 
 /// An endpoint.

@@ -9,8 +9,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::scim::path;
-use crate::server::directory::{ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, ResourceKind, USER_SCHEMA};
+use crate::ports::{ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, ResourceKind, USER_SCHEMA};
+use crate::scim::attr;
 
 /// An attribute's data type (RFC 7643 §2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +145,7 @@ impl AttrDef {
 
     /// The sub-attribute of that name, case-insensitively.
     pub fn sub_attr(&self, name: &str) -> Option<&'static AttrDef> {
-        self.sub.iter().find(|a| path::name_eq(a.name, name))
+        self.sub.iter().find(|a| attr::name_eq(a.name, name))
     }
 
     /// The definition as `/Schemas` shows it.
@@ -201,7 +201,7 @@ pub(crate) struct SchemaDef {
 impl SchemaDef {
     /// The attribute of that name, case-insensitively.
     pub fn attr(&self, name: &str) -> Option<&'static AttrDef> {
-        self.attributes.iter().find(|a| path::name_eq(a.name, name))
+        self.attributes.iter().find(|a| attr::name_eq(a.name, name))
     }
 
     /// The schema resource (RFC 7643 §7), with `meta.location` under `base_url`.
@@ -226,7 +226,7 @@ pub(crate) const ALL: [&SchemaDef; 3] = [&USER, &ENTERPRISE_USER, &GROUP];
 
 /// The schema with that URN, case-insensitively.
 pub(crate) fn find(urn: &str) -> Option<&'static SchemaDef> {
-    ALL.into_iter().find(|s| path::name_eq(s.id, urn))
+    ALL.into_iter().find(|s| attr::name_eq(s.id, urn))
 }
 
 /// The core schema of a resource type.

@@ -7,9 +7,9 @@ use std::cmp::Ordering;
 
 use serde_json::{Map, Value};
 
+use crate::ports::{DirectoryError, Query};
+use crate::scim::attr::{self, AttrName};
 use crate::scim::filter;
-use crate::scim::path::{self, AttrName};
-use crate::server::directory::{DirectoryError, Query};
 
 /// What a query selects out of a list of resources.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,15 +107,15 @@ impl SortKey {
 fn sort_key(p: &AttrName, view: &Value) -> Option<SortKey> {
     let root = view.as_object()?;
     let holder: &Map<String, Value> = match &p.urn {
-        Some(urn) if !path::is_core_urn(urn) => path::get_ci(root, urn)?.as_object()?,
+        Some(urn) if !attr::is_core_urn(urn) => attr::get_ci(root, urn)?.as_object()?,
         _ => root,
     };
-    let mut v = path::get_ci(holder, &p.attr)?;
+    let mut v = attr::get_ci(holder, &p.attr)?;
     v = pick(v)?;
     if let Some(sub) = &p.sub_attr {
-        v = pick(path::get_ci(v.as_object()?, sub)?)?;
+        v = pick(attr::get_ci(v.as_object()?, sub)?)?;
     } else if let Value::Object(o) = v {
-        v = path::get_ci(o, "value")?;
+        v = attr::get_ci(o, "value")?;
     }
     match v {
         Value::String(s) => Some(SortKey::Text(s.to_lowercase())),
@@ -132,7 +132,7 @@ fn pick(v: &Value) -> Option<&Value> {
             .iter()
             .find(|i| {
                 i.as_object()
-                    .and_then(|o| path::get_ci(o, "primary"))
+                    .and_then(|o| attr::get_ci(o, "primary"))
                     .and_then(Value::as_bool)
                     == Some(true)
             })

@@ -9,9 +9,9 @@
 
 use serde_json::{Map, Value};
 
-use crate::scim::path;
-use crate::scim::response::lenient_bool;
-use crate::server::directory::ResourceKind;
+use crate::ports::ResourceKind;
+use crate::scim::attr;
+use crate::scim::lenient::lenient_bool;
 use crate::server::error::ScimError;
 use crate::server::schemas::{self, AttrDef, AttrType, Mutability, SchemaDef};
 
@@ -38,7 +38,7 @@ pub(crate) fn validate(
     let core = schemas::core(kind);
     let mut out = Map::new();
     let mut schema_list = read_schemas(input, rule)?;
-    if !schema_list.iter().any(|s| path::name_eq(s, core.id)) {
+    if !schema_list.iter().any(|s| attr::name_eq(s, core.id)) {
         match rule {
             SchemasRule::Require => {
                 return Err(ScimError::value(format!(
@@ -51,10 +51,10 @@ pub(crate) fn validate(
         }
     }
     for (key, value) in input {
-        if path::name_eq(key, "schemas") || path::name_eq(key, "id") || path::name_eq(key, "meta") {
+        if attr::name_eq(key, "schemas") || attr::name_eq(key, "id") || attr::name_eq(key, "meta") {
             continue;
         }
-        if path::name_eq(key, "externalId") {
+        if attr::name_eq(key, "externalId") {
             match value {
                 Value::Null => {}
                 Value::String(_) => {
@@ -75,10 +75,10 @@ pub(crate) fn validate(
         }
         if let Some(ext) = schemas::extensions(kind)
             .iter()
-            .find(|s| path::name_eq(s.id, key))
+            .find(|s| attr::name_eq(s.id, key))
         {
             if let Some(v) = check_extension(ext, value)? {
-                if !schema_list.iter().any(|s| path::name_eq(s, ext.id)) {
+                if !schema_list.iter().any(|s| attr::name_eq(s, ext.id)) {
                     schema_list.push(ext.id.to_string());
                 }
                 out.insert(ext.id.to_string(), v);
@@ -112,7 +112,7 @@ pub(crate) fn validate(
 }
 
 fn read_schemas(input: &Map<String, Value>, rule: SchemasRule) -> Result<Vec<String>, ScimError> {
-    match path::get_ci(input, "schemas") {
+    match attr::get_ci(input, "schemas") {
         Some(Value::Array(items)) => items
             .iter()
             .map(|s| {

@@ -7,8 +7,9 @@ use serde_json::{Value, json};
 use super::*;
 use crate::client::fake::{FakeHttp, MemoryLog, json_response};
 use crate::config::{Auth, ConnectorConfig};
+use crate::error::TransportError;
 use crate::error::{RetryClass, ScimError};
-use crate::ports::{HttpRequest, TransportError};
+use crate::ports::HttpRequest;
 use crate::user::FieldValue;
 
 const BASE: &str = "https://app.example/scim/v2";
@@ -63,7 +64,7 @@ fn list(resources: Vec<Value>) -> Answer {
 fn bulk_answer(operations: Value) -> Answer {
     json_answer(
         200,
-        json!({"schemas": [crate::scim::bulk::BULK_RESPONSE_SCHEMA], "Operations": operations}),
+        json!({"schemas": [crate::scim::message::BULK_RESPONSE_SCHEMA], "Operations": operations}),
     )
 }
 

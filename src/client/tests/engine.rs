@@ -7,9 +7,10 @@ use serde_json::{Value, json};
 use super::*;
 use crate::client::fake::{FakeHttp, MemoryLog, empty_response, json_response};
 use crate::config::{Auth, ConnectorConfig};
+use crate::error::TransportError;
 use crate::error::{RetryClass, ScimError};
-use crate::ports::{HttpRequest, HttpResponse, TransportError};
-use crate::scim::response::ERROR_SCHEMA;
+use crate::ports::{HttpRequest, HttpResponse};
+use crate::scim::message::ERROR_SCHEMA;
 use crate::user::FieldValue;
 
 const BASE: &str = "https://idp.example/scim/v2";

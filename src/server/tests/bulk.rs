@@ -3,7 +3,8 @@
 use serde_json::{Value, json};
 
 use super::{BASE, TOKEN, assert_error, call, clock, create_user, server};
-use crate::server::{GROUP_SCHEMA, MemoryDirectory, ScimServer, ServerConfig, USER_SCHEMA};
+use crate::ports::{GROUP_SCHEMA, USER_SCHEMA};
+use crate::server::{MemoryDirectory, ScimServer, ServerConfig};
 
 fn bulk(ops: Value) -> Value {
     json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"], "Operations": ops})

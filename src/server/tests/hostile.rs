@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::{call, create_group, create_user, request, server};
-use crate::scim::response::ERROR_SCHEMA;
+use crate::scim::message::ERROR_SCHEMA;
 use crate::server::{ScimServer, ServerRequest, ServerResponse};
 
 /// xorshift64*: deterministic, so a failure reproduces.

@@ -3,11 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::scim::response::ERROR_SCHEMA;
-use crate::server::{
-    ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, MemoryDirectory, ResourceKind, ScimServer, ServerConfig,
-    ServerRequest, ServerResponse, USER_SCHEMA,
-};
+use crate::ports::{ENTERPRISE_USER_SCHEMA, GROUP_SCHEMA, ResourceKind, USER_SCHEMA};
+use crate::scim::message::ERROR_SCHEMA;
+use crate::server::{MemoryDirectory, ScimServer, ServerConfig, ServerRequest, ServerResponse};
 
 mod bulk;
 mod hostile;
@@ -263,7 +261,7 @@ fn create_user_rfc_7644_3_3() {
     assert_eq!(u["name"]["givenName"], "Barbara");
     assert!(u.get("password").is_none(), "password is never returned");
     // It was stored, though.
-    let stored = crate::server::Directory::get(s.directory(), ResourceKind::User, id);
+    let stored = crate::ports::Directory::get(s.directory(), ResourceKind::User, id);
     assert_eq!(
         stored
             .ok()
@@ -616,7 +614,7 @@ fn put_replaces() {
     assert_eq!(u["meta"]["created"], "2023-11-14T22:13:20Z");
     assert_eq!(r.header("ETag"), Some("W/\"2\""));
     // The password was kept, since clients cannot read it back.
-    let stored = crate::server::Directory::get(s.directory(), ResourceKind::User, &id);
+    let stored = crate::ports::Directory::get(s.directory(), ResourceKind::User, &id);
     assert_eq!(
         stored
             .ok()

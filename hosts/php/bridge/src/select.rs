@@ -4,8 +4,8 @@
 
 use serde_json::{Value, json};
 
+use scim_provisioner::ports::Query;
 use scim_provisioner::scim::filter;
-use scim_provisioner::server::directory::Query;
 use scim_provisioner::server::select::select;
 
 /// Answers one select request (see `scim_bridge.h`).

@@ -1,13 +1,12 @@
-//! Reading a SCIM server's answers: success bodies, SCIM error bodies, non-SCIM bodies, and
-//! the retry class of every failure (RFC 7644 §3.12; RFC 9110 §10.2.3 for `Retry-After`).
+//! The client role reading a SCIM server's answers: success bodies, SCIM error bodies,
+//! non-SCIM bodies, and the retry class of every failure (RFC 7644 §3.12; RFC 9110 §10.2.3
+//! for `Retry-After`).
 
 use serde_json::Value;
 
 use crate::error::{ProvisioningError, RetryClass, ScimError};
 use crate::ports::HttpResponse;
-
-/// The schema URN of a SCIM error body.
-pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+use crate::scim::message::ERROR_SCHEMA;
 
 /// The longest excerpt of a non-SCIM body that goes into an error message.
 const EXCERPT_CHARS: usize = 120;
@@ -198,28 +197,6 @@ fn safe_text(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(500).collect()
 }
 
-/// Reads a SCIM boolean leniently: real booleans, and the `"True"`/`"False"` strings some
-/// servers (Entra ID among them) send.
-pub fn lenient_bool(value: &Value) -> Option<bool> {
-    match value {
-        Value::Bool(b) => Some(*b),
-        Value::String(s) if s.eq_ignore_ascii_case("true") => Some(true),
-        Value::String(s) if s.eq_ignore_ascii_case("false") => Some(false),
-        _ => None,
-    }
-}
-
-/// Reads a non-negative integer that a server may send as a number or a numeric string.
-pub fn lenient_u64(value: &Value) -> Option<u64> {
-    match value {
-        Value::Number(n) => n
-            .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,14 +327,5 @@ mod tests {
         ));
         assert!(json_body(&resp(200, "", "[1]")).is_err());
         assert!(require_json_body(&resp(200, "", " ")).is_err());
-    }
-
-    #[test]
-    fn lenient_values() {
-        assert_eq!(lenient_bool(&Value::from("False")), Some(false));
-        assert_eq!(lenient_bool(&Value::from("TRUE")), Some(true));
-        assert_eq!(lenient_bool(&Value::from(1)), None);
-        assert_eq!(lenient_u64(&Value::from("1000")), Some(1000));
-        assert_eq!(lenient_u64(&Value::from(-1)), None);
     }
 }

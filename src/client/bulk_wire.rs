@@ -1,16 +1,13 @@
-//! The client's side of the SCIM Bulk messages (RFC 7644 §3.7): building BulkRequests that
+//! The client role's side of the SCIM Bulk messages (RFC 7644 §3.7), as they go over the
+//! wire (the bulk engine that uses them is `client::bulk`): building BulkRequests that
 //! respect the server's `maxOperations` and `maxPayloadSize`, and reading BulkResponses,
 //! leniently, into one result per operation.
 
 use serde_json::{Map, Value, json};
 
-use crate::scim::path::get_ci;
-use crate::scim::response::lenient_u64;
-
-/// The BulkRequest message schema.
-pub const BULK_REQUEST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:BulkRequest";
-/// The BulkResponse message schema.
-pub const BULK_RESPONSE_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:BulkResponse";
+use crate::scim::attr::get_ci;
+use crate::scim::lenient::lenient_u64;
+use crate::scim::message::BULK_REQUEST_SCHEMA;
 
 /// One operation of a BulkRequest.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +210,7 @@ pub fn match_results(sent: &[BulkOperation], results: Vec<BulkResult>) -> Vec<Op
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scim::message::BULK_RESPONSE_SCHEMA;
 
     fn op(method: &'static str, bulk_id: Option<&str>, path: &str) -> BulkOperation {
         BulkOperation {

@@ -1,9 +1,10 @@
-//! `/ServiceProviderConfig` (RFC 7643 §5): what a server says it supports. Parsed leniently,
-//! because real servers send `"True"` strings, numeric strings and missing sections.
+//! What the client role learns from a server's `/ServiceProviderConfig` (RFC 7643 §5):
+//! what the server says it supports. Parsed leniently, because real servers send `"True"`
+//! strings, numeric strings and missing sections.
 
 use serde_json::Value;
 
-use super::response::{lenient_bool, lenient_u64};
+use crate::scim::lenient::{lenient_bool, lenient_u64};
 
 /// Bulk limits a server advertises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
