@@ -10,8 +10,9 @@ use anyhow::{Context, bail};
 use serde_json::{Map, Value};
 
 use crate::delivery;
+use crate::describe::{action_label, describe_error};
 use crate::logging::{Level, LogSink};
-use crate::runtime::{ConnectorSettings, Credentials, Runtime, action_label, describe_error};
+use crate::runtime::{ConnectorSettings, Credentials, Runtime};
 use crate::serve;
 use crate::store::{Store, UserRecord};
 use crate::sync::{SyncOptions, sync};

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use host_example::clock::now_rfc3339;
 use host_example::config::{HostConfig, Threshold};
-use host_example::delivery::{self, now_rfc3339};
+use host_example::delivery;
 use host_example::logging::{Level, LogSink};
 use host_example::store::{Store, UserRecord};
 use host_example::sync::{SyncOptions, sync};
@@ -480,7 +481,7 @@ fn provision(app: &App, needle: &str, dry_run: bool) -> anyhow::Result<ExitCode>
             "dry run for user {} ({}): would {}{}",
             user.id,
             user.name,
-            host_example::sync::planned_name(plan.action),
+            host_example::describe::planned_name(plan.action),
             plan.reason.map(|r| format!(" ({r})")).unwrap_or_default()
         );
         let held = session.take_held();
@@ -518,7 +519,7 @@ fn provision(app: &App, needle: &str, dry_run: bool) -> anyhow::Result<ExitCode>
                 outcome.link.as_ref(),
                 &user.fingerprint(&app.settings.policy_json),
             )?;
-            entry.outcome = delivery::action_name(outcome.action).into();
+            entry.outcome = host_example::describe::action_name(outcome.action).into();
             entry.error = outcome.reason.clone();
             store.append_log(&entry)?;
             println!(
@@ -540,7 +541,7 @@ fn provision(app: &App, needle: &str, dry_run: bool) -> anyhow::Result<ExitCode>
         }
         Err(e) => {
             entry.outcome = "failed".into();
-            entry.http_status = delivery::error_status(&e);
+            entry.http_status = host_example::describe::error_status(&e);
             entry.error = Some(describe_error(&e));
             store.append_log(&entry)?;
             println!(

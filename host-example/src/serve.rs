@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::describe::describe_error;
 use crate::directory::SqliteDirectory;
 use crate::logging::LogSink;
-use crate::runtime::{Runtime, describe_error};
+use crate::runtime::Runtime;
 use crate::types::{ServerConfig, ServerRequest};
 
 /// The path the SCIM API is served under.
@@ -58,8 +59,8 @@ pub fn generate_token() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let seed = format!("{t}:{}:{:p}", std::process::id(), &t);
-    let a = crate::store::fnv1a(seed.as_bytes());
-    let b = crate::store::fnv1a(format!("{seed}:{a}").as_bytes());
+    let a = crate::ids::fnv1a(seed.as_bytes());
+    let b = crate::ids::fnv1a(format!("{seed}:{a}").as_bytes());
     format!("{a:016x}{b:016x}")
 }
 

@@ -11,10 +11,13 @@ use std::time::Instant;
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::clock::now_rfc3339;
 use crate::config::Threshold;
-use crate::delivery::{self, DeliveryReport, action_name, error_status, now_rfc3339};
-use crate::runtime::{ConnectorSettings, Runtime, describe_error};
-use crate::store::{LogEntry, Store, StoredLink, UserRecord, fnv1a};
+use crate::delivery::{self, DeliveryReport};
+use crate::describe::{action_name, describe_error, error_status, planned_name};
+use crate::ids::fnv1a;
+use crate::runtime::{ConnectorSettings, Runtime};
+use crate::store::{LogEntry, Store, StoredLink, UserRecord};
 use crate::types::{
     Action, BatchItem, Link, PlannedAction, ProvisionOutcome, ProvisioningError, UserEvent,
 };
@@ -127,18 +130,6 @@ impl SyncPlan {
             .iter()
             .filter(|w| is_deprovision(w.planned))
             .count() as u64
-    }
-}
-
-/// The planned action's name.
-pub fn planned_name(p: PlannedAction) -> &'static str {
-    match p {
-        PlannedAction::Create => "create",
-        PlannedAction::Update => "update",
-        PlannedAction::Deactivate => "deactivate",
-        PlannedAction::Reactivate => "reactivate",
-        PlannedAction::Delete => "delete",
-        PlannedAction::Skip => "skip",
     }
 }
 
