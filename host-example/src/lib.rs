@@ -33,6 +33,7 @@ pub mod directory;
 mod host_state;
 pub mod http;
 pub mod ids;
+pub mod import;
 pub mod logging;
 mod runtime;
 pub mod serve;
