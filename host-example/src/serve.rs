@@ -13,7 +13,7 @@ use anyhow::{Context, bail};
 
 use crate::describe::describe_error;
 use crate::directory::SqliteDirectory;
-use crate::logging::LogSink;
+use crate::logging::{Level, LogSink};
 use crate::runtime::Runtime;
 use crate::types::{ServerConfig, ServerRequest};
 
@@ -90,6 +90,8 @@ pub fn start(
         policy_json: policy_json.to_string(),
     };
     let directory = SqliteDirectory::open(database)?;
+    // The component's log lines and the host's own report of a trap go to the same sink.
+    let host_log = log.clone();
     let mut session = match runtime.open_server(&config, Box::new(directory), log)? {
         Ok(s) => s,
         Err(e) => bail!("{}", describe_error(&e)),
@@ -152,7 +154,7 @@ pub fn start(
                     r
                 }
                 Err(trap) => {
-                    eprintln!("serve: component trap: {trap:#}");
+                    host_log.write(Level::Error, &format!("serve: component trap: {trap:#}"));
                     tiny_http::Response::from_string(
                         r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"500","detail":"internal error"}"#,
                     )

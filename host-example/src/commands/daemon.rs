@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use host_example::clock::now_rfc3339;
 use host_example::delivery;
-use host_example::sync::sync;
+use host_example::sync::sync_with_progress;
 
+use super::sync::SyncBar;
 use crate::app::App;
 
 /// Syncs every `every` and delivers outbox events as they come, until stopped.
@@ -21,7 +22,10 @@ pub fn run(app: &App, every: Duration) -> anyhow::Result<ExitCode> {
     let mut next_sync = std::time::Instant::now();
     loop {
         if std::time::Instant::now() >= next_sync {
-            match sync(&runtime, &app.settings, &mut store, &options) {
+            let mut bar = SyncBar::default();
+            match sync_with_progress(&runtime, &app.settings, &mut store, &options, &mut |p| {
+                bar.show(p)
+            }) {
                 Ok(summary) => println!("{} sync: {summary}", now_rfc3339()),
                 Err(e) => eprintln!("{} sync failed: {e:#}", now_rfc3339()),
             }
