@@ -4,11 +4,13 @@
 //! attempts. Nothing is ever dropped.
 
 use std::collections::HashSet;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use crate::runtime::{Session, describe_error};
+use crate::clock::{now_ms, now_rfc3339};
+use crate::describe::{action_name, describe_error, error_status};
+use crate::runtime::Session;
 use crate::store::{LogEntry, OutboxEvent, Store, event_name};
-use crate::types::{Action, BatchItem, ProvisionOutcome, ProvisioningError, RetryClass, UserEvent};
+use crate::types::{BatchItem, ProvisionOutcome, ProvisioningError, RetryClass, UserEvent};
 
 /// The first retry waits this long; each further one twice as long.
 const BACKOFF_BASE_MS: i64 = 2_000;
@@ -30,18 +32,6 @@ pub struct DeliveryReport {
     pub bulk_requests: u64,
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// The current time as RFC 3339 (UTC, seconds).
-pub fn now_rfc3339() -> String {
-    scim_provisioner::time::rfc3339(now_ms() / 1000)
-}
-
 /// When to try again after `attempts` failures of this class: `Retry-After` as given,
 /// otherwise exponential backoff with ±25 % jitter so retries of many events spread out.
 pub fn next_attempt_ms(now: i64, attempts: u32, retry: &RetryClass, seed: u64) -> i64 {
@@ -61,29 +51,6 @@ pub fn next_attempt_ms(now: i64, attempts: u32, retry: &RetryClass, seed: u64) -
         }
     };
     now.saturating_add(delay)
-}
-
-/// The HTTP status a failure carried, for the log.
-pub fn error_status(e: &ProvisioningError) -> Option<u16> {
-    match e {
-        ProvisioningError::Scim(s) => Some(s.status),
-        ProvisioningError::UnexpectedResponse(u) => Some(u.status),
-        _ => None,
-    }
-}
-
-/// The action's short name for the log.
-pub fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Created => "created",
-        Action::Adopted => "adopted",
-        Action::Updated => "updated",
-        Action::Unchanged => "unchanged",
-        Action::Deactivated => "deactivated",
-        Action::Deleted => "deleted",
-        Action::Unlinked => "unlinked",
-        Action::Skipped => "skipped",
-    }
 }
 
 /// Delivers due events until none is left that has not been tried in this run. With
@@ -221,7 +188,7 @@ fn settle(
             report.delivered += 1;
             return Ok(());
         }
-        Ok(Err(e)) => (describe_error(&e), e.retry_class(), error_status(&e)),
+        Ok(Err(e)) => (describe_error(&e), retry_class(&e), error_status(&e)),
         // A trap is a host-side failure: keep the event and try again later.
         Err(trap) => (
             format!("component trap: {trap:#}"),
@@ -252,21 +219,17 @@ fn settle(
     Ok(())
 }
 
-trait RetryOf {
-    fn retry_class(&self) -> RetryClass;
-}
-
-impl RetryOf for ProvisioningError {
-    fn retry_class(&self) -> RetryClass {
-        match self {
-            ProvisioningError::Scim(s) => s.retry,
-            ProvisioningError::UnexpectedResponse(u) => u.retry,
-            // The component classifies transport failures too; the host does not guess.
-            ProvisioningError::Transport(t) => t.retry,
-            ProvisioningError::InvalidConfig(_)
-            | ProvisioningError::MissingAttribute(_)
-            | ProvisioningError::Other(_) => RetryClass::Permanent,
-        }
+/// The retry class a failure carries. The component classifies every failure it reports,
+/// transport failures included (`transport-failure.retry`); the host does not guess. What
+/// carries no class (a configuration or mapping problem) will not heal by retrying.
+fn retry_class(error: &ProvisioningError) -> RetryClass {
+    match error {
+        ProvisioningError::Scim(s) => s.retry,
+        ProvisioningError::UnexpectedResponse(u) => u.retry,
+        ProvisioningError::Transport(t) => t.retry,
+        ProvisioningError::InvalidConfig(_)
+        | ProvisioningError::MissingAttribute(_)
+        | ProvisioningError::Other(_) => RetryClass::Permanent,
     }
 }
 
@@ -285,12 +248,5 @@ mod tests {
             next_attempt_ms(10, 1, &RetryClass::AfterSeconds(30), 0),
             30_010
         );
-    }
-
-    #[test]
-    fn rfc3339_now_is_well_formed() {
-        let s = now_rfc3339();
-        assert_eq!(s.len(), 20);
-        assert!(s.ends_with('Z') && s.starts_with("20"));
     }
 }

@@ -3,48 +3,17 @@
 //! SQL; any other filter is evaluated with the component's own filter engine (the core
 //! crate, linked natively), so host and guest never disagree on what a filter means.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use rusqlite::{Connection, OptionalExtension, params};
 use scim_provisioner::scim::filter::{self, CompareOp, Filter};
 use serde_json::Value;
 
-use crate::bindings::scim::provisioner::directory::{
-    DirectoryError, QueryPage, ResourceKind, Search, StoredResource,
-};
-use crate::delivery::now_rfc3339;
+use crate::clock::now_rfc3339;
+use crate::host_state::DirectoryBackend;
+use crate::ids::new_id;
 use crate::store::{Store, UserRecord};
-use crate::types::{CmsUser, FieldValue};
-
-/// What the host side of `directory` must do.
-pub trait DirectoryBackend: Send {
-    /// The resource with this id.
-    fn get(
-        &mut self,
-        kind: ResourceKind,
-        id: &str,
-    ) -> Result<Option<StoredResource>, DirectoryError>;
-    /// One page of matching resources.
-    fn query(&mut self, kind: ResourceKind, search: &Search) -> Result<QueryPage, DirectoryError>;
-    /// Stores a new resource; `cms` is a user's CMS view (reverse-mapped by the component).
-    fn create(
-        &mut self,
-        kind: ResourceKind,
-        json: &str,
-        cms: Option<&CmsUser>,
-    ) -> Result<StoredResource, DirectoryError>;
-    /// Replaces a resource; `cms` as for `create`.
-    fn replace(
-        &mut self,
-        kind: ResourceKind,
-        id: &str,
-        json: &str,
-        cms: Option<&CmsUser>,
-        if_version: Option<&str>,
-    ) -> Result<StoredResource, DirectoryError>;
-    /// Deletes a resource.
-    fn delete(&mut self, kind: ResourceKind, id: &str) -> Result<bool, DirectoryError>;
-}
+use crate::types::{
+    CmsUser, DirectoryError, FieldValue, QueryPage, ResourceKind, Search, StoredResource,
+};
 
 /// A directory in a SQLite file. Users are also kept as normal CMS users in the same
 /// file's `users` table (the host store's), so an identity provider's users appear in the
@@ -128,28 +97,6 @@ fn unique_key(kind: ResourceKind, v: &Value) -> Option<String> {
         ResourceKind::Group => "displayName",
     };
     v.get(attr).and_then(Value::as_str).map(str::to_lowercase)
-}
-
-fn new_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let t = u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    )
-    .unwrap_or(0);
-    let a = crate::store::fnv1a(&[t.to_le_bytes(), n.to_le_bytes()].concat());
-    let pid = u64::from(std::process::id());
-    let b = crate::store::fnv1a(&[n.to_le_bytes(), t.to_le_bytes(), pid.to_le_bytes()].concat());
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        (b >> 48) & 0x3fff | 0x8000,
-        b & 0xffff_ffff_ffff
-    )
 }
 
 impl SqliteDirectory {

@@ -24,21 +24,25 @@
 
 #![deny(missing_docs)]
 
+pub mod clock;
 pub mod config;
 pub mod delivery;
 pub mod demo;
+pub mod describe;
 pub mod directory;
+mod host_state;
 pub mod http;
+pub mod ids;
+pub mod import;
 pub mod logging;
 mod runtime;
 pub mod serve;
 pub mod store;
 pub mod sync;
 
-pub use runtime::{
-    ConnectorSettings, Credentials, HostState, Runtime, ServerSession, Session, action_label,
-    add_to_linker, describe_error,
-};
+pub use describe::{action_label, describe_error};
+pub use host_state::{DirectoryBackend, HostState, add_to_linker};
+pub use runtime::{ConnectorSettings, Credentials, Runtime, ServerSession, Session};
 
 /// Generated bindings for the `provisioner` world.
 #[allow(missing_docs)]

@@ -63,7 +63,7 @@ impl LogSink {
         self
     }
 
-    /// Writes one line from the guest.
+    /// Writes one line: the guest's, or the host's own about the guest (a trap).
     pub fn write(&self, level: Level, message: &str) {
         if rank(level) < self.min_level {
             return;

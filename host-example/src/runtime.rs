@@ -4,142 +4,18 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceAny, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Config, Engine, Store};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::exports::scim::provisioner::server::{
-    ServerConfig, ServerRequest, ServerResponse,
-};
-use crate::bindings::scim::provisioner::directory as dir;
-use crate::bindings::scim::provisioner::types::{
-    Action, Auth, BasicCredentials, BatchItem, BatchOutcome, CmsUser, ConnectorConfig, Link, Plan,
-    ProvisionOutcome, ProvisioningError, RemoteListing, RetryClass, ServerCapabilities, UserEvent,
-};
-use crate::bindings::scim::provisioner::{http_client, logging};
 use crate::bindings::{Provisioner, ProvisionerPre};
-use crate::directory::DirectoryBackend;
-use crate::http::{HttpCapability, OriginPolicy};
-use crate::logging::LogSink;
-
-/// Everything a store holds: WASI state and the host capabilities.
-pub struct HostState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    http: HttpCapability,
-    log: LogSink,
-    /// The directory behind the server role; none for client-only sessions.
-    directory: Option<Box<dyn DirectoryBackend>>,
-}
-
-impl HostState {
-    /// State with the given HTTP policy and log sink, and a WASI context with no
-    /// filesystem, environment or network access (the guest reaches out only through
-    /// `http-client`).
-    pub fn new(http: HttpCapability, log: LogSink) -> Self {
-        HostState {
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
-            http,
-            log,
-            directory: None,
-        }
-    }
-
-    /// State whose WASI context is the one given (used by the test runner).
-    pub fn with_wasi(wasi: WasiCtx, http: HttpCapability, log: LogSink) -> Self {
-        HostState {
-            wasi,
-            table: ResourceTable::new(),
-            http,
-            log,
-            directory: None,
-        }
-    }
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
-impl http_client::Host for HostState {
-    fn send(
-        &mut self,
-        request: http_client::HttpRequest,
-    ) -> Result<http_client::HttpResponse, http_client::TransportError> {
-        self.http.send(request)
-    }
-}
-
-impl logging::Host for HostState {
-    fn log(&mut self, level: logging::Level, message: String) {
-        self.log.write(level, &message);
-    }
-}
-
-impl crate::bindings::scim::provisioner::types::Host for HostState {}
-
-impl HostState {
-    fn directory(&mut self) -> Result<&mut Box<dyn DirectoryBackend>, dir::DirectoryError> {
-        self.directory.as_mut().ok_or_else(|| {
-            dir::DirectoryError::Unavailable("this host session has no directory".into())
-        })
-    }
-}
-
-impl dir::Host for HostState {
-    fn get(
-        &mut self,
-        kind: dir::ResourceKind,
-        id: String,
-    ) -> Result<Option<dir::StoredResource>, dir::DirectoryError> {
-        self.directory()?.get(kind, &id)
-    }
-
-    fn query(
-        &mut self,
-        kind: dir::ResourceKind,
-        search: dir::Search,
-    ) -> Result<dir::QueryPage, dir::DirectoryError> {
-        self.directory()?.query(kind, &search)
-    }
-
-    fn create(
-        &mut self,
-        kind: dir::ResourceKind,
-        json: String,
-        cms: Option<CmsUser>,
-    ) -> Result<dir::StoredResource, dir::DirectoryError> {
-        self.directory()?.create(kind, &json, cms.as_ref())
-    }
-
-    fn replace(
-        &mut self,
-        kind: dir::ResourceKind,
-        id: String,
-        json: String,
-        cms: Option<CmsUser>,
-        if_version: Option<String>,
-    ) -> Result<dir::StoredResource, dir::DirectoryError> {
-        self.directory()?
-            .replace(kind, &id, &json, cms.as_ref(), if_version.as_deref())
-    }
-
-    fn delete(&mut self, kind: dir::ResourceKind, id: String) -> Result<bool, dir::DirectoryError> {
-        self.directory()?.delete(kind, &id)
-    }
-}
-
-/// Adds WASI and the component's own imports to a linker: the one place that wires them.
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
-    Provisioner::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
-}
+use crate::host_state::{DirectoryBackend, HostState, add_to_linker};
+use crate::http::{HeldRequest, HttpCapability, OriginPolicy};
+use crate::logging::{Level, LogSink};
+use crate::types::{
+    Auth, BasicCredentials, BatchItem, BatchOutcome, CmsUser, ConnectorConfig, Link, Plan,
+    ProvisionOutcome, ProvisioningError, RemoteListing, ServerCapabilities, ServerConfig,
+    ServerRequest, ServerResponse, UserEvent,
+};
 
 /// How the connector authenticates.
 #[derive(Clone)]
@@ -282,7 +158,7 @@ impl Runtime {
         &self,
         settings: &ConnectorSettings,
     ) -> anyhow::Result<Result<Session, ProvisioningError>> {
-        self.open_with_log(settings, LogSink::stderr(logging::Level::Warn))
+        self.open_with_log(settings, LogSink::stderr(Level::Warn))
     }
 }
 
@@ -295,8 +171,8 @@ impl Runtime {
         directory: Box<dyn DirectoryBackend>,
         log: LogSink,
     ) -> anyhow::Result<Result<ServerSession, ProvisioningError>> {
-        let mut state = HostState::new(HttpCapability::new(OriginPolicy::deny_all()), log);
-        state.directory = Some(directory);
+        let state = HostState::new(HttpCapability::new(OriginPolicy::deny_all()), log)
+            .with_directory(directory);
         let mut store = Store::new(&self.engine, state);
         let bindings = self.pre.instantiate(&mut store)?;
         let opened = bindings
@@ -419,8 +295,8 @@ impl Session {
     }
 
     /// The writes a dry-run session held back.
-    pub fn take_held(&mut self) -> Vec<crate::http::HeldRequest> {
-        self.store.data_mut().http.take_held()
+    pub fn take_held(&mut self) -> Vec<HeldRequest> {
+        self.store.data_mut().take_held()
     }
 
     /// Reads one remote user as JSON.
@@ -452,83 +328,5 @@ impl Drop for Session {
     fn drop(&mut self) {
         // Drop the guest resource so its destructor runs; a failure here has nowhere to go.
         let _ = self.connector.resource_drop(&mut self.store);
-    }
-}
-
-/// A sentence for people that says what went wrong and what to check, as the seed's
-/// "Save and Test Credentials" would. Never includes a secret.
-pub fn describe_error(error: &ProvisioningError) -> String {
-    use http_client::TransportError as T;
-    match error {
-        ProvisioningError::InvalidConfig(m) => format!("invalid configuration: {m}"),
-        ProvisioningError::MissingAttribute(m) => format!(
-            "user {}: required attribute {} has no value; nothing was sent",
-            m.user_id, m.attribute
-        ),
-        ProvisioningError::Transport(t) => match &t.error {
-            T::Denied(m) => format!("request refused by the host: {m}"),
-            T::InvalidUrl(m) => format!("invalid URL: {m}"),
-            T::CannotConnect(m) => {
-                format!(
-                    "cannot connect to the SCIM server ({m}); check the base URL and that the server is running"
-                )
-            }
-            T::Tls(m) => format!("TLS failure ({m}); check the server's certificate"),
-            T::Timeout => "the SCIM server did not answer in time".into(),
-            T::Other(m) => format!("transport failure: {m}"),
-        },
-        ProvisioningError::Scim(e) => {
-            let mut s = match e.status {
-                401 => "authentication rejected (HTTP 401): check the bearer token".to_string(),
-                403 => "access forbidden (HTTP 403): the token lacks permission".to_string(),
-                404 => "not found (HTTP 404): check the SCIM base URL".to_string(),
-                status => format!("the SCIM server answered HTTP {status}"),
-            };
-            if let Some(t) = &e.scim_type {
-                s.push_str(&format!(", scimType {t}"));
-            }
-            if let Some(d) = &e.detail {
-                s.push_str(&format!(": {d}"));
-            }
-            s.push_str(&retry_note(&e.retry));
-            s
-        }
-        ProvisioningError::UnexpectedResponse(u) => {
-            let hint = match u.status {
-                401 => " (authentication rejected: check the bearer token)",
-                403 => " (forbidden: the token lacks permission)",
-                404 => " (check the SCIM base URL)",
-                _ => "",
-            };
-            format!(
-                "not a SCIM answer (HTTP {}){hint}: {}{}",
-                u.status,
-                u.reason,
-                retry_note(&u.retry)
-            )
-        }
-        ProvisioningError::Other(m) => m.clone(),
-    }
-}
-
-fn retry_note(retry: &RetryClass) -> String {
-    match retry {
-        RetryClass::Permanent => String::new(),
-        RetryClass::Backoff => " (retryable)".into(),
-        RetryClass::AfterSeconds(s) => format!(" (retry after {s} s)"),
-    }
-}
-
-/// The action's name for people: `created`, `adopted`, `updated` …
-pub fn action_label(action: Action) -> &'static str {
-    match action {
-        Action::Created => "created",
-        Action::Adopted => "adopted (an existing remote user matched and was linked)",
-        Action::Updated => "updated",
-        Action::Unchanged => "unchanged (nothing to send)",
-        Action::Deactivated => "deactivated",
-        Action::Deleted => "deleted",
-        Action::Unlinked => "unlinked",
-        Action::Skipped => "skipped",
     }
 }

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+use crate::describe::describe_error;
 use crate::directory::SqliteDirectory;
-use crate::logging::LogSink;
-use crate::runtime::{Runtime, describe_error};
+use crate::logging::{Level, LogSink};
+use crate::runtime::Runtime;
 use crate::types::{ServerConfig, ServerRequest};
 
 /// The path the SCIM API is served under.
@@ -58,8 +59,8 @@ pub fn generate_token() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let seed = format!("{t}:{}:{:p}", std::process::id(), &t);
-    let a = crate::store::fnv1a(seed.as_bytes());
-    let b = crate::store::fnv1a(format!("{seed}:{a}").as_bytes());
+    let a = crate::ids::fnv1a(seed.as_bytes());
+    let b = crate::ids::fnv1a(format!("{seed}:{a}").as_bytes());
     format!("{a:016x}{b:016x}")
 }
 
@@ -89,6 +90,8 @@ pub fn start(
         policy_json: policy_json.to_string(),
     };
     let directory = SqliteDirectory::open(database)?;
+    // The component's log lines and the host's own report of a trap go to the same sink.
+    let host_log = log.clone();
     let mut session = match runtime.open_server(&config, Box::new(directory), log)? {
         Ok(s) => s,
         Err(e) => bail!("{}", describe_error(&e)),
@@ -151,7 +154,7 @@ pub fn start(
                     r
                 }
                 Err(trap) => {
-                    eprintln!("serve: component trap: {trap:#}");
+                    host_log.write(Level::Error, &format!("serve: component trap: {trap:#}"));
                     tiny_http::Response::from_string(
                         r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"500","detail":"internal error"}"#,
                     )

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::{Map, Value};
 
+use crate::ids::fnv1a;
 use crate::types::{CmsUser, FieldValue, Link, UserEvent};
 
 /// A user of the sample CMS, as stored.
@@ -77,16 +78,6 @@ impl UserRecord {
             active: v.get("active").and_then(Value::as_bool).unwrap_or(true),
         })
     }
-}
-
-/// FNV-1a, 64 bits: stable across runs and Rust versions, unlike `DefaultHasher`.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
 }
 
 /// A JSON field value as the component's field value.

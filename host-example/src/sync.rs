@@ -3,18 +3,24 @@
 //! costs no request), and deprovision users that were deleted or left the scope; behind a
 //! safety threshold on deactivations and deletions. Work runs on N component instances at
 //! once, each user always on the same one so its changes keep their order.
+//!
+//! Nothing here prints: [`plan`] returns the plan, [`sync`] the summary, and
+//! [`sync_with_progress`] reports progress and recoverable problems to a callback, so a CLI
+//! can draw a bar and a PHP, Python or Node host can show the same in its own way.
 
 use std::collections::HashMap;
 use std::sync::mpsc;
 use std::time::Instant;
 
 use anyhow::bail;
-use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::clock::now_rfc3339;
 use crate::config::Threshold;
-use crate::delivery::{self, DeliveryReport, action_name, error_status, now_rfc3339};
-use crate::runtime::{ConnectorSettings, Runtime, describe_error};
-use crate::store::{LogEntry, Store, StoredLink, UserRecord, fnv1a};
+use crate::delivery::{self, DeliveryReport};
+use crate::describe::{action_name, describe_error, error_status, planned_name};
+use crate::ids::fnv1a;
+use crate::runtime::{ConnectorSettings, Runtime};
+use crate::store::{LogEntry, Store, StoredLink, UserRecord};
 use crate::types::{
     Action, BatchItem, Link, PlannedAction, ProvisionOutcome, ProvisioningError, UserEvent,
 };
@@ -22,7 +28,8 @@ use crate::types::{
 /// How a sync runs.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
-    /// Print the plan and send nothing.
+    /// Only plan: send nothing, and count the unchanged users (the plan itself comes from
+    /// [`plan`]).
     pub plan_only: bool,
     /// Go ahead even past the deprovisioning threshold.
     pub allow_deletes: bool,
@@ -35,7 +42,8 @@ pub struct SyncOptions {
     pub batch_size: u32,
     /// Delivery attempts before an outbox event is parked.
     pub max_attempts: u32,
-    /// Show a progress bar.
+    /// Report each user's completion to the progress callback (see [`SyncProgress`]), for
+    /// a progress bar.
     pub progress: bool,
     /// A full, verifying reconcile: ignore fingerprints and snapshots, so every linked user
     /// is read back from the server and re-created if the server lost it (a restore, an
@@ -121,24 +129,23 @@ pub struct SyncPlan {
 }
 
 impl SyncPlan {
+    /// How many users each planned action has, by the action's name, sorted by name.
+    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        let mut counts: HashMap<&'static str, u64> = HashMap::new();
+        for w in &self.work {
+            *counts.entry(planned_name(w.planned)).or_default() += 1;
+        }
+        let mut counts: Vec<_> = counts.into_iter().collect();
+        counts.sort();
+        counts
+    }
+
     /// How many deactivations and deletions the plan would send.
     pub fn deprovisions(&self) -> u64 {
         self.work
             .iter()
             .filter(|w| is_deprovision(w.planned))
             .count() as u64
-    }
-}
-
-/// The planned action's name.
-pub fn planned_name(p: PlannedAction) -> &'static str {
-    match p {
-        PlannedAction::Create => "create",
-        PlannedAction::Update => "update",
-        PlannedAction::Deactivate => "deactivate",
-        PlannedAction::Reactivate => "reactivate",
-        PlannedAction::Delete => "delete",
-        PlannedAction::Skip => "skip",
     }
 }
 
@@ -203,12 +210,45 @@ pub fn plan(
     Ok(out)
 }
 
+/// What a running sync reports as it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncProgress {
+    /// The users that need a call are about to be sent (with [`SyncOptions::progress`]).
+    Started {
+        /// How many users will be sent.
+        total: u64,
+    },
+    /// One more user is done, provisioned or failed (with [`SyncOptions::progress`]).
+    UserDone {
+        /// Users done so far.
+        done: u64,
+        /// Users in all.
+        total: u64,
+    },
+    /// Every user is done (with [`SyncOptions::progress`]).
+    Finished,
+    /// Something failed that the sync works around, for the operator: listing the remote
+    /// users, say (matching then looks each user up instead).
+    Warning(String),
+}
+
 /// Runs a sync.
 pub fn sync(
     runtime: &Runtime,
     settings: &ConnectorSettings,
     store: &mut Store,
     options: &SyncOptions,
+) -> anyhow::Result<SyncSummary> {
+    sync_with_progress(runtime, settings, store, options, &mut |_| {})
+}
+
+/// Runs a sync, reporting its progress to `on_progress` (called on this thread).
+pub fn sync_with_progress(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    store: &mut Store,
+    options: &SyncOptions,
+    on_progress: &mut dyn FnMut(SyncProgress),
 ) -> anyhow::Result<SyncSummary> {
     let mut summary = SyncSummary::default();
     if !options.plan_only {
@@ -227,43 +267,20 @@ pub fn sync(
     let plan = plan(runtime, settings, store, options.full)?;
     summary.unchanged = plan.unchanged;
     if options.plan_only {
-        for w in &plan.work {
-            println!(
-                "{:<10} {:<8} {}{}",
-                planned_name(w.planned),
-                w.user.id,
-                if w.user.name.is_empty() {
-                    "(deleted)"
-                } else {
-                    &w.user.name
-                },
-                w.reason
-                    .as_ref()
-                    .map(|r| format!("  ({r})"))
-                    .unwrap_or_default()
-            );
-        }
-        let mut counts: HashMap<&str, u64> = HashMap::new();
-        for w in &plan.work {
-            *counts.entry(planned_name(w.planned)).or_default() += 1;
-        }
-        let mut counts: Vec<_> = counts.into_iter().collect();
-        counts.sort();
-        println!(
-            "plan: {} unchanged; {}",
-            plan.unchanged,
-            counts
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
         return Ok(summary);
     }
     if !options.allow_deletes {
         check_threshold(plan.deprovisions(), plan.linked, options)?;
     }
-    execute(runtime, settings, store, plan.work, options, &mut summary)?;
+    execute(
+        runtime,
+        settings,
+        store,
+        plan.work,
+        options,
+        &mut summary,
+        on_progress,
+    )?;
     store.set_meta("last_sync", &format!("{} {summary}", now_rfc3339()))?;
     Ok(summary)
 }
@@ -301,6 +318,8 @@ enum Report {
     Done(Box<Done>),
     /// Requests made, and how many of them were bulk requests.
     Requests(u64, u64),
+    /// A problem the worker works around.
+    Warning(String),
 }
 
 fn execute(
@@ -310,6 +329,7 @@ fn execute(
     work: Vec<WorkItem>,
     options: &SyncOptions,
     summary: &mut SyncSummary,
+    on_progress: &mut dyn FnMut(SyncProgress),
 ) -> anyhow::Result<()> {
     let (skipped, work): (Vec<_>, Vec<_>) = work
         .into_iter()
@@ -324,7 +344,7 @@ fn execute(
         .filter(|w| w.planned == PlannedAction::Create)
         .count();
     let index = if creates >= INDEX_THRESHOLD {
-        list_remote_users(runtime, settings, summary)
+        list_remote_users(runtime, settings, summary, on_progress)
     } else {
         None
     };
@@ -336,17 +356,9 @@ fn execute(
         let slot = (fnv1a(item.user.id.as_bytes()) % workers as u64) as usize;
         queues[slot].push(item);
     }
-    let bar = if options.progress && total > 0 {
-        let bar = ProgressBar::new(total);
-        if let Ok(style) = ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} users ({per_sec}, eta {eta})",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    if options.progress {
+        on_progress(SyncProgress::Started { total });
+    }
     let batch_size = options.batch_size.max(1) as usize;
     let (tx, rx) = mpsc::channel::<Report>();
     std::thread::scope(|scope| -> anyhow::Result<()> {
@@ -356,9 +368,18 @@ fn execute(
         }
         drop(tx);
         let mut pending: Vec<Report> = Vec::new();
+        let mut done = 0;
         for report in rx {
-            if matches!(report, Report::Done(..)) {
-                bar.inc(1);
+            match report {
+                Report::Warning(message) => {
+                    on_progress(SyncProgress::Warning(message));
+                    continue;
+                }
+                Report::Done(..) if options.progress => {
+                    done += 1;
+                    on_progress(SyncProgress::UserDone { done, total });
+                }
+                _ => {}
             }
             pending.push(report);
             if pending.len() >= 200 {
@@ -367,7 +388,9 @@ fn execute(
         }
         record(store, settings, &mut pending, summary)
     })?;
-    bar.finish_and_clear();
+    if options.progress {
+        on_progress(SyncProgress::Finished);
+    }
     Ok(())
 }
 
@@ -380,6 +403,7 @@ fn list_remote_users(
     runtime: &Runtime,
     settings: &ConnectorSettings,
     summary: &mut SyncSummary,
+    on_progress: &mut dyn FnMut(SyncProgress),
 ) -> Option<String> {
     let listed = (|| -> anyhow::Result<Option<String>> {
         let mut session = runtime
@@ -393,7 +417,9 @@ fn list_remote_users(
     })();
     // Not fatal: matching falls back to a look-up per user.
     listed.unwrap_or_else(|e| {
-        eprintln!("listing remote users failed: {e:#}");
+        on_progress(SyncProgress::Warning(format!(
+            "listing remote users failed: {e:#}"
+        )));
         None
     })
 }
@@ -424,8 +450,17 @@ fn run_queue(
         match s.import_remote_index(document) {
             Ok(Ok(_)) => {}
             // Not fatal: matching falls back to a look-up per user.
-            Ok(Err(e)) => eprintln!("loading the remote users failed: {}", describe_error(&e)),
-            Err(e) => eprintln!("loading the remote users failed: {e:#}"),
+            Ok(Err(e)) => {
+                let _ = tx.send(Report::Warning(format!(
+                    "loading the remote users failed: {}",
+                    describe_error(&e)
+                )));
+            }
+            Err(e) => {
+                let _ = tx.send(Report::Warning(format!(
+                    "loading the remote users failed: {e:#}"
+                )));
+            }
         }
     }
     let mut queue = queue.into_iter().peekable();
@@ -489,6 +524,8 @@ fn record(
                     summary.bulk_requests += bulk;
                     continue;
                 }
+                // Handed to the progress callback as they came.
+                Report::Warning(_) => continue,
             };
             let mut entry = LogEntry {
                 at: now_rfc3339(),

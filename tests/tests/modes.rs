@@ -12,8 +12,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use host_example::clock::now_ms;
 use host_example::config::Threshold;
-use host_example::delivery::{self, DeliveryReport, now_ms};
+use host_example::delivery::{self, DeliveryReport};
 use host_example::logging::LogSink;
 use host_example::store::{Store, UserRecord};
 use host_example::sync::{SyncOptions, SyncSummary, sync};

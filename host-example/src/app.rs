@@ -1,0 +1,154 @@
+//! What the commands share: the configuration, and the runtime, session and store opened
+//! from it when a command needs them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use host_example::config::{HostConfig, Threshold};
+use host_example::delivery;
+use host_example::logging::{Level, LogSink};
+use host_example::store::{Store, UserRecord};
+use host_example::sync::SyncOptions;
+use host_example::{ConnectorSettings, Runtime, Session, describe_error};
+
+/// The component given with `--component`, else the one built with this host, compiled.
+pub fn load_runtime(component: Option<&Path>) -> anyhow::Result<Runtime> {
+    Runtime::new(
+        component
+            .map(Path::to_path_buf)
+            .unwrap_or_else(Runtime::built_component_path),
+    )
+}
+
+/// The guest's log: debug lines with `--verbose`, else warnings and errors; on stderr.
+pub fn log_sink(verbose: bool) -> LogSink {
+    LogSink::stderr(if verbose { Level::Debug } else { Level::Warn })
+}
+
+/// Everything a command needs, opened lazily.
+pub struct App {
+    /// The configuration file's contents.
+    pub config: HostConfig,
+    /// The connector settings it gives.
+    pub settings: ConnectorSettings,
+    config_dir: PathBuf,
+    component: Option<PathBuf>,
+    verbose: bool,
+}
+
+impl App {
+    /// Reads the configuration file.
+    pub fn load(
+        config_file: &Path,
+        component: Option<PathBuf>,
+        verbose: bool,
+    ) -> anyhow::Result<Self> {
+        let config = HostConfig::load(config_file)?;
+        let settings = config.settings()?;
+        let config_dir = config_file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        Ok(App {
+            config,
+            settings,
+            config_dir,
+            component,
+            verbose,
+        })
+    }
+
+    /// The compiled component.
+    pub fn runtime(&self) -> anyhow::Result<Runtime> {
+        load_runtime(self.component.as_deref())
+    }
+
+    /// The guest's log sink.
+    pub fn log(&self) -> LogSink {
+        log_sink(self.verbose)
+    }
+
+    /// An instance of the component with the configured connector open.
+    pub fn session(&self, runtime: &Runtime) -> anyhow::Result<Session> {
+        match runtime.open_with_log(&self.settings, self.log())? {
+            Ok(s) => Ok(s),
+            Err(e) => bail!("{}", describe_error(&e)),
+        }
+    }
+
+    /// The sample CMS's store, its path relative to the configuration file.
+    pub fn store(&self) -> anyhow::Result<Store> {
+        let path = Path::new(&self.config.host.database);
+        let path = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.config_dir.join(path)
+        };
+        Store::open(&path)
+    }
+
+    /// How `sync` and `daemon` run, from the configuration.
+    pub fn sync_options(&self, plan: bool, allow_deletes: bool) -> anyhow::Result<SyncOptions> {
+        Ok(SyncOptions {
+            plan_only: plan,
+            allow_deletes,
+            threshold: Threshold::parse(&self.config.host.deprovision_threshold)?,
+            concurrency: self.config.host.concurrency,
+            batch_size: self.config.host.batch_size,
+            max_attempts: self.config.host.max_attempts,
+            progress: !plan,
+            full: false,
+        })
+    }
+
+    /// Delivers due outbox events now, as automatic provisioning does after each change.
+    pub fn deliver_now(&self, store: &mut Store) -> anyhow::Result<()> {
+        let runtime = self.runtime()?;
+        let mut session = self.session(&runtime)?;
+        let report = delivery::deliver(
+            store,
+            &mut session,
+            &self.settings.policy_json,
+            self.config.host.max_attempts,
+            false,
+        )?;
+        if report.retrying + report.parked > 0 {
+            println!(
+                "provisioning: {} delivered, {} will be retried, {} parked (see `log --failed`)",
+                report.delivered, report.retrying, report.parked
+            );
+        } else if report.delivered > 0 {
+            println!("provisioning: {} delivered", report.delivered);
+        }
+        for entry in store.log_entries(None, false, u32::try_from(report.delivered).unwrap_or(0))? {
+            println!(
+                "  user {} {}: {}{}",
+                entry.user_id,
+                entry.operation,
+                entry.outcome,
+                entry.error.map(|e| format!(" ({e})")).unwrap_or_default()
+            );
+        }
+        Ok(())
+    }
+
+    /// The one user an id, name or email finds.
+    pub fn one_user(&self, store: &Store, needle: &str) -> anyhow::Result<UserRecord> {
+        let found = store.find_users(needle)?;
+        match found.len() {
+            0 => bail!("no user with id, name or email {needle:?}"),
+            1 => Ok(found.into_iter().next().context("one user")?),
+            _ => {
+                let list: Vec<String> = found
+                    .iter()
+                    .map(|u| format!("  {} {} <{}>", u.id, u.name, u.mail))
+                    .collect();
+                bail!(
+                    "{} users match {needle:?}; give an id:\n{}",
+                    found.len(),
+                    list.join("\n")
+                )
+            }
+        }
+    }
+}

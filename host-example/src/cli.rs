@@ -1,0 +1,175 @@
+//! The command line: clap's definitions of every command and option.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Provision CMS users to a SCIM 2.0 server through the scim-provisioner component.
+#[derive(Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// The TOML configuration file.
+    #[arg(long, short, global = true, default_value = "scim-provisioner.toml")]
+    pub config: PathBuf,
+    /// A component to load instead of the one built with this host.
+    #[arg(long, global = true)]
+    pub component: Option<PathBuf>,
+    /// Show the component's debug log (requests and statuses; never credentials).
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run the seed's whole story on this machine: a Joomla-like SCIM server, a Drupal-like
+    /// client site, a connection test, manual, automatic and scheduled provisioning, and a
+    /// table proving each result on the server. Needs no configuration file.
+    Demo,
+    /// Serve SCIM 2.0 from a SQLite directory (the Joomla side). Needs no configuration file.
+    Serve {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The SQLite file holding the directory.
+        #[arg(long, default_value = "scim-server.db")]
+        database: PathBuf,
+        /// The environment variable holding the bearer token; without it, a token is
+        /// generated once and kept in the database.
+        #[arg(long)]
+        token_env: Option<String>,
+    },
+    /// Test the SCIM base URL and credentials, and show what the server supports.
+    TestConnection,
+    /// Provision one user now (manual / on demand), found by id, name or email.
+    Provision {
+        /// The user's id, name or email.
+        user: String,
+        /// Print the requests that would be sent instead of sending them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Change the sample CMS's users; each change is provisioned at once (automatic).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// Reconcile every user (scheduled): create, update what changed, deprovision.
+    Sync {
+        /// Print the plan and send nothing.
+        #[arg(long)]
+        plan: bool,
+        /// Go ahead even if more users would be deprovisioned than the threshold allows.
+        #[arg(long)]
+        allow_deletes: bool,
+        /// Verify every linked user on the server (one request each) and re-create what
+        /// the server lost, instead of trusting what was last provisioned.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Run the sync on a schedule and deliver outbox events as they come.
+    Daemon {
+        /// The sync interval, such as 10m, 1h or 30s.
+        #[arg(long, default_value = "10m", value_parser = parse_interval)]
+        every: Duration,
+    },
+    /// Show the provisioning log, newest first.
+    Log {
+        /// Only this user (id).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only failures.
+        #[arg(long)]
+        failed: bool,
+        /// How many lines.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Show the outbox depth, parked events and the last sync.
+    Status,
+    /// Put parked outbox events back in line and deliver them.
+    Retry,
+    /// Read one remote user by SCIM id and print it.
+    GetUser {
+        /// The remote SCIM id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum UsersCommand {
+    /// Add a user.
+    Add {
+        /// Login name.
+        #[arg(long)]
+        name: String,
+        /// Email.
+        #[arg(long)]
+        mail: String,
+        /// Another field, as NAME=VALUE (repeatable; `roles=a,b` is a list).
+        #[arg(long = "field", short = 'f', value_name = "NAME=VALUE")]
+        fields: Vec<String>,
+        /// Add the user blocked.
+        #[arg(long)]
+        blocked: bool,
+    },
+    /// Change a user's fields.
+    Update {
+        /// The user's id, name or email.
+        user: String,
+        /// New login name.
+        #[arg(long)]
+        name: Option<String>,
+        /// New email.
+        #[arg(long)]
+        mail: Option<String>,
+        /// A field to set, as NAME=VALUE; an empty VALUE clears it.
+        #[arg(long = "field", short = 'f', value_name = "NAME=VALUE")]
+        fields: Vec<String>,
+    },
+    /// Block a user.
+    Block {
+        /// The user's id, name or email.
+        user: String,
+    },
+    /// Unblock a user.
+    Unblock {
+        /// The user's id, name or email.
+        user: String,
+    },
+    /// Delete a user.
+    Delete {
+        /// The user's id, name or email.
+        user: String,
+    },
+    /// Load users from CSV (with a header row) or JSON Lines, in one transaction. They are
+    /// provisioned by the next sync, or at once with --provision.
+    Import {
+        /// The file (`.csv`, or `.jsonl` / `.ndjson`).
+        file: PathBuf,
+        /// Record a `created` event for each user and deliver them now.
+        #[arg(long)]
+        provision: bool,
+    },
+    /// List users.
+    List,
+}
+
+/// Parses an interval such as `30s`, `10m` or `1h` (a bare number is seconds).
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("not an interval: {s:?} (try 30s, 10m, 1h)"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("unknown unit {unit:?} (use s, m or h)")),
+    };
+    if secs == 0 {
+        return Err("the interval must be positive".into());
+    }
+    Ok(Duration::from_secs(secs))
+}

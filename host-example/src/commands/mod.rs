@@ -1,0 +1,58 @@
+//! One module per command family; [`run`] picks the command's.
+
+mod connection;
+mod daemon;
+mod demo;
+mod provision;
+mod serve;
+mod status;
+mod sync;
+mod users;
+
+use std::process::ExitCode;
+
+use crate::app::App;
+use crate::cli::{Cli, Command};
+
+/// Runs the command line's command. `demo` and `serve` need no configuration file; every
+/// other command reads it first.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let Cli {
+        config,
+        component,
+        verbose,
+        command,
+    } = cli;
+    let app = || App::load(&config, component.clone(), verbose);
+    match command {
+        Command::Demo => demo::run(component.as_deref()),
+        Command::Serve {
+            listen,
+            database,
+            token_env,
+        } => serve::run(
+            component.as_deref(),
+            verbose,
+            &listen,
+            &database,
+            token_env.as_deref(),
+        ),
+        Command::TestConnection => connection::test_connection(&app()?),
+        Command::GetUser { id } => connection::get_user(&app()?, &id),
+        Command::Provision { user, dry_run } => provision::run(&app()?, &user, dry_run),
+        Command::Users(cmd) => users::run(&app()?, cmd),
+        Command::Sync {
+            plan,
+            allow_deletes,
+            full,
+        } => sync::run(&app()?, plan, allow_deletes, full),
+        Command::Daemon { every } => daemon::run(&app()?, every),
+        Command::Log {
+            user,
+            failed,
+            limit,
+        } => status::log(&app()?, user.as_deref(), failed, limit),
+        Command::Status => status::status(&app()?),
+        Command::Retry => status::retry(&app()?),
+    }
+}
