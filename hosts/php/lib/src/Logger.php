@@ -1,0 +1,47 @@
+<?php
+
+declare(strict_types=1);
+
+namespace ScimProvisioner;
+
+/**
+ * Where the component's log lines (the WIT `logging` import) and the library's own go.
+ * Shaped like PSR-3's LoggerInterface, so a site can hand in an adapter around its own
+ * logger (Drupal's `logger.factory`, Joomla's `Log`) with a few lines. Levels are PSR-3's:
+ * emergency, alert, critical, error, warning, notice, info, debug. The component's levels
+ * map as trace/debug -> debug, info -> info, warn -> warning, error -> error.
+ *
+ * Nothing the library logs holds a secret: the component never logs credentials, and each
+ * connector additionally redacts its token/password from every line before it gets here.
+ */
+interface Logger
+{
+    /**
+     * @param array<string, mixed> $context
+     */
+    public function log(string $level, string|\Stringable $message, array $context = []): void;
+
+    /** @param array<string, mixed> $context */
+    public function emergency(string|\Stringable $message, array $context = []): void;
+
+    /** @param array<string, mixed> $context */
+    public function alert(string|\Stringable $message, array $context = []): void;
+
+    /** @param array<string, mixed> $context */
+    public function critical(string|\Stringable $message, array $context = []): void;
+
+    /** @param array<string, mixed> $context */
+    public function error(string|\Stringable $message, array $context = []): void;
+
+    /** @param array<string, mixed> $context */
+    public function warning(string|\Stringable $message, array $context = []): void;
+
+    /** @param array<string, mixed> $context */
+    public function notice(string|\Stringable $message, array $context = []): void;
+
+    /** @param array<string, mixed> $context */
+    public function info(string|\Stringable $message, array $context = []): void;
+
+    /** @param array<string, mixed> $context */
+    public function debug(string|\Stringable $message, array $context = []): void;
+}

@@ -1,0 +1,350 @@
+<?php
+
+declare(strict_types=1);
+
+namespace ScimProvisioner;
+
+/**
+ * A {@see Directory} in SQLite through PDO: the store behind a PHP-served SCIM server.
+ *
+ * Tables (created when missing):
+ * - `scim_users`, `scim_groups`: id, version, created, last_modified, unique_key
+ *   (lower-cased userName / displayName, unique: RFC 7643 makes them case-insensitive),
+ *   external_id, json;
+ * - the CMS user table (option `cms_table`, default `users`; null to keep none): id, name
+ *   (unique, case-insensitive), mail, fields (JSON), active. Each SCIM user is kept there
+ *   as a normal CMS user, from the component's reverse mapping (`cms`): an identity
+ *   provider's users appear in the CMS, `active=false` blocks them, a DELETE removes them.
+ *
+ * Searches: equality on userName/displayName, id or externalId runs as SQL; anything else
+ * loads the kind's rows. Filtering, sorting and paging are then done by the component's own
+ * filter engine ({@see Runtime::select()}), so PHP never disagrees with the guest on what a
+ * filter means. An unfiltered, unsorted page is a plain LIMIT/OFFSET.
+ *
+ * Every write is one transaction: a SCIM resource is never stored without its CMS user.
+ */
+final class PdoSqliteDirectory implements Directory
+{
+    private readonly ?string $cmsTable;
+
+    /**
+     * @param array{cms_table?: string|null} $options
+     */
+    public function __construct(private readonly \PDO $pdo, private readonly Runtime $runtime, array $options = [])
+    {
+        $table = array_key_exists('cms_table', $options) ? $options['cms_table'] : 'users';
+        if ($table !== null && !preg_match('/^[A-Za-z_][A-Za-z0-9_]*$/', $table)) {
+            throw new \InvalidArgumentException("cms_table must be a plain SQL identifier, not {$table}");
+        }
+        $this->cmsTable = $table;
+        $pdo->setAttribute(\PDO::ATTR_ERRMODE, \PDO::ERRMODE_EXCEPTION);
+        $pdo->exec('PRAGMA busy_timeout = 10000');
+        $pdo->exec('PRAGMA journal_mode = WAL');
+        foreach (['scim_users', 'scim_groups'] as $t) {
+            $pdo->exec("CREATE TABLE IF NOT EXISTS {$t} (
+                id TEXT PRIMARY KEY,
+                version INTEGER NOT NULL,
+                created TEXT NOT NULL,
+                last_modified TEXT NOT NULL,
+                unique_key TEXT UNIQUE,
+                external_id TEXT,
+                json TEXT NOT NULL
+            )");
+            $pdo->exec("CREATE INDEX IF NOT EXISTS {$t}_external ON {$t}(external_id)");
+        }
+        if ($this->cmsTable !== null) {
+            $pdo->exec("CREATE TABLE IF NOT EXISTS {$this->cmsTable} (
+                id TEXT PRIMARY KEY,
+                name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+                mail TEXT NOT NULL,
+                fields TEXT NOT NULL,
+                active INTEGER NOT NULL
+            )");
+        }
+    }
+
+    /** Opens (creating if needed) a SQLite file. */
+    public static function open(string $path, Runtime $runtime, array $options = []): self
+    {
+        $dir = dirname($path);
+        if (!is_dir($dir)) {
+            throw new \InvalidArgumentException("the directory for the database {$path} does not exist");
+        }
+        return new self(new \PDO('sqlite:' . $path), $runtime, $options);
+    }
+
+    public function pdo(): \PDO
+    {
+        return $this->pdo;
+    }
+
+    public function get(ResourceKind $kind, string $id): ?StoredResource
+    {
+        $stmt = $this->pdo->prepare('SELECT id, version, created, last_modified, json FROM ' . self::table($kind) . ' WHERE id = ?');
+        $stmt->execute([$id]);
+        $row = $stmt->fetch(\PDO::FETCH_ASSOC);
+        return $row === false ? null : self::stored($row);
+    }
+
+    public function query(ResourceKind $kind, Search $search): QueryPage
+    {
+        $table = self::table($kind);
+        $cols = "SELECT id, version, created, last_modified, json FROM {$table}";
+        if ($search->filter === null && $search->sortBy === null) {
+            $total = (int) $this->pdo->query("SELECT COUNT(*) FROM {$table}")->fetchColumn();
+            if ($search->count === 0) {
+                return new QueryPage($total, []);
+            }
+            $stmt = $this->pdo->prepare("{$cols} ORDER BY rowid LIMIT ? OFFSET ?");
+            $stmt->execute([$search->count, max(1, $search->startIndex) - 1]);
+            return new QueryPage($total, array_map(self::stored(...), $stmt->fetchAll(\PDO::FETCH_ASSOC)));
+        }
+        [$where, $arg] = self::indexedEquality($kind, $search->filter);
+        if ($where !== null) {
+            $stmt = $this->pdo->prepare("{$cols} WHERE {$where} ORDER BY rowid");
+            $stmt->execute([$arg]);
+        } else {
+            $stmt = $this->pdo->query("{$cols} ORDER BY rowid");
+        }
+        $rows = [];
+        $resources = [];
+        foreach ($stmt->fetchAll(\PDO::FETCH_ASSOC) as $row) {
+            $stored = self::stored($row);
+            $json = json_decode($stored->json, true);
+            if (!is_array($json)) {
+                throw new DirectoryException('other', "stored JSON of {$stored->id} is invalid");
+            }
+            $json['id'] = $stored->id;
+            $json['meta'] = [
+                'resourceType' => $kind === ResourceKind::User ? 'User' : 'Group',
+                'created' => $stored->created,
+                'lastModified' => $stored->lastModified,
+                'version' => $stored->version,
+            ];
+            $rows[] = $stored;
+            $resources[] = $json;
+        }
+        $page = $this->runtime->select($search->filter, $search->sortBy, $search->sortDescending, $search->startIndex, $search->count, $resources);
+        $out = [];
+        foreach ($page['indices'] as $i) {
+            $out[] = $rows[$i] ?? throw new DirectoryException('other', "the filter engine returned an unknown index {$i}");
+        }
+        return new QueryPage($page['total'], $out);
+    }
+
+    public function create(ResourceKind $kind, string $json, ?CmsUser $cms): StoredResource
+    {
+        $value = self::parse($json);
+        return $this->transaction(function () use ($kind, $json, $value, $cms): StoredResource {
+            $key = self::uniqueKey($kind, $value);
+            $this->conflictCheck($kind, $key, null);
+            $id = self::newId();
+            $now = gmdate('Y-m-d\TH:i:s\Z');
+            $stmt = $this->pdo->prepare('INSERT INTO ' . self::table($kind)
+                . ' (id, version, created, last_modified, unique_key, external_id, json) VALUES (?, 1, ?, ?, ?, ?, ?)');
+            $stmt->execute([$id, $now, $now, $key, self::externalId($value), $json]);
+            $this->mirror($id, $value, $cms);
+            return new StoredResource($id, 'W/"1"', $now, $now, $json);
+        });
+    }
+
+    public function replace(ResourceKind $kind, string $id, string $json, ?CmsUser $cms, ?string $ifVersion): StoredResource
+    {
+        $value = self::parse($json);
+        return $this->transaction(fn (): StoredResource => $this->doReplace($kind, $id, $json, $value, $cms, $ifVersion));
+    }
+
+    public function delete(ResourceKind $kind, string $id): bool
+    {
+        return $this->transaction(function () use ($kind, $id): bool {
+            $stmt = $this->pdo->prepare('DELETE FROM ' . self::table($kind) . ' WHERE id = ?');
+            $stmt->execute([$id]);
+            if ($stmt->rowCount() === 0) {
+                return false;
+            }
+            if ($kind === ResourceKind::User) {
+                if ($this->cmsTable !== null) {
+                    $this->pdo->prepare("DELETE FROM {$this->cmsTable} WHERE id = ?")->execute([$id]);
+                }
+                // Drop the user from the groups it belonged to.
+                $groups = $this->pdo->prepare("SELECT id, json FROM scim_groups WHERE json LIKE ? ESCAPE '\\'");
+                $groups->execute(['%' . addcslashes($id, '%_\\') . '%']);
+                foreach ($groups->fetchAll(\PDO::FETCH_ASSOC) as $g) {
+                    $group = json_decode((string) $g['json'], true);
+                    if (!is_array($group) || !isset($group['members']) || !is_array($group['members'])) {
+                        continue;
+                    }
+                    $members = array_values(array_filter($group['members'], static fn ($m): bool => !is_array($m) || ($m['value'] ?? null) !== $id));
+                    if (count($members) === count($group['members'])) {
+                        continue;
+                    }
+                    $group['members'] = $members;
+                    $text = json_encode($group, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR);
+                    $this->doReplace(ResourceKind::Group, (string) $g['id'], $text, $group, null, null);
+                }
+            }
+            return true;
+        });
+    }
+
+    /**
+     * @param array<string, mixed> $value
+     */
+    private function doReplace(ResourceKind $kind, string $id, string $json, array $value, ?CmsUser $cms, ?string $ifVersion): StoredResource
+    {
+        $current = $this->get($kind, $id) ?? throw DirectoryException::notFound();
+        if ($ifVersion !== null && $ifVersion !== $current->version) {
+            throw DirectoryException::versionMismatch();
+        }
+        $key = self::uniqueKey($kind, $value);
+        $this->conflictCheck($kind, $key, $id);
+        $now = gmdate('Y-m-d\TH:i:s\Z');
+        $this->pdo->prepare('UPDATE ' . self::table($kind)
+            . ' SET version = version + 1, last_modified = ?, unique_key = ?, external_id = ?, json = ? WHERE id = ?')
+            ->execute([$now, $key, self::externalId($value), $json, $id]);
+        $this->mirror($id, $value, $cms);
+        return $this->get($kind, $id) ?? throw DirectoryException::notFound();
+    }
+
+    /**
+     * Keeps the CMS user beside a stored SCIM user; the CMS id is the SCIM id.
+     *
+     * @param array<string, mixed> $scim
+     */
+    private function mirror(string $id, array $scim, ?CmsUser $cms): void
+    {
+        if ($cms === null || $this->cmsTable === null) {
+            return;
+        }
+        $name = null;
+        $mail = '';
+        $fields = [];
+        foreach ($cms->fields as $k => $v) {
+            if ($k === 'name' && is_string($v)) {
+                $name = $v;
+            } elseif ($k === 'mail' && is_string($v)) {
+                $mail = $v;
+            } elseif ($v !== null) {
+                $fields[$k] = $v;
+            }
+        }
+        // Without a name rule in the mapping, the SCIM userName is the login name.
+        $name ??= is_string($scim['userName'] ?? null) ? $scim['userName'] : null;
+        if ($name === null) {
+            return;
+        }
+        $other = $this->pdo->prepare("SELECT id FROM {$this->cmsTable} WHERE name = ? COLLATE NOCASE AND id <> ?");
+        $other->execute([$name, $id]);
+        if ($other->fetchColumn() !== false) {
+            throw DirectoryException::conflict("a CMS user named \"{$name}\" already exists");
+        }
+        $this->pdo->prepare("INSERT INTO {$this->cmsTable} (id, name, mail, fields, active) VALUES (?, ?, ?, ?, ?)
+            ON CONFLICT(id) DO UPDATE SET name = excluded.name, mail = excluded.mail, fields = excluded.fields, active = excluded.active")
+            ->execute([$id, $name, $mail, json_encode((object) $fields, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR), $cms->active ? 1 : 0]);
+    }
+
+    private function conflictCheck(ResourceKind $kind, ?string $key, ?string $exceptId): void
+    {
+        if ($key === null) {
+            return;
+        }
+        $stmt = $this->pdo->prepare('SELECT id FROM ' . self::table($kind) . ' WHERE unique_key = ?');
+        $stmt->execute([$key]);
+        $other = $stmt->fetchColumn();
+        if ($other !== false && $other !== $exceptId) {
+            $attr = $kind === ResourceKind::User ? 'userName' : 'displayName';
+            throw DirectoryException::conflict("{$attr} \"{$key}\" is already taken");
+        }
+    }
+
+    /**
+     * @template T
+     * @param callable(): T $work
+     * @return T
+     */
+    private function transaction(callable $work): mixed
+    {
+        if ($this->pdo->inTransaction()) {
+            return $work();
+        }
+        $this->pdo->beginTransaction();
+        try {
+            $result = $work();
+            $this->pdo->commit();
+            return $result;
+        } catch (\Throwable $e) {
+            $this->pdo->rollBack();
+            // A uniqueness constraint another process won between our check and our write.
+            if ($e instanceof \PDOException && $e->getCode() === '23000') {
+                throw DirectoryException::conflict('a unique value is already taken (' . $e->getMessage() . ')');
+            }
+            throw $e;
+        }
+    }
+
+    /**
+     * A SQL condition for an equality on an indexed attribute, or [null, null].
+     *
+     * @return array{0: string|null, 1: string|null}
+     */
+    private static function indexedEquality(ResourceKind $kind, ?string $filter): array
+    {
+        if ($filter === null || !preg_match('/^\s*([A-Za-z]+)\s+eq\s+("(?:[^"\\\\]|\\\\.)*")\s*$/', $filter, $m)) {
+            return [null, null];
+        }
+        $value = json_decode($m[2]);
+        if (!is_string($value)) {
+            return [null, null];
+        }
+        $attr = strtolower($m[1]);
+        $unique = $kind === ResourceKind::User ? 'username' : 'displayname';
+        return match ($attr) {
+            $unique => ['unique_key = ?', mb_strtolower($value)],
+            'id' => ['id = ?', $value],
+            'externalid' => ['external_id = ?', $value],
+            default => [null, null],
+        };
+    }
+
+    /** @param array<string, mixed> $value */
+    private static function uniqueKey(ResourceKind $kind, array $value): ?string
+    {
+        $v = $value[$kind === ResourceKind::User ? 'userName' : 'displayName'] ?? null;
+        return is_string($v) ? mb_strtolower($v) : null;
+    }
+
+    /** @param array<string, mixed> $value */
+    private static function externalId(array $value): ?string
+    {
+        return is_string($value['externalId'] ?? null) ? $value['externalId'] : null;
+    }
+
+    /** @return array<string, mixed> */
+    private static function parse(string $json): array
+    {
+        $value = json_decode($json, true);
+        if (!is_array($value)) {
+            throw new DirectoryException('other', 'the resource is not a JSON object');
+        }
+        return $value;
+    }
+
+    private static function table(ResourceKind $kind): string
+    {
+        return $kind === ResourceKind::User ? 'scim_users' : 'scim_groups';
+    }
+
+    /** @param array{id: string, version: int|string, created: string, last_modified: string, json: string} $row */
+    private static function stored(array $row): StoredResource
+    {
+        return new StoredResource((string) $row['id'], 'W/"' . $row['version'] . '"', (string) $row['created'], (string) $row['last_modified'], (string) $row['json']);
+    }
+
+    private static function newId(): string
+    {
+        $b = random_bytes(16);
+        $b[6] = chr((ord($b[6]) & 0x0f) | 0x40);
+        $b[8] = chr((ord($b[8]) & 0x3f) | 0x80);
+        return vsprintf('%s%s-%s-%s-%s-%s%s%s', str_split(bin2hex($b), 4));
+    }
+}

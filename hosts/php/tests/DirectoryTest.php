@@ -1,0 +1,119 @@
+<?php
+
+declare(strict_types=1);
+
+namespace ScimProvisioner\Tests;
+
+use PHPUnit\Framework\TestCase;
+use ScimProvisioner\CmsUser;
+use ScimProvisioner\DirectoryException;
+use ScimProvisioner\PdoSqliteDirectory;
+use ScimProvisioner\ResourceKind;
+use ScimProvisioner\Search;
+use ScimProvisioner\Tests\Support\Peers;
+
+/**
+ * PdoSqliteDirectory on a real SQLite file, with the component's filter engine
+ * (scimp_select) deciding filters, sorting and paging.
+ */
+final class DirectoryTest extends TestCase
+{
+    private PdoSqliteDirectory $dir;
+
+    protected function setUp(): void
+    {
+        $this->dir = PdoSqliteDirectory::open(Peers::tempDir('directory') . '/d.db', Peers::runtime());
+    }
+
+    /** @return list<string> userNames of a page */
+    private function names(Search $search): array
+    {
+        $page = $this->dir->query(ResourceKind::User, $search);
+        return array_map(static fn ($r): string => json_decode($r->json, true)['userName'], $page->resources);
+    }
+
+    private function add(string $userName, string $family, string $externalId, bool $active = true): string
+    {
+        $json = (string) json_encode([
+            'schemas' => ['urn:ietf:params:scim:schemas:core:2.0:User'],
+            'userName' => $userName,
+            'externalId' => $externalId,
+            'name' => ['familyName' => $family],
+            'emails' => [['type' => 'work', 'value' => "{$userName}@example.com"]],
+            'active' => $active,
+        ]);
+        return $this->dir->create(ResourceKind::User, $json, new CmsUser('', ['name' => $userName, 'mail' => "{$userName}@example.com", 'field_last_name' => $family], $active))->id;
+    }
+
+    public function testCrudVersionsAndUniqueness(): void
+    {
+        $id = $this->add('Alice', 'Liddell', 'e1');
+        $stored = $this->dir->get(ResourceKind::User, $id);
+        $this->assertNotNull($stored);
+        $this->assertSame('W/"1"', $stored->version);
+        $this->assertMatchesRegularExpression('/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/', $stored->created);
+        $this->assertNull($this->dir->get(ResourceKind::User, 'nope'));
+
+        try {
+            $this->add('ALICE', 'Other', 'e2');
+            $this->fail('userName is unique, case-insensitively');
+        } catch (DirectoryException $e) {
+            $this->assertSame('conflict', $e->case);
+            $this->assertSame(['tag' => 'conflict', 'val' => $e->detail], $e->toWit());
+        }
+
+        $replaced = $this->dir->replace(ResourceKind::User, $id, '{"userName":"alice","name":{"familyName":"L2"}}', null, 'W/"1"');
+        $this->assertSame('W/"2"', $replaced->version);
+        try {
+            $this->dir->replace(ResourceKind::User, $id, '{"userName":"alice"}', null, 'W/"1"');
+            $this->fail('a stale version must be refused');
+        } catch (DirectoryException $e) {
+            $this->assertSame('version-mismatch', $e->case);
+        }
+        try {
+            $this->dir->replace(ResourceKind::User, 'missing', '{"userName":"x"}', null, null);
+            $this->fail('replacing nothing is not-found');
+        } catch (DirectoryException $e) {
+            $this->assertSame('not-found', $e->case);
+        }
+
+        $cms = $this->dir->pdo()->query('SELECT name, mail, active FROM users')->fetchAll(\PDO::FETCH_ASSOC);
+        $this->assertSame([['name' => 'Alice', 'mail' => 'Alice@example.com', 'active' => 1]], $cms, 'the CMS user beside the SCIM one');
+
+        $group = $this->dir->create(ResourceKind::Group, (string) json_encode(['displayName' => 'Editors', 'members' => [['value' => $id]]]), null);
+        $this->assertTrue($this->dir->delete(ResourceKind::User, $id));
+        $this->assertFalse($this->dir->delete(ResourceKind::User, $id));
+        $this->assertSame([], $this->dir->pdo()->query('SELECT * FROM users')->fetchAll(), 'the CMS user went too');
+        $g = $this->dir->get(ResourceKind::Group, $group->id);
+        $this->assertSame([], json_decode($g->json, true)['members'], 'and its group membership');
+        $this->assertSame('W/"2"', $g->version);
+    }
+
+    public function testQueriesUseTheComponentsFilterSortAndPaging(): void
+    {
+        foreach ([['carol', 'Danvers', 'e3'], ['alice', 'Liddell', 'e1'], ['bob', 'Builder', 'e2'], ['dave', 'Bowman', 'e4', false]] as $u) {
+            $this->add(...$u);
+        }
+        $this->assertSame(['alice'], $this->names(new Search('userName eq "ALICE"', 1, 10, null, false)), 'indexed, case-insensitive');
+        $this->assertSame(['bob'], $this->names(new Search('externalId eq "e2"', 1, 10, null, false)));
+        $this->assertSame(['bob', 'dave'], $this->names(new Search('name.familyName sw "B"', 1, 10, 'userName', false)));
+        $this->assertSame(['dave', 'bob'], $this->names(new Search('name.familyName sw "B"', 1, 10, 'userName', true)));
+        $this->assertSame(['dave'], $this->names(new Search('active eq false', 1, 10, null, false)));
+        $this->assertSame(['alice'], $this->names(new Search('emails[type eq "work" and value co "ali"]', 1, 10, null, false)));
+        $this->assertSame(['carol', 'alice', 'bob', 'dave'], $this->names(new Search(null, 1, 10, null, false)), 'stable (insertion) order');
+        $this->assertSame(['bob', 'carol'], $this->names(new Search(null, 2, 2, 'userName', false)));
+        $page = $this->dir->query(ResourceKind::User, new Search('userName pr', 3, 0, null, false));
+        $this->assertSame(4, $page->totalResults);
+        $this->assertSame([], $page->resources, 'count 0 asks only for the total');
+        $page = $this->dir->query(ResourceKind::User, new Search(null, 4, 10, null, false));
+        $this->assertSame(4, $page->totalResults);
+        $this->assertCount(1, $page->resources);
+        try {
+            $this->dir->query(ResourceKind::User, new Search('userName eq', 1, 10, null, false));
+            $this->fail('a broken filter must be refused');
+        } catch (DirectoryException $e) {
+            $this->assertSame('invalid-filter', $e->case);
+            $this->assertNotSame('', $e->detail);
+        }
+    }
+}
