@@ -15,7 +15,10 @@ declare(strict_types=1);
  *    listing of the remote users, provisionBatch through /Bulk on 4 connectors at once via
  *    curl_multi) into a fresh scim2-server; then a second sync with nothing changed.
  *
- *   php hosts/php/bench.php [--plan-calls N] [--calls N] [--sync-users N] [--concurrency N]
+ *   php hosts/php/bench.php [--plan-calls N] [--calls N] [--sync-users N] [--concurrency N] [--json FILE]
+ *
+ * --json FILE also writes the figures as one JSON object, which the Rust host's
+ * `bench --hosts` reads to print every host side by side with the Rust host.
  *
  * Uses target/release/libscim_bridge.so when it is the newer build (SCIM_BRIDGE_LIB
  * overrides), and target/peers/venv/bin/scim2-server.
@@ -36,7 +39,10 @@ use ScimProvisioner\StreamLogger;
 use ScimProvisioner\Tests\Support\Peers;
 use ScimSamples\DrupalSite\Site;
 
-$opts = getopt('', ['plan-calls:', 'calls:', 'sync-users:', 'concurrency:']);
+$opts = getopt('', ['plan-calls:', 'calls:', 'sync-users:', 'concurrency:', 'json:']);
+$jsonOut = isset($opts['json']) ? (string) $opts['json'] : null;
+/** @var array<string, mixed> $figures what --json writes */
+$figures = ['host' => 'php', 'runtime' => 'PHP ' . PHP_VERSION . ' FFI + native bridge (wasmtime 48)'];
 $planCalls = (int) ($opts['plan-calls'] ?? 100_000);
 $calls = (int) ($opts['calls'] ?? 2_000);
 $syncUsers = (int) ($opts['sync-users'] ?? 2_000);
@@ -107,6 +113,10 @@ $rows = [
     ['getUser (1 GET)', per_call(max(1, intdiv($calls, 4)), static fn () => $c->getUser($link->remoteId))],
 ];
 printf("%-24s %12s %12s\n", 'call', 'us/call', 'calls/s');
+$figures['plan_us'] = $rows[0][1];
+$figures['map_us'] = $rows[1][1];
+$figures['provision_unchanged_us'] = $rows[2][1];
+$figures['get_user_us'] = $rows[3][1];
 foreach ($rows as [$name, $us]) {
     printf("%-24s %12.1f %12.0f\n", $name, $us, 1e6 / $us);
 }
@@ -135,6 +145,9 @@ printf("%-24s %12s %12s %12s\n", '', 'before', 'after', 'growth');
 printf("%-24s %12d %12d %+12d\n", 'memory_get_usage (B)', $mem0, $mem1, $mem1 - $mem0);
 printf("%-24s %12d %12d %+12d\n", 'RSS (KiB)', $rss0, $rss1, $rss1 - $rss0);
 printf("RSS after each quarter: %s KiB; %.1f us per plan call\n", implode(', ', $marks), $seconds * 1e6 / $planCalls);
+$figures['memory_calls'] = $planCalls;
+$figures['memory_growth_bytes'] = $mem1 - $mem0;
+$figures['rss_growth_kib'] = $rss1 - $rss0;
 
 echo "\n== a {$syncUsers}-user first sync from PHP into a fresh scim2-server ==\n";
 $peer->stop();
@@ -158,6 +171,10 @@ foreach (['first sync' => true, 'second sync (no change)' => false] as $label =>
     $t = hrtime(true);
     $counts = $site->sync();
     $s = (hrtime(true) - $t) / 1e9;
+    if ($label === 'first sync') {
+        $figures += ['sync_users' => $syncUsers, 'sync_concurrency' => $concurrency, 'sync_seconds' => $s,
+            'sync_created' => $counts['created'], 'sync_requests' => $counts['requests'], 'sync_bulk' => $counts['bulk_requests']];
+    }
     printf("%-28s %9.2f %10.0f %10d %9d %8d%s\n", $label, $s, $syncUsers / $s, $counts['created'], $counts['requests'], $counts['bulk_requests'],
         $counts['failed'] > 0 ? "  ({$counts['failed']} FAILED)" : ($label === 'second sync (no change)' ? "  ({$counts['unchanged']} unchanged)" : ''));
 }
@@ -165,3 +182,6 @@ foreach (['first sync' => true, 'second sync (no change)' => false] as $label =>
 printf("scim2-server holds %d users (read back with a plain GET)\n", $list['totalResults'] ?? -1);
 Peers::stopAll();
 Peers::removeTempDirs();
+if ($jsonOut !== null) {
+    file_put_contents($jsonOut, json_encode($figures, JSON_PRETTY_PRINT | JSON_THROW_ON_ERROR) . "\n");
+}

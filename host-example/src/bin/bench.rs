@@ -23,11 +23,20 @@
 //!    updated. Reported: seconds, users per second, requests, and the ratio. Skipped with
 //!    the peer.
 //!
+//! 4. **Every host against the Rust host** (`--hosts`, instead of 1 to 3). The Rust host's
+//!    per-call cost of `plan`, `map-user` and a no-change `provision` (one user created on
+//!    scim2-server first; the link makes the provision send nothing), its RSS over many
+//!    `plan` calls, and a first sync of S users into a fresh scim2-server (`/Bulk`,
+//!    `--sync-concurrency` instances); then each other host's own bench with the same
+//!    sizes (`hosts/php/bench.php --json`), and one table with each host's ratio to the
+//!    Rust host.
+//!
 //! Build and run (release, for honest numbers):
 //!
 //! ```sh
-//! cargo build --release -p host-example --bin bench
+//! cargo build --release -p host-example --bin bench -p scim-bridge
 //! target/release/bench [--users N] [--requests M] [--sync-users S] [--skip-peer]
+//! target/release/bench --hosts [--calls N] [--memory-calls N] [--sync-users S] [--sync-concurrency C]
 //! ```
 
 use std::hint::black_box;
@@ -65,6 +74,18 @@ struct Args {
     /// Do not start scim2-server; measure only our server.
     #[arg(long)]
     skip_peer: bool,
+    /// Compare every host with the Rust host instead (per call, memory, first sync).
+    #[arg(long)]
+    hosts: bool,
+    /// Calls per per-call measurement (with --hosts).
+    #[arg(long, default_value_t = 2_000)]
+    calls: usize,
+    /// `plan` calls over which memory is watched (with --hosts).
+    #[arg(long, default_value_t = 100_000)]
+    memory_calls: usize,
+    /// Component instances a first sync runs at once (with --hosts).
+    #[arg(long, default_value_t = 4)]
+    sync_concurrency: u32,
 }
 
 fn main() -> Result<()> {
@@ -78,6 +99,9 @@ fn main() -> Result<()> {
         "component compiled and linked in {:.2} s",
         started.elapsed().as_secs_f64()
     );
+    if args.hosts {
+        return bench_hosts(&runtime, &args);
+    }
 
     println!(
         "\n== component vs native: {} users, 1 warm-up + median of {REPEATS} ==",
@@ -139,7 +163,7 @@ fn main() -> Result<()> {
                 "{} ({mode})",
                 if existing { "adopt existing" } else { "create" }
             );
-            let Some(row) = bench_first_sync(&runtime, args.sync_users, batch_size, existing)?
+            let Some(row) = bench_first_sync(&runtime, args.sync_users, batch_size, existing, 8)?
             else {
                 return Ok(());
             };
@@ -168,6 +192,7 @@ fn bench_first_sync(
     n: usize,
     batch_size: u32,
     existing: bool,
+    concurrency: u32,
 ) -> Result<Option<(f64, host_example::sync::SyncSummary)>> {
     let Some((peer, base, token)) = start_peer()? else {
         return Ok(None);
@@ -213,7 +238,7 @@ fn bench_first_sync(
         plan_only: false,
         allow_deletes: false,
         threshold: host_example::config::Threshold::Percent(10.0),
-        concurrency: 8,
+        concurrency,
         batch_size,
         max_attempts: 3,
         progress: false,
@@ -232,6 +257,179 @@ fn bench_first_sync(
         bail!("the sync did not provision every user: {summary}");
     }
     Ok(Some((seconds, summary)))
+}
+
+// ---------------------------------------------------------------------------------------
+// Every host against the Rust host
+
+/// The user every host's bench provisions: the same fields as `hosts/php/bench.php`'s.
+fn bench_user(i: usize) -> wit::CmsUser {
+    let text = |s: String| wit::FieldValue::Text(s);
+    wit::CmsUser {
+        id: i.to_string(),
+        fields: vec![
+            ("name".into(), text(format!("bench{i}"))),
+            ("mail".into(), text(format!("bench{i}@drupal.example"))),
+            ("field_first_name".into(), text("Ada".into())),
+            ("field_last_name".into(), text("Lovelace".into())),
+            (
+                "roles".into(),
+                wit::FieldValue::TextList(vec!["member".into()]),
+            ),
+        ],
+        active: true,
+    }
+}
+
+/// This process's resident memory, in KiB (Linux).
+fn rss_kib() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(-1)
+}
+
+fn bench_hosts(runtime: &Runtime, args: &Args) -> Result<()> {
+    let n = args.calls.max(1);
+    let Some((peer, base, token)) = start_peer()? else {
+        bail!("--hosts needs scim2-server: run scripts/install-peers");
+    };
+    let settings = ConnectorSettings {
+        base_url: base,
+        credentials: Credentials::Bearer(token),
+        timeout_ms: 30_000,
+        policy_json: String::new(),
+    };
+    let mut session = runtime
+        .open(&settings)?
+        .map_err(|e| anyhow!("cannot open a connector: {}", describe_error(&e)))?;
+    let user = bench_user(1);
+    let created = session
+        .provision(&user, wit::UserEvent::Created, None)?
+        .map_err(|e| anyhow!("creating the bench user: {}", describe_error(&e)))?;
+    let link = created
+        .link
+        .ok_or_else(|| anyhow!("the bench user was not created"))?;
+    let us = |ns: f64| ns / 1000.0;
+    let plan_us = us(median_ns_per_op(n, || {
+        for _ in 0..n {
+            black_box(session.plan(black_box(&user), wit::UserEvent::Updated, true)?);
+        }
+        Ok(())
+    })?);
+    let map_us = us(median_ns_per_op(n, || {
+        for _ in 0..n {
+            black_box(session.map_user(black_box(&user))?);
+        }
+        Ok(())
+    })?);
+    let provision_us = us(median_ns_per_op(n, || {
+        for _ in 0..n {
+            let outcome = session
+                .provision(black_box(&user), wit::UserEvent::Updated, Some(&link))?
+                .map_err(|e| anyhow!("provision: {}", describe_error(&e)))?;
+            if outcome.action != wit::Action::Unchanged {
+                bail!("a no-change provision sent something: {:?}", outcome.action);
+            }
+        }
+        Ok(())
+    })?);
+    let rss0 = rss_kib();
+    for _ in 0..args.memory_calls {
+        black_box(session.plan(&user, wit::UserEvent::Updated, true)?);
+    }
+    let rss_growth = rss_kib() - rss0;
+    drop(session);
+    drop(peer);
+    let sync = bench_first_sync(runtime, args.sync_users, 100, false, args.sync_concurrency)?;
+    let mut hosts = vec![json!({
+        "host": "rust",
+        "runtime": "host-example, wasmtime 48 (bindgen)",
+        "plan_us": plan_us,
+        "map_us": map_us,
+        "provision_unchanged_us": provision_us,
+        "memory_calls": args.memory_calls,
+        "rss_growth_kib": rss_growth,
+        "sync_users": args.sync_users,
+        "sync_seconds": sync.as_ref().map(|s| s.0),
+        "sync_requests": sync.as_ref().map(|s| s.1.requests),
+        "sync_bulk": sync.as_ref().map(|s| s.1.bulk_requests),
+    })];
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = std::env::temp_dir().join(format!("bench-php-{}.json", std::process::id()));
+    println!("\n== the PHP host's own bench (hosts/php/bench.php) ==");
+    let status = Command::new("php")
+        .arg(root.join("hosts/php/bench.php"))
+        .args(["--calls", &n.to_string()])
+        .args(["--plan-calls", &args.memory_calls.to_string()])
+        .args(["--sync-users", &args.sync_users.to_string()])
+        .args(["--concurrency", &args.sync_concurrency.to_string()])
+        .arg("--json")
+        .arg(&out)
+        .status();
+    match status {
+        Ok(s) if s.success() => {
+            let text = std::fs::read_to_string(&out)?;
+            let _ = std::fs::remove_file(&out);
+            hosts.push(serde_json::from_str(&text).context("reading the PHP bench's figures")?);
+        }
+        Ok(s) => println!("the PHP bench failed ({s}); it is left out"),
+        Err(e) => println!("the PHP bench could not run ({e}); it is left out"),
+    }
+
+    println!(
+        "\n== every host against the Rust host: {n} calls per figure (median of {REPEATS}), \
+         memory over {} plan calls, a first sync of {} users at concurrency {} ==",
+        args.memory_calls, args.sync_users, args.sync_concurrency
+    );
+    println!(
+        "{:<6} {:>10} {:>7} {:>10} {:>7} {:>13} {:>7} {:>12} {:>9} {:>7}",
+        "host",
+        "plan us",
+        "x rust",
+        "map us",
+        "x rust",
+        "provision us",
+        "x rust",
+        "RSS growth",
+        "sync s",
+        "x rust"
+    );
+    let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);
+    let rust = hosts[0].clone();
+    let ratio = |v: &Value, k: &str| match (num(v, k), num(&rust, k)) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.1}x", a / b),
+        _ => "-".into(),
+    };
+    let cell = |v: &Value, k: &str| num(v, k).map_or("-".into(), |x| format!("{x:.1}"));
+    for h in &hosts {
+        println!(
+            "{:<6} {:>10} {:>7} {:>10} {:>7} {:>13} {:>7} {:>9} KiB {:>9} {:>7}",
+            h.get("host").and_then(Value::as_str).unwrap_or("?"),
+            cell(h, "plan_us"),
+            ratio(h, "plan_us"),
+            cell(h, "map_us"),
+            ratio(h, "map_us"),
+            cell(h, "provision_unchanged_us"),
+            ratio(h, "provision_unchanged_us"),
+            num(h, "rss_growth_kib").map_or("-".into(), |x| format!("{x:+.0}")),
+            num(h, "sync_seconds").map_or("-".into(), |x| format!("{x:.2}")),
+            ratio(h, "sync_seconds"),
+        );
+    }
+    for h in &hosts {
+        println!(
+            "{}: {}",
+            h.get("host").and_then(Value::as_str).unwrap_or("?"),
+            h.get("runtime").and_then(Value::as_str).unwrap_or("?")
+        );
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------
