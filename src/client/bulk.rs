@@ -224,7 +224,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 ))
             }
             (Decision::Create, _) => {
-                let resource = match self.policy.mapping.map(user, MapMode::Create) {
+                let resource = match self.policy.mapping.map(user, MapMode::Create).map(|r| self.shaped(r)) {
                     Ok(r) => r,
                     Err(e) => return Prepared::Done(Err(e)),
                 };
@@ -345,7 +345,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             return Ok(Adoption::Single(remote));
         }
         let (remote_id, version) = adoptable(&remote)?;
-        let new = self.policy.mapping.map(user, MapMode::Update)?;
+        let new = self.shaped(self.policy.mapping.map(user, MapMode::Update)?);
         let old = project(&remote, &new);
         let link = Link {
             remote_id,

@@ -2,7 +2,9 @@
 
 pub mod bulk;
 pub mod connector;
+pub mod dialect;
 pub mod engine;
+pub mod fallback;
 pub mod groups;
 pub mod index;
 pub mod resource;
