@@ -224,7 +224,12 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 ))
             }
             (Decision::Create, _) => {
-                let resource = match self.policy.mapping.map(user, MapMode::Create).map(|r| self.shaped(r)) {
+                let resource = match self
+                    .policy
+                    .mapping
+                    .map(user, MapMode::Create)
+                    .map(|r| self.shaped(r))
+                {
                     Ok(r) => r,
                     Err(e) => return Prepared::Done(Err(e)),
                 };

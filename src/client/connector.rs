@@ -224,7 +224,11 @@ mod tests {
         let c = connector(http);
         let caps = c.test_connection().unwrap();
         assert!(caps.discovered && caps.patch);
-        assert_eq!(caps.filter_max_results, Some(10), "the probe matched nobody");
+        assert_eq!(
+            caps.filter_max_results,
+            Some(10),
+            "the probe matched nobody"
+        );
         let sent = c.http.sent();
         assert_eq!(sent[2].url, "https://idp.example/scim/v2/Schemas");
         assert_eq!(

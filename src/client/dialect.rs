@@ -424,8 +424,7 @@ impl Dialect {
 
     /// Reads what [`Dialect::to_document`] wrote.
     pub fn from_document(document: &str) -> Result<Self, String> {
-        let value: Value =
-            serde_json::from_str(document).map_err(|e| format!("not JSON: {e}"))?;
+        let value: Value = serde_json::from_str(document).map_err(|e| format!("not JSON: {e}"))?;
         if value.get("version") != Some(&json!(DOCUMENT_VERSION)) {
             return Err("not a dialect document of this version".into());
         }
@@ -434,7 +433,8 @@ impl Dialect {
             match value.get("schema") {
                 None | Some(Value::Null) => Some(None),
                 Some(v) => Some(Some(
-                    DeclaredSchema::from_value(v).ok_or("the schema in the document is malformed")?,
+                    DeclaredSchema::from_value(v)
+                        .ok_or("the schema in the document is malformed")?,
                 )),
             }
         } else {
@@ -519,10 +519,7 @@ mod tests {
             .map(|s| (*s).to_string())
             .collect();
         assert_eq!(schema.unfilled_required(&targets), vec!["name.formatted"]);
-        assert_eq!(
-            schema.unfilled_required(&["userName".into()]),
-            vec!["name"]
-        );
+        assert_eq!(schema.unfilled_required(&["userName".into()]), vec!["name"]);
     }
 
     #[test]
@@ -556,15 +553,24 @@ mod tests {
         let types = json!({"Resources": [{"schema": CORE_USER, "schemaExtensions": []}]});
         let schema = DeclaredSchema::from_answers(&with_ext, Some(&types)).unwrap();
         let mut left_out = Vec::new();
-        let shaped = schema.shape(&json!({"userName": "u", "urn:x:ext": {"a": 1}}), &mut left_out);
+        let shaped = schema.shape(
+            &json!({"userName": "u", "urn:x:ext": {"a": 1}}),
+            &mut left_out,
+        );
         assert_eq!(shaped, json!({"userName": "u"}));
         let schema = DeclaredSchema::from_answers(&with_ext, None).unwrap();
         let shaped = schema.shape(&json!({"urn:x:ext": {"a": 1, "b": 2}}), &mut left_out);
         assert_eq!(shaped, json!({"urn:x:ext": {"a": 1}}));
         assert!(left_out.contains(&"urn:x:ext:b".to_string()));
-        assert_eq!(DeclaredSchema::from_answers(&json!({"Resources": []}), None), None);
+        assert_eq!(
+            DeclaredSchema::from_answers(&json!({"Resources": []}), None),
+            None
+        );
         assert_eq!(DeclaredSchema::from_answers(&json!("junk"), None), None);
-        assert_eq!(DeclaredSchema::from_answers(&json!([{"id": 5}]), None), None);
+        assert_eq!(
+            DeclaredSchema::from_answers(&json!([{"id": 5}]), None),
+            None
+        );
     }
 
     #[test]
@@ -580,9 +586,14 @@ mod tests {
         let back = Dialect::from_document(&dialect.to_document()).unwrap();
         assert_eq!(back, dialect);
         let unread = Dialect::default();
-        assert_eq!(Dialect::from_document(&unread.to_document()).unwrap(), unread);
+        assert_eq!(
+            Dialect::from_document(&unread.to_document()).unwrap(),
+            unread
+        );
         assert!(Dialect::from_document("{}").is_err());
         assert!(Dialect::from_document("nope").is_err());
-        assert!(Dialect::from_document(r#"{"version":1,"schemaRead":true,"schema":{"x":1}}"#).is_err());
+        assert!(
+            Dialect::from_document(r#"{"version":1,"schemaRead":true,"schema":{"x":1}}"#).is_err()
+        );
     }
 }

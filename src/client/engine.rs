@@ -636,7 +636,10 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
     }
 
     /// [`Connector::index_remote_users`] on `t`: says how many users were listed.
-    pub(crate) fn list_remote_users(&self, t: &Transport<'_, H, L>) -> Result<u32, ProvisioningError> {
+    pub(crate) fn list_remote_users(
+        &self,
+        t: &Transport<'_, H, L>,
+    ) -> Result<u32, ProvisioningError> {
         let before = t.requests();
         let caps = self.capabilities_via(t)?;
         let page = caps.filter_max_results.unwrap_or(100).clamp(1, 1000);
@@ -750,9 +753,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             }
             if resp.status == 400 && path.is_attr("userName") && path.urn.is_none() {
                 // A server that cannot take `userName eq "x"` cannot filter at all.
-                self.learn_filters_unusable(&format!(
-                    "the server rejected the filter {filter}"
-                ));
+                self.learn_filters_unusable(&format!("the server rejected the filter {filter}"));
                 return self.look_up_by_listing(t, resource);
             }
             if resp.status == 400 {
@@ -769,9 +770,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             // make us adopt somebody else, nor make us miss the user it did not list.
             let listed = read_list(&resp)?.0;
             if path.filter.is_none() && super::fallback::filter_ignored(&listed, path, &value) {
-                self.learn_filters_unusable(&format!(
-                    "the server ignored the filter {filter}"
-                ));
+                self.learn_filters_unusable(&format!("the server ignored the filter {filter}"));
                 return self.look_up_by_listing(t, resource);
             }
             let found: Vec<Value> = listed

@@ -80,9 +80,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 self.dialect.borrow_mut().patch_refused = true;
                 self.log.log(
                     LogLevel::Warn,
-                    &format!(
-                        "the server refused a PATCH ({e}); updates go as PUT from now on"
-                    ),
+                    &format!("the server refused a PATCH ({e}); updates go as PUT from now on"),
                 );
                 let put = ServerCapabilities {
                     patch: false,

@@ -1776,11 +1776,7 @@ fn a_server_that_says_it_cannot_filter_is_not_searched_but_listed() {
     let out = c.provision(&bjensen(), UserEvent::Created, None).unwrap();
     assert_eq!(
         calls(&c),
-        vec![
-            get(SPC_URL),
-            get(LISTING_URL),
-            format!("POST {USERS_URL}")
-        ]
+        vec![get(SPC_URL), get(LISTING_URL), format!("POST {USERS_URL}")]
     );
     assert_eq!(out.action, Action::Created);
 }
