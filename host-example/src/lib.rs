@@ -26,6 +26,7 @@
 
 pub mod config;
 pub mod delivery;
+pub mod dialect;
 pub mod demo;
 pub mod directory;
 pub mod http;

@@ -12,7 +12,7 @@ use host_example::delivery::{self, now_rfc3339};
 use host_example::logging::{Level, LogSink};
 use host_example::store::{Store, UserRecord};
 use host_example::sync::{SyncOptions, sync};
-use host_example::types::{ServerCapabilities, UserEvent};
+use host_example::types::{Link, ServerCapabilities, UserEvent};
 use host_example::{ConnectorSettings, Runtime, Session, action_label, describe_error};
 use serde_json::{Map, Value};
 
@@ -220,9 +220,12 @@ impl App {
     }
 
     /// Delivers due outbox events now, as automatic provisioning does after each change.
-    fn deliver_now(&self, store: &mut Store) -> anyhow::Result<()> {
+    /// Says whether every event was delivered; each one that was not is named, with the
+    /// server's reason, on stderr.
+    fn deliver_now(&self, store: &mut Store) -> anyhow::Result<bool> {
         let runtime = self.runtime()?;
         let mut session = self.session(&runtime)?;
+        host_example::dialect::load(store, &mut session, &self.settings.base_url)?;
         let report = delivery::deliver(
             store,
             &mut session,
@@ -230,7 +233,9 @@ impl App {
             self.config.host.max_attempts,
             false,
         )?;
-        if report.retrying + report.parked > 0 {
+        host_example::dialect::save(store, &mut session, &self.settings.base_url)?;
+        let failed = report.retrying + report.parked;
+        if failed > 0 {
             println!(
                 "provisioning: {} delivered, {} will be retried, {} parked (see `log --failed`)",
                 report.delivered, report.retrying, report.parked
@@ -238,7 +243,17 @@ impl App {
         } else if report.delivered > 0 {
             println!("provisioning: {} delivered", report.delivered);
         }
-        for entry in store.log_entries(None, false, u32::try_from(report.delivered).unwrap_or(0))? {
+        let shown = u32::try_from(report.delivered + failed).unwrap_or(u32::MAX);
+        for entry in store.log_entries(None, false, shown)? {
+            if entry.outcome == "failed" {
+                eprintln!(
+                    "user {} could not be provisioned ({}): {}; the change is kept in the CMS",
+                    entry.user_id,
+                    entry.operation,
+                    entry.error.unwrap_or_default()
+                );
+                continue;
+            }
             println!(
                 "  user {} {}: {}{}",
                 entry.user_id,
@@ -247,7 +262,7 @@ impl App {
                 entry.error.map(|e| format!(" ({e})")).unwrap_or_default()
             );
         }
-        Ok(())
+        Ok(failed == 0)
     }
 
     fn one_user(&self, store: &Store, needle: &str) -> anyhow::Result<UserRecord> {
@@ -348,7 +363,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::TestConnection => {
             let runtime = app.runtime()?;
             let mut session = app.session(&runtime)?;
-            test_connection(&mut session, &app.settings.base_url)
+            let code = test_connection(&mut session, &app.settings.base_url)?;
+            let mut store = app.store()?;
+            host_example::dialect::save(&mut store, &mut session, &app.settings.base_url)?;
+            Ok(code)
         }
         Command::Provision { user, dry_run } => provision(&app, &user, dry_run),
         Command::Users(cmd) => users(&app, cmd),
@@ -417,8 +435,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retry => {
             let mut store = app.store()?;
             println!("{} parked event(s) back in line", store.unpark_all()?);
-            app.deliver_now(&mut store)?;
-            Ok(ExitCode::SUCCESS)
+            Ok(exit_code(app.deliver_now(&mut store)?))
         }
         Command::GetUser { id } => {
             let runtime = app.runtime()?;
@@ -470,10 +487,21 @@ fn provision(app: &App, needle: &str, dry_run: bool) -> anyhow::Result<ExitCode>
         Ok(s) => s,
         Err(e) => bail!("{}", describe_error(&e)),
     };
+    host_example::dialect::load(&store, &mut session, &app.settings.base_url)?;
     let cms_user = user.to_cms_user();
     let event = UserEvent::Reconcile;
     let started = std::time::Instant::now();
-    let result = session.provision(&cms_user, event, link.as_ref().map(|l| &l.link))?;
+    // On demand, look rather than trust the snapshot: without one the component reads the
+    // remote user (one GET by id), re-creates or adopts it when it is gone, and sends what
+    // differs from what the server holds now.
+    let looked = link.as_ref().map(|l| Link {
+        snapshot: None,
+        ..l.link.clone()
+    });
+    let result = session.provision(&cms_user, event, looked.as_ref())?;
+    if !dry_run {
+        host_example::dialect::save(&mut store, &mut session, &app.settings.base_url)?;
+    }
     if dry_run {
         let plan = session.plan(&cms_user, event, link.is_some())?;
         println!(
@@ -512,7 +540,14 @@ fn provision(app: &App, needle: &str, dry_run: bool) -> anyhow::Result<ExitCode>
         duration_ms,
     };
     match result {
-        Ok(outcome) => {
+        Ok(mut outcome) => {
+            // Nothing was sent: the stored snapshot still says what was last provisioned.
+            if let (Some(new), Some(old)) = (outcome.link.as_mut(), link.as_ref())
+                && new.snapshot.is_none()
+                && new.remote_id == old.link.remote_id
+            {
+                new.snapshot = old.link.snapshot.clone();
+            }
             store.save_link(
                 &user.id,
                 outcome.link.as_ref(),
@@ -653,8 +688,16 @@ fn users(app: &App, cmd: UsersCommand) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    app.deliver_now(&mut store)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code(app.deliver_now(&mut store)?))
+}
+
+/// Success when every change reached the server.
+fn exit_code(all_delivered: bool) -> ExitCode {
+    if all_delivered {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Reads CSV (header row: `name`, `mail`, optional `id`, `status`/`active`, `roles` with
@@ -823,6 +866,9 @@ fn test_connection(session: &mut Session, base_url: &str) -> anyhow::Result<Exit
         Ok(caps) => {
             println!("Connection successful: {base_url}");
             print_capabilities(&caps);
+            for finding in host_example::dialect::findings(&session.export_dialect()?) {
+                println!("  {finding}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
