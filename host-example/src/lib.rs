@@ -26,8 +26,8 @@
 
 pub mod config;
 pub mod delivery;
-pub mod dialect;
 pub mod demo;
+pub mod dialect;
 pub mod directory;
 pub mod http;
 pub mod logging;

@@ -220,8 +220,9 @@ impl App {
     }
 
     /// Delivers due outbox events now, as automatic provisioning does after each change.
-    /// Says whether every event was delivered; each one that was not is named, with the
-    /// server's reason, on stderr.
+    /// Each event that failed is named, with the server's reason, on stderr. Returns false
+    /// when one was parked (a permanent failure, or the last attempt): that change will
+    /// not reach the server without help. Failures that will be retried return true.
     fn deliver_now(&self, store: &mut Store) -> anyhow::Result<bool> {
         let runtime = self.runtime()?;
         let mut session = self.session(&runtime)?;
@@ -262,7 +263,7 @@ impl App {
                 entry.error.map(|e| format!(" ({e})")).unwrap_or_default()
             );
         }
-        Ok(failed == 0)
+        Ok(report.parked == 0)
     }
 
     fn one_user(&self, store: &Store, needle: &str) -> anyhow::Result<UserRecord> {
@@ -691,9 +692,9 @@ fn users(app: &App, cmd: UsersCommand) -> anyhow::Result<ExitCode> {
     Ok(exit_code(app.deliver_now(&mut store)?))
 }
 
-/// Success when every change reached the server.
-fn exit_code(all_delivered: bool) -> ExitCode {
-    if all_delivered {
+/// Success unless a change was parked: it could not be provisioned and will not be retried.
+fn exit_code(none_parked: bool) -> ExitCode {
+    if none_parked {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
