@@ -14,13 +14,13 @@ fn key(base_url: &str) -> String {
 /// component refuses (an older format) is dropped with a warning, not an error: the
 /// session simply learns again.
 pub fn load(store: &Store, session: &mut Session, base_url: &str) -> anyhow::Result<()> {
-    if let Some(document) = store.meta(&key(base_url))? {
-        if let Err(e) = session.import_dialect(&document)? {
-            eprintln!(
-                "warning: the stored server dialect was not loaded: {}",
-                describe_error(&e)
-            );
-        }
+    if let Some(document) = store.meta(&key(base_url))?
+        && let Err(e) = session.import_dialect(&document)?
+    {
+        eprintln!(
+            "warning: the stored server dialect was not loaded: {}",
+            describe_error(&e)
+        );
     }
     Ok(())
 }

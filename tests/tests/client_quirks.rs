@@ -291,6 +291,7 @@ fn a_post_that_timed_out_is_found_by_listing_and_never_duplicated() {
         Err(e) => panic!("{}", describe_error(&e)),
     }
     assert_eq!(user_name_counts(&peer).get("lee"), Some(&1));
+    assert_no_duplicates(&peer);
 }
 
 // ---------------------------------------------------------------------------------------
