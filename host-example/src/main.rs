@@ -83,6 +83,10 @@ enum Command {
         /// The sync interval, such as 10m, 1h or 30s.
         #[arg(long, default_value = "10m", value_parser = parse_interval)]
         every: Duration,
+        /// How often the sync is a full, verifying one (`sync --full`): it reads every
+        /// linked user, so it notices users deleted or changed on the server.
+        #[arg(long, default_value = "24h", value_parser = parse_interval)]
+        verify_every: Duration,
     },
     /// Show the provisioning log, newest first.
     Log {
@@ -390,7 +394,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        Command::Daemon { every } => daemon(&app, every),
+        Command::Daemon {
+            every,
+            verify_every,
+        } => daemon(&app, every, verify_every),
         Command::Log {
             user,
             failed,
@@ -816,7 +823,8 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
-        _ => return Err(format!("unknown unit {unit:?} (use s, m or h)")),
+        "d" => n * 86_400,
+        _ => return Err(format!("unknown unit {unit:?} (use s, m, h or d)")),
     };
     if secs == 0 {
         return Err("the interval must be positive".into());
@@ -824,22 +832,35 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-fn daemon(app: &App, every: Duration) -> anyhow::Result<ExitCode> {
+fn daemon(app: &App, every: Duration, verify_every: Duration) -> anyhow::Result<ExitCode> {
     let runtime = app.runtime()?;
     let mut store = app.store()?;
-    let options = sync_options(app, false, false)?;
+    let mut options = sync_options(app, false, false)?;
     println!(
-        "daemon: syncing every {}s, delivering outbox events as they come (Ctrl-C stops)",
-        every.as_secs()
+        "daemon: syncing every {}s, verifying every linked user every {}s, delivering outbox events as they come (Ctrl-C stops)",
+        every.as_secs(),
+        verify_every.as_secs()
     );
     let mut next_sync = std::time::Instant::now();
+    // The first sync verifies: a daemon may start after the server changed.
+    let mut next_verify = next_sync;
     loop {
-        if std::time::Instant::now() >= next_sync {
+        let now = std::time::Instant::now();
+        if now >= next_sync {
+            options.full = now >= next_verify;
+            let kind = if options.full {
+                "verifying sync"
+            } else {
+                "sync"
+            };
             match sync(&runtime, &app.settings, &mut store, &options) {
-                Ok(summary) => println!("{} sync: {summary}", now_rfc3339()),
-                Err(e) => eprintln!("{} sync failed: {e:#}", now_rfc3339()),
+                Ok(summary) => println!("{} {kind}: {summary}", now_rfc3339()),
+                Err(e) => eprintln!("{} {kind} failed: {e:#}", now_rfc3339()),
             }
             next_sync = std::time::Instant::now() + every;
+            if options.full {
+                next_verify = std::time::Instant::now() + verify_every;
+            }
         }
         let mut session = app.session(&runtime)?;
         let report = delivery::deliver(
