@@ -14,9 +14,20 @@ fn key(base_url: &str) -> String {
 /// component refuses (an older format) is dropped with a warning, not an error: the
 /// session simply learns again.
 pub fn load(store: &Store, session: &mut Session, base_url: &str) -> anyhow::Result<()> {
-    if let Some(document) = store.meta(&key(base_url))?
-        && let Err(e) = session.import_dialect(&document)?
-    {
+    if let Some(document) = stored(store, base_url)? {
+        hand_over(session, &document)?;
+    }
+    Ok(())
+}
+
+/// The stored dialect document of the server at `base_url`, if any.
+pub fn stored(store: &Store, base_url: &str) -> anyhow::Result<Option<String>> {
+    store.meta(&key(base_url))
+}
+
+/// Hands a dialect document to a session; a refused document only warns.
+pub fn hand_over(session: &mut Session, document: &str) -> anyhow::Result<()> {
+    if let Err(e) = session.import_dialect(document)? {
         eprintln!(
             "warning: the stored server dialect was not loaded: {}",
             describe_error(&e)

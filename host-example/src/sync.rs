@@ -216,6 +216,7 @@ pub fn sync(
             Ok(s) => s,
             Err(e) => bail!("{}", describe_error(&e)),
         };
+        crate::dialect::load(store, &mut session, &settings.base_url)?;
         summary.outbox = delivery::deliver(
             store,
             &mut session,
@@ -223,6 +224,7 @@ pub fn sync(
             options.max_attempts,
             true,
         )?;
+        crate::dialect::save(store, &mut session, &settings.base_url)?;
     }
     let plan = plan(runtime, settings, store, options.full)?;
     summary.unchanged = plan.unchanged;
@@ -323,12 +325,16 @@ fn execute(
         .iter()
         .filter(|w| w.planned == PlannedAction::Create)
         .count();
+    // What the host knows of the server's dialect goes to every instance, so that none of
+    // them has to learn it again (a refused PATCH, paging 500s, the declared schema).
+    let mut dialect = crate::dialect::stored(store, &settings.base_url)?;
     let index = if creates >= INDEX_THRESHOLD {
-        list_remote_users(runtime, settings, summary)
+        list_remote_users(runtime, settings, summary, &mut dialect)
     } else {
         None
     };
     let index = index.as_deref();
+    let dialect = dialect.as_deref();
     let workers = (options.concurrency.max(1) as usize).min(work.len().max(1));
     // Each user always goes to the same worker, so its changes keep their order.
     let mut queues: Vec<Vec<WorkItem>> = (0..workers).map(|_| Vec::new()).collect();
@@ -352,7 +358,9 @@ fn execute(
     std::thread::scope(|scope| -> anyhow::Result<()> {
         for queue in queues {
             let tx = tx.clone();
-            scope.spawn(move || run_queue(runtime, settings, queue, index, batch_size, &tx));
+            scope.spawn(move || {
+                run_queue(runtime, settings, queue, index, dialect, batch_size, &tx)
+            });
         }
         drop(tx);
         let mut pending: Vec<Report> = Vec::new();
@@ -375,20 +383,26 @@ fn execute(
 const INDEX_THRESHOLD: usize = 50;
 
 /// Lists the remote users once, in an instance of its own; returns the index for the
-/// workers to load. `None` when listing failed: matching then looks each user up.
+/// workers to load. `None` when listing failed: matching then looks each user up. The
+/// instance starts from `dialect` and leaves in it what listing taught it (paging 500s).
 fn list_remote_users(
     runtime: &Runtime,
     settings: &ConnectorSettings,
     summary: &mut SyncSummary,
+    dialect: &mut Option<String>,
 ) -> Option<String> {
     let listed = (|| -> anyhow::Result<Option<String>> {
         let mut session = runtime
             .open(settings)?
             .map_err(|e| anyhow::anyhow!("{}", describe_error(&e)))?;
+        if let Some(document) = dialect.as_deref() {
+            crate::dialect::hand_over(&mut session, document)?;
+        }
         let listing = session
             .index_remote_users()?
             .map_err(|e| anyhow::anyhow!("{}", describe_error(&e)))?;
         summary.requests += u64::from(listing.requests);
+        *dialect = Some(session.export_dialect()?);
         session.export_remote_index()
     })();
     // Not fatal: matching falls back to a look-up per user.
@@ -403,6 +417,7 @@ fn run_queue(
     settings: &ConnectorSettings,
     queue: Vec<WorkItem>,
     index: Option<&str>,
+    dialect: Option<&str>,
     batch_size: usize,
     tx: &mpsc::Sender<Report>,
 ) {
@@ -420,6 +435,11 @@ fn run_queue(
         Ok(Err(e)) => return fail_all(queue, describe_error(&e)),
         Err(e) => return fail_all(queue, format!("{e:#}")),
     };
+    if let (Some(document), Some(s)) = (dialect, session.as_mut())
+        && let Err(e) = crate::dialect::hand_over(s, document)
+    {
+        eprintln!("loading the server dialect failed: {e:#}");
+    }
     if let (Some(document), Some(s)) = (index, session.as_mut()) {
         match s.import_remote_index(document) {
             Ok(Ok(_)) => {}

@@ -681,3 +681,23 @@ fn cli_against_every_quirk() {
         &["provisioned successfully: unchanged"],
     );
 }
+
+/// After a connection test the host keeps the dialect, and a sync hands it to every
+/// instance: none of them learns again (no refused write, no paging 500, no `/Schemas`).
+#[test]
+fn a_stored_dialect_spares_every_sync_instance_the_learning() {
+    let peer = start(ALL);
+    let mut site = Site::new(&peer);
+    let mut session = open(&site.settings);
+    session.test_connection().expect("no trap").expect("works");
+    host_example::dialect::save(&mut site.store, &mut session, &peer.base_url)
+        .expect("the dialect is stored");
+    let n = 120;
+    import(&mut site, "d", n);
+    let first = site.sync();
+    assert_eq!(first.created as usize, n, "{first}");
+    // One POST per user, one discovery per instance (8 workers and the lister), one listing.
+    assert!(first.requests as usize <= n + 10, "{first}");
+    assert_eq!(user_name_counts(&peer).len(), n);
+    assert_eq!(site.sync().requests, 0);
+}
