@@ -303,8 +303,21 @@ fn resources(answer: &Value) -> Option<&Vec<Value>> {
     }
 }
 
+/// An attribute name as RFC 7643 §2.1 allows it (`$ref` included); anything else a server
+/// declares is ignored, so that its text never reaches a payload or a log line.
+fn is_attr_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '$'))
+}
+
 fn declared_attribute(a: &Value) -> Option<DeclaredAttribute> {
-    let name = field(a, "name")?.as_str()?.to_string();
+    let name = field(a, "name")?
+        .as_str()
+        .filter(|n| is_attr_name(n))?
+        .to_string();
     let required = |v: &Value| {
         field(v, "required").and_then(crate::scim::response::lenient_bool) == Some(true)
     };
@@ -318,6 +331,7 @@ fn declared_attribute(a: &Value) -> Option<DeclaredAttribute> {
             subs.into_iter()
                 .flatten()
                 .filter_map(|s| field(s, "name").and_then(Value::as_str))
+                .filter(|n| is_attr_name(n))
                 .map(str::to_ascii_lowercase)
                 .collect()
         }),
@@ -327,6 +341,7 @@ fn declared_attribute(a: &Value) -> Option<DeclaredAttribute> {
             .flatten()
             .filter(|s| required(s))
             .filter_map(|s| field(s, "name").and_then(Value::as_str))
+            .filter(|n| is_attr_name(n))
             .map(String::from)
             .collect(),
         name,
@@ -571,6 +586,30 @@ mod tests {
             DeclaredSchema::from_answers(&json!([{"id": 5}]), None),
             None
         );
+    }
+
+    #[test]
+    fn hostile_schemas_are_read_without_panic_and_odd_names_ignored() {
+        for answer in [
+            json!({"Resources": [{"id": CORE_USER, "attributes": "x"}]}),
+            json!({"Resources": [{"id": CORE_USER, "attributes": [1, null, {"name": 5},
+                {"name": "bad\nname"}, {"name": "emails", "subAttributes": [{"name": "\u{7}"}, 3]}]}]}),
+            json!({"Resources": [{"id": CORE_USER}], "totalResults": "many"}),
+            json!(null),
+        ] {
+            let schema = DeclaredSchema::from_answers(&answer, Some(&json!({"Resources": 7})));
+            let mut left_out = Vec::new();
+            if let Some(schema) = schema {
+                let shaped = schema.shape(
+                    &json!({"userName": "u", "emails": [{"value": "v"}, 3]}),
+                    &mut left_out,
+                );
+                assert!(shaped.is_object());
+                assert!(left_out.iter().all(|l| !l.chars().any(char::is_control)));
+                let _ = schema.unfilled_required(&["userName".into()]);
+                let _ = schema.undeclared_targets(&["emails[type eq \"work\"].value".into()]);
+            }
+        }
     }
 
     #[test]
