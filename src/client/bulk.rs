@@ -579,7 +579,15 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     headers: vec![("Content-Type".into(), "application/scim+json".into())],
                     body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
                 };
-                Some(Err(response::error_from_response(&synthetic, now_unix())))
+                let error = response::error_from_response(&synthetic, now_unix());
+                // A refused PATCH goes as PUT on the one-user path.
+                if matches!(p.finish, Finish::Change { .. })
+                    && super::fallback::is_patch_refusal(&error)
+                {
+                    self.dialect.borrow_mut().patch_refused = true;
+                    return None;
+                }
+                Some(Err(error))
             }
         }
     }
