@@ -70,6 +70,12 @@ pub struct SyncSummary {
     pub requests: u64,
     /// How many of them were bulk requests.
     pub bulk_requests: u64,
+    /// Drift a verifying sync (`--full`) found: linked users the server no longer had
+    /// (created again, adopted or unlinked).
+    pub missing_remotely: u64,
+    /// Drift a verifying sync found: linked users unchanged in the CMS whose remote twin
+    /// had been changed on the server, and was brought back in line.
+    pub changed_remotely: u64,
 }
 
 impl std::fmt::Display for SyncSummary {
@@ -90,7 +96,15 @@ impl std::fmt::Display for SyncSummary {
             self.outbox.delivered,
             self.outbox.retrying,
             self.outbox.parked
-        )
+        )?;
+        if self.missing_remotely + self.changed_remotely > 0 {
+            write!(
+                f,
+                "; drift: {} missing on the server, {} changed on the server",
+                self.missing_remotely, self.changed_remotely
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -526,11 +540,24 @@ fn record(
                         .link
                         .as_ref()
                         .filter(|_| item.event != UserEvent::Deleted);
-                    s.save_link(
-                        &item.user.id,
-                        link,
-                        &item.user.fingerprint(&settings.policy_json),
-                    )?;
+                    let fingerprint = item.user.fingerprint(&settings.policy_json);
+                    if let Some(stored) = &item.link {
+                        match outcome.action {
+                            Action::Created | Action::Adopted => summary.missing_remotely += 1,
+                            Action::Unlinked if item.event != UserEvent::Deleted => {
+                                summary.missing_remotely += 1;
+                            }
+                            // Only a verifying sync sends a user whose CMS record is as
+                            // last provisioned: what changed was the remote side.
+                            Action::Updated | Action::Deactivated
+                                if stored.fingerprint == fingerprint =>
+                            {
+                                summary.changed_remotely += 1;
+                            }
+                            _ => {}
+                        }
+                    }
+                    s.save_link(&item.user.id, link, &fingerprint)?;
                     match outcome.action {
                         Action::Created => summary.created += 1,
                         Action::Adopted => summary.adopted += 1,

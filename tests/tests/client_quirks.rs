@@ -701,3 +701,67 @@ fn a_stored_dialect_spares_every_sync_instance_the_learning() {
     assert_eq!(user_name_counts(&peer).len(), n);
     assert_eq!(site.sync().requests, 0);
 }
+
+/// A verifying sync (the daemon runs one on its slower schedule) finds the drift a normal
+/// sync cannot see: a user deleted on the server, and one changed there.
+#[test]
+fn a_verifying_sync_reports_and_repairs_drift() {
+    let peer = start(ALL);
+    let mut site = Site::new(&peer);
+    import(&mut site, "v", 5);
+    assert_eq!(site.sync().created, 5);
+    let users = server_users(&peer);
+    let id_of = |name: &str| -> String {
+        users
+            .iter()
+            .find(|u| u["userName"] == name)
+            .and_then(|u| u["id"].as_str())
+            .expect("the user is on the server")
+            .to_string()
+    };
+    let gone = id_of("v00000");
+    let (status, _) = send_json(
+        "DELETE",
+        &peer.url(&format!("/Users/{gone}")),
+        &peer.token,
+        None,
+    )
+    .expect("DELETE");
+    assert_eq!(status, 204);
+    let changed = id_of("v00001");
+    let (_, mut resource) = remote(&peer, &changed);
+    resource["name"]["familyName"] = json!("Edited");
+    resource["name"]["formatted"] = json!("V00001 Edited");
+    let (status, body) = send_json(
+        "PUT",
+        &peer.url(&format!("/Users/{changed}")),
+        &peer.token,
+        Some(&resource),
+    )
+    .expect("PUT");
+    assert_eq!(status, 200, "{body}");
+
+    // A normal sync trusts its snapshots and sends nothing.
+    assert_eq!(site.sync().requests, 0);
+    let verified = sync(
+        runtime(),
+        &site.settings,
+        &mut site.store,
+        &SyncOptions {
+            full: true,
+            ..sync_options()
+        },
+    )
+    .expect("the verifying sync runs");
+    assert_eq!(verified.failed, 0, "{verified}");
+    assert_eq!(verified.missing_remotely, 1, "{verified}");
+    assert_eq!(verified.changed_remotely, 1, "{verified}");
+    assert!(
+        verified.to_string().contains("drift: 1 missing"),
+        "{verified}"
+    );
+    let counts = user_name_counts(&peer);
+    assert_eq!(counts.len(), 5);
+    assert!(counts.values().all(|c| *c == 1));
+    assert_eq!(remote(&peer, &changed).1["name"]["familyName"], "Tester");
+}
