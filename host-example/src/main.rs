@@ -868,6 +868,7 @@ fn daemon(app: &App, every: Duration, verify_every: Duration) -> anyhow::Result<
             }
         }
         let mut session = app.session(&runtime)?;
+        host_example::dialect::load(&store, &mut session, &app.settings.base_url)?;
         let report = delivery::deliver(
             &mut store,
             &mut session,
@@ -876,6 +877,7 @@ fn daemon(app: &App, every: Duration, verify_every: Duration) -> anyhow::Result<
             false,
         )?;
         if report != delivery::DeliveryReport::default() {
+            host_example::dialect::save(&mut store, &mut session, &app.settings.base_url)?;
             println!(
                 "{} outbox: {} delivered, {} retrying, {} parked",
                 now_rfc3339(),

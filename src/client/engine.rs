@@ -696,7 +696,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             LogLevel::Info,
             &format!(
                 "listed {listed} remote users in {} request(s)",
-                t.requests() - before
+                t.requests().saturating_sub(before)
             ),
         );
         *self.index.borrow_mut() = Some(index);
