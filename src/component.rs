@@ -118,6 +118,14 @@ impl GuestConnector for ConnectorResource {
         Ok(self.0.import_remote_index(&document)?)
     }
 
+    fn export_dialect(&self) -> String {
+        self.0.export_dialect()
+    }
+
+    fn import_dialect(&self, document: String) -> Result<(), wit::ProvisioningError> {
+        Ok(self.0.import_dialect(&document)?)
+    }
+
     fn get_user(&self, remote_id: String) -> Result<Option<String>, wit::ProvisioningError> {
         Ok(self.0.get_user(&remote_id)?.map(|v| v.to_string()))
     }

@@ -102,9 +102,17 @@ impl App {
     }
 
     /// Delivers due outbox events now, as automatic provisioning does after each change.
-    pub fn deliver_now(&self, store: &mut Store) -> anyhow::Result<()> {
+    /// Each event that failed is named, with the server's reason, on stderr. Returns false
+    /// when one was parked (a permanent failure, or the last attempt): that change will
+    /// not reach the server without help. Failures that will be retried return true.
+    pub fn deliver_now(&self, store: &mut Store) -> anyhow::Result<bool> {
         let runtime = self.runtime()?;
         let mut session = self.session(&runtime)?;
+        if let Some(warning) =
+            host_example::dialect::load(store, &mut session, &self.settings.base_url)?
+        {
+            eprintln!("warning: {warning}");
+        }
         let report = delivery::deliver(
             store,
             &mut session,
@@ -112,7 +120,9 @@ impl App {
             self.config.host.max_attempts,
             false,
         )?;
-        if report.retrying + report.parked > 0 {
+        host_example::dialect::save(store, &mut session, &self.settings.base_url)?;
+        let failed = report.retrying + report.parked;
+        if failed > 0 {
             println!(
                 "provisioning: {} delivered, {} will be retried, {} parked (see `log --failed`)",
                 report.delivered, report.retrying, report.parked
@@ -120,7 +130,17 @@ impl App {
         } else if report.delivered > 0 {
             println!("provisioning: {} delivered", report.delivered);
         }
-        for entry in store.log_entries(None, false, u32::try_from(report.delivered).unwrap_or(0))? {
+        let shown = u32::try_from(report.delivered + failed).unwrap_or(u32::MAX);
+        for entry in store.log_entries(None, false, shown)? {
+            if entry.outcome == "failed" {
+                eprintln!(
+                    "user {} could not be provisioned ({}): {}; the change is kept in the CMS",
+                    entry.user_id,
+                    entry.operation,
+                    entry.error.unwrap_or_default()
+                );
+                continue;
+            }
             println!(
                 "  user {} {}: {}{}",
                 entry.user_id,
@@ -129,7 +149,7 @@ impl App {
                 entry.error.map(|e| format!(" ({e})")).unwrap_or_default()
             );
         }
-        Ok(())
+        Ok(report.parked == 0)
     }
 
     /// The one user an id, name or email finds.

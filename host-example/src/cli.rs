@@ -72,6 +72,10 @@ pub enum Command {
         /// The sync interval, such as 10m, 1h or 30s.
         #[arg(long, default_value = "10m", value_parser = parse_interval)]
         every: Duration,
+        /// How often the sync is a full, verifying one (`sync --full`): it reads every
+        /// linked user, so it notices users deleted or changed on the server.
+        #[arg(long, default_value = "24h", value_parser = parse_interval)]
+        verify_every: Duration,
     },
     /// Show the provisioning log, newest first.
     Log {
@@ -166,7 +170,8 @@ fn parse_interval(s: &str) -> Result<Duration, String> {
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
-        _ => return Err(format!("unknown unit {unit:?} (use s, m or h)")),
+        "d" => n * 86_400,
+        _ => return Err(format!("unknown unit {unit:?} (use s, m, h or d)")),
     };
     if secs == 0 {
         return Err("the interval must be positive".into());

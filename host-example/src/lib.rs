@@ -29,6 +29,7 @@ pub mod config;
 pub mod delivery;
 pub mod demo;
 pub mod describe;
+pub mod dialect;
 pub mod directory;
 mod host_state;
 pub mod http;

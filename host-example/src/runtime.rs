@@ -294,6 +294,28 @@ impl Session {
             .call_import_remote_index(&mut self.store, self.connector, document)?)
     }
 
+    /// What the connector learned about the server (schema, PATCH, filters, paging, the
+    /// last connection test's findings), as a document to keep with the connection.
+    pub fn export_dialect(&mut self) -> anyhow::Result<String> {
+        Ok(self
+            .bindings
+            .scim_provisioner_client()
+            .connector()
+            .call_export_dialect(&mut self.store, self.connector)?)
+    }
+
+    /// Loads what [`Session::export_dialect`] gave, so this session starts out knowing.
+    pub fn import_dialect(
+        &mut self,
+        document: &str,
+    ) -> anyhow::Result<Result<(), ProvisioningError>> {
+        Ok(self
+            .bindings
+            .scim_provisioner_client()
+            .connector()
+            .call_import_dialect(&mut self.store, self.connector, document)?)
+    }
+
     /// The writes a dry-run session held back.
     pub fn take_held(&mut self) -> Vec<HeldRequest> {
         self.store.data_mut().take_held()

@@ -78,6 +78,12 @@ pub struct SyncSummary {
     pub requests: u64,
     /// How many of them were bulk requests.
     pub bulk_requests: u64,
+    /// Drift a verifying sync (`--full`) found: linked users the server no longer had
+    /// (created again, adopted or unlinked).
+    pub missing_remotely: u64,
+    /// Drift a verifying sync found: linked users unchanged in the CMS whose remote twin
+    /// had been changed on the server, and was brought back in line.
+    pub changed_remotely: u64,
 }
 
 impl std::fmt::Display for SyncSummary {
@@ -98,7 +104,15 @@ impl std::fmt::Display for SyncSummary {
             self.outbox.delivered,
             self.outbox.retrying,
             self.outbox.parked
-        )
+        )?;
+        if self.missing_remotely + self.changed_remotely > 0 {
+            write!(
+                f,
+                "; drift: {} missing on the server, {} changed on the server",
+                self.missing_remotely, self.changed_remotely
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -256,6 +270,9 @@ pub fn sync_with_progress(
             Ok(s) => s,
             Err(e) => bail!("{}", describe_error(&e)),
         };
+        if let Some(warning) = crate::dialect::load(store, &mut session, &settings.base_url)? {
+            on_progress(SyncProgress::Warning(warning));
+        }
         summary.outbox = delivery::deliver(
             store,
             &mut session,
@@ -263,6 +280,7 @@ pub fn sync_with_progress(
             options.max_attempts,
             true,
         )?;
+        crate::dialect::save(store, &mut session, &settings.base_url)?;
     }
     let plan = plan(runtime, settings, store, options.full)?;
     summary.unchanged = plan.unchanged;
@@ -343,12 +361,16 @@ fn execute(
         .iter()
         .filter(|w| w.planned == PlannedAction::Create)
         .count();
+    // What the host knows of the server's dialect goes to every instance, so that none of
+    // them has to learn it again (a refused PATCH, paging 500s, the declared schema).
+    let mut dialect = crate::dialect::stored(store, &settings.base_url)?;
     let index = if creates >= INDEX_THRESHOLD {
-        list_remote_users(runtime, settings, summary, on_progress)
+        list_remote_users(runtime, settings, summary, on_progress, &mut dialect)
     } else {
         None
     };
     let index = index.as_deref();
+    let dialect = dialect.as_deref();
     let workers = (options.concurrency.max(1) as usize).min(work.len().max(1));
     // Each user always goes to the same worker, so its changes keep their order.
     let mut queues: Vec<Vec<WorkItem>> = (0..workers).map(|_| Vec::new()).collect();
@@ -364,7 +386,9 @@ fn execute(
     std::thread::scope(|scope| -> anyhow::Result<()> {
         for queue in queues {
             let tx = tx.clone();
-            scope.spawn(move || run_queue(runtime, settings, queue, index, batch_size, &tx));
+            scope.spawn(move || {
+                run_queue(runtime, settings, queue, index, dialect, batch_size, &tx)
+            });
         }
         drop(tx);
         let mut pending: Vec<Report> = Vec::new();
@@ -398,21 +422,29 @@ fn execute(
 const INDEX_THRESHOLD: usize = 50;
 
 /// Lists the remote users once, in an instance of its own; returns the index for the
-/// workers to load. `None` when listing failed: matching then looks each user up.
+/// workers to load. `None` when listing failed: matching then looks each user up. The
+/// instance starts from `dialect` and leaves in it what listing taught it (paging 500s).
 fn list_remote_users(
     runtime: &Runtime,
     settings: &ConnectorSettings,
     summary: &mut SyncSummary,
     on_progress: &mut dyn FnMut(SyncProgress),
+    dialect: &mut Option<String>,
 ) -> Option<String> {
     let listed = (|| -> anyhow::Result<Option<String>> {
         let mut session = runtime
             .open(settings)?
             .map_err(|e| anyhow::anyhow!("{}", describe_error(&e)))?;
+        if let Some(document) = dialect.as_deref()
+            && let Some(warning) = crate::dialect::hand_over(&mut session, document)?
+        {
+            on_progress(SyncProgress::Warning(warning));
+        }
         let listing = session
             .index_remote_users()?
             .map_err(|e| anyhow::anyhow!("{}", describe_error(&e)))?;
         summary.requests += u64::from(listing.requests);
+        *dialect = Some(session.export_dialect()?);
         session.export_remote_index()
     })();
     // Not fatal: matching falls back to a look-up per user.
@@ -429,6 +461,7 @@ fn run_queue(
     settings: &ConnectorSettings,
     queue: Vec<WorkItem>,
     index: Option<&str>,
+    dialect: Option<&str>,
     batch_size: usize,
     tx: &mpsc::Sender<Report>,
 ) {
@@ -446,6 +479,19 @@ fn run_queue(
         Ok(Err(e)) => return fail_all(queue, describe_error(&e)),
         Err(e) => return fail_all(queue, format!("{e:#}")),
     };
+    if let (Some(document), Some(s)) = (dialect, session.as_mut()) {
+        match crate::dialect::hand_over(s, document) {
+            Ok(None) => {}
+            Ok(Some(warning)) => {
+                let _ = tx.send(Report::Warning(warning));
+            }
+            Err(e) => {
+                let _ = tx.send(Report::Warning(format!(
+                    "loading the server dialect failed: {e:#}"
+                )));
+            }
+        }
+    }
     if let (Some(document), Some(s)) = (index, session.as_mut()) {
         match s.import_remote_index(document) {
             Ok(Ok(_)) => {}
@@ -543,11 +589,24 @@ fn record(
                         .link
                         .as_ref()
                         .filter(|_| item.event != UserEvent::Deleted);
-                    s.save_link(
-                        &item.user.id,
-                        link,
-                        &item.user.fingerprint(&settings.policy_json),
-                    )?;
+                    let fingerprint = item.user.fingerprint(&settings.policy_json);
+                    if let Some(stored) = &item.link {
+                        match outcome.action {
+                            Action::Created | Action::Adopted => summary.missing_remotely += 1,
+                            Action::Unlinked if item.event != UserEvent::Deleted => {
+                                summary.missing_remotely += 1;
+                            }
+                            // Only a verifying sync sends a user whose CMS record is as
+                            // last provisioned: what changed was the remote side.
+                            Action::Updated | Action::Deactivated
+                                if stored.fingerprint == fingerprint =>
+                            {
+                                summary.changed_remotely += 1;
+                            }
+                            _ => {}
+                        }
+                    }
+                    s.save_link(&item.user.id, link, &fingerprint)?;
                     match outcome.action {
                         Action::Created => summary.created += 1,
                         Action::Adopted => summary.adopted += 1,

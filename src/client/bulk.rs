@@ -224,7 +224,12 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 ))
             }
             (Decision::Create, _) => {
-                let resource = match self.policy.mapping.map(user, MapMode::Create) {
+                let resource = match self
+                    .policy
+                    .mapping
+                    .map(user, MapMode::Create)
+                    .map(|r| self.shaped(r))
+                {
                     Ok(r) => r,
                     Err(e) => return Prepared::Done(Err(e)),
                 };
@@ -345,7 +350,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             return Ok(Adoption::Single(remote));
         }
         let (remote_id, version) = adoptable(&remote)?;
-        let new = self.policy.mapping.map(user, MapMode::Update)?;
+        let new = self.shaped(self.policy.mapping.map(user, MapMode::Update)?);
         let old = project(&remote, &new);
         let link = Link {
             remote_id,
@@ -574,7 +579,15 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     headers: vec![("Content-Type".into(), "application/scim+json".into())],
                     body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
                 };
-                Some(Err(response::error_from_response(&synthetic, now_unix())))
+                let error = response::error_from_response(&synthetic, now_unix());
+                // A refused PATCH goes as PUT on the one-user path.
+                if matches!(p.finish, Finish::Change { .. })
+                    && super::fallback::is_patch_refusal(&error)
+                {
+                    self.dialect.borrow_mut().patch_refused = true;
+                    return None;
+                }
+                Some(Err(error))
             }
         }
     }

@@ -29,6 +29,8 @@ pub struct Connector<H: HttpPort, L: LogPort> {
     pub(crate) group_ids: RefCell<std::collections::HashMap<String, String>>,
     /// Set when the server advertised `/Bulk` but refused it: writes go one by one.
     pub(crate) bulk_unusable: std::cell::Cell<bool>,
+    /// What the connector learned of how the server really behaves (see `fallback`).
+    pub(crate) dialect: RefCell<super::dialect::Dialect>,
 }
 
 impl<H: HttpPort, L: LogPort> Connector<H, L> {
@@ -53,6 +55,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             index: RefCell::new(None),
             group_ids: RefCell::new(std::collections::HashMap::new()),
             bulk_unusable: std::cell::Cell::new(false),
+            dialect: RefCell::new(super::dialect::Dialect::default()),
         }
     }
 
@@ -67,7 +70,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
     pub fn test_connection(&self) -> Result<ServerCapabilities, ProvisioningError> {
         let transport = self.transport();
         let caps = discover(&transport)?;
-        let users = transport.get("/Users?startIndex=1&count=1")?;
+        let users = self.list_get(&transport, "/Users?startIndex=1&count=1")?;
         if !is_success(users.status) {
             return Err(response::error_from_response(&users, now_unix()));
         }
@@ -78,15 +81,19 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 "GET /Users did not return a SCIM ListResponse",
             ));
         }
+        *self.capabilities.borrow_mut() = Some(caps.clone());
+        let findings = self.learn_at_test(&transport, &caps)?;
+        let caps = self.with_dialect(caps);
         self.log.log(
             LogLevel::Info,
             &format!(
-                "connection to {} works; {}",
+                "connection to {} works; {}; {}",
                 self.config.base_url,
-                caps.summary()
+                caps.summary(),
+                findings.join("; ")
             ),
         );
-        *self.capabilities.borrow_mut() = Some(caps.clone());
+        self.dialect.borrow_mut().findings = findings;
         Ok(caps)
     }
 
@@ -101,11 +108,11 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         transport: &Transport<'_, H, L>,
     ) -> Result<ServerCapabilities, ProvisioningError> {
         if let Some(caps) = self.capabilities.borrow().as_ref() {
-            return Ok(caps.clone());
+            return Ok(self.with_dialect(caps.clone()));
         }
         let caps = discover(transport)?;
         *self.capabilities.borrow_mut() = Some(caps.clone());
-        Ok(caps)
+        Ok(self.with_dialect(caps))
     }
 
     /// Reads one remote user by id: `None` on 404.
@@ -208,11 +215,26 @@ mod tests {
 
     #[test]
     fn test_connection_discovers_then_proves_the_token() {
-        let http = FakeHttp::new(vec![json_response(200, spc()), json_response(200, list())]);
+        let http = FakeHttp::new(vec![
+            json_response(200, spc()),
+            json_response(200, list()),
+            json_response(404, json!({})),
+            json_response(200, list()),
+        ]);
         let c = connector(http);
         let caps = c.test_connection().unwrap();
         assert!(caps.discovered && caps.patch);
+        assert_eq!(
+            caps.filter_max_results,
+            Some(10),
+            "the probe matched nobody"
+        );
         let sent = c.http.sent();
+        assert_eq!(sent[2].url, "https://idp.example/scim/v2/Schemas");
+        assert_eq!(
+            sent[3].url,
+            "https://idp.example/scim/v2/Users?filter=userName%20eq%20%22scim-provisioner-filter-probe-7f3e9c1d%22&startIndex=1&count=1"
+        );
         assert_eq!(
             sent[0].url,
             "https://idp.example/scim/v2/ServiceProviderConfig"
@@ -231,6 +253,8 @@ mod tests {
     #[test]
     fn missing_discovery_falls_back_to_users() {
         let http = FakeHttp::new(vec![
+            json_response(404, json!({})),
+            json_response(200, list()),
             json_response(404, json!({})),
             json_response(200, list()),
         ]);

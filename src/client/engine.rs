@@ -26,7 +26,7 @@ use super::transport::{Transport, encode_component, now_unix};
 const MATCH_PAGE: u32 = 10;
 
 /// What an update of an existing remote user came to.
-enum Sent {
+pub(crate) enum Sent {
     /// Nothing differed; nothing was sent.
     Unchanged,
     /// The server took the change.
@@ -49,7 +49,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
     ) -> Result<ProvisionOutcome, ProvisioningError> {
         let t = self.transport();
         let decision = self.plan(user, event, link.is_some());
-        let result = match (&decision, link) {
+        let run = || match (&decision, link) {
             (Decision::Skip(reason), _) => {
                 Ok(outcome(Action::Skipped, link.cloned()).with_reason(reason.to_string()))
             }
@@ -62,6 +62,11 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 "internal: {decision:?} without a link"
             ))),
         };
+        let mut result = run();
+        // A 400 before the server's schema was read: read it, and send once more shaped.
+        if self.reshape_after_refusal(&t, user, &result) {
+            result = run();
+        }
         self.conclude(&t, user, event, link, result)
     }
 
@@ -176,7 +181,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         t: &Transport<'_, H, L>,
         user: &CmsUser,
     ) -> Result<ProvisionOutcome, ProvisioningError> {
-        let resource = self.policy.mapping.map(user, MapMode::Create)?;
+        let resource = self.shaped(self.policy.mapping.map(user, MapMode::Create)?);
         let caps = self.capabilities_via(t)?;
         if let Some(existing) = self.find_match(t, &resource, &caps)? {
             return self.adopt(t, user, existing, &caps);
@@ -216,7 +221,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         caps: &ServerCapabilities,
     ) -> Result<ProvisionOutcome, ProvisioningError> {
         let (remote_id, version) = adoptable(&remote)?;
-        let new = self.policy.mapping.map(user, MapMode::Update)?;
+        let new = self.shaped(self.policy.mapping.map(user, MapMode::Update)?);
         let old = project(&remote, &new);
         let sent = self.send_update(
             t,
@@ -321,7 +326,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         if reactivate && let Some(obj) = new.as_object_mut() {
             obj.insert("active".into(), Value::Bool(true));
         }
-        Ok(new)
+        Ok(self.shaped(new))
     }
 
     /// The linked remote user is gone: create it again, or drop the link, as configured.
@@ -337,6 +342,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 self.log
                     .log(LogLevel::Warn, &format!("{gone}; creating it again"));
                 self.create(t, user)
+                    .map(|o| o.with_reason(format!("{gone}; provisioned again")))
             }
             _ => Ok(outcome(Action::Unlinked, None).with_reason(gone)),
         }
@@ -437,11 +443,12 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         }
     }
 
-    /// Sends the change from `old` to `new`: a minimal PATCH where the server supports it,
+    /// Sends the change from `old` to `new` (through [`Connector::send_update`], which falls
+    /// back to PUT when a PATCH is refused): a minimal PATCH where the server supports it,
     /// else a PUT of the remote resource with our attributes laid over it. With ETags, a
     /// 412 re-reads the resource and tries once more.
     #[allow(clippy::too_many_arguments)]
-    fn send_update(
+    pub(crate) fn send_update_as(
         &self,
         t: &Transport<'_, H, L>,
         remote_id: &str,
@@ -600,7 +607,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
     /// Matching against the listed remote users, when they were listed: `None` when there
     /// is no index, else what the index says (fetching the one match in full).
     #[allow(clippy::option_option)]
-    fn find_in_index(
+    pub(crate) fn find_in_index(
         &self,
         t: &Transport<'_, H, L>,
         resource: &Value,
@@ -625,7 +632,20 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
     /// many requests.
     pub fn index_remote_users(&self) -> Result<super::index::RemoteListing, ProvisioningError> {
         let t = self.transport();
-        let caps = self.capabilities_via(&t)?;
+        let users = self.list_remote_users(&t)?;
+        Ok(super::index::RemoteListing {
+            users,
+            requests: t.requests(),
+        })
+    }
+
+    /// [`Connector::index_remote_users`] on `t`: says how many users were listed.
+    pub(crate) fn list_remote_users(
+        &self,
+        t: &Transport<'_, H, L>,
+    ) -> Result<u32, ProvisioningError> {
+        let before = t.requests();
+        let caps = self.capabilities_via(t)?;
         let page = caps.filter_max_results.unwrap_or(100).clamp(1, 1000);
         let mut attributes = vec!["id".to_string()];
         for p in &self.policy.matching {
@@ -639,11 +659,26 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         let mut all: Vec<Value> = Vec::new();
         let mut previous_first: Option<String> = None;
         loop {
-            let resp = t.get(&format!(
-                "/Users?startIndex={start}&count={page}&attributes={attributes}"
-            ))?;
+            let resp = self.list_get(
+                t,
+                &format!("/Users?startIndex={start}&count={page}&attributes={attributes}"),
+            )?;
             let (resources, total) = read_list(&resp)?;
             if resources.is_empty() {
+                break;
+            }
+            if self.dialect.borrow().paging_unusable {
+                // Without paging parameters there is no next page to ask for.
+                if (resources.len() as u64) < total {
+                    self.log.log(
+                        LogLevel::Warn,
+                        &format!(
+                            "the server lists {} of its {total} users without paging parameters; matching cannot see the rest",
+                            resources.len()
+                        ),
+                    );
+                }
+                all.extend(resources);
                 break;
             }
             let first = resources.first().and_then(id_of);
@@ -665,14 +700,11 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             LogLevel::Info,
             &format!(
                 "listed {listed} remote users in {} request(s)",
-                t.requests()
+                t.requests().saturating_sub(before)
             ),
         );
         *self.index.borrow_mut() = Some(index);
-        Ok(super::index::RemoteListing {
-            users: listed,
-            requests: t.requests(),
-        })
+        Ok(listed)
     }
 
     /// The listed remote users as a document another connector (same server, same
@@ -705,12 +737,10 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         resource: &Value,
         caps: &ServerCapabilities,
     ) -> Result<Option<Value>, ProvisioningError> {
-        if caps.discovered && caps.filter_max_results.is_none() {
-            self.log.log(
-                LogLevel::Warn,
-                "the server does not support filters; creating without matching",
-            );
-            return Ok(None);
+        if self.filters_unusable(caps) {
+            // No filter to ask with: list the remote users and match here, so that no
+            // user is ever created twice.
+            return self.look_up_by_listing(t, resource);
         }
         for path in &self.policy.matching {
             let Some(value) = match_value(resource, path) else {
@@ -725,6 +755,11 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 filter = simple;
                 resp = self.search(t, &filter)?;
             }
+            if resp.status == 400 && path.is_attr("userName") && path.urn.is_none() {
+                // A server that cannot take `userName eq "x"` cannot filter at all.
+                self.learn_filters_unusable(&format!("the server rejected the filter {filter}"));
+                return self.look_up_by_listing(t, resource);
+            }
             if resp.status == 400 {
                 // The server cannot evaluate this filter (SCIMMY fails on users that lack
                 // the attribute); the other matching attributes and a 409 still guard
@@ -736,9 +771,13 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 continue;
             }
             // Check each candidate ourselves: a server that ignores the filter must not
-            // make us adopt somebody else.
-            let found: Vec<Value> = read_list(&resp)?
-                .0
+            // make us adopt somebody else, nor make us miss the user it did not list.
+            let listed = read_list(&resp)?.0;
+            if path.filter.is_none() && super::fallback::filter_ignored(&listed, path, &value) {
+                self.learn_filters_unusable(&format!("the server ignored the filter {filter}"));
+                return self.look_up_by_listing(t, resource);
+            }
+            let found: Vec<Value> = listed
                 .into_iter()
                 .filter(|r| match_value(r, path).is_some_and(|v| v.eq_ignore_ascii_case(&value)))
                 .collect();
@@ -762,10 +801,13 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         t: &Transport<'_, H, L>,
         filter: &str,
     ) -> Result<HttpResponse, ProvisioningError> {
-        t.get(&format!(
-            "/Users?filter={}&startIndex=1&count={MATCH_PAGE}",
-            encode_component(filter)
-        ))
+        self.list_get(
+            t,
+            &format!(
+                "/Users?filter={}&startIndex=1&count={MATCH_PAGE}",
+                encode_component(filter)
+            ),
+        )
     }
 }
 

@@ -89,7 +89,7 @@ pub fn unexpected(response: &HttpResponse, what: &str) -> ProvisioningError {
     ProvisioningError::UnexpectedResponse {
         status: response.status,
         reason: format!("{what}: {}", excerpt(&response.body)),
-        retry: if response.status >= 500 {
+        retry: if response.status >= 500 && response.status != 501 {
             RetryClass::Backoff
         } else {
             RetryClass::Permanent
@@ -119,6 +119,8 @@ pub fn retry_class(response: &HttpResponse, now_unix: u64) -> RetryClass {
     match (status, after) {
         (429 | 503, Some(secs)) => RetryClass::AfterSeconds(secs),
         (429, None) => RetryClass::Backoff,
+        // Not Implemented stays so however often it is asked.
+        (501, _) => RetryClass::Permanent,
         (500..=599, _) => RetryClass::Backoff,
         _ => RetryClass::Permanent,
     }

@@ -25,7 +25,7 @@ pub struct MappingConfig {
 impl Default for MappingConfig {
     /// The mapping for a stock Drupal site: `name` → `userName`, `mail` → work email,
     /// `field_first_name` / `field_last_name` → `name.givenName` / `name.familyName`, a
-    /// `displayName` made of both, the status → `active`, the uid → `externalId`; no scope.
+    /// `name.formatted` and a `displayName` made of both, the status → `active`, the uid → `externalId`; no scope.
     fn default() -> Self {
         let direct = |target: &str, source: &str| RuleConfig {
             target: target.to_owned(),
@@ -44,6 +44,14 @@ impl Default for MappingConfig {
                 },
                 direct("name.givenName", "field_first_name"),
                 direct("name.familyName", "field_last_name"),
+                // As the major identity providers' default mappings do: some servers
+                // require it.
+                RuleConfig {
+                    target: "name.formatted".to_owned(),
+                    template: Some("{field_first_name} {field_last_name}".to_owned()),
+                    transform: vec![TransformConfig::Trim],
+                    ..RuleConfig::default()
+                },
                 RuleConfig {
                     target: "displayName".to_owned(),
                     template: Some("{field_first_name} {field_last_name}".to_owned()),

@@ -150,6 +150,12 @@ impl Mapping {
         Ok(resource::finish(root, &self.extensions))
     }
 
+    /// The attribute paths the rules fill, as written in SCIM (`name.givenName`,
+    /// `emails[type eq "work"].value`), for checking them against a server's schema.
+    pub fn targets(&self) -> Vec<String> {
+        self.rules.iter().map(|r| r.target.display()).collect()
+    }
+
     /// Whether the user is provisioned; without a scope, everyone is.
     pub fn in_scope(&self, user: &CmsUser) -> bool {
         self.scope.as_ref().is_none_or(|s| s.holds(user))

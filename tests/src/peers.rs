@@ -4,8 +4,12 @@
 //!   Discovery endpoints answer without a token; everything else needs `Bearer <token>`.
 //! * [`scimmy`]: the Express app in `tests/peers/scimmy` (SCIMMY 1.3.5 + scimmy-routers 1.3.2),
 //!   base `http://127.0.0.1:P/scim/v2`. Every endpoint, discovery included, needs the token.
+//! * [`quirky`]: our own small server in `tests/peers/quirky` (Python standard library,
+//!   SQLite), whose switches reproduce the behaviours of servers people run (narrow
+//!   `/Schemas`, required names, PATCH refused, no filters, no uniqueness, paging 500s);
+//!   base `http://127.0.0.1:P/v2`. It keeps its data across [`Peer::start_again`].
 //!
-//! Both keep their data in memory: a fresh peer is empty, and [`Peer::stop`] /
+//! scim2-server and SCIMMY keep their data in memory: a fresh peer is empty, and [`Peer::stop`] /
 //! [`Peer::start_again`] (same port, same token) lose all data.
 //!
 //! The peers are installed on first use, under a file lock so that several test threads
@@ -51,7 +55,7 @@ pub struct Peer {
     pub base_url: String,
     /// Bearer token the peer accepts.
     pub token: String,
-    /// `"scim2-server"` or `"scimmy"`.
+    /// `"scim2-server"`, `"scimmy"` or `"quirky"`.
     pub name: &'static str,
     /// Port on 127.0.0.1, kept across [`Peer::start_again`].
     pub port: u16,
@@ -71,6 +75,12 @@ enum Kind {
     Scimmy {
         app_dir: PathBuf,
     },
+    /// `tests/peers/quirky/server.py` with its switches and its SQLite file.
+    Quirky {
+        script: PathBuf,
+        switches: Vec<String>,
+        db: PathBuf,
+    },
 }
 
 impl Kind {
@@ -78,6 +88,7 @@ impl Kind {
         match self {
             Kind::Scim2Server { .. } => "scim2-server",
             Kind::Scimmy { .. } => "scimmy",
+            Kind::Quirky { .. } => "quirky",
         }
     }
 
@@ -85,6 +96,7 @@ impl Kind {
         match self {
             Kind::Scim2Server { .. } => "/v2",
             Kind::Scimmy { .. } => "/scim/v2",
+            Kind::Quirky { .. } => "/v2",
         }
     }
 
@@ -105,6 +117,19 @@ impl Kind {
                     .current_dir(app_dir)
                     .env("SCIM_TOKEN", token)
                     .env("PORT", port.to_string());
+                cmd
+            }
+            Kind::Quirky {
+                script,
+                switches,
+                db,
+            } => {
+                let mut cmd = Command::new(python_bin());
+                cmd.arg(script)
+                    .args(["--port", &port.to_string(), "--token", token])
+                    .arg("--db")
+                    .arg(db)
+                    .args(switches);
                 cmd
             }
         }
@@ -158,6 +183,31 @@ pub fn scimmy() -> Result<Peer> {
     Peer::launch(Kind::Scimmy { app_dir })
 }
 
+/// Starts the quirky SCIM server of `tests/peers/quirky` (Python standard library only)
+/// with these switches, such as `["--no-filter", "--patch-501"]`; base
+/// `http://127.0.0.1:P/v2`. It keeps its users in its own SQLite file, so, unlike the other
+/// peers, [`Peer::start_again`] keeps them.
+pub fn quirky(switches: &[&str]) -> Result<Peer> {
+    let script = workspace_root()
+        .join("tests")
+        .join("peers")
+        .join("quirky")
+        .join("server.py");
+    if !script.is_file() {
+        bail!("{} is missing", script.display());
+    }
+    let db = logs_dir()?.join(format!(
+        "quirky-{}-{}.db",
+        std::process::id(),
+        NEXT_CONFIG.fetch_add(1, Ordering::Relaxed)
+    ));
+    Peer::launch(Kind::Quirky {
+        script,
+        switches: switches.iter().map(|s| (*s).to_string()).collect(),
+        db,
+    })
+}
+
 impl Peer {
     fn launch(kind: Kind) -> Result<Peer> {
         let token = new_token();
@@ -207,8 +257,8 @@ impl Peer {
     }
 
     /// Stops the peer if it runs, then starts it again on the same port with the same
-    /// token, and waits until it answers. The new process starts empty (both peers keep
-    /// their data in memory only).
+    /// token, and waits until it answers. scim2-server and SCIMMY start empty (they keep
+    /// their data in memory only); the quirky server keeps its SQLite file.
     pub fn start_again(&mut self) -> Result<()> {
         self.stop();
         self.spawn_and_wait().map_err(StartError::into_inner)
@@ -445,6 +495,17 @@ fn log_tail(path: &Path) -> String {
         Ok(String::from_utf8_lossy(&bytes).into_owned())
     };
     read().unwrap_or_else(|e| format!("<cannot read {}: {e}>", path.display()))
+}
+
+/// The venv's Python when the peers are installed, else `python3`: the quirky server needs
+/// nothing beyond the standard library.
+fn python_bin() -> PathBuf {
+    let venv = peers_dir().join("venv").join("bin").join("python");
+    if venv.is_file() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
 }
 
 fn node_bin() -> String {

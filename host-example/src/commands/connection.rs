@@ -13,17 +13,28 @@ use crate::app::App;
 pub fn test_connection(app: &App) -> anyhow::Result<ExitCode> {
     let runtime = app.runtime()?;
     let mut session = app.session(&runtime)?;
-    match session.test_connection()? {
+    let code = match session.test_connection()? {
         Ok(caps) => {
             println!("Connection successful: {}", app.settings.base_url);
             print_capabilities(&caps);
-            Ok(ExitCode::SUCCESS)
+            for finding in host_example::dialect::findings(&session.export_dialect()?) {
+                println!("  {finding}");
+            }
+            ExitCode::SUCCESS
         }
         Err(e) => {
             println!("Connection failed: {}", describe_error(&e));
-            Ok(ExitCode::FAILURE)
+            ExitCode::FAILURE
         }
+    };
+    // Keep what the test learned with the connection; a test still works without a
+    // writable store.
+    if let Err(e) = app.store().and_then(|mut store| {
+        host_example::dialect::save(&mut store, &mut session, &app.settings.base_url)
+    }) {
+        eprintln!("warning: the server's dialect was not stored: {e:#}");
     }
+    Ok(code)
 }
 
 fn print_capabilities(caps: &ServerCapabilities) {

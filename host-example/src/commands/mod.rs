@@ -14,6 +14,15 @@ use std::process::ExitCode;
 use crate::app::App;
 use crate::cli::{Cli, Command};
 
+/// Success unless a change was parked: it could not be provisioned and will not be retried.
+pub fn exit_code(none_parked: bool) -> ExitCode {
+    if none_parked {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 /// Runs the command line's command. `demo` and `serve` need no configuration file; every
 /// other command reads it first.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -46,7 +55,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             allow_deletes,
             full,
         } => sync::run(&app()?, plan, allow_deletes, full),
-        Command::Daemon { every } => daemon::run(&app()?, every),
+        Command::Daemon {
+            every,
+            verify_every,
+        } => daemon::run(&app()?, every, verify_every),
         Command::Log {
             user,
             failed,

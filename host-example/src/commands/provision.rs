@@ -6,7 +6,7 @@ use anyhow::bail;
 use host_example::clock::now_rfc3339;
 use host_example::describe::{action_name, error_status, planned_name};
 use host_example::store::LogEntry;
-use host_example::types::UserEvent;
+use host_example::types::{Link, UserEvent};
 use host_example::{action_label, describe_error};
 use serde_json::Value;
 
@@ -27,10 +27,25 @@ pub fn run(app: &App, needle: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(e) => bail!("{}", describe_error(&e)),
     };
+    if let Some(warning) =
+        host_example::dialect::load(&store, &mut session, &app.settings.base_url)?
+    {
+        eprintln!("warning: {warning}");
+    }
     let cms_user = user.to_cms_user();
     let event = UserEvent::Reconcile;
     let started = std::time::Instant::now();
-    let result = session.provision(&cms_user, event, link.as_ref().map(|l| &l.link))?;
+    // On demand, look rather than trust the snapshot: without one the component reads the
+    // remote user (one GET by id), re-creates or adopts it when it is gone, and sends what
+    // differs from what the server holds now.
+    let looked = link.as_ref().map(|l| Link {
+        snapshot: None,
+        ..l.link.clone()
+    });
+    let result = session.provision(&cms_user, event, looked.as_ref())?;
+    if !dry_run {
+        host_example::dialect::save(&mut store, &mut session, &app.settings.base_url)?;
+    }
     if dry_run {
         let plan = session.plan(&cms_user, event, link.is_some())?;
         println!(
@@ -69,7 +84,14 @@ pub fn run(app: &App, needle: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
         duration_ms,
     };
     match result {
-        Ok(outcome) => {
+        Ok(mut outcome) => {
+            // Nothing was sent: the stored snapshot still says what was last provisioned.
+            if let (Some(new), Some(old)) = (outcome.link.as_mut(), link.as_ref())
+                && new.snapshot.is_none()
+                && new.remote_id == old.link.remote_id
+            {
+                new.snapshot = old.link.snapshot.clone();
+            }
             store.save_link(
                 &user.id,
                 outcome.link.as_ref(),

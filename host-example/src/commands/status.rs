@@ -53,6 +53,5 @@ pub fn status(app: &App) -> anyhow::Result<ExitCode> {
 pub fn retry(app: &App) -> anyhow::Result<ExitCode> {
     let mut store = app.store()?;
     println!("{} parked event(s) back in line", store.unpark_all()?);
-    app.deliver_now(&mut store)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(super::exit_code(app.deliver_now(&mut store)?))
 }

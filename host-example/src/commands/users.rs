@@ -112,8 +112,7 @@ pub fn run(app: &App, cmd: UsersCommand) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
     }
-    app.deliver_now(&mut store)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(super::exit_code(app.deliver_now(&mut store)?))
 }
 
 /// `roles=editor,member` is a list; everything else is text.

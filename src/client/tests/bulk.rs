@@ -594,3 +594,41 @@ fn listed_matches_are_read_and_brought_in_line_through_bulk() {
     assert_eq!(ok(&out.results[2]).action, Action::Created);
     assert_eq!(out.requests, 3);
 }
+
+#[test]
+fn a_patch_refused_inside_a_bulk_request_goes_as_put_and_is_remembered() {
+    let bob_before = mapped("2", "bob", true);
+    let c = connector(vec![
+        spc(Some(10)),
+        bulk_answer(json!([
+            {"method": "PATCH", "status": "501", "location": format!("{BASE}/Users/r2"),
+             "response": {"schemas": [ERROR_SCHEMA], "status": "501", "detail": "not implemented"}},
+            {"method": "DELETE", "status": "204", "location": format!("{BASE}/Users/r4")}
+        ])),
+        json_answer(200, remote("2", "r2", "bob")),
+        json_answer(200, remote("2", "r2", "robert")),
+    ]);
+    let out = c.provision_batch(&[
+        item(
+            user("2", "robert", true),
+            UserEvent::Updated,
+            Some(linked("r2", &bob_before)),
+        ),
+        item(
+            user("4", "dave", true),
+            UserEvent::Deleted,
+            Some(linked("r4", &mapped("4", "dave", true))),
+        ),
+    ]);
+    assert_eq!(ok(&out.results[0]).action, Action::Updated);
+    assert_eq!(ok(&out.results[1]).action, Action::Deleted);
+    let calls = calls(&c);
+    assert_eq!(
+        calls[calls.len() - 2..],
+        [
+            format!("GET {BASE}/Users/r2"),
+            format!("PUT {BASE}/Users/r2")
+        ]
+    );
+    assert!(c.export_dialect().contains("\"patchRefused\":true"));
+}

@@ -34,6 +34,10 @@ const Q_EXTERNAL_ID: &str =
     "https://idp.example/scim/v2/Users?filter=externalId%20eq%20%2242%22&startIndex=1&count=10";
 const Q_EMAIL: &str = "https://idp.example/scim/v2/Users?filter=emails%5Btype%20eq%20%22work%22%20and%20value%20eq%20%22bjensen%40example.com%22%5D&startIndex=1&count=10";
 
+/// A listing of the remote users for matching without filters (page of 100, the matching
+/// attributes only).
+const LISTING_URL: &str = "https://idp.example/scim/v2/Users?startIndex=1&count=100&attributes=id%2CuserName%2CexternalId%2Cemails";
+
 type Answer = Result<HttpResponse, TransportError>;
 
 // ----------------------------------------------------------------------------------------
@@ -139,7 +143,7 @@ fn mapped() -> Value {
     json!({
         "schemas": [USER_SCHEMA],
         "userName": "bjensen",
-        "name": {"givenName": "Barbara", "familyName": "Jensen"},
+        "name": {"givenName": "Barbara", "familyName": "Jensen", "formatted": "Barbara Jensen"},
         "displayName": "Barbara Jensen",
         "emails": [{"value": "bjensen@example.com", "type": "work", "primary": true}],
         "active": true,
@@ -154,7 +158,8 @@ fn remote() -> Value {
         "id": RID,
         "externalId": "42",
         "userName": "bjensen",
-        "name": {"givenName": "Barbara", "familyName": "Jensen", "honorificPrefix": "Ms."},
+        "name": {"givenName": "Barbara", "familyName": "Jensen", "formatted": "Barbara Jensen",
+                 "honorificPrefix": "Ms."},
         "displayName": "Barbara Jensen",
         "nickName": "Babs",
         "title": "Tour Guide",
@@ -425,6 +430,7 @@ fn a_user_found_by_user_name_is_adopted_and_patched_only_where_mapped_attributes
         patch_body(json!([
             {"op": "replace", "path": "displayName", "value": "Barbara Jensen"},
             {"op": "replace", "path": "externalId", "value": "42"},
+            {"op": "replace", "path": "name.formatted", "value": "Barbara Jensen"},
             {"op": "replace", "path": "name.givenName", "value": "Barbara"}
         ]))
     );
@@ -547,18 +553,22 @@ fn users_returned_by_a_server_that_ignores_the_filter_are_not_adopted() {
     let everyone = || list(vec![alice.clone(), carol.clone()]);
     let c = connector(
         "",
-        vec![
-            spc(true, true),
-            everyone(),
-            everyone(),
-            everyone(),
-            json(201, remote()),
-        ],
+        vec![spc(true, true), everyone(), everyone(), json(201, remote())],
     );
     let out = c.provision(&bjensen(), UserEvent::Created, None).unwrap();
     assert_eq!(out.action, Action::Created);
     assert_eq!(out.link.unwrap().remote_id, RID);
-    assert_eq!(calls(&c).last().unwrap(), &format!("POST {USERS_URL}"));
+    // The first look-up gave users that do not match: the server ignores filters, so the
+    // remote users are listed and matched here instead.
+    assert_eq!(
+        calls(&c),
+        vec![
+            get(SPC_URL),
+            get(Q_USERNAME),
+            get(LISTING_URL),
+            format!("POST {USERS_URL}")
+        ]
+    );
     assert_eq!(writes(&c), 1);
 }
 
@@ -744,6 +754,7 @@ fn an_update_sends_a_minimal_patch_with_if_match() {
             {"op": "replace", "path": "displayName", "value": "Jensen"},
             {"op": "replace", "path": "emails[type eq \"work\"].value",
              "value": "barbara.jensen@example.com"},
+            {"op": "replace", "path": "name.formatted", "value": "Jensen"},
             {"op": "remove", "path": "name.givenName"}
         ]))
     );
@@ -890,7 +901,7 @@ fn a_second_412_gives_up() {
 fn a_412_after_which_the_server_already_has_our_values_is_unchanged() {
     let fresh = remote_with(
         V2,
-        json!({"displayName": "Jensen", "name": {"familyName": "Jensen"},
+        json!({"displayName": "Jensen", "name": {"familyName": "Jensen", "formatted": "Jensen"},
                "emails": [{"value": "barbara.jensen@example.com", "type": "work", "primary": true}]}),
     );
     let c = connector(
@@ -930,7 +941,8 @@ fn an_update_without_a_snapshot_reads_the_user_and_patches_the_difference() {
         body(&sent(&c, 2)),
         patch_body(json!([
             {"op": "replace", "path": "displayName", "value": "Barbara Jensen-Smith"},
-            {"op": "replace", "path": "name.familyName", "value": "Jensen-Smith"}
+            {"op": "replace", "path": "name.familyName", "value": "Jensen-Smith"},
+            {"op": "replace", "path": "name.formatted", "value": "Barbara Jensen-Smith"}
         ]))
     );
     assert_eq!(out.action, Action::Updated);
@@ -1018,7 +1030,8 @@ fn without_patch_an_update_reads_then_puts_the_merged_user() {
             "id": RID,
             "externalId": "42",
             "userName": "bjensen",
-            "name": {"givenName": "Barbara", "familyName": "Jensen", "honorificPrefix": "Ms."},
+            "name": {"givenName": "Barbara", "familyName": "Jensen", "formatted": "Barbara Jensen",
+                     "honorificPrefix": "Ms."},
             "displayName": "Barbara Jensen",
             "nickName": "Babs",
             "title": "Tour Guide",
@@ -1094,7 +1107,7 @@ fn without_patch_a_cleared_sub_attribute_is_removed_by_the_put() {
     let put = body(&sent(&c, 2));
     assert_eq!(
         put["name"],
-        json!({"familyName": "Jensen", "honorificPrefix": "Ms."}),
+        json!({"familyName": "Jensen", "formatted": "Jensen", "honorificPrefix": "Ms."}),
         "givenName was ours and is cleared; honorificPrefix never was"
     );
     assert_eq!(put["displayName"], "Jensen");
@@ -1751,20 +1764,22 @@ fn a_server_without_service_provider_config_is_still_matched_before_creating() {
 }
 
 #[test]
-fn a_server_that_says_it_cannot_filter_is_not_searched() {
+fn a_server_that_says_it_cannot_filter_is_not_searched_but_listed() {
     let mut no_filter = spc(true, true).unwrap();
     let mut v: Value = serde_json::from_slice(&no_filter.body).unwrap();
     v["filter"] = json!({"supported": false, "maxResults": 0});
     no_filter.body = serde_json::to_vec(&v).unwrap();
-    let c = connector("", vec![Ok(no_filter), json(201, remote())]);
-    let out = c.provision(&bjensen(), UserEvent::Created, None).unwrap();
-    assert_eq!(calls(&c), vec![get(SPC_URL), format!("POST {USERS_URL}")]);
-    assert_eq!(out.action, Action::Created);
-    assert!(
-        logs(&c)
-            .iter()
-            .any(|m| m.contains("does not support filters"))
+    let someone = json!({"schemas": [USER_SCHEMA], "id": "s", "userName": "someone"});
+    let c = connector(
+        "",
+        vec![Ok(no_filter), list(vec![someone]), json(201, remote())],
     );
+    let out = c.provision(&bjensen(), UserEvent::Created, None).unwrap();
+    assert_eq!(
+        calls(&c),
+        vec![get(SPC_URL), get(LISTING_URL), format!("POST {USERS_URL}")]
+    );
+    assert_eq!(out.action, Action::Created);
 }
 
 // ----------------------------------------------------------------------------------------
@@ -1779,7 +1794,7 @@ fn entra_user(active: &str) -> Value {
         "userName": "bjensen",
         "active": active,
         "displayName": "Barbara Jensen",
-        "name": {"givenName": "Barbara", "familyName": "Jensen"},
+        "name": {"givenName": "Barbara", "familyName": "Jensen", "formatted": "Barbara Jensen"},
         "emails": [{"value": "bjensen@example.com", "type": "work", "primary": true}],
         "meta": {"resourceType": "User", "version": V1}
     })
@@ -1830,7 +1845,7 @@ fn capitalised_sub_attribute_keys_are_matched_and_compared_case_insensitively() 
         "UserName": "BJensen",
         "Active": true,
         "DisplayName": "Barbara Jensen",
-        "Name": {"GivenName": "Barbara", "FamilyName": "Jensen"},
+        "Name": {"GivenName": "Barbara", "FamilyName": "Jensen", "Formatted": "Barbara Jensen"},
         "Emails": [
             {"Value": "bjensen@example.com", "Type": "work", "Primary": true},
             {"Value": "babs@jensen.org", "Type": "home"}

@@ -727,7 +727,7 @@ fn the_default_config_fits_drupal() {
             "schemas": [CORE],
             "userName": "ann",
             "emails": [{"type": "work", "value": "ann@example.org", "primary": true}],
-            "name": {"givenName": "Ann"},
+            "name": {"givenName": "Ann", "formatted": "Ann"},
             "displayName": "Ann",
             "active": false,
             "externalId": "3"

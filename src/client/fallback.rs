@@ -1,0 +1,347 @@
+//! Fallbacks for the SCIM servers people actually run: PATCH refused on some paths, filters
+//! unsupported or ignored, paging parameters answered with a 500, and a `/Schemas` narrower
+//! than RFC 7643. Each fallback is learned once and kept in the connector's [`Dialect`],
+//! which the host may store with the connection.
+
+use serde_json::Value;
+
+use crate::error::ProvisioningError;
+use crate::mapping::MapMode;
+use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort};
+use crate::scim::discovery::ServerCapabilities;
+use crate::scim::response::is_success;
+use crate::user::{CmsUser, ProvisionOutcome};
+
+use super::connector::{Connector, read_list};
+use super::dialect::{DeclaredSchema, Dialect};
+use super::engine::Sent;
+use super::resource::{id_of, match_value};
+use super::transport::{Transport, encode_component};
+
+/// A userName no server holds: the filter probe of a connection test must match nothing.
+const PROBE_USER_NAME: &str = "scim-provisioner-filter-probe-7f3e9c1d";
+
+impl<H: HttpPort, L: LogPort> Connector<H, L> {
+    /// `caps` as the server really behaves: PATCH off once it was refused, filters off once
+    /// they were found unusable.
+    pub(crate) fn with_dialect(&self, mut caps: ServerCapabilities) -> ServerCapabilities {
+        let dialect = self.dialect.borrow();
+        if dialect.patch_refused {
+            caps.patch = false;
+        }
+        if dialect.filters_unusable {
+            caps.filter_max_results = None;
+        }
+        caps
+    }
+
+    /// What the connector has learned, as a document the host keeps with the connection.
+    pub fn export_dialect(&self) -> String {
+        self.dialect.borrow().to_document()
+    }
+
+    /// Loads what [`Connector::export_dialect`] gave, so this connector starts out knowing.
+    pub fn import_dialect(&self, document: &str) -> Result<(), ProvisioningError> {
+        let dialect = Dialect::from_document(document)
+            .map_err(|e| ProvisioningError::InvalidConfig(format!("server dialect: {e}")))?;
+        *self.dialect.borrow_mut() = dialect;
+        Ok(())
+    }
+
+    /// Sends an update as [`Connector::send_update_as`] does; when the server refuses the
+    /// PATCH (501, 405, or 400 `noTarget`/`invalidPath`), sends it again as a PUT (GET, our
+    /// attributes laid over the resource, PUT) and remembers, for the whole server, that
+    /// updates go as PUT: a server that refuses some paths cannot be trusted with others,
+    /// and PUT is the one update every SCIM server must take.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_update(
+        &self,
+        t: &Transport<'_, H, L>,
+        remote_id: &str,
+        version: Option<String>,
+        old: &Value,
+        new: &Value,
+        remote: Option<Value>,
+        previous: Option<&Value>,
+        caps: &ServerCapabilities,
+    ) -> Result<Sent, ProvisioningError> {
+        let caps = self.with_dialect(caps.clone());
+        match self.send_update_as(
+            t,
+            remote_id,
+            version.clone(),
+            old,
+            new,
+            remote.clone(),
+            previous,
+            &caps,
+        ) {
+            Err(e) if caps.patch && is_patch_refusal(&e) => {
+                self.dialect.borrow_mut().patch_refused = true;
+                self.log.log(
+                    LogLevel::Warn,
+                    &format!("the server refused a PATCH ({e}); updates go as PUT from now on"),
+                );
+                let put = ServerCapabilities {
+                    patch: false,
+                    ..caps
+                };
+                self.send_update_as(t, remote_id, version, old, new, remote, previous, &put)
+            }
+            other => other,
+        }
+    }
+
+    /// GET of a list: when the server answers a request with `startIndex`/`count` with a
+    /// 500 (or 501), the request is sent once more without them, and a success teaches the
+    /// connector to leave them out from then on. The caller handles whatever comes back:
+    /// the whole list or a page the server chose.
+    pub(crate) fn list_get(
+        &self,
+        t: &Transport<'_, H, L>,
+        relative: &str,
+    ) -> Result<HttpResponse, ProvisioningError> {
+        let unpaged = without_paging(relative);
+        if self.dialect.borrow().paging_unusable {
+            return t.get(&unpaged);
+        }
+        let resp = t.get(relative)?;
+        if !matches!(resp.status, 500 | 501) || unpaged == relative {
+            return Ok(resp);
+        }
+        let retry = t.get(&unpaged)?;
+        if is_success(retry.status) {
+            self.dialect.borrow_mut().paging_unusable = true;
+            self.log.log(
+                LogLevel::Warn,
+                &format!(
+                    "the server answers {} to a list with startIndex/count but lists without them; paging parameters are left out from now on",
+                    resp.status
+                ),
+            );
+        }
+        Ok(retry)
+    }
+
+    /// Whether filters cannot be used to match: not supported, refused or ignored.
+    pub(crate) fn filters_unusable(&self, caps: &ServerCapabilities) -> bool {
+        self.dialect.borrow().filters_unusable
+            || (caps.discovered && caps.filter_max_results.is_none())
+    }
+
+    /// Records that filters cannot be trusted, saying why, once.
+    pub(crate) fn learn_filters_unusable(&self, why: &str) {
+        let mut dialect = self.dialect.borrow_mut();
+        if !dialect.filters_unusable {
+            dialect.filters_unusable = true;
+            self.log.log(
+                LogLevel::Warn,
+                &format!("{why}; matching lists the remote users instead"),
+            );
+        }
+    }
+
+    /// Matching without filters: lists the remote users afresh (paged where the server
+    /// pages) and matches locally, fetching the one match in full. A fresh listing, because
+    /// this runs when a creation met a conflict or a timeout, which an older listing cannot
+    /// account for.
+    pub(crate) fn look_up_by_listing(
+        &self,
+        t: &Transport<'_, H, L>,
+        resource: &Value,
+    ) -> Result<Option<Value>, ProvisioningError> {
+        self.list_remote_users(t)?;
+        Ok(self.find_in_index(t, resource)?.flatten())
+    }
+
+    /// Reads `/Schemas` and `/ResourceTypes` once per connector; a server without them (or
+    /// with unreadable ones) gets RFC 7643's schema. True when they were read now.
+    pub(crate) fn learn_schema(&self, t: &Transport<'_, H, L>) -> Result<bool, ProvisioningError> {
+        if self.dialect.borrow().schema.is_some() {
+            return Ok(false);
+        }
+        let readable = |resp: HttpResponse| -> Option<Value> {
+            is_success(resp.status)
+                .then(|| serde_json::from_slice::<Value>(&resp.body).ok())
+                .flatten()
+        };
+        let declared = match readable(t.get("/Schemas")?) {
+            Some(schemas) => {
+                let types = readable(t.get("/ResourceTypes")?);
+                DeclaredSchema::from_answers(&schemas, types.as_ref())
+            }
+            None => None,
+        };
+        if declared.is_none() {
+            self.log.log(
+                LogLevel::Info,
+                "the server has no readable /Schemas; RFC 7643's User schema applies",
+            );
+        }
+        self.dialect.borrow_mut().schema = Some(declared);
+        Ok(true)
+    }
+
+    /// `resource` cut to the server's declared schema, once it is known; each attribute
+    /// left out is named in one warning per connector.
+    pub(crate) fn shaped(&self, resource: Value) -> Value {
+        let mut left_out = Vec::new();
+        let shaped = match self.dialect.borrow().declared() {
+            Some(schema) => schema.shape(&resource, &mut left_out),
+            None => return resource,
+        };
+        for path in left_out {
+            if self.dialect.borrow_mut().warned.insert(path.clone()) {
+                self.log.log(
+                    LogLevel::Warn,
+                    &format!("the server's schema does not declare {path}; it is left out of what is sent"),
+                );
+            }
+        }
+        shaped
+    }
+
+    /// After a write was refused with a 400 before the server's schema was read: reads it,
+    /// and says whether the user's payload changes when shaped to it, so the write is worth
+    /// sending once more. Costs nothing on servers that take what we send.
+    pub(crate) fn reshape_after_refusal(
+        &self,
+        t: &Transport<'_, H, L>,
+        user: &CmsUser,
+        result: &Result<ProvisionOutcome, ProvisioningError>,
+    ) -> bool {
+        let refused = match result {
+            Err(ProvisioningError::Scim(e)) => {
+                e.status == 400
+                    && !matches!(
+                        e.scim_type.as_deref(),
+                        Some("noTarget" | "invalidPath" | "uniqueness" | "mutability")
+                    )
+            }
+            Err(ProvisioningError::UnexpectedResponse { status, .. }) => *status == 400,
+            _ => false,
+        };
+        if !refused || !matches!(self.learn_schema(t), Ok(true)) {
+            return false;
+        }
+        let Ok(mapped) = self.policy.mapping.map(user, MapMode::Create) else {
+            return false;
+        };
+        let dialect = self.dialect.borrow();
+        let Some(schema) = dialect.declared() else {
+            return false;
+        };
+        schema.shape(&mapped, &mut Vec::new()) != mapped
+    }
+
+    /// What a connection test learns beyond `/ServiceProviderConfig`: the server's schema
+    /// (and what of the mapping it lacks or requires), and whether filters are honoured,
+    /// probed with a filter that must match nothing. Returns one line per finding.
+    pub(crate) fn learn_at_test(
+        &self,
+        t: &Transport<'_, H, L>,
+        caps: &ServerCapabilities,
+    ) -> Result<Vec<String>, ProvisioningError> {
+        let mut findings = Vec::new();
+        self.dialect.borrow_mut().schema = None;
+        self.learn_schema(t)?;
+        let targets = self.policy.mapping.targets();
+        match self.dialect.borrow().declared() {
+            Some(schema) => {
+                for target in schema.undeclared_targets(&targets) {
+                    findings.push(format!("not declared by the server, left out: {target}"));
+                }
+                for attr in schema.unfilled_required(&targets) {
+                    findings.push(format!(
+                        "required by the server, not filled by the mapping: {attr}"
+                    ));
+                }
+            }
+            None => findings.push("schema: RFC 7643 (no readable /Schemas)".into()),
+        }
+        if caps.discovered && caps.filter_max_results.is_none() {
+            self.dialect.borrow_mut().filters_unusable = true;
+            findings.push("filters: not supported; matching lists the remote users".into());
+        } else {
+            let probe = format!(
+                "/Users?filter={}&startIndex=1&count=1",
+                encode_component(&format!("userName eq \"{PROBE_USER_NAME}\""))
+            );
+            let resp = self.list_get(t, &probe)?;
+            let honoured = match read_list(&resp) {
+                Ok((resources, total)) => resources.is_empty() && total == 0,
+                Err(_) => false,
+            };
+            self.dialect.borrow_mut().filters_unusable = !honoured;
+            findings.push(if honoured {
+                "filters: honoured".into()
+            } else if is_success(resp.status) {
+                "filters: ignored (a filter that matches nobody listed users); matching lists the remote users".into()
+            } else {
+                format!(
+                    "filters: refused (HTTP {}); matching lists the remote users",
+                    resp.status
+                )
+            });
+        }
+        let dialect = self.dialect.borrow();
+        if dialect.paging_unusable {
+            findings.push("paging: startIndex/count fail; lists are read without them".into());
+        }
+        findings.push(match (caps.patch, dialect.patch_refused) {
+            (true, false) => "PATCH: advertised; refusals fall back to PUT".into(),
+            (true, true) => "PATCH: advertised but refused; updates go as PUT".into(),
+            (false, _) => "PATCH: not advertised; updates go as PUT".into(),
+        });
+        Ok(findings)
+    }
+}
+
+/// Whether an error answer to a PATCH says the server cannot do that PATCH (rather than
+/// that the change is wrong): 501, 405, or 400 with `noTarget`/`invalidPath`.
+pub(crate) fn is_patch_refusal(e: &ProvisioningError) -> bool {
+    match e {
+        ProvisioningError::Scim(s) => {
+            matches!(s.status, 501 | 405)
+                || (s.status == 400
+                    && matches!(s.scim_type.as_deref(), Some("noTarget" | "invalidPath")))
+        }
+        ProvisioningError::UnexpectedResponse { status, .. } => matches!(status, 501 | 405),
+        _ => false,
+    }
+}
+
+/// `relative` without its `startIndex` and `count` query parameters.
+pub(crate) fn without_paging(relative: &str) -> String {
+    let Some((path, query)) = relative.split_once('?') else {
+        return relative.to_string();
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| {
+            let name = p.split('=').next().unwrap_or_default();
+            !name.eq_ignore_ascii_case("startIndex") && !name.eq_ignore_ascii_case("count")
+        })
+        .collect();
+    if kept.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{}", kept.join("&"))
+    }
+}
+
+/// True when a list answered for a filter on `path` = `value` holds users that do not
+/// match: the server ignored the filter.
+pub(crate) fn filter_ignored(
+    resources: &[Value],
+    path: &crate::scim::path::AttrPath,
+    value: &str,
+) -> bool {
+    resources.iter().any(|r| {
+        id_of(r).is_some() && !match_value(r, path).is_some_and(|v| v.eq_ignore_ascii_case(value))
+    })
+}
+
+#[cfg(test)]
+#[path = "tests/quirks.rs"]
+mod tests;

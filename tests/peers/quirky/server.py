@@ -1,0 +1,626 @@
+#!/usr/bin/env python3
+"""A small SCIM 2.0 server (Users only) for the end-to-end tests, with switches that each
+reproduce one behaviour of SCIM servers people actually run. Standard library only:
+wsgiref for HTTP, sqlite3 for storage, so its data survives a kill and a restart.
+
+Base path /v2. Discovery endpoints answer without the token (RFC 7644 section 4); /Users
+needs `Authorization: Bearer <token>`.
+
+Switches (each exactly the behaviour described in issue 16):
+  --narrow-schema     /Schemas declares fewer sub-attributes than RFC 7643 (emails: only
+                      value; no enterprise extension); anything undeclared in a POST, PUT or
+                      PATCH body is a 400 "Extra inputs are not permitted: emails, 0, primary"
+  --require-name      the schema marks name.formatted and name.familyName required; a
+                      create or replace without them is a 400 naming the attribute
+  --patch-501         PATCH is advertised, but a PATCH whose path has a sub-attribute or a
+                      value filter (name.familyName, emails[type eq "work"].value) is
+                      refused, as is a path-less operation; `active` and other simple paths work
+  --patch-refusal R   how --patch-501 refuses: 501 (default), noTarget, invalidPath, 405
+  --no-filter         ServiceProviderConfig says filter.supported=false, and filters are
+                      ignored (--filter-mode ignore: the list is returned unfiltered) or
+                      refused (--filter-mode reject: 400)
+  --no-scim-type-409  the 409 for an existing userName carries no scimType
+  --no-unique         a second user with an existing userName is accepted
+  --paging-500        a list request carrying count or startIndex is a 500; GET /Users
+                      without them answers --default-page users (0: all of them)
+  --post-delay-ms N   a POST /Users commits, then waits N ms before it answers
+  --db FILE           the SQLite file (default: in memory)
+"""
+
+import argparse
+import json
+import re
+import sqlite3
+import sys
+import threading
+import time
+import uuid
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+LIST = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
+ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+PATCH_OP = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+SCIM_JSON = "application/scim+json"
+
+
+def attr(name, type_="string", sub=None, multi=False, required=False):
+    a = {
+        "name": name,
+        "type": "complex" if sub is not None else type_,
+        "multiValued": multi,
+        "required": required,
+        "mutability": "readWrite",
+        "returned": "default",
+        "uniqueness": "server" if name == "userName" else "none",
+        "caseExact": False,
+    }
+    if sub is not None:
+        a["subAttributes"] = sub
+    return a
+
+
+def multi_complex(name, subs):
+    return attr(name, sub=[attr(s, "boolean" if s == "primary" else "string") for s in subs], multi=True)
+
+
+def core_schema(narrow, require_name):
+    name_subs = ["formatted", "familyName", "givenName", "middleName", "honorificPrefix", "honorificSuffix"]
+    if narrow:
+        name_subs = ["formatted", "familyName", "givenName"]
+    name = attr(
+        "name",
+        sub=[attr(s, required=require_name and s in ("formatted", "familyName")) for s in name_subs],
+        required=require_name,
+    )
+    attrs = [attr("userName", required=True), name, attr("displayName"), attr("active", "boolean")]
+    if narrow:
+        attrs.append(multi_complex("emails", ["value"]))
+    else:
+        for simple in ("nickName", "profileUrl", "title", "userType", "preferredLanguage", "locale", "timezone", "password"):
+            attrs.append(attr(simple))
+        for m in ("emails", "phoneNumbers", "ims", "photos"):
+            attrs.append(multi_complex(m, ["value", "display", "type", "primary"]))
+        attrs.append(multi_complex("addresses", ["formatted", "streetAddress", "locality", "region", "postalCode", "country", "type", "primary"]))
+        for m in ("groups", "entitlements", "roles", "x509Certificates"):
+            attrs.append(multi_complex(m, ["value", "display", "type", "primary"]))
+    return {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+        "id": CORE,
+        "name": "User",
+        "description": "User Account",
+        "attributes": attrs,
+        "meta": {"resourceType": "Schema", "location": "/v2/Schemas/" + CORE},
+    }
+
+
+def enterprise_schema():
+    manager = attr("manager", sub=[attr("value"), attr("$ref", "reference"), attr("displayName")])
+    subs = [attr(s) for s in ("employeeNumber", "costCenter", "organization", "division", "department")]
+    return {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Schema"],
+        "id": ENTERPRISE,
+        "name": "EnterpriseUser",
+        "attributes": subs + [manager],
+        "meta": {"resourceType": "Schema", "location": "/v2/Schemas/" + ENTERPRISE},
+    }
+
+
+class Refusal(Exception):
+    def __init__(self, status, detail, scim_type=None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.scim_type = scim_type
+
+
+def find_ci(obj, key):
+    for k in obj:
+        if k.lower() == key.lower():
+            return k
+    return None
+
+
+class Store:
+    """Users as JSON in SQLite; one lock for every access, the server is small."""
+
+    def __init__(self, path):
+        self.lock = threading.Lock()
+        self.db = sqlite3.connect(path or ":memory:", check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL" if path else "PRAGMA journal_mode=MEMORY")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS users (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, "
+            "user_name TEXT NOT NULL, version INTEGER NOT NULL, created TEXT NOT NULL, data TEXT NOT NULL)"
+        )
+
+    def all(self):
+        rows = self.db.execute("SELECT id, version, created, data FROM users ORDER BY seq").fetchall()
+        return [self.resource(*r) for r in rows]
+
+    def get(self, uid):
+        row = self.db.execute("SELECT id, version, created, data FROM users WHERE id = ?", (uid,)).fetchone()
+        return self.resource(*row) if row else None
+
+    def by_user_name(self, user_name, other_than=None):
+        rows = self.db.execute(
+            "SELECT id FROM users WHERE lower(user_name) = lower(?) AND id != ?", (user_name, other_than or "")
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def insert(self, data):
+        uid = uuid.uuid4().hex
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.db.execute(
+            "INSERT INTO users (id, user_name, version, created, data) VALUES (?, ?, 1, ?, ?)",
+            (uid, data.get("userName", ""), now, json.dumps(data)),
+        )
+        return self.get(uid)
+
+    def replace(self, uid, data):
+        self.db.execute(
+            "UPDATE users SET user_name = ?, version = version + 1, data = ? WHERE id = ?",
+            (data.get("userName", ""), json.dumps(data), uid),
+        )
+        return self.get(uid)
+
+    def delete(self, uid):
+        return self.db.execute("DELETE FROM users WHERE id = ?", (uid,)).rowcount > 0
+
+    @staticmethod
+    def resource(uid, version, created, data):
+        r = json.loads(data)
+        r["id"] = uid
+        r["meta"] = {
+            "resourceType": "User",
+            "created": created,
+            "lastModified": created,
+            "version": 'W/"%d"' % version,
+            "location": "/v2/Users/" + uid,
+        }
+        return r
+
+
+class Quirky:
+    def __init__(self, opts):
+        self.opts = opts
+        self.store = Store(opts.db)
+        self.core = core_schema(opts.narrow_schema, opts.require_name)
+        self.extensions = [] if opts.narrow_schema else [enterprise_schema()]
+
+    # ---- helpers -------------------------------------------------------------------------
+
+    def declared(self):
+        """Attribute name (lower) -> (sub-attribute names (lower) or None), per schema URN."""
+        out = {}
+        for schema in [self.core] + self.extensions:
+            attrs = {}
+            for a in schema["attributes"]:
+                subs = a.get("subAttributes")
+                attrs[a["name"].lower()] = None if subs is None else {s["name"].lower() for s in subs}
+            out[schema["id"].lower()] = attrs
+        return out
+
+    def check_declared(self, body):
+        """A 400 for the first attribute or sub-attribute the schema does not declare, in the
+        words pydantic uses ("Extra inputs are not permitted: emails, 0, primary")."""
+        declared = self.declared()
+        core = declared[CORE.lower()]
+
+        def check(attrs, obj, prefix):
+            for key, value in obj.items():
+                if not prefix and key.lower() in ("schemas", "id", "externalid", "meta"):
+                    continue
+                if not prefix and key.lower() in declared and key.lower() != CORE.lower():
+                    if not isinstance(value, dict):
+                        raise Refusal(400, "Extra inputs are not permitted: " + key, "invalidSyntax")
+                    check(declared[key.lower()], value, [key])
+                    continue
+                if not prefix and key.lower() == CORE.lower() and isinstance(value, dict):
+                    check(core, value, [key])
+                    continue
+                lk = key.lower()
+                if lk not in attrs:
+                    raise Refusal(400, "Extra inputs are not permitted: " + ", ".join(prefix + [key]), "invalidSyntax")
+                subs = attrs[lk]
+                if subs is None:
+                    continue
+                items = value if isinstance(value, list) else [value]
+                for i, item in enumerate(items):
+                    if not isinstance(item, dict):
+                        continue
+                    for sk in item:
+                        if sk.lower() not in subs:
+                            path = prefix + [key] + ([str(i)] if isinstance(value, list) else []) + [sk]
+                            raise Refusal(400, "Extra inputs are not permitted: " + ", ".join(path), "invalidSyntax")
+
+        check(core, body, [])
+
+    def check_required(self, body):
+        if not self.opts.require_name:
+            return
+        name = body.get(find_ci(body, "name") or "name")
+        for sub in ("formatted", "familyName"):
+            value = name.get(find_ci(name, sub) or sub) if isinstance(name, dict) else None
+            if not isinstance(value, str) or not value.strip():
+                raise Refusal(400, "Missing required attribute: name." + sub, "invalidValue")
+
+    def check_unique(self, body, other_than=None):
+        user_name = body.get(find_ci(body, "userName") or "userName")
+        if not isinstance(user_name, str) or not user_name:
+            raise Refusal(400, "Missing required attribute: userName", "invalidValue")
+        if self.opts.no_unique:
+            return
+        if self.store.by_user_name(user_name, other_than):
+            scim_type = None if self.opts.no_scim_type_409 else "uniqueness"
+            raise Refusal(409, "UNIQUE constraint failed: users.user_name", scim_type)
+
+    def clean(self, body):
+        data = {k: v for k, v in body.items() if k.lower() not in ("id", "meta")}
+        if "schemas" not in data:
+            data["schemas"] = [CORE]
+        return data
+
+    # ---- filters -------------------------------------------------------------------------
+
+    def parse_filter(self, text):
+        """The equality filters a provisioning client sends: `a eq "v"`, `a.b eq "v"`,
+        `a[type eq "t" and value eq "v"]`; anything else is a 400."""
+        s = r'"((?:[^"\\]|\\.)*)"'
+        m = re.fullmatch(r"\s*([\w:.$-]+?)(?:\.(\w+))?\s+eq\s+" + s + r"\s*", text)
+        if m:
+            return ("attr", m.group(1), m.group(2), None, json.loads('"%s"' % m.group(3)))
+        m = re.fullmatch(r"\s*(\w+)\[\s*type\s+eq\s+" + s + r"\s+and\s+(\w+)\s+eq\s+" + s + r"\s*\]\s*", text)
+        if m:
+            return ("typed", m.group(1), m.group(3), json.loads('"%s"' % m.group(2)), json.loads('"%s"' % m.group(4)))
+        raise Refusal(400, "unsupported filter: " + text, "invalidFilter")
+
+    @staticmethod
+    def matches(f, user):
+        kind, a, sub, type_, value = f
+        key = find_ci(user, a)
+        if key is None:
+            # A dotted name without a sub-attribute match: `name.familyName`.
+            if "." in a:
+                a, sub = a.rsplit(".", 1)
+                key = find_ci(user, a)
+            if key is None:
+                return False
+        v = user[key]
+        items = v if isinstance(v, list) else [v]
+        for item in items:
+            if kind == "typed":
+                if not isinstance(item, dict) or str(item.get("type", "")).lower() != type_.lower():
+                    continue
+            if sub or kind == "typed" or isinstance(item, dict):
+                if not isinstance(item, dict):
+                    continue
+                sk = find_ci(item, sub or "value")
+                item = item.get(sk) if sk else None
+            if isinstance(item, bool):
+                item = "true" if item else "false"
+            if item is not None and str(item).lower() == value.lower():
+                return True
+        return False
+
+    # ---- PATCH ---------------------------------------------------------------------------
+
+    def refuse_patch(self, path):
+        kind = self.opts.patch_refusal
+        detail = "PATCH of %s is not implemented" % (path or "the resource without a path")
+        if kind == "405":
+            raise Refusal(405, detail)
+        if kind in ("noTarget", "invalidPath"):
+            raise Refusal(400, detail, kind)
+        raise Refusal(501, detail)
+
+    def apply_patch(self, user, body):
+        ops = body.get("Operations") if isinstance(body, dict) else None
+        if not isinstance(ops, list):
+            raise Refusal(400, "PATCH needs Operations", "invalidSyntax")
+        for op in ops:
+            if not isinstance(op, dict):
+                raise Refusal(400, "an operation is not an object", "invalidSyntax")
+            name = str(op.get("op", "")).lower()
+            path = op.get("path")
+            value = op.get("value")
+            if self.opts.patch_501 and (path is None or "." in path or "[" in path):
+                self.refuse_patch(path)
+            if name not in ("add", "replace", "remove"):
+                raise Refusal(400, "unknown op " + name, "invalidSyntax")
+            if path is None:
+                if name == "remove" or not isinstance(value, dict):
+                    raise Refusal(400, "no path", "noTarget")
+                for k, v in value.items():
+                    self.set_path(user, k, v, name)
+                continue
+            if name == "remove":
+                self.remove_path(user, path)
+            else:
+                self.set_path(user, path, value, name)
+        return user
+
+    PATH = re.compile(r'^([\w:.$-]+?)(?:\[\s*type\s+eq\s+"([^"]*)"\s*\])?(?:\.(\w+))?$')
+
+    def split(self, path):
+        # An extension attribute: `urn:...:User:department`.
+        for ext in [ENTERPRISE]:
+            if path.lower().startswith(ext.lower() + ":"):
+                return ext, path[len(ext) + 1 :], None, None
+        m = self.PATH.match(path)
+        if not m:
+            raise Refusal(400, "invalid path " + path, "invalidPath")
+        a, type_, sub = m.group(1), m.group(2), m.group(3)
+        if type_ is None and sub is None and "." in a:
+            a, sub = a.split(".", 1)
+        return None, a, type_, sub
+
+    def set_path(self, user, path, value, op):
+        ext, a, type_, sub = self.split(path)
+        target = user
+        if ext:
+            key = find_ci(user, ext) or ext
+            target = user.setdefault(key, {})
+        key = find_ci(target, a) or a
+        if type_ is not None:
+            items = target.setdefault(key, [])
+            item = next((i for i in items if isinstance(i, dict) and str(i.get("type", "")).lower() == type_.lower()), None)
+            if item is None:
+                item = {"type": type_}
+                items.append(item)
+            if sub:
+                item[find_ci(item, sub) or sub] = value
+            elif isinstance(value, dict):
+                item.update(value)
+            return
+        if sub:
+            obj = target.setdefault(key, {})
+            obj[find_ci(obj, sub) or sub] = value
+            return
+        if op == "add" and isinstance(target.get(key), list):
+            target[key].extend(value if isinstance(value, list) else [value])
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            target[key].update(value)
+        else:
+            target[key] = value
+
+    def remove_path(self, user, path):
+        ext, a, type_, sub = self.split(path)
+        target = user
+        if ext:
+            target = user.get(find_ci(user, ext) or ext, {})
+        key = find_ci(target, a)
+        if key is None:
+            return
+        if type_ is not None:
+            items = target[key] if isinstance(target[key], list) else []
+            for item in items:
+                if isinstance(item, dict) and str(item.get("type", "")).lower() == type_.lower():
+                    if sub:
+                        item.pop(find_ci(item, sub) or sub, None)
+                    else:
+                        item["__gone"] = True
+            target[key] = [i for i in items if not (isinstance(i, dict) and i.get("__gone"))]
+            return
+        if sub:
+            if isinstance(target[key], dict):
+                target[key].pop(find_ci(target[key], sub) or sub, None)
+            return
+        del target[key]
+
+    # ---- HTTP ----------------------------------------------------------------------------
+
+    def spc(self):
+        return {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+            "patch": {"supported": True},
+            "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
+            "filter": {"supported": not self.opts.no_filter, "maxResults": 200},
+            "changePassword": {"supported": False},
+            "sort": {"supported": False},
+            "etag": {"supported": True},
+            "authenticationSchemes": [{"type": "oauthbearertoken", "name": "Bearer", "description": "token"}],
+            "meta": {"resourceType": "ServiceProviderConfig", "location": "/v2/ServiceProviderConfig"},
+        }
+
+    def resource_types(self):
+        rt = {
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ResourceType"],
+            "id": "User",
+            "name": "User",
+            "endpoint": "/Users",
+            "schema": CORE,
+            "schemaExtensions": [{"schema": e["id"], "required": False} for e in self.extensions],
+            "meta": {"resourceType": "ResourceType", "location": "/v2/ResourceTypes/User"},
+        }
+        return listing([rt])
+
+    def handle(self, method, path, query, headers, body):
+        if path == "/v2/ServiceProviderConfig" and method == "GET":
+            return 200, self.spc()
+        if path == "/v2/Schemas" and method == "GET":
+            return 200, listing([self.core] + self.extensions)
+        if path == "/v2/ResourceTypes" and method == "GET":
+            return 200, self.resource_types()
+        if headers.get("authorization") != "Bearer " + self.opts.token:
+            return 401, error(401, "bad or missing token")
+        if path == "/v2/Users":
+            if method == "GET":
+                return self.list_users(query)
+            if method == "POST":
+                return self.create(body)
+            return 405, error(405, "method not allowed")
+        m = re.fullmatch(r"/v2/Users/([^/]+)", path)
+        if not m:
+            return 404, error(404, "no such endpoint " + path)
+        uid = m.group(1)
+        with self.store.lock:
+            user = self.store.get(uid)
+            if user is None:
+                return 404, error(404, "User %s not found" % uid)
+            match = headers.get("if-match")
+            if match and method in ("PUT", "PATCH", "DELETE") and match != user["meta"]["version"]:
+                return 412, error(412, "version mismatch", "invalidVers")
+            if method == "GET":
+                return 200, user
+            if method == "DELETE":
+                self.store.delete(uid)
+                return 204, None
+            if method == "PUT":
+                data = self.clean(json_object(body))
+                self.check_declared(data)
+                self.check_required(data)
+                self.check_unique(data, uid)
+                return 200, self.store.replace(uid, data)
+            if method == "PATCH":
+                data = self.clean(user)
+                self.apply_patch(data, json_object(body))
+                self.check_declared(data)
+                self.check_required(data)
+                self.check_unique(data, uid)
+                return 200, self.store.replace(uid, data)
+        return 405, error(405, "method not allowed")
+
+    def create(self, body):
+        data = self.clean(json_object(body))
+        self.check_declared(data)
+        self.check_required(data)
+        with self.store.lock:
+            self.check_unique(data)
+            created = self.store.insert(data)
+        if self.opts.post_delay_ms:
+            time.sleep(self.opts.post_delay_ms / 1000)
+        return 201, created
+
+    def list_users(self, query):
+        paged = "count" in query or "startIndex" in query
+        if self.opts.paging_500 and paged:
+            return 500, {"detail": "Internal Server Error"}
+        with self.store.lock:
+            users = self.store.all()
+        text = query.get("filter")
+        if text is not None:
+            if self.opts.no_filter and self.opts.filter_mode == "reject":
+                return 400, error(400, "filtering is not supported", "invalidFilter")
+            if not self.opts.no_filter:
+                f = self.parse_filter(text)
+                users = [u for u in users if self.matches(f, u)]
+        total = len(users)
+        start = max(int_param(query, "startIndex", 1), 1)
+        count = int_param(query, "count", None)
+        if not paged and self.opts.default_page:
+            count = self.opts.default_page
+        if count is not None:
+            count = max(min(count, 200), 0)
+            page = users[start - 1 : start - 1 + count]
+        else:
+            page = users[start - 1 :]
+        return 200, listing(page, total, start)
+
+
+def listing(resources, total=None, start=1):
+    return {
+        "schemas": [LIST],
+        "totalResults": len(resources) if total is None else total,
+        "startIndex": start,
+        "itemsPerPage": len(resources),
+        "Resources": resources,
+    }
+
+
+def error(status, detail, scim_type=None):
+    e = {"schemas": [ERROR], "status": str(status), "detail": detail}
+    if scim_type:
+        e["scimType"] = scim_type
+    return e
+
+
+def json_object(body):
+    try:
+        value = json.loads(body or b"null")
+    except ValueError:
+        raise Refusal(400, "the body is not JSON", "invalidSyntax")
+    if not isinstance(value, dict):
+        raise Refusal(400, "the body is not a JSON object", "invalidSyntax")
+    return value
+
+
+def int_param(query, name, default):
+    if name not in query:
+        return default
+    try:
+        return int(query[name])
+    except ValueError:
+        raise Refusal(400, "%s is not a number" % name, "invalidValue")
+
+
+def app_for(quirky):
+    from urllib.parse import parse_qs
+
+    def app(environ, start_response):
+        method = environ["REQUEST_METHOD"]
+        path = environ.get("PATH_INFO", "")
+        query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
+        headers = {
+            "authorization": environ.get("HTTP_AUTHORIZATION"),
+            "if-match": environ.get("HTTP_IF_MATCH"),
+        }
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        try:
+            status, payload = quirky.handle(method, path, query, headers, body)
+        except Refusal as r:
+            status, payload = r.status, error(r.status, r.detail, r.scim_type)
+        except Exception as e:  # the server must answer, whatever the input
+            status, payload = 500, error(500, "internal error: %s" % type(e).__name__)
+        reason = {200: "OK", 201: "Created", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
+                  404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 412: "Precondition Failed",
+                  500: "Internal Server Error", 501: "Not Implemented"}.get(status, "Status")
+        out = b"" if payload is None else json.dumps(payload).encode()
+        hdrs = [("Content-Length", str(len(out)))]
+        if payload is not None:
+            hdrs.append(("Content-Type", SCIM_JSON))
+        if isinstance(payload, dict) and isinstance(payload.get("meta"), dict) and payload["meta"].get("version"):
+            hdrs.append(("ETag", payload["meta"]["version"]))
+        start_response("%d %s" % (status, reason), hdrs)
+        return [out]
+
+    return app
+
+
+class ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, fmt, *args):
+        sys.stderr.write("%s\n" % (fmt % args))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--token", required=True)
+    p.add_argument("--db", default=None)
+    p.add_argument("--narrow-schema", action="store_true")
+    p.add_argument("--require-name", action="store_true")
+    p.add_argument("--patch-501", action="store_true")
+    p.add_argument("--patch-refusal", default="501", choices=["501", "noTarget", "invalidPath", "405"])
+    p.add_argument("--no-filter", action="store_true")
+    p.add_argument("--filter-mode", default="ignore", choices=["ignore", "reject"])
+    p.add_argument("--no-scim-type-409", action="store_true")
+    p.add_argument("--no-unique", action="store_true")
+    p.add_argument("--paging-500", action="store_true")
+    p.add_argument("--default-page", type=int, default=0)
+    p.add_argument("--post-delay-ms", type=int, default=0)
+    opts = p.parse_args()
+    server = make_server(opts.host, opts.port, app_for(Quirky(opts)), ThreadingServer, QuietHandler)
+    sys.stderr.write("quirky SCIM server on http://%s:%d/v2 %s\n" % (opts.host, opts.port, sys.argv[1:]))
+    sys.stderr.flush()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
