@@ -2,7 +2,8 @@
 //! PATCH refused, filters or paging unusable) with the connection, in the store's `meta`
 //! table, so each new session starts out knowing instead of learning it again.
 
-use crate::runtime::{Session, describe_error};
+use crate::describe::describe_error;
+use crate::runtime::Session;
 use crate::store::Store;
 
 /// The `meta` key of the dialect of the server at `base_url`: another URL starts afresh.

@@ -10,8 +10,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::scim::discovery::field;
-use crate::scim::path::is_core_urn;
+use crate::client::capabilities::field;
+use crate::scim::attr::is_core_urn;
 
 /// The core User schema's URN.
 pub const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
@@ -318,9 +318,8 @@ fn declared_attribute(a: &Value) -> Option<DeclaredAttribute> {
         .as_str()
         .filter(|n| is_attr_name(n))?
         .to_string();
-    let required = |v: &Value| {
-        field(v, "required").and_then(crate::scim::response::lenient_bool) == Some(true)
-    };
+    let required =
+        |v: &Value| field(v, "required").and_then(crate::scim::lenient::lenient_bool) == Some(true);
     let subs = field(a, "subAttributes").and_then(Value::as_array);
     let complex = subs.is_some()
         || field(a, "type")

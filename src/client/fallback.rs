@@ -5,11 +5,11 @@
 
 use serde_json::Value;
 
+use crate::client::capabilities::ServerCapabilities;
+use crate::client::response::is_success;
 use crate::error::ProvisioningError;
 use crate::mapping::MapMode;
 use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort};
-use crate::scim::discovery::ServerCapabilities;
-use crate::scim::response::is_success;
 use crate::user::{CmsUser, ProvisionOutcome};
 
 use super::connector::{Connector, read_list};

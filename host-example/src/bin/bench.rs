@@ -323,7 +323,11 @@ fn bench_hosts(runtime: &Runtime, args: &Args) -> Result<()> {
     })?);
     let map_us = us(median_ns_per_op(n, || {
         for _ in 0..n {
-            black_box(session.map_user(black_box(&user))?);
+            black_box(
+                session
+                    .map_user(black_box(&user))?
+                    .map_err(|e| anyhow!("map: {}", describe_error(&e)))?,
+            );
         }
         Ok(())
     })?);

@@ -8,8 +8,9 @@ use super::*;
 use crate::client::fake::{FakeHttp, MemoryLog, empty_response, json_response};
 use crate::config::{Auth, ConnectorConfig};
 use crate::error::RetryClass;
-use crate::ports::{HttpRequest, TransportError};
-use crate::scim::response::ERROR_SCHEMA;
+use crate::error::TransportError;
+use crate::ports::HttpRequest;
+use crate::scim::message::ERROR_SCHEMA;
 use crate::user::{Action, FieldValue, Link, UserEvent};
 
 const BASE: &str = "https://q.example/v2";
