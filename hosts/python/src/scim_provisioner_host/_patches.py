@@ -126,7 +126,7 @@ def _memoize(cls: type, name: str) -> None:
         setattr(cls, name, method)
 
 
-def call(func: Any, store: Any, types: tuple[list, Any], params: list) -> Any:
+def call(func: Any, store: Any, types: tuple[list, Any], params: list, before: Any = None) -> Any:
     """``Func.__call__`` with the function's types given (cached by the caller)."""
     param_tys, result_ty = types
     if len(params) != len(param_tys):
@@ -141,6 +141,8 @@ def call(func: Any, store: Any, types: tuple[list, Any], params: list) -> Any:
         result_capi = ctypes.byref(result_space) if result_space is not None else None
 
         def run() -> Any:
+            if before is not None:
+                before()  # e.g. the deadline, set after the Python-side lowering
             return ffi.wasmtime_component_func_call(ctypes.byref(func._func), store._context(), param_capi, n,
                                                     result_capi, 1 if result_space is not None else 0)
 

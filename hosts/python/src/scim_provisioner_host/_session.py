@@ -141,12 +141,11 @@ class Session:
         func = self._func(name)
         previous = getattr(_current, "session", None)
         _current.session = self
-        store.set_epoch_deadline(self._deadline_ticks)
         try:
             types = self.runtime._func_types.get(name)
             if types is None:
                 types = self.runtime._func_types[name] = func_types(func, store)
-            result = call(func, store, types, args)
+            result = call(func, store, types, args, lambda: store.set_epoch_deadline(self._deadline_ticks))
             func.post_return(store)
             return result
         except wasmtime.WasmtimeError as e:
@@ -170,7 +169,9 @@ class Session:
         if "memory allocation" in stderr or "out of memory" in message.lower():
             return MemoryLimitExceeded(
                 name, f"the guest needed more than the memory limit of {self.runtime.memory_limit_bytes} bytes")
-        return GuestTrap(name, message.splitlines()[0] if message else "trap")
+        lines = [l.strip() for l in message.splitlines() if l.strip()]
+        cause = next((l for l in lines if l.startswith("wasm trap")), lines[0] if lines else "trap")
+        return GuestTrap(name, cause)
 
     def _invoke(self, name: str, args: list[Any]) -> Any:
         """Calls a method of the open resource, opening (again) first when needed."""

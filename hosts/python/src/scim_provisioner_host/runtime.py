@@ -71,16 +71,18 @@ class _Ticker:
         self._stop.set()
 
 
-def _dispatch(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _dispatch(fn: Callable[..., Any], renews_deadline: bool = True) -> Callable[..., Any]:
     """A host function: finds the session running on this thread, and after the host's answer
-    gives the guest a fresh deadline (the deadline bounds guest time between host answers)."""
+    (HTTP, directory; not a log line) gives the guest a fresh deadline: the deadline bounds
+    guest time between two host answers."""
 
     def host_func(store: Any, *args: Any) -> Any:
         session = getattr(_current, "session", None)
         if session is None:
             raise HostSetupError("a host function was called outside any export call")
         result = fn(session, *args)
-        wasmtime._ffi.wasmtime_context_set_epoch_deadline(store._context(), session._deadline_ticks)
+        if renews_deadline:
+            wasmtime._ffi.wasmtime_context_set_epoch_deadline(store._context(), session._deadline_ticks)
         return result
 
     return host_func
@@ -118,7 +120,8 @@ class Runtime:
         self.wasm_path = path
         self.memory_limit_bytes = memory_limit_bytes
         self.deadline_ms = deadline_ms
-        self.deadline_ticks = max(1, -(-deadline_ms // TICK_MS))
+        # One tick more than the deadline: a tick may come right after the deadline is set.
+        self.deadline_ticks = max(1, -(-deadline_ms // TICK_MS)) + 1
         wasm_bytes = path.read_bytes()
         self.wasm_sha256 = hashlib.sha256(wasm_bytes).hexdigest()
         self.wasmtime_version = wasmtime_version()
@@ -180,7 +183,7 @@ class Runtime:
             with root.add_instance(HTTP) as i:
                 i.add_func("send", _dispatch(lambda s, req: s._serve_http(req)))
             with root.add_instance(LOGGING) as i:
-                i.add_func("log", _dispatch(lambda s, level, msg: s._serve_log(level, msg)))
+                i.add_func("log", _dispatch(lambda s, level, msg: s._serve_log(level, msg), renews_deadline=False))
             with root.add_instance(DIRECTORY) as i:
                 for name in DIRECTORY_FUNCS:
                     i.add_func(name, _dispatch(lambda s, *a, name=name: s._serve_directory(name, a)))
