@@ -16,6 +16,7 @@
    API on every call, and re-reads each variant's cases (to decide tagged or untagged) for
    every value: most of a call's cost. Type objects are immutable, so their properties are
    memoized here, and ``call`` (used instead of ``Func.__call__``) reuses one export's types.
+   Strings are copied into the C API with one ``memmove``.
 """
 
 from __future__ import annotations
@@ -160,7 +161,19 @@ def func_types(func: Any, store: Any) -> tuple[list, Any]:
     return [ty for _, ty in fty.params], fty.result
 
 
+def _bytes_to_capi(s: Any) -> Any:
+    """``ffi.bytes_to_capi`` without the intermediate ctypes array copy."""
+    if not isinstance(s, (bytes, bytearray)):
+        raise TypeError("expected bytes or bytearray")
+    vec = ffi.wasm_byte_vec_t()
+    ffi.wasm_byte_vec_new_uninitialized(ctypes.byref(vec), len(s))
+    if s:
+        ctypes.memmove(vec.data, bytes(s), len(s))
+    return vec
+
+
 def apply() -> None:
+    ffi.bytes_to_capi = _bytes_to_capi
     for cls, names in ((T.VariantType, ("cases", "_tagged")), (T.OptionType, ("payload", "_tagged")),
                        (T.ResultType, ("ok", "err", "_tagged")), (T.RecordType, ("fields",)),
                        (T.ListType, ("element", "_is_bytes")), (T.TupleType, ("elements",)),
