@@ -278,3 +278,37 @@ def test_runtime_set_up_errors_say_what_to_fix(tmp_path):
     bad.write_bytes(b"\0asm not really")
     with pytest.raises(HostSetupError, match="not a loadable component"):
         Runtime(bad, cache_dir=None)
+
+
+def test_a_server_trap_answers_500_and_the_next_request_works(tmp_path):
+    from scim_provisioner_host import Request, ScimServer, SqliteDirectory, wsgi_app
+    import io
+
+    rt = Runtime(memory_limit_bytes=4 * 1024 * 1024)
+    directory = SqliteDirectory.open(tmp_path / "d.db")
+    server = ScimServer.open(rt, {"base_url": "http://127.0.0.1/scim/v2", "token": "server-token",
+                                  "bulk_max_payload": 16 * 1024 * 1024}, directory)
+    auth = ("Authorization", "Bearer server-token")
+    body = json.dumps({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "big",
+                       "displayName": "d" * (3 << 20)}).encode()
+    with pytest.raises(GuestTrap):
+        server.handle(Request("POST", "/Users", "", [auth, ("Content-Type", "application/scim+json")], body))
+    ok = server.handle(Request("GET", "/Users", "", [auth]))
+    assert ok.status == 200 and ok.json()["totalResults"] == 0
+    # Through the WSGI app a trap is a 500, and the next request is answered.
+    app = wsgi_app(server, "/scim/v2")
+    seen = []
+
+    def start(status, headers):
+        seen.append(status)
+
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/scim/v2/Users", "QUERY_STRING": "",
+               "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/scim+json",
+               "HTTP_AUTHORIZATION": "Bearer server-token", "wsgi.input": io.BytesIO(body)}
+    app(environ, start)
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/scim/v2/ServiceProviderConfig", "QUERY_STRING": "",
+               "wsgi.input": io.BytesIO(b"")}
+    app(environ, start)
+    assert seen[0].startswith("500") and seen[1].startswith("200")
+    directory.close()
+    rt.close()
