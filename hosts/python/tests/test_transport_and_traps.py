@@ -28,6 +28,7 @@ class LocalServer:
     def __init__(self) -> None:
         outer = self
         self.requests: list[tuple[str, str, dict]] = []
+        self.peers: list[tuple[str, int]] = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -40,6 +41,7 @@ class LocalServer:
                 if length:
                     self.rfile.read(length)
                 outer.requests.append((self.command, self.path, dict(self.headers)))
+                outer.peers.append(self.client_address)
                 if self.path.startswith("/redirect"):
                     self.send_response(302)
                     self.send_header("Location", "http://example.com/elsewhere")
@@ -51,6 +53,19 @@ class LocalServer:
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
+                elif self.path.startswith("/drip"):
+                    # Each byte comes well within a read timeout; the whole body does not.
+                    self.send_response(200)
+                    self.send_header("Content-Length", "100")
+                    self.end_headers()
+                    for _ in range(100):
+                        if outer.release.wait(0.05):
+                            break
+                        try:
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                        except OSError:
+                            break
                 elif self.path.startswith("/slow"):
                     outer.release.wait(10)
                 else:
@@ -96,6 +111,7 @@ def test_transport_sends_and_keeps_the_connection(local):
     method, path, headers = local.requests[1]
     assert method == "POST" and headers.get("Content-Length") == "7"
     assert "Accept-Encoding" not in headers  # the host adds nothing but Host and Content-Length
+    assert local.peers[0] == local.peers[1], "the second request reused the kept-alive connection"
 
 
 def test_transport_refuses_other_origins_and_bad_urls(local):
@@ -126,6 +142,9 @@ def test_transport_times_out_and_reports_refused_connections(local):
     with pytest.raises(TransportError) as e:
         t.send(req(local.base + "/slow", timeout_ms=200))
     assert e.value.case == "timeout"
+    with pytest.raises(TransportError) as e:
+        t.send(req(local.base + "/drip", timeout_ms=400))
+    assert e.value.case == "timeout"  # the timeout bounds the whole exchange, not each read
     closed = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(TransportError) as e:
         HttpTransport(closed).send(req(closed + "/x"))

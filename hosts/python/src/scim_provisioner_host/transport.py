@@ -115,13 +115,15 @@ class HttpTransport:
             if request.body is not None:
                 conn.putheader("Content-Length", str(len(request.body)))
             conn.endheaders(request.body)
-            self._remaining(conn, deadline)
+            sock = conn.sock  # kept: getresponse() drops conn.sock when the server closes after answering
+            self._remaining(sock, deadline)
             resp = conn.getresponse()
             body = bytearray()
             while True:
-                self._remaining(conn, deadline)
-                chunk = resp.read(_CHUNK)
+                self._remaining(sock, deadline)
+                chunk = resp.read1(_CHUNK)  # returns after one receive, so the deadline is checked often
                 if not chunk:
+                    resp.read()  # completes the response (read1 leaves that to read), freeing the connection
                     break
                 body += chunk
                 if len(body) > self.max_body_bytes:
@@ -154,9 +156,13 @@ class HttpTransport:
             raise TransportError("other", f"{type(e).__name__}: {e}") from None
 
     @staticmethod
-    def _remaining(conn: http.client.HTTPConnection, deadline: float) -> None:
+    def _remaining(sock: Optional[socket.socket], deadline: float) -> None:
+        """Bounds the next socket operation by what is left of the whole exchange's timeout."""
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError
-        if conn.sock is not None:
-            conn.sock.settimeout(left)
+        if sock is not None:
+            try:
+                sock.settimeout(left)
+            except OSError:
+                pass
