@@ -331,3 +331,27 @@ def test_a_server_trap_answers_500_and_the_next_request_works(tmp_path):
     assert seen[0].startswith("500") and seen[1].startswith("200")
     directory.close()
     rt.close()
+
+
+def test_connectors_on_several_threads(runtime):
+    """One runtime, one connector per thread, untagged variants lowered concurrently."""
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            c = Connector.open(runtime, {"base_url": "http://127.0.0.1:9/v2", "token": f"thread-token-{n}"})
+            for i in range(300):
+                u = CmsUser(f"{n}-{i}", {"name": f"t{n}u{i}", "mail": f"t{n}u{i}@example.com", "age": i,
+                                         "flag": i % 2 == 0, "roles": ["r"], "none": None}, active=i % 3 != 0)
+                mapped = c.map_user(u)
+                assert mapped["userName"] == f"t{n}u{i}", mapped
+                assert c.plan(u, "created", False).action.value in ("create", "skip")
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

@@ -17,6 +17,9 @@
    every value: most of a call's cost. Type objects are immutable, so their properties are
    memoized here, and ``call`` (used instead of ``Func.__call__``) reuses one export's types.
    Strings are copied into the C API with one ``memmove``.
+
+4. Thread safety. wasmtime-py decides an untagged variant's case with a module-level scratch
+   set, shared by all threads; ``_lower`` here uses a per-type cached tuple instead.
 """
 
 from __future__ import annotations
@@ -161,6 +164,39 @@ def func_types(func: Any, store: Any) -> tuple[list, Any]:
     return [ty for _, ty in fty.params], fty.result
 
 
+def _case_classes(ty: Any) -> tuple:
+    d = ty.__dict__
+    classes = d.get("_scimp_case_classes")
+    if classes is None:
+        found: set = set()  # local: wasmtime-py's shared module-level set is not thread-safe
+        ty.add_classes(found)
+        classes = d["_scimp_case_classes"] = tuple(found)
+    return classes
+
+
+def _lower(self: Any, store: Any, val: Any) -> Any:
+    """``VariantLikeType._lower`` without its module-level scratch set (two threads lowering
+    untagged variants at once could read each other's classes) and with cached case classes."""
+    tagged = self._tagged()
+    if tagged and not isinstance(val, T.Variant):
+        raise TypeError("expected Variant type")
+    for name, ty in self._cases():
+        if tagged:
+            if name != val.tag:
+                continue
+        elif ty is None:
+            if val is not None:
+                continue
+        elif not isinstance(val, _case_classes(ty)):
+            continue
+        if ty is None:
+            return (name, None)
+        raw = ffi.wasmtime_component_val_t()
+        ty.convert_to_c(store, val.payload if tagged else val, ctypes.pointer(raw))
+        return (name, ffi.wasmtime_component_val_new(ctypes.byref(raw)))
+    raise ValueError("value not valid for this variant")
+
+
 def _bytes_to_capi(s: Any) -> Any:
     """``ffi.bytes_to_capi`` without the intermediate ctypes array copy."""
     if not isinstance(s, (bytes, bytearray)):
@@ -174,6 +210,7 @@ def _bytes_to_capi(s: Any) -> Any:
 
 def apply() -> None:
     ffi.bytes_to_capi = _bytes_to_capi
+    T.VariantLikeType._lower = _lower  # type: ignore[method-assign]
     for cls, names in ((T.VariantType, ("cases", "_tagged")), (T.OptionType, ("payload", "_tagged")),
                        (T.ResultType, ("ok", "err", "_tagged")), (T.RecordType, ("fields",)),
                        (T.ListType, ("element", "_is_bytes")), (T.TupleType, ("elements",)),
