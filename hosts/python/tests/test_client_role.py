@@ -9,8 +9,8 @@ import secrets
 import pytest
 
 from conftest import Peer, http
-from scim_provisioner_host import (Action, BatchItem, CmsUser, Connector, Link, PlannedAction, ProvisioningError,
-                                   ProvisionOutcome)
+from scim_provisioner_host import (Action, BatchItem, CmsUser, Connector, HttpTransport, Link, PlannedAction,
+                                   ProvisioningError, ProvisionOutcome)
 
 
 def unique(prefix: str) -> str:
@@ -36,8 +36,25 @@ def test_connection_reports_the_servers_capabilities(runtime, scim2_server):
     assert caps.filter_max_results and caps.filter_max_results > 0
 
 
+class Recording:
+    """The default transport, recording each request's method and URL."""
+
+    def __init__(self, base_url: str) -> None:
+        self.inner = HttpTransport(base_url)
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, request):
+        self.sent.append((request.method, request.url))
+        return self.inner.send(request)
+
+    def methods_since(self, mark: int) -> list[str]:
+        return [m for m, _ in self.sent[mark:]]
+
+
 def test_create_update_deactivate_reactivate_delete(runtime, scim2_server):
-    c = connect(runtime, scim2_server, policy={"operations": {"delete": True}, "deprovision": "delete"})
+    rec = Recording(scim2_server.base_url)
+    c = Connector.open(runtime, {"base_url": scim2_server.base_url, "token": scim2_server.token,
+                                 "policy": {"operations": {"delete": True}, "deprovision": "delete"}}, transport=rec)
     name = unique("alice")
     user = alice(name)
 
@@ -58,7 +75,9 @@ def test_create_update_deactivate_reactivate_delete(runtime, scim2_server):
     # A change travels as a PATCH computed from the snapshot.
     changed = alice(name, field_last_name="Hargreaves")
     assert c.plan(changed, "updated", True).action == PlannedAction.UPDATE
+    mark = len(rec.sent)
     updated = c.provision(changed, "updated", created.link)
+    assert rec.methods_since(mark) == ["PATCH"], rec.sent[mark:]
     assert updated.action == Action.UPDATED
     assert updated.link is not None and updated.link.remote_id == created.link.remote_id
     _, remote = scim2_server.get(f"/Users/{created.link.remote_id}")
@@ -66,7 +85,9 @@ def test_create_update_deactivate_reactivate_delete(runtime, scim2_server):
 
     blocked = CmsUser(name, dict(changed.fields), active=False)
     assert c.plan(blocked, "blocked", True).action == PlannedAction.DEACTIVATE
+    mark = len(rec.sent)
     deactivated = c.provision(blocked, "blocked", updated.link)
+    assert "PATCH" in rec.methods_since(mark), rec.sent[mark:]
     assert deactivated.action == Action.DEACTIVATED
     _, remote = scim2_server.get(f"/Users/{created.link.remote_id}")
     assert remote["active"] is False
@@ -78,7 +99,9 @@ def test_create_update_deactivate_reactivate_delete(runtime, scim2_server):
     assert remote["active"] is True
 
     assert c.plan(changed, "deleted", True).action == PlannedAction.DELETE
+    mark = len(rec.sent)
     deleted = c.provision(changed, "deleted", reactivated.link)
+    assert rec.methods_since(mark) == ["DELETE"], rec.sent[mark:]
     assert deleted.action == Action.DELETED
     assert deleted.link is None
     status, _ = scim2_server.get(f"/Users/{created.link.remote_id}")
