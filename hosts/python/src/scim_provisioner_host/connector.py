@@ -1,0 +1,214 @@
+"""The client role: WIT `client.connector`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+from typing import Any, Mapping, Optional, Sequence, Union
+
+from wasmtime.component import Variant
+
+from ._patches import Err, Ok
+from ._session import RedactingLogger, Session
+from .errors import DirectoryError, ProvisioningError, TransportError
+from .runtime import CLIENT, Runtime
+from .transport import HttpTransport, Transport
+from .types import (BatchItem, BatchOutcome, CmsUser, HttpRequest, HttpResponse, Link, Plan, ProvisionOutcome,
+                    RemoteListing, ServerCapabilities, UserEvent, record)
+
+_KEYS = ("base_url", "token", "token_env", "username", "password", "password_env", "timeout", "policy")
+
+
+def _parse_config(config: Mapping[str, Any]) -> tuple[Any, list[str], str, str, int]:
+    """The WIT connector-config, the secrets to redact, the auth kind, base URL and timeout."""
+    if not isinstance(config, Mapping):
+        raise ProvisioningError.invalid_config(f"the configuration is a mapping, not {type(config).__name__}")
+    for key in config:
+        if key not in _KEYS:
+            raise ProvisioningError.invalid_config(f"unknown setting '{key}'; known: {', '.join(_KEYS)}")
+    base_url = config.get("base_url")
+    if not isinstance(base_url, str) or not base_url:
+        raise ProvisioningError.invalid_config("base_url is required")
+
+    def from_env(key: str) -> Optional[str]:
+        if config.get(key) is None:
+            return None
+        value = os.environ.get(str(config[key]), "")
+        if not value:
+            raise ProvisioningError.invalid_config(f"environment variable {config[key]} ({key}) is not set")
+        return value
+
+    secrets: list[str] = []
+    auth: Any
+    kind: str
+    if config.get("username") is not None:
+        password = from_env("password_env") or config.get("password")
+        if not isinstance(password, str) or not password:
+            raise ProvisioningError.invalid_config("basic authentication needs password or password_env")
+        username = str(config["username"])
+        auth = record(username=username, password=password)  # auth is untagged: a Record is `basic`
+        secrets = [password, base64.b64encode(f"{username}:{password}".encode()).decode()]
+        kind = "basic"
+    else:
+        token = from_env("token_env")
+        if token is None:
+            token = config.get("token")
+        if token is not None:
+            if not isinstance(token, str) or not token:
+                raise ProvisioningError.invalid_config("token must be a non-empty string")
+            auth = token  # untagged: a str is `bearer`
+            secrets = [token]
+            kind = "bearer"
+        else:
+            auth = None  # untagged: None is `none`
+            kind = "none"
+    timeout = config.get("timeout", 30000)
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 <= timeout <= 0xFFFFFFFF:
+        raise ProvisioningError.invalid_config("timeout is a whole number of milliseconds (1 to 600000)")
+    policy = config.get("policy", "")
+    if isinstance(policy, Mapping):
+        policy = json.dumps(policy, separators=(",", ":"), ensure_ascii=False) if policy else ""
+    elif not isinstance(policy, str):
+        raise ProvisioningError.invalid_config("policy is a mapping or a JSON string")
+    wit = record(base_url=base_url, auth=auth, timeout_ms=timeout, policy_json=policy)
+    return wit, secrets, kind, base_url, timeout
+
+
+class Connector(Session):
+    """An open connection to one SCIM server under one provisioning policy, in its own
+    component instance. Configuration (the same JSON shape as the PHP and Rust hosts)::
+
+        {"base_url": "https://joomla.example/api/scim/v2",
+         "token": "…",            # or "token_env": "SCIM_TOKEN"; or "username" + "password"/"password_env"
+         "timeout": 30000,        # per request, ms
+         "policy": {...}}         # the provisioning policy (a mapping or a JSON string)
+
+    Raises ProvisioningError (what the component reports) and GuestTrap (after which the next
+    call opens a fresh instance with the stored configuration). Secrets never appear in logs,
+    errors or repr().
+    """
+
+    _interface = CLIENT
+    _open_func = "[static]connector.open"
+
+    def __init__(self, runtime: Runtime, config: Mapping[str, Any], transport: Optional[Transport] = None,
+                 logger: Optional[logging.Logger] = None) -> None:
+        wit, secrets, kind, base_url, timeout = _parse_config(config)
+        super().__init__(runtime, RedactingLogger(logger, secrets))
+        self._wit_config = wit
+        self.base_url = base_url
+        self.auth_kind = kind
+        self.timeout_ms = timeout
+        self.transport: Transport = transport if transport is not None else HttpTransport(base_url, logger=self.logger)
+
+    @classmethod
+    def open(cls, runtime: Runtime, config: Mapping[str, Any], transport: Optional[Transport] = None,
+             logger: Optional[logging.Logger] = None) -> "Connector":
+        """Validates the configuration and opens a connector (WIT `connector.open`). Sends nothing."""
+        connector = cls(runtime, config, transport, logger)
+        connector._ensure_open()
+        return connector
+
+    def __repr__(self) -> str:
+        return f"Connector(base_url={self.base_url!r}, auth={self.auth_kind!r}, timeout_ms={self.timeout_ms})"
+
+    # -- the WIT methods -----------------------------------------------------------
+
+    def test_connection(self) -> ServerCapabilities:
+        """"Save and Test Credentials": what the server supports, or why it cannot be used."""
+        return ServerCapabilities.from_wit(self._ok(self._invoke("[method]connector.test-connection", [])))
+
+    def provision(self, user: CmsUser, event: Union[UserEvent, str], link: Optional[Link] = None) -> ProvisionOutcome:
+        """Brings the remote user in line with one CMS user after `event`; store the outcome's link."""
+        args = [self._user(user), UserEvent.of(event).value, None if link is None else self._link(link).to_wit()]
+        return ProvisionOutcome.from_wit(self._ok(self._invoke("[method]connector.provision", args)))
+
+    def provision_batch(self, items: Sequence[BatchItem]) -> BatchOutcome:
+        """Provisions several users at once (through /Bulk where the server has it)."""
+        wit = []
+        for i, item in enumerate(items):
+            if not isinstance(item, BatchItem):
+                raise TypeError(f"item {i} is not a BatchItem but {type(item).__name__}")
+            wit.append(item.to_wit())
+        return BatchOutcome.from_wit(self._invoke("[method]connector.provision-batch", [wit]))
+
+    def plan(self, user: CmsUser, event: Union[UserEvent, str], linked: bool) -> Plan:
+        """What `provision` would do, decided without sending anything."""
+        return Plan.from_wit(self._invoke("[method]connector.plan", [self._user(user), UserEvent.of(event).value,
+                                                                        bool(linked)]))
+
+    def index_remote_users(self) -> RemoteListing:
+        """Lists the remote users once (paged), so a first sync matches locally."""
+        return RemoteListing.from_wit(self._ok(self._invoke("[method]connector.index-remote-users", [])))
+
+    def export_remote_index(self) -> Optional[str]:
+        """The listed remote users as a document for import_remote_index; None when nothing was listed."""
+        return self._invoke("[method]connector.export-remote-index", [])
+
+    def import_remote_index(self, document: str) -> int:
+        """Loads another connector's listing; returns how many users it holds."""
+        if not isinstance(document, str):
+            raise TypeError("the document is a str")
+        return int(self._ok(self._invoke("[method]connector.import-remote-index", [document])))
+
+    def get_user(self, remote_id: str) -> Optional[dict[str, Any]]:
+        """Reads one remote user by its SCIM id; None on 404."""
+        if not isinstance(remote_id, str):
+            raise TypeError("remote_id is a str")
+        text = self._ok(self._invoke("[method]connector.get-user", [remote_id]))
+        return None if text is None else json.loads(text)
+
+    def map_user(self, user: CmsUser) -> dict[str, Any]:
+        """The SCIM resource a CMS user maps to. Sends nothing."""
+        return json.loads(self._ok(self._invoke("[method]connector.map-user", [self._user(user)])))
+
+    # -- plumbing ------------------------------------------------------------------
+
+    @staticmethod
+    def _user(user: CmsUser) -> Any:
+        if not isinstance(user, CmsUser):
+            raise TypeError(f"expected a CmsUser, not {type(user).__name__}")
+        return user.to_wit()
+
+    @staticmethod
+    def _link(link: Link) -> Link:
+        if not isinstance(link, Link):
+            raise TypeError(f"expected a Link or None, not {type(link).__name__}")
+        return link
+
+    @staticmethod
+    def _ok(result: Any) -> Any:
+        # Every client result here is untagged in wasmtime-py: the err case is the only Variant.
+        if isinstance(result, Variant):
+            raise ProvisioningError.from_wit(result)
+        return result
+
+    def _open_args(self) -> list[Any]:
+        return [self._wit_config]
+
+    def _open_error(self, error: Any) -> Exception:
+        return ProvisioningError.from_wit(error)
+
+    def _serve_http(self, request: Any) -> Any:
+        try:
+            req = HttpRequest.from_wit(request)
+            answer = self.transport.send(req)
+            if not isinstance(answer, HttpResponse):
+                raise TypeError(f"the transport returned {type(answer).__name__}, not an HttpResponse")
+            return Ok(answer.to_wit())
+        except TransportError as e:
+            return Err(e.to_wit())
+        except Exception as e:  # a transport bug must not trap the guest: it gets `other`
+            self.logger.error(f"the transport failed: {type(e).__name__}: {e}")
+            return Err(Variant("other", f"the host transport failed: {type(e).__name__}: {e}"))
+
+    def _serve_directory(self, func: str, args: Sequence[Any]) -> Any:
+        return Err(DirectoryError("unavailable", "a connector has no directory").to_wit())
+
+    def close(self) -> None:
+        super().close()
+        close = getattr(self.transport, "close", None)
+        if callable(close):
+            close()

@@ -1,0 +1,301 @@
+"""The `directory` import on sqlite3: the store behind a Python-served SCIM server."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol, TypeVar, Union
+
+from . import scim_filter
+from .errors import DirectoryError
+from .types import CmsUser, QueryPage, ResourceKind, Search, StoredResource
+
+__all__ = ["Directory", "SqliteDirectory"]
+
+T = TypeVar("T")
+
+
+class Directory(Protocol):
+    """What the server role needs from the CMS's user store. Raise DirectoryError for
+    not-found, conflict, version-mismatch, invalid-filter, unavailable or other."""
+
+    def get(self, kind: ResourceKind, id: str) -> Optional[StoredResource]: ...
+
+    def query(self, kind: ResourceKind, search: Search) -> QueryPage: ...
+
+    def create(self, kind: ResourceKind, json_text: str, cms: Optional[CmsUser]) -> StoredResource: ...
+
+    def replace(self, kind: ResourceKind, id: str, json_text: str, cms: Optional[CmsUser],
+                if_version: Optional[str]) -> StoredResource: ...
+
+    def delete(self, kind: ResourceKind, id: str) -> bool: ...
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _table(kind: ResourceKind) -> str:
+    return "scim_users" if kind == ResourceKind.USER else "scim_groups"
+
+
+def _unique_key(kind: ResourceKind, value: dict) -> Optional[str]:
+    v = value.get("userName" if kind == ResourceKind.USER else "displayName")
+    return v.lower() if isinstance(v, str) else None
+
+
+def _external_id(value: dict) -> Optional[str]:
+    v = value.get("externalId")
+    return v if isinstance(v, str) else None
+
+
+def _parse(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise DirectoryError("other", f"the resource is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise DirectoryError("other", "the resource is not a JSON object")
+    return value
+
+
+def _stored(row: sqlite3.Row) -> StoredResource:
+    return StoredResource(str(row["id"]), f'W/"{row["version"]}"', row["created"], row["last_modified"], row["json"])
+
+
+_EQ = re.compile(r'^\s*([A-Za-z]+)\s+eq\s+("(?:[^"\\]|\\.)*")\s*$')
+
+
+class SqliteDirectory:
+    """A Directory in a SQLite file, with the same tables and semantics as the PHP host's
+    PdoSqliteDirectory: ``scim_users`` / ``scim_groups`` (id, version, created, last_modified,
+    unique lower-cased userName / displayName, external_id, json) and, beside each SCIM user,
+    a normal CMS user in ``users`` (option ``cms_table``; None for none) from the component's
+    reverse mapping: ``active=false`` blocks it, DELETE removes it and its group memberships.
+
+    Searches: an equality on userName/displayName, id or externalId runs as SQL; other filters
+    load the kind's rows and are evaluated by ``scim_filter`` (a port of the component's own
+    filter engine). An unfiltered, unsorted page is a plain LIMIT/OFFSET. Every write is one
+    transaction.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, *, cms_table: Optional[str] = "users") -> None:
+        if cms_table is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cms_table):
+            raise ValueError(f"cms_table must be a plain SQL identifier, not {cms_table!r}")
+        self.cms_table = cms_table
+        self.conn = conn
+        conn.row_factory = sqlite3.Row
+        conn.isolation_level = None  # explicit transactions below
+        conn.execute("PRAGMA busy_timeout = 10000")
+        conn.execute("PRAGMA journal_mode = WAL")
+        for t in ("scim_users", "scim_groups"):
+            conn.execute(f"""CREATE TABLE IF NOT EXISTS {t} (
+                id TEXT PRIMARY KEY, version INTEGER NOT NULL, created TEXT NOT NULL,
+                last_modified TEXT NOT NULL, unique_key TEXT UNIQUE, external_id TEXT, json TEXT NOT NULL)""")
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_external ON {t}(external_id)")
+        if cms_table is not None:
+            conn.execute(f"""CREATE TABLE IF NOT EXISTS {cms_table} (
+                id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, mail TEXT NOT NULL,
+                fields TEXT NOT NULL, active INTEGER NOT NULL)""")
+
+    @classmethod
+    def open(cls, path: Union[str, Path], *, cms_table: Optional[str] = "users") -> "SqliteDirectory":
+        """Opens (creating if needed) a SQLite file."""
+        p = Path(path)
+        if not p.parent.is_dir():
+            raise ValueError(f"the directory for the database {p} does not exist")
+        return cls(sqlite3.connect(str(p), check_same_thread=False), cms_table=cms_table)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- reads ---------------------------------------------------------------------
+
+    def get(self, kind: ResourceKind, id: str) -> Optional[StoredResource]:
+        row = self.conn.execute(f"SELECT id, version, created, last_modified, json FROM {_table(kind)} WHERE id = ?",
+                                (id,)).fetchone()
+        return None if row is None else _stored(row)
+
+    def query(self, kind: ResourceKind, search: Search) -> QueryPage:
+        table = _table(kind)
+        cols = f"SELECT id, version, created, last_modified, json FROM {table}"
+        if search.filter is None and search.sort_by is None:
+            total = self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            if search.count == 0:
+                return QueryPage(total, [])
+            rows = self.conn.execute(f"{cols} ORDER BY rowid LIMIT ? OFFSET ?",
+                                     (min(search.count, 2 ** 62), max(1, search.start_index) - 1)).fetchall()
+            return QueryPage(total, [_stored(r) for r in rows])
+        try:
+            parsed = scim_filter.parse(search.filter) if search.filter is not None else None
+            if search.sort_by is not None:
+                scim_filter.parse_attr_name(search.sort_by)
+        except scim_filter.FilterError as e:
+            raise DirectoryError("invalid-filter", str(e)) from None
+        where, arg = self._indexed_equality(kind, search.filter)
+        if where is not None:
+            rows = self.conn.execute(f"{cols} WHERE {where} ORDER BY rowid", (arg,)).fetchall()
+        else:
+            rows = self.conn.execute(f"{cols} ORDER BY rowid").fetchall()
+        stored = [_stored(r) for r in rows]
+        views = []
+        for s in stored:
+            view = _parse(s.json)
+            view["id"] = s.id
+            view["meta"] = {"resourceType": "User" if kind == ResourceKind.USER else "Group", "created": s.created,
+                            "lastModified": s.last_modified, "version": s.version}
+            views.append(view)
+        total, indices = scim_filter.select(views, parsed, search.start_index, search.count, search.sort_by,
+                                            search.sort_descending)
+        return QueryPage(total, [stored[i] for i in indices])
+
+    @staticmethod
+    def _indexed_equality(kind: ResourceKind, filter: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+        m = _EQ.match(filter) if filter is not None else None
+        if m is None:
+            return None, None
+        try:
+            value = json.loads(m.group(2))
+        except ValueError:
+            return None, None
+        if not isinstance(value, str):
+            return None, None
+        attr = m.group(1).lower()
+        if attr == ("username" if kind == ResourceKind.USER else "displayname"):
+            return "unique_key = ?", value.lower()
+        if attr == "id":
+            return "id = ?", value
+        if attr == "externalid":
+            return "external_id = ?", value
+        return None, None
+
+    # -- writes --------------------------------------------------------------------
+
+    def create(self, kind: ResourceKind, json_text: str, cms: Optional[CmsUser]) -> StoredResource:
+        value = _parse(json_text)
+
+        def work() -> StoredResource:
+            key = _unique_key(kind, value)
+            self._conflict_check(kind, key, None)
+            id_, now = str(uuid.uuid4()), _now()
+            self.conn.execute(f"INSERT INTO {_table(kind)} (id, version, created, last_modified, unique_key, "
+                              f"external_id, json) VALUES (?, 1, ?, ?, ?, ?, ?)",
+                              (id_, now, now, key, _external_id(value), json_text))
+            self._mirror(id_, value, cms)
+            return StoredResource(id_, 'W/"1"', now, now, json_text)
+
+        return self._transaction(work)
+
+    def replace(self, kind: ResourceKind, id: str, json_text: str, cms: Optional[CmsUser],
+                if_version: Optional[str]) -> StoredResource:
+        value = _parse(json_text)
+        return self._transaction(lambda: self._do_replace(kind, id, json_text, value, cms, if_version))
+
+    def delete(self, kind: ResourceKind, id: str) -> bool:
+        def work() -> bool:
+            if self.conn.execute(f"DELETE FROM {_table(kind)} WHERE id = ?", (id,)).rowcount == 0:
+                return False
+            if kind == ResourceKind.USER:
+                if self.cms_table is not None:
+                    self.conn.execute(f"DELETE FROM {self.cms_table} WHERE id = ?", (id,))
+                pattern = "%" + id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+                for g in self.conn.execute("SELECT id, json FROM scim_groups WHERE json LIKE ? ESCAPE '\\'",
+                                           (pattern,)).fetchall():
+                    try:
+                        group = json.loads(g["json"])
+                    except ValueError:
+                        continue
+                    members = group.get("members") if isinstance(group, dict) else None
+                    if not isinstance(members, list):
+                        continue
+                    kept = [m for m in members if not (isinstance(m, dict) and m.get("value") == id)]
+                    if len(kept) == len(members):
+                        continue
+                    group["members"] = kept
+                    text = json.dumps(group, ensure_ascii=False, separators=(",", ":"))
+                    self._do_replace(ResourceKind.GROUP, g["id"], text, group, None, None)
+            return True
+
+        return self._transaction(work)
+
+    def _do_replace(self, kind: ResourceKind, id: str, json_text: str, value: dict, cms: Optional[CmsUser],
+                    if_version: Optional[str]) -> StoredResource:
+        current = self.get(kind, id)
+        if current is None:
+            raise DirectoryError.not_found()
+        if if_version is not None and if_version != current.version:
+            raise DirectoryError.version_mismatch()
+        key = _unique_key(kind, value)
+        self._conflict_check(kind, key, id)
+        self.conn.execute(f"UPDATE {_table(kind)} SET version = version + 1, last_modified = ?, unique_key = ?, "
+                          f"external_id = ?, json = ? WHERE id = ?", (_now(), key, _external_id(value), json_text, id))
+        self._mirror(id, value, cms)
+        stored = self.get(kind, id)
+        if stored is None:
+            raise DirectoryError.not_found()
+        return stored
+
+    def _mirror(self, id: str, scim: dict, cms: Optional[CmsUser]) -> None:
+        """Keeps the CMS user beside a stored SCIM user; the CMS id is the SCIM id."""
+        if cms is None or self.cms_table is None:
+            return
+        name: Optional[str] = None
+        mail = ""
+        fields: dict[str, Any] = {}
+        for k, v in cms.fields.items():
+            if k == "name" and isinstance(v, str):
+                name = v
+            elif k == "mail" and isinstance(v, str):
+                mail = v
+            elif v is not None:
+                fields[k] = v
+        if name is None and isinstance(scim.get("userName"), str):
+            name = scim["userName"]
+        if name is None:
+            return
+        if self.conn.execute(f"SELECT id FROM {self.cms_table} WHERE name = ? COLLATE NOCASE AND id <> ?",
+                             (name, id)).fetchone() is not None:
+            raise DirectoryError.conflict(f'a CMS user named "{name}" already exists')
+        self.conn.execute(
+            f"INSERT INTO {self.cms_table} (id, name, mail, fields, active) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET name = excluded.name, mail = excluded.mail, fields = excluded.fields, "
+            "active = excluded.active",
+            (id, name, mail, json.dumps(fields, ensure_ascii=False, separators=(",", ":")), 1 if cms.active else 0))
+
+    def _conflict_check(self, kind: ResourceKind, key: Optional[str], except_id: Optional[str]) -> None:
+        if key is None:
+            return
+        row = self.conn.execute(f"SELECT id FROM {_table(kind)} WHERE unique_key = ?", (key,)).fetchone()
+        if row is not None and row["id"] != except_id:
+            attr = "userName" if kind == ResourceKind.USER else "displayName"
+            raise DirectoryError.conflict(f'{attr} "{key}" is already taken')
+
+    def _transaction(self, work: Callable[[], T]) -> T:
+        if self.conn.in_transaction:
+            return work()
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = work()
+            self.conn.execute("COMMIT")
+            return result
+        except sqlite3.IntegrityError as e:
+            self.conn.execute("ROLLBACK")
+            raise DirectoryError.conflict(f"a unique value is already taken ({e})") from None
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def cms_user(self, id: str) -> Optional[dict[str, Any]]:
+        """The CMS user kept beside SCIM user `id` (name, mail, fields, active), if any."""
+        if self.cms_table is None:
+            return None
+        row = self.conn.execute(f"SELECT id, name, mail, fields, active FROM {self.cms_table} WHERE id = ?",
+                                (id,)).fetchone()
+        if row is None:
+            return None
+        return {"id": row["id"], "name": row["name"], "mail": row["mail"], "fields": json.loads(row["fields"]),
+                "active": bool(row["active"])}

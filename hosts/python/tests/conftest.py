@@ -1,0 +1,157 @@
+"""Shared fixtures: the runtime, real scim2-server peers (free port, bearer token, readiness
+polled), a Python-served SCIM server over sqlite3, and plain-HTTP helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(REPO / "hosts" / "python" / "src"))
+
+from scim_provisioner_host import Runtime, ScimServer, SqliteDirectory, serve  # noqa: E402
+
+VENV = Path(os.environ.get("SCIM_PEERS_VENV", REPO / "target" / "peers" / "venv"))
+LOGS = REPO / "target" / "peers" / "logs"
+
+
+def tool(name: str) -> list[str]:
+    """The command for a peer tool of the venv, run by the venv's own Python (so a copied venv,
+    whose scripts' #! lines name another path, works too)."""
+    script = VENV / "bin" / name
+    if not script.exists():
+        pytest.fail(f"{script} is missing: run scripts/install-peers")
+    return [str(VENV / "bin" / "python"), str(script)]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method: str, url: str, token: Optional[str], body: Any = None, timeout: float = 30) -> tuple[int, Any]:
+    """Plain HTTP (urllib, not the component): the status and the JSON body (or None)."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/scim+json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    return status, (json.loads(raw) if raw.strip() else None)
+
+
+class Peer:
+    """A running scim2-server 0.8.3, base ``http://127.0.0.1:P/v2``."""
+
+    def __init__(self) -> None:
+        self.token = "tok" + secrets.token_hex(20)
+        LOGS.mkdir(parents=True, exist_ok=True)
+        for attempt in range(5):
+            self.port = free_port()
+            self.base_url = f"http://127.0.0.1:{self.port}/v2"
+            self.log_path = LOGS / f"py-scim2-server-{self.port}-{os.getpid()}.log"
+            self._log = open(self.log_path, "wb")
+            self.proc = subprocess.Popen(
+                tool("scim2-server") + ["--hostname", "127.0.0.1", "--port", str(self.port),
+                                        "--bearer-token", self.token],
+                stdout=self._log, stderr=subprocess.STDOUT)
+            if self._wait_ready():
+                return
+            self.stop()
+        raise RuntimeError(f"scim2-server did not start; see {self.log_path}")
+
+    def _wait_ready(self, limit: float = 60) -> bool:
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            try:
+                status, _ = http("GET", f"{self.base_url}/ServiceProviderConfig", self.token, timeout=2)
+                if status == 200:
+                    return True
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=0.05)  # returns at once if it died; else waits a moment
+                return False
+            except subprocess.TimeoutExpired:
+                pass
+        return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return http("GET", self.base_url + path, self.token)
+
+    def user_by_name(self, user_name: str) -> Optional[dict]:
+        status, body = http("GET", f"{self.base_url}/Users?filter=" + urllib.request.quote(f'userName eq "{user_name}"'),
+                            self.token)
+        assert status == 200, body
+        found = body.get("Resources") or []
+        return found[0] if found else None
+
+
+@pytest.fixture(scope="session")
+def runtime() -> Iterator[Runtime]:
+    rt = Runtime()
+    yield rt
+    rt.close()
+
+
+@pytest.fixture(scope="session")
+def scim2_server() -> Iterator[Peer]:
+    peer = Peer()
+    yield peer
+    peer.stop()
+
+
+@pytest.fixture()
+def fresh_scim2_server() -> Iterator[Peer]:
+    peer = Peer()
+    yield peer
+    peer.stop()
+
+
+class Served:
+    def __init__(self, runtime: Runtime, db: Path, policy: Any = None) -> None:
+        self.token = "tok" + secrets.token_hex(20)
+        self.directory = SqliteDirectory.open(db)
+        port = free_port()
+        self.base_url = f"http://127.0.0.1:{port}/scim/v2"
+        self.server = ScimServer.open(runtime, {"base_url": self.base_url, "token": self.token,
+                                                "policy": policy or {}}, self.directory)
+        self.http = serve(self.server, "127.0.0.1", port, "/scim/v2")
+
+    def stop(self) -> None:
+        self.http.stop()
+        self.directory.close()
+
+
+@pytest.fixture()
+def served(runtime: Runtime, tmp_path: Path) -> Iterator[Served]:
+    s = Served(runtime, tmp_path / "directory.db")
+    yield s
+    s.stop()

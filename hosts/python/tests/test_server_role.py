@@ -1,0 +1,149 @@
+"""The server role: the component served by Python (wsgiref) over the sqlite3 directory,
+checked by third-party conformance suites and over plain HTTP."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import Served, http, tool
+from scim_provisioner_host import (Action, CmsUser, Connector, DirectoryError, QueryPage, Request, ResourceKind,
+                                   ScimServer, Search, SqliteDirectory, StoredResource)
+
+
+def run_tool(args: list[str], env: dict | None = None) -> tuple[int, str]:
+    out = subprocess.run(args, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})})
+    return out.returncode, out.stdout + out.stderr
+
+
+def test_scim2_tester_passes_every_check(served: Served):
+    rc, text = run_tool(tool("scim2") + ["--url", served.base_url, "test"],
+                        {"SCIM_CLI_HEADERS": f"Authorization: Bearer {served.token}"})
+    successes = [l for l in text.splitlines() if l.startswith("SUCCESS")]
+    failures = [l for l in text.splitlines() if l.startswith(("ERROR", "FAIL", "CRITICAL"))]
+    assert rc == 0, text
+    assert not failures, "\n".join(failures)
+    assert len(successes) >= 100, f"only {len(successes)} checks ran:\n{text}"
+    print(f"scim2-tester: {len(successes)} checks passed")
+
+
+def test_scim_sanity_passes(served: Served):
+    rc, text = run_tool(tool("scim-sanity") + ["probe", served.base_url, "--token", served.token,
+                                               "--i-accept-side-effects"])
+    assert rc == 0, text
+    assert "[FAIL]" not in text, text
+    assert "All tests passed" in text, text
+
+
+def test_requests_without_the_token_get_401_but_discovery_answers(served: Served):
+    status, body = http("GET", f"{served.base_url}/Users", "wrong")
+    assert status == 401 and body["status"] == "401"
+    status, _ = http("GET", f"{served.base_url}/ServiceProviderConfig", "wrong")
+    assert status == 200
+
+
+def test_identity_provider_users_appear_in_the_cms(served: Served):
+    users = f"{served.base_url}/Users"
+    status, created = http("POST", users, served.token, {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "okta.user",
+        "name": {"givenName": "Olga", "familyName": "Kta"},
+        "emails": [{"type": "work", "value": "olga@idp.example", "primary": True}], "active": True})
+    assert status == 201, created
+    uid = created["id"]
+    cms = served.directory.cms_user(uid)
+    assert cms is not None
+    assert cms["name"] == "okta.user" and cms["mail"] == "olga@idp.example"
+    assert cms["fields"]["field_first_name"] == "Olga" and cms["fields"]["field_last_name"] == "Kta"
+    assert cms["active"] is True
+    status, body = http("PATCH", f"{users}/{uid}", served.token, {
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "value": {"active": False}}]})
+    assert status == 200, body
+    assert served.directory.cms_user(uid)["active"] is False
+    # Filters the SQL cannot answer are evaluated by the Python port of the filter engine.
+    status, body = http("GET", f"{users}?filter=name.givenName%20sw%20%22ol%22%20and%20active%20eq%20false",
+                        served.token)
+    assert status == 200 and body["totalResults"] == 1, body
+    status, body = http("GET", f"{users}?filter=userName%20eq", served.token)
+    assert status == 400 and body["scimType"] == "invalidFilter", body
+    status, _ = http("DELETE", f"{users}/{uid}", served.token)
+    assert status == 204
+    assert served.directory.cms_user(uid) is None
+
+
+def test_the_python_client_provisions_into_the_python_server(runtime, served: Served):
+    c = Connector.open(runtime, {"base_url": served.base_url, "token": served.token,
+                                 "policy": {"operations": {"delete": True}, "deprovision": "delete"}})
+    user = CmsUser("7", {"name": "carol", "mail": "carol@example.com", "field_first_name": "Carol"})
+    created = c.provision(user, "created")
+    assert created.action == Action.CREATED
+    assert served.directory.cms_user(created.link.remote_id)["name"] == "carol"
+    changed = CmsUser("7", {"name": "carol", "mail": "carol@example.com", "field_first_name": "Caroline"})
+    assert c.provision(changed, "updated", created.link).action == Action.UPDATED
+    assert served.directory.cms_user(created.link.remote_id)["fields"]["field_first_name"] == "Caroline"
+    assert c.provision(changed, "deleted", created.link).action == Action.DELETED
+    assert served.directory.cms_user(created.link.remote_id) is None
+
+
+class FailingDirectory:
+    """A directory whose store is down: every call raises `unavailable`."""
+
+    def get(self, kind, id):
+        raise DirectoryError("unavailable", "the database is down")
+
+    def query(self, kind, search):
+        raise DirectoryError("unavailable", "the database is down")
+
+    def create(self, kind, json_text, cms):
+        raise DirectoryError("unavailable", "the database is down")
+
+    def replace(self, kind, id, json_text, cms, if_version):
+        raise DirectoryError("unavailable", "the database is down")
+
+    def delete(self, kind, id):
+        raise DirectoryError("unavailable", "the database is down")
+
+
+def test_directory_errors_cross_the_boundary_even_from_get(runtime):
+    # directory.get returns result<option<stored-resource>, directory-error>, the shape
+    # wasmtime-py cannot lower as an error by itself (see README): this proves the Err path.
+    server = ScimServer.open(runtime, {"base_url": "http://127.0.0.1/scim/v2", "token": "server-token"},
+                             FailingDirectory())
+    auth = [("Authorization", "Bearer server-token")]
+    resp = server.handle(Request("GET", "/Users/abc", "", auth))
+    assert resp.status == 503, resp.body
+    resp = server.handle(Request("GET", "/Users", "", auth))
+    assert resp.status == 503, resp.body
+    resp = server.handle(Request("DELETE", "/Users/abc", "", auth))
+    assert resp.status == 503, resp.body
+
+
+def test_directory_semantics(tmp_path):
+    d = SqliteDirectory.open(tmp_path / "d.db")
+    a = d.create(ResourceKind.USER, '{"userName":"Ann","externalId":"e1"}', None)
+    assert a.version == 'W/"1"'
+    with pytest.raises(DirectoryError) as e:
+        d.create(ResourceKind.USER, '{"userName":"ANN"}', None)
+    assert e.value.case == "conflict"
+    with pytest.raises(DirectoryError) as e:
+        d.replace(ResourceKind.USER, a.id, '{"userName":"Ann"}', None, 'W/"9"')
+    assert e.value.case == "version-mismatch"
+    b = d.replace(ResourceKind.USER, a.id, '{"userName":"Ann2"}', CmsUser("x", {"mail": "a@x"}, False), 'W/"1"')
+    assert b.version == 'W/"2"'
+    assert d.cms_user(a.id) == {"id": a.id, "name": "Ann2", "mail": "a@x", "fields": {}, "active": False}
+    g = d.create(ResourceKind.GROUP, '{"displayName":"G","members":[{"value":"%s"}]}' % a.id, None)
+    page = d.query(ResourceKind.USER, Search('userName eq "ann2"'))
+    assert isinstance(page, QueryPage) and [r.id for r in page.resources] == [a.id]
+    assert d.query(ResourceKind.USER, Search(None, 1, 0)).total_results == 1
+    with pytest.raises(DirectoryError) as e:
+        d.query(ResourceKind.USER, Search("userName eq"))
+    assert e.value.case == "invalid-filter"
+    assert d.delete(ResourceKind.USER, a.id) is True
+    assert d.delete(ResourceKind.USER, a.id) is False
+    assert '"members":[]' in d.get(ResourceKind.GROUP, g.id).json
+    with pytest.raises(DirectoryError) as e:
+        d.replace(ResourceKind.USER, "missing", "{}", None, None)
+    assert e.value.case == "not-found"
+    assert isinstance(d.get(ResourceKind.GROUP, g.id), StoredResource)
