@@ -53,9 +53,11 @@ function exchange({ id, method, url, headers, body, timeoutMs }) {
     finish({ error: { case: 'invalid-url', message: `${target.protocol} is not http or https` } });
     return;
   }
-  // The host adds only Host (Node does) and Content-Length (here, so no chunked encoding).
-  const flat = [];
+  // The host adds only Host and Content-Length (here, so no chunked encoding).
+  // Node sets no Host of its own when headers come as a list (which keeps their order).
+  const flat = ['Host', target.host];
   for (const [name, value] of headers) {
+    if (name.toLowerCase() === 'host') continue;
     if (name.toLowerCase() !== 'content-length') flat.push(name, value);
   }
   if (body !== null && body !== undefined) flat.push('Content-Length', String(body.byteLength));
