@@ -215,7 +215,9 @@ export class Connector extends Session {
   /** @protected */
   serveHttp(witRequest) {
     try {
-      return { tag: 'ok', val: responseToWit(this.transport.send(requestFromWit(witRequest))) };
+      const val = responseToWit(this.transport.send(requestFromWit(witRequest)));
+      this.lastAnswerBytes = val.body.byteLength;
+      return { tag: 'ok', val };
     } catch (e) {
       if (e instanceof TransportError) return { tag: 'err', val: e.toWit() };
       this.logger.log('error', `the transport failed: ${e?.name}: ${e?.message}`);

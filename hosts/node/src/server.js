@@ -157,7 +157,10 @@ export class ScimServer extends Session {
       headers: headerPairs(request.headers),
       body: toBytes(request.body, 'request body'),
     };
-    const out = this.invoke('[method]scim-server.handle', (s) => s.handle(wit));
+    const out = this.invoke('[method]scim-server.handle', (s) => {
+      this.lastAnswerBytes = wit.body.byteLength;
+      return s.handle(wit);
+    });
     return new Response(out.status, out.headers, Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength));
   }
 

@@ -48,6 +48,12 @@ export class Session {
     }
   }
 
+  /**
+   * @protected Bytes of the last import answer handed to the guest in this call: a trap
+   * while the guest's memory plus that answer would pass the limit is a memory trap.
+   */
+  lastAnswerBytes = 0;
+
   /** @protected The resource's open call: (exports) => resource. */
   openResource(_instance) {
     throw new Error('abstract');
@@ -87,6 +93,7 @@ export class Session {
   invoke(name, fn) {
     const handle = this.ensureOpen();
     const instance = this.#instance;
+    this.lastAnswerBytes = 0;
     try {
       return fn(handle);
     } catch (e) {
@@ -99,7 +106,8 @@ export class Session {
   #trap(e, call, instance) {
     if (e instanceof WebAssembly.RuntimeError || e instanceof RangeError || e?.name === 'RuntimeError') {
       const memory = instance?.memory();
-      const atLimit = memory !== null && memory !== undefined && memory.buffer.byteLength + 65536 * 16 > Math.min(this.#runtime.memoryLimitBytes, GIB4);
+      const limit = Math.min(this.#runtime.memoryLimitBytes, GIB4);
+      const atLimit = memory !== null && memory !== undefined && memory.buffer.byteLength + this.lastAnswerBytes + 1024 * 1024 > limit;
       return new GuestTrap(atLimit ? 'memory' : 'trap', e.message, call, e);
     }
     // Anything else (arguments jco could not lower, an exit) also leaves the instance in an

@@ -162,3 +162,30 @@ test('the client role provisions into the Node-served server (both roles end to 
     await site.stop();
   }
 });
+
+test('a trap while serving is answered 500 and the next request is served by a fresh instance', async () => {
+  const small = await Runtime.load({ memoryLimitBytes: 16 * 1024 * 1024 });
+  const directory = SqliteDirectory.open(path.join(tempDir('server-trap'), 'site.db'));
+  const token = newToken();
+  const http = await listen();
+  const baseUrl = `${http.origin}/scim/v2`;
+  const scim = ScimServer.open(small, { base_url: baseUrl, token, bulk_max_payload: 64 * 1024 * 1024 }, directory, { logger: new MemoryLogger() });
+  http.server.on('request', scim.listener());
+  try {
+    const huge = await fetch(`${baseUrl}/Users`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/scim+json' },
+      body: JSON.stringify({ schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: 'x'.repeat(24 * 1024 * 1024) }),
+    });
+    assert.equal(huge.status, 500);
+    assert.match((await huge.json()).detail, /trapped/);
+    const next = await scimRequest('POST', `${baseUrl}/Users`, token, { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: 'after.trap' });
+    assert.equal(next.status, 201);
+    assert.equal(scim.instancesOpened(), 2);
+    assert.throws(() => scim.handle({ method: 'POST', path: '/Users', headers: [['Authorization', `Bearer ${token}`]], body: Buffer.alloc(24 * 1024 * 1024, 0x20) }),
+      (e) => e.name === 'GuestTrap' && e.kind === 'memory');
+  } finally {
+    await http.stop();
+    directory.close();
+  }
+});
