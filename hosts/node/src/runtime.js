@@ -19,6 +19,8 @@ export const REPO_ROOT = path.resolve(PACKAGE_DIR, '..', '..');
 /** Where transpiled components are kept, one directory per component hash. */
 export const GEN_DIR = path.join(PACKAGE_DIR, 'gen');
 const NAME = 'scim_provisioner';
+/** The jco version package.json pins (part of the gen/ directory name). */
+const JCO_VERSION = '1.35.0';
 const PAGE = 65536;
 /** The default memory limit per instance, as the PHP bridge's. */
 export const DEFAULT_MEMORY_LIMIT = 512 * 1024 * 1024;
@@ -65,16 +67,35 @@ export function transpile(wasm, outDir) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw new RuntimeSetupError(`jco could not transpile ${wasm}: ${String(e.stderr || e.message).trim()}`, { cause: e });
   }
-  fs.writeFileSync(path.join(tmp, 'source.json'), JSON.stringify({ wasm, transpiled: new Date().toISOString() }, null, 2));
+  const patched = patchGenerated(path.join(tmp, `${NAME}.js`));
+  fs.writeFileSync(path.join(tmp, 'source.json'), JSON.stringify({ wasm, transpiled: new Date().toISOString(), patched }, null, 2));
   fs.rmSync(outDir, { recursive: true, force: true });
   fs.renameSync(tmp, outDir);
   return js;
 }
 
+const DEBUG_CHECK = 'if (!globalThis?.process?.env?.JCO_DEBUG) { return; }';
+
+/**
+ * jco 1.35's generated `_debugLog`, called several times per component call, reads
+ * `process.env.JCO_DEBUG` each time; in Node that is a slow lookup into the C++ environment
+ * and took about a third of a `plan` call. The check is hoisted to one read at load.
+ * Returns the patches applied (none when the pattern is not there, e.g. another jco).
+ */
+function patchGenerated(js) {
+  const text = fs.readFileSync(js, 'utf8');
+  if (!text.includes(DEBUG_CHECK)) return [];
+  const out = text
+    .replace(DEBUG_CHECK, 'if (!JCO_DEBUG_ON) { return; }')
+    .replace(/^/, 'const JCO_DEBUG_ON = Boolean(globalThis?.process?.env?.JCO_DEBUG);\n');
+  fs.writeFileSync(js, out);
+  return ['debug-log-env-read-hoisted'];
+}
+
 /** The transpile directory for a component: gen/<first 16 hex digits of its SHA-256>. */
 export function genDirFor(wasm, base = GEN_DIR) {
   const hash = createHash('sha256').update(fs.readFileSync(wasm)).digest('hex').slice(0, 16);
-  return path.join(base, hash);
+  return path.join(base, `${hash}-jco${JCO_VERSION}`);
 }
 
 // ---- memory limit: rewrite the core module's memory section to carry a maximum ----
