@@ -94,6 +94,7 @@ function responseToWit(response) {
  */
 export class Connector extends Session {
   #wit;
+  #ownsTransport;
 
   /** @private */
   constructor(runtime, config, { transport, logger } = {}) {
@@ -104,6 +105,7 @@ export class Connector extends Session {
     this.baseUrl = wit.baseUrl;
     /** @type {import('./transport.js').Transport} */
     this.transport = transport ?? new NodeHttpTransport(wit.baseUrl, { logger: this.logger });
+    this.#ownsTransport = transport === undefined || transport === null;
     if (typeof this.transport.send !== 'function') throw new TypeError('a transport is an object with a synchronous send(request) method');
   }
 
@@ -117,6 +119,9 @@ export class Connector extends Session {
    * @throws {ProvisioningError} `invalid-config`
    */
   static open(runtime, config, options = {}) {
+    for (const k of Object.keys(options ?? {})) {
+      if (k !== 'transport' && k !== 'logger') throw new TypeError(`unknown Connector.open option '${k}'; known: transport, logger`);
+    }
     const connector = new Connector(runtime, config, options);
     connector.ensureOpen();
     return connector;
@@ -206,10 +211,10 @@ export class Connector extends Session {
     return JSON.parse(this.invoke('[method]connector.map-user', (c) => c.mapUser(wit)));
   }
 
-  /** Closes the connector's instance and its transport's worker. */
+  /** Closes the connector's instance and the worker of the transport it made (not one it was given). */
   close() {
     super.close();
-    this.transport.close?.();
+    if (this.#ownsTransport) this.transport.close();
   }
 
   /** @protected */

@@ -59,6 +59,7 @@ export function transpile(wasm, outDir) {
   if (!fs.existsSync(jco)) throw new RuntimeSetupError(`@bytecodealliance/jco is not installed (${jco}): run \`npm ci\` in hosts/node`);
   const tmp = `${outDir}.tmp-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(path.dirname(outDir), { recursive: true });
   try {
     execFileSync(process.execPath, [jco, 'transpile', wasm, '-o', tmp, '--name', NAME, '--instantiation', 'sync', '--no-typescript', '-q'], {
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -69,8 +70,15 @@ export function transpile(wasm, outDir) {
   }
   const patched = patchGenerated(path.join(tmp, `${NAME}.js`));
   fs.writeFileSync(path.join(tmp, 'source.json'), JSON.stringify({ wasm, transpiled: new Date().toISOString(), patched }, null, 2));
-  fs.rmSync(outDir, { recursive: true, force: true });
-  fs.renameSync(tmp, outDir);
+  // A directory left half-written (no source.json) by a killed run is replaced.
+  if (fs.existsSync(outDir) && !fs.existsSync(path.join(outDir, 'source.json'))) fs.rmSync(outDir, { recursive: true, force: true });
+  try {
+    fs.renameSync(tmp, outDir);
+  } catch (e) {
+    // Another process finished the same transpile first: use its output.
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (!fs.existsSync(path.join(outDir, 'source.json'))) throw new RuntimeSetupError(`cannot write ${outDir}: ${e.message}`, { cause: e });
+  }
   return js;
 }
 

@@ -124,8 +124,11 @@ export class ScimServer extends Session {
    * @param {{logger?: import('./logger.js').Logger}} [options]
    * @returns {ScimServer}
    */
-  static open(runtime, config, directory, { logger } = {}) {
-    const server = new ScimServer(runtime, config, directory, logger);
+  static open(runtime, config, directory, options = {}) {
+    for (const k of Object.keys(options ?? {})) {
+      if (k !== 'logger') throw new TypeError(`unknown ScimServer.open option '${k}'; known: logger`);
+    }
+    const server = new ScimServer(runtime, config, directory, options?.logger);
     server.ensureOpen();
     return server;
   }

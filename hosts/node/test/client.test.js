@@ -161,6 +161,9 @@ test('bad input is refused with a clear error before it reaches the component', 
   assert.throws(() => connector.provision(alice, 'exploded'), /unknown user event "exploded"/);
   assert.throws(() => connector.provision(alice, 'updated', { remoteId: 5 }), /remoteId/);
   assert.equal(connector.instancesOpened(), 1, 'refused input costs no instance');
+  assert.throws(() => Connector.open(runtime, { base_url: peer.baseUrl }, { transprt: {} }), /unknown Connector.open option 'transprt'/);
+  assert.throws(() => Connector.open(runtime, { base_url: peer.baseUrl }, { transport: {} }), /synchronous send/);
+  assert.throws(() => Connector.open({}, { base_url: peer.baseUrl }), /Runtime/);
 });
 
 test('the token never reaches the log', () => {
