@@ -1,5 +1,6 @@
 // Per-call cost of the component under the Node host (jco): `plan` (no request) and a
-// `provision` that finds nothing changed (no request), after warm-up.
+// `provision` that finds nothing changed (no request), `mapUser`, and opening a connector on
+// a fresh instance, after warm-up.
 //   node bench.mjs [--plan-calls 20000] [--provision-calls 5000]
 import { parseArgs } from 'node:util';
 
@@ -34,10 +35,12 @@ try {
     if (out.action !== 'unchanged' || out.requests !== 0) throw new Error(`expected unchanged without a request, got ${JSON.stringify(out)}`);
   });
   const map = measure(planCalls, () => connector.mapUser(user));
+  const open = measure(200, () => Connector.open(runtime, { base_url: peer.baseUrl, token: peer.token }, { logger: new MemoryLogger() }).close());
   console.log(`node ${process.version}, jco 1.35.0 (instantiation sync), component ${runtime.wasmPath}`);
   console.log(`plan:                  ${plan}, ${planCalls} calls a round`);
   console.log(`provision, no change:  ${provision}, ${provisionCalls} calls a round, 0 requests each`);
   console.log(`mapUser:               ${map}, ${planCalls} calls a round`);
+  console.log(`Connector.open+close:  ${open}, 200 a round (a fresh instance each)`);
   connector.close();
 } finally {
   await peer.stop();

@@ -91,19 +91,34 @@ const DEBUG_CHECK = 'if (!globalThis?.process?.env?.JCO_DEBUG) { return; }';
  * Returns the patches applied (none when the pattern is not there, e.g. another jco).
  */
 function patchGenerated(js) {
-  const text = fs.readFileSync(js, 'utf8');
-  if (!text.includes(DEBUG_CHECK)) return [];
-  const out = text
-    .replace(DEBUG_CHECK, 'if (!JCO_DEBUG_ON) { return; }')
-    .replace(/^/, 'const JCO_DEBUG_ON = Boolean(globalThis?.process?.env?.JCO_DEBUG);\n');
-  fs.writeFileSync(js, out);
-  return ['debug-log-env-read-hoisted'];
+  let text = fs.readFileSync(js, 'utf8');
+  const patches = [];
+  const prelude = [];
+  if (text.includes(DEBUG_CHECK)) {
+    text = text.replace(DEBUG_CHECK, 'if (!JCO_DEBUG_ON) { return; }');
+    prelude.push('const JCO_DEBUG_ON = Boolean(globalThis?.process?.env?.JCO_DEBUG);');
+    patches.push('debug-log-env-read-hoisted');
+  }
+  // Each instantiation tries `WebAssembly.promising(f)` (JSPI) in a try/catch, ten times.
+  // Node 20 has no such function, and V8 renders the message of "not a function" by
+  // re-parsing the enclosing function, here a 10,000-line generator: about 5 ms a try,
+  // half of an instantiation. The same try now throws a ready-made TypeError.
+  if (text.includes('WebAssembly.promising(')) {
+    text = text.replaceAll('WebAssembly.promising(', 'JCO_PROMISING(');
+    prelude.push(
+      "const JCO_NO_JSPI = new TypeError('WebAssembly.promising is not available');",
+      "const JCO_PROMISING = typeof WebAssembly.promising === 'function' ? WebAssembly.promising : () => { throw JCO_NO_JSPI; };",
+    );
+    patches.push('jspi-probe-without-reparse');
+  }
+  if (patches.length > 0) fs.writeFileSync(js, `${prelude.join('\n')}\n${text}`);
+  return patches;
 }
 
 /** The transpile directory for a component: gen/<first 16 hex digits of its SHA-256>. */
 export function genDirFor(wasm, base = GEN_DIR) {
   const hash = createHash('sha256').update(fs.readFileSync(wasm)).digest('hex').slice(0, 16);
-  return path.join(base, `${hash}-jco${JCO_VERSION}`);
+  return path.join(base, `${hash}-jco${JCO_VERSION}-p2`);
 }
 
 // ---- memory limit: rewrite the core module's memory section to carry a maximum ----
