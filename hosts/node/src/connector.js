@@ -1,0 +1,241 @@
+// The client role (WIT `client.connector`), in its own component instance.
+
+import { ProvisioningError, TransportError } from './errors.js';
+import { ConsoleLogger, RedactingLogger } from './logger.js';
+import { Session } from './session.js';
+import { NodeHttpTransport } from './transport.js';
+import {
+  capabilitiesFromWit, eventToWit, linkToWit, outcomeFromWit, userToWit,
+} from './values.js';
+
+const KEYS = ['base_url', 'token', 'token_env', 'username', 'password', 'password_env', 'timeout', 'policy'];
+
+/**
+ * The configuration, the same JSON shape as the PHP library's and the Rust host's:
+ * @typedef {{base_url: string, token?: string, token_env?: string, username?: string,
+ *   password?: string, password_env?: string, timeout?: number, policy?: object|string}} ConnectorConfig
+ */
+
+function fromEnv(config, key) {
+  if (config[key] === undefined || config[key] === null) return null;
+  const value = process.env[String(config[key])];
+  if (value === undefined || value === '') throw ProvisioningError.invalidConfig(`environment variable ${config[key]} (${key}) is not set`);
+  return value;
+}
+
+/** @returns {[object, string[]]} the WIT connector-config and the secrets to redact */
+function parseConfig(config) {
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) throw ProvisioningError.invalidConfig('the configuration is an object');
+  for (const key of Object.keys(config)) {
+    if (!KEYS.includes(key)) throw ProvisioningError.invalidConfig(`unknown setting '${key}'; known: ${KEYS.join(', ')}`);
+  }
+  const baseUrl = config.base_url;
+  if (typeof baseUrl !== 'string' || baseUrl === '') throw ProvisioningError.invalidConfig('base_url is required');
+  let auth;
+  let secrets = [];
+  if (config.username !== undefined && config.username !== null) {
+    const password = fromEnv(config, 'password_env') ?? config.password ?? null;
+    if (typeof password !== 'string' || password === '') throw ProvisioningError.invalidConfig('basic authentication needs password or password_env');
+    auth = { tag: 'basic', val: { username: String(config.username), password } };
+    secrets = [password, Buffer.from(`${config.username}:${password}`).toString('base64')];
+  } else {
+    const token = fromEnv(config, 'token_env') ?? config.token ?? null;
+    if (token !== null) {
+      if (typeof token !== 'string' || token === '') throw ProvisioningError.invalidConfig('token must be a non-empty string');
+      auth = { tag: 'bearer', val: token };
+      secrets = [token];
+    } else {
+      auth = { tag: 'none' };
+    }
+  }
+  const timeout = config.timeout ?? 30000;
+  if (!Number.isInteger(timeout) || timeout < 0 || timeout > 0xffffffff) {
+    throw ProvisioningError.invalidConfig('timeout is a whole number of milliseconds (1 to 600000)');
+  }
+  let policy = config.policy ?? '';
+  if (typeof policy === 'object' && policy !== null) {
+    policy = Object.keys(policy).length === 0 ? '' : JSON.stringify(policy);
+  } else if (typeof policy !== 'string') {
+    throw ProvisioningError.invalidConfig('policy is an object or a JSON string');
+  }
+  return [{ baseUrl, auth, timeoutMs: timeout, policyJson: policy }, secrets];
+}
+
+/** The jco http-request as the library's HttpRequest. */
+function requestFromWit(wit) {
+  return {
+    method: wit.method.tag === 'other' ? wit.method.val : wit.method.tag.toUpperCase(),
+    url: wit.url,
+    headers: wit.headers.map(([n, v]) => [n, v]),
+    body: wit.body ?? null,
+    timeoutMs: wit.timeoutMs,
+  };
+}
+
+function responseToWit(response) {
+  if (!response || !Number.isInteger(response.status) || response.status < 0 || response.status > 65535) {
+    throw new TypeError('a transport returns {status, headers, body} with an integer status');
+  }
+  const body = response.body ?? new Uint8Array(0);
+  return {
+    status: response.status,
+    headers: (response.headers ?? []).map(([n, v]) => [String(n), String(v)]),
+    body: body instanceof Uint8Array ? body : new Uint8Array(body),
+  };
+}
+
+/**
+ * One open connection to one SCIM server under one provisioning policy, in its own
+ * component instance. The component makes every provisioning decision; this object carries
+ * its HTTP requests out through a transport and hands back plain objects.
+ *
+ * Errors: ProvisioningError (case, status, scimType, detail, retry); GuestTrap when the guest
+ * trapped, after which the next call re-opens a fresh instance with the stored configuration.
+ */
+export class Connector extends Session {
+  #wit;
+  #ownsTransport;
+
+  /** @private */
+  constructor(runtime, config, { transport, logger } = {}) {
+    const [wit, secrets] = parseConfig(config);
+    super(runtime, new RedactingLogger(logger ?? new ConsoleLogger({ level: 'warn' }), secrets));
+    this.#wit = wit;
+    /** @type {string} */
+    this.baseUrl = wit.baseUrl;
+    /** @type {import('./transport.js').Transport} */
+    this.transport = transport ?? new NodeHttpTransport(wit.baseUrl, { logger: this.logger });
+    this.#ownsTransport = transport === undefined || transport === null;
+    if (typeof this.transport.send !== 'function') throw new TypeError('a transport is an object with a synchronous send(request) method');
+  }
+
+  /**
+   * Validates the configuration and opens a connector (WIT `connector.open`). Sends nothing.
+   * @param {import('./runtime.js').Runtime} runtime
+   * @param {ConnectorConfig} config
+   * @param {{transport?: import('./transport.js').Transport, logger?: import('./logger.js').Logger}} [options]
+   *   `transport`: default a NodeHttpTransport bound to base_url's origin; `logger`: default console at warn
+   * @returns {Connector}
+   * @throws {ProvisioningError} `invalid-config`
+   */
+  static open(runtime, config, options = {}) {
+    for (const k of Object.keys(options ?? {})) {
+      if (k !== 'transport' && k !== 'logger') throw new TypeError(`unknown Connector.open option '${k}'; known: transport, logger`);
+    }
+    const connector = new Connector(runtime, config, options);
+    connector.ensureOpen();
+    return connector;
+  }
+
+  /** @protected */
+  openResource(instance) {
+    return instance.client.Connector.open(this.#wit);
+  }
+
+  /** "Save and Test Credentials": what the server supports. @returns {import('./values.js').ServerCapabilities} */
+  testConnection() {
+    return capabilitiesFromWit(this.invoke('[method]connector.test-connection', (c) => c.testConnection()));
+  }
+
+  /**
+   * Brings the remote user in line with one CMS user after `event`. Store the outcome's link
+   * (or drop yours when it is null) and pass it next time.
+   * @param {import('./values.js').CmsUser} user
+   * @param {import('./values.js').UserEvent} event
+   * @param {import('./values.js').Link|null} [link]
+   * @returns {import('./values.js').ProvisionOutcome}
+   */
+  provision(user, event, link = null) {
+    const args = [userToWit(user), eventToWit(event), linkToWit(link)];
+    return outcomeFromWit(this.invoke('[method]connector.provision', (c) => c.provision(...args)));
+  }
+
+  /**
+   * Provisions several users at once; their writes share /Bulk requests where the server has
+   * it. Each result is a ProvisionOutcome or a ProvisioningError.
+   * @param {import('./values.js').BatchItem[]} items
+   * @returns {{results: Array<import('./values.js').ProvisionOutcome|ProvisioningError>, requests: number, bulkRequests: number}}
+   */
+  provisionBatch(items) {
+    if (!Array.isArray(items)) throw new TypeError('provisionBatch takes a list of {user, event, link}');
+    const wit = items.map((item, i) => {
+      if (item === null || typeof item !== 'object') throw new TypeError(`item ${i} is not {user, event, link}`);
+      return { user: userToWit(item.user), event: eventToWit(item.event), link: linkToWit(item.link) };
+    });
+    const out = this.invoke('[method]connector.provision-batch', (c) => c.provisionBatch(wit));
+    return {
+      results: out.results.map((r) => (r.tag === 'ok' ? outcomeFromWit(r.val) : ProvisioningError.fromWit(r.val))),
+      requests: out.requests,
+      bulkRequests: out.bulkRequests,
+    };
+  }
+
+  /**
+   * What `provision` would do, decided without sending anything.
+   * @returns {import('./values.js').Plan}
+   */
+  plan(user, event, linked) {
+    if (typeof linked !== 'boolean') throw new TypeError('plan(user, event, linked): linked is a boolean');
+    const args = [userToWit(user), eventToWit(event), linked];
+    const p = this.invoke('[method]connector.plan', (c) => c.plan(...args));
+    return { action: p.action, reason: p.reason ?? null };
+  }
+
+  /** Lists the remote users once (paged), so a first sync matches locally. @returns {import('./values.js').RemoteListing} */
+  indexRemoteUsers() {
+    const l = this.invoke('[method]connector.index-remote-users', (c) => c.indexRemoteUsers());
+    return { users: l.users, requests: l.requests };
+  }
+
+  /** The listed remote users as a document for importRemoteIndex(); null when nothing was listed. @returns {string|null} */
+  exportRemoteIndex() {
+    return this.invoke('[method]connector.export-remote-index', (c) => c.exportRemoteIndex()) ?? null;
+  }
+
+  /** Loads another connector's listing; returns how many users it holds. @param {string} document @returns {number} */
+  importRemoteIndex(document) {
+    if (typeof document !== 'string') throw new TypeError('importRemoteIndex takes the string exportRemoteIndex() returned');
+    return this.invoke('[method]connector.import-remote-index', (c) => c.importRemoteIndex(document));
+  }
+
+  /** Reads one remote user by its SCIM id; null on 404. @param {string} remoteId @returns {object|null} */
+  getUser(remoteId) {
+    if (typeof remoteId !== 'string') throw new TypeError('getUser takes the remote id as a string');
+    const json = this.invoke('[method]connector.get-user', (c) => c.getUser(remoteId));
+    return json === undefined || json === null ? null : JSON.parse(json);
+  }
+
+  /** The SCIM resource a CMS user maps to. Sends nothing. @returns {object} */
+  mapUser(user) {
+    const wit = userToWit(user);
+    return JSON.parse(this.invoke('[method]connector.map-user', (c) => c.mapUser(wit)));
+  }
+
+  /** Closes the connector's instance and the worker of the transport it made (not one it was given). */
+  close() {
+    super.close();
+    if (this.#ownsTransport) this.transport.close();
+  }
+
+  /** @protected */
+  serveHttp(witRequest) {
+    try {
+      const val = responseToWit(this.transport.send(requestFromWit(witRequest)));
+      this.lastAnswerBytes = val.body.byteLength;
+      return { tag: 'ok', val };
+    } catch (e) {
+      if (e instanceof TransportError) return { tag: 'err', val: e.toWit() };
+      this.logger.log('error', `the transport failed: ${e?.name}: ${e?.message}`);
+      return { tag: 'err', val: new TransportError('other', `the host transport failed: ${e?.message}`).toWit() };
+    }
+  }
+
+  /** Never shows credentials. */
+  toJSON() {
+    return { baseUrl: this.baseUrl, auth: this.#wit.auth.tag, timeoutMs: this.#wit.timeoutMs };
+  }
+
+  [Symbol.for('nodejs.util.inspect.custom')]() {
+    return `Connector ${JSON.stringify(this.toJSON())}`;
+  }
+}

@@ -1,0 +1,248 @@
+// A Directory in SQLite through better-sqlite3: the store behind a Node-served SCIM server,
+// with the same tables and semantics as the PHP PdoSqliteDirectory.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+
+import Database from 'better-sqlite3';
+
+import { DirectoryError } from './errors.js';
+import { FilterError, parseFilter, select } from './filter.js';
+
+const TABLES = { user: 'scim_users', group: 'scim_groups' };
+const now = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+function table(kind) {
+  const t = TABLES[kind];
+  if (!t) throw new DirectoryError('other', `unknown resource kind ${kind}`);
+  return t;
+}
+
+function stored(row) {
+  return { id: String(row.id), version: `W/"${row.version}"`, created: row.created, lastModified: row.last_modified, json: row.json };
+}
+
+function parse(json) {
+  let value;
+  try {
+    value = JSON.parse(json);
+  } catch (e) {
+    throw new DirectoryError('other', `the resource is not JSON: ${e.message}`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new DirectoryError('other', 'the resource is not a JSON object');
+  return value;
+}
+
+function uniqueKey(kind, value) {
+  const v = value[kind === 'user' ? 'userName' : 'displayName'];
+  return typeof v === 'string' ? v.toLowerCase() : null;
+}
+
+const externalId = (value) => (typeof value.externalId === 'string' ? value.externalId : null);
+
+/**
+ * A SQL condition for an equality on an indexed attribute (userName/displayName, id,
+ * externalId), or null.
+ */
+function indexedEquality(kind, f) {
+  if (!f || f.type !== 'compare' || f.op !== 'eq' || typeof f.value !== 'string' || f.path.urn !== null || f.path.subAttr !== null) return null;
+  const attr = f.path.attr.toLowerCase();
+  if (attr === (kind === 'user' ? 'username' : 'displayname')) return ['unique_key = ?', f.value.toLowerCase()];
+  if (attr === 'id') return ['id = ?', f.value];
+  if (attr === 'externalid') return ['external_id = ?', f.value];
+  return null;
+}
+
+/**
+ * SQLite tables (created when missing):
+ * - `scim_users`, `scim_groups`: id, version, created, last_modified, unique_key (lower-cased
+ *   userName / displayName, unique), external_id, json;
+ * - the CMS user table (option `cmsTable`, default `users`; null for none): id, name (unique,
+ *   case-insensitive), mail, fields (JSON), active. Each SCIM user is kept there as a normal
+ *   CMS user from the component's reverse mapping: an identity provider's users appear in
+ *   the CMS, `active=false` blocks them, a DELETE removes them.
+ *
+ * Searches: equality on userName/displayName, id or externalId runs as SQL; anything else
+ * loads the kind's rows. Filtering, sorting and paging are then done by src/filter.js, a port
+ * of the component's own filter engine (tested with its vectors); a filter it cannot parse is
+ * `invalid-filter`. An unfiltered, unsorted page is a plain LIMIT/OFFSET. Every write is one
+ * transaction: a SCIM resource is never stored without its CMS user.
+ */
+export class SqliteDirectory {
+  /**
+   * @param {import('better-sqlite3').Database} db
+   * @param {{cmsTable?: string|null}} [options]
+   */
+  constructor(db, { cmsTable = 'users' } = {}) {
+    if (cmsTable !== null && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(cmsTable)) throw new TypeError(`cmsTable must be a plain SQL identifier, not ${cmsTable}`);
+    this.db = db;
+    this.cmsTable = cmsTable;
+    db.pragma('busy_timeout = 10000');
+    db.pragma('journal_mode = WAL');
+    for (const t of Object.values(TABLES)) {
+      db.exec(`CREATE TABLE IF NOT EXISTS ${t} (
+        id TEXT PRIMARY KEY, version INTEGER NOT NULL, created TEXT NOT NULL, last_modified TEXT NOT NULL,
+        unique_key TEXT UNIQUE, external_id TEXT, json TEXT NOT NULL)`);
+      db.exec(`CREATE INDEX IF NOT EXISTS ${t}_external ON ${t}(external_id)`);
+    }
+    if (cmsTable !== null) {
+      db.exec(`CREATE TABLE IF NOT EXISTS ${cmsTable} (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, mail TEXT NOT NULL, fields TEXT NOT NULL, active INTEGER NOT NULL)`);
+    }
+  }
+
+  /**
+   * Opens (creating if needed) a SQLite file.
+   * @param {string} file
+   * @param {{cmsTable?: string|null}} [options]
+   */
+  static open(file, options = {}) {
+    const dir = path.dirname(path.resolve(file));
+    if (!fs.existsSync(dir)) throw new TypeError(`the directory for the database ${file} does not exist`);
+    return new SqliteDirectory(new Database(file), options);
+  }
+
+  close() {
+    this.db.close();
+  }
+
+  /** A CMS user kept beside a SCIM user, or null. */
+  cmsUser(id) {
+    if (this.cmsTable === null) return null;
+    const row = this.db.prepare(`SELECT id, name, mail, fields, active FROM ${this.cmsTable} WHERE id = ?`).get(id);
+    return row ? { id: row.id, name: row.name, mail: row.mail, fields: JSON.parse(row.fields), active: row.active === 1 } : null;
+  }
+
+  get(kind, id) {
+    const row = this.db.prepare(`SELECT id, version, created, last_modified, json FROM ${table(kind)} WHERE id = ?`).get(id);
+    return row ? stored(row) : null;
+  }
+
+  query(kind, search) {
+    const t = table(kind);
+    const cols = `SELECT id, version, created, last_modified, json FROM ${t}`;
+    if (!search.filter && !search.sortBy) {
+      const total = this.db.prepare(`SELECT COUNT(*) AS n FROM ${t}`).get().n;
+      if (search.count === 0) return { totalResults: total, resources: [] };
+      const rows = this.db.prepare(`${cols} ORDER BY rowid LIMIT ? OFFSET ?`).all(search.count, Math.max(1, search.startIndex) - 1);
+      return { totalResults: total, resources: rows.map(stored) };
+    }
+    let filter = null;
+    if (search.filter) {
+      try {
+        filter = parseFilter(search.filter);
+      } catch (e) {
+        if (e instanceof FilterError) throw new DirectoryError('invalid-filter', e.message);
+        throw e;
+      }
+    }
+    const eq = indexedEquality(kind, filter);
+    const rows = eq ? this.db.prepare(`${cols} WHERE ${eq[0]} ORDER BY rowid`).all(eq[1]) : this.db.prepare(`${cols} ORDER BY rowid`).all();
+    const resources = rows.map(stored);
+    const views = resources.map((r) => {
+      const json = parse(r.json);
+      json.id = r.id;
+      json.meta = { resourceType: kind === 'user' ? 'User' : 'Group', created: r.created, lastModified: r.lastModified, version: r.version };
+      return json;
+    });
+    let page;
+    try {
+      page = select(views, { filter, sortBy: search.sortBy, sortDescending: search.sortDescending, startIndex: search.startIndex, count: search.count });
+    } catch (e) {
+      if (e instanceof FilterError) throw new DirectoryError('other', `invalid sortBy: ${e.message}`);
+      throw e;
+    }
+    return { totalResults: page.totalResults, resources: page.indices.map((i) => resources[i]) };
+  }
+
+  create(kind, json, cms) {
+    const value = parse(json);
+    return this.#transaction(() => {
+      const key = uniqueKey(kind, value);
+      this.#conflictCheck(kind, key, null);
+      const id = crypto.randomUUID();
+      const ts = now();
+      this.db.prepare(`INSERT INTO ${table(kind)} (id, version, created, last_modified, unique_key, external_id, json) VALUES (?, 1, ?, ?, ?, ?, ?)`)
+        .run(id, ts, ts, key, externalId(value), json);
+      this.#mirror(id, value, cms);
+      return { id, version: 'W/"1"', created: ts, lastModified: ts, json };
+    });
+  }
+
+  replace(kind, id, json, cms, ifVersion) {
+    const value = parse(json);
+    return this.#transaction(() => this.#doReplace(kind, id, json, value, cms, ifVersion));
+  }
+
+  delete(kind, id) {
+    return this.#transaction(() => {
+      const info = this.db.prepare(`DELETE FROM ${table(kind)} WHERE id = ?`).run(id);
+      if (info.changes === 0) return false;
+      if (kind === 'user') {
+        if (this.cmsTable !== null) this.db.prepare(`DELETE FROM ${this.cmsTable} WHERE id = ?`).run(id);
+        // Drop the user from the groups it belonged to.
+        const like = `%${id.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+        for (const g of this.db.prepare("SELECT id, json FROM scim_groups WHERE json LIKE ? ESCAPE '\\'").all(like)) {
+          const group = JSON.parse(g.json);
+          if (!Array.isArray(group?.members)) continue;
+          const members = group.members.filter((m) => !(m && typeof m === 'object' && m.value === id));
+          if (members.length === group.members.length) continue;
+          group.members = members;
+          this.#doReplace('group', g.id, JSON.stringify(group), group, null, null);
+        }
+      }
+      return true;
+    });
+  }
+
+  #doReplace(kind, id, json, value, cms, ifVersion) {
+    const current = this.get(kind, id);
+    if (current === null) throw new DirectoryError('not-found');
+    if (ifVersion !== null && ifVersion !== undefined && ifVersion !== current.version) throw new DirectoryError('version-mismatch');
+    const key = uniqueKey(kind, value);
+    this.#conflictCheck(kind, key, id);
+    this.db.prepare(`UPDATE ${table(kind)} SET version = version + 1, last_modified = ?, unique_key = ?, external_id = ?, json = ? WHERE id = ?`)
+      .run(now(), key, externalId(value), json, id);
+    this.#mirror(id, value, cms);
+    return this.get(kind, id);
+  }
+
+  #mirror(id, scim, cms) {
+    if (!cms || this.cmsTable === null) return;
+    let name = null;
+    let mail = '';
+    const fields = {};
+    for (const [k, v] of Object.entries(cms.fields)) {
+      if (k === 'name' && typeof v === 'string') name = v;
+      else if (k === 'mail' && typeof v === 'string') mail = v;
+      else if (v !== null) fields[k] = v;
+    }
+    // Without a name rule in the mapping, the SCIM userName is the login name.
+    name ??= typeof scim.userName === 'string' ? scim.userName : null;
+    if (name === null) return;
+    const other = this.db.prepare(`SELECT id FROM ${this.cmsTable} WHERE name = ? COLLATE NOCASE AND id <> ?`).get(name, id);
+    if (other) throw new DirectoryError('conflict', `a CMS user named "${name}" already exists`);
+    this.db.prepare(`INSERT INTO ${this.cmsTable} (id, name, mail, fields, active) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT(id) DO UPDATE SET name = excluded.name, mail = excluded.mail, fields = excluded.fields, active = excluded.active`)
+      .run(id, name, mail, JSON.stringify(fields), cms.active ? 1 : 0);
+  }
+
+  #conflictCheck(kind, key, exceptId) {
+    if (key === null) return;
+    const other = this.db.prepare(`SELECT id FROM ${table(kind)} WHERE unique_key = ?`).get(key);
+    if (other && other.id !== exceptId) throw new DirectoryError('conflict', `${kind === 'user' ? 'userName' : 'displayName'} "${key}" is already taken`);
+  }
+
+  #transaction(work) {
+    if (this.db.inTransaction) return work();
+    try {
+      return this.db.transaction(work)();
+    } catch (e) {
+      // A uniqueness constraint another process won between our check and our write.
+      if (String(e?.code ?? '').startsWith('SQLITE_CONSTRAINT')) throw new DirectoryError('conflict', `a unique value is already taken (${e.message})`);
+      if (e?.code === 'SQLITE_BUSY' || e?.code === 'SQLITE_LOCKED') throw new DirectoryError('unavailable', `the database is busy: ${e.message}`);
+      throw e;
+    }
+  }
+}

@@ -1,0 +1,302 @@
+// The runtime: the component transpiled by jco (once per .wasm, kept in gen/), its core
+// modules compiled once, and a fresh instance on demand (jco `--instantiation sync`).
+
+import { createHash } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+import * as wasi from '@bytecodealliance/preview2-shim';
+
+import { RuntimeSetupError } from './errors.js';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** hosts/node */
+export const PACKAGE_DIR = path.resolve(HERE, '..');
+/** The repository root (hosts/node/../..). */
+export const REPO_ROOT = path.resolve(PACKAGE_DIR, '..', '..');
+/** Where transpiled components are kept, one directory per component hash. */
+export const GEN_DIR = path.join(PACKAGE_DIR, 'gen');
+const NAME = 'scim_provisioner';
+/** The jco version package.json pins (part of the gen/ directory name). */
+const JCO_VERSION = '1.35.0';
+const PAGE = 65536;
+/** The default memory limit per instance, as the PHP bridge's. */
+export const DEFAULT_MEMORY_LIMIT = 512 * 1024 * 1024;
+
+/** The component as the repository's builds leave it. */
+export function defaultWasm() {
+  const candidates = [
+    path.join(REPO_ROOT, 'target/component/wasm32-wasip2/component/scim_provisioner.wasm'),
+    path.join(REPO_ROOT, 'target/component/wasm32-wasip2/release/scim_provisioner.wasm'),
+    path.join(REPO_ROOT, 'target/wasm32-wasip2/release/scim_provisioner.wasm'),
+  ];
+  return candidates.find((p) => fs.existsSync(p)) ?? candidates[0];
+}
+
+function resolveWasm(option) {
+  const wasm = option ?? (process.env.SCIM_PROVISIONER_WASM || null) ?? defaultWasm();
+  if (!fs.existsSync(wasm) || !fs.statSync(wasm).isFile()) {
+    throw new RuntimeSetupError(
+      `the component scim_provisioner.wasm was not found at ${wasm}: build it with ` +
+        '`cargo build --release --target wasm32-wasip2 -p scim-provisioner`, or pass {wasm} / set env SCIM_PROVISIONER_WASM',
+    );
+  }
+  return path.resolve(wasm);
+}
+
+/**
+ * Transpiles a component with jco into `outDir` (sync instantiation, no TypeScript), unless
+ * that was done already. Returns the generated module's path.
+ * @param {string} wasm
+ * @param {string} outDir
+ */
+export function transpile(wasm, outDir) {
+  const js = path.join(outDir, `${NAME}.js`);
+  if (fs.existsSync(js) && fs.existsSync(path.join(outDir, 'source.json'))) return js;
+  const jco = path.join(PACKAGE_DIR, 'node_modules', '@bytecodealliance', 'jco', 'dist', 'jco.js');
+  if (!fs.existsSync(jco)) throw new RuntimeSetupError(`@bytecodealliance/jco is not installed (${jco}): run \`npm ci\` in hosts/node`);
+  const tmp = `${outDir}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(path.dirname(outDir), { recursive: true });
+  try {
+    execFileSync(process.execPath, [jco, 'transpile', wasm, '-o', tmp, '--name', NAME, '--instantiation', 'sync', '--no-typescript', '-q'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw new RuntimeSetupError(`jco could not transpile ${wasm}: ${String(e.stderr || e.message).trim()}`, { cause: e });
+  }
+  const patched = patchGenerated(path.join(tmp, `${NAME}.js`));
+  fs.writeFileSync(path.join(tmp, 'source.json'), JSON.stringify({ wasm, transpiled: new Date().toISOString(), patched }, null, 2));
+  // A directory left half-written (no source.json) by a killed run is replaced.
+  if (fs.existsSync(outDir) && !fs.existsSync(path.join(outDir, 'source.json'))) fs.rmSync(outDir, { recursive: true, force: true });
+  try {
+    fs.renameSync(tmp, outDir);
+  } catch (e) {
+    // Another process finished the same transpile first: use its output.
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (!fs.existsSync(path.join(outDir, 'source.json'))) throw new RuntimeSetupError(`cannot write ${outDir}: ${e.message}`, { cause: e });
+  }
+  return js;
+}
+
+const DEBUG_CHECK = 'if (!globalThis?.process?.env?.JCO_DEBUG) { return; }';
+
+/**
+ * jco 1.35's generated `_debugLog`, called several times per component call, reads
+ * `process.env.JCO_DEBUG` each time; in Node that is a slow lookup into the C++ environment
+ * and took about a third of a `plan` call. The check is hoisted to one read at load.
+ * Returns the patches applied (none when the pattern is not there, e.g. another jco).
+ */
+function patchGenerated(js) {
+  let text = fs.readFileSync(js, 'utf8');
+  const patches = [];
+  const prelude = [];
+  if (text.includes(DEBUG_CHECK)) {
+    text = text.replace(DEBUG_CHECK, 'if (!JCO_DEBUG_ON) { return; }');
+    prelude.push('const JCO_DEBUG_ON = Boolean(globalThis?.process?.env?.JCO_DEBUG);');
+    patches.push('debug-log-env-read-hoisted');
+  }
+  // Each instantiation tries `WebAssembly.promising(f)` (JSPI) in a try/catch, ten times.
+  // Node 20 has no such function, and V8 renders the message of "not a function" by
+  // re-parsing the enclosing function, here a 10,000-line generator: about 5 ms a try,
+  // half of an instantiation. The same try now throws a ready-made TypeError.
+  if (text.includes('WebAssembly.promising(')) {
+    text = text.replaceAll('WebAssembly.promising(', 'JCO_PROMISING(');
+    prelude.push(
+      "const JCO_NO_JSPI = new TypeError('WebAssembly.promising is not available');",
+      "const JCO_PROMISING = typeof WebAssembly.promising === 'function' ? WebAssembly.promising : () => { throw JCO_NO_JSPI; };",
+    );
+    patches.push('jspi-probe-without-reparse');
+  }
+  if (patches.length > 0) fs.writeFileSync(js, `${prelude.join('\n')}\n${text}`);
+  return patches;
+}
+
+/** The transpile directory for a component: gen/<first 16 hex digits of its SHA-256>. */
+export function genDirFor(wasm, base = GEN_DIR) {
+  const hash = createHash('sha256').update(fs.readFileSync(wasm)).digest('hex').slice(0, 16);
+  return path.join(base, `${hash}-jco${JCO_VERSION}-p2`);
+}
+
+// ---- memory limit: rewrite the core module's memory section to carry a maximum ----
+
+function readLeb(bytes, pos) {
+  let result = 0;
+  let shift = 0;
+  let byte;
+  do {
+    byte = bytes[pos++];
+    result += (byte & 0x7f) * 2 ** shift;
+    shift += 7;
+  } while (byte & 0x80);
+  return [result, pos];
+}
+
+function leb(n) {
+  const out = [];
+  do {
+    let byte = n % 128;
+    n = Math.floor(n / 128);
+    if (n > 0) byte |= 0x80;
+    out.push(byte);
+  } while (n > 0);
+  return out;
+}
+
+/**
+ * The core module with a maximum on its (one, 32-bit) defined memory, so the guest cannot
+ * grow past `maxPages`: `memory.grow` fails, the guest's allocator fails, and the guest traps.
+ * @param {Uint8Array} bytes
+ * @param {number} maxPages
+ * @returns {Uint8Array} the patched module (the input when it defines no memory)
+ */
+export function limitMemory(bytes, maxPages) {
+  let pos = 8;
+  while (pos < bytes.length) {
+    const start = pos;
+    const id = bytes[pos++];
+    const [size, bodyAt] = readLeb(bytes, pos);
+    const end = bodyAt + size;
+    if (id === 5) {
+      let p = bodyAt;
+      const [count, afterCount] = readLeb(bytes, p);
+      p = afterCount;
+      const body = [...leb(count)];
+      for (let i = 0; i < count; i++) {
+        const flags = bytes[p++];
+        if (flags > 1) return bytes; // shared or 64-bit memory: leave it alone
+        const [min, afterMin] = readLeb(bytes, p);
+        p = afterMin;
+        let max = maxPages;
+        if (flags === 1) {
+          const [oldMax, afterMax] = readLeb(bytes, p);
+          p = afterMax;
+          max = Math.min(oldMax, maxPages);
+        }
+        body.push(1, ...leb(min), ...leb(Math.max(min, max)));
+      }
+      const section = [5, ...leb(body.length), ...body];
+      const out = new Uint8Array(start + section.length + (bytes.length - end));
+      out.set(bytes.subarray(0, start), 0);
+      out.set(section, start);
+      out.set(bytes.subarray(end), start + section.length);
+      return out;
+    }
+    pos = end;
+  }
+  return bytes;
+}
+
+/**
+ * The WASI imports (preview2-shim) with least privilege: no environment variables, no
+ * arguments, no working directory reach the guest.
+ */
+function wasiImports() {
+  const { cli, clocks, io, random } = wasi;
+  return {
+    'wasi:cli/environment': { getEnvironment: () => [], getArguments: () => [], initialCwd: () => undefined },
+    'wasi:cli/exit': cli.exit,
+    'wasi:cli/stderr': cli.stderr,
+    'wasi:cli/stdin': cli.stdin,
+    'wasi:cli/stdout': cli.stdout,
+    'wasi:cli/terminal-input': cli.terminalInput,
+    'wasi:cli/terminal-output': cli.terminalOutput,
+    'wasi:cli/terminal-stderr': cli.terminalStderr,
+    'wasi:cli/terminal-stdin': cli.terminalStdin,
+    'wasi:cli/terminal-stdout': cli.terminalStdout,
+    'wasi:clocks/monotonic-clock': clocks.monotonicClock,
+    'wasi:clocks/wall-clock': clocks.wallClock,
+    'wasi:io/error': io.error,
+    'wasi:io/poll': io.poll,
+    'wasi:io/streams': io.streams,
+    'wasi:random/insecure-seed': random.insecureSeed,
+    'wasi:random/random': random.random,
+  };
+}
+
+/**
+ * The component, transpiled and compiled once. Create one per process and share it
+ * between connectors and servers; each of those runs in its own instance.
+ */
+export class Runtime {
+  /** @private */
+  constructor(fields) {
+    Object.assign(this, fields);
+    Object.freeze(this);
+  }
+
+  /**
+   * Transpiles (once per component, into gen/) and loads the component.
+   * @param {{wasm?: string, memoryLimitBytes?: number, genDir?: string}} [options]
+   *   `wasm`: the component (default env SCIM_PROVISIONER_WASM, else the repository's build);
+   *   `memoryLimitBytes`: the most linear memory one instance may hold (default 512 MiB);
+   *   `genDir`: where transpiled output is kept (default hosts/node/gen).
+   * @returns {Promise<Runtime>}
+   */
+  static async load(options = {}) {
+    const known = ['wasm', 'memoryLimitBytes', 'genDir'];
+    for (const k of Object.keys(options)) {
+      if (!known.includes(k)) throw new RuntimeSetupError(`unknown runtime option '${k}'; known: ${known.join(', ')}`);
+    }
+    const memoryLimitBytes = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT;
+    if (!Number.isInteger(memoryLimitBytes) || memoryLimitBytes < 2 * 1024 * 1024 || memoryLimitBytes > 4 * 1024 ** 3) {
+      throw new RuntimeSetupError('memoryLimitBytes must be a whole number of bytes from 2 MiB to 4 GiB');
+    }
+    const wasmPath = resolveWasm(options.wasm);
+    const outDir = genDirFor(wasmPath, options.genDir ?? GEN_DIR);
+    const started = performance.now();
+    const js = transpile(wasmPath, outDir);
+    const transpileMs = performance.now() - started;
+    const generated = await import(pathToFileURL(js).href);
+    if (typeof generated.instantiate !== 'function') {
+      throw new RuntimeSetupError(`${js} has no instantiate(): it was not transpiled with --instantiation sync; delete ${outDir}`);
+    }
+    const maxPages = Math.floor(memoryLimitBytes / PAGE);
+    const modules = new Map();
+    for (const file of fs.readdirSync(outDir).filter((f) => f.endsWith('.wasm'))) {
+      const bytes = fs.readFileSync(path.join(outDir, file));
+      modules.set(file, await WebAssembly.compile(limitMemory(bytes, maxPages)));
+    }
+    return new Runtime({
+      wasmPath,
+      genDir: outDir,
+      memoryLimitBytes,
+      transpileMs,
+      loadMs: performance.now() - started,
+      _instantiate: generated.instantiate,
+      _modules: modules,
+    });
+  }
+
+  /**
+   * @internal A fresh instance with these imports (the project's three interfaces).
+   * @param {{httpClient: object, logging: object, directory: object}} imports
+   * @returns {{client: any, server: any, memory: () => WebAssembly.Memory|null}}
+   */
+  instantiate(imports) {
+    let memory = null;
+    const root = this._instantiate(
+      (name) => {
+        const m = this._modules.get(name);
+        if (!m) throw new RuntimeSetupError(`the transpiled component has no core module ${name}`);
+        return m;
+      },
+      {
+        ...wasiImports(),
+        'scim:provisioner/types': {},
+        'scim:provisioner/http-client': imports.httpClient,
+        'scim:provisioner/logging': imports.logging,
+        'scim:provisioner/directory': imports.directory,
+      },
+      (module, coreImports) => {
+        const instance = new WebAssembly.Instance(module, coreImports);
+        if (instance.exports.memory instanceof WebAssembly.Memory && memory === null) memory = instance.exports.memory;
+        return instance;
+      },
+    );
+    return { client: root.client, server: root.server, memory: () => memory };
+  }
+}

@@ -1,0 +1,109 @@
+// The library's own pieces without the component: memory limit rewrite, loggers, value
+// conversions, origins, and the SQLite directory's semantics.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { test } from 'node:test';
+
+import { ConsoleLogger, DirectoryError, limitMemory, originOf, SqliteDirectory } from '../src/index.js';
+import { RedactingLogger } from '../src/logger.js';
+import { headerPairs, userFromWit, userToWit } from '../src/values.js';
+import { tempDir } from './helpers.js';
+
+// (module (memory (export "memory") 1) (func (export "grow") (param i32) (result i32) local.get 0 memory.grow))
+const MODULE = Uint8Array.from([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+  0x01, 0x06, 0x01, 0x60, 0x01, 0x7f, 0x01, 0x7f, // type: (i32) -> i32
+  0x03, 0x02, 0x01, 0x00, // func 0: type 0
+  0x05, 0x03, 0x01, 0x00, 0x01, // memory: min 1, no max
+  0x07, 0x11, 0x02, 0x06, 0x6d, 0x65, 0x6d, 0x6f, 0x72, 0x79, 0x02, 0x00, 0x04, 0x67, 0x72, 0x6f, 0x77, 0x00, 0x00, // exports
+  0x0a, 0x08, 0x01, 0x06, 0x00, 0x20, 0x00, 0x40, 0x00, 0x0b, // code: local.get 0; memory.grow 0
+]);
+
+test('limitMemory gives the module\'s memory a maximum the guest cannot grow past', () => {
+  const plain = new WebAssembly.Instance(new WebAssembly.Module(MODULE));
+  assert.equal(plain.exports.grow(10), 1, 'without a limit it grows');
+  const limited = new WebAssembly.Instance(new WebAssembly.Module(limitMemory(MODULE, 4)));
+  assert.equal(limited.exports.grow(2), 1);
+  assert.equal(limited.exports.grow(1), 3);
+  assert.equal(limited.exports.grow(1), -1, 'memory.grow fails at the maximum');
+  assert.equal(limited.exports.memory.buffer.byteLength, 4 * 65536);
+  const noMemory = MODULE.slice(0, 8);
+  assert.equal(limitMemory(noMemory, 4), noMemory);
+});
+
+test('loggers: levels filter, unknown levels are refused, secrets are redacted', () => {
+  const lines = [];
+  const stream = { write: (s) => lines.push(s) };
+  const log = new ConsoleLogger({ level: 'info', stream });
+  log.log('debug', 'hidden');
+  log.log('warn', 'shown');
+  assert.equal(lines.length, 1);
+  assert.match(lines[0], /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ warn: shown\n$/);
+  assert.throws(() => new ConsoleLogger({ level: 'loud' }), /unknown log level loud/);
+  const inner = { got: [], log(l, m) { this.got.push(m); } };
+  const r = new RedactingLogger(inner, ['s3cret-token', 'abc']);
+  r.log('info', 'Authorization: Bearer s3cret-token (abc)');
+  assert.deepEqual(inner.got, ['Authorization: Bearer <redacted> (abc)']);
+  const broken = new RedactingLogger({ log() { throw new Error('disk full'); } }, []);
+  assert.doesNotThrow(() => broken.log('error', 'x'));
+});
+
+test('CMS users convert to the WIT and back, in order, from an object, a Map or pairs', () => {
+  const fields = { name: 'zoë', n: 3.5, ok: false, roles: ['a', 'b'], gone: null };
+  const wit = userToWit({ id: '1', fields });
+  assert.deepEqual(wit.fields.map(([k, v]) => [k, v.tag]), [['name', 'text'], ['n', 'number'], ['ok', 'boolean'], ['roles', 'text-list'], ['gone', 'null']]);
+  assert.equal(wit.active, true);
+  assert.deepEqual(userFromWit(wit), { id: '1', fields, active: true });
+  assert.deepEqual(userToWit({ id: '1', fields: new Map(Object.entries(fields)) }), wit);
+  assert.deepEqual(userToWit({ id: '1', fields: Object.entries(fields) }), wit);
+  assert.throws(() => userToWit({ id: '1', fields: { x: { nested: true } } }), /field x: a CMS field is a string, number, boolean, list of strings or null, not Object/);
+  assert.throws(() => userToWit({ id: '1', fields: { x: [{}] } }), /only strings/);
+  assert.throws(() => userToWit({ id: '1', fields: {}, active: 'yes' }), /active must be a boolean/);
+});
+
+test('origins and headers normalise', () => {
+  assert.equal(originOf('HTTPS://Example.COM/scim'), 'https://example.com:443');
+  assert.equal(originOf('http://127.0.0.1:8080/x?y'), 'http://127.0.0.1:8080');
+  assert.equal(originOf('ftp://example.com/'), null);
+  assert.equal(originOf('not a url'), null);
+  assert.deepEqual(headerPairs(['A', '1', 'B', '2']), [['A', '1'], ['B', '2']]);
+  assert.deepEqual(headerPairs({ a: '1', b: ['2', '3'] }), [['a', '1'], ['b', '2'], ['b', '3']]);
+  assert.throws(() => headerPairs([['only-name']]), /not a \[name, value\] pair/);
+});
+
+test('the SQLite directory: uniqueness, versions, filters, sort, pages, memberships', () => {
+  const d = SqliteDirectory.open(path.join(tempDir('units-dir'), 'd.db'));
+  try {
+    const cms = (name) => ({ id: '', fields: { name, mail: `${name}@x.example`, field_first_name: 'F' }, active: true });
+    const a = d.create('user', JSON.stringify({ userName: 'Ann', externalId: 'e1', name: { familyName: 'Zed' } }), cms('Ann'));
+    const b = d.create('user', JSON.stringify({ userName: 'bob', externalId: 'e2', name: { familyName: 'Young' } }), cms('bob'));
+    d.create('user', JSON.stringify({ userName: 'cy' }), null);
+    assert.equal(a.version, 'W/"1"');
+    assert.throws(() => d.create('user', JSON.stringify({ userName: 'ANN' }), null), (e) => e instanceof DirectoryError && e.case === 'conflict');
+    assert.throws(() => d.create('user', JSON.stringify({ userName: 'other' }), cms('BOB')), (e) => e.case === 'conflict' && /CMS user/.test(e.message));
+    assert.equal(d.query('user', { filter: null, startIndex: 1, count: 10, sortBy: null, sortDescending: false }).totalResults, 3, 'the failed writes left nothing');
+    const page = (q) => d.query('user', { filter: null, startIndex: 1, count: 10, sortBy: null, sortDescending: false, ...q });
+    assert.deepEqual(page({ filter: 'userName eq "ANN"' }).resources.map((r) => r.id), [a.id]);
+    assert.deepEqual(page({ filter: 'externalId eq "E1"' }).resources, [], 'externalId is case-exact');
+    assert.deepEqual(page({ filter: 'name.familyName pr', sortBy: 'name.familyName' }).resources.map((r) => r.id), [b.id, a.id]);
+    assert.deepEqual(page({ sortBy: 'userName', sortDescending: true, startIndex: 2, count: 1 }).resources.map((r) => r.id), [b.id]);
+    assert.equal(page({ filter: `meta.version eq "W/\\"1\\"" and id eq "${a.id}"` }).totalResults, 1);
+    assert.equal(page({ count: 0 }).resources.length, 0);
+    assert.throws(() => page({ filter: 'userName eq' }), (e) => e.case === 'invalid-filter');
+    const replaced = d.replace('user', a.id, JSON.stringify({ userName: 'ann', active: false }), { ...cms('ann'), active: false }, 'W/"1"');
+    assert.equal(replaced.version, 'W/"2"');
+    assert.equal(d.cmsUser(a.id).active, false);
+    assert.throws(() => d.replace('user', a.id, '{}', null, 'W/"1"'), (e) => e.case === 'version-mismatch');
+    assert.throws(() => d.replace('user', 'nope', '{}', null, null), (e) => e.case === 'not-found');
+    assert.throws(() => d.create('user', '[1]', null), (e) => e.case === 'other');
+    const g = d.create('group', JSON.stringify({ displayName: 'Staff', members: [{ value: a.id }, { value: b.id }] }), null);
+    assert.equal(d.delete('user', a.id), true);
+    assert.equal(d.delete('user', a.id), false);
+    assert.equal(d.cmsUser(a.id), null);
+    const group = JSON.parse(d.get('group', g.id).json);
+    assert.deepEqual(group.members, [{ value: b.id }]);
+    assert.equal(d.get('group', g.id).version, 'W/"2"');
+  } finally {
+    d.close();
+  }
+});
