@@ -34,7 +34,7 @@ WAIT = 60  # seconds, an upper bound: every wait polls for its condition
 def site():
     state = tempfile.mkdtemp(prefix="admin-site-test-")
     env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
-    proc = subprocess.Popen([str(ADMIN_SITE), "--dir", state, "--with-scim2-server"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([str(ADMIN_SITE), "--dir", state, "--with-scim2-server", "--with-joomla"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
     info = {}
     for line in proc.stdout:  # the start command prints its URLs and the password, then waits
@@ -45,7 +45,8 @@ def site():
             break
     assert "Admin site" in info, f"admin-site did not start: {info}"
     yield {"url": info["Admin site"].rstrip("/"), "password": info["Admin password"], "scim": info["scim2-server"],
-           "token": info["scim2-server token"], "dir": state}
+           "token": info["scim2-server token"], "dir": state,
+           "joomla": info["Joomla-like site"].split()[0]}
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=30)
     shutil.rmtree(state, ignore_errors=True)
@@ -297,3 +298,39 @@ def test_admin_screens_end_to_end(site, browser):
     d.execute_script("document.querySelector('input[name=csrf]').value = 'forged'")
     submit(d, d.find_element(By.ID, "logout"))
     assert "CSRF" in d.page_source
+
+
+def http(method, url, token, body=None):
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": "application/scim+json", "Accept": "application/scim+json"})
+    try:
+        with opener.open(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_server_side_screen(site, browser):
+    """The Joomla-like site's screen: base URL, a token generated and rotated (shown once), IdP-created users."""
+    d = browser
+    go(d, site, "/server")
+    if "/login" in d.current_url:
+        fill(d, "password", site["password"])
+        submit(d, d.find_element(By.ID, "login"))
+    base = d.find_element(By.ID, "joomla-base-url").get_attribute("value")
+    assert base == site["joomla"]
+    submit(d, d.find_element(By.ID, "rotate-token"))
+    first = d.find_element(By.ID, "new-token").text
+    submit(d, d.find_element(By.ID, "rotate-token"))
+    token = d.find_element(By.ID, "new-token").text
+    assert token != first
+    user = {"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "idp.dana",
+            "name": {"givenName": "Dana", "familyName": "Scully"}, "emails": [{"value": "dana@example.com", "type": "work", "primary": True}], "active": True}
+    assert http("POST", base + "/Users", first, user) == 401  # the rotated-out token no longer works
+    assert http("POST", base + "/Users", token, user) == 201  # the identity provider creates a user
+    go(d, site, "/server")
+    assert token not in d.page_source and first not in d.page_source  # shown once only
+    assert "idp.dana" in d.find_element(By.ID, "joomla-users").text
+    shot(d, "server")

@@ -10,7 +10,8 @@ declare(strict_types=1);
  * with the FFI preload settings (see hosts/php/README.md); `hosts/php/samples/admin-site`
  * does all of it and prints the URL and the first-run admin password.
  *
- * Pages: /login, /settings, /mapping, /provisioning, /users, /log. Every form carries a CSRF
+ * Pages: /login, /settings, /mapping, /provisioning, /users, /log, and /server (the
+ * Joomla-like site's SCIM screen, when admin-site --with-joomla runs it). Every form carries a CSRF
  * token; every page but /login needs the admin session (cookie HttpOnly, SameSite=Strict).
  */
 
@@ -69,7 +70,7 @@ try {
         redirect('/login?next=' . rawurlencode($path));
     }
     $pages = ['/' => 'settings', '/settings' => 'settings', '/mapping' => 'mapping', '/provisioning' => 'provisioning',
-        '/users' => 'users', '/log' => 'log'];
+        '/users' => 'users', '/log' => 'log', '/server' => 'server'];
     if (!isset($pages[$path])) {
         http_response_code(404);
         page('Not found', '<p class="error">No such page.</p>');

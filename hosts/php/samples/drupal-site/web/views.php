@@ -42,6 +42,9 @@ function page(string $title, string $body): void
     if (isset($_SESSION['admin'])) {
         $links = ['/settings' => 'SCIM client', '/mapping' => 'Attribute mapping', '/provisioning' => 'Provisioning',
             '/users' => 'People', '/log' => 'Provisioning log'];
+        if (getenv('JOOMLA_SITE_URL')) {
+            $links['/server'] = 'Server side (Joomla)';
+        }
         $path = (string) parse_url((string) ($_SERVER['REQUEST_URI'] ?? '/'), PHP_URL_PATH);
         foreach ($links as $href => $label) {
             $nav .= '<a href="' . $href . '"' . ($path === $href ? ' class="current"' : '') . '>' . e($label) . '</a>';
