@@ -477,8 +477,10 @@ final class Site
     /** Log entries, newest first, with the user's name (SQL paging). */
     public function logPage(int $offset, int $limit, bool $failuresOnly): array
     {
-        $where = $failuresOnly ? "WHERE g.outcome = 'failed'" : '';
-        $stmt = $this->db->prepare("SELECT g.*, u.name FROM log g LEFT JOIN users u ON CAST(u.id AS TEXT) = g.user_id {$where} ORDER BY g.id DESC LIMIT ? OFFSET ?");
+        // Page first, then join the names by primary key (the ids are text in log, integers in users).
+        $where = $failuresOnly ? "WHERE outcome = 'failed'" : '';
+        $stmt = $this->db->prepare("SELECT g.*, u.name FROM (SELECT * FROM log {$where} ORDER BY id DESC LIMIT ? OFFSET ?) g
+            LEFT JOIN users u ON u.id = CAST(g.user_id AS INTEGER) AND g.user_id <> '' ORDER BY g.id DESC");
         $stmt->execute([$limit, $offset]);
         return $stmt->fetchAll(\PDO::FETCH_ASSOC);
     }

@@ -24,7 +24,7 @@ $total = $site->countLog($failures);
 $pageNo = max(1, min((int) ($_GET['page'] ?? 1), max(1, (int) ceil($total / $per))));
 
 $queued = '';
-foreach ($site->db->query('SELECT o.seq, o.user_id, o.event, o.attempts, o.next_attempt_at, o.last_error, o.parked, u.name FROM outbox o LEFT JOIN users u ON CAST(u.id AS TEXT) = o.user_id ORDER BY o.seq LIMIT 200')->fetchAll(\PDO::FETCH_ASSOC) as $o) {
+foreach ($site->db->query('SELECT o.seq, o.user_id, o.event, o.attempts, o.next_attempt_at, o.last_error, o.parked, u.name FROM outbox o LEFT JOIN users u ON u.id = CAST(o.user_id AS INTEGER) ORDER BY o.seq LIMIT 200')->fetchAll(\PDO::FETCH_ASSOC) as $o) {
     $name = $o['name'] ?? json_decode((string) ($site->db->query('SELECT user_json FROM outbox WHERE seq = ' . (int) $o['seq'])->fetchColumn()), true)['name'] ?? $o['user_id'];
     $queued .= '<tr class="' . ($o['parked'] ? 'parked' : 'queued') . '" data-user="' . e($name) . '"><td>' . e($name) . '</td><td>' . e($o['event']) . '</td><td>' . (int) $o['attempts'] . '</td>'
         . '<td>' . ($o['parked'] ? '<span class="badge error">parked</span>' : 'next at ' . e(gmdate('H:i:s', (int) $o['next_attempt_at'])) . ' UTC') . '</td>'
