@@ -6,7 +6,6 @@ Screenshots of each screen go to $SCREENSHOT_DIR (default target/browser-screens
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
@@ -95,10 +94,13 @@ def wait(driver):
 
 
 def submit(driver, element):
-    """Clicks a submit button and waits for the next page to load (the old one goes stale)."""
+    """Clicks a submit button and waits until the next page has loaded: the old page carries
+    a marker the new one lacks (sturdier than staleness_of, which chromedriver can trip over
+    mid-navigation)."""
+    driver.execute_script("window.__previousPage = true")
     element.click()
-    wait(driver).until(EC.staleness_of(element))
-    wait(driver).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    WebDriverWait(driver, WAIT, poll_frequency=0.1, ignored_exceptions=[WebDriverException]).until(lambda d: d.execute_script(
+        "return window.__previousPage === undefined && document.readyState === 'complete'"))
 
 
 def flash(driver):
@@ -288,6 +290,16 @@ def test_admin_screens_end_to_end(site, browser):
     assert remote_user(site, "bob") is not None and remote_user(site, "carol") is not None
     go(d, site, "/users")
     assert "of 3" in d.find_element(By.ID, "pager").text
+
+    # ---- the schedule: hourly; admin-site runs the due sync, which delivers a queued user
+    assert "automatic provisioning is off" in add_user(d, site, "dave", "Dave", "Bowman")
+    go(d, site, "/provisioning")
+    Select(d.find_element(By.ID, "schedule")).select_by_value("hourly")
+    submit(d, d.find_element(By.ID, "save-provisioning"))
+    assert "saved" in flash(d)
+    wait(d).until(lambda _: remote_user(site, "dave") is not None)
+    go(d, site, "/provisioning")
+    assert "Last scheduled sync" in d.find_element(By.ID, "last-scheduled").text
 
     # ---- no secret anywhere: pages, the site's log file
     for path in ("/settings", "/mapping", "/provisioning", "/users", "/log"):

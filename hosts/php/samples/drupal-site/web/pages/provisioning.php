@@ -85,7 +85,7 @@ foreach (['create' => 'Create', 'update' => 'Update', 'deactivate' => 'Deactivat
     $ops .= '<label class="check"><input type="checkbox" name="op[' . $op . ']" id="op-' . $op . '" value="1"' . checked((bool) ($form['operations'][$op] ?? false)) . '> ' . $label . '</label>';
 }
 $schedule = '';
-foreach (['manual' => 'Manual / on demand only', 'hourly' => 'Every hour (cron: drupal-site sync)', 'daily' => 'Every day (cron: drupal-site sync)'] as $k => $label) {
+foreach (['manual' => 'Manual / on demand only', 'hourly' => 'Every hour', 'daily' => 'Every day'] as $k => $label) {
     $schedule .= '<option value="' . $k . '"' . ($form['schedule'] === $k ? ' selected' : '') . '>' . e($label) . '</option>';
 }
 page('Provisioning', ($errors !== [] ? '<div class="flash error" id="form-error">Nothing was saved: correct the fields marked below.' . (isset($errors['policy']) ? ' ' . e($errors['policy']) : '') . '</div>' : '')
@@ -98,6 +98,7 @@ page('Provisioning', ($errors !== [] ? '<div class="flash error" id="form-error"
     . '<fieldset><legend>Scope</legend><label class="check"><input type="checkbox" name="scope_active" value="1" id="scope-active"' . checked((bool) $form['scope_active']) . '> Only active (not blocked) users</label></fieldset>'
     . '<fieldset><legend>Automatic provisioning</legend><label class="check"><input type="checkbox" name="automatic" value="1" id="automatic"' . checked((bool) $form['automatic']) . '> Provision each change to a user at once</label></fieldset>'
     . '<label>Schedule <select name="schedule" id="schedule">' . $schedule . '</select></label>' . $err('schedule')
+    . '<span class="hint" id="last-scheduled">' . (isset($s['last_scheduled_sync']) ? 'Last scheduled sync: ' . e(gmdate('Y-m-d H:i', (int) $s['last_scheduled_sync'])) . ' UTC (its counts are in the provisioning log).' : 'No scheduled sync has run yet. admin-site runs it; in production, cron runs drupal-site sync.') . '</span>'
     . '<label>Deletion threshold <input name="threshold" id="threshold" size="6" value="' . e($form['threshold']) . '"></label>' . $err('threshold')
     . '<span class="hint">A sync that would deactivate or delete more users than this stops before sending anything.</span>'
     . '<button id="save-provisioning">Save</button></form>'
