@@ -346,3 +346,37 @@ def test_server_side_screen(site, browser):
     assert token not in d.page_source and first not in d.page_source  # shown once only
     assert "idp.dana" in d.find_element(By.ID, "joomla-users").text
     shot(d, "server")
+
+
+def test_pages_stay_fast_with_10000_users(site, browser):
+    """10,000 more users and 20,000 log entries, written straight into the site's SQLite file:
+    every page still answers quickly (paging with LIMIT/OFFSET, counts from SQL)."""
+    import sqlite3
+
+    db = sqlite3.connect(Path(site["dir"], "site.db"), timeout=30)
+    with db:
+        start = db.execute("SELECT COALESCE(MAX(id), 0) FROM users").fetchone()[0] + 1
+        db.executemany("INSERT INTO users (id, name, mail) VALUES (?, ?, ?)",
+                       [(i, f"bulk{i}", f"bulk{i}@example.com") for i in range(start, start + 10000)])
+        db.executemany("INSERT INTO log (at, user_id, operation, outcome, duration_ms) VALUES ('2026-01-01T00:00:00Z', ?, ?, ?, 1)",
+                       [(str(i), op, op) for i in range(start, start + 10000) for op in ("created", "updated")])
+    total = db.execute("SELECT COUNT(*) FROM users").fetchone()[0]
+    db.close()
+    d = browser
+    go(d, site, "/users")
+    if "/login" in d.current_url:
+        fill(d, "password", site["password"])
+        submit(d, d.find_element(By.ID, "login"))
+    assert d.find_element(By.ID, "total").text == str(total)
+    cookie = d.get_cookie("drupal_admin")["value"]
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    last_page = (total + 49) // 50
+    for path in ("/users", f"/users?page={last_page // 2}", f"/users?page={last_page}", "/log", "/log?page=400", "/log?failures=1"):
+        started = time.monotonic()
+        with opener.open(urllib.request.Request(site["url"] + path, headers={"Cookie": f"drupal_admin={cookie}"}), timeout=30) as r:
+            body = r.read().decode()
+        elapsed = time.monotonic() - started
+        assert r.status == 200 and "<h1>" in body and "/login" not in r.url, path
+        assert elapsed < 1.0, f"{path} took {elapsed:.2f} s"
+    go(d, site, f"/users?page={last_page}")
+    assert f"bulk{start + 9999}" in d.find_element(By.ID, "users").text
