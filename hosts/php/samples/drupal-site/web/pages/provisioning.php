@@ -64,7 +64,7 @@ if (($_SERVER['REQUEST_METHOD'] ?? 'GET') === 'POST' && in_array($action, ['plan
             $result = '<div class="card" id="plan"><h2>Plan: nothing has been sent yet</h2><p id="plan-summary">' . e(implode(', ', $summary)) . '</p>'
                 . ($rows !== '' ? '<table class="grid" id="plan-rows"><thead><tr><th>Action</th><th>User id</th><th>Name</th><th>Reason</th></tr></thead><tbody>' . $rows . '</tbody></table>' : '<p>Every user is up to date.</p>')
                 . '<form method="post">' . csrf_field() . '<input type="hidden" name="action" value="sync">'
-                . '<label><input type="checkbox" name="allow_deletes" value="1" id="allow-deletes"> Allow more deactivations/deletions than the threshold</label>'
+                . '<label class="check"><input type="checkbox" name="allow_deletes" value="1" id="allow-deletes"> Allow more deactivations/deletions than the threshold</label>'
                 . '<button id="confirm-sync">Confirm: sync now</button> <a href="/provisioning">Cancel</a></form></div>';
         } else {
             $counts = $site->sync(false, !empty($_POST['allow_deletes']));
