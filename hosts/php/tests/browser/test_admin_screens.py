@@ -226,6 +226,19 @@ def test_admin_screens_end_to_end(site, browser):
     value.send_keys("Staff")
     submit(d, d.find_element(By.ID, "save-mapping"))
     assert "mapping was saved" in flash(d)
+    # add a second rule, then remove it again
+    new = d.find_elements(By.CSS_SELECTOR, "#rules tr.new-rule")[0]
+    extra = new.get_attribute("id").split("-")[1]
+    new.find_element(By.NAME, f"rules[{extra}][target]").send_keys("nickName")
+    new.find_element(By.NAME, f"rules[{extra}][value]").send_keys("name")
+    submit(d, d.find_element(By.ID, "save-mapping"))
+    assert "mapping was saved" in flash(d)
+    assert d.find_element(By.NAME, f"rules[{extra}][target]").get_attribute("value") == "nickName"
+    d.find_element(By.NAME, f"rules[{extra}][remove]").click()
+    submit(d, d.find_element(By.ID, "save-mapping"))
+    assert "mapping was saved" in flash(d)
+    targets = [el.get_attribute("value") for el in d.find_elements(By.CSS_SELECTOR, "#rules input[name$='[target]']")]
+    assert "nickName" not in targets and "title" in targets
     fill(d, "preview-user", "erin")
     submit(d, d.find_element(By.ID, "preview-button"))
     preview = json.loads(d.find_element(By.ID, "preview-json").text)
