@@ -18,7 +18,8 @@ declare(strict_types=1);
  * JOOMLA_SITE_DB (default joomla-site.db beside this file), JOOMLA_SITE_POLICY (a policy
  * JSON document whose mapping, reversed, makes SCIM users CMS users; default Drupal-style),
  * JOOMLA_SITE_BASE_URL (default http://HOST/scim/v2 from the request), JOOMLA_SITE_LOG
- * (a file for warnings and errors; default the server's stderr), SCIM_BRIDGE_LIB and
+ * (a file for warnings and errors; default the server's stderr), JOOMLA_SITE_TOKEN_FILE (read
+ * the token from this file on every request, so it can be rotated), SCIM_BRIDGE_LIB and
  * SCIM_PROVISIONER_WASM (default: the repository's builds).
  */
 
@@ -35,6 +36,12 @@ use ScimProvisioner\StreamLogger;
 const BASE_PATH = '/scim/v2';
 
 $database = getenv('JOOMLA_SITE_DB') ?: __DIR__ . '/joomla-site.db';
+// JOOMLA_SITE_TOKEN_FILE: the token is read from this file on each request (the admin
+// screen's "Generate / rotate token" replaces it), instead of SCIM_TOKEN.
+if (($tokenFile = getenv('JOOMLA_SITE_TOKEN_FILE')) !== false && $tokenFile !== '') {
+    $fileToken = trim((string) @file_get_contents($tokenFile));
+    putenv('SCIM_TOKEN=' . $fileToken);
+}
 $logTarget = getenv('JOOMLA_SITE_LOG') ?: null;
 
 try {

@@ -21,7 +21,7 @@ final class PhpServer
      * @param array<string, string> $env extra environment
      * @param array<string, string> $ini extra ini settings (-d)
      */
-    public function __construct(string $router, array $env, string $logFile, string $basePath = '/scim/v2', float $readySeconds = 60.0, array $ini = [])
+    public function __construct(string $router, array $env, string $logFile, string $basePath = '/scim/v2', float $readySeconds = 60.0, array $ini = [], string $readyPath = '/ServiceProviderConfig', int $port = 0)
     {
         $iniArgs = [];
         foreach ($ini as $k => $v) {
@@ -30,7 +30,7 @@ final class PhpServer
         $this->logFile = $logFile;
         $lastError = '';
         for ($attempt = 0; $attempt < 3; $attempt++) {
-            $port = self::freePort();
+            $port = $port > 0 && $attempt === 0 ? $port : self::freePort();
             $log = fopen($logFile, 'ab');
             $process = proc_open(
                 [PHP_BINARY, '-d', 'display_errors=stderr', ...$iniArgs, '-S', "127.0.0.1:{$port}", $router],
@@ -54,7 +54,7 @@ final class PhpServer
                     $this->process = null;
                     continue 2;
                 }
-                [$status] = self::get("{$this->baseUrl}/ServiceProviderConfig", null, 2.0);
+                [$status] = self::get("{$this->baseUrl}{$readyPath}", null, 2.0);
                 if ($status === 200) {
                     return;
                 }
@@ -77,6 +77,16 @@ final class PhpServer
      */
     public static function joomla(string $dir, array $env, float $readySeconds = 60.0): self
     {
+        return self::preloaded(dirname(__DIR__) . '/joomla-site/router.php', $dir, $env, "{$dir}/joomla-site.log", '/scim/v2', '/ServiceProviderConfig', $readySeconds);
+    }
+
+    /**
+     * Any router under php -S with the FPM-style FFI preload settings (see joomla()).
+     *
+     * @param array<string, string> $env
+     */
+    public static function preloaded(string $router, string $dir, array $env, string $logFile, string $basePath, string $readyPath, float $readySeconds = 60.0, int $port = 0): self
+    {
         $lib = dirname(__DIR__, 2) . '/lib';
         $header = "{$dir}/scim_bridge.preload.h";
         exec(escapeshellarg(PHP_BINARY) . ' ' . escapeshellarg("{$lib}/bin/ffi-preload-header") . ' ' . escapeshellarg($header) . ' 2>&1', $out, $status);
@@ -93,7 +103,7 @@ final class PhpServer
         if (function_exists('posix_geteuid') && posix_geteuid() === 0) {
             $ini['opcache.preload_user'] = 'root';
         }
-        return new self(dirname(__DIR__) . '/joomla-site/router.php', $env, "{$dir}/joomla-site.log", '/scim/v2', $readySeconds, $ini);
+        return new self($router, $env, $logFile, $basePath, $readySeconds, $ini, $readyPath, $port);
     }
 
     public function stop(): void

@@ -73,11 +73,14 @@ final class Site
             error TEXT,
             duration_ms INTEGER NOT NULL
         );
+        CREATE INDEX IF NOT EXISTS log_user ON log(user_id, id);
         SQL;
 
     public readonly \PDO $db;
     private ?Connector $connector = null;
     private readonly string $policyJson;
+    /** @var list<array{action: string, user_id: string, name: string, reason: ?string}> the last sync plan, row by row */
+    public array $lastPlan = [];
 
     /**
      * @param array{connector: array<string, mixed>, database: string, max_attempts?: int, batch_size?: int,
@@ -179,7 +182,7 @@ final class Site
             $this->enqueue($user, UserEvent::Created);
             return $user;
         });
-        return [$user, $this->deliver($user['id'])];
+        return [$user, $this->deliverIfAutomatic($user['id'])];
     }
 
     /**
@@ -204,7 +207,13 @@ final class Site
             $this->enqueue($user, $event);
             return $user;
         });
-        return [$user, $this->deliver($user['id'])];
+        return [$user, $this->deliverIfAutomatic($user['id'])];
+    }
+
+    /** Automatic provisioning (config `automatic`, default on) delivers at once; otherwise the event waits for a sync. */
+    private function deliverIfAutomatic(string $userId): string
+    {
+        return ($this->config['automatic'] ?? true) ? $this->deliver($userId) : 'queued (automatic provisioning is off; the next sync delivers it)';
     }
 
     /**
@@ -344,9 +353,14 @@ final class Site
         }
         if ($planOnly) {
             $planned = ['unchanged' => $counts['unchanged']];
+            $this->lastPlan = [];
             foreach ($work as $w) {
-                printf("%-10s %-6s %s%s\n", $w['planned']->value, $w['user']['id'], $w['user']['name'] === '' ? '(deleted)' : $w['user']['name'],
+                $this->lastPlan[] = ['action' => $w['planned']->value, 'user_id' => (string) $w['user']['id'],
+                    'name' => (string) $w['user']['name'], 'reason' => $w['reason']];
+                if (PHP_SAPI === 'cli') {
+                    printf("%-10s %-6s %s%s\n", $w['planned']->value, $w['user']['id'], $w['user']['name'] === '' ? '(deleted)' : $w['user']['name'],
                     $w['reason'] !== null ? "  ({$w['reason']})" : '');
+                }
                 $planned[$w['planned']->value] = ($planned[$w['planned']->value] ?? 0) + 1;
             }
             return $planned;
@@ -431,6 +445,68 @@ final class Site
         $stmt = $this->db->prepare('SELECT * FROM (SELECT * FROM log ORDER BY id DESC LIMIT ?) ORDER BY id');
         $stmt->execute([$n]);
         return $stmt->fetchAll(\PDO::FETCH_ASSOC);
+    }
+
+    /** How many users the site has (SQL, for paging). */
+    public function countUsers(): int
+    {
+        return (int) $this->db->query('SELECT COUNT(*) FROM users')->fetchColumn();
+    }
+
+    /**
+     * One page of users with their provisioning state: link, last log entry, pending outbox events.
+     *
+     * @return list<array<string, mixed>>
+     */
+    public function usersPage(int $offset, int $limit): array
+    {
+        $stmt = $this->db->prepare(<<<'SQL'
+            SELECT u.id, u.name, u.mail, u.fields, u.active, l.remote_id,
+                (SELECT outcome FROM log WHERE user_id = CAST(u.id AS TEXT) ORDER BY id DESC LIMIT 1) AS last_outcome,
+                (SELECT error FROM log WHERE user_id = CAST(u.id AS TEXT) ORDER BY id DESC LIMIT 1) AS last_error,
+                (SELECT at FROM log WHERE user_id = CAST(u.id AS TEXT) ORDER BY id DESC LIMIT 1) AS last_at,
+                (SELECT COUNT(*) FROM outbox WHERE user_id = CAST(u.id AS TEXT)) AS pending,
+                (SELECT COUNT(*) FROM outbox WHERE user_id = CAST(u.id AS TEXT) AND parked = 1) AS parked
+            FROM users u LEFT JOIN links l ON l.user_id = CAST(u.id AS TEXT)
+            ORDER BY u.id LIMIT ? OFFSET ?
+            SQL);
+        $stmt->execute([$limit, $offset]);
+        return $stmt->fetchAll(\PDO::FETCH_ASSOC);
+    }
+
+    /** Log entries, newest first, with the user's name (SQL paging). */
+    public function logPage(int $offset, int $limit, bool $failuresOnly): array
+    {
+        // Page first, then join the names by primary key (the ids are text in log, integers in users).
+        $where = $failuresOnly ? "WHERE outcome = 'failed'" : '';
+        $stmt = $this->db->prepare("SELECT g.*, u.name FROM (SELECT * FROM log {$where} ORDER BY id DESC LIMIT ? OFFSET ?) g
+            LEFT JOIN users u ON u.id = CAST(g.user_id AS INTEGER) AND g.user_id <> '' ORDER BY g.id DESC");
+        $stmt->execute([$limit, $offset]);
+        return $stmt->fetchAll(\PDO::FETCH_ASSOC);
+    }
+
+    public function countLog(bool $failuresOnly): int
+    {
+        return (int) $this->db->query('SELECT COUNT(*) FROM log' . ($failuresOnly ? " WHERE outcome = 'failed'" : ''))->fetchColumn();
+    }
+
+    /** Retries one queued or parked outbox event now; returns what delivery said. */
+    public function retryEvent(int $seq): string
+    {
+        $stmt = $this->db->prepare('SELECT user_id FROM outbox WHERE seq = ?');
+        $stmt->execute([$seq]);
+        $userId = $stmt->fetchColumn();
+        if ($userId === false) {
+            throw new \InvalidArgumentException("no queued change {$seq}");
+        }
+        $this->db->prepare('UPDATE outbox SET parked = 0, attempts = 0, next_attempt_at = 0 WHERE seq = ?')->execute([$seq]);
+        return $this->deliver((string) $userId, true);
+    }
+
+    /** The SCIM resource a user maps to (`map-user`), for a preview. */
+    public function mapUser(string $needle): array
+    {
+        return $this->connector()->mapUser(self::cmsUser($this->findUser($needle)));
     }
 
     // ---------------------------------------------------------------- internals

@@ -1,0 +1,185 @@
+<?php
+
+declare(strict_types=1);
+
+namespace ScimSamples\DrupalSite\Web;
+
+use ScimProvisioner\Logger;
+use ScimProvisioner\LoggerTrait;
+use ScimProvisioner\Runtime;
+use ScimSamples\DrupalSite\Site;
+
+/**
+ * The admin UI's state: its own settings table (beside the site's tables, in the same SQLite
+ * file), the admin account, and the Site built from the saved settings.
+ *
+ * Secrets: the SCIM bearer token lives only in the settings table; nothing here returns it
+ * to a template, and every message shown is passed through redact().
+ */
+final class Admin
+{
+    public const DEFAULT_MAPPING = [
+        ['target' => 'userName', 'source' => 'name', 'required' => true],
+        ['target' => 'emails[type eq "work"].value', 'source' => 'mail'],
+        ['target' => 'name.givenName', 'source' => 'field_first_name'],
+        ['target' => 'name.familyName', 'source' => 'field_last_name'],
+        ['target' => 'name.formatted', 'template' => '{field_first_name} {field_last_name}'],
+        ['target' => 'displayName', 'template' => '{field_first_name} {field_last_name}'],
+        ['target' => 'active', 'source' => '@active'],
+        ['target' => 'externalId', 'source' => '@id'],
+    ];
+
+    public const DEFAULTS = [
+        'base_url' => '',
+        'token' => '',
+        'timeout' => 30000,
+        'operations' => ['create' => true, 'update' => true, 'deactivate' => true, 'delete' => false],
+        'deprovision' => 'deactivate',
+        'scope_active' => false,
+        'automatic' => true,
+        'schedule' => 'manual',
+        'threshold' => '10%',
+        'mapping' => self::DEFAULT_MAPPING,
+    ];
+
+    public readonly \PDO $db;
+    private ?Site $site = null;
+    private ?Runtime $runtime = null;
+
+    public readonly MemoryLogger $logger;
+
+    public function __construct(public readonly string $dir)
+    {
+        $this->logger = new MemoryLogger();
+        $this->db = new \PDO('sqlite:' . $this->database());
+        $this->db->setAttribute(\PDO::ATTR_ERRMODE, \PDO::ERRMODE_EXCEPTION);
+        $this->db->exec('PRAGMA busy_timeout = 10000');
+        $this->db->exec('PRAGMA journal_mode = WAL');
+        $this->db->exec('CREATE TABLE IF NOT EXISTS admin_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
+        $this->db->exec('CREATE TABLE IF NOT EXISTS admin_account (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL)');
+    }
+
+    public function database(): string
+    {
+        return $this->dir . '/site.db';
+    }
+
+    /** Creates the one admin account on first run; returns its password then (null afterwards). */
+    public function ensureAdmin(): ?string
+    {
+        if ($this->db->query('SELECT COUNT(*) FROM admin_account')->fetchColumn() > 0) {
+            return null;
+        }
+        $password = rtrim(strtr(base64_encode(random_bytes(15)), '+/', 'xy'), '=');
+        $this->db->prepare('INSERT INTO admin_account (name, password_hash) VALUES (?, ?)')->execute(['admin', password_hash($password, PASSWORD_DEFAULT)]);
+        return $password;
+    }
+
+    public function checkLogin(string $name, string $password): bool
+    {
+        $stmt = $this->db->prepare('SELECT password_hash FROM admin_account WHERE name = ?');
+        $stmt->execute([$name]);
+        $hash = $stmt->fetchColumn();
+        // Verify against a dummy hash for an unknown name, so timing does not tell names apart.
+        return password_verify($password, is_string($hash) ? $hash : '$2y$10$' . str_repeat('a', 53)) && is_string($hash);
+    }
+
+    /** @return array<string, mixed> the saved settings over the defaults */
+    public function settings(): array
+    {
+        $settings = self::DEFAULTS;
+        foreach ($this->db->query('SELECT key, value FROM admin_settings')->fetchAll(\PDO::FETCH_KEY_PAIR) as $k => $v) {
+            $settings[$k] = json_decode((string) $v, true);
+        }
+        return $settings;
+    }
+
+    /** @param array<string, mixed> $values */
+    public function save(array $values): void
+    {
+        $this->db->beginTransaction();
+        $stmt = $this->db->prepare('INSERT INTO admin_settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value');
+        foreach ($values as $k => $v) {
+            $stmt->execute([$k, json_encode($v, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE)]);
+        }
+        $this->db->commit();
+        $this->site = null;
+    }
+
+    /**
+     * The connector configuration from settings (overridden by $override, for validation).
+     *
+     * @param array<string, mixed> $override
+     * @return array<string, mixed>
+     */
+    public function connectorConfig(array $override = []): array
+    {
+        $s = array_merge($this->settings(), $override);
+        $policy = [
+            'operations' => $s['operations'],
+            'deprovision' => $s['deprovision'],
+            'mapping' => $s['mapping'],
+        ];
+        if ($s['scope_active']) {
+            $policy['scope'] = ['active' => true];
+        }
+        $config = [
+            'base_url' => $s['base_url'] !== '' ? $s['base_url'] : 'http://127.0.0.1:9/not-configured',
+            'timeout' => (int) $s['timeout'],
+            'policy' => $policy,
+        ];
+        if ($s['token'] !== '') {
+            $config['token'] = $s['token'];
+        }
+        return $config;
+    }
+
+    public function configured(): bool
+    {
+        return $this->settings()['base_url'] !== '';
+    }
+
+    public function runtime(): Runtime
+    {
+        return $this->runtime ??= new Runtime(['cache_dir' => $this->dir . '/cache']);
+    }
+
+    public function site(): Site
+    {
+        if ($this->site === null) {
+            $s = $this->settings();
+            $this->site = new Site($this->runtime(), [
+                'connector' => $this->connectorConfig(),
+                'database' => $this->database(),
+                'deprovision_threshold' => (string) $s['threshold'],
+                'automatic' => (bool) $s['automatic'],
+                'concurrency' => 2,
+            ], $this->logger);
+        }
+        return $this->site;
+    }
+
+    /** Removes the saved token (and any other secret) from a message before it is shown or logged. */
+    public function redact(string $message): string
+    {
+        $token = (string) ($this->settings()['token'] ?? '');
+        return $token !== '' ? str_replace($token, '[redacted]', $message) : $message;
+    }
+}
+
+/** Keeps the component's log lines of one request (info and up), e.g. the connection test's findings. */
+final class MemoryLogger implements Logger
+{
+    use LoggerTrait;
+
+    /** @var list<array{0: string, 1: string}> */
+    public array $lines = [];
+
+    /** @param array<string, mixed> $context */
+    public function log(string $level, string|\Stringable $message, array $context = []): void
+    {
+        if ($level !== 'debug') {
+            $this->lines[] = [$level, (string) $message];
+        }
+    }
+}

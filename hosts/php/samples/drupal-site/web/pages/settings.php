@@ -1,0 +1,76 @@
+<?php
+
+declare(strict_types=1);
+
+namespace ScimSamples\DrupalSite\Web;
+
+use ScimProvisioner\ProvisioningException;
+
+/** @var Admin $admin */
+$s = $admin->settings();
+$errors = [];
+$form = ['base_url' => $s['base_url'], 'timeout' => (string) intdiv((int) $s['timeout'], 1000)];
+$result = '';
+if (($_SERVER['REQUEST_METHOD'] ?? 'GET') === 'POST') {
+    $form['base_url'] = trim((string) ($_POST['base_url'] ?? ''));
+    $form['timeout'] = trim((string) ($_POST['timeout'] ?? ''));
+    $newToken = (string) ($_POST['token'] ?? '');
+    $parts = parse_url($form['base_url']);
+    if ($form['base_url'] === '' || !is_array($parts) || !in_array($parts['scheme'] ?? '', ['http', 'https'], true) || !isset($parts['host'])) {
+        $errors['base_url'] = 'Enter the SCIM base URL, starting with https:// (or http:// on loopback), e.g. https://joomla.example/api/scim/v2.';
+    }
+    if (!preg_match('/^\d+$/', $form['timeout']) || (int) $form['timeout'] < 1 || (int) $form['timeout'] > 600) {
+        $errors['timeout'] = 'The timeout is a whole number of seconds from 1 to 600.';
+    }
+    if ($newToken !== '' && preg_match('/\s/', $newToken)) {
+        $errors['token'] = 'A bearer token has no spaces or line breaks; paste it again.';
+    }
+    if ($s['token'] === '' && $newToken === '') {
+        $errors['token'] = 'Paste the SCIM bearer token from the server site.';
+    }
+    if ($errors === []) {
+        $values = ['base_url' => $form['base_url'], 'timeout' => (int) $form['timeout'] * 1000];
+        if ($newToken !== '') {
+            $values['token'] = $newToken;
+        }
+        $admin->save($values);
+        try {
+            $caps = $admin->site()->testConnection();
+            $rows = [
+                'Discovery (ServiceProviderConfig)' => $caps->discovered ? 'yes' : 'no (defaults assumed)',
+                'PATCH' => $caps->patch ? 'yes' : 'no',
+                'Bulk' => $caps->bulk ? "yes, up to {$caps->bulk->maxOperations} operations" : 'no',
+                'Filter' => $caps->filterMaxResults !== null ? "yes, {$caps->filterMaxResults} results at most" : 'no',
+                'ETags' => $caps->etag ? 'yes' : 'no',
+                'Sort' => $caps->sort ? 'yes' : 'no',
+                'Change password' => $caps->changePassword ? 'yes' : 'no',
+            ];
+            $table = '';
+            foreach ($rows as $k => $v) {
+                $table .= '<tr><th>' . e($k) . '</th><td>' . e($v) . '</td></tr>';
+            }
+            $findings = '';
+            foreach ($admin->logger->lines as [$level, $line]) {
+                $findings .= '<li class="' . e($level) . '">' . e($admin->redact($line)) . '</li>';
+            }
+            $result = '<div class="flash success" id="test-result">Connection successful: the credentials work.</div>'
+                . '<h2>What the server supports</h2><table class="kv" id="capabilities">' . $table . '</table>'
+                . '<h2>Findings</h2>' . ($findings !== '' ? '<ul id="findings">' . $findings . '</ul>' : '<p id="findings">No findings: the mapping fits what the server requires.</p>');
+        } catch (ProvisioningException $x) {
+            $result = '<div class="flash error" id="test-result">Test failed: ' . e($admin->redact($x->getMessage()))
+                . '</div>'
+                . '<p>The settings were saved; correct them and test again.</p>';
+        }
+        $s = $admin->settings();
+    }
+}
+$err = static fn (string $k): string => isset($errors[$k]) ? '<span class="field-error" id="error-' . $k . '">' . e($errors[$k]) . '</span>' : '';
+$tokenNote = $s['token'] !== '' ? '<span class="hint" id="token-saved">A token is saved (not shown). Paste a new one to replace it; leave empty to keep it.</span>'
+    : '<span class="hint">No token saved yet.</span>';
+page('SCIM client settings', ($errors !== [] ? '<div class="flash error" id="form-error">Nothing was saved: correct the fields marked below.</div>' : '')
+    . $result
+    . '<form method="post" class="card" autocomplete="off">' . csrf_field()
+    . '<label>SCIM base URL <input name="base_url" id="base_url" size="60" value="' . e($form['base_url']) . '" placeholder="https://joomla.example/api/scim/v2"></label>' . $err('base_url')
+    . '<label>SCIM bearer token <input type="password" name="token" id="token" size="60" value="" autocomplete="new-password"></label>' . $tokenNote . $err('token')
+    . '<label>Timeout (seconds) <input name="timeout" id="timeout" size="5" value="' . e($form['timeout']) . '"></label>' . $err('timeout')
+    . '<button id="save-test">Save and Test Credentials</button></form>');

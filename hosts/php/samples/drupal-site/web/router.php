@@ -1,0 +1,87 @@
+<?php
+
+declare(strict_types=1);
+
+/*
+ * The Drupal-like site's admin screens (the seed guide's screens), for php -S:
+ *
+ *   ADMIN_SITE_DIR=/path/state php -S 127.0.0.1:8090 hosts/php/samples/drupal-site/web/router.php
+ *
+ * with the FFI preload settings (see hosts/php/README.md); `hosts/php/samples/admin-site`
+ * does all of it and prints the URL and the first-run admin password.
+ *
+ * Pages: /login, /settings, /mapping, /provisioning, /users, /log, and /server (the
+ * Joomla-like site's SCIM screen, when admin-site --with-joomla runs it). Every form carries a CSRF
+ * token; every page but /login needs the admin session (cookie HttpOnly, SameSite=Strict).
+ */
+
+require __DIR__ . '/../../../lib/autoload.php';
+require __DIR__ . '/../src/Site.php';
+require __DIR__ . '/Admin.php';
+require __DIR__ . '/views.php';
+
+use ScimProvisioner\ProvisioningException;
+use ScimProvisioner\UserEvent;
+use ScimSamples\DrupalSite\Web\Admin;
+
+use function ScimSamples\DrupalSite\Web\{e, page, csrf_field, redirect, flash};
+
+$path = (string) parse_url((string) ($_SERVER['REQUEST_URI'] ?? '/'), PHP_URL_PATH);
+if ($path === '/style.css') {
+    header('Content-Type: text/css');
+    readfile(__DIR__ . '/style.css');
+    return true;
+}
+if ($path === '/health') {
+    echo 'ok';
+    return true;
+}
+
+$dir = getenv('ADMIN_SITE_DIR') ?: sys_get_temp_dir() . '/admin-site';
+@mkdir($dir . '/sessions', 0700, true);
+session_save_path($dir . '/sessions');
+session_name('drupal_admin');
+session_set_cookie_params(['httponly' => true, 'samesite' => 'Strict', 'path' => '/']);
+session_start();
+header('X-Frame-Options: DENY');
+header("Content-Security-Policy: default-src 'self'");
+header('Referrer-Policy: no-referrer');
+
+$admin = null;
+try {
+    $admin = new Admin($dir);
+    $admin->ensureAdmin();   // normally done (and printed) by the start command
+    $_SESSION['csrf'] ??= bin2hex(random_bytes(32));
+    $method = $_SERVER['REQUEST_METHOD'] ?? 'GET';
+    if ($method === 'POST' && !hash_equals($_SESSION['csrf'], (string) ($_POST['csrf'] ?? ''))) {
+        http_response_code(403);
+        page('Forbidden', '<p class="error">The form expired or did not come from this site (CSRF check failed). Reload the page and try again.</p>');
+        return true;
+    }
+    if ($path === '/logout' && $method === 'POST') {
+        session_destroy();
+        redirect('/login');
+    }
+    if ($path === '/login') {
+        require __DIR__ . '/pages/login.php';
+        return true;
+    }
+    if (!isset($_SESSION['admin'])) {
+        redirect('/login?next=' . rawurlencode($path));
+    }
+    $pages = ['/' => 'settings', '/settings' => 'settings', '/mapping' => 'mapping', '/provisioning' => 'provisioning',
+        '/users' => 'users', '/log' => 'log', '/server' => 'server'];
+    if (!isset($pages[$path])) {
+        http_response_code(404);
+        page('Not found', '<p class="error">No such page.</p>');
+        return true;
+    }
+    require __DIR__ . '/pages/' . $pages[$path] . '.php';
+} catch (Throwable $t) {
+    // Never a stack trace or a secret on an error page; the server log gets the class and message.
+    $message = $admin !== null ? $admin->redact($t->getMessage()) : 'the site could not start';
+    error_log('admin-site: ' . $t::class . ': ' . $message);
+    http_response_code(500);
+    page('Error', '<p class="error">Something went wrong: ' . e($message) . '</p>');
+}
+return true;
