@@ -620,6 +620,13 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a metadata value.
+    pub fn delete_meta(&mut self, key: &str) -> anyhow::Result<()> {
+        self.conn
+            .execute("DELETE FROM meta WHERE key = ?1", params![key])?;
+        Ok(())
+    }
+
     /// Runs `f` in one transaction (for batches of link and log writes).
     pub fn batch<T>(
         &mut self,
