@@ -91,6 +91,22 @@ fn db_err(e: rusqlite::Error) -> DirectoryError {
     DirectoryError::Unavailable(e.to_string())
 }
 
+/// A write's error: a uniqueness constraint another worker's write won (between the check
+/// and the write) is the same conflict the check reports.
+fn write_err(kind: ResourceKind) -> impl Fn(rusqlite::Error) -> DirectoryError {
+    move |e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => DirectoryError::Conflict(format!(
+            "{} is already taken",
+            if kind == ResourceKind::User {
+                "userName"
+            } else {
+                "displayName"
+            }
+        )),
+        _ => db_err(e),
+    }
+}
+
 /// The attribute that must be unique per kind, lower-cased (userName and Group
 /// displayName are case-insensitive, RFC 7643 §4.1.1).
 fn unique_key(kind: ResourceKind, v: &Value) -> Option<String> {
@@ -298,7 +314,7 @@ impl DirectoryBackend for SqliteDirectory {
                  VALUES (?1, ?2, 1, ?3, ?3, ?4, ?5, ?6)",
                 params![kind_name(kind), id, now, key, external, json],
             )
-            .map_err(db_err)?;
+            .map_err(write_err(kind))?;
         self.mirror(&id, json, cms)?;
         Ok(StoredResource {
             id,
@@ -333,7 +349,7 @@ impl DirectoryBackend for SqliteDirectory {
                      external_id = ?5, json = ?6 WHERE kind = ?1 AND id = ?2",
                 params![kind_name(kind), id, now, key, external, json],
             )
-            .map_err(db_err)?;
+            .map_err(write_err(kind))?;
         self.mirror(id, json, cms)?;
         self.get(kind, id)?.ok_or(DirectoryError::NotFound)
     }
