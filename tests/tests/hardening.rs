@@ -368,3 +368,136 @@ fn a_call_past_the_deadline_traps() {
     let error = format!("{:#}", started.expect_err("serve cannot start"));
     assert!(error.contains("deadline exceeded"), "{error}");
 }
+
+fn cli_binary() -> Option<std::path::PathBuf> {
+    let bin = scim_provisioner_tests::peers::workspace_root().join("target/debug/host-example");
+    if bin.is_file() {
+        Some(bin)
+    } else {
+        eprintln!(
+            "SKIPPED: {} is missing (build it with `cargo build --workspace --bins`)",
+            bin.display()
+        );
+        None
+    }
+}
+
+/// A `serve` child process, killed on drop.
+struct ServeProcess(std::process::Child);
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `host-example serve` and reads its base URL and token lines.
+fn serve_cli(bin: &std::path::Path, database: &std::path::Path) -> (ServeProcess, String, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(bin)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--database",
+        ])
+        .arg(database)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("serve runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let process = ServeProcess(child);
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let mut base_url = String::new();
+    let mut token = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("a line");
+        if let Some(u) = line.strip_prefix("SCIM base URL:") {
+            base_url = u.trim().to_string();
+        } else if let Some(t) = line.strip_prefix("SCIM bearer token:") {
+            token = t.trim().to_string();
+            break;
+        }
+    }
+    (process, base_url, token)
+}
+
+/// `serve` shows a fresh token once and keeps only its SHA-256; a restart still admits it.
+#[test]
+fn serve_cli_keeps_only_the_tokens_hash() {
+    let Some(bin) = cli_binary() else { return };
+    let dir = TempDir::new("cli-token");
+    let database = dir.0.join("server.db");
+    let (first, base_url, token) = serve_cli(&bin, &database);
+    assert_eq!(token.len(), 64, "{token:?}");
+    assert_eq!(
+        get_json(&format!("{base_url}/Users"), &token).unwrap().0,
+        200
+    );
+    drop(first);
+    let store = host_example::store::Store::open(&database).unwrap();
+    assert_eq!(store.meta("server_token").unwrap(), None);
+    let kept = store
+        .meta("server_token_sha256")
+        .unwrap()
+        .expect("the hash is kept");
+    assert_eq!(kept, serve::hash_to_hex(&serve::token_hash(&token)));
+    let raw_file = std::fs::read(&database).unwrap();
+    assert!(
+        !raw_file.windows(token.len()).any(|w| w == token.as_bytes()),
+        "the token itself is in the database file"
+    );
+    drop(store);
+
+    let (_second, base_url, shown) = serve_cli(&bin, &database);
+    assert!(shown.contains("only its hash is kept"), "{shown}");
+    let url = format!("{base_url}/Users");
+    assert_eq!(get_json(&url, &token).unwrap().0, 200);
+    assert_eq!(get_json(&url, "wrong").unwrap().0, 401);
+}
+
+/// Credentials over plain http:// to a host other than loopback: refused, unless the
+/// configuration allows it, and then `test-connection` warns.
+#[test]
+fn plain_http_credentials_need_consent_and_draw_a_warning() {
+    let Some(bin) = cli_binary() else { return };
+    let dir = TempDir::new("cli-http");
+    let config = dir.0.join("scim-provisioner.toml");
+    let run = |allow: bool| {
+        std::fs::write(
+            &config,
+            format!(
+                "[scim]\nbase_url = \"http://192.0.2.1:9/scim/v2\"\ntoken = \"cli-secret-token\"\n\
+                 timeout_secs = 1\nallow_insecure_http = {allow}\n[host]\ndatabase = \"{}\"\n",
+                dir.0.join("cli.db").display()
+            ),
+        )
+        .unwrap();
+        let out = std::process::Command::new(&bin)
+            .arg("-c")
+            .arg(&config)
+            .arg("test-connection")
+            .output()
+            .expect("the CLI runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.contains("cli-secret-token"), "{text}");
+        (out.status.success(), text)
+    };
+    let (ok, text) = run(false);
+    assert!(!ok);
+    assert!(text.contains("allow_insecure_http"), "{text}");
+    assert!(!text.contains("Warning:"), "{text}");
+    let (_, text) = run(true);
+    assert!(
+        text.contains("Warning:") && text.contains("plain http://"),
+        "{text}"
+    );
+}
