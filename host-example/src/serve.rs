@@ -347,7 +347,11 @@ fn accept(listener: TcpListener, shared: Arc<Shared>) {
         if shared.stop.load(Ordering::SeqCst) {
             break;
         }
-        let Ok(mut stream) = stream else { continue };
+        let Ok(mut stream) = stream else {
+            // Out of file descriptors, say: give the connections in hand time to finish.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
         if shared.active.load(Ordering::SeqCst) >= shared.options.max_connections {
             let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
             let answer = scim_error(503, "too many connections; try again shortly");
