@@ -58,10 +58,12 @@ pub(crate) struct Guard {
 
 impl Guard {
     fn new(limits: GuestLimits) -> Self {
-        Guard {
+        let mut guard = Guard {
             limits,
-            deadline: Instant::now() + limits.call_deadline,
-        }
+            deadline: Instant::now(),
+        };
+        guard.restart();
+        guard
     }
 
     /// The guest's time starts now: at an export call, and when the host answers one of

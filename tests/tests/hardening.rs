@@ -330,8 +330,8 @@ fn a_client_session_recovers_from_a_trap() {
     assert!(message.contains("memory limit exceeded"), "{message}");
     assert!(
         trap.chain()
-            .any(|c| c.is::<host_example::MemoryLimitExceeded>())
-            || message.contains("memory limit exceeded")
+            .any(|c| c.is::<host_example::MemoryLimitExceeded>()),
+        "the trap is typed: {message}"
     );
     assert!(!session.is_live(), "the trapped instance is discarded");
     let mapped = session
@@ -355,6 +355,13 @@ fn a_call_past_the_deadline_traps() {
         Ok(_) => panic!("a zero deadline must stop the guest"),
     };
     assert!(error.contains("deadline exceeded"), "{error}");
+    match runtime.open(&offline_settings()) {
+        Err(e) => assert!(
+            e.chain().any(|c| c.is::<host_example::DeadlineExceeded>()),
+            "the trap is typed: {e:#}"
+        ),
+        Ok(_) => panic!("a zero deadline must stop the guest"),
+    }
     let dir = TempDir::new("deadline");
     let started = serve::start_with(
         &runtime,
