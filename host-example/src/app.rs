@@ -58,9 +58,9 @@ impl App {
         })
     }
 
-    /// The compiled component.
+    /// The compiled component, its instances under the `[host]` limits.
     pub fn runtime(&self) -> anyhow::Result<Runtime> {
-        load_runtime(self.component.as_deref())
+        Ok(load_runtime(self.component.as_deref())?.with_limits(self.config.limits()))
     }
 
     /// The guest's log sink.

@@ -37,9 +37,21 @@ pub enum Command {
         #[arg(long, default_value = "scim-server.db")]
         database: PathBuf,
         /// The environment variable holding the bearer token; without it, a token is
-        /// generated once and kept in the database.
+        /// generated once, shown once, and only its SHA-256 kept in the database.
         #[arg(long)]
         token_env: Option<String>,
+        /// Replace the token kept in the database with a new one (shown once).
+        #[arg(long)]
+        new_token: bool,
+        /// Requests answered at once, each by its own component instance.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+        workers: u16,
+        /// The most linear memory one component instance may hold, in MiB.
+        #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=4096))]
+        memory_limit_mb: u32,
+        /// How long the component may run without returning or calling the host, in seconds.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        call_deadline_secs: u64,
     },
     /// Test the SCIM base URL and credentials, and show what the server supports.
     TestConnection,

@@ -19,8 +19,8 @@ use serde::Deserialize;
 
 use crate::runtime::{ConnectorSettings, Credentials};
 
-/// The `[scim]` table.
-#[derive(Debug, Clone, Deserialize)]
+/// The `[scim]` table. Its `Debug` never shows the token or the password.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScimSection {
     /// The SCIM base URL.
@@ -43,6 +43,51 @@ pub struct ScimSection {
     /// Per-request timeout in seconds (default 30).
     #[serde(default = "default_timeout")]
     pub timeout_secs: u32,
+    /// Allow plain `http://` to a host other than loopback even though credentials are set
+    /// (they then cross the network in clear text). Off by default; `test-connection`
+    /// warns while it is on.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+}
+
+impl std::fmt::Debug for ScimSection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("ScimSection")
+            .field("base_url", &self.base_url)
+            .field("token", &hidden(&self.token))
+            .field("token_env", &self.token_env)
+            .field("username", &self.username)
+            .field("password", &hidden(&self.password))
+            .field("password_env", &self.password_env)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .finish()
+    }
+}
+
+/// Why sending `credentials` to `base_url` would expose them: plain `http://` to a host
+/// other than loopback. `None` when the URL is `https://`, loopback, unparsable (the
+/// component reports that), or there are no credentials.
+pub fn insecure_http_reason(base_url: &str, credentials: &Credentials) -> Option<String> {
+    if matches!(credentials, Credentials::None) {
+        return None;
+    }
+    let url = url::Url::parse(base_url).ok()?;
+    if url.scheme() != "http" {
+        return None;
+    }
+    let loopback = match url.host()? {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
+    };
+    (!loopback).then(|| {
+        format!(
+            "{base_url} uses plain http:// to {}, so the credentials would cross the network unencrypted",
+            url.host_str().unwrap_or_default()
+        )
+    })
 }
 
 fn default_timeout() -> u32 {
@@ -66,6 +111,12 @@ pub struct HostSection {
     /// the server supports `/Bulk`, their writes travel together, in requests the
     /// component cuts to the server's limits; 1 sends each user's writes on their own.
     pub batch_size: u32,
+    /// The most linear memory one component instance may hold, in MiB (default 512, at
+    /// least 16). See [`crate::GuestLimits`] for why 512.
+    pub memory_limit_mb: u32,
+    /// How long the guest may run without returning or calling the host, in seconds
+    /// (default 10): a call past it traps with "deadline exceeded".
+    pub call_deadline_secs: u32,
 }
 
 impl Default for HostSection {
@@ -76,6 +127,8 @@ impl Default for HostSection {
             deprovision_threshold: "10%".into(),
             max_attempts: 8,
             batch_size: 100,
+            memory_limit_mb: crate::GuestLimits::DEFAULT_MEMORY_MB,
+            call_deadline_secs: crate::GuestLimits::DEFAULT_DEADLINE_SECS,
         }
     }
 }
@@ -156,6 +209,12 @@ impl HostConfig {
         if host.batch_size == 0 || host.batch_size > 1000 {
             bail!("[host] batch_size must be between 1 and 1000");
         }
+        if !(16..=4096).contains(&host.memory_limit_mb) {
+            bail!("[host] memory_limit_mb must be between 16 and 4096");
+        }
+        if host.call_deadline_secs == 0 || host.call_deadline_secs > 3600 {
+            bail!("[host] call_deadline_secs must be between 1 and 3600");
+        }
         let policy_json = if table.is_empty() {
             String::new()
         } else {
@@ -168,7 +227,30 @@ impl HostConfig {
         })
     }
 
+    /// What `test-connection` should warn about in these settings: credentials over plain
+    /// `http://` that `allow_insecure_http` let through.
+    pub fn warnings(&self, settings: &ConnectorSettings) -> Vec<String> {
+        insecure_http_reason(&settings.base_url, &settings.credentials)
+            .map(|reason| {
+                format!(
+                    "{reason} (allowed by `allow_insecure_http = true`); use https:// where you can"
+                )
+            })
+            .into_iter()
+            .collect()
+    }
+
+    /// The guest limits `[host]` sets.
+    pub fn limits(&self) -> crate::GuestLimits {
+        crate::GuestLimits {
+            memory_limit_bytes: (self.host.memory_limit_mb as usize) << 20,
+            call_deadline: std::time::Duration::from_secs(u64::from(self.host.call_deadline_secs)),
+        }
+    }
+
     /// The settings a session opens with, with secrets resolved from the environment.
+    /// Credentials over plain `http://` to anything but loopback are refused unless
+    /// `[scim] allow_insecure_http = true`.
     pub fn settings(&self) -> anyhow::Result<ConnectorSettings> {
         let s = &self.scim;
         let from_env = |name: &Option<String>| -> anyhow::Result<Option<String>> {
@@ -193,6 +275,14 @@ impl HostConfig {
         } else {
             Credentials::None
         };
+        if !s.allow_insecure_http
+            && let Some(reason) = insecure_http_reason(&s.base_url, &credentials)
+        {
+            bail!(
+                "refusing to send credentials in clear text: {reason}. Use https://, or set \
+                 `allow_insecure_http = true` in [scim] if the network is trusted"
+            );
+        }
         Ok(ConnectorSettings {
             base_url: s.base_url.clone(),
             credentials,
@@ -228,6 +318,86 @@ mod tests {
         assert!(matches!(settings.credentials, Credentials::Bearer(ref t) if t == "t0ken"));
         assert_eq!(settings.timeout_ms, 30_000);
         assert!(!format!("{settings:?}").contains("t0ken"));
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let c = HostConfig::parse(
+            "[scim]\nbase_url = \"https://x.example\"\ntoken = \"s3cr3t-t0ken\"\nusername = \"u\"\npassword = \"pa55w0rd-x\"",
+        )
+        .unwrap();
+        let debug = format!("{c:?} {:?} {c:#?}", c.scim);
+        assert!(!debug.contains("s3cr3t-t0ken"), "{debug}");
+        assert!(!debug.contains("pa55w0rd-x"), "{debug}");
+        assert!(debug.contains("x.example"));
+        let settings = c.settings().unwrap();
+        let debug = format!("{settings:?} {settings:#?}");
+        assert!(!debug.contains("pa55w0rd-x"), "{debug}");
+    }
+
+    #[test]
+    fn plain_http_with_credentials_needs_consent() {
+        let conf = |url: &str, auth: &str, allow: bool| {
+            HostConfig::parse(&format!(
+                "[scim]\nbase_url = \"{url}\"\n{auth}\nallow_insecure_http = {allow}"
+            ))
+            .unwrap()
+        };
+        let token = "token = \"t0ken-abc\"";
+        let basic = "username = \"u\"\npassword = \"pw-abcdef\"";
+        let err = conf("http://scim.example/v2", token, false)
+            .settings()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("allow_insecure_http"), "{err}");
+        assert!(!err.contains("t0ken-abc"), "{err}");
+        assert!(
+            conf("http://10.0.0.5:8080/v2", basic, false)
+                .settings()
+                .is_err()
+        );
+        // Consent, TLS, loopback or no credentials: allowed.
+        assert!(
+            conf("http://scim.example/v2", token, true)
+                .settings()
+                .is_ok()
+        );
+        assert!(
+            conf("https://scim.example/v2", token, false)
+                .settings()
+                .is_ok()
+        );
+        for url in [
+            "http://127.0.0.1:8080/v2",
+            "http://localhost/v2",
+            "http://[::1]:9/v2",
+        ] {
+            assert!(conf(url, token, false).settings().is_ok(), "{url}");
+        }
+        assert!(conf("http://scim.example/v2", "", false).settings().is_ok());
+        // test-connection warns when consent let it through, and only then.
+        let c = conf("http://scim.example/v2", token, true);
+        let warnings = c.warnings(&c.settings().unwrap());
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("plain http://"), "{warnings:?}");
+        let c = conf("https://scim.example/v2", token, false);
+        assert!(c.warnings(&c.settings().unwrap()).is_empty());
+    }
+
+    #[test]
+    fn guest_limits_from_host_table() {
+        let c = HostConfig::parse("[scim]\nbase_url = \"https://x\"").unwrap();
+        assert_eq!(c.limits().memory_limit_bytes, 512 << 20);
+        let c = HostConfig::parse(
+            "[scim]\nbase_url = \"https://x\"\n[host]\nmemory_limit_mb = 64\ncall_deadline_secs = 3",
+        )
+        .unwrap();
+        assert_eq!(c.limits().memory_limit_bytes, 64 << 20);
+        assert_eq!(c.limits().call_deadline, std::time::Duration::from_secs(3));
+        assert!(
+            HostConfig::parse("[scim]\nbase_url = \"https://x\"\n[host]\nmemory_limit_mb = 1")
+                .is_err()
+        );
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! The `directory` capability on SQLite: the store behind `serve`, where an identity
-//! provider's users and groups land. Simple equality filters on indexed attributes run as
-//! SQL; any other filter is evaluated with the component's own filter engine (the core
-//! crate, linked natively), so host and guest never disagree on what a filter means.
+//! provider's users and groups land. Simple equality filters on indexed attributes narrow
+//! the candidates in SQL; the core's own `select` (linked natively) then filters, sorts and
+//! pages them, so host and guest never disagree on what a filter or a sort means.
 
 use rusqlite::{Connection, OptionalExtension, params};
+use scim_provisioner::ports::{DirectoryError as CoreDirectoryError, Query};
 use scim_provisioner::scim::filter::{self, CompareOp, Filter};
+use scim_provisioner::server::select::select;
 use serde_json::Value;
 
 use crate::clock::now_rfc3339;
@@ -89,6 +91,22 @@ fn db_err(e: rusqlite::Error) -> DirectoryError {
     DirectoryError::Unavailable(e.to_string())
 }
 
+/// A write's error: a uniqueness constraint another worker's write won (between the check
+/// and the write) is the same conflict the check reports.
+fn write_err(kind: ResourceKind) -> impl Fn(rusqlite::Error) -> DirectoryError {
+    move |e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::ConstraintViolation) => DirectoryError::Conflict(format!(
+            "{} is already taken",
+            if kind == ResourceKind::User {
+                "userName"
+            } else {
+                "displayName"
+            }
+        )),
+        _ => db_err(e),
+    }
+}
+
 /// The attribute that must be unique per kind, lower-cased (userName and Group
 /// displayName are case-insensitive, RFC 7643 §4.1.1).
 fn unique_key(kind: ResourceKind, v: &Value) -> Option<String> {
@@ -165,7 +183,7 @@ impl SqliteDirectory {
     }
 
     /// Candidates for a filter: an indexed equality runs as SQL; anything else reads the
-    /// kind's rows and leaves the matching to [`filter::matches`].
+    /// kind's rows and leaves the matching to the core's `select`.
     fn candidates(
         &self,
         kind: ResourceKind,
@@ -215,30 +233,6 @@ impl SqliteDirectory {
     }
 }
 
-/// The value at a sort path (`name.familyName`, `emails`), lower-cased for ordering.
-fn sort_value(json: &Value, path: &str) -> Option<String> {
-    let mut v = json;
-    for part in path.split('.') {
-        v = match v {
-            Value::Object(o) => o
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(part))
-                .map(|(_, v)| v)?,
-            Value::Array(items) => items.first()?.get(part)?,
-            _ => return None,
-        };
-    }
-    match v {
-        Value::String(s) => Some(s.to_lowercase()),
-        Value::Array(items) => items
-            .first()
-            .and_then(|i| i.get("value"))
-            .map(|x| x.to_string().to_lowercase()),
-        Value::Null => None,
-        other => Some(other.to_string()),
-    }
-}
-
 impl DirectoryBackend for SqliteDirectory {
     fn get(
         &mut self,
@@ -262,43 +256,38 @@ impl DirectoryBackend for SqliteDirectory {
             ),
             None => None,
         };
-        let mut found: Vec<(StoredResource, Value)> = Vec::new();
+        // The SQL pre-filter only narrows the candidates (an indexed equality); the core's
+        // `select` then filters, sorts and pages them, so host and guest share one
+        // comparator (numbers as numbers, the primary value of a multi-valued attribute).
+        let mut stored: Vec<StoredResource> = Vec::new();
+        let mut views: Vec<Value> = Vec::new();
         for r in self.candidates(kind, parsed.as_ref())? {
-            let json: Value = serde_json::from_str(&r.json)
+            let mut view: Value = serde_json::from_str(&r.json)
                 .map_err(|e| DirectoryError::Other(format!("stored JSON is invalid: {e}")))?;
-            let mut with_id = json.clone();
-            if let Some(o) = with_id.as_object_mut() {
+            if let Some(o) = view.as_object_mut() {
                 o.insert("id".into(), Value::String(r.id.clone()));
                 o.insert("meta".into(), serde_json::json!({"created": r.created, "lastModified": r.last_modified, "version": r.version, "resourceType": kind_name(kind)}));
             }
-            if parsed.as_ref().is_none_or(|f| filter::matches(f, &with_id)) {
-                found.push((r, with_id));
-            }
+            stored.push(r);
+            views.push(view);
         }
-        if let Some(path) = &search.sort_by {
-            found.sort_by(|a, b| {
-                let (x, y) = (sort_value(&a.1, path), sort_value(&b.1, path));
-                // Missing values sort last ascending (RFC 7644 §3.4.2.3).
-                let ord = match (x, y) {
-                    (Some(x), Some(y)) => x.cmp(&y),
-                    (Some(_), None) => std::cmp::Ordering::Less,
-                    (None, Some(_)) => std::cmp::Ordering::Greater,
-                    (None, None) => std::cmp::Ordering::Equal,
-                };
-                if search.sort_descending {
-                    ord.reverse()
-                } else {
-                    ord
-                }
-            });
-        }
-        let total = found.len() as u64;
-        let skip = search.start_index.max(1) as usize - 1;
-        let resources = found
+        let query = Query {
+            filter: parsed,
+            start_index: search.start_index.max(1),
+            count: search.count,
+            sort_by: search.sort_by.clone(),
+            sort_descending: search.sort_descending,
+        };
+        let selection = select(&views, &query).map_err(|e| match e {
+            CoreDirectoryError::InvalidFilter(m) => DirectoryError::InvalidFilter(m),
+            other => DirectoryError::Other(other.to_string()),
+        })?;
+        let total = selection.total_results;
+        let mut slots: Vec<Option<StoredResource>> = stored.into_iter().map(Some).collect();
+        let resources = selection
+            .indices
             .into_iter()
-            .skip(skip)
-            .take(search.count as usize)
-            .map(|(r, _)| r)
+            .filter_map(|i| slots.get_mut(i).and_then(Option::take))
             .collect();
         Ok(QueryPage {
             total_results: total,
@@ -325,7 +314,7 @@ impl DirectoryBackend for SqliteDirectory {
                  VALUES (?1, ?2, 1, ?3, ?3, ?4, ?5, ?6)",
                 params![kind_name(kind), id, now, key, external, json],
             )
-            .map_err(db_err)?;
+            .map_err(write_err(kind))?;
         self.mirror(&id, json, cms)?;
         Ok(StoredResource {
             id,
@@ -360,7 +349,7 @@ impl DirectoryBackend for SqliteDirectory {
                      external_id = ?5, json = ?6 WHERE kind = ?1 AND id = ?2",
                 params![kind_name(kind), id, now, key, external, json],
             )
-            .map_err(db_err)?;
+            .map_err(write_err(kind))?;
         self.mirror(id, json, cms)?;
         self.get(kind, id)?.ok_or(DirectoryError::NotFound)
     }
@@ -402,5 +391,86 @@ impl DirectoryBackend for SqliteDirectory {
             }
         }
         Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_db(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "scim-dir-test-{name}-{}-{}",
+            std::process::id(),
+            crate::ids::new_id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("dir.db")
+    }
+
+    fn ids_sorted(d: &mut SqliteDirectory, sort_by: &str, descending: bool) -> Vec<String> {
+        let page = d
+            .query(
+                ResourceKind::User,
+                &Search {
+                    filter: None,
+                    start_index: 1,
+                    count: 100,
+                    sort_by: Some(sort_by.into()),
+                    sort_descending: descending,
+                },
+            )
+            .unwrap();
+        page.resources
+            .into_iter()
+            .map(|r| {
+                let v: Value = serde_json::from_str(&r.json).unwrap();
+                v["userName"].as_str().unwrap().to_string()
+            })
+            .collect()
+    }
+
+    /// The SQLite directory sorts as the core does: numbers as numbers, and a multi-valued
+    /// attribute by its primary value (it used to compare "10" < "9" and take the first).
+    #[test]
+    fn sorts_with_the_cores_comparator() {
+        let mut d = SqliteDirectory::open(&temp_db("sort")).unwrap();
+        for json in [
+            r#"{"userName":"nine","rank":9,"emails":[{"value":"z@x.example"},{"value":"a@x.example","primary":true}]}"#,
+            r#"{"userName":"ten","rank":10,"emails":[{"value":"m@x.example","primary":true}]}"#,
+            r#"{"userName":"none"}"#,
+        ] {
+            d.create(ResourceKind::User, json, None).unwrap();
+        }
+        assert_eq!(ids_sorted(&mut d, "rank", false), ["nine", "ten", "none"]);
+        assert_eq!(ids_sorted(&mut d, "rank", true), ["none", "ten", "nine"]);
+        assert_eq!(ids_sorted(&mut d, "emails", false), ["nine", "ten", "none"]);
+        // Filtering and paging agree with the core too; the SQL pre-filter only narrows.
+        let page = d
+            .query(
+                ResourceKind::User,
+                &Search {
+                    filter: Some(r#"userName eq "NINE""#.into()),
+                    start_index: 1,
+                    count: 10,
+                    sort_by: None,
+                    sort_descending: false,
+                },
+            )
+            .unwrap();
+        assert_eq!(page.total_results, 1);
+        let page = d
+            .query(
+                ResourceKind::User,
+                &Search {
+                    filter: Some("rank gt 9".into()),
+                    start_index: 1,
+                    count: 10,
+                    sort_by: None,
+                    sort_descending: false,
+                },
+            )
+            .unwrap();
+        assert_eq!(page.total_results, 1);
     }
 }

@@ -4,6 +4,9 @@
 //! [`add_to_linker`] wires them all into a linker. The SQLite directory and any other
 //! directory plug in through [`DirectoryBackend`].
 
+use std::time::{Duration, Instant};
+
+use wasmtime::ResourceLimiter;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -12,6 +15,7 @@ use crate::bindings::scim::provisioner::directory as dir;
 use crate::bindings::scim::provisioner::{http_client, logging};
 use crate::http::{HeldRequest, HttpCapability};
 use crate::logging::LogSink;
+use crate::runtime::{GuestLimits, MemoryLimitExceeded};
 use crate::types::{CmsUser, DirectoryError, QueryPage, ResourceKind, Search, StoredResource};
 
 /// What the host side of `directory` must do.
@@ -44,6 +48,67 @@ pub trait DirectoryBackend: Send {
     fn delete(&mut self, kind: ResourceKind, id: &str) -> Result<bool, DirectoryError>;
 }
 
+/// The limits a store enforces: the memory cap (through [`ResourceLimiter`]) and the
+/// deadline the epoch callback checks.
+pub(crate) struct Guard {
+    limits: GuestLimits,
+    /// When the guest must have returned or called the host by.
+    pub(crate) deadline: Instant,
+}
+
+impl Guard {
+    fn new(limits: GuestLimits) -> Self {
+        let mut guard = Guard {
+            limits,
+            deadline: Instant::now(),
+        };
+        guard.restart();
+        guard
+    }
+
+    /// The guest's time starts now: at an export call, and when the host answers one of
+    /// its calls (the host's time, a slow server say, is not the guest's).
+    pub(crate) fn restart(&mut self) {
+        self.deadline = Instant::now()
+            .checked_add(self.limits.call_deadline)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
+    }
+
+    pub(crate) fn call_deadline(&self) -> Duration {
+        self.limits.call_deadline
+    }
+}
+
+impl ResourceLimiter for Guard {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // A grow past the cap traps with a typed error that says so, instead of handing
+        // the guest an allocation failure it would turn into an anonymous abort.
+        if desired > self.limits.memory_limit_bytes {
+            return Err(MemoryLimitExceeded {
+                desired,
+                limit: self.limits.memory_limit_bytes,
+            }
+            .into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // The component's tables hold function references; a million is far beyond use.
+        Ok(desired <= 1 << 20)
+    }
+}
+
 /// Everything a store holds: WASI state and the host capabilities.
 pub struct HostState {
     wasi: WasiCtx,
@@ -52,6 +117,7 @@ pub struct HostState {
     log: LogSink,
     /// The directory behind the server role; none for client-only sessions.
     directory: Option<Box<dyn DirectoryBackend>>,
+    pub(crate) guard: Guard,
 }
 
 impl HostState {
@@ -65,6 +131,7 @@ impl HostState {
             http,
             log,
             directory: None,
+            guard: Guard::new(GuestLimits::default()),
         }
     }
 
@@ -76,7 +143,19 @@ impl HostState {
             http,
             log,
             directory: None,
+            guard: Guard::new(GuestLimits::default()),
         }
+    }
+
+    /// The same state under `limits` (the runtime sets them on every store it makes).
+    pub fn with_limits(mut self, limits: GuestLimits) -> Self {
+        self.guard = Guard::new(limits);
+        self
+    }
+
+    /// Takes the directory back out (to serve it from a fresh instance after a trap).
+    pub(crate) fn take_directory(&mut self) -> Option<Box<dyn DirectoryBackend>> {
+        self.directory.take()
     }
 
     /// The same state serving `directory` to the component's server role.
@@ -105,7 +184,9 @@ impl http_client::Host for HostState {
         &mut self,
         request: http_client::HttpRequest,
     ) -> Result<http_client::HttpResponse, http_client::TransportError> {
-        self.http.send(request)
+        let answer = self.http.send(request);
+        self.guard.restart();
+        answer
     }
 }
 
@@ -131,11 +212,15 @@ impl dir::Host for HostState {
         kind: ResourceKind,
         id: String,
     ) -> Result<Option<StoredResource>, DirectoryError> {
-        self.directory()?.get(kind, &id)
+        let answer = self.directory()?.get(kind, &id);
+        self.guard.restart();
+        answer
     }
 
     fn query(&mut self, kind: ResourceKind, search: Search) -> Result<QueryPage, DirectoryError> {
-        self.directory()?.query(kind, &search)
+        let answer = self.directory()?.query(kind, &search);
+        self.guard.restart();
+        answer
     }
 
     fn create(
@@ -144,7 +229,9 @@ impl dir::Host for HostState {
         json: String,
         cms: Option<CmsUser>,
     ) -> Result<StoredResource, DirectoryError> {
-        self.directory()?.create(kind, &json, cms.as_ref())
+        let answer = self.directory()?.create(kind, &json, cms.as_ref());
+        self.guard.restart();
+        answer
     }
 
     fn replace(
@@ -155,12 +242,17 @@ impl dir::Host for HostState {
         cms: Option<CmsUser>,
         if_version: Option<String>,
     ) -> Result<StoredResource, DirectoryError> {
-        self.directory()?
-            .replace(kind, &id, &json, cms.as_ref(), if_version.as_deref())
+        let answer =
+            self.directory()?
+                .replace(kind, &id, &json, cms.as_ref(), if_version.as_deref());
+        self.guard.restart();
+        answer
     }
 
     fn delete(&mut self, kind: ResourceKind, id: String) -> Result<bool, DirectoryError> {
-        self.directory()?.delete(kind, &id)
+        let answer = self.directory()?.delete(kind, &id);
+        self.guard.restart();
+        answer
     }
 }
 

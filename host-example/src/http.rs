@@ -101,6 +101,13 @@ impl HttpCapability {
 
     /// Sends one request on the guest's behalf.
     pub fn send(&mut self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        // Checked on the raw text: the URL parser would resolve the segments away, and
+        // `DELETE /Users/..` would become `DELETE /scim/v2/`.
+        if has_dot_segment(&request.url) {
+            return Err(TransportError::Denied(
+                "the request path holds a dot-segment (`.` or `..`)".into(),
+            ));
+        }
         let url = url::Url::parse(&request.url)
             .map_err(|e| TransportError::InvalidUrl(format!("{}: {e}", request.url)))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -174,6 +181,22 @@ impl HttpCapability {
     }
 }
 
+/// True when the path of `raw` (a URL as the guest wrote it) has a `.` or `..` segment,
+/// plain or percent-encoded (`%2e`), with `/` or `\` (which URL parsers treat alike for
+/// http) as separators.
+fn has_dot_segment(raw: &str) -> bool {
+    let after_scheme = raw.split_once("://").map_or(raw, |(_, rest)| rest);
+    let Some(start) = after_scheme.find(['/', '\\']) else {
+        return false;
+    };
+    let path = &after_scheme[start..];
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let decoded = path.to_ascii_lowercase().replace("%2e", ".");
+    decoded
+        .split(['/', '\\'])
+        .any(|segment| segment == "." || segment == "..")
+}
+
 fn run(
     request: ureq::http::Request<impl ureq::AsSendBody>,
     agent: &ureq::Agent,
@@ -215,4 +238,49 @@ fn map_error(e: ureq::Error) -> TransportError {
 fn is_tls_io_error(io: &std::io::Error) -> bool {
     let text = io.to_string().to_ascii_lowercase();
     text.contains("certificate") || text.contains("tls") || text.contains("handshake")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(url: &str) -> HttpRequest {
+        HttpRequest {
+            method: Method::Delete,
+            url: url.into(),
+            headers: Vec::new(),
+            body: None,
+            timeout_ms: 200,
+        }
+    }
+
+    /// No remote id can turn a request into one on another path (`/Users/..` would be
+    /// normalised to the base URL by the URL parser).
+    #[test]
+    fn refuses_dot_segments() {
+        let policy = OriginPolicy::for_base_url("http://127.0.0.1:9/scim/v2").unwrap();
+        let mut http = HttpCapability::new(policy);
+        for url in [
+            "http://127.0.0.1:9/scim/v2/Users/..",
+            "http://127.0.0.1:9/scim/v2/Users/../Groups/x",
+            "http://127.0.0.1:9/scim/v2/Users/.",
+            "http://127.0.0.1:9/scim/v2/Users/%2e%2e",
+            "http://127.0.0.1:9/scim/v2/Users/%2E%2e?x=1",
+            "http://127.0.0.1:9/scim/v2/Users/.%2E/x",
+            "http://127.0.0.1:9/scim/v2/Users\\..",
+        ] {
+            assert!(
+                matches!(http.send(request(url)), Err(TransportError::Denied(_))),
+                "{url} must be denied"
+            );
+        }
+        // Dots inside a segment, or in the query, are not dot-segments.
+        for url in [
+            "http://127.0.0.1:9/scim/v2/Users/a..b",
+            "http://127.0.0.1:9/scim/v2/Users/...",
+            "http://127.0.0.1:9/scim/v2/Users?filter=userName%20eq%20%22..%22",
+        ] {
+            assert!(!has_dot_segment(url), "{url}");
+        }
+    }
 }

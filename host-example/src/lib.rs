@@ -43,7 +43,10 @@ pub mod sync;
 
 pub use describe::{action_label, describe_error};
 pub use host_state::{DirectoryBackend, HostState, add_to_linker};
-pub use runtime::{ConnectorSettings, Credentials, Runtime, ServerSession, Session};
+pub use runtime::{
+    ConnectorSettings, Credentials, DeadlineExceeded, GuestLimits, MemoryLimitExceeded, Runtime,
+    ServerSession, Session,
+};
 
 /// Generated bindings for the `provisioner` world.
 #[allow(missing_docs)]

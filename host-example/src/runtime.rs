@@ -1,11 +1,21 @@
 //! Loads the component once, instantiates it per session, and exposes the exported client
 //! role as plain Rust calls.
+//!
+//! Every instance runs under [`GuestLimits`]: a memory cap (a grow past it traps with
+//! [`MemoryLimitExceeded`]) and a deadline on the guest's time in each export call,
+//! through epoch interruption (past it the call traps with [`DeadlineExceeded`]). After
+//! any trap the instance is thrown away, and the session's next call runs on a fresh one:
+//! the host never calls into a trapped instance.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
 use wasmtime::component::{Component, Linker, ResourceAny};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
 use crate::bindings::{Provisioner, ProvisionerPre};
 use crate::host_state::{DirectoryBackend, HostState, add_to_linker};
@@ -53,7 +63,7 @@ impl Credentials {
     }
 }
 
-/// What a session needs to open a connector.
+/// What a session needs to open a connector. Its `Debug` never shows the credentials.
 #[derive(Debug, Clone)]
 pub struct ConnectorSettings {
     /// The SCIM base URL.
@@ -66,11 +76,126 @@ pub struct ConnectorSettings {
     pub policy_json: String,
 }
 
+/// The limits every instance of the component runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestLimits {
+    /// The most linear memory one instance may hold, in bytes. Default 512 MiB: a
+    /// 100,000-user listing (about 1 KiB of JSON per user, parsed into values several
+    /// times that size, plus the index the listing builds and its exported document) peaks
+    /// well under it, while a runaway guest is stopped long before it can exhaust the
+    /// host; a single response body is capped at 32 MiB anyway.
+    pub memory_limit_bytes: usize,
+    /// How long the guest may run in an export call without returning or calling the
+    /// host. Default 10 s: normal calls take milliseconds between two host calls; a loop
+    /// that never ends is cut within seconds. The host's own time (an HTTP request, a
+    /// SQLite query) does not count: each answer restarts the clock.
+    pub call_deadline: Duration,
+}
+
+impl GuestLimits {
+    /// The default memory cap, in MiB.
+    pub const DEFAULT_MEMORY_MB: u32 = 512;
+    /// The default deadline, in seconds.
+    pub const DEFAULT_DEADLINE_SECS: u32 = 10;
+}
+
+impl Default for GuestLimits {
+    fn default() -> Self {
+        GuestLimits {
+            memory_limit_bytes: (Self::DEFAULT_MEMORY_MB as usize) << 20,
+            call_deadline: Duration::from_secs(u64::from(Self::DEFAULT_DEADLINE_SECS)),
+        }
+    }
+}
+
+/// The trap a memory cap raises.
+#[derive(Debug)]
+pub struct MemoryLimitExceeded {
+    /// What the guest asked for, in bytes.
+    pub desired: usize,
+    /// The cap, in bytes.
+    pub limit: usize,
+}
+
+impl std::fmt::Display for MemoryLimitExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "memory limit exceeded: the guest asked for {} bytes of linear memory; the limit is {}",
+            self.desired, self.limit
+        )
+    }
+}
+
+impl std::error::Error for MemoryLimitExceeded {}
+
+/// The trap a deadline raises.
+#[derive(Debug)]
+pub struct DeadlineExceeded {
+    /// The deadline.
+    pub deadline: Duration,
+}
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "deadline exceeded: the guest ran for more than {} ms without returning or calling the host",
+            self.deadline.as_millis()
+        )
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// How often the epoch advances: the granularity of the deadline.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The thread that advances the engine's epoch; stopped when the last runtime goes.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: &Engine) -> anyhow::Result<Ticker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("scim-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .context("starting the deadline ticker")?
+        };
+        Ok(Ticker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// The compiled component, ready to instantiate many times.
 #[derive(Clone)]
 pub struct Runtime {
     engine: Engine,
     pre: ProvisionerPre<HostState>,
+    limits: GuestLimits,
+    _ticker: Arc<Ticker>,
 }
 
 impl Runtime {
@@ -79,11 +204,13 @@ impl Runtime {
         PathBuf::from(env!("SCIM_PROVISIONER_WASM"))
     }
 
-    /// Compiles the component at `path` and links its imports.
+    /// Compiles the component at `path` and links its imports. Instances run under the
+    /// default [`GuestLimits`]; see [`Runtime::with_limits`].
     pub fn new(path: impl AsRef<Path>) -> anyhow::Result<Self> {
         let path = path.as_ref();
         let mut config = Config::new();
         config.wasm_component_model(true);
+        config.epoch_interruption(true);
         let engine = Engine::new(&config)?;
         let component = Component::from_file(&engine, path)
             .map_err(anyhow::Error::from)
@@ -91,7 +218,43 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         add_to_linker(&mut linker)?;
         let pre = ProvisionerPre::new(linker.instantiate_pre(&component)?)?;
-        Ok(Runtime { engine, pre })
+        let ticker = Ticker::start(&engine)?;
+        Ok(Runtime {
+            engine,
+            pre,
+            limits: GuestLimits::default(),
+            _ticker: Arc::new(ticker),
+        })
+    }
+
+    /// The same compiled component, whose new instances run under `limits`.
+    pub fn with_limits(mut self, limits: GuestLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits new instances run under.
+    pub fn limits(&self) -> GuestLimits {
+        self.limits
+    }
+
+    /// A store under this runtime's limits: the memory cap as its limiter, and the
+    /// deadline checked at every epoch tick while the guest runs.
+    fn store(&self, state: HostState) -> Store<HostState> {
+        let mut store = Store::new(&self.engine, state.with_limits(self.limits));
+        store.limiter(|state| &mut state.guard);
+        store.epoch_deadline_callback(|ctx| {
+            let guard = &ctx.data().guard;
+            if Instant::now() >= guard.deadline {
+                return Err(DeadlineExceeded {
+                    deadline: guard.call_deadline(),
+                }
+                .into());
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+        begin_call(&mut store);
+        store
     }
 
     /// Instantiates the component with a log sink and opens a connector. The outer error
@@ -110,13 +273,31 @@ impl Runtime {
         log: LogSink,
         dry_run: bool,
     ) -> anyhow::Result<Result<Session, ProvisioningError>> {
-        let policy = OriginPolicy::for_base_url(&settings.base_url).unwrap_or_default();
         let log = log.redact(settings.credentials.secrets());
+        Ok(self
+            .client_instance(settings, &log, dry_run)?
+            .map(|live| Session {
+                runtime: self.clone(),
+                settings: settings.clone(),
+                log,
+                dry_run,
+                live: Some(live),
+                held: Vec::new(),
+            }))
+    }
+
+    fn client_instance(
+        &self,
+        settings: &ConnectorSettings,
+        log: &LogSink,
+        dry_run: bool,
+    ) -> anyhow::Result<Result<ClientLive, ProvisioningError>> {
+        let policy = OriginPolicy::for_base_url(&settings.base_url).unwrap_or_default();
         let mut http = HttpCapability::new(policy);
         if dry_run {
             http = http.dry_run();
         }
-        let mut store = Store::new(&self.engine, HostState::new(http, log));
+        let mut store = self.store(HostState::new(http, log.clone()));
         let bindings = self.pre.instantiate(&mut store)?;
         let auth = match &settings.credentials {
             Credentials::Bearer(t) => Auth::Bearer(t.clone()),
@@ -132,11 +313,12 @@ impl Runtime {
             timeout_ms: settings.timeout_ms,
             policy_json: settings.policy_json.clone(),
         };
+        begin_call(&mut store);
         let opened = bindings
             .scim_provisioner_client()
             .connector()
             .call_open(&mut store, &config)?;
-        Ok(opened.map(|connector| Session {
+        Ok(opened.map(|connector| ClientLive {
             store,
             bindings,
             connector,
@@ -162,72 +344,285 @@ impl Runtime {
     }
 }
 
+/// The guest's time starts now: before every export call. A zero deadline stops the
+/// guest at its first check (what the tests use to force a deadline trap).
+fn begin_call(store: &mut Store<HostState>) {
+    let guard = &mut store.data_mut().guard;
+    guard.restart();
+    let ticks = u64::from(!guard.call_deadline().is_zero());
+    store.set_epoch_deadline(ticks);
+}
+
+/// Why opening an instance failed, with the directory it was to serve handed back.
+enum ServerOpenFailure {
+    Trap(anyhow::Error),
+    Refused(ProvisioningError),
+}
+
 impl Runtime {
     /// Instantiates the component as a SCIM server over `directory`. The outer error is a
-    /// trap; the inner one the component's refusal of the configuration.
+    /// trap; the inner one the component's refusal of the configuration. The session
+    /// re-instantiates itself after a trap (see [`ServerSession::handle`]).
     pub fn open_server(
         &self,
         config: &ServerConfig,
         directory: Box<dyn DirectoryBackend>,
         log: LogSink,
     ) -> anyhow::Result<Result<ServerSession, ProvisioningError>> {
-        let state = HostState::new(HttpCapability::new(OriginPolicy::deny_all()), log)
+        match self.server_instance(config, directory, &log) {
+            Ok(live) => Ok(Ok(ServerSession {
+                runtime: self.clone(),
+                config: config.clone(),
+                log,
+                live: Some(live),
+                directory: None,
+                fresh_instances: 0,
+            })),
+            Err((ServerOpenFailure::Trap(e), _)) => Err(e),
+            Err((ServerOpenFailure::Refused(e), _)) => Ok(Err(e)),
+        }
+    }
+
+    fn server_instance(
+        &self,
+        config: &ServerConfig,
+        directory: Box<dyn DirectoryBackend>,
+        log: &LogSink,
+    ) -> Result<ServerLive, (ServerOpenFailure, Box<dyn DirectoryBackend>)> {
+        let state = HostState::new(HttpCapability::new(OriginPolicy::deny_all()), log.clone())
             .with_directory(directory);
-        let mut store = Store::new(&self.engine, state);
-        let bindings = self.pre.instantiate(&mut store)?;
+        let mut store = self.store(state);
+        let give_back = |store: Store<HostState>, failure| {
+            let directory = store.into_data().take_directory();
+            match directory {
+                Some(d) => Err((failure, d)),
+                // Unreachable: the directory was put in above and only this takes it.
+                None => Err((failure, Box::new(NoDirectory) as Box<dyn DirectoryBackend>)),
+            }
+        };
+        let bindings = match self.pre.instantiate(&mut store) {
+            Ok(b) => b,
+            Err(e) => return give_back(store, ServerOpenFailure::Trap(anyhow::Error::from(e))),
+        };
+        begin_call(&mut store);
         let opened = bindings
             .scim_provisioner_server()
             .scim_server()
-            .call_open(&mut store, config)?;
-        Ok(opened.map(|server| ServerSession {
-            store,
-            bindings,
-            server,
-        }))
+            .call_open(&mut store, config);
+        match opened {
+            Ok(Ok(server)) => Ok(ServerLive {
+                store,
+                bindings,
+                server,
+            }),
+            Ok(Err(refused)) => give_back(store, ServerOpenFailure::Refused(refused)),
+            Err(e) => give_back(store, ServerOpenFailure::Trap(anyhow::Error::from(e))),
+        }
     }
 }
 
-/// One instance of the component serving SCIM.
-pub struct ServerSession {
+/// A stand-in that answers `unavailable`, should a directory ever be lost.
+struct NoDirectory;
+
+impl DirectoryBackend for NoDirectory {
+    fn get(
+        &mut self,
+        _: crate::types::ResourceKind,
+        _: &str,
+    ) -> Result<Option<crate::types::StoredResource>, crate::types::DirectoryError> {
+        Err(no_directory())
+    }
+    fn query(
+        &mut self,
+        _: crate::types::ResourceKind,
+        _: &crate::types::Search,
+    ) -> Result<crate::types::QueryPage, crate::types::DirectoryError> {
+        Err(no_directory())
+    }
+    fn create(
+        &mut self,
+        _: crate::types::ResourceKind,
+        _: &str,
+        _: Option<&CmsUser>,
+    ) -> Result<crate::types::StoredResource, crate::types::DirectoryError> {
+        Err(no_directory())
+    }
+    fn replace(
+        &mut self,
+        _: crate::types::ResourceKind,
+        _: &str,
+        _: &str,
+        _: Option<&CmsUser>,
+        _: Option<&str>,
+    ) -> Result<crate::types::StoredResource, crate::types::DirectoryError> {
+        Err(no_directory())
+    }
+    fn delete(
+        &mut self,
+        _: crate::types::ResourceKind,
+        _: &str,
+    ) -> Result<bool, crate::types::DirectoryError> {
+        Err(no_directory())
+    }
+}
+
+fn no_directory() -> crate::types::DirectoryError {
+    crate::types::DirectoryError::Unavailable("the directory was lost after a trap".into())
+}
+
+struct ServerLive {
     store: Store<HostState>,
     bindings: Provisioner,
     server: ResourceAny,
 }
 
+/// One instance of the component serving SCIM. After a trap the instance is discarded
+/// and the next request is served by a fresh one over the same directory.
+pub struct ServerSession {
+    runtime: Runtime,
+    config: ServerConfig,
+    log: LogSink,
+    live: Option<ServerLive>,
+    /// The directory, while no instance holds it (after a trap).
+    directory: Option<Box<dyn DirectoryBackend>>,
+    fresh_instances: u64,
+}
+
 impl ServerSession {
-    /// Answers one request. The error is a trap; SCIM errors are responses.
+    /// Answers one request. The error is a trap (the instance is then discarded); SCIM
+    /// errors are responses.
     pub fn handle(&mut self, request: &ServerRequest) -> anyhow::Result<ServerResponse> {
-        Ok(self
+        if self.live.is_none() {
+            let directory = self
+                .directory
+                .take()
+                .ok_or_else(|| anyhow!("the server lost its directory"))?;
+            match self
+                .runtime
+                .server_instance(&self.config, directory, &self.log)
+            {
+                Ok(live) => {
+                    self.live = Some(live);
+                    self.fresh_instances += 1;
+                }
+                Err((failure, directory)) => {
+                    self.directory = Some(directory);
+                    return Err(match failure {
+                        ServerOpenFailure::Trap(e) => e.context("starting a fresh instance"),
+                        ServerOpenFailure::Refused(e) => anyhow!(
+                            "a fresh instance refused the configuration: {}",
+                            crate::describe_error(&e)
+                        ),
+                    });
+                }
+            }
+        }
+        let live = self.live.as_mut().ok_or_else(|| anyhow!("no instance"))?;
+        begin_call(&mut live.store);
+        let answer = live
             .bindings
             .scim_provisioner_server()
             .scim_server()
-            .call_handle(&mut self.store, self.server, request)?)
+            .call_handle(&mut live.store, live.server, request);
+        match answer {
+            Ok(response) => Ok(response),
+            Err(trap) => {
+                if let Some(live) = self.live.take() {
+                    self.directory = live.store.into_data().take_directory();
+                }
+                Err(anyhow::Error::from(trap))
+            }
+        }
+    }
+
+    /// How many fresh instances replaced a trapped one so far.
+    pub fn fresh_instances(&self) -> u64 {
+        self.fresh_instances
     }
 }
 
 impl Drop for ServerSession {
     fn drop(&mut self) {
-        let _ = self.server.resource_drop(&mut self.store);
+        if let Some(live) = self.live.as_mut() {
+            begin_call(&mut live.store);
+            let _ = live.server.resource_drop(&mut live.store);
+        }
     }
 }
 
-/// One instance of the component with an open connector.
-pub struct Session {
+struct ClientLive {
     store: Store<HostState>,
     bindings: Provisioner,
     connector: ResourceAny,
 }
 
+/// One instance of the component with an open connector. After a trap the instance is
+/// discarded, and the next call opens the connector again on a fresh one (what the old
+/// instance held in memory, such as a loaded remote index, is gone with it).
+pub struct Session {
+    runtime: Runtime,
+    settings: ConnectorSettings,
+    log: LogSink,
+    dry_run: bool,
+    live: Option<ClientLive>,
+    /// Writes a dry run held back in instances since discarded.
+    held: Vec<HeldRequest>,
+}
+
 impl Session {
+    /// Runs one export call on a live instance (a fresh one after a trap). A trap
+    /// discards the instance.
+    fn call<R>(
+        &mut self,
+        f: impl FnOnce(&mut ClientLive) -> wasmtime::Result<R>,
+    ) -> anyhow::Result<R> {
+        if self.live.is_none() {
+            match self
+                .runtime
+                .client_instance(&self.settings, &self.log, self.dry_run)
+                .context("starting a fresh instance")?
+            {
+                Ok(live) => self.live = Some(live),
+                Err(e) => {
+                    return Err(anyhow!(
+                        "a fresh instance could not open the connector: {}",
+                        crate::describe_error(&e)
+                    ));
+                }
+            }
+        }
+        let live = self.live.as_mut().ok_or_else(|| anyhow!("no instance"))?;
+        begin_call(&mut live.store);
+        match f(live) {
+            Ok(r) => Ok(r),
+            Err(trap) => {
+                self.discard();
+                Err(anyhow::Error::from(trap))
+            }
+        }
+    }
+
+    fn discard(&mut self) {
+        if let Some(mut live) = self.live.take() {
+            self.held.extend(live.store.data_mut().take_held());
+        }
+    }
+
+    /// False after a trap, until the next call starts a fresh instance.
+    pub fn is_live(&self) -> bool {
+        self.live.is_some()
+    }
+
     /// Tests the connection. The outer error is a trap; the inner one the component's answer.
     pub fn test_connection(
         &mut self,
     ) -> anyhow::Result<Result<ServerCapabilities, ProvisioningError>> {
-        Ok(self
-            .bindings
-            .scim_provisioner_client()
-            .connector()
-            .call_test_connection(&mut self.store, self.connector)?)
+        self.call(|l| {
+            l.bindings
+                .scim_provisioner_client()
+                .connector()
+                .call_test_connection(&mut l.store, l.connector)
+        })
     }
 
     /// Provisions one user after an event.
@@ -237,49 +632,57 @@ impl Session {
         event: UserEvent,
         link: Option<&Link>,
     ) -> anyhow::Result<Result<ProvisionOutcome, ProvisioningError>> {
-        Ok(self
-            .bindings
-            .scim_provisioner_client()
-            .connector()
-            .call_provision(&mut self.store, self.connector, user, event, link)?)
+        self.call(|l| {
+            l.bindings
+                .scim_provisioner_client()
+                .connector()
+                .call_provision(&mut l.store, l.connector, user, event, link)
+        })
     }
 
     /// What `provision` would do, decided without sending anything.
     pub fn plan(&mut self, user: &CmsUser, event: UserEvent, linked: bool) -> anyhow::Result<Plan> {
-        Ok(self
-            .bindings
-            .scim_provisioner_client()
-            .connector()
-            .call_plan(&mut self.store, self.connector, user, event, linked)?)
+        self.call(|l| {
+            l.bindings.scim_provisioner_client().connector().call_plan(
+                &mut l.store,
+                l.connector,
+                user,
+                event,
+                linked,
+            )
+        })
     }
 
     /// Provisions several users at once, through `/Bulk` where the server supports it.
     pub fn provision_batch(&mut self, items: &[BatchItem]) -> anyhow::Result<BatchOutcome> {
-        Ok(self
-            .bindings
-            .scim_provisioner_client()
-            .connector()
-            .call_provision_batch(&mut self.store, self.connector, items)?)
+        self.call(|l| {
+            l.bindings
+                .scim_provisioner_client()
+                .connector()
+                .call_provision_batch(&mut l.store, l.connector, items)
+        })
     }
 
     /// Lists the remote users once so a first sync matches locally.
     pub fn index_remote_users(
         &mut self,
     ) -> anyhow::Result<Result<RemoteListing, ProvisioningError>> {
-        Ok(self
-            .bindings
-            .scim_provisioner_client()
-            .connector()
-            .call_index_remote_users(&mut self.store, self.connector)?)
+        self.call(|l| {
+            l.bindings
+                .scim_provisioner_client()
+                .connector()
+                .call_index_remote_users(&mut l.store, l.connector)
+        })
     }
 
     /// The listed remote users as a document for [`Session::import_remote_index`].
     pub fn export_remote_index(&mut self) -> anyhow::Result<Option<String>> {
-        Ok(self
-            .bindings
-            .scim_provisioner_client()
-            .connector()
-            .call_export_remote_index(&mut self.store, self.connector)?)
+        self.call(|l| {
+            l.bindings
+                .scim_provisioner_client()
+                .connector()
+                .call_export_remote_index(&mut l.store, l.connector)
+        })
     }
 
     /// Loads remote users another session listed, instead of listing them again.
@@ -287,11 +690,12 @@ impl Session {
         &mut self,
         document: &str,
     ) -> anyhow::Result<Result<u32, ProvisioningError>> {
-        Ok(self
-            .bindings
-            .scim_provisioner_client()
-            .connector()
-            .call_import_remote_index(&mut self.store, self.connector, document)?)
+        self.call(|l| {
+            l.bindings
+                .scim_provisioner_client()
+                .connector()
+                .call_import_remote_index(&mut l.store, l.connector, document)
+        })
     }
 
     /// What the connector learned about the server (schema, PATCH, filters, paging, the
@@ -318,7 +722,11 @@ impl Session {
 
     /// The writes a dry-run session held back.
     pub fn take_held(&mut self) -> Vec<HeldRequest> {
-        self.store.data_mut().take_held()
+        let mut held = std::mem::take(&mut self.held);
+        if let Some(live) = self.live.as_mut() {
+            held.extend(live.store.data_mut().take_held());
+        }
+        held
     }
 
     /// Reads one remote user as JSON.
@@ -326,11 +734,12 @@ impl Session {
         &mut self,
         remote_id: &str,
     ) -> anyhow::Result<Result<Option<String>, ProvisioningError>> {
-        Ok(self
-            .bindings
-            .scim_provisioner_client()
-            .connector()
-            .call_get_user(&mut self.store, self.connector, remote_id)?)
+        self.call(|l| {
+            l.bindings
+                .scim_provisioner_client()
+                .connector()
+                .call_get_user(&mut l.store, l.connector, remote_id)
+        })
     }
 
     /// The SCIM resource a user maps to, as JSON.
@@ -338,17 +747,22 @@ impl Session {
         &mut self,
         user: &CmsUser,
     ) -> anyhow::Result<Result<String, ProvisioningError>> {
-        Ok(self
-            .bindings
-            .scim_provisioner_client()
-            .connector()
-            .call_map_user(&mut self.store, self.connector, user)?)
+        self.call(|l| {
+            l.bindings
+                .scim_provisioner_client()
+                .connector()
+                .call_map_user(&mut l.store, l.connector, user)
+        })
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // Drop the guest resource so its destructor runs; a failure here has nowhere to go.
-        let _ = self.connector.resource_drop(&mut self.store);
+        // Drop the guest resource so its destructor runs; a failure here has nowhere to
+        // go. A trapped instance is already gone and is never called again.
+        if let Some(live) = self.live.as_mut() {
+            begin_call(&mut live.store);
+            let _ = live.connector.resource_drop(&mut live.store);
+        }
     }
 }

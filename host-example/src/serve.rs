@@ -1,47 +1,151 @@
 //! `serve`: the component's server role over HTTP, from a SQLite directory. This is the
 //! seed's Joomla side: it prints its SCIM base URL and bearer token at start, as the SCIM
 //! Configuration tab shows them.
+//!
+//! A small HTTP/1.1 server of its own: one thread per connection reads requests under two
+//! deadlines (the request head within [`ServeOptions::header_timeout`], the body within
+//! [`ServeOptions::body_timeout`], each answered 408 with its own log line, so a slow
+//! client is told apart from a slow body), and a pool of [`ServeOptions::workers`] workers
+//! answers them, each with its own component instance and its own SQLite connection. A
+//! request that traps its instance is answered 500; the worker's next request runs on a
+//! fresh instance.
 
-use std::io::Read;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::describe::describe_error;
 use crate::directory::SqliteDirectory;
 use crate::logging::{Level, LogSink};
-use crate::runtime::Runtime;
+use crate::runtime::{Runtime, ServerSession};
 use crate::types::{ServerConfig, ServerRequest};
 
 /// The path the SCIM API is served under.
 pub const BASE_PATH: &str = "/scim/v2";
 
+/// The largest request head (request line and headers) accepted.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// How `serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Workers answering requests at once, each with its own component instance and
+    /// SQLite connection (default 4).
+    pub workers: usize,
+    /// How long a client has to send a whole request head, from its connection (or its
+    /// previous answer) on (default 10 s). An idle kept-alive connection is closed then.
+    pub header_timeout: Duration,
+    /// How long a client has to send a request's body once its head is in (default 30 s).
+    pub body_timeout: Duration,
+    /// The largest request body handed to the component (default 1 MiB); larger bodies
+    /// are answered 413 by the component.
+    pub max_body_bytes: u64,
+    /// Connections served at once (default 128); more are answered 503.
+    pub max_connections: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            workers: 4,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_body_bytes: 1024 * 1024,
+            max_connections: 128,
+        }
+    }
+}
+
+/// The bearer token clients must present.
+#[derive(Clone)]
+pub enum ServerToken {
+    /// The token itself.
+    Plain(String),
+    /// Only its SHA-256 (see [`token_hash`]): the host checks the presented token against
+    /// it in constant time, and the token itself is kept nowhere.
+    Sha256([u8; 32]),
+}
+
+impl std::fmt::Debug for ServerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerToken::Plain(_) => f.write_str("Plain(<redacted>)"),
+            ServerToken::Sha256(_) => f.write_str("Sha256(<redacted>)"),
+        }
+    }
+}
+
+/// The SHA-256 of a token, as [`ServerToken::Sha256`] holds it.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A hash as lower-case hex, for storing.
+pub fn hash_to_hex(hash: &[u8; 32]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A hash back from [`hash_to_hex`]; `None` if the text is not one.
+pub fn hash_from_hex(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 || !text.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 /// A running server; stopped (and joined) on drop.
 pub struct RunningServer {
     /// The SCIM base URL, such as `http://127.0.0.1:8080/scim/v2`.
     pub base_url: String,
-    /// The bearer token clients must present.
+    /// The bearer token clients must present; empty when the server was given only its
+    /// hash.
     pub token: String,
+    addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    acceptor: Option<JoinHandle<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer")
+            .field("base_url", &self.base_url)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }
 
 impl RunningServer {
-    /// Stops serving and waits for the thread.
+    /// Stops accepting, lets the workers finish the requests in hand, and joins them.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
+        if let Some(t) = self.acceptor.take() {
+            // Wake the acceptor from `accept`.
+            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
             let _ = t.join();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
         }
     }
 
     /// Serves until the process is stopped.
     pub fn wait(mut self) {
-        if let Some(t) = self.thread.take() {
+        if let Some(t) = self.acceptor.take() {
             let _ = t.join();
         }
     }
@@ -53,19 +157,25 @@ impl Drop for RunningServer {
     }
 }
 
-/// A random-enough token: 32 hex digits from the clock, the process and a counter, hashed.
+/// A fresh token: 32 bytes from the operating system's CSPRNG, as 64 hex digits.
 pub fn generate_token() -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let seed = format!("{t}:{}:{:p}", std::process::id(), &t);
-    let a = crate::ids::fnv1a(seed.as_bytes());
-    let b = crate::ids::fnv1a(format!("{seed}:{a}").as_bytes());
-    format!("{a:016x}{b:016x}")
+    try_generate_token().unwrap_or_else(|e| {
+        // The OS random source failing is not something a server can work around.
+        panic!("the operating system's random number generator failed: {e}")
+    })
 }
 
-/// Starts serving the directory in `database` on `listen` (`127.0.0.1:0` picks a port).
-/// `policy_json`'s mapping, reversed, turns SCIM users into the CMS users kept beside them.
+/// [`generate_token`], with the random source's failure as an error.
+pub fn try_generate_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("the operating system's random source failed: {e}"))?;
+    Ok(hash_to_hex(&bytes))
+}
+
+/// Starts serving the directory in `database` on `listen` (`127.0.0.1:0` picks a port)
+/// with the default [`ServeOptions`]. `policy_json`'s mapping, reversed, turns SCIM users
+/// into the CMS users kept beside them.
 pub fn start(
     runtime: &Runtime,
     database: &Path,
@@ -74,100 +184,676 @@ pub fn start(
     policy_json: &str,
     log: LogSink,
 ) -> anyhow::Result<RunningServer> {
-    let server = tiny_http::Server::http(listen)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .context("the server is not on an IP address")?;
+    start_with(
+        runtime,
+        database,
+        listen,
+        &ServerToken::Plain(token.to_string()),
+        policy_json,
+        log,
+        &ServeOptions::default(),
+    )
+}
+
+/// What the connection threads share.
+struct Shared {
+    options: ServeOptions,
+    log: LogSink,
+    stop: Arc<AtomicBool>,
+    jobs: SyncSender<Job>,
+    /// With a hashed token: the hash, and the token the component was opened with.
+    hashed: Option<([u8; 32], String)>,
+    active: AtomicUsize,
+}
+
+struct Job {
+    request: ServerRequest,
+    reply: mpsc::Sender<Answer>,
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+/// [`start`] with a token that may be given as its hash, and explicit options.
+pub fn start_with(
+    runtime: &Runtime,
+    database: &Path,
+    listen: &str,
+    token: &ServerToken,
+    policy_json: &str,
+    log: LogSink,
+    options: &ServeOptions,
+) -> anyhow::Result<RunningServer> {
+    if options.workers == 0 || options.max_connections == 0 {
+        bail!("serve needs at least one worker and one connection");
+    }
+    let listener =
+        TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr().context("the server has no address")?;
     let base_url = format!("http://{addr}{BASE_PATH}");
+    let (bearer_token, hashed, shown) = match token {
+        ServerToken::Plain(t) => (t.clone(), None, t.clone()),
+        ServerToken::Sha256(hash) => {
+            // The component compares against a token of the host's own, which never
+            // leaves this process; clients present the real one, checked here.
+            let inner = try_generate_token()?;
+            (inner.clone(), Some((*hash, inner)), String::new())
+        }
+    };
     let config = ServerConfig {
         base_url: base_url.clone(),
-        bearer_token: token.to_string(),
+        bearer_token,
         max_results: 200,
         bulk_max_operations: 100,
-        bulk_max_payload: 1024 * 1024,
+        bulk_max_payload: options.max_body_bytes,
         policy_json: policy_json.to_string(),
     };
-    let directory = SqliteDirectory::open(database)?;
-    // The component's log lines and the host's own report of a trap go to the same sink.
-    let host_log = log.clone();
-    let mut session = match runtime.open_server(&config, Box::new(directory), log)? {
-        Ok(s) => s,
-        Err(e) => bail!("{}", describe_error(&e)),
+    let log = match &hashed {
+        Some((_, inner)) => log.redact([inner.clone()]),
+        None => log,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop_flag = stop.clone();
-    let max_body = config.bulk_max_payload;
-    let thread = std::thread::spawn(move || {
-        while !stop_flag.load(Ordering::SeqCst) {
-            let mut request = match server.recv_timeout(Duration::from_millis(100)) {
-                Ok(Some(r)) => r,
-                Ok(None) => continue,
-                Err(_) => break,
-            };
-            let (path, query) = match request.url().split_once('?') {
-                Some((p, q)) => (p.to_string(), q.to_string()),
-                None => (request.url().to_string(), String::new()),
-            };
-            let Some(relative) = path.strip_prefix(BASE_PATH) else {
-                let _ = request
-                    .respond(tiny_http::Response::from_string("not found").with_status_code(404));
-                continue;
-            };
-            let relative = if relative.is_empty() {
-                "/".to_string()
-            } else {
-                relative.to_string()
-            };
-            let mut body = Vec::new();
-            // One byte more than allowed lets the component answer 413 itself.
-            let _ = request
-                .as_reader()
-                .take(max_body.saturating_add(1))
-                .read_to_end(&mut body);
-            let headers = request
-                .headers()
-                .iter()
-                .map(|h| {
-                    (
-                        h.field.as_str().as_str().to_string(),
-                        h.value.as_str().to_string(),
-                    )
-                })
-                .collect();
-            let answer = session.handle(&ServerRequest {
-                method: request.method().as_str().to_string(),
-                path: relative,
-                query,
-                headers,
-                body,
-            });
-            let response = match answer {
-                Ok(a) => {
-                    let mut r = tiny_http::Response::from_data(a.body).with_status_code(a.status);
-                    for (k, v) in a.headers {
-                        if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-                            r.add_header(h);
-                        }
-                    }
-                    r
-                }
-                Err(trap) => {
-                    host_log.write(Level::Error, &format!("serve: component trap: {trap:#}"));
-                    tiny_http::Response::from_string(
-                        r#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"status":"500","detail":"internal error"}"#,
-                    )
-                    .with_status_code(500)
-                }
-            };
-            let _ = request.respond(response);
+    // Every worker opens its instance and its connection now, so a bad configuration or
+    // database fails the start instead of the first requests.
+    let mut sessions = Vec::with_capacity(options.workers);
+    for _ in 0..options.workers {
+        let directory = SqliteDirectory::open(database)?;
+        match runtime.open_server(&config, Box::new(directory), log.clone())? {
+            Ok(s) => sessions.push(s),
+            Err(e) => bail!("{}", describe_error(&e)),
         }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let (jobs, queue) = mpsc::sync_channel::<Job>(options.workers * 16);
+    let queue = Arc::new(Mutex::new(queue));
+    let workers = sessions
+        .into_iter()
+        .enumerate()
+        .map(|(i, session)| {
+            let queue = queue.clone();
+            let stop = stop.clone();
+            let log = log.clone();
+            std::thread::Builder::new()
+                .name(format!("scim-serve-{i}"))
+                .spawn(move || work(session, &queue, &stop, &log))
+                .context("starting a worker")
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let shared = Arc::new(Shared {
+        options: options.clone(),
+        log,
+        stop: stop.clone(),
+        jobs,
+        hashed,
+        active: AtomicUsize::new(0),
     });
+    let acceptor = std::thread::Builder::new()
+        .name("scim-serve-accept".into())
+        .spawn(move || accept(listener, shared))
+        .context("starting the acceptor")?;
     Ok(RunningServer {
         base_url,
-        token: token.to_string(),
+        token: shown,
+        addr,
         stop,
-        thread: Some(thread),
+        acceptor: Some(acceptor),
+        workers,
     })
+}
+
+/// One worker: answers requests from the queue on its own instance until stopped.
+fn work(
+    mut session: ServerSession,
+    queue: &Mutex<Receiver<Job>>,
+    stop: &AtomicBool,
+    log: &LogSink,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let job = {
+            let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            queue.recv_timeout(Duration::from_millis(100))
+        };
+        let job = match job {
+            Ok(job) => job,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        let answer = match session.handle(&job.request) {
+            Ok(a) => Answer {
+                status: a.status,
+                headers: a.headers,
+                body: a.body,
+            },
+            Err(trap) => {
+                log.write(
+                    Level::Error,
+                    &format!(
+                        "serve: component trap on {} {}: {trap:#}; the instance was discarded, a fresh one serves the next request",
+                        job.request.method, job.request.path
+                    ),
+                );
+                scim_error(500, "internal error")
+            }
+        };
+        let _ = job.reply.send(answer);
+    }
+}
+
+/// Accepts connections until stopped, each on a thread of its own.
+fn accept(listener: TcpListener, shared: Arc<Shared>) {
+    for stream in listener.incoming() {
+        if shared.stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(mut stream) = stream else {
+            // Out of file descriptors, say: give the connections in hand time to finish.
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        };
+        if shared.active.load(Ordering::SeqCst) >= shared.options.max_connections {
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let answer = scim_error(503, "too many connections; try again shortly");
+            let _ = write_answer(&mut stream, &answer, false, true, Some(1));
+            continue;
+        }
+        shared.active.fetch_add(1, Ordering::SeqCst);
+        let conn_shared = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("scim-serve-conn".into())
+            .spawn(move || {
+                serve_connection(stream, &conn_shared);
+                conn_shared.active.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A SCIM error answer.
+fn scim_error(status: u16, detail: &str) -> Answer {
+    let body = serde_json::json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+        "status": status.to_string(),
+        "detail": detail,
+    });
+    Answer {
+        status,
+        headers: vec![(
+            "Content-Type".into(),
+            "application/scim+json; charset=utf-8".into(),
+        )],
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// Why reading from a client stopped.
+enum ReadStop {
+    /// The client closed the connection.
+    Closed,
+    /// The deadline passed.
+    TimedOut,
+    /// The connection failed.
+    Failed,
+}
+
+/// A connection's socket and the bytes read from it but not used yet.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    /// Reads more bytes into the buffer, waiting no later than `deadline`.
+    fn fill(&mut self, deadline: Instant) -> Result<(), ReadStop> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ReadStop::TimedOut);
+            }
+            if self.stream.set_read_timeout(Some(left)).is_err() {
+                return Err(ReadStop::Failed);
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(ReadStop::Closed),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(());
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return Err(ReadStop::Failed),
+            }
+        }
+    }
+
+    /// Takes `n` bytes, reading as needed.
+    fn take(&mut self, n: usize, deadline: Instant, out: &mut Vec<u8>) -> Result<(), ReadStop> {
+        let mut want = n;
+        while want > 0 {
+            if self.buf.is_empty() {
+                self.fill(deadline)?;
+            }
+            let k = want.min(self.buf.len());
+            out.extend(self.buf.drain(..k));
+            want -= k;
+        }
+        Ok(())
+    }
+
+    /// Takes one line (up to `\n`, which is dropped with a `\r` before it).
+    fn line(&mut self, deadline: Instant, limit: usize) -> Result<Vec<u8>, ReadStop> {
+        loop {
+            if let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Ok(line);
+            }
+            if self.buf.len() > limit {
+                return Err(ReadStop::Failed);
+            }
+            self.fill(deadline)?;
+        }
+    }
+}
+
+/// A parsed request head.
+struct Head {
+    method: String,
+    target: String,
+    http10: bool,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn wants_close(&self) -> bool {
+        let connection = self.header("connection").map(str::to_ascii_lowercase);
+        match connection.as_deref() {
+            Some(c) if c.contains("close") => true,
+            Some(c) if c.contains("keep-alive") => false,
+            _ => self.http10,
+        }
+    }
+}
+
+/// Where the request head ends in `buf` (the index after its blank line), if it is in.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    match (crlf, lf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn parse_head(raw: &[u8]) -> Result<Head, &'static str> {
+    let text = String::from_utf8_lossy(raw);
+    let mut lines = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let request_line = lines.next().ok_or("no request line")?;
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("malformed request line");
+    };
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+        return Err("malformed method");
+    }
+    let http10 = match version {
+        "HTTP/1.1" => false,
+        "HTTP/1.0" => true,
+        _ => return Err("unsupported HTTP version"),
+    };
+    let mut headers = Vec::new();
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        let (name, value) = line.split_once(':').ok_or("malformed header")?;
+        if name.is_empty() || name.contains(' ') {
+            return Err("malformed header name");
+        }
+        headers.push((name.to_string(), value.trim().to_string()));
+    }
+    Ok(Head {
+        method: method.to_string(),
+        target: target.to_string(),
+        http10,
+        headers,
+    })
+}
+
+/// Serves one connection's requests until it closes, errs or times out.
+fn serve_connection(stream: TcpStream, shared: &Shared) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(shared.options.body_timeout));
+    let mut conn = Conn {
+        stream,
+        buf: Vec::new(),
+    };
+    let header_secs = shared.options.header_timeout.as_secs_f64();
+    let body_secs = shared.options.body_timeout.as_secs_f64();
+    let mut served = 0u64;
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        // The head: all of it within the header timeout.
+        let deadline = Instant::now() + shared.options.header_timeout;
+        let end = loop {
+            if let Some(end) = head_end(&conn.buf) {
+                break end;
+            }
+            if conn.buf.len() > MAX_HEAD_BYTES {
+                let answer = scim_error(431, "the request head is too large");
+                let _ = write_answer(&mut conn.stream, &answer, false, true, None);
+                return;
+            }
+            match conn.fill(deadline) {
+                Ok(()) => {}
+                Err(ReadStop::TimedOut) if conn.buf.is_empty() && served > 0 => {
+                    // An idle kept-alive connection: close it quietly.
+                    return;
+                }
+                Err(ReadStop::TimedOut) => {
+                    shared.log.write(
+                        Level::Warn,
+                        &format!(
+                            "serve: slow client: no complete request head within {header_secs} s ({} bytes received); answered 408",
+                            conn.buf.len()
+                        ),
+                    );
+                    let answer = scim_error(
+                        408,
+                        &format!("the request head was not received within {header_secs} s"),
+                    );
+                    let _ = write_answer(&mut conn.stream, &answer, false, true, None);
+                    return;
+                }
+                Err(_) => return,
+            }
+        };
+        let raw: Vec<u8> = conn.buf.drain(..end).collect();
+        let head = match parse_head(&raw) {
+            Ok(h) => h,
+            Err(why) => {
+                let answer = scim_error(400, &format!("bad request: {why}"));
+                let _ = write_answer(&mut conn.stream, &answer, false, true, None);
+                return;
+            }
+        };
+        let mut close = head.wants_close();
+        // The body: all of it within the body timeout.
+        let max =
+            usize::try_from(shared.options.max_body_bytes.saturating_add(1)).unwrap_or(usize::MAX);
+        let chunked = head
+            .header("transfer-encoding")
+            .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
+        let length = match head.header("content-length") {
+            Some(v) if !chunked => match v.trim().parse::<u64>() {
+                Ok(n) => n,
+                Err(_) => {
+                    let answer = scim_error(400, "bad request: invalid Content-Length");
+                    let _ = write_answer(&mut conn.stream, &answer, false, true, None);
+                    return;
+                }
+            },
+            _ => 0,
+        };
+        if (chunked || length > 0)
+            && head
+                .header("expect")
+                .is_some_and(|e| e.eq_ignore_ascii_case("100-continue"))
+        {
+            let _ = conn.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let deadline = Instant::now() + shared.options.body_timeout;
+        let mut body = Vec::new();
+        let read = if chunked {
+            read_chunked(&mut conn, deadline, max, &mut body)
+        } else {
+            let want = usize::try_from(length).unwrap_or(usize::MAX).min(max);
+            // One byte more than allowed lets the component answer 413 itself; the rest
+            // is left unread, so the connection closes after the answer.
+            if (want as u64) < length {
+                close = true;
+            }
+            conn.take(want, deadline, &mut body).map(|()| true)
+        };
+        match read {
+            Ok(complete) => close |= !complete,
+            Err(ReadStop::TimedOut) => {
+                let expected = if chunked {
+                    "a chunked body".to_string()
+                } else {
+                    format!("{length} bytes")
+                };
+                shared.log.write(
+                    Level::Warn,
+                    &format!(
+                        "serve: slow body: {} of {expected} received within {body_secs} s; answered 408",
+                        body.len()
+                    ),
+                );
+                let answer = scim_error(
+                    408,
+                    &format!("the request body was not received within {body_secs} s"),
+                );
+                let _ = write_answer(&mut conn.stream, &answer, false, true, None);
+                return;
+            }
+            Err(_) => return,
+        }
+        let answer = answer_request(shared, &head, body);
+        let head_only = head.method.eq_ignore_ascii_case("HEAD");
+        close |= shared.stop.load(Ordering::SeqCst);
+        if write_answer(&mut conn.stream, &answer, head_only, close, None).is_err() || close {
+            return;
+        }
+        served += 1;
+    }
+}
+
+/// Reads a chunked body, up to `max` bytes. `Ok(false)` when it was cut at `max` (the
+/// connection must then close).
+fn read_chunked(
+    conn: &mut Conn,
+    deadline: Instant,
+    max: usize,
+    body: &mut Vec<u8>,
+) -> Result<bool, ReadStop> {
+    loop {
+        let line = conn.line(deadline, 1024)?;
+        let size_text = String::from_utf8_lossy(&line);
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| ReadStop::Failed)?;
+        if size == 0 {
+            // Trailers, up to the blank line.
+            loop {
+                if conn.line(deadline, MAX_HEAD_BYTES)?.is_empty() {
+                    return Ok(true);
+                }
+            }
+        }
+        let room = max.saturating_sub(body.len());
+        if size > room {
+            conn.take(room, deadline, body)?;
+            return Ok(false);
+        }
+        conn.take(size, deadline, body)?;
+        conn.line(deadline, 2)?;
+    }
+}
+
+/// Hands a request to a worker and waits for its answer.
+fn answer_request(shared: &Shared, head: &Head, body: Vec<u8>) -> Answer {
+    let target = head.target.as_str();
+    // An absolute-form target (`http://host/path`) is served by its path.
+    let target = match target.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+        None => target,
+    };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let relative = match path.strip_prefix(BASE_PATH) {
+        Some("") => "/".to_string(),
+        Some(r) if r.starts_with('/') => r.to_string(),
+        _ => return scim_error(404, "not found"),
+    };
+    let mut headers = head.headers.clone();
+    if let Some((hash, inner)) = &shared.hashed {
+        // Clients present the real token; the component knows only the host's own. A
+        // match (compared in constant time) is passed on as the host's token; anything
+        // else is passed on as it came, and the component answers 401.
+        for (name, value) in headers.iter_mut() {
+            if name.eq_ignore_ascii_case("authorization")
+                && let Some((scheme, presented)) = value.split_once(' ')
+                && scheme.eq_ignore_ascii_case("bearer")
+                && bool::from(token_hash(presented.trim()).ct_eq(hash))
+            {
+                *value = format!("Bearer {inner}");
+            }
+        }
+    }
+    let (reply, answer) = mpsc::channel();
+    let job = Job {
+        request: ServerRequest {
+            method: head.method.clone(),
+            path: relative,
+            query: query.to_string(),
+            headers,
+            body,
+        },
+        reply,
+    };
+    match shared.jobs.try_send(job) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            let mut a = scim_error(503, "the server is busy; try again shortly");
+            a.headers.push(("Retry-After".into(), "1".into()));
+            return a;
+        }
+        Err(TrySendError::Disconnected(_)) => return scim_error(503, "the server is stopping"),
+    }
+    answer
+        .recv()
+        .unwrap_or_else(|_| scim_error(500, "internal error"))
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        412 => "Precondition Failed",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+/// Writes an answer; the component's own framing headers are replaced by ours.
+fn write_answer(
+    stream: &mut TcpStream,
+    answer: &Answer,
+    head_only: bool,
+    close: bool,
+    retry_after: Option<u32>,
+) -> std::io::Result<()> {
+    let mut out = format!("HTTP/1.1 {} {}\r\n", answer.status, reason(answer.status));
+    for (name, value) in &answer.headers {
+        let framing = ["content-length", "transfer-encoding", "connection"]
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h));
+        if framing || name.contains(['\r', '\n', ':']) || value.contains(['\r', '\n']) {
+            continue;
+        }
+        out.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(secs) = retry_after {
+        out.push_str(&format!("Retry-After: {secs}\r\n"));
+    }
+    let no_body = answer.status == 204 || answer.status == 304;
+    if !no_body {
+        out.push_str(&format!("Content-Length: {}\r\n", answer.body.len()));
+    }
+    if close {
+        out.push_str("Connection: close\r\n");
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    if !head_only && !no_body {
+        bytes.extend_from_slice(&answer.body);
+    }
+    stream.write_all(&bytes)?;
+    stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_hash_round_trips() {
+        let a = generate_token();
+        let b = generate_token();
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+        let hash = token_hash(&a);
+        assert_eq!(hash_from_hex(&hash_to_hex(&hash)), Some(hash));
+        assert_eq!(hash_from_hex("zz"), None);
+        let debug = format!(
+            "{:?} {:?}",
+            ServerToken::Plain(a.clone()),
+            ServerToken::Sha256(hash)
+        );
+        assert!(!debug.contains(&a), "{debug}");
+        assert!(!debug.contains(&hash_to_hex(&hash)), "{debug}");
+    }
+
+    #[test]
+    fn parses_heads() {
+        let raw =
+            b"GET /scim/v2/Users?count=1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n\r\n";
+        assert_eq!(head_end(raw), Some(raw.len()));
+        let head = parse_head(raw).unwrap();
+        assert_eq!(head.method, "GET");
+        assert_eq!(head.target, "/scim/v2/Users?count=1");
+        assert_eq!(head.header("authorization"), Some("Bearer t"));
+        assert!(!head.wants_close());
+        assert!(parse_head(b"GET /x HTTP/2\r\n\r\n").is_err());
+        assert!(parse_head(b"G@T /x HTTP/1.1\r\n\r\n").is_err());
+        assert!(parse_head(b"GET /x HTTP/1.1\r\nno colon\r\n\r\n").is_err());
+        assert!(
+            parse_head(b"GET /x HTTP/1.0\r\n\r\n")
+                .unwrap()
+                .wants_close()
+        );
+    }
 }

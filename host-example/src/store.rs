@@ -309,7 +309,7 @@ impl Store {
         mut user: UserRecord,
         provision: bool,
     ) -> anyhow::Result<UserRecord> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_transaction()?;
         if user.id.is_empty() {
             user.id = Self::next_user_id(&tx)?;
         }
@@ -328,7 +328,7 @@ impl Store {
         &mut self,
         users: impl IntoIterator<Item = anyhow::Result<UserRecord>>,
     ) -> anyhow::Result<usize> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_transaction()?;
         let mut next: i64 = Self::next_user_id(&tx)?.parse().unwrap_or(1);
         let mut count = 0;
         for user in users {
@@ -352,7 +352,7 @@ impl Store {
         event: UserEvent,
         change: impl FnOnce(&mut UserRecord),
     ) -> anyhow::Result<UserRecord> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_transaction()?;
         let Some(mut user) = Self::load_user(&tx, id)? else {
             bail!("no user with id {id}");
         };
@@ -620,12 +620,27 @@ impl Store {
         Ok(())
     }
 
+    /// A transaction that takes the write lock at once, so a writer on another connection
+    /// (a `serve` worker) makes it wait (`busy_timeout`) instead of failing it half-way,
+    /// as a read-then-write deferred transaction would in WAL mode.
+    fn write_transaction(&mut self) -> rusqlite::Result<Transaction<'_>> {
+        self.conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+    }
+
+    /// Removes a metadata value.
+    pub fn delete_meta(&mut self, key: &str) -> anyhow::Result<()> {
+        self.conn
+            .execute("DELETE FROM meta WHERE key = ?1", params![key])?;
+        Ok(())
+    }
+
     /// Runs `f` in one transaction (for batches of link and log writes).
     pub fn batch<T>(
         &mut self,
         f: impl FnOnce(&mut Store) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        self.conn.execute_batch("BEGIN")?;
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
         match f(self) {
             Ok(v) => {
                 self.conn.execute_batch("COMMIT")?;

@@ -11,6 +11,9 @@ use crate::app::App;
 
 /// Tests the base URL and credentials and shows what the server supports.
 pub fn test_connection(app: &App) -> anyhow::Result<ExitCode> {
+    for warning in app.config.warnings(&app.settings) {
+        println!("Warning: {warning}");
+    }
     let runtime = app.runtime()?;
     let mut session = app.session(&runtime)?;
     let code = match session.test_connection()? {

@@ -4,48 +4,113 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use host_example::GuestLimits;
+use host_example::serve::{
+    ServeOptions, ServerToken, hash_from_hex, hash_to_hex, token_hash, try_generate_token,
+};
 use host_example::store::Store;
 
 use crate::app::{load_runtime, log_sink};
 
-/// Serves until the process is stopped. The token comes from `token_env`, else from the
-/// database, where one is generated and kept the first time.
+/// Where the token's SHA-256 is kept; the token itself is kept nowhere.
+const TOKEN_HASH_KEY: &str = "server_token_sha256";
+/// Where versions before 0.1 kept the token itself; moved to its hash on the next start.
+const OLD_TOKEN_KEY: &str = "server_token";
+
+/// How `serve` was asked to run.
+pub struct ServeArgs<'a> {
+    /// Where to listen.
+    pub listen: &'a str,
+    /// The SQLite directory.
+    pub database: &'a Path,
+    /// The variable holding the token, if any.
+    pub token_env: Option<&'a str>,
+    /// Replace the stored token with a new one.
+    pub new_token: bool,
+    /// Workers (instances) answering at once.
+    pub workers: usize,
+    /// The guest limits.
+    pub limits: GuestLimits,
+}
+
+/// Serves until the process is stopped. The token comes from `token_env`; else one is
+/// generated the first time (or with `--new-token`), shown once, and only its hash kept
+/// in the database.
 pub fn run(
     component: Option<&Path>,
     verbose: bool,
-    listen: &str,
-    database: &Path,
-    token_env: Option<&str>,
+    args: &ServeArgs<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = load_runtime(component)?;
-    let token = match token_env {
-        Some(var) => std::env::var(var)
-            .ok()
-            .filter(|t| !t.is_empty())
-            .with_context(|| format!("environment variable {var} is not set"))?,
+    let runtime = load_runtime(component)?.with_limits(args.limits);
+    let (token, shown) = match args.token_env {
+        Some(var) => {
+            let t = std::env::var(var)
+                .ok()
+                .filter(|t| !t.is_empty())
+                .with_context(|| format!("environment variable {var} is not set"))?;
+            (ServerToken::Plain(t), format!("(from ${var})"))
+        }
         None => {
-            let mut store = Store::open(database)?;
-            match store.meta("server_token")? {
-                Some(t) => t,
-                None => {
-                    let t = host_example::serve::generate_token();
-                    store.set_meta("server_token", &t)?;
-                    t
+            let mut store = Store::open(args.database)?;
+            let mut shown = None;
+            if let Some(old) = store.meta(OLD_TOKEN_KEY)? {
+                // Kept in clear by an older version: keep its hash instead, and show it a
+                // last time.
+                store.set_meta(TOKEN_HASH_KEY, &hash_to_hex(&token_hash(&old)))?;
+                store.delete_meta(OLD_TOKEN_KEY)?;
+                shown = Some(old);
+            }
+            let stored = store.meta(TOKEN_HASH_KEY)?;
+            match stored {
+                Some(hex) if !args.new_token => {
+                    let hash = hash_from_hex(&hex).with_context(|| {
+                        format!(
+                            "the token hash kept in {} is damaged; start with --new-token",
+                            args.database.display()
+                        )
+                    })?;
+                    let shown = shown.unwrap_or_else(|| {
+                        "(shown when it was made; only its hash is kept: --new-token replaces it)"
+                            .into()
+                    });
+                    (ServerToken::Sha256(hash), shown)
+                }
+                _ => {
+                    let t = try_generate_token()?;
+                    let hash = token_hash(&t);
+                    store.set_meta(TOKEN_HASH_KEY, &hash_to_hex(&hash))?;
+                    (
+                        ServerToken::Sha256(hash),
+                        format!("{t}\n                   (shown once: only its hash is kept)"),
+                    )
                 }
             }
         }
     };
-    let server = host_example::serve::start(
+    let log = match &token {
+        ServerToken::Plain(t) => log_sink(verbose).redact([t.clone()]),
+        ServerToken::Sha256(_) => log_sink(verbose),
+    };
+    let options = ServeOptions {
+        workers: args.workers,
+        ..ServeOptions::default()
+    };
+    let server = host_example::serve::start_with(
         &runtime,
-        database,
-        listen,
+        args.database,
+        args.listen,
         &token,
         "",
-        log_sink(verbose).redact([token.clone()]),
+        log,
+        &options,
     )?;
     println!("SCIM base URL:     {}", server.base_url);
-    println!("SCIM bearer token: {}", server.token);
-    println!("serving {} (Ctrl-C stops)", database.display());
+    println!("SCIM bearer token: {shown}");
+    println!(
+        "serving {} with {} workers (Ctrl-C stops)",
+        args.database.display(),
+        args.workers
+    );
     server.wait();
     Ok(ExitCode::SUCCESS)
 }
