@@ -23,6 +23,17 @@ const MAX_INSTRUCTIONS: usize = 10_000;
 /// The largest count allowed in `{m,n}`.
 const MAX_REPEAT: u32 = 1_000;
 
+/// How deeply groups may nest. The parser, the compiler and the syntax tree's drop all
+/// recurse once per level, and the component's stack is small: without a bound a pattern of
+/// a few thousand `(` in the policy overflows it and traps `open`. Real patterns nest a
+/// handful of levels.
+pub(crate) const MAX_NESTING: usize = 32;
+
+/// How many syntax-tree nodes the compiler may visit. A repetition of something that emits
+/// no instruction (`(?:){1000}`) costs no program space, so nesting a few of them would
+/// otherwise spin for 1000^n visits while `MAX_INSTRUCTIONS` never trips.
+const MAX_COMPILE_VISITS: usize = 100_000;
+
 /// A search gave up because it used up its step budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BudgetExceeded;
@@ -138,6 +149,8 @@ struct Parser {
     chars: Vec<char>,
     pos: usize,
     groups: usize,
+    /// How many groups enclose the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -193,6 +206,9 @@ impl Parser {
         self.pos += 1;
         match c {
             '(' => {
+                if self.depth >= MAX_NESTING {
+                    return Err(self.error(&format!("groups nested deeper than {MAX_NESTING}")));
+                }
                 let capture = if self.eat('?') {
                     if !self.eat(':') {
                         return Err(self.error("only (?: …) groups are supported"));
@@ -202,7 +218,10 @@ impl Parser {
                     self.groups += 1;
                     Some(self.groups)
                 };
-                let inner = self.alternation()?;
+                self.depth += 1;
+                let inner = self.alternation();
+                self.depth -= 1;
+                let inner = inner?;
                 if !self.eat(')') {
                     return Err(self.error("unclosed group"));
                 }
@@ -386,6 +405,8 @@ struct Compiler {
     program: Vec<Inst>,
     classes: Vec<Class>,
     next_slot: usize,
+    /// Syntax-tree nodes visited so far, against `MAX_COMPILE_VISITS`.
+    visits: usize,
 }
 
 impl Compiler {
@@ -410,6 +431,10 @@ impl Compiler {
     }
 
     fn emit(&mut self, node: &Node) -> Result<(), String> {
+        self.visits += 1;
+        if self.visits > MAX_COMPILE_VISITS {
+            return Err("pattern too large once repetitions are expanded".to_owned());
+        }
         match node {
             Node::Empty => {}
             Node::Char(c) => {
@@ -528,6 +553,7 @@ impl Regex {
             chars: pattern.chars().collect(),
             pos: 0,
             groups: 0,
+            depth: 0,
         };
         let ast = parser.alternation()?;
         if parser.pos < parser.chars.len() {
@@ -538,6 +564,7 @@ impl Regex {
             program: Vec::new(),
             classes: Vec::new(),
             next_slot: 2 * (groups + 1),
+            visits: 0,
         };
         compiler.push(Inst::Save(0))?;
         compiler.emit(&ast)?;
@@ -858,6 +885,23 @@ mod tests {
     fn oversized_programs_are_refused() {
         let err = Regex::new("(a{1000}){1000}").unwrap_err();
         assert!(err.contains("too large"), "{err}");
+        // Repeating what emits nothing costs no program space, only compile time.
+        let err = Regex::new("(?:(?:(?:(?:){1000}){1000}){1000}){1000}").unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let at_limit = format!("{}a{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        assert!(Regex::new(&at_limit).unwrap().is_match("a").unwrap());
+        for deep in [MAX_NESTING + 1, 100_000] {
+            let pattern = format!("{}a{}", "(?:".repeat(deep), ")".repeat(deep));
+            let err = Regex::new(&pattern).unwrap_err();
+            assert!(err.contains("nested deeper than 32"), "{err}");
+            // Unclosed groups are refused the same way, before the parser dives.
+            let err = Regex::new(&"(".repeat(deep)).unwrap_err();
+            assert!(err.contains("nested deeper"), "{err}");
+        }
     }
 
     #[test]
