@@ -57,6 +57,14 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Whether a path segment, once percent-decoded, is empty or a dot-segment (`.`, `..`,
+/// `%2e%2E`, …). Such a segment names no resource: URL parsers remove dot-segments
+/// (RFC 3986 §5.2.4, WHATWG URL), so `DELETE /scim/v2/Users/..` would be sent as
+/// `DELETE /scim/v2/`. An id must never become one.
+pub fn is_empty_or_dot_segment(segment: &str) -> bool {
+    matches!(percent_decode(segment, false).as_str(), "" | "." | "..")
+}
+
 /// The value of one ASCII hex digit.
 fn hex_value(b: u8) -> Option<u8> {
     char::from(b)
@@ -67,6 +75,24 @@ fn hex_value(b: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_segments_and_empty_ids_are_recognised() {
+        for bad in ["", ".", "..", "%2e", "%2E%2e", ".%2e", "%2e."] {
+            assert!(is_empty_or_dot_segment(bad), "{bad:?}");
+        }
+        for fine in [
+            "...",
+            "a..",
+            "..a",
+            "%2e%2e%2e",
+            "2819c223",
+            " ",
+            "%252e%252e",
+        ] {
+            assert!(!is_empty_or_dot_segment(fine), "{fine:?}");
+        }
+    }
 
     #[test]
     fn percent_decode_takes_exactly_two_hex_digits() {
