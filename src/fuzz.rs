@@ -52,3 +52,37 @@ pub fn sample_user() -> Value {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_points_answer_for_good_and_hostile_input() {
+        assert_eq!(regex("^B-(\\d+)$", "B-0042", "$1"), Some(true));
+        assert_eq!(regex(&"(".repeat(10_000), "", ""), None);
+        assert_eq!(
+            cms_date("2024-02-29", 0.0),
+            (
+                Some("2024-02-29T00:00:00Z".into()),
+                Some("1970-01-01T00:00:00Z".into())
+            )
+        );
+        assert_eq!(cms_date("9999999999999-01-01", f64::MAX), (None, None));
+        let list = HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: br#"{"totalResults": "2", "Resources": [{"id": "1"}]}"#.to_vec(),
+        };
+        assert_eq!(list_response(&list), Some((1, 2)));
+        assert_eq!(
+            list_response(&HttpResponse {
+                status: 200,
+                headers: vec![],
+                body: b"<html>".to_vec(),
+            }),
+            None
+        );
+        assert!(sample_user().get("id").is_some());
+    }
+}
