@@ -9,6 +9,8 @@
 pub mod client;
 pub mod config;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod mapping;
 pub mod policy;
 pub mod ports;

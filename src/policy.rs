@@ -214,4 +214,23 @@ mod tests {
             assert!(err.contains(needle), "{json}: {err}");
         }
     }
+
+    #[test]
+    fn a_deeply_nested_regex_is_invalid_config_naming_its_rule() {
+        let pattern = format!("{}a{}", "(".repeat(50_000), ")".repeat(50_000));
+        let policy = serde_json::json!({"mapping": [
+            {"target": "userName", "source": "name"},
+            {"target": "nickName", "source": "x", "transform": [
+                {"regex_replace": {"pattern": pattern, "replacement": ""}}
+            ]}
+        ]});
+        match Policy::parse(&policy.to_string()) {
+            Err(ProvisioningError::InvalidConfig(message)) => {
+                assert!(message.contains("nickName"), "{message}");
+                assert!(message.contains("nested deeper"), "{message}");
+                assert!(message.len() < 2_000, "the pattern is not echoed whole");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

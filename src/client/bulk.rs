@@ -25,7 +25,14 @@ use super::connector::Connector;
 use super::engine::{adoptable, created, outcome, parse_snapshot};
 use super::resource::{id_of, project};
 use super::selection::Decision;
-use super::transport::{Transport, encode_component, now_unix};
+use super::transport::{Transport, now_unix, resource_path};
+
+/// The bulk operation path of a linked user. `prepare` has refused links whose id is empty
+/// or a dot-segment, so this cannot fall back; an empty path would only be refused by the
+/// server.
+fn users_path(link: &Link) -> String {
+    resource_path("/Users", &link.remote_id).unwrap_or_default()
+}
 
 /// One user to provision in a batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -217,7 +224,16 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 requests: t.requests(),
             })
         };
-        match (self.plan(user, item.event, link.is_some()), link) {
+        let decision = self.plan(user, item.event, link.is_some());
+        // A stored link whose id cannot name a resource fails here, before any operation
+        // is built on its path.
+        if !matches!(decision, Decision::Skip(_))
+            && let Some(link) = link
+            && let Err(e) = resource_path("/Users", &link.remote_id)
+        {
+            return Prepared::Done(Err(e));
+        }
+        match (decision, link) {
             (Decision::Skip(reason), _) => {
                 Prepared::Done(Ok(
                     outcome(Action::Skipped, link.cloned()).with_reason(reason.to_string())
@@ -325,7 +341,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 BulkOperation {
                     method: "DELETE",
                     bulk_id: None,
-                    path: format!("/Users/{}", encode_component(&link.remote_id)),
+                    path: users_path(link),
                     version: None,
                     data: None,
                 },
@@ -378,7 +394,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         Some(BulkOperation {
             method: "PATCH",
             bulk_id: None,
-            path: format!("/Users/{}", encode_component(&link.remote_id)),
+            path: users_path(link),
             version: link.version.clone().filter(|_| caps.etag),
             data: serde_json::to_value(PatchRequest::new(ops)).ok(),
         })

@@ -113,7 +113,8 @@ impl BulkResult {
         let location = self.location.as_deref()?;
         let path = location.split(['?', '#']).next().unwrap_or(location);
         let last = path.trim_end_matches('/').rsplit('/').next()?;
-        (!last.is_empty()).then(|| crate::scim::uri::percent_decode(last, false))
+        let id = crate::scim::uri::percent_decode(last, false);
+        (!crate::scim::uri::is_empty_or_dot_segment(&id)).then_some(id)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::error::ProvisioningError;
 use crate::policy::Policy;
 use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort};
 
-use super::transport::{Transport, encode_component, now_unix};
+use super::transport::{Transport, now_unix, resource_path};
 
 /// An open connection to one SCIM server.
 pub struct Connector<H: HttpPort, L: LogPort> {
@@ -118,7 +118,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
     /// Reads one remote user by id: `None` on 404.
     pub fn get_user(&self, remote_id: &str) -> Result<Option<Value>, ProvisioningError> {
         let transport = self.transport();
-        let resp = transport.get(&format!("/Users/{}", encode_component(remote_id)))?;
+        let resp = transport.get(&resource_path("/Users", remote_id)?)?;
         read_resource(&resp)
     }
 }

@@ -20,7 +20,7 @@ use super::resource::{
     union_shape, version_of,
 };
 use super::selection::{Decision, Situation, decide};
-use super::transport::{Transport, encode_component, now_unix};
+use super::transport::{Transport, encode_component, now_unix, resource_path};
 
 /// How many candidates a matching look-up asks for: enough to name an ambiguity.
 const MATCH_PAGE: u32 = 10;
@@ -434,7 +434,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         t: &Transport<'_, H, L>,
         link: &Link,
     ) -> Result<ProvisionOutcome, ProvisioningError> {
-        let path = format!("/Users/{}", encode_component(&link.remote_id));
+        let path = resource_path("/Users", &link.remote_id)?;
         let resp = t.send(Method::Delete, &path, None, &[])?;
         if is_success(resp.status) || resp.status == 404 {
             Ok(outcome(Action::Deleted, None))
@@ -459,7 +459,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         previous: Option<&Value>,
         caps: &ServerCapabilities,
     ) -> Result<Sent, ProvisioningError> {
-        let path = format!("/Users/{}", encode_component(remote_id));
+        let path = resource_path("/Users", remote_id)?;
         let mut old = old.clone();
         let mut version = version;
         let mut remote = remote;
@@ -549,7 +549,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         t: &Transport<'_, H, L>,
         remote_id: &str,
     ) -> Result<Option<Value>, ProvisioningError> {
-        let resp = t.get(&format!("/Users/{}", encode_component(remote_id)))?;
+        let resp = t.get(&resource_path("/Users", remote_id)?)?;
         read_resource(&resp)
     }
 
@@ -848,9 +848,9 @@ pub(crate) fn created<H: HttpPort, L: LogPort>(
 ) -> ProvisionOutcome {
     let location = location
         .filter(|l| l.starts_with("http://") || l.starts_with("https://"))
-        .unwrap_or_else(|| t.url(&format!("/Users/{}", encode_component(&remote_id))));
+        .or_else(|| resource_path("/Users", &remote_id).ok().map(|p| t.url(&p)));
     ProvisionOutcome {
-        location: Some(location),
+        location,
         ..outcome(
             Action::Created,
             Some(Link {

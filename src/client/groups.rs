@@ -15,7 +15,7 @@ use crate::user::{CmsUser, FieldValue};
 
 use super::connector::{Connector, read_list};
 use super::resource::id_of;
-use super::transport::{Transport, encode_component, now_unix};
+use super::transport::{Transport, encode_component, now_unix, resource_path};
 
 /// The snapshot key holding the groups last provisioned. Stripped before any diff.
 ///
@@ -146,7 +146,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         add: bool,
         caps: &ServerCapabilities,
     ) -> Result<(), ProvisioningError> {
-        let path = format!("/Groups/{}", encode_component(group_id));
+        let path = resource_path("/Groups", group_id)?;
         if caps.patch {
             let op = if add {
                 PatchOperation::add("members", json!([{"value": user_id}]))

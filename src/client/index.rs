@@ -126,8 +126,8 @@ impl RemoteIndex {
             let id = cells
                 .first()
                 .and_then(Value::as_str)
-                .filter(|id| !id.is_empty())
-                .ok_or("an index row has no id")?;
+                .filter(|id| !crate::scim::uri::is_empty_or_dot_segment(id))
+                .ok_or("an index row has no usable id")?;
             let slot = index.ids.len();
             index.ids.push(id.to_string());
             for (i, by_value) in index.by_attr.iter_mut().enumerate() {

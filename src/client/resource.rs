@@ -10,10 +10,12 @@ use crate::scim::filter;
 use crate::scim::lenient::lenient_bool;
 use crate::scim::path::AttrPath;
 
-/// The resource's `id`, as a string (some servers send numbers).
+/// The resource's `id`, as a string (some servers send numbers). An id that would not stay
+/// one path segment (empty, `.`, `..`, or those percent-encoded) is no id: the callers
+/// treat a server that sends one as an unexpected response.
 pub fn id_of(resource: &Value) -> Option<String> {
     match resource.get("id")? {
-        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::String(s) if !crate::scim::uri::is_empty_or_dot_segment(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
@@ -368,6 +370,9 @@ mod tests {
         assert_eq!(id_of(&u).as_deref(), Some("2819c223"));
         assert_eq!(id_of(&json!({"id": 7})).as_deref(), Some("7"));
         assert_eq!(id_of(&json!({"id": ""})), None);
+        for dots in [".", "..", "%2e%2e", "%2E"] {
+            assert_eq!(id_of(&json!({ "id": dots })), None, "{dots}");
+        }
         assert_eq!(version_of(&resp, Some(&u)).as_deref(), Some("W/\"3\""));
         assert_eq!(version_of(&resp, None).as_deref(), Some("W/\"9\""));
         assert_eq!(

@@ -130,15 +130,19 @@ pub fn retry_class(response: &HttpResponse, now_unix: u64) -> RetryClass {
 /// A date in the past means "now" (0 seconds).
 pub fn parse_retry_after(value: &str, now_unix: u64) -> Option<u32> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
+    // delay-seconds is `1*DIGIT`: no sign, which `parse` alone would take (`+5`).
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        // Only a count too long for `u64` fails here; it is as good as forever.
+        let secs = value.parse::<u64>().unwrap_or(u64::MAX);
         return Some(u32::try_from(secs).unwrap_or(u32::MAX));
     }
     let at = parse_imf_fixdate(value)?;
     Some(u32::try_from(at.saturating_sub(now_unix)).unwrap_or(u32::MAX))
 }
 
-/// Parses an IMF-fixdate into seconds since the Unix epoch.
-fn parse_imf_fixdate(s: &str) -> Option<u64> {
+/// Parses an IMF-fixdate into seconds since the Unix epoch (RFC 9110 §5.6.7: two-digit day,
+/// four-digit year). Anything else, an impossible day included, is not a date.
+pub(crate) fn parse_imf_fixdate(s: &str) -> Option<u64> {
     // "Sun, 06 Nov 1994 08:49:37 GMT"
     let rest = s.split_once(", ")?.1;
     let parts: Vec<&str> = rest.split(' ').collect();
@@ -151,26 +155,43 @@ fn parse_imf_fixdate(s: &str) -> Option<u64> {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let month = MONTHS.iter().position(|m| m == month)? as u64 + 1;
-    let day: u64 = day.parse().ok()?;
-    let year: u64 = year.parse().ok()?;
-    let hms: Vec<u64> = time
-        .split(':')
-        .map(|p| p.parse().ok())
-        .collect::<Option<_>>()?;
-    let [h, m, sec] = hms.as_slice() else {
+    let month = i64::try_from(MONTHS.iter().position(|m| m == month)?).ok()? + 1;
+    let day = fixed_digits(day, 2)?;
+    let year = fixed_digits(year, 4)?;
+    let [h, m, sec] = time.split(':').collect::<Vec<_>>()[..] else {
         return None;
     };
-    if !(1..=31).contains(&day) || year < 1970 || *h > 23 || *m > 59 || *sec > 60 {
+    let (h, m, sec) = (
+        fixed_digits(h, 2)?,
+        fixed_digits(m, 2)?,
+        fixed_digits(sec, 2)?,
+    );
+    if day < 1 || day > days_in_month(year, month) || year < 1970 || h > 23 || m > 59 || sec > 60 {
         return None;
     }
-    let days = u64::try_from(crate::time::days_from_civil(
-        i64::try_from(year).ok()?,
-        i64::try_from(month).ok()?,
-        i64::try_from(day).ok()?,
-    ))
-    .ok()?;
-    Some(days * 86_400 + h * 3600 + m * 60 + sec)
+    let days = crate::time::days_from_civil(year, month, day)?;
+    let secs = days
+        .checked_mul(86_400)?
+        .checked_add(h * 3600 + m * 60 + sec)?;
+    u64::try_from(secs).ok()
+}
+
+/// A field of exactly `len` ASCII digits.
+fn fixed_digits(field: &str, len: usize) -> Option<i64> {
+    if field.len() != len || !field.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    field.parse().ok()
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// A short, printable excerpt of a body for error messages: control characters are dropped
@@ -302,6 +323,31 @@ mod tests {
         }
         assert_eq!(parse_retry_after("99999999999", 0), Some(u32::MAX));
         assert_eq!(parse_imf_fixdate("Thu, 01 Jan 1970 00:00:00 GMT"), Some(0));
+    }
+
+    #[test]
+    fn retry_after_with_an_absurd_date_is_not_a_date() {
+        for v in [
+            "Sun, 06 Nov 99999999999999999 08:49:37 GMT",
+            "Sun, 06 Nov 9223372036854775807 08:49:37 GMT",
+            "Sun, 06 Nov 18446744073709551615 08:49:37 GMT",
+            "Sun, 06 Nov 25252734927766554 08:49:37 GMT",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 31 Feb 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 8:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:+7 GMT",
+            "+5",
+        ] {
+            assert_eq!(parse_retry_after(v, 0), None, "{v}");
+        }
+        assert_eq!(
+            parse_retry_after("999999999999999999999999", 0),
+            Some(u32::MAX)
+        );
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", u64::MAX),
+            Some(0)
+        );
     }
 
     #[test]

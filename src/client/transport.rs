@@ -7,6 +7,7 @@ use std::cell::Cell;
 use serde_json::Value;
 
 pub use crate::scim::uri::encode_component;
+use crate::scim::uri::is_empty_or_dot_segment;
 
 use crate::config::ConnectorConfig;
 use crate::error::ProvisioningError;
@@ -14,6 +15,21 @@ use crate::ports::{HttpPort, HttpRequest, HttpResponse, LogLevel, LogPort, Metho
 
 /// The SCIM media type (RFC 7644 §3.1).
 pub const SCIM_JSON: &str = "application/scim+json";
+
+/// The path of one resource under a collection, `/Users/{id}`, with the id percent-encoded
+/// as one segment. An empty or dot-segment id (`.`, `..`, also percent-encoded) is refused:
+/// URL parsers normalise `/Users/..` to the collection's parent, so a DELETE or PUT would
+/// land on another path. Ids read from servers are checked where they are read; this is the
+/// last guard, for ids that come back from a host's stored links.
+pub fn resource_path(collection: &str, id: &str) -> Result<String, ProvisioningError> {
+    if is_empty_or_dot_segment(id) {
+        return Err(ProvisioningError::Other(format!(
+            "the remote id {:?} cannot name a resource (it is empty or a dot-segment)",
+            id.chars().take(40).collect::<String>()
+        )));
+    }
+    Ok(format!("{collection}/{}", encode_component(id)))
+}
 
 /// Sends SCIM requests relative to the base URL.
 pub struct Transport<'a, H: HttpPort, L: LogPort> {
@@ -147,3 +163,7 @@ mod tests {
         assert_eq!(redact(b"xxxx", b"xx"), b"<redacted><redacted>");
     }
 }
+
+#[cfg(test)]
+#[path = "tests/ids.rs"]
+mod ids_tests;

@@ -13,8 +13,8 @@
 //! The configuration reference is `docs/configuration.md`.
 
 mod config;
-mod date;
-mod regex;
+pub(crate) mod date;
+pub(crate) mod regex;
 mod resource;
 mod reverse;
 mod rule;

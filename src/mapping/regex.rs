@@ -23,6 +23,17 @@ const MAX_INSTRUCTIONS: usize = 10_000;
 /// The largest count allowed in `{m,n}`.
 const MAX_REPEAT: u32 = 1_000;
 
+/// How deeply groups may nest. The parser, the compiler and the syntax tree's drop all
+/// recurse once per level, and the component's stack is small: without a bound a pattern of
+/// a few thousand `(` in the policy overflows it and traps `open`. Real patterns nest a
+/// handful of levels.
+pub(crate) const MAX_NESTING: usize = 32;
+
+/// How many syntax-tree nodes the compiler may visit. A repetition of something that emits
+/// no instruction (`(?:){1000}`) costs no program space, so nesting a few of them would
+/// otherwise spin for 1000^n visits while `MAX_INSTRUCTIONS` never trips.
+const MAX_COMPILE_VISITS: usize = 100_000;
+
 /// A search gave up because it used up its step budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BudgetExceeded;
@@ -51,9 +62,11 @@ enum Inst {
     Save(usize),
     /// Record the position at the start of a loop iteration that could match empty.
     Mark(usize),
-    /// Fail unless the iteration since the matching `Mark` consumed something; this is what
-    /// keeps `(a?)*` from looping forever on an empty match.
-    Progress(usize),
+    /// Leave the loop (jump to the second target) when the iteration since the matching
+    /// `Mark` consumed nothing; this is what keeps `(a?)*` from looping forever on an empty
+    /// match. The empty iteration itself stands, as in Perl and the `regex` crate: failing
+    /// it instead would backtrack into a longer one, so `(?:b*?)*` would take `b`.
+    Progress(usize, usize),
     Start,
     End,
     Match,
@@ -138,6 +151,8 @@ struct Parser {
     chars: Vec<char>,
     pos: usize,
     groups: usize,
+    /// How many groups enclose the current position.
+    depth: usize,
 }
 
 impl Parser {
@@ -193,6 +208,9 @@ impl Parser {
         self.pos += 1;
         match c {
             '(' => {
+                if self.depth >= MAX_NESTING {
+                    return Err(self.error(&format!("groups nested deeper than {MAX_NESTING}")));
+                }
                 let capture = if self.eat('?') {
                     if !self.eat(':') {
                         return Err(self.error("only (?: …) groups are supported"));
@@ -202,7 +220,10 @@ impl Parser {
                     self.groups += 1;
                     Some(self.groups)
                 };
-                let inner = self.alternation()?;
+                self.depth += 1;
+                let inner = self.alternation();
+                self.depth -= 1;
+                let inner = inner?;
                 if !self.eat(')') {
                     return Err(self.error("unclosed group"));
                 }
@@ -386,6 +407,8 @@ struct Compiler {
     program: Vec<Inst>,
     classes: Vec<Class>,
     next_slot: usize,
+    /// Syntax-tree nodes visited so far, against `MAX_COMPILE_VISITS`.
+    visits: usize,
 }
 
 impl Compiler {
@@ -410,6 +433,10 @@ impl Compiler {
     }
 
     fn emit(&mut self, node: &Node) -> Result<(), String> {
+        self.visits += 1;
+        if self.visits > MAX_COMPILE_VISITS {
+            return Err("pattern too large once repetitions are expanded".to_owned());
+        }
         match node {
             Node::Empty => {}
             Node::Char(c) => {
@@ -502,11 +529,17 @@ impl Compiler {
             self.push(Inst::Mark(m))?;
         }
         self.emit(node)?;
-        if let Some(m) = mark {
-            self.push(Inst::Progress(m))?;
-        }
+        let progress = match mark {
+            Some(m) => Some((self.push(Inst::Progress(m, 0))?, m)),
+            None => None,
+        };
         self.push(Inst::Jmp(split))?;
         let out = self.program.len();
+        if let Some((at, m)) = progress
+            && let Some(inst) = self.program.get_mut(at)
+        {
+            *inst = Inst::Progress(m, out);
+        }
         if greedy {
             self.patch_split(split, split + 1, out);
         } else {
@@ -528,6 +561,7 @@ impl Regex {
             chars: pattern.chars().collect(),
             pos: 0,
             groups: 0,
+            depth: 0,
         };
         let ast = parser.alternation()?;
         if parser.pos < parser.chars.len() {
@@ -538,6 +572,7 @@ impl Regex {
             program: Vec::new(),
             classes: Vec::new(),
             next_slot: 2 * (groups + 1),
+            visits: 0,
         };
         compiler.push(Inst::Save(0))?;
         compiler.emit(&ast)?;
@@ -675,11 +710,12 @@ impl Regex {
                         }
                         pc += 1;
                     }
-                    Inst::Progress(slot) => {
+                    Inst::Progress(slot, exit) => {
                         if slots.get(slot).copied().flatten() == Some(pos) {
-                            break;
+                            pc = exit;
+                        } else {
+                            pc += 1;
                         }
-                        pc += 1;
                     }
                     Inst::Start if pos == 0 => pc += 1,
                     Inst::End if pos == chars.len() => pc += 1,
@@ -858,6 +894,23 @@ mod tests {
     fn oversized_programs_are_refused() {
         let err = Regex::new("(a{1000}){1000}").unwrap_err();
         assert!(err.contains("too large"), "{err}");
+        // Repeating what emits nothing costs no program space, only compile time.
+        let err = Regex::new("(?:(?:(?:(?:){1000}){1000}){1000}){1000}").unwrap_err();
+        assert!(err.contains("too large"), "{err}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_not_a_stack_overflow() {
+        let at_limit = format!("{}a{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        assert!(Regex::new(&at_limit).unwrap().is_match("a").unwrap());
+        for deep in [MAX_NESTING + 1, 100_000] {
+            let pattern = format!("{}a{}", "(?:".repeat(deep), ")".repeat(deep));
+            let err = Regex::new(&pattern).unwrap_err();
+            assert!(err.contains("nested deeper than 32"), "{err}");
+            // Unclosed groups are refused the same way, before the parser dives.
+            let err = Regex::new(&"(".repeat(deep)).unwrap_err();
+            assert!(err.contains("nested deeper"), "{err}");
+        }
     }
 
     #[test]
@@ -875,6 +928,10 @@ mod tests {
             ("b", "abc", "$0$0", "abbc"),
             ("(a+?)", "aaa", "<$1>", "<a><a><a>"),
             ("^\\s+|\\s+$", "  hi  ", "", "hi"),
+            // An empty loop iteration ends the loop rather than failing (found by the
+            // differential test: the engine used to backtrack into `b` here).
+            ("(?:b*?)*", "b", "<$0>", "<>b<>"),
+            ("(a?)*", "aa", "<$1>", "<><>"),
         ];
         for (pattern, text, with, expected) in cases {
             assert_eq!(
@@ -901,5 +958,188 @@ mod tests {
             re.replace_all(&"a".repeat(40), &Replacement::parse("")),
             Err(BudgetExceeded)
         );
+    }
+
+    /// A differential property test against the `regex` crate (a native-only
+    /// dev-dependency): generated patterns in the supported subset agree on `is_match` and on
+    /// `replace_all`, captures included. The `regex` crate skips an empty match right after
+    /// a non-empty one where Perl and JavaScript's `/g` (and this engine) do not, so the
+    /// oracle drives `captures_at` through the same iteration instead of calling its own
+    /// `replace_all`. Inputs are ASCII, where `\d \w \s` mean the same in both.
+    #[cfg(not(target_arch = "wasm32"))]
+    mod differential {
+        use proptest::prelude::*;
+
+        use super::super::{BudgetExceeded, Regex, Replacement};
+
+        /// A pattern syntax tree, printed for both engines; `groups` counts captures.
+        #[derive(Debug, Clone)]
+        enum Pat {
+            Leaf(&'static str),
+            Concat(Vec<Pat>),
+            Alt(Vec<Pat>),
+            Group(Box<Pat>, bool),
+            Repeat(Box<Pat>, &'static str),
+        }
+
+        impl Pat {
+            fn print(&self, out: &mut String) {
+                match self {
+                    Pat::Leaf(s) => out.push_str(s),
+                    Pat::Concat(items) => items.iter().for_each(|p| p.print(out)),
+                    Pat::Alt(alts) => {
+                        out.push_str("(?:");
+                        for (i, a) in alts.iter().enumerate() {
+                            if i > 0 {
+                                out.push('|');
+                            }
+                            a.print(out);
+                        }
+                        out.push(')');
+                    }
+                    Pat::Group(inner, capture) => {
+                        out.push_str(if *capture { "(" } else { "(?:" });
+                        inner.print(out);
+                        out.push(')');
+                    }
+                    Pat::Repeat(inner, quantifier) => {
+                        inner.print(out);
+                        out.push_str(quantifier);
+                    }
+                }
+            }
+
+            fn nullable(&self) -> bool {
+                match self {
+                    Pat::Leaf(s) => matches!(*s, "^" | "$"),
+                    Pat::Concat(items) => items.iter().all(Pat::nullable),
+                    Pat::Alt(items) => items.iter().any(Pat::nullable),
+                    Pat::Group(inner, _) => inner.nullable(),
+                    Pat::Repeat(inner, q) => {
+                        matches!(q.as_bytes().first(), Some(b'*' | b'?'))
+                            || q.starts_with("{0")
+                            || inner.nullable()
+                    }
+                }
+            }
+
+            /// Whether a capture sits in a repetition whose body can match empty. Which
+            /// iteration such a group reports after a final empty one differs between
+            /// engines (Perl and this one: the empty one; the `regex` crate: the last
+            /// non-empty one), so only the whole match is compared then.
+            fn has_capture_in_nullable_loop(&self) -> bool {
+                match self {
+                    Pat::Leaf(_) => false,
+                    Pat::Concat(items) | Pat::Alt(items) => {
+                        items.iter().any(Pat::has_capture_in_nullable_loop)
+                    }
+                    Pat::Group(inner, _) => inner.has_capture_in_nullable_loop(),
+                    Pat::Repeat(inner, _) => {
+                        (inner.nullable() && inner.groups() > 0)
+                            || inner.has_capture_in_nullable_loop()
+                    }
+                }
+            }
+
+            fn groups(&self) -> usize {
+                match self {
+                    Pat::Leaf(_) => 0,
+                    Pat::Concat(items) | Pat::Alt(items) => items.iter().map(Pat::groups).sum(),
+                    Pat::Group(inner, capture) => inner.groups() + usize::from(*capture),
+                    Pat::Repeat(inner, _) => inner.groups(),
+                }
+            }
+        }
+
+        const LEAVES: &[&str] = &[
+            "a", "b", "1", " ", "_", "\\.", ".", "[a-b]", "[^a]", "[\\d_]", "[-a]", "\\d", "\\w",
+            "\\s", "\\D", "\\W", "\\S", "^", "$",
+        ];
+        /// Repeatable leaves: anchors cannot be repeated here (the `regex` crate allows it).
+        const ATOMS: &[&str] = &["a", "b", "1", ".", "[a-b]", "[^a]", "\\d", "\\w", "\\s"];
+        const QUANTIFIERS: &[&str] = &[
+            "*", "+", "?", "{2}", "{1,}", "{0,2}", "{1,3}", "*?", "+?", "??", "{1,2}?",
+        ];
+
+        fn pattern() -> impl Strategy<Value = Pat> {
+            let leaf = prop::sample::select(LEAVES).prop_map(Pat::Leaf);
+            leaf.prop_recursive(4, 24, 4, |inner| {
+                let atom = prop_oneof![
+                    prop::sample::select(ATOMS).prop_map(Pat::Leaf),
+                    (inner.clone(), any::<bool>()).prop_map(|(p, c)| Pat::Group(Box::new(p), c)),
+                ];
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 1..4).prop_map(Pat::Concat),
+                    prop::collection::vec(inner.clone(), 2..4).prop_map(Pat::Alt),
+                    (inner, any::<bool>()).prop_map(|(p, c)| Pat::Group(Box::new(p), c)),
+                    (atom, prop::sample::select(QUANTIFIERS))
+                        .prop_map(|(p, q)| Pat::Repeat(Box::new(p), q)),
+                ]
+            })
+        }
+
+        /// `replace_all` with JavaScript's `/g` iteration, the `regex` crate as the matcher.
+        fn oracle_replace(re: &regex::Regex, text: &str, replacement: &str) -> String {
+            let mut out = String::new();
+            let (mut copied, mut from) = (0, 0);
+            while from <= text.len() {
+                let Some(caps) = re.captures_at(text, from) else {
+                    break;
+                };
+                let Some(whole) = caps.get(0) else { break };
+                out.push_str(&text[copied..whole.start()]);
+                caps.expand(replacement, &mut out);
+                if whole.is_empty() {
+                    match text[whole.end()..].chars().next() {
+                        Some(c) => {
+                            out.push(c);
+                            copied = whole.end() + c.len_utf8();
+                        }
+                        None => copied = whole.end(),
+                    }
+                    from = whole.end() + 1;
+                } else {
+                    copied = whole.end();
+                    from = whole.end();
+                }
+            }
+            out.push_str(text.get(copied..).unwrap_or_default());
+            out
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+            #[test]
+            fn agrees_with_the_regex_crate(
+                pat in pattern(),
+                text in "[ab1 _.\n-]{0,10}",
+            ) {
+                let mut source = String::new();
+                pat.print(&mut source);
+                // Patterns this engine rightly refuses (too large once expanded) are skipped.
+                let Ok(ours) = Regex::new(&source) else { return Ok(()) };
+                let theirs = regex::Regex::new(&source)
+                    .map_err(|e| TestCaseError::fail(format!("{source}: {e}")))?;
+                let groups = pat.groups();
+                prop_assert_eq!(ours.group_count(), groups, "{}", source);
+                let compared_groups = if pat.has_capture_in_nullable_loop() { 0 } else { groups };
+                let replacement: String = std::iter::once("<${0}".to_owned())
+                    .chain((1..=compared_groups).map(|g| format!("|${{{g}}}")))
+                    .chain(std::iter::once(">".to_owned()))
+                    .collect();
+                match ours.is_match(&text) {
+                    Err(BudgetExceeded) => return Ok(()),
+                    Ok(found) => prop_assert_eq!(found, theirs.is_match(&text), "{} on {:?}", source, text),
+                }
+                match ours.replace_all(&text, &Replacement::parse(&replacement)) {
+                    Err(BudgetExceeded) => {}
+                    Ok(replaced) => prop_assert_eq!(
+                        replaced,
+                        oracle_replace(&theirs, &text, &replacement),
+                        "{} on {:?}", source, text
+                    ),
+                }
+            }
+        }
     }
 }

@@ -60,12 +60,14 @@ impl Transform {
                 pattern,
                 replacement,
             } => {
+                // A hostile pattern can be megabytes long; an error quotes only its start.
+                let shown = shorten(pattern);
                 let regex =
-                    Regex::new(pattern).map_err(|e| format!("invalid regex {pattern:?}: {e}"))?;
+                    Regex::new(pattern).map_err(|e| format!("invalid regex {shown:?}: {e}"))?;
                 let replacement = Replacement::parse(replacement);
                 if replacement.max_group() > regex.group_count() {
                     return Err(format!(
-                        "the replacement refers to group ${} but {pattern:?} has {} group(s)",
+                        "the replacement refers to group ${} but {shown:?} has {} group(s)",
                         replacement.max_group(),
                         regex.group_count()
                     ));
@@ -247,6 +249,16 @@ fn map_text(
             None => Ok(other),
         },
     }
+}
+
+/// The start of a pattern for error messages: at most 80 characters, with `…` when cut.
+fn shorten(pattern: &str) -> String {
+    const SHOWN_CHARS: usize = 80;
+    let mut shown: String = pattern.chars().take(SHOWN_CHARS).collect();
+    if pattern.chars().nth(SHOWN_CHARS).is_some() {
+        shown.push('…');
+    }
+    shown
 }
 
 #[cfg(test)]

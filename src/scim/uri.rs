@@ -25,10 +25,14 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
         // ok: i < bytes.len() by the loop condition
         match bytes[i] {
             b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                // Exactly two hex digits: `from_str_radix` alone would also take a sign
+                // (`%+A`).
+                let hex = match bytes.get(i + 1..i + 3) {
+                    Some(&[hi, lo]) => hex_value(hi)
+                        .zip(hex_value(lo))
+                        .map(|(hi, lo)| (hi << 4) | lo),
+                    _ => None,
+                };
                 match hex {
                     Some(b) => {
                         out.push(b);
@@ -53,9 +57,52 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Whether a path segment, once percent-decoded, is empty or a dot-segment (`.`, `..`,
+/// `%2e%2E`, …). Such a segment names no resource: URL parsers remove dot-segments
+/// (RFC 3986 §5.2.4, WHATWG URL), so `DELETE /scim/v2/Users/..` would be sent as
+/// `DELETE /scim/v2/`. An id must never become one.
+pub fn is_empty_or_dot_segment(segment: &str) -> bool {
+    matches!(percent_decode(segment, false).as_str(), "" | "." | "..")
+}
+
+/// The value of one ASCII hex digit.
+fn hex_value(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_segments_and_empty_ids_are_recognised() {
+        for bad in ["", ".", "..", "%2e", "%2E%2e", ".%2e", "%2e."] {
+            assert!(is_empty_or_dot_segment(bad), "{bad:?}");
+        }
+        for fine in [
+            "...",
+            "a..",
+            "..a",
+            "%2e%2e%2e",
+            "2819c223",
+            " ",
+            "%252e%252e",
+        ] {
+            assert!(!is_empty_or_dot_segment(fine), "{fine:?}");
+        }
+    }
+
+    #[test]
+    fn percent_decode_takes_exactly_two_hex_digits() {
+        assert_eq!(percent_decode("%41%6a%2F", false), "Aj/");
+        for kept in ["%+A", "%-1", "%+0", "%4", "%", "%zz", "%é"] {
+            assert_eq!(percent_decode(kept, false), kept, "{kept}");
+        }
+        // The `%` stays literal and the form-encoded `+` after it is still a space.
+        assert_eq!(percent_decode("a+%+A", true), "a % A");
+    }
 
     #[test]
     fn encodes_reserved_characters() {
