@@ -13,6 +13,9 @@
 //! | [`Fault::TruncatedBody`] | yes | the server's status and headers, then half the body, then the connection closes. Every other one keeps the `Content-Length` (a short read); the others are close-delimited, so the cut body looks complete |
 //! | [`Fault::HtmlErrorPage`] | yes | a gateway's `502 Bad Gateway` HTML page instead of the server's answer |
 //!
+//! Writes (every method but GET and HEAD) may be faulted more often than reads
+//! ([`FaultConfig::write_factor`]): they are where duplicates and losses would come from.
+//!
 //! **Deterministic given a seed**: whether a request is faulted, and how, is a function of
 //! the seed, the request (method, target, body) and how many identical requests came
 //! before it, never of timing or of the order in which concurrent clients arrive. A retry
@@ -102,6 +105,10 @@ pub struct FaultConfig {
     pub seed: u64,
     /// Each fault's probability per request (their sum must not exceed 1).
     pub rates: BTreeMap<Fault, f64>,
+    /// Writes (every method but GET and HEAD) are faulted this many times as often: they
+    /// are few (bulk requests carry many users) and they are where duplicates and losses
+    /// would come from. The rates are scaled down together if they would exceed 1.
+    pub write_factor: f64,
     /// How long a [`Fault::DelayPastTimeout`] answer is held, from the request's arrival:
     /// longer than the client's timeout.
     pub delay: Duration,
@@ -117,6 +124,7 @@ impl FaultConfig {
         FaultConfig {
             seed: 0,
             rates: BTreeMap::new(),
+            write_factor: 1.0,
             delay: Duration::from_secs(5),
             retry_after_secs: 1,
             upstream_timeout: Duration::from_secs(120),
@@ -244,6 +252,9 @@ impl FaultProxy {
         let total: f64 = config.rates.values().sum();
         if !(0.0..=1.0).contains(&total) || config.rates.values().any(|r| *r < 0.0) {
             bail!("fault rates must be non-negative and sum to at most 1 (got {total})");
+        }
+        if config.write_factor.is_nan() || config.write_factor < 0.0 {
+            bail!("the write factor must be non-negative");
         }
         let rest = upstream_base_url
             .strip_prefix("http://")
@@ -759,11 +770,21 @@ fn decide(shared: &Shared, method: &str, target: &str, body: &[u8]) -> (Option<F
     if !shared.enabled.load(Ordering::SeqCst) {
         return (None, draw);
     }
+    let rates = &shared.config.rates;
+    let mut factor = if matches!(method, "GET" | "HEAD") {
+        1.0
+    } else {
+        shared.config.write_factor
+    };
+    let total: f64 = rates.values().sum();
+    if total * factor > 1.0 {
+        factor = 1.0 / total;
+    }
     // The top 53 bits as a uniform number in [0, 1).
     let u = (draw >> 11) as f64 / (1u64 << 53) as f64;
     let mut cumulative = 0.0;
     for fault in Fault::ALL {
-        cumulative += shared.config.rates.get(&fault).copied().unwrap_or(0.0);
+        cumulative += rates.get(&fault).copied().unwrap_or(0.0) * factor;
         if u < cumulative {
             return (Some(fault), splitmix64(draw));
         }
@@ -922,22 +943,50 @@ mod tests {
     }
 
     #[test]
+    fn writes_are_faulted_more_often_by_the_write_factor() {
+        let config = FaultConfig {
+            write_factor: 4.0,
+            ..FaultConfig::uniform(1, 0.01, Duration::from_secs(1))
+        };
+        let shared = shared_for_tests(config);
+        let count = |method: &str| {
+            (0..5000)
+                .filter(|i| {
+                    decide(&shared, method, &format!("/Users/{i}"), b"{}")
+                        .0
+                        .is_some()
+                })
+                .count()
+        };
+        let (reads, writes) = (count("GET"), count("PATCH"));
+        assert!((250..450).contains(&reads), "{reads} of 5000 reads faulted");
+        assert!(
+            (1200..1600).contains(&writes),
+            "{writes} of 5000 writes faulted"
+        );
+    }
+
+    fn shared_for_tests(config: FaultConfig) -> Shared {
+        Shared {
+            config,
+            upstream: "127.0.0.1:9".parse().unwrap(),
+            stop: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            upstream_errors: AtomicU64::new(0),
+            enabled: AtomicBool::new(true),
+            seen: Mutex::new(HashMap::new()),
+            faults: Mutex::new(BTreeMap::new()),
+            methods: Mutex::new(BTreeMap::new()),
+            injected: Mutex::new(Vec::new()),
+        }
+    }
+
+    #[test]
     fn decisions_depend_on_the_seed_and_the_request_only() {
         let config = FaultConfig::uniform(42, 0.05, Duration::from_secs(1));
         let run = |order: &[usize]| {
-            let shared = Shared {
-                config: config.clone(),
-                upstream: "127.0.0.1:9".parse().unwrap(),
-                stop: AtomicBool::new(false),
-                requests: AtomicU64::new(0),
-                forwarded: AtomicU64::new(0),
-                upstream_errors: AtomicU64::new(0),
-                enabled: AtomicBool::new(true),
-                seen: Mutex::new(HashMap::new()),
-                faults: Mutex::new(BTreeMap::new()),
-                methods: Mutex::new(BTreeMap::new()),
-                injected: Mutex::new(Vec::new()),
-            };
+            let shared = shared_for_tests(config.clone());
             let mut out = BTreeMap::new();
             for i in order {
                 // Each request three times: identical retries draw afresh.
