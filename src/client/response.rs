@@ -36,6 +36,17 @@ pub fn json_body(response: &HttpResponse) -> Result<Option<Value>, ProvisioningE
     match serde_json::from_slice::<Value>(&response.body) {
         Ok(v @ Value::Object(_)) => Ok(Some(v)),
         Ok(_) => Err(unexpected(response, "the body is JSON but not an object")),
+        // JSON that stops mid-value was cut off in transit (a close-delimited answer whose
+        // connection dropped): the request may well have succeeded, and a retry, which
+        // matches before it writes, can tell.
+        Err(e) if e.is_eof() => Err(ProvisioningError::UnexpectedResponse {
+            status: response.status,
+            reason: format!(
+                "the body ends early (cut off in transit?): {}",
+                excerpt(&response.body)
+            ),
+            retry: RetryClass::Backoff,
+        }),
         Err(_) => Err(unexpected(response, "the body is not JSON")),
     }
 }
@@ -271,6 +282,22 @@ mod tests {
         assert!(err.to_string().contains("401"));
         assert!(err.to_string().contains("Unauthorized"));
         assert_eq!(err.retry_class(), RetryClass::Permanent);
+    }
+
+    /// Found by fault injection: a success answer whose JSON body was cut off in transit
+    /// (close-delimited, so the client cannot tell) was permanent, and the host parked an
+    /// event a retry would have delivered.
+    #[test]
+    fn a_cut_off_json_body_is_retryable_and_a_non_json_body_is_not() {
+        let cut = r#"{"schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"], ""#;
+        let err = json_body(&resp(200, "application/scim+json", cut)).unwrap_err();
+        assert_eq!(err.retry_class(), RetryClass::Backoff, "{err:?}");
+        assert!(err.to_string().contains("ends early"), "{err}");
+        let html = "<!doctype html><title>Welcome</title>";
+        let err = json_body(&resp(200, "text/html", html)).unwrap_err();
+        assert_eq!(err.retry_class(), RetryClass::Permanent, "{err:?}");
+        let err = json_body(&resp(200, "application/json", "{} trailing")).unwrap_err();
+        assert_eq!(err.retry_class(), RetryClass::Permanent, "{err:?}");
     }
 
     #[test]

@@ -2,4 +2,5 @@
 //! scim-provisioner component into wasmtime through host-example.
 
 pub mod component;
+pub mod fault_proxy;
 pub mod peers;
