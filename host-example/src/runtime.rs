@@ -701,11 +701,12 @@ impl Session {
     /// What the connector learned about the server (schema, PATCH, filters, paging, the
     /// last connection test's findings), as a document to keep with the connection.
     pub fn export_dialect(&mut self) -> anyhow::Result<String> {
-        Ok(self
-            .bindings
-            .scim_provisioner_client()
-            .connector()
-            .call_export_dialect(&mut self.store, self.connector)?)
+        self.call(|l| {
+            l.bindings
+                .scim_provisioner_client()
+                .connector()
+                .call_export_dialect(&mut l.store, l.connector)
+        })
     }
 
     /// Loads what [`Session::export_dialect`] gave, so this session starts out knowing.
@@ -713,11 +714,12 @@ impl Session {
         &mut self,
         document: &str,
     ) -> anyhow::Result<Result<(), ProvisioningError>> {
-        Ok(self
-            .bindings
-            .scim_provisioner_client()
-            .connector()
-            .call_import_dialect(&mut self.store, self.connector, document)?)
+        self.call(|l| {
+            l.bindings
+                .scim_provisioner_client()
+                .connector()
+                .call_import_dialect(&mut l.store, l.connector, document)
+        })
     }
 
     /// The writes a dry-run session held back.

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use host_example::config::Threshold;
 use host_example::clock::now_ms;
+use host_example::config::Threshold;
 use host_example::store::{Store, UserRecord};
 use host_example::sync::{SyncOptions, SyncSummary, sync};
 use host_example::types::{Action, CmsUser, Link, ProvisionOutcome, RetryClass, UserEvent};
