@@ -52,6 +52,8 @@ pub struct HostState {
     log: LogSink,
     /// The directory behind the server role; none for client-only sessions.
     directory: Option<Box<dyn DirectoryBackend>>,
+    /// The instance's resource limits (a memory cap), when the runtime sets one.
+    pub(crate) limits: Option<wasmtime::StoreLimits>,
 }
 
 impl HostState {
@@ -65,6 +67,7 @@ impl HostState {
             http,
             log,
             directory: None,
+            limits: None,
         }
     }
 
@@ -76,6 +79,7 @@ impl HostState {
             http,
             log,
             directory: None,
+            limits: None,
         }
     }
 

@@ -71,6 +71,7 @@ pub struct ConnectorSettings {
 pub struct Runtime {
     engine: Engine,
     pre: ProvisionerPre<HostState>,
+    memory_limit: Option<usize>,
 }
 
 impl Runtime {
@@ -91,7 +92,29 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         add_to_linker(&mut linker)?;
         let pre = ProvisionerPre::new(linker.instantiate_pre(&component)?)?;
-        Ok(Runtime { engine, pre })
+        Ok(Runtime {
+            engine,
+            pre,
+            memory_limit: None,
+        })
+    }
+
+    /// The same runtime with each instance's linear memory capped at `bytes`: past it
+    /// `memory.grow` fails, the guest's allocator aborts and the call traps.
+    pub fn with_memory_limit(mut self, bytes: usize) -> Self {
+        self.memory_limit = Some(bytes);
+        self
+    }
+
+    fn limit(&self, store: &mut Store<HostState>) {
+        if let Some(bytes) = self.memory_limit {
+            store.data_mut().limits = Some(
+                wasmtime::StoreLimitsBuilder::new()
+                    .memory_size(bytes)
+                    .build(),
+            );
+            store.limiter(|state| state.limits.as_mut().expect("limits set with the limiter"));
+        }
     }
 
     /// Instantiates the component with a log sink and opens a connector. The outer error
@@ -117,6 +140,7 @@ impl Runtime {
             http = http.dry_run();
         }
         let mut store = Store::new(&self.engine, HostState::new(http, log));
+        self.limit(&mut store);
         let bindings = self.pre.instantiate(&mut store)?;
         let auth = match &settings.credentials {
             Credentials::Bearer(t) => Auth::Bearer(t.clone()),
@@ -174,6 +198,7 @@ impl Runtime {
         let state = HostState::new(HttpCapability::new(OriginPolicy::deny_all()), log)
             .with_directory(directory);
         let mut store = Store::new(&self.engine, state);
+        self.limit(&mut store);
         let bindings = self.pre.instantiate(&mut store)?;
         let opened = bindings
             .scim_provisioner_server()
