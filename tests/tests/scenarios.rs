@@ -4,6 +4,7 @@
 //! Prints `scenarios: rust: N passed, M failed`.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -814,7 +815,11 @@ fn scenarios() {
             }
         }
     }
-    println!("scenarios: {HOST}: {passed} passed, {failed} failed");
+    // Straight to stderr, past the test harness's capture, so `cargo test` always shows it.
+    let _ = writeln!(
+        std::io::stderr(),
+        "scenarios: {HOST}: {passed} passed, {failed} failed"
+    );
     assert!(
         report.is_empty(),
         "failed scenarios:\n{}",

@@ -254,10 +254,16 @@ RESULTS: dict[str, bool] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
-def summary():
+def summary(request):
     yield
     passed = sum(1 for ok in RESULTS.values() if ok)
-    print(f"\nscenarios: {HOST}: {passed} passed, {len(RESULTS) - passed} failed")
+    line = f"scenarios: {HOST}: {passed} passed, {len(RESULTS) - passed} failed"
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:  # shown even while pytest captures output
+        with capture.global_and_fixture_disabled():
+            print(f"\n{line}")
+    else:
+        print(line)
 
 
 @pytest.mark.parametrize("path", scenario_files(), ids=lambda p: p.stem)
