@@ -198,6 +198,17 @@ export class Connector extends Session {
     return this.invoke('[method]connector.import-remote-index', (c) => c.importRemoteIndex(document));
   }
 
+  /** What the connector learned about the server, as a JSON document to keep with the connection. @returns {string} */
+  exportDialect() {
+    return this.invoke('[method]connector.export-dialect', (c) => c.exportDialect());
+  }
+
+  /** Loads a document from exportDialect(); a malformed one is refused with invalid-config. @param {string} document */
+  importDialect(document) {
+    if (typeof document !== 'string') throw new TypeError('importDialect takes the string exportDialect() returned');
+    this.invoke('[method]connector.import-dialect', (c) => c.importDialect(document));
+  }
+
   /** Reads one remote user by its SCIM id; null on 404. @param {string} remoteId @returns {object|null} */
   getUser(remoteId) {
     if (typeof remoteId !== 'string') throw new TypeError('getUser takes the remote id as a string');

@@ -128,6 +128,18 @@ final class Connector extends Session
         return (int) $this->ok($this->invoke('[method]connector.import-remote-index', [$document]));
     }
 
+    /** What the connector learned about the server (an opaque JSON document to keep with the connection). */
+    public function exportDialect(): string
+    {
+        return (string) $this->invoke('[method]connector.export-dialect', []);
+    }
+
+    /** Loads a document from {@see exportDialect()}; a malformed one is refused with invalid-config. */
+    public function importDialect(string $document): void
+    {
+        $this->ok($this->invoke('[method]connector.import-dialect', [$document]));
+    }
+
     /**
      * Reads one remote user by its SCIM id; null on 404.
      *

@@ -153,6 +153,16 @@ class Connector(Session):
             raise TypeError("the document is a str")
         return int(self._ok(self._invoke("[method]connector.import-remote-index", [document])))
 
+    def export_dialect(self) -> str:
+        """What the connector learned about the server, as a JSON document to keep with the connection."""
+        return str(self._invoke("[method]connector.export-dialect", []))
+
+    def import_dialect(self, document: str) -> None:
+        """Loads a document from export_dialect; a malformed one is refused with invalid-config."""
+        if not isinstance(document, str):
+            raise TypeError("the document is a str")
+        self._ok(self._invoke("[method]connector.import-dialect", [document]))
+
     def get_user(self, remote_id: str) -> Optional[dict[str, Any]]:
         """Reads one remote user by its SCIM id; None on 404."""
         if not isinstance(remote_id, str):
