@@ -740,6 +740,16 @@ fn a_verifying_sync_reports_and_repairs_drift() {
     )
     .expect("PUT");
     assert_eq!(status, 200, "{body}");
+    // A user an admin created on the server, which no CMS user links to.
+    let (status, body) = send_json(
+        "POST",
+        &peer.url("/Users"),
+        &peer.token,
+        Some(&json!({"userName": "stranger", "active": true,
+                     "name": {"formatted": "S T", "familyName": "T"}})),
+    )
+    .expect("POST");
+    assert_eq!(status, 201, "{body}");
 
     // A normal sync trusts its snapshots and sends nothing.
     assert_eq!(site.sync().requests, 0);
@@ -756,12 +766,15 @@ fn a_verifying_sync_reports_and_repairs_drift() {
     assert_eq!(verified.failed, 0, "{verified}");
     assert_eq!(verified.missing_remotely, 1, "{verified}");
     assert_eq!(verified.changed_remotely, 1, "{verified}");
+    assert_eq!(verified.unlinked_remotely, 1, "{verified}");
     assert!(
-        verified.to_string().contains("drift: 1 missing"),
+        verified.to_string().contains(
+            "drift: 1 missing on the server, 1 changed on the server, 1 on the server linked to no CMS user"
+        ),
         "{verified}"
     );
     let counts = user_name_counts(&peer);
-    assert_eq!(counts.len(), 5);
+    assert_eq!(counts.len(), 6);
     assert!(counts.values().all(|c| *c == 1));
     assert_eq!(remote(&peer, &changed).1["name"]["familyName"], "Tester");
 }
