@@ -118,6 +118,10 @@ impl GuestConnector for ConnectorResource {
         Ok(self.0.import_remote_index(&document)?)
     }
 
+    fn remote_user_ids(&self) -> Vec<String> {
+        self.0.remote_user_ids()
+    }
+
     fn export_dialect(&self) -> String {
         self.0.export_dialect()
     }

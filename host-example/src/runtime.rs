@@ -698,6 +698,16 @@ impl Session {
         })
     }
 
+    /// The ids of the remote users the last listing held (see
+    /// [`Session::index_remote_users`]); empty when nothing was listed.
+    pub fn remote_user_ids(&mut self) -> anyhow::Result<Vec<String>> {
+        Ok(self
+            .bindings
+            .scim_provisioner_client()
+            .connector()
+            .call_remote_user_ids(&mut self.store, self.connector)?)
+    }
+
     /// What the connector learned about the server (schema, PATCH, filters, paging, the
     /// last connection test's findings), as a document to keep with the connection.
     pub fn export_dialect(&mut self) -> anyhow::Result<String> {

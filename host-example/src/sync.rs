@@ -84,6 +84,9 @@ pub struct SyncSummary {
     /// Drift a verifying sync found: linked users unchanged in the CMS whose remote twin
     /// had been changed on the server, and was brought back in line.
     pub changed_remotely: u64,
+    /// Drift a verifying sync found: remote users that no CMS user links to (after the
+    /// sync's adoptions), from one listing of the remote users.
+    pub unlinked_remotely: u64,
 }
 
 impl std::fmt::Display for SyncSummary {
@@ -105,11 +108,11 @@ impl std::fmt::Display for SyncSummary {
             self.outbox.retrying,
             self.outbox.parked
         )?;
-        if self.missing_remotely + self.changed_remotely > 0 {
+        if self.missing_remotely + self.changed_remotely + self.unlinked_remotely > 0 {
             write!(
                 f,
-                "; drift: {} missing on the server, {} changed on the server",
-                self.missing_remotely, self.changed_remotely
+                "; drift: {} missing on the server, {} changed on the server, {} on the server linked to no CMS user",
+                self.missing_remotely, self.changed_remotely, self.unlinked_remotely
             )?;
         }
         Ok(())
@@ -364,10 +367,14 @@ fn execute(
     // What the host knows of the server's dialect goes to every instance, so that none of
     // them has to learn it again (a refused PATCH, paging 500s, the declared schema).
     let mut dialect = crate::dialect::stored(store, &settings.base_url)?;
-    let index = if creates >= INDEX_THRESHOLD {
-        list_remote_users(runtime, settings, summary, on_progress, &mut dialect)
+    // A verifying sync lists them too, to count the remote users no CMS user links to.
+    let (index, remote_ids) = if creates >= INDEX_THRESHOLD || options.full {
+        match list_remote_users(runtime, settings, summary, on_progress, &mut dialect) {
+            Some((index, ids)) => (index, Some(ids)),
+            None => (None, None),
+        }
     } else {
-        None
+        (None, None)
     };
     let index = index.as_deref();
     let dialect = dialect.as_deref();
@@ -412,6 +419,16 @@ fn execute(
         }
         record(store, settings, &mut pending, summary)
     })?;
+    if options.full
+        && let Some(ids) = remote_ids
+    {
+        let linked: std::collections::HashSet<String> = store
+            .all_links()?
+            .into_iter()
+            .map(|(_, stored)| stored.link.remote_id)
+            .collect();
+        summary.unlinked_remotely = ids.iter().filter(|id| !linked.contains(*id)).count() as u64;
+    }
     if options.progress {
         on_progress(SyncProgress::Finished);
     }
@@ -422,16 +439,17 @@ fn execute(
 const INDEX_THRESHOLD: usize = 50;
 
 /// Lists the remote users once, in an instance of its own; returns the index for the
-/// workers to load. `None` when listing failed: matching then looks each user up. The
-/// instance starts from `dialect` and leaves in it what listing taught it (paging 500s).
+/// workers to load and the listed users' ids. `None` when listing failed: matching then
+/// looks each user up. The instance starts from `dialect` and leaves in it what listing
+/// taught it (paging 500s).
 fn list_remote_users(
     runtime: &Runtime,
     settings: &ConnectorSettings,
     summary: &mut SyncSummary,
     on_progress: &mut dyn FnMut(SyncProgress),
     dialect: &mut Option<String>,
-) -> Option<String> {
-    let listed = (|| -> anyhow::Result<Option<String>> {
+) -> Option<(Option<String>, Vec<String>)> {
+    let listed = (|| -> anyhow::Result<Option<(Option<String>, Vec<String>)>> {
         let mut session = runtime
             .open(settings)?
             .map_err(|e| anyhow::anyhow!("{}", describe_error(&e)))?;
@@ -445,7 +463,10 @@ fn list_remote_users(
             .map_err(|e| anyhow::anyhow!("{}", describe_error(&e)))?;
         summary.requests += u64::from(listing.requests);
         *dialect = Some(session.export_dialect()?);
-        session.export_remote_index()
+        Ok(Some((
+            session.export_remote_index()?,
+            session.remote_user_ids()?,
+        )))
     })();
     // Not fatal: matching falls back to a look-up per user.
     listed.unwrap_or_else(|e| {

@@ -184,10 +184,10 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         single.sort_unstable();
         for i in single {
             let item = &items[i];
-            let result = self.provision(&item.user, item.event, item.link.as_ref());
-            if let Ok(o) = &result {
-                per_user_requests = per_user_requests.saturating_add(o.requests);
-            }
+            // Counted whatever the result: a failed user's requests were made all the same.
+            let ut = self.transport();
+            let result = self.provision_on(&ut, &item.user, item.event, item.link.as_ref());
+            per_user_requests = per_user_requests.saturating_add(ut.requests());
             results[i] = Some(result);
         }
         BatchOutcome {
@@ -601,6 +601,16 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     && super::fallback::is_patch_refusal(&error)
                 {
                     self.dialect.borrow_mut().patch_refused = true;
+                    return None;
+                }
+                // A first 400 for attributes the server does not declare: its schema is
+                // read, and the one-user path sends the user again shaped to it.
+                let sent = match &p.finish {
+                    Finish::Create { resource } => Some(resource),
+                    Finish::Change { snapshot, .. } => Some(snapshot),
+                    Finish::Delete => None,
+                };
+                if sent.is_some_and(|sent| self.reshape_after_bulk_refusal(t, sent, &error)) {
                     return None;
                 }
                 Some(Err(error))

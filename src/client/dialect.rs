@@ -417,7 +417,8 @@ pub struct Dialect {
     pub paging_unusable: bool,
     /// What the last connection test found, one line each, for people.
     pub findings: Vec<String>,
-    /// Attributes already warned about (one warning per attribute, per connector).
+    /// Attributes already warned about: one warning per attribute, kept in the document
+    /// so that later sessions do not warn again.
     pub warned: BTreeSet<String>,
 }
 
@@ -432,6 +433,7 @@ impl Dialect {
             "filtersUnusable": self.filters_unusable,
             "pagingUnusable": self.paging_unusable,
             "findings": self.findings,
+            "warned": self.warned,
         })
         .to_string()
     }
@@ -469,7 +471,16 @@ impl Dialect {
                         .collect()
                 })
                 .unwrap_or_default(),
-            warned: BTreeSet::new(),
+            warned: value
+                .get("warned")
+                .and_then(Value::as_array)
+                .map(|w| {
+                    w.iter()
+                        .filter_map(Value::as_str)
+                        .map(String::from)
+                        .collect()
+                })
+                .unwrap_or_default(),
         })
     }
 
@@ -619,7 +630,7 @@ mod tests {
             filters_unusable: true,
             paging_unusable: false,
             findings: vec!["filters: ignored".into()],
-            warned: BTreeSet::new(),
+            warned: BTreeSet::from(["emails.primary".to_string()]),
         };
         let back = Dialect::from_document(&dialect.to_document()).unwrap();
         assert_eq!(back, dialect);

@@ -47,27 +47,37 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         event: UserEvent,
         link: Option<&Link>,
     ) -> Result<ProvisionOutcome, ProvisioningError> {
-        let t = self.transport();
+        self.provision_on(&self.transport(), user, event, link)
+    }
+
+    /// [`Connector::provision`] on `t`, which counts its requests whatever the result.
+    pub(crate) fn provision_on(
+        &self,
+        t: &Transport<'_, H, L>,
+        user: &CmsUser,
+        event: UserEvent,
+        link: Option<&Link>,
+    ) -> Result<ProvisionOutcome, ProvisioningError> {
         let decision = self.plan(user, event, link.is_some());
         let run = || match (&decision, link) {
             (Decision::Skip(reason), _) => {
                 Ok(outcome(Action::Skipped, link.cloned()).with_reason(reason.to_string()))
             }
-            (Decision::Create, _) => self.create(&t, user),
-            (Decision::Update, Some(link)) => self.update(&t, user, link, false),
-            (Decision::Reactivate, Some(link)) => self.update(&t, user, link, true),
-            (Decision::Deactivate, Some(link)) => self.deactivate(&t, link),
-            (Decision::Delete, Some(link)) => self.delete(&t, link),
+            (Decision::Create, _) => self.create(t, user),
+            (Decision::Update, Some(link)) => self.update(t, user, link, false),
+            (Decision::Reactivate, Some(link)) => self.update(t, user, link, true),
+            (Decision::Deactivate, Some(link)) => self.deactivate(t, link),
+            (Decision::Delete, Some(link)) => self.delete(t, link),
             (_, None) => Err(ProvisioningError::Other(format!(
                 "internal: {decision:?} without a link"
             ))),
         };
         let mut result = run();
         // A 400 before the server's schema was read: read it, and send once more shaped.
-        if self.reshape_after_refusal(&t, user, &result) {
+        if self.reshape_after_refusal(t, user, &result) {
             result = run();
         }
-        self.conclude(&t, user, event, link, result)
+        self.conclude(t, user, event, link, result)
     }
 
     /// Finishes one user's provisioning, however its write travelled: brings its groups in
@@ -561,8 +571,16 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         resource: &Value,
         caps: &ServerCapabilities,
     ) -> Result<Option<Value>, ProvisioningError> {
-        if let Some(found) = self.find_in_index(t, resource)? {
-            return Ok(found);
+        match self.find_in_index(t, resource)? {
+            Some(Some(found)) => return Ok(Some(found)),
+            Some(None) => match self.index_incomplete() {
+                // Absent from a listing that misses users proves nothing: ask with a
+                // filter where filters work, else refuse to create.
+                Some(why) if self.filters_unusable(caps) => return Err(cannot_verify(&why)),
+                Some(_) => {}
+                None => return Ok(None),
+            },
+            None => {}
         }
         self.look_up(t, resource, caps)
     }
@@ -658,6 +676,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         let mut start: u64 = 1;
         let mut all: Vec<Value> = Vec::new();
         let mut previous_first: Option<String> = None;
+        let mut incomplete: Option<String> = None;
         loop {
             let resp = self.list_get(
                 t,
@@ -668,17 +687,13 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 break;
             }
             if self.dialect.borrow().paging_unusable {
-                // Without paging parameters there is no next page to ask for.
-                if (resources.len() as u64) < total {
-                    self.log.log(
-                        LogLevel::Warn,
-                        &format!(
-                            "the server lists {} of its {total} users without paging parameters; matching cannot see the rest",
-                            resources.len()
-                        ),
-                    );
-                }
+                // Without paging parameters there is no next page to ask for: when the
+                // answer is only a page, other ways to page are tried.
+                let received = resources.len();
                 all.extend(resources);
+                if super::fallback::more_expected(received, total) {
+                    incomplete = self.complete_listing(t, &attributes, &mut all, total)?;
+                }
                 break;
             }
             let first = resources.first().and_then(id_of);
@@ -694,7 +709,8 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 break;
             }
         }
-        let index = super::index::RemoteIndex::build(&all, &self.policy.matching);
+        let mut index = super::index::RemoteIndex::build(&all, &self.policy.matching);
+        index.incomplete = incomplete;
         let listed = u32::try_from(index.len()).unwrap_or(u32::MAX);
         self.log.log(
             LogLevel::Info,
@@ -715,6 +731,16 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             .borrow()
             .as_ref()
             .map(|index| index.to_document(&self.policy.matching).to_string())
+    }
+
+    /// The ids of the listed remote users, in the order they were listed; empty when
+    /// nothing was listed. Makes no request.
+    pub fn remote_user_ids(&self) -> Vec<String> {
+        self.index
+            .borrow()
+            .as_ref()
+            .map(|index| index.ids().to_vec())
+            .unwrap_or_default()
     }
 
     /// Loads what [`Connector::export_remote_index`] gave; returns how many remote users
@@ -822,6 +848,14 @@ pub(crate) fn parse_snapshot(link: &Link) -> Option<Value> {
             super::groups::take_snapshot_groups(&mut s);
             s
         })
+}
+
+/// The error of a creation refused because the remote users could not all be seen and no
+/// filter can ask for this one: permanent, so the host parks the user with this reason.
+pub(crate) fn cannot_verify(why: &str) -> ProvisioningError {
+    ProvisioningError::Other(format!(
+        "cannot verify that the user is not already on the server: {why}; nothing was created (enable filtering or paging on the server, then retry)"
+    ))
 }
 
 /// The id and version of a matching remote user about to be adopted.

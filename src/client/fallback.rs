@@ -151,7 +151,122 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         resource: &Value,
     ) -> Result<Option<Value>, ProvisioningError> {
         self.list_remote_users(t)?;
-        Ok(self.find_in_index(t, resource)?.flatten())
+        match self.find_in_index(t, resource)?.flatten() {
+            Some(found) => Ok(Some(found)),
+            None => match self.index_incomplete() {
+                Some(why) => Err(super::engine::cannot_verify(&why)),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// Why the listed remote users are known to miss some, when they are.
+    pub(crate) fn index_incomplete(&self) -> Option<String> {
+        self.index
+            .borrow()
+            .as_ref()
+            .and_then(|i| i.incomplete.clone())
+    }
+
+    /// The server lists without paging parameters, and what it listed (`all`) is only a
+    /// page of its choosing. Tries the other ways to page, each only while it works:
+    /// `startIndex` alone, `count` alone, then `POST /Users/.search`. `None` when one of
+    /// them gave the whole list (now in `all`); else why the listing stays incomplete.
+    pub(crate) fn complete_listing(
+        &self,
+        t: &Transport<'_, H, L>,
+        attributes: &str,
+        all: &mut Vec<Value>,
+        total: u64,
+    ) -> Result<Option<String>, ProvisioningError> {
+        let first = all.len();
+        let mut tried = Vec::new();
+        // 1. startIndex alone, from the first user not listed yet.
+        let outcome = page_through(all, first as u64 + 1, total, |start| {
+            t.get(&format!(
+                "/Users?startIndex={start}&attributes={attributes}"
+            ))
+        })?;
+        match outcome {
+            None => return Ok(self.listing_completed("startIndex alone", all.len())),
+            Some(why) => tried.push(format!("startIndex alone: {why}")),
+        }
+        // 2. count alone, asking for them all.
+        let want = if total > all.len() as u64 {
+            total
+        } else {
+            1000
+        };
+        let resp = t.get(&format!("/Users?count={want}&attributes={attributes}"))?;
+        match read_list(&resp) {
+            Ok((page, total_now)) => {
+                let received = page.len();
+                add_new(all, page);
+                let total = total.max(total_now);
+                let whole = if total > 0 {
+                    all.len() as u64 >= total
+                } else {
+                    (received as u64) < want
+                };
+                if whole {
+                    return Ok(self.listing_completed("count alone", all.len()));
+                }
+                tried.push(format!(
+                    "count alone: {received} users of {}",
+                    if total > 0 {
+                        total.to_string()
+                    } else {
+                        "more".into()
+                    }
+                ));
+            }
+            Err(_) => tried.push(format!("count alone: HTTP {}", resp.status)),
+        }
+        // 3. A search request, paged in its body.
+        let attrs: Vec<String> = crate::scim::uri::percent_decode(attributes, false)
+            .split(',')
+            .map(String::from)
+            .collect();
+        let outcome = page_through(all, 1, total, |start| {
+            let body = serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                "attributes": attrs,
+                "startIndex": start,
+                "count": SEARCH_PAGE,
+            });
+            t.send(
+                crate::ports::Method::Post,
+                "/Users/.search",
+                Some(&body),
+                &[],
+            )
+        })?;
+        match outcome {
+            None => return Ok(self.listing_completed("POST /Users/.search", all.len())),
+            Some(why) => tried.push(format!("POST /Users/.search: {why}")),
+        }
+        let why = format!(
+            "the server lists {first} of its {} users without paging parameters and pages no other way ({})",
+            if total > first as u64 {
+                total.to_string()
+            } else {
+                "(more)".into()
+            },
+            tried.join("; ")
+        );
+        self.log.log(
+            LogLevel::Warn,
+            &format!("{why}; users not listed are never created"),
+        );
+        Ok(Some(why))
+    }
+
+    fn listing_completed(&self, how: &str, users: usize) -> Option<String> {
+        self.log.log(
+            LogLevel::Info,
+            &format!("the server pages by {how}: listed all {users} users"),
+        );
+        None
     }
 
     /// Reads `/Schemas` and `/ResourceTypes` once per connector; a server without them (or
@@ -210,17 +325,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         user: &CmsUser,
         result: &Result<ProvisionOutcome, ProvisioningError>,
     ) -> bool {
-        let refused = match result {
-            Err(ProvisioningError::Scim(e)) => {
-                e.status == 400
-                    && !matches!(
-                        e.scim_type.as_deref(),
-                        Some("noTarget" | "invalidPath" | "uniqueness" | "mutability")
-                    )
-            }
-            Err(ProvisioningError::UnexpectedResponse { status, .. }) => *status == 400,
-            _ => false,
-        };
+        let refused = result.as_ref().err().is_some_and(is_schema_refusal);
         if !refused || !matches!(self.learn_schema(t), Ok(true)) {
             return false;
         }
@@ -232,6 +337,26 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             return false;
         };
         schema.shape(&mapped, &mut Vec::new()) != mapped
+    }
+
+    /// After an operation inside a bulk answer was refused with a 400 that may be about
+    /// undeclared attributes: reads the server's schema (once per connector) and says
+    /// whether `sent` (the resource created, or the one an update aims at) changes when
+    /// shaped to it, so the user is worth sending once more on the one-user path, which
+    /// shapes what it sends.
+    pub(crate) fn reshape_after_bulk_refusal(
+        &self,
+        t: &Transport<'_, H, L>,
+        sent: &Value,
+        error: &ProvisioningError,
+    ) -> bool {
+        if !is_schema_refusal(error) || self.learn_schema(t).is_err() {
+            return false;
+        }
+        let dialect = self.dialect.borrow();
+        dialect
+            .declared()
+            .is_some_and(|schema| schema.shape(sent, &mut Vec::new()) != *sent)
     }
 
     /// What a connection test learns beyond `/ServiceProviderConfig`: the server's schema
@@ -297,6 +422,22 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
     }
 }
 
+/// Whether a 400 may be a server refusing attributes its schema does not declare: any 400
+/// but those that name another problem (a path, a conflict, a read-only attribute).
+pub(crate) fn is_schema_refusal(e: &ProvisioningError) -> bool {
+    match e {
+        ProvisioningError::Scim(e) => {
+            e.status == 400
+                && !matches!(
+                    e.scim_type.as_deref(),
+                    Some("noTarget" | "invalidPath" | "uniqueness" | "mutability")
+                )
+        }
+        ProvisioningError::UnexpectedResponse { status, .. } => *status == 400,
+        _ => false,
+    }
+}
+
 /// Whether an error answer to a PATCH says the server cannot do that PATCH (rather than
 /// that the change is wrong): 501, 405, or 400 with `noTarget`/`invalidPath`.
 pub(crate) fn is_patch_refusal(e: &ProvisioningError) -> bool {
@@ -309,6 +450,83 @@ pub(crate) fn is_patch_refusal(e: &ProvisioningError) -> bool {
         ProvisioningError::UnexpectedResponse { status, .. } => matches!(status, 501 | 405),
         _ => false,
     }
+}
+
+/// Users a search request asks for at once.
+const SEARCH_PAGE: u64 = 100;
+
+/// The most pages one way to page may take (a guard against a server that never ends).
+const MAX_PAGES: u32 = 10_000;
+
+/// Whether a list read without paging parameters is likely only a page: fewer users than
+/// `totalResults` says, or, without a believable `totalResults`, a round number of them
+/// (10, 20, 25, 50, 100…), as a server's default page size would be.
+pub(crate) fn more_expected(received: usize, total: u64) -> bool {
+    let received = received as u64;
+    if total >= received && total > 0 {
+        received < total
+    } else {
+        received >= 10 && (received.is_multiple_of(10) || received.is_multiple_of(25))
+    }
+}
+
+/// Adds the users of `page` not in `all` yet (by id); says how many were new.
+fn add_new(all: &mut Vec<Value>, page: Vec<Value>) -> usize {
+    let seen: std::collections::HashSet<String> = all.iter().filter_map(id_of).collect();
+    let before = all.len();
+    let mut added = std::collections::HashSet::new();
+    all.extend(
+        page.into_iter()
+            .filter(|r| id_of(r).is_some_and(|id| !seen.contains(&id) && added.insert(id))),
+    );
+    all.len() - before
+}
+
+/// Pages through a list with `fetch(startIndex)` from `start`, then adds to `all` the users
+/// it does not hold yet. `None` when the list was read to its end and `all` now holds
+/// `totalResults` users; else why this way does not page (an error status, a start index
+/// that is ignored, a list that ends early).
+fn page_through(
+    all: &mut Vec<Value>,
+    start: u64,
+    total: u64,
+    fetch: impl Fn(u64) -> Result<HttpResponse, ProvisioningError>,
+) -> Result<Option<String>, ProvisioningError> {
+    let mut got: Vec<Value> = Vec::new();
+    // From past the first page: a server that ignores startIndex answers that page again.
+    let mut previous_first = if start > 1 {
+        all.first().and_then(id_of)
+    } else {
+        None
+    };
+    let (mut start, mut total) = (start, total);
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        if pages > MAX_PAGES {
+            return Ok(Some("too many pages".into()));
+        }
+        let resp = fetch(start)?;
+        let Ok((page, total_now)) = read_list(&resp) else {
+            return Ok(Some(format!("HTTP {}", resp.status)));
+        };
+        total = total.max(total_now);
+        if page.is_empty() {
+            break;
+        }
+        let first = page.first().and_then(id_of);
+        if first.is_some() && first == previous_first {
+            return Ok(Some("the start index is ignored".into()));
+        }
+        previous_first = first;
+        start = start.saturating_add(page.len() as u64);
+        got.extend(page);
+        if total > 0 && start > total {
+            break;
+        }
+    }
+    add_new(all, got);
+    Ok((total > all.len() as u64).then(|| format!("ended after {} of {total} users", all.len())))
 }
 
 /// `relative` without its `startIndex` and `count` query parameters.

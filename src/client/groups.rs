@@ -169,7 +169,18 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             {
                 return Ok(());
             }
-            return Err(error);
+            if !super::fallback::is_patch_refusal(&error) {
+                return Err(error);
+            }
+            // The server refuses this PATCH (501, 405, 400 noTarget/invalidPath): as for
+            // users, updates go as PUT from now on, and this one at once.
+            self.dialect.borrow_mut().patch_refused = true;
+            self.log.log(
+                crate::ports::LogLevel::Warn,
+                &format!(
+                    "the server refused a group PATCH ({error}); membership changes go as PUT"
+                ),
+            );
         }
         // No PATCH: read the group, change its members, PUT it back.
         let resp = t.get(&path)?;

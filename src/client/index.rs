@@ -27,6 +27,10 @@ pub struct RemoteListing {
 pub struct RemoteIndex {
     by_attr: Vec<HashMap<String, Vec<usize>>>,
     ids: Vec<String>,
+    /// Why the listing is known to miss users (the server listed only a page of its own
+    /// choosing); `None` when it is the whole list. A user absent from an incomplete index
+    /// may still be on the server, so it must not be created on the index's word.
+    pub incomplete: Option<String>,
 }
 
 impl RemoteIndex {
@@ -35,6 +39,7 @@ impl RemoteIndex {
         let mut index = RemoteIndex {
             by_attr: vec![HashMap::new(); matching.len()],
             ids: Vec::with_capacity(resources.len()),
+            incomplete: None,
         };
         for resource in resources {
             let Some(id) = id_of(resource) else { continue };
@@ -83,11 +88,15 @@ impl RemoteIndex {
                 }
             }
         }
-        json!({
+        let mut document = json!({
             "version": DOCUMENT_VERSION,
             "matching": matching.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "users": rows
-        })
+        });
+        if let (Some(why), Some(obj)) = (&self.incomplete, document.as_object_mut()) {
+            obj.insert("incomplete".into(), json!(why));
+        }
+        document
     }
 
     /// Loads what [`RemoteIndex::to_document`] wrote, for a connector whose matching
@@ -120,6 +129,10 @@ impl RemoteIndex {
         let mut index = RemoteIndex {
             by_attr: vec![HashMap::new(); matching.len()],
             ids: Vec::with_capacity(rows.len()),
+            incomplete: document
+                .get("incomplete")
+                .and_then(Value::as_str)
+                .map(String::from),
         };
         for row in rows {
             let cells = row.as_array().ok_or("an index row is not a list")?;
@@ -137,6 +150,11 @@ impl RemoteIndex {
             }
         }
         Ok(index)
+    }
+
+    /// The ids of the indexed remote users, in the order they were listed.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
     }
 
     /// How many remote users are indexed.
@@ -181,6 +199,12 @@ mod tests {
         assert!(RemoteIndex::from_document(&document, &other).is_err());
         assert!(RemoteIndex::from_document(&json!({"version": 1}), &matching).is_err());
         assert!(RemoteIndex::from_document(&json!("x"), &matching).is_err());
+        let mut partial = RemoteIndex::build(&users, &matching);
+        partial.incomplete = Some("listed 2 of 5".into());
+        let loaded =
+            RemoteIndex::from_document(&partial.to_document(&matching), &matching).unwrap();
+        assert_eq!(loaded.incomplete.as_deref(), Some("listed 2 of 5"));
+        assert_eq!(loaded.ids(), ["1", "2"]);
         let mut bad = document.clone();
         bad["users"] = json!([[null, "x"]]);
         assert!(RemoteIndex::from_document(&bad, &matching).is_err());

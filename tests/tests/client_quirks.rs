@@ -740,6 +740,16 @@ fn a_verifying_sync_reports_and_repairs_drift() {
     )
     .expect("PUT");
     assert_eq!(status, 200, "{body}");
+    // A user an admin created on the server, which no CMS user links to.
+    let (status, body) = send_json(
+        "POST",
+        &peer.url("/Users"),
+        &peer.token,
+        Some(&json!({"userName": "stranger", "active": true,
+                     "name": {"formatted": "S T", "familyName": "T"}})),
+    )
+    .expect("POST");
+    assert_eq!(status, 201, "{body}");
 
     // A normal sync trusts its snapshots and sends nothing.
     assert_eq!(site.sync().requests, 0);
@@ -756,12 +766,103 @@ fn a_verifying_sync_reports_and_repairs_drift() {
     assert_eq!(verified.failed, 0, "{verified}");
     assert_eq!(verified.missing_remotely, 1, "{verified}");
     assert_eq!(verified.changed_remotely, 1, "{verified}");
+    assert_eq!(verified.unlinked_remotely, 1, "{verified}");
     assert!(
-        verified.to_string().contains("drift: 1 missing"),
+        verified.to_string().contains(
+            "drift: 1 missing on the server, 1 changed on the server, 1 on the server linked to no CMS user"
+        ),
         "{verified}"
     );
     let counts = user_name_counts(&peer);
-    assert_eq!(counts.len(), 5);
+    assert_eq!(counts.len(), 6);
     assert!(counts.values().all(|c| *c == 1));
     assert_eq!(remote(&peer, &changed).1["name"]["familyName"], "Tester");
+}
+
+// ---------------------------------------------------------------------------------------
+// A server that lists only a page of its own choosing
+
+/// How many `POST /Users` requests reached the quirky server, from its request log.
+fn posts_received(peer: &Peer) -> usize {
+    std::fs::read_to_string(&peer.log_path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("\"POST /v2/Users HTTP"))
+        .count()
+}
+
+/// Filters ignored, duplicates accepted, paging parameters answered with a 500, and a
+/// plain `GET /Users` that lists only 2 users: the engine cannot prove that a user is not
+/// on the server, so it creates nobody. Each user fails for good with the reason (a sync
+/// reports it, the outbox parks it); nothing is POSTed, so no duplicate is possible.
+#[test]
+fn a_server_listing_only_a_page_of_its_choosing_never_gets_a_duplicate() {
+    let peer = start(&[
+        "--no-filter",
+        "--no-unique",
+        "--paging-500",
+        "--default-page",
+        "2",
+    ]);
+    for name in ["p0", "p1", "p2"] {
+        let (status, body) = send_json(
+            "POST",
+            &peer.url("/Users"),
+            &peer.token,
+            Some(&json!({"userName": name, "active": true})),
+        )
+        .expect("POST");
+        assert_eq!(status, 201, "{body}");
+    }
+    assert_eq!(server_users(&peer).len(), 2, "the plain list is a page");
+    let posts_before = posts_received(&peer);
+
+    // A sync: p2 is on the server but not in its page, q is not on the server at all.
+    let mut site = Site::new(&peer);
+    site.store
+        .import_users([Ok(cms_user("p2")), Ok(cms_user("q"))].into_iter())
+        .expect("the import works");
+    let summary = site.sync();
+    assert_eq!(summary.failed, 2, "{summary}");
+    assert_eq!(summary.created + summary.adopted, 0, "{summary}");
+    let failures = site.store.log_entries(None, true, 10).expect("the log");
+    assert_eq!(failures.len(), 2);
+    for f in &failures {
+        let error = f.error.as_deref().unwrap_or_default();
+        assert!(
+            error.contains("cannot verify that the user is not already on the server"),
+            "{error}"
+        );
+    }
+
+    // The outbox: a CMS change parks at once with the reason.
+    let added = site
+        .store
+        .add_user(cms_user("r"), true)
+        .expect("the user is added");
+    let mut session = open(&site.settings);
+    let report = host_example::delivery::deliver(
+        &mut site.store,
+        &mut session,
+        &site.settings.policy_json,
+        8,
+        true,
+    )
+    .expect("delivery runs");
+    assert_eq!(report.parked, 1, "{report:?}");
+    let parked = site.store.pending_events().expect("the outbox");
+    let event = parked
+        .iter()
+        .find(|e| e.user_id == added.id)
+        .expect("the event is kept");
+    assert!(event.parked);
+    assert!(
+        event
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("cannot verify that the user is not already on the server")),
+        "{:?}",
+        event.last_error
+    );
+    assert_eq!(posts_received(&peer), posts_before, "nothing was POSTed");
 }

@@ -209,6 +209,11 @@ export class Connector extends Session {
     this.invoke('[method]connector.import-dialect', (c) => c.importDialect(document));
   }
 
+  /** The SCIM ids of the remote users indexRemoteUsers() listed (or importRemoteIndex() loaded); empty when nothing was listed. No request. @returns {string[]} */
+  remoteUserIds() {
+    return Array.from(this.invoke('[method]connector.remote-user-ids', (c) => c.remoteUserIds()), String);
+  }
+
   /** Reads one remote user by its SCIM id; null on 404. @param {string} remoteId @returns {object|null} */
   getUser(remoteId) {
     if (typeof remoteId !== 'string') throw new TypeError('getUser takes the remote id as a string');

@@ -132,7 +132,12 @@ test('the remote index is listed once and handed to another connector', () => {
   const other = Connector.open(runtime, { base_url: peer.baseUrl, token: peer.token, policy: POLICY }, { logger: new MemoryLogger() });
   try {
     assert.equal(other.exportRemoteIndex(), null, 'nothing listed yet');
+    assert.deepEqual(other.remoteUserIds(), []);
     assert.equal(other.importRemoteIndex(doc), listing.users);
+    const ids = connector.remoteUserIds();
+    assert.equal(ids.length, listing.users);
+    assert.ok(ids.every((id) => typeof id === 'string'));
+    assert.deepEqual(other.remoteUserIds(), ids);
     assert.throws(() => other.importRemoteIndex('{"not": "an index"}'), ProvisioningError);
   } finally {
     other.close();

@@ -179,7 +179,12 @@ final class ClientRoleTest extends TestCase
         $document = $c->exportRemoteIndex();
         $this->assertNotNull($document);
         $other = self::connector($peer);
+        $this->assertSame([], $other->remoteUserIds());
         $this->assertSame($listing->users, $other->importRemoteIndex($document));
+        $ids = $c->remoteUserIds();
+        $this->assertCount($listing->users, $ids);
+        $this->assertContains($outcome->results[0]->link->remoteId, $ids);
+        $this->assertSame($ids, $other->remoteUserIds());
     }
 
     /**

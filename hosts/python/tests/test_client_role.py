@@ -160,7 +160,11 @@ def test_remote_index_is_listed_exported_and_imported(runtime, scim2_server):
     doc = first.export_remote_index()
     assert isinstance(doc, str) and name in doc
     second = connect(runtime, scim2_server)
+    assert second.remote_user_ids() == []
     assert second.import_remote_index(doc) == listing.users
+    ids = first.remote_user_ids()
+    assert len(ids) == listing.users and all(isinstance(i, str) for i in ids)
+    assert second.remote_user_ids() == ids
     # Matching now happens locally: the existing user is adopted with no look-up request.
     adopted = second.provision(alice(name), "reconcile")
     assert adopted.action == Action.ADOPTED

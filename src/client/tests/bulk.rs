@@ -632,3 +632,93 @@ fn a_patch_refused_inside_a_bulk_request_goes_as_put_and_is_remembered() {
     );
     assert!(c.export_dialect().contains("\"patchRefused\":true"));
 }
+
+/// A first 400 inside a bulk answer, for attributes the server's schema does not declare:
+/// the schema is read once, and that user is sent again on its own, shaped to it.
+#[test]
+fn a_400_for_undeclared_attributes_inside_a_bulk_answer_reads_the_schema_and_retries_shaped() {
+    let narrow = json!({"schemas": [LIST_SCHEMA], "totalResults": 1, "Resources": [{
+        "id": USER_SCHEMA, "attributes": [
+            {"name": "userName", "type": "string", "required": true},
+            {"name": "active", "type": "boolean"},
+            {"name": "emails", "type": "complex", "multiValued": true,
+             "subAttributes": [{"name": "value"}]}]}]});
+    let c = connector(vec![
+        spc(Some(10)),
+        list(vec![]),
+        list(vec![]),
+        bulk_answer(json!([
+            {"method": "POST", "bulkId": "u0", "status": "400",
+             "response": {"schemas": [ERROR_SCHEMA], "status": "400",
+                          "detail": "Extra inputs are not permitted: emails, 0, primary"}},
+            {"method": "POST", "bulkId": "u1", "status": "400",
+             "response": {"schemas": [ERROR_SCHEMA], "status": "400",
+                          "detail": "Extra inputs are not permitted: emails, 0, primary"}}
+        ])),
+        json_answer(200, narrow),
+        json_answer(
+            200,
+            json!({"Resources": [{"schema": USER_SCHEMA, "schemaExtensions": []}]}),
+        ),
+        list(vec![]),
+        json_answer(201, json!({"id": "ra", "userName": "alice"})),
+        list(vec![]),
+        json_answer(201, json!({"id": "rb", "userName": "bob"})),
+    ]);
+    let out = c.provision_batch(&[
+        item(user("1", "alice", true), UserEvent::Created, None),
+        item(user("2", "bob", true), UserEvent::Created, None),
+    ]);
+    assert_eq!(ok(&out.results[0]).action, Action::Created);
+    assert_eq!(ok(&out.results[1]).action, Action::Created);
+    let calls = calls(&c);
+    assert_eq!(
+        calls.iter().filter(|c| c.ends_with("/Schemas")).count(),
+        1,
+        "the schema is read once: {calls:?}"
+    );
+    let posts: Vec<HttpRequest> = c
+        .http
+        .sent()
+        .into_iter()
+        .filter(|r| r.url == format!("{BASE}/Users") && r.method == crate::ports::Method::Post)
+        .collect();
+    assert_eq!(posts.len(), 2);
+    for post in &posts {
+        let sent = body(post);
+        assert_eq!(
+            sent["emails"].as_array().unwrap()[0]
+                .as_object()
+                .unwrap()
+                .len(),
+            1,
+            "{sent}"
+        );
+    }
+    assert_eq!(out.requests as usize, calls.len());
+}
+
+/// Every request a batch makes is counted, a failed user's included (the sync's summary
+/// once counted 3 requests for 4 POSTs that failed with 409).
+#[test]
+fn a_batch_counts_the_requests_of_users_that_failed() {
+    let conflict = json_answer(
+        409,
+        json!({"schemas": [ERROR_SCHEMA], "status": "409", "detail": "UNIQUE constraint failed"}),
+    );
+    let c = connector(vec![
+        spc(None),
+        list(vec![]),
+        conflict.clone(),
+        list(vec![]),
+        list(vec![]),
+        conflict,
+        list(vec![]),
+    ]);
+    let out = c.provision_batch(&[
+        item(user("1", "alice", true), UserEvent::Created, None),
+        item(user("2", "bob", true), UserEvent::Created, None),
+    ]);
+    assert!(out.results.iter().all(Result::is_err), "{:?}", out.results);
+    assert_eq!(out.requests as usize, calls(&c).len(), "{:?}", calls(&c));
+}

@@ -341,24 +341,175 @@ fn a_list_answered_500_for_paging_is_asked_again_without_and_remembered() {
     );
 }
 
+const ATTRS: &str = "attributes=id%2CuserName%2CexternalId%2Cemails";
+
+fn page(total: u64, ids: &[&str]) -> Answer {
+    let resources: Vec<Value> = ids
+        .iter()
+        .map(|id| json!({"id": id, "userName": format!("name-{id}")}))
+        .collect();
+    json(
+        200,
+        json!({"schemas": [LIST_SCHEMA], "totalResults": total, "Resources": resources}),
+    )
+}
+
+/// A server without filters whose lists fail with paging parameters and whose plain
+/// `GET /Users` is a page of its choosing: the other ways to page are tried, each fails,
+/// and a user the page does not hold is refused, never POSTed.
 #[test]
-fn an_unpaged_listing_that_is_only_a_page_is_used_as_it_is() {
+fn an_unpaged_listing_that_is_only_a_page_never_lets_a_user_be_created() {
     let c = connector(vec![
-        spc(true, true),
+        spc(true, false),
+        json(500, json!({"detail": "Internal Server Error"})),
+        page(5, &["a"]),
         json(500, json!({})),
-        json(
-            200,
-            json!({"schemas": [LIST_SCHEMA], "totalResults": 5, "Resources": [remote_zed()]}),
-        ),
+        json(500, json!({})),
+        scim_error(404, None, "User .search not found"),
     ]);
     let listing = c.index_remote_users().unwrap();
     assert_eq!(listing.users, 1);
-    assert_eq!(listing.requests, 3);
-    assert!(
-        logs(&c)
-            .iter()
-            .any(|l| l.contains("lists 1 of its 5 users"))
+    assert_eq!(listing.requests, 6);
+    assert_eq!(
+        calls(&c)[3..],
+        [
+            get(&format!("/Users?startIndex=2&{ATTRS}")),
+            get(&format!("/Users?count=5&{ATTRS}")),
+            format!("POST {}", url("/Users/.search")),
+        ]
     );
+    let search = body(&sent(&c, 5));
+    assert_eq!(search["startIndex"], 1);
+    assert_eq!(
+        search["attributes"],
+        json!(["id", "userName", "externalId", "emails"])
+    );
+    // The listing says it is incomplete, also to another connector that loads it.
+    let document = c.export_remote_index().unwrap();
+    assert!(document.contains("\"incomplete\""), "{document}");
+    let err = c.provision(&zed(), UserEvent::Created, None).unwrap_err();
+    assert_eq!(err.retry_class(), RetryClass::Permanent);
+    let text = err.to_string();
+    assert!(
+        text.contains("cannot verify that the user is not already on the server")
+            && text.contains("lists 1 of its 5 users"),
+        "{text}"
+    );
+    assert_eq!(
+        calls(&c).len(),
+        6,
+        "no request, and no POST: {:?}",
+        calls(&c)
+    );
+    let other = connector(vec![spc(true, false)]);
+    other.import_remote_index(&document).unwrap();
+    assert!(
+        other
+            .provision(&zed(), UserEvent::Created, None)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot verify")
+    );
+    assert!(!calls(&other).iter().any(|c| c.starts_with("POST")));
+}
+
+/// The same server, without a listing made beforehand: the look-up lists, and refuses.
+#[test]
+fn a_look_up_on_such_a_server_refuses_to_create() {
+    let c = connector(vec![
+        spc(true, false),
+        json(500, json!({})),
+        page(0, &["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]),
+        json(500, json!({})),
+        json(500, json!({})),
+        json(405, json!({})),
+    ]);
+    let err = c.provision(&zed(), UserEvent::Created, None).unwrap_err();
+    assert!(err.to_string().contains("cannot verify"), "{err}");
+    assert!(!calls(&c).contains(&format!("POST {}", url("/Users"))));
+    assert_eq!(calls(&c)[4], get(&format!("/Users?count=1000&{ATTRS}")));
+    // A user the page holds is adopted all the same.
+    let c = connector(vec![
+        spc(true, false),
+        json(500, json!({})),
+        json(
+            200,
+            json!({"schemas": [LIST_SCHEMA], "totalResults": 9, "Resources": [remote_zed()]}),
+        ),
+        json(500, json!({})),
+        json(500, json!({})),
+        json(501, json!({})),
+        json(200, remote_zed()),
+    ]);
+    let out = c.provision(&zed(), UserEvent::Created, None).unwrap();
+    assert_eq!(out.action, Action::Adopted);
+}
+
+#[test]
+fn the_other_ways_to_page_complete_the_listing_when_they_work() {
+    // startIndex alone.
+    let c = connector(vec![
+        spc(true, false),
+        json(500, json!({})),
+        page(3, &["a"]),
+        page(3, &["b", "c"]),
+    ]);
+    assert_eq!(c.index_remote_users().unwrap().users, 3);
+    assert_eq!(c.index_incomplete(), None);
+    // startIndex ignored (the first page again), then count alone.
+    let c = connector(vec![
+        spc(true, false),
+        json(500, json!({})),
+        page(3, &["a"]),
+        page(3, &["a"]),
+        page(3, &["a", "b", "c"]),
+    ]);
+    assert_eq!(c.index_remote_users().unwrap().users, 3);
+    assert_eq!(c.index_incomplete(), None);
+    // A search request, paged in its body.
+    let c = connector(vec![
+        spc(true, false),
+        json(500, json!({})),
+        page(3, &["a"]),
+        json(500, json!({})),
+        page(3, &["a"]),
+        page(3, &["a", "b"]),
+        page(3, &["c"]),
+    ]);
+    assert_eq!(c.index_remote_users().unwrap().users, 3);
+    assert_eq!(body(&sent(&c, 6))["startIndex"], 3);
+    assert_eq!(c.index_incomplete(), None);
+}
+
+/// With filters that work, an incomplete listing only sends matching back to the filter.
+#[test]
+fn an_incomplete_listing_on_a_server_with_filters_falls_back_to_the_filter() {
+    let c = connector(vec![
+        spc(true, true),
+        json(500, json!({})),
+        page(5, &["a"]),
+        json(500, json!({})),
+        json(500, json!({})),
+        json(404, json!({})),
+        list(vec![]),
+        list(vec![]),
+        list(vec![]),
+        json(201, remote_zed()),
+    ]);
+    c.index_remote_users().unwrap();
+    let out = c.provision(&zed(), UserEvent::Created, None).unwrap();
+    assert_eq!(out.action, Action::Created);
+    assert_eq!(calls(&c)[6], get("/Users?filter=userName%20eq%20%22zed%22"));
+}
+
+#[test]
+fn a_page_is_suspected_by_total_results_or_a_round_size() {
+    assert!(more_expected(1, 5));
+    assert!(!more_expected(5, 5));
+    assert!(!more_expected(3, 0));
+    assert!(more_expected(20, 0));
+    assert!(more_expected(25, 3));
+    assert!(!more_expected(0, 0));
 }
 
 // ----------------------------------------------------------------------------------------
@@ -427,6 +578,28 @@ fn a_create_refused_for_undeclared_attributes_is_sent_again_shaped_to_the_schema
     let snapshot: Value =
         serde_json::from_str(out.link.unwrap().snapshot.as_deref().unwrap()).unwrap();
     assert_eq!(snapshot["emails"], posted["emails"]);
+}
+
+/// The one-warning-per-attribute set travels with the dialect: a later session (a new
+/// connector given the stored dialect) does not warn again about the same attribute.
+#[test]
+fn attributes_warned_about_are_not_warned_about_again_in_a_later_session() {
+    let first = connector(vec![narrow_schemas(), resource_types()]);
+    first.learn_schema(&first.transport()).unwrap();
+    let mapped = first.map_user(&zed()).unwrap();
+    first.shaped(mapped.clone());
+    let warned = |c: &Connector<FakeHttp, MemoryLog>| {
+        logs(c)
+            .into_iter()
+            .filter(|l| l.contains("does not declare"))
+            .count()
+    };
+    assert_eq!(warned(&first), 2);
+    let second = connector(vec![]);
+    second.import_dialect(&first.export_dialect()).unwrap();
+    assert_eq!(second.shaped(mapped.clone()), first.shaped(mapped));
+    assert_eq!(warned(&second), 0, "{:?}", logs(&second));
+    assert!(calls(&second).is_empty());
 }
 
 #[test]

@@ -141,6 +141,17 @@ final class Connector extends Session
     }
 
     /**
+     * The SCIM ids of the remote users {@see indexRemoteUsers()} listed (or {@see importRemoteIndex()}
+     * loaded), in the order the server listed them; empty when nothing was listed. No request.
+     *
+     * @return list<string>
+     */
+    public function remoteUserIds(): array
+    {
+        return array_map('strval', (array) $this->invoke('[method]connector.remote-user-ids', []));
+    }
+
+    /**
      * Reads one remote user by its SCIM id; null on 404.
      *
      * @return array<string, mixed>|null

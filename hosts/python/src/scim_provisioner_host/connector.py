@@ -163,6 +163,11 @@ class Connector(Session):
             raise TypeError("the document is a str")
         self._ok(self._invoke("[method]connector.import-dialect", [document]))
 
+    def remote_user_ids(self) -> list[str]:
+        """The SCIM ids of the remote users index_remote_users listed (or import_remote_index loaded);
+        empty when nothing was listed. No request."""
+        return [str(i) for i in self._invoke("[method]connector.remote-user-ids", [])]
+
     def get_user(self, remote_id: str) -> Optional[dict[str, Any]]:
         """Reads one remote user by its SCIM id; None on 404."""
         if not isinstance(remote_id, str):
