@@ -701,11 +701,12 @@ impl Session {
     /// The ids of the remote users the last listing held (see
     /// [`Session::index_remote_users`]); empty when nothing was listed.
     pub fn remote_user_ids(&mut self) -> anyhow::Result<Vec<String>> {
-        Ok(self
-            .bindings
-            .scim_provisioner_client()
-            .connector()
-            .call_remote_user_ids(&mut self.store, self.connector)?)
+        self.call(|l| {
+            l.bindings
+                .scim_provisioner_client()
+                .connector()
+                .call_remote_user_ids(&mut l.store, l.connector)
+        })
     }
 
     /// What the connector learned about the server (schema, PATCH, filters, paging, the
