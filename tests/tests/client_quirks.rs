@@ -820,7 +820,7 @@ fn a_server_listing_only_a_page_of_its_choosing_never_gets_a_duplicate() {
     // A sync: p2 is on the server but not in its page, q is not on the server at all.
     let mut site = Site::new(&peer);
     site.store
-        .import_users([Ok(cms_user("p2")), Ok(cms_user("q"))].into_iter())
+        .import_users([Ok(cms_user("p2")), Ok(cms_user("q"))])
         .expect("the import works");
     let summary = site.sync();
     assert_eq!(summary.failed, 2, "{summary}");
