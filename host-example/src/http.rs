@@ -153,8 +153,10 @@ impl HttpCapability {
             Some(body) => builder.body(body).map(|r| run(r, &agent)),
             None => builder.body(()).map(|r| run(r, &agent)),
         };
+        // A request that cannot be built (an URI past the http crate's 64 KiB, say) will
+        // never be sent, so it is not a transient failure: invalid-url, which is permanent.
         let mut response = built
-            .map_err(|e| TransportError::Other(format!("could not build the request: {e}")))?
+            .map_err(|e| TransportError::InvalidUrl(format!("could not build the request: {e}")))?
             .map_err(map_error)?;
         let status = response.status().as_u16();
         let headers = response

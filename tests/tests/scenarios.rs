@@ -23,7 +23,12 @@ use scim_provisioner_tests::peers::{Peer, scim2_server, workspace_root};
 
 const HOST: &str = "rust";
 /// Steps this host cannot run: (scenario, step index, reason). Printed, never silent.
-const SKIPS: &[(&str, usize, &str)] = &[];
+const SKIPS: &[(&str, usize, &str)] = &[(
+    "errors",
+    6,
+    "the http crate under ureq caps a URI at 64 KiB, so this host refuses the 70,000-character \
+     id itself (transport invalid-url, permanent) instead of sending it for the server's 414",
+)];
 
 // ---- the format's shared machinery (same rules in every runner) ----
 
