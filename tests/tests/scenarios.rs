@@ -572,6 +572,10 @@ impl Run<'_> {
                 Err(e) => trapped(e),
                 Ok(r) => answer(r.map(|l| json!({"users": l.users, "requests": l.requests}))),
             },
+            "remote-user-ids" => match self.conn(&name)?.remote_user_ids() {
+                Err(e) => trapped(e),
+                Ok(ids) => json!({"ok": ids}),
+            },
             "export-remote-index" => match self.conn(&name)?.export_remote_index() {
                 Err(e) => trapped(e),
                 Ok(doc) => {

@@ -171,6 +171,8 @@ class Run {
           return { ok: c.getUser(s.remoteId) };
         case 'index-remote-users':
           return { ok: c.indexRemoteUsers() };
+        case 'remote-user-ids':
+          return { ok: c.remoteUserIds() };
         case 'export-remote-index': {
           const doc = c.exportRemoteIndex();
           if (s.save) this.ctx.vars[s.save] = doc ?? '';

@@ -341,6 +341,8 @@ final class ScenariosTest extends TestCase
                 case 'index-remote-users':
                     $l = $c->indexRemoteUsers();
                     return ['ok' => ['users' => $l->users, 'requests' => $l->requests]];
+                case 'remote-user-ids':
+                    return ['ok' => $c->remoteUserIds()];
                 case 'export-remote-index':
                     $doc = $c->exportRemoteIndex();
                     if (isset($s['save'])) {

@@ -181,6 +181,8 @@ class Run:
             if op == "index-remote-users":
                 r = c.index_remote_users()
                 return {"ok": {"users": r.users, "requests": r.requests}}
+            if op == "remote-user-ids":
+                return {"ok": c.remote_user_ids()}
             if op == "export-remote-index":
                 doc = c.export_remote_index()
                 if "save" in s:
