@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use wasmtime::ResourceLimiter;
+use scim_guest_limits::MemoryCap;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -15,7 +15,7 @@ use crate::bindings::scim::provisioner::directory as dir;
 use crate::bindings::scim::provisioner::{http_client, logging};
 use crate::http::{HeldRequest, HttpCapability};
 use crate::logging::LogSink;
-use crate::runtime::{GuestLimits, MemoryLimitExceeded};
+use crate::runtime::GuestLimits;
 use crate::types::{CmsUser, DirectoryError, QueryPage, ResourceKind, Search, StoredResource};
 
 /// What the host side of `directory` must do.
@@ -48,10 +48,12 @@ pub trait DirectoryBackend: Send {
     fn delete(&mut self, kind: ResourceKind, id: &str) -> Result<bool, DirectoryError>;
 }
 
-/// The limits a store enforces: the memory cap (through [`ResourceLimiter`]) and the
-/// deadline the epoch callback checks.
+/// The limits a store enforces: the memory cap (the store's limiter) and the deadline the
+/// epoch callback checks.
 pub(crate) struct Guard {
     limits: GuestLimits,
+    /// The memory cap, as the store's `ResourceLimiter`.
+    pub(crate) cap: MemoryCap,
     /// When the guest must have returned or called the host by.
     pub(crate) deadline: Instant,
 }
@@ -60,6 +62,9 @@ impl Guard {
     fn new(limits: GuestLimits) -> Self {
         let mut guard = Guard {
             limits,
+            cap: MemoryCap {
+                limit: limits.memory_limit_bytes,
+            },
             deadline: Instant::now(),
         };
         guard.restart();
@@ -76,36 +81,6 @@ impl Guard {
 
     pub(crate) fn call_deadline(&self) -> Duration {
         self.limits.call_deadline
-    }
-}
-
-impl ResourceLimiter for Guard {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        // A grow past the cap traps with a typed error that says so, instead of handing
-        // the guest an allocation failure it would turn into an anonymous abort.
-        if desired > self.limits.memory_limit_bytes {
-            return Err(MemoryLimitExceeded {
-                desired,
-                limit: self.limits.memory_limit_bytes,
-            }
-            .into());
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        // The component's tables hold function references; a million is far beyond use.
-        Ok(desired <= 1 << 20)
     }
 }
 

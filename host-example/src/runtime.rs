@@ -9,11 +9,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
+use scim_guest_limits::EpochTicker;
 use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
@@ -108,86 +107,10 @@ impl Default for GuestLimits {
     }
 }
 
-/// The trap a memory cap raises.
-#[derive(Debug)]
-pub struct MemoryLimitExceeded {
-    /// What the guest asked for, in bytes.
-    pub desired: usize,
-    /// The cap, in bytes.
-    pub limit: usize,
-}
-
-impl std::fmt::Display for MemoryLimitExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "memory limit exceeded: the guest asked for {} bytes of linear memory; the limit is {}",
-            self.desired, self.limit
-        )
-    }
-}
-
-impl std::error::Error for MemoryLimitExceeded {}
-
-/// The trap a deadline raises.
-#[derive(Debug)]
-pub struct DeadlineExceeded {
-    /// The deadline.
-    pub deadline: Duration,
-}
-
-impl std::fmt::Display for DeadlineExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "deadline exceeded: the guest ran for more than {} ms without returning or calling the host",
-            self.deadline.as_millis()
-        )
-    }
-}
-
-impl std::error::Error for DeadlineExceeded {}
+pub use scim_guest_limits::{DeadlineExceeded, MemoryLimitExceeded};
 
 /// How often the epoch advances: the granularity of the deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// The thread that advances the engine's epoch; stopped when the last runtime goes.
-struct Ticker {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Ticker {
-    fn start(engine: &Engine) -> anyhow::Result<Ticker> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let engine = engine.clone();
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("scim-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
-                    }
-                })
-                .context("starting the deadline ticker")?
-        };
-        Ok(Ticker {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-impl Drop for Ticker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 /// The compiled component, ready to instantiate many times.
 #[derive(Clone)]
@@ -195,7 +118,8 @@ pub struct Runtime {
     engine: Engine,
     pre: ProvisionerPre<HostState>,
     limits: GuestLimits,
-    _ticker: Arc<Ticker>,
+    /// The epoch ticker, stopped when the last runtime clone goes.
+    _ticker: Arc<EpochTicker>,
 }
 
 impl Runtime {
@@ -218,7 +142,7 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         add_to_linker(&mut linker)?;
         let pre = ProvisionerPre::new(linker.instantiate_pre(&component)?)?;
-        let ticker = Ticker::start(&engine)?;
+        let ticker = EpochTicker::start(&engine, EPOCH_TICK)?;
         Ok(Runtime {
             engine,
             pre,
@@ -242,7 +166,7 @@ impl Runtime {
     /// deadline checked at every epoch tick while the guest runs.
     fn store(&self, state: HostState) -> Store<HostState> {
         let mut store = Store::new(&self.engine, state.with_limits(self.limits));
-        store.limiter(|state| &mut state.guard);
+        store.limiter(|state| &mut state.guard.cap);
         store.epoch_deadline_callback(|ctx| {
             let guard = &ctx.data().guard;
             if Instant::now() >= guard.deadline {

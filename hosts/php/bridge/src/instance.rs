@@ -112,10 +112,10 @@ impl Instance {
             BridgeState::new(options.memory_limit_bytes, self.exchange.clone()),
         );
         store.limiter(|state| &mut state.cap);
-        let deadline_ms = options.deadline.as_millis();
+        let deadline = options.deadline;
         store.epoch_deadline_callback(move |ctx| {
             if Instant::now() >= ctx.data().exchange.lock().deadline {
-                return Err(DeadlineExceeded { deadline_ms }.into());
+                return Err(DeadlineExceeded { deadline }.into());
             }
             Ok(UpdateDeadline::Continue(1))
         });

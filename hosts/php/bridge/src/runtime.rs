@@ -8,12 +8,10 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
+use scim_guest_limits::EpochTicker;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, InstancePre, Linker};
@@ -95,8 +93,8 @@ pub struct Runtime {
     pub(crate) options: Options,
     pub(crate) tokio: tokio::runtime::Runtime,
     info: Value,
-    ticker: Option<JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
+    /// Advances the epoch while this runtime lives.
+    _ticker: EpochTicker,
 }
 
 impl Runtime {
@@ -122,20 +120,7 @@ impl Runtime {
             .enable_time()
             .build()
             .context("starting the bridge's event loop")?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let ticker = {
-            let engine = engine.clone();
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name("scim-bridge-epoch".into())
-                .spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
-                    }
-                })
-                .context("starting the deadline ticker")?
-        };
+        let ticker = EpochTicker::start(&engine, EPOCH_TICK)?;
         let info = json!({
             "wasm": wasm.display().to_string(),
             "cache_file": cache_file.as_ref().map(|p| p.display().to_string()),
@@ -151,23 +136,13 @@ impl Runtime {
             options,
             tokio,
             info,
-            ticker: Some(ticker),
-            stop,
+            _ticker: ticker,
         })
     }
 
     /// What was loaded, from where, and how long it took.
     pub fn info(&self) -> &Value {
         &self.info
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.ticker.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -5,7 +5,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use serde_json::Value;
-use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -55,80 +54,7 @@ impl SharedExchange {
     }
 }
 
-/// The memory cap: a grow past it traps with a message that says so, instead of handing
-/// the guest an allocation failure it would turn into an anonymous abort.
-#[derive(Debug)]
-pub struct MemoryCap {
-    /// The most linear memory, in bytes.
-    pub limit: usize,
-}
-
-/// The trap a memory cap raises.
-#[derive(Debug)]
-pub struct MemoryLimitExceeded {
-    /// What the guest asked for.
-    pub desired: usize,
-    /// The cap.
-    pub limit: usize,
-}
-
-impl std::fmt::Display for MemoryLimitExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "memory limit exceeded: the guest asked for {} bytes of linear memory; the limit is {}",
-            self.desired, self.limit
-        )
-    }
-}
-
-impl std::error::Error for MemoryLimitExceeded {}
-
-/// The trap a deadline raises.
-#[derive(Debug)]
-pub struct DeadlineExceeded {
-    /// The deadline, in milliseconds.
-    pub deadline_ms: u128,
-}
-
-impl std::fmt::Display for DeadlineExceeded {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "deadline exceeded: the guest ran for more than {} ms without returning or calling the host",
-            self.deadline_ms
-        )
-    }
-}
-
-impl std::error::Error for DeadlineExceeded {}
-
-impl ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            return Err(MemoryLimitExceeded {
-                desired,
-                limit: self.limit,
-            }
-            .into());
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        _desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(true)
-    }
-}
+pub use scim_guest_limits::{DeadlineExceeded, MemoryCap, MemoryLimitExceeded};
 
 /// Everything one store holds.
 pub struct BridgeState {
