@@ -3,7 +3,9 @@
 //! the candidates in SQL; the core's own `select` (linked natively) then filters, sorts and
 //! pages them, so host and guest never disagree on what a filter or a sort means.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use scim_provisioner::ports::{DirectoryError as CoreDirectoryError, Query};
 use scim_provisioner::scim::filter::{self, CompareOp, Filter};
 use scim_provisioner::server::select::select;
@@ -20,9 +22,14 @@ use crate::types::{
 /// A directory in a SQLite file. Users are also kept as normal CMS users in the same
 /// file's `users` table (the host store's), so an identity provider's users appear in the
 /// CMS; those changes are not queued for outbound provisioning.
+///
+/// Every write (the SCIM resource, its CMS user, a deleted user's group memberships) is one
+/// transaction. Directories opened with the same write lock (a `serve`'s workers) take it
+/// around each write, so they queue in the process rather than in SQLite's busy handler,
+/// which sleeps and retries.
 pub struct SqliteDirectory {
     conn: Connection,
-    cms: Store,
+    write_lock: Arc<Mutex<()>>,
 }
 
 fn field_json(v: &FieldValue) -> Value {
@@ -37,47 +44,45 @@ fn field_json(v: &FieldValue) -> Value {
     }
 }
 
-impl SqliteDirectory {
-    /// Keeps the CMS user beside a stored SCIM user: the CMS id is the SCIM id.
-    fn mirror(
-        &mut self,
-        id: &str,
-        json: &str,
-        cms: Option<&CmsUser>,
-    ) -> Result<(), DirectoryError> {
-        let Some(cms) = cms else { return Ok(()) };
-        let mut fields = serde_json::Map::new();
-        let mut name = None;
-        let mut mail = String::new();
-        for (k, v) in &cms.fields {
-            match (k.as_str(), v) {
-                ("name", FieldValue::Text(s)) => name = Some(s.clone()),
-                ("mail", FieldValue::Text(s)) => mail = s.clone(),
-                (_, FieldValue::Null) => {}
-                _ => {
-                    fields.insert(k.clone(), field_json(v));
-                }
+/// Keeps the CMS user beside a stored SCIM user, in the write's transaction: the CMS id is
+/// the SCIM id.
+fn mirror(
+    tx: &Transaction<'_>,
+    id: &str,
+    json: &str,
+    cms: Option<&CmsUser>,
+) -> Result<(), DirectoryError> {
+    let Some(cms) = cms else { return Ok(()) };
+    let mut fields = serde_json::Map::new();
+    let mut name = None;
+    let mut mail = String::new();
+    for (k, v) in &cms.fields {
+        match (k.as_str(), v) {
+            ("name", FieldValue::Text(s)) => name = Some(s.clone()),
+            ("mail", FieldValue::Text(s)) => mail = s.clone(),
+            (_, FieldValue::Null) => {}
+            _ => {
+                fields.insert(k.clone(), field_json(v));
             }
         }
-        // Without a name rule in the mapping, the SCIM userName is the login name.
-        let name = name.or_else(|| {
-            serde_json::from_str::<Value>(json)
-                .ok()
-                .and_then(|v| v.get("userName").and_then(Value::as_str).map(String::from))
-        });
-        let Some(name) = name else { return Ok(()) };
-        let record = UserRecord {
-            id: id.to_string(),
-            name,
-            mail,
-            fields,
-            active: cms.active,
-        };
-        self.cms
-            .import_users([Ok(record)])
-            .map(|_| ())
-            .map_err(|e| DirectoryError::Other(format!("CMS user: {e:#}")))
     }
+    // Without a name rule in the mapping, the SCIM userName is the login name.
+    let name = name.or_else(|| {
+        serde_json::from_str::<Value>(json)
+            .ok()
+            .and_then(|v| v.get("userName").and_then(Value::as_str).map(String::from))
+    });
+    let Some(name) = name else { return Ok(()) };
+    let record = UserRecord {
+        id: id.to_string(),
+        name,
+        mail,
+        fields,
+        active: cms.active,
+    };
+    Store::write_user(tx, &record)
+        .and_then(|()| Store::remember_user_id(tx, &record.id))
+        .map_err(|e| DirectoryError::Other(format!("CMS user: {e:#}")))
 }
 
 fn kind_name(kind: ResourceKind) -> &'static str {
@@ -89,6 +94,40 @@ fn kind_name(kind: ResourceKind) -> &'static str {
 
 fn db_err(e: rusqlite::Error) -> DirectoryError {
     DirectoryError::Unavailable(e.to_string())
+}
+
+impl SqliteDirectory {
+    /// A page without filter or sort: the store's order (rowid), paged in SQL. The same
+    /// page `select` would cut from every row, without reading and parsing them all, so
+    /// listing a large directory page by page stays linear.
+    fn plain_page(&self, kind: ResourceKind, search: &Search) -> Result<QueryPage, DirectoryError> {
+        let total: i64 = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) FROM scim_resources WHERE kind = ?1",
+                params![kind_name(kind)],
+                |r| r.get(0),
+            )
+            .map_err(db_err)?;
+        let offset = i64::from(search.start_index.max(1) - 1);
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, version, created, modified, json FROM scim_resources
+                 WHERE kind = ?1 ORDER BY rowid LIMIT ?2 OFFSET ?3",
+            )
+            .map_err(db_err)?;
+        let rows = stmt
+            .query_map(
+                params![kind_name(kind), i64::from(search.count), offset],
+                Self::row,
+            )
+            .map_err(db_err)?;
+        Ok(QueryPage {
+            total_results: u64::try_from(total).unwrap_or(0),
+            resources: rows.collect::<Result<Vec<_>, _>>().map_err(db_err)?,
+        })
+    }
 }
 
 /// A write's error: a uniqueness constraint another worker's write won (between the check
@@ -120,8 +159,18 @@ fn unique_key(kind: ResourceKind, v: &Value) -> Option<String> {
 impl SqliteDirectory {
     /// Opens (creating if needed) the directory tables in the SQLite file at `path`.
     pub fn open(path: &std::path::Path) -> anyhow::Result<Self> {
+        Self::open_shared(path, Arc::default())
+    }
+
+    /// Opens the directory with a write lock shared with other directories on the same
+    /// file in this process (one per `serve` worker).
+    pub fn open_shared(path: &std::path::Path, write_lock: Arc<Mutex<()>>) -> anyhow::Result<Self> {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // In WAL mode, NORMAL syncs at checkpoints rather than at every commit: a power
+        // loss can lose the last commits but never corrupts the file (the CMS store does
+        // the same); FULL cost a sync per write, most of a POST's time.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS scim_resources (
@@ -138,8 +187,41 @@ impl SqliteDirectory {
             CREATE UNIQUE INDEX IF NOT EXISTS scim_unique ON scim_resources(kind, unique_key);
             CREATE INDEX IF NOT EXISTS scim_external ON scim_resources(kind, external_id);",
         )?;
-        let cms = Store::open(path)?;
-        Ok(SqliteDirectory { conn, cms })
+        // The CMS tables (`users`) the writes mirror into.
+        drop(Store::open(path)?);
+        Ok(SqliteDirectory { conn, write_lock })
+    }
+
+    /// Runs one write as one transaction, under the shared write lock.
+    fn write<T>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, DirectoryError>,
+    ) -> Result<T, DirectoryError> {
+        let lock = Arc::clone(&self.write_lock);
+        // A worker that panicked while holding the lock left no half-write behind (its
+        // transaction rolled back when dropped), so the lock is still good.
+        let _held = lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    fn get_in(
+        conn: &Connection,
+        kind: ResourceKind,
+        id: &str,
+    ) -> Result<Option<StoredResource>, DirectoryError> {
+        conn.query_row(
+            "SELECT id, version, created, modified, json FROM scim_resources WHERE kind = ?1 AND id = ?2",
+            params![kind_name(kind), id],
+            Self::row,
+        )
+        .optional()
+        .map_err(db_err)
     }
 
     fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredResource> {
@@ -154,14 +236,13 @@ impl SqliteDirectory {
     }
 
     fn conflict_check(
-        &self,
+        conn: &Connection,
         kind: ResourceKind,
         key: Option<&str>,
         except_id: Option<&str>,
     ) -> Result<(), DirectoryError> {
         let Some(key) = key else { return Ok(()) };
-        let other: Option<String> = self
-            .conn
+        let other: Option<String> = conn
             .query_row(
                 "SELECT id FROM scim_resources WHERE kind = ?1 AND unique_key = ?2",
                 params![kind_name(kind), key],
@@ -239,14 +320,7 @@ impl DirectoryBackend for SqliteDirectory {
         kind: ResourceKind,
         id: &str,
     ) -> Result<Option<StoredResource>, DirectoryError> {
-        self.conn
-            .query_row(
-                "SELECT id, version, created, modified, json FROM scim_resources WHERE kind = ?1 AND id = ?2",
-                params![kind_name(kind), id],
-                Self::row,
-            )
-            .optional()
-            .map_err(db_err)
+        Self::get_in(&self.conn, kind, id)
     }
 
     fn query(&mut self, kind: ResourceKind, search: &Search) -> Result<QueryPage, DirectoryError> {
@@ -256,6 +330,9 @@ impl DirectoryBackend for SqliteDirectory {
             ),
             None => None,
         };
+        if parsed.is_none() && search.sort_by.is_none() {
+            return self.plain_page(kind, search);
+        }
         // The SQL pre-filter only narrows the candidates (an indexed equality); the core's
         // `select` then filters, sorts and pages them, so host and guest share one
         // comparator (numbers as numbers, the primary value of a multi-valued attribute).
@@ -304,24 +381,25 @@ impl DirectoryBackend for SqliteDirectory {
         let value: Value = serde_json::from_str(json)
             .map_err(|e| DirectoryError::Other(format!("invalid JSON: {e}")))?;
         let key = unique_key(kind, &value);
-        self.conflict_check(kind, key.as_deref(), None)?;
-        let id = new_id();
-        let now = now_rfc3339();
         let external = value.get("externalId").and_then(Value::as_str);
-        self.conn
-            .execute(
+        self.write(|tx| {
+            Self::conflict_check(tx, kind, key.as_deref(), None)?;
+            let id = new_id();
+            let now = now_rfc3339();
+            tx.execute(
                 "INSERT INTO scim_resources (kind, id, version, created, modified, unique_key, external_id, json)
                  VALUES (?1, ?2, 1, ?3, ?3, ?4, ?5, ?6)",
                 params![kind_name(kind), id, now, key, external, json],
             )
             .map_err(write_err(kind))?;
-        self.mirror(&id, json, cms)?;
-        Ok(StoredResource {
-            id,
-            version: "W/\"1\"".into(),
-            created: now.clone(),
-            last_modified: now,
-            json: json.to_string(),
+            mirror(tx, &id, json, cms)?;
+            Ok(StoredResource {
+                id,
+                version: "W/\"1\"".into(),
+                created: now.clone(),
+                last_modified: now,
+                json: json.to_string(),
+            })
         })
     }
 
@@ -333,64 +411,78 @@ impl DirectoryBackend for SqliteDirectory {
         cms: Option<&CmsUser>,
         if_version: Option<&str>,
     ) -> Result<StoredResource, DirectoryError> {
-        let current = self.get(kind, id)?.ok_or(DirectoryError::NotFound)?;
-        if if_version.is_some_and(|v| v != current.version) {
-            return Err(DirectoryError::VersionMismatch);
-        }
         let value: Value = serde_json::from_str(json)
             .map_err(|e| DirectoryError::Other(format!("invalid JSON: {e}")))?;
-        let key = unique_key(kind, &value);
-        self.conflict_check(kind, key.as_deref(), Some(id))?;
-        let now = now_rfc3339();
-        let external = value.get("externalId").and_then(Value::as_str);
-        self.conn
-            .execute(
-                "UPDATE scim_resources SET version = version + 1, modified = ?3, unique_key = ?4,
-                     external_id = ?5, json = ?6 WHERE kind = ?1 AND id = ?2",
-                params![kind_name(kind), id, now, key, external, json],
-            )
-            .map_err(write_err(kind))?;
-        self.mirror(id, json, cms)?;
-        self.get(kind, id)?.ok_or(DirectoryError::NotFound)
+        self.write(|tx| Self::replace_in(tx, kind, id, &value, json, cms, if_version))
     }
 
     fn delete(&mut self, kind: ResourceKind, id: &str) -> Result<bool, DirectoryError> {
-        let n = self
-            .conn
-            .execute(
-                "DELETE FROM scim_resources WHERE kind = ?1 AND id = ?2",
-                params![kind_name(kind), id],
-            )
-            .map_err(db_err)?;
-        if n > 0 && kind == ResourceKind::User {
-            self.conn
-                .execute("DELETE FROM users WHERE id = ?1", params![id])
+        self.write(|tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM scim_resources WHERE kind = ?1 AND id = ?2",
+                    params![kind_name(kind), id],
+                )
                 .map_err(db_err)?;
-            // Drop the user from the groups it belonged to.
-            let pattern = format!("%{id}%");
-            let groups: Vec<(String, String)> = {
-                let mut stmt = self
-                    .conn
-                    .prepare(
-                        "SELECT id, json FROM scim_resources WHERE kind = 'Group' AND json LIKE ?1",
-                    )
+            if n > 0 && kind == ResourceKind::User {
+                tx.execute("DELETE FROM users WHERE id = ?1", params![id])
                     .map_err(db_err)?;
-                let rows = stmt
-                    .query_map(params![pattern], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .map_err(db_err)?;
-                rows.collect::<Result<_, _>>().map_err(db_err)?
-            };
-            for (gid, gjson) in groups {
-                let Ok(mut g) = serde_json::from_str::<Value>(&gjson) else {
-                    continue;
+                // Drop the user from the groups it belonged to, in the same transaction.
+                let pattern = format!("%{id}%");
+                let groups: Vec<(String, String)> = {
+                    let mut stmt = tx
+                        .prepare(
+                            "SELECT id, json FROM scim_resources WHERE kind = 'Group' AND json LIKE ?1",
+                        )
+                        .map_err(db_err)?;
+                    let rows = stmt
+                        .query_map(params![pattern], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .map_err(db_err)?;
+                    rows.collect::<Result<_, _>>().map_err(db_err)?
                 };
-                if let Some(members) = g.get_mut("members").and_then(Value::as_array_mut) {
-                    members.retain(|m| m.get("value").and_then(Value::as_str) != Some(id));
+                for (gid, gjson) in groups {
+                    let Ok(mut g) = serde_json::from_str::<Value>(&gjson) else {
+                        continue;
+                    };
+                    if let Some(members) = g.get_mut("members").and_then(Value::as_array_mut) {
+                        members.retain(|m| m.get("value").and_then(Value::as_str) != Some(id));
+                    }
+                    let text = g.to_string();
+                    Self::replace_in(tx, ResourceKind::Group, &gid, &g, &text, None, None)?;
                 }
-                self.replace(ResourceKind::Group, &gid, &g.to_string(), None, None)?;
             }
+            Ok(n > 0)
+        })
+    }
+}
+
+impl SqliteDirectory {
+    /// A replace inside a write's transaction: `value` is `json` parsed.
+    fn replace_in(
+        tx: &Transaction<'_>,
+        kind: ResourceKind,
+        id: &str,
+        value: &Value,
+        json: &str,
+        cms: Option<&CmsUser>,
+        if_version: Option<&str>,
+    ) -> Result<StoredResource, DirectoryError> {
+        let current = Self::get_in(tx, kind, id)?.ok_or(DirectoryError::NotFound)?;
+        if if_version.is_some_and(|v| v != current.version) {
+            return Err(DirectoryError::VersionMismatch);
         }
-        Ok(n > 0)
+        let key = unique_key(kind, value);
+        Self::conflict_check(tx, kind, key.as_deref(), Some(id))?;
+        let now = now_rfc3339();
+        let external = value.get("externalId").and_then(Value::as_str);
+        tx.execute(
+            "UPDATE scim_resources SET version = version + 1, modified = ?3, unique_key = ?4,
+                 external_id = ?5, json = ?6 WHERE kind = ?1 AND id = ?2",
+            params![kind_name(kind), id, now, key, external, json],
+        )
+        .map_err(write_err(kind))?;
+        mirror(tx, id, json, cms)?;
+        Self::get_in(tx, kind, id)?.ok_or(DirectoryError::NotFound)
     }
 }
 
@@ -430,6 +522,70 @@ mod tests {
             .collect()
     }
 
+    fn cms(name: &str) -> CmsUser {
+        CmsUser {
+            id: String::new(),
+            fields: vec![("name".into(), FieldValue::Text(name.into()))],
+            active: true,
+        }
+    }
+
+    fn count(d: &SqliteDirectory, sql: &str) -> i64 {
+        d.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// A write is one transaction: when its CMS user cannot be written (the name is a CMS
+    /// user's already, under another SCIM id), the SCIM resource is not left behind either;
+    /// a deleted user leaves its groups in the same transaction.
+    #[test]
+    fn each_write_is_one_transaction() {
+        let path = temp_db("tx");
+        let mut d = SqliteDirectory::open(&path).unwrap();
+        let mut store = Store::open(&path).unwrap();
+        store
+            .import_users([Ok(UserRecord {
+                id: "cms-1".into(),
+                name: "taken".into(),
+                mail: String::new(),
+                fields: serde_json::Map::new(),
+                active: true,
+            })])
+            .unwrap();
+        let err = d
+            .create(
+                ResourceKind::User,
+                r#"{"userName":"fresh"}"#,
+                Some(&cms("taken")),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, DirectoryError::Other(ref m) if m.contains("taken")),
+            "{err:?}"
+        );
+        assert_eq!(count(&d, "SELECT COUNT(*) FROM scim_resources"), 0);
+        assert_eq!(count(&d, "SELECT COUNT(*) FROM users"), 1);
+
+        let alice = d
+            .create(
+                ResourceKind::User,
+                r#"{"userName":"alice"}"#,
+                Some(&cms("alice")),
+            )
+            .unwrap();
+        let group = format!(
+            r#"{{"displayName":"staff","members":[{{"value":"{}"}}]}}"#,
+            alice.id
+        );
+        let g = d.create(ResourceKind::Group, &group, None).unwrap();
+        assert_eq!(count(&d, "SELECT COUNT(*) FROM users"), 2);
+        assert!(d.delete(ResourceKind::User, &alice.id).unwrap());
+        let g = d.get(ResourceKind::Group, &g.id).unwrap().unwrap();
+        assert!(!g.json.contains(&alice.id), "{}", g.json);
+        assert_eq!(g.version, "W/\"2\"");
+        assert_eq!(count(&d, "SELECT COUNT(*) FROM users"), 1);
+        assert!(!d.delete(ResourceKind::User, &alice.id).unwrap());
+    }
+
     /// The SQLite directory sorts as the core does: numbers as numbers, and a multi-valued
     /// attribute by its primary value (it used to compare "10" < "9" and take the first).
     #[test]
@@ -445,6 +601,22 @@ mod tests {
         assert_eq!(ids_sorted(&mut d, "rank", false), ["nine", "ten", "none"]);
         assert_eq!(ids_sorted(&mut d, "rank", true), ["none", "ten", "nine"]);
         assert_eq!(ids_sorted(&mut d, "emails", false), ["nine", "ten", "none"]);
+        // A page without filter or sort (paged in SQL) is the store's order.
+        let page = d
+            .query(
+                ResourceKind::User,
+                &Search {
+                    filter: None,
+                    start_index: 2,
+                    count: 1,
+                    sort_by: None,
+                    sort_descending: false,
+                },
+            )
+            .unwrap();
+        assert_eq!(page.total_results, 3);
+        assert_eq!(page.resources.len(), 1);
+        assert!(page.resources[0].json.contains("\"ten\""));
         // Filtering and paging agree with the core too; the SQL pre-filter only narrows.
         let page = d
             .query(

@@ -62,9 +62,7 @@ impl Guard {
     fn new(limits: GuestLimits) -> Self {
         let mut guard = Guard {
             limits,
-            cap: MemoryCap {
-                limit: limits.memory_limit_bytes,
-            },
+            cap: MemoryCap::new(limits.memory_limit_bytes),
             deadline: Instant::now(),
         };
         guard.restart();

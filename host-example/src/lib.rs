@@ -45,7 +45,7 @@ pub use describe::{action_label, describe_error};
 pub use host_state::{DirectoryBackend, HostState, add_to_linker};
 pub use runtime::{
     ConnectorSettings, Credentials, DeadlineExceeded, GuestLimits, MemoryLimitExceeded, Runtime,
-    ServerSession, Session,
+    ServerSession, ServerSettings, Session,
 };
 
 /// Generated bindings for the `provisioner` world.
@@ -57,13 +57,20 @@ mod bindings {
     });
 }
 
-/// The WIT types the host's callers see.
+/// The WIT types the host's callers see. The records that carry secrets
+/// (`connector-config`, `auth`, `basic-credentials`, `server-config`) are not among them:
+/// their generated `Debug` prints every field, so callers use [`ConnectorSettings`] and
+/// [`ServerSettings`], whose `Debug` redacts, and the runtime builds the records only to
+/// pass them to `open`.
 pub mod types {
-    pub use crate::bindings::exports::scim::provisioner::server::{
-        ServerConfig, ServerRequest, ServerResponse,
-    };
+    pub use crate::bindings::exports::scim::provisioner::server::{ServerRequest, ServerResponse};
     pub use crate::bindings::scim::provisioner::directory::{
         DirectoryError, QueryPage, ResourceKind, Search, StoredResource,
     };
-    pub use crate::bindings::scim::provisioner::types::*;
+    pub use crate::bindings::scim::provisioner::types::{
+        Action, BatchItem, BatchOutcome, BulkLimits, CmsUser, FieldValue, Link, MissingAttribute,
+        Plan, PlannedAction, ProvisionOutcome, ProvisioningError, RemoteListing, RetryClass,
+        ScimError, ServerCapabilities, TransportError, TransportFailure, UnexpectedResponse,
+        UserEvent,
+    };
 }

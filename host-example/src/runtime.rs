@@ -16,14 +16,15 @@ use scim_guest_limits::EpochTicker;
 use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Config, Engine, Store, UpdateDeadline};
 
+use crate::bindings::exports::scim::provisioner::server::ServerConfig;
+use crate::bindings::scim::provisioner::types::{Auth, BasicCredentials, ConnectorConfig};
 use crate::bindings::{Provisioner, ProvisionerPre};
 use crate::host_state::{DirectoryBackend, HostState, add_to_linker};
 use crate::http::{HeldRequest, HttpCapability, OriginPolicy};
 use crate::logging::{Level, LogSink};
 use crate::types::{
-    Auth, BasicCredentials, BatchItem, BatchOutcome, CmsUser, ConnectorConfig, Link, Plan,
-    ProvisionOutcome, ProvisioningError, RemoteListing, ServerCapabilities, ServerConfig,
-    ServerRequest, ServerResponse, UserEvent,
+    BatchItem, BatchOutcome, CmsUser, Link, Plan, ProvisionOutcome, ProvisioningError,
+    RemoteListing, ServerCapabilities, ServerRequest, ServerResponse, UserEvent,
 };
 
 /// How the connector authenticates.
@@ -73,6 +74,51 @@ pub struct ConnectorSettings {
     pub timeout_ms: u32,
     /// The provisioning policy as JSON; empty for the defaults.
     pub policy_json: String,
+}
+
+/// What the server role needs to open: the WIT's `server-config`, held by the host so that
+/// its `Debug` never shows the bearer token (the generated record's `Debug` would).
+#[derive(Clone)]
+pub struct ServerSettings {
+    /// The absolute SCIM base URL, for `meta.location` and `Location`.
+    pub base_url: String,
+    /// The bearer token clients must present.
+    pub bearer_token: String,
+    /// The most resources one list returns.
+    pub max_results: u32,
+    /// The most operations one bulk request may hold.
+    pub bulk_max_operations: u32,
+    /// The largest request body accepted, in bytes.
+    pub bulk_max_payload: u64,
+    /// The provisioning policy JSON; empty for the default mapping.
+    pub policy_json: String,
+}
+
+impl std::fmt::Debug for ServerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerSettings")
+            .field("base_url", &self.base_url)
+            .field("bearer_token", &"<redacted>")
+            .field("max_results", &self.max_results)
+            .field("bulk_max_operations", &self.bulk_max_operations)
+            .field("bulk_max_payload", &self.bulk_max_payload)
+            .field("policy_json", &self.policy_json)
+            .finish()
+    }
+}
+
+impl ServerSettings {
+    /// The WIT record, built only to be passed to `open`.
+    fn to_wit(&self) -> ServerConfig {
+        ServerConfig {
+            base_url: self.base_url.clone(),
+            bearer_token: self.bearer_token.clone(),
+            max_results: self.max_results,
+            bulk_max_operations: self.bulk_max_operations,
+            bulk_max_payload: self.bulk_max_payload,
+            policy_json: self.policy_json.clone(),
+        }
+    }
 }
 
 /// The limits every instance of the component runs under.
@@ -289,7 +335,7 @@ impl Runtime {
     /// re-instantiates itself after a trap (see [`ServerSession::handle`]).
     pub fn open_server(
         &self,
-        config: &ServerConfig,
+        config: &ServerSettings,
         directory: Box<dyn DirectoryBackend>,
         log: LogSink,
     ) -> anyhow::Result<Result<ServerSession, ProvisioningError>> {
@@ -309,7 +355,7 @@ impl Runtime {
 
     fn server_instance(
         &self,
-        config: &ServerConfig,
+        config: &ServerSettings,
         directory: Box<dyn DirectoryBackend>,
         log: &LogSink,
     ) -> Result<ServerLive, (ServerOpenFailure, Box<dyn DirectoryBackend>)> {
@@ -332,7 +378,7 @@ impl Runtime {
         let opened = bindings
             .scim_provisioner_server()
             .scim_server()
-            .call_open(&mut store, config);
+            .call_open(&mut store, &config.to_wit());
         match opened {
             Ok(Ok(server)) => Ok(ServerLive {
                 store,
@@ -404,7 +450,7 @@ struct ServerLive {
 /// and the next request is served by a fresh one over the same directory.
 pub struct ServerSession {
     runtime: Runtime,
-    config: ServerConfig,
+    config: ServerSettings,
     log: LogSink,
     live: Option<ServerLive>,
     /// The directory, while no instance holds it (after a trap).
@@ -530,6 +576,14 @@ impl Session {
         if let Some(mut live) = self.live.take() {
             self.held.extend(live.store.data_mut().take_held());
         }
+    }
+
+    /// The most linear memory the current instance has held, in bytes (0 after a trap,
+    /// until the next call): what to compare with [`GuestLimits::memory_limit_bytes`].
+    pub fn peak_memory_bytes(&self) -> usize {
+        self.live
+            .as_ref()
+            .map_or(0, |l| l.store.data().guard.cap.peak())
     }
 
     /// False after a trap, until the next call starts a fresh instance.
@@ -701,5 +755,49 @@ impl Drop for Session {
             begin_call(&mut live.store);
             let _ = live.connector.resource_drop(&mut live.store);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// No host type that holds a secret shows it through `Debug`: the settings the
+    /// callers build, and the records the runtime builds from them are never formatted.
+    #[test]
+    fn settings_never_show_their_secrets_in_debug() {
+        let secret = "s3cr3t-T0ken-value";
+        let connector = |credentials| ConnectorSettings {
+            base_url: "https://idp.example/scim/v2".into(),
+            credentials,
+            timeout_ms: 1_000,
+            policy_json: String::new(),
+        };
+        let shown = [
+            format!("{:?}", connector(Credentials::Bearer(secret.into()))),
+            format!(
+                "{:?}",
+                connector(Credentials::Basic {
+                    username: "admin".into(),
+                    password: secret.into(),
+                })
+            ),
+            format!(
+                "{:?}",
+                ServerSettings {
+                    base_url: "https://cms.example/scim/v2".into(),
+                    bearer_token: secret.into(),
+                    max_results: 200,
+                    bulk_max_operations: 100,
+                    bulk_max_payload: 1 << 20,
+                    policy_json: String::new(),
+                }
+            ),
+        ];
+        for text in &shown {
+            assert!(!text.contains(secret), "{text}");
+            assert!(text.contains("<redacted>"), "{text}");
+        }
+        assert!(shown[1].contains("admin"), "the user name is not a secret");
     }
 }

@@ -23,11 +23,12 @@ use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::ServerSettings;
 use crate::describe::describe_error;
 use crate::directory::SqliteDirectory;
 use crate::logging::{Level, LogSink};
 use crate::runtime::{Runtime, ServerSession};
-use crate::types::{ServerConfig, ServerRequest};
+use crate::types::ServerRequest;
 
 /// The path the SCIM API is served under.
 pub const BASE_PATH: &str = "/scim/v2";
@@ -243,7 +244,7 @@ pub fn start_with(
             (inner.clone(), Some((*hash, inner)), String::new())
         }
     };
-    let config = ServerConfig {
+    let config = ServerSettings {
         base_url: base_url.clone(),
         bearer_token,
         max_results: 200,
@@ -258,8 +259,10 @@ pub fn start_with(
     // Every worker opens its instance and its connection now, so a bad configuration or
     // database fails the start instead of the first requests.
     let mut sessions = Vec::with_capacity(options.workers);
+    // The workers' writes queue on one lock here instead of in SQLite's busy handler.
+    let write_lock = Arc::new(Mutex::new(()));
     for _ in 0..options.workers {
-        let directory = SqliteDirectory::open(database)?;
+        let directory = SqliteDirectory::open_shared(database, Arc::clone(&write_lock))?;
         match runtime.open_server(&config, Box::new(directory), log.clone())? {
             Ok(s) => sessions.push(s),
             Err(e) => bail!("{}", describe_error(&e)),

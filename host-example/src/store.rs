@@ -261,7 +261,7 @@ impl Store {
     }
 
     /// Raises the high-water mark of numeric ids given out (see [`Store::next_user_id`]).
-    fn remember_user_id(tx: &Transaction<'_>, id: &str) -> anyhow::Result<()> {
+    pub(crate) fn remember_user_id(tx: &Transaction<'_>, id: &str) -> anyhow::Result<()> {
         if let Ok(n) = id.parse::<i64>() {
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('last_user_id', ?1)
@@ -280,7 +280,7 @@ impl Store {
         Ok(())
     }
 
-    fn write_user(tx: &Transaction<'_>, user: &UserRecord) -> anyhow::Result<()> {
+    pub(crate) fn write_user(tx: &Transaction<'_>, user: &UserRecord) -> anyhow::Result<()> {
         tx.execute(
             "INSERT INTO users (id, name, mail, fields, active) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(id) DO UPDATE SET name = ?2, mail = ?3, fields = ?4, active = ?5",

@@ -98,6 +98,17 @@ impl Fault {
     }
 }
 
+/// How a [`Fault::TruncatedBody`] cuts the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truncation {
+    /// Each way in turn, by the request's draw.
+    Either,
+    /// Keep the server's `Content-Length`: the client notices a short read.
+    KeepLength,
+    /// Close-delimited (no `Content-Length`): the cut body looks complete.
+    CloseDelimited,
+}
+
 /// How the proxy misbehaves.
 #[derive(Debug, Clone)]
 pub struct FaultConfig {
@@ -114,6 +125,8 @@ pub struct FaultConfig {
     pub delay: Duration,
     /// The `Retry-After` of a [`Fault::TooManyRequests`], in seconds.
     pub retry_after_secs: u32,
+    /// How truncated answers are cut.
+    pub truncation: Truncation,
     /// How long the proxy waits for the upstream server's answer.
     pub upstream_timeout: Duration,
 }
@@ -127,6 +140,7 @@ impl FaultConfig {
             write_factor: 1.0,
             delay: Duration::from_secs(5),
             retry_after_secs: 1,
+            truncation: Truncation::Either,
             upstream_timeout: Duration::from_secs(120),
         }
     }
@@ -703,7 +717,11 @@ fn serve_connection(mut client: TcpStream, shared: &Shared) -> Result<()> {
             let half = &upstream.body[..upstream.body.len() / 2];
             // Half keep the server's length (the client notices a short read); half are
             // close-delimited, so the cut body looks complete.
-            let keep_length = draw & 1 == 0;
+            let keep_length = match shared.config.truncation {
+                Truncation::Either => draw & 1 == 0,
+                Truncation::KeepLength => true,
+                Truncation::CloseDelimited => false,
+            };
             let mut out = Vec::new();
             out.extend_from_slice(upstream.head.start.as_bytes());
             out.extend_from_slice(b"\r\n");

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use host_example::clock::now_ms;
 use host_example::config::Threshold;
+use host_example::delivery;
 use host_example::logging::LogSink;
 use host_example::serve::{self, RunningServer};
 use host_example::store::{LogEntry, Store, UserRecord};
@@ -32,7 +33,7 @@ use host_example::sync::{SyncOptions, SyncSummary, sync};
 use host_example::types::UserEvent;
 use host_example::{ConnectorSettings, Credentials};
 use scim_provisioner_tests::component::runtime;
-use scim_provisioner_tests::fault_proxy::{Fault, FaultConfig, FaultProxy, FaultStats};
+use scim_provisioner_tests::fault_proxy::{Fault, FaultConfig, FaultProxy, FaultStats, Truncation};
 use scim_provisioner_tests::peers::{self, Peer, get_json};
 use serde_json::{Map, Value, json};
 
@@ -689,4 +690,47 @@ fn sync_10k_users_through_faults_into_scim2_server() {
     let r = run(&up, 10_000, 10, faults(2026, 0.004));
     print_report(&up, 10_000, &r);
     assert_exercised(&r);
+}
+
+/// Regression (found by this file's runs): an answer whose JSON body was cut off in transit
+/// (close-delimited, so it looked complete) was a permanent failure, and the host parked an
+/// event that the next attempt delivered.
+#[test]
+fn an_answer_cut_off_in_transit_is_retried_not_parked() {
+    let up = scim2_server();
+    let config = FaultConfig {
+        truncation: Truncation::CloseDelimited,
+        ..FaultConfig::none()
+    }
+    .with_rate(Fault::TruncatedBody, 1.0);
+    let proxy = FaultProxy::start(&up.base_url, config).expect("the proxy starts");
+    let settings = ConnectorSettings {
+        base_url: proxy.base_url.clone(),
+        credentials: Credentials::Bearer(up.token.clone()),
+        timeout_ms: 10_000,
+        policy_json: String::new(),
+    };
+    let dir = temp_dir("cut");
+    let mut store = Store::open(&dir.join("site.db")).expect("the store opens");
+    store.add_user(cms_user("cutoff"), true).expect("added");
+    let mut session = scim_provisioner_tests::component::open(&settings);
+    let report = delivery::deliver(&mut store, &mut session, "", MAX_ATTEMPTS, false)
+        .expect("delivery runs");
+    assert_eq!((report.retrying, report.parked), (1, 0), "{report:?}");
+    let pending = store.pending_events().expect("the store reads");
+    let error = pending[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("ends early"), "{error}");
+    assert!(proxy.stats().faults[&Fault::TruncatedBody] >= 1);
+
+    proxy.set_enabled(false);
+    let mut session = scim_provisioner_tests::component::open(&settings);
+    let report =
+        delivery::deliver(&mut store, &mut session, "", MAX_ATTEMPTS, true).expect("delivery runs");
+    assert_eq!(report.delivered, 1, "{report:?}");
+    let names: Vec<Value> = server_users(&up)
+        .into_iter()
+        .map(|u| u["userName"].clone())
+        .collect();
+    assert_eq!(names, [json!("cutoff")]);
+    let _ = std::fs::remove_dir_all(&dir);
 }

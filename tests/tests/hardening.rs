@@ -376,6 +376,90 @@ fn a_call_past_the_deadline_traps() {
     assert!(error.contains("deadline exceeded"), "{error}");
 }
 
+/// The deadline is enforced mid-computation by the epoch ticker, not only at a call's first
+/// check: a batch of 40,000 unchanged users (guest work with no host call in between, well
+/// over a second of it) runs past a 100 ms deadline and traps; the next, small batch runs on
+/// a fresh instance. Only the trapping call runs under the tight deadline's session; the
+/// snapshots are made beforehand on an unlimited one, so a loaded machine cannot trip it
+/// early.
+#[test]
+fn a_long_guest_computation_is_stopped_by_the_ticker_and_the_next_call_works() {
+    use host_example::types::{Action, BatchItem, Link, UserEvent};
+    let dir = TempDir::new("ticker");
+    let token = serve::generate_token();
+    let (server, _lines) = start(
+        runtime(),
+        &dir,
+        &ServerToken::Plain(token.clone()),
+        &ServeOptions::default(),
+    );
+    let settings = ConnectorSettings {
+        base_url: server.base_url.clone(),
+        credentials: Credentials::Bearer(token),
+        timeout_ms: 10_000,
+        policy_json: String::new(),
+    };
+    let open = |runtime: &Runtime| match runtime.open(&settings) {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => panic!("open refused: {e:?}"),
+        Err(e) => panic!("trap while opening: {e:#}"),
+    };
+    let mut mapper = open(runtime());
+    let mut items = Vec::new();
+    for i in 0..40_000 {
+        let mut user = cms_user(&format!("user{i}"), Some(format!("Given{i}")));
+        user.id = i.to_string();
+        let snapshot = mapper
+            .map_user(&user)
+            .expect("no trap")
+            .expect("the user maps");
+        items.push(BatchItem {
+            user,
+            event: UserEvent::Updated,
+            link: Some(Link {
+                remote_id: format!("r{i}"),
+                version: None,
+                snapshot: Some(snapshot),
+            }),
+        });
+    }
+    let unlimited = mapper
+        .provision_batch(&items[..3])
+        .expect("no trap without a tight deadline");
+    assert!(
+        unlimited
+            .results
+            .iter()
+            .all(|r| matches!(r, Ok(o) if o.action == Action::Unchanged)),
+        "{unlimited:?}"
+    );
+    let limited = runtime().clone().with_limits(GuestLimits {
+        call_deadline: Duration::from_millis(100),
+        ..GuestLimits::default()
+    });
+    let mut session = open(&limited);
+    let trap = session
+        .provision_batch(&items)
+        .expect_err("40,000 users take the guest past 100 ms");
+    assert!(
+        trap.chain()
+            .any(|c| c.is::<host_example::DeadlineExceeded>()),
+        "the trap is typed: {trap:#}"
+    );
+    assert!(!session.is_live(), "the trapped instance is discarded");
+    let small = session
+        .provision_batch(&items[..3])
+        .expect("a fresh instance serves the next call");
+    assert!(
+        small
+            .results
+            .iter()
+            .all(|r| matches!(r, Ok(o) if o.action == Action::Unchanged)),
+        "{small:?}"
+    );
+    assert!(session.is_live());
+}
+
 fn cli_binary() -> Option<std::path::PathBuf> {
     let bin = scim_provisioner_tests::peers::workspace_root().join("target/debug/host-example");
     if bin.is_file() {
@@ -507,4 +591,71 @@ fn plain_http_credentials_need_consent_and_draw_a_warning() {
         text.contains("Warning:") && text.contains("plain http://"),
         "{text}"
     );
+}
+
+/// The default memory cap holds a 100,000-user listing: the users are listed from our own
+/// `serve` and the instance's peak memory is printed. Slow (a minute or two): run with
+/// `cargo test -p scim-provisioner-tests --test hardening -- --ignored --nocapture`.
+#[test]
+#[ignore = "slow: lists 100,000 users"]
+fn a_100k_user_listing_fits_the_default_memory_cap() {
+    use host_example::DirectoryBackend;
+    use host_example::directory::SqliteDirectory;
+    use host_example::types::ResourceKind;
+    let users: usize = std::env::var("HARDENING_LISTING_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let dir = TempDir::new("listing");
+    let database = dir.0.join("directory.db");
+    {
+        let mut directory = SqliteDirectory::open(&database).unwrap();
+        for i in 0..users {
+            let json = serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": format!("user{i:06}"),
+                "externalId": format!("{i}"),
+                "name": {"givenName": "Given", "familyName": format!("Family{i}")},
+                "displayName": format!("Given Family{i}"),
+                "emails": [{"value": format!("user{i:06}@example.com"), "type": "work", "primary": true}],
+                "active": true,
+            });
+            directory
+                .create(ResourceKind::User, &json.to_string(), None)
+                .unwrap();
+        }
+    }
+    let token = serve::generate_token();
+    let (server, _lines) = start(
+        runtime(),
+        &dir,
+        &ServerToken::Plain(token.clone()),
+        &ServeOptions::default(),
+    );
+    let settings = ConnectorSettings {
+        base_url: server.base_url.clone(),
+        credentials: Credentials::Bearer(token),
+        timeout_ms: 60_000,
+        policy_json: String::new(),
+    };
+    let mut session = match runtime().open(&settings) {
+        Ok(Ok(s)) => s,
+        other => panic!("open failed: {:?}", other.err()),
+    };
+    let listing = session
+        .index_remote_users()
+        .expect("no trap")
+        .expect("the listing succeeds");
+    let document = session.export_remote_index().expect("no trap");
+    let peak = session.peak_memory_bytes();
+    println!(
+        "listed {} users in {} requests; export {} bytes; peak linear memory {} MiB of {} MiB",
+        listing.users,
+        listing.requests,
+        document.map_or(0, |d| d.len()),
+        peak >> 20,
+        GuestLimits::default().memory_limit_bytes >> 20
+    );
+    assert_eq!(listing.users as usize, users);
+    assert!(peak < GuestLimits::default().memory_limit_bytes / 2);
 }

@@ -15,9 +15,11 @@ use host_example::directory::SqliteDirectory;
 use host_example::logging::{Level, LogSink};
 use host_example::types::{
     Action, BatchItem, CmsUser, FieldValue, Link, PlannedAction, ProvisionOutcome,
-    ProvisioningError, RetryClass, ServerConfig, ServerRequest, TransportError, UserEvent,
+    ProvisioningError, RetryClass, ServerRequest, TransportError, UserEvent,
 };
-use host_example::{ConnectorSettings, Credentials, Runtime, ServerSession, Session};
+use host_example::{
+    ConnectorSettings, Credentials, Runtime, ServerSession, ServerSettings, Session,
+};
 use scim_provisioner_tests::component::runtime;
 use scim_provisioner_tests::peers::{Peer, scim2_server, workspace_root};
 
@@ -374,13 +376,13 @@ fn settings(config: &Value) -> ConnectorSettings {
     }
 }
 
-fn server_config(config: &Value) -> ServerConfig {
+fn server_config(config: &Value) -> ServerSettings {
     let policy = match config.get("policy") {
         None | Some(Value::Null) => String::new(),
         Some(Value::Object(m)) if m.is_empty() => String::new(),
         Some(v) => v.to_string(),
     };
-    ServerConfig {
+    ServerSettings {
         base_url: config["base_url"].as_str().unwrap_or_default().to_string(),
         bearer_token: config["token"].as_str().unwrap_or_default().to_string(),
         max_results: config["max_results"].as_u64().unwrap_or(200) as u32,
@@ -403,7 +405,7 @@ fn c_response(status: u16, headers: &[(String, String)], body: &[u8]) -> Value {
 /// libraries do by themselves: a fresh instance over the same directory and configuration).
 struct Served {
     session: Option<ServerSession>,
-    config: ServerConfig,
+    config: ServerSettings,
     db: PathBuf,
 }
 

@@ -58,6 +58,20 @@ impl std::error::Error for DeadlineExceeded {}
 pub struct MemoryCap {
     /// The most linear memory one instance may hold, in bytes.
     pub limit: usize,
+    /// The most linear memory granted so far, in bytes.
+    peak: usize,
+}
+
+impl MemoryCap {
+    /// A cap of `limit` bytes, nothing granted yet.
+    pub fn new(limit: usize) -> MemoryCap {
+        MemoryCap { limit, peak: 0 }
+    }
+
+    /// The most linear memory granted so far, in bytes: what a cap should be sized against.
+    pub fn peak(&self) -> usize {
+        self.peak
+    }
 }
 
 impl ResourceLimiter for MemoryCap {
@@ -76,6 +90,7 @@ impl ResourceLimiter for MemoryCap {
             }
             .into());
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
@@ -135,8 +150,9 @@ mod tests {
 
     #[test]
     fn the_cap_refuses_a_grow_past_it_with_a_typed_trap() {
-        let mut cap = MemoryCap { limit: 1 << 20 };
+        let mut cap = MemoryCap::new(1 << 20);
         assert!(matches!(cap.memory_growing(0, 1 << 20, None), Ok(true)));
+        assert_eq!(cap.peak(), 1 << 20);
         let err = cap.memory_growing(0, (1 << 20) + 1, None).err();
         let err = err.map(anyhow::Error::from);
         assert!(

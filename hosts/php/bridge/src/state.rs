@@ -73,9 +73,7 @@ impl BridgeState {
         BridgeState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            cap: MemoryCap {
-                limit: memory_limit,
-            },
+            cap: MemoryCap::new(memory_limit),
             exchange,
         }
     }
