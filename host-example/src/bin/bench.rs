@@ -10,11 +10,20 @@
 //!    warmed up with one full pass, then timed 5 times; the median is reported in
 //!    nanoseconds per operation with the component/native ratio.
 //! 2. **Ours vs a peer, server role.** Our server (`host_example::serve::start` on
-//!    127.0.0.1:0 over a temporary SQLite file) and scim2-server (from
+//!    127.0.0.1:0 over a temporary SQLite file, 4 workers) and scim2-server (from
 //!    `target/peers/venv/bin/scim2-server`, or env `SCIM2_SERVER_BIN`; skipped with a message
-//!    when absent) each get, from one plain sequential ureq client, M `POST /Users`, then M
-//!    `GET /Users/{id}`, then M `GET /Users?filter=userName eq "…"`. Requests per second
+//!    when absent) each get M `POST /Users`, then M `GET /Users/{id}`, then M
+//!    `GET /Users?filter=userName eq "…"`, first from 1 client, then from 8 at once (ureq,
+//!    one kept-alive connection each). Requests per second and the 99th-percentile latency
 //!    are reported per phase, with the ratio ours/peer. The peer is killed at the end.
+//! 2b. **A first sync against the server's own ceiling.** For scim2-server and our serve,
+//!    each fresh: the rate at which plain clients (8 connections, nothing else to do) create
+//!    S users through `/Bulk` with as many operations per request as the server allows (at
+//!    most 100), then a first sync of S users (`/Bulk`, concurrency 8) into another fresh
+//!    one, as users per second and as a share of that ceiling.
+//! 2c. **A no-change resync** (`--resync-users R`, default 100,000; 0 skips): R users synced
+//!    into a fresh serve of ours, then synced again with nothing changed: seconds and
+//!    requests (which must be 0).
 //! 3. **A first sync, bulk vs one request per user.** S users are imported into a fresh
 //!    SQLite store and synced (concurrency 8) to a fresh scim2-server twice: with the
 //!    default batches, whose writes travel in `/Bulk` requests, and with `batch_size = 1`,
@@ -35,7 +44,7 @@
 //!
 //! ```sh
 //! cargo build --release -p host-example --bin bench -p scim-bridge
-//! target/release/bench [--users N] [--requests M] [--sync-users S] [--skip-peer]
+//! target/release/bench [--users N] [--requests M] [--sync-users S] [--resync-users R] [--skip-peer]
 //! target/release/bench --hosts [--calls N] [--memory-calls N] [--sync-users S] [--sync-concurrency C]
 //! ```
 
@@ -71,6 +80,9 @@ struct Args {
     /// Users in the first-sync comparison (bulk vs one request per user).
     #[arg(long = "sync-users", default_value_t = 2_000)]
     sync_users: usize,
+    /// Users in the no-change resync into our own server (0 skips it).
+    #[arg(long = "resync-users", default_value_t = 100_000)]
+    resync_users: usize,
     /// Do not start scim2-server; measure only our server.
     #[arg(long)]
     skip_peer: bool,
@@ -123,7 +135,7 @@ fn main() -> Result<()> {
     }
 
     println!(
-        "\n== server role: {} requests per phase, one sequential client ==",
+        "\n== server role: {} requests per phase, at {CONNECTIONS:?} connections ==",
         args.requests
     );
     let ours = bench_ours(&runtime, args.requests)?;
@@ -134,15 +146,74 @@ fn main() -> Result<()> {
         bench_peer(args.requests)?
     };
     println!(
-        "{:<30} {:>10} {:>12} {:>10}",
-        "phase", "ours req/s", "peer req/s", "ours/peer"
+        "{:<30} {:>5} {:>10} {:>9} {:>10} {:>9} {:>10}",
+        "phase", "conns", "ours req/s", "ours p99", "peer req/s", "peer p99", "ours/peer"
     );
-    for (i, phase) in PHASES.iter().enumerate() {
-        let o = ours[i];
-        match &peer {
-            Some(p) => println!("{phase:<30} {o:>10.0} {:>12.0} {:>9.2}x", p[i], o / p[i]),
-            None => println!("{phase:<30} {o:>10.0} {:>12} {:>10}", "-", "-"),
+    for (c, connections) in CONNECTIONS.iter().enumerate() {
+        for (i, phase) in PHASES.iter().enumerate() {
+            let o = ours[c][i];
+            match peer.as_ref().map(|p| p[c][i]) {
+                Some(p) => println!(
+                    "{phase:<30} {connections:>5} {:>10.0} {:>6.2} ms {:>10.0} {:>6.2} ms {:>9.2}x",
+                    o.per_second,
+                    o.p99_ms,
+                    p.per_second,
+                    p.p99_ms,
+                    o.per_second / p.per_second
+                ),
+                None => println!(
+                    "{phase:<30} {connections:>5} {:>10.0} {:>6.2} ms {:>10} {:>9} {:>10}",
+                    o.per_second, o.p99_ms, "-", "-", "-"
+                ),
+            }
         }
+    }
+
+    if args.sync_users > 0 {
+        println!(
+            "\n== a first sync of {} users (/Bulk, concurrency 8) against the server's own /Bulk ceiling (plain clients, 8 connections) ==",
+            args.sync_users
+        );
+        println!(
+            "{:<14} {:>9} {:>10} {:>9} {:>6} {:>14} {:>10}",
+            "into", "seconds", "users/s", "requests", "bulk", "ceiling/s", "of ceiling"
+        );
+        for (label, target) in [
+            ("scim2-server", SyncTarget::Peer),
+            ("our serve", SyncTarget::Ours),
+        ] {
+            if args.skip_peer && target == SyncTarget::Peer {
+                continue;
+            }
+            let ceiling = bulk_ceiling(&runtime, target, args.sync_users, 8)?;
+            let Some((seconds, summary)) =
+                bench_first_sync_into(&runtime, target, args.sync_users, 100, false, 8)?
+            else {
+                continue;
+            };
+            let rate = args.sync_users as f64 / seconds;
+            println!(
+                "{label:<14} {seconds:>9.2} {rate:>10.0} {:>9} {:>6} {:>14} {:>10}",
+                summary.requests,
+                summary.bulk_requests,
+                ceiling.map_or("-".into(), |(c, ops)| format!("{c:.0} ({ops}/req)")),
+                ceiling.map_or("-".into(), |(c, _)| format!("{:.0}%", rate / c * 100.0)),
+            );
+        }
+    }
+    if args.resync_users > 0 {
+        println!(
+            "\n== a no-change resync of {} users in our serve (after a first sync) ==",
+            args.resync_users
+        );
+        let ((first_s, first), (again_s, again)) = bench_resync(&runtime, args.resync_users)?;
+        println!(
+            "first sync: {first_s:.2} s ({:.0} users/s, {} requests); resync: {again_s:.2} s, {} requests, {} unchanged",
+            args.resync_users as f64 / first_s,
+            first.requests,
+            again.requests,
+            again.unchanged
+        );
     }
 
     if args.skip_peer || args.sync_users == 0 {
@@ -183,32 +254,44 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Imports `n` users into a fresh store and syncs them to a fresh scim2-server; returns
-/// the seconds the sync took and its summary. With `existing`, the server holds every
-/// user already (under another first name), so the sync adopts and updates them all.
-/// `None` when the peer is not installed.
-fn bench_first_sync(
+/// Where a first sync goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SyncTarget {
+    /// A fresh scim2-server.
+    Peer,
+    /// A fresh `serve` of ours, in this process, over a temporary SQLite file.
+    Ours,
+}
+
+/// A fresh server to sync into: what keeps it alive, its base URL and its token. `None`
+/// when the peer is not installed.
+fn start_target(
     runtime: &Runtime,
-    n: usize,
-    batch_size: u32,
-    existing: bool,
-    concurrency: u32,
-) -> Result<Option<(f64, host_example::sync::SyncSummary)>> {
-    let Some((peer, base, token)) = start_peer()? else {
-        return Ok(None);
-    };
-    if existing {
-        let client = Client::new(&token);
-        for i in 0..n {
-            let body = json!({
-                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                "userName": format!("user{i:06}"),
-                "name": {"givenName": "Before", "familyName": "Sync"}
-            });
-            let (status, text) = client.post(&format!("{base}/Users"), &body.to_string())?;
-            expect(status, 201, &text, "seeding a user")?;
+    target: SyncTarget,
+) -> Result<Option<(Box<dyn std::any::Any>, String, String)>> {
+    Ok(match target {
+        SyncTarget::Peer => start_peer()?
+            .map(|(peer, base, token)| (Box::new(peer) as Box<dyn std::any::Any>, base, token)),
+        SyncTarget::Ours => {
+            let db = TempDb::new()?;
+            let token = serve::generate_token();
+            let server = serve::start(
+                runtime,
+                &db.0,
+                "127.0.0.1:0",
+                &token,
+                "",
+                LogSink::stderr(Level::Warn),
+            )?;
+            let base = server.base_url.clone();
+            // The server stops before its database is removed (tuple fields drop in order).
+            Some((Box::new((server, db)), base, token))
         }
-    }
+    })
+}
+
+/// A fresh host store holding `n` Drupal-style users, none provisioned yet.
+fn bench_store(n: usize) -> Result<(TempDb, host_example::store::Store)> {
     let db = TempDb::new()?;
     let mut store = host_example::store::Store::open(&db.0)?;
     store.import_users((0..n).map(|i| {
@@ -228,13 +311,11 @@ fn bench_first_sync(
             active: true,
         })
     }))?;
-    let settings = ConnectorSettings {
-        base_url: base,
-        credentials: Credentials::Bearer(token),
-        timeout_ms: 30_000,
-        policy_json: String::new(),
-    };
-    let options = host_example::sync::SyncOptions {
+    Ok((db, store))
+}
+
+fn sync_options(concurrency: u32, batch_size: u32) -> host_example::sync::SyncOptions {
+    host_example::sync::SyncOptions {
         plan_only: false,
         allow_deletes: false,
         threshold: host_example::config::Threshold::Percent(10.0),
@@ -243,11 +324,66 @@ fn bench_first_sync(
         max_attempts: 3,
         progress: false,
         full: false,
+    }
+}
+
+/// Imports `n` users into a fresh store and syncs them to a fresh scim2-server; returns
+/// the seconds the sync took and its summary. With `existing`, the server holds every
+/// user already (under another first name), so the sync adopts and updates them all.
+/// `None` when the peer is not installed.
+fn bench_first_sync(
+    runtime: &Runtime,
+    n: usize,
+    batch_size: u32,
+    existing: bool,
+    concurrency: u32,
+) -> Result<Option<(f64, host_example::sync::SyncSummary)>> {
+    bench_first_sync_into(
+        runtime,
+        SyncTarget::Peer,
+        n,
+        batch_size,
+        existing,
+        concurrency,
+    )
+}
+
+/// [`bench_first_sync`] into either server.
+fn bench_first_sync_into(
+    runtime: &Runtime,
+    target: SyncTarget,
+    n: usize,
+    batch_size: u32,
+    existing: bool,
+    concurrency: u32,
+) -> Result<Option<(f64, host_example::sync::SyncSummary)>> {
+    let Some((server, base, token)) = start_target(runtime, target)? else {
+        return Ok(None);
     };
+    if existing {
+        let client = Client::new(&token);
+        for i in 0..n {
+            let body = json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": format!("user{i:06}"),
+                "name": {"givenName": "Before", "familyName": "Sync"}
+            });
+            let (status, text) = client.post(&format!("{base}/Users"), &body.to_string())?;
+            expect(status, 201, &text, "seeding a user")?;
+        }
+    }
+    let (_db, mut store) = bench_store(n)?;
+    let settings = ConnectorSettings {
+        base_url: base,
+        credentials: Credentials::Bearer(token),
+        timeout_ms: 30_000,
+        policy_json: String::new(),
+    };
+    let options = sync_options(concurrency, batch_size);
     let started = Instant::now();
     let summary = host_example::sync::sync(runtime, &settings, &mut store, &options)?;
     let seconds = started.elapsed().as_secs_f64();
-    drop(peer);
+    drop(server);
     let done = if existing {
         summary.adopted
     } else {
@@ -257,6 +393,110 @@ fn bench_first_sync(
         bail!("the sync did not provision every user: {summary}");
     }
     Ok(Some((seconds, summary)))
+}
+
+/// What a server can take through `/Bulk` alone: `n` user creates in requests of as many
+/// operations as its ServiceProviderConfig allows (at most 100), `connections` at once,
+/// from plain clients doing nothing else. Returns creates per second and the operations per
+/// request. `None` when the peer is not installed or the server has no `/Bulk`.
+fn bulk_ceiling(
+    runtime: &Runtime,
+    target: SyncTarget,
+    n: usize,
+    connections: usize,
+) -> Result<Option<(f64, usize)>> {
+    let Some((server, base, token)) = start_target(runtime, target)? else {
+        return Ok(None);
+    };
+    let client = Client::new(&token);
+    let (status, text) = client.get(&format!("{base}/ServiceProviderConfig"))?;
+    let spc = expect(status, 200, &text, "ServiceProviderConfig")?;
+    if spc["bulk"]["supported"] != json!(true) {
+        return Ok(None);
+    }
+    let per_request = spc["bulk"]["maxOperations"]
+        .as_u64()
+        .map_or(100, |m| m.clamp(1, 100) as usize);
+    let bodies: Vec<String> = (0..n)
+        .collect::<Vec<_>>()
+        .chunks(per_request)
+        .map(|chunk| {
+            let operations: Vec<Value> = chunk
+                .iter()
+                .map(|i| {
+                    json!({
+                        "method": "POST",
+                        "path": "/Users",
+                        "bulkId": format!("u{i}"),
+                        "data": {
+                            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                            "userName": format!("ceiling{i:06}"),
+                            "externalId": i.to_string(),
+                            "name": {"givenName": "Ada", "familyName": format!("Ceiling{i}")},
+                            "emails": [{"value": format!("ceiling{i:06}@example.org"), "primary": true}],
+                            "active": true
+                        }
+                    })
+                })
+                .collect();
+            json!({
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+                "Operations": operations
+            })
+            .to_string()
+        })
+        .collect();
+    let url = format!("{base}/Bulk");
+    let (figure, _) = phase(&token, bodies.len(), connections, |client, i| {
+        let (status, text) = client.post(&url, &bodies[i])?;
+        let answer = expect(status, 200, &text, "POST /Bulk")?;
+        let ok = answer["Operations"].as_array().map_or(0, |ops| {
+            ops.iter().filter(|o| o["status"] == json!("201")).count()
+        });
+        if ok != per_request.min(n - i * per_request) {
+            bail!(
+                "a bulk request created {ok} users: {}",
+                text.chars().take(300).collect::<String>()
+            );
+        }
+        Ok(())
+    })?;
+    drop(server);
+    let seconds = bodies.len() as f64 / figure.per_second;
+    Ok(Some((n as f64 / seconds, per_request)))
+}
+
+/// A first sync of `n` users into a fresh `serve` of ours, then a second sync with nothing
+/// changed: the seconds and summary of each.
+fn bench_resync(
+    runtime: &Runtime,
+    n: usize,
+) -> Result<(
+    (f64, host_example::sync::SyncSummary),
+    (f64, host_example::sync::SyncSummary),
+)> {
+    let Some((server, base, token)) = start_target(runtime, SyncTarget::Ours)? else {
+        bail!("our own server cannot be missing");
+    };
+    let (_db, mut store) = bench_store(n)?;
+    let settings = ConnectorSettings {
+        base_url: base,
+        credentials: Credentials::Bearer(token),
+        timeout_ms: 30_000,
+        policy_json: String::new(),
+    };
+    let options = sync_options(8, 100);
+    let started = Instant::now();
+    let first = host_example::sync::sync(runtime, &settings, &mut store, &options)?;
+    let first_seconds = started.elapsed().as_secs_f64();
+    if first.created != n as u64 || first.failed != 0 {
+        bail!("the first sync did not create every user: {first}");
+    }
+    let started = Instant::now();
+    let again = host_example::sync::sync(runtime, &settings, &mut store, &options)?;
+    let again_seconds = started.elapsed().as_secs_f64();
+    drop(server);
+    Ok(((first_seconds, first), (again_seconds, again)))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -665,7 +905,10 @@ impl Drop for TempDb {
     }
 }
 
-fn bench_ours(runtime: &Runtime, m: usize) -> Result<[f64; 3]> {
+/// The client counts the server mix runs at.
+const CONNECTIONS: [usize; 2] = [1, 8];
+
+fn bench_ours(runtime: &Runtime, m: usize) -> Result<Vec<[PhaseFigure; 3]>> {
     let db = TempDb::new()?;
     let token = serve::generate_token();
     let mut server = serve::start(
@@ -677,7 +920,10 @@ fn bench_ours(runtime: &Runtime, m: usize) -> Result<[f64; 3]> {
         LogSink::stderr(Level::Warn),
     )?;
     println!("ours: {} (SQLite {})", server.base_url, db.0.display());
-    let result = run_phases(&server.base_url, &token, m, "ours");
+    let result = CONNECTIONS
+        .iter()
+        .map(|&c| run_phases(&server.base_url, &token, m, c, "ours"))
+        .collect();
     server.stop();
     result
 }
@@ -702,12 +948,15 @@ fn peer_binary() -> PathBuf {
         .join("target/peers/venv/bin/scim2-server")
 }
 
-fn bench_peer(m: usize) -> Result<Option<[f64; 3]>> {
+fn bench_peer(m: usize) -> Result<Option<Vec<[PhaseFigure; 3]>>> {
     let Some((peer, base, token)) = start_peer()? else {
         return Ok(None);
     };
     println!("peer: scim2-server at {base} (pid {})", peer.0.id());
-    let result = run_phases(&base, &token, m, "peer");
+    let result = CONNECTIONS
+        .iter()
+        .map(|&c| run_phases(&base, &token, m, c, "peer"))
+        .collect::<Result<Vec<_>>>();
     drop(peer);
     result.map(Some)
 }
@@ -815,10 +1064,78 @@ fn expect(status: u16, want: u16, body: &str, what: &str) -> Result<Value> {
     serde_json::from_str(body).with_context(|| format!("{what}: the answer is not JSON"))
 }
 
-/// The three phases against one server, sequentially; requests per second of each.
-fn run_phases(base: &str, token: &str, m: usize, label: &str) -> Result<[f64; 3]> {
-    let client = Client::new(token);
-    let run = format!("{:x}", std::process::id());
+/// Requests per second and the 99th-percentile latency of one phase.
+#[derive(Debug, Clone, Copy)]
+struct PhaseFigure {
+    per_second: f64,
+    p99_ms: f64,
+}
+
+/// Runs `requests` (by index) over `connections` clients at once, each on its own
+/// connection taking every `connections`-th index; `check` sends request `i` and checks its
+/// answer. Returns the rate and p99, and whatever the requests returned, in index order.
+fn phase<T: Send>(
+    token: &str,
+    requests: usize,
+    connections: usize,
+    check: impl Fn(&Client, usize) -> Result<T> + Sync,
+) -> Result<(PhaseFigure, Vec<T>)> {
+    let started = Instant::now();
+    let per_connection: Vec<Result<Vec<(usize, f64, T)>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..connections)
+            .map(|c| {
+                let check = &check;
+                scope.spawn(move || {
+                    let client = Client::new(token);
+                    let mut out = Vec::new();
+                    for i in (c..requests).step_by(connections) {
+                        let t = Instant::now();
+                        let value = check(&client, i)?;
+                        out.push((i, t.elapsed().as_secs_f64() * 1e3, value));
+                    }
+                    Ok(out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a client thread panicked")))
+            })
+            .collect()
+    });
+    let seconds = started.elapsed().as_secs_f64();
+    let mut all = Vec::with_capacity(requests);
+    for r in per_connection {
+        all.extend(r?);
+    }
+    let mut latencies: Vec<f64> = all.iter().map(|(_, ms, _)| *ms).collect();
+    latencies.sort_by(f64::total_cmp);
+    let p99 = latencies
+        .get((latencies.len() * 99 / 100).min(latencies.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0.0);
+    all.sort_by_key(|(i, _, _)| *i);
+    Ok((
+        PhaseFigure {
+            per_second: requests as f64 / seconds,
+            p99_ms: p99,
+        },
+        all.into_iter().map(|(_, _, v)| v).collect(),
+    ))
+}
+
+/// The three phases against one server at `connections` clients at once: `m` creates, then
+/// `m` reads by id, then `m` filtered reads of those users.
+fn run_phases(
+    base: &str,
+    token: &str,
+    m: usize,
+    connections: usize,
+    label: &str,
+) -> Result<[PhaseFigure; 3]> {
+    let run = format!("{:x}-{connections}", std::process::id());
     let names: Vec<String> = (0..m).map(|i| format!("bench-{run}-{i:05}")).collect();
     let bodies: Vec<String> = names
         .iter()
@@ -827,7 +1144,7 @@ fn run_phases(base: &str, token: &str, m: usize, label: &str) -> Result<[f64; 3]
             json!({
                 "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
                 "userName": name,
-                "externalId": (1000 + i).to_string(),
+                "externalId": format!("{run}-{i}"),
                 "name": {"givenName": format!("First{i}"), "familyName": format!("Last{i}")},
                 "displayName": format!("First{i} Last{i}"),
                 "emails": [{"type": "work", "value": format!("{name}@example.org"), "primary": true}],
@@ -838,28 +1155,27 @@ fn run_phases(base: &str, token: &str, m: usize, label: &str) -> Result<[f64; 3]
         .collect();
     let users_url = format!("{base}/Users");
 
-    let t = Instant::now();
-    let mut ids = Vec::with_capacity(m);
-    for body in &bodies {
-        let (status, text) = client.post(&users_url, body)?;
+    let (post, ids) = phase(token, m, connections, |client, i| {
+        let (status, text) = client.post(&users_url, &bodies[i])?;
         let created = expect(status, 201, &text, &format!("{label} POST /Users"))?;
-        let id = created
+        created
             .get("id")
             .and_then(Value::as_str)
-            .ok_or_else(|| anyhow!("{label}: the created user has no id"))?;
-        ids.push(id.to_string());
-    }
-    let post = m as f64 / t.elapsed().as_secs_f64();
-
-    let t = Instant::now();
-    for id in &ids {
-        let (status, text) = client.get(&format!("{users_url}/{id}"))?;
-        expect(status, 200, &text, &format!("{label} GET /Users/{id}"))?;
-    }
-    let get = m as f64 / t.elapsed().as_secs_f64();
-
-    let t = Instant::now();
-    for name in &names {
+            .map(String::from)
+            .ok_or_else(|| anyhow!("{label}: the created user has no id"))
+    })?;
+    let (get, _) = phase(token, m, connections, |client, i| {
+        let (status, text) = client.get(&format!("{users_url}/{}", ids[i]))?;
+        expect(
+            status,
+            200,
+            &text,
+            &format!("{label} GET /Users/{}", ids[i]),
+        )
+        .map(drop)
+    })?;
+    let (filter, _) = phase(token, m, connections, |client, i| {
+        let name = &names[i];
         let url = format!(
             "{users_url}?filter=userName%20eq%20%22{}%22",
             url::form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
@@ -869,7 +1185,7 @@ fn run_phases(base: &str, token: &str, m: usize, label: &str) -> Result<[f64; 3]
         if list.get("totalResults").and_then(Value::as_u64) != Some(1) {
             bail!("{label}: filter userName eq {name:?} did not find exactly one user");
         }
-    }
-    let filter = m as f64 / t.elapsed().as_secs_f64();
+        Ok(())
+    })?;
     Ok([post, get, filter])
 }
