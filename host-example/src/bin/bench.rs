@@ -16,15 +16,15 @@
 //!    `GET /Users?filter=userName eq "…"`, first from 1 client, then from 8 at once (ureq,
 //!    one kept-alive connection each). Requests per second and the 99th-percentile latency
 //!    are reported per phase, with the ratio ours/peer. The peer is killed at the end.
-//! 2b. **A first sync against the server's own ceiling.** For scim2-server and our serve,
+//! 3. **A first sync against the server's own ceiling.** For scim2-server and our serve,
 //!    each fresh: the rate at which plain clients (8 connections, nothing else to do) create
 //!    S users through `/Bulk` with as many operations per request as the server allows (at
 //!    most 100), then a first sync of S users (`/Bulk`, concurrency 8) into another fresh
 //!    one, as users per second and as a share of that ceiling.
-//! 2c. **A no-change resync** (`--resync-users R`, default 100,000; 0 skips): R users synced
+//! 4. **A no-change resync** (`--resync-users R`, default 100,000; 0 skips): R users synced
 //!    into a fresh serve of ours, then synced again with nothing changed: seconds and
 //!    requests (which must be 0).
-//! 3. **A first sync, bulk vs one request per user.** S users are imported into a fresh
+//! 5. **A first sync, bulk vs one request per user.** S users are imported into a fresh
 //!    SQLite store and synced (concurrency 8) to a fresh scim2-server twice: with the
 //!    default batches, whose writes travel in `/Bulk` requests, and with `batch_size = 1`,
 //!    one request per write. Both list the remote users once first. Then the same onto a
@@ -32,7 +32,7 @@
 //!    updated. Reported: seconds, users per second, requests, and the ratio. Skipped with
 //!    the peer.
 //!
-//! 4. **Every host against the Rust host** (`--hosts`, instead of 1 to 3). The Rust host's
+//! 6. **Every host against the Rust host** (`--hosts`, instead of 1 to 5). The Rust host's
 //!    per-call cost of `plan`, `map-user` and a no-change `provision` (one user created on
 //!    scim2-server first; the link makes the provision send nothing), its RSS over many
 //!    `plan` calls, and a first sync of S users into a fresh scim2-server (`/Bulk`,
