@@ -254,6 +254,9 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// A sync's seconds and summary.
+type SyncRun = (f64, host_example::sync::SyncSummary);
+
 /// Where a first sync goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SyncTarget {
@@ -263,12 +266,12 @@ enum SyncTarget {
     Ours,
 }
 
-/// A fresh server to sync into: what keeps it alive, its base URL and its token. `None`
-/// when the peer is not installed.
-fn start_target(
-    runtime: &Runtime,
-    target: SyncTarget,
-) -> Result<Option<(Box<dyn std::any::Any>, String, String)>> {
+/// A started server: what keeps it alive (dropping it stops the server), its base URL and
+/// its token.
+type StartedServer = (Box<dyn std::any::Any>, String, String);
+
+/// A fresh server to sync into. `None` when the peer is not installed.
+fn start_target(runtime: &Runtime, target: SyncTarget) -> Result<Option<StartedServer>> {
     Ok(match target {
         SyncTarget::Peer => start_peer()?
             .map(|(peer, base, token)| (Box::new(peer) as Box<dyn std::any::Any>, base, token)),
