@@ -471,13 +471,7 @@ fn bulk_ceiling(
 
 /// A first sync of `n` users into a fresh `serve` of ours, then a second sync with nothing
 /// changed: the seconds and summary of each.
-fn bench_resync(
-    runtime: &Runtime,
-    n: usize,
-) -> Result<(
-    (f64, host_example::sync::SyncSummary),
-    (f64, host_example::sync::SyncSummary),
-)> {
+fn bench_resync(runtime: &Runtime, n: usize) -> Result<(SyncRun, SyncRun)> {
     let Some((server, base, token)) = start_target(runtime, SyncTarget::Ours)? else {
         bail!("our own server cannot be missing");
     };
