@@ -851,6 +851,21 @@ fn pure_work(runtime: &Runtime, n: usize) -> Result<Vec<PureRow>> {
         Ok(())
     })?;
 
+    // The floor of a call: the same plans for a user with no fields and an empty id, so
+    // almost nothing is copied in; what `plan` costs above it is the user's strings
+    // crossing the boundary and being converted in the guest.
+    let bare = wit::CmsUser {
+        id: String::new(),
+        fields: Vec::new(),
+        active: true,
+    };
+    let plan_bare = median_ns_per_op(n, || {
+        for &(event, linked) in &cases {
+            black_box(session.plan(black_box(&bare), to_wit_event(event), linked)?);
+        }
+        Ok(())
+    })?;
+
     Ok(vec![
         PureRow {
             name: "map user -> JSON",
@@ -861,6 +876,11 @@ fn pure_work(runtime: &Runtime, n: usize) -> Result<Vec<PureRow>> {
             name: "plan (decide)",
             native_ns: plan_native,
             component_ns: plan_component,
+        },
+        PureRow {
+            name: "plan, user without fields",
+            native_ns: plan_native,
+            component_ns: plan_bare,
         },
     ])
 }
