@@ -63,6 +63,24 @@ fn start(
     (server, lines)
 }
 
+/// Our `serve` over `dir`'s directory, and the settings a client connects to it with.
+fn serve_for_a_client(dir: &TempDir, timeout_ms: u32) -> (serve::RunningServer, ConnectorSettings) {
+    let token = serve::generate_token();
+    let (server, _lines) = start(
+        runtime(),
+        dir,
+        &ServerToken::Plain(token.clone()),
+        &ServeOptions::default(),
+    );
+    let settings = ConnectorSettings {
+        base_url: server.base_url.clone(),
+        credentials: Credentials::Bearer(token),
+        timeout_ms,
+        policy_json: String::new(),
+    };
+    (server, settings)
+}
+
 fn addr(server: &serve::RunningServer) -> String {
     server
         .base_url
@@ -386,19 +404,7 @@ fn a_call_past_the_deadline_traps() {
 fn a_long_guest_computation_is_stopped_by_the_ticker_and_the_next_call_works() {
     use host_example::types::{Action, BatchItem, Link, UserEvent};
     let dir = TempDir::new("ticker");
-    let token = serve::generate_token();
-    let (server, _lines) = start(
-        runtime(),
-        &dir,
-        &ServerToken::Plain(token.clone()),
-        &ServeOptions::default(),
-    );
-    let settings = ConnectorSettings {
-        base_url: server.base_url.clone(),
-        credentials: Credentials::Bearer(token),
-        timeout_ms: 10_000,
-        policy_json: String::new(),
-    };
+    let (_server, settings) = serve_for_a_client(&dir, 10_000);
     let open = |runtime: &Runtime| match runtime.open(&settings) {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => panic!("open refused: {e:?}"),
@@ -625,19 +631,7 @@ fn a_100k_user_listing_fits_the_default_memory_cap() {
                 .unwrap();
         }
     }
-    let token = serve::generate_token();
-    let (server, _lines) = start(
-        runtime(),
-        &dir,
-        &ServerToken::Plain(token.clone()),
-        &ServeOptions::default(),
-    );
-    let settings = ConnectorSettings {
-        base_url: server.base_url.clone(),
-        credentials: Credentials::Bearer(token),
-        timeout_ms: 60_000,
-        policy_json: String::new(),
-    };
+    let (_server, settings) = serve_for_a_client(&dir, 60_000);
     let mut session = match runtime().open(&settings) {
         Ok(Ok(s)) => s,
         other => panic!("open failed: {:?}", other.err()),

@@ -926,22 +926,15 @@ impl Drop for TempDb {
 const CONNECTIONS: [usize; 2] = [1, 8];
 
 fn bench_ours(runtime: &Runtime, m: usize) -> Result<Vec<[PhaseFigure; 3]>> {
-    let db = TempDb::new()?;
-    let token = serve::generate_token();
-    let mut server = serve::start(
-        runtime,
-        &db.0,
-        "127.0.0.1:0",
-        &token,
-        "",
-        LogSink::stderr(Level::Warn),
-    )?;
-    println!("ours: {} (SQLite {})", server.base_url, db.0.display());
+    let Some((server, base, token)) = start_target(runtime, SyncTarget::Ours)? else {
+        bail!("our own server cannot be missing");
+    };
+    println!("ours: {base} (a temporary SQLite file)");
     let result = CONNECTIONS
         .iter()
-        .map(|&c| run_phases(&server.base_url, &token, m, c, "ours"))
+        .map(|&c| run_phases(&base, &token, m, c, "ours"))
         .collect();
-    server.stop();
+    drop(server);
     result
 }
 
