@@ -317,6 +317,16 @@ fn bench_store(n: usize) -> Result<(TempDb, host_example::store::Store)> {
     Ok((db, store))
 }
 
+/// How a bench client connects: a bearer token and a generous timeout.
+fn sync_settings(base_url: String, token: String) -> ConnectorSettings {
+    ConnectorSettings {
+        base_url,
+        credentials: Credentials::Bearer(token),
+        timeout_ms: 30_000,
+        policy_json: String::new(),
+    }
+}
+
 fn sync_options(concurrency: u32, batch_size: u32) -> host_example::sync::SyncOptions {
     host_example::sync::SyncOptions {
         plan_only: false,
@@ -376,12 +386,7 @@ fn bench_first_sync_into(
         }
     }
     let (_db, mut store) = bench_store(n)?;
-    let settings = ConnectorSettings {
-        base_url: base,
-        credentials: Credentials::Bearer(token),
-        timeout_ms: 30_000,
-        policy_json: String::new(),
-    };
+    let settings = sync_settings(base, token);
     let options = sync_options(concurrency, batch_size);
     let started = Instant::now();
     let summary = host_example::sync::sync(runtime, &settings, &mut store, &options)?;
@@ -476,12 +481,7 @@ fn bench_resync(runtime: &Runtime, n: usize) -> Result<(SyncRun, SyncRun)> {
         bail!("our own server cannot be missing");
     };
     let (_db, mut store) = bench_store(n)?;
-    let settings = ConnectorSettings {
-        base_url: base,
-        credentials: Credentials::Bearer(token),
-        timeout_ms: 30_000,
-        policy_json: String::new(),
-    };
+    let settings = sync_settings(base, token);
     let options = sync_options(8, 100);
     let started = Instant::now();
     let first = host_example::sync::sync(runtime, &settings, &mut store, &options)?;
@@ -535,12 +535,7 @@ fn bench_hosts(runtime: &Runtime, args: &Args) -> Result<()> {
     let Some((peer, base, token)) = start_peer()? else {
         bail!("--hosts needs scim2-server: run scripts/install-peers");
     };
-    let settings = ConnectorSettings {
-        base_url: base,
-        credentials: Credentials::Bearer(token),
-        timeout_ms: 30_000,
-        policy_json: String::new(),
-    };
+    let settings = sync_settings(base, token);
     let mut session = runtime
         .open(&settings)?
         .map_err(|e| anyhow!("cannot open a connector: {}", describe_error(&e)))?;
