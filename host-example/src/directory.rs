@@ -534,6 +534,59 @@ mod tests {
         d.conn.query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
+    /// Two workers replacing one resource on the same `If-Match` version: exactly one wins,
+    /// the other is told the version moved (412), every time. The version check and the
+    /// write used to be separate statements, so both could pass the check and the older
+    /// change could land last: a client whose request was cut off after forwarding sent the
+    /// next change while the first was still being applied, and kept a stale value.
+    #[test]
+    fn concurrent_replaces_on_one_version_never_both_win() {
+        let path = temp_db("race");
+        let lock = Arc::new(Mutex::new(()));
+        let mut first = SqliteDirectory::open_shared(&path, Arc::clone(&lock)).unwrap();
+        let second = SqliteDirectory::open_shared(&path, Arc::clone(&lock)).unwrap();
+        let id = first
+            .create(
+                ResourceKind::User,
+                r#"{"userName":"race","title":"v0"}"#,
+                None,
+            )
+            .unwrap()
+            .id;
+        let mut directories = [first, second];
+        for round in 0..200 {
+            let version = directories[0]
+                .get(ResourceKind::User, &id)
+                .unwrap()
+                .unwrap()
+                .version;
+            let barrier = std::sync::Barrier::new(2);
+            let outcomes: Vec<Result<StoredResource, DirectoryError>> =
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = directories
+                        .iter_mut()
+                        .enumerate()
+                        .map(|(w, d)| {
+                            let (barrier, id, version) = (&barrier, &id, &version);
+                            scope.spawn(move || {
+                                let json =
+                                    format!(r#"{{"userName":"race","title":"r{round}w{w}"}}"#);
+                                barrier.wait();
+                                d.replace(ResourceKind::User, id, &json, None, Some(version))
+                            })
+                        })
+                        .collect();
+                    handles.into_iter().map(|h| h.join().unwrap()).collect()
+                });
+            let won = outcomes.iter().filter(|o| o.is_ok()).count();
+            let refused = outcomes
+                .iter()
+                .filter(|o| matches!(o, Err(DirectoryError::VersionMismatch)))
+                .count();
+            assert_eq!((won, refused), (1, 1), "round {round}: {outcomes:?}");
+        }
+    }
+
     /// A write is one transaction: when its CMS user cannot be written (the name is a CMS
     /// user's already, under another SCIM id), the SCIM resource is not left behind either;
     /// a deleted user leaves its groups in the same transaction.
