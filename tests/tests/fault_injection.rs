@@ -123,7 +123,11 @@ fn faults(seed: u64, delay_rate: f64) -> FaultConfig {
         seed,
         delay: Duration::from_millis(u64::from(CLIENT_TIMEOUT_MS) + 400),
         retry_after_secs: 1,
-        write_factor: 2.0,
+        // FAULT_WRITE_FACTOR raises it for a harsher run (3 found a lost update in serve).
+        write_factor: std::env::var("FAULT_WRITE_FACTOR")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2.0),
         ..FaultConfig::none()
     }
     .with_rate(Fault::DropBeforeForward, 0.015)
