@@ -4,9 +4,9 @@
 //! pages them, so host and guest never disagree on what a filter or a sort means.
 
 use rusqlite::{Connection, OptionalExtension, params};
-use scim_provisioner::ports::{DirectoryError as CoreDirectoryError, Query};
-use scim_provisioner::scim::filter::{self, CompareOp, Filter};
-use scim_provisioner::server::select::select;
+use scim_provisioner::ports::DirectoryError as CoreDirectoryError;
+use scim_provisioner::scim::filter::{CompareOp, Filter};
+use scim_provisioner::server::select::{query_from_text, select};
 use serde_json::Value;
 
 use crate::clock::now_rfc3339;
@@ -250,18 +250,24 @@ impl DirectoryBackend for SqliteDirectory {
     }
 
     fn query(&mut self, kind: ResourceKind, search: &Search) -> Result<QueryPage, DirectoryError> {
-        let parsed = match &search.filter {
-            Some(text) => Some(
-                filter::parse(text).map_err(|e| DirectoryError::InvalidFilter(e.to_string()))?,
-            ),
-            None => None,
+        let to_wit = |e: CoreDirectoryError| match e {
+            CoreDirectoryError::InvalidFilter(m) => DirectoryError::InvalidFilter(m),
+            other => DirectoryError::Other(other.to_string()),
         };
+        let query = query_from_text(
+            search.filter.as_deref(),
+            search.start_index,
+            search.count,
+            search.sort_by.clone(),
+            search.sort_descending,
+        )
+        .map_err(to_wit)?;
         // The SQL pre-filter only narrows the candidates (an indexed equality); the core's
         // `select` then filters, sorts and pages them, so host and guest share one
         // comparator (numbers as numbers, the primary value of a multi-valued attribute).
         let mut stored: Vec<StoredResource> = Vec::new();
         let mut views: Vec<Value> = Vec::new();
-        for r in self.candidates(kind, parsed.as_ref())? {
+        for r in self.candidates(kind, query.filter.as_ref())? {
             let mut view: Value = serde_json::from_str(&r.json)
                 .map_err(|e| DirectoryError::Other(format!("stored JSON is invalid: {e}")))?;
             if let Some(o) = view.as_object_mut() {
@@ -271,17 +277,7 @@ impl DirectoryBackend for SqliteDirectory {
             stored.push(r);
             views.push(view);
         }
-        let query = Query {
-            filter: parsed,
-            start_index: search.start_index.max(1),
-            count: search.count,
-            sort_by: search.sort_by.clone(),
-            sort_descending: search.sort_descending,
-        };
-        let selection = select(&views, &query).map_err(|e| match e {
-            CoreDirectoryError::InvalidFilter(m) => DirectoryError::InvalidFilter(m),
-            other => DirectoryError::Other(other.to_string()),
-        })?;
+        let selection = select(&views, &query).map_err(to_wit)?;
         let total = selection.total_results;
         let mut slots: Vec<Option<StoredResource>> = stored.into_iter().map(Some).collect();
         let resources = selection

@@ -59,6 +59,7 @@ mod bindings {
 
 /// The WIT types the host's callers see.
 pub mod types {
+    pub use crate::bindings::exports::scim::provisioner::selection::Selection;
     pub use crate::bindings::exports::scim::provisioner::server::{
         ServerConfig, ServerRequest, ServerResponse,
     };
