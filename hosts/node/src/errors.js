@@ -197,6 +197,12 @@ export class DirectoryError extends Error {
   toWit() {
     return this.case === 'not-found' || this.case === 'version-mismatch' ? { tag: this.case } : { tag: this.case, val: this.detail };
   }
+
+  /** From a WIT `directory-error` value as jco gives it (`{tag, val}`). */
+  static fromWit(wit) {
+    const tag = String(wit?.tag ?? 'other');
+    return new DirectoryError(DIRECTORY_CASES.includes(tag) ? tag : 'other', wit?.val === undefined ? '' : String(wit.val));
+  }
 }
 
 /** Something about the runtime itself: a missing file, a failed transpile. */

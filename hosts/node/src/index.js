@@ -3,6 +3,7 @@ export { Runtime, transpile, defaultWasm, limitMemory, DEFAULT_MEMORY_LIMIT } fr
 export { Connector } from './connector.js';
 export { ScimServer, Response } from './server.js';
 export { SqliteDirectory } from './directory.js';
+export { Selector } from './selection.js';
 export { NodeHttpTransport, MAX_BODY_BYTES, originOf } from './transport.js';
 export { ConsoleLogger, NullLogger, MemoryLogger, LEVELS } from './logger.js';
 export {
@@ -10,4 +11,3 @@ export {
   PROVISIONING_CASES, TRANSPORT_CASES, DIRECTORY_CASES,
 } from './errors.js';
 export { USER_EVENTS } from './values.js';
-export { parseFilter, matches, select, FilterError } from './filter.js';

@@ -274,7 +274,7 @@ export class Runtime {
   /**
    * @internal A fresh instance with these imports (the project's three interfaces).
    * @param {{httpClient: object, logging: object, directory: object}} imports
-   * @returns {{client: any, server: any, memory: () => WebAssembly.Memory|null}}
+   * @returns {{client: any, server: any, selection: any, memory: () => WebAssembly.Memory|null}}
    */
   instantiate(imports) {
     let memory = null;
@@ -297,6 +297,6 @@ export class Runtime {
         return instance;
       },
     );
-    return { client: root.client, server: root.server, memory: () => memory };
+    return { client: root.client, server: root.server, selection: root.selection, memory: () => memory };
   }
 }

@@ -59,6 +59,11 @@ export class Session {
     throw new Error('abstract');
   }
 
+  /** @protected The error a top-level `result` error of an export becomes. */
+  errorFromWit(payload) {
+    return ProvisioningError.fromWit(payload);
+  }
+
   /** @protected The http-client import's handler. */
   serveHttp(_request) {
     return { tag: 'err', val: { tag: 'denied', val: 'this object sends no HTTP requests' } };
@@ -80,7 +85,7 @@ export class Session {
       this.#handle = this.openResource(instance);
     } catch (e) {
       this.#discard();
-      if (isComponentError(e)) throw ProvisioningError.fromWit(e.payload);
+      if (isComponentError(e)) throw this.errorFromWit(e.payload);
       throw this.#trap(e, 'open', instance);
     }
     return this.#handle;
@@ -97,7 +102,7 @@ export class Session {
     try {
       return fn(handle);
     } catch (e) {
-      if (isComponentError(e)) throw ProvisioningError.fromWit(e.payload);
+      if (isComponentError(e)) throw this.errorFromWit(e.payload);
       this.#discard();
       throw this.#trap(e, name, instance);
     }
