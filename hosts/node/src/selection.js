@@ -51,15 +51,15 @@ export class Selector extends Session {
       sortBy: search.sortBy ?? undefined,
       sortDescending: Boolean(search.sortDescending),
     };
-    const out = this.invoke('select', (selection) => selection.select(texts, wit));
+    const out = this.invoke('select', [texts, wit]);
     const indices = Array.from(out.indices, Number);
     if (indices.some((i) => i >= texts.length)) throw new DirectoryError('other', 'the filter engine returned an index out of range');
     return { totalResults: Number(out.totalResults), indices };
   }
 
   /** @protected The selection interface has no resource to open: its functions are free. */
-  openResource(instance) {
-    return instance.selection;
+  openCall() {
+    return null;
   }
 
   /** @protected */

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 
-import { Connector, DirectoryError, MemoryLogger, Runtime, ScimServer, SqliteDirectory } from '../src/index.js';
+import { Connector, DirectoryError, GuestTrap, MemoryLimitExceeded, MemoryLogger, Runtime, ScimServer, SqliteDirectory } from '../src/index.js';
 import { listen, newToken, run, scimRequest, startScript, tempDir, tool } from './helpers.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -183,7 +183,7 @@ test('a trap while serving is answered 500 and the next request is served by a f
     assert.equal(next.status, 201);
     assert.equal(scim.instancesOpened(), 2);
     assert.throws(() => scim.handle({ method: 'POST', path: '/Users', headers: [['Authorization', `Bearer ${token}`]], body: Buffer.alloc(24 * 1024 * 1024, 0x20) }),
-      (e) => e.name === 'GuestTrap' && e.kind === 'memory');
+      (e) => e instanceof MemoryLimitExceeded && e instanceof GuestTrap && e.kind === 'memory');
   } finally {
     await http.stop();
     directory.close();
