@@ -18,6 +18,7 @@ wit_bindgen::generate!({
 });
 
 use exports::scim::provisioner::client::{Connector, Guest, GuestConnector};
+use exports::scim::provisioner::selection::{self as wit_selection, Guest as SelectionGuest};
 use exports::scim::provisioner::server::{
     self as wit_server, Guest as ServerGuest, GuestScimServer, ScimServer as ScimServerHandle,
 };
@@ -183,6 +184,47 @@ impl GuestScimServer for ScimServerResource {
     }
 }
 
+impl SelectionGuest for Component {
+    fn select(
+        resources: Vec<String>,
+        search: wit_dir::Search,
+    ) -> Result<wit_selection::Selection, wit_dir::DirectoryError> {
+        use crate::server::select;
+        let views = resources
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                serde_json::from_str(text).map_err(|e| {
+                    ports::DirectoryError::Other(format!("resource {i} is not JSON: {e}"))
+                })
+            })
+            .collect::<Result<Vec<serde_json::Value>, _>>()
+            .map_err(dir_error_to_wit)?;
+        let query = select::query_from_text(
+            search.filter.as_deref(),
+            search.start_index,
+            search.count,
+            search.sort_by,
+            search.sort_descending,
+        )
+        .map_err(dir_error_to_wit)?;
+        let selection = select::select(&views, &query).map_err(dir_error_to_wit)?;
+        let indices = selection
+            .indices
+            .into_iter()
+            .map(|i| {
+                u32::try_from(i).map_err(|_| {
+                    wit_dir::DirectoryError::Other(format!("index {i} does not fit a u32"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(wit_selection::Selection {
+            total_results: selection.total_results,
+            indices,
+        })
+    }
+}
+
 /// The server's directory port, backed by the `directory` import. Users travel with their
 /// CMS view ([`crate::server::cms_view`]), from the policy's reverse mapping.
 struct ImportedDirectory {
@@ -239,6 +281,18 @@ fn dir_error(e: wit_dir::DirectoryError) -> ports::DirectoryError {
         wit_dir::DirectoryError::InvalidFilter(m) => E::InvalidFilter(m),
         wit_dir::DirectoryError::Unavailable(m) => E::Unavailable(m),
         wit_dir::DirectoryError::Other(m) => E::Other(m),
+    }
+}
+
+fn dir_error_to_wit(e: ports::DirectoryError) -> wit_dir::DirectoryError {
+    use ports::DirectoryError as E;
+    match e {
+        E::NotFound => wit_dir::DirectoryError::NotFound,
+        E::Conflict(m) => wit_dir::DirectoryError::Conflict(m),
+        E::VersionMismatch => wit_dir::DirectoryError::VersionMismatch,
+        E::InvalidFilter(m) => wit_dir::DirectoryError::InvalidFilter(m),
+        E::Unavailable(m) => wit_dir::DirectoryError::Unavailable(m),
+        E::Other(m) => wit_dir::DirectoryError::Other(m),
     }
 }
 

@@ -6,9 +6,9 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
-use scim_provisioner::ports::{DirectoryError as CoreDirectoryError, Query};
-use scim_provisioner::scim::filter::{self, CompareOp, Filter};
-use scim_provisioner::server::select::select;
+use scim_provisioner::ports::DirectoryError as CoreDirectoryError;
+use scim_provisioner::scim::filter::{CompareOp, Filter};
+use scim_provisioner::server::select::{query_from_text, select};
 use serde_json::Value;
 
 use crate::clock::now_rfc3339;
@@ -324,13 +324,19 @@ impl DirectoryBackend for SqliteDirectory {
     }
 
     fn query(&mut self, kind: ResourceKind, search: &Search) -> Result<QueryPage, DirectoryError> {
-        let parsed = match &search.filter {
-            Some(text) => Some(
-                filter::parse(text).map_err(|e| DirectoryError::InvalidFilter(e.to_string()))?,
-            ),
-            None => None,
+        let to_wit = |e: CoreDirectoryError| match e {
+            CoreDirectoryError::InvalidFilter(m) => DirectoryError::InvalidFilter(m),
+            other => DirectoryError::Other(other.to_string()),
         };
-        if parsed.is_none() && search.sort_by.is_none() {
+        let query = query_from_text(
+            search.filter.as_deref(),
+            search.start_index,
+            search.count,
+            search.sort_by.clone(),
+            search.sort_descending,
+        )
+        .map_err(to_wit)?;
+        if query.filter.is_none() && query.sort_by.is_none() {
             return self.plain_page(kind, search);
         }
         // The SQL pre-filter only narrows the candidates (an indexed equality); the core's
@@ -338,7 +344,7 @@ impl DirectoryBackend for SqliteDirectory {
         // comparator (numbers as numbers, the primary value of a multi-valued attribute).
         let mut stored: Vec<StoredResource> = Vec::new();
         let mut views: Vec<Value> = Vec::new();
-        for r in self.candidates(kind, parsed.as_ref())? {
+        for r in self.candidates(kind, query.filter.as_ref())? {
             let mut view: Value = serde_json::from_str(&r.json)
                 .map_err(|e| DirectoryError::Other(format!("stored JSON is invalid: {e}")))?;
             if let Some(o) = view.as_object_mut() {
@@ -348,17 +354,7 @@ impl DirectoryBackend for SqliteDirectory {
             stored.push(r);
             views.push(view);
         }
-        let query = Query {
-            filter: parsed,
-            start_index: search.start_index.max(1),
-            count: search.count,
-            sort_by: search.sort_by.clone(),
-            sort_descending: search.sort_descending,
-        };
-        let selection = select(&views, &query).map_err(|e| match e {
-            CoreDirectoryError::InvalidFilter(m) => DirectoryError::InvalidFilter(m),
-            other => DirectoryError::Other(other.to_string()),
-        })?;
+        let selection = select(&views, &query).map_err(to_wit)?;
         let total = selection.total_results;
         let mut slots: Vec<Option<StoredResource>> = stored.into_iter().map(Some).collect();
         let resources = selection

@@ -63,6 +63,7 @@ mod bindings {
 /// [`ServerSettings`], whose `Debug` redacts, and the runtime builds the records only to
 /// pass them to `open`.
 pub mod types {
+    pub use crate::bindings::exports::scim::provisioner::selection::Selection;
     pub use crate::bindings::exports::scim::provisioner::server::{ServerRequest, ServerResponse};
     pub use crate::bindings::scim::provisioner::directory::{
         DirectoryError, QueryPage, ResourceKind, Search, StoredResource,

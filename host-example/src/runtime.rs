@@ -23,8 +23,9 @@ use crate::host_state::{DirectoryBackend, HostState, add_to_linker};
 use crate::http::{HeldRequest, HttpCapability, OriginPolicy};
 use crate::logging::{Level, LogSink};
 use crate::types::{
-    BatchItem, BatchOutcome, CmsUser, Link, Plan, ProvisionOutcome, ProvisioningError,
-    RemoteListing, ServerCapabilities, ServerRequest, ServerResponse, UserEvent,
+    BatchItem, BatchOutcome, CmsUser, DirectoryError, Link, Plan, ProvisionOutcome,
+    ProvisioningError, RemoteListing, Search, Selection, ServerCapabilities, ServerRequest,
+    ServerResponse, UserEvent,
 };
 
 /// How the connector authenticates.
@@ -303,6 +304,25 @@ impl Runtime {
         log: LogSink,
     ) -> anyhow::Result<Result<Session, ProvisioningError>> {
         self.open_inner(settings, log, true)
+    }
+
+    /// The component's own filter engine (the `selection` export) on a fresh instance:
+    /// which of `resources` (SCIM JSON objects with `id` and `meta`) `search` selects, as
+    /// indices in page order. host-example's directory links the core natively and never
+    /// needs it; it is here for hosts written on this library and for the tests that
+    /// prove the export. The outer error is a trap.
+    pub fn select(
+        &self,
+        resources: &[String],
+        search: &Search,
+    ) -> anyhow::Result<Result<Selection, DirectoryError>> {
+        let http = HttpCapability::new(OriginPolicy::deny_all());
+        let mut store = self.store(HostState::new(http, LogSink::stderr(Level::Warn)));
+        let bindings = self.pre.instantiate(&mut store)?;
+        begin_call(&mut store);
+        Ok(bindings
+            .scim_provisioner_selection()
+            .call_select(&mut store, resources, search)?)
     }
 
     /// [`Runtime::open_with_log`] with warnings and errors going to stderr.

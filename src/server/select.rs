@@ -74,6 +74,32 @@ pub fn select(views: &[Value], query: &Query) -> Result<Selection, DirectoryErro
     })
 }
 
+/// The [`Query`] for a search as it travels between a host and the component, with the
+/// filter as text: a filter that does not parse is [`DirectoryError::InvalidFilter`], and a
+/// start index of 0 counts as 1. What a host's directory, the native bridge and the
+/// component's `selection` export hand to [`select`].
+pub fn query_from_text(
+    filter: Option<&str>,
+    start_index: u32,
+    count: u32,
+    sort_by: Option<String>,
+    sort_descending: bool,
+) -> Result<Query, DirectoryError> {
+    let filter = match filter {
+        Some(text) => {
+            Some(filter::parse(text).map_err(|e| DirectoryError::InvalidFilter(e.to_string()))?)
+        }
+        None => None,
+    };
+    Ok(Query {
+        filter,
+        start_index: start_index.max(1),
+        count,
+        sort_by,
+        sort_descending,
+    })
+}
+
 /// A sortable value. Types order booleans < numbers < strings, so mixed types still give a
 /// total order.
 #[derive(Debug)]
@@ -198,6 +224,18 @@ mod tests {
             only_total.map(|s| (s.total_results, s.indices.len())),
             Some((10, 0))
         );
+    }
+
+    #[test]
+    fn a_query_from_text_parses_its_filter_or_says_invalid_filter() {
+        let q = query_from_text(Some(r#"userName eq "a""#), 0, 5, None, true).ok();
+        assert_eq!(q.as_ref().map(|q| q.start_index), Some(1));
+        assert!(q.is_some_and(|q| q.filter.is_some() && q.sort_descending && q.count == 5));
+        assert!(matches!(
+            query_from_text(Some("userName eq"), 1, 1, None, false),
+            Err(DirectoryError::InvalidFilter(_))
+        ));
+        assert!(query_from_text(None, 3, 1, None, false).is_ok_and(|q| q.filter.is_none()));
     }
 
     #[test]

@@ -37,8 +37,9 @@
 //!    scim2-server first; the link makes the provision send nothing), its RSS over many
 //!    `plan` calls, and a first sync of S users into a fresh scim2-server (`/Bulk`,
 //!    `--sync-concurrency` instances); then each other host's own bench with the same
-//!    sizes (`hosts/php/bench.php --json`), and one table with each host's ratio to the
-//!    Rust host.
+//!    sizes and the same JSON keys (`hosts/php/bench.php`, `hosts/python/bench.py` with the
+//!    peers venv's Python, `hosts/node/bench.mjs`, each with `--json FILE`), and one table
+//!    with each host's ratio to the Rust host.
 //!
 //! Build and run (release, for honest numbers):
 //!
@@ -597,25 +598,37 @@ fn bench_hosts(runtime: &Runtime, args: &Args) -> Result<()> {
     })];
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = std::env::temp_dir().join(format!("bench-php-{}.json", std::process::id()));
-    println!("\n== the PHP host's own bench (hosts/php/bench.php) ==");
-    let status = Command::new("php")
-        .arg(root.join("hosts/php/bench.php"))
-        .args(["--calls", &n.to_string()])
-        .args(["--plan-calls", &args.memory_calls.to_string()])
-        .args(["--sync-users", &args.sync_users.to_string()])
-        .args(["--concurrency", &args.sync_concurrency.to_string()])
-        .arg("--json")
-        .arg(&out)
-        .status();
-    match status {
-        Ok(s) if s.success() => {
-            let text = std::fs::read_to_string(&out)?;
-            let _ = std::fs::remove_file(&out);
-            hosts.push(serde_json::from_str(&text).context("reading the PHP bench's figures")?);
+    for other in other_hosts(&root) {
+        let out =
+            std::env::temp_dir().join(format!("bench-{}-{}.json", other.name, std::process::id()));
+        println!(
+            "\n== the {} host's own bench ({}) ==",
+            other.name, other.script
+        );
+        let status = Command::new(&other.program)
+            .args(&other.prefix)
+            .arg(root.join(other.script))
+            .args(["--calls", &n.to_string()])
+            .args(["--plan-calls", &args.memory_calls.to_string()])
+            .args(["--sync-users", &args.sync_users.to_string()])
+            .args(["--concurrency", &args.sync_concurrency.to_string()])
+            .arg("--json")
+            .arg(&out)
+            .status();
+        match status {
+            Ok(s) if s.success() => {
+                let text = std::fs::read_to_string(&out)?;
+                let _ = std::fs::remove_file(&out);
+                let figures: Value = serde_json::from_str(&text)
+                    .with_context(|| format!("reading the {} bench's figures", other.name))?;
+                hosts.push(figures);
+            }
+            Ok(s) => println!("the {} bench failed ({s}); it is left out", other.name),
+            Err(e) => println!(
+                "the {} bench could not run ({e}); it is left out",
+                other.name
+            ),
         }
-        Ok(s) => println!("the PHP bench failed ({s}); it is left out"),
-        Err(e) => println!("the PHP bench could not run ({e}); it is left out"),
     }
 
     println!(
@@ -624,7 +637,7 @@ fn bench_hosts(runtime: &Runtime, args: &Args) -> Result<()> {
         args.memory_calls, args.sync_users, args.sync_concurrency
     );
     println!(
-        "{:<6} {:>10} {:>7} {:>10} {:>7} {:>13} {:>7} {:>12} {:>9} {:>7}",
+        "{:<6} {:>10} {:>7} {:>10} {:>7} {:>13} {:>7} {:>12} {:>9} {:>7} {:>14}",
         "host",
         "plan us",
         "x rust",
@@ -634,7 +647,8 @@ fn bench_hosts(runtime: &Runtime, args: &Args) -> Result<()> {
         "x rust",
         "RSS growth",
         "sync s",
-        "x rust"
+        "x rust",
+        "requests/bulk"
     );
     let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64);
     let rust = hosts[0].clone();
@@ -645,7 +659,7 @@ fn bench_hosts(runtime: &Runtime, args: &Args) -> Result<()> {
     let cell = |v: &Value, k: &str| num(v, k).map_or("-".into(), |x| format!("{x:.1}"));
     for h in &hosts {
         println!(
-            "{:<6} {:>10} {:>7} {:>10} {:>7} {:>13} {:>7} {:>9} KiB {:>9} {:>7}",
+            "{:<6} {:>10} {:>7} {:>10} {:>7} {:>13} {:>7} {:>9} KiB {:>9} {:>7} {:>14}",
             h.get("host").and_then(Value::as_str).unwrap_or("?"),
             cell(h, "plan_us"),
             ratio(h, "plan_us"),
@@ -656,6 +670,10 @@ fn bench_hosts(runtime: &Runtime, args: &Args) -> Result<()> {
             num(h, "rss_growth_kib").map_or("-".into(), |x| format!("{x:+.0}")),
             num(h, "sync_seconds").map_or("-".into(), |x| format!("{x:.2}")),
             ratio(h, "sync_seconds"),
+            match (num(h, "sync_requests"), num(h, "sync_bulk")) {
+                (Some(r), Some(b)) => format!("{r:.0}/{b:.0}"),
+                _ => "-".into(),
+            },
         );
     }
     for h in &hosts {
@@ -664,8 +682,49 @@ fn bench_hosts(runtime: &Runtime, args: &Args) -> Result<()> {
             h.get("host").and_then(Value::as_str).unwrap_or("?"),
             h.get("runtime").and_then(Value::as_str).unwrap_or("?")
         );
+        if let Some(notes) = h.get("notes").and_then(Value::as_str) {
+            println!("  notes: {notes}");
+        }
     }
     Ok(())
+}
+
+/// Another host's bench: how to run it. Each takes `--calls`, `--plan-calls`,
+/// `--sync-users`, `--concurrency` and `--json FILE`, and writes the same keys as the Rust
+/// figures (null, with a `notes` key, for a figure it cannot give).
+struct OtherHost {
+    name: &'static str,
+    program: PathBuf,
+    prefix: Vec<String>,
+    script: &'static str,
+}
+
+/// The PHP, Python (the peers venv's, which has wasmtime-py) and Node hosts' benches.
+fn other_hosts(root: &Path) -> [OtherHost; 3] {
+    let peers = std::env::var_os("SCIM_PEERS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/peers"));
+    [
+        OtherHost {
+            name: "php",
+            program: "php".into(),
+            prefix: Vec::new(),
+            script: "hosts/php/bench.php",
+        },
+        OtherHost {
+            name: "python",
+            program: peers.join("venv/bin/python"),
+            prefix: Vec::new(),
+            script: "hosts/python/bench.py",
+        },
+        OtherHost {
+            name: "node",
+            program: "node".into(),
+            // A collected heap before each RSS reading.
+            prefix: vec!["--expose-gc".into()],
+            script: "hosts/node/bench.mjs",
+        },
+    ]
 }
 
 // ---------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ if (!token) {
 }
 const [host, port] = values.listen.split(/:(?=\d+$)/);
 const runtime = await Runtime.load();
-const directory = SqliteDirectory.open(values.database);
+const directory = SqliteDirectory.open(values.database, runtime);
 const logger = new ConsoleLogger({ level: values['log-level'] });
 const server = http.createServer();
 await new Promise((resolve) => server.listen(Number(port), host, resolve));

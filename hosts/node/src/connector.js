@@ -128,13 +128,13 @@ export class Connector extends Session {
   }
 
   /** @protected */
-  openResource(instance) {
-    return instance.client.Connector.open(this.#wit);
+  openCall() {
+    return ['[static]connector.open', [this.#wit]];
   }
 
   /** "Save and Test Credentials": what the server supports. @returns {import('./values.js').ServerCapabilities} */
   testConnection() {
-    return capabilitiesFromWit(this.invoke('[method]connector.test-connection', (c) => c.testConnection()));
+    return capabilitiesFromWit(this.invoke('[method]connector.test-connection', []));
   }
 
   /**
@@ -147,7 +147,7 @@ export class Connector extends Session {
    */
   provision(user, event, link = null) {
     const args = [userToWit(user), eventToWit(event), linkToWit(link)];
-    return outcomeFromWit(this.invoke('[method]connector.provision', (c) => c.provision(...args)));
+    return outcomeFromWit(this.invoke('[method]connector.provision', args));
   }
 
   /**
@@ -162,7 +162,7 @@ export class Connector extends Session {
       if (item === null || typeof item !== 'object') throw new TypeError(`item ${i} is not {user, event, link}`);
       return { user: userToWit(item.user), event: eventToWit(item.event), link: linkToWit(item.link) };
     });
-    const out = this.invoke('[method]connector.provision-batch', (c) => c.provisionBatch(wit));
+    const out = this.invoke('[method]connector.provision-batch', [wit]);
     return {
       results: out.results.map((r) => (r.tag === 'ok' ? outcomeFromWit(r.val) : ProvisioningError.fromWit(r.val))),
       requests: out.requests,
@@ -177,54 +177,54 @@ export class Connector extends Session {
   plan(user, event, linked) {
     if (typeof linked !== 'boolean') throw new TypeError('plan(user, event, linked): linked is a boolean');
     const args = [userToWit(user), eventToWit(event), linked];
-    const p = this.invoke('[method]connector.plan', (c) => c.plan(...args));
+    const p = this.invoke('[method]connector.plan', args);
     return { action: p.action, reason: p.reason ?? null };
   }
 
   /** Lists the remote users once (paged), so a first sync matches locally. @returns {import('./values.js').RemoteListing} */
   indexRemoteUsers() {
-    const l = this.invoke('[method]connector.index-remote-users', (c) => c.indexRemoteUsers());
+    const l = this.invoke('[method]connector.index-remote-users', []);
     return { users: l.users, requests: l.requests };
   }
 
   /** The listed remote users as a document for importRemoteIndex(); null when nothing was listed. @returns {string|null} */
   exportRemoteIndex() {
-    return this.invoke('[method]connector.export-remote-index', (c) => c.exportRemoteIndex()) ?? null;
+    return this.invoke('[method]connector.export-remote-index', []) ?? null;
   }
 
   /** Loads another connector's listing; returns how many users it holds. @param {string} document @returns {number} */
   importRemoteIndex(document) {
     if (typeof document !== 'string') throw new TypeError('importRemoteIndex takes the string exportRemoteIndex() returned');
-    return this.invoke('[method]connector.import-remote-index', (c) => c.importRemoteIndex(document));
+    return this.invoke('[method]connector.import-remote-index', [document]);
   }
 
   /** What the connector learned about the server, as a JSON document to keep with the connection. @returns {string} */
   exportDialect() {
-    return this.invoke('[method]connector.export-dialect', (c) => c.exportDialect());
+    return this.invoke('[method]connector.export-dialect', []);
   }
 
   /** Loads a document from exportDialect(); a malformed one is refused with invalid-config. @param {string} document */
   importDialect(document) {
     if (typeof document !== 'string') throw new TypeError('importDialect takes the string exportDialect() returned');
-    this.invoke('[method]connector.import-dialect', (c) => c.importDialect(document));
+    this.invoke('[method]connector.import-dialect', [document]);
   }
 
   /** The SCIM ids of the remote users indexRemoteUsers() listed (or importRemoteIndex() loaded); empty when nothing was listed. No request. @returns {string[]} */
   remoteUserIds() {
-    return Array.from(this.invoke('[method]connector.remote-user-ids', (c) => c.remoteUserIds()), String);
+    return Array.from(this.invoke('[method]connector.remote-user-ids', []), String);
   }
 
   /** Reads one remote user by its SCIM id; null on 404. @param {string} remoteId @returns {object|null} */
   getUser(remoteId) {
     if (typeof remoteId !== 'string') throw new TypeError('getUser takes the remote id as a string');
-    const json = this.invoke('[method]connector.get-user', (c) => c.getUser(remoteId));
+    const json = this.invoke('[method]connector.get-user', [remoteId]);
     return json === undefined || json === null ? null : JSON.parse(json);
   }
 
   /** The SCIM resource a CMS user maps to. Sends nothing. @returns {object} */
   mapUser(user) {
     const wit = userToWit(user);
-    return JSON.parse(this.invoke('[method]connector.map-user', (c) => c.mapUser(wit)));
+    return JSON.parse(this.invoke('[method]connector.map-user', [wit]));
   }
 
   /** Closes the connector's instance and the worker of the transport it made (not one it was given). */
@@ -236,9 +236,7 @@ export class Connector extends Session {
   /** @protected */
   serveHttp(witRequest) {
     try {
-      const val = responseToWit(this.transport.send(requestFromWit(witRequest)));
-      this.lastAnswerBytes = val.body.byteLength;
-      return { tag: 'ok', val };
+      return { tag: 'ok', val: responseToWit(this.transport.send(requestFromWit(witRequest))) };
     } catch (e) {
       if (e instanceof TransportError) return { tag: 'err', val: e.toWit() };
       this.logger.log('error', `the transport failed: ${e?.name}: ${e?.message}`);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 
 import { DirectoryError } from './errors.js';
-import { FilterError, parseFilter, select } from './filter.js';
+import { Selector } from './selection.js';
 
 const TABLES = { user: 'scim_users', group: 'scim_groups' };
 const now = () => new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -41,16 +41,27 @@ function uniqueKey(kind, value) {
 
 const externalId = (value) => (typeof value.externalId === 'string' ? value.externalId : null);
 
+/** A whole filter that is one equality on a string, as the component writes it (canonical). */
+const EQUALITY = /^\s*([A-Za-z]+)\s+eq\s+("(?:[^"\\]|\\.)*")\s*$/;
+
 /**
- * A SQL condition for an equality on an indexed attribute (userName/displayName, id,
- * externalId), or null.
+ * A SQL condition for a filter that is one equality on an indexed attribute
+ * (userName/displayName, id, externalId), or null.
  */
-function indexedEquality(kind, f) {
-  if (!f || f.type !== 'compare' || f.op !== 'eq' || typeof f.value !== 'string' || f.path.urn !== null || f.path.subAttr !== null) return null;
-  const attr = f.path.attr.toLowerCase();
-  if (attr === (kind === 'user' ? 'username' : 'displayname')) return ['unique_key = ?', f.value.toLowerCase()];
-  if (attr === 'id') return ['id = ?', f.value];
-  if (attr === 'externalid') return ['external_id = ?', f.value];
+function indexedEquality(kind, filter) {
+  const m = filter ? EQUALITY.exec(filter) : null;
+  if (!m) return null;
+  let value;
+  try {
+    value = JSON.parse(m[2]);
+  } catch {
+    return null;
+  }
+  if (typeof value !== 'string') return null;
+  const attr = m[1].toLowerCase();
+  if (attr === (kind === 'user' ? 'username' : 'displayname')) return ['unique_key = ?', value.toLowerCase()];
+  if (attr === 'id') return ['id = ?', value];
+  if (attr === 'externalid') return ['external_id = ?', value];
   return null;
 }
 
@@ -63,19 +74,24 @@ function indexedEquality(kind, f) {
  *   CMS user from the component's reverse mapping: an identity provider's users appear in
  *   the CMS, `active=false` blocks them, a DELETE removes them.
  *
- * Searches: equality on userName/displayName, id or externalId runs as SQL; anything else
- * loads the kind's rows. Filtering, sorting and paging are then done by src/filter.js, a port
- * of the component's own filter engine (tested with its vectors); a filter it cannot parse is
- * `invalid-filter`. An unfiltered, unsorted page is a plain LIMIT/OFFSET. Every write is one
- * transaction: a SCIM resource is never stored without its CMS user.
+ * Searches: an unfiltered, unsorted page is a plain LIMIT/OFFSET; an equality on
+ * userName/displayName, id or externalId narrows the rows in SQL. Every other filter, every
+ * sort and the page are decided by the component's own filter engine (WIT
+ * `selection.select`, through a Selector on an instance of its own, made from the runtime),
+ * as the PHP directory does through the native bridge; a filter it cannot parse is
+ * `invalid-filter`. Every write is one transaction: a SCIM resource is never stored without
+ * its CMS user.
  */
 export class SqliteDirectory {
   /**
    * @param {import('better-sqlite3').Database} db
+   * @param {import('./runtime.js').Runtime} runtime runs the filter engine
    * @param {{cmsTable?: string|null}} [options]
    */
-  constructor(db, { cmsTable = 'users' } = {}) {
+  constructor(db, runtime, { cmsTable = 'users' } = {}) {
     if (cmsTable !== null && !/^[A-Za-z_][A-Za-z0-9_]*$/.test(cmsTable)) throw new TypeError(`cmsTable must be a plain SQL identifier, not ${cmsTable}`);
+    /** The component's filter engine, on an instance of its own. */
+    this.selector = new Selector(runtime);
     this.db = db;
     this.cmsTable = cmsTable;
     db.pragma('busy_timeout = 10000');
@@ -95,15 +111,17 @@ export class SqliteDirectory {
   /**
    * Opens (creating if needed) a SQLite file.
    * @param {string} file
+   * @param {import('./runtime.js').Runtime} runtime runs the filter engine
    * @param {{cmsTable?: string|null}} [options]
    */
-  static open(file, options = {}) {
+  static open(file, runtime, options = {}) {
     const dir = path.dirname(path.resolve(file));
     if (!fs.existsSync(dir)) throw new TypeError(`the directory for the database ${file} does not exist`);
-    return new SqliteDirectory(new Database(file), options);
+    return new SqliteDirectory(new Database(file), runtime, options);
   }
 
   close() {
+    this.selector.close();
     this.db.close();
   }
 
@@ -128,31 +146,18 @@ export class SqliteDirectory {
       const rows = this.db.prepare(`${cols} ORDER BY rowid LIMIT ? OFFSET ?`).all(search.count, Math.max(1, search.startIndex) - 1);
       return { totalResults: total, resources: rows.map(stored) };
     }
-    let filter = null;
-    if (search.filter) {
-      try {
-        filter = parseFilter(search.filter);
-      } catch (e) {
-        if (e instanceof FilterError) throw new DirectoryError('invalid-filter', e.message);
-        throw e;
-      }
-    }
-    const eq = indexedEquality(kind, filter);
+    const eq = indexedEquality(kind, search.filter);
     const rows = eq ? this.db.prepare(`${cols} WHERE ${eq[0]} ORDER BY rowid`).all(eq[1]) : this.db.prepare(`${cols} ORDER BY rowid`).all();
+    // An equality the index rules out: nothing to select from.
+    if (eq && rows.length === 0) return { totalResults: 0, resources: [] };
     const resources = rows.map(stored);
     const views = resources.map((r) => {
       const json = parse(r.json);
       json.id = r.id;
       json.meta = { resourceType: kind === 'user' ? 'User' : 'Group', created: r.created, lastModified: r.lastModified, version: r.version };
-      return json;
+      return JSON.stringify(json);
     });
-    let page;
-    try {
-      page = select(views, { filter, sortBy: search.sortBy, sortDescending: search.sortDescending, startIndex: search.startIndex, count: search.count });
-    } catch (e) {
-      if (e instanceof FilterError) throw new DirectoryError('other', `invalid sortBy: ${e.message}`);
-      throw e;
-    }
+    const page = this.selector.select(views, search);
     return { totalResults: page.totalResults, resources: page.indices.map((i) => resources[i]) };
   }
 

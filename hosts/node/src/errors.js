@@ -138,12 +138,14 @@ export class ProvisioningError extends Error {
 
 /**
  * The component trapped during a call. Its instance was thrown away; the object that made
- * the call (a Connector or ScimServer) opens a fresh instance with its stored configuration
- * on its next call, so the next call works.
+ * the call (a Connector, ScimServer or Selector) opens a fresh instance with its stored
+ * configuration on its next call, so the next call works. `kind` is `deadline`
+ * (DeadlineExceeded), `memory` (MemoryLimitExceeded) or `trap` (anything else: a guest
+ * panic, an out-of-bounds access), as in the PHP and Python hosts.
  */
 export class GuestTrap extends Error {
   /**
-   * @param {'trap'|'memory'} kind `memory` when the instance had grown to its memory limit
+   * @param {'trap'|'memory'|'deadline'} kind
    * @param {string} guestMessage what the runtime said
    * @param {string} call the export that trapped, e.g. `[method]connector.provision`
    * @param {unknown} [cause]
@@ -154,6 +156,32 @@ export class GuestTrap extends Error {
     this.kind = kind;
     this.guestMessage = guestMessage;
     this.call = call;
+  }
+
+  /** The error class for a trap kind. */
+  static of(kind, guestMessage, call = '', cause = undefined) {
+    if (kind === 'deadline') return new DeadlineExceeded(guestMessage, call, cause);
+    if (kind === 'memory') return new MemoryLimitExceeded(guestMessage, call, cause);
+    return new GuestTrap(kind, guestMessage, call, cause);
+  }
+}
+
+/**
+ * The guest ran longer than the runtime's `deadlineMs` without an HTTP or directory answer
+ * from the host. Its worker thread was terminated, which stopped it wherever it was.
+ */
+export class DeadlineExceeded extends GuestTrap {
+  constructor(guestMessage, call = '', cause = undefined) {
+    super('deadline', guestMessage, call, cause);
+    this.name = 'DeadlineExceeded';
+  }
+}
+
+/** The guest needed more linear memory than the runtime's `memoryLimitBytes`. */
+export class MemoryLimitExceeded extends GuestTrap {
+  constructor(guestMessage, call = '', cause = undefined) {
+    super('memory', guestMessage, call, cause);
+    this.name = 'MemoryLimitExceeded';
   }
 }
 
@@ -196,6 +224,12 @@ export class DirectoryError extends Error {
   /** The WIT `directory-error` value. */
   toWit() {
     return this.case === 'not-found' || this.case === 'version-mismatch' ? { tag: this.case } : { tag: this.case, val: this.detail };
+  }
+
+  /** From a WIT `directory-error` value as jco gives it (`{tag, val}`). */
+  static fromWit(wit) {
+    const tag = String(wit?.tag ?? 'other');
+    return new DirectoryError(DIRECTORY_CASES.includes(tag) ? tag : 'other', wit?.val === undefined ? '' : String(wit.val));
   }
 }
 

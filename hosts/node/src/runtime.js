@@ -7,9 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-import * as wasi from '@bytecodealliance/preview2-shim';
-
 import { RuntimeSetupError } from './errors.js';
+import { GuestThread } from './guest.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** hosts/node */
@@ -24,6 +23,8 @@ const JCO_VERSION = '1.35.0';
 const PAGE = 65536;
 /** The default memory limit per instance, as the PHP bridge's. */
 export const DEFAULT_MEMORY_LIMIT = 512 * 1024 * 1024;
+/** The default deadline: guest time between two host answers, as the other hosts'. */
+export const DEFAULT_DEADLINE_MS = 10_000;
 
 /** The component as the repository's builds leave it. */
 export function defaultWasm() {
@@ -191,35 +192,9 @@ export function limitMemory(bytes, maxPages) {
 }
 
 /**
- * The WASI imports (preview2-shim) with least privilege: no environment variables, no
- * arguments, no working directory reach the guest.
- */
-function wasiImports() {
-  const { cli, clocks, io, random } = wasi;
-  return {
-    'wasi:cli/environment': { getEnvironment: () => [], getArguments: () => [], initialCwd: () => undefined },
-    'wasi:cli/exit': cli.exit,
-    'wasi:cli/stderr': cli.stderr,
-    'wasi:cli/stdin': cli.stdin,
-    'wasi:cli/stdout': cli.stdout,
-    'wasi:cli/terminal-input': cli.terminalInput,
-    'wasi:cli/terminal-output': cli.terminalOutput,
-    'wasi:cli/terminal-stderr': cli.terminalStderr,
-    'wasi:cli/terminal-stdin': cli.terminalStdin,
-    'wasi:cli/terminal-stdout': cli.terminalStdout,
-    'wasi:clocks/monotonic-clock': clocks.monotonicClock,
-    'wasi:clocks/wall-clock': clocks.wallClock,
-    'wasi:io/error': io.error,
-    'wasi:io/poll': io.poll,
-    'wasi:io/streams': io.streams,
-    'wasi:random/insecure-seed': random.insecureSeed,
-    'wasi:random/random': random.random,
-  };
-}
-
-/**
  * The component, transpiled and compiled once. Create one per process and share it
- * between connectors and servers; each of those runs in its own instance.
+ * between connectors and servers; each of those runs in its own instance, in a worker
+ * thread of its own (so a call past its deadline can be stopped).
  */
 export class Runtime {
   /** @private */
@@ -230,20 +205,26 @@ export class Runtime {
 
   /**
    * Transpiles (once per component, into gen/) and loads the component.
-   * @param {{wasm?: string, memoryLimitBytes?: number, genDir?: string}} [options]
+   * @param {{wasm?: string, memoryLimitBytes?: number, deadlineMs?: number, genDir?: string}} [options]
    *   `wasm`: the component (default env SCIM_PROVISIONER_WASM, else the repository's build);
    *   `memoryLimitBytes`: the most linear memory one instance may hold (default 512 MiB);
+   *   `deadlineMs`: the most guest time between two host answers (HTTP, directory) in one
+   *   call (default 10 s); past it the call throws DeadlineExceeded;
    *   `genDir`: where transpiled output is kept (default hosts/node/gen).
    * @returns {Promise<Runtime>}
    */
   static async load(options = {}) {
-    const known = ['wasm', 'memoryLimitBytes', 'genDir'];
+    const known = ['wasm', 'memoryLimitBytes', 'deadlineMs', 'genDir'];
     for (const k of Object.keys(options)) {
       if (!known.includes(k)) throw new RuntimeSetupError(`unknown runtime option '${k}'; known: ${known.join(', ')}`);
     }
     const memoryLimitBytes = options.memoryLimitBytes ?? DEFAULT_MEMORY_LIMIT;
     if (!Number.isInteger(memoryLimitBytes) || memoryLimitBytes < 2 * 1024 * 1024 || memoryLimitBytes > 4 * 1024 ** 3) {
       throw new RuntimeSetupError('memoryLimitBytes must be a whole number of bytes from 2 MiB to 4 GiB');
+    }
+    const deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
+    if (!Number.isInteger(deadlineMs) || deadlineMs < 1 || deadlineMs > 2 ** 31 - 1) {
+      throw new RuntimeSetupError('deadlineMs must be a whole number of milliseconds from 1 to 2147483647');
     }
     const wasmPath = resolveWasm(options.wasm);
     const outDir = genDirFor(wasmPath, options.genDir ?? GEN_DIR);
@@ -263,40 +244,21 @@ export class Runtime {
     return new Runtime({
       wasmPath,
       genDir: outDir,
+      generatedJs: pathToFileURL(js).href,
       memoryLimitBytes,
+      deadlineMs,
       transpileMs,
       loadMs: performance.now() - started,
-      _instantiate: generated.instantiate,
       _modules: modules,
     });
   }
 
   /**
-   * @internal A fresh instance with these imports (the project's three interfaces).
-   * @param {{httpClient: object, logging: object, directory: object}} imports
-   * @returns {{client: any, server: any, memory: () => WebAssembly.Memory|null}}
+   * @internal A worker thread for one session's instance (see src/guest.js).
+   * @param {object} owner the session; the worker is stopped if it is garbage-collected
+   * @returns {GuestThread}
    */
-  instantiate(imports) {
-    let memory = null;
-    const root = this._instantiate(
-      (name) => {
-        const m = this._modules.get(name);
-        if (!m) throw new RuntimeSetupError(`the transpiled component has no core module ${name}`);
-        return m;
-      },
-      {
-        ...wasiImports(),
-        'scim:provisioner/types': {},
-        'scim:provisioner/http-client': imports.httpClient,
-        'scim:provisioner/logging': imports.logging,
-        'scim:provisioner/directory': imports.directory,
-      },
-      (module, coreImports) => {
-        const instance = new WebAssembly.Instance(module, coreImports);
-        if (instance.exports.memory instanceof WebAssembly.Memory && memory === null) memory = instance.exports.memory;
-        return instance;
-      },
-    );
-    return { client: root.client, server: root.server, memory: () => memory };
+  spawnGuest(owner) {
+    return new GuestThread(this, owner);
   }
 }

@@ -139,8 +139,8 @@ export class ScimServer extends Session {
   }
 
   /** @protected */
-  openResource(instance) {
-    return instance.server.ScimServer.open(this.#wit);
+  openCall() {
+    return ['[static]scim-server.open', [this.#wit]];
   }
 
   /**
@@ -160,10 +160,7 @@ export class ScimServer extends Session {
       headers: headerPairs(request.headers),
       body: toBytes(request.body, 'request body'),
     };
-    const out = this.invoke('[method]scim-server.handle', (s) => {
-      this.lastAnswerBytes = wit.body.byteLength;
-      return s.handle(wit);
-    });
+    const out = this.invoke('[method]scim-server.handle', [wit]);
     return new Response(out.status, out.headers, Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength));
   }
 

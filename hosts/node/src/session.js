@@ -1,21 +1,15 @@
-// What Connector and ScimServer share: one instance with one open resource, the imports
-// served from JS, and recovery after a trap (the instance is dropped; the next call opens a
-// fresh one with the stored configuration).
+// What Connector, ScimServer and Selector share: one instance (in a worker thread of its
+// own, src/guest.js) with at most one open resource, the imports served from this thread,
+// a deadline on every call, and recovery after a trap (the instance is dropped; the next
+// call opens a fresh one with the stored configuration).
 
 import { DirectoryError, GuestTrap, ProvisioningError, TransportError } from './errors.js';
-
-const GIB4 = 4 * 1024 ** 3;
-
-/** True for a value jco threw for a top-level `result` error (a ComponentError). */
-function isComponentError(e) {
-  return e !== null && typeof e === 'object' && Object.prototype.hasOwnProperty.call(e, 'payload');
-}
 
 /** @internal */
 export class Session {
   #runtime;
-  #instance = null;
-  #handle = null;
+  #thread = null;
+  #open = false;
   #opens = 0;
 
   /**
@@ -23,7 +17,7 @@ export class Session {
    * @param {import('./logger.js').RedactingLogger} logger
    */
   constructor(runtime, logger) {
-    if (!runtime || typeof runtime.instantiate !== 'function') throw new TypeError('the first argument is a Runtime (await Runtime.load())');
+    if (!runtime || typeof runtime.spawnGuest !== 'function') throw new TypeError('the first argument is a Runtime (await Runtime.load())');
     this.#runtime = runtime;
     /** @protected */
     this.logger = logger;
@@ -34,29 +28,26 @@ export class Session {
     return this.#opens;
   }
 
-  /** Drops the resource and the instance now; the next call opens a fresh one. */
+  /** Drops the instance and stops its worker thread now; the next call opens a fresh one. */
   close() {
-    const handle = this.#handle;
-    this.#discard();
-    if (handle) {
-      const dispose = handle[Symbol.dispose] ?? handle[Symbol.for('dispose')];
-      try {
-        if (typeof dispose === 'function') dispose.call(handle);
-      } catch (e) {
-        this.logger.log('warn', `closing the component instance: ${e.message}`);
-      }
-    }
+    this.#open = false;
+    const thread = this.#thread;
+    this.#thread = null;
+    if (thread !== null) thread.terminate();
   }
 
   /**
-   * @protected Bytes of the last import answer handed to the guest in this call: a trap
-   * while the guest's memory plus that answer would pass the limit is a memory trap.
+   * @protected The export that opens this session's resource and its arguments, e.g.
+   * `['[static]connector.open', [config]]`; null when the interface has no resource.
+   * @returns {[string, unknown[]]|null}
    */
-  lastAnswerBytes = 0;
-
-  /** @protected The resource's open call: (exports) => resource. */
-  openResource(_instance) {
+  openCall() {
     throw new Error('abstract');
+  }
+
+  /** @protected The error a top-level `result` error of an export becomes. */
+  errorFromWit(payload) {
+    return ProvisioningError.fromWit(payload);
   }
 
   /** @protected The http-client import's handler. */
@@ -69,86 +60,70 @@ export class Session {
     return { tag: 'err', val: new DirectoryError('unavailable', 'a connector has no directory').toWit() };
   }
 
-  /** @protected Opens the instance and the resource unless they are open; returns the resource. */
+  /** @protected Instantiates and opens the resource unless that is done. */
   ensureOpen() {
-    if (this.#handle !== null) return this.#handle;
-    this.#discard();
-    const instance = this.#runtime.instantiate(this.#imports());
-    this.#instance = instance;
+    if (this.#open) return;
+    this.#thread ??= this.#runtime.spawnGuest(this);
+    this.#request({ op: 'instantiate' }, 'instantiate');
     this.#opens++;
-    try {
-      this.#handle = this.openResource(instance);
-    } catch (e) {
-      this.#discard();
-      if (isComponentError(e)) throw ProvisioningError.fromWit(e.payload);
-      throw this.#trap(e, 'open', instance);
-    }
-    return this.#handle;
+    const open = this.openCall();
+    if (open !== null) this.#request({ op: 'call', name: open[0], args: open[1] }, open[0]);
+    this.#open = true;
   }
 
   /**
-   * @protected Calls `fn(resource)`; a result error comes back as a ProvisioningError, a trap
-   * as a GuestTrap (and the instance is dropped).
+   * @protected Calls export `name` (`[method]connector.provision`, `select`) with WIT values;
+   * a result error comes back as the session's error class, a trap as a GuestTrap (and the
+   * instance is dropped), a call past the deadline as DeadlineExceeded (and its worker is
+   * stopped).
    */
-  invoke(name, fn) {
-    const handle = this.ensureOpen();
-    const instance = this.#instance;
-    this.lastAnswerBytes = 0;
+  invoke(name, args) {
+    this.ensureOpen();
+    return this.#request({ op: 'call', name, args }, name);
+  }
+
+  #request(message, name) {
+    const thread = this.#thread;
+    const answer = thread.request(message, (m) => this.#serve(m), (level, text) => this.logger.log(level, text), this.#runtime.deadlineMs);
+    switch (answer.type) {
+      case 'done':
+        return answer.value;
+      case 'error':
+        // A refused open leaves the session closed: the next call instantiates afresh.
+        throw this.errorFromWit(answer.payload);
+      case 'deadline':
+        this.#open = false;
+        this.#thread = null; // terminated by the thread itself
+        throw GuestTrap.of('deadline', `the guest ran longer than ${this.#runtime.deadlineMs} ms without a host answer; its worker thread was stopped`, name);
+      case 'trap':
+        this.#open = false;
+        throw GuestTrap.of(answer.kind, answer.message, name);
+      default: {
+        // Arguments jco could not lower, or anything else thrown inside the call: the
+        // instance is in an unknown state and was dropped; the error is passed on as it is.
+        this.#open = false;
+        const Kind = { TypeError, RangeError, SyntaxError }[answer.name] ?? Error;
+        const e = new Kind(answer.message);
+        if (Kind === Error && answer.name) e.name = answer.name;
+        throw e;
+      }
+    }
+  }
+
+  #serve({ iface, func, args }) {
+    if (iface === 'http') {
+      try {
+        return this.serveHttp(args[0]);
+      } catch (e) {
+        this.logger.log('error', `the transport failed: ${e?.name}: ${e?.message}`);
+        return { tag: 'err', val: new TransportError('other', `the host transport failed: ${e?.message}`).toWit() };
+      }
+    }
     try {
-      return fn(handle);
+      return this.serveDirectory(func, args);
     } catch (e) {
-      if (isComponentError(e)) throw ProvisioningError.fromWit(e.payload);
-      this.#discard();
-      throw this.#trap(e, name, instance);
+      this.logger.log('error', `directory ${func}: ${e?.name}: ${e?.message}`);
+      return { tag: 'err', val: new DirectoryError('other', String(e?.message)).toWit() };
     }
-  }
-
-  #trap(e, call, instance) {
-    if (e instanceof WebAssembly.RuntimeError || e instanceof RangeError || e?.name === 'RuntimeError') {
-      const memory = instance?.memory();
-      const limit = Math.min(this.#runtime.memoryLimitBytes, GIB4);
-      const atLimit = memory !== null && memory !== undefined && memory.buffer.byteLength + this.lastAnswerBytes + 1024 * 1024 > limit;
-      return new GuestTrap(atLimit ? 'memory' : 'trap', e.message, call, e);
-    }
-    // Anything else (arguments jco could not lower, an exit) also leaves the instance in an
-    // unknown state: it was dropped; the error is passed on as it is.
-    return e;
-  }
-
-  #discard() {
-    this.#handle = null;
-    this.#instance = null;
-  }
-
-  #imports() {
-    const logger = this.logger;
-    return {
-      httpClient: {
-        send: (request) => {
-          try {
-            return this.serveHttp(request);
-          } catch (e) {
-            logger.log('error', `the transport failed: ${e?.name}: ${e?.message}`);
-            return { tag: 'err', val: new TransportError('other', `the host transport failed: ${e?.message}`).toWit() };
-          }
-        },
-      },
-      logging: {
-        log: (level, message) => logger.log(level, message),
-      },
-      directory: Object.fromEntries(
-        ['get', 'query', 'create', 'replace', 'delete'].map((func) => [
-          func,
-          (...args) => {
-            try {
-              return this.serveDirectory(func, args);
-            } catch (e) {
-              logger.log('error', `directory ${func}: ${e?.name}: ${e?.message}`);
-              return { tag: 'err', val: new DirectoryError('other', String(e?.message)).toWit() };
-            }
-          },
-        ]),
-      ),
-    };
   }
 }

@@ -190,7 +190,7 @@ class Run {
           return { ok: null };
         case 'server-open': {
           const name = s.as ?? 'main';
-          const dir = SqliteDirectory.open(path.join(this.tmp, `dir-${name}-${this.servers.size}.db`));
+          const dir = SqliteDirectory.open(path.join(this.tmp, `dir-${name}-${this.servers.size}.db`), this.rt());
           this.servers.set(name, ScimServer.open(this.rt(), s.config, dir));
           return { ok: true };
         }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 
-import { Connector, DirectoryError, MemoryLogger, Runtime, ScimServer, SqliteDirectory } from '../src/index.js';
+import { Connector, DirectoryError, GuestTrap, MemoryLimitExceeded, MemoryLogger, Runtime, ScimServer, SqliteDirectory } from '../src/index.js';
 import { listen, newToken, run, scimRequest, startScript, tempDir, tool } from './helpers.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -18,7 +18,7 @@ before(async () => {
 /** A ScimServer over a fresh SQLite file, listening on a free port. */
 async function serve(name) {
   const dir = tempDir(name);
-  const directory = SqliteDirectory.open(path.join(dir, 'site.db'));
+  const directory = SqliteDirectory.open(path.join(dir, 'site.db'), runtime);
   const token = newToken();
   const logger = new MemoryLogger();
   const http = await listen();
@@ -118,7 +118,7 @@ test('an identity provider\'s user becomes a CMS user; active=false blocks it; D
 });
 
 test('a directory failure becomes the right SCIM status; a throwing directory is answered, not fatal', async () => {
-  const base = SqliteDirectory.open(path.join(tempDir('dir-fail'), 'x.db'));
+  const base = SqliteDirectory.open(path.join(tempDir('dir-fail'), 'x.db'), runtime);
   const failing = {
     get: () => { throw new DirectoryError('unavailable', 'maintenance'); },
     query: () => { throw new Error('a bug in the host'); },
@@ -165,7 +165,7 @@ test('the client role provisions into the Node-served server (both roles end to 
 
 test('a trap while serving is answered 500 and the next request is served by a fresh instance', async () => {
   const small = await Runtime.load({ memoryLimitBytes: 16 * 1024 * 1024 });
-  const directory = SqliteDirectory.open(path.join(tempDir('server-trap'), 'site.db'));
+  const directory = SqliteDirectory.open(path.join(tempDir('server-trap'), 'site.db'), small);
   const token = newToken();
   const http = await listen();
   const baseUrl = `${http.origin}/scim/v2`;
@@ -183,7 +183,7 @@ test('a trap while serving is answered 500 and the next request is served by a f
     assert.equal(next.status, 201);
     assert.equal(scim.instancesOpened(), 2);
     assert.throws(() => scim.handle({ method: 'POST', path: '/Users', headers: [['Authorization', `Bearer ${token}`]], body: Buffer.alloc(24 * 1024 * 1024, 0x20) }),
-      (e) => e.name === 'GuestTrap' && e.kind === 'memory');
+      (e) => e instanceof MemoryLimitExceeded && e instanceof GuestTrap && e.kind === 'memory');
   } finally {
     await http.stop();
     directory.close();

@@ -1,13 +1,11 @@
 // The library's own pieces without the component: memory limit rewrite, loggers, value
-// conversions, origins, and the SQLite directory's semantics.
+// conversions and origins.
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { test } from 'node:test';
 
-import { ConsoleLogger, DirectoryError, limitMemory, originOf, SqliteDirectory } from '../src/index.js';
+import { ConsoleLogger, limitMemory, originOf } from '../src/index.js';
 import { RedactingLogger } from '../src/logger.js';
 import { headerPairs, userFromWit, userToWit } from '../src/values.js';
-import { tempDir } from './helpers.js';
 
 // (module (memory (export "memory") 1) (func (export "grow") (param i32) (result i32) local.get 0 memory.grow))
 const MODULE = Uint8Array.from([
@@ -69,41 +67,4 @@ test('origins and headers normalise', () => {
   assert.deepEqual(headerPairs(['A', '1', 'B', '2']), [['A', '1'], ['B', '2']]);
   assert.deepEqual(headerPairs({ a: '1', b: ['2', '3'] }), [['a', '1'], ['b', '2'], ['b', '3']]);
   assert.throws(() => headerPairs([['only-name']]), /not a \[name, value\] pair/);
-});
-
-test('the SQLite directory: uniqueness, versions, filters, sort, pages, memberships', () => {
-  const d = SqliteDirectory.open(path.join(tempDir('units-dir'), 'd.db'));
-  try {
-    const cms = (name) => ({ id: '', fields: { name, mail: `${name}@x.example`, field_first_name: 'F' }, active: true });
-    const a = d.create('user', JSON.stringify({ userName: 'Ann', externalId: 'e1', name: { familyName: 'Zed' } }), cms('Ann'));
-    const b = d.create('user', JSON.stringify({ userName: 'bob', externalId: 'e2', name: { familyName: 'Young' } }), cms('bob'));
-    d.create('user', JSON.stringify({ userName: 'cy' }), null);
-    assert.equal(a.version, 'W/"1"');
-    assert.throws(() => d.create('user', JSON.stringify({ userName: 'ANN' }), null), (e) => e instanceof DirectoryError && e.case === 'conflict');
-    assert.throws(() => d.create('user', JSON.stringify({ userName: 'other' }), cms('BOB')), (e) => e.case === 'conflict' && /CMS user/.test(e.message));
-    assert.equal(d.query('user', { filter: null, startIndex: 1, count: 10, sortBy: null, sortDescending: false }).totalResults, 3, 'the failed writes left nothing');
-    const page = (q) => d.query('user', { filter: null, startIndex: 1, count: 10, sortBy: null, sortDescending: false, ...q });
-    assert.deepEqual(page({ filter: 'userName eq "ANN"' }).resources.map((r) => r.id), [a.id]);
-    assert.deepEqual(page({ filter: 'externalId eq "E1"' }).resources, [], 'externalId is case-exact');
-    assert.deepEqual(page({ filter: 'name.familyName pr', sortBy: 'name.familyName' }).resources.map((r) => r.id), [b.id, a.id]);
-    assert.deepEqual(page({ sortBy: 'userName', sortDescending: true, startIndex: 2, count: 1 }).resources.map((r) => r.id), [b.id]);
-    assert.equal(page({ filter: `meta.version eq "W/\\"1\\"" and id eq "${a.id}"` }).totalResults, 1);
-    assert.equal(page({ count: 0 }).resources.length, 0);
-    assert.throws(() => page({ filter: 'userName eq' }), (e) => e.case === 'invalid-filter');
-    const replaced = d.replace('user', a.id, JSON.stringify({ userName: 'ann', active: false }), { ...cms('ann'), active: false }, 'W/"1"');
-    assert.equal(replaced.version, 'W/"2"');
-    assert.equal(d.cmsUser(a.id).active, false);
-    assert.throws(() => d.replace('user', a.id, '{}', null, 'W/"1"'), (e) => e.case === 'version-mismatch');
-    assert.throws(() => d.replace('user', 'nope', '{}', null, null), (e) => e.case === 'not-found');
-    assert.throws(() => d.create('user', '[1]', null), (e) => e.case === 'other');
-    const g = d.create('group', JSON.stringify({ displayName: 'Staff', members: [{ value: a.id }, { value: b.id }] }), null);
-    assert.equal(d.delete('user', a.id), true);
-    assert.equal(d.delete('user', a.id), false);
-    assert.equal(d.cmsUser(a.id), null);
-    const group = JSON.parse(d.get('group', g.id).json);
-    assert.deepEqual(group.members, [{ value: b.id }]);
-    assert.equal(d.get('group', g.id).version, 'W/"2"');
-  } finally {
-    d.close();
-  }
 });

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO / "hosts" / "python" / "src"))
 
 from scim_provisioner_host import Runtime, ScimServer, SqliteDirectory, serve  # noqa: E402
 
-VENV = Path(os.environ.get("SCIM_PEERS_VENV", REPO / "target" / "peers" / "venv"))
+VENV = Path(os.environ.get("SCIM_PEERS_VENV") or Path(os.environ.get("SCIM_PEERS_DIR") or REPO / "target" / "peers") / "venv")
 LOGS = REPO / "target" / "peers" / "logs"
 
 
@@ -138,7 +138,7 @@ def fresh_scim2_server() -> Iterator[Peer]:
 class Served:
     def __init__(self, runtime: Runtime, db: Path, policy: Any = None) -> None:
         self.token = "tok" + secrets.token_hex(20)
-        self.directory = SqliteDirectory.open(db)
+        self.directory = SqliteDirectory.open(db, runtime)
         port = free_port()
         self.base_url = f"http://127.0.0.1:{port}/scim/v2"
         self.server = ScimServer.open(runtime, {"base_url": self.base_url, "token": self.token,

@@ -196,7 +196,7 @@ class Run:
                 c.import_dialect(s["document"])
                 return {"ok": None}
             if op == "server-open":
-                directory = SqliteDirectory.open(self.tmp / f"dir-{s.get('as', 'main')}-{len(self.servers)}.db")
+                directory = SqliteDirectory.open(self.tmp / f"dir-{s.get('as', 'main')}-{len(self.servers)}.db", self.rt(shared))
                 self.servers[s.get("as", "main")] = ScimServer.open(self.rt(shared), s["config"], directory)
                 return {"ok": True}
             if op == "serve":

@@ -3,6 +3,7 @@ checked by third-party conformance suites and over plain HTTP."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 
@@ -10,7 +11,7 @@ import pytest
 
 from conftest import Served, http, tool
 from scim_provisioner_host import (Action, CmsUser, Connector, DirectoryError, QueryPage, Request, ResourceKind,
-                                   ScimServer, Search, SqliteDirectory, StoredResource)
+                                   Runtime, ScimServer, Search, Selection, SqliteDirectory, StoredResource)
 
 
 def run_tool(args: list[str], env: dict | None = None) -> tuple[int, str]:
@@ -120,8 +121,8 @@ def test_directory_errors_cross_the_boundary_even_from_get(runtime):
     assert resp.status == 503, resp.body
 
 
-def test_directory_semantics(tmp_path):
-    d = SqliteDirectory.open(tmp_path / "d.db")
+def test_directory_semantics(runtime, tmp_path):
+    d = SqliteDirectory.open(tmp_path / "d.db", runtime)
     a = d.create(ResourceKind.USER, '{"userName":"Ann","externalId":"e1"}', None)
     assert a.version == 'W/"1"'
     with pytest.raises(DirectoryError) as e:
@@ -147,3 +148,62 @@ def test_directory_semantics(tmp_path):
         d.replace(ResourceKind.USER, "missing", "{}", None, None)
     assert e.value.case == "not-found"
     assert isinstance(d.get(ResourceKind.GROUP, g.id), StoredResource)
+
+
+def test_directory_filters_sorts_and_pages_with_the_components_engine(runtime, tmp_path):
+    """Everything beyond the SQL fast paths is decided by the component (WIT
+    ``selection.select`` on the directory's own instance): numbers sort as numbers, a
+    multi-valued attribute by its primary value, missing values last; value filters, ``meta``
+    and case rules are the guest's; a filter that does not parse is invalid-filter."""
+    d = SqliteDirectory.open(tmp_path / "d.db", runtime)
+    ids = {}
+    for name, n, emails, ext in [
+        ("zed", 10, [{"value": "z@x", "type": "home"}, {"value": "b@x", "type": "work", "primary": True}], "E1"),
+        ("amy", 9, [{"value": "a@x", "type": "work"}], None),
+        ("Bob", None, [{"value": "c@x", "type": "home", "primary": True}], "e2"),
+    ]:
+        doc = {"userName": name, "emails": emails}
+        if n is not None:
+            doc["n"] = n
+        if ext is not None:
+            doc["externalId"] = ext
+        ids[name] = d.create(ResourceKind.USER, json.dumps(doc), None).id
+
+    def names(filter=None, sort_by=None, desc=False, start=1, count=10):
+        page = d.query(ResourceKind.USER, Search(filter, start, count, sort_by, desc))
+        by_id = {v: k for k, v in ids.items()}
+        return page.total_results, [by_id[r.id] for r in page.resources]
+
+    assert names(sort_by="n") == (3, ["amy", "zed", "Bob"]), "9 < 10 as numbers; no value last"
+    assert names(sort_by="n", desc=True) == (3, ["Bob", "zed", "amy"]), "descending: no value first"
+    assert names(sort_by="emails") == (3, ["amy", "zed", "Bob"]), "a@x < b@x (primary) < c@x"
+    assert names(sort_by="userName") == (3, ["amy", "Bob", "zed"]), "strings sort case-insensitively"
+    assert names('emails[type eq "work" and value ew "@x"]', "userName") == (2, ["amy", "zed"])
+    assert names("n gt 9.5") == (1, ["zed"]), "numbers compare as numbers"
+    assert names('externalId eq "e1"') == (0, []), "externalId is case-exact (SQL fast path)"
+    assert names('userName eq "BOB"') == (1, ["Bob"]), "userName is not (SQL fast path)"
+    assert names(f'meta.version eq "W/\\"1\\"" and id eq "{ids["amy"]}"') == (1, ["amy"])
+    assert names("not (n pr)") == (1, ["Bob"])
+    assert names("userName pr", "userName", start=2, count=1) == (3, ["Bob"]), "a page of the sorted matches"
+    assert names("userName pr", count=0) == (3, []), "count 0: the total only"
+    for bad in ("userName eq", 'emails[type eq "work"', "(" * 70 + "a pr" + ")" * 70):
+        with pytest.raises(DirectoryError) as e:
+            names(bad)
+        assert e.value.case == "invalid-filter", bad
+    with pytest.raises(DirectoryError) as e:
+        names(sort_by="a[b")
+    assert e.value.case == "other"
+    assert d.selector.instances_opened == 1, "one dedicated instance answered every search"
+
+
+def test_the_selector_is_usable_on_its_own_and_recovers_from_a_trap():
+    from scim_provisioner_host import GuestTrap, Selector
+    rt = Runtime(memory_limit_bytes=2 * 1024 * 1024)
+    selector = Selector(rt)
+    views = [{"id": str(i), "userName": f"u{i}", "active": i % 2 == 0} for i in range(10)]
+    assert selector.select(views, Search("active eq true", 2, 2)) == Selection(5, [2, 4])
+    with pytest.raises(GuestTrap):
+        selector.select(['{"x":"' + "y" * (4 << 20) + '"}'], Search("x pr"))
+    assert selector.select(views, Search(None, 1, 0, "userName")) == Selection(10, [])
+    assert selector.instances_opened == 2, "the trapped instance was replaced"
+    rt.close()

@@ -304,7 +304,7 @@ def test_a_server_trap_answers_500_and_the_next_request_works(tmp_path):
     import io
 
     rt = Runtime(memory_limit_bytes=4 * 1024 * 1024)
-    directory = SqliteDirectory.open(tmp_path / "d.db")
+    directory = SqliteDirectory.open(tmp_path / "d.db", rt)
     server = ScimServer.open(rt, {"base_url": "http://127.0.0.1/scim/v2", "token": "server-token",
                                   "bulk_max_payload": 16 * 1024 * 1024}, directory)
     auth = ("Authorization", "Bearer server-token")

@@ -4,9 +4,8 @@
 
 use serde_json::{Value, json};
 
-use scim_provisioner::ports::Query;
-use scim_provisioner::scim::filter;
-use scim_provisioner::server::select::select;
+use scim_provisioner::ports::DirectoryError;
+use scim_provisioner::server::select::{query_from_text, select};
 
 /// Answers one select request (see `scim_bridge.h`).
 pub fn answer(request: &Value) -> Value {
@@ -20,9 +19,7 @@ fn run(request: &Value) -> Result<Value, (&'static str, String)> {
     let bad = |m: &str| ("invalid-request", m.to_string());
     let filter = match request.get("filter") {
         None | Some(Value::Null) => None,
-        Some(Value::String(f)) => {
-            Some(filter::parse(f).map_err(|e| ("invalid-filter", e.to_string()))?)
-        }
+        Some(Value::String(f)) => Some(f.as_str()),
         Some(_) => return Err(bad("\"filter\" must be a string or null")),
     };
     let sort_by = match request.get("sort-by") {
@@ -39,16 +36,20 @@ fn run(request: &Value) -> Result<Value, (&'static str, String)> {
                 .ok_or_else(|| bad(&format!("\"{key}\" must be a whole number"))),
         }
     };
-    let query = Query {
+    let query = query_from_text(
         filter,
-        start_index: number("start-index", 1)?.max(1),
-        count: number("count", u32::MAX)?,
+        number("start-index", 1)?,
+        number("count", u32::MAX)?,
         sort_by,
-        sort_descending: request
+        request
             .get("sort-descending")
             .and_then(Value::as_bool)
             .unwrap_or(false),
-    };
+    )
+    .map_err(|e| match e {
+        DirectoryError::InvalidFilter(m) => ("invalid-filter", m),
+        other => ("invalid-request", other.to_string()),
+    })?;
     let resources = request
         .get("resources")
         .and_then(Value::as_array)

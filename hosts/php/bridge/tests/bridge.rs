@@ -223,10 +223,13 @@ fn the_memory_cap_traps_with_a_clear_message_and_the_next_call_works() {
 
 #[test]
 fn a_call_past_its_deadline_traps_and_the_next_call_works() {
-    let mut instance = Instance::new(runtime(json!({"deadline_ms": 1}))).expect("instance");
+    // 50 ms: far more than opening a connector takes even on a loaded machine (a 1 ms
+    // deadline failed the open itself whenever the thread was descheduled), far less than
+    // reading the index below (about 250 ms).
+    let mut instance = Instance::new(runtime(json!({"deadline_ms": 50}))).expect("instance");
     let handle = open(&mut instance);
     // Reading a large index is pure guest work: no import resets the deadline.
-    let rows: Vec<Value> = (0..150_000)
+    let rows: Vec<Value> = (0..600_000)
         .map(|i| {
             json!([
                 format!("id-{i}"),

@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, TypeVar, Union
 
-from . import scim_filter
 from .errors import DirectoryError
+from .runtime import Runtime
+from .selection import Selector
 from .types import CmsUser, QueryPage, ResourceKind, Search, StoredResource
 
 __all__ = ["Directory", "SqliteDirectory"]
@@ -77,15 +78,20 @@ class SqliteDirectory:
     a normal CMS user in ``users`` (option ``cms_table``; None for none) from the component's
     reverse mapping: ``active=false`` blocks it, DELETE removes it and its group memberships.
 
-    Searches: an equality on userName/displayName, id or externalId runs as SQL; other filters
-    load the kind's rows and are evaluated by ``scim_filter`` (a port of the component's own
-    filter engine). An unfiltered, unsorted page is a plain LIMIT/OFFSET. Every write is one
+    Searches: an unfiltered, unsorted page is a plain LIMIT/OFFSET; an equality on
+    userName/displayName, id or externalId narrows the rows in SQL. Every other filter, every
+    sort and the page are decided by the component's own filter engine (WIT
+    ``selection.select``, through a ``Selector`` on an instance of its own, made from
+    `runtime`), as the PHP directory does through the native bridge. Every write is one
     transaction.
     """
 
-    def __init__(self, conn: sqlite3.Connection, *, cms_table: Optional[str] = "users") -> None:
+    def __init__(self, conn: sqlite3.Connection, runtime: Runtime, *, cms_table: Optional[str] = "users") -> None:
         if cms_table is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cms_table):
             raise ValueError(f"cms_table must be a plain SQL identifier, not {cms_table!r}")
+        if not isinstance(runtime, Runtime):
+            raise TypeError(f"expected a Runtime (for the filter engine), not {type(runtime).__name__}")
+        self.selector = Selector(runtime)
         self.cms_table = cms_table
         self.conn = conn
         conn.row_factory = sqlite3.Row
@@ -103,14 +109,16 @@ class SqliteDirectory:
                 fields TEXT NOT NULL, active INTEGER NOT NULL)""")
 
     @classmethod
-    def open(cls, path: Union[str, Path], *, cms_table: Optional[str] = "users") -> "SqliteDirectory":
-        """Opens (creating if needed) a SQLite file."""
+    def open(cls, path: Union[str, Path], runtime: Runtime, *,
+             cms_table: Optional[str] = "users") -> "SqliteDirectory":
+        """Opens (creating if needed) a SQLite file; `runtime` runs the filter engine."""
         p = Path(path)
         if not p.parent.is_dir():
             raise ValueError(f"the directory for the database {p} does not exist")
-        return cls(sqlite3.connect(str(p), check_same_thread=False), cms_table=cms_table)
+        return cls(sqlite3.connect(str(p), check_same_thread=False), runtime, cms_table=cms_table)
 
     def close(self) -> None:
+        self.selector.close()
         self.conn.close()
 
     # -- reads ---------------------------------------------------------------------
@@ -130,15 +138,11 @@ class SqliteDirectory:
             rows = self.conn.execute(f"{cols} ORDER BY rowid LIMIT ? OFFSET ?",
                                      (min(search.count, 2 ** 62), max(1, search.start_index) - 1)).fetchall()
             return QueryPage(total, [_stored(r) for r in rows])
-        try:
-            parsed = scim_filter.parse(search.filter) if search.filter is not None else None
-            if search.sort_by is not None:
-                scim_filter.parse_attr_name(search.sort_by)
-        except scim_filter.FilterError as e:
-            raise DirectoryError("invalid-filter", str(e)) from None
         where, arg = self._indexed_equality(kind, search.filter)
         if where is not None:
             rows = self.conn.execute(f"{cols} WHERE {where} ORDER BY rowid", (arg,)).fetchall()
+            if not rows:
+                return QueryPage(0, [])  # an equality the index rules out: nothing to select from
         else:
             rows = self.conn.execute(f"{cols} ORDER BY rowid").fetchall()
         stored = [_stored(r) for r in rows]
@@ -148,10 +152,9 @@ class SqliteDirectory:
             view["id"] = s.id
             view["meta"] = {"resourceType": "User" if kind == ResourceKind.USER else "Group", "created": s.created,
                             "lastModified": s.last_modified, "version": s.version}
-            views.append(view)
-        total, indices = scim_filter.select(views, parsed, search.start_index, search.count, search.sort_by,
-                                            search.sort_descending)
-        return QueryPage(total, [stored[i] for i in indices])
+            views.append(json.dumps(view, ensure_ascii=False, separators=(",", ":")))
+        selection = self.selector.select(views, search)
+        return QueryPage(selection.total_results, [stored[i] for i in selection.indices])
 
     @staticmethod
     def _indexed_equality(kind: ResourceKind, filter: Optional[str]) -> tuple[Optional[str], Optional[str]]:

@@ -204,6 +204,13 @@ class DirectoryError(ScimHostError):
     def version_mismatch(cls) -> "DirectoryError":
         return cls("version-mismatch")
 
+    @classmethod
+    def from_wit(cls, v: Any) -> "DirectoryError":
+        """From a WIT `directory-error` value (a ``Variant``)."""
+        tag = str(getattr(v, "tag", "other"))
+        payload = getattr(v, "payload", None)
+        return cls(tag if tag in DIRECTORY_CASES else "other", "" if payload is None else str(payload))
+
     def to_wit(self) -> Variant:
         if self.case in ("not-found", "version-mismatch"):
             return Variant(self.case)

@@ -22,6 +22,7 @@ LOGGING = "scim:provisioner/logging@0.1.0"
 DIRECTORY = "scim:provisioner/directory@0.1.0"
 CLIENT = "scim:provisioner/client@0.1.0"
 SERVER = "scim:provisioner/server@0.1.0"
+SELECTION = "scim:provisioner/selection@0.1.0"
 DIRECTORY_FUNCS = ("get", "query", "create", "replace", "delete")
 
 DEFAULT_WASM = "target/component/wasm32-wasip2/component/scim_provisioner.wasm"

@@ -314,6 +314,24 @@ class Search:
         return cls(r.filter, int(_get(r, "start-index")), int(r.count), _get(r, "sort-by"),
                    bool(_get(r, "sort-descending")))
 
+    def to_wit(self) -> Record:
+        return record(filter=self.filter, start_index=min(max(0, int(self.start_index)), 0xFFFFFFFF),
+                      count=min(max(0, int(self.count)), 0xFFFFFFFF), sort_by=self.sort_by,
+                      sort_descending=bool(self.sort_descending))
+
+
+@dataclass(frozen=True)
+class Selection:
+    """WIT `selection.selection`: how many resources match in all, and the requested page as
+    indices into the resources given, in the order to return them."""
+
+    total_results: int
+    indices: Sequence[int]
+
+    @classmethod
+    def from_wit(cls, r: Any) -> "Selection":
+        return cls(int(_get(r, "total-results")), [int(i) for i in r.indices])
+
 
 @dataclass(frozen=True)
 class QueryPage:

@@ -1,0 +1,104 @@
+// The SQLite directory, with the component's own filter engine (WIT `selection.select`) on
+// an instance of its own deciding every filter, sort and page beyond the SQL fast paths.
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { before, test } from 'node:test';
+
+import { DirectoryError, GuestTrap, Runtime, Selector, SqliteDirectory } from '../src/index.js';
+import { tempDir } from './helpers.js';
+
+let runtime;
+before(async () => {
+  runtime = await Runtime.load();
+});
+
+test('the SQLite directory: uniqueness, versions, filters, sort, pages, memberships', () => {
+  const d = SqliteDirectory.open(path.join(tempDir('units-dir'), 'd.db'), runtime);
+  try {
+    const cms = (name) => ({ id: '', fields: { name, mail: `${name}@x.example`, field_first_name: 'F' }, active: true });
+    const a = d.create('user', JSON.stringify({ userName: 'Ann', externalId: 'e1', name: { familyName: 'Zed' } }), cms('Ann'));
+    const b = d.create('user', JSON.stringify({ userName: 'bob', externalId: 'e2', name: { familyName: 'Young' } }), cms('bob'));
+    d.create('user', JSON.stringify({ userName: 'cy' }), null);
+    assert.equal(a.version, 'W/"1"');
+    assert.throws(() => d.create('user', JSON.stringify({ userName: 'ANN' }), null), (e) => e instanceof DirectoryError && e.case === 'conflict');
+    assert.throws(() => d.create('user', JSON.stringify({ userName: 'other' }), cms('BOB')), (e) => e.case === 'conflict' && /CMS user/.test(e.message));
+    assert.equal(d.query('user', { filter: null, startIndex: 1, count: 10, sortBy: null, sortDescending: false }).totalResults, 3, 'the failed writes left nothing');
+    const page = (q) => d.query('user', { filter: null, startIndex: 1, count: 10, sortBy: null, sortDescending: false, ...q });
+    assert.deepEqual(page({ filter: 'userName eq "ANN"' }).resources.map((r) => r.id), [a.id]);
+    assert.deepEqual(page({ filter: 'externalId eq "E1"' }).resources, [], 'externalId is case-exact');
+    assert.deepEqual(page({ filter: 'name.familyName pr', sortBy: 'name.familyName' }).resources.map((r) => r.id), [b.id, a.id]);
+    assert.deepEqual(page({ sortBy: 'userName', sortDescending: true, startIndex: 2, count: 1 }).resources.map((r) => r.id), [b.id]);
+    assert.equal(page({ filter: `meta.version eq "W/\\"1\\"" and id eq "${a.id}"` }).totalResults, 1);
+    assert.equal(page({ count: 0 }).resources.length, 0);
+    assert.throws(() => page({ filter: 'userName eq' }), (e) => e.case === 'invalid-filter');
+    const replaced = d.replace('user', a.id, JSON.stringify({ userName: 'ann', active: false }), { ...cms('ann'), active: false }, 'W/"1"');
+    assert.equal(replaced.version, 'W/"2"');
+    assert.equal(d.cmsUser(a.id).active, false);
+    assert.throws(() => d.replace('user', a.id, '{}', null, 'W/"1"'), (e) => e.case === 'version-mismatch');
+    assert.throws(() => d.replace('user', 'nope', '{}', null, null), (e) => e.case === 'not-found');
+    assert.throws(() => d.create('user', '[1]', null), (e) => e.case === 'other');
+    const g = d.create('group', JSON.stringify({ displayName: 'Staff', members: [{ value: a.id }, { value: b.id }] }), null);
+    assert.equal(d.delete('user', a.id), true);
+    assert.equal(d.delete('user', a.id), false);
+    assert.equal(d.cmsUser(a.id), null);
+    const group = JSON.parse(d.get('group', g.id).json);
+    assert.deepEqual(group.members, [{ value: b.id }]);
+    assert.equal(d.get('group', g.id).version, 'W/"2"');
+  } finally {
+    d.close();
+  }
+});
+
+test('the directory filters, sorts and pages as the component does', () => {
+  const d = SqliteDirectory.open(path.join(tempDir('dir-select'), 'd.db'), runtime);
+  try {
+    const ids = {};
+    for (const [name, n, emails, ext] of [
+      ['zed', 10, [{ value: 'z@x', type: 'home' }, { value: 'b@x', type: 'work', primary: true }], 'E1'],
+      ['amy', 9, [{ value: 'a@x', type: 'work' }], null],
+      ['Bob', null, [{ value: 'c@x', type: 'home', primary: true }], 'e2'],
+    ]) {
+      const doc = { userName: name, emails };
+      if (n !== null) doc.n = n;
+      if (ext !== null) doc.externalId = ext;
+      ids[name] = d.create('user', JSON.stringify(doc), null).id;
+    }
+    const byId = Object.fromEntries(Object.entries(ids).map(([k, v]) => [v, k]));
+    const names = (q) => {
+      const page = d.query('user', { filter: null, startIndex: 1, count: 10, sortBy: null, sortDescending: false, ...q });
+      return [page.totalResults, page.resources.map((r) => byId[r.id])];
+    };
+    assert.deepEqual(names({ sortBy: 'n' }), [3, ['amy', 'zed', 'Bob']], '9 < 10 as numbers; no value last');
+    assert.deepEqual(names({ sortBy: 'n', sortDescending: true }), [3, ['Bob', 'zed', 'amy']], 'descending: no value first');
+    assert.deepEqual(names({ sortBy: 'emails' }), [3, ['amy', 'zed', 'Bob']], 'a@x < b@x (primary) < c@x');
+    assert.deepEqual(names({ sortBy: 'userName' }), [3, ['amy', 'Bob', 'zed']], 'strings sort case-insensitively');
+    assert.deepEqual(names({ filter: 'emails[type eq "work" and value ew "@x"]', sortBy: 'userName' }), [2, ['amy', 'zed']]);
+    assert.deepEqual(names({ filter: 'n gt 9.5' }), [1, ['zed']], 'numbers compare as numbers');
+    assert.deepEqual(names({ filter: 'externalId eq "e1"' }), [0, []], 'externalId is case-exact (SQL fast path)');
+    assert.deepEqual(names({ filter: 'userName eq "BOB"' }), [1, ['Bob']], 'userName is not (SQL fast path)');
+    assert.deepEqual(names({ filter: 'not (n pr)' }), [1, ['Bob']]);
+    assert.deepEqual(names({ filter: 'userName pr', sortBy: 'userName', startIndex: 2, count: 1 }), [3, ['Bob']], 'a page of the sorted matches');
+    assert.deepEqual(names({ filter: 'userName pr', count: 0 }), [3, []], 'count 0: the total only');
+    for (const bad of ['userName eq', 'emails[type eq "work"', `${'('.repeat(70)}a pr${')'.repeat(70)}`]) {
+      assert.throws(() => names({ filter: bad }), (e) => e instanceof DirectoryError && e.case === 'invalid-filter', bad);
+    }
+    assert.throws(() => names({ sortBy: 'a[b' }), (e) => e instanceof DirectoryError && e.case === 'other');
+    assert.equal(d.selector.instancesOpened(), 1, 'one dedicated instance answered every search');
+  } finally {
+    d.close();
+  }
+});
+
+test('a Selector works on its own and recovers from a trap on a fresh instance', async () => {
+  const small = await Runtime.load({ memoryLimitBytes: 2 * 1024 * 1024 });
+  const selector = new Selector(small);
+  try {
+    const views = Array.from({ length: 10 }, (_, i) => ({ id: String(i), userName: `u${i}`, active: i % 2 === 0 }));
+    assert.deepEqual(selector.select(views, { filter: 'active eq true', startIndex: 2, count: 2 }), { totalResults: 5, indices: [2, 4] });
+    assert.throws(() => selector.select([`{"x":"${'y'.repeat(4 << 20)}"}`], { filter: 'x pr' }), GuestTrap);
+    assert.deepEqual(selector.select(views, { sortBy: 'userName', count: 0 }), { totalResults: 10, indices: [] });
+    assert.equal(selector.instancesOpened(), 2, 'the trapped instance was replaced');
+  } finally {
+    selector.close();
+  }
+});
