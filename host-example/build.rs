@@ -141,7 +141,7 @@ fn optimise(wasm: &Path, target_dir: &Path) {
             println!(
                 "cargo:warning=binaryen's wasm-opt was not found: the component is left \
                  unoptimised ({} bytes; about 130 KB more than it need be). Install binaryen \
-                 or set SCIM_WASM_OPT.",
+                 (`apt-get install binaryen`) or name wasm-opt with SCIM_WASM_OPT.",
                 bytes.len()
             );
             None
