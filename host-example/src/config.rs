@@ -12,7 +12,7 @@
 //! create = true
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
@@ -117,6 +117,9 @@ pub struct HostSection {
     /// How long the guest may run without returning or calling the host, in seconds
     /// (default 10): a call past it traps with "deadline exceeded".
     pub call_deadline_secs: u32,
+    /// Where the precompiled component is kept (relative paths from the config file's
+    /// directory). Default: beside the `.wasm`. `SCIM_PROVISIONER_CACHE` wins over it.
+    pub cache_dir: Option<String>,
 }
 
 impl Default for HostSection {
@@ -129,6 +132,7 @@ impl Default for HostSection {
             batch_size: 100,
             memory_limit_mb: crate::GuestLimits::DEFAULT_MEMORY_MB,
             call_deadline_secs: crate::GuestLimits::DEFAULT_DEADLINE_SECS,
+            cache_dir: None,
         }
     }
 }
@@ -246,6 +250,14 @@ impl HostConfig {
             memory_limit_bytes: (self.host.memory_limit_mb as usize) << 20,
             call_deadline: std::time::Duration::from_secs(u64::from(self.host.call_deadline_secs)),
         }
+    }
+
+    /// `[host] cache_dir`, a relative path taken from `config_dir` (the config file's).
+    pub fn cache_dir(&self, config_dir: &Path) -> Option<PathBuf> {
+        self.host
+            .cache_dir
+            .as_deref()
+            .map(|dir| config_dir.join(dir))
     }
 
     /// The settings a session opens with, with secrets resolved from the environment.
@@ -397,6 +409,27 @@ mod tests {
         assert!(
             HostConfig::parse("[scim]\nbase_url = \"https://x\"\n[host]\nmemory_limit_mb = 1")
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn cache_dir_from_host_table() {
+        let c = HostConfig::parse("[scim]\nbase_url = \"https://x\"").unwrap();
+        assert_eq!(c.cache_dir(Path::new("/etc/scim")), None);
+        let c =
+            HostConfig::parse("[scim]\nbase_url = \"https://x\"\n[host]\ncache_dir = \"cache\"")
+                .unwrap();
+        assert_eq!(
+            c.cache_dir(Path::new("/etc/scim")),
+            Some(PathBuf::from("/etc/scim/cache"))
+        );
+        let c = HostConfig::parse(
+            "[scim]\nbase_url = \"https://x\"\n[host]\ncache_dir = \"/var/cache/scim\"",
+        )
+        .unwrap();
+        assert_eq!(
+            c.cache_dir(Path::new("/etc/scim")),
+            Some(PathBuf::from("/var/cache/scim"))
         );
     }
 

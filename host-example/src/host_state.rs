@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use scim_guest_limits::MemoryCap;
+use scim_wasmtime_support::MemoryCap;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 

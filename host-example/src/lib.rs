@@ -44,8 +44,8 @@ pub mod sync;
 pub use describe::{action_label, describe_error};
 pub use host_state::{DirectoryBackend, HostState, add_to_linker};
 pub use runtime::{
-    ConnectorSettings, Credentials, DeadlineExceeded, GuestLimits, MemoryLimitExceeded, Runtime,
-    ServerSession, ServerSettings, Session,
+    CACHE_ENV, CacheInfo, ConnectorSettings, Credentials, DeadlineExceeded, GuestLimits,
+    MemoryLimitExceeded, Runtime, ServerSession, ServerSettings, Session,
 };
 
 /// Generated bindings for the `provisioner` world.

@@ -6,15 +6,21 @@
 //! through epoch interruption (past it the call traps with [`DeadlineExceeded`]). After
 //! any trap the instance is thrown away, and the session's next call runs on a fresh one:
 //! the host never calls into a trapped instance.
+//!
+//! The component is compiled once and kept precompiled (`scim_wasmtime_support::precompiled`,
+//! shared with the native bridge): in the directory [`CACHE_ENV`] names, else the one a host
+//! passes to [`Runtime::with_cache_dir`], else beside the `.wasm`. Every later process maps
+//! that file in milliseconds instead of compiling the component again.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use scim_guest_limits::EpochTicker;
-use wasmtime::component::{Component, Linker, ResourceAny};
-use wasmtime::{Config, Engine, Store, UpdateDeadline};
+pub use scim_wasmtime_support::CacheInfo;
+use scim_wasmtime_support::EpochTicker;
+use wasmtime::component::{Linker, ResourceAny};
+use wasmtime::{Engine, Store, UpdateDeadline};
 
 use crate::bindings::exports::scim::provisioner::server::ServerConfig;
 use crate::bindings::scim::provisioner::types::{Auth, BasicCredentials, ConnectorConfig};
@@ -154,7 +160,11 @@ impl Default for GuestLimits {
     }
 }
 
-pub use scim_guest_limits::{DeadlineExceeded, MemoryLimitExceeded};
+pub use scim_wasmtime_support::{DeadlineExceeded, MemoryLimitExceeded};
+
+/// The environment variable naming the directory of the precompiled component; it wins
+/// over a configured one.
+pub const CACHE_ENV: &str = "SCIM_PROVISIONER_CACHE";
 
 /// How often the epoch advances: the granularity of the deadline.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -165,6 +175,8 @@ pub struct Runtime {
     engine: Engine,
     pre: ProvisionerPre<HostState>,
     limits: GuestLimits,
+    /// Where the compiled component came from.
+    cache: CacheInfo,
     /// The epoch ticker, stopped when the last runtime clone goes.
     _ticker: Arc<EpochTicker>,
 }
@@ -175,16 +187,26 @@ impl Runtime {
         PathBuf::from(env!("SCIM_PROVISIONER_WASM"))
     }
 
-    /// Compiles the component at `path` and links its imports. Instances run under the
-    /// default [`GuestLimits`]; see [`Runtime::with_limits`].
+    /// Loads the component at `path` and links its imports. The compiled component is
+    /// kept in the directory [`CACHE_ENV`] names, else beside the `.wasm`. Instances run
+    /// under the default [`GuestLimits`]; see [`Runtime::with_limits`].
     pub fn new(path: impl AsRef<Path>) -> anyhow::Result<Self> {
+        Self::with_cache_dir(path, None)
+    }
+
+    /// [`Runtime::new`] with the compiled component kept in `cache_dir` (beside the `.wasm`
+    /// when `None`); [`CACHE_ENV`], when set, wins over both. A directory that cannot be
+    /// written only costs a compile; a cache file that cannot be loaded is compiled again
+    /// and replaced.
+    pub fn with_cache_dir(
+        path: impl AsRef<Path>,
+        cache_dir: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let path = path.as_ref();
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config)?;
-        let component = Component::from_file(&engine, path)
-            .map_err(anyhow::Error::from)
+        let from_env = std::env::var_os(CACHE_ENV).filter(|v| !v.is_empty());
+        let cache_dir = from_env.as_deref().map(Path::new).or(cache_dir);
+        let engine = scim_wasmtime_support::engine()?;
+        let (component, cache) = scim_wasmtime_support::load_component(&engine, path, cache_dir)
             .with_context(|| format!("loading the component {}", path.display()))?;
         let mut linker = Linker::new(&engine);
         add_to_linker(&mut linker)?;
@@ -194,8 +216,15 @@ impl Runtime {
             engine,
             pre,
             limits: GuestLimits::default(),
+            cache,
             _ticker: Arc::new(ticker),
         })
+    }
+
+    /// Where the compiled component came from: the precompiled file it was loaded from, or
+    /// the one it was compiled into, and how long that took.
+    pub fn cache_info(&self) -> &CacheInfo {
+        &self.cache
     }
 
     /// The same compiled component, whose new instances run under `limits`.

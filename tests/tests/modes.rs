@@ -1136,3 +1136,100 @@ fn cli_smoke() {
         );
     }
 }
+
+/// A second process start maps the precompiled component instead of compiling it: `-v`
+/// says which on stderr. The configured `[host] cache_dir` holds it; a damaged file there
+/// is compiled again and rewritten; `SCIM_PROVISIONER_CACHE` wins over the configuration.
+/// No server is needed: `test-connection` to a closed port loads the component, then fails.
+#[test]
+fn cli_second_start_loads_the_precompiled_component() {
+    let bin = peers::workspace_root().join("target/debug/host-example");
+    if !bin.is_file() {
+        eprintln!(
+            "SKIPPED cli_second_start_loads_the_precompiled_component: {} is missing (build it with `cargo build -p host-example --bins`, as scripts/test does)",
+            bin.display()
+        );
+        return;
+    }
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "scim-cli-cache-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("scim-provisioner.toml");
+    std::fs::write(
+        &config,
+        "[scim]\nbase_url = \"http://127.0.0.1:9/v2\"\ntimeout_secs = 2\n\n[host]\ndatabase = \"cli.db\"\ncache_dir = \"cache\"\n",
+    )
+    .unwrap();
+    let start = |env_cache: Option<&PathBuf>| -> String {
+        let mut cmd = Command::new(&bin);
+        cmd.arg("-c").arg(&config).args(["-v", "test-connection"]);
+        cmd.env_remove(host_example::CACHE_ENV);
+        if let Some(d) = env_cache {
+            cmd.env(host_example::CACHE_ENV, d);
+        }
+        let out = cmd.output().expect("the CLI runs");
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        stderr
+            .lines()
+            .find(|l| l.starts_with("component: "))
+            .unwrap_or_else(|| panic!("no component line in:\n{stderr}"))
+            .to_string()
+    };
+    let cache = dir.join("cache");
+    let cwasm_files = |d: &PathBuf| -> Vec<PathBuf> {
+        std::fs::read_dir(d)
+            .map(|r| r.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+
+    let first = start(None);
+    assert!(first.starts_with("component: compiled in "), "{first}");
+    assert!(first.contains("precompiled into "), "{first}");
+    let files = cwasm_files(&cache);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(
+        files[0].extension().is_some_and(|e| e == "cwasm"),
+        "{files:?}"
+    );
+    let second = start(None);
+    assert!(
+        second.starts_with("component: loaded precompiled "),
+        "{second}"
+    );
+    assert!(
+        second.contains(&*files[0].file_name().unwrap().to_string_lossy()),
+        "{second}"
+    );
+
+    // A truncated cache file: compiled again, rewritten, and loaded by the next start.
+    let good = std::fs::read(&files[0]).unwrap();
+    std::fs::write(&files[0], &good[..good.len() / 3]).unwrap();
+    let third = start(None);
+    assert!(third.starts_with("component: compiled in "), "{third}");
+    assert!(third.contains("could not be loaded"), "{third}");
+    assert_eq!(std::fs::read(&files[0]).unwrap().len(), good.len());
+    let fourth = start(None);
+    assert!(
+        fourth.starts_with("component: loaded precompiled "),
+        "{fourth}"
+    );
+
+    // The environment wins over the configuration.
+    let from_env = dir.join("env-cache");
+    let fifth = start(Some(&from_env));
+    assert!(fifth.starts_with("component: compiled in "), "{fifth}");
+    assert_eq!(cwasm_files(&from_env).len(), 1);
+    let sixth = start(Some(&from_env));
+    assert!(
+        sixth.starts_with("component: loaded precompiled "),
+        "{sixth}"
+    );
+    assert!(sixth.contains(&*from_env.to_string_lossy()), "{sixth}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

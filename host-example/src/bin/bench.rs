@@ -109,7 +109,8 @@ fn main() -> Result<()> {
     let started = Instant::now();
     let runtime = Runtime::new(Runtime::built_component_path())?;
     println!(
-        "component compiled and linked in {:.2} s",
+        "component {}; linked, {:.2} s in all",
+        runtime.cache_info(),
         started.elapsed().as_secs_f64()
     );
     if args.hosts {

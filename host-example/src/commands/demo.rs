@@ -7,7 +7,7 @@ use crate::app::load_runtime;
 
 /// Runs the demo; fails when a result did not match.
 pub fn run(component: Option<&Path>) -> anyhow::Result<ExitCode> {
-    let runtime = load_runtime(component)?;
+    let runtime = load_runtime(component, None, false)?;
     let all_ok = host_example::demo::run_with(&runtime, &mut |event| println!("{event}"))?;
     Ok(if all_ok {
         ExitCode::SUCCESS

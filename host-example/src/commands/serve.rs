@@ -41,7 +41,7 @@ pub fn run(
     verbose: bool,
     args: &ServeArgs<'_>,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = load_runtime(component)?.with_limits(args.limits);
+    let runtime = load_runtime(component, None, verbose)?.with_limits(args.limits);
     let (token, shown) = match args.token_env {
         Some(var) => {
             let t = std::env::var(var)

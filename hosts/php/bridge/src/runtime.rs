@@ -1,21 +1,20 @@
 //! The engine, the precompiled component and the linker: made once per process and shared
 //! by every instance.
 //!
-//! The component is compiled once per cache directory: `Engine::precompile_component`
-//! writes a `.cwasm` keyed by the `.wasm`'s SHA-256 and the engine's compatibility hash,
-//! and later loads map it with `Component::deserialize_file`, so a PHP request never pays
-//! for a compile.
+//! The component is compiled once per cache directory (`scim_wasmtime_support::precompiled`,
+//! shared with host-example): `Engine::precompile_component` writes a `.cwasm` keyed by the
+//! `.wasm`'s SHA-256 and the engine's compatibility hash, and later loads map it with
+//! `Component::deserialize_file`, so a PHP request never pays for a compile. A cache file
+//! that cannot be loaded is compiled again and replaced.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use scim_guest_limits::EpochTicker;
+use scim_wasmtime_support::EpochTicker;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, InstancePre, Linker};
-use wasmtime::{Config, Engine};
+use wasmtime::Engine;
+use wasmtime::component::{InstancePre, Linker};
 
 use crate::imports;
 use crate::state::BridgeState;
@@ -101,17 +100,9 @@ impl Runtime {
     /// Loads the component at `wasm`, from the cache when it was compiled before.
     pub fn new(wasm: &Path, options: Options) -> anyhow::Result<Runtime> {
         let started = Instant::now();
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config)?;
-        let bytes = std::fs::read(wasm)
-            .with_context(|| format!("reading the component {}", wasm.display()))?;
-        let cache_dir = match &options.cache_dir {
-            Some(dir) => dir.clone(),
-            None => wasm.parent().map(Path::to_path_buf).unwrap_or_default(),
-        };
-        let (component, cache_file, from_cache) = load_precompiled(&engine, &bytes, &cache_dir)?;
+        let engine = scim_wasmtime_support::engine()?;
+        let (component, cache) =
+            scim_wasmtime_support::load_component(&engine, wasm, options.cache_dir.as_deref())?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         imports::add_to_linker(&mut linker, &engine, &component)?;
@@ -123,8 +114,8 @@ impl Runtime {
         let ticker = EpochTicker::start(&engine, EPOCH_TICK)?;
         let info = json!({
             "wasm": wasm.display().to_string(),
-            "cache_file": cache_file.as_ref().map(|p| p.display().to_string()),
-            "loaded_from_cache": from_cache,
+            "cache_file": cache.file.as_ref().map(|p| p.display().to_string()),
+            "loaded_from_cache": cache.from_cache,
             "load_ms": started.elapsed().as_secs_f64() * 1000.0,
             "memory_limit_bytes": options.memory_limit_bytes,
             "deadline_ms": u64::try_from(options.deadline.as_millis()).unwrap_or(u64::MAX),
@@ -144,41 +135,4 @@ impl Runtime {
     pub fn info(&self) -> &Value {
         &self.info
     }
-}
-
-/// The compiled component, from `dir` when a file for these bytes and this engine is
-/// there; otherwise compiled and written there (atomically) for the next process. A
-/// directory that cannot be written only costs the next process a compile.
-fn load_precompiled(
-    engine: &Engine,
-    wasm: &[u8],
-    dir: &Path,
-) -> anyhow::Result<(Component, Option<PathBuf>, bool)> {
-    let digest = Sha256::digest(wasm);
-    let mut hasher = DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut hasher);
-    let key: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
-    let file = dir.join(format!(
-        "scim_provisioner-{key}-{:016x}.cwasm",
-        hasher.finish()
-    ));
-    if file.is_file() {
-        // SAFETY: the file was written by `precompile_component` below for this engine's
-        // compatibility hash; wasmtime checks its header again. The cache directory must not
-        // be writable by anyone the host does not trust (README).
-        if let Ok(c) = unsafe { Component::deserialize_file(engine, &file) } {
-            return Ok((c, Some(file), true));
-        }
-    }
-    let compiled = engine
-        .precompile_component(wasm)
-        .map_err(anyhow::Error::from)
-        .context("compiling the component")?;
-    let written = std::fs::create_dir_all(dir).is_ok() && {
-        let tmp = dir.join(format!(".{}.{}.tmp", key, std::process::id()));
-        std::fs::write(&tmp, &compiled).is_ok() && std::fs::rename(&tmp, &file).is_ok()
-    };
-    // SAFETY: these bytes come from `precompile_component` on this engine a moment ago.
-    let component = unsafe { Component::deserialize(engine, &compiled) }?;
-    Ok((component, written.then_some(file), false))
 }

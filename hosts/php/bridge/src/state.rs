@@ -54,7 +54,7 @@ impl SharedExchange {
     }
 }
 
-pub use scim_guest_limits::{DeadlineExceeded, MemoryCap, MemoryLimitExceeded};
+pub use scim_wasmtime_support::{DeadlineExceeded, MemoryCap, MemoryLimitExceeded};
 
 /// Everything one store holds.
 pub struct BridgeState {

@@ -1,9 +1,7 @@
 //! The limits every Rust host puts on the scim-provisioner guest (host-example and the
-//! native bridge), written once: a memory cap that traps with [`MemoryLimitExceeded`], the
+//! native bridge): a memory cap that traps with [`MemoryLimitExceeded`], the
 //! [`DeadlineExceeded`] trap an epoch deadline raises, and the [`EpochTicker`] thread that
 //! advances the engine's epoch so a deadline can fire at all.
-
-#![deny(missing_docs)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
