@@ -8,7 +8,7 @@
 //! [`sync_with_progress`] reports progress and recoverable problems to a callback, so a CLI
 //! can draw a bar and a PHP, Python or Node host can show the same in its own way.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -73,6 +73,8 @@ pub struct SyncSummary {
     pub skipped: u64,
     /// Users whose provisioning failed (logged; retried by the next sync).
     pub failed: u64,
+    /// Users the reconcile left to the outbox, where their changes still wait.
+    pub waiting: u64,
     /// Requests sent by the reconcile (listing, look-ups, writes; outbox deliveries not
     /// included).
     pub requests: u64,
@@ -115,6 +117,13 @@ impl std::fmt::Display for SyncSummary {
                 self.missing_remotely, self.changed_remotely, self.unlinked_remotely
             )?;
         }
+        if self.waiting > 0 {
+            write!(
+                f,
+                "; {} left to the outbox, where their changes wait",
+                self.waiting
+            )?;
+        }
         Ok(())
     }
 }
@@ -143,6 +152,11 @@ pub struct SyncPlan {
     pub unchanged: u64,
     /// Linked users before the sync.
     pub linked: u64,
+    /// Users with changes still waiting in the outbox (retrying, not parked). The
+    /// reconcile leaves them to it: their queued changes go out in order, and an older one
+    /// could otherwise land after the reconcile had sent the newer state, leaving the
+    /// server on a stale value that every later comparison calls unchanged.
+    pub waiting: u64,
 }
 
 impl SyncPlan {
@@ -179,6 +193,12 @@ pub fn plan(
         Err(e) => bail!("{}", describe_error(&e)),
     };
     let mut links: HashMap<String, StoredLink> = store.all_links()?.into_iter().collect();
+    let waiting: HashSet<String> = store
+        .pending_events()?
+        .into_iter()
+        .filter(|e| !e.parked)
+        .map(|e| e.user_id)
+        .collect();
     let mut out = SyncPlan {
         linked: links.len() as u64,
         ..SyncPlan::default()
@@ -196,6 +216,10 @@ pub fn plan(
     };
     for user in store.all_users()? {
         let mut link = links.remove(&user.id);
+        if waiting.contains(&user.id) {
+            out.waiting += 1;
+            continue;
+        }
         if full && let Some(l) = link.as_mut() {
             // Without a snapshot the engine reads the remote user first (404 → re-create).
             l.link.snapshot = None;
@@ -215,6 +239,10 @@ pub fn plan(
     let mut gone: Vec<(String, StoredLink)> = links.into_iter().collect();
     gone.sort_by(|a, b| a.0.cmp(&b.0));
     for (id, link) in gone {
+        if waiting.contains(&id) {
+            out.waiting += 1;
+            continue;
+        }
         let user = UserRecord {
             id,
             name: String::new(),
@@ -287,6 +315,7 @@ pub fn sync_with_progress(
     }
     let plan = plan(runtime, settings, store, options.full)?;
     summary.unchanged = plan.unchanged;
+    summary.waiting = plan.waiting;
     if options.plan_only {
         return Ok(summary);
     }

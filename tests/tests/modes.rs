@@ -567,6 +567,49 @@ fn the_outbox_keeps_every_change_while_the_server_is_down() {
     }
 }
 
+/// A sync leaves the users whose changes wait in the outbox to the outbox: the reconcile
+/// used to send a user's current state while two older changes were still queued, and the
+/// older one, delivered after it, left the server on a stale value for good (seen under
+/// injected faults). The queued changes then go out in order and the server ends on the
+/// latest.
+#[test]
+fn a_sync_leaves_users_with_queued_changes_to_the_outbox() {
+    let mut peer = peers::scim2_server().expect("scim2-server starts");
+    let mut site = Site::new(&peer, "");
+    let carl = site.add("carl");
+    assert_eq!(site.deliver(false).delivered, 1);
+
+    peer.stop();
+    for version in ["v2", "v3"] {
+        site.store
+            .change_user(&carl.id, UserEvent::Updated, |u| {
+                u.mail = format!("carl.{version}@example.com")
+            })
+            .unwrap();
+    }
+    let dora = site
+        .store
+        .import_users([Ok(cms_user("dora"))])
+        .expect("imported");
+    assert_eq!(dora, 1);
+    assert_eq!(site.deliver(true).retrying, 1, "carl's first change fails");
+    let plan = host_example::sync::plan(runtime(), &site.settings, &site.store, false)
+        .expect("the plan is made");
+    assert_eq!(plan.waiting, 1);
+    let planned: Vec<&str> = plan.work.iter().map(|w| w.user.name.as_str()).collect();
+    assert_eq!(planned, ["dora"], "carl is the outbox's");
+
+    peer.start_again().expect("scim2-server starts again");
+    let summary = site.sync(&default_options()).expect("the sync runs");
+    assert_eq!(summary.outbox.delivered, 2, "{summary}");
+    assert_eq!(summary.waiting, 0, "{summary}");
+    assert_eq!(site.store.outbox_depth().unwrap(), (0, 0));
+    assert_eq!(
+        work_email(&site.remote(&peer, &carl.id)).as_deref(),
+        Some("carl.v3@example.com")
+    );
+}
+
 /// A drain (as a sync does) tries every queued event once, however many there are.
 #[test]
 fn a_drain_tries_every_queued_event_once() {
