@@ -330,14 +330,23 @@ final class Site
             $links[(string) $l['user_id']] = $l;
         }
         $linked = count($links);
+        // Users with changes still queued (retrying, not parked) are the outbox's: their
+        // changes go out in order, and an older one must not land after the newer state a
+        // reconcile would send (the server would keep a stale value for good).
+        $waiting = array_fill_keys(array_map('strval',
+            $this->db->query('SELECT DISTINCT user_id FROM outbox WHERE parked = 0')->fetchAll(\PDO::FETCH_COLUMN)), true);
         $counts = ['created' => 0, 'adopted' => 0, 'updated' => 0, 'unchanged' => 0, 'deactivated' => 0, 'deleted' => 0,
-            'skipped' => 0, 'unlinked' => 0, 'failed' => 0, 'requests' => 0, 'bulk_requests' => 0];
+            'skipped' => 0, 'unlinked' => 0, 'failed' => 0, 'waiting' => 0, 'requests' => 0, 'bulk_requests' => 0];
         /** @var list<array{user: array<string, mixed>, event: UserEvent, link: ?array<string, mixed>, planned: PlannedAction, reason: ?string}> $work */
         $work = [];
         $connector = $this->connector();
         foreach ($this->users() as $user) {
             $link = $links[$user['id']] ?? null;
             unset($links[$user['id']]);
+            if (isset($waiting[(string) $user['id']])) {
+                $counts['waiting']++;
+                continue;
+            }
             if ($link !== null && $link['fingerprint'] === $this->fingerprint($user)) {
                 $counts['unchanged']++;
                 continue;
@@ -347,12 +356,16 @@ final class Site
         }
         // Linked users gone from the CMS were deleted (their event may have been parked).
         foreach ($links as $id => $link) {
+            if (isset($waiting[(string) $id])) {
+                $counts['waiting']++;
+                continue;
+            }
             $user = ['id' => (string) $id, 'name' => '', 'mail' => '', 'fields' => [], 'active' => false];
             $plan = $connector->plan(self::cmsUser($user), UserEvent::Deleted, true);
             $work[] = ['user' => $user, 'event' => UserEvent::Deleted, 'link' => $link, 'planned' => $plan->action, 'reason' => $plan->reason];
         }
         if ($planOnly) {
-            $planned = ['unchanged' => $counts['unchanged']];
+            $planned = ['unchanged' => $counts['unchanged'], 'waiting' => $counts['waiting']];
             $this->lastPlan = [];
             foreach ($work as $w) {
                 $this->lastPlan[] = ['action' => $w['planned']->value, 'user_id' => (string) $w['user']['id'],
