@@ -130,6 +130,24 @@ impl SqliteDirectory {
     }
 }
 
+/// Checkpoints the WAL of the SQLite file at `path` every `every` until `stop` is set: the
+/// writes of connections that leave their checkpoints to the caller get copied into the
+/// database here, off the request path. PASSIVE: never waits for a reader or a writer.
+pub fn checkpoint_until(
+    path: &std::path::Path,
+    every: std::time::Duration,
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<()> {
+    let conn = Connection::open(path)?;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(every);
+        // A busy database only postpones the checkpoint to the next round.
+        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    }
+    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+    Ok(())
+}
+
 /// A write's error: a uniqueness constraint another worker's write won (between the check
 /// and the write) is the same conflict the check reports.
 fn write_err(kind: ResourceKind) -> impl Fn(rusqlite::Error) -> DirectoryError {
@@ -192,6 +210,14 @@ impl SqliteDirectory {
         Ok(SqliteDirectory { conn, write_lock })
     }
 
+    /// Stops this connection from checkpointing the WAL itself: whoever opened it runs the
+    /// checkpoints (see [`checkpoint_until`]). A checkpoint syncs the database file, a stall
+    /// of milliseconds in whichever write happened to fill the WAL's 1,000th page.
+    pub fn leave_checkpoints_to_caller(&self) -> anyhow::Result<()> {
+        self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        Ok(())
+    }
+
     /// Runs one write as one transaction, under the shared write lock.
     fn write<T>(
         &mut self,
@@ -215,12 +241,15 @@ impl SqliteDirectory {
         kind: ResourceKind,
         id: &str,
     ) -> Result<Option<StoredResource>, DirectoryError> {
-        conn.query_row(
+        // Cached statements: every request runs the same few, and preparing one costs about
+        // as much as running it.
+        conn.prepare_cached(
             "SELECT id, version, created, modified, json FROM scim_resources WHERE kind = ?1 AND id = ?2",
-            params![kind_name(kind), id],
-            Self::row,
         )
-        .optional()
+        .and_then(|mut stmt| {
+            stmt.query_row(params![kind_name(kind), id], Self::row)
+                .optional()
+        })
         .map_err(db_err)
     }
 
@@ -243,12 +272,11 @@ impl SqliteDirectory {
     ) -> Result<(), DirectoryError> {
         let Some(key) = key else { return Ok(()) };
         let other: Option<String> = conn
-            .query_row(
-                "SELECT id FROM scim_resources WHERE kind = ?1 AND unique_key = ?2",
-                params![kind_name(kind), key],
-                |r| r.get(0),
-            )
-            .optional()
+            .prepare_cached("SELECT id FROM scim_resources WHERE kind = ?1 AND unique_key = ?2")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![kind_name(kind), key], |r| r.get(0))
+                    .optional()
+            })
             .map_err(db_err)?;
         match other {
             Some(id) if Some(id.as_str()) != except_id => Err(DirectoryError::Conflict(format!(
@@ -304,7 +332,7 @@ impl SqliteDirectory {
             }
             _ => (format!("{COLS} WHERE kind = ?1 ORDER BY rowid"), None),
         };
-        let mut stmt = self.conn.prepare(&sql).map_err(db_err)?;
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(db_err)?;
         let rows = match arg {
             Some(a) => stmt.query_map(params![kind_name(kind), a], Self::row),
             None => stmt.query_map(params![kind_name(kind)], Self::row),
@@ -382,11 +410,11 @@ impl DirectoryBackend for SqliteDirectory {
             Self::conflict_check(tx, kind, key.as_deref(), None)?;
             let id = new_id();
             let now = now_rfc3339();
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO scim_resources (kind, id, version, created, modified, unique_key, external_id, json)
                  VALUES (?1, ?2, 1, ?3, ?3, ?4, ?5, ?6)",
-                params![kind_name(kind), id, now, key, external, json],
             )
+            .and_then(|mut stmt| stmt.execute(params![kind_name(kind), id, now, key, external, json]))
             .map_err(write_err(kind))?;
             mirror(tx, &id, json, cms)?;
             Ok(StoredResource {
@@ -471,11 +499,11 @@ impl SqliteDirectory {
         Self::conflict_check(tx, kind, key.as_deref(), Some(id))?;
         let now = now_rfc3339();
         let external = value.get("externalId").and_then(Value::as_str);
-        tx.execute(
+        tx.prepare_cached(
             "UPDATE scim_resources SET version = version + 1, modified = ?3, unique_key = ?4,
                  external_id = ?5, json = ?6 WHERE kind = ?1 AND id = ?2",
-            params![kind_name(kind), id, now, key, external, json],
         )
+        .and_then(|mut stmt| stmt.execute(params![kind_name(kind), id, now, key, external, json]))
         .map_err(write_err(kind))?;
         mirror(tx, id, json, cms)?;
         Self::get_in(tx, kind, id)?.ok_or(DirectoryError::NotFound)
@@ -581,6 +609,50 @@ mod tests {
                 .count();
             assert_eq!((won, refused), (1, 1), "round {round}: {outcomes:?}");
         }
+    }
+
+    /// A directory that leaves its checkpoints to the caller lets its WAL grow past the
+    /// 1,000 pages at which SQLite would checkpoint inside a write (the data stays in the
+    /// `-wal` file, the database file stays small); `checkpoint_until`, running beside it,
+    /// copies the WAL into the database file.
+    #[test]
+    fn checkpoints_run_beside_the_writes_not_in_them() {
+        let path = temp_db("checkpoint");
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        let size = |p: &std::ffi::OsStr| std::fs::metadata(p).map_or(0, |m| m.len());
+        let mut d = SqliteDirectory::open(&path).unwrap();
+        d.leave_checkpoints_to_caller().unwrap();
+        let filler = "x".repeat(3000);
+        for i in 0..1500 {
+            let json = format!(r#"{{"userName":"u{i}","title":"{filler}"}}"#);
+            d.create(ResourceKind::User, &json, None).unwrap();
+        }
+        let written = 1500 * 3000;
+        assert!(size(wal.as_os_str()) > written, "the data is in the WAL");
+        assert!(
+            size(path.as_os_str()) < written / 4,
+            "and not yet in the database"
+        );
+        // Stopped before it starts: it checkpoints once on the way out.
+        let stop = std::sync::atomic::AtomicBool::new(true);
+        checkpoint_until(&path, std::time::Duration::ZERO, &stop).unwrap();
+        assert!(size(path.as_os_str()) > written, "the checkpoint copied it");
+        assert_eq!(
+            d.query(
+                ResourceKind::User,
+                &Search {
+                    filter: None,
+                    start_index: 1,
+                    count: 0,
+                    sort_by: None,
+                    sort_descending: false,
+                }
+            )
+            .unwrap()
+            .total_results,
+            1500
+        );
     }
 
     /// A write is one transaction: when its CMS user cannot be written (the name is a CMS

@@ -263,6 +263,7 @@ pub fn start_with(
     let write_lock = Arc::new(Mutex::new(()));
     for _ in 0..options.workers {
         let directory = SqliteDirectory::open_shared(database, Arc::clone(&write_lock))?;
+        directory.leave_checkpoints_to_caller()?;
         match runtime.open_server(&config, Box::new(directory), log.clone())? {
             Ok(s) => sessions.push(s),
             Err(e) => bail!("{}", describe_error(&e)),
@@ -284,6 +285,28 @@ pub fn start_with(
                 .context("starting a worker")
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    // The workers leave the WAL's checkpoints to this thread (see
+    // `SqliteDirectory::leave_checkpoints_to_caller`).
+    let mut workers = workers;
+    let checkpointer = {
+        let stop = stop.clone();
+        let database = database.to_path_buf();
+        let log = log.clone();
+        std::thread::Builder::new()
+            .name("scim-serve-checkpoint".into())
+            .spawn(move || {
+                if let Err(e) =
+                    crate::directory::checkpoint_until(&database, Duration::from_millis(250), &stop)
+                {
+                    log.write(
+                        Level::Error,
+                        &format!("serve: WAL checkpoints stopped: {e:#}"),
+                    );
+                }
+            })
+            .context("starting the checkpointer")?
+    };
+    workers.push(checkpointer);
     let shared = Arc::new(Shared {
         options: options.clone(),
         log,

@@ -281,17 +281,14 @@ impl Store {
     }
 
     pub(crate) fn write_user(tx: &Transaction<'_>, user: &UserRecord) -> anyhow::Result<()> {
-        tx.execute(
+        let fields = Value::Object(user.fields.clone()).to_string();
+        tx.prepare_cached(
             "INSERT INTO users (id, name, mail, fields, active) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(id) DO UPDATE SET name = ?2, mail = ?3, fields = ?4, active = ?5",
-            params![
-                user.id,
-                user.name,
-                user.mail,
-                Value::Object(user.fields.clone()).to_string(),
-                user.active
-            ],
         )
+        .and_then(|mut stmt| {
+            stmt.execute(params![user.id, user.name, user.mail, fields, user.active])
+        })
         .map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, _)
                 if f.code == rusqlite::ErrorCode::ConstraintViolation =>
