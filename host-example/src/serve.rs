@@ -14,8 +14,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -201,15 +200,68 @@ struct Shared {
     options: ServeOptions,
     log: LogSink,
     stop: Arc<AtomicBool>,
-    jobs: SyncSender<Job>,
+    pool: Pool,
     /// With a hashed token: the hash, and the token the component was opened with.
     hashed: Option<([u8; 32], String)>,
     active: AtomicUsize,
 }
 
-struct Job {
-    request: ServerRequest,
-    reply: mpsc::Sender<Answer>,
+/// The component instances. The connection thread that reads a request checks one out and
+/// runs the request on it itself: handing requests to worker threads cost two thread
+/// switches a request, most of a small request's time.
+struct Pool {
+    idle: Mutex<Vec<ServerSession>>,
+    returned: Condvar,
+    /// Requests waiting for an instance; past `max_waiting` a request is answered 503.
+    waiting: AtomicUsize,
+    max_waiting: usize,
+}
+
+impl Pool {
+    /// Runs `request` on an idle instance, waiting for one if all are busy; `None` when
+    /// too many requests wait already.
+    fn run(&self, request: &ServerRequest, log: &LogSink) -> Option<Answer> {
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let mut session = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            loop {
+                if let Some(s) = idle.pop() {
+                    break s;
+                }
+                idle = self
+                    .returned
+                    .wait(idle)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let answer = match session.handle(request) {
+            Ok(a) => Answer {
+                status: a.status,
+                headers: a.headers,
+                body: a.body,
+            },
+            Err(trap) => {
+                log.write(
+                    Level::Error,
+                    &format!(
+                        "serve: component trap on {} {}: {trap:#}; the instance was discarded, a fresh one serves the next request",
+                        request.method, request.path
+                    ),
+                );
+                scim_error(500, "internal error")
+            }
+        };
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(session);
+        self.returned.notify_one();
+        Some(answer)
+    }
 }
 
 struct Answer {
@@ -270,24 +322,15 @@ pub fn start_with(
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let (jobs, queue) = mpsc::sync_channel::<Job>(options.workers * 16);
-    let queue = Arc::new(Mutex::new(queue));
-    let workers = sessions
-        .into_iter()
-        .enumerate()
-        .map(|(i, session)| {
-            let queue = queue.clone();
-            let stop = stop.clone();
-            let log = log.clone();
-            std::thread::Builder::new()
-                .name(format!("scim-serve-{i}"))
-                .spawn(move || work(session, &queue, &stop, &log))
-                .context("starting a worker")
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let pool = Pool {
+        idle: Mutex::new(sessions),
+        returned: Condvar::new(),
+        waiting: AtomicUsize::new(0),
+        max_waiting: options.workers * 16,
+    };
     // The workers leave the WAL's checkpoints to this thread (see
     // `SqliteDirectory::leave_checkpoints_to_caller`).
-    let mut workers = workers;
+    let mut workers = Vec::new();
     let checkpointer = {
         let stop = stop.clone();
         let database = database.to_path_buf();
@@ -296,7 +339,7 @@ pub fn start_with(
             .name("scim-serve-checkpoint".into())
             .spawn(move || {
                 if let Err(e) =
-                    crate::directory::checkpoint_until(&database, Duration::from_millis(250), &stop)
+                    crate::directory::checkpoint_until(&database, Duration::from_millis(100), &stop)
                 {
                     log.write(
                         Level::Error,
@@ -311,7 +354,7 @@ pub fn start_with(
         options: options.clone(),
         log,
         stop: stop.clone(),
-        jobs,
+        pool,
         hashed,
         active: AtomicUsize::new(0),
     });
@@ -327,44 +370,6 @@ pub fn start_with(
         acceptor: Some(acceptor),
         workers,
     })
-}
-
-/// One worker: answers requests from the queue on its own instance until stopped.
-fn work(
-    mut session: ServerSession,
-    queue: &Mutex<Receiver<Job>>,
-    stop: &AtomicBool,
-    log: &LogSink,
-) {
-    while !stop.load(Ordering::SeqCst) {
-        let job = {
-            let queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.recv_timeout(Duration::from_millis(100))
-        };
-        let job = match job {
-            Ok(job) => job,
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        let answer = match session.handle(&job.request) {
-            Ok(a) => Answer {
-                status: a.status,
-                headers: a.headers,
-                body: a.body,
-            },
-            Err(trap) => {
-                log.write(
-                    Level::Error,
-                    &format!(
-                        "serve: component trap on {} {}: {trap:#}; the instance was discarded, a fresh one serves the next request",
-                        job.request.method, job.request.path
-                    ),
-                );
-                scim_error(500, "internal error")
-            }
-        };
-        let _ = job.reply.send(answer);
-    }
 }
 
 /// Accepts connections until stopped, each on a thread of its own.
@@ -753,29 +758,21 @@ fn answer_request(shared: &Shared, head: &Head, body: Vec<u8>) -> Answer {
             }
         }
     }
-    let (reply, answer) = mpsc::channel();
-    let job = Job {
-        request: ServerRequest {
-            method: head.method.clone(),
-            path: relative,
-            query: query.to_string(),
-            headers,
-            body,
-        },
-        reply,
-    };
-    match shared.jobs.try_send(job) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => {
-            let mut a = scim_error(503, "the server is busy; try again shortly");
-            a.headers.push(("Retry-After".into(), "1".into()));
-            return a;
-        }
-        Err(TrySendError::Disconnected(_)) => return scim_error(503, "the server is stopping"),
+    if shared.stop.load(Ordering::SeqCst) {
+        return scim_error(503, "the server is stopping");
     }
-    answer
-        .recv()
-        .unwrap_or_else(|_| scim_error(500, "internal error"))
+    let request = ServerRequest {
+        method: head.method.clone(),
+        path: relative,
+        query: query.to_string(),
+        headers,
+        body,
+    };
+    shared.pool.run(&request, &shared.log).unwrap_or_else(|| {
+        let mut a = scim_error(503, "the server is busy; try again shortly");
+        a.headers.push(("Retry-After".into(), "1".into()));
+        a
+    })
 }
 
 fn reason(status: u16) -> &'static str {
