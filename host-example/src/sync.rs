@@ -171,6 +171,22 @@ impl SyncPlan {
         counts
     }
 
+    /// Leaves to the outbox the users whose changes still wait there after the drain
+    /// (retrying, not parked): see [`SyncPlan::waiting`]. A plan shown before a sync keeps
+    /// them, since the sync's drain sends their queued changes first.
+    pub fn leave_queued_to_outbox(&mut self, store: &Store) -> anyhow::Result<()> {
+        let queued: HashSet<String> = store
+            .pending_events()?
+            .into_iter()
+            .filter(|e| !e.parked)
+            .map(|e| e.user_id)
+            .collect();
+        let before = self.work.len();
+        self.work.retain(|w| !queued.contains(&w.user.id));
+        self.waiting = (before - self.work.len()) as u64;
+        Ok(())
+    }
+
     /// How many deactivations and deletions the plan would send.
     pub fn deprovisions(&self) -> u64 {
         self.work
@@ -193,12 +209,6 @@ pub fn plan(
         Err(e) => bail!("{}", describe_error(&e)),
     };
     let mut links: HashMap<String, StoredLink> = store.all_links()?.into_iter().collect();
-    let waiting: HashSet<String> = store
-        .pending_events()?
-        .into_iter()
-        .filter(|e| !e.parked)
-        .map(|e| e.user_id)
-        .collect();
     let mut out = SyncPlan {
         linked: links.len() as u64,
         ..SyncPlan::default()
@@ -216,10 +226,6 @@ pub fn plan(
     };
     for user in store.all_users()? {
         let mut link = links.remove(&user.id);
-        if waiting.contains(&user.id) {
-            out.waiting += 1;
-            continue;
-        }
         if full && let Some(l) = link.as_mut() {
             // Without a snapshot the engine reads the remote user first (404 → re-create).
             l.link.snapshot = None;
@@ -239,10 +245,6 @@ pub fn plan(
     let mut gone: Vec<(String, StoredLink)> = links.into_iter().collect();
     gone.sort_by(|a, b| a.0.cmp(&b.0));
     for (id, link) in gone {
-        if waiting.contains(&id) {
-            out.waiting += 1;
-            continue;
-        }
         let user = UserRecord {
             id,
             name: String::new(),
@@ -313,12 +315,13 @@ pub fn sync_with_progress(
         )?;
         crate::dialect::save(store, &mut session, &settings.base_url)?;
     }
-    let plan = plan(runtime, settings, store, options.full)?;
+    let mut plan = plan(runtime, settings, store, options.full)?;
     summary.unchanged = plan.unchanged;
-    summary.waiting = plan.waiting;
     if options.plan_only {
         return Ok(summary);
     }
+    plan.leave_queued_to_outbox(store)?;
+    summary.waiting = plan.waiting;
     if !options.allow_deletes {
         check_threshold(plan.deprovisions(), plan.linked, options)?;
     }

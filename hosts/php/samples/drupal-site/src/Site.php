@@ -333,7 +333,8 @@ final class Site
         // Users with changes still queued (retrying, not parked) are the outbox's: their
         // changes go out in order, and an older one must not land after the newer state a
         // reconcile would send (the server would keep a stale value for good).
-        $waiting = array_fill_keys(array_map('strval',
+        // A plan shown before a sync keeps them: the sync's drain sends their changes first.
+        $waiting = $planOnly ? [] : array_fill_keys(array_map('strval',
             $this->db->query('SELECT DISTINCT user_id FROM outbox WHERE parked = 0')->fetchAll(\PDO::FETCH_COLUMN)), true);
         $counts = ['created' => 0, 'adopted' => 0, 'updated' => 0, 'unchanged' => 0, 'deactivated' => 0, 'deleted' => 0,
             'skipped' => 0, 'unlinked' => 0, 'failed' => 0, 'waiting' => 0, 'requests' => 0, 'bulk_requests' => 0];
@@ -365,7 +366,7 @@ final class Site
             $work[] = ['user' => $user, 'event' => UserEvent::Deleted, 'link' => $link, 'planned' => $plan->action, 'reason' => $plan->reason];
         }
         if ($planOnly) {
-            $planned = ['unchanged' => $counts['unchanged'], 'waiting' => $counts['waiting']];
+            $planned = ['unchanged' => $counts['unchanged']];
             $this->lastPlan = [];
             foreach ($work as $w) {
                 $this->lastPlan[] = ['action' => $w['planned']->value, 'user_id' => (string) $w['user']['id'],
