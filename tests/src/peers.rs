@@ -8,6 +8,9 @@
 //!   SQLite), whose switches reproduce the behaviours of servers people run (narrow
 //!   `/Schemas`, required names, PATCH refused, no filters, no uniqueness, paging 500s);
 //!   base `http://127.0.0.1:P/v2`. It keeps its data across [`Peer::start_again`].
+//! * [`html_server`]: not a SCIM server at all: Python's `http.server` over an empty
+//!   directory, which answers every GET with an HTML 404 and every other method with an HTML
+//!   501 (for the `unexpected-response` error case); base `http://127.0.0.1:P` (no path).
 //!
 //! scim2-server and SCIMMY keep their data in memory: a fresh peer is empty, and [`Peer::stop`] /
 //! [`Peer::start_again`] (same port, same token) lose all data.
@@ -30,7 +33,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,7 +58,7 @@ pub struct Peer {
     pub base_url: String,
     /// Bearer token the peer accepts.
     pub token: String,
-    /// `"scim2-server"`, `"scimmy"` or `"quirky"`.
+    /// `"scim2-server"`, `"scimmy"`, `"quirky"` or `"html"`.
     pub name: &'static str,
     /// Port on 127.0.0.1, kept across [`Peer::start_again`].
     pub port: u16,
@@ -81,6 +84,10 @@ enum Kind {
         switches: Vec<String>,
         db: PathBuf,
     },
+    /// `python -m http.server` serving `root`, an empty directory removed on drop.
+    Html {
+        root: PathBuf,
+    },
 }
 
 impl Kind {
@@ -89,6 +96,7 @@ impl Kind {
             Kind::Scim2Server { .. } => "scim2-server",
             Kind::Scimmy { .. } => "scimmy",
             Kind::Quirky { .. } => "quirky",
+            Kind::Html { .. } => "html",
         }
     }
 
@@ -97,6 +105,7 @@ impl Kind {
             Kind::Scim2Server { .. } => "/v2",
             Kind::Scimmy { .. } => "/scim/v2",
             Kind::Quirky { .. } => "/v2",
+            Kind::Html { .. } => "",
         }
     }
 
@@ -130,6 +139,19 @@ impl Kind {
                     .arg("--db")
                     .arg(db)
                     .args(switches);
+                cmd
+            }
+            Kind::Html { root } => {
+                let mut cmd = Command::new(python_bin());
+                cmd.args([
+                    "-m",
+                    "http.server",
+                    "--bind",
+                    "127.0.0.1",
+                    &port.to_string(),
+                ])
+                .arg("--directory")
+                .arg(root);
                 cmd
             }
         }
@@ -173,7 +195,7 @@ pub fn scim2_server_with_bulk_limits(max_operations: u32, max_payload_size: u64)
     })
 }
 
-/// Numbers the configuration files of one test process.
+/// Numbers the configuration files and HTML roots of one test process.
 static NEXT_CONFIG: AtomicU64 = AtomicU64::new(0);
 
 /// Starts the SCIMMY app of `tests/peers/scimmy` (running `npm ci` first if needed);
@@ -206,6 +228,24 @@ pub fn quirky(switches: &[&str]) -> Result<Peer> {
         switches: switches.iter().map(|s| (*s).to_string()).collect(),
         db,
     })
+}
+
+/// Starts Python's `http.server` (the venv's Python, as for the other Python peers) over a
+/// fresh empty directory: a plain HTTP server whose every answer is HTML, never SCIM JSON
+/// (GET: 404, POST/PUT/PATCH/DELETE: 501). Base `http://127.0.0.1:P`; ready once it accepts
+/// connections. Its token is unused.
+pub fn html_server() -> Result<Peer> {
+    let root = std::env::temp_dir().join(format!(
+        "scim-html-peer-{}-{}",
+        std::process::id(),
+        NEXT_CONFIG.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let peer = Peer::launch(Kind::Html { root: root.clone() });
+    if peer.is_err() {
+        let _ = fs::remove_dir(&root);
+    }
+    peer
 }
 
 impl Peer {
@@ -300,6 +340,7 @@ impl Peer {
 
     fn wait_ready(&mut self) -> Result<(), StartError> {
         let probe = self.url("/ServiceProviderConfig");
+        let html = matches!(self.kind, Kind::Html { .. });
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let exited = match self.child.as_mut() {
@@ -315,15 +356,31 @@ impl Peer {
                     self.log_tail()
                 )));
             }
-            let last = match request(&probe, "GET", &self.token, None, Duration::from_secs(2)) {
+            // The HTML server has no SCIM endpoint: it is ready once it accepts connections.
+            let answer = if html {
+                TcpStream::connect_timeout(
+                    &SocketAddr::from(([127, 0, 0, 1], self.port)),
+                    Duration::from_secs(2),
+                )
+                .map(|_| (200, String::new()))
+                .map_err(anyhow::Error::from)
+            } else {
+                request(&probe, "GET", &self.token, None, Duration::from_secs(2))
+            };
+            let last = match answer {
                 Ok((200, _)) => return Ok(()),
                 Ok((status, body)) => format!("HTTP {status}: {body}"),
                 Err(e) => format!("{e:#}"),
             };
             if Instant::now() >= deadline {
                 self.stop();
+                let wanted = if html {
+                    format!("accept a connection on port {}", self.port)
+                } else {
+                    format!("answer GET {probe} with 200")
+                };
                 return Err(anyhow!(
-                    "{} did not answer GET {probe} with 200 within {READY_TIMEOUT:?} (last: {last}); log {}:\n{}",
+                    "{} did not {wanted} within {READY_TIMEOUT:?} (last: {last}); log {}:\n{}",
                     self.name,
                     self.log_path.display(),
                     self.log_tail()
@@ -338,6 +395,10 @@ impl Peer {
 impl Drop for Peer {
     fn drop(&mut self) {
         self.stop();
+        if let Kind::Html { root } = &self.kind {
+            // Empty unless something wrote into it; then it stays, for a look.
+            let _ = fs::remove_dir(root);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The shared scenario suite (`tests/scenarios/*.json`, format in `tests/scenarios/README.md`)
 //! under the Rust host (host-example's library): every scenario against a fresh scim2-server,
-//! server-role steps against host-example's `ServerSession` over a fresh `SqliteDirectory`.
+//! server-role steps against host-example's `ServerSession` over a fresh `SqliteDirectory`,
+//! and a plain HTTP server answering HTML beside it (`${HTML_URL}`).
 //! Prints `scenarios: rust: N passed, M failed`.
 
 use std::collections::HashMap;
@@ -21,16 +22,12 @@ use host_example::{
     ConnectorSettings, Credentials, Runtime, ServerSession, ServerSettings, Session,
 };
 use scim_provisioner_tests::component::runtime;
-use scim_provisioner_tests::peers::{Peer, scim2_server, workspace_root};
+use scim_provisioner_tests::peers::{Peer, html_server, scim2_server, workspace_root};
 
 const HOST: &str = "rust";
 /// Steps this host cannot run: (scenario, step index, reason). Printed, never silent.
-const SKIPS: &[(&str, usize, &str)] = &[(
-    "errors",
-    6,
-    "the http crate under ureq caps a URI at 64 KiB, so this host refuses the 70,000-character \
-     id itself (transport invalid-url, permanent) instead of sending it for the server's 414",
-)];
+/// None today: every step runs here as under the other hosts.
+const SKIPS: &[(&str, usize, &str)] = &[];
 
 // ---- the format's shared machinery (same rules in every runner) ----
 
@@ -754,6 +751,8 @@ fn dead_url() -> String {
 fn run_scenario(scenario: &Value, tmp: PathBuf) -> Result<Vec<String>> {
     let name = scenario["name"].as_str().context("name")?;
     let peer = scim2_server()?;
+    // Beside it, a plain HTTP server whose answers are HTML, never SCIM (`${HTML_URL}`).
+    let html = html_server()?;
     let mut run = Run {
         peer: &peer,
         tmp,
@@ -765,6 +764,7 @@ fn run_scenario(scenario: &Value, tmp: PathBuf) -> Result<Vec<String>> {
                 ("BASE_URL".to_string(), peer.base_url.clone()),
                 ("TOKEN".to_string(), peer.token.clone()),
                 ("DEAD_URL".to_string(), dead_url()),
+                ("HTML_URL".to_string(), html.base_url.clone()),
             ]),
             links: HashMap::new(),
         },

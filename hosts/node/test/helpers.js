@@ -67,6 +67,53 @@ export async function startScim2Server() {
   return { baseUrl, token, port, log, stop };
 }
 
+/** Resolves true once a TCP connection to 127.0.0.1:port is accepted, false if refused. */
+function accepts(port) {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    socket.setTimeout(2000);
+    socket.once('connect', () => { socket.destroy(); resolve(true); });
+    socket.once('error', () => { socket.destroy(); resolve(false); });
+    socket.once('timeout', () => { socket.destroy(); resolve(false); });
+  });
+}
+
+/**
+ * Not a SCIM server: Python's http.server (the venv's Python, which also runs scim2-server) over
+ * an empty temporary directory. It answers every GET with an HTML 404 and POST/PUT/PATCH/DELETE
+ * with an HTML 501. Base http://127.0.0.1:P (no path); ready once it accepts connections.
+ */
+export async function startHtmlServer() {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'node-host-html-peer-'));
+  let lastError;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const log = path.join(os.tmpdir(), `node-host-html-${port}-${process.pid}.log`);
+    const out = fs.openSync(log, 'a');
+    const child = spawn(tool('python'), ['-m', 'http.server', '--bind', '127.0.0.1', String(port), '--directory', root], { stdio: ['ignore', out, out] });
+    fs.closeSync(out);
+    const kill = () => new Promise((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) return resolve();
+      child.once('exit', resolve);
+      child.kill('SIGTERM');
+    });
+    try {
+      await waitFor('http.server', () => accepts(port), { child, log });
+    } catch (e) {
+      await kill();
+      lastError = e; // most likely the port was taken meanwhile: try another
+      continue;
+    }
+    const stop = async () => {
+      await kill();
+      fs.rmSync(root, { recursive: true, force: true });
+    };
+    return { baseUrl: `http://127.0.0.1:${port}`, port, log, stop };
+  }
+  fs.rmSync(root, { recursive: true, force: true });
+  throw lastError;
+}
+
 /** One request over plain HTTP (fetch), JSON in and out. */
 export async function scimRequest(method, url, token, body) {
   const res = await fetch(url, {

@@ -1,6 +1,7 @@
 // The shared scenario suite (tests/scenarios/*.json, format in tests/scenarios/README.md) under
-// the Node host: every scenario against a fresh scim2-server, server-role steps against this
-// host's own ScimServer over a fresh SqliteDirectory. Prints `scenarios: node: N passed, M failed`.
+// the Node host: every scenario against a fresh scim2-server (and a plain HTTP server answering
+// HTML beside it, ${HTML_URL}), server-role steps against this host's own ScimServer over a fresh
+// SqliteDirectory. Prints `scenarios: node: N passed, M failed`.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -10,7 +11,7 @@ import path from 'node:path';
 
 import { Connector, GuestTrap, ProvisioningError, Runtime, ScimServer, SqliteDirectory } from '../src/index.js';
 import { REPO_ROOT } from '../src/runtime.js';
-import { startScim2Server } from './helpers.js';
+import { startHtmlServer, startScim2Server } from './helpers.js';
 
 const HOST = 'node';
 const SCENARIOS = path.join(REPO_ROOT, 'tests', 'scenarios');
@@ -262,8 +263,15 @@ for (const file of files) {
     results.set(scenario.name, false);
     shared ??= await Runtime.load();
     const peer = await startScim2Server();
+    let html;
+    try {
+      html = await startHtmlServer();
+    } catch (e) {
+      await peer.stop();
+      throw e;
+    }
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'node-scenarios-'));
-    const ctx = { vars: { BASE_URL: peer.baseUrl, TOKEN: peer.token, DEAD_URL: await deadUrl() }, links: {} };
+    const ctx = { vars: { BASE_URL: peer.baseUrl, TOKEN: peer.token, DEAD_URL: await deadUrl(), HTML_URL: html.baseUrl }, links: {} };
     const run = new Run(peer, tmp, shared, ctx);
     const failures = [];
     try {
@@ -284,6 +292,7 @@ for (const file of files) {
     } finally {
       run.close();
       await peer.stop();
+      await html.stop();
       fs.rmSync(tmp, { recursive: true, force: true });
     }
     results.set(scenario.name, failures.length === 0);

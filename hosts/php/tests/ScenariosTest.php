@@ -17,14 +17,15 @@ use ScimProvisioner\Request;
 use ScimProvisioner\Response;
 use ScimProvisioner\Runtime;
 use ScimProvisioner\ScimServer;
+use ScimProvisioner\Tests\Support\HtmlPeer;
 use ScimProvisioner\Tests\Support\Peer;
 use ScimProvisioner\Tests\Support\Peers;
 
 /**
  * The shared scenario suite (tests/scenarios/*.json, format in tests/scenarios/README.md) under
- * the PHP host: every scenario against a fresh scim2-server, server-role steps against this
- * host's own ScimServer over a fresh PdoSqliteDirectory. Prints
- * `scenarios: php: N passed, M failed`.
+ * the PHP host: every scenario against a fresh scim2-server (and a plain HTTP server answering
+ * HTML beside it, ${HTML_URL}), server-role steps against this host's own ScimServer over a fresh
+ * PdoSqliteDirectory. Prints `scenarios: php: N passed, M failed`.
  */
 final class ScenariosTest extends TestCase
 {
@@ -43,6 +44,7 @@ final class ScenariosTest extends TestCase
     /** @var array{vars: array<string, string>, links: array<string, mixed>} */
     private array $ctx = ['vars' => [], 'links' => []];
     private Peer $peer;
+    private HtmlPeer $html;
     private string $tmp = '';
 
     public static function tearDownAfterClass(): void
@@ -68,8 +70,14 @@ final class ScenariosTest extends TestCase
         $name = (string) $scenario['name'];
         self::$results[$name] = false;
         $this->peer = new Peer('scim2-server');
+        try {
+            $this->html = new HtmlPeer();
+        } catch (\Throwable $e) {
+            $this->peer->stop();
+            throw $e;
+        }
         $this->tmp = Peers::tempDir("scenario-{$name}");
-        $this->ctx = ['vars' => ['BASE_URL' => $this->peer->baseUrl, 'TOKEN' => $this->peer->token, 'DEAD_URL' => self::deadUrl()], 'links' => []];
+        $this->ctx = ['vars' => ['BASE_URL' => $this->peer->baseUrl, 'TOKEN' => $this->peer->token, 'DEAD_URL' => self::deadUrl(), 'HTML_URL' => $this->html->baseUrl], 'links' => []];
         $failures = [];
         try {
             foreach ($scenario['steps'] as $i => $step) {
@@ -91,6 +99,7 @@ final class ScenariosTest extends TestCase
             $this->servers = [];
             $this->runtime = null;
             $this->peer->stop();
+            $this->html->stop();
         }
         self::$results[$name] = $failures === [];
         $this->assertSame([], $failures);

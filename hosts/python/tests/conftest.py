@@ -9,6 +9,7 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -112,6 +113,59 @@ class Peer:
         assert status == 200, body
         found = body.get("Resources") or []
         return found[0] if found else None
+
+
+class HtmlPeer:
+    """Not a SCIM server: Python's http.server (run by the venv's Python, like scim2-server) over an
+    empty directory, which answers every GET with an HTML 404 and POST/PUT/PATCH/DELETE with an HTML
+    501. Base ``http://127.0.0.1:P`` (no path); ready once it accepts connections."""
+
+    def __init__(self) -> None:
+        LOGS.mkdir(parents=True, exist_ok=True)
+        self._root = tempfile.TemporaryDirectory(prefix="py-html-peer-")
+        for attempt in range(5):
+            self.port = free_port()
+            self.base_url = f"http://127.0.0.1:{self.port}"
+            self.log_path = LOGS / f"py-html-{self.port}-{os.getpid()}.log"
+            self._log = open(self.log_path, "wb")
+            self.proc = subprocess.Popen(
+                [str(VENV / "bin" / "python"), "-m", "http.server", "--bind", "127.0.0.1", str(self.port),
+                 "--directory", self._root.name],
+                stdout=self._log, stderr=subprocess.STDOUT)
+            if self._wait_ready():
+                return
+            self.stop()
+        self._root.cleanup()
+        raise RuntimeError(f"http.server did not start; see {self.log_path}")
+
+    def _wait_ready(self, limit: float = 60) -> bool:
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
+                return True
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=0.05)  # returns at once if it died; else waits a moment
+                return False
+            except subprocess.TimeoutExpired:
+                pass
+        return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+    def close(self) -> None:
+        self.stop()
+        self._root.cleanup()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The shared scenario suite (tests/scenarios/*.json, format in tests/scenarios/README.md) under
-the Python host: every scenario against a fresh scim2-server, server-role steps against this
-host's own ScimServer over a fresh SqliteDirectory. Prints `scenarios: python: N passed, M failed`."""
+the Python host: every scenario against a fresh scim2-server (and a plain HTTP server answering HTML
+beside it, ${HTML_URL}), server-role steps against this host's own ScimServer over a fresh
+SqliteDirectory. Prints `scenarios: python: N passed, M failed`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any, Optional
 
 import pytest
 
-from conftest import REPO, Peer, http
+from conftest import REPO, HtmlPeer, Peer, http
 from scim_provisioner_host import (BatchItem, CmsUser, Connector, GuestTrap, Link, ProvisioningError, Request,
                                    Runtime, ScimServer, SqliteDirectory)
 
@@ -128,14 +129,15 @@ def dead_url() -> str:
 
 
 class Run:
-    def __init__(self, peer: Peer, tmp: Path) -> None:
+    def __init__(self, peer: Peer, html: HtmlPeer, tmp: Path) -> None:
         self.peer = peer
         self.tmp = tmp
         self.runtime: Optional[Runtime] = None
         self.owned: list[Runtime] = []
         self.connectors: dict[str, Connector] = {}
         self.servers: dict[str, ScimServer] = {}
-        self.ctx = {"vars": {"BASE_URL": peer.base_url, "TOKEN": peer.token, "DEAD_URL": dead_url()}, "links": {}}
+        self.ctx = {"vars": {"BASE_URL": peer.base_url, "TOKEN": peer.token, "DEAD_URL": dead_url(),
+                             "HTML_URL": html.base_url}, "links": {}}
 
     def rt(self, shared: Runtime) -> Runtime:
         return self.runtime or shared
@@ -273,9 +275,14 @@ def test_scenario(path: Path, runtime: Runtime) -> None:
     scenario = json.loads(path.read_text())
     RESULTS[scenario["name"]] = False
     peer = Peer()
+    try:
+        html = HtmlPeer()
+    except BaseException:
+        peer.stop()
+        raise
     failures: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        run = Run(peer, Path(tmp))
+        run = Run(peer, html, Path(tmp))
         try:
             for i, step in enumerate(scenario["steps"]):
                 reason = SKIPS.get((scenario["name"], i))
@@ -291,5 +298,6 @@ def test_scenario(path: Path, runtime: Runtime) -> None:
         finally:
             run.close()
             peer.stop()
+            html.close()
     RESULTS[scenario["name"]] = not failures
     assert not failures, "\n".join(failures)
