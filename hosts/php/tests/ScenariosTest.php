@@ -17,7 +17,6 @@ use ScimProvisioner\Request;
 use ScimProvisioner\Response;
 use ScimProvisioner\Runtime;
 use ScimProvisioner\ScimServer;
-use ScimProvisioner\Tests\Support\HtmlPeer;
 use ScimProvisioner\Tests\Support\Peer;
 use ScimProvisioner\Tests\Support\Peers;
 
@@ -44,7 +43,7 @@ final class ScenariosTest extends TestCase
     /** @var array{vars: array<string, string>, links: array<string, mixed>} */
     private array $ctx = ['vars' => [], 'links' => []];
     private Peer $peer;
-    private HtmlPeer $html;
+    private Peer $html;
     private string $tmp = '';
 
     public static function tearDownAfterClass(): void
@@ -71,7 +70,7 @@ final class ScenariosTest extends TestCase
         self::$results[$name] = false;
         $this->peer = new Peer('scim2-server');
         try {
-            $this->html = new HtmlPeer();
+            $this->html = new Peer('http.server');
         } catch (\Throwable $e) {
             $this->peer->stop();
             throw $e;

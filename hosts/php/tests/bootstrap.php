@@ -11,7 +11,6 @@ require __DIR__ . '/../lib/autoload.php';
 require __DIR__ . '/../samples/lib/PhpServer.php';
 require __DIR__ . '/../samples/drupal-site/src/Site.php';
 require __DIR__ . '/support/Peer.php';
-require __DIR__ . '/support/HtmlPeer.php';
 require __DIR__ . '/support/Peers.php';
 require __DIR__ . '/support/RecordingTransport.php';
 require __DIR__ . '/support/FlakyTransport.php';

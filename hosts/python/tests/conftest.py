@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
@@ -58,32 +58,33 @@ def http(method: str, url: str, token: Optional[str], body: Any = None, timeout:
     return status, (json.loads(raw) if raw.strip() else None)
 
 
-class Peer:
-    """A running scim2-server 0.8.3, base ``http://127.0.0.1:P/v2``."""
+class _PeerProcess:
+    """A peer process on a free 127.0.0.1 port: started (up to five ports tried), waited for
+    until ``_ready()`` says so (polled, bounded; a process that dies stops the wait), stopped."""
 
-    def __init__(self) -> None:
-        self.token = "tok" + secrets.token_hex(20)
+    name = "peer"
+
+    def _start(self, command: Callable[[int], list[str]], base_url: Callable[[int], str]) -> None:
         LOGS.mkdir(parents=True, exist_ok=True)
         for attempt in range(5):
             self.port = free_port()
-            self.base_url = f"http://127.0.0.1:{self.port}/v2"
-            self.log_path = LOGS / f"py-scim2-server-{self.port}-{os.getpid()}.log"
+            self.base_url = base_url(self.port)
+            self.log_path = LOGS / f"py-{self.name}-{self.port}-{os.getpid()}.log"
             self._log = open(self.log_path, "wb")
-            self.proc = subprocess.Popen(
-                tool("scim2-server") + ["--hostname", "127.0.0.1", "--port", str(self.port),
-                                        "--bearer-token", self.token],
-                stdout=self._log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(command(self.port), stdout=self._log, stderr=subprocess.STDOUT)
             if self._wait_ready():
                 return
             self.stop()
-        raise RuntimeError(f"scim2-server did not start; see {self.log_path}")
+        raise RuntimeError(f"{self.name} did not start; see {self.log_path}")
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
 
     def _wait_ready(self, limit: float = 60) -> bool:
         end = time.monotonic() + limit
         while time.monotonic() < end:
             try:
-                status, _ = http("GET", f"{self.base_url}/ServiceProviderConfig", self.token, timeout=2)
-                if status == 200:
+                if self._ready():
                     return True
             except OSError:
                 pass
@@ -104,6 +105,22 @@ class Peer:
                 self.proc.wait()
         self._log.close()
 
+
+class Peer(_PeerProcess):
+    """A running scim2-server 0.8.3, base ``http://127.0.0.1:P/v2``."""
+
+    name = "scim2-server"
+
+    def __init__(self) -> None:
+        self.token = "tok" + secrets.token_hex(20)
+        self._start(lambda port: tool("scim2-server") + ["--hostname", "127.0.0.1", "--port", str(port),
+                                                         "--bearer-token", self.token],
+                    lambda port: f"http://127.0.0.1:{port}/v2")
+
+    def _ready(self) -> bool:
+        status, _ = http("GET", f"{self.base_url}/ServiceProviderConfig", self.token, timeout=2)
+        return status == 200
+
     def get(self, path: str) -> tuple[int, Any]:
         return http("GET", self.base_url + path, self.token)
 
@@ -115,53 +132,26 @@ class Peer:
         return found[0] if found else None
 
 
-class HtmlPeer:
+class HtmlPeer(_PeerProcess):
     """Not a SCIM server: Python's http.server (run by the venv's Python, like scim2-server) over an
     empty directory, which answers every GET with an HTML 404 and POST/PUT/PATCH/DELETE with an HTML
     501. Base ``http://127.0.0.1:P`` (no path); ready once it accepts connections."""
 
+    name = "html"
+
     def __init__(self) -> None:
-        LOGS.mkdir(parents=True, exist_ok=True)
         self._root = tempfile.TemporaryDirectory(prefix="py-html-peer-")
-        for attempt in range(5):
-            self.port = free_port()
-            self.base_url = f"http://127.0.0.1:{self.port}"
-            self.log_path = LOGS / f"py-html-{self.port}-{os.getpid()}.log"
-            self._log = open(self.log_path, "wb")
-            self.proc = subprocess.Popen(
-                [str(VENV / "bin" / "python"), "-m", "http.server", "--bind", "127.0.0.1", str(self.port),
-                 "--directory", self._root.name],
-                stdout=self._log, stderr=subprocess.STDOUT)
-            if self._wait_ready():
-                return
-            self.stop()
-        self._root.cleanup()
-        raise RuntimeError(f"http.server did not start; see {self.log_path}")
+        try:
+            self._start(lambda port: [str(VENV / "bin" / "python"), "-m", "http.server", "--bind", "127.0.0.1",
+                                      str(port), "--directory", self._root.name],
+                        lambda port: f"http://127.0.0.1:{port}")
+        except RuntimeError:
+            self._root.cleanup()
+            raise
 
-    def _wait_ready(self, limit: float = 60) -> bool:
-        end = time.monotonic() + limit
-        while time.monotonic() < end:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
-                return True
-            except OSError:
-                pass
-            try:
-                self.proc.wait(timeout=0.05)  # returns at once if it died; else waits a moment
-                return False
-            except subprocess.TimeoutExpired:
-                pass
-        return False
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+    def _ready(self) -> bool:
+        socket.create_connection(("127.0.0.1", self.port), timeout=2).close()
+        return True
 
     def close(self) -> None:
         self.stop()

@@ -11,6 +11,11 @@ use ScimSamples\PhpServer;
  * scim2-server (Python, base /v2) or the SCIMMY app (Node, base /scim/v2). Started by
  * {@see Peers}, ready when GET /ServiceProviderConfig answers 200 (polled, bounded), killed
  * at the end of the run. Both keep their data in memory.
+ *
+ * Or, named `http.server`, not a SCIM server at all: Python's http.server (the peers venv's
+ * Python) over an empty temporary directory, answering every GET with an HTML 404 and
+ * POST/PUT/PATCH/DELETE with an HTML 501; base http://127.0.0.1:P (no path), ready once it
+ * accepts connections.
  */
 final class Peer
 {
@@ -45,7 +50,21 @@ final class Peer
         $root = dirname(__DIR__, 4);
         $env = PhpServer::baseEnv();
         $log = fopen($this->logFile, 'ab');
-        if ($this->name === 'scim2-server') {
+        if ($this->name === 'http.server') {
+            $python = "{$root}/target/peers/venv/bin/python";
+            if (!is_file($python)) {
+                throw new \LogicException("{$python} is missing: run scripts/install-peers");
+            }
+            $this->port = PhpServer::freePort();
+            $this->baseUrl = "http://127.0.0.1:{$this->port}";
+            $this->process = proc_open(
+                [$python, '-m', 'http.server', '--bind', '127.0.0.1', (string) $this->port, '--directory', Peers::tempDir('html-peer')],
+                [0 => ['file', '/dev/null', 'r'], 1 => $log, 2 => $log],
+                $pipes,
+                null,
+                $env,
+            );
+        } elseif ($this->name === 'scim2-server') {
             $bin = "{$root}/target/peers/venv/bin/scim2-server";
             if (!is_file($bin)) {
                 throw new \LogicException("{$bin} is missing: run scripts/install-peers");
@@ -106,9 +125,17 @@ final class Peer
             if (!proc_get_status($this->process)['running']) {
                 throw new \RuntimeException("{$this->name} exited at start; log:\n" . PhpServer::tail($this->logFile));
             }
-            [$status] = PhpServer::get("{$this->baseUrl}/ServiceProviderConfig", $this->token, 2.0);
-            if ($status === 200) {
-                return;
+            if ($this->name === 'http.server') {
+                $socket = @stream_socket_client("tcp://127.0.0.1:{$this->port}", $errno, $error, 2.0);
+                if ($socket !== false) {
+                    fclose($socket);
+                    return;
+                }
+            } else {
+                [$status] = PhpServer::get("{$this->baseUrl}/ServiceProviderConfig", $this->token, 2.0);
+                if ($status === 200) {
+                    return;
+                }
             }
             usleep(50_000);
         }
