@@ -4,3 +4,4 @@
 pub mod component;
 pub mod fault_proxy;
 pub mod peers;
+pub mod site;

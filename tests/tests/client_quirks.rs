@@ -6,10 +6,8 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use host_example::clock::now_ms;
 use host_example::config::Threshold;
 use host_example::store::{Store, UserRecord};
 use host_example::sync::{SyncOptions, SyncSummary, sync};
@@ -358,14 +356,7 @@ struct Site {
 
 impl Site {
     fn new(peer: &Peer) -> Site {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "scim-quirks-{}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            now_ms()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = scim_provisioner_tests::site::temp_dir("quirks");
         let store = Store::open(&dir.join("site.db")).expect("the store opens");
         Site {
             settings: settings(peer, ""),

@@ -20,7 +20,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use host_example::clock::now_ms;
@@ -35,7 +34,8 @@ use host_example::{ConnectorSettings, Credentials};
 use scim_provisioner_tests::component::runtime;
 use scim_provisioner_tests::fault_proxy::{Fault, FaultConfig, FaultProxy, FaultStats, Truncation};
 use scim_provisioner_tests::peers::{self, Peer, get_json};
-use serde_json::{Map, Value, json};
+use scim_provisioner_tests::site;
+use serde_json::{Value, json};
 
 /// The client's timeout. The proxy holds delayed answers a little longer.
 const CLIENT_TIMEOUT_MS: u32 = 1_500;
@@ -82,7 +82,7 @@ fn scim2_server() -> Upstream {
 
 /// `host-example serve` in process, from its own SQLite file.
 fn our_serve() -> Upstream {
-    let dir = temp_dir("serve");
+    let dir = site::temp_dir("faults-serve");
     let token = format!("serve-token-{}", now_ms());
     let server = serve::start(
         runtime(),
@@ -101,18 +101,6 @@ fn our_serve() -> Upstream {
         _serve: Some(server),
         dir: Some(dir),
     }
-}
-
-fn temp_dir(what: &str) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "scim-faults-{what}-{}-{}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed),
-        now_ms()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
 }
 
 /// The faults of these tests: each kind at its rate, with answers held past the client's
@@ -141,21 +129,6 @@ fn faults(seed: u64, delay_rate: f64) -> FaultConfig {
 
 // ---------------------------------------------------------------------------------------
 // The sample site
-
-/// A Drupal-style user of the sample CMS.
-fn cms_user(name: &str) -> UserRecord {
-    let mut fields = Map::new();
-    fields.insert("field_first_name".into(), json!(name.to_uppercase()));
-    fields.insert("field_last_name".into(), json!("Tester"));
-    fields.insert("roles".into(), json!(["editor"]));
-    UserRecord {
-        id: String::new(),
-        name: name.to_string(),
-        mail: format!("{name}@example.com"),
-        fields,
-        active: true,
-    }
-}
 
 fn options() -> SyncOptions {
     SyncOptions {
@@ -529,7 +502,7 @@ fn run(up: &Upstream, n: usize, outbox_percent: usize, faults: FaultConfig) -> R
         timeout_ms: CLIENT_TIMEOUT_MS,
         policy_json: String::new(),
     };
-    let dir = temp_dir("site");
+    let dir = site::temp_dir("faults-site");
     let mut store = Store::open(&dir.join("site.db")).expect("the store opens");
     let mut totals = Totals::default();
     println!("{}: {n} users through {}", up.name, proxy.base_url);
@@ -538,11 +511,11 @@ fn run(up: &Upstream, n: usize, outbox_percent: usize, faults: FaultConfig) -> R
     //    the CMS, each with its outbox event.
     let imported = n - n * outbox_percent / 100;
     store
-        .import_users((0..imported).map(|i| Ok(cms_user(&format!("f{i:05}")))))
+        .import_users((0..imported).map(|i| Ok(site::editor(&format!("f{i:05}")))))
         .expect("the import works");
     for i in imported..n {
         store
-            .add_user(cms_user(&format!("f{i:05}")), true)
+            .add_user(site::editor(&format!("f{i:05}")), true)
             .expect("the user is added");
     }
     converge(&settings, &mut store, &mut totals, "create");
@@ -714,9 +687,9 @@ fn an_answer_cut_off_in_transit_is_retried_not_parked() {
         timeout_ms: 10_000,
         policy_json: String::new(),
     };
-    let dir = temp_dir("cut");
+    let dir = site::temp_dir("faults-cut");
     let mut store = Store::open(&dir.join("site.db")).expect("the store opens");
-    store.add_user(cms_user("cutoff"), true).expect("added");
+    store.add_user(site::editor("cutoff"), true).expect("added");
     let mut session = scim_provisioner_tests::component::open(&settings);
     let report = delivery::deliver(&mut store, &mut session, "", MAX_ATTEMPTS, false)
         .expect("delivery runs");

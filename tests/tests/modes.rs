@@ -22,7 +22,8 @@ use host_example::types::{Action, UserEvent};
 use host_example::{ConnectorSettings, Credentials, Session, describe_error};
 use scim_provisioner_tests::component::{find_users, open, remote_user, runtime, settings};
 use scim_provisioner_tests::peers::{self, Peer, get_json};
-use serde_json::{Map, Value, json};
+use scim_provisioner_tests::site;
+use serde_json::{Value, json};
 
 /// The policy that lets the engine delete remote users.
 const DELETE_POLICY: &str = r#"{"operations":{"delete":true},"deprovision":"delete"}"#;
@@ -46,14 +47,7 @@ impl Site {
     }
 
     fn with_settings(settings: ConnectorSettings) -> Site {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "scim-modes-{}-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            now_ms()
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let dir = site::temp_dir("modes");
         let store = Store::open(&dir.join("site.db")).expect("the store opens");
         Site {
             settings,
@@ -86,7 +80,7 @@ impl Site {
     /// Adds a user and records its `created` event.
     fn add(&mut self, name: &str) -> UserRecord {
         self.store
-            .add_user(cms_user(name), true)
+            .add_user(site::editor(name), true)
             .expect("the user is added")
     }
 
@@ -112,21 +106,6 @@ impl Site {
 impl Drop for Site {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A Drupal-style user of the sample CMS (an editor).
-fn cms_user(name: &str) -> UserRecord {
-    let mut fields = Map::new();
-    fields.insert("field_first_name".into(), json!(name.to_uppercase()));
-    fields.insert("field_last_name".into(), json!("Tester"));
-    fields.insert("roles".into(), json!(["editor"]));
-    UserRecord {
-        id: String::new(),
-        name: name.to_string(),
-        mail: format!("{name}@example.com"),
-        fields,
-        active: true,
     }
 }
 
@@ -239,7 +218,7 @@ fn unreachable_settings(policy: &str) -> ConnectorSettings {
 fn import(site: &mut Site, prefix: &str, n: usize) {
     let written = site
         .store
-        .import_users((0..n).map(|i| Ok(cms_user(&format!("{prefix}{i:05}")))))
+        .import_users((0..n).map(|i| Ok(site::editor(&format!("{prefix}{i:05}")))))
         .expect("the import works");
     assert_eq!(written, n);
 }
@@ -251,7 +230,7 @@ fn manual(peer: &Peer) {
     let mut site = Site::new(peer, "");
     let user = site
         .store
-        .add_user(cms_user("manny"), false)
+        .add_user(site::editor("manny"), false)
         .expect("added");
     let fingerprint = user.fingerprint(&site.settings.policy_json);
 
@@ -314,7 +293,7 @@ fn manual(peer: &Peer) {
     // A dry run of a user never provisioned: the look-ups are sent, the POST is held.
     let newbie = site
         .store
-        .add_user(cms_user("newbie"), false)
+        .add_user(site::editor("newbie"), false)
         .expect("added");
     let (sink, _lines) = LogSink::memory();
     let mut dry = runtime()
@@ -488,7 +467,7 @@ fn a_backlog_of_events_is_delivered_through_bulk() {
     let names: Vec<String> = (0..40).map(|i| format!("backlog{i:02}")).collect();
     for name in &names {
         site.store
-            .add_user(cms_user(name), true)
+            .add_user(site::editor(name), true)
             .expect("the user is added");
     }
     assert_eq!(site.store.outbox_depth().unwrap(), (40, 0));
@@ -589,7 +568,7 @@ fn a_sync_leaves_users_with_queued_changes_to_the_outbox() {
     }
     let dora = site
         .store
-        .import_users([Ok(cms_user("dora"))])
+        .import_users([Ok(site::editor("dora"))])
         .expect("imported");
     assert_eq!(dora, 1);
     assert_eq!(site.deliver(true).retrying, 1, "carl's first change fails");
@@ -915,11 +894,11 @@ fn sync_sends_only_what_changed_and_guards_deprovisioning() {
 fn a_user_who_leaves_the_scope_is_deactivated_by_the_next_sync() {
     let peer = peers::scim2_server().expect("scim2-server starts");
     let mut site = Site::new(&peer, EDITOR_SCOPE);
-    let mut viewer = cms_user("vera");
+    let mut viewer = site::editor("vera");
     viewer.fields.insert("roles".into(), json!(["viewer"]));
-    let ed = site.store.add_user(cms_user("ed"), false).unwrap();
-    let eve = site.store.add_user(cms_user("eve"), false).unwrap();
-    let emma = site.store.add_user(cms_user("emma"), false).unwrap();
+    let ed = site.store.add_user(site::editor("ed"), false).unwrap();
+    let eve = site.store.add_user(site::editor("eve"), false).unwrap();
+    let emma = site.store.add_user(site::editor("emma"), false).unwrap();
     site.store.add_user(viewer, false).unwrap();
     let opts = options(Threshold::Count(10), 8);
     let summary = site.sync(&opts).expect("sync");

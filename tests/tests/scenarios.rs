@@ -12,11 +12,12 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Value, json};
 
+use host_example::describe::{action_name, planned_name};
 use host_example::directory::SqliteDirectory;
 use host_example::logging::{Level, LogSink};
 use host_example::types::{
-    Action, BatchItem, CmsUser, FieldValue, Link, PlannedAction, ProvisionOutcome,
-    ProvisioningError, RetryClass, ServerRequest, TransportError, UserEvent,
+    BatchItem, CmsUser, FieldValue, Link, ProvisionOutcome, ProvisioningError, RetryClass,
+    ServerRequest, TransportError, UserEvent,
 };
 use host_example::{
     ConnectorSettings, Credentials, Runtime, ServerSession, ServerSettings, Session,
@@ -207,19 +208,6 @@ fn c_link(link: &Option<Link>) -> Value {
     }
 }
 
-fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Created => "created",
-        Action::Adopted => "adopted",
-        Action::Updated => "updated",
-        Action::Unchanged => "unchanged",
-        Action::Deactivated => "deactivated",
-        Action::Deleted => "deleted",
-        Action::Unlinked => "unlinked",
-        Action::Skipped => "skipped",
-    }
-}
-
 fn c_outcome(o: &ProvisionOutcome) -> Value {
     json!({"action": action_name(o.action), "reason": o.reason, "link": c_link(&o.link),
            "location": o.location, "requests": o.requests})
@@ -340,17 +328,6 @@ fn to_event(v: &Value) -> Result<UserEvent> {
         "reconcile" => UserEvent::Reconcile,
         other => bail!("unknown event {other}"),
     })
-}
-
-fn planned_name(a: PlannedAction) -> &'static str {
-    match a {
-        PlannedAction::Create => "create",
-        PlannedAction::Update => "update",
-        PlannedAction::Deactivate => "deactivate",
-        PlannedAction::Reactivate => "reactivate",
-        PlannedAction::Delete => "delete",
-        PlannedAction::Skip => "skip",
-    }
 }
 
 fn settings(config: &Value) -> ConnectorSettings {
