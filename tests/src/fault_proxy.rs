@@ -249,6 +249,25 @@ struct Shared {
     injected: Mutex<Vec<Injected>>,
 }
 
+impl Shared {
+    /// A proxy's state before its first request: enabled, every count at zero.
+    fn new(config: FaultConfig, upstream: SocketAddr) -> Shared {
+        Shared {
+            config,
+            upstream,
+            stop: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            upstream_errors: AtomicU64::new(0),
+            enabled: AtomicBool::new(true),
+            seen: Mutex::new(HashMap::new()),
+            faults: Mutex::new(Fault::ALL.iter().map(|f| (*f, 0)).collect()),
+            methods: Mutex::new(BTreeMap::new()),
+            injected: Mutex::new(Vec::new()),
+        }
+    }
+}
+
 /// A running proxy; stopped on drop.
 pub struct FaultProxy {
     /// The upstream base URL with the proxy's address in place of the server's.
@@ -282,19 +301,7 @@ impl FaultProxy {
         }
         let listener = TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0")?;
         let addr = listener.local_addr().context("no local address")?;
-        let shared = Arc::new(Shared {
-            config,
-            upstream,
-            stop: AtomicBool::new(false),
-            requests: AtomicU64::new(0),
-            forwarded: AtomicU64::new(0),
-            upstream_errors: AtomicU64::new(0),
-            enabled: AtomicBool::new(true),
-            seen: Mutex::new(HashMap::new()),
-            faults: Mutex::new(Fault::ALL.iter().map(|f| (*f, 0)).collect()),
-            methods: Mutex::new(BTreeMap::new()),
-            injected: Mutex::new(Vec::new()),
-        });
+        let shared = Arc::new(Shared::new(config, upstream));
         let accept_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("fault-proxy-{}", addr.port()))
@@ -985,19 +992,7 @@ mod tests {
     }
 
     fn shared_for_tests(config: FaultConfig) -> Shared {
-        Shared {
-            config,
-            upstream: "127.0.0.1:9".parse().unwrap(),
-            stop: AtomicBool::new(false),
-            requests: AtomicU64::new(0),
-            forwarded: AtomicU64::new(0),
-            upstream_errors: AtomicU64::new(0),
-            enabled: AtomicBool::new(true),
-            seen: Mutex::new(HashMap::new()),
-            faults: Mutex::new(BTreeMap::new()),
-            methods: Mutex::new(BTreeMap::new()),
-            injected: Mutex::new(Vec::new()),
-        }
+        Shared::new(config, "127.0.0.1:9".parse().unwrap())
     }
 
     #[test]
