@@ -215,6 +215,9 @@ struct Pool {
     /// Requests waiting for an instance; past `max_waiting` a request is answered 503.
     waiting: AtomicUsize,
     max_waiting: usize,
+    /// Instances not lost to a panic in the host; with none left, requests get 503
+    /// instead of waiting for an instance that will never come back.
+    alive: AtomicUsize,
 }
 
 impl Pool {
@@ -231,6 +234,10 @@ impl Pool {
                 if let Some(s) = idle.pop() {
                     break s;
                 }
+                if self.alive.load(Ordering::SeqCst) == 0 {
+                    self.waiting.fetch_sub(1, Ordering::SeqCst);
+                    return None;
+                }
                 idle = self
                     .returned
                     .wait(idle)
@@ -238,7 +245,24 @@ impl Pool {
             }
         };
         self.waiting.fetch_sub(1, Ordering::SeqCst);
-        let answer = match session.handle(request) {
+        // A panic in the host's own code loses this instance (its state is unknown); the
+        // request is answered 500 and the others go on.
+        let handled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle(request)));
+        let Ok(handled) = handled else {
+            log.write(
+                Level::Error,
+                &format!(
+                    "serve: the host panicked on {} {}; that instance is gone",
+                    request.method, request.path
+                ),
+            );
+            drop(session);
+            self.alive.fetch_sub(1, Ordering::SeqCst);
+            self.returned.notify_all();
+            return Some(scim_error(500, "internal error"));
+        };
+        let answer = match handled {
             Ok(a) => Answer {
                 status: a.status,
                 headers: a.headers,
@@ -322,11 +346,13 @@ pub fn start_with(
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let instances = sessions.len();
     let pool = Pool {
         idle: Mutex::new(sessions),
         returned: Condvar::new(),
         waiting: AtomicUsize::new(0),
         max_waiting: options.workers * 16,
+        alive: AtomicUsize::new(instances),
     };
     // The workers leave the WAL's checkpoints to this thread (see
     // `SqliteDirectory::leave_checkpoints_to_caller`).
