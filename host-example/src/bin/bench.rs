@@ -46,6 +46,7 @@
 //! ```sh
 //! cargo build --release -p host-example --bin bench -p scim-bridge
 //! target/release/bench [--users N] [--requests M] [--sync-users S] [--resync-users R] [--skip-peer]
+//! target/release/bench --pure-only [--component OTHER.wasm]   # 1 only, of another build
 //! target/release/bench --hosts [--calls N] [--memory-calls N] [--sync-users S] [--sync-concurrency C]
 //! ```
 
@@ -99,6 +100,13 @@ struct Args {
     /// Component instances a first sync runs at once (with --hosts).
     #[arg(long, default_value_t = 4)]
     sync_concurrency: u32,
+    /// The component to measure (default: the one this build made), so that two builds of
+    /// it (another profile, say) can be compared with the same host.
+    #[arg(long)]
+    component: Option<PathBuf>,
+    /// Measure only the component against native (1), then stop.
+    #[arg(long)]
+    pure_only: bool,
 }
 
 fn main() -> Result<()> {
@@ -107,7 +115,11 @@ fn main() -> Result<()> {
         bail!("--users and --requests must be positive");
     }
     let started = Instant::now();
-    let runtime = Runtime::new(Runtime::built_component_path())?;
+    let component = args
+        .component
+        .clone()
+        .unwrap_or_else(Runtime::built_component_path);
+    let runtime = Runtime::new(component)?;
     println!(
         "component {}; linked, {:.2} s in all",
         runtime.cache_info(),
@@ -126,7 +138,7 @@ fn main() -> Result<()> {
         "{:<24} {:>12} {:>15} {:>10}",
         "operation", "native ns/op", "component ns/op", "ratio"
     );
-    for row in &pure {
+    for row in &pure.rows {
         println!(
             "{:<24} {:>12.0} {:>15.0} {:>9.1}x",
             row.name,
@@ -134,6 +146,14 @@ fn main() -> Result<()> {
             row.component_ns,
             row.component_ns / row.native_ns
         );
+    }
+    println!(
+        "a plan for a user of {WIDE_FIELDS} text fields: {:.0} ns, so each string or list in the \
+         user adds {:.0} ns (lowered by a realloc call into the guest, freed there after)",
+        pure.plan_wide_ns, pure.per_item_ns
+    );
+    if args.pure_only {
+        return Ok(());
     }
 
     println!(
@@ -737,6 +757,18 @@ struct PureRow {
     component_ns: f64,
 }
 
+/// Component against native, and what one string in a `plan`'s user costs to cross.
+struct PureWork {
+    rows: Vec<PureRow>,
+    /// A `plan` for a user of [`WIDE_FIELDS`] text fields, in ns.
+    plan_wide_ns: f64,
+    /// The ns each string or list in the user adds to a `plan`.
+    per_item_ns: f64,
+}
+
+/// The text fields of the wide user whose `plan` measures the cost of a string.
+const WIDE_FIELDS: usize = 32;
+
 const EVENTS: [UserEvent; 6] = [
     UserEvent::Created,
     UserEvent::Updated,
@@ -829,7 +861,7 @@ fn open_session(runtime: &Runtime) -> Result<Session> {
         .map_err(|e| anyhow!("cannot open a connector: {}", describe_error(&e)))
 }
 
-fn pure_work(runtime: &Runtime, n: usize) -> Result<Vec<PureRow>> {
+fn pure_work(runtime: &Runtime, n: usize) -> Result<PureWork> {
     let policy = Policy::parse("").map_err(|e| anyhow!("default policy: {e}"))?;
     let users: Vec<CmsUser> = (0..n).map(drupal_user).collect();
     let wit_users: Vec<wit::CmsUser> = users.iter().map(to_wit_user).collect();
@@ -921,23 +953,50 @@ fn pure_work(runtime: &Runtime, n: usize) -> Result<Vec<PureRow>> {
         Ok(())
     })?;
 
-    Ok(vec![
-        PureRow {
-            name: "map user -> JSON",
-            native_ns: map_native,
-            component_ns: map_component,
-        },
-        PureRow {
-            name: "plan (decide)",
-            native_ns: plan_native,
-            component_ns: plan_component,
-        },
-        PureRow {
-            name: "plan, user without fields",
-            native_ns: plan_native,
-            component_ns: plan_bare,
-        },
-    ])
+    // What each string costs to cross: the same plans for a user with 32 text fields (64
+    // strings and one list more than `bare`). Every string and list is a `cabi_realloc`
+    // call into the guest while the host lowers the arguments, and a free in the guest after.
+    let wide = wit::CmsUser {
+        id: String::new(),
+        fields: (0..WIDE_FIELDS)
+            .map(|i| {
+                (
+                    format!("field_{i}"),
+                    wit::FieldValue::Text(format!("value {i}")),
+                )
+            })
+            .collect(),
+        active: true,
+    };
+    let plan_wide = median_ns_per_op(n, || {
+        for &(event, linked) in &cases {
+            black_box(session.plan(black_box(&wide), to_wit_event(event), linked)?);
+        }
+        Ok(())
+    })?;
+    let per_item_ns = (plan_wide - plan_bare) / (2 * WIDE_FIELDS + 1) as f64;
+
+    Ok(PureWork {
+        rows: vec![
+            PureRow {
+                name: "map user -> JSON",
+                native_ns: map_native,
+                component_ns: map_component,
+            },
+            PureRow {
+                name: "plan (decide)",
+                native_ns: plan_native,
+                component_ns: plan_component,
+            },
+            PureRow {
+                name: "plan, user without fields",
+                native_ns: plan_native,
+                component_ns: plan_bare,
+            },
+        ],
+        plan_wide_ns: plan_wide,
+        per_item_ns,
+    })
 }
 
 // ---------------------------------------------------------------------------------------

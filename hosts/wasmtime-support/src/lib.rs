@@ -25,5 +25,10 @@ pub fn engine() -> anyhow::Result<wasmtime::Engine> {
     let mut config = wasmtime::Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    // `SCIM_PROFILE=perfmap` writes /tmp/perf-<pid>.map, so `perf record` names the guest's
+    // functions: how the boundary's cost was found. Off by default; it changes no code.
+    if std::env::var_os("SCIM_PROFILE").is_some_and(|v| v == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     wasmtime::Engine::new(&config).map_err(anyhow::Error::from)
 }
