@@ -8,7 +8,8 @@
 //!    sends nothing); likewise operation selection natively
 //!    (`scim_provisioner::client::selection::decide`) against `Session::plan`. Each is
 //!    warmed up with one full pass, then timed 5 times; the median is reported in
-//!    nanoseconds per operation with the component/native ratio.
+//!    nanoseconds per operation with the component/native ratio. Then what one string or
+//!    list in a `plan`'s user costs: a user of 32 text fields against one without fields.
 //! 2. **Ours vs a peer, server role.** Our server (`host_example::serve::start` on
 //!    127.0.0.1:0 over a temporary SQLite file, 4 workers) and scim2-server (from
 //!    `target/peers/venv/bin/scim2-server`, or env `SCIM2_SERVER_BIN`; skipped with a message
@@ -16,6 +17,10 @@
 //!    `GET /Users?filter=userName eq "…"`, first from 1 client, then from 8 at once (ureq,
 //!    one kept-alive connection each). Requests per second and the 99th-percentile latency
 //!    are reported per phase, with the ratio ours/peer. The peer is killed at the end.
+//!    Then the same phases against the loopback floor: a server in this process that
+//!    parses and stores nothing and answers each request with a fixed body. No server can
+//!    beat it with this client on this machine, so `floor / peer` bounds any ratio to the
+//!    peer, and each of our phases is also given as a share of it.
 //! 3. **A first sync against the server's own ceiling.** For scim2-server and our serve,
 //!    each fresh: the rate at which plain clients (8 connections, nothing else to do) create
 //!    S users through `/Bulk` with as many operations per request as the server allows (at
@@ -188,6 +193,25 @@ fn main() -> Result<()> {
                     o.per_second, o.p99_ms, "-", "-", "-"
                 ),
             }
+        }
+    }
+
+    // What any server could reach with this client on this machine: one that parses
+    // nothing and stores nothing. A ratio to scim2-server cannot exceed floor / peer.
+    let floor = bench_floor(args.requests)?;
+    println!(
+        "\n{:<30} {:>5} {:>10} {:>9} {:>14}",
+        "the loopback floor: phase", "conns", "req/s", "p99", "ours of floor"
+    );
+    for (c, connections) in CONNECTIONS.iter().enumerate() {
+        for (i, phase) in PHASES.iter().enumerate() {
+            let f = floor[c][i];
+            println!(
+                "{phase:<30} {connections:>5} {:>10.0} {:>6.2} ms {:>13.0}%",
+                f.per_second,
+                f.p99_ms,
+                100.0 * ours[c][i].per_second / f.per_second
+            );
         }
     }
 
@@ -1050,6 +1074,78 @@ fn bench_ours(runtime: &Runtime, m: usize) -> Result<Vec<[PhaseFigure; 3]>> {
         .collect();
     drop(server);
     result
+}
+
+/// The three phases against a server that only answers: it reads each request's head and
+/// body and writes a fixed JSON answer (201 with an id for a POST, 200 with one result for
+/// a GET), a thread per connection. What is left of a request's time is the client, the
+/// loopback and the scheduler, which every server measured here pays too.
+fn bench_floor(m: usize) -> Result<Vec<[PhaseFigure; 3]>> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let base = format!("http://{}/scim/v2", listener.local_addr()?);
+    // The accepting thread lives until the process ends; each connection's thread ends when
+    // its client hangs up, at the end of each phase.
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || answer_fixed(stream));
+        }
+    });
+    CONNECTIONS
+        .iter()
+        .map(|&c| run_phases(&base, "floor", m, c, "floor"))
+        .collect()
+}
+
+/// Serves one kept-alive connection for [`bench_floor`] until the client closes it.
+fn answer_fixed(stream: std::net::TcpStream) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let _ = stream.set_nodelay(true);
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    let mut created = 0u64;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let post = line.starts_with("POST ");
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let (status, answer) = if post {
+            created += 1;
+            ("201 Created", format!(r#"{{"id":"{created}"}}"#))
+        } else {
+            ("200 OK", r#"{"totalResults":1}"#.to_string())
+        };
+        let response = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n{answer}",
+            answer.len()
+        );
+        if writer.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
 }
 
 /// The peer process, killed and reaped on drop (also on an early error).
