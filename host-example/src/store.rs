@@ -535,12 +535,51 @@ impl Store {
         Ok(())
     }
 
-    /// Puts parked events back in line; returns how many.
-    pub fn unpark_all(&mut self) -> anyhow::Result<usize> {
-        Ok(self.conn.execute(
-            "UPDATE outbox SET parked = 0, attempts = 0, next_attempt_ms = 0 WHERE parked = 1",
-            [],
-        )?)
+    /// Puts the users with parked events back in line, each as the one change they need
+    /// now; returns how many users.
+    ///
+    /// A parked event holds the user as they were when it was queued, and that user's later
+    /// events wait behind it. Meanwhile a sync may have sent a newer state. Replaying the
+    /// old events would send old values, for a moment or, when no later event follows, for
+    /// good. So each such user's events are replaced, in one transaction, by one event: a
+    /// `reconcile` with the user as the CMS holds them now, or the `deleted` event with the
+    /// last snapshot when the CMS no longer has them. A user whose last snapshot cannot be
+    /// read (only a hand-edited database has one) keeps their events, still parked.
+    pub fn requeue_parked(&mut self) -> anyhow::Result<usize> {
+        let tx = self.write_transaction()?;
+        let users: Vec<String> = {
+            let mut stmt = tx.prepare(
+                "SELECT user_id FROM outbox WHERE parked = 1 GROUP BY user_id ORDER BY MIN(seq)",
+            )?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        let mut requeued = 0;
+        for id in &users {
+            let change = match Self::load_user(&tx, id)? {
+                Some(current) => Some((UserEvent::Reconcile, current)),
+                None => {
+                    let last: String = tx.query_row(
+                        "SELECT user_json FROM outbox WHERE user_id = ?1 ORDER BY seq DESC LIMIT 1",
+                        params![id],
+                        |r| r.get(0),
+                    )?;
+                    serde_json::from_str::<Value>(&last)
+                        .ok()
+                        .as_ref()
+                        .and_then(UserRecord::from_json)
+                        .map(|last| (UserEvent::Deleted, last))
+                }
+            };
+            let Some((event, user)) = change else {
+                continue;
+            };
+            tx.execute("DELETE FROM outbox WHERE user_id = ?1", params![id])?;
+            Self::enqueue(&tx, &user, event)?;
+            requeued += 1;
+        }
+        tx.commit()?;
+        Ok(requeued)
     }
 
     /// (pending, parked) counts.
@@ -730,6 +769,70 @@ mod tests {
         s.change_user(&b.id, UserEvent::Deleted, |_| {}).unwrap();
         assert!(s.user(&b.id).unwrap().is_none());
         assert_eq!(s.find_users("ALICE@example.com").unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Parks the due event of `user_id` as a permanent failure.
+    fn park_due(s: &mut Store, user_id: &str) {
+        let due = s.due_events(0, true, 100).unwrap();
+        let event = due.iter().find(|e| e.user_id == user_id).unwrap();
+        s.fail_event(event.seq, 1, 0, "401 authentication rejected", true)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_retried_parked_user_is_sent_as_the_cms_holds_them_now() {
+        let dir = std::env::temp_dir().join(format!("store-requeue-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("a.db");
+        let _ = std::fs::remove_file(&path);
+        let mut s = Store::open(&path).unwrap();
+        // alice's creation is parked; her later change waits behind it.
+        let alice = s.add_user(user("alice"), true).unwrap();
+        park_due(&mut s, &alice.id);
+        s.change_user(&alice.id, UserEvent::Updated, |u| {
+            u.mail = "alice.new@example.com".into();
+        })
+        .unwrap();
+        // bob's creation is only queued: not the retry's business.
+        let bob = s.add_user(user("bob"), true).unwrap();
+        // carol's creation is parked, then she is deleted.
+        let carol = s.add_user(user("carol"), true).unwrap();
+        park_due(&mut s, &carol.id);
+        s.change_user(&carol.id, UserEvent::Deleted, |_| {})
+            .unwrap();
+        assert_eq!(s.outbox_depth().unwrap(), (3, 2));
+
+        assert_eq!(s.requeue_parked().unwrap(), 2);
+
+        let events = s.pending_events().unwrap();
+        let of =
+            |id: &str| -> Vec<&OutboxEvent> { events.iter().filter(|e| e.user_id == id).collect() };
+        let [a] = of(&alice.id)[..] else {
+            panic!("alice has one event: {:?}", of(&alice.id).len())
+        };
+        assert_eq!(a.event, UserEvent::Reconcile);
+        assert_eq!(a.user.mail, "alice.new@example.com", "her current state");
+        assert!(!a.parked && a.attempts == 0);
+        let [b] = of(&bob.id)[..] else {
+            panic!("bob keeps his one event")
+        };
+        assert_eq!(b.event, UserEvent::Created);
+        let [c] = of(&carol.id)[..] else {
+            panic!("carol has one event")
+        };
+        assert_eq!(c.event, UserEvent::Deleted);
+        assert_eq!(c.user.name, "carol", "her last snapshot");
+        assert_eq!(s.outbox_depth().unwrap(), (3, 0));
+        // Every user's event is due again, in the order they were first queued.
+        let due: Vec<String> = s
+            .due_events(0, false, 10)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.user_id)
+            .collect();
+        assert_eq!(due, [bob.id.clone(), alice.id.clone(), carol.id.clone()]);
+        assert_eq!(s.requeue_parked().unwrap(), 0, "nothing parked is left");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

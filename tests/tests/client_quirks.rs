@@ -629,6 +629,36 @@ fn cli_against_every_quirk() {
     );
     run(&["users", "list"], 0, &["nolast", "(not provisioned)"]);
     run(&["status"], 0, &["1 parked"]);
+    // The admin gives nolast the missing names; that change waits behind the parked
+    // creation. A retry sends nolast as the CMS holds them now, in one change: replaying
+    // the parked creation would fail again for the same reason.
+    run(
+        &[
+            "users",
+            "update",
+            "nolast",
+            "-f",
+            "field_first_name=No",
+            "-f",
+            "field_last_name=Last",
+        ],
+        0,
+        &[],
+    );
+    run(
+        &["retry"],
+        0,
+        &[
+            "1 user(s) with parked changes back in line",
+            "provisioning: 1 delivered",
+        ],
+    );
+    let nolast = server_users(&peer)
+        .into_iter()
+        .find(|u| u["userName"] == "nolast")
+        .expect("nolast arrived");
+    assert_eq!(nolast["name"]["familyName"], "Last", "{nolast}");
+    run(&["status"], 0, &["0 parked"]);
 
     run(
         &[

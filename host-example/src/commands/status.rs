@@ -49,9 +49,13 @@ pub fn status(app: &App) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Puts the parked events back in line and delivers them.
+/// Puts the users with parked events back in line, each as the CMS holds them now (see
+/// `Store::requeue_parked`), and delivers them.
 pub fn retry(app: &App) -> anyhow::Result<ExitCode> {
     let mut store = app.store()?;
-    println!("{} parked event(s) back in line", store.unpark_all()?);
+    println!(
+        "{} user(s) with parked changes back in line, each as the CMS holds them now",
+        store.requeue_parked()?
+    );
     Ok(super::exit_code(app.deliver_now(&mut store)?))
 }

@@ -90,4 +90,41 @@ final class SamplesTest extends TestCase
         $this->assertStringNotContainsString($token, $out);
         $joomla->stop();
     }
+
+    public function testARetriedParkedChangeSendsTheUserAsTheyAreNowNotTheOldValues(): void
+    {
+        $dir = Peers::tempDir('drupal-retry');
+        $token = bin2hex(random_bytes(16));
+        $config = "{$dir}/drupal-site.json";
+        file_put_contents($config, json_encode(['connector' => ['token_env' => 'SCIM_TOKEN', 'timeout' => 3000], 'database' => 'drupal.db']));
+        $site = self::SAMPLES . '/drupal-site/drupal-site';
+        $joomla = PhpServer::joomla($dir, ['SCIM_TOKEN' => $token, 'JOOMLA_SITE_DB' => "{$dir}/joomla.db"]);
+        $env = ['SCIM_TOKEN' => $token, 'SCIM_BASE_URL' => $joomla->baseUrl];
+        $familyName = static function () use ($joomla, $token): string {
+            [, $body] = PhpServer::get($joomla->baseUrl . '/Users?filter=' . rawurlencode('userName eq "gina"'), $token);
+            return (string) (json_decode($body, true)['Resources'][0]['name']['familyName'] ?? '');
+        };
+
+        [$status, $out] = self::exec([$site, '--config', $config, 'users', 'add', '--name', 'gina', '--mail', 'gina@drupal.example', '-f', 'field_last_name=First'], $env);
+        $this->assertSame(0, $status, $out);
+        $this->assertSame('First', $familyName());
+        // A change sent with a revoked token is refused (401, permanent): it is parked.
+        [, $out] = self::exec([$site, '--config', $config, 'users', 'update', 'gina', '-f', 'field_last_name=Old'], ['SCIM_TOKEN' => 'revoked'] + $env);
+        $this->assertStringContainsString('parked', $out);
+        // A later change goes through; the server has it.
+        [$status, $out] = self::exec([$site, '--config', $config, 'users', 'update', 'gina', '-f', 'field_last_name=New'], $env);
+        $this->assertSame(0, $status, $out);
+        $this->assertSame('New', $familyName());
+        // Retrying the parked change sends gina as she is now: replaying it would have
+        // written "Old" over "New".
+        [$status, $out] = self::exec([$site, '--config', $config, 'retry'], $env);
+        $this->assertSame(0, $status, $out);
+        $this->assertStringContainsString('1 user(s) with parked changes back in line', $out);
+        $this->assertSame('New', $familyName());
+        [, $out] = self::exec([$site, '--config', $config, 'status'], $env);
+        $this->assertStringNotContainsString('outbox ', $out, 'the outbox is empty');
+        $this->assertStringContainsString('reconcile -> ', $out);
+        $this->assertStringNotContainsString($token, $out);
+        $joomla->stop();
+    }
 }

@@ -504,7 +504,10 @@ final class Site
         return (int) $this->db->query('SELECT COUNT(*) FROM log' . ($failuresOnly ? " WHERE outcome = 'failed'" : ''))->fetchColumn();
     }
 
-    /** Retries one queued or parked outbox event now; returns what delivery said. */
+    /**
+     * Retries one queued or parked outbox event now, as the one change its user needs (see
+     * requeueAsNow); returns what delivery said.
+     */
     public function retryEvent(int $seq): string
     {
         $stmt = $this->db->prepare('SELECT user_id FROM outbox WHERE seq = ?');
@@ -513,8 +516,30 @@ final class Site
         if ($userId === false) {
             throw new \InvalidArgumentException("no queued change {$seq}");
         }
-        $this->db->prepare('UPDATE outbox SET parked = 0, attempts = 0, next_attempt_at = 0 WHERE seq = ?')->execute([$seq]);
-        return $this->deliver((string) $userId, true);
+        $userId = (string) $userId;
+        if (!$this->requeueAsNow($userId)) {
+            return "the queued change of user {$userId} cannot be read; it stays parked";
+        }
+        return $this->deliver($userId, true);
+    }
+
+    /**
+     * Retries every user with a parked change, each as retryEvent does.
+     *
+     * @return array{0: int, 1: string} how many users, and what the last delivery said
+     */
+    public function retryParked(): array
+    {
+        $users = $this->db->query('SELECT user_id FROM outbox WHERE parked = 1 GROUP BY user_id ORDER BY MIN(seq)')->fetchAll(\PDO::FETCH_COLUMN);
+        $requeued = 0;
+        $last = 'nothing due';
+        foreach ($users as $userId) {
+            if ($this->requeueAsNow((string) $userId)) {
+                $requeued++;
+                $last = $this->deliver((string) $userId, true);
+            }
+        }
+        return [$requeued, $last];
     }
 
     /** The SCIM resource a user maps to (`map-user`), for a preview. */
@@ -591,6 +616,34 @@ final class Site
             $this->log((string) $event['user_id'], (string) $event['event'], 'failed', $started, $status, $message);
         });
         return ($park ? 'failed, parked: ' : "failed, will retry in {$delay} s: ") . $message;
+    }
+
+    /**
+     * Replaces a user's queued changes by the one change they need now, in one transaction:
+     * a `reconcile` with the user as the CMS holds them now, or the `deleted` event with the
+     * last snapshot when the CMS no longer has them. An outbox event holds the user as they
+     * were when it was queued; replaying a retried one would send values that a later change
+     * or a sync may have overtaken. False (nothing changed) when the last snapshot of a
+     * deleted user cannot be read, which only a hand-edited database has.
+     */
+    private function requeueAsNow(string $userId): bool
+    {
+        return $this->inTransaction(function () use ($userId): bool {
+            $user = $this->user($userId);
+            $event = UserEvent::Reconcile;
+            if ($user === null) {
+                $stmt = $this->db->prepare('SELECT user_json FROM outbox WHERE user_id = ? ORDER BY seq DESC LIMIT 1');
+                $stmt->execute([$userId]);
+                $last = json_decode((string) $stmt->fetchColumn(), true);
+                if (!is_array($last) || !isset($last['id'], $last['name'])) {
+                    return false;
+                }
+                [$user, $event] = [$last, UserEvent::Deleted];
+            }
+            $this->db->prepare('DELETE FROM outbox WHERE user_id = ?')->execute([$userId]);
+            $this->enqueue($user, $event);
+            return true;
+        });
     }
 
     /** @param array{id: string, name: string, mail: string, fields: array<string, mixed>, active: bool} $user */
