@@ -469,9 +469,13 @@ impl Store {
         Ok(())
     }
 
-    /// Events that may be delivered now: the oldest pending event of each user whose retry
-    /// time has come, so one user's changes are never reordered. With `ignore_schedule`,
-    /// retry times are not waited for (a sync drains everything).
+    /// Events that may be delivered now: the oldest unparked event of each user whose retry
+    /// time has come, so one user's changes are never reordered while they are retried.
+    /// A parked event holds no one up: the changes after it may mend what it could not
+    /// (a corrected email, say), and the retry of a parked event sends the user as they
+    /// are then, not its old values (see [`Store::requeue_parked`]), so nothing older can
+    /// land after them. The PHP sample site does the same. With `ignore_schedule`, retry
+    /// times are not waited for (a sync drains everything).
     pub fn due_events(
         &self,
         now_ms: i64,
@@ -482,7 +486,8 @@ impl Store {
             "SELECT seq, user_id, event, user_json, attempts, next_attempt_ms, last_error, parked
              FROM outbox o
              WHERE parked = 0 AND (?2 OR next_attempt_ms <= ?1)
-               AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.user_id = o.user_id AND p.seq < o.seq)
+               AND NOT EXISTS (SELECT 1 FROM outbox p
+                               WHERE p.user_id = o.user_id AND p.seq < o.seq AND p.parked = 0)
              ORDER BY seq LIMIT ?3",
         )?;
         let rows = stmt.query_map(params![now_ms, ignore_schedule, limit], row_to_event)?;
@@ -538,10 +543,9 @@ impl Store {
     /// Puts the users with parked events back in line, each as the one change they need
     /// now; returns how many users.
     ///
-    /// A parked event holds the user as they were when it was queued, and that user's later
-    /// events wait behind it. Meanwhile a sync may have sent a newer state. Replaying the
-    /// old events would send old values, for a moment or, when no later event follows, for
-    /// good. So each such user's events are replaced, in one transaction, by one event: a
+    /// A parked event holds the user as they were when it was queued. Since then, later
+    /// events of the user may have been delivered, or a sync may have sent a newer state.
+    /// Replaying it would write old values over newer ones. So each such user's events are replaced, in one transaction, by one event: a
     /// `reconcile` with the user as the CMS holds them now, or the `deleted` event with the
     /// last snapshot when the CMS no longer has them. A user whose last snapshot cannot be
     /// read (only a hand-edited database has one) keeps their events, still parked.
@@ -787,13 +791,19 @@ mod tests {
         let path = dir.join("a.db");
         let _ = std::fs::remove_file(&path);
         let mut s = Store::open(&path).unwrap();
-        // alice's creation is parked; her later change waits behind it.
+        // alice's creation is parked; her later change is due all the same.
         let alice = s.add_user(user("alice"), true).unwrap();
         park_due(&mut s, &alice.id);
         s.change_user(&alice.id, UserEvent::Updated, |u| {
             u.mail = "alice.new@example.com".into();
         })
         .unwrap();
+        let due = s.due_events(0, false, 10).unwrap();
+        assert!(
+            due.iter()
+                .any(|e| e.user_id == alice.id && e.event == UserEvent::Updated),
+            "a parked event holds no one up"
+        );
         // bob's creation is only queued: not the retry's business.
         let bob = s.add_user(user("bob"), true).unwrap();
         // carol's creation is parked, then she is deleted.

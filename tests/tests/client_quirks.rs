@@ -629,9 +629,8 @@ fn cli_against_every_quirk() {
     );
     run(&["users", "list"], 0, &["nolast", "(not provisioned)"]);
     run(&["status"], 0, &["1 parked"]);
-    // The admin gives nolast the missing names; that change waits behind the parked
-    // creation. A retry sends nolast as the CMS holds them now, in one change: replaying
-    // the parked creation would fail again for the same reason.
+    // The admin gives nolast the missing names. The parked creation holds nothing up: this
+    // change creates nolast.
     run(
         &[
             "users",
@@ -643,8 +642,18 @@ fn cli_against_every_quirk() {
             "field_last_name=Last",
         ],
         0,
-        &[],
+        &["provisioning: 1 delivered"],
     );
+    let nolast = || {
+        server_users(&peer)
+            .into_iter()
+            .find(|u| u["userName"] == "nolast")
+            .expect("nolast arrived")
+    };
+    assert_eq!(nolast()["name"]["familyName"], "Last");
+    run(&["status"], 0, &["1 parked"]);
+    // Retrying the parked creation sends nolast as the CMS holds them now (nothing to
+    // change); replaying it would fail again, for the same missing names.
     run(
         &["retry"],
         0,
@@ -653,11 +662,8 @@ fn cli_against_every_quirk() {
             "provisioning: 1 delivered",
         ],
     );
-    let nolast = server_users(&peer)
-        .into_iter()
-        .find(|u| u["userName"] == "nolast")
-        .expect("nolast arrived");
-    assert_eq!(nolast["name"]["familyName"], "Last", "{nolast}");
+    assert_eq!(nolast()["name"]["familyName"], "Last");
+    assert_eq!(user_name_counts(&peer).get("nolast"), Some(&1));
     run(&["status"], 0, &["0 parked"]);
 
     run(

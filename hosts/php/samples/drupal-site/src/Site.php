@@ -283,7 +283,9 @@ final class Site
 
     /**
      * Delivers the due outbox events (all users, or one), oldest first per user; a user's
-     * later events wait behind its earlier failed one. Returns a short report of the last
+     * later events wait behind an earlier one that is being retried. A parked one holds no
+     * one up: its retry sends the user as they are then (requeueAsNow), so it can never
+     * land older values after newer ones. Returns a short report of the last
      * event's outcome.
      */
     public function deliver(?string $userId = null, bool $ignoreRetryTimes = false): string
