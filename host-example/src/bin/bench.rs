@@ -20,7 +20,9 @@
 //!    Then the same phases against the loopback floor: a server in this process that
 //!    parses and stores nothing and answers each request with a fixed body. No server can
 //!    beat it with this client on this machine, so `floor / peer` bounds any ratio to the
-//!    peer, and each of our phases is also given as a share of it.
+//!    peer, and each of our phases is also given as a share of it. Last, `GET /Users/{id}`
+//!    at 1 connection on a fresh serve of ours before and after 1,000 groups of 20 members
+//!    are stored, each user in 10 (each read computes the user's `groups`).
 //! 3. **A first sync against the server's own ceiling.** For scim2-server and our serve,
 //!    each fresh: the rate at which plain clients (8 connections, nothing else to do) create
 //!    S users through `/Bulk` with as many operations per request as the server allows (at
@@ -214,6 +216,14 @@ fn main() -> Result<()> {
             );
         }
     }
+
+    let (none, with_groups) = bench_groups(&runtime, args.requests)?;
+    println!(
+        "\nGET /Users/{{id}} at 1 connection, ours: {:.0}/s (p99 {:.2} ms) with no groups; \
+         {:.0}/s (p99 {:.2} ms) with {GROUPS} groups of {GROUP_SIZE} members stored, each \
+         user in {GROUPS_PER_USER} (each read computes the user's groups)",
+        none.per_second, none.p99_ms, with_groups.per_second, with_groups.p99_ms
+    );
 
     if args.sync_users > 0 {
         println!(
@@ -1094,6 +1104,61 @@ fn bench_floor(m: usize) -> Result<Vec<[PhaseFigure; 3]>> {
         .iter()
         .map(|&c| run_phases(&base, "floor", m, c, "floor"))
         .collect()
+}
+
+/// Groups stored for [`bench_groups`], the members of each, and the groups each user is
+/// in (which sets how many users there are).
+const GROUPS: usize = 1_000;
+const GROUP_SIZE: usize = 20;
+const GROUPS_PER_USER: usize = 10;
+
+/// `GET /Users/{id}` on a fresh serve of ours, at 1 connection, before and after
+/// [`GROUPS`] groups are stored: every read of a user computes its `groups`, which must
+/// not cost a pass over every group.
+fn bench_groups(runtime: &Runtime, m: usize) -> Result<(PhaseFigure, PhaseFigure)> {
+    let Some((server, base, token)) = start_target(runtime, SyncTarget::Ours)? else {
+        bail!("our own server cannot be missing");
+    };
+    let users_url = format!("{base}/Users");
+    let users = GROUPS * GROUP_SIZE / GROUPS_PER_USER;
+    let (_, ids) = phase(&token, users, 8, |client, i| {
+        let body = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": format!("member-{i}"),
+        });
+        let (status, text) = client.post(&users_url, &body.to_string())?;
+        let created = expect(status, 201, &text, "POST /Users")?;
+        created
+            .get("id")
+            .and_then(Value::as_str)
+            .map(String::from)
+            .ok_or_else(|| anyhow!("the created user has no id"))
+    })?;
+    let read = |ids: &[String]| {
+        phase(&token, m, 1, |client, i| {
+            let url = format!("{users_url}/{}", ids[i % ids.len()]);
+            let (status, text) = client.get(&url)?;
+            expect(status, 200, &text, "GET /Users/{id}").map(drop)
+        })
+        .map(|(figure, _)| figure)
+    };
+    let none = read(&ids)?;
+    let groups_url = format!("{base}/Groups");
+    phase(&token, GROUPS, 8, |client, g| {
+        let members: Vec<Value> = (0..GROUP_SIZE)
+            .map(|k| json!({"value": ids[(g * GROUP_SIZE + k) % ids.len()]}))
+            .collect();
+        let body = json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"],
+            "displayName": format!("group-{g}"),
+            "members": members,
+        });
+        let (status, text) = client.post(&groups_url, &body.to_string())?;
+        expect(status, 201, &text, "POST /Groups").map(drop)
+    })?;
+    let with_groups = read(&ids)?;
+    drop(server);
+    Ok((none, with_groups))
 }
 
 /// Serves one kept-alive connection for [`bench_floor`] until the client closes it.
