@@ -116,4 +116,59 @@ final class DirectoryTest extends TestCase
             $this->assertNotSame('', $e->detail);
         }
     }
+
+    /** @param list<string> $members */
+    private function group(string $name, array $members): string
+    {
+        $json = (string) json_encode([
+            'schemas' => ['urn:ietf:params:scim:schemas:core:2.0:Group'],
+            'displayName' => $name,
+            'members' => array_map(static fn (string $m): array => ['value' => $m], $members),
+        ]);
+        return $this->dir->create(ResourceKind::Group, $json, null)->id;
+    }
+
+    /** @return list<string> displayNames of the groups a filter finds */
+    private function groupNames(string $filter): array
+    {
+        $page = $this->dir->query(ResourceKind::Group, new Search($filter, 1, 100, 'displayName', false));
+        return array_map(static fn ($r): string => json_decode($r->json, true)['displayName'], $page->resources);
+    }
+
+    public function testAUsersGroupsAreFoundThroughTheMembershipIndex(): void
+    {
+        $ann = $this->add('ann', 'A', 'e1');
+        $bob = $this->add('bob', 'B', 'e2');
+        $both = $this->group('both', [$ann, $bob]);
+        $onlyBob = $this->group('only-bob', [$bob]);
+        $this->group('empty', []);
+        $of = static fn (string $id): string => "members[value eq \"{$id}\"]";
+        $this->assertSame(['both', 'only-bob'], $this->groupNames($of($bob)));
+        $this->assertSame(['both'], $this->groupNames($of($ann)));
+        $this->assertSame(['both'], $this->groupNames("members.value eq \"{$ann}\""), 'the other form');
+        $this->assertSame(['both'], $this->groupNames($of(strtoupper($ann))), 'case-insensitive, as the filter engine decides');
+        $this->assertSame([], $this->groupNames($of('nobody')));
+        $json = (string) json_encode(['schemas' => ['urn:ietf:params:scim:schemas:core:2.0:Group'], 'displayName' => 'both', 'members' => [['value' => $ann]]]);
+        $this->dir->replace(ResourceKind::Group, $both, $json, null, null);
+        $this->assertSame(['only-bob'], $this->groupNames($of($bob)), 'a replace moves the index');
+        $this->dir->delete(ResourceKind::Group, $onlyBob);
+        $this->assertSame([], $this->groupNames($of($bob)));
+        $this->assertTrue($this->dir->delete(ResourceKind::User, $ann));
+        $this->assertSame([], $this->groupNames($of($ann)), 'a deleted user leaves their groups');
+        $this->assertStringNotContainsString($ann, $this->dir->get(ResourceKind::Group, $both)->json);
+        $this->assertSame(0, (int) $this->dir->pdo()->query('SELECT COUNT(*) FROM scim_group_members')->fetchColumn());
+    }
+
+    public function testADatabaseWithoutTheMembershipIndexGetsOneFilledFromItsGroups(): void
+    {
+        $path = Peers::tempDir('directory-old') . '/d.db';
+        $dir = PdoSqliteDirectory::open($path, Peers::runtime());
+        $this->dir = $dir;
+        $ann = $this->add('ann', 'A', 'e1');
+        $this->group('staff', [$ann]);
+        $dir->pdo()->exec('DROP TABLE scim_group_members');
+        $this->dir = PdoSqliteDirectory::open($path, Peers::runtime());
+        $this->assertSame(['staff'], $this->groupNames("members[value eq \"{$ann}\"]"));
+        $this->assertSame(1, (int) $this->dir->pdo()->query('SELECT COUNT(*) FROM scim_group_members')->fetchColumn());
+    }
 }

@@ -16,8 +16,12 @@ namespace ScimProvisioner;
  *   as a normal CMS user, from the component's reverse mapping (`cms`): an identity
  *   provider's users appear in the CMS, `active=false` blocks them, a DELETE removes them.
  *
- * Searches: equality on userName/displayName, id or externalId runs as SQL; anything else
- * loads the kind's rows. Filtering, sorting and paging are then done by the component's own
+ * - `scim_group_members`: a row per group and member value (lower-cased), the index a
+ *   user's `groups` is found by: every read of a user asks for the groups whose
+ *   `members[value eq "<id>"]`, which without it loaded every group.
+ *
+ * Searches: equality on userName/displayName, id or externalId, and a group's member value,
+ * run as SQL; anything else loads the kind's rows. Filtering, sorting and paging are then done by the component's own
  * filter engine ({@see Runtime::select()}), so PHP never disagrees with the guest on what a
  * filter means. An unfiltered, unsorted page is a plain LIMIT/OFFSET.
  *
@@ -52,6 +56,7 @@ final class PdoSqliteDirectory implements Directory
             )");
             $pdo->exec("CREATE INDEX IF NOT EXISTS {$t}_external ON {$t}(external_id)");
         }
+        $this->ensureMemberIndex();
         if ($this->cmsTable !== null) {
             $pdo->exec("CREATE TABLE IF NOT EXISTS {$this->cmsTable} (
                 id TEXT PRIMARY KEY,
@@ -143,6 +148,9 @@ final class PdoSqliteDirectory implements Directory
             $stmt = $this->pdo->prepare('INSERT INTO ' . self::table($kind)
                 . ' (id, version, created, last_modified, unique_key, external_id, json) VALUES (?, 1, ?, ?, ?, ?, ?)');
             $stmt->execute([$id, $now, $now, $key, self::externalId($value), $json]);
+            if ($kind === ResourceKind::Group) {
+                $this->indexMembers($id, $value);
+            }
             $this->mirror($id, $value, $cms);
             return new StoredResource($id, 'W/"1"', $now, $now, $json);
         });
@@ -162,13 +170,18 @@ final class PdoSqliteDirectory implements Directory
             if ($stmt->rowCount() === 0) {
                 return false;
             }
+            if ($kind === ResourceKind::Group) {
+                $this->pdo->prepare('DELETE FROM scim_group_members WHERE group_id = ?')->execute([$id]);
+            }
             if ($kind === ResourceKind::User) {
                 if ($this->cmsTable !== null) {
                     $this->pdo->prepare("DELETE FROM {$this->cmsTable} WHERE id = ?")->execute([$id]);
                 }
-                // Drop the user from the groups it belonged to.
-                $groups = $this->pdo->prepare("SELECT id, json FROM scim_groups WHERE json LIKE ? ESCAPE '\\'");
-                $groups->execute(['%' . addcslashes($id, '%_\\') . '%']);
+                // Drop the user from the groups it belonged to (rewriting each rewrites its
+                // index rows too).
+                $groups = $this->pdo->prepare('SELECT id, json FROM scim_groups WHERE id IN
+                    (SELECT group_id FROM scim_group_members WHERE member_key = ?)');
+                $groups->execute([mb_strtolower($id)]);
                 foreach ($groups->fetchAll(\PDO::FETCH_ASSOC) as $g) {
                     $group = json_decode((string) $g['json'], true);
                     if (!is_array($group) || !isset($group['members']) || !is_array($group['members'])) {
@@ -202,6 +215,9 @@ final class PdoSqliteDirectory implements Directory
         $this->pdo->prepare('UPDATE ' . self::table($kind)
             . ' SET version = version + 1, last_modified = ?, unique_key = ?, external_id = ?, json = ? WHERE id = ?')
             ->execute([$now, $key, self::externalId($value), $json, $id]);
+        if ($kind === ResourceKind::Group) {
+            $this->indexMembers($id, $value);
+        }
         $this->mirror($id, $value, $cms);
         return $this->get($kind, $id) ?? throw DirectoryException::notFound();
     }
@@ -241,6 +257,62 @@ final class PdoSqliteDirectory implements Directory
         $this->pdo->prepare("INSERT INTO {$this->cmsTable} (id, name, mail, fields, active) VALUES (?, ?, ?, ?, ?)
             ON CONFLICT(id) DO UPDATE SET name = excluded.name, mail = excluded.mail, fields = excluded.fields, active = excluded.active")
             ->execute([$id, $name, $mail, json_encode((object) $fields, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR), $cms->active ? 1 : 0]);
+    }
+
+    /**
+     * Writes a group's rows of the membership index, replacing its old ones. Lower-cased, so
+     * the index finds a superset of what a case-insensitive `eq` matches; the component's
+     * filter engine still decides.
+     *
+     * @param array<string, mixed> $group
+     */
+    private function indexMembers(string $groupId, array $group): void
+    {
+        $this->pdo->prepare('DELETE FROM scim_group_members WHERE group_id = ?')->execute([$groupId]);
+        $insert = $this->pdo->prepare('INSERT OR IGNORE INTO scim_group_members (group_id, member_key) VALUES (?, ?)');
+        foreach (is_array($group['members'] ?? null) ? $group['members'] : [] as $member) {
+            if (is_array($member) && is_string($member['value'] ?? null)) {
+                $insert->execute([$groupId, mb_strtolower($member['value'])]);
+            }
+        }
+    }
+
+    /**
+     * Creates the membership index when the file has none, and fills it from the groups
+     * already stored (a database written before it existed), in one immediate transaction.
+     */
+    private function ensureMemberIndex(): void
+    {
+        $own = !$this->pdo->inTransaction();
+        if ($own) {
+            $this->pdo->exec('BEGIN IMMEDIATE');
+        }
+        try {
+            $exists = $this->pdo->query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scim_group_members'")->fetchColumn();
+            if ($exists === false) {
+                $this->pdo->exec('CREATE TABLE scim_group_members (
+                    group_id TEXT NOT NULL,
+                    member_key TEXT NOT NULL,
+                    PRIMARY KEY (group_id, member_key)
+                ) WITHOUT ROWID');
+                $this->pdo->exec('CREATE INDEX scim_group_members_key ON scim_group_members(member_key)');
+                foreach ($this->pdo->query('SELECT id, json FROM scim_groups')->fetchAll(\PDO::FETCH_ASSOC) as $g) {
+                    $group = json_decode((string) $g['json'], true);
+                    // A group that is not JSON has no members to index; reads skip it too.
+                    if (is_array($group)) {
+                        $this->indexMembers((string) $g['id'], $group);
+                    }
+                }
+            }
+            if ($own) {
+                $this->pdo->exec('COMMIT');
+            }
+        } catch (\Throwable $e) {
+            if ($own) {
+                $this->pdo->exec('ROLLBACK');
+            }
+            throw $e;
+        }
     }
 
     private function conflictCheck(ResourceKind $kind, ?string $key, ?string $exceptId): void
@@ -289,6 +361,14 @@ final class PdoSqliteDirectory implements Directory
      */
     private static function indexedEquality(ResourceKind $kind, ?string $filter): array
     {
+        // A group's member: `members[value eq "x"]` (how the component asks for a user's
+        // groups) or `members.value eq "x"`.
+        if ($kind === ResourceKind::Group && $filter !== null
+            && preg_match('/^\s*members\s*(?:\[\s*value|\.value)\s+eq\s+("(?:[^"\\\\]|\\\\.)*")\s*(\]?)\s*$/i', $filter, $m)
+            && ($m[2] === ']') === (bool) preg_match('/^\s*members\s*\[/i', $filter)
+            && is_string($member = json_decode($m[1]))) {
+            return ['id IN (SELECT group_id FROM scim_group_members WHERE member_key = ?)', mb_strtolower($member)];
+        }
         if ($filter === null || !preg_match('/^\s*([A-Za-z]+)\s+eq\s+("(?:[^"\\\\]|\\\\.)*")\s*$/', $filter, $m)) {
             return [null, null];
         }
