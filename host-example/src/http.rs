@@ -53,6 +53,55 @@ pub struct HeldRequest {
     pub body: String,
 }
 
+/// How long a name resolved for the origin is reused.
+const RESOLVED_FOR: Duration = Duration::from_secs(30);
+
+/// ureq's resolver with a short memory. ureq resolves the host before every request, even
+/// one that goes out on a pooled connection, and under a timeout it does so on a new thread
+/// (its way to bound `getaddrinfo`): a thread and a lookup per SCIM request, 31,150 threads
+/// in one `bench` run. This keeps what the default resolver found for each origin for
+/// [`RESOLVED_FOR`]; a lookup that fails is not kept.
+#[derive(Debug, Default)]
+pub struct CachingResolver {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+    found: std::sync::Mutex<HashMap<String, (std::time::Instant, Vec<std::net::SocketAddr>)>>,
+}
+
+impl ureq::unversioned::resolver::Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let key = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or_default(),
+            uri.authority().map(|a| a.as_str()).unwrap_or_default()
+        );
+        let remembered = self
+            .found
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < RESOLVED_FOR)
+            .map(|(_, addrs)| addrs.clone());
+        if let Some(addrs) = remembered {
+            let mut out = self.empty();
+            for a in addrs {
+                out.push(a);
+            }
+            return Ok(out);
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        self.found
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, (std::time::Instant::now(), addrs.to_vec()));
+        Ok(addrs)
+    }
+}
+
 /// The host side of `http-client`.
 pub struct HttpCapability {
     policy: OriginPolicy,
@@ -89,13 +138,17 @@ impl HttpCapability {
 
     fn agent(&mut self, timeout_ms: u32) -> &ureq::Agent {
         self.agents.entry(timeout_ms).or_insert_with(|| {
-            ureq::Agent::config_builder()
+            let config = ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .max_redirects(0)
                 .timeout_global(Some(Duration::from_millis(u64::from(timeout_ms.max(1)))))
                 .user_agent(concat!("scim-provisioner-host/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .into()
+                .build();
+            ureq::Agent::with_parts(
+                config,
+                ureq::unversioned::transport::DefaultConnector::new(),
+                CachingResolver::default(),
+            )
         })
     }
 
@@ -245,6 +298,39 @@ fn is_tls_io_error(io: &std::io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_origin_is_resolved_once_and_remembered() {
+        use ureq::unversioned::resolver::Resolver;
+        let resolver = CachingResolver::default();
+        let config = ureq::Agent::config_builder().build();
+        let resolve = |url: &str| {
+            let uri: ureq::http::Uri = url.parse().unwrap();
+            resolver
+                .resolve(
+                    &uri,
+                    &config,
+                    ureq::unversioned::transport::NextTimeout {
+                        after: ureq::unversioned::transport::time::Duration::from_secs(5),
+                        reason: ureq::Timeout::Resolve,
+                        ..Default::default()
+                    },
+                )
+                .map(|a| a.to_vec())
+        };
+        let first = resolve("http://127.0.0.1:8080/scim/v2/Users").unwrap();
+        assert_eq!(first, ["127.0.0.1:8080".parse().unwrap()]);
+        // Another path of the same origin comes from memory; another origin does not.
+        assert_eq!(
+            resolve("http://127.0.0.1:8080/scim/v2/Groups").unwrap(),
+            first
+        );
+        resolve("http://127.0.0.1:9090/").unwrap();
+        let found = resolver.found.lock().unwrap();
+        let mut keys: Vec<&String> = found.keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["http://127.0.0.1:8080", "http://127.0.0.1:9090"]);
+    }
 
     fn request(url: &str) -> HttpRequest {
         HttpRequest {
