@@ -44,11 +44,24 @@ const externalId = (value) => (typeof value.externalId === 'string' ? value.exte
 /** A whole filter that is one equality on a string, as the component writes it (canonical). */
 const EQUALITY = /^\s*([A-Za-z]+)\s+eq\s+("(?:[^"\\]|\\.)*")\s*$/;
 
+/** A group's member: `members[value eq "x"]` (how the component asks for a user's groups) or `members.value eq "x"`. */
+const MEMBER = /^\s*members\s*(?:(\[)\s*value|\.value)\s+eq\s+("(?:[^"\\]|\\.)*")\s*(\]?)\s*$/i;
+
 /**
  * A SQL condition for a filter that is one equality on an indexed attribute
- * (userName/displayName, id, externalId), or null.
+ * (userName/displayName, id, externalId, a group's member value), or null.
  */
 function indexedEquality(kind, filter) {
+  const member = kind === 'group' && filter ? MEMBER.exec(filter) : null;
+  if (member && Boolean(member[1]) === (member[3] === ']')) {
+    let value;
+    try {
+      value = JSON.parse(member[2]);
+    } catch {
+      value = null;
+    }
+    if (typeof value === 'string') return ['id IN (SELECT group_id FROM scim_group_members WHERE member_key = ?)', value.toLowerCase()];
+  }
   const m = filter ? EQUALITY.exec(filter) : null;
   if (!m) return null;
   let value;
@@ -72,13 +85,16 @@ function indexedEquality(kind, filter) {
  * - the CMS user table (option `cmsTable`, default `users`; null for none): id, name (unique,
  *   case-insensitive), mail, fields (JSON), active. Each SCIM user is kept there as a normal
  *   CMS user from the component's reverse mapping: an identity provider's users appear in
- *   the CMS, `active=false` blocks them, a DELETE removes them.
+ *   the CMS, `active=false` blocks them, a DELETE removes them;
+ * - `scim_group_members`: a row per group and member value (lower-cased), the index a
+ *   user's `groups` is found by: every read of a user asks for the groups whose
+ *   `members[value eq "<id>"]`, which without it loaded every group.
  *
  * Searches: an unfiltered, unsorted page is a plain LIMIT/OFFSET; an equality on
- * userName/displayName, id or externalId narrows the rows in SQL. Every other filter, every
- * sort and the page are decided by the component's own filter engine (WIT
- * `selection.select`, through a Selector on an instance of its own, made from the runtime),
- * as the PHP directory does through the native bridge; a filter it cannot parse is
+ * userName/displayName, id, externalId or a group's member value narrows the rows in SQL.
+ * Every other filter, every sort and the page are decided by the component's own filter
+ * engine (WIT `selection.select`, through a Selector on an instance of its own, made from the
+ * runtime), as the PHP directory does through the native bridge; a filter it cannot parse is
  * `invalid-filter`. Every write is one transaction: a SCIM resource is never stored without
  * its CMS user.
  */
@@ -106,6 +122,7 @@ export class SqliteDirectory {
       db.exec(`CREATE TABLE IF NOT EXISTS ${cmsTable} (
         id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, mail TEXT NOT NULL, fields TEXT NOT NULL, active INTEGER NOT NULL)`);
     }
+    this.#ensureMemberIndex();
   }
 
   /**
@@ -170,6 +187,7 @@ export class SqliteDirectory {
       const ts = now();
       this.db.prepare(`INSERT INTO ${table(kind)} (id, version, created, last_modified, unique_key, external_id, json) VALUES (?, 1, ?, ?, ?, ?, ?)`)
         .run(id, ts, ts, key, externalId(value), json);
+      if (kind === 'group') this.#indexMembers(id, value);
       this.#mirror(id, value, cms);
       return { id, version: 'W/"1"', created: ts, lastModified: ts, json };
     });
@@ -184,11 +202,13 @@ export class SqliteDirectory {
     return this.#transaction(() => {
       const info = this.db.prepare(`DELETE FROM ${table(kind)} WHERE id = ?`).run(id);
       if (info.changes === 0) return false;
+      if (kind === 'group') this.db.prepare('DELETE FROM scim_group_members WHERE group_id = ?').run(id);
       if (kind === 'user') {
         if (this.cmsTable !== null) this.db.prepare(`DELETE FROM ${this.cmsTable} WHERE id = ?`).run(id);
-        // Drop the user from the groups it belonged to.
-        const like = `%${id.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-        for (const g of this.db.prepare("SELECT id, json FROM scim_groups WHERE json LIKE ? ESCAPE '\\'").all(like)) {
+        // Drop the user from the groups it belonged to (rewriting each rewrites its index rows too).
+        const groups = this.db.prepare('SELECT id, json FROM scim_groups WHERE id IN (SELECT group_id FROM scim_group_members WHERE member_key = ?)')
+          .all(id.toLowerCase());
+        for (const g of groups) {
           const group = JSON.parse(g.json);
           if (!Array.isArray(group?.members)) continue;
           const members = group.members.filter((m) => !(m && typeof m === 'object' && m.value === id));
@@ -209,6 +229,7 @@ export class SqliteDirectory {
     this.#conflictCheck(kind, key, id);
     this.db.prepare(`UPDATE ${table(kind)} SET version = version + 1, last_modified = ?, unique_key = ?, external_id = ?, json = ? WHERE id = ?`)
       .run(now(), key, externalId(value), json, id);
+    if (kind === 'group') this.#indexMembers(id, value);
     this.#mirror(id, value, cms);
     return this.get(kind, id);
   }
@@ -231,6 +252,42 @@ export class SqliteDirectory {
     this.db.prepare(`INSERT INTO ${this.cmsTable} (id, name, mail, fields, active) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT(id) DO UPDATE SET name = excluded.name, mail = excluded.mail, fields = excluded.fields, active = excluded.active`)
       .run(id, name, mail, JSON.stringify(fields), cms.active ? 1 : 0);
+  }
+
+  /**
+   * Writes a group's rows of the membership index, replacing its old ones. Lower-cased, so the
+   * index finds a superset of what a case-insensitive `eq` matches; the component's filter
+   * engine still decides.
+   */
+  #indexMembers(groupId, group) {
+    this.db.prepare('DELETE FROM scim_group_members WHERE group_id = ?').run(groupId);
+    const insert = this.db.prepare('INSERT OR IGNORE INTO scim_group_members (group_id, member_key) VALUES (?, ?)');
+    for (const member of Array.isArray(group.members) ? group.members : []) {
+      if (member && typeof member === 'object' && typeof member.value === 'string') insert.run(groupId, member.value.toLowerCase());
+    }
+  }
+
+  /**
+   * Creates the membership index when the file has none, and fills it from the groups already
+   * stored (a database written before it existed), in one immediate transaction.
+   */
+  #ensureMemberIndex() {
+    this.db.transaction(() => {
+      if (this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scim_group_members'").get()) return;
+      this.db.exec(`CREATE TABLE scim_group_members (
+        group_id TEXT NOT NULL, member_key TEXT NOT NULL, PRIMARY KEY (group_id, member_key)) WITHOUT ROWID`);
+      this.db.exec('CREATE INDEX scim_group_members_key ON scim_group_members(member_key)');
+      for (const g of this.db.prepare('SELECT id, json FROM scim_groups').all()) {
+        let group;
+        try {
+          group = JSON.parse(g.json);
+        } catch {
+          // A group that is not JSON has no members to index.
+          continue;
+        }
+        if (group !== null && typeof group === 'object' && !Array.isArray(group)) this.#indexMembers(String(g.id), group);
+      }
+    }).immediate();
   }
 
   #conflictCheck(kind, key, exceptId) {

@@ -89,6 +89,59 @@ test('the directory filters, sorts and pages as the component does', () => {
   }
 });
 
+const GROUP = 'urn:ietf:params:scim:schemas:core:2.0:Group';
+const groupNames = (d, filter) => d.query('group', { filter, startIndex: 1, count: 100, sortBy: 'displayName', sortDescending: false })
+  .resources.map((r) => JSON.parse(r.json).displayName);
+const addGroup = (d, name, members) => d.create('group', JSON.stringify({ schemas: [GROUP], displayName: name, members: members.map((value) => ({ value })) }), null).id;
+const memberRows = (d) => d.db.prepare('SELECT COUNT(*) AS n FROM scim_group_members').get().n;
+
+test("a user's groups are found through the membership index", () => {
+  const d = SqliteDirectory.open(path.join(tempDir('dir-members'), 'd.db'), runtime);
+  try {
+    const ann = d.create('user', JSON.stringify({ userName: 'ann', externalId: 'e1' }), null).id;
+    const bob = d.create('user', JSON.stringify({ userName: 'bob', externalId: 'e2' }), null).id;
+    const both = addGroup(d, 'both', [ann, bob]);
+    const onlyBob = addGroup(d, 'only-bob', [bob]);
+    addGroup(d, 'empty', []);
+    const of = (id) => `members[value eq "${id}"]`;
+    assert.deepEqual(groupNames(d, of(bob)), ['both', 'only-bob']);
+    assert.deepEqual(groupNames(d, of(ann)), ['both']);
+    assert.deepEqual(groupNames(d, `members.value eq "${ann}"`), ['both'], 'the other form');
+    assert.deepEqual(groupNames(d, of(ann.toUpperCase())), ['both'], 'case-insensitive, as the filter engine decides');
+    assert.deepEqual(groupNames(d, of('nobody')), []);
+    d.replace('group', both, JSON.stringify({ schemas: [GROUP], displayName: 'both', members: [{ value: ann }] }), null, null);
+    assert.deepEqual(groupNames(d, of(bob)), ['only-bob'], 'a replace moves the index');
+    assert.equal(d.delete('group', onlyBob), true);
+    assert.deepEqual(groupNames(d, of(bob)), []);
+    assert.equal(d.delete('user', ann), true);
+    assert.deepEqual(groupNames(d, of(ann)), [], 'a deleted user leaves their groups');
+    assert.ok(!d.get('group', both).json.includes(ann));
+    assert.equal(memberRows(d), 0);
+  } finally {
+    d.close();
+  }
+});
+
+test('a database without the membership index gets one filled from its groups', () => {
+  const file = path.join(tempDir('dir-members-old'), 'd.db');
+  const old = SqliteDirectory.open(file, runtime);
+  let ann;
+  try {
+    ann = old.create('user', JSON.stringify({ userName: 'ann', externalId: 'e1' }), null).id;
+    addGroup(old, 'staff', [ann]);
+    old.db.exec('DROP TABLE scim_group_members');
+  } finally {
+    old.close();
+  }
+  const d = SqliteDirectory.open(file, runtime);
+  try {
+    assert.deepEqual(groupNames(d, `members[value eq "${ann}"]`), ['staff']);
+    assert.equal(memberRows(d), 1);
+  } finally {
+    d.close();
+  }
+});
+
 test('a Selector works on its own and recovers from a trap on a fresh instance', async () => {
   const small = await Runtime.load({ memoryLimitBytes: 2 * 1024 * 1024 });
   const selector = new Selector(small);

@@ -150,6 +150,53 @@ def test_directory_semantics(runtime, tmp_path):
     assert isinstance(d.get(ResourceKind.GROUP, g.id), StoredResource)
 
 
+def _group_names(d: SqliteDirectory, filter: str) -> list[str]:
+    page = d.query(ResourceKind.GROUP, Search(filter, sort_by="displayName"))
+    return [json.loads(r.json)["displayName"] for r in page.resources]
+
+
+def _group(d: SqliteDirectory, name: str, members: list[str]) -> str:
+    return d.create(ResourceKind.GROUP, json.dumps({"displayName": name,
+                                                    "members": [{"value": m} for m in members]}), None).id
+
+
+def test_a_users_groups_are_found_through_the_membership_index(runtime, tmp_path):
+    d = SqliteDirectory.open(tmp_path / "d.db", runtime)
+    ann = d.create(ResourceKind.USER, '{"userName":"ann"}', None).id
+    bob = d.create(ResourceKind.USER, '{"userName":"bob"}', None).id
+    both = _group(d, "both", [ann, bob])
+    only_bob = _group(d, "only-bob", [bob])
+    _group(d, "empty", [])
+
+    def of(id: str) -> str:
+        return f'members[value eq "{id}"]'
+
+    assert _group_names(d, of(bob)) == ["both", "only-bob"]
+    assert _group_names(d, of(ann)) == ["both"]
+    assert _group_names(d, f'members.value eq "{ann}"') == ["both"], "the other form"
+    assert _group_names(d, of(ann.upper())) == ["both"], "case-insensitive, as the filter engine decides"
+    assert _group_names(d, of("nobody")) == []
+    d.replace(ResourceKind.GROUP, both, json.dumps({"displayName": "both", "members": [{"value": ann}]}), None, None)
+    assert _group_names(d, of(bob)) == ["only-bob"], "a replace moves the index"
+    assert d.delete(ResourceKind.GROUP, only_bob) is True
+    assert _group_names(d, of(bob)) == []
+    assert d.delete(ResourceKind.USER, ann) is True
+    assert _group_names(d, of(ann)) == [], "a deleted user leaves their groups"
+    assert ann not in d.get(ResourceKind.GROUP, both).json
+    assert d.conn.execute("SELECT COUNT(*) FROM scim_group_members").fetchone()[0] == 0
+
+
+def test_a_database_without_the_membership_index_gets_one_filled_from_its_groups(runtime, tmp_path):
+    d = SqliteDirectory.open(tmp_path / "d.db", runtime)
+    ann = d.create(ResourceKind.USER, '{"userName":"ann"}', None).id
+    _group(d, "staff", [ann])
+    d.conn.execute("DROP TABLE scim_group_members")
+    d.close()
+    d = SqliteDirectory.open(tmp_path / "d.db", runtime)
+    assert _group_names(d, f'members[value eq "{ann}"]') == ["staff"]
+    assert d.conn.execute("SELECT COUNT(*) FROM scim_group_members").fetchone()[0] == 1
+
+
 def test_directory_filters_sorts_and_pages_with_the_components_engine(runtime, tmp_path):
     """Everything beyond the SQL fast paths is decided by the component (WIT
     ``selection.select`` on the directory's own instance): numbers sort as numbers, a

@@ -69,6 +69,10 @@ def _stored(row: sqlite3.Row) -> StoredResource:
 
 
 _EQ = re.compile(r'^\s*([A-Za-z]+)\s+eq\s+("(?:[^"\\]|\\.)*")\s*$')
+# A group's member: `members[value eq "x"]` (how the component asks for a user's groups) or
+# `members.value eq "x"`. ASCII, like the PHP host's pattern: no Unicode case folding of the names.
+_MEMBER_EQ = re.compile(r'^\s*members\s*(?:\[\s*value\s+eq\s+("(?:[^"\\]|\\.)*")\s*\]'
+                        r'|\.value\s+eq\s+("(?:[^"\\]|\\.)*"))\s*$', re.IGNORECASE | re.ASCII)
 
 
 class SqliteDirectory:
@@ -77,12 +81,16 @@ class SqliteDirectory:
     unique lower-cased userName / displayName, external_id, json) and, beside each SCIM user,
     a normal CMS user in ``users`` (option ``cms_table``; None for none) from the component's
     reverse mapping: ``active=false`` blocks it, DELETE removes it and its group memberships.
+    ``scim_group_members`` (group_id, lower-cased member value) is the index a user's
+    ``groups`` is found by: every read of a user asks for the groups whose
+    ``members[value eq "<id>"]``, which without it loaded every group. A file without it gets
+    it, filled from its groups, when opened.
 
     Searches: an unfiltered, unsorted page is a plain LIMIT/OFFSET; an equality on
-    userName/displayName, id or externalId narrows the rows in SQL. Every other filter, every
-    sort and the page are decided by the component's own filter engine (WIT
-    ``selection.select``, through a ``Selector`` on an instance of its own, made from
-    `runtime`), as the PHP directory does through the native bridge. Every write is one
+    userName/displayName, id or externalId, or on a group's member value, narrows the rows in
+    SQL. Every other filter, every sort and the page are decided by the component's own filter
+    engine (WIT ``selection.select``, through a ``Selector`` on an instance of its own, made
+    from `runtime`), as the PHP directory does through the native bridge. Every write is one
     transaction.
     """
 
@@ -103,6 +111,7 @@ class SqliteDirectory:
                 id TEXT PRIMARY KEY, version INTEGER NOT NULL, created TEXT NOT NULL,
                 last_modified TEXT NOT NULL, unique_key TEXT UNIQUE, external_id TEXT, json TEXT NOT NULL)""")
             conn.execute(f"CREATE INDEX IF NOT EXISTS {t}_external ON {t}(external_id)")
+        self._ensure_member_index()
         if cms_table is not None:
             conn.execute(f"""CREATE TABLE IF NOT EXISTS {cms_table} (
                 id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, mail TEXT NOT NULL,
@@ -158,6 +167,14 @@ class SqliteDirectory:
 
     @staticmethod
     def _indexed_equality(kind: ResourceKind, filter: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+        m = _MEMBER_EQ.match(filter) if kind == ResourceKind.GROUP and filter is not None else None
+        if m is not None:
+            try:
+                member = json.loads(m.group(1) if m.group(1) is not None else m.group(2))
+            except ValueError:
+                member = None
+            if isinstance(member, str):
+                return "id IN (SELECT group_id FROM scim_group_members WHERE member_key = ?)", member.lower()
         m = _EQ.match(filter) if filter is not None else None
         if m is None:
             return None, None
@@ -188,6 +205,8 @@ class SqliteDirectory:
             self.conn.execute(f"INSERT INTO {_table(kind)} (id, version, created, last_modified, unique_key, "
                               f"external_id, json) VALUES (?, 1, ?, ?, ?, ?, ?)",
                               (id_, now, now, key, _external_id(value), json_text))
+            if kind == ResourceKind.GROUP:
+                self._index_members(id_, value)
             self._mirror(id_, value, cms)
             return StoredResource(id_, 'W/"1"', now, now, json_text)
 
@@ -202,12 +221,16 @@ class SqliteDirectory:
         def work() -> bool:
             if self.conn.execute(f"DELETE FROM {_table(kind)} WHERE id = ?", (id,)).rowcount == 0:
                 return False
+            if kind == ResourceKind.GROUP:
+                self.conn.execute("DELETE FROM scim_group_members WHERE group_id = ?", (id,))
             if kind == ResourceKind.USER:
                 if self.cms_table is not None:
                     self.conn.execute(f"DELETE FROM {self.cms_table} WHERE id = ?", (id,))
-                pattern = "%" + id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-                for g in self.conn.execute("SELECT id, json FROM scim_groups WHERE json LIKE ? ESCAPE '\\'",
-                                           (pattern,)).fetchall():
+                # Drop the user from the groups it belonged to (rewriting each rewrites its
+                # index rows too).
+                for g in self.conn.execute("SELECT id, json FROM scim_groups WHERE id IN "
+                                           "(SELECT group_id FROM scim_group_members WHERE member_key = ?)",
+                                           (id.lower(),)).fetchall():
                     try:
                         group = json.loads(g["json"])
                     except ValueError:
@@ -236,6 +259,8 @@ class SqliteDirectory:
         self._conflict_check(kind, key, id)
         self.conn.execute(f"UPDATE {_table(kind)} SET version = version + 1, last_modified = ?, unique_key = ?, "
                           f"external_id = ?, json = ? WHERE id = ?", (_now(), key, _external_id(value), json_text, id))
+        if kind == ResourceKind.GROUP:
+            self._index_members(id, value)
         self._mirror(id, value, cms)
         stored = self.get(kind, id)
         if stored is None:
@@ -268,6 +293,44 @@ class SqliteDirectory:
             "ON CONFLICT(id) DO UPDATE SET name = excluded.name, mail = excluded.mail, fields = excluded.fields, "
             "active = excluded.active",
             (id, name, mail, json.dumps(fields, ensure_ascii=False, separators=(",", ":")), 1 if cms.active else 0))
+
+    def _index_members(self, group_id: str, group: dict) -> None:
+        """Writes a group's rows of the membership index, replacing its old ones. Lower-cased, so
+        the index finds a superset of what a case-insensitive ``eq`` matches; the component's
+        filter engine still decides."""
+        self.conn.execute("DELETE FROM scim_group_members WHERE group_id = ?", (group_id,))
+        members = group.get("members")
+        for m in members if isinstance(members, list) else []:
+            if isinstance(m, dict) and isinstance(m.get("value"), str):
+                self.conn.execute("INSERT OR IGNORE INTO scim_group_members (group_id, member_key) VALUES (?, ?)",
+                                  (group_id, m["value"].lower()))
+
+    def _ensure_member_index(self) -> None:
+        """Creates the membership index when the file has none, and fills it from the groups
+        already stored (a database written before it existed), in one immediate transaction."""
+        own = not self.conn.in_transaction
+        if own:
+            self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scim_group_members'"
+                                 ).fetchone() is None:
+                self.conn.execute("""CREATE TABLE scim_group_members (
+                    group_id TEXT NOT NULL, member_key TEXT NOT NULL,
+                    PRIMARY KEY (group_id, member_key)) WITHOUT ROWID""")
+                self.conn.execute("CREATE INDEX scim_group_members_key ON scim_group_members(member_key)")
+                for g in self.conn.execute("SELECT id, json FROM scim_groups").fetchall():
+                    try:
+                        group = json.loads(g["json"])
+                    except ValueError:
+                        continue  # a group that is not JSON has no members to index
+                    if isinstance(group, dict):
+                        self._index_members(str(g["id"]), group)
+            if own:
+                self.conn.execute("COMMIT")
+        except BaseException:
+            if own:
+                self.conn.execute("ROLLBACK")
+            raise
 
     def _conflict_check(self, kind: ResourceKind, key: Optional[str], except_id: Optional[str]) -> None:
         if key is None:
