@@ -637,12 +637,19 @@ mod tests {
         dir.join("dir.db")
     }
 
-    fn ids_sorted(d: &mut SqliteDirectory, sort_by: &str, descending: bool) -> Vec<String> {
+    /// The names (userName or displayName) of what a query finds, in its order.
+    fn names(
+        d: &mut SqliteDirectory,
+        kind: ResourceKind,
+        filter: Option<&str>,
+        sort_by: &str,
+        descending: bool,
+    ) -> Vec<String> {
         let page = d
             .query(
-                ResourceKind::User,
+                kind,
                 &Search {
-                    filter: None,
+                    filter: filter.map(String::from),
                     start_index: 1,
                     count: 100,
                     sort_by: Some(sort_by.into()),
@@ -650,13 +657,21 @@ mod tests {
                 },
             )
             .unwrap();
+        let attr = match kind {
+            ResourceKind::User => "userName",
+            ResourceKind::Group => "displayName",
+        };
         page.resources
             .into_iter()
             .map(|r| {
                 let v: Value = serde_json::from_str(&r.json).unwrap();
-                v["userName"].as_str().unwrap().to_string()
+                v[attr].as_str().unwrap().to_string()
             })
             .collect()
+    }
+
+    fn ids_sorted(d: &mut SqliteDirectory, sort_by: &str, descending: bool) -> Vec<String> {
+        names(d, ResourceKind::User, None, sort_by, descending)
     }
 
     fn cms(name: &str) -> CmsUser {
@@ -730,25 +745,7 @@ mod tests {
     /// copies the WAL into the database file.
     /// The names of the groups a filter finds.
     fn group_names(d: &mut SqliteDirectory, filter: &str) -> Vec<String> {
-        let page = d
-            .query(
-                ResourceKind::Group,
-                &Search {
-                    filter: Some(filter.into()),
-                    start_index: 1,
-                    count: 100,
-                    sort_by: Some("displayName".into()),
-                    sort_descending: false,
-                },
-            )
-            .unwrap();
-        page.resources
-            .into_iter()
-            .map(|r| {
-                let v: Value = serde_json::from_str(&r.json).unwrap();
-                v["displayName"].as_str().unwrap().to_string()
-            })
-            .collect()
+        names(d, ResourceKind::Group, Some(filter), "displayName", false)
     }
 
     fn group(name: &str, members: &[&str]) -> String {

@@ -747,13 +747,17 @@ mod tests {
         }
     }
 
+    /// A store in a fresh file of its own, and the directory to remove after.
+    fn fresh_store(name: &str) -> (Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        (Store::open(&dir.join("a.db")).unwrap(), dir)
+    }
+
     #[test]
     fn changes_and_events_are_written_together_and_ordered_per_user() {
-        let dir = std::env::temp_dir().join(format!("store-test-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("a.db");
-        let _ = std::fs::remove_file(&path);
-        let mut s = Store::open(&path).unwrap();
+        let (mut s, dir) = fresh_store("order");
         let a = s.add_user(user("alice"), true).unwrap();
         let b = s.add_user(user("bob"), true).unwrap();
         assert_ne!(a.id, b.id);
@@ -786,11 +790,7 @@ mod tests {
 
     #[test]
     fn a_retried_parked_user_is_sent_as_the_cms_holds_them_now() {
-        let dir = std::env::temp_dir().join(format!("store-requeue-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        let path = dir.join("a.db");
-        let _ = std::fs::remove_file(&path);
-        let mut s = Store::open(&path).unwrap();
+        let (mut s, dir) = fresh_store("requeue");
         // alice's creation is parked; her later change is due all the same.
         let alice = s.add_user(user("alice"), true).unwrap();
         park_due(&mut s, &alice.id);

@@ -26,6 +26,20 @@ final class SamplesTest extends TestCase
         return [proc_close($process), $out];
     }
 
+    /**
+     * A fresh Drupal sample site: its directory, a token, its configuration file (the token
+     * from SCIM_TOKEN) and the CLI to run.
+     *
+     * @return array{0: string, 1: string, 2: string, 3: string}
+     */
+    private static function drupalSite(string $name): array
+    {
+        $dir = Peers::tempDir($name);
+        $config = "{$dir}/drupal-site.json";
+        file_put_contents($config, json_encode(['connector' => ['token_env' => 'SCIM_TOKEN', 'timeout' => 3000], 'database' => 'drupal.db']));
+        return [$dir, bin2hex(random_bytes(16)), $config, self::SAMPLES . '/drupal-site/drupal-site'];
+    }
+
     public function testSeedDemoProvesEveryResultAndLeavesNothingRunning(): void
     {
         [$status, $out] = self::exec([self::SAMPLES . '/seed-demo']);
@@ -41,11 +55,7 @@ final class SamplesTest extends TestCase
 
     public function testAFailedDeliveryStaysQueuedWithItsReasonAndIsDeliveredLater(): void
     {
-        $dir = Peers::tempDir('drupal');
-        $token = bin2hex(random_bytes(16));
-        $config = "{$dir}/drupal-site.json";
-        file_put_contents($config, json_encode(['connector' => ['token_env' => 'SCIM_TOKEN', 'timeout' => 3000], 'database' => 'drupal.db']));
-        $site = self::SAMPLES . '/drupal-site/drupal-site';
+        [$dir, $token, $config, $site] = self::drupalSite('drupal');
         $down = 'http://127.0.0.1:' . PhpServer::freePort() . '/scim/v2';
         $env = ['SCIM_TOKEN' => $token, 'SCIM_BASE_URL' => $down];
 
@@ -93,11 +103,7 @@ final class SamplesTest extends TestCase
 
     public function testARetriedParkedChangeSendsTheUserAsTheyAreNowNotTheOldValues(): void
     {
-        $dir = Peers::tempDir('drupal-retry');
-        $token = bin2hex(random_bytes(16));
-        $config = "{$dir}/drupal-site.json";
-        file_put_contents($config, json_encode(['connector' => ['token_env' => 'SCIM_TOKEN', 'timeout' => 3000], 'database' => 'drupal.db']));
-        $site = self::SAMPLES . '/drupal-site/drupal-site';
+        [$dir, $token, $config, $site] = self::drupalSite('drupal-retry');
         $joomla = PhpServer::joomla($dir, ['SCIM_TOKEN' => $token, 'JOOMLA_SITE_DB' => "{$dir}/joomla.db"]);
         $env = ['SCIM_TOKEN' => $token, 'SCIM_BASE_URL' => $joomla->baseUrl];
         $familyName = static function () use ($joomla, $token): string {
