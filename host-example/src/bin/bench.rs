@@ -980,12 +980,16 @@ fn pure_work(runtime: &Runtime, n: usize) -> Result<PureWork> {
         fields: Vec::new(),
         active: true,
     };
-    let plan_bare = median_ns_per_op(n, || {
-        for &(event, linked) in &cases {
-            black_box(session.plan(black_box(&bare), to_wit_event(event), linked)?);
-        }
-        Ok(())
-    })?;
+    // Every case's plan for one user.
+    let mut plans_of = |user: &wit::CmsUser| {
+        median_ns_per_op(n, || {
+            for &(event, linked) in &cases {
+                black_box(session.plan(black_box(user), to_wit_event(event), linked)?);
+            }
+            Ok(())
+        })
+    };
+    let plan_bare = plans_of(&bare)?;
 
     // What each string costs to cross: the same plans for a user with 32 text fields (64
     // strings and one list more than `bare`). Every string and list is a `cabi_realloc`
@@ -1002,12 +1006,7 @@ fn pure_work(runtime: &Runtime, n: usize) -> Result<PureWork> {
             .collect(),
         active: true,
     };
-    let plan_wide = median_ns_per_op(n, || {
-        for &(event, linked) in &cases {
-            black_box(session.plan(black_box(&wide), to_wit_event(event), linked)?);
-        }
-        Ok(())
-    })?;
+    let plan_wide = plans_of(&wide)?;
     let per_item_ns = (plan_wide - plan_bare) / (2 * WIDE_FIELDS + 1) as f64;
 
     Ok(PureWork {
