@@ -1126,12 +1126,7 @@ fn bench_groups(runtime: &Runtime, m: usize) -> Result<(PhaseFigure, PhaseFigure
             "userName": format!("member-{i}"),
         });
         let (status, text) = client.post(&users_url, &body.to_string())?;
-        let created = expect(status, 201, &text, "POST /Users")?;
-        created
-            .get("id")
-            .and_then(Value::as_str)
-            .map(String::from)
-            .ok_or_else(|| anyhow!("the created user has no id"))
+        created_id(status, &text, "POST /Users")
     })?;
     let read = |ids: &[String]| {
         phase(&token, m, 1, |client, i| {
@@ -1346,6 +1341,15 @@ impl Client {
     }
 }
 
+/// The id of what a POST created (201).
+fn created_id(status: u16, body: &str, what: &str) -> Result<String> {
+    expect(status, 201, body, what)?
+        .get("id")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .ok_or_else(|| anyhow!("{what}: the created resource has no id"))
+}
+
 fn expect(status: u16, want: u16, body: &str, what: &str) -> Result<Value> {
     if status != want {
         let excerpt: String = body.chars().take(300).collect();
@@ -1447,12 +1451,7 @@ fn run_phases(
 
     let (post, ids) = phase(token, m, connections, |client, i| {
         let (status, text) = client.post(&users_url, &bodies[i])?;
-        let created = expect(status, 201, &text, &format!("{label} POST /Users"))?;
-        created
-            .get("id")
-            .and_then(Value::as_str)
-            .map(String::from)
-            .ok_or_else(|| anyhow!("{label}: the created user has no id"))
+        created_id(status, &text, &format!("{label} POST /Users"))
     })?;
     let (get, _) = phase(token, m, connections, |client, i| {
         let (status, text) = client.get(&format!("{users_url}/{}", ids[i]))?;
