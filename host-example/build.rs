@@ -22,6 +22,15 @@ fn main() {
     for watched in ["src", "wit", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
+    // The inner cargo reads these from the environment: a build of another profile setting
+    // (CARGO_PROFILE_COMPONENT_OPT_LEVEL=s, say, to compare) must rebuild the component.
+    for profile_env in [
+        "CARGO_PROFILE_COMPONENT_OPT_LEVEL",
+        "CARGO_PROFILE_COMPONENT_LTO",
+        "CARGO_PROFILE_COMPONENT_STRIP",
+    ] {
+        println!("cargo:rerun-if-env-changed={profile_env}");
+    }
     // A target directory of its own: the outer cargo holds the lock on the workspace's.
     let target_dir = root.join("target").join("component");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
