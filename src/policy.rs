@@ -57,6 +57,30 @@ pub enum RemoteMissing {
     Unlink,
 }
 
+/// How far one listing of the remote users may go. A server that keeps answering pages
+/// (one that lies about `totalResults`, or serves pages it served before under other ids)
+/// cannot make the guest page, or hold users, for ever: past either limit the listing
+/// stops with an error, and matching looks each user up instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListingLimits {
+    /// The most list requests one listing makes.
+    pub max_pages: u32,
+    /// The most users one listing holds.
+    pub max_users: u32,
+}
+
+impl Default for ListingLimits {
+    /// 250,000 users fit the hosts' default 512 MiB memory cap with room (100,000 peaked at
+    /// 148 MiB); 10,000 pages list them even from a server that pages by 25.
+    fn default() -> Self {
+        ListingLimits {
+            max_pages: 10_000,
+            max_users: 250_000,
+        }
+    }
+}
+
 /// The policy's own members; the mapping's are read by [`MappingConfig`].
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -67,6 +91,7 @@ struct PolicyFields {
     matching: Vec<String>,
     preserve_unmapped: bool,
     groups_from: Option<String>,
+    listing: ListingLimits,
 }
 
 impl Default for PolicyFields {
@@ -78,6 +103,7 @@ impl Default for PolicyFields {
             matching: default_matching(),
             preserve_unmapped: true,
             groups_from: None,
+            listing: ListingLimits::default(),
         }
     }
 }
@@ -99,6 +125,7 @@ const POLICY_KEYS: &[&str] = &[
     "matching",
     "preserve_unmapped",
     "groups_from",
+    "listing",
     "mapping",
     "extensions",
     "scope",
@@ -120,6 +147,8 @@ pub struct Policy {
     /// The CMS field whose values (roles) are provisioned as SCIM Group memberships;
     /// none to leave groups alone.
     pub groups_from: Option<String>,
+    /// How far a listing of the remote users may go.
+    pub listing: ListingLimits,
     /// The compiled attribute mapping and scope.
     pub mapping: Mapping,
 }
@@ -152,6 +181,11 @@ impl Policy {
                 "`matching` needs at least one attribute, or duplicates could be created".into(),
             ));
         }
+        if fields.listing.max_pages == 0 || fields.listing.max_users == 0 {
+            return Err(invalid(
+                "`listing.max_pages` and `listing.max_users` must be at least 1".into(),
+            ));
+        }
         let matching = fields
             .matching
             .iter()
@@ -166,6 +200,7 @@ impl Policy {
             matching,
             preserve_unmapped: fields.preserve_unmapped,
             groups_from: fields.groups_from.filter(|f| !f.trim().is_empty()),
+            listing: fields.listing,
             mapping,
         })
     }
@@ -209,6 +244,8 @@ mod tests {
             (r#"{"matching": []}"#, "matching"),
             (r#"{"matching": ["emails[type eq"]}"#, "emails[type eq"),
             (r#"{"group_chunk_size": 0}"#, "group_chunk_size"),
+            (r#"{"listing": {"max_pages": 0}}"#, "listing.max_pages"),
+            (r#"{"listing": {"max_rows": 5}}"#, "max_rows"),
         ] {
             let err = Policy::parse(json).unwrap_err().to_string();
             assert!(err.contains(needle), "{json}: {err}");

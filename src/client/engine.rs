@@ -676,8 +676,24 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         let mut start: u64 = 1;
         let mut all: Vec<Value> = Vec::new();
         let mut previous_first: Option<String> = None;
+        let mut first_ids: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut incomplete: Option<String> = None;
+        let limits = self.policy.listing;
+        let too_many_users = || {
+            ProvisioningError::Other(format!(
+                "the listing stopped past {} users (policy `listing.max_users`); matching falls back to look-ups",
+                limits.max_users
+            ))
+        };
+        let mut pages: u32 = 0;
         loop {
+            pages += 1;
+            if pages > limits.max_pages {
+                return Err(ProvisioningError::Other(format!(
+                    "the listing stopped after {} pages (policy `listing.max_pages`) with the server still answering; matching falls back to look-ups",
+                    limits.max_pages
+                )));
+            }
             let resp = self.list_get(
                 t,
                 &format!("/Users?startIndex={start}&count={page}&attributes={attributes}"),
@@ -702,12 +718,28 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     "the server ignores startIndex, so its users cannot be listed; matching falls back to look-ups".into(),
                 ));
             }
+            // A page served before under another start index: the server cycles through
+            // its pages, and asking on would never end.
+            if let Some(f) = &first
+                && !first_ids.insert(f.clone())
+            {
+                return Err(ProvisioningError::Other(format!(
+                    "the server answered startIndex={start} with a page it had served before (first user {f}), so its users cannot be listed; matching falls back to look-ups"
+                )));
+            }
             previous_first = first;
             start += resources.len() as u64;
             all.extend(resources);
+            if all.len() > limits.max_users as usize {
+                return Err(too_many_users());
+            }
             if start > total {
                 break;
             }
+        }
+        // The other ways to page (a server that pages without parameters) add users too.
+        if all.len() > limits.max_users as usize {
+            return Err(too_many_users());
         }
         let mut index = super::index::RemoteIndex::build(&all, &self.policy.matching);
         index.incomplete = incomplete;

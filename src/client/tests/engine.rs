@@ -2029,6 +2029,61 @@ fn index_lists_pages_then_matches_without_lookups() {
     );
 }
 
+/// A page of `n` fresh users starting at `start`, from a server that claims a million.
+fn endless_page(start: usize, n: usize) -> Answer {
+    let users = (start..start + n)
+        .map(|i| json!({"id": format!("u{i}"), "userName": format!("user{i}")}))
+        .collect();
+    page(users, 1_000_000, start)
+}
+
+#[test]
+fn a_listing_stops_at_the_policys_page_limit_when_the_server_lies_about_its_total() {
+    let mut script = vec![spc(true, false)];
+    script.extend((0..5).map(|p| endless_page(1 + p * 100, 100)));
+    let c = connector(r#"{"listing": {"max_pages": 4}}"#, script);
+    let err = c.index_remote_users().unwrap_err().to_string();
+    assert!(err.contains("after 4 pages"), "{err}");
+    assert!(err.contains("listing.max_pages"), "{err}");
+    assert_eq!(
+        c.http.sent().len(),
+        1 + 4,
+        "discovery and 4 pages, no fifth"
+    );
+}
+
+#[test]
+fn a_listing_stops_at_the_policys_user_limit() {
+    let mut script = vec![spc(true, false)];
+    script.extend((0..3).map(|p| endless_page(1 + p * 100, 100)));
+    let c = connector(r#"{"listing": {"max_users": 150}}"#, script);
+    let err = c.index_remote_users().unwrap_err().to_string();
+    assert!(err.contains("past 150 users"), "{err}");
+    assert_eq!(
+        c.http.sent().len(),
+        1 + 2,
+        "it stops on the page that passes the limit"
+    );
+}
+
+#[test]
+fn a_server_cycling_through_its_pages_ends_the_listing_with_an_error() {
+    // Pages 1 and 2, then page 1 again for startIndex=201: never the same page twice in
+    // a row, so only remembering every page's first user catches it.
+    let c = connector(
+        "",
+        vec![
+            spc(true, false),
+            endless_page(1, 100),
+            endless_page(101, 100),
+            endless_page(1, 100),
+        ],
+    );
+    let err = c.index_remote_users().unwrap_err().to_string();
+    assert!(err.contains("served before"), "{err}");
+    assert!(err.contains("startIndex=201"), "{err}");
+}
+
 #[test]
 fn index_without_a_match_creates_directly_and_ambiguity_is_an_error() {
     let c = connector(
