@@ -208,12 +208,13 @@ fn index_members(conn: &Connection, group_id: &str, group: &Value) -> rusqlite::
 /// stored (a database written before the index existed): one immediate transaction, so
 /// workers opening the file at once build it once.
 fn ensure_member_index(conn: &mut Connection) -> rusqlite::Result<()> {
+    const EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scim_group_members')";
+    // A plain read first: only a file without the index needs the write lock.
+    if conn.query_row(EXISTS, [], |r| r.get::<_, bool>(0))? {
+        return Ok(());
+    }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let exists: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scim_group_members')",
-        [],
-        |r| r.get(0),
-    )?;
+    let exists: bool = tx.query_row(EXISTS, [], |r| r.get(0))?;
     if !exists {
         tx.execute_batch(MEMBER_INDEX)?;
         let groups: Vec<(String, String)> = {

@@ -272,8 +272,11 @@ export class SqliteDirectory {
    * stored (a database written before it existed), in one immediate transaction.
    */
   #ensureMemberIndex() {
+    const exists = () => this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scim_group_members'").get();
+    // A plain read first: only a file without the index needs the write lock.
+    if (exists()) return;
     this.db.transaction(() => {
-      if (this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scim_group_members'").get()) return;
+      if (exists()) return;
       this.db.exec(`CREATE TABLE scim_group_members (
         group_id TEXT NOT NULL, member_key TEXT NOT NULL, PRIMARY KEY (group_id, member_key)) WITHOUT ROWID`);
       this.db.exec('CREATE INDEX scim_group_members_key ON scim_group_members(member_key)');

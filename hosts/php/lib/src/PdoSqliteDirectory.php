@@ -283,13 +283,18 @@ final class PdoSqliteDirectory implements Directory
      */
     private function ensureMemberIndex(): void
     {
+        // A plain read first: a directory is made for every PHP request, and only a file
+        // without the index needs the write lock.
+        $exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scim_group_members'";
+        if ($this->pdo->query($exists)->fetchColumn() !== false) {
+            return;
+        }
         $own = !$this->pdo->inTransaction();
         if ($own) {
             $this->pdo->exec('BEGIN IMMEDIATE');
         }
         try {
-            $exists = $this->pdo->query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scim_group_members'")->fetchColumn();
-            if ($exists === false) {
+            if ($this->pdo->query($exists)->fetchColumn() === false) {
                 $this->pdo->exec('CREATE TABLE scim_group_members (
                     group_id TEXT NOT NULL,
                     member_key TEXT NOT NULL,

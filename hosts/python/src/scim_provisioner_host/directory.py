@@ -308,12 +308,15 @@ class SqliteDirectory:
     def _ensure_member_index(self) -> None:
         """Creates the membership index when the file has none, and fills it from the groups
         already stored (a database written before it existed), in one immediate transaction."""
+        exists = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scim_group_members'"
+        # A plain read first: only a file without the index needs the write lock.
+        if self.conn.execute(exists).fetchone() is not None:
+            return
         own = not self.conn.in_transaction
         if own:
             self.conn.execute("BEGIN IMMEDIATE")
         try:
-            if self.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'scim_group_members'"
-                                 ).fetchone() is None:
+            if self.conn.execute(exists).fetchone() is None:
                 self.conn.execute("""CREATE TABLE scim_group_members (
                     group_id TEXT NOT NULL, member_key TEXT NOT NULL,
                     PRIMARY KEY (group_id, member_key)) WITHOUT ROWID""")
