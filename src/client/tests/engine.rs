@@ -2037,33 +2037,29 @@ fn endless_page(start: usize, n: usize) -> Answer {
     page(users, 1_000_000, start)
 }
 
+/// Lists a server that claims a million users and serves `pages` pages of fresh ones under
+/// `policy`: the error and the requests sent.
+fn list_endless(policy: &str, pages: usize) -> (String, usize) {
+    let mut script = vec![spc(true, false)];
+    script.extend((0..pages).map(|p| endless_page(1 + p * 100, 100)));
+    let c = connector(policy, script);
+    let err = c.index_remote_users().unwrap_err().to_string();
+    (err, c.http.sent().len())
+}
+
 #[test]
 fn a_listing_stops_at_the_policys_page_limit_when_the_server_lies_about_its_total() {
-    let mut script = vec![spc(true, false)];
-    script.extend((0..5).map(|p| endless_page(1 + p * 100, 100)));
-    let c = connector(r#"{"listing": {"max_pages": 4}}"#, script);
-    let err = c.index_remote_users().unwrap_err().to_string();
+    let (err, sent) = list_endless(r#"{"listing": {"max_pages": 4}}"#, 5);
     assert!(err.contains("after 4 pages"), "{err}");
     assert!(err.contains("listing.max_pages"), "{err}");
-    assert_eq!(
-        c.http.sent().len(),
-        1 + 4,
-        "discovery and 4 pages, no fifth"
-    );
+    assert_eq!(sent, 1 + 4, "discovery and 4 pages, no fifth");
 }
 
 #[test]
 fn a_listing_stops_at_the_policys_user_limit() {
-    let mut script = vec![spc(true, false)];
-    script.extend((0..3).map(|p| endless_page(1 + p * 100, 100)));
-    let c = connector(r#"{"listing": {"max_users": 150}}"#, script);
-    let err = c.index_remote_users().unwrap_err().to_string();
+    let (err, sent) = list_endless(r#"{"listing": {"max_users": 150}}"#, 3);
     assert!(err.contains("past 150 users"), "{err}");
-    assert_eq!(
-        c.http.sent().len(),
-        1 + 2,
-        "it stops on the page that passes the limit"
-    );
+    assert_eq!(sent, 1 + 2, "it stops on the page that passes the limit");
 }
 
 #[test]
