@@ -397,13 +397,16 @@ impl SqliteDirectory {
         f: Option<&Filter>,
     ) -> Result<Vec<StoredResource>, DirectoryError> {
         const COLS: &str = "SELECT id, version, created, modified, json FROM scim_resources";
+        let member = f
+            .filter(|_| kind == ResourceKind::Group)
+            .and_then(member_lookup);
         let (sql, arg): (String, Option<String>) = match f {
-            Some(f) if kind == ResourceKind::Group && member_lookup(f).is_some() => (
+            _ if member.is_some() => (
                 format!(
                     "{COLS} WHERE kind = ?1 AND id IN
                      (SELECT group_id FROM scim_group_members WHERE member_key = ?2) ORDER BY rowid"
                 ),
-                member_lookup(f).map(str::to_lowercase),
+                member.map(str::to_lowercase),
             ),
             Some(Filter::Compare {
                 path,
@@ -745,10 +748,6 @@ mod tests {
         }
     }
 
-    /// A directory that leaves its checkpoints to the caller lets its WAL grow past the
-    /// 1,000 pages at which SQLite would checkpoint inside a write (the data stays in the
-    /// `-wal` file, the database file stays small); `checkpoint_until`, running beside it,
-    /// copies the WAL into the database file.
     /// The names of the groups a filter finds.
     fn group_names(d: &mut SqliteDirectory, filter: &str) -> Vec<String> {
         names(d, ResourceKind::Group, Some(filter), "displayName", false)
@@ -844,6 +843,10 @@ mod tests {
         user_id(&mut d, "still-works");
     }
 
+    /// A directory that leaves its checkpoints to the caller lets its WAL grow past the
+    /// 1,000 pages at which SQLite would checkpoint inside a write (the data stays in the
+    /// `-wal` file, the database file stays small); `checkpoint_until`, running beside it,
+    /// copies the WAL into the database file.
     #[test]
     fn checkpoints_run_beside_the_writes_not_in_them() {
         let path = temp_db("checkpoint");

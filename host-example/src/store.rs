@@ -545,9 +545,10 @@ impl Store {
     ///
     /// A parked event holds the user as they were when it was queued. Since then, later
     /// events of the user may have been delivered, or a sync may have sent a newer state.
-    /// Replaying it would write old values over newer ones. So each such user's events are replaced, in one transaction, by one event: a
-    /// `reconcile` with the user as the CMS holds them now, or the `deleted` event with the
-    /// last snapshot when the CMS no longer has them. A user whose last snapshot cannot be
+    /// Replaying it would write old values over newer ones. So each such user's events are
+    /// replaced, in one transaction, by one event: a `reconcile` with the user as the CMS
+    /// holds them now, or the `deleted` event with the last snapshot when the CMS no longer
+    /// has them. A user whose last snapshot cannot be
     /// read (only a hand-edited database has one) keeps their events, still parked.
     pub fn requeue_parked(&mut self) -> anyhow::Result<usize> {
         let tx = self.write_transaction()?;

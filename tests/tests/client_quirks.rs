@@ -729,6 +729,49 @@ fn a_stored_dialect_spares_every_sync_instance_the_learning() {
     assert_eq!(site.sync().requests, 0);
 }
 
+/// A server that claims a million users and serves its pages again past the users it has
+/// (issue 12): the listing ends with an error instead of paging for ever, the sync says so,
+/// and matching falls back to look-ups: every user exists once.
+#[test]
+fn a_server_lying_about_its_total_ends_the_listing_and_the_sync_still_matches() {
+    let peer = start(&["--cycling-pages"]);
+    let mut site = Site::new(&peer);
+    import(&mut site, "c", 30);
+    assert_eq!(site.sync().created, 30);
+    // 30 more users in the CMS, and the server's 30 must be matched, not created again.
+    import(&mut site, "d", 30);
+    site.store
+        .batch(|s| {
+            for u in s.all_users()? {
+                s.save_link(&u.id, None, "")?;
+            }
+            Ok(())
+        })
+        .expect("the links are forgotten");
+    let mut warnings = Vec::new();
+    let summary = host_example::sync::sync_with_progress(
+        runtime(),
+        &site.settings,
+        &mut site.store,
+        &sync_options(),
+        &mut |p| {
+            if let host_example::sync::SyncProgress::Warning(w) = p {
+                warnings.push(w);
+            }
+        },
+    )
+    .expect("sync runs");
+    assert!(
+        warnings.iter().any(|w| w.contains("served before")),
+        "{warnings:?}"
+    );
+    assert_eq!(summary.created, 30, "{summary}");
+    assert_eq!(summary.adopted, 30, "{summary}");
+    let counts = user_name_counts(&peer);
+    assert_eq!(counts.len(), 60);
+    assert!(counts.values().all(|&n| n == 1), "{counts:?}");
+}
+
 /// A verifying sync (the daemon runs one on its slower schedule) finds the drift a normal
 /// sync cannot see: a user deleted on the server, and one changed there.
 #[test]

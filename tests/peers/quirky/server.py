@@ -24,6 +24,10 @@ Switches (each exactly the behaviour described in issue 16):
   --paging-500        a list request carrying count or startIndex is a 500; GET /Users
                       without them answers --default-page users (0: all of them)
   --post-delay-ms N   a POST /Users commits, then waits N ms before it answers
+  --cycling-pages     pages by 10 (filter.maxResults); an unfiltered list claims 1,000,000
+                      users (totalResults) and, past the users it has, starts again from
+                      the first: it serves its pages for ever, never the same one twice in a
+                      row (issue 12: a server that lies about totalResults)
   --db FILE           the SQLite file (default: in memory)
 """
 
@@ -416,7 +420,7 @@ class Quirky:
             "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
             "patch": {"supported": True},
             "bulk": {"supported": False, "maxOperations": 0, "maxPayloadSize": 0},
-            "filter": {"supported": not self.opts.no_filter, "maxResults": 200},
+            "filter": {"supported": not self.opts.no_filter, "maxResults": 10 if self.opts.cycling_pages else 200},
             "changePassword": {"supported": False},
             "sort": {"supported": False},
             "etag": {"supported": True},
@@ -509,6 +513,9 @@ class Quirky:
         total = len(users)
         start = max(int_param(query, "startIndex", 1), 1)
         count = int_param(query, "count", None)
+        if self.opts.cycling_pages and text is None and users:
+            page = users[(start - 1) % len(users) :][: max(min(count or 200, 200), 0)]
+            return 200, listing(page, 1_000_000, start)
         if not paged and self.opts.default_page:
             count = self.opts.default_page
         if count is not None:
@@ -615,6 +622,7 @@ def main():
     p.add_argument("--paging-500", action="store_true")
     p.add_argument("--default-page", type=int, default=0)
     p.add_argument("--post-delay-ms", type=int, default=0)
+    p.add_argument("--cycling-pages", action="store_true")
     opts = p.parse_args()
     server = make_server(opts.host, opts.port, app_for(Quirky(opts)), ThreadingServer, QuietHandler)
     sys.stderr.write("quirky SCIM server on http://%s:%d/v2 %s\n" % (opts.host, opts.port, sys.argv[1:]))
