@@ -69,6 +69,10 @@ impl GuestConnector for ConnectorResource {
             .into())
     }
 
+    fn scope_fields(&self) -> Vec<String> {
+        self.0.scope_fields()
+    }
+
     fn plan(&self, user: wit::CmsUser, event: wit::UserEvent, linked: bool) -> wit::Plan {
         use crate::client::selection::Decision;
         let (action, reason) = match self.0.plan(&user.into(), event.into(), linked) {

@@ -180,6 +180,13 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         decide(situation, self.policy.operations, self.policy.deprovision)
     }
 
+    /// What [`Connector::plan`] reads of a user besides its active flag: the provisioning
+    /// scope's fields, and `@id` when the scope reads the id. A host may pass `plan` only
+    /// these fields, and an empty id unless `@id` is listed, and the plan is the same.
+    pub fn scope_fields(&self) -> Vec<String> {
+        self.policy.mapping.scope_fields()
+    }
+
     /// The SCIM resource `user` maps to on creation. Sends nothing.
     pub fn map_user(&self, user: &CmsUser) -> Result<Value, ProvisioningError> {
         self.policy.mapping.map(user, MapMode::Create)

@@ -156,6 +156,17 @@ impl Mapping {
         self.rules.iter().map(|r| r.target.display()).collect()
     }
 
+    /// The fields the scope reads, each once: CMS field names, and `@id` when it reads the
+    /// user's id. Empty without a scope. [`Mapping::in_scope`] reads nothing else of a user
+    /// but its active flag.
+    pub fn scope_fields(&self) -> Vec<String> {
+        let mut fields = Vec::new();
+        if let Some(scope) = &self.scope {
+            scope.fields_read(&mut fields);
+        }
+        fields
+    }
+
     /// Whether the user is provisioned; without a scope, everyone is.
     pub fn in_scope(&self, user: &CmsUser) -> bool {
         self.scope.as_ref().is_none_or(|s| s.holds(user))

@@ -99,6 +99,26 @@ impl Scope {
         })
     }
 
+    /// Adds the fields the condition reads to `out`, each once, in the order they are first
+    /// met: CMS field names, and `@id` when it reads the user's id. `@active` is left out:
+    /// the active flag always travels with a user.
+    pub(crate) fn fields_read(&self, out: &mut Vec<String>) {
+        match self {
+            Scope::All(items) | Scope::Any(items) => {
+                items.iter().for_each(|s| s.fields_read(out));
+            }
+            Scope::Active => {}
+            Scope::AnyOf(field, _)
+            | Scope::AllOf(field, _)
+            | Scope::NoneOf(field, _)
+            | Scope::Equals(field, _) => {
+                if field != value::ACTIVE_FIELD && !out.contains(field) {
+                    out.push(field.clone());
+                }
+            }
+        }
+    }
+
     /// Whether the user satisfies the condition.
     pub(crate) fn holds(&self, user: &CmsUser) -> bool {
         match self {
@@ -106,15 +126,15 @@ impl Scope {
             Scope::Any(items) => items.iter().any(|s| s.holds(user)),
             Scope::Active => user.active,
             Scope::AnyOf(field, wanted) => {
-                let has = values(user, field);
+                let has = Values::of(user, field);
                 wanted.iter().any(|w| has.contains(w))
             }
             Scope::AllOf(field, wanted) => {
-                let has = values(user, field);
+                let has = Values::of(user, field);
                 wanted.iter().all(|w| has.contains(w))
             }
             Scope::NoneOf(field, unwanted) => {
-                let has = values(user, field);
+                let has = Values::of(user, field);
                 !unwanted.iter().any(|w| has.contains(w))
             }
             Scope::Equals(field, expected) => equals(&value::field(user, field), expected),
@@ -122,11 +142,29 @@ impl Scope {
     }
 }
 
-/// The values of a field as strings: a list's items, or a scalar's text.
-fn values(user: &CmsUser, field: &str) -> Vec<String> {
-    match value::field(user, field) {
-        FieldValue::TextList(items) => items,
-        other => scalar_text(&other).into_iter().collect(),
+/// The values of a field as text: a list's items, or a scalar's text. A list is borrowed,
+/// not copied: `plan` judges the scope of every user in a sync.
+enum Values<'a> {
+    /// A list field's items.
+    List(&'a [String]),
+    /// A scalar's text; none for a missing or null field.
+    One(Option<String>),
+}
+
+impl<'a> Values<'a> {
+    fn of(user: &'a CmsUser, field: &str) -> Values<'a> {
+        match user.field(field) {
+            // The pseudo-fields (`@id`, `@active`) are never a CMS field of that name.
+            Some(FieldValue::TextList(items)) if !field.starts_with('@') => Values::List(items),
+            _ => Values::One(scalar_text(&value::field(user, field))),
+        }
+    }
+
+    fn contains(&self, wanted: &str) -> bool {
+        match self {
+            Values::List(items) => items.iter().any(|item| item == wanted),
+            Values::One(text) => text.as_deref() == Some(wanted),
+        }
     }
 }
 
@@ -227,6 +265,76 @@ mod tests {
             let s = scope(config.clone());
             let got = [s.holds(&editor), s.holds(&blocked), s.holds(&bare)];
             assert_eq!(got, expected, "{config}");
+        }
+    }
+
+    /// What a host relies on when it passes `plan` only the scope's fields, and an empty id
+    /// unless `@id` is among them: the scope judges the cut user exactly as the whole one.
+    #[test]
+    fn a_user_cut_to_the_fields_the_scope_reads_is_judged_the_same() {
+        let users = [
+            user(
+                true,
+                json!([
+                    ["name", "ed"],
+                    ["roles", ["editor", "author"]],
+                    ["dept", "IT"],
+                    ["roles", ["member"]],
+                    ["level", 3],
+                    ["vip", "yes"]
+                ]),
+            ),
+            user(
+                false,
+                json!([["roles", ["member"]], ["dept", "HR"], ["mail", "a@b"]]),
+            ),
+            user(true, json!([])),
+        ];
+        let cases = [
+            (json!({}), vec![]),
+            (json!({"active": true}), vec![]),
+            (json!({"field": "@active", "equals": false}), vec![]),
+            (json!({"field": "@id", "equals": "1"}), vec!["@id"]),
+            (
+                json!({"field": "roles", "any_of": ["member"]}),
+                vec!["roles"],
+            ),
+            (
+                json!({"field": "roles", "none_of": ["editor"]}),
+                vec!["roles"],
+            ),
+            (
+                json!({"any": [{"field": "dept", "equals": "HR"}, {"all": [{"field": "level", "equals": 3}, {"field": "dept", "any_of": ["IT"]}]}]}),
+                vec!["dept", "level"],
+            ),
+            (
+                json!({"active": true, "field": "vip", "equals": true, "all": [{"field": "roles", "all_of": ["editor"]}]}),
+                vec!["vip", "roles"],
+            ),
+        ];
+        for (config, expected_fields) in cases {
+            let s = scope(config.clone());
+            let mut fields = Vec::new();
+            s.fields_read(&mut fields);
+            assert_eq!(fields, expected_fields, "{config}");
+            for whole in &users {
+                let reads_id = fields.iter().any(|f| f == value::ID_FIELD);
+                let cut = CmsUser {
+                    id: if reads_id {
+                        whole.id.clone()
+                    } else {
+                        String::new()
+                    },
+                    active: whole.active,
+                    fields: whole
+                        .fields
+                        .iter()
+                        .filter(|(name, _)| fields.contains(name))
+                        .cloned()
+                        .collect(),
+                };
+                assert_eq!(s.holds(&cut), s.holds(whole), "{config} {whole:?}");
+            }
         }
     }
 

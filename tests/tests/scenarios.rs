@@ -548,6 +548,10 @@ impl Run<'_> {
                 Err(e) => trapped(e),
                 Ok(r) => answer(r.map(|l| json!({"users": l.users, "requests": l.requests}))),
             },
+            "scope-fields" => match self.conn(&name)?.scope_fields() {
+                Err(e) => trapped(e),
+                Ok(fields) => json!({"ok": fields}),
+            },
             "remote-user-ids" => match self.conn(&name)?.remote_user_ids() {
                 Err(e) => trapped(e),
                 Ok(ids) => json!({"ok": ids}),

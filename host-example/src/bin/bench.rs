@@ -3,13 +3,15 @@
 //!
 //! 1. **Component vs native, pure work.** The same N Drupal-style users (fields `name`,
 //!    `mail`, `field_first_name`, `field_last_name`, `roles`) are mapped with the default
-//!    mapping natively (`scim_provisioner::policy::Policy::parse("")`'s mapping, then
+//!    mapping natively (`scim_provisioner::policy::Policy::parse`'s mapping, then
 //!    serialised to a JSON string) and through the component (`Session::map_user`, which
 //!    sends nothing); likewise operation selection natively
-//!    (`scim_provisioner::client::selection::decide`) against `Session::plan`. Each is
-//!    warmed up with one full pass, then timed 5 times; the median is reported in
-//!    nanoseconds per operation with the component/native ratio. Then what one string or
-//!    list in a `plan`'s user costs: a user of 32 text fields against one without fields.
+//!    (`scim_provisioner::client::selection::decide`, under a scope on `roles`) against
+//!    `Session::plan`, which passes only the scope's fields (`scope-fields`), and against
+//!    `Session::plan_with_every_field`. Each is warmed up with one full pass, then timed 5
+//!    times; the median is reported in nanoseconds per operation with the component/native
+//!    ratio. Then what one string or list in a `plan`'s user costs: a user of 32 text fields
+//!    against one without fields, every field passed.
 //! 2. **Ours vs a peer, server role.** Our server (`host_example::serve::start` on
 //!    127.0.0.1:0 over a temporary SQLite file, 4 workers) and scim2-server (from
 //!    `target/peers/venv/bin/scim2-server`, or env `SCIM2_SERVER_BIN`; skipped with a message
@@ -882,13 +884,17 @@ fn median_ns_per_op(ops: usize, mut pass: impl FnMut() -> Result<()>) -> Result<
     Ok(samples[REPEATS / 2])
 }
 
-fn open_session(runtime: &Runtime) -> Result<Session> {
+/// A policy with a scope on one field, as a site that provisions only some roles has:
+/// `plan` then reads that field (the default policy has no scope, so `plan` reads none).
+const ROLE_SCOPE_POLICY: &str = r#"{"scope": {"field": "roles", "any_of": ["member", "editor"]}}"#;
+
+fn open_session(runtime: &Runtime, policy_json: &str) -> Result<Session> {
     let settings = ConnectorSettings {
         // Nothing is sent: map_user and plan are pure.
         base_url: "http://127.0.0.1:9/v2".into(),
         credentials: Credentials::Bearer("bench-token".into()),
         timeout_ms: 1_000,
-        policy_json: String::new(),
+        policy_json: policy_json.into(),
     };
     runtime
         .open(&settings)?
@@ -899,7 +905,7 @@ fn pure_work(runtime: &Runtime, n: usize) -> Result<PureWork> {
     let policy = Policy::parse("").map_err(|e| anyhow!("default policy: {e}"))?;
     let users: Vec<CmsUser> = (0..n).map(drupal_user).collect();
     let wit_users: Vec<wit::CmsUser> = users.iter().map(to_wit_user).collect();
-    let mut session = open_session(runtime)?;
+    let mut session = open_session(runtime, "")?;
 
     // Both sides produce the same JSON text, so the work is comparable.
     let native_first = policy
@@ -948,29 +954,17 @@ fn pure_work(runtime: &Runtime, n: usize) -> Result<PureWork> {
             )
         })
         .collect();
-    let plan_native = median_ns_per_op(n, || {
-        for (u, &(event, linked)) in users.iter().zip(&cases) {
-            let u = black_box(u);
-            let situation = Situation {
-                event,
-                linked,
-                active: u.active,
-                in_scope: policy.mapping.in_scope(u),
-            };
-            black_box(decide(
-                black_box(situation),
-                policy.operations,
-                policy.deprovision,
-            ));
-        }
-        Ok(())
-    })?;
-    let plan_component = median_ns_per_op(n, || {
-        for (u, &(event, linked)) in wit_users.iter().zip(&cases) {
-            black_box(session.plan(black_box(u), to_wit_event(event), linked)?);
-        }
-        Ok(())
-    })?;
+    let plans = plan_figures(&mut session, &policy, &users, &wit_users, &cases)?;
+    let mut scoped_session = open_session(runtime, ROLE_SCOPE_POLICY)?;
+    let scoped_policy =
+        Policy::parse(ROLE_SCOPE_POLICY).map_err(|e| anyhow!("role scope policy: {e}"))?;
+    let scoped_plans = plan_figures(
+        &mut scoped_session,
+        &scoped_policy,
+        &users,
+        &wit_users,
+        &cases,
+    )?;
 
     // The floor of a call: the same plans for a user with no fields and an empty id, so
     // almost nothing is copied in; what `plan` costs above it is the user's strings
@@ -984,7 +978,11 @@ fn pure_work(runtime: &Runtime, n: usize) -> Result<PureWork> {
     let mut plans_of = |user: &wit::CmsUser| {
         median_ns_per_op(n, || {
             for &(event, linked) in &cases {
-                black_box(session.plan(black_box(user), to_wit_event(event), linked)?);
+                black_box(session.plan_with_every_field(
+                    black_box(user),
+                    to_wit_event(event),
+                    linked,
+                )?);
             }
             Ok(())
         })
@@ -1018,17 +1016,99 @@ fn pure_work(runtime: &Runtime, n: usize) -> Result<PureWork> {
             },
             PureRow {
                 name: "plan (decide)",
-                native_ns: plan_native,
-                component_ns: plan_component,
+                native_ns: plans.native_ns,
+                component_ns: plans.cut_ns,
+            },
+            PureRow {
+                name: "plan, every field passed",
+                native_ns: plans.native_ns,
+                component_ns: plans.every_field_ns,
+            },
+            PureRow {
+                name: "plan, scope on roles",
+                native_ns: scoped_plans.native_ns,
+                component_ns: scoped_plans.cut_ns,
+            },
+            PureRow {
+                name: "  every field passed",
+                native_ns: scoped_plans.native_ns,
+                component_ns: scoped_plans.every_field_ns,
             },
             PureRow {
                 name: "plan, user without fields",
-                native_ns: plan_native,
+                native_ns: plans.native_ns,
                 component_ns: plan_bare,
             },
         ],
         plan_wide_ns: plan_wide,
         per_item_ns,
+    })
+}
+
+/// One policy's `plan` figures, in ns per call.
+struct PlanFigures {
+    /// The core's `decide` with the policy's scope, natively.
+    native_ns: f64,
+    /// `Session::plan`: only the scope's fields cross.
+    cut_ns: f64,
+    /// `Session::plan_with_every_field`.
+    every_field_ns: f64,
+}
+
+fn plan_figures(
+    session: &mut Session,
+    policy: &Policy,
+    users: &[CmsUser],
+    wit_users: &[wit::CmsUser],
+    cases: &[(UserEvent, bool)],
+) -> Result<PlanFigures> {
+    let n = users.len();
+    let native_ns = median_ns_per_op(n, || {
+        for (u, &(event, linked)) in users.iter().zip(cases) {
+            let u = black_box(u);
+            let situation = Situation {
+                event,
+                linked,
+                active: u.active,
+                in_scope: policy.mapping.in_scope(u),
+            };
+            black_box(decide(
+                black_box(situation),
+                policy.operations,
+                policy.deprovision,
+            ));
+        }
+        Ok(())
+    })?;
+    // The same plans from both paths first: the cut user must not change one.
+    for (u, &(event, linked)) in wit_users.iter().zip(cases).take(64) {
+        let cut = session.plan(u, to_wit_event(event), linked)?;
+        let whole = session.plan_with_every_field(u, to_wit_event(event), linked)?;
+        if (cut.action, &cut.reason) != (whole.action, &whole.reason) {
+            bail!(
+                "plan differs when only the scope's fields are passed, for user {}",
+                u.id
+            );
+        }
+    }
+    // What a host does: only the fields the scope reads cross (`scope-fields`).
+    let cut_ns = median_ns_per_op(n, || {
+        for (u, &(event, linked)) in wit_users.iter().zip(cases) {
+            black_box(session.plan(black_box(u), to_wit_event(event), linked)?);
+        }
+        Ok(())
+    })?;
+    // What hosts did before: every field crosses.
+    let every_field_ns = median_ns_per_op(n, || {
+        for (u, &(event, linked)) in wit_users.iter().zip(cases) {
+            black_box(session.plan_with_every_field(black_box(u), to_wit_event(event), linked)?);
+        }
+        Ok(())
+    })?;
+    Ok(PlanFigures {
+        native_ns,
+        cut_ns,
+        every_field_ns,
     })
 }
 
