@@ -4,9 +4,11 @@
 // `bench --hosts` prints every host side by side:
 //
 // 1. Per call, from JS through jco and the instance's worker thread: `plan` and `mapUser`
-//    (pure guest work, no import), a no-change `provision` (the guest compares with the
-//    snapshot and sends nothing), and `getUser` (one GET through NodeHttpTransport to
-//    scim2-server). One warm-up pass, then the median of 5 passes, in µs per call.
+//    (pure guest work, no import; `plan` the public one, which passes only the fields the
+//    scope reads, none under the default policy), a no-change `provision` (the guest
+//    compares with the snapshot and sends nothing), and `getUser` (one GET through
+//    NodeHttpTransport to scim2-server). One warm-up pass, then the median of 5 passes, in
+//    µs per call.
 // 2. Memory: the process RSS (every thread's) before and after --plan-calls `plan` calls
 //    (after a full GC when node runs with --expose-gc).
 // 3. A first sync of --sync-users users into a fresh scim2-server: every user planned, the

@@ -5,6 +5,7 @@ The same figures, arguments and JSON keys as ``hosts/php/bench.php``, so the Rus
 ``bench --hosts`` prints every host side by side:
 
 1. Per call, from Python through wasmtime-py (value conversion, the component call): ``plan``
+   (the public call: only the fields the scope reads cross, none under the default policy)
    and ``map_user`` (pure guest work, no import), a no-change ``provision`` (the guest compares
    with the snapshot and sends nothing), and ``get_user`` (one GET through HttpTransport to
    scim2-server). One warm-up pass, then the median of 5 passes, in microseconds per call.

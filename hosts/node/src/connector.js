@@ -5,10 +5,12 @@ import { ConsoleLogger, RedactingLogger } from './logger.js';
 import { Session } from './session.js';
 import { NodeHttpTransport } from './transport.js';
 import {
-  capabilitiesFromWit, eventToWit, linkToWit, outcomeFromWit, userToWit,
+  capabilitiesFromWit, eventToWit, linkToWit, outcomeFromWit, userReadBy, userToWit,
 } from './values.js';
 
 const KEYS = ['base_url', 'token', 'token_env', 'username', 'password', 'password_env', 'timeout', 'policy'];
+/** How `scope-fields` names the user's id. */
+const SCOPE_ID_FIELD = '@id';
 
 /**
  * The configuration, the same JSON shape as the PHP library's and the Rust host's:
@@ -95,6 +97,10 @@ function responseToWit(response) {
 export class Connector extends Session {
   #wit;
   #ownsTransport;
+  /** The fields `plan` reads (the `scope-fields` export), asked once per instance. @type {string[]} */
+  #scopeFields = [];
+  /** @type {import('./values.js').ScopeRead} */
+  #scopeRead = { fields: new Set(), id: false };
 
   /** @private */
   constructor(runtime, config, { transport, logger } = {}) {
@@ -130,6 +136,13 @@ export class Connector extends Session {
   /** @protected */
   openCall() {
     return ['[static]connector.open', [this.#wit]];
+  }
+
+  /** @protected */
+  opened() {
+    const fields = Array.from(this.invoke('[method]connector.scope-fields', []), String);
+    this.#scopeFields = fields;
+    this.#scopeRead = { fields: new Set(fields), id: fields.includes(SCOPE_ID_FIELD) };
   }
 
   /** "Save and Test Credentials": what the server supports. @returns {import('./values.js').ServerCapabilities} */
@@ -171,14 +184,32 @@ export class Connector extends Session {
   }
 
   /**
-   * What `provision` would do, decided without sending anything.
+   * What `provision` would do, decided without sending anything. Only what the scope reads
+   * crosses into the component (see scopeFields()): each field passed costs a conversion, a
+   * copy to the instance's worker and one into the guest, and `plan` reads no other.
+   * @param {import('./values.js').CmsUser} user
+   * @param {import('./values.js').UserEvent} event
+   * @param {boolean} linked whether the user has a link (a remote user)
    * @returns {import('./values.js').Plan}
    */
   plan(user, event, linked) {
     if (typeof linked !== 'boolean') throw new TypeError('plan(user, event, linked): linked is a boolean');
-    const args = [userToWit(user), eventToWit(event), linked];
+    // The list kept from the last instance: it is fixed for the connector's lifetime, so a
+    // fresh instance (after a trap) answers the same, and bad input is refused before one opens.
+    const args = [userToWit(userReadBy(user, this.#scopeRead)), eventToWit(event), linked];
     const p = this.invoke('[method]connector.plan', args);
     return { action: p.action, reason: p.reason ?? null };
+  }
+
+  /**
+   * What `plan` reads of a user besides `active` (WIT `connector.scope-fields`, asked once per
+   * instance): the names of the CMS fields the provisioning scope reads, each once, and `@id`
+   * when it reads the user's id; empty without a scope. plan() passes only these. No request.
+   * @returns {string[]}
+   */
+  scopeFields() {
+    this.ensureOpen();
+    return [...this.#scopeFields];
   }
 
   /** Lists the remote users once (paged), so a first sync matches locally. @returns {import('./values.js').RemoteListing} */

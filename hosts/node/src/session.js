@@ -45,6 +45,12 @@ export class Session {
     throw new Error('abstract');
   }
 
+  /**
+   * @protected Called on every fresh instance right after its resource opened (the session
+   * is open, so it may invoke): for what a resource answers once for its lifetime.
+   */
+  opened() {}
+
   /** @protected The error a top-level `result` error of an export becomes. */
   errorFromWit(payload) {
     return ProvisioningError.fromWit(payload);
@@ -69,6 +75,8 @@ export class Session {
     const open = this.openCall();
     if (open !== null) this.#request({ op: 'call', name: open[0], args: open[1] }, open[0]);
     this.#open = true;
+    // A trap in it closes the session again, as in any call: the next call starts afresh.
+    this.opened();
   }
 
   /**

@@ -54,15 +54,44 @@ function fieldEntries(fields) {
   throw new TypeError('user.fields is an object, a Map or a list of [name, value] pairs');
 }
 
-/** @param {CmsUser} user */
-export function userToWit(user) {
+function checkUser(user) {
   if (user === null || typeof user !== 'object') throw new TypeError('a CMS user is an object {id, fields, active}');
   if (typeof user.id !== 'string') throw new TypeError(`user.id must be a string, not ${typeof user.id}`);
   if (user.active !== undefined && typeof user.active !== 'boolean') throw new TypeError('user.active must be a boolean');
+}
+
+/** @param {CmsUser} user */
+export function userToWit(user) {
+  checkUser(user);
   return {
     id: user.id,
     fields: fieldEntries(user.fields ?? {}).map(([name, value]) => [String(name), fieldToWit(String(name), value)]),
     active: user.active ?? true,
+  };
+}
+
+/**
+ * What `plan` reads of a user besides `active`, from the connector's `scope-fields`:
+ * `read.fields`, the names it lists (the CMS fields the scope reads, `@id` when it reads the
+ * id), and `read.id`, whether `@id` is among them.
+ * @typedef {{fields: Set<string>, id: boolean}} ScopeRead
+ */
+
+/**
+ * The user cut to what the scope reads: only the fields `read` names (in the user's order, the
+ * others dropped) and an empty id unless the scope reads it; `active` unchanged. The component
+ * plans the same for it as for the whole user, and the dropped fields are never converted nor
+ * copied into the guest. Still refuses a user that is not {id: string, fields, active}.
+ * @param {CmsUser} user
+ * @param {ScopeRead} read
+ * @returns {CmsUser}
+ */
+export function userReadBy(user, read) {
+  checkUser(user);
+  return {
+    id: read.id ? user.id : '',
+    fields: fieldEntries(user.fields ?? {}).filter(([name]) => read.fields.has(String(name))),
+    active: user.active,
   };
 }
 

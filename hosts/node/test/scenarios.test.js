@@ -172,6 +172,8 @@ class Run {
           return { ok: c.getUser(s.remoteId) };
         case 'index-remote-users':
           return { ok: c.indexRemoteUsers() };
+        case 'scope-fields':
+          return { ok: c.scopeFields() };
         case 'remote-user-ids':
           return { ok: c.remoteUserIds() };
         case 'export-remote-index': {

@@ -283,7 +283,8 @@ final class ClientRoleTest extends TestCase
     {
         $c = Connector::open(Peers::runtime(), ['base_url' => 'https://x.example/scim/v2', 'token' => 'x']);
         try {
-            $c->plan(new CmsUser('1', ['name' => "bad\xff"]), 'created', false);
+            // mapUser passes every field (plan passes only what the scope reads: none here).
+            $c->mapUser(new CmsUser('1', ['name' => "bad\xff"]));
             $this->fail('invalid UTF-8 must be refused');
         } catch (\InvalidArgumentException $e) {
             $this->assertStringContainsString('strings must be valid UTF-8', $e->getMessage());

@@ -349,6 +349,8 @@ final class ScenariosTest extends TestCase
                 case 'index-remote-users':
                     $l = $c->indexRemoteUsers();
                     return ['ok' => ['users' => $l->users, 'requests' => $l->requests]];
+                case 'scope-fields':
+                    return ['ok' => $c->scopeFields()];
                 case 'remote-user-ids':
                     return ['ok' => $c->remoteUserIds()];
                 case 'export-remote-index':

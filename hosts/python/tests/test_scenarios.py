@@ -183,6 +183,8 @@ class Run:
             if op == "index-remote-users":
                 r = c.index_remote_users()
                 return {"ok": {"users": r.users, "requests": r.requests}}
+            if op == "scope-fields":
+                return {"ok": c.scope_fields()}
             if op == "remote-user-ids":
                 return {"ok": c.remote_user_ids()}
             if op == "export-remote-index":

@@ -47,6 +47,23 @@ final class CmsUser
     }
 
     /**
+     * @internal The WIT form with only the fields named in `$keep` (in this user's order) and
+     * the id only when `$withId`: what {@see Connector::plan()} passes. Cut before converting,
+     * so the fields the scope does not read are neither converted nor encoded for the bridge.
+     *
+     * @param array<array-key, mixed> $keep the field names to pass, as keys
+     * @return array{id: string, fields: list<array{0: string, 1: array{tag: string, val?: mixed}}>, active: bool}
+     */
+    public function toWitOnly(array $keep, bool $withId): array
+    {
+        $fields = [];
+        foreach ($keep === [] ? [] : array_intersect_key($this->fields, $keep) as $name => $value) {
+            $fields[] = [(string) $name, self::fieldToWit((string) $name, $value)];
+        }
+        return ['id' => $withId ? $this->id : '', 'fields' => $fields, 'active' => $this->active];
+    }
+
+    /**
      * @param array{id: string, fields: list<array{0: string, 1: array{tag: string, val?: mixed}}>, active: bool} $wit
      */
     public static function fromWit(array $wit): self

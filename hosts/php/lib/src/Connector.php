@@ -43,11 +43,18 @@ final class Connector extends Session
     public const INTERFACE = 'scim:provisioner/client@0.1.0';
     private const HTTP = 'scim:provisioner/http-client@0.1.0';
     private const KEYS = ['base_url', 'token', 'token_env', 'username', 'password', 'password_env', 'timeout', 'policy'];
+    /** How `scope-fields` names the user's id. */
+    private const SCOPE_ID_FIELD = '@id';
 
     /** @var array{base-url: string, auth: array<string, mixed>, timeout-ms: int, policy-json: string} */
     private readonly array $witConfig;
     public readonly string $baseUrl;
     public readonly Transport $transport;
+    /** @var list<string> what `plan` reads (WIT `connector.scope-fields`), asked once per instance */
+    private array $scopeFields = [];
+    /** @var array<array-key, int> the same names as keys, for cutting a user without a loop in PHP */
+    private array $scopeKeys = [];
+    private bool $scopeReadsId = false;
 
     /**
      * @param array<string, mixed> $config
@@ -102,11 +109,33 @@ final class Connector extends Session
         return $this->endProvisionBatch($this->beginProvisionBatch($items));
     }
 
-    /** What `provision` would do, decided without sending anything. */
+    /**
+     * What `provision` would do, decided without sending anything. Only what the scope reads
+     * crosses into the component ({@see scopeFields()}): `plan` reads no other field, and each
+     * field passed costs a conversion, JSON encoding and a copy into the guest.
+     */
     public function plan(CmsUser $user, UserEvent|string $event, bool $linked): Plan
     {
-        $result = $this->invoke('[method]connector.plan', [$user->toWit(), UserEvent::of($event)->value, $linked]);
+        $event = UserEvent::of($event)->value;
+        // The cut follows the list of the instance that runs the call: after a trap, that is
+        // the fresh one, so open it first.
+        $this->ensureOpen();
+        $result = $this->invoke('[method]connector.plan', [$user->toWitOnly($this->scopeKeys, $this->scopeReadsId), $event, $linked]);
         return Plan::fromWit((array) $result);
+    }
+
+    /**
+     * What {@see plan()} reads of a user besides its active flag (WIT `connector.scope-fields`):
+     * the names of the CMS fields the provisioning scope reads, each once, and `@id` when it
+     * reads the user's id; empty without a scope. Fixed for the connector's lifetime; asked
+     * once per instance, right after open. No request.
+     *
+     * @return list<string>
+     */
+    public function scopeFields(): array
+    {
+        $this->ensureOpen();
+        return $this->scopeFields;
     }
 
     /** Lists the remote users once (paged), so a first sync matches locally. */
@@ -228,6 +257,14 @@ final class Connector extends Session
     protected function openRequest(): array
     {
         return [self::INTERFACE, '[static]connector.open', [$this->witConfig]];
+    }
+
+    protected function opened(): void
+    {
+        $fields = array_map('strval', (array) $this->invoke('[method]connector.scope-fields', []));
+        $this->scopeFields = $fields;
+        $this->scopeKeys = array_flip($fields);
+        $this->scopeReadsId = in_array(self::SCOPE_ID_FIELD, $fields, true);
     }
 
     protected function openError(mixed $error): \Throwable

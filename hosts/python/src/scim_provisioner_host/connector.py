@@ -6,9 +6,9 @@ import base64
 import json
 import logging
 import os
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import AbstractSet, Any, Mapping, Optional, Sequence, Union
 
-from wasmtime.component import Variant
+from wasmtime.component import Record, Variant
 
 from ._patches import Err, Ok
 from ._session import RedactingLogger, Session
@@ -16,9 +16,11 @@ from .errors import DirectoryError, ProvisioningError, TransportError
 from .runtime import CLIENT, Runtime
 from .transport import HttpTransport, Transport
 from .types import (BatchItem, BatchOutcome, CmsUser, HttpRequest, HttpResponse, Link, Plan, ProvisionOutcome,
-                    RemoteListing, ServerCapabilities, UserEvent, record)
+                    RemoteListing, ServerCapabilities, UserEvent, _field_to_wit, record)
 
 _KEYS = ("base_url", "token", "token_env", "username", "password", "password_env", "timeout", "policy")
+# How `scope-fields` names the user's id.
+_SCOPE_ID_FIELD = "@id"
 
 
 def _parse_config(config: Mapping[str, Any]) -> tuple[Any, list[str], str, str, int]:
@@ -102,6 +104,9 @@ class Connector(Session):
         self.auth_kind = kind
         self.timeout_ms = timeout
         self.transport: Transport = transport if transport is not None else HttpTransport(base_url, logger=self.logger)
+        # What `plan` reads of a user (the `scope-fields` export), asked once per instance.
+        self._scope_fields: list[str] = []
+        self._scope_read: AbstractSet[str] = frozenset()
 
     @classmethod
     def open(cls, runtime: Runtime, config: Mapping[str, Any], transport: Optional[Transport] = None,
@@ -135,9 +140,21 @@ class Connector(Session):
         return BatchOutcome.from_wit(self._invoke("[method]connector.provision-batch", [wit]))
 
     def plan(self, user: CmsUser, event: Union[UserEvent, str], linked: bool) -> Plan:
-        """What `provision` would do, decided without sending anything."""
-        return Plan.from_wit(self._invoke("[method]connector.plan", [self._user(user), UserEvent.of(event).value,
-                                                                        bool(linked)]))
+        """What `provision` would do, decided without sending anything. Only what the scope reads
+        (scope_fields) crosses into the component: each field passed costs a conversion and a copy
+        into the guest, and `plan` reads no other; the plan is the same as with every field."""
+        if not isinstance(user, CmsUser):
+            raise TypeError(f"expected a CmsUser, not {type(user).__name__}")
+        wit_event = UserEvent.of(event).value
+        self._ensure_open()  # the cut follows the scope of the instance that plans
+        return Plan.from_wit(self._invoke("[method]connector.plan", [self._plan_user(user), wit_event, bool(linked)]))
+
+    def scope_fields(self) -> list[str]:
+        """What `plan` reads of a user besides `active`: the CMS fields the provisioning scope reads,
+        each once, and `@id` when it reads the user's id; empty without a scope. Fixed for the
+        connector's lifetime. No request."""
+        self._ensure_open()
+        return list(self._scope_fields)
 
     def index_remote_users(self) -> RemoteListing:
         """Lists the remote users once (paged), so a first sync matches locally."""
@@ -180,6 +197,25 @@ class Connector(Session):
         return json.loads(self._ok(self._invoke("[method]connector.map-user", [self._user(user)])))
 
     # -- plumbing ------------------------------------------------------------------
+
+    def _ensure_open(self) -> None:
+        if self._handle is not None:
+            return
+        super()._ensure_open()
+        # Right after open on every fresh instance (as after a trap): `plan` needs the list on
+        # each call, and it cannot change while the connector lives, so one call per instance.
+        fields = [str(f) for f in self._call("[method]connector.scope-fields", [self._handle])]
+        self._scope_fields = fields
+        self._scope_read = frozenset(fields)
+
+    def _plan_user(self, user: CmsUser) -> Record:
+        """The WIT cms-user `plan` needs: the fields the scope reads (in the user's order), an empty
+        id unless the scope reads it, `active` as is. The others are dropped before conversion, so
+        they cost nothing."""
+        read = self._scope_read
+        return record(id=user.id if _SCOPE_ID_FIELD in read else "",
+                      fields=[(k, _field_to_wit(k, v)) for k, v in user.fields.items() if k in read],
+                      active=bool(user.active))
 
     @staticmethod
     def _user(user: CmsUser) -> Any:

@@ -48,6 +48,15 @@ abstract class Session
     abstract protected function exportInterface(): string;
 
     /**
+     * Runs once the resource is open on a fresh instance, before any other call on it: for
+     * what a session asks once per instance (what it answers is fixed for the resource's
+     * lifetime, and a trap loses it with the instance).
+     */
+    protected function opened(): void
+    {
+    }
+
+    /**
      * How many instances this object has opened: 1 at first, one more after each trap.
      */
     public function instancesOpened(): int
@@ -113,7 +122,15 @@ abstract class Session
             $this->discard();
             throw $this->openError($result['val'] ?? null);
         }
-        return $this->handle = (int) $result['val'];
+        $this->handle = (int) $result['val'];
+        try {
+            $this->opened();
+        } catch (\Throwable $e) {
+            // Half open is not open: the next call starts over on a fresh instance.
+            $this->discard();
+            throw $e;
+        }
+        return $this->handle;
     }
 
     /**
