@@ -32,6 +32,10 @@ pub struct ScimServer<D: Directory> {
 /// changed the resource between its read and its write.
 const PATCH_ATTEMPTS: usize = 3;
 
+/// The most pages of groups read for one user's `groups`: with the default page of 200,
+/// a million groups; past it the directory's total is taken to be wrong.
+const MAX_GROUP_PAGES: usize = 5_000;
+
 impl<D: Directory> ScimServer<D> {
     /// A server answering from `directory`.
     pub fn new(directory: D, config: ServerConfig) -> Self {
@@ -158,18 +162,34 @@ impl<D: Directory> ScimServer<D> {
             path: AttrName::simple("members"),
             filter: Box::new(Filter::equals(AttrName::simple("value"), user_id)),
         };
-        let page = self.directory.query(
-            ResourceKind::Group,
-            &Query {
-                filter: Some(filter),
-                start_index: 1,
-                count: self.config.max_results,
-                sort_by: None,
-                sort_descending: false,
-            },
-        )?;
         let base = self.config.base();
-        Ok(page.resources.iter().map(|g| group_ref(base, g)).collect())
+        let mut groups = Vec::new();
+        // A user may be in more groups than one page holds (`max_results`): every one of
+        // them is listed, page by page, or the user's `groups` would silently lose some.
+        for _ in 0..MAX_GROUP_PAGES {
+            let page = self.directory.query(
+                ResourceKind::Group,
+                &Query {
+                    filter: Some(filter.clone()),
+                    start_index: u32::try_from(groups.len() + 1).unwrap_or(u32::MAX),
+                    count: self.config.max_results,
+                    sort_by: None,
+                    sort_descending: false,
+                },
+            )?;
+            groups.extend(page.resources.iter().map(|g| group_ref(base, g)));
+            // An empty page ends it too: a directory that overcounts must not loop.
+            if page.resources.is_empty() || groups.len() as u64 >= page.total_results {
+                return Ok(groups);
+            }
+        }
+        Err(ScimError::new(
+            500,
+            format!(
+                "the directory kept serving groups of user {user_id} past {MAX_GROUP_PAGES} \
+                 pages; its count of them cannot be right"
+            ),
+        ))
     }
 
     /// The resource as returned, with computed `groups` if wanted, projected.

@@ -849,6 +849,115 @@ fn patch_users() {
     );
 }
 
+/// A directory that claims endless groups and ignores `startIndex` (a host's bug): reading
+/// a user's groups ends with an error instead of paging forever.
+#[test]
+fn a_directory_overcounting_a_users_groups_ends_in_an_error_not_a_loop() {
+    use crate::ports::{Directory, DirectoryError, Query, QueryPage, StoredResource};
+
+    struct Overcounting(MemoryDirectory);
+    impl Directory for Overcounting {
+        fn get(
+            &self,
+            kind: ResourceKind,
+            id: &str,
+        ) -> Result<Option<StoredResource>, DirectoryError> {
+            self.0.get(kind, id)
+        }
+        fn query(&self, kind: ResourceKind, query: &Query) -> Result<QueryPage, DirectoryError> {
+            let first_page = Query {
+                start_index: 1,
+                ..query.clone()
+            };
+            let page = self.0.query(kind, &first_page)?;
+            Ok(QueryPage {
+                total_results: u64::MAX,
+                ..page
+            })
+        }
+        fn create(
+            &self,
+            kind: ResourceKind,
+            resource: &Value,
+        ) -> Result<StoredResource, DirectoryError> {
+            self.0.create(kind, resource)
+        }
+        fn replace(
+            &self,
+            kind: ResourceKind,
+            id: &str,
+            resource: &Value,
+            if_version: Option<&str>,
+        ) -> Result<StoredResource, DirectoryError> {
+            self.0.replace(kind, id, resource, if_version)
+        }
+        fn delete(&self, kind: ResourceKind, id: &str) -> Result<bool, DirectoryError> {
+            self.0.delete(kind, id)
+        }
+    }
+
+    let s = ScimServer::new(
+        Overcounting(MemoryDirectory::with_clock(clock)),
+        ServerConfig::new(BASE, TOKEN),
+    );
+    let created = s.handle(&request(
+        "POST",
+        "/Users",
+        Some(&json!({"schemas": [USER_SCHEMA], "userName": "alice"})),
+    ));
+    let alice = created.json()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let group = s.handle(&request(
+        "POST",
+        "/Groups",
+        Some(
+            &json!({"schemas": [GROUP_SCHEMA], "displayName": "G", "members": [{"value": alice}]}),
+        ),
+    ));
+    assert_eq!(group.status, 201, "{}", group.json());
+    let r = s.handle(&request("GET", &format!("/Users/{alice}"), None));
+    let body = r.json();
+    assert_eq!(r.status, 500, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("cannot be right")),
+        "{body}"
+    );
+}
+
+/// A user in more groups than one page of the directory holds gets every one of them.
+#[test]
+fn a_user_in_more_groups_than_a_page_holds_lists_them_all() {
+    let s = ScimServer::new(
+        MemoryDirectory::with_clock(clock),
+        ServerConfig {
+            max_results: 3,
+            ..ServerConfig::new(BASE, TOKEN)
+        },
+    );
+    let alice = create_user(&s, "alice", json!({}));
+    let bob = create_user(&s, "bob", json!({}));
+    let mut expected: Vec<String> = (0..8)
+        .map(|i| create_group(&s, &format!("G{i}"), &[&alice]))
+        .collect();
+    create_group(&s, "Bob's", &[&bob]);
+    expected.sort();
+    let u = call(&s, "GET", &format!("/Users/{alice}"), None).json();
+    let mut listed: Vec<String> = u["groups"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|g| g["value"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    listed.sort();
+    assert_eq!(listed, expected, "{u}");
+}
+
 #[test]
 fn groups_and_membership() {
     let s = server();
