@@ -243,6 +243,35 @@ impl ImportedDirectory {
     ) -> Option<wit::CmsUser> {
         crate::server::cms_view(&self.mapping, kind, resource).map(Into::into)
     }
+
+    /// A page of the `query` import, each resource parsed whole or, with `keep`, only the
+    /// attributes named there.
+    fn query_parsed(
+        &self,
+        kind: ports::ResourceKind,
+        query: &ports::Query,
+        keep: Option<&[&str]>,
+    ) -> Result<ports::QueryPage, ports::DirectoryError> {
+        let page = wit_dir::query(
+            dir_kind(kind),
+            &wit_dir::Search {
+                filter: query.filter.as_ref().map(ToString::to_string),
+                start_index: query.start_index,
+                count: query.count,
+                sort_by: query.sort_by.clone(),
+                sort_descending: query.sort_descending,
+            },
+        )
+        .map_err(dir_error)?;
+        Ok(ports::QueryPage {
+            total_results: page.total_results,
+            resources: page
+                .resources
+                .into_iter()
+                .map(|r| stored_keeping(r, keep))
+                .collect::<Result<_, _>>()?,
+        })
+    }
 }
 
 impl From<user::CmsUser> for wit::CmsUser {
@@ -301,7 +330,19 @@ fn dir_error_to_wit(e: ports::DirectoryError) -> wit_dir::DirectoryError {
 }
 
 fn stored(r: wit_dir::StoredResource) -> Result<ports::StoredResource, ports::DirectoryError> {
-    let resource = serde_json::from_str(&r.json).map_err(|e| {
+    stored_keeping(r, None)
+}
+
+/// The stored resource, with only the attributes in `keep` when it is given.
+fn stored_keeping(
+    r: wit_dir::StoredResource,
+    keep: Option<&[&str]>,
+) -> Result<ports::StoredResource, ports::DirectoryError> {
+    let parsed = match keep {
+        Some(keep) => crate::scim::partial::object_keeping(&r.json, keep),
+        None => serde_json::from_str(&r.json),
+    };
+    let resource = parsed.map_err(|e| {
         ports::DirectoryError::Other(format!("the directory returned invalid JSON: {e}"))
     })?;
     Ok(ports::StoredResource {
@@ -330,25 +371,18 @@ impl ports::Directory for ImportedDirectory {
         kind: ports::ResourceKind,
         query: &ports::Query,
     ) -> Result<ports::QueryPage, ports::DirectoryError> {
-        let page = wit_dir::query(
-            dir_kind(kind),
-            &wit_dir::Search {
-                filter: query.filter.as_ref().map(ToString::to_string),
-                start_index: query.start_index,
-                count: query.count,
-                sort_by: query.sort_by.clone(),
-                sort_descending: query.sort_descending,
-            },
-        )
-        .map_err(dir_error)?;
-        Ok(ports::QueryPage {
-            total_results: page.total_results,
-            resources: page
-                .resources
-                .into_iter()
-                .map(stored)
-                .collect::<Result<_, _>>()?,
-        })
+        self.query_parsed(kind, query, None)
+    }
+
+    /// Parses only the attributes kept: a user's groups read each group's `displayName`,
+    /// and building its members as values only to drop them was most of such a read.
+    fn query_keeping(
+        &self,
+        kind: ports::ResourceKind,
+        query: &ports::Query,
+        keep: &[&str],
+    ) -> Result<ports::QueryPage, ports::DirectoryError> {
+        self.query_parsed(kind, query, Some(keep))
     }
 
     fn create(

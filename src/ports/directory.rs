@@ -146,6 +146,19 @@ pub trait Directory {
     /// One page of the resources matching `query.filter`, sorted and paged as asked.
     fn query(&self, kind: ResourceKind, query: &Query) -> Result<QueryPage, DirectoryError>;
 
+    /// [`Directory::query`] for a caller that reads only the top-level attributes named in
+    /// `keep` (case-insensitively) of each resource: a directory may leave the others out,
+    /// and save building them. This one returns whole resources.
+    fn query_keeping(
+        &self,
+        kind: ResourceKind,
+        query: &Query,
+        keep: &[&str],
+    ) -> Result<QueryPage, DirectoryError> {
+        let _ = keep;
+        self.query(kind, query)
+    }
+
     /// Stores a new resource (without `id` or `meta`) and returns it as stored, with the
     /// id, version and timestamps the directory assigned.
     fn create(
@@ -178,6 +191,15 @@ impl<D: Directory + ?Sized> Directory for &D {
 
     fn query(&self, kind: ResourceKind, query: &Query) -> Result<QueryPage, DirectoryError> {
         (**self).query(kind, query)
+    }
+
+    fn query_keeping(
+        &self,
+        kind: ResourceKind,
+        query: &Query,
+        keep: &[&str],
+    ) -> Result<QueryPage, DirectoryError> {
+        (**self).query_keeping(kind, query, keep)
     }
 
     fn create(

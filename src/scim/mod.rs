@@ -5,6 +5,7 @@ pub mod attr;
 pub mod filter;
 pub mod lenient;
 pub mod message;
+pub mod partial;
 pub mod patch;
 pub mod path;
 pub mod uri;

@@ -167,7 +167,8 @@ impl<D: Directory> ScimServer<D> {
         // A user may be in more groups than one page holds (`max_results`): every one of
         // them is listed, page by page, or the user's `groups` would silently lose some.
         for _ in 0..MAX_GROUP_PAGES {
-            let page = self.directory.query(
+            // `group_ref` reads a group's `displayName` only: its members stay unparsed.
+            let page = self.directory.query_keeping(
                 ResourceKind::Group,
                 &Query {
                     filter: Some(filter.clone()),
@@ -176,6 +177,7 @@ impl<D: Directory> ScimServer<D> {
                     sort_by: None,
                     sort_descending: false,
                 },
+                &["displayName"],
             )?;
             groups.extend(page.resources.iter().map(|g| group_ref(base, g)));
             // An empty page ends it too: a directory that overcounts must not loop.
