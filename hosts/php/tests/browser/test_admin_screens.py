@@ -180,6 +180,9 @@ def test_admin_screens_end_to_end(site, browser):
     go(d, site, "/log")
     parked = d.find_element(By.CSS_SELECTOR, '#outbox tr.parked[data-user="erin"]')
     assert "parked" in parked.text
+    # the admin is told what Retry sends before pressing it
+    assert "as the site holds them now" in d.find_element(By.ID, "retry-help").text
+    assert "now" in parked.find_element(By.CSS_SELECTOR, '[data-action="retry"]').get_attribute("title")
     d.find_element(By.ID, "filter-failures").click()
     wait(d).until(EC.url_contains("failures=1"))
     row = d.find_element(By.CSS_SELECTOR, "#log tbody tr")

@@ -29,7 +29,7 @@ foreach ($site->db->query('SELECT o.seq, o.user_id, o.event, o.attempts, o.next_
     $queued .= '<tr class="' . ($o['parked'] ? 'parked' : 'queued') . '" data-user="' . e($name) . '"><td>' . e($name) . '</td><td>' . e($o['event']) . '</td><td>' . (int) $o['attempts'] . '</td>'
         . '<td>' . ($o['parked'] ? '<span class="badge error">parked</span>' : 'next at ' . e(gmdate('H:i:s', (int) $o['next_attempt_at'])) . ' UTC') . '</td>'
         . '<td>' . e($admin->redact((string) $o['last_error'])) . '</td><td><form method="post" class="inline">' . csrf_field()
-        . '<input type="hidden" name="action" value="retry"><input type="hidden" name="seq" value="' . (int) $o['seq'] . '"><button class="small" data-action="retry">Retry</button></form></td></tr>';
+        . '<input type="hidden" name="action" value="retry"><input type="hidden" name="seq" value="' . (int) $o['seq'] . '"><button class="small" data-action="retry" title="Sends this user as the site holds them now, not as they were when the change was queued">Retry</button></form></td></tr>';
 }
 $rows = '';
 foreach ($site->logPage(($pageNo - 1) * $per, $per, $failures) as $l) {
@@ -38,7 +38,7 @@ foreach ($site->logPage(($pageNo - 1) * $per, $per, $failures) as $l) {
         . '<td class="outcome">' . e($l['outcome']) . '</td><td class="status">' . e($l['http_status'] ?? '') . '</td>'
         . '<td class="reason">' . e($admin->redact((string) ($l['error'] ?? ''))) . '</td><td>' . (int) $l['duration_ms'] . ' ms</td></tr>';
 }
-page('Provisioning log', ($queued !== '' ? '<h2>Queued and parked changes</h2><table class="grid" id="outbox"><thead><tr><th>User</th><th>Change</th><th>Attempts</th><th>State</th><th>Reason</th><th></th></tr></thead><tbody>' . $queued . '</tbody></table>' : '<p id="outbox-empty">No queued or parked changes.</p>')
+page('Provisioning log', ($queued !== '' ? '<h2>Queued and parked changes</h2><p class="hint" id="retry-help">A parked change waits for you. <strong>Retry</strong> replaces the user\'s queued changes with one that sends the user as the site holds them now (or their deletion, if they are gone), so a retry never writes old values over newer ones.</p><table class="grid" id="outbox"><thead><tr><th>User</th><th>Change</th><th>Attempts</th><th>State</th><th>Reason</th><th></th></tr></thead><tbody>' . $queued . '</tbody></table>' : '<p id="outbox-empty">No queued or parked changes.</p>')
     . '<h2>Log</h2><p><a href="/log"' . ($failures ? '' : ' class="current"') . ' id="filter-all">All</a> · <a href="/log?failures=1" id="filter-failures"' . ($failures ? ' class="current"' : '') . '>Failures only</a></p>'
     . pager($failures ? '/log?failures=1&' : '/log?', $pageNo, $per, $total)
     . '<table class="grid" id="log"><thead><tr><th>When (UTC)</th><th>User</th><th>Operation</th><th>Result</th><th>HTTP status</th><th>Server\'s reason</th><th>Time</th></tr></thead><tbody>' . $rows . '</tbody></table>');
