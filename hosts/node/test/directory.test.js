@@ -122,6 +122,51 @@ test("a user's groups are found through the membership index", () => {
   }
 });
 
+test('a member lookup is paged from the index and agrees with select', () => {
+  const d = SqliteDirectory.open(path.join(tempDir('dir-members-exact'), 'd.db'), runtime);
+  try {
+    const ann = d.create('user', JSON.stringify({ userName: 'ann' }), null).id;
+    const bob = d.create('user', JSON.stringify({ userName: 'bob' }), null).id;
+    for (const name of ['g1', 'g2', 'g3', 'g4', 'g5']) addGroup(d, name, [ann]);
+    addGroup(d, "bob's", [bob]);
+    // Unsorted, as the component reads a user's groups; the filter engine is not asked.
+    let selects = 0;
+    const select = d.selector.select.bind(d.selector);
+    d.selector.select = (...args) => {
+      selects += 1;
+      return select(...args);
+    };
+    const page = (value, startIndex, count) => {
+      const p = d.query('group', { filter: `members[value eq "${value}"]`, startIndex, count, sortBy: null, sortDescending: false });
+      return [p.totalResults, p.resources.map((r) => JSON.parse(r.json).displayName)];
+    };
+    assert.deepEqual(page(ann, 1, 100), [5, ['g1', 'g2', 'g3', 'g4', 'g5']]);
+    assert.deepEqual(page(ann, 2, 2), [5, ['g2', 'g3']]);
+    assert.deepEqual(page(ann, 5, 10), [5, ['g5']]);
+    assert.deepEqual(page(ann, 6, 10), [5, []]);
+    assert.deepEqual(page(ann, 1, 0), [5, []], 'count 0: the total only');
+    assert.deepEqual(page('nobody', 1, 10), [0, []]);
+    const other = d.query('group', { filter: `members.value eq "${bob}"`, startIndex: 1, count: 10, sortBy: null, sortDescending: false });
+    assert.deepEqual(other.resources.map((r) => JSON.parse(r.json).displayName), ["bob's"], 'the other form');
+    assert.equal(selects, 0, 'every exact page was cut from the index');
+    // A group holding a case variant of the value: not exact, so select decides, and the
+    // unsorted and sorted (always select) queries agree on every lookup.
+    const variant = ann.toUpperCase();
+    assert.notEqual(variant, ann);
+    addGroup(d, 'g0-variant', [variant]);
+    for (const value of [ann, variant]) {
+      const [total, unsorted] = page(value, 1, 100);
+      const sorted = groupNames(d, `members[value eq "${value}"]`);
+      assert.deepEqual([...unsorted].sort(), sorted, value);
+      assert.equal(total, sorted.length, value);
+    }
+    assert.deepEqual(page(ann, 1, 100), [6, ['g1', 'g2', 'g3', 'g4', 'g5', 'g0-variant']], 'case-insensitive, as the filter engine decides');
+    assert.equal(selects, 5, 'each lookup with the case variant among its candidates went through select');
+  } finally {
+    d.close();
+  }
+});
+
 test('a database without the membership index gets one filled from its groups', () => {
   const file = path.join(tempDir('dir-members-old'), 'd.db');
   const old = SqliteDirectory.open(file, runtime);
@@ -136,9 +181,25 @@ test('a database without the membership index gets one filled from its groups', 
   const d = SqliteDirectory.open(file, runtime);
   try {
     assert.deepEqual(groupNames(d, `members[value eq "${ann}"]`), ['staff']);
+    assert.deepEqual(groupNames(d, `members[value eq "${ann.toUpperCase()}"]`), ['staff']);
     assert.equal(memberRows(d), 1);
+    // As a database written before `member_value`, its index holding stale rows.
+    d.db.exec(`DROP TABLE scim_group_members;
+      CREATE TABLE scim_group_members (group_id TEXT NOT NULL, member_key TEXT NOT NULL,
+        PRIMARY KEY (group_id, member_key)) WITHOUT ROWID;
+      INSERT INTO scim_group_members SELECT id, 'stale' FROM scim_groups;`);
   } finally {
     d.close();
+  }
+  const rebuilt = SqliteDirectory.open(file, runtime);
+  try {
+    assert.deepEqual(rebuilt.db.prepare('SELECT member_key, member_value FROM scim_group_members').all(), [{ member_key: ann.toLowerCase(), member_value: ann }]);
+    assert.equal(memberRows(rebuilt), 1);
+    const page = rebuilt.query('group', { filter: `members[value eq "${ann}"]`, startIndex: 1, count: 10, sortBy: null, sortDescending: false });
+    assert.deepEqual([page.totalResults, page.resources.map((r) => JSON.parse(r.json).displayName)], [1, ['staff']]);
+    assert.deepEqual(groupNames(rebuilt, `members[value eq "${ann}"]`), ['staff']);
+  } finally {
+    rebuilt.close();
   }
 });
 

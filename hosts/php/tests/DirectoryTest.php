@@ -170,5 +170,75 @@ final class DirectoryTest extends TestCase
         $this->dir = PdoSqliteDirectory::open($path, Peers::runtime());
         $this->assertSame(['staff'], $this->groupNames("members[value eq \"{$ann}\"]"));
         $this->assertSame(1, (int) $this->dir->pdo()->query('SELECT COUNT(*) FROM scim_group_members')->fetchColumn());
+        $this->assertSame(['staff'], $this->groupNames('members[value eq "' . strtoupper($ann) . '"]'), 'case-insensitive, as the filter engine decides');
+
+        // As a database written before `member_value`: the index is rebuilt with it.
+        $this->dir->pdo()->exec("DROP TABLE scim_group_members;
+            CREATE TABLE scim_group_members (group_id TEXT NOT NULL, member_key TEXT NOT NULL,
+                PRIMARY KEY (group_id, member_key)) WITHOUT ROWID;
+            INSERT INTO scim_group_members SELECT id, 'stale' FROM scim_groups");
+        $this->dir = PdoSqliteDirectory::open($path, Peers::runtime());
+        $rows = $this->dir->pdo()->query('SELECT member_key, member_value FROM scim_group_members')->fetchAll(\PDO::FETCH_ASSOC);
+        $this->assertSame([['member_key' => strtolower($ann), 'member_value' => $ann]], $rows, 'the stale rows replaced by the exact value');
+        $this->assertSame(['staff'], $this->groupNames("members[value eq \"{$ann}\"]"));
+        $page = $this->dir->query(ResourceKind::Group, new Search("members[value eq \"{$ann}\"]", 1, 10, null, false));
+        $this->assertSame(1, $page->totalResults, 'the unsorted lookup, from the index');
+        $this->assertSame(['staff'], array_map(static fn ($r): string => json_decode($r->json, true)['displayName'], $page->resources));
+    }
+
+    /**
+     * `members[value eq "<id>"]` unsorted (how the component reads a user's groups): paged
+     * from the index when every candidate holds the exact value, by the filter engine when
+     * one holds a case variant; both give what the sorted query (always the engine) gives.
+     */
+    public function testAMemberLookupIsPagedFromTheIndexAndAgreesWithSelect(): void
+    {
+        $ann = $this->add('ann', 'A', 'e1');
+        $bob = $this->add('bob', 'B', 'e2');
+        $ids = [];
+        foreach (['g1', 'g2', 'g3', 'g4', 'g5'] as $name) {
+            $ids[$name] = $this->group($name, [$ann]);
+        }
+        $this->group("bob's", [$bob]);
+        /** @return array{0: int, 1: list<string>, 2: list<string>} total, displayNames, ids */
+        $page = function (string $value, int $start, int $count): array {
+            $page = $this->dir->query(ResourceKind::Group, new Search("members[value eq \"{$value}\"]", $start, $count, null, false));
+            return [
+                $page->totalResults,
+                array_map(static fn ($r): string => json_decode($r->json, true)['displayName'], $page->resources),
+                array_map(static fn ($r): string => $r->id, $page->resources),
+            ];
+        };
+        $this->assertSame([5, ['g1', 'g2', 'g3', 'g4', 'g5'], array_values($ids)], $page($ann, 1, 100));
+        $this->assertSame([5, ['g2', 'g3'], [$ids['g2'], $ids['g3']]], $page($ann, 2, 2));
+        $this->assertSame([5, ['g5'], [$ids['g5']]], $page($ann, 5, 10));
+        $this->assertSame([5, [], []], $page($ann, 6, 10));
+        $this->assertSame([5, [], []], $page($ann, 1, 0), 'count 0 asks only for the total');
+        $this->assertSame([0, [], []], $page('nobody', 1, 10));
+        $stored = $this->dir->get(ResourceKind::Group, $ids['g3']);
+        $this->assertSame($stored->version, $this->dir->query(ResourceKind::Group, new Search("members[value eq \"{$ann}\"]", 3, 1, null, false))->resources[0]->version);
+        $this->assertSame([$ann], array_column($this->dir->pdo()->query("SELECT DISTINCT member_value FROM scim_group_members WHERE member_key = '" . strtolower($ann) . "'")->fetchAll(\PDO::FETCH_ASSOC), 'member_value'));
+
+        // The index answers, not the groups' JSON: a group rewritten behind the directory's
+        // back (no members) is still in the unsorted page, but not in the sorted one.
+        $pdo = $this->dir->pdo();
+        $json = $pdo->query("SELECT json FROM scim_groups WHERE id = '{$ids['g5']}'")->fetchColumn();
+        $pdo->prepare('UPDATE scim_groups SET json = ? WHERE id = ?')->execute(['{"displayName":"g5"}', $ids['g5']]);
+        $this->assertSame([5, ['g1', 'g2', 'g3', 'g4', 'g5'], array_values($ids)], $page($ann, 1, 100));
+        $this->assertSame(['g1', 'g2', 'g3', 'g4'], $this->groupNames("members[value eq \"{$ann}\"]"));
+        $pdo->prepare('UPDATE scim_groups SET json = ? WHERE id = ?')->execute([$json, $ids['g5']]);
+
+        // A group holding a case variant of the value: not exact, so the filter engine
+        // decides, and the unsorted and sorted queries agree on every lookup.
+        $variant = strtoupper($ann);
+        $this->group('g0-variant', [$variant]);
+        foreach ([$ann, $variant] as $value) {
+            [$total, $unsorted] = $page($value, 1, 100);
+            $sorted = $this->groupNames("members[value eq \"{$value}\"]");
+            sort($unsorted);
+            $this->assertSame($sorted, $unsorted, $value);
+            $this->assertSame(count($sorted), $total, $value);
+            $this->assertSame(['g0-variant', 'g1', 'g2', 'g3', 'g4', 'g5'], $sorted, 'a member value compares case-insensitively');
+        }
     }
 }

@@ -193,8 +193,77 @@ def test_a_database_without_the_membership_index_gets_one_filled_from_its_groups
     d.conn.execute("DROP TABLE scim_group_members")
     d.close()
     d = SqliteDirectory.open(tmp_path / "d.db", runtime)
-    assert _group_names(d, f'members[value eq "{ann}"]') == ["staff"]
+    assert _group_names(d, f'members[value eq "{ann.upper()}"]') == ["staff"]
     assert d.conn.execute("SELECT COUNT(*) FROM scim_group_members").fetchone()[0] == 1
+
+    # As a database written before `member_value`: the index is rebuilt with it.
+    d.conn.execute("DROP TABLE scim_group_members")
+    d.conn.execute("""CREATE TABLE scim_group_members (group_id TEXT NOT NULL, member_key TEXT NOT NULL,
+        PRIMARY KEY (group_id, member_key)) WITHOUT ROWID""")
+    d.conn.execute("INSERT INTO scim_group_members SELECT id, 'stale' FROM scim_groups")
+    d.close()
+    d = SqliteDirectory.open(tmp_path / "d.db", runtime)
+    assert [tuple(r) for r in d.conn.execute("SELECT member_key, member_value FROM scim_group_members")] == \
+        [(ann.lower(), ann)]
+    assert d.conn.execute("SELECT COUNT(*) FROM scim_group_members").fetchone()[0] == 1
+    assert _group_names(d, f'members[value eq "{ann}"]') == ["staff"]
+    page = d.query(ResourceKind.GROUP, Search(f'members[value eq "{ann}"]'))
+    assert page.total_results == 1 and [json.loads(r.json)["displayName"] for r in page.resources] == ["staff"]
+    d.close()
+
+
+def test_a_member_lookup_is_paged_from_the_index_and_agrees_with_select(runtime, tmp_path, monkeypatch):
+    """`members[value eq "<id>"]` unsorted (how the component reads a user's groups): paged from
+    the index when every candidate holds the exact value, by the component's `select` when one
+    holds a case variant; both give what the sorted query (always `select`) gives."""
+    d = SqliteDirectory.open(tmp_path / "d.db", runtime)
+    ann = d.create(ResourceKind.USER, '{"userName":"ann"}', None).id
+    bob = d.create(ResourceKind.USER, '{"userName":"bob"}', None).id
+    for name in ["g1", "g2", "g3", "g4", "g5"]:
+        _group(d, name, [ann])
+    _group(d, "bob's", [bob])
+    selects: list[Search] = []
+    real_select = d.selector.select
+
+    def counting_select(resources, search: Search):
+        selects.append(search)
+        return real_select(resources, search)
+
+    monkeypatch.setattr(d.selector, "select", counting_select)
+
+    def page(value: str, start_index: int = 1, count: int = 100) -> tuple[int, list[str]]:
+        p = d.query(ResourceKind.GROUP, Search(f'members[value eq "{value}"]', start_index, count))
+        return p.total_results, [json.loads(r.json)["displayName"] for r in p.resources]
+
+    assert page(ann, 1, 100) == (5, ["g1", "g2", "g3", "g4", "g5"])
+    assert page(ann, 2, 2) == (5, ["g2", "g3"])
+    assert page(ann, 5, 10) == (5, ["g5"])
+    assert page(ann, 6, 10) == (5, [])
+    assert page(ann, 1, 0) == (5, [])
+    assert page("nobody", 1, 10) == (0, [])
+    p = d.query(ResourceKind.GROUP, Search(f'members.value eq "{bob}"'))
+    assert (p.total_results, [json.loads(r.json)["displayName"] for r in p.resources]) == (1, ["bob's"])
+    assert selects == [], "every candidate held the exact value: no select"
+    # Not member lookups the component's parser accepts: its `select` says so, as for any filter.
+    for bad in [f'members [value eq "{ann}"]', 'members[value eq "\\ud800"]']:
+        with pytest.raises(DirectoryError) as e:
+            d.query(ResourceKind.GROUP, Search(bad))
+        assert e.value.case == "invalid-filter", bad
+
+    # A group holding a case variant of the value: not exact, so `select` decides, and the
+    # unsorted and sorted queries agree on every lookup.
+    variant = ann.upper()
+    assert variant != ann
+    _group(d, "g0-variant", [variant])
+    for value in [ann, variant]:
+        selects.clear()
+        total, unsorted = page(value)
+        assert len(selects) == 1, "a case variant among the candidates: select decides"
+        sorted_names = _group_names(d, f'members[value eq "{value}"]')
+        assert sorted(unsorted) == sorted_names, value
+        assert total == len(sorted_names) == 6, value
+    assert sorted_names == ["g0-variant", "g1", "g2", "g3", "g4", "g5"]
+    d.close()
 
 
 def test_directory_filters_sorts_and_pages_with_the_components_engine(runtime, tmp_path):
