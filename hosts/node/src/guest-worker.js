@@ -9,6 +9,8 @@
 
 import { receiveMessageOnPort, workerData } from 'node:worker_threads';
 
+import { SPIN_MS, spinUntilChanged } from './guest.js';
+
 import * as wasi from '@bytecodealliance/preview2-shim';
 
 const { js, modules, port, flags: flagBuffer, memoryLimitBytes } = workerData;
@@ -24,13 +26,15 @@ function send(message) {
   Atomics.notify(flags, TO_CALLER);
 }
 
-/** The next message from the calling thread (blocking). */
+/** The next message from the calling thread (blocking; spins briefly first, see SPIN_MS). */
 function receive() {
   for (;;) {
     const seen = Atomics.load(flags, TO_WORKER);
     const got = receiveMessageOnPort(port);
     if (got) return got.message;
-    Atomics.wait(flags, TO_WORKER, seen);
+    if (!spinUntilChanged(flags, TO_WORKER, seen, performance.now() + SPIN_MS)) {
+      Atomics.wait(flags, TO_WORKER, seen);
+    }
   }
 }
 
