@@ -438,16 +438,15 @@ impl SqliteDirectory {
     }
 
     /// Candidates for a filter: an indexed equality runs as SQL; anything else reads the
-    /// kind's rows and leaves the matching to the core's `select`.
+    /// kind's rows and leaves the matching to the core's `select`. `member` is the filter's
+    /// member lookup ([`member_lookup`]) when it is a group's.
     fn candidates(
         &self,
         kind: ResourceKind,
         f: Option<&Filter>,
+        member: Option<&str>,
     ) -> Result<Vec<StoredResource>, DirectoryError> {
         const COLS: &str = "SELECT id, version, created, modified, json FROM scim_resources";
-        let member = f
-            .filter(|_| kind == ResourceKind::Group)
-            .and_then(member_lookup);
         let (sql, arg): (String, Option<String>) = match f {
             _ if member.is_some() => (
                 format!(
@@ -526,9 +525,10 @@ impl DirectoryBackend for SqliteDirectory {
         let member = query
             .filter
             .as_ref()
-            .filter(|_| kind == ResourceKind::Group && query.sort_by.is_none())
+            .filter(|_| kind == ResourceKind::Group)
             .and_then(member_lookup);
         if let Some(page) = member
+            .filter(|_| query.sort_by.is_none())
             .map(|v| self.exact_member_page(v, &query))
             .transpose()?
             .flatten()
@@ -540,7 +540,7 @@ impl DirectoryBackend for SqliteDirectory {
         // comparator (numbers as numbers, the primary value of a multi-valued attribute).
         let mut stored: Vec<StoredResource> = Vec::new();
         let mut views: Vec<Value> = Vec::new();
-        for r in self.candidates(kind, query.filter.as_ref())? {
+        for r in self.candidates(kind, query.filter.as_ref(), member)? {
             let mut view: Value = serde_json::from_str(&r.json)
                 .map_err(|e| DirectoryError::Other(format!("stored JSON is invalid: {e}")))?;
             if let Some(o) = view.as_object_mut() {

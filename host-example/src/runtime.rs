@@ -582,6 +582,26 @@ impl Drop for ServerSession {
 /// How `scope-fields` names the user's id.
 const SCOPE_ID_FIELD: &str = "@id";
 
+/// The user as `plan` needs it, given what the component said it reads (`scope-fields`):
+/// only those fields, in the user's order, and an empty id unless `@id` is among them.
+fn read_by_plan(user: &CmsUser, scope_fields: &[String]) -> CmsUser {
+    let reads_id = scope_fields.iter().any(|f| f == SCOPE_ID_FIELD);
+    CmsUser {
+        id: if reads_id {
+            user.id.clone()
+        } else {
+            String::new()
+        },
+        fields: user
+            .fields
+            .iter()
+            .filter(|(name, _)| scope_fields.contains(name))
+            .cloned()
+            .collect(),
+        active: user.active,
+    }
+}
+
 struct ClientLive {
     store: Store<HostState>,
     bindings: Provisioner,
@@ -687,24 +707,14 @@ impl Session {
     /// costs a copy into the guest and a free there, and `plan` reads no other.
     pub fn plan(&mut self, user: &CmsUser, event: UserEvent, linked: bool) -> anyhow::Result<Plan> {
         self.call(|l| {
-            let connector = l.bindings.scim_provisioner_client().connector();
-            let read = |name: &String| l.scope_fields.contains(name);
-            let reads_id = l.scope_fields.iter().any(|f| f == SCOPE_ID_FIELD);
-            let cut = CmsUser {
-                id: if reads_id {
-                    user.id.clone()
-                } else {
-                    String::new()
-                },
-                fields: user
-                    .fields
-                    .iter()
-                    .filter(|(name, _)| read(name))
-                    .cloned()
-                    .collect(),
-                active: user.active,
-            };
-            connector.call_plan(&mut l.store, l.connector, &cut, event, linked)
+            let cut = read_by_plan(user, &l.scope_fields);
+            l.bindings.scim_provisioner_client().connector().call_plan(
+                &mut l.store,
+                l.connector,
+                &cut,
+                event,
+                linked,
+            )
         })
     }
 
@@ -864,6 +874,39 @@ impl Drop for Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::FieldValue;
+
+    /// What crosses into `plan`: only the fields `scope-fields` names, in the user's order
+    /// (a repeated name kept), the id only when `@id` is named, `active` as it is.
+    #[test]
+    fn plan_is_passed_only_what_the_scope_reads() {
+        let text = |s: &str| FieldValue::Text(s.into());
+        let user = CmsUser {
+            id: "42".into(),
+            fields: vec![
+                ("name".into(), text("ann")),
+                ("roles".into(), FieldValue::TextList(vec!["member".into()])),
+                ("mail".into(), text("ann@example.org")),
+                ("level".into(), FieldValue::Number(3.0)),
+                ("roles".into(), FieldValue::TextList(vec!["editor".into()])),
+            ],
+            active: false,
+        };
+        let scope = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let names = |u: &CmsUser| u.fields.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+
+        let cut = read_by_plan(&user, &scope(&["level", "roles"]));
+        assert_eq!(names(&cut), ["roles", "level", "roles"]);
+        assert!(matches!(cut.fields[1].1, FieldValue::Number(n) if n == 3.0));
+        assert_eq!((cut.id.as_str(), cut.active), ("", false));
+
+        let cut = read_by_plan(&user, &scope(&["@id"]));
+        assert!(cut.fields.is_empty());
+        assert_eq!(cut.id, "42");
+
+        let cut = read_by_plan(&user, &[]);
+        assert!(cut.fields.is_empty() && cut.id.is_empty());
+    }
 
     /// No host type that holds a secret shows it through `Debug`: the settings the
     /// callers build, and the records the runtime builds from them are never formatted.

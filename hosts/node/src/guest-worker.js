@@ -9,7 +9,7 @@
 
 import { receiveMessageOnPort, workerData } from 'node:worker_threads';
 
-import { SPIN_MS, spinUntilChanged } from './guest.js';
+import { SPIN_MS, spinUntilChanged } from './spin.js';
 
 import * as wasi from '@bytecodealliance/preview2-shim';
 

@@ -13,6 +13,7 @@
 import { MessageChannel, Worker, receiveMessageOnPort } from 'node:worker_threads';
 
 import { RuntimeSetupError } from './errors.js';
+import { SPIN_MS, spinUntilChanged } from './spin.js';
 
 const WORKER_URL = new URL('./guest-worker.js', import.meta.url);
 const TO_WORKER = 0;
@@ -20,12 +21,6 @@ const TO_CALLER = 1;
 /** How long a new worker may take to load the transpiled component (not guest time). */
 const STARTUP_MS = 120_000;
 const TIMED_OUT = Symbol('timed out');
-/**
- * How long a wait first spins on the flag before it sleeps in Atomics.wait, in ms. A guest
- * call takes microseconds, but waking a sleeping thread took about 20 µs each way on an idle
- * machine, more than the call itself; spinning this long catches a quick answer awake.
- */
-export const SPIN_MS = 0.05;
 
 /** Workers whose session was garbage-collected without close() are stopped. */
 const orphans = new FinalizationRegistry((thread) => thread.terminate());
@@ -119,14 +114,3 @@ export class GuestThread {
   }
 }
 
-/**
- * Spins until `flags[index]` is no longer `seen` or `until` (performance.now() time) passes;
- * whether it changed. Exported for the worker, which waits the same way.
- */
-export function spinUntilChanged(flags, index, seen, until) {
-  for (let i = 0; ; i++) {
-    if (Atomics.load(flags, index) !== seen) return true;
-    // The clock is dearer than the load: read it every 64 turns.
-    if ((i & 63) === 63 && performance.now() >= until) return false;
-  }
-}
