@@ -10,6 +10,7 @@ use crate::error::{
     ProvisioningError as CoreError, RetryClass as CoreRetry, TransportError as CoreTransportError,
 };
 use crate::ports::{self, HttpPort, LogLevel, LogPort};
+use crate::scim::text;
 use crate::user;
 
 wit_bindgen::generate!({
@@ -136,11 +137,11 @@ impl GuestConnector for ConnectorResource {
     }
 
     fn get_user(&self, remote_id: String) -> Result<Option<String>, wit::ProvisioningError> {
-        Ok(self.0.get_user(&remote_id)?.map(|v| v.to_string()))
+        Ok(self.0.get_user(&remote_id)?.map(|v| text::json(&v)))
     }
 
     fn map_user(&self, user: wit::CmsUser) -> Result<String, wit::ProvisioningError> {
-        Ok(self.0.map_user(&user.into())?.to_string())
+        Ok(text::json(&self.0.map_user(&user.into())?))
     }
 }
 
@@ -392,7 +393,7 @@ impl ports::Directory for ImportedDirectory {
     ) -> Result<ports::StoredResource, ports::DirectoryError> {
         let cms = self.cms_view(kind, resource);
         stored(
-            wit_dir::create(dir_kind(kind), &resource.to_string(), cms.as_ref())
+            wit_dir::create(dir_kind(kind), &text::json(resource), cms.as_ref())
                 .map_err(dir_error)?,
         )
     }
@@ -409,7 +410,7 @@ impl ports::Directory for ImportedDirectory {
             wit_dir::replace(
                 dir_kind(kind),
                 id,
-                &resource.to_string(),
+                &text::json(resource),
                 cms.as_ref(),
                 if_version,
             )

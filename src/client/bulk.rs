@@ -19,6 +19,7 @@ use crate::error::{ProvisioningError, TransportError};
 use crate::mapping::MapMode;
 use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort, Method};
 use crate::scim::patch::{PatchRequest, diff};
+use crate::scim::text;
 use crate::user::{Action, CmsUser, Link, ProvisionOutcome, UserEvent};
 
 use super::connector::Connector;
@@ -371,7 +372,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         let link = Link {
             remote_id,
             version,
-            snapshot: Some(new.to_string()),
+            snapshot: Some(text::json(&new)),
         };
         Ok(match self.patch_operation(&link, &old, &new, caps) {
             None => Adoption::Unchanged(link),
@@ -414,7 +415,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         Vec<usize>,
     )> {
         let wire: Vec<Value> = pending.iter().map(|p| p.operation.to_json()).collect();
-        let lengths: Vec<usize> = wire.iter().map(|w| w.to_string().len()).collect();
+        let lengths: Vec<usize> = wire.iter().map(|w| text::json(w).len()).collect();
         let (chunks, too_large) =
             bulk_wire::chunk(&lengths, limits.max_operations, limits.max_payload_size);
         let mut slots: Vec<Option<Pending>> = pending.into_iter().map(Some).collect();
@@ -577,7 +578,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                         Some(Link {
                             remote_id: link.remote_id.clone(),
                             version: result_version(&result, body.as_ref()),
-                            snapshot: Some(snapshot.to_string()),
+                            snapshot: Some(text::json(snapshot)),
                         }),
                     )
                 })),
@@ -593,7 +594,9 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 let synthetic = HttpResponse {
                     status,
                     headers: vec![("Content-Type".into(), "application/scim+json".into())],
-                    body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
+                    body: body
+                        .map(|b| text::json(&b).into_bytes())
+                        .unwrap_or_default(),
                 };
                 let error = response::error_from_response(&synthetic, now_unix());
                 // A refused PATCH goes as PUT on the one-user path.

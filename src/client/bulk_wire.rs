@@ -8,6 +8,7 @@ use serde_json::{Map, Value, json};
 use crate::scim::attr::get_ci;
 use crate::scim::lenient::lenient_u64;
 use crate::scim::message::BULK_REQUEST_SCHEMA;
+use crate::scim::text;
 
 /// One operation of a BulkRequest.
 #[derive(Debug, Clone, PartialEq)]
@@ -54,7 +55,7 @@ pub fn request_body(operations: Vec<Value>) -> Value {
 /// The bytes a BulkRequest takes before its operations are added, plus one comma per
 /// operation after the first: see [`chunk`].
 fn envelope_len() -> usize {
-    request_body(Vec::new()).to_string().len()
+    text::json(&request_body(Vec::new())).len()
 }
 
 /// Splits operations (given by their serialised lengths, in order) into requests of at

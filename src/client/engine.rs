@@ -12,6 +12,7 @@ use crate::mapping::MapMode;
 use crate::policy::RemoteMissing;
 use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort, Method};
 use crate::scim::patch::{PatchOperation, PatchRequest, diff};
+use crate::scim::text;
 use crate::user::{Action, CmsUser, Link, ProvisionOutcome, UserEvent};
 
 use super::connector::{Connector, read_list, read_resource};
@@ -164,7 +165,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         if let Some(o) = snapshot.as_object_mut() {
             o.insert(super::groups::SNAPSHOT_GROUPS_KEY.into(), json!(desired));
         }
-        link.snapshot = Some(snapshot.to_string());
+        link.snapshot = Some(text::json(&snapshot));
         Ok(outcome)
     }
 
@@ -266,7 +267,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 Some(Link {
                     remote_id,
                     version,
-                    snapshot: Some(new.to_string()),
+                    snapshot: Some(text::json(&new)),
                 }),
             )
         })
@@ -309,7 +310,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     Some(Link {
                         remote_id: link.remote_id.clone(),
                         version,
-                        snapshot: Some(new.to_string()),
+                        snapshot: Some(text::json(&new)),
                     }),
                 )
             }),
@@ -427,7 +428,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             Sent::Unchanged => Ok(outcome(
                 Action::Unchanged,
                 Some(Link {
-                    snapshot: Some(snapshot.to_string()),
+                    snapshot: Some(text::json(&snapshot)),
                     ..link.clone()
                 }),
             )),
@@ -438,7 +439,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     Some(Link {
                         remote_id: link.remote_id.clone(),
                         version,
-                        snapshot: Some(snapshot.to_string()),
+                        snapshot: Some(text::json(&snapshot)),
                     }),
                 )
             }),
@@ -769,7 +770,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         self.index
             .borrow()
             .as_ref()
-            .map(|index| index.to_document(&self.policy.matching).to_string())
+            .map(|index| text::json(&index.to_document(&self.policy.matching)))
     }
 
     /// The ids of the listed remote users, in the order they were listed; empty when
@@ -929,7 +930,7 @@ pub(crate) fn created<H: HttpPort, L: LogPort>(
             Some(Link {
                 remote_id,
                 version,
-                snapshot: Some(resource.to_string()),
+                snapshot: Some(text::json(resource)),
             }),
         )
     }

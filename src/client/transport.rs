@@ -6,6 +6,7 @@ use std::cell::Cell;
 
 use serde_json::Value;
 
+use crate::scim::text;
 pub use crate::scim::uri::encode_component;
 use crate::scim::uri::is_empty_or_dot_segment;
 
@@ -79,9 +80,7 @@ impl<'a, H: HttpPort, L: LogPort> Transport<'a, H, L> {
         let body = match body {
             Some(v) => {
                 headers.push(("Content-Type".to_string(), SCIM_JSON.to_string()));
-                Some(serde_json::to_vec(v).map_err(|e| {
-                    ProvisioningError::Other(format!("could not serialise the request: {e}"))
-                })?)
+                Some(text::json(v).into_bytes())
             }
             None => None,
         };

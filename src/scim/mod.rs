@@ -8,4 +8,5 @@ pub mod message;
 pub mod partial;
 pub mod patch;
 pub mod path;
+pub mod text;
 pub mod uri;

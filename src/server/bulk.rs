@@ -16,6 +16,7 @@ use crate::ports::Directory;
 use crate::scim::attr;
 use crate::scim::lenient::lenient_u64;
 use crate::scim::message::BULK_RESPONSE_SCHEMA;
+use crate::scim::text;
 use crate::server::error::ScimError;
 use crate::server::handler::{ScimServer, parse_json};
 use crate::server::http::{QueryParams, ServerResponse};
@@ -289,7 +290,7 @@ impl<D: Directory> ScimServer<D> {
         let body = op
             .data
             .as_ref()
-            .and_then(|d| serde_json::to_vec(d).ok())
+            .map(|d| text::json(d).into_bytes())
             .unwrap_or_default();
         let answer = self.dispatch(&op.method, &route, &QueryParams::default(), &headers, &body);
         match answer {

@@ -3,6 +3,8 @@
 
 use serde_json::Value;
 
+use crate::scim::text;
+
 /// The media type of every SCIM body (RFC 7644 §3.1).
 pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
 
@@ -62,9 +64,7 @@ impl ServerResponse {
 
     /// A response with a SCIM JSON body.
     pub(crate) fn json_body(status: u16, body: &Value) -> ServerResponse {
-        // Serialising a `Value` with string keys cannot fail; an empty body is the
-        // harmless fallback all the same.
-        let body = serde_json::to_vec(body).unwrap_or_default();
+        let body = text::json(body).into_bytes();
         ServerResponse {
             status,
             headers: vec![("Content-Type".into(), SCIM_CONTENT_TYPE.into())],

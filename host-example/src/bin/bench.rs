@@ -73,6 +73,7 @@ use host_example::{ConnectorSettings, Credentials, Runtime, Session, describe_er
 use scim_provisioner::client::selection::{Situation, decide};
 use scim_provisioner::mapping::MapMode;
 use scim_provisioner::policy::Policy;
+use scim_provisioner::scim::text;
 use scim_provisioner::user::{CmsUser, FieldValue, UserEvent};
 use serde_json::{Value, json};
 
@@ -908,11 +909,12 @@ fn pure_work(runtime: &Runtime, n: usize) -> Result<PureWork> {
     let mut session = open_session(runtime, "")?;
 
     // Both sides produce the same JSON text, so the work is comparable.
-    let native_first = policy
-        .mapping
-        .map(&users[0], MapMode::Create)
-        .map_err(|e| anyhow!("native map: {e}"))?
-        .to_string();
+    let native_first = text::json(
+        &policy
+            .mapping
+            .map(&users[0], MapMode::Create)
+            .map_err(|e| anyhow!("native map: {e}"))?,
+    );
     let component_first = session
         .map_user(&wit_users[0])?
         .map_err(|e| anyhow!("component map: {}", describe_error(&e)))?;
@@ -926,11 +928,12 @@ fn pure_work(runtime: &Runtime, n: usize) -> Result<PureWork> {
 
     let map_native = median_ns_per_op(n, || {
         for u in &users {
-            let json = policy
-                .mapping
-                .map(black_box(u), MapMode::Create)
-                .map_err(|e| anyhow!("native map: {e}"))?
-                .to_string();
+            let json = text::json(
+                &policy
+                    .mapping
+                    .map(black_box(u), MapMode::Create)
+                    .map_err(|e| anyhow!("native map: {e}"))?,
+            );
             black_box(json);
         }
         Ok(())
