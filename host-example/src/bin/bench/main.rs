@@ -12,6 +12,9 @@
 //!    times; the median is reported in nanoseconds per operation with the component/native
 //!    ratio. Then what one string or list in a `plan`'s user costs: a user of 32 text fields
 //!    against one without fields, every field passed.
+//!    Then a cold process's first call: the `host-example` CLI built beside the bench,
+//!    started 20 times afresh for `provision bob --dry-run` against a fresh serve of ours
+//!    (the precompiled component mapped, four GETs sent); median and fastest wall time.
 //! 2. **Ours vs a peer, server role.** Our server (`host_example::serve::start` on
 //!    127.0.0.1:0 over a temporary SQLite file, 4 workers) and scim2-server (from
 //!    `target/peers/venv/bin/scim2-server`, or env `SCIM2_SERVER_BIN`; skipped with a message
@@ -50,14 +53,22 @@
 //!    peers venv's Python, `hosts/node/bench.mjs`, each with `--json FILE`), and one table
 //!    with each host's ratio to the Rust host.
 //!
+//! At the end of 1 to 5, issue 13's table (each figure, its goal, and whether it was met) is
+//! printed as Markdown; `--readme FILE` writes it between FILE's marker lines
+//! ([`figures::BEGIN_MARKER`]), so the README's table is the last run's own.
+//!
 //! Build and run (release, for honest numbers):
 //!
 //! ```sh
 //! cargo build --release -p host-example --bin bench -p scim-bridge
 //! target/release/bench [--users N] [--requests M] [--sync-users S] [--resync-users R] [--skip-peer]
 //! target/release/bench --pure-only [--component OTHER.wasm]   # 1 only, of another build
+//! target/release/bench … --readme README.md   # also write issue 13's table into the README
 //! target/release/bench --hosts [--calls N] [--memory-calls N] [--sync-users S] [--sync-concurrency C]
 //! ```
+
+mod cold_start;
+mod figures;
 
 use std::hint::black_box;
 use std::net::TcpListener;
@@ -76,6 +87,8 @@ use scim_provisioner::policy::Policy;
 use scim_provisioner::scim::text;
 use scim_provisioner::user::{CmsUser, FieldValue, UserEvent};
 use serde_json::{Value, json};
+
+use figures::{Figures, grouped};
 
 /// Timed repetitions per measurement; the median is reported.
 const REPEATS: usize = 5;
@@ -117,6 +130,9 @@ struct Args {
     /// Measure only the component against native (1), then stop.
     #[arg(long)]
     pure_only: bool,
+    /// Write issue 13's table of this run into FILE (the README) between its marker lines.
+    #[arg(long, value_name = "FILE")]
+    readme: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -129,7 +145,7 @@ fn main() -> Result<()> {
         .component
         .clone()
         .unwrap_or_else(Runtime::built_component_path);
-    let runtime = Runtime::new(component)?;
+    let runtime = Runtime::new(&component)?;
     println!(
         "component {}; linked, {:.2} s in all",
         runtime.cache_info(),
@@ -138,12 +154,238 @@ fn main() -> Result<()> {
     if args.hosts {
         return bench_hosts(&runtime, &args);
     }
+    let mut figures = Figures::default();
+    // The table is written even when a later part fails, with what was measured up to it.
+    let measured = run(&runtime, &component, &args, &mut figures);
+    if !figures.is_empty() {
+        let caption = format!(
+            "Written by `bench --readme` at {} UTC from this run: `target/release/bench {}`.",
+            utc_now(),
+            std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+        );
+        let table = figures.markdown(&caption);
+        println!("\n== the table (Markdown) ==\n{table}");
+        if let Some(path) = &args.readme {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            std::fs::write(path, figures::splice(&text, &table)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("written into {}", path.display());
+        }
+    }
+    measured
+}
+
+/// The current UTC time, to the minute (`2026-12-01 04:38`).
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = scim_provisioner::time::civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60
+    )
+}
+
+/// Issue 13's rows for the component against native.
+fn pure_figures(pure: &PureWork, figures: &mut Figures) {
+    let row = |name: &str| pure.rows.iter().find(|r| r.name == name);
+    if let Some(map) = row(MAP_ROW) {
+        let ratio = map.component_ns / map.native_ns;
+        figures.push(
+            "map one user, component ÷ native",
+            format!(
+                "{:.2} µs vs {:.2} µs, {ratio:.1}×",
+                map.component_ns / 1e3,
+                map.native_ns / 1e3
+            ),
+            "≤ 1.5×",
+            Some(ratio <= 1.5),
+        );
+    }
+    if let (Some(plan), Some(bare)) = (row(PLAN_ROW), row(BARE_PLAN_ROW)) {
+        figures.push(
+            "a `plan` call, default policy (no scope: only `active` crosses)",
+            format!(
+                "{:.2} µs (native `decide` {:.0} ns); a call passing no field {:.2} µs; each \
+                 string or list passed adds {:.0} ns",
+                plan.component_ns / 1e3,
+                plan.native_ns,
+                bare.component_ns / 1e3,
+                pure.per_item_ns
+            ),
+            "≤ 0.5 µs",
+            Some(plan.component_ns <= 500.0),
+        );
+    }
+    if let Some(scoped) = row(SCOPED_PLAN_ROW) {
+        figures.push(
+            "a `plan` call under a scope on `roles` (the list crosses)",
+            format!(
+                "{:.2} µs (native {:.0} ns)",
+                scoped.component_ns / 1e3,
+                scoped.native_ns
+            ),
+            "",
+            None,
+        );
+    }
+}
+
+/// Issue 13's first row: a cold `host-example` process's first call, against a fresh serve
+/// of ours (see [`cold_start`]).
+fn cold_start_figure(runtime: &Runtime, component: &Path, figures: &mut Figures) -> Result<()> {
+    const FIGURE: &str = "cold process to first call: `host-example provision USER --dry-run` (the precompiled component; four GETs to a local `serve`)";
+    const GOAL: &str = "≤ 20 ms";
+    println!("\n== a cold process's first call ==");
+    let Some(cli) = cold_start::cli_binary() else {
+        println!(
+            "skipped: build the CLI beside the bench (`cargo build --release -p host-example`)"
+        );
+        figures.push(
+            FIGURE,
+            "not measured: the CLI was not built beside the bench",
+            GOAL,
+            None,
+        );
+        return Ok(());
+    };
+    let Some((server, base, token)) = start_target(runtime, SyncTarget::Ours)? else {
+        bail!("our own server cannot be missing");
+    };
+    let dir = std::env::temp_dir().join(format!("scim-bench-cold-{}", std::process::id()));
+    let measured = cold_start::measure(&cli, component, &base, &token, &dir);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    let cold = measured?;
+    println!(
+        "{} runs of `host-example provision bob --dry-run`: median {:.1} ms, fastest {:.1} ms, slowest {:.1} ms",
+        cold.ms.len(),
+        cold.median(),
+        cold.fastest(),
+        cold.ms[cold.ms.len() - 1]
+    );
+    figures.push(
+        FIGURE,
+        format!(
+            "median {:.1} ms, fastest {:.1} ms, over {} runs",
+            cold.median(),
+            cold.fastest(),
+            cold.ms.len()
+        ),
+        GOAL,
+        Some(cold.median() <= 20.0),
+    );
+    Ok(())
+}
+
+/// Issue 13's rows for the server role: ours against scim2-server (when it ran) and the
+/// loopback floor, at each connection count.
+fn server_figures(
+    ours: &[[PhaseFigure; 3]],
+    peer: Option<&[[PhaseFigure; 3]]>,
+    floor: &[[PhaseFigure; 3]],
+    figures: &mut Figures,
+) {
+    // What one phase measured at each connection count, and whether its ratio to the peer
+    // (and its p99, when `max_p99_ms` is given) met the goal everywhere.
+    let describe = |phase: usize, max_p99_ms: Option<f64>| -> (String, Option<bool>) {
+        let mut parts = Vec::new();
+        let mut met = peer.map(|_| true);
+        for (c, connections) in CONNECTIONS.iter().enumerate() {
+            let o = ours[c][phase];
+            let unit = if *connections == 1 {
+                "connection"
+            } else {
+                "connections"
+            };
+            match peer {
+                Some(p) => {
+                    let p = p[c][phase];
+                    let ratio = o.per_second / p.per_second;
+                    parts.push(format!(
+                        "{connections} {unit}: {} vs {}/s, {ratio:.1}×, p99 {:.2} ms",
+                        grouped(o.per_second as u64),
+                        grouped(p.per_second as u64),
+                        o.p99_ms
+                    ));
+                    let p99_ok = max_p99_ms.is_none_or(|max| o.p99_ms <= max);
+                    met = met.map(|m| m && ratio >= 10.0 && p99_ok);
+                }
+                None => parts.push(format!(
+                    "{connections} {unit}: {}/s, p99 {:.2} ms (scim2-server skipped)",
+                    grouped(o.per_second as u64),
+                    o.p99_ms
+                )),
+            }
+        }
+        (parts.join("; "), met)
+    };
+    let (post, post_met) = describe(0, Some(5.0));
+    figures.push(
+        "`serve` POST /Users, ours ÷ scim2-server",
+        post,
+        "≥ 10×, p99 ≤ 5 ms",
+        post_met,
+    );
+    let (get, get_met) = describe(1, None);
+    let (filtered, filtered_met) = describe(2, None);
+    figures.push(
+        "`serve` GET by id, ours ÷ scim2-server",
+        get,
+        "keep ≥ 10×",
+        get_met,
+    );
+    figures.push(
+        "`serve` filtered GET (`userName eq`), ours ÷ scim2-server",
+        filtered,
+        "keep ≥ 10×",
+        filtered_met,
+    );
+    let floor_text = CONNECTIONS
+        .iter()
+        .enumerate()
+        .map(|(c, connections)| {
+            format!(
+                "{connections}: {} POST, {} GET by id, {} filtered /s",
+                grouped(floor[c][0].per_second as u64),
+                grouped(floor[c][1].per_second as u64),
+                grouped(floor[c][2].per_second as u64)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    figures.push(
+        "the loopback floor (a server that only answers, same client), by connections",
+        floor_text,
+        "the ceiling of every ratio above",
+        None,
+    );
+}
+
+/// Measures 1 to 5 (see the module's documentation), printing each part as it goes and
+/// adding issue 13's figures to `figures`.
+fn run(runtime: &Runtime, component: &Path, args: &Args, figures: &mut Figures) -> Result<()> {
+    figures.push(
+        "component size (`[profile.component]`, then `wasm-opt -Oz`)",
+        format!(
+            "{} bytes",
+            grouped(std::fs::metadata(component).map_or(0, |m| m.len()))
+        ),
+        "≤ 409,600 bytes",
+        std::fs::metadata(component)
+            .ok()
+            .map(|m| m.len() <= 409_600),
+    );
 
     println!(
         "\n== component vs native: {} users, 1 warm-up + median of {REPEATS} ==",
         args.users
     );
-    let pure = pure_work(&runtime, args.users)?;
+    let pure = pure_work(runtime, args.users)?;
     println!(
         "{:<24} {:>12} {:>15} {:>10}",
         "operation", "native ns/op", "component ns/op", "ratio"
@@ -162,15 +404,17 @@ fn main() -> Result<()> {
          user adds {:.0} ns (lowered by a realloc call into the guest, freed there after)",
         pure.plan_wide_ns, pure.per_item_ns
     );
+    pure_figures(&pure, figures);
     if args.pure_only {
         return Ok(());
     }
+    cold_start_figure(runtime, component, figures)?;
 
     println!(
         "\n== server role: {} requests per phase, at {CONNECTIONS:?} connections ==",
         args.requests
     );
-    let ours = bench_ours(&runtime, args.requests)?;
+    let ours = bench_ours(runtime, args.requests)?;
     let peer = if args.skip_peer {
         println!("scim2-server: skipped (--skip-peer)");
         None
@@ -220,12 +464,28 @@ fn main() -> Result<()> {
         }
     }
 
-    let (none, with_groups) = bench_groups(&runtime, args.requests)?;
+    server_figures(&ours, peer.as_deref(), &floor, figures);
+
+    let (none, with_groups) = bench_groups(runtime, args.requests)?;
     println!(
         "\nGET /Users/{{id}} at 1 connection, ours: {:.0}/s (p99 {:.2} ms) with no groups; \
          {:.0}/s (p99 {:.2} ms) with {GROUPS} groups of {GROUP_SIZE} members stored, each \
          user in {GROUPS_PER_USER} (each read computes the user's groups)",
         none.per_second, none.p99_ms, with_groups.per_second, with_groups.p99_ms
+    );
+    figures.push(
+        format!(
+            "`serve` GET by id at 1 connection, {} groups of {GROUP_SIZE} members stored, each user in {GROUPS_PER_USER}",
+            grouped(GROUPS as u64)
+        ),
+        format!(
+            "{}/s, p99 {:.2} ms ({}/s with no groups, in the same phase)",
+            grouped(with_groups.per_second as u64),
+            with_groups.p99_ms,
+            grouped(none.per_second as u64)
+        ),
+        "",
+        None,
     );
 
     if args.sync_users > 0 {
@@ -244,13 +504,43 @@ fn main() -> Result<()> {
             if args.skip_peer && target == SyncTarget::Peer {
                 continue;
             }
-            let ceiling = bulk_ceiling(&runtime, target, args.sync_users, 8)?;
+            let ceiling = bulk_ceiling(runtime, target, args.sync_users, 8)?;
             let Some((seconds, summary)) =
-                bench_first_sync_into(&runtime, target, args.sync_users, 100, false, 8)?
+                bench_first_sync_into(runtime, target, args.sync_users, 100, false, 8)?
             else {
                 continue;
             };
             let rate = args.sync_users as f64 / seconds;
+            let share = ceiling.map(|(c, _)| rate / c);
+            let (goal, met) = match target {
+                SyncTarget::Peer => (
+                    "≥ 90% of the server's own `/Bulk` ceiling",
+                    share.map(|s| s >= 0.9),
+                ),
+                SyncTarget::Ours => ("≥ 5,000 users/s", Some(rate >= 5_000.0)),
+            };
+            figures.push(
+                format!(
+                    "first sync of {} users into {label} (`/Bulk`, concurrency 8)",
+                    grouped(args.sync_users as u64)
+                ),
+                format!(
+                    "{seconds:.2} s, {} users/s, {} requests ({} bulk); {}",
+                    grouped(rate as u64),
+                    summary.requests,
+                    summary.bulk_requests,
+                    match (ceiling, share) {
+                        (Some((c, ops)), Some(share)) => format!(
+                            "{:.0}% of the server's own ceiling in this run ({} creates/s from plain clients, 8 connections, {ops} operations a request)",
+                            share * 100.0,
+                            grouped(c as u64)
+                        ),
+                        _ => "its ceiling not measured".into(),
+                    }
+                ),
+                goal,
+                met,
+            );
             println!(
                 "{label:<14} {seconds:>9.2} {rate:>10.0} {:>9} {:>6} {:>14} {:>10}",
                 summary.requests,
@@ -265,7 +555,22 @@ fn main() -> Result<()> {
             "\n== a no-change resync of {} users in our serve (after a first sync) ==",
             args.resync_users
         );
-        let ((first_s, first), (again_s, again)) = bench_resync(&runtime, args.resync_users)?;
+        let ((first_s, first), (again_s, again)) = bench_resync(runtime, args.resync_users)?;
+        figures.push(
+            format!(
+                "no-change resync of {} users (our `serve`)",
+                grouped(args.resync_users as u64)
+            ),
+            format!(
+                "{again_s:.2} s, {} requests, {} unchanged (the first sync of them: {first_s:.1} s, {} users/s, {} requests)",
+                again.requests,
+                grouped(again.unchanged),
+                grouped((args.resync_users as f64 / first_s) as u64),
+                first.requests
+            ),
+            "0 requests, ≤ 2 s",
+            Some(again.requests == 0 && again_s <= 2.0),
+        );
         println!(
             "first sync: {first_s:.2} s ({:.0} users/s, {} requests); resync: {again_s:.2} s, {} requests, {} unchanged",
             args.resync_users as f64 / first_s,
@@ -293,7 +598,7 @@ fn main() -> Result<()> {
                 "{} ({mode})",
                 if existing { "adopt existing" } else { "create" }
             );
-            let Some(row) = bench_first_sync(&runtime, args.sync_users, batch_size, existing, 8)?
+            let Some(row) = bench_first_sync(runtime, args.sync_users, batch_size, existing, 8)?
             else {
                 return Ok(());
             };
@@ -308,6 +613,27 @@ fn main() -> Result<()> {
         }
         if let [bulk, single] = rows.as_slice() {
             println!("bulk is {:.2}x as fast", single.0 / bulk.0);
+            figures.push(
+                format!(
+                    "first sync of {} users into scim2-server, {}: `/Bulk` vs one request per user",
+                    grouped(args.sync_users as u64),
+                    if existing {
+                        "each user there already (adopted)"
+                    } else {
+                        "creating"
+                    }
+                ),
+                format!(
+                    "{:.2} s vs {:.2} s, {:.2}× ({} vs {} requests)",
+                    bulk.0,
+                    single.0,
+                    single.0 / bulk.0,
+                    grouped(bulk.1.requests),
+                    grouped(single.1.requests)
+                ),
+                "",
+                None,
+            );
         }
     }
     Ok(())
@@ -803,6 +1129,12 @@ struct PureWork {
     per_item_ns: f64,
 }
 
+/// The names of the rows of [`PureWork`] that issue 13's table quotes.
+const MAP_ROW: &str = "map user -> JSON";
+const PLAN_ROW: &str = "plan (decide)";
+const SCOPED_PLAN_ROW: &str = "plan, scope on roles";
+const BARE_PLAN_ROW: &str = "plan, user without fields";
+
 /// The text fields of the wide user whose `plan` measures the cost of a string.
 const WIDE_FIELDS: usize = 32;
 
@@ -1013,12 +1345,12 @@ fn pure_work(runtime: &Runtime, n: usize) -> Result<PureWork> {
     Ok(PureWork {
         rows: vec![
             PureRow {
-                name: "map user -> JSON",
+                name: MAP_ROW,
                 native_ns: map_native,
                 component_ns: map_component,
             },
             PureRow {
-                name: "plan (decide)",
+                name: PLAN_ROW,
                 native_ns: plans.native_ns,
                 component_ns: plans.cut_ns,
             },
@@ -1028,7 +1360,7 @@ fn pure_work(runtime: &Runtime, n: usize) -> Result<PureWork> {
                 component_ns: plans.every_field_ns,
             },
             PureRow {
-                name: "plan, scope on roles",
+                name: SCOPED_PLAN_ROW,
                 native_ns: scoped_plans.native_ns,
                 component_ns: scoped_plans.cut_ns,
             },
@@ -1038,7 +1370,7 @@ fn pure_work(runtime: &Runtime, n: usize) -> Result<PureWork> {
                 component_ns: scoped_plans.every_field_ns,
             },
             PureRow {
-                name: "plan, user without fields",
+                name: BARE_PLAN_ROW,
                 native_ns: plans.native_ns,
                 component_ns: plan_bare,
             },
