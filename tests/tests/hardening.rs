@@ -238,6 +238,98 @@ fn slow_clients_do_not_block_others() {
     assert!(log.contains("serve: slow body: 11 of 100 bytes"), "{log}");
 }
 
+/// Reads one answer from a kept-alive connection: the head, then `Content-Length` bytes.
+fn read_kept_alive_answer(stream: &mut TcpStream) -> (u16, String) {
+    let mut bytes = Vec::new();
+    let mut byte = [0u8; 1];
+    while !bytes.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).expect("read the head"),
+            1,
+            "closed mid-head"
+        );
+        bytes.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&bytes).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).expect("read the body");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// One client's requests on one kept-alive connection, the way an identity provider sends
+/// them one after another: the next at once, after a pause, and in pieces. The connection's
+/// thread polls briefly for the next request before it sleeps in a blocking read (while
+/// fewer connections than cores are open, as here); every request is answered either way,
+/// and a client that closes while it polls ends the connection quietly.
+#[test]
+fn a_kept_alive_connection_answers_each_next_request_however_it_comes() {
+    let dir = TempDir::new("keepalive");
+    let token = serve::generate_token();
+    let (server, lines) = start(
+        runtime(),
+        &dir,
+        &ServerToken::Plain(token.clone()),
+        &ServeOptions::default(),
+    );
+    let mut stream = TcpStream::connect(addr(&server)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let post = |name: &str| {
+        let body = user(name).to_string();
+        format!(
+            "POST /scim/v2/Users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/scim+json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let get = format!(
+        "GET /scim/v2/Users?count=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+
+    // The next request straight after the answer: caught while the thread polls.
+    for i in 0..20 {
+        stream
+            .write_all(post(&format!("at-once{i}")).as_bytes())
+            .unwrap();
+        let (status, body) = read_kept_alive_answer(&mut stream);
+        assert_eq!(status, 201, "{body}");
+    }
+    // After a pause longer than any poll: the blocking read takes it.
+    std::thread::sleep(Duration::from_millis(50));
+    stream.write_all(get.as_bytes()).unwrap();
+    let (status, body) = read_kept_alive_answer(&mut stream);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"totalResults\":20"), "{body}");
+    // In pieces: part of the head, then the rest.
+    let request = post("in-pieces");
+    let (first, rest) = request.split_at(20);
+    stream.write_all(first.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    stream.write_all(rest.as_bytes()).unwrap();
+    let (status, body) = read_kept_alive_answer(&mut stream);
+    assert_eq!(status, 201, "{body}");
+    // Closing while the thread polls: nothing is logged as a failure, and the server goes on.
+    drop(stream);
+    let (status, _) = get_json(&format!("{}/Users?count=0", server.base_url), &token).unwrap();
+    assert_eq!(status, 200);
+    let log = lines.lock().unwrap().join("\n");
+    assert!(!log.contains("serve:"), "{log}");
+}
+
 /// Several clients at once, on several workers each with its own SQLite connection:
 /// every write lands, once.
 #[test]

@@ -566,7 +566,7 @@ fn run(runtime: &Runtime, component: &Path, args: &Args, figures: &mut Figures) 
                 again.requests,
                 grouped(again.unchanged),
                 grouped((args.resync_users as f64 / first_s) as u64),
-                first.requests
+                grouped(first.requests)
             ),
             "0 requests, ≤ 2 s",
             Some(again.requests == 0 && again_s <= 2.0),
