@@ -204,9 +204,9 @@ struct Shared {
     /// With a hashed token: the hash, and the token the component was opened with.
     hashed: Option<([u8; 32], String)>,
     active: AtomicUsize,
-    /// Connection threads poll for their client's next request (see
-    /// [`Conn::spin_for_next_request`]) while fewer connections than this are open: the
-    /// cores, so that a polling thread never takes a core another connection needs.
+    /// Connection threads poll briefly before they sleep in a read (see
+    /// [`Conn::poll_briefly`]) while fewer connections than this are open: the cores, so
+    /// that a polling thread never takes a core another connection needs.
     spin_below: usize,
 }
 
@@ -465,43 +465,58 @@ enum ReadStop {
 struct Conn {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// Whether a read polls briefly before it sleeps (see [`Conn::poll_briefly`]).
+    poll: bool,
 }
 
-/// How long a kept-alive connection's thread polls for the client's next request before
-/// it sleeps in a blocking read. A client sending requests one after another sends the
-/// next within tens of microseconds of an answer; a thread asleep in `read` takes about as
-/// long again to be woken on this 2-core VM, so polling briefly took 1-connection GET by id
-/// from 9,400-10,800 to 15,200-16,300/s and POST from 5,500-6,300 to 6,900-7,200/s
-/// (`bench --skip-peer`, alternating builds). With more connections than cores it cost 7%
-/// (POST) and 27% (GET) at 8 connections, hence [`Shared::spin_below`].
-const NEXT_REQUEST_SPIN: Duration = Duration::from_micros(50);
+/// How long a connection's thread polls for its client's bytes before it sleeps in a
+/// blocking read. A client sending requests one after another sends the next within tens
+/// of microseconds of an answer, and many send a request's body as a segment of its own
+/// after the head; a thread asleep in `read` takes about as long again to be woken on this
+/// 2-core VM. Polling at 1 connection (`bench --skip-peer`, builds alternating):
+/// - before the next request only: GET by id went from 9,400-10,800 to 15,200-16,300/s,
+///   and POST from 5,500-6,300 to 6,300-7,200/s;
+/// - before every read, which catches the separate body too: POST to 6,400-7,700/s
+///   (7,650-7,710 in five runs of six).
+///
+/// With more connections than cores, polling cost 7% (POST) and 27% (GET) at 8 connections,
+/// hence [`Shared::spin_below`].
+const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 
 impl Conn {
-    /// Polls for the next request for up to [`NEXT_REQUEST_SPIN`], reading what arrives.
-    /// `false` when the socket could not be put back into blocking mode, so that the
-    /// deadlines of the reads that follow would not hold: the connection is then closed.
-    fn spin_for_next_request(&mut self) -> bool {
+    /// Polls for up to [`POLL_BEFORE_SLEEP`] for bytes from the client, reading what
+    /// arrives: `Ok(true)` when some did, `Ok(false)` when none did (the blocking read that
+    /// follows waits, or sees a close or an error). Fails when the socket could not be put
+    /// back into blocking mode, so that the deadlines of later reads would not hold.
+    fn poll_briefly(&mut self) -> Result<bool, ReadStop> {
         if self.stream.set_nonblocking(true).is_err() {
-            return true;
+            return Ok(false);
         }
         let started = Instant::now();
         let mut chunk = [0u8; 16 * 1024];
-        while started.elapsed() < NEXT_REQUEST_SPIN {
+        let mut got = false;
+        while started.elapsed() < POLL_BEFORE_SLEEP {
             match self.stream.read(&mut chunk) {
                 Ok(n) if n > 0 => {
                     self.buf.extend_from_slice(&chunk[..n]);
+                    got = true;
                     break;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => std::hint::spin_loop(),
-                // Closed or failed: the blocking read that follows says which.
                 _ => break,
             }
         }
-        self.stream.set_nonblocking(false).is_ok()
+        match self.stream.set_nonblocking(false) {
+            Ok(()) => Ok(got),
+            Err(_) => Err(ReadStop::Failed),
+        }
     }
 
     /// Reads more bytes into the buffer, waiting no later than `deadline`.
     fn fill(&mut self, deadline: Instant) -> Result<(), ReadStop> {
+        if self.poll && self.poll_briefly()? {
+            return Ok(());
+        }
         let mut chunk = [0u8; 16 * 1024];
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -637,6 +652,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
     let mut conn = Conn {
         stream,
         buf: Vec::new(),
+        poll: false,
     };
     let header_secs = shared.options.header_timeout.as_secs_f64();
     let body_secs = shared.options.body_timeout.as_secs_f64();
@@ -645,13 +661,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        if conn.buf.is_empty()
-            && served > 0
-            && shared.active.load(Ordering::Relaxed) < shared.spin_below
-            && !conn.spin_for_next_request()
-        {
-            return;
-        }
+        conn.poll = shared.active.load(Ordering::Relaxed) < shared.spin_below;
         // The head: all of it within the header timeout.
         let deadline = Instant::now() + shared.options.header_timeout;
         let end = loop {

@@ -271,7 +271,7 @@ fn read_kept_alive_answer(stream: &mut TcpStream) -> (u16, String) {
 
 /// One client's requests on one kept-alive connection, the way an identity provider sends
 /// them one after another: the next at once, after a pause, and in pieces. The connection's
-/// thread polls briefly for the next request before it sleeps in a blocking read (while
+/// thread polls briefly for the client's bytes before it sleeps in a blocking read (while
 /// fewer connections than cores are open, as here); every request is answered either way,
 /// and a client that closes while it polls ends the connection quietly.
 #[test]
