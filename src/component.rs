@@ -334,6 +334,27 @@ fn stored(r: wit_dir::StoredResource) -> Result<ports::StoredResource, ports::Di
     stored_keeping(r, None)
 }
 
+/// What a write stored. A directory that stored the text it was sent (as it should; the
+/// `id` and `meta` it ignores are not in it) hands the same text back, and then the value
+/// that text was written from is it: copying that is cheaper than parsing the text again.
+/// Anything else is parsed.
+fn stored_as_sent(
+    r: wit_dir::StoredResource,
+    sent: &str,
+    resource: &serde_json::Value,
+) -> Result<ports::StoredResource, ports::DirectoryError> {
+    if r.json != sent {
+        return stored(r);
+    }
+    Ok(ports::StoredResource {
+        id: r.id,
+        version: r.version,
+        created: r.created,
+        last_modified: r.last_modified,
+        resource: resource.clone(),
+    })
+}
+
 /// The stored resource, with only the attributes in `keep` when it is given.
 fn stored_keeping(
     r: wit_dir::StoredResource,
@@ -392,9 +413,11 @@ impl ports::Directory for ImportedDirectory {
         resource: &serde_json::Value,
     ) -> Result<ports::StoredResource, ports::DirectoryError> {
         let cms = self.cms_view(kind, resource);
-        stored(
-            wit_dir::create(dir_kind(kind), &text::json(resource), cms.as_ref())
-                .map_err(dir_error)?,
+        let sent = text::json(resource);
+        stored_as_sent(
+            wit_dir::create(dir_kind(kind), &sent, cms.as_ref()).map_err(dir_error)?,
+            &sent,
+            resource,
         )
     }
 
@@ -406,15 +429,12 @@ impl ports::Directory for ImportedDirectory {
         if_version: Option<&str>,
     ) -> Result<ports::StoredResource, ports::DirectoryError> {
         let cms = self.cms_view(kind, resource);
-        stored(
-            wit_dir::replace(
-                dir_kind(kind),
-                id,
-                &text::json(resource),
-                cms.as_ref(),
-                if_version,
-            )
-            .map_err(dir_error)?,
+        let sent = text::json(resource);
+        stored_as_sent(
+            wit_dir::replace(dir_kind(kind), id, &sent, cms.as_ref(), if_version)
+                .map_err(dir_error)?,
+            &sent,
+            resource,
         )
     }
 
