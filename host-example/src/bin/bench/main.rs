@@ -20,8 +20,10 @@
 //!    `target/peers/venv/bin/scim2-server`, or env `SCIM2_SERVER_BIN`; skipped with a message
 //!    when absent) each get M `POST /Users`, then M `GET /Users/{id}`, then M
 //!    `GET /Users?filter=userName eq "…"`, first from 1 client, then from 8 at once (ureq,
-//!    one kept-alive connection each). Requests per second and the 99th-percentile latency
-//!    are reported per phase, with the ratio ours/peer. The peer is killed at the end.
+//!    one kept-alive connection each). This runs in `--rounds` rounds (3 by default), ours
+//!    then the peer in each, so that both meet the machine's neighbours alike; requests per
+//!    second and the 99th-percentile latency are reported per phase as the median of the
+//!    rounds, with the ratio ours/peer. The peer is killed at the end.
 //!    Then the same phases against the loopback floor: a server in this process that
 //!    parses and stores nothing and answers each request with a fixed body. No server can
 //!    beat it with this client on this machine, so `floor / peer` bounds any ratio to the
@@ -102,6 +104,9 @@ struct Args {
     /// Requests per phase against each server.
     #[arg(long = "requests", default_value_t = 500)]
     requests: usize,
+    /// Rounds of the server phases, ours and the peer alternating; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Users in the first-sync comparison (bulk vs one request per user).
     #[arg(long = "sync-users", default_value_t = 2_000)]
     sync_users: usize,
@@ -137,8 +142,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    if args.users == 0 || args.requests == 0 {
-        bail!("--users and --requests must be positive");
+    if args.users == 0 || args.requests == 0 || args.rounds == 0 {
+        bail!("--users, --requests and --rounds must be positive");
     }
     let started = Instant::now();
     let component = args
@@ -288,8 +293,10 @@ fn server_figures(
     ours: &[[PhaseFigure; 3]],
     peer: Option<&[[PhaseFigure; 3]]>,
     floor: &[[PhaseFigure; 3]],
+    rounds: usize,
     figures: &mut Figures,
 ) {
+    let of_rounds = format!("median of {rounds} rounds");
     // What one phase measured at each connection count, and whether its ratio to the peer
     // (and its p99, when `max_p99_ms` is given) met the goal everywhere.
     let describe = |phase: usize, max_p99_ms: Option<f64>| -> (String, Option<bool>) {
@@ -326,7 +333,7 @@ fn server_figures(
     };
     let (post, post_met) = describe(0, Some(5.0));
     figures.push(
-        "`serve` POST /Users, ours ÷ scim2-server",
+        format!("`serve` POST /Users, ours ÷ scim2-server ({of_rounds})"),
         post,
         "≥ 10×, p99 ≤ 5 ms",
         post_met,
@@ -334,13 +341,13 @@ fn server_figures(
     let (get, get_met) = describe(1, None);
     let (filtered, filtered_met) = describe(2, None);
     figures.push(
-        "`serve` GET by id, ours ÷ scim2-server",
+        format!("`serve` GET by id, ours ÷ scim2-server ({of_rounds})"),
         get,
         "keep ≥ 10×",
         get_met,
     );
     figures.push(
-        "`serve` filtered GET (`userName eq`), ours ÷ scim2-server",
+        format!("`serve` filtered GET (`userName eq`), ours ÷ scim2-server ({of_rounds})"),
         filtered,
         "keep ≥ 10×",
         filtered_met,
@@ -411,16 +418,10 @@ fn run(runtime: &Runtime, component: &Path, args: &Args, figures: &mut Figures) 
     cold_start_figure(runtime, component, figures)?;
 
     println!(
-        "\n== server role: {} requests per phase, at {CONNECTIONS:?} connections ==",
-        args.requests
+        "\n== server role: {} requests per phase, at {CONNECTIONS:?} connections, {} rounds (ours, then the peer, each round; the median of the rounds) ==",
+        args.requests, args.rounds
     );
-    let ours = bench_ours(runtime, args.requests)?;
-    let peer = if args.skip_peer {
-        println!("scim2-server: skipped (--skip-peer)");
-        None
-    } else {
-        bench_peer(args.requests)?
-    };
+    let (ours, peer) = bench_servers(runtime, args.requests, args.rounds, !args.skip_peer)?;
     println!(
         "{:<30} {:>5} {:>10} {:>9} {:>10} {:>9} {:>10}",
         "phase", "conns", "ours req/s", "ours p99", "peer req/s", "peer p99", "ours/peer"
@@ -464,7 +465,7 @@ fn run(runtime: &Runtime, component: &Path, args: &Args, figures: &mut Figures) 
         }
     }
 
-    server_figures(&ours, peer.as_deref(), &floor, figures);
+    server_figures(&ours, peer.as_deref(), &floor, args.rounds, figures);
 
     let (none, with_groups) = bench_groups(runtime, args.requests)?;
     println!(
@@ -1487,17 +1488,66 @@ impl Drop for TempDb {
 /// The client counts the server mix runs at.
 const CONNECTIONS: [usize; 2] = [1, 8];
 
-fn bench_ours(runtime: &Runtime, m: usize) -> Result<Vec<[PhaseFigure; 3]>> {
-    let Some((server, base, token)) = start_target(runtime, SyncTarget::Ours)? else {
+/// Ours and scim2-server (when `with_peer` and it is installed), each started once, then
+/// measured in `rounds` rounds: each round runs every phase at every connection count on
+/// ours, then on the peer, so that both meet the machine's neighbours alike. Each figure is
+/// the median of its rounds (a phase's rate, and its p99, apart).
+fn bench_servers(
+    runtime: &Runtime,
+    m: usize,
+    rounds: usize,
+    with_peer: bool,
+) -> Result<(PhaseTable, Option<PhaseTable>)> {
+    let Some((ours_server, ours_base, ours_token)) = start_target(runtime, SyncTarget::Ours)?
+    else {
         bail!("our own server cannot be missing");
     };
-    println!("ours: {base} (a temporary SQLite file)");
-    let result = CONNECTIONS
-        .iter()
-        .map(|&c| run_phases(&base, &token, m, c, "ours"))
-        .collect();
-    drop(server);
-    result
+    println!("ours: {ours_base} (a temporary SQLite file)");
+    let peer = if with_peer {
+        start_peer()?
+    } else {
+        println!("scim2-server: skipped (--skip-peer)");
+        None
+    };
+    if let Some((process, base, _)) = &peer {
+        println!("peer: scim2-server at {base} (pid {})", process.0.id());
+    }
+    let at_each_count = |base: &str, token: &str, round: usize, label: &str| {
+        CONNECTIONS
+            .iter()
+            .map(|&c| run_phases(base, token, m, c, round, label))
+            .collect::<Result<Vec<_>>>()
+    };
+    let mut ours_rounds = Vec::new();
+    let mut peer_rounds = Vec::new();
+    for round in 0..rounds {
+        ours_rounds.push(at_each_count(&ours_base, &ours_token, round, "ours")?);
+        if let Some((_, base, token)) = &peer {
+            peer_rounds.push(at_each_count(base, token, round, "peer")?);
+        }
+    }
+    drop(ours_server);
+    let peer_figures = peer.map(|_| median_of_rounds(&peer_rounds));
+    Ok((median_of_rounds(&ours_rounds), peer_figures))
+}
+
+/// A server's figures: per connection count ([`CONNECTIONS`]), per phase ([`PHASES`]).
+type PhaseTable = Vec<[PhaseFigure; 3]>;
+
+/// Each phase's median rate and median p99 over the rounds, per connection count.
+fn median_of_rounds(rounds: &[PhaseTable]) -> PhaseTable {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    (0..CONNECTIONS.len())
+        .map(|c| {
+            std::array::from_fn(|phase| PhaseFigure {
+                per_second: median(rounds.iter().map(|r| r[c][phase].per_second).collect()),
+                p99_ms: median(rounds.iter().map(|r| r[c][phase].p99_ms).collect()),
+            })
+        })
+        .collect()
 }
 
 /// The three phases against a server that only answers: it reads each request's head and
@@ -1516,7 +1566,7 @@ fn bench_floor(m: usize) -> Result<Vec<[PhaseFigure; 3]>> {
     });
     CONNECTIONS
         .iter()
-        .map(|&c| run_phases(&base, "floor", m, c, "floor"))
+        .map(|&c| run_phases(&base, "floor", m, c, 0, "floor"))
         .collect()
 }
 
@@ -1640,19 +1690,6 @@ fn peer_binary() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("target/peers/venv/bin/scim2-server")
-}
-
-fn bench_peer(m: usize) -> Result<Option<Vec<[PhaseFigure; 3]>>> {
-    let Some((peer, base, token)) = start_peer()? else {
-        return Ok(None);
-    };
-    println!("peer: scim2-server at {base} (pid {})", peer.0.id());
-    let result = CONNECTIONS
-        .iter()
-        .map(|&c| run_phases(&base, &token, m, c, "peer"))
-        .collect::<Result<Vec<_>>>();
-    drop(peer);
-    result.map(Some)
 }
 
 /// Starts a fresh scim2-server: the process, its base URL and its token. `None` (with a
@@ -1842,9 +1879,11 @@ fn run_phases(
     token: &str,
     m: usize,
     connections: usize,
+    round: usize,
     label: &str,
 ) -> Result<[PhaseFigure; 3]> {
-    let run = format!("{:x}-{connections}", std::process::id());
+    // Each round writes users of its own, so that a server measured again takes new names.
+    let run = format!("{:x}-{connections}-{round}", std::process::id());
     let names: Vec<String> = (0..m).map(|i| format!("bench-{run}-{i:05}")).collect();
     let bodies: Vec<String> = names
         .iter()
