@@ -207,7 +207,7 @@ struct Shared {
     /// Connection threads poll briefly before they sleep in a read (see
     /// [`Conn::poll_briefly`]) while fewer connections than this are open: the cores, so
     /// that a polling thread never takes a core another connection needs.
-    spin_below: usize,
+    poll_below: usize,
 }
 
 /// The component instances. The connection thread that reads a request checks one out and
@@ -387,7 +387,7 @@ pub fn start_with(
         pool,
         hashed,
         active: AtomicUsize::new(0),
-        spin_below: std::thread::available_parallelism().map_or(1, usize::from),
+        poll_below: std::thread::available_parallelism().map_or(1, usize::from),
     });
     let acceptor = std::thread::Builder::new()
         .name("scim-serve-accept".into())
@@ -480,7 +480,7 @@ struct Conn {
 ///   (7,650-7,710 in five runs of six).
 ///
 /// With more connections than cores, polling cost 7% (POST) and 27% (GET) at 8 connections,
-/// hence [`Shared::spin_below`].
+/// hence [`Shared::poll_below`].
 const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 
 impl Conn {
@@ -661,7 +661,7 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        conn.poll = shared.active.load(Ordering::Relaxed) < shared.spin_below;
+        conn.poll = shared.active.load(Ordering::Relaxed) < shared.poll_below;
         // The head: all of it within the header timeout.
         let deadline = Instant::now() + shared.options.header_timeout;
         let end = loop {

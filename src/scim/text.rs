@@ -23,7 +23,7 @@ pub fn json(value: &Value) -> String {
 }
 
 /// Appends `value` to `out` as compact JSON text.
-pub fn write_value(out: &mut String, value: &Value) {
+fn write_value(out: &mut String, value: &Value) {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
@@ -33,7 +33,7 @@ pub fn write_value(out: &mut String, value: &Value) {
         Value::Number(n) => {
             let _ = write!(out, "{n}");
         }
-        Value::String(s) => write_str(out, s),
+        Value::String(s) => write_string(out, s),
         Value::Array(items) => {
             out.push('[');
             for (i, item) in items.iter().enumerate() {
@@ -50,7 +50,7 @@ pub fn write_value(out: &mut String, value: &Value) {
                 if i > 0 {
                     out.push(',');
                 }
-                write_str(out, key);
+                write_string(out, key);
                 out.push(':');
                 write_value(out, item);
             }
@@ -61,7 +61,8 @@ pub fn write_value(out: &mut String, value: &Value) {
 
 /// Appends `s` as a JSON string literal, escaped as serde_json escapes: `"` and `\`, the
 /// short forms `\b \t \n \f \r`, and other control characters as `\u00xx` (lowercase hex).
-fn write_str(out: &mut String, s: &str) {
+/// A SCIM filter's string values are JSON string literals too (see `filter::quote`).
+pub fn write_string(out: &mut String, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push('"');
     let bytes = s.as_bytes();

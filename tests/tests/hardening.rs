@@ -106,12 +106,16 @@ fn read_answer(stream: &mut TcpStream) -> (u16, String) {
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
     let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
+    (status_of(&text), text)
+}
+
+/// The status code of an answer's status line; 0 when there is none.
+fn status_of(answer: &str) -> u16 {
+    answer
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, text)
+        .unwrap_or(0)
 }
 
 fn user(name: &str) -> serde_json::Value {
@@ -261,19 +265,18 @@ fn read_kept_alive_answer(stream: &mut TcpStream) -> (u16, String) {
         .unwrap_or(0);
     let mut body = vec![0u8; length];
     stream.read_exact(&mut body).expect("read the body");
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, String::from_utf8_lossy(&body).into_owned())
+    (
+        status_of(&head),
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
 
 /// One client's requests on one kept-alive connection, the way an identity provider sends
-/// them one after another: the next at once, after a pause, and in pieces. The connection's
-/// thread polls briefly for the client's bytes before it sleeps in a blocking read (while
-/// fewer connections than cores are open, as here); every request is answered either way,
-/// and a client that closes while it polls ends the connection quietly.
+/// them one after another: the next at once, after a pause, in pieces, and with the body
+/// apart from its head. The connection's thread polls briefly for the client's bytes before
+/// it sleeps in a blocking read (while fewer connections than cores are open, as here);
+/// every request is answered either way, and a client that closes while it polls ends the
+/// connection quietly.
 #[test]
 fn a_kept_alive_connection_answers_each_next_request_however_it_comes() {
     let dir = TempDir::new("keepalive");
@@ -322,6 +325,15 @@ fn a_kept_alive_connection_answers_each_next_request_however_it_comes() {
     stream.write_all(rest.as_bytes()).unwrap();
     let (status, body) = read_kept_alive_answer(&mut stream);
     assert_eq!(status, 201, "{body}");
+    // The body as a segment of its own after its head, as many clients send it.
+    let request = post("body-apart");
+    let (head, body) = request.split_at(request.find("\r\n\r\n").unwrap() + 4);
+    stream.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    stream.write_all(body.as_bytes()).unwrap();
+    let (status, answer) = read_kept_alive_answer(&mut stream);
+    assert_eq!(status, 201, "{answer}");
+    assert!(answer.contains("\"userName\":\"body-apart\""), "{answer}");
     // Closing while the thread polls: nothing is logged as a failure, and the server goes on.
     drop(stream);
     let (status, _) = get_json(&format!("{}/Users?count=0", server.base_url), &token).unwrap();

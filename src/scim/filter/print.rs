@@ -7,28 +7,13 @@ use std::fmt;
 use serde_json::Value;
 
 use super::Filter;
+use crate::scim::text;
 
 /// A correctly escaped JSON string literal for `value`, for building filters such as
 /// `userName eq "<value>"`: quotes, backslashes and control characters are escaped.
 pub fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    text::write_string(&mut out, value);
     out
 }
 
@@ -36,14 +21,10 @@ pub fn quote(value: &str) -> String {
 pub fn eq_filter(path: &str, value: &str) -> String {
     format!("{path} eq {}", quote(value))
 }
+
+/// A comparison's value as the filter writes it: JSON, strings escaped as [`quote`] does.
 fn write_value(f: &mut fmt::Formatter<'_>, v: &Value) -> fmt::Result {
-    match v {
-        Value::String(s) => f.write_str(&quote(s)),
-        other => match serde_json::to_string(other) {
-            Ok(s) => f.write_str(&s),
-            Err(_) => Err(fmt::Error),
-        },
-    }
+    f.write_str(&text::json(v))
 }
 
 fn write_child(f: &mut fmt::Formatter<'_>, child: &Filter, parens: bool) -> fmt::Result {

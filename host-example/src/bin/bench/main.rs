@@ -164,9 +164,9 @@ fn main() -> Result<()> {
     let measured = run(&runtime, &component, &args, &mut figures);
     if !figures.is_empty() {
         let caption = format!(
-            "Written by `bench --readme` at {} UTC from this run: `target/release/bench {}`.",
-            utc_now(),
-            std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+            "Written by `bench --readme` at {} from this run: `{}`.",
+            host_example::clock::now_rfc3339(),
+            std::env::args().collect::<Vec<_>>().join(" ")
         );
         let table = figures.markdown(&caption);
         println!("\n== the table (Markdown) ==\n{table}");
@@ -179,20 +179,6 @@ fn main() -> Result<()> {
         }
     }
     measured
-}
-
-/// The current UTC time, to the minute (`2026-12-01 04:38`).
-fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (y, m, d) = scim_provisioner::time::civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        rest / 3600,
-        rest % 3600 / 60
-    )
 }
 
 /// Issue 13's rows for the component against native.
@@ -376,16 +362,14 @@ fn server_figures(
 /// Measures 1 to 5 (see the module's documentation), printing each part as it goes and
 /// adding issue 13's figures to `figures`.
 fn run(runtime: &Runtime, component: &Path, args: &Args, figures: &mut Figures) -> Result<()> {
+    let size = std::fs::metadata(component).map(|m| m.len()).ok();
     figures.push(
         "component size (`[profile.component]`, then `wasm-opt -Oz`)",
-        format!(
-            "{} bytes",
-            grouped(std::fs::metadata(component).map_or(0, |m| m.len()))
-        ),
+        size.map_or("unknown: the component could not be read".into(), |n| {
+            format!("{} bytes", grouped(n))
+        }),
         "≤ 409,600 bytes",
-        std::fs::metadata(component)
-            .ok()
-            .map(|m| m.len() <= 409_600),
+        size.map(|n| n <= 409_600),
     );
 
     println!(
