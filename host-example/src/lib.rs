@@ -38,6 +38,7 @@ pub mod import;
 pub mod logging;
 mod runtime;
 pub mod serve;
+mod sqlite_page_cache;
 pub mod store;
 pub mod sync;
 
