@@ -181,8 +181,7 @@ pub fn checkpoint_until(
     every: std::time::Duration,
     stop: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<()> {
-    crate::sqlite_page_cache::install();
-    let conn = Connection::open(path)?;
+    let conn = crate::sqlite_page_cache::open(path)?;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(every);
         // A busy database only postpones the checkpoint to the next round.
@@ -324,8 +323,7 @@ impl SqliteDirectory {
     /// Opens the directory with a write lock shared with other directories on the same
     /// file in this process (one per `serve` worker).
     pub fn open_shared(path: &std::path::Path, write_lock: Arc<Mutex<()>>) -> anyhow::Result<Self> {
-        crate::sqlite_page_cache::install();
-        let mut conn = Connection::open(path)?;
+        let mut conn = crate::sqlite_page_cache::open(path)?;
         // 1 KiB pages for a new file (an existing one keeps its own; this is a no-op there).
         // A POST changes about 14 pages (two rows, six indexes), each a WAL frame: smaller
         // frames made POST 8-19% faster at 1 connection, halved its p99, and left reads

@@ -35,9 +35,12 @@ unsafe impl Sync for DefaultMethods {}
 static DEFAULT: OnceLock<DefaultMethods> = OnceLock::new();
 static INSTALLED: OnceLock<bool> = OnceLock::new();
 
-/// Truncations skipped since the process started (tests read it).
 #[cfg(test)]
-static SKIPPED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+thread_local! {
+    /// Truncations skipped on this thread. SQLite runs a connection's cache on the thread
+    /// that uses the connection, so a test counts its own skips, not other tests'.
+    static SKIPPED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
 
 /// One cache: the default cache's, and what this wrapper knows of its keys.
 struct Cache {
@@ -51,10 +54,17 @@ struct Cache {
     parked: u32,
 }
 
+/// Opens a SQLite connection, with the wrapper installed first: every connection the host
+/// opens goes through here, so none can start SQLite before the wrapper is in place.
+pub(crate) fn open(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+    install();
+    rusqlite::Connection::open(path)
+}
+
 /// Installs the wrapper, once per process, before SQLite is initialised. Returns whether
 /// it is in place: `false` when SQLite was initialised before (by other code in the
 /// process), which leaves the default cache as it is.
-pub fn install() -> bool {
+fn install() -> bool {
     *INSTALLED.get_or_init(|| {
         let mut default = ffi::sqlite3_pcache_methods2 {
             iVersion: 0,
@@ -260,7 +270,7 @@ unsafe extern "C" fn truncate(p: *mut ffi::sqlite3_pcache, limit: c_uint) {
     // Nothing at or past `limit` can be in the cache: the default cache would only scan.
     if c.parked == 0 && limit > c.max_key {
         #[cfg(test)]
-        SKIPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        SKIPPED.set(SKIPPED.get() + 1);
         return;
     }
     if let Some(f) = default().xTruncate {
@@ -309,8 +319,8 @@ mod tests {
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let path = dir.join("t.db");
-        let skipped_before = SKIPPED.load(std::sync::atomic::Ordering::Relaxed);
-        let mut conn = Connection::open(&path).expect("open");
+        let skipped_before = SKIPPED.get();
+        let mut conn = open(&path).expect("open");
         conn.execute_batch(
             "PRAGMA page_size = 1024; PRAGMA journal_mode = WAL;
              CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT NOT NULL); CREATE INDEX t_v ON t(v);",
@@ -321,8 +331,8 @@ mod tests {
             conn.execute("INSERT INTO t VALUES (?1, ?2)", params![key(i), key(i + 7)])
                 .expect("insert");
         }
-        // The commits' truncations were skipped (other tests' connections may add more).
-        assert!(SKIPPED.load(std::sync::atomic::Ordering::Relaxed) >= skipped_before + 1000);
+        // The commits' truncations were skipped.
+        assert!(SKIPPED.get() >= skipped_before + 1000);
         // A transaction that grows the file, rolled back: its pages must leave the cache.
         {
             let tx = conn.transaction().expect("begin");
@@ -346,7 +356,7 @@ mod tests {
         };
         assert_eq!(count(&conn), 5000);
         assert_eq!(check(&conn), "ok");
-        let other = Connection::open(&path).expect("second connection");
+        let other = open(&path).expect("second connection");
         assert_eq!(count(&other), 5000);
         let rolled_back: i64 = other
             .query_row(
@@ -358,7 +368,7 @@ mod tests {
         assert_eq!(rolled_back, 0);
         drop(other);
         drop(conn);
-        let reopened = Connection::open(&path).expect("reopen");
+        let reopened = open(&path).expect("reopen");
         assert_eq!(count(&reopened), 5000);
         assert_eq!(check(&reopened), "ok");
         drop(reopened);

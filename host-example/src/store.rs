@@ -223,8 +223,7 @@ fn event_from_name(name: &str) -> Option<UserEvent> {
 impl Store {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Store> {
-        crate::sqlite_page_cache::install();
-        let conn = Connection::open(path)
+        let conn = crate::sqlite_page_cache::open(path)
             .with_context(|| format!("opening the store {}", path.display()))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
