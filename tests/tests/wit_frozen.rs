@@ -3,13 +3,15 @@
 //!
 //! `wit/FROZEN` lists each frozen version with the SHA-256 of its contract, normalised so
 //! that documentation and layout may still change: comments (`//` and `///`) are dropped,
-//! and runs of whitespace become one space, over the `.wit` files in name order. A change
+//! and runs of whitespace become one space, over the `.wit` files in name order (each
+//! file's name is part of the digest, so moving an item to another file counts). A change
 //! to a frozen version's types, functions or worlds fails this test; it belongs in a new
 //! package version (`package scim:provisioner@0.2.0;` in every file), whose digest is then
 //! added to `wit/FROZEN` once hosts depend on it.
 
 use std::path::{Path, PathBuf};
 
+use host_example::serve::hash_to_hex;
 use sha2::{Digest, Sha256};
 
 fn wit_dir() -> PathBuf {
@@ -56,12 +58,7 @@ fn contract() -> (String, String) {
         1,
         "the .wit files declare different packages: {versions:?}"
     );
-    let digest = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    (versions.remove(0), digest)
+    (versions.remove(0), hash_to_hex(&hasher.finalize().into()))
 }
 
 /// `wit/FROZEN`: `package@version sha256` lines; `#` starts a comment.
