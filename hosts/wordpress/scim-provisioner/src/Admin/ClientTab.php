@@ -1,0 +1,158 @@
+<?php
+
+declare(strict_types=1);
+
+namespace ScimProvisioner\WordPress\Admin;
+
+/**
+ * The SCIM client tab: where the site's users go (base URL, authentication, timeout) and
+ * "Save and Test Credentials". Secrets are write-only: the form never holds a saved one, it
+ * says whether one is saved, and an empty field keeps it. Settings::save clears a saved secret
+ * when the base URL moves to another origin and none is given in the same save; this tab says so.
+ */
+final class ClientTab
+{
+    private const PAGE = 'scim-provisioner-client';
+
+    public static function render(): void
+    {
+        $saved = SettingsPage::plugin()->settings()->all();
+        // After a rejected save the admin's input comes back (never the secrets), with the errors.
+        $draft = Notices::unstash('client_form');
+        $form = is_array($draft) ? array_merge($saved, $draft) : $saved;
+        $capabilities = Notices::unstash('client_capabilities');
+
+        if (is_array($capabilities) && $capabilities !== []) {
+            echo '<h2>' . esc_html__('What the server supports', 'scim-provisioner') . '</h2><table class="widefat striped" id="scim-capabilities"><tbody>';
+            foreach ($capabilities as $name => $value) {
+                printf('<tr><th scope="row">%s</th><td>%s</td></tr>', esc_html((string) $name), esc_html(self::capabilityText($value)));
+            }
+            echo '</tbody></table>';
+        }
+
+        add_settings_section('connection', __('Connection to the SCIM server', 'scim-provisioner'), static function (): void {
+            echo '<p>' . esc_html__('Paste the SCIM base URL and the bearer token from the server (for a WordPress server: its Server side tab). Changing the base URL to another server needs the token again: a saved token is only ever sent to the server it was saved for.', 'scim-provisioner') . '</p>';
+        }, self::PAGE);
+        add_settings_field('base_url', __('SCIM base URL', 'scim-provisioner'), static function () use ($form): void {
+            printf('<input type="url" class="regular-text code" name="base_url" id="scim-base-url" value="%s" placeholder="https://idp.example/scim/v2">', esc_attr((string) ($form['base_url'] ?? '')));
+        }, self::PAGE, 'connection', ['label_for' => 'scim-base-url']);
+        add_settings_field('auth', __('Authentication', 'scim-provisioner'), static function () use ($form): void {
+            $auth = (string) ($form['auth'] ?? 'bearer');
+            echo '<fieldset>';
+            foreach (['bearer' => __('Bearer token', 'scim-provisioner'), 'basic' => __('HTTP Basic (user and password)', 'scim-provisioner')] as $value => $label) {
+                printf('<label><input type="radio" name="auth" id="scim-auth-%1$s" value="%1$s"%2$s> %3$s</label><br>', esc_attr($value), checked($auth, $value, false), esc_html($label));
+            }
+            echo '</fieldset>';
+        }, self::PAGE, 'connection');
+        add_settings_field('token', __('SCIM bearer token', 'scim-provisioner'), static function () use ($saved): void {
+            echo '<input type="password" class="regular-text" name="token" id="scim-token" value="" autocomplete="new-password">';
+            self::secretHint(!empty($saved['token_saved']), 'scim-token-state', __('token', 'scim-provisioner'));
+        }, self::PAGE, 'connection', ['label_for' => 'scim-token']);
+        add_settings_field('basic_user', __('Basic user', 'scim-provisioner'), static function () use ($form): void {
+            printf('<input type="text" class="regular-text" name="basic_user" id="scim-basic-user" value="%s" autocomplete="off">', esc_attr((string) ($form['basic_user'] ?? '')));
+        }, self::PAGE, 'connection', ['label_for' => 'scim-basic-user']);
+        add_settings_field('basic_password', __('Basic password', 'scim-provisioner'), static function () use ($saved): void {
+            echo '<input type="password" class="regular-text" name="basic_password" id="scim-basic-password" value="" autocomplete="new-password">';
+            self::secretHint(!empty($saved['basic_password_saved']), 'scim-basic-password-state', __('password', 'scim-provisioner'));
+        }, self::PAGE, 'connection', ['label_for' => 'scim-basic-password']);
+        add_settings_field('timeout', __('Timeout (seconds)', 'scim-provisioner'), static function () use ($form): void {
+            $seconds = isset($form['timeout_s']) ? (string) $form['timeout_s'] : (string) intdiv((int) ($form['timeout_ms'] ?? 10000), 1000);
+            printf('<input type="number" min="1" max="600" step="1" class="small-text" name="timeout_s" id="scim-timeout" value="%s">', esc_attr($seconds));
+        }, self::PAGE, 'connection', ['label_for' => 'scim-timeout']);
+
+        SettingsPage::formOpen('save_client', 'scim-client-form');
+        do_settings_sections(self::PAGE);
+        echo '<p class="submit">';
+        submit_button(__('Save and Test Credentials', 'scim-provisioner'), 'primary', 'save_test', false, ['id' => 'scim-save-test']);
+        echo ' ';
+        submit_button(__('Save Changes'), 'secondary', 'save_only', false, ['id' => 'scim-save']);
+        echo '</p></form>';
+    }
+
+    /** admin-post: saves through Settings::save, then tests the connection when asked. */
+    public static function save(): void
+    {
+        SettingsPage::authorize('save_client');
+        $plugin = SettingsPage::plugin();
+        $before = $plugin->settings()->all();
+        $seconds = SettingsPage::postText('timeout_s');
+        $input = [
+            'base_url' => SettingsPage::postText('base_url'),
+            'auth' => SettingsPage::postText('auth') === 'basic' ? 'basic' : 'bearer',
+            'basic_user' => sanitize_text_field(SettingsPage::postText('basic_user')),
+        ];
+        $errors = [];
+        if (!preg_match('/^\d{1,3}$/', $seconds)) {
+            $errors[] = __('The timeout is a whole number of seconds from 1 to 600.', 'scim-provisioner');
+        } else {
+            $input['timeout_ms'] = (int) $seconds * 1000;
+        }
+        foreach (['token', 'basic_password'] as $secret) {
+            $value = SettingsPage::postSecret($secret);
+            if ($value !== '') {
+                $input[$secret] = $value;
+            }
+        }
+        if ($errors === []) {
+            $errors = $plugin->settings()->save($input);
+        }
+        if ($errors !== []) {
+            SettingsPage::pushErrors('client-error', $errors);
+            Notices::push('client-not-saved', 'error', __('Nothing was saved: correct the settings above. Enter the token again if you changed it.', 'scim-provisioner'));
+            // Only the non-secret fields come back into the form.
+            Notices::stash('client_form', ['base_url' => SettingsPage::postText('base_url'), 'auth' => $input['auth'], 'basic_user' => $input['basic_user'], 'timeout_s' => $seconds]);
+            SettingsPage::redirect('client');
+        }
+        $after = $plugin->settings()->all();
+        $cleared = [];
+        if (!empty($before['token_saved']) && empty($after['token_saved'])) {
+            $cleared[] = __('token', 'scim-provisioner');
+        }
+        if (!empty($before['basic_password_saved']) && empty($after['basic_password_saved'])) {
+            $cleared[] = __('basic password', 'scim-provisioner');
+        }
+        if ($cleared !== []) {
+            Notices::push('client-secret-cleared', 'warning', sprintf(
+                /* translators: %s: "token" and/or "basic password" */
+                __('The base URL now points at another server, so the saved %s was cleared: it is never sent to a server it was not saved for. Enter the credentials for the new server.', 'scim-provisioner'),
+                implode(' and ', $cleared)
+            ));
+        }
+        Notices::push('client-saved', 'success', __('Settings saved.'));
+        if (isset($_POST['save_test'])) {
+            try {
+                $result = $plugin->client()->testConnection();
+            } catch (\Throwable $e) {
+                $result = ['ok' => false, 'message' => SettingsPage::describe($e)];
+            }
+            if (!empty($result['ok'])) {
+                Notices::push('client-test', 'success', __('Connection successful: ', 'scim-provisioner') . (string) ($result['message'] ?? ''));
+                Notices::stash('client_capabilities', is_array($result['capabilities'] ?? null) ? $result['capabilities'] : []);
+            } else {
+                Notices::push('client-test', 'error', __('Test failed: ', 'scim-provisioner') . (string) ($result['message'] ?? ''));
+            }
+        }
+        SettingsPage::redirect('client');
+    }
+
+    private static function secretHint(bool $saved, string $id, string $what): void
+    {
+        printf(
+            '<p class="description" id="%s">%s</p>',
+            esc_attr($id),
+            esc_html($saved
+                ? sprintf(__('A %s is saved (never shown). Leave empty to keep it; type a new one to replace it.', 'scim-provisioner'), $what)
+                : sprintf(__('No %s saved.', 'scim-provisioner'), $what))
+        );
+    }
+
+    private static function capabilityText(mixed $value): string
+    {
+        return match (true) {
+            is_bool($value) => $value ? 'yes' : 'no',
+            $value === null => '—',
+            is_scalar($value) => (string) $value,
+            default => (string) wp_json_encode($value),
+        };
+    }
+}

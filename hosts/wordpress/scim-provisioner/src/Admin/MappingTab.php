@@ -1,0 +1,243 @@
+<?php
+
+declare(strict_types=1);
+
+namespace ScimProvisioner\WordPress\Admin;
+
+use ScimProvisioner\WordPress\UserFields;
+
+/**
+ * The attribute-mapping tab: one row per rule of the component's mapping (docs/configuration.md):
+ * the SCIM attribute it fills, and a WordPress field, a user-meta key, a constant or a template.
+ * "Preview" maps a chosen user with the rules as they stand in the form, saved or not.
+ */
+final class MappingTab
+{
+    /** The WordPress user fields offered first; any user-meta key is accepted too. */
+    public const FIELDS = [...UserFields::CORE, '@id', '@active'];
+    private const KINDS = ['source' => 'field or meta key', 'constant' => 'constant', 'template' => 'template'];
+
+    public static function render(): void
+    {
+        $draft = Notices::unstash('mapping_form');
+        $preview = Notices::unstash('mapping_preview');
+        if (is_array($draft)) {
+            $rows = $draft['rows'];
+            $rowErrors = $draft['errors'];
+            $previewUser = (int) $draft['user'];
+        } else {
+            $rows = array_map([self::class, 'ruleToRow'], self::savedRules());
+            $rowErrors = [];
+            $previewUser = 0;
+        }
+
+        if (is_array($preview)) {
+            echo '<div class="card" id="scim-preview" style="max-width:none"><h2>' . esc_html(sprintf(__('%s maps to', 'scim-provisioner'), $preview['user'])) . '</h2>';
+            echo '<pre id="scim-preview-json">' . esc_html((string) wp_json_encode($preview['payload'], JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE)) . '</pre></div>';
+        }
+
+        echo '<p>' . esc_html__('Each rule fills one SCIM attribute. A source is a WordPress user field (user_login, user_email, first_name, last_name, display_name, nickname, roles…) or any user-meta key; has_role is true while the user has a role on this site, @id is the user ID and @active is the same as a boolean status. Transforms are written a | b (lower, trim, split:, join:…). The reference is docs/configuration.md.', 'scim-provisioner') . '</p>';
+
+        SettingsPage::formOpen('save_mapping', 'scim-mapping-form');
+        echo '<table class="widefat striped" id="scim-rules"><thead><tr><th>#</th><th>' . esc_html__('SCIM attribute', 'scim-provisioner') . '</th><th>' . esc_html__('Kind', 'scim-provisioner') . '</th><th>'
+            . esc_html__('Field, meta key, constant or template', 'scim-provisioner') . '</th><th>' . esc_html__('Transforms', 'scim-provisioner') . '</th><th>'
+            . esc_html__('Only on create', 'scim-provisioner') . '</th><th>' . esc_html__('Required', 'scim-provisioner') . '</th><th>' . esc_html__('Remove', 'scim-provisioner') . '</th></tr></thead><tbody>';
+        $rows[] = ['target' => '', 'kind' => 'source', 'value' => '', 'transform' => '', 'create_only' => false, 'required' => false, 'new' => true];
+        foreach (array_values($rows) as $i => $row) {
+            $new = !empty($row['new']);
+            $name = static fn (string $field): string => esc_attr("rules[{$i}][{$field}]");
+            printf('<tr id="scim-rule-%d"%s>', $i, isset($rowErrors[$i]) ? ' class="scim-invalid"' : '');
+            echo '<td>' . ($new ? esc_html__('new', 'scim-provisioner') . '<input type="hidden" name="' . $name('new') . '" value="1">' : (int) $i) . '</td>';
+            printf('<td><input type="text" name="%s" value="%s" placeholder="%s">', $name('target'), esc_attr((string) $row['target']), $new ? esc_attr__('add a rule, e.g. title', 'scim-provisioner') : '');
+            if (isset($rowErrors[$i])) {
+                printf('<p class="description scim-rule-error" id="scim-rule-error-%d" style="color:#b32d2e">%s</p>', $i, esc_html((string) $rowErrors[$i]));
+            }
+            echo '</td><td><select name="' . $name('kind') . '">';
+            foreach (self::KINDS as $kind => $label) {
+                printf('<option value="%s"%s>%s</option>', esc_attr($kind), selected((string) $row['kind'], $kind, false), esc_html($label));
+            }
+            echo '</select></td>';
+            printf('<td><input type="text" name="%s" value="%s" list="scim-fields"></td>', $name('value'), esc_attr((string) $row['value']));
+            printf('<td><input type="text" name="%s" value="%s" size="12"></td>', $name('transform'), esc_attr((string) $row['transform']));
+            printf('<td><input type="checkbox" name="%s" value="1"%s></td>', $name('create_only'), checked(!empty($row['create_only']), true, false));
+            printf('<td><input type="checkbox" name="%s" value="1"%s></td>', $name('required'), checked(!empty($row['required']), true, false));
+            echo '<td>' . ($new ? '' : '<input type="checkbox" name="' . $name('remove') . '" value="1" title="' . esc_attr__('remove this rule', 'scim-provisioner') . '">') . '</td></tr>';
+        }
+        echo '</tbody></table><datalist id="scim-fields">';
+        foreach (array_merge(self::FIELDS, self::metaKeys()) as $field) {
+            printf('<option value="%s">', esc_attr($field));
+        }
+        echo '</datalist>';
+        echo '<h2>' . esc_html__('Preview', 'scim-provisioner') . '</h2><p><label for="scim-preview-user">' . esc_html__('Map this user with the rules above (nothing is saved or sent):', 'scim-provisioner') . '</label> ';
+        wp_dropdown_users(['name' => 'preview_user', 'id' => 'scim-preview-user', 'selected' => $previewUser, 'show' => 'user_login']);
+        echo ' ';
+        submit_button(__('Preview', 'scim-provisioner'), 'secondary', 'preview', false, ['id' => 'scim-preview-button']);
+        echo '</p><p class="submit">';
+        submit_button(__('Save mapping', 'scim-provisioner'), 'primary', 'save', false, ['id' => 'scim-save-mapping']);
+        echo '</p></form>';
+    }
+
+    /** admin-post: reads the rows; "Preview" maps the chosen user with them, "Save mapping" stores them. */
+    public static function save(): void
+    {
+        SettingsPage::authorize('save_mapping');
+        $rows = [];
+        $rules = [];
+        $rowErrors = [];
+        $posted = isset($_POST['rules']) && is_array($_POST['rules']) ? wp_unslash($_POST['rules']) : [];
+        foreach ($posted as $row) {
+            if (!is_array($row)) {
+                continue;
+            }
+            $row = array_map(static fn ($v) => is_scalar($v) ? (string) $v : '', array_merge(['target' => '', 'kind' => 'source', 'value' => '', 'transform' => ''], $row));
+            if (!empty($row['remove']) || (!empty($row['new']) && trim($row['target']) === '' && trim($row['value']) === '')) {
+                continue; // removed, or the empty "add a rule" row
+            }
+            unset($row['new'], $row['remove']);
+            $row['create_only'] = !empty($row['create_only']);
+            $row['required'] = !empty($row['required']);
+            $rule = self::rowToRule($row, $error);
+            if ($error !== null) {
+                $rowErrors[count($rows)] = $error;
+            }
+            $rows[] = $row;
+            $rules[] = $rule;
+        }
+        $userId = isset($_POST['preview_user']) ? absint($_POST['preview_user']) : 0;
+        $back = static function () use ($rows, $rowErrors, $userId): never {
+            Notices::stash('mapping_form', ['rows' => $rows, 'errors' => $rowErrors, 'user' => $userId]);
+            SettingsPage::redirect('mapping');
+        };
+        if ($rowErrors !== []) {
+            Notices::push('mapping-invalid', 'error', __('Nothing was saved: correct the rules marked below.', 'scim-provisioner'));
+            $back();
+        }
+        $json = (string) wp_json_encode($rules, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE);
+        $plugin = SettingsPage::plugin();
+        if (isset($_POST['preview'])) {
+            try {
+                $result = $plugin->client()->previewMapping($userId, $json);
+            } catch (\Throwable $e) {
+                $result = ['ok' => false, 'message' => SettingsPage::describe($e)];
+            }
+            $user = get_userdata($userId);
+            if (!empty($result['ok'])) {
+                Notices::stash('mapping_preview', ['user' => $user ? $user->user_login : (string) $userId, 'payload' => $result['payload'] ?? null]);
+            } else {
+                Notices::push('mapping-preview', 'error', __('Preview failed: ', 'scim-provisioner') . (string) ($result['message'] ?? ''));
+            }
+            $back();
+        }
+        $errors = $plugin->settings()->save(['mapping' => $json]);
+        if ($errors !== []) {
+            foreach (array_values($errors) as $i => $error) {
+                $message = (string) $error;
+                // The component names the rule it rejects by index: put the message on its row.
+                if (preg_match_all('/mapping\[(\d+)\] \(target "[^"]*"\): (.*?)(?=; mapping\[\d+\]|$)/s', $message, $m, PREG_SET_ORDER)) {
+                    foreach ($m as [, $index, $problem]) {
+                        $rowErrors[(int) $index] = trim(($rowErrors[(int) $index] ?? '') . ' ' . $problem);
+                    }
+                } else {
+                    SettingsPage::pushErrors('mapping-error-' . $i, [$message]);
+                }
+            }
+            Notices::push('mapping-invalid', 'error', __('Nothing was saved: the saved mapping is unchanged.', 'scim-provisioner'));
+            $back();
+        }
+        Notices::push('mapping-saved', 'success', sprintf(_n('The attribute mapping was saved (%d rule).', 'The attribute mapping was saved (%d rules).', count($rules), 'scim-provisioner'), count($rules)));
+        SettingsPage::redirect('mapping');
+    }
+
+    /** @return list<array<string, mixed>> the rules in force: the saved ones, or the default mapping */
+    private static function savedRules(): array
+    {
+        return array_values(array_filter(SettingsPage::plugin()->settings()->mappingRules(), 'is_array'));
+    }
+
+    /** Non-private user-meta keys in use on the site, for the field suggestions. @return list<string> */
+    private static function metaKeys(): array
+    {
+        global $wpdb;
+        $keys = $wpdb->get_col($wpdb->prepare(
+            "SELECT DISTINCT meta_key FROM {$wpdb->usermeta} WHERE meta_key NOT LIKE %s AND meta_key NOT LIKE %s ORDER BY meta_key LIMIT 100",
+            $wpdb->esc_like('_') . '%',
+            $wpdb->esc_like($wpdb->get_blog_prefix()) . '%'
+        ));
+        return array_values(array_diff(array_map('strval', (array) $keys), self::FIELDS, ['session_tokens', 'rich_editing', 'syntax_highlighting', 'comment_shortcuts', 'admin_color', 'use_ssl', 'show_admin_bar_front', 'locale', 'dismissed_wp_pointers', 'show_welcome_panel']));
+    }
+
+    /** A rule as the form shows it. @param array<string, mixed> $rule @return array<string, mixed> */
+    public static function ruleToRow(array $rule): array
+    {
+        $kind = array_key_exists('constant', $rule) ? 'constant' : (isset($rule['template']) ? 'template' : 'source');
+        $value = $rule[$kind] ?? '';
+        $transforms = [];
+        foreach ((array) ($rule['transform'] ?? []) as $t) {
+            if (is_string($t)) {
+                $transforms[] = $t;
+            } elseif (isset($t['split'])) {
+                $transforms[] = 'split:' . $t['split'];
+            } elseif (isset($t['join'])) {
+                $transforms[] = 'join:' . $t['join'];
+            } elseif (isset($t['regex_replace'])) {
+                $transforms[] = 'regex_replace:' . $t['regex_replace']['pattern'] . '=>' . $t['regex_replace']['replacement'];
+            }
+        }
+        return [
+            'target' => (string) ($rule['target'] ?? ''),
+            'kind' => $kind,
+            'value' => is_array($value) ? implode(',', $value) : (is_bool($value) ? ($value ? 'true' : 'false') : (string) $value),
+            'transform' => implode(' | ', $transforms),
+            'create_only' => ($rule['apply'] ?? 'always') === 'create',
+            'required' => (bool) ($rule['required'] ?? false),
+        ];
+    }
+
+    /** The form's row as a rule; $error says what is missing. @param array<string, mixed> $row @return array<string, mixed> */
+    public static function rowToRule(array $row, ?string &$error): array
+    {
+        $error = null;
+        $rule = ['target' => trim((string) $row['target'])];
+        $value = (string) $row['value'];
+        $kind = array_key_exists((string) ($row['kind'] ?? ''), self::KINDS) ? (string) $row['kind'] : 'source';
+        if ($rule['target'] === '') {
+            $error = __('Enter the SCIM attribute this rule fills, e.g. title or name.givenName.', 'scim-provisioner');
+        } elseif (trim($value) === '' && $kind !== 'constant') {
+            $error = $kind === 'source'
+                ? __('Enter the WordPress field or user-meta key to read, e.g. user_email, or @id / @active.', 'scim-provisioner')
+                : __('Enter the template, e.g. {first_name} {last_name}.', 'scim-provisioner');
+        }
+        if ($kind === 'constant') {
+            $rule['constant'] = match (strtolower($value)) {
+                'true' => true,
+                'false' => false,
+                default => is_numeric($value) ? $value + 0 : $value,
+            };
+        } else {
+            $rule[$kind] = trim($value);
+        }
+        $transforms = [];
+        foreach (array_filter(array_map('trim', explode('|', (string) $row['transform'])), 'strlen') as $t) {
+            if (str_starts_with($t, 'split:')) {
+                $transforms[] = ['split' => substr($t, 6)];
+            } elseif (str_starts_with($t, 'join:')) {
+                $transforms[] = ['join' => substr($t, 5)];
+            } elseif (str_starts_with($t, 'regex_replace:') && str_contains($t, '=>')) {
+                [$pattern, $replacement] = explode('=>', substr($t, 14), 2);
+                $transforms[] = ['regex_replace' => ['pattern' => $pattern, 'replacement' => $replacement]];
+            } else {
+                $transforms[] = $t;
+            }
+        }
+        if ($transforms !== []) {
+            $rule['transform'] = $transforms;
+        }
+        if (!empty($row['create_only'])) {
+            $rule['apply'] = 'create';
+        }
+        if (!empty($row['required'])) {
+            $rule['required'] = true;
+        }
+        return $rule;
+    }
+}

@@ -1,0 +1,197 @@
+<?php
+
+declare(strict_types=1);
+
+namespace ScimProvisioner\WordPress\Admin;
+
+/**
+ * The provisioning tab: which operations reach the server, what happens to a user who is deleted
+ * or leaves the scope (no role on the site counts as inactive), the scope by role, automatic
+ * delivery, the WP-Cron schedule, the deletion threshold; and "Sync now": the plan first, nothing
+ * sent until the admin confirms.
+ */
+final class ProvisioningTab
+{
+    private const PAGE = 'scim-provisioner-provisioning';
+    private const PLAN_ROWS_SHOWN = 200;
+
+    public static function render(): void
+    {
+        $plan = Notices::unstash('sync_plan');
+        if (is_array($plan)) {
+            self::renderPlan($plan);
+        }
+        $saved = SettingsPage::plugin()->settings()->all();
+        $draft = Notices::unstash('provisioning_form');
+        $form = is_array($draft) ? array_merge($saved, $draft) : $saved;
+
+        add_settings_section('operations', __('Provisioning', 'scim-provisioner'), static function (): void {
+            echo '<p>' . esc_html__('WordPress has no "blocked" flag: a user with no role on this site counts as inactive, and the deprovision action below applies to them as to a deleted user.', 'scim-provisioner') . '</p>';
+        }, self::PAGE);
+        add_settings_field('operations', __('Operations sent to the server', 'scim-provisioner'), static function () use ($form): void {
+            $ops = (array) ($form['operations'] ?? []);
+            echo '<fieldset>';
+            foreach (['create' => __('Create', 'scim-provisioner'), 'update' => __('Update', 'scim-provisioner'), 'deactivate' => __('Deactivate', 'scim-provisioner'), 'delete' => __('Delete', 'scim-provisioner')] as $op => $label) {
+                printf('<label><input type="checkbox" name="operations[%1$s]" id="scim-op-%1$s" value="1"%2$s> %3$s</label><br>', esc_attr($op), checked(!empty($ops[$op]), true, false), esc_html($label));
+            }
+            echo '</fieldset>';
+        }, self::PAGE, 'operations');
+        add_settings_field('deprovision', __('When a user is deleted or made inactive', 'scim-provisioner'), static function () use ($form): void {
+            $current = (string) ($form['deprovision'] ?? 'deactivate');
+            echo '<fieldset>';
+            foreach (['deactivate' => __('Deactivate the remote user (active: false)', 'scim-provisioner'), 'delete' => __('Delete the remote user', 'scim-provisioner'), 'none' => __('Do nothing on the server', 'scim-provisioner')] as $value => $label) {
+                printf('<label><input type="radio" name="deprovision" id="scim-deprovision-%1$s" value="%1$s"%2$s> %3$s</label><br>', esc_attr($value), checked($current, $value, false), esc_html($label));
+            }
+            echo '</fieldset>';
+        }, self::PAGE, 'operations');
+        add_settings_field('scope_roles', __('Scope', 'scim-provisioner'), static function () use ($form): void {
+            $scope = array_map('strval', (array) ($form['scope_roles'] ?? []));
+            echo '<fieldset><p class="description">' . esc_html__('Provision only users with one of these roles (none ticked: every user with a role).', 'scim-provisioner') . '</p>';
+            foreach (wp_roles()->get_names() as $role => $name) {
+                printf('<label><input type="checkbox" name="scope_roles[]" id="scim-scope-%1$s" value="%1$s"%2$s> %3$s</label><br>', esc_attr($role), checked(in_array($role, $scope, true), true, false), esc_html(translate_user_role($name)));
+            }
+            echo '</fieldset>';
+        }, self::PAGE, 'operations');
+        add_settings_field('automatic', __('Automatic provisioning', 'scim-provisioner'), static function () use ($form): void {
+            printf('<label><input type="checkbox" name="automatic" id="scim-automatic" value="1"%s> %s</label>', checked(!empty($form['automatic']), true, false), esc_html__('Send each change to a user as it happens (after the page has been sent, so saving a user does not wait for the server)', 'scim-provisioner'));
+        }, self::PAGE, 'operations');
+        add_settings_field('schedule', __('Scheduled sync (WP-Cron)', 'scim-provisioner'), static function () use ($form): void {
+            $current = (string) ($form['schedule'] ?? 'off');
+            echo '<select name="schedule" id="scim-schedule">';
+            foreach (['off' => __('Off (manual only)', 'scim-provisioner'), 'hourly' => __('Hourly'), 'twicedaily' => __('Twice Daily'), 'daily' => __('Daily')] as $value => $label) {
+                printf('<option value="%s"%s>%s</option>', esc_attr($value), selected($current, $value, false), esc_html($label));
+            }
+            echo '</select>';
+            $next = wp_next_scheduled('scim_provisioner_reconcile');
+            echo '<p class="description" id="scim-next-run">' . esc_html($next ? sprintf(__('Next run: %s. Sites that run cron from the system can call bin/worker instead.', 'scim-provisioner'), SettingsPage::time((int) $next)) : __('Not scheduled.', 'scim-provisioner')) . '</p>';
+        }, self::PAGE, 'operations', ['label_for' => 'scim-schedule']);
+        add_settings_field('deletion_threshold', __('Deletion threshold', 'scim-provisioner'), static function () use ($form): void {
+            printf('<input type="number" min="0" step="1" class="small-text" name="deletion_threshold" id="scim-threshold" value="%s">', esc_attr((string) ($form['deletion_threshold'] ?? '')));
+            echo '<p class="description">' . esc_html__('A sync that would deactivate or delete more users than this stops before sending anything, unless you allow it when you confirm.', 'scim-provisioner') . '</p>';
+        }, self::PAGE, 'operations', ['label_for' => 'scim-threshold']);
+
+        SettingsPage::formOpen('save_provisioning', 'scim-provisioning-form');
+        do_settings_sections(self::PAGE);
+        submit_button(__('Save Changes'), 'primary', 'submit', true, ['id' => 'scim-save-provisioning']);
+        echo '</form>';
+
+        echo '<hr><h2>' . esc_html__('Sync now', 'scim-provisioner') . '</h2><p>' . esc_html__('Compares every user in scope with the server and shows what a full sync would do. Nothing is sent until you confirm.', 'scim-provisioner') . '</p>';
+        SettingsPage::formOpen('plan_sync', 'scim-plan-form');
+        submit_button(__('Sync now…', 'scim-provisioner'), 'secondary', 'plan', false, ['id' => 'scim-sync-now']);
+        echo '</form>';
+    }
+
+    /** admin-post: saves the provisioning settings through Settings::save. */
+    public static function save(): void
+    {
+        SettingsPage::authorize('save_provisioning');
+        $operations = [];
+        foreach (['create', 'update', 'deactivate', 'delete'] as $op) {
+            $operations[$op] = !empty($_POST['operations'][$op]);
+        }
+        $roles = isset($_POST['scope_roles']) && is_array($_POST['scope_roles']) ? array_values(array_map('sanitize_key', wp_unslash($_POST['scope_roles']))) : [];
+        $threshold = SettingsPage::postText('deletion_threshold');
+        $input = [
+            'operations' => $operations,
+            'deprovision' => sanitize_key(SettingsPage::postText('deprovision')),
+            'scope_roles' => $roles,
+            'automatic' => !empty($_POST['automatic']),
+            'schedule' => sanitize_key(SettingsPage::postText('schedule')),
+        ];
+        $errors = [];
+        if (!preg_match('/^\d{1,7}$/', $threshold)) {
+            $errors[] = __('The deletion threshold is a whole number of users (0 or more).', 'scim-provisioner');
+        } else {
+            $input['deletion_threshold'] = (int) $threshold;
+        }
+        if ($errors === []) {
+            $errors = SettingsPage::plugin()->settings()->save($input);
+        }
+        if ($errors !== []) {
+            SettingsPage::pushErrors('provisioning-error', $errors);
+            Notices::push('provisioning-not-saved', 'error', __('Nothing was saved: correct the settings below.', 'scim-provisioner'));
+            Notices::stash('provisioning_form', array_merge($input, ['deletion_threshold' => $threshold]));
+        } else {
+            Notices::push('provisioning-saved', 'success', __('Settings saved.'));
+        }
+        SettingsPage::redirect('provisioning');
+    }
+
+    /** admin-post: asks the component for the plan (nothing is sent) and shows it with a confirmation. */
+    public static function plan(): void
+    {
+        SettingsPage::authorize('plan_sync');
+        try {
+            $plan = SettingsPage::plugin()->client()->planSync();
+        } catch (\Throwable $e) {
+            $plan = ['ok' => false, 'actions' => [], 'counts' => [], 'message' => SettingsPage::describe($e)];
+        }
+        if (empty($plan['ok'])) {
+            Notices::push('sync-plan', 'error', __('The plan could not be made: ', 'scim-provisioner') . (string) ($plan['message'] ?? ''));
+            SettingsPage::redirect('provisioning');
+        }
+        $actions = array_values((array) ($plan['actions'] ?? []));
+        Notices::stash('sync_plan', [
+            'counts' => (array) ($plan['counts'] ?? []),
+            'actions' => array_slice($actions, 0, self::PLAN_ROWS_SHOWN),
+            'total' => count($actions),
+            'message' => (string) ($plan['message'] ?? ''),
+        ]);
+        SettingsPage::redirect('provisioning');
+    }
+
+    /** admin-post: the confirmed sync. */
+    public static function run(): void
+    {
+        SettingsPage::authorize('run_sync');
+        try {
+            $result = SettingsPage::plugin()->client()->runSync(!empty($_POST['allow_deletes']));
+        } catch (\Throwable $e) {
+            $result = ['ok' => false, 'counts' => [], 'message' => SettingsPage::describe($e)];
+        }
+        $counts = self::countsText((array) ($result['counts'] ?? []));
+        $message = trim((string) ($result['message'] ?? '') . ($counts !== '' ? ' (' . $counts . ')' : ''));
+        Notices::push('sync-result', !empty($result['ok']) ? 'success' : 'error', __('Sync: ', 'scim-provisioner') . $message);
+        SettingsPage::redirect('provisioning');
+    }
+
+    /** @param array{counts: array<string, int>, actions: list<array<string, mixed>>, total: int, message: string} $plan */
+    private static function renderPlan(array $plan): void
+    {
+        echo '<div class="card" id="scim-plan" style="max-width:none"><h2>' . esc_html__('Plan: nothing has been sent yet', 'scim-provisioner') . '</h2>';
+        echo '<p id="scim-plan-counts">' . esc_html(self::countsText($plan['counts']) ?: __('Every user is up to date.', 'scim-provisioner')) . '</p>';
+        if ($plan['message'] !== '') {
+            echo '<p id="scim-plan-message">' . esc_html($plan['message']) . '</p>';
+        }
+        if ($plan['actions'] !== []) {
+            echo '<table class="widefat striped" id="scim-plan-rows"><thead><tr><th>' . esc_html__('Action', 'scim-provisioner') . '</th><th>' . esc_html__('User', 'scim-provisioner') . '</th><th>' . esc_html__('Reason', 'scim-provisioner') . '</th></tr></thead><tbody>';
+            foreach ($plan['actions'] as $action) {
+                printf(
+                    '<tr data-user="%s"><td class="scim-plan-action">%s</td><td>%s</td><td>%s</td></tr>',
+                    esc_attr((string) ($action['user_login'] ?? '')),
+                    esc_html((string) ($action['action'] ?? '')),
+                    esc_html(($action['user_login'] ?? '') !== '' ? (string) $action['user_login'] : '#' . (int) ($action['user_id'] ?? 0)),
+                    esc_html((string) ($action['reason'] ?? ''))
+                );
+            }
+            echo '</tbody></table>';
+            if ($plan['total'] > count($plan['actions'])) {
+                echo '<p>' . esc_html(sprintf(__('… and %d more.', 'scim-provisioner'), $plan['total'] - count($plan['actions']))) . '</p>';
+            }
+        }
+        SettingsPage::formOpen('run_sync', 'scim-confirm-form');
+        echo '<p><label><input type="checkbox" name="allow_deletes" value="1" id="scim-allow-deletes"> ' . esc_html__('Allow more deactivations and deletions than the threshold', 'scim-provisioner') . '</label></p><p>';
+        submit_button(__('Confirm: sync now', 'scim-provisioner'), 'primary', 'confirm', false, ['id' => 'scim-confirm-sync']);
+        echo ' <a class="button" id="scim-cancel-sync" href="' . esc_url(SettingsPage::url('provisioning')) . '">' . esc_html__('Cancel') . '</a></p></form></div>';
+    }
+
+    /** @param array<string, int|string> $counts */
+    private static function countsText(array $counts): string
+    {
+        $parts = [];
+        foreach ($counts as $name => $count) {
+            $parts[] = $name . ': ' . (int) $count;
+        }
+        return implode(', ', $parts);
+    }
+}
