@@ -1,0 +1,550 @@
+<?php
+
+declare(strict_types=1);
+
+namespace ScimProvisioner\WordPress;
+
+use ScimProvisioner\BatchItem;
+use ScimProvisioner\BatchOutcome;
+use ScimProvisioner\BridgeException;
+use ScimProvisioner\Connector;
+use ScimProvisioner\GuestTrapException;
+use ScimProvisioner\PlannedAction;
+use ScimProvisioner\ProvisioningException;
+use ScimProvisioner\ProvisionOutcome;
+use ScimProvisioner\UserEvent;
+
+/**
+ * The client role: WordPress users provisioned to a SCIM server through the component.
+ *
+ * Three modes, one path: the hooks queue events in the outbox ({@see UserHooks});
+ * automatic mode delivers them at the end of the request that made them ({@see drain()});
+ * "Provision now" replaces a user's queue by a reconcile and delivers it at once;
+ * the scheduled reconcile ({@see runSync()}, from WP-Cron or bin/worker) drains the outbox
+ * and then sends every user whose fingerprint changed, in batches (bulk where the server
+ * has it). A failed delivery stays queued with its reason and next attempt time (the
+ * component's retry class), or is parked when retrying cannot help; nothing is lost.
+ *
+ * Every public method returns data (never prints) and reports failures in its result.
+ */
+final class ClientService
+{
+    public const MAX_ATTEMPTS = 8;
+    public const BATCH_SIZE = 100;
+    /** A first sync with this many creates lists the remote users once instead of one lookup each. */
+    public const INDEX_FROM_CREATES = 50;
+    private const SYNC_LOCK = 'scim_provisioner_sync';
+
+    private ?Connector $connector = null;
+    private ?UserFields $fields = null;
+    /** Identifies this process's claims in the outbox. */
+    private readonly string $owner;
+
+    public function __construct(private readonly Plugin $plugin)
+    {
+        $this->owner = substr((gethostname() ?: 'host') . ':' . getmypid() . ':' . bin2hex(random_bytes(6)), 0, 64);
+    }
+
+    /**
+     * "Save and Test Credentials".
+     *
+     * @return array{ok: bool, message: string, capabilities?: array<string, mixed>}
+     */
+    public function testConnection(): array
+    {
+        try {
+            $caps = $this->connector()->testConnection();
+        } catch (\Throwable $e) {
+            return ['ok' => false, 'message' => self::describe($e)];
+        }
+        $capabilities = [
+            'discovered' => $caps->discovered,
+            'patch' => $caps->patch,
+            'bulk' => $caps->bulk === null ? null : ['max_operations' => $caps->bulk->maxOperations, 'max_payload_size' => $caps->bulk->maxPayloadSize],
+            'filter_max_results' => $caps->filterMaxResults,
+            'etag' => $caps->etag,
+            'sort' => $caps->sort,
+            'change_password' => $caps->changePassword,
+        ];
+        $features = array_keys(array_filter(['PATCH' => $caps->patch, 'Bulk' => $caps->bulk !== null, 'ETag' => $caps->etag, 'sort' => $caps->sort]));
+        return [
+            'ok' => true,
+            'message' => 'Connected. ' . ($caps->discovered ? 'The server supports: ' . ($features === [] ? 'the basics only' : implode(', ', $features)) . '.'
+                : 'The server does not publish /ServiceProviderConfig; the basics are assumed.'),
+            'capabilities' => $capabilities,
+        ];
+    }
+
+    /**
+     * Provisions one user now (a reconcile: created, updated, deactivated as needed). The
+     * user's queued changes are replaced by this one, so nothing older lands after it.
+     *
+     * @return array{ok: bool, message: string, action?: string}
+     */
+    public function provisionNow(int $userId): array
+    {
+        $user = get_userdata($userId);
+        if (!$user instanceof \WP_User) {
+            return ['ok' => false, 'message' => "there is no user {$userId}"];
+        }
+        if (($problem = $this->deliveryProblem()) !== null) {
+            return ['ok' => false, 'message' => $problem];
+        }
+        try {
+            if (!$this->plugin->outbox()->replaceForUser($userId, UserEvent::Reconcile->value, $this->fields()->snapshot($user))) {
+                return ['ok' => false, 'message' => 'a delivery for this user is in progress; try again in a moment'];
+            }
+            $result = $this->drain([$userId], true);
+        } catch (\Throwable $e) {
+            return ['ok' => false, 'message' => self::describe($e)];
+        }
+        return self::resultFor($userId, $result);
+    }
+
+    /**
+     * The SCIM resource a user maps to, with the saved mapping or the one given (JSON rules).
+     * Sends nothing.
+     *
+     * @return array{ok: bool, payload?: array<string, mixed>, message?: string}
+     */
+    public function previewMapping(int $userId, ?string $mappingJson = null): array
+    {
+        $user = get_userdata($userId);
+        if (!$user instanceof \WP_User) {
+            return ['ok' => false, 'message' => "there is no user {$userId}"];
+        }
+        $settings = $this->plugin->settings();
+        $policy = $settings->policy();
+        if ($mappingJson !== null && trim($mappingJson) !== '') {
+            $rules = json_decode($mappingJson, true);
+            if (!is_array($rules) || !array_is_list($rules)) {
+                return ['ok' => false, 'message' => 'the mapping is a JSON array of rules (' . json_last_error_msg() . ')'];
+            }
+            $policy['mapping'] = $rules;
+        }
+        try {
+            $connector = Connector::open($this->plugin->runtime(), ['base_url' => 'https://preview.invalid/scim/v2', 'policy' => $policy]);
+            $fields = new UserFields(UserFields::metaKeysOf($policy['mapping']));
+            return ['ok' => true, 'payload' => $connector->mapUser(UserFields::toCmsUser($fields->snapshot($user)))];
+        } catch (\Throwable $e) {
+            return ['ok' => false, 'message' => self::describe($e)];
+        }
+    }
+
+    /**
+     * What a sync would do, without sending anything.
+     *
+     * @return array{ok: bool, actions: list<array{user_id: int, user_login: string, action: string, reason: string}>,
+     *     counts: array<string, int>, message?: string}
+     */
+    public function planSync(): array
+    {
+        try {
+            $work = $this->syncWork(true);
+        } catch (\Throwable $e) {
+            return ['ok' => false, 'actions' => [], 'counts' => [], 'message' => self::describe($e)];
+        }
+        $actions = [];
+        $counts = ['unchanged' => $work['unchanged']];
+        foreach ($work['items'] as $w) {
+            $actions[] = ['user_id' => $w['user_id'], 'user_login' => $w['user_login'], 'action' => $w['planned']->value, 'reason' => (string) $w['reason']];
+            $counts[$w['planned']->value] = ($counts[$w['planned']->value] ?? 0) + 1;
+        }
+        return ['ok' => true, 'actions' => $actions, 'counts' => $counts];
+    }
+
+    /**
+     * The full reconcile: drains the outbox, then sends every user whose fingerprint changed.
+     * Refused when it would deactivate or delete more users than the deletion threshold,
+     * unless $allowDeletes.
+     *
+     * @return array{ok: bool, counts: array<string, int>, message: string}
+     */
+    public function runSync(bool $allowDeletes): array
+    {
+        if (($problem = $this->deliveryProblem()) !== null) {
+            return ['ok' => false, 'counts' => [], 'message' => $problem];
+        }
+        global $wpdb;
+        $lock = $wpdb->prefix . self::SYNC_LOCK;
+        if ((int) $wpdb->get_var($wpdb->prepare('SELECT GET_LOCK(%s, 0)', $lock)) !== 1) {
+            return ['ok' => false, 'counts' => [], 'message' => 'a sync is already running'];
+        }
+        $started = hrtime(true);
+        try {
+            return DatabaseGuard::run(fn (): array => $this->doSync($allowDeletes, $started));
+        } catch (\Throwable $e) {
+            return ['ok' => false, 'counts' => [], 'message' => self::describe($e)];
+        } finally {
+            $wpdb->query($wpdb->prepare('SELECT RELEASE_LOCK(%s)', $lock));
+        }
+    }
+
+    /**
+     * Retries what a failed log row was about: the user as they are now (or, for a deleted
+     * user, their queued deletion).
+     *
+     * @return array{ok: bool, message: string}
+     */
+    public function retry(int $logId): array
+    {
+        $row = $this->plugin->log()->get($logId);
+        if ($row === null) {
+            return ['ok' => false, 'message' => "there is no log entry {$logId}"];
+        }
+        if (!$row['retryable']) {
+            return ['ok' => false, 'message' => 'this entry is not a failure about a user; nothing to retry'];
+        }
+        $userId = $row['user_id'];
+        if (get_userdata($userId) instanceof \WP_User) {
+            $r = $this->provisionNow($userId);
+            return ['ok' => $r['ok'], 'message' => $r['message']];
+        }
+        if (($problem = $this->deliveryProblem()) !== null) {
+            return ['ok' => false, 'message' => $problem];
+        }
+        $last = $this->plugin->outbox()->latestForUser($userId);
+        if ($last === null || $last['event'] !== UserEvent::Deleted->value) {
+            return ['ok' => false, 'message' => "user {$row['user_login']} no longer exists and no change of theirs is queued"];
+        }
+        try {
+            $snapshot = json_decode((string) $last['user_json'], true);
+            $link = ($last['link_json'] ?? '') !== '' ? json_decode((string) $last['link_json'], true) : null;
+            if (!is_array($snapshot) || !$this->plugin->outbox()->replaceForUser($userId, UserEvent::Deleted->value, $snapshot, is_array($link) ? $link : null)) {
+                return ['ok' => false, 'message' => 'a delivery for this user is in progress; try again in a moment'];
+            }
+            $r = self::resultFor($userId, $this->drain([$userId], true));
+            return ['ok' => $r['ok'], 'message' => $r['message']];
+        } catch (\Throwable $e) {
+            return ['ok' => false, 'message' => self::describe($e)];
+        }
+    }
+
+    /**
+     * A user's provisioning state for the Users list: `provisioned`, `not provisioned`,
+     * `pending` (a change is queued) or `failed` (a change is parked after failing).
+     *
+     * @return array{state: string, remote_id: ?string, last_result: ?string, last_at: ?int}
+     */
+    public function userState(int $userId): array
+    {
+        $link = Links::get($userId);
+        $counts = $this->plugin->outbox()->counts($userId);
+        $state = match (true) {
+            $counts['parked'] > 0 => 'failed',
+            $counts['pending'] > 0 => 'pending',
+            $link !== null => 'provisioned',
+            default => 'not provisioned',
+        };
+        $last = get_user_meta($userId, Links::LAST_RESULT, true);
+        $at = get_user_meta($userId, Links::LAST_AT, true);
+        return [
+            'state' => $state,
+            'remote_id' => $link['remote_id'] ?? null,
+            'last_result' => is_string($last) && $last !== '' ? $last : null,
+            'last_at' => is_numeric($at) ? (int) $at : null,
+        ];
+    }
+
+    /**
+     * Delivers due outbox rows, each user's in order, until none is due (or $maxRows).
+     *
+     * @param list<int>|null $userIds only these users; null for all
+     * @return array{delivered: int, failed: int, message: string, results: array<int, array{ok: bool, action: ?string, message: string}>}
+     */
+    public function drain(?array $userIds = null, bool $ignoreRetryTimes = false, int $maxRows = PHP_INT_MAX): array
+    {
+        $summary = ['delivered' => 0, 'failed' => 0, 'message' => 'nothing due', 'results' => []];
+        if (($problem = $this->deliveryProblem()) !== null) {
+            $summary['message'] = $problem;
+            return $summary;
+        }
+        return DatabaseGuard::run(function () use ($userIds, $ignoreRetryTimes, $maxRows, $summary): array {
+            $done = 0;
+            $tried = [];
+            while ($done < $maxRows) {
+                $rows = $this->plugin->outbox()->claimDue($this->owner, (int) min(50, $maxRows - $done), $userIds, $ignoreRetryTimes);
+                $rows = array_values(array_filter($rows, function (array $r) use (&$tried): bool {
+                    if (isset($tried[$r['id']])) {
+                        // Tried once in this drain already (a retry time of 0): leave it to the next.
+                        $this->plugin->outbox()->release($r['id'], $this->owner);
+                        return false;
+                    }
+                    return true;
+                }));
+                if ($rows === []) {
+                    break;
+                }
+                foreach ($rows as $i => $row) {
+                    $tried[$row['id']] = true;
+                    try {
+                        $connector = $this->connector();
+                    } catch (\Throwable $e) {
+                        // Cannot deliver from this process at all (configuration, bridge): give the rows back.
+                        foreach (array_slice($rows, $i) as $r) {
+                            $this->plugin->outbox()->release($r['id'], $this->owner);
+                        }
+                        $summary['message'] = self::describe($e);
+                        $this->plugin->log()->add(0, '', 'deliver', 'failed', null, $summary['message'], 0);
+                        return $summary;
+                    }
+                    $result = $this->deliverOne($connector, $row);
+                    $summary['results'][$row['user_id']] = $result;
+                    $summary[$result['ok'] ? 'delivered' : 'failed']++;
+                    $summary['message'] = $result['message'];
+                    $done++;
+                }
+            }
+            return $summary;
+        });
+    }
+
+    /**
+     * The connector for the saved settings, opened on first use.
+     *
+     * @throws \RuntimeException|BridgeException|ProvisioningException
+     */
+    public function connector(): Connector
+    {
+        return $this->connector ??= Connector::open($this->plugin->runtime(), $this->plugin->settings()->connectorConfig());
+    }
+
+    /** The fields reader for the saved mapping. */
+    public function fields(): UserFields
+    {
+        return $this->fields ??= new UserFields(UserFields::metaKeysOf($this->plugin->settings()->mappingRules()));
+    }
+
+    /** Null when this process can deliver; else why not. */
+    public function deliveryProblem(): ?string
+    {
+        if (!$this->plugin->settings()->isConfigured()) {
+            return 'no SCIM server is configured (base URL and credentials)';
+        }
+        return $this->plugin->ffiProblem();
+    }
+
+    /**
+     * @param array<string, mixed> $row a claimed outbox row
+     * @return array{ok: bool, action: ?string, message: string}
+     */
+    private function deliverOne(Connector $connector, array $row): array
+    {
+        $outbox = $this->plugin->outbox();
+        $userId = (int) $row['user_id'];
+        $snapshot = json_decode((string) $row['user_json'], true);
+        $event = UserEvent::tryFrom((string) $row['event']);
+        $login = is_array($snapshot) ? (string) ($snapshot['fields']['user_login'] ?? '') : '';
+        if (!is_array($snapshot) || $event === null) {
+            $outbox->fail($row['id'], $this->owner, $row['attempts'] + 1, time(), 'the queued change cannot be read', null, true);
+            $this->plugin->log()->add($userId, $login, (string) $row['event'], 'failed', null, 'the queued change cannot be read; it is parked', 0);
+            return ['ok' => false, 'action' => null, 'message' => 'the queued change cannot be read'];
+        }
+        $link = null;
+        if (($row['link_json'] ?? '') !== '' && $row['link_json'] !== null) {
+            $l = json_decode((string) $row['link_json'], true);
+            $link = is_array($l) && isset($l['remote_id']) ? $l : null;
+        }
+        $link ??= Links::get($userId);
+        $started = hrtime(true);
+        try {
+            $outcome = $connector->provision(UserFields::toCmsUser($snapshot), $event, Links::toLink($link));
+        } catch (ProvisioningException $e) {
+            return $this->failRow($row, $login, $e->getMessage(), $e->retry, $e->retryAfterSeconds, $e->status, $started);
+        } catch (GuestTrapException $e) {
+            return $this->failRow($row, $login, $e->getMessage(), 'backoff', null, null, $started);
+        }
+        $message = $outcome->action->value . ($outcome->reason !== null ? " ({$outcome->reason})" : '');
+        if ($event !== UserEvent::Deleted && get_userdata($userId) instanceof \WP_User) {
+            Links::save($userId, $outcome->link, UserFields::fingerprint($snapshot, $this->plugin->settings()->policyJson()));
+            Links::recordResult($userId, $message);
+        }
+        $outbox->complete($row['id'], $this->owner);
+        $this->plugin->log()->add($userId, $login, $event->value, $outcome->action->value, null, $outcome->reason, self::ms($started));
+        return ['ok' => true, 'action' => $outcome->action->value, 'message' => $message];
+    }
+
+    /**
+     * @param array<string, mixed> $row
+     * @return array{ok: bool, action: ?string, message: string}
+     */
+    private function failRow(array $row, string $login, string $message, string $retry, ?int $after, ?int $status, int $started): array
+    {
+        $attempts = (int) $row['attempts'] + 1;
+        $park = $retry === 'permanent' || $attempts >= self::MAX_ATTEMPTS;
+        $delay = $retry === 'after-seconds' ? max(1, (int) $after) : min(3600, 2 ** min($attempts + 3, 12));
+        $this->plugin->outbox()->fail($row['id'], $this->owner, $attempts, time() + $delay, $message, $status, $park);
+        $this->plugin->log()->add((int) $row['user_id'], $login, (string) $row['event'], 'failed', $status, $message, self::ms($started));
+        $text = ($park ? 'failed, parked: ' : "failed, will retry in {$delay} s: ") . $message;
+        if (get_userdata((int) $row['user_id']) instanceof \WP_User) {
+            Links::recordResult((int) $row['user_id'], $text);
+        }
+        return ['ok' => false, 'action' => null, 'message' => $text];
+    }
+
+    /**
+     * @return array{ok: bool, counts: array<string, int>, message: string}
+     */
+    private function doSync(bool $allowDeletes, int $started): array
+    {
+        $this->drain(null, true);
+        $work = $this->syncWork(false);
+        $counts = ['created' => 0, 'adopted' => 0, 'updated' => 0, 'unchanged' => $work['unchanged'], 'deactivated' => 0, 'deleted' => 0,
+            'skipped' => 0, 'unlinked' => 0, 'failed' => 0, 'waiting' => $work['waiting'], 'requests' => 0, 'bulk_requests' => 0];
+        $deprovisions = count(array_filter($work['items'], static fn (array $w): bool => in_array($w['planned'], [PlannedAction::Deactivate, PlannedAction::Delete], true)));
+        $threshold = (int) $this->plugin->settings()->get('deletion_threshold');
+        if (!$allowDeletes && $deprovisions > $threshold) {
+            return ['ok' => false, 'counts' => $counts, 'message' => "this sync would deactivate or delete {$deprovisions} users, more than the "
+                . "deletion threshold of {$threshold}; nothing was sent. Check the plan, then confirm to allow it."];
+        }
+        $items = [];
+        foreach ($work['items'] as $w) {
+            if ($w['planned'] === PlannedAction::Skip) {
+                $counts['skipped']++;
+                continue;
+            }
+            $items[] = $w;
+        }
+        $connector = $this->connector();
+        $creates = count(array_filter($items, static fn (array $w): bool => $w['planned'] === PlannedAction::Create));
+        if ($creates >= self::INDEX_FROM_CREATES) {
+            try {
+                $counts['requests'] += $connector->indexRemoteUsers()->requests;
+            } catch (ProvisioningException|GuestTrapException $e) {
+                // Matching then looks each user up; the sync still works, only slower.
+                $this->plugin->log()->add(0, '', 'sync', 'warning', $e->status ?? null, 'listing the remote users failed: ' . $e->getMessage(), 0);
+            }
+        }
+        $policyJson = $this->plugin->settings()->policyJson();
+        foreach (array_chunk($items, self::BATCH_SIZE) as $chunk) {
+            $batchStarted = hrtime(true);
+            $batch = array_map(static fn (array $w): BatchItem => new BatchItem(UserFields::toCmsUser($w['snapshot']), UserEvent::Reconcile, Links::toLink($w['link'])), $chunk);
+            try {
+                $result = $connector->provisionBatch($batch);
+            } catch (GuestTrapException|BridgeException $e) {
+                $result = $e;
+            }
+            $this->recordBatch($chunk, $result, $batchStarted, $policyJson, $counts);
+        }
+        $message = sprintf('%d created, %d adopted, %d updated, %d unchanged, %d deactivated, %d deleted, %d skipped, %d failed',
+            $counts['created'], $counts['adopted'], $counts['updated'], $counts['unchanged'], $counts['deactivated'], $counts['deleted'], $counts['skipped'], $counts['failed']);
+        $this->plugin->log()->add(0, '', 'sync', $counts['failed'] > 0 ? 'partial' : 'done', null, $message, self::ms($started));
+        return ['ok' => $counts['failed'] === 0, 'counts' => $counts, 'message' => $message];
+    }
+
+    /**
+     * @param list<array<string, mixed>> $chunk
+     * @param array<string, int> $counts
+     */
+    private function recordBatch(array $chunk, BatchOutcome|\Throwable $result, int $started, string $policyJson, array &$counts): void
+    {
+        $ms = self::ms($started);
+        if ($result instanceof \Throwable) {
+            foreach ($chunk as $w) {
+                $counts['failed']++;
+                $this->plugin->log()->add($w['user_id'], $w['user_login'], 'sync', 'failed', null, $result->getMessage(), $ms);
+            }
+            return;
+        }
+        $counts['requests'] += $result->requests;
+        $counts['bulk_requests'] += $result->bulkRequests;
+        foreach ($chunk as $i => $w) {
+            $r = $result->results[$i] ?? null;
+            if ($r instanceof ProvisionOutcome) {
+                Links::save($w['user_id'], $r->link, UserFields::fingerprint($w['snapshot'], $policyJson));
+                $text = $r->action->value . ($r->reason !== null ? " ({$r->reason})" : '');
+                Links::recordResult($w['user_id'], $text);
+                $counts[$r->action->value] = ($counts[$r->action->value] ?? 0) + 1;
+                $this->plugin->log()->add($w['user_id'], $w['user_login'], 'sync', $r->action->value, null, $r->reason, $ms);
+            } else {
+                $counts['failed']++;
+                $message = $r instanceof \Throwable ? $r->getMessage() : 'no result';
+                Links::recordResult($w['user_id'], 'failed: ' . $message);
+                $this->plugin->log()->add($w['user_id'], $w['user_login'], 'sync', 'failed', $r instanceof ProvisioningException ? $r->status : null, $message, $ms);
+            }
+        }
+    }
+
+    /**
+     * The users a sync would send: every user whose fingerprint changed since it was last
+     * sent, with what the component plans for them. Users with queued changes are left to
+     * the outbox (unless $planOnly: the sync's drain sends those first).
+     *
+     * @return array{items: list<array{user_id: int, user_login: string, snapshot: array<string, mixed>, link: ?array<string, mixed>,
+     *     planned: PlannedAction, reason: ?string}>, unchanged: int, waiting: int}
+     */
+    private function syncWork(bool $planOnly): array
+    {
+        $connector = $this->plugin->settings()->isConfigured() ? $this->connector()
+            : Connector::open($this->plugin->runtime(), ['base_url' => 'https://plan.invalid/scim/v2', 'policy' => $this->plugin->settings()->policy()]);
+        $links = Links::all();
+        $waiting = $planOnly ? [] : $this->plugin->outbox()->waitingUsers();
+        $policyJson = $this->plugin->settings()->policyJson();
+        $fields = $this->fields();
+        $items = [];
+        $unchanged = 0;
+        $waitingCount = 0;
+        $page = 1;
+        do {
+            $query = new \WP_User_Query([
+                'blog_id' => is_multisite() ? get_current_blog_id() : 0,
+                'number' => 500,
+                'paged' => $page,
+                'orderby' => 'ID',
+                'order' => 'ASC',
+                'count_total' => false,
+                'fields' => 'all_with_meta',
+            ]);
+            $users = $query->get_results();
+            foreach ($users as $user) {
+                $id = (int) $user->ID;
+                if (isset($waiting[$id])) {
+                    $waitingCount++;
+                    continue;
+                }
+                $snapshot = $fields->snapshot($user);
+                $link = $links[$id] ?? null;
+                if ($link !== null && $link['fingerprint'] === UserFields::fingerprint($snapshot, $policyJson)) {
+                    $unchanged++;
+                    continue;
+                }
+                $plan = $connector->plan(UserFields::toCmsUser($snapshot), UserEvent::Reconcile, $link !== null);
+                $items[] = ['user_id' => $id, 'user_login' => (string) $user->user_login, 'snapshot' => $snapshot, 'link' => $link,
+                    'planned' => $plan->action, 'reason' => $plan->reason];
+            }
+            // Each page's users stay in WordPress's object cache otherwise (10,000 users).
+            foreach ($users as $user) {
+                clean_user_cache($user);
+            }
+            $page++;
+        } while (count($users) === 500);
+        return ['items' => $items, 'unchanged' => $unchanged, 'waiting' => $waitingCount];
+    }
+
+    /**
+     * @param array{results: array<int, array{ok: bool, action: ?string, message: string}>, message: string} $drain
+     * @return array{ok: bool, message: string, action?: string}
+     */
+    private static function resultFor(int $userId, array $drain): array
+    {
+        $r = $drain['results'][$userId] ?? null;
+        if ($r === null) {
+            return ['ok' => false, 'message' => $drain['message'] === 'nothing due' ? 'nothing was delivered; the change stays queued' : $drain['message']];
+        }
+        return $r['ok'] ? ['ok' => true, 'message' => $r['message'], 'action' => (string) $r['action']] : ['ok' => false, 'message' => $r['message']];
+    }
+
+    /** A failure as a sentence for the admin; the library's messages never hold secrets. */
+    public static function describe(\Throwable $e): string
+    {
+        return $e instanceof DatabaseUnavailableException || $e instanceof ProvisioningException || $e instanceof BridgeException
+            || $e instanceof GuestTrapException || $e instanceof \RuntimeException
+            ? $e->getMessage()
+            : 'unexpected error: ' . $e->getMessage();
+    }
+
+    private static function ms(int $startedNs): int
+    {
+        return intdiv(hrtime(true) - $startedNs, 1_000_000);
+    }
+}
