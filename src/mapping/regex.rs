@@ -6,6 +6,12 @@
 //! non-capturing groups with `|`, and the quantifiers `* + ? {m} {m,} {m,n}` (greedy, or lazy
 //! with a trailing `?`). Matching works on `char`s, so non-ASCII text is never split.
 //!
+//! Why not `regex-lite` (linear-time, made for small binaries): measured side by side
+//! (issue 25, both built with `[profile.component]` then `wasm-opt -Oz` as host-example's
+//! build script does), the shipped component is 675,106 bytes with this engine and 715,769
+//! with regex-lite, 40,663 bytes more, over the 30 KB the issue allowed. Without any engine
+//! it is 663,379: this one costs 11,727 bytes, regex-lite 52,390.
+//!
 //! Backtracking can take exponential time on hostile patterns such as `(a*)*b`, so every
 //! search runs on a step budget and reports [`BudgetExceeded`] instead of hanging the host.
 //! The backtracking stack is explicit rather than recursive, because the component's stack
@@ -64,8 +70,10 @@ enum Inst {
     Mark(usize),
     /// Leave the loop (jump to the second target) when the iteration since the matching
     /// `Mark` consumed nothing; this is what keeps `(a?)*` from looping forever on an empty
-    /// match. The empty iteration itself stands, as in Perl and the `regex` crate: failing
-    /// it instead would backtrack into a longer one, so `(?:b*?)*` would take `b`.
+    /// match. The empty iteration itself stands, as in Perl: failing it instead would
+    /// backtrack into a longer one, so `(?:b*?)*` would take `b`. The `regex` crate can end
+    /// such a match elsewhere (`(?:\s|1*?)+` on "\n1": Perl and this engine match "\n", the
+    /// `regex` crate and JavaScript "\n1"); the differential test below skips that case.
     Progress(usize, usize),
     Start,
     End,
@@ -965,7 +973,9 @@ mod tests {
     /// `replace_all`, captures included. The `regex` crate skips an empty match right after
     /// a non-empty one where Perl and JavaScript's `/g` (and this engine) do not, so the
     /// oracle drives `captures_at` through the same iteration instead of calling its own
-    /// `replace_all`. Inputs are ASCII, where `\d \w \s` mean the same in both.
+    /// `replace_all`. Inputs are ASCII, where `\d \w \s` mean the same in both. Where a
+    /// repetition's body can match empty, the engines agree on whether there is a match but
+    /// not always on where it ends (see [`Inst::Progress`]), so only `is_match` is compared.
     #[cfg(not(target_arch = "wasm32"))]
     mod differential {
         use proptest::prelude::*;
@@ -1023,21 +1033,15 @@ mod tests {
                 }
             }
 
-            /// Whether a capture sits in a repetition whose body can match empty. Which
-            /// iteration such a group reports after a final empty one differs between
-            /// engines (Perl and this one: the empty one; the `regex` crate: the last
-            /// non-empty one), so only the whole match is compared then.
-            fn has_capture_in_nullable_loop(&self) -> bool {
+            /// Whether a repetition's body can match empty.
+            fn has_nullable_loop(&self) -> bool {
                 match self {
                     Pat::Leaf(_) => false,
                     Pat::Concat(items) | Pat::Alt(items) => {
-                        items.iter().any(Pat::has_capture_in_nullable_loop)
+                        items.iter().any(Pat::has_nullable_loop)
                     }
-                    Pat::Group(inner, _) => inner.has_capture_in_nullable_loop(),
-                    Pat::Repeat(inner, _) => {
-                        (inner.nullable() && inner.groups() > 0)
-                            || inner.has_capture_in_nullable_loop()
-                    }
+                    Pat::Group(inner, _) => inner.has_nullable_loop(),
+                    Pat::Repeat(inner, _) => inner.nullable() || inner.has_nullable_loop(),
                 }
             }
 
@@ -1122,14 +1126,16 @@ mod tests {
                     .map_err(|e| TestCaseError::fail(format!("{source}: {e}")))?;
                 let groups = pat.groups();
                 prop_assert_eq!(ours.group_count(), groups, "{}", source);
-                let compared_groups = if pat.has_capture_in_nullable_loop() { 0 } else { groups };
                 let replacement: String = std::iter::once("<${0}".to_owned())
-                    .chain((1..=compared_groups).map(|g| format!("|${{{g}}}")))
+                    .chain((1..=groups).map(|g| format!("|${{{g}}}")))
                     .chain(std::iter::once(">".to_owned()))
                     .collect();
                 match ours.is_match(&text) {
                     Err(BudgetExceeded) => return Ok(()),
                     Ok(found) => prop_assert_eq!(found, theirs.is_match(&text), "{} on {:?}", source, text),
+                }
+                if pat.has_nullable_loop() {
+                    return Ok(());
                 }
                 match ours.replace_all(&text, &Replacement::parse(&replacement)) {
                     Err(BudgetExceeded) => {}
