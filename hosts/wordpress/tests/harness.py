@@ -308,6 +308,15 @@ class MariaDB:
             rows.append([None if v == "NULL" else v for v in line.split("\t")])
         return rows
 
+    def dump(self, database: str) -> str:
+        """mariadb-dump of one database (every table, as SQL text): for a test that looks for
+        a secret stored as sent."""
+        out = subprocess.run(["mariadb-dump", "--no-defaults", "-S", str(self.socket), "-uroot",
+                              "--skip-extended-insert", database], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise HarnessError(f"mariadb-dump: {out.stderr.strip()}")
+        return out.stdout
+
     def create_database(self, name: str) -> tuple[str, str]:
         """A database and a user of its own for 127.0.0.1: returns (user, password)."""
         if not name.replace("_", "").isalnum():

@@ -3,10 +3,12 @@ web server's user, the plugin active, and a database that can be stopped and sta
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from conftest import plugin_available
-from harness import IS_ROOT, PLUGIN_MAIN, WEB_USER, MariaDB, WordPressSite
+from harness import PLUGIN_MAIN, WEB_USER, MariaDB, WordPressSite
 
 
 def test_wordpress_serves_login_and_rest_under_apache(wordpress: WordPressSite):
@@ -38,10 +40,15 @@ def test_php_runs_inside_wordpress_as_the_web_server_user(wordpress: WordPressSi
 
 
 @pytest.mark.skipif(not plugin_available(), reason="the plugin's main file does not exist yet")
-def test_the_plugin_is_active(wordpress: WordPressSite):
-    assert wordpress.php_json(f"is_plugin_active('{PLUGIN_MAIN}')") is True
-    if IS_ROOT:
-        assert (wordpress.plugin_dir / "scim-provisioner.php").exists()
+def test_the_plugin_is_active_with_its_binaries(wordpress: WordPressSite):
+    assert PLUGIN_MAIN in wordpress.php_json("get_option('active_plugins')")
+    native = wordpress.php_json("\\ScimProvisioner\\WordPress\\Plugin::instance()->nativeFiles()")
+    if wordpress.plugin_zip is not None:
+        # Installed from the zip: the binaries are the ones it ships, in the plugin's native/.
+        for key in ("library", "wasm", "header"):
+            assert native[key] == str(wordpress.plugin_dir / "native" / Path(native[key]).name), native
+    else:
+        assert native["library"] and native["wasm"], native
 
 
 def test_an_administrator_logs_in_with_the_form(wordpress: WordPressSite):
