@@ -27,6 +27,7 @@ use super::engine::{adoptable, created, outcome, parse_snapshot};
 use super::resource::{id_of, project};
 use super::selection::Decision;
 use super::transport::{Transport, now_unix, resource_path};
+use super::verdict::is_patch_refusal;
 
 /// The bulk operation path of a linked user. `prepare` has refused links whose id is empty
 /// or a dot-segment, so this cannot fall back; an empty path would only be refused by the
@@ -600,9 +601,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 };
                 let error = response::error_from_response(&synthetic, now_unix());
                 // A refused PATCH goes as PUT on the one-user path.
-                if matches!(p.finish, Finish::Change { .. })
-                    && super::fallback::is_patch_refusal(&error)
-                {
+                if matches!(p.finish, Finish::Change { .. }) && is_patch_refusal(&error) {
                     self.dialect.borrow_mut().patch_refused = true;
                     return None;
                 }

@@ -22,22 +22,10 @@ use super::resource::{
 };
 use super::selection::{Decision, Situation, decide};
 use super::transport::{Transport, encode_component, now_unix, resource_path};
+use super::verdict::{Sent, cannot_verify, filter_ignored, more_expected};
 
 /// How many candidates a matching look-up asks for: enough to name an ambiguity.
 const MATCH_PAGE: u32 = 10;
-
-/// What an update of an existing remote user came to.
-pub(crate) enum Sent {
-    /// Nothing differed; nothing was sent.
-    Unchanged,
-    /// The server took the change.
-    Updated {
-        version: Option<String>,
-        location: Option<String>,
-    },
-    /// The remote user does not exist (404).
-    Missing,
-}
 
 impl<H: HttpPort, L: LogPort> Connector<H, L> {
     /// Brings the remote user in line with `user` after `event`. `link` is what the host
@@ -715,7 +703,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 // answer is only a page, other ways to page are tried.
                 let received = resources.len();
                 all.extend(resources);
-                if super::fallback::more_expected(received, total) {
+                if more_expected(received, total) {
                     incomplete = self.complete_listing(t, &attributes, &mut all, total)?;
                 }
                 break;
@@ -839,7 +827,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             // Check each candidate ourselves: a server that ignores the filter must not
             // make us adopt somebody else, nor make us miss the user it did not list.
             let listed = read_list(&resp)?.0;
-            if path.filter.is_none() && super::fallback::filter_ignored(&listed, path, &value) {
+            if path.filter.is_none() && filter_ignored(&listed, path, &value) {
                 self.learn_filters_unusable(&format!("the server ignored the filter {filter}"));
                 return self.look_up_by_listing(t, resource);
             }
@@ -888,14 +876,6 @@ pub(crate) fn parse_snapshot(link: &Link) -> Option<Value> {
             super::groups::take_snapshot_groups(&mut s);
             s
         })
-}
-
-/// The error of a creation refused because the remote users could not all be seen and no
-/// filter can ask for this one: permanent, so the host parks the user with this reason.
-pub(crate) fn cannot_verify(why: &str) -> ProvisioningError {
-    ProvisioningError::Other(format!(
-        "cannot verify that the user is not already on the server: {why}; nothing was created (enable filtering or paging on the server, then retry)"
-    ))
 }
 
 /// The id and version of a matching remote user about to be adopted.

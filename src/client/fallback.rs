@@ -14,9 +14,9 @@ use crate::user::{CmsUser, ProvisionOutcome};
 
 use super::connector::{Connector, read_list};
 use super::dialect::{DeclaredSchema, Dialect};
-use super::engine::Sent;
-use super::resource::{id_of, match_value};
+use super::resource::id_of;
 use super::transport::{Transport, encode_component};
+use super::verdict::{Sent, cannot_verify, is_patch_refusal, is_schema_refusal};
 
 /// A userName no server holds: the filter probe of a connection test must match nothing.
 const PROBE_USER_NAME: &str = "scim-provisioner-filter-probe-7f3e9c1d";
@@ -154,7 +154,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         match self.find_in_index(t, resource)?.flatten() {
             Some(found) => Ok(Some(found)),
             None => match self.index_incomplete() {
-                Some(why) => Err(super::engine::cannot_verify(&why)),
+                Some(why) => Err(cannot_verify(&why)),
                 None => Ok(None),
             },
         }
@@ -422,53 +422,11 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
     }
 }
 
-/// Whether a 400 may be a server refusing attributes its schema does not declare: any 400
-/// but those that name another problem (a path, a conflict, a read-only attribute).
-pub(crate) fn is_schema_refusal(e: &ProvisioningError) -> bool {
-    match e {
-        ProvisioningError::Scim(e) => {
-            e.status == 400
-                && !matches!(
-                    e.scim_type.as_deref(),
-                    Some("noTarget" | "invalidPath" | "uniqueness" | "mutability")
-                )
-        }
-        ProvisioningError::UnexpectedResponse { status, .. } => *status == 400,
-        _ => false,
-    }
-}
-
-/// Whether an error answer to a PATCH says the server cannot do that PATCH (rather than
-/// that the change is wrong): 501, 405, or 400 with `noTarget`/`invalidPath`.
-pub(crate) fn is_patch_refusal(e: &ProvisioningError) -> bool {
-    match e {
-        ProvisioningError::Scim(s) => {
-            matches!(s.status, 501 | 405)
-                || (s.status == 400
-                    && matches!(s.scim_type.as_deref(), Some("noTarget" | "invalidPath")))
-        }
-        ProvisioningError::UnexpectedResponse { status, .. } => matches!(status, 501 | 405),
-        _ => false,
-    }
-}
-
 /// Users a search request asks for at once.
 const SEARCH_PAGE: u64 = 100;
 
 /// The most pages one way to page may take (a guard against a server that never ends).
 const MAX_PAGES: u32 = 10_000;
-
-/// Whether a list read without paging parameters is likely only a page: fewer users than
-/// `totalResults` says, or, without a believable `totalResults`, a round number of them
-/// (10, 20, 25, 50, 100…), as a server's default page size would be.
-pub(crate) fn more_expected(received: usize, total: u64) -> bool {
-    let received = received as u64;
-    if total >= received && total > 0 {
-        received < total
-    } else {
-        received >= 10 && (received.is_multiple_of(10) || received.is_multiple_of(25))
-    }
-}
 
 /// Adds the users of `page` not in `all` yet (by id); says how many were new.
 fn add_new(all: &mut Vec<Value>, page: Vec<Value>) -> usize {
@@ -546,18 +504,6 @@ pub(crate) fn without_paging(relative: &str) -> String {
     } else {
         format!("{path}?{}", kept.join("&"))
     }
-}
-
-/// True when a list answered for a filter on `path` = `value` holds users that do not
-/// match: the server ignored the filter.
-pub(crate) fn filter_ignored(
-    resources: &[Value],
-    path: &crate::scim::path::AttrPath,
-    value: &str,
-) -> bool {
-    resources.iter().any(|r| {
-        id_of(r).is_some() && !match_value(r, path).is_some_and(|v| v.eq_ignore_ascii_case(value))
-    })
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use crate::user::{CmsUser, FieldValue};
 use super::connector::{Connector, read_list};
 use super::resource::id_of;
 use super::transport::{Transport, encode_component, now_unix, resource_path};
+use super::verdict::is_patch_refusal;
 
 /// The snapshot key holding the groups last provisioned. Stripped before any diff.
 ///
@@ -169,7 +170,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             {
                 return Ok(());
             }
-            if !super::fallback::is_patch_refusal(&error) {
+            if !is_patch_refusal(&error) {
                 return Err(error);
             }
             // The server refuses this PATCH (501, 405, 400 noTarget/invalidPath): as for

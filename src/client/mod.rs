@@ -6,6 +6,8 @@
 //! a first sync), `resource` (helpers over remote resources), and the wire: `transport`
 //! (requests through the HTTP port), `response` (reading answers), `capabilities` (what
 //! `/ServiceProviderConfig` says) and `bulk_wire` (Bulk request and response bodies).
+//! `fallback` learns how a server departs from the RFCs; `verdict` holds what the engine,
+//! the fallbacks, groups and bulk all conclude from answers, so none imports another for it.
 
 pub mod bulk;
 pub mod bulk_wire;
@@ -20,6 +22,7 @@ pub mod resource;
 pub mod response;
 pub mod selection;
 pub mod transport;
+pub mod verdict;
 
 #[cfg(test)]
 pub(crate) mod fake;

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::client::fake::{FakeHttp, MemoryLog, empty_response, json_response};
+use crate::client::verdict::more_expected;
 use crate::config::{Auth, ConnectorConfig};
 use crate::error::RetryClass;
 use crate::error::TransportError;
