@@ -12,6 +12,8 @@ final class LogTab
         $failuresOnly = !empty($_GET['failures']);
         $table = new LogListTable(SettingsPage::plugin()->log(), $failuresOnly);
         $table->prepare_items();
+        // The message says what went wrong and what to check: give it the room.
+        echo '<style>#scim-log .column-message{width:40%}#scim-log .column-at{width:12%}</style>';
         echo '<p id="scim-retry-help">' . esc_html__('Retry sends the user as WordPress holds them now, not as they were when the delivery failed.', 'scim-provisioner') . '</p>';
         $table->views();
         echo '<form method="get" id="scim-log">';

@@ -104,7 +104,7 @@ final class MappingTab
             $rules[] = $rule;
         }
         $userId = isset($_POST['preview_user']) ? absint($_POST['preview_user']) : 0;
-        $back = static function () use ($rows, $rowErrors, $userId): never {
+        $back = static function () use ($rows, &$rowErrors, $userId): never {
             Notices::stash('mapping_form', ['rows' => $rows, 'errors' => $rowErrors, 'user' => $userId]);
             SettingsPage::redirect('mapping');
         };

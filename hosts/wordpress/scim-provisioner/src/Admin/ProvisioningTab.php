@@ -4,6 +4,8 @@ declare(strict_types=1);
 
 namespace ScimProvisioner\WordPress\Admin;
 
+use ScimProvisioner\WordPress\Cron;
+
 /**
  * The provisioning tab: which operations reach the server, what happens to a user who is deleted
  * or leaves the scope (no role on the site counts as inactive), the scope by role, automatic
@@ -62,7 +64,7 @@ final class ProvisioningTab
                 printf('<option value="%s"%s>%s</option>', esc_attr($value), selected($current, $value, false), esc_html($label));
             }
             echo '</select>';
-            $next = wp_next_scheduled('scim_provisioner_reconcile');
+            $next = wp_next_scheduled(Cron::RECONCILE);
             echo '<p class="description" id="scim-next-run">' . esc_html($next ? sprintf(__('Next run: %s. Sites that run cron from the system can call bin/worker instead.', 'scim-provisioner'), SettingsPage::time((int) $next)) : __('Not scheduled.', 'scim-provisioner')) . '</p>';
         }, self::PAGE, 'operations', ['label_for' => 'scim-schedule']);
         add_settings_field('deletion_threshold', __('Deletion threshold', 'scim-provisioner'), static function () use ($form): void {
