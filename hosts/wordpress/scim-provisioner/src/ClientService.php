@@ -165,18 +165,28 @@ final class ClientService
         if (($problem = $this->deliveryProblem()) !== null) {
             return ['ok' => false, 'counts' => [], 'message' => $problem];
         }
-        global $wpdb;
-        $lock = $wpdb->prefix . self::SYNC_LOCK;
-        if ((int) $wpdb->get_var($wpdb->prepare('SELECT GET_LOCK(%s, 0)', $lock)) !== 1) {
-            return ['ok' => false, 'counts' => [], 'message' => 'a sync is already running'];
-        }
         $started = hrtime(true);
         try {
-            return DatabaseGuard::run(fn (): array => $this->doSync($allowDeletes, $started));
+            // Everything, the lock's release included, under the guard: once the database is
+            // gone, any query ends in wp_die().
+            return DatabaseGuard::run(function () use ($allowDeletes, $started): array {
+                global $wpdb;
+                $lock = $wpdb->prefix . self::SYNC_LOCK;
+                if ((int) $wpdb->get_var($wpdb->prepare('SELECT GET_LOCK(%s, 0)', $lock)) !== 1) {
+                    return ['ok' => false, 'counts' => [], 'message' => 'a sync is already running'];
+                }
+                try {
+                    return $this->doSync($allowDeletes, $started);
+                } finally {
+                    try {
+                        $wpdb->query($wpdb->prepare('SELECT RELEASE_LOCK(%s)', $lock));
+                    } catch (DatabaseUnavailableException) {
+                        // The lock went with the connection.
+                    }
+                }
+            });
         } catch (\Throwable $e) {
             return ['ok' => false, 'counts' => [], 'message' => self::describe($e)];
-        } finally {
-            $wpdb->query($wpdb->prepare('SELECT RELEASE_LOCK(%s)', $lock));
         }
     }
 

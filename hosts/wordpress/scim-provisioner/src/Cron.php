@@ -74,14 +74,26 @@ final class Cron
     {
         $result = $this->plugin->client()->runSync(false);
         if (!$result['ok']) {
-            $this->plugin->log()->add(0, '', 'sync', 'failed', null, 'scheduled sync: ' . $result['message'], 0);
+            self::quietly(fn () => $this->plugin->log()->add(0, '', 'sync', 'failed', null, 'scheduled sync: ' . $result['message'], 0));
         }
     }
 
     /** @internal the drain job */
     public function drain(): void
     {
-        $this->plugin->client()->drain();
-        $this->plugin->log()->prune();
+        self::quietly(function (): void {
+            $this->plugin->client()->drain();
+            $this->plugin->log()->prune();
+        });
+    }
+
+    /** Runs a job's step; a lost database or a failure is logged, never a fatal error in wp-cron.php. */
+    private static function quietly(callable $step): void
+    {
+        try {
+            DatabaseGuard::run($step);
+        } catch (\Throwable $e) {
+            error_log('scim-provisioner: cron: ' . ClientService::describe($e));
+        }
     }
 }
