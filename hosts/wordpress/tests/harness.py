@@ -140,8 +140,9 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, limit: float
 
 def make_temp_root(prefix: str) -> Path:
     """A temporary directory that www-data and mysql may enter (each service's own
-    subdirectory is then owned by that service, mode 0700 where it holds data)."""
-    root = Path(tempfile.mkdtemp(prefix=prefix))
+    subdirectory is then owned by that service, mode 0700 where it holds data). Its name
+    carries the process id, so concurrent runs can tell their directories apart."""
+    root = Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))
     os.chmod(root, 0o755)
     return root
 
@@ -433,6 +434,23 @@ class WordPressSite:
             (content / sub).mkdir(exist_ok=True)
             chown(content / sub, WEB_USER, 0o755)
         (self.path / ".htaccess").write_text(HTACCESS)
+        # WP_DEBUG is on (the plugin's notices and warnings reach wp-debug.log), but WordPress
+        # 6.1's own PHP 8.2 deprecations would bury them: PHP's E_DEPRECATED is muted once
+        # WordPress has set its error level (WordPress's _deprecated_* notices stay).
+        mu = content / "mu-plugins"
+        mu.mkdir(exist_ok=True)
+        (mu / "harness-quiet-php-deprecations.php").write_text(
+            "<?php\n// Written by hosts/wordpress/tests/harness.py.\n"
+            "error_reporting(error_reporting() & ~E_DEPRECATED);\n"
+            "// A test site is offline: no update checks against wordpress.org (WP_HTTP_BLOCK_EXTERNAL\n"
+            "// refuses them, and WordPress then logs a warning for each).\n"
+            "remove_action('init', 'wp_schedule_update_checks');\n"
+            "foreach (['wp_version_check', 'wp_update_plugins', 'wp_update_themes', 'wp_maybe_auto_update'] as $hook) {\n"
+            "    remove_action($hook, $hook);\n"
+            "}\n"
+            "foreach (['_maybe_update_core', '_maybe_update_plugins', '_maybe_update_themes'] as $check) {\n"
+            "    remove_action('admin_init', $check);\n"
+            "}\n")
         (self.logs / "php-error.log").touch()
         chown(self.logs / "php-error.log", WEB_USER, 0o644)
         (self.logs / "wp-debug.log").touch()
@@ -470,6 +488,8 @@ define('WP_DEBUG_DISPLAY', false);
 define('AUTOMATIC_UPDATER_DISABLED', true);
 define('WP_AUTO_UPDATE_CORE', false);
 define('DISABLE_WP_CRON', false);
+// No calls to wordpress.org (update checks): loopback only.
+define('WP_HTTP_BLOCK_EXTERNAL', true);
 {binaries}{self.wp_config_extra}
 if (!defined('ABSPATH')) {{
     define('ABSPATH', __DIR__ . '/');
