@@ -14,8 +14,8 @@ use crate::bindings::Provisioner;
 use crate::bindings::scim::provisioner::directory as dir;
 use crate::bindings::scim::provisioner::{http_client, logging};
 use crate::http::{HeldRequest, HttpCapability};
+use crate::limits::GuestLimits;
 use crate::logging::LogSink;
-use crate::runtime::GuestLimits;
 use crate::types::{CmsUser, DirectoryError, QueryPage, ResourceKind, Search, StoredResource};
 
 /// What the host side of `directory` must do.

@@ -35,6 +35,7 @@ mod host_state;
 pub mod http;
 pub mod ids;
 pub mod import;
+mod limits;
 pub mod logging;
 mod runtime;
 pub mod serve;
@@ -44,9 +45,10 @@ pub mod sync;
 
 pub use describe::{action_label, describe_error};
 pub use host_state::{DirectoryBackend, HostState, add_to_linker};
+pub use limits::GuestLimits;
 pub use runtime::{
-    CACHE_ENV, CacheInfo, ConnectorSettings, Credentials, DeadlineExceeded, GuestLimits,
-    MemoryLimitExceeded, Runtime, ServerSession, ServerSettings, Session,
+    CACHE_ENV, CacheInfo, ConnectorSettings, Credentials, DeadlineExceeded, MemoryLimitExceeded,
+    Runtime, ServerSession, ServerSettings, Session,
 };
 
 /// Generated bindings for the `provisioner` world.

@@ -8,6 +8,57 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use host_example::Runtime;
+
+use crate::figures::Figures;
+use crate::servers::{SyncTarget, start_target};
+
+/// Issue 13's first row: a cold `host-example` process's first call, against a fresh serve
+/// of ours (see [`measure`]).
+pub fn run(runtime: &Runtime, component: &Path, figures: &mut Figures) -> Result<()> {
+    const FIGURE: &str = "cold process to first call: `host-example provision USER --dry-run` (the precompiled component; four GETs to a local `serve`)";
+    const GOAL: &str = "≤ 20 ms";
+    println!("\n== a cold process's first call ==");
+    let Some(cli) = cli_binary() else {
+        println!(
+            "skipped: build the CLI beside the bench (`cargo build --release -p host-example`)"
+        );
+        figures.push(
+            FIGURE,
+            "not measured: the CLI was not built beside the bench",
+            GOAL,
+            None,
+        );
+        return Ok(());
+    };
+    let Some((server, base, token)) = start_target(runtime, SyncTarget::Ours)? else {
+        bail!("our own server cannot be missing");
+    };
+    let dir = std::env::temp_dir().join(format!("scim-bench-cold-{}", std::process::id()));
+    let measured = measure(&cli, component, &base, &token, &dir);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+    let cold = measured?;
+    println!(
+        "{} runs of `host-example provision bob --dry-run`: median {:.1} ms, fastest {:.1} ms, slowest {:.1} ms",
+        cold.ms.len(),
+        cold.median(),
+        cold.fastest(),
+        cold.ms[cold.ms.len() - 1]
+    );
+    figures.push(
+        FIGURE,
+        format!(
+            "median {:.1} ms, fastest {:.1} ms, over {} runs",
+            cold.median(),
+            cold.fastest(),
+            cold.ms.len()
+        ),
+        GOAL,
+        Some(cold.median() <= 20.0),
+    );
+    Ok(())
+}
 
 /// The variable the CLI reads the bench server's token from.
 const TOKEN_VAR: &str = "SCIM_BENCH_TOKEN";
