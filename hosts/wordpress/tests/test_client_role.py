@@ -3,15 +3,17 @@ functions and requests; every result read back from scim2-server over plain HTTP
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
 import threading
 import urllib.parse
 from typing import Iterator
 
 import pytest
 
-from harness import Scim2Server, WordPressSite, form, wait_for
-from plugin_calls import PLUGIN, call, configure_client, link_of, save_settings, users_by_name
+from harness import WEB_USER, Scim2Server, WordPressSite, as_user, form, wait_for
+from plugin_calls import PLUGIN, call, configure_client, link_of, php_value, save_settings, users_by_name
 
 
 @pytest.fixture()
@@ -254,3 +256,69 @@ def test_a_new_origin_clears_the_saved_token(client_site: WordPressSite, scim2_s
     save_settings(site, base_url="http://127.0.0.2:9/scim/v2")
     after = call(site, f"{PLUGIN}->settings()->all()")
     assert after["token_saved"] is False and after["token"] == ""
+
+
+def test_a_mapping_with_a_user_meta_field(client_site: WordPressSite, scim2_server: Scim2Server):
+    site = client_site
+    enterprise = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
+    department = enterprise + ":department"
+    rules = call(site, f"{PLUGIN}->settings()->mappingRules()")
+    rules.append({"target": department, "source": "department"})
+    bad = call(site, f"{PLUGIN}->settings()->save(['mapping' => '[{{\"target\": \"nosuch\", \"source\": \"x\"}}]'])")
+    assert "mapping" in bad  # the component refuses it (invalid-config), nothing saved
+    save_settings(site, mapping=json.dumps(rules))
+    user_id = site.create_user("grace", role="subscriber")
+    site.php(f"update_user_meta({user_id}, 'department', 'R&D'); wp_update_user(['ID' => {user_id}]);")
+    remote = scim2_server.user_by_name("grace")
+    assert remote[enterprise]["department"] == "R&D"
+    preview = call(site, f"{PLUGIN}->client()->previewMapping({user_id})")
+    assert preview["payload"][enterprise]["department"] == "R&D"
+    # A preview with other rules (not saved) leaves the saved mapping alone.
+    other = call(site, f"{PLUGIN}->client()->previewMapping({user_id}, {php_value(json.dumps([{'target': 'userName', 'source': 'user_email'}]))})")
+    assert other["ok"] is True and other["payload"]["userName"] == "grace@example.test"
+    assert call(site, f"{PLUGIN}->settings()->mappingRules()") == rules
+
+
+def test_without_ffi_changes_are_queued_and_the_scim_routes_answer_503(client_site: WordPressSite, scim2_server: Scim2Server):
+    """A PHP that cannot use FFI (here the CLI with ffi.enable=0; under Apache, mod_php or FPM
+    without the setting): the site keeps working, users' changes are queued, the admin notice
+    says what to add, the SCIM routes answer a SCIM 503; the worker (the CLI's defaults allow
+    FFI) delivers the queue."""
+    site = client_site
+    token = call(site, f"{PLUGIN}->server()->rotateToken()")
+    code = f"""<?php
+$_SERVER['HTTP_HOST'] = '127.0.0.1:{site.port}';
+require '{site.path}/wp-load.php';
+$id = wp_insert_user(['user_login' => 'noffi', 'user_email' => 'noffi@example.test', 'role' => 'subscriber', 'user_pass' => 'x']);
+$request = new WP_REST_Request('GET', '/scim/v2/Users');
+$request->set_header('Authorization', 'Bearer {token}');
+$response = rest_do_request($request);
+echo json_encode(['id' => $id, 'notices' => {PLUGIN}->notices(), 'status' => $response->get_status(),
+    'body' => $response instanceof ScimProvisioner\\WordPress\\RawRestResponse ? json_decode($response->body, true) : null,
+    'outbox' => {PLUGIN}->outbox()->counts()]);
+"""
+    out = subprocess.run(as_user(WEB_USER, ["php", "-d", "ffi.enable=0"]), input=code, capture_output=True, text=True,
+                         cwd=site.path, timeout=300)
+    assert out.returncode == 0, site.log_text()[-3000:]
+    result = json.loads(out.stdout)
+    notice = result["notices"][0]["message"]
+    assert "php_admin_value ffi.enable 1" in notice and "php_admin_value[ffi.enable] = true" in notice
+    assert result["status"] == 503
+    assert result["body"]["schemas"] == ["urn:ietf:params:scim:api:messages:2.0:Error"]
+    assert result["outbox"]["pending"] == 1
+    assert scim2_server.user_by_name("noffi") is None
+    assert "1 delivered" in site.worker("drain").stdout
+    assert scim2_server.user_by_name("noffi") is not None
+
+
+def test_uninstall_removes_the_plugins_data(client_site: WordPressSite, scim2_server: Scim2Server, mariadb):
+    site = client_site
+    user_id = site.create_user("henry", role="subscriber")
+    assert link_of(site, user_id) is not None
+    site.php("require_once ABSPATH . 'wp-admin/includes/plugin.php'; deactivate_plugins('scim-provisioner/scim-provisioner.php');"
+             " uninstall_plugin('scim-provisioner/scim-provisioner.php');")
+    tables = {row[0] for row in mariadb.query(site.db_name, "SHOW TABLES")}
+    assert not any("scim" in t for t in tables), tables
+    assert mariadb.query(site.db_name, "SELECT COUNT(*) FROM wp_usermeta WHERE meta_key LIKE '\\_scim\\_%'") == [["0"]]
+    assert mariadb.query(site.db_name, "SELECT COUNT(*) FROM wp_options WHERE option_name LIKE 'scim\\_provisioner%'") == [["0"]]
+    assert call(site, f"get_userdata({user_id})->user_login") == "henry"  # the users stay

@@ -92,7 +92,7 @@ final class RestController
         if ($request->get_header('authorization') === null) {
             $headers[] = ['Authorization', 'Bearer ' . $token];
         }
-        $scim = new Request($request->get_method(), $path === '' ? '/' : $path, self::rawQuery(), $headers, $request->get_body());
+        $scim = new Request($request->get_method(), $path === '' ? '/' : $path, self::rawQuery(), $headers, (string) $request->get_body());
         return self::toRest($this->plugin->server()->handle($scim, $token));
     }
 
