@@ -85,7 +85,7 @@ impl ColdStart {
 }
 
 /// The `host-example` binary beside this bench, if it was built.
-pub fn cli_binary() -> Option<PathBuf> {
+fn cli_binary() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let cli = exe.with_file_name(format!("host-example{}", std::env::consts::EXE_SUFFIX));
     cli.is_file().then_some(cli)
@@ -93,7 +93,7 @@ pub fn cli_binary() -> Option<PathBuf> {
 
 /// Times `RUNS` cold `provision bob --dry-run` runs of `cli` with `component`, against the
 /// SCIM server at `base_url`, in a scratch directory `dir` (config, CMS database, cache).
-pub fn measure(
+fn measure(
     cli: &Path,
     component: &Path,
     base_url: &str,

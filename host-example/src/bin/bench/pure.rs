@@ -22,10 +22,7 @@ use crate::users::{drupal_user, to_wit_event, to_wit_user};
 
 /// Measures phase 1 and prints it, adding issue 13's rows for it to `figures`.
 pub fn run(runtime: &Runtime, users: usize, figures: &mut Figures) -> Result<()> {
-    println!(
-        "\n== component vs native: {} users, 1 warm-up + median of {REPEATS} ==",
-        users
-    );
+    println!("\n== component vs native: {users} users, 1 warm-up + median of {REPEATS} ==");
     let pure = pure_work(runtime, users)?;
     println!(
         "{:<24} {:>12} {:>15} {:>10}",

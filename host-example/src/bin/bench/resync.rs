@@ -12,10 +12,7 @@ use crate::sync::{SyncRun, bench_store, sync_options, sync_settings};
 
 /// Measures phase 4 for `users` users and prints it, adding its row to `figures`.
 pub fn run(runtime: &Runtime, users: usize, figures: &mut Figures) -> Result<()> {
-    println!(
-        "\n== a no-change resync of {} users in our serve (after a first sync) ==",
-        users
-    );
+    println!("\n== a no-change resync of {users} users in our serve (after a first sync) ==");
     let ((first_s, first), (again_s, again)) = bench_resync(runtime, users)?;
     figures.push(
         format!(

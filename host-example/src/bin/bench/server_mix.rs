@@ -24,8 +24,7 @@ pub fn run(
     figures: &mut Figures,
 ) -> Result<()> {
     println!(
-        "\n== server role: {} requests per phase, at {CONNECTIONS:?} connections, {} rounds (ours, then the peer, each round; the median of the rounds) ==",
-        requests, rounds
+        "\n== server role: {requests} requests per phase, at {CONNECTIONS:?} connections, {rounds} rounds (ours, then the peer, each round; the median of the rounds) =="
     );
     let (ours, peer) = bench_servers(runtime, requests, rounds, with_peer)?;
     println!(

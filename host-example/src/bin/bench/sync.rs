@@ -26,8 +26,7 @@ pub fn against_ceiling(
     figures: &mut Figures,
 ) -> Result<()> {
     println!(
-        "\n== a first sync of {} users (/Bulk, concurrency 8) against the server's own /Bulk ceiling (plain clients, 8 connections) ==",
-        users
+        "\n== a first sync of {users} users (/Bulk, concurrency 8) against the server's own /Bulk ceiling (plain clients, 8 connections) =="
     );
     println!(
         "{:<14} {:>9} {:>10} {:>9} {:>6} {:>14} {:>10}",
@@ -95,10 +94,7 @@ pub fn bulk_against_one_per_user(
     users: usize,
     figures: &mut Figures,
 ) -> Result<()> {
-    println!(
-        "\n== a first sync of {} users to scim2-server, concurrency 8 ==",
-        users
-    );
+    println!("\n== a first sync of {users} users to scim2-server, concurrency 8 ==");
     println!(
         "{:<26} {:>9} {:>10} {:>9} {:>6}",
         "mode", "seconds", "users/s", "requests", "bulk"
@@ -187,6 +183,8 @@ pub fn sync_settings(base_url: String, token: String) -> ConnectorSettings {
     }
 }
 
+/// How the benches sync: `concurrency` instances, `batch_size` writes a batch, no deletes,
+/// three attempts, no progress bar.
 pub fn sync_options(concurrency: u32, batch_size: u32) -> host_example::sync::SyncOptions {
     host_example::sync::SyncOptions {
         plan_only: false,
@@ -222,7 +220,7 @@ pub fn bench_first_sync(
 }
 
 /// [`bench_first_sync`] into either server.
-pub fn bench_first_sync_into(
+fn bench_first_sync_into(
     runtime: &Runtime,
     target: SyncTarget,
     n: usize,
@@ -267,7 +265,7 @@ pub fn bench_first_sync_into(
 /// operations as its ServiceProviderConfig allows (at most 100), `connections` at once,
 /// from plain clients doing nothing else. Returns creates per second and the operations per
 /// request. `None` when the peer is not installed or the server has no `/Bulk`.
-pub fn bulk_ceiling(
+fn bulk_ceiling(
     runtime: &Runtime,
     target: SyncTarget,
     n: usize,

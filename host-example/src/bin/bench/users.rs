@@ -27,6 +27,7 @@ pub fn drupal_user(i: usize) -> CmsUser {
     }
 }
 
+/// `v` as the component's WIT value.
 fn to_wit_value(v: &FieldValue) -> wit::FieldValue {
     match v {
         FieldValue::Null => wit::FieldValue::Null,
@@ -37,6 +38,7 @@ fn to_wit_value(v: &FieldValue) -> wit::FieldValue {
     }
 }
 
+/// `u` as the component's WIT record.
 pub fn to_wit_user(u: &CmsUser) -> wit::CmsUser {
     wit::CmsUser {
         id: u.id.clone(),
@@ -49,6 +51,7 @@ pub fn to_wit_user(u: &CmsUser) -> wit::CmsUser {
     }
 }
 
+/// `e` as the component's WIT event.
 pub fn to_wit_event(e: UserEvent) -> wit::UserEvent {
     match e {
         UserEvent::Created => wit::UserEvent::Created,
