@@ -50,7 +50,7 @@ def test_a_mapping_with_its_preview(admin: WpAdmin, peer):
     assert payload["userName"] == "mara" and payload["title"] == "Engineer", payload
     assert payload["name"]["givenName"] == "Mara"
     assert client_settings(site)["mapping"] == ""  # a preview saves nothing
-    a.shot("mapping-preview", docs="wordpress-mapping.png")
+    a.shot("mapping-preview")
 
     # The previewed rules are still in the form: save them.
     a.click("scim-save-mapping")
@@ -69,8 +69,8 @@ def test_a_mapping_with_its_preview(admin: WpAdmin, peer):
     assert json.loads(client_settings(site)["mapping"]) == rules
 
     assert provision_now(a, uid).startswith("mara:")
-    remote = wait_remote(peer, "mara", "created with its title", lambda u: u is not None)
-    assert remote["title"] == "Engineer"
+    remote = peer.user_by_name("mara")
+    assert remote is not None and remote["title"] == "Engineer", remote
     configure(site, mapping="")
 
 
@@ -108,7 +108,7 @@ def test_a_user_made_changed_deactivated_reactivated_and_deleted_in_wp_admin(adm
     a.click("submit")
     wait_remote(peer, "lena", "deactivated", lambda u: u and u.get("active") is False)
     a.go("/wp-admin/users.php")
-    a.shot("users-list", docs="wordpress-users.png")
+    a.shot("users-list")
 
     # A role again: active again.
     a.go(f"/wp-admin/user-edit.php?user_id={uid}")
@@ -142,7 +142,7 @@ def test_provision_now_from_the_users_list(admin: WpAdmin, peer):
     remote = peer.user_by_name("pat_now")
     assert remote is not None and remote["name"]["givenName"] == "Pat"
     cell = a.text(f"#user-{uid} td.column-scim_provisioner")
-    assert cell.strip() != "" and "unavailable" not in cell, cell
+    assert cell.startswith("provisioned"), cell
 
 
 def test_sync_now_shows_the_plan_and_sends_only_when_confirmed(admin: WpAdmin, peer):
@@ -179,7 +179,7 @@ def test_retry_from_the_log_after_the_server_was_unreachable(admin: WpAdmin, pee
     row = a.d.find_element(By.CSS_SELECTOR, '#scim-log tr[data-user="rory_retry"]')
     assert row.find_element(By.CSS_SELECTOR, ".scim-outcome").text == "failed"
     assert a.has("scim-retry-help")
-    a.shot("log-failure", docs="wordpress-log.png")
+    a.shot("log-failure")
     retry = row.find_element(By.CSS_SELECTOR, "a.scim-retry").get_attribute("href")
 
     configure(site, base_url=peer.base_url, token=peer.token)  # the server is back

@@ -28,6 +28,16 @@ def test_save_and_test_a_wrong_token_then_the_right_one(admin: WpAdmin, peer):
     a = admin
     wrong = "wrong-" + secrets.token_hex(8)
     a.tab("client")
+    # Not a URL: refused with the reason, nothing saved.
+    a.fill("scim-base-url", "scim.example/v2")
+    a.fill("scim-token", wrong)
+    a.d.execute_script("document.getElementById('scim-base-url').type = 'text'")  # past the browser's own check
+    a.click("scim-save-test")
+    assert "base URL" in a.notice_text("client-error-0")
+    assert a.has("setting-error-scim-client-not-saved")
+    assert a.d.find_element(By.ID, "scim-base-url").get_attribute("value") == "scim.example/v2"
+    assert wrong not in a.d.page_source
+    assert client_settings(a.site)["token_saved"] is False
     a.fill("scim-base-url", peer.base_url)
     a.check("scim-auth-bearer")
     a.fill("scim-token", wrong)
@@ -187,7 +197,7 @@ def test_server_side_token_is_shown_once_and_a_scim_user_logs_in(admin: WpAdmin,
     a.tab("server")
     row = a.d.find_element(By.CSS_SELECTOR, '#scim-created-users tr[data-user="idp_carol"]')
     assert body["id"] in row.text
-    a.shot("server-side", docs="wordpress-server-side.png")
+    a.shot("server-side")
 
     # Rotating stops the old token at once.
     a.d.execute_script("window.__previousPage = true")
