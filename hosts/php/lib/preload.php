@@ -28,14 +28,17 @@ try {
 if (!$loaded) {
     $header = getenv('SCIM_BRIDGE_PRELOAD_HEADER') ?: __DIR__ . '/scim_bridge.preload.h';
     if (!is_file($header)) {
-        throw new RuntimeException("scim-provisioner preload: {$header} is missing; write it with lib/bin/ffi-preload-header");
+        throw new RuntimeException(
+            "scim-provisioner preload: {$header} is missing; write it with lib/bin/ffi-preload-header"
+        );
     }
     FFI::load($header);
 }
 
 require_once __DIR__ . '/autoload.php';
 // Preload the library's classes through the autoloader, so each is linked with its parents.
-foreach (new RecursiveIteratorIterator(new RecursiveDirectoryIterator(__DIR__ . '/src', FilesystemIterator::SKIP_DOTS)) as $file) {
+$sources = new RecursiveDirectoryIterator(__DIR__ . '/src', FilesystemIterator::SKIP_DOTS);
+foreach (new RecursiveIteratorIterator($sources) as $file) {
     if ($file->getExtension() === 'php') {
         $relative = substr($file->getPathname(), strlen(__DIR__ . '/src/'), -4);
         $name = 'ScimProvisioner\\' . str_replace('/', '\\', $relative);

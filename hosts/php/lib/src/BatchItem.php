@@ -27,6 +27,10 @@ final class BatchItem
     /** @param array{user: array<string, mixed>, event: string, link?: array<string, mixed>|null} $wit */
     public static function fromWit(array $wit): self
     {
-        return new self(CmsUser::fromWit($wit['user']), (string) $wit['event'], isset($wit['link']) ? Link::fromWit($wit['link']) : null);
+        return new self(
+            CmsUser::fromWit($wit['user']),
+            (string) $wit['event'],
+            isset($wit['link']) ? Link::fromWit($wit['link']) : null,
+        );
     }
 }

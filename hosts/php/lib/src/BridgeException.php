@@ -9,6 +9,6 @@ namespace ScimProvisioner;
  * missing or disabled, the bridge library or the component is not found, the bridge
  * reported an error. Never a component error: those are {@see ProvisioningException}.
  */
-class BridgeException extends \RuntimeException
+class BridgeException extends \RuntimeException implements ScimProvisionerException
 {
 }

@@ -92,14 +92,15 @@ final class CmsUser
             is_bool($value) => ['tag' => 'boolean', 'val' => $value],
             is_int($value), is_float($value) => is_finite((float) $value)
                 ? ['tag' => 'number', 'val' => (float) $value]
-                : throw new \InvalidArgumentException("field {$name}: a number must be finite"),
+                : throw new InvalidArgumentException("field {$name}: a number must be finite"),
             is_array($value) && array_is_list($value) => ['tag' => 'text-list', 'val' => array_map(
                 static fn (mixed $v): string => is_scalar($v) ? (is_bool($v) ? ($v ? 'true' : 'false') : (string) $v)
-                    : throw new \InvalidArgumentException("field {$name}: a list may hold only strings"),
+                    : throw new InvalidArgumentException("field {$name}: a list may hold only strings"),
                 $value,
             )],
-            default => throw new \InvalidArgumentException(
-                "field {$name}: a CMS field is a string, number, boolean, list of strings or null, not " . get_debug_type($value)
+            default => throw new InvalidArgumentException(
+                "field {$name}: a CMS field is a string, number, boolean, list of strings or null, not "
+                    . get_debug_type($value)
             ),
         };
     }

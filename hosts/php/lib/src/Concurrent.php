@@ -61,11 +61,13 @@ final class Concurrent
         $seen = [];
         foreach ($jobs as $i => [$connector]) {
             if (!$connector instanceof Connector) {
-                throw new \InvalidArgumentException("job {$i} has no Connector");
+                throw new InvalidArgumentException("job {$i} has no Connector");
             }
             $id = spl_object_id($connector);
             if (isset($seen[$id])) {
-                throw new \InvalidArgumentException("job {$i} uses the same connector as job {$seen[$id]}: one call per connector at a time");
+                throw new InvalidArgumentException(
+                    "job {$i} uses the same connector as job {$seen[$id]}: one call per connector at a time"
+                );
             }
             $seen[$id] = $i;
         }
@@ -95,8 +97,10 @@ final class Concurrent
                         while (!$call->isDone() && !isset($waiting[$i])) {
                             $import = $call->import;
                             $transport = $connector->transport;
-                            if ($import !== null && $import['func'] === 'send' && $transport instanceof CurlTransport
-                                && $import['interface'] === 'scim:provisioner/http-client@0.1.0') {
+                            if (
+                                $import !== null && $import['func'] === 'send' && $transport instanceof CurlTransport
+                                && $import['interface'] === 'scim:provisioner/http-client@0.1.0'
+                            ) {
                                 $request = HttpRequest::fromWit((array) $import['args'][0]);
                                 try {
                                     $exchange = $transport->prepare($request);
@@ -137,7 +141,13 @@ final class Concurrent
                     [$connector] = $jobs[$i];
                     try {
                         $answer = $connector->transport instanceof CurlTransport
-                            ? $connector->transport->complete($request, $exchange, (int) $info['result'], curl_strerror((int) $info['result']) ?? '', $started)
+                            ? $connector->transport->complete(
+                                $request,
+                                $exchange,
+                                (int) $info['result'],
+                                curl_strerror((int) $info['result']) ?? '',
+                                $started,
+                            )
                             : throw new BridgeException('the transport changed');
                     } catch (TransportException $e) {
                         $answer = $e;

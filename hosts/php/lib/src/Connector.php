@@ -42,7 +42,9 @@ final class Connector extends Session
 {
     public const INTERFACE = 'scim:provisioner/client@0.1.0';
     private const HTTP = 'scim:provisioner/http-client@0.1.0';
-    private const KEYS = ['base_url', 'token', 'token_env', 'username', 'password', 'password_env', 'timeout', 'policy'];
+    private const KEYS = [
+        'base_url', 'token', 'token_env', 'username', 'password', 'password_env', 'timeout', 'policy',
+    ];
     /** How `scope-fields` names the user's id. */
     private const SCOPE_ID_FIELD = '@id';
 
@@ -59,10 +61,14 @@ final class Connector extends Session
     /**
      * @param array<string, mixed> $config
      */
-    private function __construct(Runtime $runtime, array $config, ?Transport $transport, ?Logger $logger)
-    {
+    private function __construct(
+        Runtime $runtime,
+        array $config,
+        ?Transport $transport,
+        Logger|\Psr\Log\LoggerInterface|null $logger,
+    ) {
         [$wit, $secrets] = self::parseConfig($config);
-        parent::__construct($runtime, new RedactingLogger($logger ?? new NullLogger(), $secrets));
+        parent::__construct($runtime, new RedactingLogger(PsrLoggerAdapter::wrap($logger), $secrets));
         $this->witConfig = $wit;
         $this->baseUrl = $wit['base-url'];
         $this->transport = $transport ?? new CurlTransport($wit['base-url'], [], $this->logger);
@@ -74,10 +80,15 @@ final class Connector extends Session
      * @param array{base_url: string, token?: string, token_env?: string, username?: string, password?: string,
      *     password_env?: string, timeout?: int, policy?: array<string, mixed>|string} $config
      * @param Transport|null $transport the HTTP client; default a {@see CurlTransport} bound to base_url's origin
+     * @param Logger|\Psr\Log\LoggerInterface|null $logger where log lines go, secrets redacted first
      * @throws ProvisioningException `invalid-config` when the configuration or policy is not valid
      */
-    public static function open(Runtime $runtime, array $config, ?Transport $transport = null, ?Logger $logger = null): self
-    {
+    public static function open(
+        Runtime $runtime,
+        array $config,
+        ?Transport $transport = null,
+        Logger|\Psr\Log\LoggerInterface|null $logger = null,
+    ): self {
         $connector = new self($runtime, $config, $transport, $logger);
         $connector->ensureOpen();
         return $connector;
@@ -120,7 +131,8 @@ final class Connector extends Session
         // The cut follows the list of the instance that runs the call: after a trap, that is
         // the fresh one, so open it first.
         $this->ensureOpen();
-        $result = $this->invoke('[method]connector.plan', [$user->toWitOnly($this->scopeKeys, $this->scopeReadsId), $event, $linked]);
+        $only = $user->toWitOnly($this->scopeKeys, $this->scopeReadsId);
+        $result = $this->invoke('[method]connector.plan', [$only, $event, $linked]);
         return Plan::fromWit((array) $result);
     }
 
@@ -198,13 +210,17 @@ final class Connector extends Session
      */
     public function mapUser(CmsUser $user): array
     {
-        return Json::decodeObject((string) $this->ok($this->invoke('[method]connector.map-user', [$user->toWit()])), 'the mapped user');
+        $mapped = $this->ok($this->invoke('[method]connector.map-user', [$user->toWit()]));
+        return Json::decodeObject((string) $mapped, 'the mapped user');
     }
 
     /** @internal for {@see Concurrent} */
     public function beginProvision(CmsUser $user, UserEvent|string $event, ?Link $link): Call
     {
-        return $this->begin('[method]connector.provision', [$user->toWit(), UserEvent::of($event)->value, $link?->toWit()]);
+        return $this->begin(
+            '[method]connector.provision',
+            [$user->toWit(), UserEvent::of($event)->value, $link?->toWit()],
+        );
     }
 
     /** @internal for {@see Concurrent} */
@@ -222,7 +238,7 @@ final class Connector extends Session
         $wit = [];
         foreach ($items as $i => $item) {
             if (!$item instanceof BatchItem) {
-                throw new \InvalidArgumentException("item {$i} is not a BatchItem but " . get_debug_type($item));
+                throw new InvalidArgumentException("item {$i} is not a BatchItem but " . get_debug_type($item));
             }
             $wit[] = $item->toWit();
         }
@@ -251,7 +267,11 @@ final class Connector extends Session
     /** Never shows credentials. */
     public function __debugInfo(): array
     {
-        return ['baseUrl' => $this->baseUrl, 'auth' => $this->witConfig['auth']['tag'], 'timeoutMs' => $this->witConfig['timeout-ms']];
+        return [
+            'baseUrl' => $this->baseUrl,
+            'auth' => $this->witConfig['auth']['tag'],
+            'timeoutMs' => $this->witConfig['timeout-ms'],
+        ];
     }
 
     protected function openRequest(): array
@@ -288,13 +308,18 @@ final class Connector extends Session
             } catch (\Throwable $e) {
                 // A transport bug must not leave the call hanging: the guest gets `other`.
                 $this->logger->error('the transport failed: {error}', ['error' => $e::class . ': ' . $e->getMessage()]);
-                return self::httpResult(new TransportException('other', 'the host transport failed: ' . $e->getMessage()));
+                return self::httpResult(
+                    new TransportException('other', 'the host transport failed: ' . $e->getMessage())
+                );
             }
         }
         if ($interface === ScimServer::DIRECTORY) {
-            return ['tag' => 'err', 'val' => (new DirectoryException('unavailable', 'a connector has no directory'))->toWit()];
+            $error = new DirectoryException('unavailable', 'a connector has no directory');
+            return ['tag' => 'err', 'val' => $error->toWit()];
         }
-        throw new BridgeException("the component asked for an import the PHP host does not serve: {$interface}#{$func}");
+        throw new BridgeException(
+            "the component asked for an import the PHP host does not serve: {$interface}#{$func}"
+        );
     }
 
     /** @return array{tag: string, val: array<string, mixed>} */
@@ -325,13 +350,16 @@ final class Connector extends Session
      * The WIT `connector-config` and the secrets to redact.
      *
      * @param array<string, mixed> $config
-     * @return array{0: array{base-url: string, auth: array<string, mixed>, timeout-ms: int, policy-json: string}, 1: list<string>}
+     * @return array{0: array{base-url: string, auth: array<string, mixed>, timeout-ms: int, policy-json: string},
+     *     1: list<string>}
      */
     private static function parseConfig(array $config): array
     {
         foreach (array_keys($config) as $key) {
             if (!in_array($key, self::KEYS, true)) {
-                throw ProvisioningException::invalidConfig("unknown setting '{$key}'; known: " . implode(', ', self::KEYS));
+                throw ProvisioningException::invalidConfig(
+                    "unknown setting '{$key}'; known: " . implode(', ', self::KEYS)
+                );
             }
         }
         $baseUrl = $config['base_url'] ?? null;
@@ -375,6 +403,9 @@ final class Connector extends Session
         } elseif (!is_string($policy)) {
             throw ProvisioningException::invalidConfig('policy is an array or a JSON string');
         }
-        return [['base-url' => $baseUrl, 'auth' => $auth, 'timeout-ms' => $timeout, 'policy-json' => $policy], $secrets];
+        return [
+            ['base-url' => $baseUrl, 'auth' => $auth, 'timeout-ms' => $timeout, 'policy-json' => $policy],
+            $secrets,
+        ];
     }
 }

@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace ScimProvisioner;
 
+use ScimProvisioner\Internal\CurlErrors;
 use ScimProvisioner\Internal\CurlExchange;
 
 /**
@@ -30,12 +31,19 @@ class CurlTransport implements Transport
     /** @var list<\CurlHandle> idle handles: reused (curl_reset keeps their connections alive) */
     private array $idle = [];
 
+    private readonly Logger $logger;
+
     /**
      * @param string $baseUrl the SCIM base URL; its origin is the only one requests may go to
      * @param array{ca_file?: string, proxy?: string, user_agent?: string, max_body_bytes?: int} $options
+     * @param Logger|\Psr\Log\LoggerInterface|null $logger method, URL, status and time only
      */
-    public function __construct(string $baseUrl, private readonly array $options = [], private readonly ?Logger $logger = null)
-    {
+    public function __construct(
+        string $baseUrl,
+        private readonly array $options = [],
+        Logger|\Psr\Log\LoggerInterface|null $logger = null,
+    ) {
+        $this->logger = PsrLoggerAdapter::wrap($logger);
         if (!extension_loaded('curl')) {
             throw new BridgeException('ext-curl is not loaded: install php8.2-curl (or enable extension=curl)');
         }
@@ -52,7 +60,8 @@ class CurlTransport implements Transport
         $exchange = $this->prepare($request);
         $started = hrtime(true);
         curl_exec($exchange->handle);
-        return $this->complete($request, $exchange, curl_errno($exchange->handle), curl_error($exchange->handle), $started);
+        $errno = curl_errno($exchange->handle);
+        return $this->complete($request, $exchange, $errno, curl_error($exchange->handle), $started);
     }
 
     /**
@@ -65,7 +74,10 @@ class CurlTransport implements Transport
     {
         $origin = self::originOf($request->url);
         if ($origin === null) {
-            throw new TransportException('invalid-url', 'only absolute http and https URLs are allowed: ' . self::safeUrl($request->url));
+            throw new TransportException(
+                'invalid-url',
+                'only absolute http and https URLs are allowed: ' . self::safeUrl($request->url),
+            );
         }
         if ($origin !== $this->origin) {
             throw new TransportException('denied', self::originText($origin) . ' is not the configured SCIM origin');
@@ -164,32 +176,27 @@ class CurlTransport implements Transport
      * @throws TransportException
      * @internal
      */
-    public function complete(HttpRequest $request, CurlExchange $exchange, int $errno, string $error, int $startedNs): HttpResponse
-    {
+    public function complete(
+        HttpRequest $request,
+        CurlExchange $exchange,
+        int $errno,
+        string $error,
+        int $startedNs,
+    ): HttpResponse {
         $ms = intdiv(hrtime(true) - $startedNs, 1_000_000);
         $status = (int) curl_getinfo($exchange->handle, CURLINFO_RESPONSE_CODE);
         $this->recycle($exchange);
         $what = $request->method . ' ' . self::safeUrl($request->url);
         if ($exchange->overflow) {
-            $this->logger?->warning("{$what}: response body larger than {$exchange->maxBodyBytes} bytes; dropped");
+            $this->logger->warning("{$what}: response body larger than {$exchange->maxBodyBytes} bytes; dropped");
             throw new TransportException('other', "the response body is larger than {$exchange->maxBodyBytes} bytes");
         }
         if ($errno !== 0) {
-            $case = match (true) {
-                $errno === 28 => 'timeout', // CURLE_OPERATION_TIMEDOUT
-                in_array($errno, [1, 3], true) => 'invalid-url', // UNSUPPORTED_PROTOCOL, URL_MALFORMAT
-                // COULDNT_RESOLVE_PROXY, COULDNT_RESOLVE_HOST, COULDNT_CONNECT, GOT_NOTHING, SEND_ERROR, RECV_ERROR
-                in_array($errno, [5, 6, 7, 52, 55, 56], true) => 'cannot-connect',
-                // SSL_CONNECT_ERROR, PEER_CERTIFICATE, SSL_ENGINE_*, SSL_CERTPROBLEM, SSL_CIPHER,
-                // PEER_FAILED_VERIFICATION, USE_SSL_FAILED, SSL_CACERT_BADFILE, SSL_SHUTDOWN_FAILED,
-                // SSL_CRL_BADFILE, SSL_ISSUER_ERROR, SSL_PINNEDPUBKEYNOTMATCH, SSL_INVALIDCERTSTATUS, SSL_CLIENTCERT
-                in_array($errno, [35, 51, 53, 54, 58, 59, 60, 64, 66, 77, 80, 82, 83, 90, 91, 98], true) => 'tls',
-                default => 'other',
-            };
-            $this->logger?->info("{$what}: {$case} after {$ms} ms ({$error})");
+            $case = CurlErrors::caseOf($errno);
+            $this->logger->info("{$what}: {$case} after {$ms} ms ({$error})");
             throw new TransportException($case, $case === 'timeout' ? '' : $error);
         }
-        $this->logger?->debug("{$what} -> {$status} ({$ms} ms)");
+        $this->logger->debug("{$what} -> {$status} ({$ms} ms)");
         return new HttpResponse($status, $exchange->headers, $exchange->body);
     }
 

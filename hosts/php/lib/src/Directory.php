@@ -43,7 +43,13 @@ interface Directory
      *
      * @throws DirectoryException `not-found`, `version-mismatch`, `conflict`
      */
-    public function replace(ResourceKind $kind, string $id, string $json, ?CmsUser $cms, ?string $ifVersion): StoredResource;
+    public function replace(
+        ResourceKind $kind,
+        string $id,
+        string $json,
+        ?CmsUser $cms,
+        ?string $ifVersion,
+    ): StoredResource;
 
     /**
      * Deletes a resource; false when there was none.

@@ -13,7 +13,7 @@ namespace ScimProvisioner;
  * ({@see MemoryLimitException}) or `trap` (anything else: a guest panic, an out-of-bounds
  * access, a bridge-side failure).
  */
-class GuestTrapException extends \RuntimeException
+class GuestTrapException extends \RuntimeException implements ScimProvisionerException
 {
     /**
      * @param string $kind    `deadline`, `memory` or `trap`
@@ -31,6 +31,12 @@ class GuestTrapException extends \RuntimeException
             $kind,
             $guestMessage,
         ));
+    }
+
+    /** The kind as an enum (`kind` holds its name). */
+    public function trapKind(): TrapKind
+    {
+        return TrapKind::tryFrom($this->kind) ?? TrapKind::Trap;
     }
 
     /** The exception class for a trap kind. */

@@ -63,7 +63,9 @@ final class HttpRequest
     public function toWit(): array
     {
         $tag = strtolower($this->method);
-        $method = in_array($tag, ['get', 'post', 'put', 'patch', 'delete'], true) ? ['tag' => $tag] : ['tag' => 'other', 'val' => $this->method];
+        $method = in_array($tag, ['get', 'post', 'put', 'patch', 'delete'], true)
+            ? ['tag' => $tag]
+            : ['tag' => 'other', 'val' => $this->method];
         return [
             'method' => $method,
             'url' => $this->url,
@@ -76,7 +78,12 @@ final class HttpRequest
     /** Never shows header values (Authorization) or the body. */
     public function __debugInfo(): array
     {
-        return ['method' => $this->method, 'url' => $this->url, 'headers' => array_map(static fn (array $h) => $h[0], $this->headers),
-            'body_bytes' => $this->body === null ? null : strlen($this->body), 'timeoutMs' => $this->timeoutMs];
+        return [
+            'method' => $this->method,
+            'url' => $this->url,
+            'headers' => array_map(static fn (array $h) => $h[0], $this->headers),
+            'body_bytes' => $this->body === null ? null : strlen($this->body),
+            'timeoutMs' => $this->timeoutMs,
+        ];
     }
 }

@@ -35,6 +35,7 @@ final class HttpResponse
     /** @param array{status: int, headers: list<array{0: string, 1: string}>, body: string} $wit */
     public static function fromWit(array $wit): self
     {
-        return new self((int) $wit['status'], (array) $wit['headers'], (string) base64_decode((string) $wit['body'], true));
+        $body = (string) base64_decode((string) $wit['body'], true);
+        return new self((int) $wit['status'], (array) $wit['headers'], $body);
     }
 }

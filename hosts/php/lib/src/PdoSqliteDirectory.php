@@ -31,6 +31,9 @@ namespace ScimProvisioner;
  */
 final class PdoSqliteDirectory implements Directory
 {
+    /** `members[value eq "…"]` or `members.value eq "…"`: the value, and `]` when bracketed. */
+    private const MEMBER_VALUE_EQ = '/^\s*members(?:\[\s*value|\.value)\s+eq\s+("(?:[^"\\\\]|\\\\.)*")\s*(\]?)\s*$/i';
+
     private readonly ?string $cmsTable;
 
     /**
@@ -40,7 +43,7 @@ final class PdoSqliteDirectory implements Directory
     {
         $table = array_key_exists('cms_table', $options) ? $options['cms_table'] : 'users';
         if ($table !== null && !preg_match('/^[A-Za-z_][A-Za-z0-9_]*$/', $table)) {
-            throw new \InvalidArgumentException("cms_table must be a plain SQL identifier, not {$table}");
+            throw new InvalidArgumentException("cms_table must be a plain SQL identifier, not {$table}");
         }
         $this->cmsTable = $table;
         $pdo->setAttribute(\PDO::ATTR_ERRMODE, \PDO::ERRMODE_EXCEPTION);
@@ -75,7 +78,7 @@ final class PdoSqliteDirectory implements Directory
     {
         $dir = dirname($path);
         if (!is_dir($dir)) {
-            throw new \InvalidArgumentException("the directory for the database {$path} does not exist");
+            throw new InvalidArgumentException("the directory for the database {$path} does not exist");
         }
         return new self(new \PDO('sqlite:' . $path), $runtime, $options);
     }
@@ -87,7 +90,9 @@ final class PdoSqliteDirectory implements Directory
 
     public function get(ResourceKind $kind, string $id): ?StoredResource
     {
-        $stmt = $this->pdo->prepare('SELECT id, version, created, last_modified, json FROM ' . self::table($kind) . ' WHERE id = ?');
+        $stmt = $this->pdo->prepare(
+            'SELECT id, version, created, last_modified, json FROM ' . self::table($kind) . ' WHERE id = ?'
+        );
         $stmt->execute([$id]);
         $row = $stmt->fetch(\PDO::FETCH_ASSOC);
         return $row === false ? null : self::stored($row);
@@ -137,10 +142,18 @@ final class PdoSqliteDirectory implements Directory
             $rows[] = $stored;
             $resources[] = $json;
         }
-        $page = $this->runtime->select($search->filter, $search->sortBy, $search->sortDescending, $search->startIndex, $search->count, $resources);
+        $page = $this->runtime->select(
+            $search->filter,
+            $search->sortBy,
+            $search->sortDescending,
+            $search->startIndex,
+            $search->count,
+            $resources,
+        );
         $out = [];
         foreach ($page['indices'] as $i) {
-            $out[] = $rows[$i] ?? throw new DirectoryException('other', "the filter engine returned an unknown index {$i}");
+            $out[] = $rows[$i]
+                ?? throw new DirectoryException('other', "the filter engine returned an unknown index {$i}");
         }
         return new QueryPage($page['total'], $out);
     }
@@ -156,7 +169,8 @@ final class PdoSqliteDirectory implements Directory
         // CROSS JOIN keeps the index as the outer loop: with a plain JOIN, SQLite may walk
         // every group in rowid order to save the sort (4 times slower in the Rust host with
         // 1,000 groups stored).
-        $stmt = $this->pdo->prepare('SELECT g.id, g.version, g.created, g.last_modified, g.json, m.member_value IS :value AS exact
+        $stmt = $this->pdo->prepare('SELECT g.id, g.version, g.created, g.last_modified, g.json,
+                m.member_value IS :value AS exact
             FROM scim_group_members m
             CROSS JOIN scim_groups g ON g.id = m.group_id
             WHERE m.member_key = :key ORDER BY g.rowid');
@@ -168,7 +182,8 @@ final class PdoSqliteDirectory implements Directory
             }
             $groups[] = self::stored($row);
         }
-        return new QueryPage(count($groups), array_slice($groups, max(1, $search->startIndex) - 1, max(0, $search->count)));
+        $page = array_slice($groups, max(1, $search->startIndex) - 1, max(0, $search->count));
+        return new QueryPage(count($groups), $page);
     }
 
     public function create(ResourceKind $kind, string $json, ?CmsUser $cms): StoredResource
@@ -190,10 +205,17 @@ final class PdoSqliteDirectory implements Directory
         });
     }
 
-    public function replace(ResourceKind $kind, string $id, string $json, ?CmsUser $cms, ?string $ifVersion): StoredResource
-    {
+    public function replace(
+        ResourceKind $kind,
+        string $id,
+        string $json,
+        ?CmsUser $cms,
+        ?string $ifVersion,
+    ): StoredResource {
         $value = self::parse($json);
-        return $this->transaction(fn (): StoredResource => $this->doReplace($kind, $id, $json, $value, $cms, $ifVersion));
+        return $this->transaction(
+            fn (): StoredResource => $this->doReplace($kind, $id, $json, $value, $cms, $ifVersion)
+        );
     }
 
     public function delete(ResourceKind $kind, string $id): bool
@@ -221,7 +243,10 @@ final class PdoSqliteDirectory implements Directory
                     if (!is_array($group) || !isset($group['members']) || !is_array($group['members'])) {
                         continue;
                     }
-                    $members = array_values(array_filter($group['members'], static fn ($m): bool => !is_array($m) || ($m['value'] ?? null) !== $id));
+                    $members = array_values(array_filter(
+                        $group['members'],
+                        static fn ($m): bool => !is_array($m) || ($m['value'] ?? null) !== $id,
+                    ));
                     if (count($members) === count($group['members'])) {
                         continue;
                     }
@@ -237,8 +262,14 @@ final class PdoSqliteDirectory implements Directory
     /**
      * @param array<string, mixed> $value
      */
-    private function doReplace(ResourceKind $kind, string $id, string $json, array $value, ?CmsUser $cms, ?string $ifVersion): StoredResource
-    {
+    private function doReplace(
+        ResourceKind $kind,
+        string $id,
+        string $json,
+        array $value,
+        ?CmsUser $cms,
+        ?string $ifVersion,
+    ): StoredResource {
         $current = $this->get($kind, $id) ?? throw DirectoryException::notFound();
         if ($ifVersion !== null && $ifVersion !== $current->version) {
             throw DirectoryException::versionMismatch();
@@ -288,9 +319,14 @@ final class PdoSqliteDirectory implements Directory
         if ($other->fetchColumn() !== false) {
             throw DirectoryException::conflict("a CMS user named \"{$name}\" already exists");
         }
+        $fieldsJson = json_encode(
+            (object) $fields,
+            JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR,
+        );
         $this->pdo->prepare("INSERT INTO {$this->cmsTable} (id, name, mail, fields, active) VALUES (?, ?, ?, ?, ?)
-            ON CONFLICT(id) DO UPDATE SET name = excluded.name, mail = excluded.mail, fields = excluded.fields, active = excluded.active")
-            ->execute([$id, $name, $mail, json_encode((object) $fields, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR), $cms->active ? 1 : 0]);
+            ON CONFLICT(id) DO UPDATE SET name = excluded.name, mail = excluded.mail, fields = excluded.fields,
+                active = excluded.active")
+            ->execute([$id, $name, $mail, $fieldsJson, $cms->active ? 1 : 0]);
     }
 
     /**
@@ -305,7 +341,9 @@ final class PdoSqliteDirectory implements Directory
     private function indexMembers(string $groupId, array $group): void
     {
         $this->pdo->prepare('DELETE FROM scim_group_members WHERE group_id = ?')->execute([$groupId]);
-        $insert = $this->pdo->prepare('INSERT OR IGNORE INTO scim_group_members (group_id, member_key, member_value) VALUES (?, ?, ?)');
+        $insert = $this->pdo->prepare(
+            'INSERT OR IGNORE INTO scim_group_members (group_id, member_key, member_value) VALUES (?, ?, ?)'
+        );
         foreach (is_array($group['members'] ?? null) ? $group['members'] : [] as $member) {
             if (is_array($member) && is_string($member['value'] ?? null)) {
                 $insert->execute([$groupId, mb_strtolower($member['value']), $member['value']]);
@@ -435,10 +473,12 @@ final class PdoSqliteDirectory implements Directory
      */
     private static function memberLookup(ResourceKind $kind, ?string $filter): ?string
     {
-        if ($kind === ResourceKind::Group && $filter !== null
-            && preg_match('/^\s*members(?:\[\s*value|\.value)\s+eq\s+("(?:[^"\\\\]|\\\\.)*")\s*(\]?)\s*$/i', $filter, $m)
+        if (
+            $kind === ResourceKind::Group && $filter !== null
+            && preg_match(self::MEMBER_VALUE_EQ, $filter, $m)
             && ($m[2] === ']') === (bool) preg_match('/^\s*members\[/i', $filter)
-            && is_string($member = json_decode($m[1]))) {
+            && is_string($member = json_decode($m[1]))
+        ) {
             return $member;
         }
         return null;
@@ -475,7 +515,13 @@ final class PdoSqliteDirectory implements Directory
     /** @param array{id: string, version: int|string, created: string, last_modified: string, json: string} $row */
     private static function stored(array $row): StoredResource
     {
-        return new StoredResource((string) $row['id'], 'W/"' . $row['version'] . '"', (string) $row['created'], (string) $row['last_modified'], (string) $row['json']);
+        return new StoredResource(
+            (string) $row['id'],
+            'W/"' . $row['version'] . '"',
+            (string) $row['created'],
+            (string) $row['last_modified'],
+            (string) $row['json'],
+        );
     }
 
     private static function newId(): string

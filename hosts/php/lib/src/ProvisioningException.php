@@ -19,7 +19,7 @@ namespace ScimProvisioner;
  * The message is a sentence for people (what went wrong, what to check). It never holds a
  * secret: the component scrubs credentials from what it reports.
  */
-final class ProvisioningException extends \RuntimeException
+final class ProvisioningException extends \RuntimeException implements ScimProvisionerException
 {
     public const CASES = ['invalid-config', 'missing-attribute', 'transport', 'scim', 'unexpected-response', 'other'];
 
@@ -45,7 +45,11 @@ final class ProvisioningException extends \RuntimeException
     /** A configuration the library refused before the component saw it. */
     public static function invalidConfig(string $message): self
     {
-        return new self('invalid-config', "invalid configuration: {$message}", wit: ['tag' => 'invalid-config', 'val' => $message]);
+        return new self(
+            'invalid-config',
+            "invalid configuration: {$message}",
+            wit: ['tag' => 'invalid-config', 'val' => $message],
+        );
     }
 
     /**
@@ -78,7 +82,8 @@ final class ProvisioningException extends \RuntimeException
                 $text = match ($case) {
                     'denied' => "request refused by the host: {$m}",
                     'invalid-url' => "invalid URL: {$m}",
-                    'cannot-connect' => "cannot connect to the SCIM server ({$m}); check the base URL and that the server is running",
+                    'cannot-connect' => "cannot connect to the SCIM server ({$m}); "
+                        . 'check the base URL and that the server is running',
                     'tls' => "TLS failure ({$m}); check the server's certificate",
                     'timeout' => 'the SCIM server did not answer in time',
                     default => "transport failure: {$m}",
@@ -109,7 +114,16 @@ final class ProvisioningException extends \RuntimeException
                 if ($detail !== null) {
                     $text .= ": {$detail}";
                 }
-                return new self($tag, $text . self::retryNote($retry, $after), $status, $scimType, $detail, $retry, $after, wit: $wit);
+                return new self(
+                    $tag,
+                    $text . self::retryNote($retry, $after),
+                    $status,
+                    $scimType,
+                    $detail,
+                    $retry,
+                    $after,
+                    wit: $wit,
+                );
             case 'unexpected-response':
                 $status = (int) ($val['status'] ?? 0);
                 $reason = (string) ($val['reason'] ?? '');
@@ -142,6 +156,18 @@ final class ProvisioningException extends \RuntimeException
     public function toWit(): array
     {
         return $this->wit ?? ['tag' => 'other', 'val' => $this->getMessage()];
+    }
+
+    /** The case as an enum (`case` holds its WIT name). */
+    public function errorCase(): ProvisioningErrorCase
+    {
+        return ProvisioningErrorCase::tryFrom($this->case) ?? ProvisioningErrorCase::Other;
+    }
+
+    /** The retry class as an enum (`retry` holds its WIT name). */
+    public function retryClass(): RetryClass
+    {
+        return RetryClass::tryFrom($this->retry) ?? RetryClass::Permanent;
     }
 
     /** True when trying again may help (`backoff` or `after-seconds`). */

@@ -18,6 +18,9 @@ final class QueryPage
     /** @return array{total-results: int, resources: list<array<string, string>>} */
     public function toWit(): array
     {
-        return ['total-results' => $this->totalResults, 'resources' => array_map(static fn (StoredResource $r) => $r->toWit(), $this->resources)];
+        return [
+            'total-results' => $this->totalResults,
+            'resources' => array_map(static fn (StoredResource $r) => $r->toWit(), $this->resources),
+        ];
     }
 }

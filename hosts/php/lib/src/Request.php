@@ -69,6 +69,51 @@ final class Request
         );
     }
 
+    /**
+     * A PSR-7 server request (from Guzzle's `ServerRequest::fromGlobals()`, nyholm/psr7-server,
+     * Drupal's or Symfony's PSR-7 bridge), with the path relative to $basePath; null when the
+     * request is not under $basePath. Reads at most $maxBody + 1 bytes of the body, so the
+     * component can answer 413 itself. Path and query stay percent-encoded, as in the URL.
+     */
+    public static function fromServerRequest(
+        \Psr\Http\Message\ServerRequestInterface $request,
+        string $basePath,
+        int $maxBody = 1024 * 1024,
+    ): ?self {
+        $path = $request->getUri()->getPath();
+        $path = $path === '' ? '/' : $path;
+        $basePath = rtrim($basePath, '/');
+        if ($path !== $basePath && !str_starts_with($path, $basePath . '/')) {
+            return null;
+        }
+        $relative = substr($path, strlen($basePath));
+        $headers = [];
+        foreach ($request->getHeaders() as $name => $values) {
+            foreach ($values as $value) {
+                $headers[] = [(string) $name, (string) $value];
+            }
+        }
+        $stream = $request->getBody();
+        if ($stream->isSeekable()) {
+            $stream->rewind();
+        }
+        $body = '';
+        while (!$stream->eof() && strlen($body) <= $maxBody) {
+            $chunk = $stream->read($maxBody + 1 - strlen($body));
+            if ($chunk === '') {
+                break;
+            }
+            $body .= $chunk;
+        }
+        return new self(
+            $request->getMethod(),
+            $relative === '' ? '/' : $relative,
+            $request->getUri()->getQuery(),
+            $headers,
+            $body,
+        );
+    }
+
     /** @return array{method: string, path: string, query: string, headers: list<array{0: string, 1: string}>, body: string} */
     public function toWit(): array
     {
@@ -77,7 +122,10 @@ final class Request
             'method' => mb_scrub($this->method, 'UTF-8'),
             'path' => mb_scrub($this->path, 'UTF-8'),
             'query' => mb_scrub($this->query, 'UTF-8'),
-            'headers' => array_map(static fn (array $h): array => [mb_scrub((string) $h[0], 'UTF-8'), mb_scrub((string) $h[1], 'UTF-8')], $this->headers),
+            'headers' => array_map(
+                static fn (array $h): array => [mb_scrub((string) $h[0], 'UTF-8'), mb_scrub((string) $h[1], 'UTF-8')],
+                $this->headers,
+            ),
             'body' => base64_encode($this->body),
         ];
     }
@@ -87,10 +135,15 @@ final class Request
     {
         $body = base64_decode((string) ($wit['body'] ?? ''), true);
         if ($body === false) {
-            throw new \InvalidArgumentException('the request body is not base64');
+            throw new InvalidArgumentException('the request body is not base64');
         }
-        return new self((string) $wit['method'], (string) $wit['path'], (string) ($wit['query'] ?? ''),
-            array_map(static fn (array $h): array => [(string) $h[0], (string) $h[1]], (array) ($wit['headers'] ?? [])), $body);
+        return new self(
+            (string) $wit['method'],
+            (string) $wit['path'],
+            (string) ($wit['query'] ?? ''),
+            array_map(static fn (array $h): array => [(string) $h[0], (string) $h[1]], (array) ($wit['headers'] ?? [])),
+            $body
+        );
     }
 
     /** Never shows header values (Authorization). */

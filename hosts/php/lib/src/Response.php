@@ -24,7 +24,11 @@ final class Response
         if ($body === false) {
             throw new BridgeException('the component answered with a body that is not base64');
         }
-        return new self((int) $wit['status'], array_map(static fn (array $h): array => [(string) $h[0], (string) $h[1]], (array) $wit['headers']), $body);
+        return new self(
+            (int) $wit['status'],
+            array_map(static fn (array $h): array => [(string) $h[0], (string) $h[1]], (array) $wit['headers']),
+            $body,
+        );
     }
 
     /** @return array{status: int, headers: list<array{0: string, 1: string}>, body: string} */
@@ -55,6 +59,33 @@ final class Response
             'detail' => $detail,
         ], JSON_UNESCAPED_SLASHES);
         return new self($status, [['Content-Type', 'application/scim+json']], (string) $body);
+    }
+
+    /**
+     * This answer as a PSR-7 response, built with the caller's PSR-17 factories (nyholm/psr7's
+     * Psr17Factory and guzzlehttp/psr7's HttpFactory are both). Without a stream factory the
+     * body is written into the new response's own body stream. Content-Length is set from
+     * the body.
+     */
+    public function toPsrResponse(
+        \Psr\Http\Message\ResponseFactoryInterface $responseFactory,
+        ?\Psr\Http\Message\StreamFactoryInterface $streamFactory = null,
+    ): \Psr\Http\Message\ResponseInterface {
+        $response = $responseFactory->createResponse($this->status);
+        foreach ($this->headers as [$name, $value]) {
+            if (strcasecmp($name, 'content-length') !== 0) {
+                $response = $response->withAddedHeader($name, $value);
+            }
+        }
+        $response = $response->withHeader('Content-Length', (string) strlen($this->body));
+        if ($streamFactory === null && $responseFactory instanceof \Psr\Http\Message\StreamFactoryInterface) {
+            $streamFactory = $responseFactory;
+        }
+        if ($streamFactory !== null) {
+            return $response->withBody($streamFactory->createStream($this->body));
+        }
+        $response->getBody()->write($this->body);
+        return $response;
     }
 
     /** Sends status, headers and body through PHP's SAPI (php -S, FPM). */

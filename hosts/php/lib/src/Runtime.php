@@ -20,14 +20,17 @@ use ScimProvisioner\Internal\Json;
  * under FPM, only for declarations preloaded through opcache.preload; see the README), the
  * bridge library, its header and the component `.wasm` exist.
  *
+ * Where the binaries come from, first found wins: the runtime option; the package this
+ * library was unpacked from (`native/` beside `lib/` in the prebuilt bundle
+ * scim-provisioner-php-VERSION-linux-x86_64-gnu.tar.gz); the environment
+ * (SCIM_BRIDGE_LIB, SCIM_PROVISIONER_WASM); the repository's build directories.
+ *
  * Options (all optional):
- * - `library`: path of libscim_bridge.so (env SCIM_BRIDGE_LIB; default: the newer of the
- *   repository's target/release and target/debug builds);
- * - `wasm`: path of the component (env SCIM_PROVISIONER_WASM; default: the repository's
- *   build, see {@see defaultWasm()});
- * - `header`: the bridge's C header (default: the repository's
- *   hosts/php/bridge/include/scim_bridge.h); unused when the declarations were preloaded
- *   under the FFI scope `SCIM_BRIDGE`;
+ * - `library`: path of libscim_bridge.so (see {@see findLibrary()});
+ * - `wasm`: path of the component (see {@see findWasm()});
+ * - `header`: the bridge's C header (default: the package's native/scim_bridge.h, else the
+ *   repository's hosts/php/bridge/include/scim_bridge.h); unused when the declarations
+ *   were preloaded under the FFI scope `SCIM_BRIDGE`;
  * - `memory_limit_bytes`: the most linear memory one instance may hold (bridge default 512 MiB);
  * - `deadline_ms`: how long the guest may run between two host answers (bridge default 10000);
  * - `cache_dir`: where the precompiled component is kept (bridge default: beside the .wasm).
@@ -67,14 +70,16 @@ final class Runtime
         }
         self::checkFfiAvailable();
         $this->libraryPath = self::resolveFile(
-            $options['library'] ?? (getenv('SCIM_BRIDGE_LIB') ?: null) ?? self::defaultLibrary(),
+            $options['library'] ?? self::findLibrary(),
             'the bridge library libscim_bridge.so',
-            'build it with `cargo build -p scim-bridge` (or `--release`), or set the runtime option "library" / env SCIM_BRIDGE_LIB',
+            'use the prebuilt bundle, build it with `cargo build -p scim-bridge` (or `--release`), '
+                . 'or set the runtime option "library" / env SCIM_BRIDGE_LIB',
         );
         $this->wasmPath = self::resolveFile(
-            $options['wasm'] ?? (getenv('SCIM_PROVISIONER_WASM') ?: null) ?? self::defaultWasm(),
+            $options['wasm'] ?? self::findWasm(),
             'the component scim_provisioner.wasm',
-            'build it with `cargo build --release --target wasm32-wasip2 -p scim-provisioner`, or set the runtime option "wasm" / env SCIM_PROVISIONER_WASM',
+            'use the prebuilt bundle, build it with `cargo build -p host-example`, '
+                . 'or set the runtime option "wasm" / env SCIM_PROVISIONER_WASM',
         );
         $this->ffi = self::loadFfi($this->libraryPath, $options['header'] ?? self::defaultHeader());
         $bridgeOptions = [];
@@ -125,8 +130,14 @@ final class Runtime
      * @return array{total: int, indices: list<int>} indices into $resources, in page order
      * @throws DirectoryException `invalid-filter` when the filter does not parse
      */
-    public function select(?string $filter, ?string $sortBy, bool $descending, int $startIndex, int $count, array $resources): array
-    {
+    public function select(
+        ?string $filter,
+        ?string $sortBy,
+        bool $descending,
+        int $startIndex,
+        int $count,
+        array $resources,
+    ): array {
         $request = Json::encode([
             'filter' => $filter,
             'sort-by' => $sortBy,
@@ -161,7 +172,9 @@ final class Runtime
         $error = $this->ffi->new('char *');
         $ptr = $this->ffi->scimp_instance_new($this->live(), FFI::addr($error));
         if ($ptr === null || FFI::isNull($ptr)) {
-            throw new BridgeException('the bridge could not create an instance: ' . ($this->takeString($error) ?? 'unknown error'));
+            throw new BridgeException(
+                'the bridge could not create an instance: ' . ($this->takeString($error) ?? 'unknown error')
+            );
         }
         $instance = new Instance($this, $ptr);
         $this->instances[$instance] = true;
@@ -204,7 +217,7 @@ final class Runtime
      */
     public function __serialize(): array
     {
-        throw new \LogicException(static::class . ' holds a native handle and cannot be serialized');
+        throw new LogicException(static::class . ' holds a native handle and cannot be serialized');
     }
 
     public function __destruct()
@@ -243,10 +256,42 @@ final class Runtime
         return dirname(__DIR__, 4);
     }
 
-    /** The header shipped beside the bridge's sources. */
+    /** The package's root: the directory holding lib/ (hosts/php in the repository). */
+    public static function packageRoot(): string
+    {
+        return dirname(__DIR__, 2);
+    }
+
+    /**
+     * A file of the prebuilt bundle's `native/` directory (libscim_bridge.so, scim_bridge.h,
+     * scim_provisioner.wasm), or null when this library was not unpacked from the bundle.
+     */
+    public static function packagedFile(string $name): ?string
+    {
+        $path = self::packageRoot() . '/native/' . $name;
+        return is_file($path) ? $path : null;
+    }
+
+    /** The bridge library: the package's, else env SCIM_BRIDGE_LIB, else {@see defaultLibrary()}. */
+    public static function findLibrary(): string
+    {
+        return self::packagedFile('libscim_bridge.so')
+            ?? (getenv('SCIM_BRIDGE_LIB') ?: null)
+            ?? self::defaultLibrary();
+    }
+
+    /** The component: the package's, else env SCIM_PROVISIONER_WASM, else {@see defaultWasm()}. */
+    public static function findWasm(): string
+    {
+        return self::packagedFile('scim_provisioner.wasm')
+            ?? (getenv('SCIM_PROVISIONER_WASM') ?: null)
+            ?? self::defaultWasm();
+    }
+
+    /** The header: the package's, else the one beside the bridge's sources. */
     public static function defaultHeader(): string
     {
-        return dirname(__DIR__, 2) . '/bridge/include/scim_bridge.h';
+        return self::packagedFile('scim_bridge.h') ?? dirname(__DIR__, 2) . '/bridge/include/scim_bridge.h';
     }
 
     /**
@@ -292,19 +337,25 @@ final class Runtime
     {
         if (!extension_loaded('ffi') || !class_exists(FFI::class)) {
             throw new BridgeException(
-                'the PHP FFI extension (ext-ffi) is not loaded: it is built into Debian\'s php8.2-cli; elsewhere install or '
-                . 'enable it (extension=ffi in php.ini). scim-provisioner loads its native bridge through FFI.'
+                'the PHP FFI extension (ext-ffi) is not loaded: it is built into Debian\'s php8.2-cli; '
+                . 'elsewhere install or enable it (extension=ffi in php.ini). '
+                . 'scim-provisioner loads its native bridge through FFI.'
             );
         }
         $mode = strtolower((string) ini_get('ffi.enable'));
         if (in_array($mode, ['0', '', 'off', 'false', 'no'], true)) {
-            throw new BridgeException('FFI is disabled (ffi.enable=' . ini_get('ffi.enable') . '): set ffi.enable=preload (and preload the bridge '
-                . 'under FPM) or ffi.enable=true; see hosts/php/README.md');
+            throw new BridgeException(
+                'FFI is disabled (ffi.enable=' . ini_get('ffi.enable') . '): set ffi.enable=preload '
+                . '(and preload the bridge under FPM) or ffi.enable=true; see hosts/php/README.md'
+            );
         }
         if ($mode === 'preload' && PHP_SAPI !== 'cli' && PHP_SAPI !== 'phpdbg' && !self::preloadedScope()) {
-            throw new BridgeException('ffi.enable=preload allows FFI under ' . PHP_SAPI . ' only for declarations preloaded through '
-                . 'opcache.preload, and the FFI scope "' . self::FFI_SCOPE . '" was not preloaded: set ffi.preload to the header '
-                . 'lib/bin/ffi-preload-header writes and opcache.preload to lib/preload.php (see hosts/php/README.md), or set ffi.enable=true');
+            throw new BridgeException(
+                'ffi.enable=preload allows FFI under ' . PHP_SAPI . ' only for declarations preloaded through '
+                . 'opcache.preload, and the FFI scope "' . self::FFI_SCOPE . '" was not preloaded: '
+                . 'set ffi.preload to the header lib/bin/ffi-preload-header writes and opcache.preload to '
+                . 'lib/preload.php (see hosts/php/README.md), or set ffi.enable=true'
+            );
         }
     }
 

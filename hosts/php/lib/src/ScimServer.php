@@ -32,7 +32,9 @@ final class ScimServer extends Session
 {
     public const INTERFACE = 'scim:provisioner/server@0.1.0';
     public const DIRECTORY = 'scim:provisioner/directory@0.1.0';
-    private const KEYS = ['base_url', 'token', 'token_env', 'max_results', 'bulk_max_operations', 'bulk_max_payload', 'policy'];
+    private const KEYS = [
+        'base_url', 'token', 'token_env', 'max_results', 'bulk_max_operations', 'bulk_max_payload', 'policy',
+    ];
 
     /** @var array{base-url: string, bearer-token: string, max-results: int, bulk-max-operations: int, bulk-max-payload: int, policy-json: string} */
     private readonly array $witConfig;
@@ -40,10 +42,15 @@ final class ScimServer extends Session
     /**
      * @param array<string, mixed> $config
      */
-    private function __construct(Runtime $runtime, array $config, private readonly Directory $directory, ?Logger $logger)
-    {
+    private function __construct(
+        Runtime $runtime,
+        array $config,
+        private readonly Directory $directory,
+        Logger|\Psr\Log\LoggerInterface|null $logger,
+    ) {
         $this->witConfig = self::parseConfig($config);
-        parent::__construct($runtime, new RedactingLogger($logger ?? new NullLogger(), [$this->witConfig['bearer-token']]));
+        $redacting = new RedactingLogger(PsrLoggerAdapter::wrap($logger), [$this->witConfig['bearer-token']]);
+        parent::__construct($runtime, $redacting);
     }
 
     /**
@@ -53,8 +60,12 @@ final class ScimServer extends Session
      *     bulk_max_operations?: int, bulk_max_payload?: int, policy?: array<string, mixed>|string} $config
      * @throws ProvisioningException `invalid-config`
      */
-    public static function open(Runtime $runtime, array $config, Directory $directory, ?Logger $logger = null): self
-    {
+    public static function open(
+        Runtime $runtime,
+        array $config,
+        Directory $directory,
+        Logger|\Psr\Log\LoggerInterface|null $logger = null,
+    ): self {
         $server = new self($runtime, $config, $directory, $logger);
         $server->ensureOpen();
         return $server;
@@ -68,6 +79,31 @@ final class ScimServer extends Session
     public function handle(Request $request): Response
     {
         return Response::fromWit((array) $this->invoke('[method]scim-server.handle', [$request->toWit()]));
+    }
+
+    /**
+     * Answers one PSR-7 request with a PSR-7 response built by the caller's PSR-17 factory:
+     * what a Drupal controller (through its PSR-7 bridge), a Joomla API controller, a
+     * Slim or Mezzio handler returns. The path is taken relative to $basePath (default:
+     * the path of `base_url`); a request outside it gets a SCIM 404. Reads at most
+     * {@see maxPayload()} + 1 bytes of the body.
+     *
+     * @param \Psr\Http\Message\StreamFactoryInterface|null $streamFactory for the body;
+     *     default the response factory when it is one too (nyholm/psr7, guzzlehttp/psr7)
+     * @throws GuestTrapException when the guest trapped (answer 500; the next request works)
+     */
+    public function handleServerRequest(
+        \Psr\Http\Message\ServerRequestInterface $request,
+        \Psr\Http\Message\ResponseFactoryInterface $responseFactory,
+        ?\Psr\Http\Message\StreamFactoryInterface $streamFactory = null,
+        ?string $basePath = null,
+    ): \Psr\Http\Message\ResponseInterface {
+        $basePath ??= (string) parse_url($this->witConfig['base-url'], PHP_URL_PATH);
+        $scimRequest = Request::fromServerRequest($request, $basePath, $this->maxPayload());
+        $answer = $scimRequest === null
+            ? Response::error(404, 'not found: the SCIM API is under ' . ($basePath === '' ? '/' : $basePath))
+            : $this->handle($scimRequest);
+        return $answer->toPsrResponse($responseFactory, $streamFactory);
     }
 
     /** The largest request body the server accepts; read one byte more so it can answer 413. */
@@ -102,7 +138,9 @@ final class ScimServer extends Session
             return ['tag' => 'err', 'val' => ['tag' => 'denied', 'val' => 'the server role sends no HTTP requests']];
         }
         if ($interface !== self::DIRECTORY) {
-            throw new BridgeException("the component asked for an import the PHP host does not serve: {$interface}#{$func}");
+            throw new BridgeException(
+                "the component asked for an import the PHP host does not serve: {$interface}#{$func}"
+            );
         }
         $kind = ResourceKind::tryFrom((string) ($args[0] ?? ''))
             ?? throw new BridgeException('the component asked the directory about an unknown resource kind');
@@ -110,7 +148,11 @@ final class ScimServer extends Session
             $value = match ($func) {
                 'get' => $this->directory->get($kind, (string) $args[1])?->toWit(),
                 'query' => $this->directory->query($kind, Search::fromWit((array) $args[1]))->toWit(),
-                'create' => $this->directory->create($kind, (string) $args[1], isset($args[2]) ? CmsUser::fromWit($args[2]) : null)->toWit(),
+                'create' => $this->directory->create(
+                    $kind,
+                    (string) $args[1],
+                    isset($args[2]) ? CmsUser::fromWit($args[2]) : null,
+                )->toWit(),
                 'replace' => $this->directory->replace(
                     $kind,
                     (string) $args[1],
@@ -128,22 +170,29 @@ final class ScimServer extends Session
             throw $e;
         } catch (\PDOException $e) {
             $this->logger->error('directory {func}: {error}', ['func' => $func, 'error' => $e->getMessage()]);
-            return ['tag' => 'err', 'val' => (new DirectoryException('unavailable', 'the database failed: ' . $e->getMessage()))->toWit()];
+            $error = new DirectoryException('unavailable', 'the database failed: ' . $e->getMessage());
+            return ['tag' => 'err', 'val' => $error->toWit()];
         } catch (\Throwable $e) {
-            $this->logger->error('directory {func}: {error}', ['func' => $func, 'error' => $e::class . ': ' . $e->getMessage()]);
+            $this->logger->error(
+                'directory {func}: {error}',
+                ['func' => $func, 'error' => $e::class . ': ' . $e->getMessage()],
+            );
             return ['tag' => 'err', 'val' => (new DirectoryException('other', $e->getMessage()))->toWit()];
         }
     }
 
     /**
      * @param array<string, mixed> $config
-     * @return array{base-url: string, bearer-token: string, max-results: int, bulk-max-operations: int, bulk-max-payload: int, policy-json: string}
+     * @return array{base-url: string, bearer-token: string, max-results: int, bulk-max-operations: int,
+     *     bulk-max-payload: int, policy-json: string}
      */
     private static function parseConfig(array $config): array
     {
         foreach (array_keys($config) as $key) {
             if (!in_array($key, self::KEYS, true)) {
-                throw ProvisioningException::invalidConfig("unknown server setting '{$key}'; known: " . implode(', ', self::KEYS));
+                throw ProvisioningException::invalidConfig(
+                    "unknown server setting '{$key}'; known: " . implode(', ', self::KEYS)
+                );
             }
         }
         $baseUrl = $config['base_url'] ?? null;
@@ -154,11 +203,15 @@ final class ScimServer extends Session
         if (isset($config['token_env'])) {
             $token = getenv((string) $config['token_env']);
             if ($token === false || $token === '') {
-                throw ProvisioningException::invalidConfig("environment variable {$config['token_env']} (token_env) is not set");
+                throw ProvisioningException::invalidConfig(
+                    "environment variable {$config['token_env']} (token_env) is not set"
+                );
             }
         }
         if (!is_string($token) || $token === '') {
-            throw ProvisioningException::invalidConfig('token or token_env is required: the bearer token clients must present');
+            throw ProvisioningException::invalidConfig(
+                'token or token_env is required: the bearer token clients must present'
+            );
         }
         $int = static function (string $key, int $default, int $max) use ($config): int {
             $v = $config[$key] ?? $default;
@@ -169,7 +222,11 @@ final class ScimServer extends Session
         };
         $policy = $config['policy'] ?? '';
         if (is_array($policy)) {
-            $policy = $policy === [] ? '' : json_encode($policy, JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
+            try {
+                $policy = $policy === [] ? '' : json_encode($policy, JSON_UNESCAPED_SLASHES | JSON_THROW_ON_ERROR);
+            } catch (\JsonException $e) {
+                throw ProvisioningException::invalidConfig('policy cannot be encoded as JSON: ' . $e->getMessage());
+            }
         } elseif (!is_string($policy)) {
             throw ProvisioningException::invalidConfig('policy is an array or a JSON string');
         }

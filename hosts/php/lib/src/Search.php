@@ -25,12 +25,24 @@ final class Search
     /** @param array{filter: string|null, start-index: int, count: int, sort-by: string|null, sort-descending: bool} $wit */
     public static function fromWit(array $wit): self
     {
-        return new self($wit['filter'] ?? null, (int) $wit['start-index'], (int) $wit['count'], $wit['sort-by'] ?? null, (bool) $wit['sort-descending']);
+        return new self(
+            $wit['filter'] ?? null,
+            (int) $wit['start-index'],
+            (int) $wit['count'],
+            $wit['sort-by'] ?? null,
+            (bool) $wit['sort-descending'],
+        );
     }
 
     /** @return array{filter: string|null, start-index: int, count: int, sort-by: string|null, sort-descending: bool} */
     public function toWit(): array
     {
-        return ['filter' => $this->filter, 'start-index' => $this->startIndex, 'count' => $this->count, 'sort-by' => $this->sortBy, 'sort-descending' => $this->sortDescending];
+        return [
+            'filter' => $this->filter,
+            'start-index' => $this->startIndex,
+            'count' => $this->count,
+            'sort-by' => $this->sortBy,
+            'sort-descending' => $this->sortDescending,
+        ];
     }
 }

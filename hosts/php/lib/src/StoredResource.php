@@ -26,12 +26,24 @@ final class StoredResource
     /** @return array{id: string, version: string, created: string, last-modified: string, json: string} */
     public function toWit(): array
     {
-        return ['id' => $this->id, 'version' => $this->version, 'created' => $this->created, 'last-modified' => $this->lastModified, 'json' => $this->json];
+        return [
+            'id' => $this->id,
+            'version' => $this->version,
+            'created' => $this->created,
+            'last-modified' => $this->lastModified,
+            'json' => $this->json,
+        ];
     }
 
     /** @param array{id: string, version: string, created: string, last-modified: string, json: string} $wit */
     public static function fromWit(array $wit): self
     {
-        return new self((string) $wit['id'], (string) $wit['version'], (string) $wit['created'], (string) $wit['last-modified'], (string) $wit['json']);
+        return new self(
+            (string) $wit['id'],
+            (string) $wit['version'],
+            (string) $wit['created'],
+            (string) $wit['last-modified'],
+            (string) $wit['json'],
+        );
     }
 }

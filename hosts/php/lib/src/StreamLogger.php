@@ -29,7 +29,9 @@ final class StreamLogger implements Logger
     public function __construct(mixed $target = null, string $minLevel = 'info')
     {
         if (!isset(self::LEVELS[$minLevel])) {
-            throw new \InvalidArgumentException("unknown log level {$minLevel}; use one of " . implode(', ', array_keys(self::LEVELS)));
+            throw new InvalidArgumentException(
+                "unknown log level {$minLevel}; use one of " . implode(', ', array_keys(self::LEVELS))
+            );
         }
         $this->min = self::LEVELS[$minLevel];
         if ($target === null) {
@@ -37,12 +39,12 @@ final class StreamLogger implements Logger
         } elseif (is_string($target)) {
             $opened = @fopen($target, 'ab');
             if ($opened === false) {
-                throw new \InvalidArgumentException("cannot open the log file {$target} for appending");
+                throw new InvalidArgumentException("cannot open the log file {$target} for appending");
             }
             $target = $opened;
         }
         if (!is_resource($target)) {
-            throw new \InvalidArgumentException('the log target must be a stream, a file path or null');
+            throw new InvalidArgumentException('the log target must be a stream, a file path or null');
         }
         $this->stream = $target;
     }
@@ -68,7 +70,9 @@ final class StreamLogger implements Logger
         }
         $line = gmdate('Y-m-d\TH:i:s\Z') . " {$level}: {$text}";
         if ($rest !== []) {
-            $line .= ' ' . json_encode($rest, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PARTIAL_OUTPUT_ON_ERROR | JSON_INVALID_UTF8_SUBSTITUTE);
+            $flags = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PARTIAL_OUTPUT_ON_ERROR
+                | JSON_INVALID_UTF8_SUBSTITUTE;
+            $line .= ' ' . json_encode($rest, $flags);
         }
         fwrite($this->stream, $line . "\n");
     }

@@ -21,8 +21,9 @@ enum UserEvent: string
         if ($event instanceof self) {
             return $event;
         }
-        return self::tryFrom($event) ?? throw new \InvalidArgumentException(
-            "unknown user event '{$event}'; use one of " . implode(', ', array_map(static fn (self $e) => $e->value, self::cases()))
+        return self::tryFrom($event) ?? throw new InvalidArgumentException(
+            "unknown user event '{$event}'; use one of "
+                . implode(', ', array_map(static fn (self $e) => $e->value, self::cases()))
         );
     }
 }

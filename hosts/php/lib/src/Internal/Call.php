@@ -94,11 +94,17 @@ final class Call
                 return;
             case 'trap':
                 $this->done = true;
-                $this->trap = GuestTrapException::of((string) ($step['kind'] ?? 'trap'), (string) ($step['message'] ?? ''), $this->func);
+                $this->trap = GuestTrapException::of(
+                    (string) ($step['kind'] ?? 'trap'),
+                    (string) ($step['message'] ?? ''),
+                    $this->func,
+                );
                 return;
             case 'error':
                 $this->done = true;
-                throw new BridgeException("the bridge refused the call {$this->func}: " . (string) ($step['message'] ?? ''));
+                throw new BridgeException(
+                    "the bridge refused the call {$this->func}: " . (string) ($step['message'] ?? '')
+                );
             default:
                 $this->done = true;
                 throw new BridgeException('unknown bridge step ' . json_encode($step['step']));

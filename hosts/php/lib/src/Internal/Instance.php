@@ -87,7 +87,7 @@ final class Instance
      */
     public function __serialize(): array
     {
-        throw new \LogicException(static::class . ' holds a native handle and cannot be serialized');
+        throw new \ScimProvisioner\LogicException(static::class . ' holds a native handle and cannot be serialized');
     }
 
     public function __destruct()

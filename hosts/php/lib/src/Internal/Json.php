@@ -11,15 +11,20 @@ use ScimProvisioner\BridgeException;
  */
 final class Json
 {
-    private const ENCODE = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION | JSON_THROW_ON_ERROR;
+    private const ENCODE = JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_PRESERVE_ZERO_FRACTION
+        | JSON_THROW_ON_ERROR;
 
     public static function encode(mixed $value): string
     {
         try {
             return json_encode($value, self::ENCODE);
         } catch (\JsonException $e) {
-            throw new \InvalidArgumentException('cannot encode a value for the component as JSON (' . $e->getMessage()
-                . '); strings must be valid UTF-8', 0, $e);
+            throw new \ScimProvisioner\InvalidArgumentException(
+                'cannot encode a value for the component as JSON (' . $e->getMessage()
+                    . '); strings must be valid UTF-8',
+                0,
+                $e,
+            );
         }
     }
 

@@ -9,7 +9,10 @@ use ScimProvisioner\LoggerTrait;
 
 /**
  * @internal Replaces the given secrets (a token, a password, their Basic/Bearer forms)
- * with `<redacted>` in every message and string context value, then forwards.
+ * with `<redacted>` in every message and context value, then forwards. Context values are
+ * scrubbed all the way down: strings, Stringable objects (made strings), arrays, and
+ * Throwables, which become `Class: message` strings, so no secret reaches a sink through an
+ * exception's message or the arguments in its trace.
  */
 final class RedactingLogger implements Logger
 {
@@ -33,16 +36,27 @@ final class RedactingLogger implements Logger
             $this->inner->log($level, $message, $context);
             return;
         }
-        foreach ($context as $k => $v) {
-            if (is_string($v)) {
-                $context[$k] = $this->scrub($v);
-            }
-        }
-        $this->inner->log($level, $this->scrub((string) $message), $context);
+        $this->inner->log($level, $this->scrub((string) $message), $this->scrubValue($context));
     }
 
     public function scrub(string $text): string
     {
         return str_replace($this->secrets, '<redacted>', $text);
+    }
+
+    private function scrubValue(mixed $value, int $depth = 0): mixed
+    {
+        return match (true) {
+            is_string($value) => $this->scrub($value),
+            $value instanceof \Throwable => $this->scrub($value::class . ': ' . $value->getMessage()),
+            $value instanceof \Stringable => $this->scrub((string) $value),
+            is_array($value) && $depth < 8 => array_map(
+                fn (mixed $v): mixed => $this->scrubValue($v, $depth + 1),
+                $value,
+            ),
+            is_array($value) => '<array>',
+            is_object($value) => $value::class,
+            default => $value,
+        };
     }
 }
