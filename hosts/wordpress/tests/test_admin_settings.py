@@ -214,3 +214,29 @@ def test_server_side_token_is_shown_once_and_a_scim_user_logs_in(admin: WpAdmin,
         user.login("idp_carol", password)  # waits for the admin bar: logged in
         assert "/wp-admin/" in driver.current_url
         assert "idp_carol" in driver.find_element(By.ID, "wpadminbar").get_attribute("innerHTML")
+
+
+def test_the_basic_password_is_write_only(admin: WpAdmin, peer):
+    a, site = admin, admin.site
+    configure(site, base_url=peer.base_url, auth="bearer", token=peer.token)
+    password = "basic-" + secrets.token_hex(10)
+    try:
+        a.tab("client")
+        a.check("scim-auth-basic")
+        a.fill("scim-basic-user", "svc_wordpress")
+        a.fill("scim-basic-password", password)
+        a.click("scim-save")
+        assert a.has("setting-error-scim-client-saved")
+        assert password not in a.d.page_source
+        assert a.d.find_element(By.ID, "scim-basic-password").get_attribute("value") == ""
+        assert "A password is saved" in a.text("#scim-basic-password-state")
+        assert a.d.find_element(By.ID, "scim-basic-user").get_attribute("value") == "svc_wordpress"
+        saved = client_settings(site)
+        assert saved["auth"] == "basic" and saved["basic_password_saved"] is True and saved["basic_password"] == ""
+        # Saved again with the field left empty: the password is kept, not blanked.
+        a.click("scim-save")
+        assert client_settings(site)["basic_password_saved"] is True
+        # Not stored as typed either (Settings keeps secrets encrypted in the option).
+        assert password not in site.php("echo serialize(get_option('scim_provisioner_client'));")
+    finally:
+        configure(site, auth="bearer")
