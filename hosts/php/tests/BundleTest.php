@@ -12,9 +12,9 @@ use ScimSamples\PhpServer;
  * The prebuilt bundle (scripts/package-php; hosts/php/run-tests builds it): unpacked into a
  * temporary directory outside the repository, its checksums verified, and a user
  * provisioned through it into scim2-server by a separate PHP process that loads only the
- * bundle (once with its autoload.php, once through Composer's autoloader generated in the
- * unpacked package), with SCIM_BRIDGE_LIB and SCIM_PROVISIONER_WASM pointing nowhere: the
- * bundle's own binaries are found first.
+ * bundle, with SCIM_BRIDGE_LIB and SCIM_PROVISIONER_WASM pointing nowhere (the bundle's own
+ * binaries are found first): once through the bundle's autoload.php, once as a site
+ * installs it with Composer (a path repository, offline, packagist off).
  */
 final class BundleTest extends TestCase
 {
@@ -67,9 +67,21 @@ final class BundleTest extends TestCase
         $this->assertContains('native/libscim_bridge.so', $listed);
         $this->assertContains('lib/src/Runtime.php', $listed);
 
-        // The Composer way: the unpacked package is a Composer package; its autoloader is generated offline.
-        [$status, $out] = self::exec(['composer', 'dump-autoload', '--no-dev', '--no-interaction'], $pkg, ['COMPOSER_ALLOW_SUPERUSER' => '1']);
+        // The Composer way: a site requires the package from a path repository.
+        $site = "{$dir}/site";
+        mkdir($site);
+        file_put_contents("{$site}/composer.json", json_encode([
+            'name' => 'example/site',
+            'repositories' => [
+                ['type' => 'path', 'url' => $pkg, 'options' => ['symlink' => false, 'versions' => ['scim-provisioner/scim-provisioner' => '0.1.0']]],
+                ['packagist.org' => false],
+            ],
+            'require' => ['scim-provisioner/scim-provisioner' => '^0.1'],
+        ], JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES));
+        [$status, $out] = self::exec(['composer', 'install', '--no-interaction'], $site, ['COMPOSER_ALLOW_SUPERUSER' => '1', 'COMPOSER_DISABLE_NETWORK' => '1']);
         $this->assertSame(0, $status, $out);
+        $installed = "{$site}/vendor/scim-provisioner/scim-provisioner";
+        $this->assertFileExists("{$installed}/native/libscim_bridge.so");
 
         $peer = Peers::get('scim2-server');
         $script = "{$dir}/provision.php";
@@ -91,10 +103,10 @@ final class BundleTest extends TestCase
                 'class_file' => (new ReflectionClass(ScimProvisioner\Runtime::class))->getFileName(),
             ]), "\n";
             PHP);
-        $pkgReal = (string) realpath($pkg);
-        foreach (['lib/autoload.php', 'vendor/autoload.php'] as $autoload) {
+        foreach (["{$pkg}/lib/autoload.php" => $pkg, "{$site}/vendor/autoload.php" => $installed] as $autoload => $root) {
+            $pkgReal = (string) realpath($root);
             $name = 'bundle-' . bin2hex(random_bytes(4));
-            [$status, $out] = self::exec([PHP_BINARY, $script, "{$pkg}/{$autoload}", $peer->baseUrl, $name, "{$dir}/cache"], $dir, [
+            [$status, $out] = self::exec([PHP_BINARY, $script, $autoload, $peer->baseUrl, $name, "{$dir}/cache"], $dir, [
                 'SCIM_TOKEN' => $peer->token,
                 'SCIM_BRIDGE_LIB' => '/nonexistent/libscim_bridge.so',
                 'SCIM_PROVISIONER_WASM' => '/nonexistent/scim_provisioner.wasm',
