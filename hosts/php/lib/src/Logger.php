@@ -6,8 +6,10 @@ namespace ScimProvisioner;
 
 /**
  * Where the component's log lines (the WIT `logging` import) and the library's own go.
- * Shaped like PSR-3's LoggerInterface, so a site can hand in an adapter around its own
- * logger (Drupal's `logger.factory`, Joomla's `Log`) with a few lines. Levels are PSR-3's:
+ * Shaped like PSR-3's LoggerInterface, whose loggers (Drupal's `logger.factory` channels,
+ * Joomla's delegated logger, Monolog) every method that takes a logger also takes directly
+ * ({@see PsrLoggerAdapter}); this interface lets the library run without psr/log, as the
+ * WordPress plugin's bundle does. Levels are PSR-3's:
  * emergency, alert, critical, error, warning, notice, info, debug. The component's levels
  * map as trace/debug -> debug, info -> info, warn -> warning, error -> error.
  *

@@ -5,9 +5,9 @@ declare(strict_types=1);
 namespace ScimProvisioner;
 
 /**
- * The component's `http-client` import, served by PHP: a CMS plugs in its own HTTP client
- * (Drupal: Guzzle with the site's proxy and CA settings; Joomla: its HTTP factory) by
- * implementing this, or uses {@see CurlTransport}.
+ * The component's `http-client` import, served by PHP: {@see CurlTransport}, or
+ * {@see Psr18Transport} over the CMS's own PSR-18 client (Drupal: Guzzle with the site's
+ * proxy and CA settings; Joomla: its HTTP factory), or an implementation of this.
  *
  * Rules an implementation must keep: every HTTP status is a response (a 404 or a 409 is
  * data); follow no redirects; honour the request's timeout; send only to the configured
