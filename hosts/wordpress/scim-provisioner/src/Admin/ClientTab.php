@@ -21,45 +21,15 @@ final class ClientTab
         $draft = Notices::unstash('client_form');
         $form = is_array($draft) ? array_merge($saved, $draft) : $saved;
         $capabilities = Notices::unstash('client_capabilities');
-
         if (is_array($capabilities) && $capabilities !== []) {
-            echo '<h2>' . esc_html__('What the server supports', 'scim-provisioner') . '</h2><table class="widefat striped" id="scim-capabilities"><tbody>';
+            echo '<h2>' . esc_html__('What the server supports', 'scim-provisioner') . '</h2>';
+            $rows = [];
             foreach ($capabilities as $name => $value) {
-                printf('<tr><th scope="row">%s</th><td>%s</td></tr>', esc_html((string) $name), esc_html(self::capabilityText($value)));
+                $rows[] = ['cells' => [(string) $name, self::capabilityText($value)]];
             }
-            echo '</tbody></table>';
+            echo Html::table('scim-capabilities', [__('Feature', 'scim-provisioner'), __('Supported', 'scim-provisioner')], $rows);
         }
-
-        add_settings_section('connection', __('Connection to the SCIM server', 'scim-provisioner'), static function (): void {
-            echo '<p>' . esc_html__('Paste the SCIM base URL and the bearer token from the server (for a WordPress server: its Server side tab). Changing the base URL to another server needs the token again: a saved token is only ever sent to the server it was saved for.', 'scim-provisioner') . '</p>';
-        }, self::PAGE);
-        add_settings_field('base_url', __('SCIM base URL', 'scim-provisioner'), static function () use ($form): void {
-            printf('<input type="url" class="regular-text code" name="base_url" id="scim-base-url" value="%s" placeholder="https://idp.example/scim/v2">', esc_attr((string) ($form['base_url'] ?? '')));
-        }, self::PAGE, 'connection', ['label_for' => 'scim-base-url']);
-        add_settings_field('auth', __('Authentication', 'scim-provisioner'), static function () use ($form): void {
-            $auth = (string) ($form['auth'] ?? 'bearer');
-            echo '<fieldset>';
-            foreach (['bearer' => __('Bearer token', 'scim-provisioner'), 'basic' => __('HTTP Basic (user and password)', 'scim-provisioner')] as $value => $label) {
-                printf('<label><input type="radio" name="auth" id="scim-auth-%1$s" value="%1$s"%2$s> %3$s</label><br>', esc_attr($value), checked($auth, $value, false), esc_html($label));
-            }
-            echo '</fieldset>';
-        }, self::PAGE, 'connection');
-        add_settings_field('token', __('SCIM bearer token', 'scim-provisioner'), static function () use ($saved): void {
-            echo '<input type="password" class="regular-text" name="token" id="scim-token" value="" autocomplete="new-password">';
-            self::secretHint(!empty($saved['token_saved']), 'scim-token-state', __('token', 'scim-provisioner'));
-        }, self::PAGE, 'connection', ['label_for' => 'scim-token']);
-        add_settings_field('basic_user', __('Basic user', 'scim-provisioner'), static function () use ($form): void {
-            printf('<input type="text" class="regular-text" name="basic_user" id="scim-basic-user" value="%s" autocomplete="off">', esc_attr((string) ($form['basic_user'] ?? '')));
-        }, self::PAGE, 'connection', ['label_for' => 'scim-basic-user']);
-        add_settings_field('basic_password', __('Basic password', 'scim-provisioner'), static function () use ($saved): void {
-            echo '<input type="password" class="regular-text" name="basic_password" id="scim-basic-password" value="" autocomplete="new-password">';
-            self::secretHint(!empty($saved['basic_password_saved']), 'scim-basic-password-state', __('password', 'scim-provisioner'));
-        }, self::PAGE, 'connection', ['label_for' => 'scim-basic-password']);
-        add_settings_field('timeout', __('Timeout (seconds)', 'scim-provisioner'), static function () use ($form): void {
-            $seconds = isset($form['timeout_s']) ? (string) $form['timeout_s'] : (string) intdiv((int) ($form['timeout_ms'] ?? 10000), 1000);
-            printf('<input type="number" min="1" max="600" step="1" class="small-text" name="timeout_s" id="scim-timeout" value="%s">', esc_attr($seconds));
-        }, self::PAGE, 'connection', ['label_for' => 'scim-timeout']);
-
+        self::addFields($form, $saved);
         SettingsPage::formOpen('save_client', 'scim-client-form');
         do_settings_sections(self::PAGE);
         echo '<p class="submit">';
@@ -98,12 +68,84 @@ final class ClientTab
         }
         if ($errors !== []) {
             SettingsPage::pushErrors('client-error', $errors);
-            Notices::push('client-not-saved', 'error', __('Nothing was saved: correct the settings above. Enter the token again if you changed it.', 'scim-provisioner'));
+            Notices::push('client-not-saved', 'error', __(
+                'Nothing was saved: correct the settings above. Enter the token again if you changed it.',
+                'scim-provisioner'
+            ));
             // Only the non-secret fields come back into the form.
-            Notices::stash('client_form', ['base_url' => SettingsPage::postText('base_url'), 'auth' => $input['auth'], 'basic_user' => $input['basic_user'], 'timeout_s' => $seconds]);
+            Notices::stash('client_form', [
+                'base_url' => $input['base_url'],
+                'auth' => $input['auth'],
+                'basic_user' => $input['basic_user'],
+                'timeout_s' => $seconds,
+            ]);
             SettingsPage::redirect('client');
         }
-        $after = $plugin->settings()->all();
+        self::sayWhatWasCleared($before, $plugin->settings()->all());
+        Notices::push('client-saved', 'success', __('Settings saved.'));
+        if (isset($_POST['save_test'])) {
+            self::test();
+        }
+        SettingsPage::redirect('client');
+    }
+
+    /** @param array<string, mixed> $form @param array<string, mixed> $saved */
+    private static function addFields(array $form, array $saved): void
+    {
+        add_settings_section('connection', __('Connection to the SCIM server', 'scim-provisioner'), static function (): void {
+            echo '<p>' . esc_html__(
+                'Paste the SCIM base URL and the bearer token from the server (for a WordPress server: its Server side tab). '
+                . 'Changing the base URL to another server needs the token again: a saved token is only ever sent to the server '
+                . 'it was saved for.',
+                'scim-provisioner'
+            ) . '</p>';
+        }, self::PAGE);
+        $field = static function (string $id, string $title, callable $render, string $labelFor = ''): void {
+            add_settings_field($id, $title, $render, self::PAGE, 'connection', $labelFor !== '' ? ['label_for' => $labelFor] : []);
+        };
+        $field('base_url', __('SCIM base URL', 'scim-provisioner'), static function () use ($form): void {
+            echo Html::input('url', 'base_url', 'scim-base-url', (string) ($form['base_url'] ?? ''), [
+                'class' => 'regular-text code',
+                'placeholder' => 'https://idp.example/scim/v2',
+            ]);
+        }, 'scim-base-url');
+        $field('auth', __('Authentication', 'scim-provisioner'), static function () use ($form): void {
+            echo Html::radios('auth', 'scim-auth-', [
+                'bearer' => __('Bearer token', 'scim-provisioner'),
+                'basic' => __('HTTP Basic (user and password)', 'scim-provisioner'),
+            ], (string) ($form['auth'] ?? 'bearer'));
+        });
+        $field('token', __('SCIM bearer token', 'scim-provisioner'), static function () use ($saved): void {
+            echo Html::input('password', 'token', 'scim-token', '', ['class' => 'regular-text', 'autocomplete' => 'new-password']);
+            echo self::secretHint(!empty($saved['token_saved']), 'scim-token-state', __('token', 'scim-provisioner'));
+        }, 'scim-token');
+        $field('basic_user', __('Basic user', 'scim-provisioner'), static function () use ($form): void {
+            echo Html::input('text', 'basic_user', 'scim-basic-user', (string) ($form['basic_user'] ?? ''), [
+                'class' => 'regular-text',
+                'autocomplete' => 'off',
+            ]);
+        }, 'scim-basic-user');
+        $field('basic_password', __('Basic password', 'scim-provisioner'), static function () use ($saved): void {
+            echo Html::input('password', 'basic_password', 'scim-basic-password', '', [
+                'class' => 'regular-text',
+                'autocomplete' => 'new-password',
+            ]);
+            echo self::secretHint(!empty($saved['basic_password_saved']), 'scim-basic-password-state', __('password', 'scim-provisioner'));
+        }, 'scim-basic-password');
+        $field('timeout', __('Timeout (seconds)', 'scim-provisioner'), static function () use ($form): void {
+            $seconds = isset($form['timeout_s']) ? (string) $form['timeout_s'] : (string) intdiv((int) ($form['timeout_ms'] ?? 30000), 1000);
+            echo Html::input('number', 'timeout_s', 'scim-timeout', $seconds, ['min' => '1', 'max' => '600', 'class' => 'small-text']);
+        }, 'scim-timeout');
+    }
+
+    /**
+     * Says when the save cleared a saved secret (the base URL moved to another origin).
+     *
+     * @param array<string, mixed> $before
+     * @param array<string, mixed> $after
+     */
+    private static function sayWhatWasCleared(array $before, array $after): void
+    {
         $cleared = [];
         if (!empty($before['token_saved']) && empty($after['token_saved'])) {
             $cleared[] = __('token', 'scim-provisioner');
@@ -114,36 +156,40 @@ final class ClientTab
         if ($cleared !== []) {
             Notices::push('client-secret-cleared', 'warning', sprintf(
                 /* translators: %s: "token" and/or "basic password" */
-                __('The base URL now points at another server, so the saved %s was cleared: it is never sent to a server it was not saved for. Enter the credentials for the new server.', 'scim-provisioner'),
+                __(
+                    'The base URL now points at another server, so the saved %s was cleared: it is never sent to a server '
+                    . 'it was not saved for. Enter the credentials for the new server.',
+                    'scim-provisioner'
+                ),
                 implode(' and ', $cleared)
             ));
         }
-        Notices::push('client-saved', 'success', __('Settings saved.'));
-        if (isset($_POST['save_test'])) {
-            try {
-                $result = $plugin->client()->testConnection();
-            } catch (\Throwable $e) {
-                $result = ['ok' => false, 'message' => SettingsPage::describe($e)];
-            }
-            if (!empty($result['ok'])) {
-                Notices::push('client-test', 'success', __('Connection successful: ', 'scim-provisioner') . (string) ($result['message'] ?? ''));
-                Notices::stash('client_capabilities', is_array($result['capabilities'] ?? null) ? $result['capabilities'] : []);
-            } else {
-                Notices::push('client-test', 'error', __('Test failed: ', 'scim-provisioner') . (string) ($result['message'] ?? ''));
-            }
-        }
-        SettingsPage::redirect('client');
     }
 
-    private static function secretHint(bool $saved, string $id, string $what): void
+    /** "Save and Test Credentials": the component reads the server's ServiceProviderConfig. */
+    private static function test(): void
     {
-        printf(
-            '<p class="description" id="%s">%s</p>',
-            esc_attr($id),
-            esc_html($saved
-                ? sprintf(__('A %s is saved (never shown). Leave empty to keep it; type a new one to replace it.', 'scim-provisioner'), $what)
-                : sprintf(__('No %s saved.', 'scim-provisioner'), $what))
-        );
+        try {
+            $result = SettingsPage::plugin()->client()->testConnection();
+        } catch (\Throwable $e) {
+            $result = ['ok' => false, 'message' => SettingsPage::describe($e)];
+        }
+        $message = (string) ($result['message'] ?? '');
+        if (!empty($result['ok'])) {
+            Notices::push('client-test', 'success', __('Connection successful: ', 'scim-provisioner') . $message);
+            Notices::stash('client_capabilities', is_array($result['capabilities'] ?? null) ? $result['capabilities'] : []);
+        } else {
+            Notices::push('client-test', 'error', __('Test failed: ', 'scim-provisioner') . $message);
+        }
+    }
+
+    private static function secretHint(bool $saved, string $id, string $what): string
+    {
+        return Html::description($saved
+            /* translators: %s: "token" or "password" */
+            ? sprintf(__('A %s is saved (never shown). Leave empty to keep it; type a new one to replace it.', 'scim-provisioner'), $what)
+            /* translators: %s: "token" or "password" */
+            : sprintf(__('No %s saved.', 'scim-provisioner'), $what), $id);
     }
 
     private static function capabilityText(mixed $value): string

@@ -6,13 +6,9 @@ namespace ScimProvisioner\WordPress\Admin;
 
 use ScimProvisioner\WordPress\LogRepository;
 
-if (!class_exists('WP_List_Table')) {
-    require_once ABSPATH . 'wp-admin/includes/class-wp-list-table.php';
-}
-
 // phpcs:disable PSR1.Methods.CamelCapsMethodName.NotCamelCaps -- WP_List_Table's method names are WordPress's
 
-/** The provisioning log as a WP_List_Table: newest first, paged, "All | Failures", Retry per failure. */
+/** The provisioning log as a WP_List_Table (LogTab loads WordPress's class first): newest first, paged, "All | Failures", Retry per failure. */
 final class LogListTable extends \WP_List_Table
 {
     private const PER_PAGE = 20;

@@ -10,6 +10,9 @@ final class LogTab
     public static function render(): void
     {
         $failuresOnly = !empty($_GET['failures']);
+        if (!class_exists('WP_List_Table')) {
+            require_once ABSPATH . 'wp-admin/includes/class-wp-list-table.php';
+        }
         $table = new LogListTable(SettingsPage::plugin()->log(), $failuresOnly);
         $table->prepare_items();
         // The message says what went wrong and what to check: give it the room.

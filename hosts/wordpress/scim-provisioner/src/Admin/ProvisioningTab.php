@@ -27,60 +27,98 @@ final class ProvisioningTab
         $draft = Notices::unstash('provisioning_form');
         $form = is_array($draft) ? array_merge($saved, $draft) : $saved;
 
-        add_settings_section('operations', __('Provisioning', 'scim-provisioner'), static function (): void {
-            echo '<p>' . esc_html__('WordPress has no "blocked" flag: a user with no role on this site counts as inactive, and the deprovision action below applies to them as to a deleted user.', 'scim-provisioner') . '</p>';
-        }, self::PAGE);
-        add_settings_field('operations', __('Operations sent to the server', 'scim-provisioner'), static function () use ($form): void {
-            $ops = (array) ($form['operations'] ?? []);
-            echo '<fieldset>';
-            foreach (['create' => __('Create', 'scim-provisioner'), 'update' => __('Update', 'scim-provisioner'), 'deactivate' => __('Deactivate', 'scim-provisioner'), 'delete' => __('Delete', 'scim-provisioner')] as $op => $label) {
-                printf('<label><input type="checkbox" name="operations[%1$s]" id="scim-op-%1$s" value="1"%2$s> %3$s</label><br>', esc_attr($op), checked(!empty($ops[$op]), true, false), esc_html($label));
-            }
-            echo '</fieldset>';
-        }, self::PAGE, 'operations');
-        add_settings_field('deprovision', __('When a user is deleted or made inactive', 'scim-provisioner'), static function () use ($form): void {
-            $current = (string) ($form['deprovision'] ?? 'deactivate');
-            echo '<fieldset>';
-            foreach (['deactivate' => __('Deactivate the remote user (active: false)', 'scim-provisioner'), 'delete' => __('Delete the remote user', 'scim-provisioner'), 'none' => __('Do nothing on the server', 'scim-provisioner')] as $value => $label) {
-                printf('<label><input type="radio" name="deprovision" id="scim-deprovision-%1$s" value="%1$s"%2$s> %3$s</label><br>', esc_attr($value), checked($current, $value, false), esc_html($label));
-            }
-            echo '</fieldset>';
-        }, self::PAGE, 'operations');
-        add_settings_field('scope_roles', __('Scope', 'scim-provisioner'), static function () use ($form): void {
-            $scope = array_map('strval', (array) ($form['scope_roles'] ?? []));
-            echo '<fieldset><p class="description">' . esc_html__('Provision only users with one of these roles (none ticked: every user with a role).', 'scim-provisioner') . '</p>';
-            foreach (wp_roles()->get_names() as $role => $name) {
-                printf('<label><input type="checkbox" name="scope_roles[]" id="scim-scope-%1$s" value="%1$s"%2$s> %3$s</label><br>', esc_attr($role), checked(in_array($role, $scope, true), true, false), esc_html(translate_user_role($name)));
-            }
-            echo '</fieldset>';
-        }, self::PAGE, 'operations');
-        add_settings_field('automatic', __('Automatic provisioning', 'scim-provisioner'), static function () use ($form): void {
-            printf('<label><input type="checkbox" name="automatic" id="scim-automatic" value="1"%s> %s</label>', checked(!empty($form['automatic']), true, false), esc_html__('Send each change to a user as it happens (after the page has been sent, so saving a user does not wait for the server)', 'scim-provisioner'));
-        }, self::PAGE, 'operations');
-        add_settings_field('schedule', __('Scheduled sync (WP-Cron)', 'scim-provisioner'), static function () use ($form): void {
-            $current = (string) ($form['schedule'] ?? 'off');
-            echo '<select name="schedule" id="scim-schedule">';
-            foreach (['off' => __('Off (manual only)', 'scim-provisioner'), 'hourly' => __('Hourly'), 'twicedaily' => __('Twice Daily'), 'daily' => __('Daily')] as $value => $label) {
-                printf('<option value="%s"%s>%s</option>', esc_attr($value), selected($current, $value, false), esc_html($label));
-            }
-            echo '</select>';
-            $next = wp_next_scheduled(Cron::RECONCILE);
-            echo '<p class="description" id="scim-next-run">' . esc_html($next ? sprintf(__('Next run: %s. Sites that run cron from the system can call bin/worker instead.', 'scim-provisioner'), SettingsPage::time((int) $next)) : __('Not scheduled.', 'scim-provisioner')) . '</p>';
-        }, self::PAGE, 'operations', ['label_for' => 'scim-schedule']);
-        add_settings_field('deletion_threshold', __('Deletion threshold', 'scim-provisioner'), static function () use ($form): void {
-            printf('<input type="number" min="0" step="1" class="small-text" name="deletion_threshold" id="scim-threshold" value="%s">', esc_attr((string) ($form['deletion_threshold'] ?? '')));
-            echo '<p class="description">' . esc_html__('A sync that would deactivate or delete more users than this stops before sending anything, unless you allow it when you confirm.', 'scim-provisioner') . '</p>';
-        }, self::PAGE, 'operations', ['label_for' => 'scim-threshold']);
+        self::addFields($form);
 
         SettingsPage::formOpen('save_provisioning', 'scim-provisioning-form');
         do_settings_sections(self::PAGE);
         submit_button(__('Save Changes'), 'primary', 'submit', true, ['id' => 'scim-save-provisioning']);
         echo '</form>';
 
-        echo '<hr><h2>' . esc_html__('Sync now', 'scim-provisioner') . '</h2><p>' . esc_html__('Compares every user in scope with the server and shows what a full sync would do. Nothing is sent until you confirm.', 'scim-provisioner') . '</p>';
+        echo '<hr><h2>' . esc_html__('Sync now', 'scim-provisioner') . '</h2><p>' . esc_html__(
+            'Compares every user in scope with the server and shows what a full sync would do. Nothing is sent until you confirm.',
+            'scim-provisioner'
+        ) . '</p>';
         SettingsPage::formOpen('plan_sync', 'scim-plan-form');
         submit_button(__('Sync now…', 'scim-provisioner'), 'secondary', 'plan', false, ['id' => 'scim-sync-now']);
         echo '</form>';
+    }
+
+    /** The settings fields, through the Settings API. @param array<string, mixed> $form */
+    private static function addFields(array $form): void
+    {
+        add_settings_section('operations', __('Provisioning', 'scim-provisioner'), static function (): void {
+            echo '<p>' . esc_html__(
+                'WordPress has no "blocked" flag: a user with no role on this site counts as inactive, '
+                . 'and the deprovision action below applies to them as to a deleted user.',
+                'scim-provisioner'
+            ) . '</p>';
+        }, self::PAGE);
+        $field = static function (string $id, string $title, callable $render, string $labelFor = ''): void {
+            add_settings_field($id, $title, $render, self::PAGE, 'operations', $labelFor !== '' ? ['label_for' => $labelFor] : []);
+        };
+        $field('operations', __('Operations sent to the server', 'scim-provisioner'), static function () use ($form): void {
+            $ops = (array) ($form['operations'] ?? []);
+            $labels = [
+                'create' => __('Create', 'scim-provisioner'),
+                'update' => __('Update', 'scim-provisioner'),
+                'deactivate' => __('Deactivate', 'scim-provisioner'),
+                'delete' => __('Delete', 'scim-provisioner'),
+            ];
+            echo '<fieldset>';
+            foreach ($labels as $op => $label) {
+                echo Html::checkbox("operations[{$op}]", "scim-op-{$op}", !empty($ops[$op]), $label) . '<br>';
+            }
+            echo '</fieldset>';
+        });
+        $field('deprovision', __('When a user is deleted or made inactive', 'scim-provisioner'), static function () use ($form): void {
+            echo Html::radios('deprovision', 'scim-deprovision-', [
+                'deactivate' => __('Deactivate the remote user (active: false)', 'scim-provisioner'),
+                'delete' => __('Delete the remote user', 'scim-provisioner'),
+                'none' => __('Do nothing on the server', 'scim-provisioner'),
+            ], (string) ($form['deprovision'] ?? 'deactivate'));
+        });
+        $field('scope_roles', __('Scope', 'scim-provisioner'), static function () use ($form): void {
+            $scope = array_map('strval', (array) ($form['scope_roles'] ?? []));
+            echo '<fieldset>' . Html::description(__(
+                'Provision only users with one of these roles (none ticked: every user with a role).',
+                'scim-provisioner'
+            ));
+            foreach (wp_roles()->get_names() as $role => $name) {
+                echo Html::checkbox('scope_roles[]', "scim-scope-{$role}", in_array($role, $scope, true), translate_user_role($name));
+                echo '<br>';
+            }
+            echo '</fieldset>';
+        });
+        $field('automatic', __('Automatic provisioning', 'scim-provisioner'), static function () use ($form): void {
+            echo Html::checkbox('automatic', 'scim-automatic', !empty($form['automatic']), __(
+                'Send each change to a user as it happens (after the page has been sent, so saving a user does not wait for the server)',
+                'scim-provisioner'
+            ));
+        });
+        $field('schedule', __('Scheduled sync (WP-Cron)', 'scim-provisioner'), static function () use ($form): void {
+            echo Html::select('schedule', 'scim-schedule', [
+                'off' => __('Off (manual only)', 'scim-provisioner'),
+                'hourly' => __('Hourly'),
+                'twicedaily' => __('Twice Daily'),
+                'daily' => __('Daily'),
+            ], (string) ($form['schedule'] ?? 'off'));
+            $next = wp_next_scheduled(Cron::RECONCILE);
+            echo Html::description($next
+                /* translators: %s: date and time */
+                ? sprintf(__('Next run: %s. Sites that run cron from the system can call bin/worker instead.', 'scim-provisioner'), SettingsPage::time((int) $next))
+                : __('Not scheduled.', 'scim-provisioner'), 'scim-next-run');
+        }, 'scim-schedule');
+        $field('deletion_threshold', __('Deletion threshold', 'scim-provisioner'), static function () use ($form): void {
+            echo Html::input('number', 'deletion_threshold', 'scim-threshold', (string) ($form['deletion_threshold'] ?? ''), [
+                'min' => '0',
+                'step' => '1',
+                'class' => 'small-text',
+            ]);
+            echo Html::description(__(
+                'A sync that would deactivate or delete more users than this stops before sending anything, unless you allow it when you confirm.',
+                'scim-provisioner'
+            ));
+        }, 'scim-threshold');
     }
 
     /** admin-post: saves the provisioning settings through Settings::save. */
