@@ -7,20 +7,15 @@ namespace ScimProvisioner\WordPress\Admin;
 /** The form controls the tabs repeat, escaped once here. Each returns HTML; nothing prints. */
 final class Html
 {
-    /** @param array<string, string> $attributes more attributes, escaped here */
+    /** @param array<string, string> $attributes more attributes (an empty id is left out), escaped here */
     public static function input(string $type, string $name, string $id, string $value, array $attributes = []): string
     {
-        $extra = '';
-        foreach ($attributes as $attribute => $attributeValue) {
-            $extra .= sprintf(' %s="%s"', esc_attr($attribute), esc_attr($attributeValue));
-        }
         return sprintf(
-            '<input type="%s" name="%s" id="%s" value="%s"%s>',
+            '<input type="%s" name="%s" value="%s"%s>',
             esc_attr($type),
             esc_attr($name),
-            esc_attr($id),
             esc_attr($value),
-            $extra
+            self::attributes(['id' => $id] + $attributes)
         );
     }
 
@@ -55,7 +50,7 @@ final class Html
     /** @param array<string, string> $choices value => label */
     public static function select(string $name, string $id, array $choices, string $current): string
     {
-        $html = sprintf('<select name="%s" id="%s">', esc_attr($name), esc_attr($id));
+        $html = sprintf('<select name="%s"%s>', esc_attr($name), self::attributes(['id' => $id]));
         foreach ($choices as $value => $label) {
             $html .= sprintf(
                 '<option value="%s"%s>%s</option>',
@@ -69,7 +64,19 @@ final class Html
 
     public static function description(string $text, string $id = ''): string
     {
-        return sprintf('<p class="description"%s>%s</p>', $id !== '' ? ' id="' . esc_attr($id) . '"' : '', esc_html($text));
+        return sprintf('<p class="description"%s>%s</p>', self::attributes(['id' => $id]), esc_html($text));
+    }
+
+    /** @param array<string, string> $attributes name => value; empty values are left out */
+    private static function attributes(array $attributes): string
+    {
+        $html = '';
+        foreach ($attributes as $attribute => $value) {
+            if ($value !== '') {
+                $html .= sprintf(' %s="%s"', esc_attr($attribute), esc_attr($value));
+            }
+        }
+        return $html;
     }
 
     /**

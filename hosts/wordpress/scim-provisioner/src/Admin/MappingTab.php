@@ -30,51 +30,85 @@ final class MappingTab
             $rowErrors = [];
             $previewUser = 0;
         }
-
         if (is_array($preview)) {
-            echo '<div class="card" id="scim-preview" style="max-width:none"><h2>' . esc_html(sprintf(__('%s maps to', 'scim-provisioner'), $preview['user'])) . '</h2>';
-            echo '<pre id="scim-preview-json">' . esc_html((string) wp_json_encode($preview['payload'], JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE)) . '</pre></div>';
+            $json = (string) wp_json_encode($preview['payload'], JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE);
+            /* translators: %s: a user login */
+            $title = sprintf(__('%s maps to', 'scim-provisioner'), $preview['user']);
+            echo '<div class="card" id="scim-preview" style="max-width:none"><h2>' . esc_html($title) . '</h2>';
+            echo '<pre id="scim-preview-json">' . esc_html($json) . '</pre></div>';
         }
-
-        echo '<p>' . esc_html__('Each rule fills one SCIM attribute. A source is a WordPress user field (user_login, user_email, first_name, last_name, display_name, nickname, roles…) or any user-meta key; has_role is true while the user has a role on this site, @id is the user ID and @active is the same as a boolean status. Transforms are written a | b (lower, trim, split:, join:…). The reference is docs/configuration.md.', 'scim-provisioner') . '</p>';
+        echo '<p>' . esc_html__(
+            'Each rule fills one SCIM attribute. A source is a WordPress user field (user_login, user_email, first_name, '
+            . 'last_name, display_name, nickname, roles…) or any user-meta key; has_role is true while the user has a role '
+            . 'on this site, @id is the user ID and @active is the same as a boolean status. Transforms are written a | b '
+            . '(lower, trim, split:, join:…). The reference is docs/configuration.md.',
+            'scim-provisioner'
+        ) . '</p>';
 
         SettingsPage::formOpen('save_mapping', 'scim-mapping-form');
-        echo '<table class="widefat striped" id="scim-rules"><thead><tr><th>#</th><th>' . esc_html__('SCIM attribute', 'scim-provisioner') . '</th><th>' . esc_html__('Kind', 'scim-provisioner') . '</th><th>'
-            . esc_html__('Field, meta key, constant or template', 'scim-provisioner') . '</th><th>' . esc_html__('Transforms', 'scim-provisioner') . '</th><th>'
-            . esc_html__('Only on create', 'scim-provisioner') . '</th><th>' . esc_html__('Required', 'scim-provisioner') . '</th><th>' . esc_html__('Remove', 'scim-provisioner') . '</th></tr></thead><tbody>';
+        $headers = [
+            '#',
+            __('SCIM attribute', 'scim-provisioner'),
+            __('Kind', 'scim-provisioner'),
+            __('Field, meta key, constant or template', 'scim-provisioner'),
+            __('Transforms', 'scim-provisioner'),
+            __('Only on create', 'scim-provisioner'),
+            __('Required', 'scim-provisioner'),
+            __('Remove', 'scim-provisioner'),
+        ];
+        echo '<table class="widefat striped" id="scim-rules"><thead><tr>';
+        foreach ($headers as $header) {
+            echo '<th>' . esc_html($header) . '</th>';
+        }
+        echo '</tr></thead><tbody>';
         $rows[] = ['target' => '', 'kind' => 'source', 'value' => '', 'transform' => '', 'create_only' => false, 'required' => false, 'new' => true];
         foreach (array_values($rows) as $i => $row) {
-            $new = !empty($row['new']);
-            $name = static fn (string $field): string => esc_attr("rules[{$i}][{$field}]");
-            printf('<tr id="scim-rule-%d"%s>', $i, isset($rowErrors[$i]) ? ' class="scim-invalid"' : '');
-            echo '<td>' . ($new ? esc_html__('new', 'scim-provisioner') . '<input type="hidden" name="' . $name('new') . '" value="1">' : (int) $i) . '</td>';
-            printf('<td><input type="text" name="%s" value="%s" placeholder="%s">', $name('target'), esc_attr((string) $row['target']), $new ? esc_attr__('add a rule, e.g. title', 'scim-provisioner') : '');
-            if (isset($rowErrors[$i])) {
-                printf('<p class="description scim-rule-error" id="scim-rule-error-%d" style="color:#b32d2e">%s</p>', $i, esc_html((string) $rowErrors[$i]));
-            }
-            echo '</td><td><select name="' . $name('kind') . '">';
-            foreach (self::KINDS as $kind => $label) {
-                printf('<option value="%s"%s>%s</option>', esc_attr($kind), selected((string) $row['kind'], $kind, false), esc_html($label));
-            }
-            echo '</select></td>';
-            printf('<td><input type="text" name="%s" value="%s" list="scim-fields"></td>', $name('value'), esc_attr((string) $row['value']));
-            printf('<td><input type="text" name="%s" value="%s" size="12"></td>', $name('transform'), esc_attr((string) $row['transform']));
-            printf('<td><input type="checkbox" name="%s" value="1"%s></td>', $name('create_only'), checked(!empty($row['create_only']), true, false));
-            printf('<td><input type="checkbox" name="%s" value="1"%s></td>', $name('required'), checked(!empty($row['required']), true, false));
-            echo '<td>' . ($new ? '' : '<input type="checkbox" name="' . $name('remove') . '" value="1" title="' . esc_attr__('remove this rule', 'scim-provisioner') . '">') . '</td></tr>';
+            echo self::ruleRow($i, $row, isset($rowErrors[$i]) ? (string) $rowErrors[$i] : null);
         }
         echo '</tbody></table><datalist id="scim-fields">';
         foreach (array_merge(self::FIELDS, self::metaKeys()) as $field) {
             printf('<option value="%s">', esc_attr($field));
         }
         echo '</datalist>';
-        echo '<h2>' . esc_html__('Preview', 'scim-provisioner') . '</h2><p><label for="scim-preview-user">' . esc_html__('Map this user with the rules above (nothing is saved or sent):', 'scim-provisioner') . '</label> ';
+        echo '<h2>' . esc_html__('Preview', 'scim-provisioner') . '</h2><p><label for="scim-preview-user">'
+            . esc_html__('Map this user with the rules above (nothing is saved or sent):', 'scim-provisioner') . '</label> ';
         wp_dropdown_users(['name' => 'preview_user', 'id' => 'scim-preview-user', 'selected' => $previewUser, 'show' => 'user_login']);
         echo ' ';
         submit_button(__('Preview', 'scim-provisioner'), 'secondary', 'preview', false, ['id' => 'scim-preview-button']);
         echo '</p><p class="submit">';
         submit_button(__('Save mapping', 'scim-provisioner'), 'primary', 'save', false, ['id' => 'scim-save-mapping']);
         echo '</p></form>';
+    }
+
+    /**
+     * One rule's row of the form; the last row (new) adds a rule.
+     *
+     * @param array<string, mixed> $row
+     */
+    private static function ruleRow(int $i, array $row, ?string $error): string
+    {
+        $new = !empty($row['new']);
+        $name = static fn (string $field): string => "rules[{$i}][{$field}]";
+        $html = sprintf('<tr id="scim-rule-%d"%s>', $i, $error !== null ? ' class="scim-invalid"' : '');
+        $html .= '<td>' . ($new ? esc_html__('new', 'scim-provisioner') . Html::input('hidden', $name('new'), '', '1') : (string) $i) . '</td>';
+        $html .= '<td>' . Html::input('text', $name('target'), '', (string) $row['target'], [
+            'placeholder' => $new ? __('add a rule, e.g. title', 'scim-provisioner') : '',
+        ]);
+        if ($error !== null) {
+            $html .= sprintf(
+                '<p class="description scim-rule-error" id="scim-rule-error-%d" style="color:#b32d2e">%s</p>',
+                $i,
+                esc_html($error)
+            );
+        }
+        $html .= '</td><td>' . Html::select($name('kind'), '', self::KINDS, (string) $row['kind']) . '</td>';
+        $html .= '<td>' . Html::input('text', $name('value'), '', (string) $row['value'], ['list' => 'scim-fields']) . '</td>';
+        $html .= '<td>' . Html::input('text', $name('transform'), '', (string) $row['transform'], ['size' => '12']) . '</td>';
+        foreach (['create_only', 'required'] as $flag) {
+            $html .= sprintf('<td><input type="checkbox" name="%s" value="1"%s></td>', esc_attr($name($flag)), checked(!empty($row[$flag]), true, false));
+        }
+        $remove = sprintf('<input type="checkbox" name="%s" value="1" title="%s">', esc_attr($name('remove')), esc_attr__('remove this rule', 'scim-provisioner'));
+        return $html . '<td>' . ($new ? '' : $remove) . '</td></tr>';
     }
 
     /** admin-post: reads the rows; "Preview" maps the chosen user with them, "Save mapping" stores them. */
