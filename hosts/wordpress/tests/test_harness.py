@@ -3,6 +3,8 @@ web server's user, the plugin active, and a database that can be stopped and sta
 
 from __future__ import annotations
 
+import pwd
+import stat
 from pathlib import Path
 
 import pytest
@@ -49,6 +51,12 @@ def test_the_plugin_is_active_with_its_binaries(wordpress: WordPressSite):
             assert native[key] == str(wordpress.plugin_dir / "native" / Path(native[key]).name), native
     else:
         assert native["library"] and native["wasm"], native
+    # The precompiled-component cache: created on activation by the web server's user, 0700.
+    cache = wordpress.path / "wp-content" / "cache" / "scim-provisioner"
+    assert cache.is_dir()
+    assert pwd.getpwuid(cache.stat().st_uid).pw_name == WEB_USER
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    assert wordpress.php_json("\\ScimProvisioner\\WordPress\\Plugin::instance()->cacheStatus()")["usable"] is True
 
 
 def test_an_administrator_logs_in_with_the_form(wordpress: WordPressSite):
