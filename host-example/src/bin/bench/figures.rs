@@ -1,11 +1,11 @@
 //! Issue 13's table: each figure as measured in this run, beside its goal, and whether the
 //! goal is met. `bench` prints it as Markdown at the end of a run, and `--readme FILE`
-//! writes it into the README between two marker lines, so the README's table is the one
+//! writes it into the figures page (`docs/figures.md`) between two marker lines, so its table is the one
 //! the last run made rather than a copy.
 
 use anyhow::{Result, bail};
 
-/// The line before the generated table in the README.
+/// The line before the generated table in the figures page.
 pub const BEGIN_MARKER: &str = "<!-- bench:figures begin (written by `bench --readme`) -->";
 /// The line after it.
 pub const END_MARKER: &str = "<!-- bench:figures end -->";
@@ -82,15 +82,13 @@ fn cell(text: &str) -> String {
 /// somewhere unexpected.
 pub fn splice(readme: &str, table: &str) -> Result<String> {
     let (Some(begin), Some(end)) = (readme.find(BEGIN_MARKER), readme.find(END_MARKER)) else {
-        bail!(
-            "the README has no `{BEGIN_MARKER}` … `{END_MARKER}` lines to write the table between"
-        );
+        bail!("the file has no `{BEGIN_MARKER}` … `{END_MARKER}` lines to write the table between");
     };
     if readme.matches(BEGIN_MARKER).count() != 1 || readme.matches(END_MARKER).count() != 1 {
-        bail!("the README has the table's marker lines more than once");
+        bail!("the file has the table's marker lines more than once");
     }
     if end < begin {
-        bail!("the README's end marker comes before its begin marker");
+        bail!("the file's end marker comes before its begin marker");
     }
     let after_begin = begin + BEGIN_MARKER.len();
     Ok(format!(
@@ -101,7 +99,7 @@ pub fn splice(readme: &str, table: &str) -> Result<String> {
     ))
 }
 
-/// `n` with thousands separators, as the README writes numbers.
+/// `n` with thousands separators, as the figures page writes numbers.
 pub fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();

@@ -57,7 +57,7 @@
 //!
 //! At the end of 1 to 5, issue 13's table (each figure, its goal, and whether it was met) is
 //! printed as Markdown; `--readme FILE` writes it between FILE's marker lines
-//! ([`figures::BEGIN_MARKER`]), so the README's table is the last run's own.
+//! ([`figures::BEGIN_MARKER`]), so the table in `docs/figures.md` is the last run's own.
 //!
 //! Build and run (release, for honest numbers):
 //!
@@ -65,7 +65,7 @@
 //! cargo build --release -p host-example --bin bench -p scim-bridge
 //! target/release/bench [--users N] [--requests M] [--sync-users S] [--resync-users R] [--skip-peer]
 //! target/release/bench --pure-only [--component OTHER.wasm]   # 1 only, of another build
-//! target/release/bench … --readme README.md   # also write issue 13's table into the README
+//! target/release/bench … --readme docs/figures.md   # also write issue 13's table into the figures page
 //! target/release/bench --hosts [--calls N] [--memory-calls N] [--sync-users S] [--sync-concurrency C]
 //! ```
 //!
@@ -136,7 +136,8 @@ struct Args {
     /// Measure only the component against native (1), then stop.
     #[arg(long)]
     pure_only: bool,
-    /// Write issue 13's table of this run into FILE (the README) between its marker lines.
+    /// Write issue 13's table of this run into FILE (`docs/figures.md`) between its marker lines.
+    /// The flag keeps its old name: the marker lines in that page name it.
     #[arg(long, value_name = "FILE")]
     readme: Option<PathBuf>,
 }
