@@ -1,8 +1,9 @@
 <?php
+
 /**
  * Plugin Name:       SCIM Provisioning
  * Plugin URI:        https://github.com/scim-provisioner/scim-provisioner
- * Description:       Keeps WordPress users in step with other applications over SCIM 2.0: provisions them to a SCIM server (client) and lets an identity provider manage them at /wp-json/scim/v2 (server). Runs the scim-provisioner WebAssembly component through PHP's FFI.
+ * Description:       Keeps WordPress users in step with other applications over SCIM 2.0 (client and server roles).
  * Version:           0.1.0
  * Requires at least: 6.1
  * Requires PHP:      8.2

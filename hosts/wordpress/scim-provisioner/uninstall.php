@@ -25,7 +25,8 @@ $wpdb->query($wpdb->prepare(
     $wpdb->esc_like('_scim_provisioner_') . '%',
     $wpdb->esc_like('_scim_server_') . '%',
 ));
-$wpdb->query($wpdb->prepare("DELETE FROM {$wpdb->options} WHERE option_name LIKE %s OR option_name LIKE %s",
+$wpdb->query($wpdb->prepare(
+    "DELETE FROM {$wpdb->options} WHERE option_name LIKE %s OR option_name LIKE %s",
     $wpdb->esc_like('_transient_scim_provisioner_') . '%',
     $wpdb->esc_like('_transient_timeout_scim_provisioner_') . '%',
 ));

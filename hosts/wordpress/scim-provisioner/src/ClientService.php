@@ -60,16 +60,23 @@ final class ClientService
         $capabilities = [
             'discovered' => $caps->discovered,
             'patch' => $caps->patch,
-            'bulk' => $caps->bulk === null ? null : ['max_operations' => $caps->bulk->maxOperations, 'max_payload_size' => $caps->bulk->maxPayloadSize],
+            'bulk' => $caps->bulk === null ? null : [
+                'max_operations' => $caps->bulk->maxOperations,
+                'max_payload_size' => $caps->bulk->maxPayloadSize,
+            ],
             'filter_max_results' => $caps->filterMaxResults,
             'etag' => $caps->etag,
             'sort' => $caps->sort,
             'change_password' => $caps->changePassword,
         ];
-        $features = array_keys(array_filter(['PATCH' => $caps->patch, 'Bulk' => $caps->bulk !== null, 'ETag' => $caps->etag, 'sort' => $caps->sort]));
+        $features = array_keys(array_filter(
+            ['PATCH' => $caps->patch, 'Bulk' => $caps->bulk !== null, 'ETag' => $caps->etag, 'sort' => $caps->sort]
+        ));
+        $supports = $features === [] ? 'the basics only' : implode(', ', $features);
         return [
             'ok' => true,
-            'message' => 'Connected. ' . ($caps->discovered ? 'The server supports: ' . ($features === [] ? 'the basics only' : implode(', ', $features)) . '.'
+            'message' => 'Connected. ' . ($caps->discovered
+                ? "The server supports: {$supports}."
                 : 'The server does not publish /ServiceProviderConfig; the basics are assumed.'),
             'capabilities' => $capabilities,
         ];
@@ -91,7 +98,8 @@ final class ClientService
             return ['ok' => false, 'message' => $problem];
         }
         try {
-            if (!$this->plugin->outbox()->replaceForUser($userId, UserEvent::Reconcile->value, $this->fields()->snapshot($user))) {
+            $snapshot = $this->fields()->snapshot($user);
+            if (!$this->plugin->outbox()->replaceForUser($userId, UserEvent::Reconcile->value, $snapshot)) {
                 return ['ok' => false, 'message' => 'a delivery for this user is in progress; try again in a moment'];
             }
             $result = $this->drain([$userId], true);
@@ -118,12 +126,13 @@ final class ClientService
         if ($mappingJson !== null && trim($mappingJson) !== '') {
             $rules = json_decode($mappingJson, true);
             if (!is_array($rules) || !array_is_list($rules)) {
-                return ['ok' => false, 'message' => 'the mapping is a JSON array of rules (' . json_last_error_msg() . ')'];
+                $why = json_last_error_msg();
+                return ['ok' => false, 'message' => "the mapping is a JSON array of rules ({$why})"];
             }
             $policy['mapping'] = $rules;
         }
         try {
-            $connector = Connector::open($this->plugin->runtime(), ['base_url' => 'https://preview.invalid/scim/v2', 'policy' => $policy]);
+            $connector = $this->offlineConnector($policy);
             $fields = new UserFields(UserFields::metaKeysOf($policy['mapping']));
             return ['ok' => true, 'payload' => $connector->mapUser(UserFields::toCmsUser($fields->snapshot($user)))];
         } catch (\Throwable $e) {
@@ -147,7 +156,12 @@ final class ClientService
         $actions = [];
         $counts = ['unchanged' => $work['unchanged']];
         foreach ($work['items'] as $w) {
-            $actions[] = ['user_id' => $w['user_id'], 'user_login' => $w['user_login'], 'action' => $w['planned']->value, 'reason' => (string) $w['reason']];
+            $actions[] = [
+                'user_id' => $w['user_id'],
+                'user_login' => $w['user_login'],
+                'action' => $w['planned']->value,
+                'reason' => (string) $w['reason'],
+            ];
             $counts[$w['planned']->value] = ($counts[$w['planned']->value] ?? 0) + 1;
         }
         return ['ok' => true, 'actions' => $actions, 'counts' => $counts];
@@ -215,12 +229,19 @@ final class ClientService
         }
         $last = $this->plugin->outbox()->latestForUser($userId);
         if ($last === null || $last['event'] !== UserEvent::Deleted->value) {
-            return ['ok' => false, 'message' => "user {$row['user_login']} no longer exists and no change of theirs is queued"];
+            return [
+                'ok' => false,
+                'message' => "user {$row['user_login']} no longer exists and no change of theirs is queued",
+            ];
         }
         try {
             $snapshot = json_decode((string) $last['user_json'], true);
             $link = ($last['link_json'] ?? '') !== '' ? json_decode((string) $last['link_json'], true) : null;
-            if (!is_array($snapshot) || !$this->plugin->outbox()->replaceForUser($userId, UserEvent::Deleted->value, $snapshot, is_array($link) ? $link : null)) {
+            $link = is_array($link) ? $link : null;
+            $outbox = $this->plugin->outbox();
+            $requeued = is_array($snapshot)
+                && $outbox->replaceForUser($userId, UserEvent::Deleted->value, $snapshot, $link);
+            if (!$requeued) {
                 return ['ok' => false, 'message' => 'a delivery for this user is in progress; try again in a moment'];
             }
             $r = self::resultFor($userId, $this->drain([$userId], true));
@@ -260,7 +281,8 @@ final class ClientService
      * Delivers due outbox rows, each user's in order, until none is due (or $maxRows).
      *
      * @param list<int>|null $userIds only these users; null for all
-     * @return array{delivered: int, failed: int, message: string, results: array<int, array{ok: bool, action: ?string, message: string}>}
+     * @return array{delivered: int, failed: int, message: string,
+     *     results: array<int, array{ok: bool, action: ?string, message: string}>}
      */
     public function drain(?array $userIds = null, bool $ignoreRetryTimes = false, int $maxRows = PHP_INT_MAX): array
     {
@@ -273,7 +295,8 @@ final class ClientService
             $done = 0;
             $tried = [];
             while ($done < $maxRows) {
-                $rows = $this->plugin->outbox()->claimDue($this->owner, (int) min(50, $maxRows - $done), $userIds, $ignoreRetryTimes);
+                $limit = (int) min(50, $maxRows - $done);
+                $rows = $this->plugin->outbox()->claimDue($this->owner, $limit, $userIds, $ignoreRetryTimes);
                 $rows = array_values(array_filter($rows, function (array $r) use (&$tried): bool {
                     if (isset($tried[$r['id']])) {
                         // Tried once in this drain already (a retry time of 0): leave it to the next.
@@ -316,7 +339,8 @@ final class ClientService
      */
     public function connector(): Connector
     {
-        return $this->connector ??= Connector::open($this->plugin->runtime(), $this->plugin->settings()->connectorConfig());
+        $config = $this->plugin->settings()->connectorConfig();
+        return $this->connector ??= Connector::open($this->plugin->runtime(), $config);
     }
 
     /** The fields reader for the saved mapping. */
@@ -346,8 +370,9 @@ final class ClientService
         $event = UserEvent::tryFrom((string) $row['event']);
         $login = is_array($snapshot) ? (string) ($snapshot['fields']['user_login'] ?? '') : '';
         if (!is_array($snapshot) || $event === null) {
-            $outbox->fail($row['id'], $this->owner, $row['attempts'] + 1, time(), 'the queued change cannot be read', null, true);
-            $this->plugin->log()->add($userId, $login, (string) $row['event'], 'failed', null, 'the queued change cannot be read; it is parked', 0);
+            $why = 'the queued change cannot be read';
+            $outbox->fail($row['id'], $this->owner, $row['attempts'] + 1, time(), $why, null, true);
+            $this->plugin->log()->add($userId, $login, (string) $row['event'], 'failed', null, "{$why}; parked", 0);
             return ['ok' => false, 'action' => null, 'message' => 'the queued change cannot be read'];
         }
         $link = null;
@@ -360,17 +385,27 @@ final class ClientService
         try {
             $outcome = $connector->provision(UserFields::toCmsUser($snapshot), $event, Links::toLink($link));
         } catch (ProvisioningException $e) {
-            return $this->failRow($row, $login, $e->getMessage(), $e->retry, $e->retryAfterSeconds, $e->status, $started);
+            $after = $e->retryAfterSeconds;
+            return $this->failRow($row, $login, $e->getMessage(), $e->retry, $after, $e->status, $started);
         } catch (GuestTrapException $e) {
             return $this->failRow($row, $login, $e->getMessage(), 'backoff', null, null, $started);
         }
         $message = $outcome->action->value . ($outcome->reason !== null ? " ({$outcome->reason})" : '');
         if ($event !== UserEvent::Deleted && get_userdata($userId) instanceof \WP_User) {
-            Links::save($userId, $outcome->link, UserFields::fingerprint($snapshot, $this->plugin->settings()->policyJson()));
+            $fingerprint = UserFields::fingerprint($snapshot, $this->plugin->settings()->policyJson());
+            Links::save($userId, $outcome->link, $fingerprint);
             Links::recordResult($userId, $message);
         }
         $outbox->complete($row['id'], $this->owner);
-        $this->plugin->log()->add($userId, $login, $event->value, $outcome->action->value, null, $outcome->reason, self::ms($started));
+        $this->plugin->log()->add(
+            $userId,
+            $login,
+            $event->value,
+            $outcome->action->value,
+            null,
+            $outcome->reason,
+            self::ms($started),
+        );
         return ['ok' => true, 'action' => $outcome->action->value, 'message' => $message];
     }
 
@@ -378,13 +413,22 @@ final class ClientService
      * @param array<string, mixed> $row
      * @return array{ok: bool, action: ?string, message: string}
      */
-    private function failRow(array $row, string $login, string $message, string $retry, ?int $after, ?int $status, int $started): array
-    {
+    private function failRow(
+        array $row,
+        string $login,
+        string $message,
+        string $retry,
+        ?int $after,
+        ?int $status,
+        int $started,
+    ): array {
         $attempts = (int) $row['attempts'] + 1;
         $park = $retry === 'permanent' || $attempts >= self::MAX_ATTEMPTS;
         $delay = $retry === 'after-seconds' ? max(1, (int) $after) : min(3600, 2 ** min($attempts + 3, 12));
         $this->plugin->outbox()->fail($row['id'], $this->owner, $attempts, time() + $delay, $message, $status, $park);
-        $this->plugin->log()->add((int) $row['user_id'], $login, (string) $row['event'], 'failed', $status, $message, self::ms($started));
+        $userId = (int) $row['user_id'];
+        $event = (string) $row['event'];
+        $this->plugin->log()->add($userId, $login, $event, 'failed', $status, $message, self::ms($started));
         $text = ($park ? 'failed, parked: ' : "failed, will retry in {$delay} s: ") . $message;
         if (get_userdata((int) $row['user_id']) instanceof \WP_User) {
             Links::recordResult((int) $row['user_id'], $text);
@@ -399,13 +443,21 @@ final class ClientService
     {
         $this->drain(null, true);
         $work = $this->syncWork(false);
-        $counts = ['created' => 0, 'adopted' => 0, 'updated' => 0, 'unchanged' => $work['unchanged'], 'deactivated' => 0, 'deleted' => 0,
-            'skipped' => 0, 'unlinked' => 0, 'failed' => 0, 'waiting' => $work['waiting'], 'requests' => 0, 'bulk_requests' => 0];
-        $deprovisions = count(array_filter($work['items'], static fn (array $w): bool => in_array($w['planned'], [PlannedAction::Deactivate, PlannedAction::Delete], true)));
+        $counts = [
+            'created' => 0, 'adopted' => 0, 'updated' => 0, 'unchanged' => $work['unchanged'], 'deactivated' => 0,
+            'deleted' => 0, 'skipped' => 0, 'unlinked' => 0, 'failed' => 0, 'waiting' => $work['waiting'],
+            'requests' => 0, 'bulk_requests' => 0,
+        ];
+        $deprovisions = count(array_filter(
+            $work['items'],
+            static fn (array $w): bool => $w['planned'] === PlannedAction::Deactivate
+                || $w['planned'] === PlannedAction::Delete,
+        ));
         $threshold = (int) $this->plugin->settings()->get('deletion_threshold');
         if (!$allowDeletes && $deprovisions > $threshold) {
-            return ['ok' => false, 'counts' => $counts, 'message' => "this sync would deactivate or delete {$deprovisions} users, more than the "
-                . "deletion threshold of {$threshold}; nothing was sent. Check the plan, then confirm to allow it."];
+            $message = "this sync would deactivate or delete {$deprovisions} users, more than the deletion "
+                . "threshold of {$threshold}; nothing was sent. Check the plan, then confirm to allow it.";
+            return ['ok' => false, 'counts' => $counts, 'message' => $message];
         }
         $items = [];
         foreach ($work['items'] as $w) {
@@ -420,25 +472,44 @@ final class ClientService
         if ($creates >= self::INDEX_FROM_CREATES) {
             try {
                 $counts['requests'] += $connector->indexRemoteUsers()->requests;
-            } catch (ProvisioningException|GuestTrapException $e) {
+            } catch (ProvisioningException | GuestTrapException $e) {
                 // Matching then looks each user up; the sync still works, only slower.
-                $this->plugin->log()->add(0, '', 'sync', 'warning', $e->status ?? null, 'listing the remote users failed: ' . $e->getMessage(), 0);
+                $status = $e instanceof ProvisioningException ? $e->status : null;
+                $why = 'listing the remote users failed: ' . $e->getMessage();
+                $this->plugin->log()->add(0, '', 'sync', 'warning', $status, $why, 0);
             }
         }
         $policyJson = $this->plugin->settings()->policyJson();
         foreach (array_chunk($items, self::BATCH_SIZE) as $chunk) {
             $batchStarted = hrtime(true);
-            $batch = array_map(static fn (array $w): BatchItem => new BatchItem(UserFields::toCmsUser($w['snapshot']), UserEvent::Reconcile, Links::toLink($w['link'])), $chunk);
+            $batch = array_map(
+                static fn (array $w): BatchItem => new BatchItem(
+                    UserFields::toCmsUser($w['snapshot']),
+                    UserEvent::Reconcile,
+                    Links::toLink($w['link']),
+                ),
+                $chunk,
+            );
             try {
                 $result = $connector->provisionBatch($batch);
-            } catch (GuestTrapException|BridgeException $e) {
+            } catch (GuestTrapException | BridgeException $e) {
                 $result = $e;
             }
             $this->recordBatch($chunk, $result, $batchStarted, $policyJson, $counts);
         }
-        $message = sprintf('%d created, %d adopted, %d updated, %d unchanged, %d deactivated, %d deleted, %d skipped, %d failed',
-            $counts['created'], $counts['adopted'], $counts['updated'], $counts['unchanged'], $counts['deactivated'], $counts['deleted'], $counts['skipped'], $counts['failed']);
-        $this->plugin->log()->add(0, '', 'sync', $counts['failed'] > 0 ? 'partial' : 'done', null, $message, self::ms($started));
+        $message = sprintf(
+            '%d created, %d adopted, %d updated, %d unchanged, %d deactivated, %d deleted, %d skipped, %d failed',
+            $counts['created'],
+            $counts['adopted'],
+            $counts['updated'],
+            $counts['unchanged'],
+            $counts['deactivated'],
+            $counts['deleted'],
+            $counts['skipped'],
+            $counts['failed']
+        );
+        $outcome = $counts['failed'] > 0 ? 'partial' : 'done';
+        $this->plugin->log()->add(0, '', 'sync', $outcome, null, $message, self::ms($started));
         return ['ok' => $counts['failed'] === 0, 'counts' => $counts, 'message' => $message];
     }
 
@@ -446,13 +517,19 @@ final class ClientService
      * @param list<array<string, mixed>> $chunk
      * @param array<string, int> $counts
      */
-    private function recordBatch(array $chunk, BatchOutcome|\Throwable $result, int $started, string $policyJson, array &$counts): void
-    {
+    private function recordBatch(
+        array $chunk,
+        BatchOutcome|\Throwable $result,
+        int $started,
+        string $policyJson,
+        array &$counts,
+    ): void {
         $ms = self::ms($started);
         if ($result instanceof \Throwable) {
             foreach ($chunk as $w) {
                 $counts['failed']++;
-                $this->plugin->log()->add($w['user_id'], $w['user_login'], 'sync', 'failed', null, $result->getMessage(), $ms);
+                $why = $result->getMessage();
+                $this->plugin->log()->add($w['user_id'], $w['user_login'], 'sync', 'failed', null, $why, $ms);
             }
             return;
         }
@@ -465,12 +542,14 @@ final class ClientService
                 $text = $r->action->value . ($r->reason !== null ? " ({$r->reason})" : '');
                 Links::recordResult($w['user_id'], $text);
                 $counts[$r->action->value] = ($counts[$r->action->value] ?? 0) + 1;
-                $this->plugin->log()->add($w['user_id'], $w['user_login'], 'sync', $r->action->value, null, $r->reason, $ms);
+                $action = $r->action->value;
+                $this->plugin->log()->add($w['user_id'], $w['user_login'], 'sync', $action, null, $r->reason, $ms);
             } else {
                 $counts['failed']++;
                 $message = $r instanceof \Throwable ? $r->getMessage() : 'no result';
                 Links::recordResult($w['user_id'], 'failed: ' . $message);
-                $this->plugin->log()->add($w['user_id'], $w['user_login'], 'sync', 'failed', $r instanceof ProvisioningException ? $r->status : null, $message, $ms);
+                $status = $r instanceof ProvisioningException ? $r->status : null;
+                $this->plugin->log()->add($w['user_id'], $w['user_login'], 'sync', 'failed', $status, $message, $ms);
             }
         }
     }
@@ -480,13 +559,14 @@ final class ClientService
      * sent, with what the component plans for them. Users with queued changes are left to
      * the outbox (unless $planOnly: the sync's drain sends those first).
      *
-     * @return array{items: list<array{user_id: int, user_login: string, snapshot: array<string, mixed>, link: ?array<string, mixed>,
-     *     planned: PlannedAction, reason: ?string}>, unchanged: int, waiting: int}
+     * @return array{items: list<array{user_id: int, user_login: string, snapshot: array<string, mixed>,
+     *     link: ?array<string, mixed>, planned: PlannedAction, reason: ?string}>, unchanged: int, waiting: int}
      */
     private function syncWork(bool $planOnly): array
     {
-        $connector = $this->plugin->settings()->isConfigured() ? $this->connector()
-            : Connector::open($this->plugin->runtime(), ['base_url' => 'https://plan.invalid/scim/v2', 'policy' => $this->plugin->settings()->policy()]);
+        $connector = $this->plugin->settings()->isConfigured()
+            ? $this->connector()
+            : $this->offlineConnector($this->plugin->settings()->policy());
         $links = Links::all();
         $waiting = $planOnly ? [] : $this->plugin->outbox()->waitingUsers();
         $policyJson = $this->plugin->settings()->policyJson();
@@ -519,8 +599,14 @@ final class ClientService
                     continue;
                 }
                 $plan = $connector->plan(UserFields::toCmsUser($snapshot), UserEvent::Reconcile, $link !== null);
-                $items[] = ['user_id' => $id, 'user_login' => (string) $user->user_login, 'snapshot' => $snapshot, 'link' => $link,
-                    'planned' => $plan->action, 'reason' => $plan->reason];
+                $items[] = [
+                    'user_id' => $id,
+                    'user_login' => (string) $user->user_login,
+                    'snapshot' => $snapshot,
+                    'link' => $link,
+                    'planned' => $plan->action,
+                    'reason' => $plan->reason,
+                ];
             }
             // Each page's users stay in WordPress's object cache otherwise (10,000 users).
             foreach ($users as $user) {
@@ -539,18 +625,34 @@ final class ClientService
     {
         $r = $drain['results'][$userId] ?? null;
         if ($r === null) {
-            return ['ok' => false, 'message' => $drain['message'] === 'nothing due' ? 'nothing was delivered; the change stays queued' : $drain['message']];
+            $message = $drain['message'] === 'nothing due'
+                ? 'nothing was delivered; the change stays queued'
+                : $drain['message'];
+            return ['ok' => false, 'message' => $message];
         }
-        return $r['ok'] ? ['ok' => true, 'message' => $r['message'], 'action' => (string) $r['action']] : ['ok' => false, 'message' => $r['message']];
+        return $r['ok']
+            ? ['ok' => true, 'message' => $r['message'], 'action' => (string) $r['action']]
+            : ['ok' => false, 'message' => $r['message']];
+    }
+
+    /**
+     * A connector on a policy alone, for what sends nothing (a preview, a plan without saved
+     * credentials): its origin is a placeholder no request ever reaches.
+     *
+     * @param array<string, mixed> $policy
+     */
+    private function offlineConnector(array $policy): Connector
+    {
+        $config = ['base_url' => 'https://offline.invalid/scim/v2', 'policy' => $policy];
+        return Connector::open($this->plugin->runtime(), $config);
     }
 
     /** A failure as a sentence for the admin; the library's messages never hold secrets. */
     public static function describe(\Throwable $e): string
     {
-        return $e instanceof DatabaseUnavailableException || $e instanceof ProvisioningException || $e instanceof BridgeException
-            || $e instanceof GuestTrapException || $e instanceof \RuntimeException
-            ? $e->getMessage()
-            : 'unexpected error: ' . $e->getMessage();
+        $known = $e instanceof ProvisioningException || $e instanceof BridgeException
+            || $e instanceof GuestTrapException || $e instanceof \RuntimeException;
+        return $known ? $e->getMessage() : 'unexpected error: ' . $e->getMessage();
     }
 
     private static function ms(int $startedNs): int

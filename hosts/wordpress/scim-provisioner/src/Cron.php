@@ -42,7 +42,10 @@ final class Cron
      */
     public static function schedules(array $schedules): array
     {
-        $schedules[self::EVERY_FIVE_MINUTES] = ['interval' => 300, 'display' => 'Every five minutes (SCIM provisioning)'];
+        $schedules[self::EVERY_FIVE_MINUTES] = [
+            'interval' => 300,
+            'display' => 'Every five minutes (SCIM provisioning)',
+        ];
         return $schedules;
     }
 
@@ -74,7 +77,8 @@ final class Cron
     {
         $result = $this->plugin->client()->runSync(false);
         if (!$result['ok']) {
-            self::quietly(fn () => $this->plugin->log()->add(0, '', 'sync', 'failed', null, 'scheduled sync: ' . $result['message'], 0));
+            $message = 'scheduled sync: ' . $result['message'];
+            self::quietly(fn () => $this->plugin->log()->add(0, '', 'sync', 'failed', null, $message, 0));
         }
     }
 

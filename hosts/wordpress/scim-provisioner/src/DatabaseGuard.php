@@ -13,7 +13,10 @@ namespace ScimProvisioner\WordPress;
  */
 final class DatabaseGuard
 {
-    private const FILTERS = ['wp_die_handler', 'wp_die_ajax_handler', 'wp_die_json_handler', 'wp_die_jsonp_handler', 'wp_die_xmlrpc_handler', 'wp_die_xml_handler'];
+    private const FILTERS = [
+        'wp_die_handler', 'wp_die_ajax_handler', 'wp_die_json_handler', 'wp_die_jsonp_handler',
+        'wp_die_xmlrpc_handler', 'wp_die_xml_handler',
+    ];
 
     private static int $depth = 0;
 
@@ -49,8 +52,13 @@ final class DatabaseGuard
     /** @internal a wp_die() handler */
     public static function die(mixed $message = ''): never
     {
-        $text = $message instanceof \WP_Error ? $message->get_error_message() : (is_string($message) ? $message : 'WordPress stopped');
+        $text = match (true) {
+            $message instanceof \WP_Error => $message->get_error_message(),
+            is_string($message) => $message,
+            default => '',
+        };
         $text = trim(preg_replace('/\s+/', ' ', wp_strip_all_tags($text)) ?? '');
-        throw new DatabaseUnavailableException('WordPress stopped (wp_die): ' . ($text === '' ? 'no message' : mb_substr($text, 0, 300)));
+        $text = $text === '' ? 'no message' : mb_substr($text, 0, 300);
+        throw new DatabaseUnavailableException('WordPress stopped (wp_die): ' . $text);
     }
 }

@@ -43,7 +43,9 @@ final class Links
     /** @param array{remote_id: string, version?: ?string, snapshot?: ?string}|null $row */
     public static function toLink(?array $row): ?Link
     {
-        return $row === null ? null : new Link((string) $row['remote_id'], $row['version'] ?? null, $row['snapshot'] ?? null);
+        return $row === null
+            ? null
+            : new Link((string) $row['remote_id'], $row['version'] ?? null, $row['snapshot'] ?? null);
     }
 
     /**
@@ -109,7 +111,9 @@ final class Links
 
     private static function put(int $userId, string $key, string $value): void
     {
-        if (update_user_meta($userId, $key, wp_slash($value)) === false && get_user_meta($userId, $key, true) !== $value) {
+        $saved = update_user_meta($userId, $key, wp_slash($value)) !== false
+            || get_user_meta($userId, $key, true) === $value;
+        if (!$saved) {
             global $wpdb;
             throw new \RuntimeException("user {$userId}: {$key} could not be saved: " . $wpdb->last_error);
         }

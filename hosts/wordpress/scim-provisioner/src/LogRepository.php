@@ -12,6 +12,7 @@ final class LogRepository
 {
     /** Rows older than this are removed by the daily clean-up. */
     public const KEEP_DAYS = 30;
+    private const COLUMNS = 'SELECT id, at, user_id, user_login, operation, outcome, status, message';
 
     private readonly string $table;
 
@@ -20,8 +21,15 @@ final class LogRepository
         $this->table = Schema::tables()['log'];
     }
 
-    public function add(int $userId, string $userLogin, string $operation, string $outcome, ?int $status, ?string $message, int $durationMs): int
-    {
+    public function add(
+        int $userId,
+        string $userLogin,
+        string $operation,
+        string $outcome,
+        ?int $status,
+        ?string $message,
+        int $durationMs,
+    ): int {
         global $wpdb;
         $row = [
             'at' => time(),
@@ -54,7 +62,7 @@ final class LogRepository
         global $wpdb;
         $where = $failuresOnly ? "WHERE outcome = 'failed'" : '';
         $rows = $wpdb->get_results($wpdb->prepare(
-            "SELECT id, at, user_id, user_login, operation, outcome, status, message FROM {$this->table} {$where} ORDER BY id DESC LIMIT %d OFFSET %d",
+            self::COLUMNS . " FROM {$this->table} {$where} ORDER BY id DESC LIMIT %d OFFSET %d",
             max(0, $limit),
             max(0, $offset),
         ), ARRAY_A);
@@ -64,14 +72,18 @@ final class LogRepository
     public function count(bool $failuresOnly): int
     {
         global $wpdb;
-        return (int) $wpdb->get_var("SELECT COUNT(*) FROM {$this->table}" . ($failuresOnly ? " WHERE outcome = 'failed'" : ''));
+        $where = $failuresOnly ? " WHERE outcome = 'failed'" : '';
+        return (int) $wpdb->get_var("SELECT COUNT(*) FROM {$this->table}{$where}");
     }
 
-    /** @return array{id: int, user_id: int, user_login: string, operation: string, outcome: string, status: ?int, message: ?string, at: int, retryable: bool}|null */
+    /**
+     * @return array{id: int, user_id: int, user_login: string, operation: string, outcome: string, status: ?int,
+     *     message: ?string, at: int, retryable: bool}|null
+     */
     public function get(int $id): ?array
     {
         global $wpdb;
-        $row = $wpdb->get_row($wpdb->prepare("SELECT id, at, user_id, user_login, operation, outcome, status, message FROM {$this->table} WHERE id = %d", $id), ARRAY_A);
+        $row = $wpdb->get_row($wpdb->prepare(self::COLUMNS . " FROM {$this->table} WHERE id = %d", $id), ARRAY_A);
         return is_array($row) ? self::typed($row) : null;
     }
 
@@ -79,7 +91,10 @@ final class LogRepository
     public function latestForUser(int $userId): ?array
     {
         global $wpdb;
-        $row = $wpdb->get_row($wpdb->prepare("SELECT id, at, user_id, user_login, operation, outcome, status, message FROM {$this->table} WHERE user_id = %d ORDER BY id DESC LIMIT 1", $userId), ARRAY_A);
+        $row = $wpdb->get_row($wpdb->prepare(
+            self::COLUMNS . " FROM {$this->table} WHERE user_id = %d ORDER BY id DESC LIMIT 1",
+            $userId,
+        ), ARRAY_A);
         return is_array($row) ? self::typed($row) : null;
     }
 
@@ -87,12 +102,14 @@ final class LogRepository
     public function prune(): int
     {
         global $wpdb;
-        return (int) $wpdb->query($wpdb->prepare("DELETE FROM {$this->table} WHERE at < %d", time() - self::KEEP_DAYS * DAY_IN_SECONDS));
+        $before = time() - self::KEEP_DAYS * DAY_IN_SECONDS;
+        return (int) $wpdb->query($wpdb->prepare("DELETE FROM {$this->table} WHERE at < %d", $before));
     }
 
     /**
      * @param array<string, mixed> $row
-     * @return array{id: int, user_id: int, user_login: string, operation: string, outcome: string, status: ?int, message: ?string, at: int, retryable: bool}
+     * @return array{id: int, user_id: int, user_login: string, operation: string, outcome: string, status: ?int,
+     *     message: ?string, at: int, retryable: bool}
      */
     private static function typed(array $row): array
     {

@@ -65,7 +65,8 @@ final class Outbox
     {
         global $wpdb;
         $updated = $wpdb->query($wpdb->prepare(
-            "UPDATE {$this->table} SET event = %s, user_json = %s, link_json = %s WHERE id = %d AND claimed_until < %d AND attempts = 0",
+            "UPDATE {$this->table} SET event = %s, user_json = %s, link_json = %s
+             WHERE id = %d AND claimed_until < %d AND attempts = 0",
             $event,
             (string) wp_json_encode($snapshot),
             $link === null ? '' : (string) wp_json_encode($link),
@@ -100,7 +101,8 @@ final class Outbox
         $args[] = $limit;
         $heads = $wpdb->get_results($wpdb->prepare(
             "SELECT o.* FROM {$this->table} o
-             WHERE {$where} AND o.id = (SELECT MIN(h.id) FROM {$this->table} h WHERE h.user_id = o.user_id AND h.parked = 0)
+             WHERE {$where}
+               AND o.id = (SELECT MIN(h.id) FROM {$this->table} h WHERE h.user_id = o.user_id AND h.parked = 0)
              ORDER BY o.id LIMIT %d",
             ...$args,
         ), ARRAY_A);
@@ -110,7 +112,8 @@ final class Outbox
         $claimed = [];
         foreach ($heads as $row) {
             $won = $wpdb->query($wpdb->prepare(
-                "UPDATE {$this->table} SET claimed_by = %s, claimed_until = %d WHERE id = %d AND parked = 0 AND claimed_until < %d",
+                "UPDATE {$this->table} SET claimed_by = %s, claimed_until = %d
+                 WHERE id = %d AND parked = 0 AND claimed_until < %d",
                 $owner,
                 $now + self::LEASE_SECONDS,
                 (int) $row['id'],
@@ -131,8 +134,15 @@ final class Outbox
     }
 
     /** A failed row: its next attempt time and reason, or parked; the claim is released. */
-    public function fail(int $id, string $owner, int $attempts, int $nextAttemptAt, string $error, ?int $status, bool $park): void
-    {
+    public function fail(
+        int $id,
+        string $owner,
+        int $attempts,
+        int $nextAttemptAt,
+        string $error,
+        ?int $status,
+        bool $park,
+    ): void {
         global $wpdb;
         $wpdb->query($wpdb->prepare(
             "UPDATE {$this->table} SET attempts = %d, next_attempt_at = %d, last_error = %s, last_status = "
@@ -151,7 +161,11 @@ final class Outbox
     public function release(int $id, string $owner): void
     {
         global $wpdb;
-        $wpdb->query($wpdb->prepare("UPDATE {$this->table} SET claimed_by = NULL, claimed_until = 0 WHERE id = %d AND claimed_by = %s", $id, $owner));
+        $wpdb->query($wpdb->prepare(
+            "UPDATE {$this->table} SET claimed_by = NULL, claimed_until = 0 WHERE id = %d AND claimed_by = %s",
+            $id,
+            $owner,
+        ));
     }
 
     /**
@@ -202,7 +216,10 @@ final class Outbox
     public function latestForUser(int $userId): ?array
     {
         global $wpdb;
-        $row = $wpdb->get_row($wpdb->prepare("SELECT * FROM {$this->table} WHERE user_id = %d ORDER BY id DESC LIMIT 1", $userId), ARRAY_A);
+        $row = $wpdb->get_row(
+            $wpdb->prepare("SELECT * FROM {$this->table} WHERE user_id = %d ORDER BY id DESC LIMIT 1", $userId),
+            ARRAY_A,
+        );
         return is_array($row) ? self::typed($row) : null;
     }
 
@@ -225,10 +242,15 @@ final class Outbox
         global $wpdb;
         $where = $userId === null ? '' : $wpdb->prepare(' WHERE user_id = %d', $userId);
         $row = $wpdb->get_row($wpdb->prepare(
-            "SELECT SUM(parked = 0) AS pending, SUM(parked = 1) AS parked, SUM(claimed_until >= %d) AS claimed FROM {$this->table}{$where}",
+            "SELECT SUM(parked = 0) AS pending, SUM(parked = 1) AS parked, SUM(claimed_until >= %d) AS claimed
+             FROM {$this->table}{$where}",
             time(),
         ), ARRAY_A);
-        return ['pending' => (int) ($row['pending'] ?? 0), 'parked' => (int) ($row['parked'] ?? 0), 'claimed' => (int) ($row['claimed'] ?? 0)];
+        return [
+            'pending' => (int) ($row['pending'] ?? 0),
+            'parked' => (int) ($row['parked'] ?? 0),
+            'claimed' => (int) ($row['claimed'] ?? 0),
+        ];
     }
 
     /**
@@ -240,7 +262,8 @@ final class Outbox
     {
         global $wpdb;
         $rows = $wpdb->get_results($wpdb->prepare(
-            "SELECT id, user_id, event, created_at, attempts, next_attempt_at, last_error, last_status, parked FROM {$this->table} ORDER BY id LIMIT %d OFFSET %d",
+            "SELECT id, user_id, event, created_at, attempts, next_attempt_at, last_error, last_status, parked
+             FROM {$this->table} ORDER BY id LIMIT %d OFFSET %d",
             $limit,
             $offset,
         ), ARRAY_A);

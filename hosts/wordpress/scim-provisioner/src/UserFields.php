@@ -19,7 +19,10 @@ final class UserFields
 {
     public const HAS_ROLE = 'has_role';
     /** Fields read from WP_User itself, not from user meta. */
-    public const CORE = ['user_login', 'user_email', 'first_name', 'last_name', 'display_name', 'nickname', 'user_url', 'user_registered', 'roles', self::HAS_ROLE];
+    public const CORE = [
+        'user_login', 'user_email', 'first_name', 'last_name', 'display_name', 'nickname', 'user_url',
+        'user_registered', 'roles', self::HAS_ROLE,
+    ];
     /** User-meta keys that are never sent: WordPress keeps secrets in them. */
     private const NEVER = ['session_tokens', 'user_pass', 'user_activation_key'];
 
@@ -45,15 +48,20 @@ final class UserFields
             if (isset($rule['source']) && is_string($rule['source'])) {
                 $names[] = $rule['source'];
             }
-            if (isset($rule['template']) && is_string($rule['template'])
-                && preg_match_all('/(?<!\{)\{([^{}]+)\}/', $rule['template'], $m)) {
+            if (
+                isset($rule['template']) && is_string($rule['template'])
+                && preg_match_all('/(?<!\{)\{([^{}]+)\}/', $rule['template'], $m)
+            ) {
                 array_push($names, ...$m[1]);
             }
         }
         $meta = [];
         foreach (array_unique($names) as $name) {
-            if ($name !== '' && $name[0] !== '@' && !in_array($name, self::CORE, true) && !in_array($name, self::NEVER, true)
-                && !str_starts_with($name, Links::META_PREFIX)) {
+            if (
+                $name !== '' && $name[0] !== '@'
+                && !in_array($name, self::CORE, true) && !in_array($name, self::NEVER, true)
+                && !str_starts_with($name, Links::META_PREFIX)
+            ) {
                 $meta[] = $name;
             }
         }
@@ -86,7 +94,8 @@ final class UserFields
                 is_string($value) && $value === '' => null,
                 is_string($value), is_int($value), is_bool($value) => $value,
                 is_float($value) && is_finite($value) => $value,
-                is_array($value) && array_is_list($value) && array_filter($value, 'is_scalar') === $value => array_map('strval', $value),
+                is_array($value) && array_is_list($value) && array_filter($value, 'is_scalar') === $value
+                    => array_map('strval', $value),
                 default => null,
             };
         }
@@ -102,6 +111,7 @@ final class UserFields
     /** @param array{id: string, fields: array<string, mixed>, active: bool} $snapshot */
     public static function fingerprint(array $snapshot, string $policyJson): string
     {
-        return sha1((string) wp_json_encode([$snapshot['id'], $snapshot['fields'], (bool) $snapshot['active'], $policyJson]));
+        $what = [$snapshot['id'], $snapshot['fields'], (bool) $snapshot['active'], $policyJson];
+        return sha1((string) wp_json_encode($what));
     }
 }

@@ -164,7 +164,8 @@ final class UserHooks
         try {
             $snapshot = $this->plugin->client()->fields()->snapshot($user);
             $row = $this->plugin->outbox()->enqueue($userId, $event, $snapshot);
-            $this->touched[$userId] = ['row' => $row, 'event' => $event, 'had_role' => $hadRole ?? ($user->roles !== [])];
+            $hadRole ??= $user->roles !== [];
+            $this->touched[$userId] = ['row' => $row, 'event' => $event, 'had_role' => $hadRole];
         } catch (\Throwable $e) {
             $this->recordFailure($userId, $e);
         }
@@ -192,7 +193,8 @@ final class UserHooks
     private function recordFailure(int $userId, \Throwable $e): void
     {
         try {
-            $this->plugin->log()->add($userId, '', 'queue', 'failed', null, 'the change could not be queued: ' . ClientService::describe($e), 0);
+            $message = 'the change could not be queued: ' . ClientService::describe($e);
+            $this->plugin->log()->add($userId, '', 'queue', 'failed', null, $message, 0);
         } catch (\Throwable) {
             error_log('scim-provisioner: user ' . $userId . ': the change could not be queued: ' . $e->getMessage());
         }

@@ -58,8 +58,10 @@ final class WpDirectory implements Directory
     public const META_JSON = '_scim_server_json';
     public const META_ROLES_BEFORE = '_scim_server_roles_before_inactive';
     /** Capabilities a role must not have to be assignable over SCIM. */
-    public const ADMIN_CAPABILITIES = ['manage_options', 'promote_users', 'edit_users', 'create_users', 'delete_users', 'activate_plugins',
-        'install_plugins', 'edit_plugins', 'update_core', 'manage_network'];
+    public const ADMIN_CAPABILITIES = [
+        'manage_options', 'promote_users', 'edit_users', 'create_users', 'delete_users', 'activate_plugins',
+        'install_plugins', 'edit_plugins', 'update_core', 'manage_network',
+    ];
 
     private readonly string $groups;
     private readonly string $members;
@@ -94,13 +96,20 @@ final class WpDirectory implements Directory
         return $this->transaction(fn (): StoredResource => $this->createUser($value, $password, $cms));
     }
 
-    public function replace(ResourceKind $kind, string $id, string $json, ?CmsUser $cms, ?string $ifVersion): StoredResource
-    {
+    public function replace(
+        ResourceKind $kind,
+        string $id,
+        string $json,
+        ?CmsUser $cms,
+        ?string $ifVersion,
+    ): StoredResource {
         [$value, $password] = self::parse($json);
         if ($kind === ResourceKind::Group) {
             return $this->transaction(fn (): StoredResource => $this->replaceGroup($id, $value, $ifVersion));
         }
-        return $this->transaction(fn (): StoredResource => $this->replaceUser($id, $value, $password, $cms, $ifVersion));
+        return $this->transaction(
+            fn (): StoredResource => $this->replaceUser($id, $value, $password, $cms, $ifVersion)
+        );
     }
 
     public function delete(ResourceKind $kind, string $id): bool
@@ -131,7 +140,7 @@ final class WpDirectory implements Directory
      */
     private function createUser(array $value, ?string $password, ?CmsUser $cms): StoredResource
     {
-        $userName = is_string($value['userName'] ?? null) ? $value['userName'] : throw new DirectoryException('other', 'userName is required');
+        $userName = self::userName($value);
         $key = mb_strtolower($userName);
         if ($this->userIdByKey($key) !== null) {
             throw DirectoryException::conflict("userName \"{$userName}\" is already taken");
@@ -147,7 +156,8 @@ final class WpDirectory implements Directory
         $userId = wp_insert_user(wp_slash([
             'user_login' => $login,
             'user_email' => $fields['user_email'],
-            // Hashed by WordPress (wp_hash_password); a user without one gets a random one and uses "Lost your password?".
+            // Hashed by WordPress (wp_hash_password); a user without one gets a random one
+            // and uses "Lost your password?".
             'user_pass' => $password ?? wp_generate_password(32, true, true),
             'first_name' => $fields['first_name'],
             'last_name' => $fields['last_name'],
@@ -179,8 +189,13 @@ final class WpDirectory implements Directory
     /**
      * @param array<string, mixed> $value
      */
-    private function replaceUser(string $id, array $value, ?string $password, ?CmsUser $cms, ?string $ifVersion): StoredResource
-    {
+    private function replaceUser(
+        string $id,
+        array $value,
+        ?string $password,
+        ?CmsUser $cms,
+        ?string $ifVersion,
+    ): StoredResource {
         global $wpdb;
         $userId = $this->userIdFor($id) ?? throw DirectoryException::notFound();
         // Lock the version row: two writers of one resource go one after the other.
@@ -196,7 +211,7 @@ final class WpDirectory implements Directory
         if (!$user instanceof \WP_User) {
             throw DirectoryException::notFound();
         }
-        $userName = is_string($value['userName'] ?? null) ? $value['userName'] : throw new DirectoryException('other', 'userName is required');
+        $userName = self::userName($value);
         $key = mb_strtolower($userName);
         $other = $this->userIdByKey($key);
         if ($other !== null && $other !== $userId) {
@@ -317,7 +332,9 @@ final class WpDirectory implements Directory
     {
         global $wpdb;
         if ($search->filter === null && $search->sortBy === null) {
-            $total = (int) $wpdb->get_var($wpdb->prepare("SELECT COUNT(*) FROM {$wpdb->usermeta} WHERE meta_key = %s", self::META_ID));
+            $total = (int) $wpdb->get_var(
+                $wpdb->prepare("SELECT COUNT(*) FROM {$wpdb->usermeta} WHERE meta_key = %s", self::META_ID)
+            );
             if ($search->count === 0) {
                 return new QueryPage($total, []);
             }
@@ -337,7 +354,10 @@ final class WpDirectory implements Directory
                 $metaValue,
             ));
         } else {
-            $ids = $wpdb->get_col($wpdb->prepare("SELECT user_id FROM {$wpdb->usermeta} WHERE meta_key = %s ORDER BY user_id", self::META_ID));
+            $ids = $wpdb->get_col($wpdb->prepare(
+                "SELECT user_id FROM {$wpdb->usermeta} WHERE meta_key = %s ORDER BY user_id",
+                self::META_ID,
+            ));
         }
         return $this->select(ResourceKind::User, $search, $this->storedUsers(array_map('intval', $ids)));
     }
@@ -368,7 +388,13 @@ final class WpDirectory implements Directory
         if ($id === '') {
             return null;
         }
-        return new StoredResource($id, 'W/"' . (int) $meta(self::META_VERSION) . '"', $meta(self::META_CREATED), $meta(self::META_MODIFIED), $meta(self::META_JSON));
+        return new StoredResource(
+            $id,
+            'W/"' . (int) $meta(self::META_VERSION) . '"',
+            $meta(self::META_CREATED),
+            $meta(self::META_MODIFIED),
+            $meta(self::META_JSON),
+        );
     }
 
     private function userIdFor(string $scimId): ?int
@@ -412,16 +438,25 @@ final class WpDirectory implements Directory
     private function putMeta(int $userId, array $values): void
     {
         foreach ($values as $key => $value) {
-            if (update_user_meta($userId, $key, wp_slash($value)) === false && (string) get_user_meta($userId, $key, true) !== $value) {
+            $saved = update_user_meta($userId, $key, wp_slash($value)) !== false
+                || (string) get_user_meta($userId, $key, true) === $value;
+            if (!$saved) {
                 global $wpdb;
-                throw new DirectoryException('unavailable', "the user's SCIM data could not be saved: " . $wpdb->last_error);
+                $why = "the user's SCIM data could not be saved: {$wpdb->last_error}";
+                throw new DirectoryException('unavailable', $why);
             }
         }
     }
 
     private function oldestAdministrator(int $except): ?int
     {
-        $ids = get_users(['role' => 'administrator', 'orderby' => 'ID', 'order' => 'ASC', 'number' => 2, 'fields' => 'ID']);
+        $ids = get_users([
+            'role' => 'administrator',
+            'orderby' => 'ID',
+            'order' => 'ASC',
+            'number' => 2,
+            'fields' => 'ID',
+        ]);
         foreach ($ids as $id) {
             if ((int) $id !== $except) {
                 return (int) $id;
@@ -450,8 +485,11 @@ final class WpDirectory implements Directory
             $roles = array_values(array_filter(array_map('trim', explode(',', $roles))));
         }
         $email = $text('user_email');
+        if ($email !== '' && !is_email($email)) {
+            throw new DirectoryException('other', 'the email address is not valid for WordPress');
+        }
         return [
-            'user_email' => $email === '' ? '' : (is_email($email) ? $email : throw new DirectoryException('other', 'the email address is not valid for WordPress')),
+            'user_email' => $email,
             'first_name' => $text('first_name'),
             'last_name' => $text('last_name'),
             'display_name' => $text('display_name'),
@@ -466,9 +504,17 @@ final class WpDirectory implements Directory
     {
         $login = sanitize_user($userName, true);
         if ($login === '' || mb_strlen($login) > 60) {
-            throw new DirectoryException('other', 'this userName cannot be a WordPress login (letters, digits, spaces and _ . - @, at most 60 characters)');
+            throw new DirectoryException('other', 'this userName cannot be a WordPress login '
+                . '(letters, digits, spaces and _ . - @, at most 60 characters)');
         }
         return $login;
+    }
+
+    /** @param array<string, mixed> $value */
+    private static function userName(array $value): string
+    {
+        $userName = $value['userName'] ?? null;
+        return is_string($userName) ? $userName : throw new DirectoryException('other', 'userName is required');
     }
 
     private static function wpError(\WP_Error $e): DirectoryException
@@ -484,7 +530,10 @@ final class WpDirectory implements Directory
     private function getGroup(string $id): ?StoredResource
     {
         global $wpdb;
-        $row = $wpdb->get_row($wpdb->prepare("SELECT id, version, created, last_modified, json FROM {$this->groups} WHERE id = %s", $id), ARRAY_A);
+        $row = $wpdb->get_row($wpdb->prepare(
+            "SELECT id, version, created, last_modified, json FROM {$this->groups} WHERE id = %s",
+            $id,
+        ), ARRAY_A);
         return is_array($row) ? self::storedGroup($row) : null;
     }
 
@@ -528,9 +577,15 @@ final class WpDirectory implements Directory
         $key = self::groupKey($value);
         $this->groupConflict($key, $id);
         $externalId = is_string($value['externalId'] ?? null) ? mb_substr($value['externalId'], 0, 191) : null;
-        $sql = "UPDATE {$this->groups} SET version = version + 1, last_modified = %s, json = %s, unique_key = "
-            . ($key === null ? 'NULL' : '%s') . ', external_id = ' . ($externalId === null ? 'NULL' : '%s') . ' WHERE id = %s';
-        $args = array_values(array_filter([gmdate('Y-m-d\TH:i:s\Z'), self::encode($value), $key, $externalId, $id], static fn ($v): bool => $v !== null));
+        // prepare() turns null into '', so NULL is written into the statement itself.
+        $sql = "UPDATE {$this->groups} SET version = version + 1, last_modified = %s, json = %s"
+            . ', unique_key = ' . ($key === null ? 'NULL' : '%s')
+            . ', external_id = ' . ($externalId === null ? 'NULL' : '%s')
+            . ' WHERE id = %s';
+        $args = array_values(array_filter(
+            [gmdate('Y-m-d\TH:i:s\Z'), self::encode($value), $key, $externalId, $id],
+            static fn ($v): bool => $v !== null,
+        ));
         if ($wpdb->query($wpdb->prepare($sql, ...$args)) === false) {
             throw self::dbError('the group could not be stored');
         }
@@ -554,7 +609,8 @@ final class WpDirectory implements Directory
     {
         global $wpdb;
         $rows = $wpdb->get_results($wpdb->prepare(
-            "SELECT id, json FROM {$this->groups} WHERE id IN (SELECT group_id FROM {$this->members} WHERE member_key = %s)",
+            "SELECT id, json FROM {$this->groups}
+             WHERE id IN (SELECT group_id FROM {$this->members} WHERE member_key = %s)",
             mb_strtolower($userScimId),
         ), ARRAY_A);
         foreach (is_array($rows) ? $rows : [] as $g) {
@@ -562,7 +618,10 @@ final class WpDirectory implements Directory
             if (!is_array($group) || !is_array($group['members'] ?? null)) {
                 continue;
             }
-            $members = array_values(array_filter($group['members'], static fn ($m): bool => !is_array($m) || ($m['value'] ?? null) !== $userScimId));
+            $members = array_values(array_filter(
+                $group['members'],
+                static fn ($m): bool => !is_array($m) || ($m['value'] ?? null) !== $userScimId,
+            ));
             if (count($members) !== count($group['members'])) {
                 $group['members'] = $members;
                 $this->replaceGroup((string) $g['id'], $group, null);
@@ -579,7 +638,11 @@ final class WpDirectory implements Directory
             if ($search->count === 0) {
                 return new QueryPage($total, []);
             }
-            $rows = $wpdb->get_results($wpdb->prepare("{$cols} ORDER BY seq LIMIT %d OFFSET %d", $search->count, max(1, $search->startIndex) - 1), ARRAY_A);
+            $offset = max(1, $search->startIndex) - 1;
+            $rows = $wpdb->get_results(
+                $wpdb->prepare("{$cols} ORDER BY seq LIMIT %d OFFSET %d", $search->count, $offset),
+                ARRAY_A,
+            );
             return new QueryPage($total, array_map(self::storedGroup(...), is_array($rows) ? $rows : []));
         }
         $member = self::memberLookup($search->filter);
@@ -598,7 +661,10 @@ final class WpDirectory implements Directory
             };
             $rows = $column === null
                 ? $wpdb->get_results("{$cols} ORDER BY seq", ARRAY_A)
-                : $wpdb->get_results($wpdb->prepare("{$cols} WHERE {$column} = %s ORDER BY seq", $column === 'unique_key' ? mb_strtolower((string) $value) : $value), ARRAY_A);
+                : $wpdb->get_results($wpdb->prepare(
+                    "{$cols} WHERE {$column} = %s ORDER BY seq",
+                    $column === 'unique_key' ? mb_strtolower((string) $value) : $value,
+                ), ARRAY_A);
         }
         if (!is_array($rows)) {
             throw self::dbError('the groups could not be read');
@@ -638,13 +704,20 @@ final class WpDirectory implements Directory
     /** @param array<string, mixed> $value */
     private static function groupKey(array $value): ?string
     {
-        return is_string($value['displayName'] ?? null) ? mb_substr(mb_strtolower($value['displayName']), 0, 191) : null;
+        $name = $value['displayName'] ?? null;
+        return is_string($name) ? mb_substr(mb_strtolower($name), 0, 191) : null;
     }
 
     /** @param array<string, mixed> $row */
     private static function storedGroup(array $row): StoredResource
     {
-        return new StoredResource((string) $row['id'], 'W/"' . (int) $row['version'] . '"', (string) $row['created'], (string) $row['last_modified'], (string) $row['json']);
+        return new StoredResource(
+            (string) $row['id'],
+            'W/"' . (int) $row['version'] . '"',
+            (string) $row['created'],
+            (string) $row['last_modified'],
+            (string) $row['json'],
+        );
     }
 
     /**
@@ -652,10 +725,13 @@ final class WpDirectory implements Directory
      */
     private static function memberLookup(?string $filter): ?string
     {
-        if ($filter !== null
-            && preg_match('/^\s*members(?:\[\s*value|\.value)\s+eq\s+("(?:[^"\\\\]|\\\\.)*")\s*(\]?)\s*$/i', $filter, $m)
+        $pattern = '/^\s*members(?:\[\s*value|\.value)\s+eq\s+("(?:[^"\\\\]|\\\\.)*")\s*(\]?)\s*$/i';
+        if (
+            $filter !== null
+            && preg_match($pattern, $filter, $m)
             && ($m[2] === ']') === (bool) preg_match('/^\s*members\[/i', $filter)
-            && is_string($member = json_decode($m[1]))) {
+            && is_string($member = json_decode($m[1]))
+        ) {
             return $member;
         }
         return null;
@@ -699,10 +775,18 @@ final class WpDirectory implements Directory
             ];
             $resources[] = $json;
         }
-        $page = $this->runtime->select($search->filter, $search->sortBy, $search->sortDescending, $search->startIndex, $search->count, $resources);
+        $page = $this->runtime->select(
+            $search->filter,
+            $search->sortBy,
+            $search->sortDescending,
+            $search->startIndex,
+            $search->count,
+            $resources,
+        );
         $out = [];
         foreach ($page['indices'] as $i) {
-            $out[] = $candidates[$i] ?? throw new DirectoryException('other', "the filter engine returned an unknown index {$i}");
+            $out[] = $candidates[$i]
+                ?? throw new DirectoryException('other', "the filter engine returned an unknown index {$i}");
         }
         return new QueryPage($page['total'], $out);
     }
@@ -762,6 +846,7 @@ final class WpDirectory implements Directory
     private static function dbError(string $what): DirectoryException
     {
         global $wpdb;
-        return new DirectoryException('unavailable', $what . ($wpdb->last_error !== '' ? ': ' . $wpdb->last_error : ''));
+        $detail = $wpdb->last_error !== '' ? ': ' . $wpdb->last_error : '';
+        return new DirectoryException('unavailable', $what . $detail);
     }
 }
