@@ -27,13 +27,15 @@ final class ClientTab
             foreach ($capabilities as $name => $value) {
                 $rows[] = ['cells' => [(string) $name, self::capabilityText($value)]];
             }
-            echo Html::table('scim-capabilities', [__('Feature', 'scim-provisioner'), __('Supported', 'scim-provisioner')], $rows);
+            $headers = [__('Feature', 'scim-provisioner'), __('Supported', 'scim-provisioner')];
+            echo Html::table('scim-capabilities', $headers, $rows);
         }
         self::addFields($form, $saved);
         SettingsPage::formOpen('save_client', 'scim-client-form');
         do_settings_sections(self::PAGE);
         echo '<p class="submit">';
-        submit_button(__('Save and Test Credentials', 'scim-provisioner'), 'primary', 'save_test', false, ['id' => 'scim-save-test']);
+        $saveAndTest = __('Save and Test Credentials', 'scim-provisioner');
+        submit_button($saveAndTest, 'primary', 'save_test', false, ['id' => 'scim-save-test']);
         echo ' ';
         submit_button(__('Save Changes'), 'secondary', 'save_only', false, ['id' => 'scim-save']);
         echo '</p></form>';
@@ -92,16 +94,18 @@ final class ClientTab
     /** @param array<string, mixed> $form @param array<string, mixed> $saved */
     private static function addFields(array $form, array $saved): void
     {
-        add_settings_section('connection', __('Connection to the SCIM server', 'scim-provisioner'), static function (): void {
+        $title = __('Connection to the SCIM server', 'scim-provisioner');
+        add_settings_section('connection', $title, static function (): void {
             echo '<p>' . esc_html__(
-                'Paste the SCIM base URL and the bearer token from the server (for a WordPress server: its Server side tab). '
-                . 'Changing the base URL to another server needs the token again: a saved token is only ever sent to the server '
-                . 'it was saved for.',
+                'Paste the SCIM base URL and the bearer token from the server '
+                . '(for a WordPress server: its Server side tab). Changing the base URL to another server '
+                . 'needs the token again: a saved token is only ever sent to the server it was saved for.',
                 'scim-provisioner'
             ) . '</p>';
         }, self::PAGE);
         $field = static function (string $id, string $title, callable $render, string $labelFor = ''): void {
-            add_settings_field($id, $title, $render, self::PAGE, 'connection', $labelFor !== '' ? ['label_for' => $labelFor] : []);
+            $args = $labelFor !== '' ? ['label_for' => $labelFor] : [];
+            add_settings_field($id, $title, $render, self::PAGE, 'connection', $args);
         };
         $field('base_url', __('SCIM base URL', 'scim-provisioner'), static function () use ($form): void {
             echo Html::input('url', 'base_url', 'scim-base-url', (string) ($form['base_url'] ?? ''), [
@@ -116,7 +120,10 @@ final class ClientTab
             ], (string) ($form['auth'] ?? 'bearer'));
         });
         $field('token', __('SCIM bearer token', 'scim-provisioner'), static function () use ($saved): void {
-            echo Html::input('password', 'token', 'scim-token', '', ['class' => 'regular-text', 'autocomplete' => 'new-password']);
+            echo Html::input('password', 'token', 'scim-token', '', [
+                'class' => 'regular-text',
+                'autocomplete' => 'new-password',
+            ]);
             echo self::secretHint(!empty($saved['token_saved']), 'scim-token-state', __('token', 'scim-provisioner'));
         }, 'scim-token');
         $field('basic_user', __('Basic user', 'scim-provisioner'), static function () use ($form): void {
@@ -130,11 +137,18 @@ final class ClientTab
                 'class' => 'regular-text',
                 'autocomplete' => 'new-password',
             ]);
-            echo self::secretHint(!empty($saved['basic_password_saved']), 'scim-basic-password-state', __('password', 'scim-provisioner'));
+            $what = __('password', 'scim-provisioner');
+            echo self::secretHint(!empty($saved['basic_password_saved']), 'scim-basic-password-state', $what);
         }, 'scim-basic-password');
         $field('timeout', __('Timeout (seconds)', 'scim-provisioner'), static function () use ($form): void {
-            $seconds = isset($form['timeout_s']) ? (string) $form['timeout_s'] : (string) intdiv((int) ($form['timeout_ms'] ?? 30000), 1000);
-            echo Html::input('number', 'timeout_s', 'scim-timeout', $seconds, ['min' => '1', 'max' => '600', 'class' => 'small-text']);
+            $seconds = isset($form['timeout_s'])
+                ? (string) $form['timeout_s']
+                : (string) intdiv((int) ($form['timeout_ms'] ?? 30000), 1000);
+            echo Html::input('number', 'timeout_s', 'scim-timeout', $seconds, [
+                'min' => '1',
+                'max' => '600',
+                'class' => 'small-text',
+            ]);
         }, 'scim-timeout');
     }
 
@@ -157,8 +171,8 @@ final class ClientTab
             Notices::push('client-secret-cleared', 'warning', sprintf(
                 /* translators: %s: "token" and/or "basic password" */
                 __(
-                    'The base URL now points at another server, so the saved %s was cleared: it is never sent to a server '
-                    . 'it was not saved for. Enter the credentials for the new server.',
+                    'The base URL now points at another server, so the saved %s was cleared: '
+                    . 'it is never sent to a server it was not saved for. Enter the credentials for the new server.',
                     'scim-provisioner'
                 ),
                 implode(' and ', $cleared)
@@ -177,7 +191,8 @@ final class ClientTab
         $message = (string) ($result['message'] ?? '');
         if (!empty($result['ok'])) {
             Notices::push('client-test', 'success', __('Connection successful: ', 'scim-provisioner') . $message);
-            Notices::stash('client_capabilities', is_array($result['capabilities'] ?? null) ? $result['capabilities'] : []);
+            $capabilities = is_array($result['capabilities'] ?? null) ? $result['capabilities'] : [];
+            Notices::stash('client_capabilities', $capabilities);
         } else {
             Notices::push('client-test', 'error', __('Test failed: ', 'scim-provisioner') . $message);
         }
@@ -185,11 +200,15 @@ final class ClientTab
 
     private static function secretHint(bool $saved, string $id, string $what): string
     {
-        return Html::description($saved
+        $text = $saved
             /* translators: %s: "token" or "password" */
-            ? sprintf(__('A %s is saved (never shown). Leave empty to keep it; type a new one to replace it.', 'scim-provisioner'), $what)
+            ? __(
+                'A %s is saved (never shown). Leave empty to keep it; type a new one to replace it.',
+                'scim-provisioner'
+            )
             /* translators: %s: "token" or "password" */
-            : sprintf(__('No %s saved.', 'scim-provisioner'), $what), $id);
+            : __('No %s saved.', 'scim-provisioner');
+        return Html::description(sprintf($text, $what), $id);
     }
 
     private static function capabilityText(mixed $value): string

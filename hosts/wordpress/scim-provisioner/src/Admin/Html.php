@@ -7,15 +7,14 @@ namespace ScimProvisioner\WordPress\Admin;
 /** The form controls the tabs repeat, escaped once here. Each returns HTML; nothing prints. */
 final class Html
 {
-    /** @param array<string, string> $attributes more attributes (an empty id is left out), escaped here */
+    /** @param array<string, string> $attributes more attributes (an empty name or id is left out), escaped here */
     public static function input(string $type, string $name, string $id, string $value, array $attributes = []): string
     {
         return sprintf(
-            '<input type="%s" name="%s" value="%s"%s>',
+            '<input type="%s" value="%s"%s>',
             esc_attr($type),
-            esc_attr($name),
             esc_attr($value),
-            self::attributes(['id' => $id] + $attributes)
+            self::attributes(['name' => $name, 'id' => $id] + $attributes)
         );
     }
 

@@ -15,7 +15,12 @@ final class LogListTable extends \WP_List_Table
 
     public function __construct(private readonly LogRepository $log, private readonly bool $failuresOnly)
     {
-        parent::__construct(['singular' => 'entry', 'plural' => 'entries', 'ajax' => false, 'screen' => 'settings_page_' . SettingsPage::SLUG]);
+        parent::__construct([
+            'singular' => 'entry',
+            'plural' => 'entries',
+            'ajax' => false,
+            'screen' => 'settings_page_' . SettingsPage::SLUG,
+        ]);
     }
 
     /** @return array<string, string> */
@@ -44,7 +49,11 @@ final class LogListTable extends \WP_List_Table
     protected function get_views(): array
     {
         $views = [];
-        foreach (['all' => [__('All', 'scim-provisioner'), false], 'failures' => [__('Failures', 'scim-provisioner'), true]] as $id => [$label, $failures]) {
+        $choices = [
+            'all' => [__('All', 'scim-provisioner'), false],
+            'failures' => [__('Failures', 'scim-provisioner'), true],
+        ];
+        foreach ($choices as $id => [$label, $failures]) {
             $url = SettingsPage::url('log', $failures ? ['failures' => 1] : []);
             $views[$id] = sprintf(
                 '<a href="%s" id="scim-log-%s"%s>%s <span class="count">(%d)</span></a>',
@@ -60,13 +69,20 @@ final class LogListTable extends \WP_List_Table
 
     public function no_items(): void
     {
-        echo esc_html($this->failuresOnly ? __('No failures.', 'scim-provisioner') : __('Nothing has been provisioned yet.', 'scim-provisioner'));
+        echo esc_html($this->failuresOnly
+            ? __('No failures.', 'scim-provisioner')
+            : __('Nothing has been provisioned yet.', 'scim-provisioner'));
     }
 
     /** @param array<string, mixed> $item */
     public function single_row($item): void
     {
-        printf('<tr data-log-id="%d" data-user="%s" class="scim-outcome-%s">', (int) $item['id'], esc_attr((string) $item['user_login']), esc_attr(sanitize_html_class((string) $item['outcome'])));
+        printf(
+            '<tr data-log-id="%d" data-user="%s" class="scim-outcome-%s">',
+            (int) $item['id'],
+            esc_attr((string) $item['user_login']),
+            esc_attr(sanitize_html_class((string) $item['outcome']))
+        );
         $this->single_row_columns($item);
         echo '</tr>';
     }
@@ -78,7 +94,7 @@ final class LogListTable extends \WP_List_Table
             'at' => esc_html(SettingsPage::time((int) $item['at'])),
             'operation' => esc_html((string) $item['operation']),
             'outcome' => '<span class="scim-outcome">' . esc_html((string) $item['outcome']) . '</span>',
-            'status' => '<span class="scim-status">' . esc_html($item['status'] === null ? '—' : (string) $item['status']) . '</span>',
+            'status' => '<span class="scim-status">' . esc_html((string) ($item['status'] ?? '—')) . '</span>',
             'message' => '<span class="scim-message">' . esc_html((string) ($item['message'] ?? '')) . '</span>',
             default => '',
         };
@@ -89,10 +105,17 @@ final class LogListTable extends \WP_List_Table
     {
         $userId = (int) $item['user_id'];
         $name = (string) $item['user_login'] !== '' ? esc_html((string) $item['user_login']) : '#' . $userId;
-        $out = get_userdata($userId) ? '<a href="' . esc_url(get_edit_user_link($userId)) . '">' . $name . '</a>' : $name;
+        $link = get_userdata($userId) ? get_edit_user_link($userId) : '';
+        $out = $link !== '' ? '<a href="' . esc_url($link) . '">' . $name . '</a>' : $name;
         if (!empty($item['retryable'])) {
-            $url = wp_nonce_url(add_query_arg(['action' => 'scim_provisioner_retry', 'log_id' => (int) $item['id']], admin_url('admin-post.php')), 'scim_provisioner_retry');
-            $out .= $this->row_actions(['retry' => '<a class="scim-retry" href="' . esc_url($url) . '" title="' . esc_attr__('Sends the user as WordPress holds them now', 'scim-provisioner') . '">' . esc_html__('Retry', 'scim-provisioner') . '</a>'], true);
+            $query = ['action' => 'scim_provisioner_retry', 'log_id' => (int) $item['id']];
+            $url = wp_nonce_url(add_query_arg($query, admin_url('admin-post.php')), 'scim_provisioner_retry');
+            $out .= $this->row_actions(['retry' => sprintf(
+                '<a class="scim-retry" href="%s" title="%s">%s</a>',
+                esc_url($url),
+                esc_attr__('Sends the user as WordPress holds them now', 'scim-provisioner'),
+                esc_html__('Retry', 'scim-provisioner')
+            )], true);
         }
         return $out;
     }

@@ -17,10 +17,13 @@ final class LogTab
         $table->prepare_items();
         // The message says what went wrong and what to check: give it the room.
         echo '<style>#scim-log .column-message{width:40%}#scim-log .column-at{width:12%}</style>';
-        echo '<p id="scim-retry-help">' . esc_html__('Retry sends the user as WordPress holds them now, not as they were when the delivery failed.', 'scim-provisioner') . '</p>';
+        echo '<p id="scim-retry-help">' . esc_html__(
+            'Retry sends the user as WordPress holds them now, not as they were when the delivery failed.',
+            'scim-provisioner'
+        ) . '</p>';
         $table->views();
         echo '<form method="get" id="scim-log">';
-        printf('<input type="hidden" name="page" value="%s"><input type="hidden" name="tab" value="log">', esc_attr(SettingsPage::SLUG));
+        echo Html::input('hidden', 'page', '', SettingsPage::SLUG) . Html::input('hidden', 'tab', '', 'log');
         if ($failuresOnly) {
             echo '<input type="hidden" name="failures" value="1">';
         }

@@ -16,6 +16,11 @@ final class MappingTab
     /** The WordPress user fields offered first; any user-meta key is accepted too. */
     public const FIELDS = [...UserFields::CORE, '@id', '@active'];
     private const KINDS = ['source' => 'field or meta key', 'constant' => 'constant', 'template' => 'template'];
+    /** WordPress's own per-user preferences: not worth offering as sources. */
+    private const WORDPRESS_META = [
+        'session_tokens', 'rich_editing', 'syntax_highlighting', 'comment_shortcuts', 'admin_color', 'use_ssl',
+        'show_admin_bar_front', 'locale', 'dismissed_wp_pointers', 'show_welcome_panel',
+    ];
 
     public static function render(): void
     {
@@ -31,17 +36,18 @@ final class MappingTab
             $previewUser = 0;
         }
         if (is_array($preview)) {
-            $json = (string) wp_json_encode($preview['payload'], JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE);
+            $flags = JSON_PRETTY_PRINT | JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE;
+            $json = (string) wp_json_encode($preview['payload'], $flags);
             /* translators: %s: a user login */
             $title = sprintf(__('%s maps to', 'scim-provisioner'), $preview['user']);
             echo '<div class="card" id="scim-preview" style="max-width:none"><h2>' . esc_html($title) . '</h2>';
             echo '<pre id="scim-preview-json">' . esc_html($json) . '</pre></div>';
         }
         echo '<p>' . esc_html__(
-            'Each rule fills one SCIM attribute. A source is a WordPress user field (user_login, user_email, first_name, '
-            . 'last_name, display_name, nickname, roles…) or any user-meta key; has_role is true while the user has a role '
-            . 'on this site, @id is the user ID and @active is the same as a boolean status. Transforms are written a | b '
-            . '(lower, trim, split:, join:…). The reference is docs/configuration.md.',
+            'Each rule fills one SCIM attribute. A source is a WordPress user field (user_login, user_email, '
+            . 'first_name, last_name, display_name, nickname, roles…) or any user-meta key; has_role is true while '
+            . 'the user has a role on this site, @id is the user ID and @active is the same as a boolean status. '
+            . 'Transforms are written a | b (lower, trim, split:, join:…). The reference is docs/configuration.md.',
             'scim-provisioner'
         ) . '</p>';
 
@@ -61,7 +67,7 @@ final class MappingTab
             echo '<th>' . esc_html($header) . '</th>';
         }
         echo '</tr></thead><tbody>';
-        $rows[] = ['target' => '', 'kind' => 'source', 'value' => '', 'transform' => '', 'create_only' => false, 'required' => false, 'new' => true];
+        $rows[] = ['target' => '', 'kind' => 'source', 'value' => '', 'transform' => '', 'new' => true];
         foreach (array_values($rows) as $i => $row) {
             echo self::ruleRow($i, $row, isset($rowErrors[$i]) ? (string) $rowErrors[$i] : null);
         }
@@ -71,10 +77,17 @@ final class MappingTab
         }
         echo '</datalist>';
         echo '<h2>' . esc_html__('Preview', 'scim-provisioner') . '</h2><p><label for="scim-preview-user">'
-            . esc_html__('Map this user with the rules above (nothing is saved or sent):', 'scim-provisioner') . '</label> ';
-        wp_dropdown_users(['name' => 'preview_user', 'id' => 'scim-preview-user', 'selected' => $previewUser, 'show' => 'user_login']);
+            . esc_html__('Map this user with the rules above (nothing is saved or sent):', 'scim-provisioner')
+            . '</label> ';
+        wp_dropdown_users([
+            'name' => 'preview_user',
+            'id' => 'scim-preview-user',
+            'selected' => $previewUser,
+            'show' => 'user_login',
+        ]);
         echo ' ';
-        submit_button(__('Preview', 'scim-provisioner'), 'secondary', 'preview', false, ['id' => 'scim-preview-button']);
+        $previewLabel = __('Preview', 'scim-provisioner');
+        submit_button($previewLabel, 'secondary', 'preview', false, ['id' => 'scim-preview-button']);
         echo '</p><p class="submit">';
         submit_button(__('Save mapping', 'scim-provisioner'), 'primary', 'save', false, ['id' => 'scim-save-mapping']);
         echo '</p></form>';
@@ -90,7 +103,10 @@ final class MappingTab
         $new = !empty($row['new']);
         $name = static fn (string $field): string => "rules[{$i}][{$field}]";
         $html = sprintf('<tr id="scim-rule-%d"%s>', $i, $error !== null ? ' class="scim-invalid"' : '');
-        $html .= '<td>' . ($new ? esc_html__('new', 'scim-provisioner') . Html::input('hidden', $name('new'), '', '1') : (string) $i) . '</td>';
+        $number = $new
+            ? esc_html__('new', 'scim-provisioner') . Html::input('hidden', $name('new'), '', '1')
+            : (string) $i;
+        $html .= '<td>' . $number . '</td>';
         $html .= '<td>' . Html::input('text', $name('target'), '', (string) $row['target'], [
             'placeholder' => $new ? __('add a rule, e.g. title', 'scim-provisioner') : '',
         ]);
@@ -102,12 +118,19 @@ final class MappingTab
             );
         }
         $html .= '</td><td>' . Html::select($name('kind'), '', self::KINDS, (string) $row['kind']) . '</td>';
-        $html .= '<td>' . Html::input('text', $name('value'), '', (string) $row['value'], ['list' => 'scim-fields']) . '</td>';
-        $html .= '<td>' . Html::input('text', $name('transform'), '', (string) $row['transform'], ['size' => '12']) . '</td>';
+        $value = Html::input('text', $name('value'), '', (string) $row['value'], ['list' => 'scim-fields']);
+        $transform = Html::input('text', $name('transform'), '', (string) $row['transform'], ['size' => '12']);
+        $html .= '<td>' . $value . '</td><td>' . $transform . '</td>';
         foreach (['create_only', 'required'] as $flag) {
-            $html .= sprintf('<td><input type="checkbox" name="%s" value="1"%s></td>', esc_attr($name($flag)), checked(!empty($row[$flag]), true, false));
+            $checked = checked(!empty($row[$flag]), true, false);
+            $box = sprintf('<input type="checkbox" name="%s" value="1"%s>', esc_attr($name($flag)), $checked);
+            $html .= '<td>' . $box . '</td>';
         }
-        $remove = sprintf('<input type="checkbox" name="%s" value="1" title="%s">', esc_attr($name('remove')), esc_attr__('remove this rule', 'scim-provisioner'));
+        $remove = sprintf(
+            '<input type="checkbox" name="%s" value="1" title="%s">',
+            esc_attr($name('remove')),
+            esc_attr__('remove this rule', 'scim-provisioner')
+        );
         return $html . '<td>' . ($new ? '' : $remove) . '</td></tr>';
     }
 
@@ -115,16 +138,43 @@ final class MappingTab
     public static function save(): void
     {
         SettingsPage::authorize('save_mapping');
+        [$rows, $rules, $rowErrors] = self::postedRules();
+        $userId = isset($_POST['preview_user']) ? absint($_POST['preview_user']) : 0;
+        if ($rowErrors === [] && isset($_POST['preview'])) {
+            self::preview($userId, $rules);
+        } elseif ($rowErrors === []) {
+            $rowErrors = self::store($rules);
+            if ($rowErrors === null) {
+                SettingsPage::redirect('mapping');
+            }
+        } else {
+            $message = __('Nothing was saved: correct the rules marked below.', 'scim-provisioner');
+            Notices::push('mapping-invalid', 'error', $message);
+        }
+        // The form comes back as the admin left it, with the preview or the errors.
+        Notices::stash('mapping_form', ['rows' => $rows, 'errors' => $rowErrors, 'user' => $userId]);
+        SettingsPage::redirect('mapping');
+    }
+
+    /**
+     * The form's rows, the rules they make, and what is wrong with a row (by position).
+     *
+     * @return array{list<array<string, mixed>>, list<array<string, mixed>>, array<int, string>}
+     */
+    private static function postedRules(): array
+    {
         $rows = [];
         $rules = [];
         $rowErrors = [];
         $posted = isset($_POST['rules']) && is_array($_POST['rules']) ? wp_unslash($_POST['rules']) : [];
+        $blank = ['target' => '', 'kind' => 'source', 'value' => '', 'transform' => ''];
         foreach ($posted as $row) {
             if (!is_array($row)) {
                 continue;
             }
-            $row = array_map(static fn ($v) => is_scalar($v) ? (string) $v : '', array_merge(['target' => '', 'kind' => 'source', 'value' => '', 'transform' => ''], $row));
-            if (!empty($row['remove']) || (!empty($row['new']) && trim($row['target']) === '' && trim($row['value']) === '')) {
+            $row = array_map(static fn ($v) => is_scalar($v) ? (string) $v : '', array_merge($blank, $row));
+            $emptyNewRow = !empty($row['new']) && trim($row['target']) === '' && trim($row['value']) === '';
+            if (!empty($row['remove']) || $emptyNewRow) {
                 continue; // removed, or the empty "add a rule" row
             }
             unset($row['new'], $row['remove']);
@@ -137,49 +187,68 @@ final class MappingTab
             $rows[] = $row;
             $rules[] = $rule;
         }
-        $userId = isset($_POST['preview_user']) ? absint($_POST['preview_user']) : 0;
-        $back = static function () use ($rows, &$rowErrors, $userId): never {
-            Notices::stash('mapping_form', ['rows' => $rows, 'errors' => $rowErrors, 'user' => $userId]);
-            SettingsPage::redirect('mapping');
-        };
-        if ($rowErrors !== []) {
-            Notices::push('mapping-invalid', 'error', __('Nothing was saved: correct the rules marked below.', 'scim-provisioner'));
-            $back();
+        return [$rows, $rules, $rowErrors];
+    }
+
+    /** @param list<array<string, mixed>> $rules */
+    private static function preview(int $userId, array $rules): void
+    {
+        try {
+            $result = SettingsPage::plugin()->client()->previewMapping($userId, self::json($rules));
+        } catch (\Throwable $e) {
+            $result = ['ok' => false, 'message' => SettingsPage::describe($e)];
         }
-        $json = (string) wp_json_encode($rules, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE);
-        $plugin = SettingsPage::plugin();
-        if (isset($_POST['preview'])) {
-            try {
-                $result = $plugin->client()->previewMapping($userId, $json);
-            } catch (\Throwable $e) {
-                $result = ['ok' => false, 'message' => SettingsPage::describe($e)];
-            }
-            $user = get_userdata($userId);
-            if (!empty($result['ok'])) {
-                Notices::stash('mapping_preview', ['user' => $user ? $user->user_login : (string) $userId, 'payload' => $result['payload'] ?? null]);
-            } else {
-                Notices::push('mapping-preview', 'error', __('Preview failed: ', 'scim-provisioner') . (string) ($result['message'] ?? ''));
-            }
-            $back();
+        $user = get_userdata($userId);
+        if (!empty($result['ok'])) {
+            $login = $user ? $user->user_login : (string) $userId;
+            Notices::stash('mapping_preview', ['user' => $login, 'payload' => $result['payload'] ?? null]);
+        } else {
+            $message = __('Preview failed: ', 'scim-provisioner') . (string) ($result['message'] ?? '');
+            Notices::push('mapping-preview', 'error', $message);
         }
-        $errors = $plugin->settings()->save(['mapping' => $json]);
-        if ($errors !== []) {
-            foreach (array_values($errors) as $i => $error) {
-                $message = (string) $error;
-                // The component names the rule it rejects by index: put the message on its row.
-                if (preg_match_all('/mapping\[(\d+)\] \(target "[^"]*"\): (.*?)(?=; mapping\[\d+\]|$)/s', $message, $m, PREG_SET_ORDER)) {
-                    foreach ($m as [, $index, $problem]) {
-                        $rowErrors[(int) $index] = trim(($rowErrors[(int) $index] ?? '') . ' ' . $problem);
-                    }
-                } else {
-                    SettingsPage::pushErrors('mapping-error-' . $i, [$message]);
+    }
+
+    /**
+     * Saves the rules through Settings::save (the component checks them).
+     *
+     * @param list<array<string, mixed>> $rules
+     * @return array<int, string>|null null when saved; else the problems by row
+     */
+    private static function store(array $rules): ?array
+    {
+        $errors = SettingsPage::plugin()->settings()->save(['mapping' => self::json($rules)]);
+        if ($errors === []) {
+            /* translators: %d: the number of rules */
+            $saved = _n(
+                'The attribute mapping was saved (%d rule).',
+                'The attribute mapping was saved (%d rules).',
+                count($rules),
+                'scim-provisioner'
+            );
+            Notices::push('mapping-saved', 'success', sprintf($saved, count($rules)));
+            return null;
+        }
+        $rowErrors = [];
+        // The component names each rule it rejects by index: the message goes on that row.
+        $perRule = '/mapping\[(\d+)\] \(target "[^"]*"\): (.*?)(?=; mapping\[\d+\]|$)/s';
+        foreach (array_values($errors) as $i => $error) {
+            if (preg_match_all($perRule, (string) $error, $m, PREG_SET_ORDER)) {
+                foreach ($m as [, $index, $problem]) {
+                    $rowErrors[(int) $index] = trim(($rowErrors[(int) $index] ?? '') . ' ' . $problem);
                 }
+            } else {
+                SettingsPage::pushErrors('mapping-error-' . $i, [(string) $error]);
             }
-            Notices::push('mapping-invalid', 'error', __('Nothing was saved: the saved mapping is unchanged.', 'scim-provisioner'));
-            $back();
         }
-        Notices::push('mapping-saved', 'success', sprintf(_n('The attribute mapping was saved (%d rule).', 'The attribute mapping was saved (%d rules).', count($rules), 'scim-provisioner'), count($rules)));
-        SettingsPage::redirect('mapping');
+        $message = __('Nothing was saved: the saved mapping is unchanged.', 'scim-provisioner');
+        Notices::push('mapping-invalid', 'error', $message);
+        return $rowErrors;
+    }
+
+    /** @param list<array<string, mixed>> $rules */
+    private static function json(array $rules): string
+    {
+        return (string) wp_json_encode($rules, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE);
     }
 
     /** @return list<array<string, mixed>> the rules in force: the saved ones, or the default mapping */
@@ -193,11 +262,12 @@ final class MappingTab
     {
         global $wpdb;
         $keys = $wpdb->get_col($wpdb->prepare(
-            "SELECT DISTINCT meta_key FROM {$wpdb->usermeta} WHERE meta_key NOT LIKE %s AND meta_key NOT LIKE %s ORDER BY meta_key LIMIT 100",
+            "SELECT DISTINCT meta_key FROM {$wpdb->usermeta}"
+                . ' WHERE meta_key NOT LIKE %s AND meta_key NOT LIKE %s ORDER BY meta_key LIMIT 100',
             $wpdb->esc_like('_') . '%',
             $wpdb->esc_like($wpdb->get_blog_prefix()) . '%'
         ));
-        return array_values(array_diff(array_map('strval', (array) $keys), self::FIELDS, ['session_tokens', 'rich_editing', 'syntax_highlighting', 'comment_shortcuts', 'admin_color', 'use_ssl', 'show_admin_bar_front', 'locale', 'dismissed_wp_pointers', 'show_welcome_panel']));
+        return array_values(array_diff(array_map('strval', (array) $keys), self::FIELDS, self::WORDPRESS_META));
     }
 
     /** A rule as the form shows it. @param array<string, mixed> $rule @return array<string, mixed> */
@@ -214,13 +284,18 @@ final class MappingTab
             } elseif (isset($t['join'])) {
                 $transforms[] = 'join:' . $t['join'];
             } elseif (isset($t['regex_replace'])) {
-                $transforms[] = 'regex_replace:' . $t['regex_replace']['pattern'] . '=>' . $t['regex_replace']['replacement'];
+                $regex = $t['regex_replace'];
+                $transforms[] = 'regex_replace:' . $regex['pattern'] . '=>' . $regex['replacement'];
             }
         }
         return [
             'target' => (string) ($rule['target'] ?? ''),
             'kind' => $kind,
-            'value' => is_array($value) ? implode(',', $value) : (is_bool($value) ? ($value ? 'true' : 'false') : (string) $value),
+            'value' => match (true) {
+                is_array($value) => implode(',', $value),
+                is_bool($value) => $value ? 'true' : 'false',
+                default => (string) $value,
+            },
             'transform' => implode(' | ', $transforms),
             'create_only' => ($rule['apply'] ?? 'always') === 'create',
             'required' => (bool) ($rule['required'] ?? false),
@@ -238,7 +313,10 @@ final class MappingTab
             $error = __('Enter the SCIM attribute this rule fills, e.g. title or name.givenName.', 'scim-provisioner');
         } elseif (trim($value) === '' && $kind !== 'constant') {
             $error = $kind === 'source'
-                ? __('Enter the WordPress field or user-meta key to read, e.g. user_email, or @id / @active.', 'scim-provisioner')
+                ? __(
+                    'Enter the WordPress field or user-meta key to read, e.g. user_email, or @id / @active.',
+                    'scim-provisioner'
+                )
                 : __('Enter the template, e.g. {first_name} {last_name}.', 'scim-provisioner');
         }
         if ($kind === 'constant') {

@@ -30,7 +30,8 @@ final class Notices
         $notices = self::read();
         delete_transient(self::key());
         foreach ($notices as $notice) {
-            add_settings_error('scim_provisioner', 'scim-' . $notice['code'], esc_html($notice['message']), $notice['type']);
+            $message = esc_html($notice['message']);
+            add_settings_error('scim_provisioner', 'scim-' . $notice['code'], $message, $notice['type']);
         }
         settings_errors('scim_provisioner');
     }

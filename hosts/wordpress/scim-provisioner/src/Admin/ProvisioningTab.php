@@ -35,7 +35,8 @@ final class ProvisioningTab
         echo '</form>';
 
         echo '<hr><h2>' . esc_html__('Sync now', 'scim-provisioner') . '</h2><p>' . esc_html__(
-            'Compares every user in scope with the server and shows what a full sync would do. Nothing is sent until you confirm.',
+            'Compares every user in scope with the server and shows what a full sync would do. '
+            . 'Nothing is sent until you confirm.',
             'scim-provisioner'
         ) . '</p>';
         SettingsPage::formOpen('plan_sync', 'scim-plan-form');
@@ -54,9 +55,11 @@ final class ProvisioningTab
             ) . '</p>';
         }, self::PAGE);
         $field = static function (string $id, string $title, callable $render, string $labelFor = ''): void {
-            add_settings_field($id, $title, $render, self::PAGE, 'operations', $labelFor !== '' ? ['label_for' => $labelFor] : []);
+            $args = $labelFor !== '' ? ['label_for' => $labelFor] : [];
+            add_settings_field($id, $title, $render, self::PAGE, 'operations', $args);
         };
-        $field('operations', __('Operations sent to the server', 'scim-provisioner'), static function () use ($form): void {
+        $title = __('Operations sent to the server', 'scim-provisioner');
+        $field('operations', $title, static function () use ($form): void {
             $ops = (array) ($form['operations'] ?? []);
             $labels = [
                 'create' => __('Create', 'scim-provisioner'),
@@ -70,7 +73,8 @@ final class ProvisioningTab
             }
             echo '</fieldset>';
         });
-        $field('deprovision', __('When a user is deleted or made inactive', 'scim-provisioner'), static function () use ($form): void {
+        $title = __('When a user is deleted or made inactive', 'scim-provisioner');
+        $field('deprovision', $title, static function () use ($form): void {
             echo Html::radios('deprovision', 'scim-deprovision-', [
                 'deactivate' => __('Deactivate the remote user (active: false)', 'scim-provisioner'),
                 'delete' => __('Delete the remote user', 'scim-provisioner'),
@@ -84,14 +88,16 @@ final class ProvisioningTab
                 'scim-provisioner'
             ));
             foreach (wp_roles()->get_names() as $role => $name) {
-                echo Html::checkbox('scope_roles[]', "scim-scope-{$role}", in_array($role, $scope, true), translate_user_role($name));
-                echo '<br>';
+                $checked = in_array($role, $scope, true);
+                $label = translate_user_role($name);
+                echo Html::checkbox('scope_roles[]', "scim-scope-{$role}", $checked, $label) . '<br>';
             }
             echo '</fieldset>';
         });
         $field('automatic', __('Automatic provisioning', 'scim-provisioner'), static function () use ($form): void {
             echo Html::checkbox('automatic', 'scim-automatic', !empty($form['automatic']), __(
-                'Send each change to a user as it happens (after the page has been sent, so saving a user does not wait for the server)',
+                'Send each change to a user as it happens '
+                . '(after the page has been sent, so saving a user does not wait for the server)',
                 'scim-provisioner'
             ));
         });
@@ -103,19 +109,27 @@ final class ProvisioningTab
                 'daily' => __('Daily'),
             ], (string) ($form['schedule'] ?? 'off'));
             $next = wp_next_scheduled(Cron::RECONCILE);
-            echo Html::description($next
-                /* translators: %s: date and time */
-                ? sprintf(__('Next run: %s. Sites that run cron from the system can call bin/worker instead.', 'scim-provisioner'), SettingsPage::time((int) $next))
-                : __('Not scheduled.', 'scim-provisioner'), 'scim-next-run');
+            /* translators: %s: date and time */
+            $nextRun = __(
+                'Next run: %s. Sites that run cron from the system can call bin/worker instead.',
+                'scim-provisioner'
+            );
+            $text = $next
+                ? sprintf($nextRun, SettingsPage::time((int) $next))
+                : __('Not scheduled.', 'scim-provisioner');
+            echo Html::description($text, 'scim-next-run');
         }, 'scim-schedule');
-        $field('deletion_threshold', __('Deletion threshold', 'scim-provisioner'), static function () use ($form): void {
-            echo Html::input('number', 'deletion_threshold', 'scim-threshold', (string) ($form['deletion_threshold'] ?? ''), [
+        $title = __('Deletion threshold', 'scim-provisioner');
+        $field('deletion_threshold', $title, static function () use ($form): void {
+            $threshold = (string) ($form['deletion_threshold'] ?? '');
+            echo Html::input('number', 'deletion_threshold', 'scim-threshold', $threshold, [
                 'min' => '0',
                 'step' => '1',
                 'class' => 'small-text',
             ]);
             echo Html::description(__(
-                'A sync that would deactivate or delete more users than this stops before sending anything, unless you allow it when you confirm.',
+                'A sync that would deactivate or delete more users than this stops before sending anything, '
+                . 'unless you allow it when you confirm.',
                 'scim-provisioner'
             ));
         }, 'scim-threshold');
@@ -129,7 +143,9 @@ final class ProvisioningTab
         foreach (['create', 'update', 'deactivate', 'delete'] as $op) {
             $operations[$op] = !empty($_POST['operations'][$op]);
         }
-        $roles = isset($_POST['scope_roles']) && is_array($_POST['scope_roles']) ? array_values(array_map('sanitize_key', wp_unslash($_POST['scope_roles']))) : [];
+        $roles = isset($_POST['scope_roles']) && is_array($_POST['scope_roles'])
+            ? array_values(array_map('sanitize_key', wp_unslash($_POST['scope_roles'])))
+            : [];
         $threshold = SettingsPage::postText('deletion_threshold');
         $input = [
             'operations' => $operations,
@@ -149,7 +165,8 @@ final class ProvisioningTab
         }
         if ($errors !== []) {
             SettingsPage::pushErrors('provisioning-error', $errors);
-            Notices::push('provisioning-not-saved', 'error', __('Nothing was saved: correct the settings below.', 'scim-provisioner'));
+            $notSaved = __('Nothing was saved: correct the settings below.', 'scim-provisioner');
+            Notices::push('provisioning-not-saved', 'error', $notSaved);
             Notices::stash('provisioning_form', array_merge($input, ['deletion_threshold' => $threshold]));
         } else {
             Notices::push('provisioning-saved', 'success', __('Settings saved.'));
@@ -167,7 +184,8 @@ final class ProvisioningTab
             $plan = ['ok' => false, 'actions' => [], 'counts' => [], 'message' => SettingsPage::describe($e)];
         }
         if (empty($plan['ok'])) {
-            Notices::push('sync-plan', 'error', __('The plan could not be made: ', 'scim-provisioner') . (string) ($plan['message'] ?? ''));
+            $message = __('The plan could not be made: ', 'scim-provisioner') . (string) ($plan['message'] ?? '');
+            Notices::push('sync-plan', 'error', $message);
             SettingsPage::redirect('provisioning');
         }
         $actions = array_values((array) ($plan['actions'] ?? []));
@@ -191,38 +209,62 @@ final class ProvisioningTab
         }
         $counts = self::countsText((array) ($result['counts'] ?? []));
         $message = trim((string) ($result['message'] ?? '') . ($counts !== '' ? ' (' . $counts . ')' : ''));
-        Notices::push('sync-result', !empty($result['ok']) ? 'success' : 'error', __('Sync: ', 'scim-provisioner') . $message);
+        $message = __('Sync: ', 'scim-provisioner') . $message;
+        Notices::push('sync-result', !empty($result['ok']) ? 'success' : 'error', $message);
         SettingsPage::redirect('provisioning');
     }
 
-    /** @param array{counts: array<string, int>, actions: list<array<string, mixed>>, total: int, message: string} $plan */
+    /**
+     * The plan, and the form that confirms it.
+     *
+     * @param array{counts: array<string, int>, actions: list<array<string, mixed>>, total: int, message: string} $plan
+     */
     private static function renderPlan(array $plan): void
     {
-        echo '<div class="card" id="scim-plan" style="max-width:none"><h2>' . esc_html__('Plan: nothing has been sent yet', 'scim-provisioner') . '</h2>';
-        echo '<p id="scim-plan-counts">' . esc_html(self::countsText($plan['counts']) ?: __('Every user is up to date.', 'scim-provisioner')) . '</p>';
+        echo '<div class="card" id="scim-plan" style="max-width:none">';
+        echo '<h2>' . esc_html__('Plan: nothing has been sent yet', 'scim-provisioner') . '</h2>';
+        $counts = self::countsText($plan['counts']);
+        $counts = $counts !== '' ? $counts : __('Every user is up to date.', 'scim-provisioner');
+        echo '<p id="scim-plan-counts">' . esc_html($counts) . '</p>';
         if ($plan['message'] !== '') {
             echo '<p id="scim-plan-message">' . esc_html($plan['message']) . '</p>';
         }
         if ($plan['actions'] !== []) {
-            echo '<table class="widefat striped" id="scim-plan-rows"><thead><tr><th>' . esc_html__('Action', 'scim-provisioner') . '</th><th>' . esc_html__('User', 'scim-provisioner') . '</th><th>' . esc_html__('Reason', 'scim-provisioner') . '</th></tr></thead><tbody>';
+            echo '<table class="widefat striped" id="scim-plan-rows"><thead><tr>';
+            $headers = [
+                __('Action', 'scim-provisioner'),
+                __('User', 'scim-provisioner'),
+                __('Reason', 'scim-provisioner'),
+            ];
+            foreach ($headers as $header) {
+                echo '<th>' . esc_html($header) . '</th>';
+            }
+            echo '</tr></thead><tbody>';
             foreach ($plan['actions'] as $action) {
+                $login = (string) ($action['user_login'] ?? '');
                 printf(
                     '<tr data-user="%s"><td class="scim-plan-action">%s</td><td>%s</td><td>%s</td></tr>',
-                    esc_attr((string) ($action['user_login'] ?? '')),
+                    esc_attr($login),
                     esc_html((string) ($action['action'] ?? '')),
-                    esc_html(($action['user_login'] ?? '') !== '' ? (string) $action['user_login'] : '#' . (int) ($action['user_id'] ?? 0)),
+                    esc_html($login !== '' ? $login : '#' . (int) ($action['user_id'] ?? 0)),
                     esc_html((string) ($action['reason'] ?? ''))
                 );
             }
             echo '</tbody></table>';
-            if ($plan['total'] > count($plan['actions'])) {
-                echo '<p>' . esc_html(sprintf(__('… and %d more.', 'scim-provisioner'), $plan['total'] - count($plan['actions']))) . '</p>';
+            $more = $plan['total'] - count($plan['actions']);
+            if ($more > 0) {
+                /* translators: %d: how many planned actions are not listed */
+                echo '<p>' . esc_html(sprintf(__('… and %d more.', 'scim-provisioner'), $more)) . '</p>';
             }
         }
         SettingsPage::formOpen('run_sync', 'scim-confirm-form');
-        echo '<p><label><input type="checkbox" name="allow_deletes" value="1" id="scim-allow-deletes"> ' . esc_html__('Allow more deactivations and deletions than the threshold', 'scim-provisioner') . '</label></p><p>';
-        submit_button(__('Confirm: sync now', 'scim-provisioner'), 'primary', 'confirm', false, ['id' => 'scim-confirm-sync']);
-        echo ' <a class="button" id="scim-cancel-sync" href="' . esc_url(SettingsPage::url('provisioning')) . '">' . esc_html__('Cancel') . '</a></p></form></div>';
+        $allow = __('Allow more deactivations and deletions than the threshold', 'scim-provisioner');
+        echo '<p>' . Html::checkbox('allow_deletes', 'scim-allow-deletes', false, $allow) . '</p><p>';
+        $confirm = __('Confirm: sync now', 'scim-provisioner');
+        submit_button($confirm, 'primary', 'confirm', false, ['id' => 'scim-confirm-sync']);
+        $cancel = esc_url(SettingsPage::url('provisioning'));
+        echo ' <a class="button" id="scim-cancel-sync" href="' . $cancel . '">' . esc_html__('Cancel') . '</a></p>';
+        echo '</form></div>';
     }
 
     /** @param array<string, int|string> $counts */

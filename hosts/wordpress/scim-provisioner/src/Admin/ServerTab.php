@@ -20,7 +20,8 @@ final class ServerTab
     /** load-{page}: runs before any output, so a failed check ends the request cleanly. */
     public static function load(): void
     {
-        if (SettingsPage::currentTab() !== 'server' || ($_SERVER['REQUEST_METHOD'] ?? 'GET') !== 'POST' || !isset($_POST['rotate_token'])) {
+        $isPost = ($_SERVER['REQUEST_METHOD'] ?? 'GET') === 'POST';
+        if (SettingsPage::currentTab() !== 'server' || !$isPost || !isset($_POST['rotate_token'])) {
             return;
         }
         SettingsPage::requireCapability();
@@ -28,7 +29,8 @@ final class ServerTab
         try {
             self::$newToken = SettingsPage::plugin()->server()->rotateToken();
         } catch (\Throwable $e) {
-            Notices::push('server-token', 'error', __('No token was generated: ', 'scim-provisioner') . SettingsPage::describe($e));
+            $message = __('No token was generated: ', 'scim-provisioner') . SettingsPage::describe($e);
+            Notices::push('server-token', 'error', $message);
         }
         // The page must not be cached anywhere: it holds the token.
         nocache_headers();
@@ -37,36 +39,54 @@ final class ServerTab
     public static function render(): void
     {
         $server = SettingsPage::plugin()->server();
-        echo '<h2>' . esc_html__('SCIM base URL', 'scim-provisioner') . '</h2><p>' . esc_html__('Give the identity provider this base URL and the bearer token below.', 'scim-provisioner') . '</p>';
-        printf('<p><input type="text" readonly class="large-text code" id="scim-server-base-url" value="%s" onfocus="this.select()"></p>', esc_attr(rest_url('scim/v2')));
+        echo '<h2>' . esc_html__('SCIM base URL', 'scim-provisioner') . '</h2>';
+        $hint = __('Give the identity provider this base URL and the bearer token below.', 'scim-provisioner');
+        echo Html::description($hint);
+        echo '<p>' . self::copyField('scim-server-base-url', rest_url('scim/v2')) . '</p>';
 
         echo '<h2>' . esc_html__('Bearer token', 'scim-provisioner') . '</h2>';
         if (self::$newToken !== null) {
-            echo '<div class="notice notice-warning inline" id="scim-new-token-notice"><p><strong>' . esc_html__('Copy this token now: it is shown only this once. WordPress keeps only its hash; if it is lost, generate a new one.', 'scim-provisioner') . '</strong></p>';
-            printf('<p><input type="text" readonly class="large-text code" id="scim-new-token" value="%s" onfocus="this.select()"></p></div>', esc_attr(self::$newToken));
+            echo '<div class="notice notice-warning inline" id="scim-new-token-notice"><p><strong>' . esc_html__(
+                'Copy this token now: it is shown only this once. '
+                . 'WordPress keeps only its hash; if it is lost, generate a new one.',
+                'scim-provisioner'
+            ) . '</strong></p><p>' . self::copyField('scim-new-token', self::$newToken) . '</p></div>';
         }
         $hasToken = $server->hasToken();
-        echo '<p id="scim-token-status">' . esc_html($hasToken
-            ? __('A token is set. Rotating it stops the old one at once: update the identity provider with the new one.', 'scim-provisioner')
-            : __('No token yet: the SCIM endpoints refuse every request until one is generated.', 'scim-provisioner')) . '</p>';
+        $status = $hasToken
+            ? __(
+                'A token is set. Rotating it stops the old one at once: update the identity provider with the new one.',
+                'scim-provisioner'
+            )
+            : __('No token yet: the SCIM endpoints refuse every request until one is generated.', 'scim-provisioner');
+        echo '<p id="scim-token-status">' . esc_html($status) . '</p>';
         printf('<form method="post" action="%s" id="scim-rotate-form">', esc_url(SettingsPage::url('server')));
         wp_nonce_field(self::ACTION);
-        submit_button(
-            $hasToken ? __('Rotate token', 'scim-provisioner') : __('Generate token', 'scim-provisioner'),
-            $hasToken ? 'secondary' : 'primary',
-            'rotate_token',
-            false,
-            ['id' => 'scim-rotate-token'] + ($hasToken ? ['onclick' => "return confirm('" . esc_js(__('The current token stops working at once. Rotate it?', 'scim-provisioner')) . "')"] : [])
-        );
+        $attributes = ['id' => 'scim-rotate-token'];
+        if ($hasToken) {
+            $question = __('The current token stops working at once. Rotate it?', 'scim-provisioner');
+            $attributes['onclick'] = "return confirm('" . esc_js($question) . "')";
+        }
+        $label = $hasToken ? __('Rotate token', 'scim-provisioner') : __('Generate token', 'scim-provisioner');
+        submit_button($label, $hasToken ? 'secondary' : 'primary', 'rotate_token', false, $attributes);
         echo '</form>';
 
-        $users = $server->createdUsers();
         echo '<h2>' . esc_html__('Users the identity provider created', 'scim-provisioner') . '</h2>';
+        $users = $server->createdUsers();
         if ($users === []) {
             echo '<p id="scim-created-users">' . esc_html__('None yet.', 'scim-provisioner') . '</p>';
             return;
         }
-        echo '<table class="widefat striped" id="scim-created-users"><thead><tr><th>' . esc_html__('User', 'scim-provisioner') . '</th><th>' . esc_html__('SCIM id', 'scim-provisioner') . '</th><th>' . esc_html__('Created', 'scim-provisioner') . '</th></tr></thead><tbody>';
+        echo '<table class="widefat striped" id="scim-created-users"><thead><tr>';
+        $headers = [
+            __('User', 'scim-provisioner'),
+            __('SCIM id', 'scim-provisioner'),
+            __('Created', 'scim-provisioner'),
+        ];
+        foreach ($headers as $header) {
+            echo '<th>' . esc_html($header) . '</th>';
+        }
+        echo '</tr></thead><tbody>';
         foreach ($users as $user) {
             printf(
                 '<tr data-user="%s"><td><a href="%s">%s</a></td><td><code>%s</code></td><td>%s</td></tr>',
@@ -78,5 +98,15 @@ final class ServerTab
             );
         }
         echo '</tbody></table>';
+    }
+
+    /** A read-only field the admin copies from (selected on focus). */
+    private static function copyField(string $id, string $value): string
+    {
+        return Html::input('text', '', $id, $value, [
+            'readonly' => 'readonly',
+            'class' => 'large-text code',
+            'onfocus' => 'this.select()',
+        ]);
     }
 }

@@ -23,7 +23,8 @@ final class SettingsPage
 
     public static function addMenu(): void
     {
-        $hook = add_options_page('SCIM Provisioning', 'SCIM Provisioning', self::CAPABILITY, self::SLUG, [self::class, 'render']);
+        $title = __('SCIM Provisioning', 'scim-provisioner');
+        $hook = add_options_page($title, $title, self::CAPABILITY, self::SLUG, [self::class, 'render']);
         if ($hook !== false) {
             // The server tab handles its own POST before any output, so the new token is shown
             // in that response and never stored anywhere in plain text.
@@ -42,7 +43,8 @@ final class SettingsPage
     {
         self::requireCapability();
         $current = self::currentTab();
-        echo '<div class="wrap" id="scim-provisioner"><h1>' . esc_html__('SCIM Provisioning', 'scim-provisioner') . '</h1>';
+        echo '<div class="wrap" id="scim-provisioner">';
+        echo '<h1>' . esc_html__('SCIM Provisioning', 'scim-provisioner') . '</h1>';
         echo '<nav class="nav-tab-wrapper" id="scim-tabs">';
         foreach (self::TABS as $tab => $title) {
             printf(
@@ -65,7 +67,8 @@ final class SettingsPage
             };
         } catch (\Throwable $e) {
             // The screen stays usable when the component cannot be loaded (no FFI, no binaries).
-            printf('<div class="notice notice-error" id="scim-screen-error"><p>%s</p></div>', esc_html(self::describe($e)));
+            $message = esc_html(self::describe($e));
+            echo '<div class="notice notice-error" id="scim-screen-error"><p>' . $message . '</p></div>';
         }
         echo '</div>';
     }
@@ -79,7 +82,8 @@ final class SettingsPage
     /** @param array<string, scalar> $args */
     public static function url(string $tab, array $args = []): string
     {
-        return add_query_arg(array_merge(['page' => self::SLUG, 'tab' => $tab], $args), admin_url('options-general.php'));
+        $query = array_merge(['page' => self::SLUG, 'tab' => $tab], $args);
+        return add_query_arg($query, admin_url('options-general.php'));
     }
 
     /** The admin-post.php form's hidden fields: the action and its nonce. */
@@ -162,6 +166,7 @@ final class SettingsPage
         if ($timestamp === null || $timestamp <= 0) {
             return '—';
         }
-        return wp_date(get_option('date_format') . ' ' . get_option('time_format'), $timestamp) ?: gmdate('Y-m-d H:i', $timestamp);
+        $format = get_option('date_format') . ' ' . get_option('time_format');
+        return wp_date($format, $timestamp) ?: gmdate('Y-m-d H:i', $timestamp);
     }
 }

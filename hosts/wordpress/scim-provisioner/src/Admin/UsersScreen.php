@@ -27,14 +27,16 @@ final class UsersScreen
         try {
             $state = SettingsPage::plugin()->client()->userState($userId);
         } catch (\Throwable $e) {
-            return '<span class="scim-state scim-unavailable">' . esc_html__('unavailable', 'scim-provisioner') . '</span>';
+            $unavailable = esc_html__('unavailable', 'scim-provisioner');
+            return '<span class="scim-state scim-unavailable">' . $unavailable . '</span>';
         }
         $html = '<span class="scim-state">' . esc_html((string) $state['state']) . '</span>';
         if (!empty($state['last_result'])) {
             $html .= '<br><span class="scim-last-result">' . esc_html((string) $state['last_result']) . '</span>';
         }
         if (!empty($state['last_at'])) {
-            $html .= '<br><small class="scim-last-at">' . esc_html(SettingsPage::time((int) $state['last_at'])) . '</small>';
+            $when = SettingsPage::time((int) $state['last_at']);
+            $html .= '<br><small class="scim-last-at">' . esc_html($when) . '</small>';
         }
         return $html;
     }
@@ -44,10 +46,15 @@ final class UsersScreen
     {
         if (current_user_can(SettingsPage::CAPABILITY)) {
             $url = wp_nonce_url(
-                add_query_arg(['action' => 'scim_provisioner_provision_user', 'user_id' => $user->ID], admin_url('admin-post.php')),
+                add_query_arg(
+                    ['action' => 'scim_provisioner_provision_user', 'user_id' => $user->ID],
+                    admin_url('admin-post.php')
+                ),
                 self::nonceAction($user->ID)
             );
-            $actions['scim_provision'] = '<a class="scim-provision-now" href="' . esc_url($url) . '">' . esc_html__('Provision now', 'scim-provisioner') . '</a>';
+            $label = esc_html__('Provision now', 'scim-provisioner');
+            $link = sprintf('<a class="scim-provision-now" href="%s">%s</a>', esc_url($url), $label);
+            $actions['scim_provision'] = $link;
         }
         return $actions;
     }
@@ -67,7 +74,8 @@ final class UsersScreen
             } catch (\Throwable $e) {
                 $result = ['ok' => false, 'message' => SettingsPage::describe($e)];
             }
-            Notices::push('provision-now', !empty($result['ok']) ? 'success' : 'error', $user->user_login . ': ' . (string) ($result['message'] ?? ''));
+            $message = $user->user_login . ': ' . (string) ($result['message'] ?? '');
+            Notices::push('provision-now', !empty($result['ok']) ? 'success' : 'error', $message);
         }
         wp_safe_redirect(admin_url('users.php'));
         exit;
