@@ -14,6 +14,7 @@ dies ends its wait at once.
 from __future__ import annotations
 
 import atexit
+import html.parser
 import http.cookiejar
 import json
 import os
@@ -244,6 +245,83 @@ def scim_request(method: str, url: str, token: Optional[str], body: Any = None,
         return resp.status, resp.text
 
 
+# ----------------------------------------------------------------------------- wp-admin forms
+
+class FormFields(html.parser.HTMLParser):
+    """The fields one form of a page submits, as a browser would (checked boxes only, the
+    selected option, textareas' text; no buttons)."""
+
+    def __init__(self, form_id: str) -> None:
+        super().__init__()
+        self.form_id = form_id
+        self.fields: dict[str, str] = {}
+        self.found = False
+        self._in_form = False
+        self._select: Optional[str] = None
+        self._textarea: Optional[str] = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, Optional[str]]]) -> None:
+        a = {k: (v or "") for k, v in attrs}
+        if tag == "form" and a.get("id") == self.form_id:
+            self._in_form = self.found = True
+        if not self._in_form:
+            return
+        name = a.get("name")
+        if tag == "input" and name:
+            kind = a.get("type", "text").lower()
+            if kind in ("checkbox", "radio"):
+                if "checked" in a:
+                    self.fields[name] = a.get("value", "on")
+            elif kind not in ("submit", "button", "image", "reset"):
+                self.fields[name] = a.get("value", "")
+        elif tag == "select" and name:
+            self._select = name
+            self.fields.setdefault(name, "")
+        elif tag == "option" and self._select and "selected" in a:
+            self.fields[self._select] = a.get("value", "")
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.fields[name] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._in_form = False
+        elif tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            self.fields[self._textarea] += data
+
+
+def form_fields(page_html: str, form_id: str) -> dict[str, str]:
+    parser = FormFields(form_id)
+    parser.feed(page_html)
+    if not parser.found:
+        raise HarnessError(f"no form#{form_id} on the page")
+    return parser.fields
+
+
+def edit_user_in_admin(session: HttpClient, user_id: int, **changes: str) -> tuple[float, Response]:
+    """wp-admin's "Update User": opens user-edit.php, changes the given fields (first_name,
+    email, role, ...), posts the form as the browser would. Returns the POST's milliseconds
+    (until its response arrived) and the response (a 302 back to the form when saved)."""
+    page = session.get(f"/wp-admin/user-edit.php?user_id={user_id}")
+    if page.status != 200:
+        raise HarnessError(f"user-edit.php answered {page.status}")
+    fields = form_fields(page.text, "your-profile")
+    fields.update(changes)
+    fields["submit"] = "Update User"
+    started = time.perf_counter()
+    resp = session.post(f"/wp-admin/user-edit.php?user_id={user_id}", form(**fields))
+    elapsed = (time.perf_counter() - started) * 1000
+    if resp.status != 302 or "updated=1" not in resp.headers.get("Location", ""):
+        raise HarnessError(f"the save answered {resp.status} {resp.headers.get('Location')}: {resp.text[:300]}")
+    return elapsed, resp
+
+
 # ----------------------------------------------------------------------------- MariaDB
 
 class MariaDB:
@@ -369,7 +447,10 @@ class WordPressSite:
     """A fresh WordPress (a copy of Debian's /usr/share/wordpress) with a wp-config.php of its
     own on a database of the harness's MariaDB, installed with ``wp_install``, pretty
     permalinks, the plugin installed and (by default) activated, served by Apache 2.4 + mod_php
-    8.2 on a free loopback port (FFI allowed for this site only: ``php_admin_value ffi.enable 1``).
+    8.2 on a free loopback port (FFI allowed for this site only: ``php_admin_value ffi.enable 1``),
+    or with ``sapi="fpm"`` by Apache in front of a PHP-FPM 8.2 pool of its own
+    (``php_admin_value[ffi.enable] = true``); ``ffi=False`` leaves FFI at PHP's default, which
+    a web request cannot use.
 
     The plugin comes from ``plugin_zip`` (or env SCIM_WP_PLUGIN_ZIP), unzipped into
     wp-content/plugins as a site owner would; otherwise it is a symlink to the repository's
@@ -383,6 +464,11 @@ class WordPressSite:
     activate: bool = True
     install_plugin: bool = True
     wp_config_extra: str = ""
+    # "mod_php" (Apache prefork + mod_php) or "fpm" (Apache event + mod_proxy_fcgi + PHP-FPM).
+    sapi: str = "mod_php"
+    # FFI allowed for the web server's PHP (php_admin_value); False leaves PHP's default
+    # ffi.enable=preload, under which a web request cannot load the bridge.
+    ffi: bool = True
     path: Path = field(init=False)
     url: str = field(init=False)
     port: int = field(init=False)
@@ -407,6 +493,9 @@ class WordPressSite:
         self.db_name = f"wp_{self.name}_{secrets.token_hex(3)}".replace("-", "_")
         self.admin_password = "Adm-" + secrets.token_urlsafe(12)
         self.apache: Optional[subprocess.Popen] = None
+        self.fpm: Optional[subprocess.Popen] = None
+        if self.sapi not in ("mod_php", "fpm"):
+            raise HarnessError(f"sapi is mod_php or fpm, not {self.sapi!r}")
         if self.plugin_zip is None and os.environ.get("SCIM_WP_PLUGIN_ZIP"):
             self.plugin_zip = Path(os.environ["SCIM_WP_PLUGIN_ZIP"])
         try:
@@ -536,14 +625,36 @@ update_option('permalink_structure', '/%postname%/');
             target.symlink_to(PLUGIN_SOURCE, target_is_directory=True)
 
     def start(self) -> None:
-        """Starts (or restarts) Apache for this site and waits until it answers."""
+        """Starts (or restarts) the site's web server and waits until it answers: Apache with
+        mod_php (prefork), or with ``sapi="fpm"`` Apache (event) in front of a PHP-FPM pool
+        of the site's own through mod_proxy_fcgi."""
         if self.apache is not None and self.apache.poll() is None:
             return
         run = self.dir / "run"
         run.mkdir(exist_ok=True)
+        chown(run, "root" if IS_ROOT else WEB_USER, 0o755)
+        if self.sapi == "fpm":
+            self._start_fpm(run)
         conf = self.dir / "apache2.conf"
         user_lines = f"User {WEB_USER}\nGroup {WEB_USER}\n" if IS_ROOT else ""
-        modules = ["mpm_prefork", "authz_core", "dir", "mime", "rewrite", "env", "setenvif", "alias"]
+        common = ["authz_core", "dir", "mime", "rewrite", "env", "setenvif", "alias"]
+        if self.sapi == "fpm":
+            modules = ["mpm_event"] + common + ["proxy", "proxy_fcgi"]
+            php = f"""<FilesMatch \\.php$>
+    SetHandler "proxy:unix:{run / 'php-fpm.sock'}|fcgi://localhost"
+</FilesMatch>
+"""
+        else:
+            modules = ["mpm_prefork"] + common
+            php = f"""LoadModule php_module {APACHE_MODULES / 'libphp8.2.so'}
+<FilesMatch \\.php$>
+    SetHandler application/x-httpd-php
+</FilesMatch>
+{"php_admin_value ffi.enable 1" if self.ffi else "# FFI left at PHP's default (ffi.enable=preload): not allowed here"}
+php_admin_value error_log {self.logs / 'php-error.log'}
+php_admin_value log_errors 1
+php_admin_value display_errors 0
+"""
         loads = "\n".join(f"LoadModule {m}_module {APACHE_MODULES / f'mod_{m}.so'}" for m in modules)
         conf.write_text(f"""# Written by hosts/wordpress/tests/harness.py: one WordPress site, loopback only.
 ServerRoot /etc/apache2
@@ -557,13 +668,17 @@ LogLevel warn
 LogFormat "%h %t \\"%r\\" %>s %b %D" timed
 CustomLog {self.logs / 'apache-access.log'} timed
 {loads}
-LoadModule php_module {APACHE_MODULES / 'libphp8.2.so'}
 TypesConfig /etc/mime.types
 {user_lines}
 StartServers 2
-MinSpareServers 2
-MaxSpareServers 4
 MaxRequestWorkers 16
+<IfModule mpm_prefork_module>
+    MinSpareServers 2
+    MaxSpareServers 4
+</IfModule>
+<IfModule mpm_event_module>
+    ThreadsPerChild 8
+</IfModule>
 KeepAlive On
 Timeout 120
 DocumentRoot {self.path}
@@ -580,24 +695,51 @@ DirectoryIndex index.php index.html
 <Directory {PLUGIN_SOURCE}>
     Require all granted
 </Directory>
-<FilesMatch \\.php$>
-    SetHandler application/x-httpd-php
-</FilesMatch>
-php_admin_value ffi.enable 1
-php_admin_value error_log {self.logs / 'php-error.log'}
-php_admin_value log_errors 1
-php_admin_value display_errors 0
-""")
+{php}""")
         self.apache = spawn(["apache2", "-f", str(conf), "-DFOREGROUND"], self.logs / "apache-stdout.log")
         wait_for(lambda: self.http.get("/wp-login.php", timeout=10).status == 200,
                  f"Apache for site {self.name} answering {self.url}/wp-login.php", limit=120,
                  process=self.apache, log=self.logs / "apache-error.log")
 
+    def _start_fpm(self, run: Path) -> None:
+        if self.fpm is not None and self.fpm.poll() is None:
+            return
+        binary = shutil.which("php-fpm8.2") or "/usr/sbin/php-fpm8.2"
+        if not Path(binary).exists():
+            raise HarnessError("php-fpm8.2 is not installed (Debian: php8.2-fpm)")
+        socket_path = run / "php-fpm.sock"
+        owner = f"user = {WEB_USER}\ngroup = {WEB_USER}\nlisten.owner = {WEB_USER}\nlisten.group = {WEB_USER}\n" \
+            if IS_ROOT else ""
+        conf = self.dir / "php-fpm.conf"
+        conf.write_text(f"""; Written by hosts/wordpress/tests/harness.py: the site's own PHP-FPM pool.
+[global]
+pid = {run / 'php-fpm.pid'}
+error_log = {self.logs / 'php-fpm.log'}
+daemonize = no
+
+[site]
+{owner}listen = {socket_path}
+listen.mode = 0660
+pm = static
+pm.max_children = 4
+catch_workers_output = yes
+php_admin_value[error_log] = {self.logs / 'php-error.log'}
+php_admin_flag[log_errors] = on
+php_admin_flag[display_errors] = off
+{"php_admin_value[ffi.enable] = true" if self.ffi else "; FFI left at PHP's default (ffi.enable=preload): not allowed here"}
+""")
+        self.fpm = spawn([binary, "--nodaemonize", "--fpm-config", str(conf)], self.logs / "php-fpm-stdout.log")
+        wait_for(socket_path.exists, f"PHP-FPM for site {self.name}", limit=60, process=self.fpm,
+                 log=self.logs / "php-fpm.log")
+
     def stop(self) -> None:
-        """Stops Apache (its children with it) and waits."""
+        """Stops the web server (Apache and its children; PHP-FPM too) and waits."""
         if self.apache is not None:
             stop_process(self.apache)
             self.apache = None
+        if self.fpm is not None:
+            stop_process(self.fpm)
+            self.fpm = None
 
     # -- running PHP inside WordPress
 
