@@ -48,7 +48,13 @@ impl GuestConnector for ConnectorResource {
             },
             wit::Auth::None => CoreAuth::None,
         };
-        let core = CoreConfig::new(&config.base_url, auth, config.timeout_ms)?;
+        let allow_insecure_http = crate::config::insecure_http_allowed(&config.policy_json)?;
+        let core = CoreConfig::with_insecure_http(
+            &config.base_url,
+            auth,
+            config.timeout_ms,
+            allow_insecure_http,
+        )?;
         let connector = CoreConnector::open(core, &config.policy_json, ImportedHttp, ImportedLog)?;
         Ok(Connector::new(ConnectorResource(connector)))
     }
@@ -169,7 +175,9 @@ impl GuestScimServer for ScimServerResource {
                     mapping: policy.mapping,
                 },
                 core,
-            ),
+            )
+            .with_log(ImportedLog)
+            .with_password_hashing_directory(policy.directory.hashes_passwords),
         )))
     }
 

@@ -79,9 +79,30 @@ pub struct ConnectorConfig {
 }
 
 impl ConnectorConfig {
-    /// Validates the pieces and normalises the base URL.
+    /// Validates the pieces and normalises the base URL. Plain `http://` is accepted to
+    /// loopback only (see [`ConnectorConfig::with_insecure_http`]).
     pub fn new(base_url: &str, auth: Auth, timeout_ms: u32) -> Result<Self, ProvisioningError> {
+        Self::with_insecure_http(base_url, auth, timeout_ms, false)
+    }
+
+    /// [`ConnectorConfig::new`], with plain `http://` to hosts other than loopback accepted
+    /// when `allow_insecure_http` is set (the policy's `allow_insecure_http`). Without it,
+    /// such a URL is `invalid-config`: users' data and the credentials would cross the
+    /// network unencrypted.
+    pub fn with_insecure_http(
+        base_url: &str,
+        auth: Auth,
+        timeout_ms: u32,
+        allow_insecure_http: bool,
+    ) -> Result<Self, ProvisioningError> {
         let base_url = validate_base_url(base_url)?;
+        if !allow_insecure_http && let Some(host) = remote_plain_http_host(&base_url) {
+            return Err(invalid(format!(
+                "refusing plain http:// to {host}: users' data and credentials would cross \
+                 the network unencrypted. Use https://, or set `allow_insecure_http` to true \
+                 in the policy if the network is trusted (http:// to loopback is always allowed)"
+            )));
+        }
         validate_auth(&auth)?;
         if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
             return Err(ProvisioningError::InvalidConfig(format!(
@@ -135,6 +156,52 @@ fn validate_base_url(raw: &str) -> Result<String, ProvisioningError> {
         ));
     }
     Ok(url.trim_end_matches('/').to_string())
+}
+
+/// The host of a plain `http://` base URL (already validated) when it is not loopback:
+/// `localhost`, `127.0.0.0/8` or `[::1]`. `None` for `https://` and loopback.
+fn remote_plain_http_host(base_url: &str) -> Option<String> {
+    let rest = base_url.strip_prefix("http://")?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let loopback = host == "localhost"
+        || host == "::1"
+        || host == "0:0:0:0:0:0:0:1"
+        || is_ipv4_loopback(&host);
+    (!loopback).then_some(host)
+}
+
+/// `127.x.y.z` as four decimal octets.
+fn is_ipv4_loopback(host: &str) -> bool {
+    let octets: Vec<&str> = host.split('.').collect();
+    octets.len() == 4
+        && octets[0] == "127"
+        && octets
+            .iter()
+            .all(|o| !o.is_empty() && o.len() <= 3 && o.parse::<u8>().is_ok())
+}
+
+/// The policy's `allow_insecure_http` (false when absent or the policy is empty), read
+/// before the connector opens, since the base URL is checked first. The rest of the policy
+/// is checked by [`crate::policy::Policy::parse`].
+pub fn insecure_http_allowed(policy_json: &str) -> Result<bool, ProvisioningError> {
+    if policy_json.trim().is_empty() {
+        return Ok(false);
+    }
+    let value: serde_json::Value = serde_json::from_str(policy_json)
+        .map_err(|e| invalid(format!("policy is not JSON: {e}")))?;
+    match value.get("allow_insecure_http") {
+        None | Some(serde_json::Value::Null) => Ok(false),
+        Some(serde_json::Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(invalid(
+            "policy: `allow_insecure_http` must be true or false",
+        )),
+    }
 }
 
 /// Rejects credentials that would corrupt the HTTP header they travel in.
@@ -250,6 +317,48 @@ mod tests {
         assert!(!err.to_string().contains("secret"));
         let c = ConnectorConfig::new("https://x.example", bearer(), 1).unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    /// Issue 28, finding 7: plain http:// to a host other than loopback is refused unless
+    /// the policy sets `allow_insecure_http`; loopback and https:// always pass.
+    #[test]
+    fn plain_http_to_a_remote_host_needs_allow_insecure_http() {
+        for url in [
+            "http://scim.example/v2",
+            "http://192.0.2.1:8080/v2",
+            "http://[2001:db8::1]/v2",
+            "http://localhost.example.com/v2",
+            "http://127.0.0.1.example/v2",
+        ] {
+            let err = ConnectorConfig::new(url, bearer(), 1000).unwrap_err();
+            assert!(
+                matches!(&err, ProvisioningError::InvalidConfig(m) if m.contains("allow_insecure_http")),
+                "{url}: {err:?}"
+            );
+            assert!(!err.to_string().contains("s3cret"), "{err}");
+            let allowed = ConnectorConfig::with_insecure_http(url, bearer(), 1000, true);
+            assert!(
+                allowed.is_ok(),
+                "{url} with allow_insecure_http: {allowed:?}"
+            );
+        }
+        for url in [
+            "http://127.0.0.1:8080/v2",
+            "http://127.8.9.10/v2",
+            "http://localhost:9/v2",
+            "http://LOCALHOST/v2",
+            "http://[::1]:8080/v2",
+            "https://scim.example/v2",
+        ] {
+            assert!(ConnectorConfig::new(url, bearer(), 1000).is_ok(), "{url}");
+        }
+        assert_eq!(
+            insecure_http_allowed(r#"{"allow_insecure_http": true}"#).ok(),
+            Some(true)
+        );
+        assert_eq!(insecure_http_allowed("").ok(), Some(false));
+        assert_eq!(insecure_http_allowed("{}").ok(), Some(false));
+        assert!(insecure_http_allowed(r#"{"allow_insecure_http": "yes"}"#).is_err());
     }
 
     #[test]

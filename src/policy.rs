@@ -92,6 +92,19 @@ struct PolicyFields {
     preserve_unmapped: bool,
     groups_from: Option<String>,
     listing: ListingLimits,
+    allow_insecure_http: bool,
+    directory: DirectoryCapabilities,
+}
+
+/// What the host's directory declares it does (the server role's `"directory"` object):
+/// capabilities the frozen WIT has no field for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectoryCapabilities {
+    /// The directory stores a `password` it is handed only as a one-way hash (argon2id,
+    /// bcrypt) and never returns it. Without it the server role drops a password a client
+    /// sends, with a warning in the log, so no directory can keep one as sent.
+    pub hashes_passwords: bool,
 }
 
 impl Default for PolicyFields {
@@ -104,6 +117,8 @@ impl Default for PolicyFields {
             preserve_unmapped: true,
             groups_from: None,
             listing: ListingLimits::default(),
+            allow_insecure_http: false,
+            directory: DirectoryCapabilities::default(),
         }
     }
 }
@@ -126,6 +141,8 @@ const POLICY_KEYS: &[&str] = &[
     "preserve_unmapped",
     "groups_from",
     "listing",
+    "allow_insecure_http",
+    "directory",
     "mapping",
     "extensions",
     "scope",
@@ -151,6 +168,10 @@ pub struct Policy {
     pub listing: ListingLimits,
     /// The compiled attribute mapping and scope.
     pub mapping: Mapping,
+    /// Plain `http://` to hosts other than loopback is accepted (client role).
+    pub allow_insecure_http: bool,
+    /// What the host's directory declares it does (server role).
+    pub directory: DirectoryCapabilities,
 }
 
 impl Policy {
@@ -202,6 +223,8 @@ impl Policy {
             groups_from: fields.groups_from.filter(|f| !f.trim().is_empty()),
             listing: fields.listing,
             mapping,
+            allow_insecure_http: fields.allow_insecure_http,
+            directory: fields.directory,
         })
     }
 }

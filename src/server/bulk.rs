@@ -294,7 +294,7 @@ impl<D: Directory> ScimServer<D> {
             .unwrap_or_default();
         let answer = self.dispatch(&op.method, &route, &QueryParams::default(), &headers, &body);
         match answer {
-            Err(e) => Outcome::failed(&e),
+            Err(e) => Outcome::failed(&self.report(e)),
             Ok(r) => {
                 let created_id = (r.status == 201)
                     .then(|| {

@@ -20,6 +20,10 @@ pub(crate) struct ScimError {
     pub detail: String,
     /// Extra headers, such as `WWW-Authenticate` or `Allow`.
     pub headers: Vec<(String, String)>,
+    /// What the directory said, for the host's log only: its text may hold SQL, file paths
+    /// or exception messages, so the client gets `detail`, a plain sentence, and a
+    /// reference that finds this text in the log ([`ScimError::reported`]).
+    pub internal: Option<String>,
 }
 
 impl ScimError {
@@ -30,7 +34,32 @@ impl ScimError {
             scim_type: None,
             detail: detail.into(),
             headers: Vec::new(),
+            internal: None,
         }
+    }
+
+    /// An error whose cause is for the log only: the client gets `detail`.
+    fn hiding(status: u16, detail: &str, internal: String) -> Self {
+        ScimError {
+            internal: Some(internal),
+            ..ScimError::new(status, detail)
+        }
+    }
+
+    /// The error as the client gets it, with the text to log when it hides one: the detail
+    /// gains a reference (`internal error; reference 1a2b3c4d5e6f`), and the log line names
+    /// the same reference beside the hidden text, so an operator finds one from the other.
+    pub fn reported(mut self) -> (Self, Option<String>) {
+        let Some(internal) = self.internal.take() else {
+            return (self, None);
+        };
+        let reference = new_reference(&internal);
+        self.detail = format!("{}; reference {reference}", self.detail);
+        let line = format!(
+            "server: answered {} (reference {reference}): {internal}",
+            self.status
+        );
+        (self, Some(line))
     }
 
     /// A 400 with a `scimType`.
@@ -102,23 +131,57 @@ impl From<PatchError> for ScimError {
     }
 }
 
+/// A reference for one reported error: 12 hex digits from the clock, a counter and the
+/// text, so the references of instances answering side by side do not repeat.
+fn new_reference(text: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // FNV-1a, 64 bits: not secret, only distinct.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = nanos
+        .to_le_bytes()
+        .into_iter()
+        .chain(count.to_le_bytes())
+        .chain(text.bytes());
+    for b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:012x}", hash >> 16)
+}
+
 impl From<DirectoryError> for ScimError {
+    /// The directory's own text (its database's errors, say) goes to the log only; the
+    /// client gets a sentence of ours (issue 28).
     fn from(e: DirectoryError) -> Self {
         match e {
             DirectoryError::NotFound => ScimError::not_found("resource"),
             DirectoryError::Conflict(m) => ScimError {
                 scim_type: Some("uniqueness"),
-                ..ScimError::new(409, m)
+                ..ScimError::hiding(
+                    409,
+                    "a unique attribute's value (userName, or a Group's displayName) is \
+                     already taken by another resource",
+                    format!("directory conflict: {m}"),
+                )
             },
             DirectoryError::VersionMismatch => ScimError::new(
                 412,
                 "the resource has changed since the version given in If-Match",
             ),
             DirectoryError::InvalidFilter(m) => ScimError::bad_request("invalidFilter", m),
-            DirectoryError::Unavailable(m) => {
-                ScimError::new(503, format!("the directory is unavailable: {m}"))
+            DirectoryError::Unavailable(m) => ScimError::hiding(
+                503,
+                "the directory is unavailable; try again later",
+                format!("directory unavailable: {m}"),
+            ),
+            DirectoryError::Other(m) => {
+                ScimError::hiding(500, "internal error", format!("directory error: {m}"))
             }
-            DirectoryError::Other(m) => ScimError::new(500, format!("directory error: {m}")),
         }
     }
 }
@@ -129,16 +192,11 @@ mod tests {
 
     #[test]
     fn bodies() {
-        let e = ScimError::from(DirectoryError::Conflict("userName taken".into()));
-        assert_eq!(
-            e.body(),
-            json!({
-                "schemas": [ERROR_SCHEMA],
-                "status": "409",
-                "scimType": "uniqueness",
-                "detail": "userName taken"
-            })
-        );
+        let e = ScimError::from(DirectoryError::Conflict("userName taken".into())).reported();
+        let body = e.0.body();
+        assert_eq!(body["status"], "409");
+        assert_eq!(body["scimType"], "uniqueness");
+        assert!(!body["detail"].as_str().unwrap().contains("userName taken"));
         let r = ScimError::new(401, "no")
             .with_header("WWW-Authenticate", "Bearer")
             .response();
@@ -146,5 +204,33 @@ mod tests {
         assert_eq!(r.header("content-type"), Some("application/scim+json"));
         assert_eq!(r.header("www-authenticate"), Some("Bearer"));
         assert!(r.json().get("scimType").is_none());
+    }
+
+    /// Issue 28, finding 5: a directory's own text (SQL, paths, exception messages) never
+    /// reaches the client; the log gets it with the reference the answer carries.
+    #[test]
+    fn directory_internals_go_to_the_log_under_a_reference() {
+        let leaks = "SQLSTATE[HY000]: no such table: scim_resources in /srv/site/Dir.php:42";
+        for e in [
+            DirectoryError::Other(leaks.into()),
+            DirectoryError::Unavailable(leaks.into()),
+            DirectoryError::Conflict(leaks.into()),
+        ] {
+            let (error, line) = ScimError::from(e).reported();
+            let detail = error.body()["detail"].as_str().unwrap().to_string();
+            assert!(
+                !detail.contains("SQLSTATE") && !detail.contains("/srv"),
+                "{detail}"
+            );
+            let reference = detail.rsplit("reference ").next().unwrap();
+            assert_eq!(reference.len(), 12, "{detail}");
+            let line = line.expect("the hidden text is logged");
+            assert!(line.contains(reference) && line.contains(leaks), "{line}");
+        }
+        let (a, _) = ScimError::from(DirectoryError::Other("x".into())).reported();
+        let (b, _) = ScimError::from(DirectoryError::Other("x".into())).reported();
+        assert_ne!(a.detail, b.detail, "each report has its own reference");
+        let (plain, line) = ScimError::new(404, "nope").reported();
+        assert_eq!((plain.detail.as_str(), line), ("nope", None));
     }
 }

@@ -5,7 +5,9 @@
 
 use serde_json::Value;
 
-use crate::ports::{Directory, DirectoryError, Query, ResourceKind, StoredResource};
+use crate::ports::{
+    Directory, DirectoryError, LogLevel, LogPort, Query, ResourceKind, StoredResource,
+};
 use crate::scim::attr::AttrName;
 use crate::scim::filter::Filter;
 use crate::scim::patch::{PatchErrorKind, PatchRequest};
@@ -26,6 +28,17 @@ use crate::server::validate::{SchemasRule, validate};
 pub struct ScimServer<D: Directory> {
     directory: D,
     config: ServerConfig,
+    log: Box<dyn LogPort>,
+    /// The directory declared that it hashes passwords (the policy's
+    /// `directory.hashes_passwords`); without it, no `password` is handed to it.
+    directory_hashes_passwords: bool,
+}
+
+/// The log of a server given none.
+struct NoLog;
+
+impl LogPort for NoLog {
+    fn log(&self, _level: LogLevel, _message: &str) {}
 }
 
 /// How often a PATCH without `If-Match` re-reads and retries when a concurrent write
@@ -39,7 +52,28 @@ const MAX_GROUP_PAGES: usize = 5_000;
 impl<D: Directory> ScimServer<D> {
     /// A server answering from `directory`.
     pub fn new(directory: D, config: ServerConfig) -> Self {
-        ScimServer { directory, config }
+        ScimServer {
+            directory,
+            config,
+            log: Box::new(NoLog),
+            directory_hashes_passwords: false,
+        }
+    }
+
+    /// The same server writing its log lines (hidden error causes, dropped passwords) to
+    /// `log`.
+    pub fn with_log(mut self, log: impl LogPort + 'static) -> Self {
+        self.log = Box::new(log);
+        self
+    }
+
+    /// The same server handing `password` to a directory that declared it stores
+    /// passwords only as one-way hashes. Its contract: a `password` in a create or replace
+    /// is what the client just sent, to hash; a replace without one keeps the stored hash;
+    /// a stored resource never carries the password or its hash.
+    pub fn with_password_hashing_directory(mut self, hashes_passwords: bool) -> Self {
+        self.directory_hashes_passwords = hashes_passwords;
+        self
     }
 
     /// The directory.
@@ -54,7 +88,39 @@ impl<D: Directory> ScimServer<D> {
 
     /// Answers one request. Never panics; every error is a SCIM error response.
     pub fn handle(&self, request: &ServerRequest) -> ServerResponse {
-        self.try_handle(request).unwrap_or_else(|e| e.response())
+        self.try_handle(request)
+            .unwrap_or_else(|e| self.report(e).response())
+    }
+
+    /// The error as the client gets it: a cause hidden from the client (a directory's
+    /// own text) is logged under the reference the answer carries.
+    pub(crate) fn report(&self, error: ScimError) -> ScimError {
+        let (error, line) = error.reported();
+        if let Some(line) = line {
+            let level = if error.status == 409 {
+                LogLevel::Warn
+            } else {
+                LogLevel::Error
+            };
+            self.log.log(level, &line);
+        }
+        error
+    }
+
+    /// Takes `password` out of a User about to be written unless the directory declared
+    /// that it hashes passwords: RFC 7643 makes it write-only, and a directory that keeps
+    /// it as sent would hold every user's password in clear.
+    fn guard_password(&self, kind: ResourceKind, resource: &mut Value) {
+        if self.directory_hashes_passwords || kind != ResourceKind::User {
+            return;
+        }
+        if strip_password(resource) {
+            self.log.log(
+                LogLevel::Warn,
+                "server: a User's password was dropped, not stored: the directory does not \
+                 declare that it hashes passwords (policy `directory.hashes_passwords`)",
+            );
+        }
     }
 
     fn try_handle(&self, request: &ServerRequest) -> Result<ServerResponse, ScimError> {
@@ -287,7 +353,8 @@ impl<D: Directory> ScimServer<D> {
         body: &[u8],
     ) -> Result<ServerResponse, ScimError> {
         let projection = projection(params)?;
-        let resource = validate(kind, &parse_json(body)?, SchemasRule::Require)?;
+        let mut resource = validate(kind, &parse_json(body)?, SchemasRule::Require)?;
+        self.guard_password(kind, &mut resource);
         let stored = self.directory.create(kind, &resource)?;
         Ok(self
             .single(201, kind, &stored, &projection)?
@@ -308,7 +375,10 @@ impl<D: Directory> ScimServer<D> {
         let if_match = header(headers, "If-Match");
         check_if_match(if_match, &current)?;
         let mut resource = validate(kind, &input, SchemasRule::Require)?;
-        keep_password(&mut resource, &current.resource);
+        // A PUT without `password` keeps the stored one (clients cannot read it back, so
+        // leaving it out cannot mean "clear it"): the directory's contract, since only it
+        // holds the hash.
+        self.guard_password(kind, &mut resource);
         let stored = self.directory.replace(
             kind,
             id,
@@ -339,10 +409,15 @@ impl<D: Directory> ScimServer<D> {
             attempt += 1;
             let current = self.fetch(kind, id)?;
             check_if_match(if_match, &current)?;
-            let mut doc = resource::with_server_keys(kind, &current, base);
+            // The patch applies to the resource without any stored `password`: what
+            // reaches the directory is a password this request sets, or none (kept).
+            let mut unpatched = current.clone();
+            strip_password(&mut unpatched.resource);
+            let mut doc = resource::with_server_keys(kind, &unpatched, base);
             request.apply_to(&mut doc)?;
-            let patched = validate(kind, &doc, SchemasRule::Supply)?;
-            if patched == current.resource {
+            let mut patched = validate(kind, &doc, SchemasRule::Supply)?;
+            self.guard_password(kind, &mut patched);
+            if patched == unpatched.resource {
                 // Nothing changed, so nothing is written and the version stays.
                 return self.single(200, kind, &current, &projection);
             }
@@ -407,15 +482,14 @@ fn check_if_match(if_match: Option<&str>, current: &StoredResource) -> Result<()
     }
 }
 
-/// A PUT that leaves out `password` keeps the stored one: clients cannot read it back
-/// (`returned: never`), so leaving it out cannot mean "clear it".
-fn keep_password(resource: &mut Value, stored: &Value) {
-    let Some(old) = stored.get("password") else {
-        return;
+/// Removes `password` (in any case) from a resource; whether there was one.
+fn strip_password(resource: &mut Value) -> bool {
+    let Some(obj) = resource.as_object_mut() else {
+        return false;
     };
-    if let Some(obj) = resource.as_object_mut() {
-        obj.entry("password").or_insert_with(|| old.clone());
-    }
+    let before = obj.len();
+    obj.retain(|k, _| !k.eq_ignore_ascii_case("password"));
+    obj.len() != before
 }
 
 /// User `groups` is computed from group membership (`readOnly`); a PATCH naming it is

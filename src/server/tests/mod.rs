@@ -260,14 +260,14 @@ fn create_user_rfc_7644_3_3() {
     assert_eq!(u["userName"], "bjensen");
     assert_eq!(u["name"]["givenName"], "Barbara");
     assert!(u.get("password").is_none(), "password is never returned");
-    // It was stored, though.
+    // Nor stored: this directory did not declare that it hashes passwords (issue 28).
     let stored = crate::ports::Directory::get(s.directory(), ResourceKind::User, id);
     assert_eq!(
         stored
             .ok()
             .flatten()
-            .map(|r| r.resource["password"].clone()),
-        Some(json!("t1meMa$heen"))
+            .map(|r| r.resource.get("password").is_none()),
+        Some(true)
     );
     // Conflict on the same userName, in another case.
     let mut dup = bjensen();
@@ -613,14 +613,14 @@ fn put_replaces() {
     );
     assert_eq!(u["meta"]["created"], "2023-11-14T22:13:20Z");
     assert_eq!(r.header("ETag"), Some("W/\"2\""));
-    // The password was kept, since clients cannot read it back.
+    // No password reached this directory, which does not hash them.
     let stored = crate::ports::Directory::get(s.directory(), ResourceKind::User, &id);
     assert_eq!(
         stored
             .ok()
             .flatten()
-            .map(|r| r.resource["password"].clone()),
-        Some(json!("pw"))
+            .map(|r| r.resource.get("password").is_none()),
+        Some(true)
     );
     // ETags.
     assert_error(
@@ -1158,4 +1158,160 @@ fn routing_errors() {
     let mut body = bjensen();
     body["title"] = json!("x".repeat(100));
     assert_error(&call(&small, "POST", "/Users", Some(&body)), 413, None);
+}
+
+/// A log port that keeps its lines.
+#[derive(Clone, Default)]
+struct KeptLog(std::rc::Rc<std::cell::RefCell<Vec<String>>>);
+
+impl crate::ports::LogPort for KeptLog {
+    fn log(&self, _level: crate::ports::LogLevel, message: &str) {
+        self.0.borrow_mut().push(message.to_string());
+    }
+}
+
+/// Issue 28, finding 6: a directory that did not declare that it hashes passwords is
+/// never handed one (POST, PUT, PATCH, bulk), and the drop is logged without the password.
+#[test]
+fn passwords_never_reach_a_directory_that_does_not_hash_them() {
+    let log = KeptLog::default();
+    let s = server().with_log(log.clone());
+    let id = create_user(&s, "pwuser", json!({"password": "Clear-Pass-1"}));
+    let path = format!("/Users/{id}");
+    let put = json!({"schemas": [USER_SCHEMA], "userName": "pwuser", "password": "Clear-Pass-2"});
+    assert_eq!(call(&s, "PUT", &path, Some(&put)).status, 200);
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "password", "value": "Clear-Pass-3"}]});
+    assert_eq!(call(&s, "PATCH", &path, Some(&patch)).status, 200);
+    let bulk = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [{"method": "POST", "path": "/Users", "bulkId": "b",
+            "data": {"schemas": [USER_SCHEMA], "userName": "bulkpw", "password": "Clear-Pass-4"}}]});
+    assert_eq!(call(&s, "POST", "/Bulk", Some(&bulk)).status, 200);
+    let all = crate::ports::Directory::query(
+        s.directory(),
+        ResourceKind::User,
+        &crate::ports::Query {
+            filter: None,
+            start_index: 1,
+            count: 100,
+            sort_by: None,
+            sort_descending: false,
+        },
+    )
+    .expect("listing");
+    assert_eq!(all.resources.len(), 2);
+    let dump = format!("{:?}", all.resources);
+    assert!(!dump.contains("Clear-Pass"), "{dump}");
+    let lines = log.0.borrow();
+    assert!(
+        lines.iter().any(|l| l.contains("password was dropped")),
+        "{lines:?}"
+    );
+    assert!(!lines.iter().any(|l| l.contains("Clear-Pass")), "{lines:?}");
+}
+
+/// With a directory that declared it hashes passwords, the password a request sends is
+/// handed over, and only that: a PUT or PATCH that does not set one hands none (the
+/// directory keeps its hash), and none is ever returned.
+#[test]
+fn a_hashing_directory_gets_only_the_password_a_request_sends() {
+    let s = server().with_password_hashing_directory(true);
+    let id = create_user(&s, "hashed", json!({"password": "Clear-Pass-1"}));
+    let stored = |s: &ScimServer<MemoryDirectory>| {
+        crate::ports::Directory::get(s.directory(), ResourceKind::User, &id)
+            .ok()
+            .flatten()
+            .map(|r| r.resource.get("password").cloned())
+    };
+    assert_eq!(stored(&s), Some(Some(json!("Clear-Pass-1"))));
+    let path = format!("/Users/{id}");
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "title", "value": "Boss"}]});
+    let r = call(&s, "PATCH", &path, Some(&patch));
+    assert_eq!(r.status, 200);
+    assert!(r.json().get("password").is_none());
+    assert_eq!(stored(&s), Some(None), "a PATCH not setting it hands none");
+    let patch = json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+        "Operations": [{"op": "replace", "path": "password", "value": "Clear-Pass-2"}]});
+    assert_eq!(call(&s, "PATCH", &path, Some(&patch)).status, 200);
+    assert_eq!(stored(&s), Some(Some(json!("Clear-Pass-2"))));
+    let put = json!({"schemas": [USER_SCHEMA], "userName": "hashed"});
+    let r = call(&s, "PUT", &path, Some(&put));
+    assert_eq!(r.status, 200);
+    assert!(r.json().get("password").is_none());
+    assert_eq!(stored(&s), Some(None), "a PUT without one hands none");
+}
+
+/// Issue 28, finding 5: a directory's own error text stays in the log; the answer carries
+/// a plain sentence and the reference that finds the text there.
+#[test]
+fn directory_error_text_is_logged_not_answered() {
+    struct Failing;
+    impl crate::ports::Directory for Failing {
+        fn get(
+            &self,
+            _: ResourceKind,
+            _: &str,
+        ) -> Result<Option<crate::ports::StoredResource>, crate::ports::DirectoryError> {
+            Err(crate::ports::DirectoryError::Other(
+                "SQLSTATE[HY000] /srv/cms/Dir.php:42".into(),
+            ))
+        }
+        fn query(
+            &self,
+            _: ResourceKind,
+            _: &crate::ports::Query,
+        ) -> Result<crate::ports::QueryPage, crate::ports::DirectoryError> {
+            Err(crate::ports::DirectoryError::Unavailable(
+                "PDOException: database is locked".into(),
+            ))
+        }
+        fn create(
+            &self,
+            _: ResourceKind,
+            _: &Value,
+        ) -> Result<crate::ports::StoredResource, crate::ports::DirectoryError> {
+            Err(crate::ports::DirectoryError::Conflict(
+                "UNIQUE constraint failed: users.name".into(),
+            ))
+        }
+        fn replace(
+            &self,
+            _: ResourceKind,
+            _: &str,
+            _: &Value,
+            _: Option<&str>,
+        ) -> Result<crate::ports::StoredResource, crate::ports::DirectoryError> {
+            Err(crate::ports::DirectoryError::NotFound)
+        }
+        fn delete(&self, _: ResourceKind, _: &str) -> Result<bool, crate::ports::DirectoryError> {
+            Ok(false)
+        }
+    }
+    let log = KeptLog::default();
+    let s = ScimServer::new(Failing, ServerConfig::new(BASE, TOKEN)).with_log(log.clone());
+    let user = json!({"schemas": [USER_SCHEMA], "userName": "x"});
+    for (method, path, body, status, hidden) in [
+        ("GET", "/Users/1", None, 500, "SQLSTATE"),
+        ("GET", "/Users", None, 503, "PDOException"),
+        ("POST", "/Users", Some(&user), 409, "UNIQUE constraint"),
+    ] {
+        let r = s.handle(&request(method, path, body));
+        assert_eq!(r.status, status);
+        let detail = r.json()["detail"].as_str().unwrap_or_default().to_string();
+        assert!(!detail.contains(hidden), "{detail}");
+        let reference = detail
+            .rsplit("reference ")
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        assert_eq!(reference.len(), 12, "{detail}");
+        let lines = log.0.borrow();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&reference) && l.contains(hidden)),
+            "{lines:?}"
+        );
+    }
 }
