@@ -13,7 +13,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from browser.fixtures import *  # noqa: F401,F403 - the fixtures (chromium, peer, admin) and helpers
+from browser.fixtures import admin, chromium, peer  # noqa: F401 - pytest fixtures, used by name
 from browser.fixtures import client_settings, configure, wait_remote
 from browser.wpadmin import WpAdmin
 from harness import free_port
@@ -230,3 +230,29 @@ def test_retry_from_the_log_after_the_server_was_unreachable(admin: WpAdmin, pee
     assert peer.user_by_name("rory_retry") is not None
     newest = a.d.find_element(By.CSS_SELECTOR, '#scim-log tr[data-user="rory_retry"]')
     assert newest.find_element(By.CSS_SELECTOR, ".scim-outcome").text != "failed"
+
+
+def test_markup_in_user_fields_is_shown_as_text(admin: WpAdmin, peer):
+    a, site = admin, admin.site
+    # WordPress strips tags from its own user fields; user meta keeps what it is given.
+    rules = site.php_json("\\ScimProvisioner\\WordPress\\Settings::defaultMapping()") + [{"target": "title", "source": "job_title"}]
+    configure(site, base_url=peer.base_url, auth="bearer", token=peer.token, automatic=False, scope_roles=[],
+              operations=ALL_OPERATIONS, deprovision="deactivate", mapping=json.dumps(rules))
+    markup = '</pre><img src=x onerror="window.__scimXss=1"><b>bold</b>'
+    uid = site.create_user("xss_probe", role="subscriber")
+    site.php(f"update_user_meta({uid}, 'job_title', {json.dumps(markup)});")
+    try:
+        provision_now(a, uid)
+        assert peer.user_by_name("xss_probe")["title"] == markup
+        a.tab("mapping")
+        assert not a.d.find_elements(By.CSS_SELECTOR, 'datalist img, #scim-rules img')
+        Select(a.d.find_element(By.ID, "scim-preview-user")).select_by_visible_text("xss_probe")
+        a.click("scim-preview-button")
+        assert json.loads(a.text("#scim-preview-json"))["title"] == markup
+        assert not a.d.find_elements(By.CSS_SELECTOR, "#scim-preview img, #scim-preview b")
+        for path in ("/wp-admin/users.php", "/wp-admin/options-general.php?page=scim-provisioner&tab=log"):
+            a.go(path)
+            assert not a.d.find_elements(By.CSS_SELECTOR, 'img[src="x"]'), path
+        assert a.d.execute_script("return window.__scimXss === undefined")
+    finally:
+        configure(site, mapping="")

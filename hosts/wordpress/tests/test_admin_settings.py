@@ -10,7 +10,7 @@ import secrets
 
 from selenium.webdriver.common.by import By
 
-from browser.fixtures import *  # noqa: F401,F403 - the fixtures (chromium, peer, admin) and helpers
+from browser.fixtures import admin, chromium, peer  # noqa: F401 - pytest fixtures, used by name
 from browser.fixtures import client_settings, configure
 from browser.recorder import RecordingServer
 from browser.wpadmin import SETTINGS, WpAdmin, chromium_session

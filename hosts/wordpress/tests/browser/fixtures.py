@@ -1,5 +1,5 @@
 """Fixtures of the wp-admin browser tests, over the harness's (conftest.py): import them into a
-test module (``from browser.fixtures import *``).
+test module (``from browser.fixtures import admin, chromium, peer``).
 
 - ``chromium`` (module): one headless chromium;
 - ``peer`` (module): a real scim2-server the site provisions to;
@@ -16,9 +16,6 @@ import pytest
 
 from browser.wpadmin import WpAdmin, chromium_session
 from harness import Scim2Server, WordPressSite, wait_for
-
-__all__ = ["chromium", "peer", "admin", "configure", "client_settings", "remote_user", "wait_remote"]
-
 
 @pytest.fixture(scope="module")
 def chromium():
@@ -52,10 +49,6 @@ def configure(site: WordPressSite, **settings: Any) -> None:
 def client_settings(site: WordPressSite) -> dict:
     """The saved client settings as Settings::all() gives them (secrets blanked, *_saved flags)."""
     return site.php_json("\\ScimProvisioner\\WordPress\\Plugin::instance()->settings()->all()")
-
-
-def remote_user(peer: Scim2Server, user_name: str) -> dict | None:
-    return peer.user_by_name(user_name)
 
 
 def wait_remote(peer: Scim2Server, user_name: str, what: str, condition) -> dict | None:
