@@ -466,9 +466,11 @@ class WordPressSite:
     wp_config_extra: str = ""
     # "mod_php" (Apache prefork + mod_php) or "fpm" (Apache event + mod_proxy_fcgi + PHP-FPM).
     sapi: str = "mod_php"
-    # FFI allowed for the web server's PHP (php_admin_value); False leaves PHP's default
-    # ffi.enable=preload, under which a web request cannot load the bridge.
-    ffi: bool = True
+    # FFI for the web server's PHP: True allows it (php_admin_value); False leaves PHP's default
+    # ffi.enable=preload, under which a web request cannot load the bridge; "preload" (FPM
+    # only) keeps that default and preloads the bridge's declarations and the PHP library
+    # (ffi.preload, opcache.preload, opcache.preload_user), as the README's FPM lines say.
+    ffi: bool | str = True
     path: Path = field(init=False)
     url: str = field(init=False)
     port: int = field(init=False)
@@ -496,6 +498,8 @@ class WordPressSite:
         self.fpm: Optional[subprocess.Popen] = None
         if self.sapi not in ("mod_php", "fpm"):
             raise HarnessError(f"sapi is mod_php or fpm, not {self.sapi!r}")
+        if self.ffi not in (True, False, "preload") or (self.ffi == "preload" and self.sapi != "fpm"):
+            raise HarnessError(f"ffi is True, False or (with sapi='fpm') 'preload', not {self.ffi!r}")
         if self.plugin_zip is None and os.environ.get("SCIM_WP_PLUGIN_ZIP"):
             self.plugin_zip = Path(os.environ["SCIM_WP_PLUGIN_ZIP"])
         try:
@@ -650,7 +654,7 @@ update_option('permalink_structure', '/%postname%/');
 <FilesMatch \\.php$>
     SetHandler application/x-httpd-php
 </FilesMatch>
-{"php_admin_value ffi.enable 1" if self.ffi else "# FFI left at PHP's default (ffi.enable=preload): not allowed here"}
+{"php_admin_value ffi.enable 1" if self.ffi is True else "# FFI left at PHP's default (ffi.enable=preload): not allowed here"}
 php_admin_value error_log {self.logs / 'php-error.log'}
 php_admin_value log_errors 1
 php_admin_value display_errors 0
@@ -726,11 +730,38 @@ catch_workers_output = yes
 php_admin_value[error_log] = {self.logs / 'php-error.log'}
 php_admin_flag[log_errors] = on
 php_admin_flag[display_errors] = off
-{"php_admin_value[ffi.enable] = true" if self.ffi else "; FFI left at PHP's default (ffi.enable=preload): not allowed here"}
+{"php_admin_value[ffi.enable] = true" if self.ffi is True else "; ffi.enable left at PHP's default (preload)"}
 """)
-        self.fpm = spawn([binary, "--nodaemonize", "--fpm-config", str(conf)], self.logs / "php-fpm-stdout.log")
+        argv = [binary, "--nodaemonize", "--fpm-config", str(conf)]
+        if self.ffi == "preload":
+            argv += [f"-d{k}={v}" for k, v in self._preload_settings(run).items()]
+        self.fpm = spawn(argv, self.logs / "php-fpm-stdout.log")
         wait_for(socket_path.exists, f"PHP-FPM for site {self.name}", limit=60, process=self.fpm,
                  log=self.logs / "php-fpm.log")
+
+    def _preload_settings(self, run: Path) -> dict[str, str]:
+        """The php.ini settings that preload the bridge for FPM under ffi.enable=preload (master
+        settings: opcache.preload runs when FPM starts, before any pool): the declarations file
+        written by the library's bin/ffi-preload-header, and the library's preload.php."""
+        lib_dir = self.plugin_dir / "lib"
+        if not (lib_dir / "preload.php").exists():  # the repository's plugin: the library beside it
+            lib_dir = REPO / "hosts" / "php" / "lib"
+        native = self.plugin_dir / "native"
+        library, header = native / "libscim_bridge.so", native / "scim_bridge.h"
+        if not library.exists():
+            library = _default_binaries()[0] or library
+            header = REPO / "hosts" / "php" / "bridge" / "include" / "scim_bridge.h"
+        declarations = run / "scim_bridge.preload.h"
+        out = subprocess.run(["php", str(lib_dir / "bin" / "ffi-preload-header"), str(declarations),
+                              "--library", str(library), "--header", str(header)], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise HarnessError(f"ffi-preload-header failed: {out.stderr}{out.stdout}")
+        os.chmod(declarations, 0o644)
+        settings = {"opcache.enable": "1", "opcache.preload": str(lib_dir / "preload.php"),
+                    "ffi.preload": str(declarations)}
+        if IS_ROOT:
+            settings["opcache.preload_user"] = WEB_USER
+        return settings
 
     def stop(self) -> None:
         """Stops the web server (Apache and its children; PHP-FPM too) and waits."""

@@ -101,3 +101,32 @@ def test_without_ffi_under_the_web_server_the_site_works_and_the_worker_delivers
     # The command line (PHP's default ffi.enable=preload allows FFI there) delivers the queue.
     site.worker("drain")
     assert given_name(scim2_server, "noffi.user") == "Changed"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "hosts/php/lib/preload.php preloads every library class, the PSR adapters too "
+    "(Internal/CappedSink implements Psr\\Http\\Message\\StreamInterface): without the PSR packages "
+    "FPM's master dies at start-up (exit 70). Passes once preload.php skips a class that cannot be "
+    "linked (checked by hand with that one change); then drop this marker."))
+def test_under_php_fpm_with_the_bridge_preloaded_and_ffi_left_at_preload(
+        wp_site: Callable[..., WordPressSite], scim2_server: Scim2Server):
+    """The README's other FPM set-up: ffi.enable stays at PHP's default (preload), and FPM's
+    master preloads the bridge's declarations (ffi.preload, from lib/bin/ffi-preload-header) and
+    the PHP library (opcache.preload = lib/preload.php, opcache.preload_user)."""
+    site = wp_site("fpmpre", sapi="fpm", ffi="preload")
+    assert web_php(site, "echo ini_get('ffi.enable'), ' ', ini_get('opcache.preload') !== '' ? 'preloaded' : 'none';") \
+        == "preload preloaded"
+    token = site.php(f"echo {PLUGIN}->server()->rotateToken();").strip()
+    status, body = site.scim("GET", "/ServiceProviderConfig", token)
+    assert status == 200, body
+    status, created = site.scim("POST", "/Users", token, {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "preloaded.idp"})
+    assert status == 201, created
+    configure_client(site, scim2_server, automatic=True)
+    user_id = site.create_user("preload.user", first_name="Before")
+    wait_for(lambda: given_name(scim2_server, "preload.user") == "Before", "preload.user on scim2-server")
+    session = site.login(site.admin_user, site.admin_password)
+    edit_user_in_admin(session, user_id, first_name="After")
+    wait_for(lambda: given_name(scim2_server, "preload.user") == "After", "the change, delivered by FPM")
+    dashboard = re.sub(r"\s+", " ", session.get("/wp-admin/").text)
+    assert "ffi.enable" not in dashboard, "no FFI notice when the bridge is preloaded"
