@@ -24,7 +24,7 @@ use crate::user::{Action, CmsUser, Link, ProvisionOutcome, UserEvent};
 
 use super::connector::Connector;
 use super::engine::{adoptable, created, outcome, parse_snapshot};
-use super::resource::{id_of, project};
+use super::resource::id_of;
 use super::selection::Decision;
 use super::transport::{Transport, now_unix, resource_path};
 use super::verdict::is_patch_refusal;
@@ -297,6 +297,10 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 let (Some(old), true) = (snapshot, caps.patch) else {
                     return Prepared::Single;
                 };
+                // An immutable attribute changed: the one-user path says so in its outcome.
+                if self.immutable_note(&old, &new).is_some() {
+                    return Prepared::Single;
+                }
                 match self.patch_operation(link, &old, &new, caps) {
                     None => Prepared::Done(Ok(outcome(Action::Unchanged, Some(link.clone())))),
                     Some(operation) => pending(
@@ -369,7 +373,10 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         }
         let (remote_id, version) = adoptable(&remote)?;
         let new = self.shaped(self.policy.mapping.map(user, MapMode::Update)?);
-        let old = project(&remote, &new);
+        let old = self.projected(&remote, &new);
+        if self.immutable_note(&old, &new).is_some() {
+            return Ok(Adoption::Single(remote));
+        }
         let link = Link {
             remote_id,
             version,
@@ -389,7 +396,8 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         new: &Value,
         caps: &ServerCapabilities,
     ) -> Option<BulkOperation> {
-        let ops = diff(old, new);
+        // Without what the server will not take in an update, as the one-user path sends.
+        let ops = diff(&self.for_update(old), &self.for_update(new));
         if ops.is_empty() {
             return None;
         }

@@ -19,6 +19,46 @@ pub const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 /// The format of [`Dialect::to_document`]; a change to it changes this number.
 const DOCUMENT_VERSION: u32 = 1;
 
+/// What a server lets a client do with an attribute (RFC 7643 §7 `mutability`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mutability {
+    /// Set on creation and changed at will (the default).
+    #[default]
+    ReadWrite,
+    /// Set by the server only: never sent.
+    ReadOnly,
+    /// Set on creation, never changed after.
+    Immutable,
+    /// Taken but never returned (a password): never compared with what the server says.
+    WriteOnly,
+}
+
+impl Mutability {
+    /// A declared `mutability`; anything unknown (or absent) is RFC 7643's default.
+    fn parse(value: Option<&Value>) -> Self {
+        match value
+            .and_then(Value::as_str)
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("readonly") => Mutability::ReadOnly,
+            Some("immutable") => Mutability::Immutable,
+            Some("writeonly") => Mutability::WriteOnly,
+            _ => Mutability::ReadWrite,
+        }
+    }
+
+    /// The name RFC 7643 gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mutability::ReadWrite => "readWrite",
+            Mutability::ReadOnly => "readOnly",
+            Mutability::Immutable => "immutable",
+            Mutability::WriteOnly => "writeOnly",
+        }
+    }
+}
+
 /// One declared attribute: its sub-attributes (lower-cased) when it is complex, whether it
 /// is multi-valued, and which of its sub-attributes are required.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -31,6 +71,10 @@ pub struct DeclaredAttribute {
     pub required: bool,
     /// Its required sub-attributes, as the server spells them.
     pub required_subs: Vec<String>,
+    /// Its declared mutability.
+    pub mutability: Mutability,
+    /// The mutability of each sub-attribute (lower-cased) that is not `readWrite`.
+    pub sub_mutability: BTreeMap<String, Mutability>,
 }
 
 /// The User attributes a server declares: the core schema's, and each extension's that the
@@ -140,6 +184,249 @@ impl DeclaredSchema {
         Value::Object(out)
     }
 
+    /// The mutability of `attr`, or of its sub-attribute `sub`, in the schema `urn` (the
+    /// core User schema when `None`). A sub-attribute has its parent's mutability unless it
+    /// declares its own, and a read-only parent makes it read-only; anything undeclared is
+    /// `readWrite`.
+    pub fn mutability(&self, urn: Option<&str>, attr: &str, sub: Option<&str>) -> Mutability {
+        let urn = urn.map_or_else(|| CORE_USER.to_ascii_lowercase(), str::to_ascii_lowercase);
+        let Some(a) = self
+            .schemas
+            .get(&urn)
+            .and_then(|s| s.get(&attr.to_ascii_lowercase()))
+        else {
+            return Mutability::ReadWrite;
+        };
+        match sub {
+            None => a.mutability,
+            Some(_) if a.mutability == Mutability::ReadOnly => Mutability::ReadOnly,
+            Some(sub) => a
+                .sub_mutability
+                .get(&sub.to_ascii_lowercase())
+                .copied()
+                .unwrap_or(a.mutability),
+        }
+    }
+
+    /// Whether the schema declares any attribute or sub-attribute with a mutability `which`
+    /// accepts, so that callers can skip the walk on servers that declare none.
+    pub fn declares(&self, which: impl Fn(Mutability) -> bool) -> bool {
+        self.schemas
+            .values()
+            .flat_map(BTreeMap::values)
+            .any(|a| which(a.mutability) || a.sub_mutability.values().any(|m| which(*m)))
+    }
+
+    /// `resource` without the attributes and sub-attributes whose mutability `drop`
+    /// accepts; `removed` receives each path taken out (`externalId`, `name.givenName`,
+    /// `urn:…:User:employeeNumber`). `schemas`, `id` and `meta` are left as they are.
+    pub fn without(
+        &self,
+        resource: &Value,
+        drop: impl Fn(Mutability) -> bool,
+        removed: &mut Vec<String>,
+    ) -> Value {
+        let Some(obj) = resource.as_object() else {
+            return resource.clone();
+        };
+        let mut out = Map::new();
+        for (key, value) in obj {
+            let lower = key.to_ascii_lowercase();
+            if matches!(lower.as_str(), "schemas" | "id" | "meta") {
+                out.insert(key.clone(), value.clone());
+            } else if lower.starts_with("urn:") {
+                match value.as_object() {
+                    Some(inner) if self.schemas.contains_key(&lower) => {
+                        let kept = self.without_in(Some(&lower), inner, key, &drop, removed);
+                        if !kept.is_empty() {
+                            out.insert(key.clone(), Value::Object(kept));
+                        }
+                    }
+                    _ => {
+                        out.insert(key.clone(), value.clone());
+                    }
+                }
+            } else {
+                let mut single = Map::new();
+                single.insert(key.clone(), value.clone());
+                out.extend(self.without_in(None, &single, "", &drop, removed));
+            }
+        }
+        Value::Object(out)
+    }
+
+    fn without_in(
+        &self,
+        urn: Option<&str>,
+        obj: &Map<String, Value>,
+        prefix: &str,
+        drop: &impl Fn(Mutability) -> bool,
+        removed: &mut Vec<String>,
+    ) -> Map<String, Value> {
+        let label = |name: &str| {
+            if prefix.is_empty() {
+                name.to_string()
+            } else {
+                format!("{prefix}:{name}")
+            }
+        };
+        let mut out = Map::new();
+        for (key, value) in obj {
+            if drop(self.mutability(urn, key, None)) {
+                removed.push(label(key));
+                continue;
+            }
+            let mut cut = |item: &Map<String, Value>| -> Map<String, Value> {
+                let mut kept = Map::new();
+                for (k, v) in item {
+                    if drop(self.mutability(urn, key, Some(k))) {
+                        let path = label(&format!("{key}.{k}"));
+                        if !removed.contains(&path) {
+                            removed.push(path);
+                        }
+                    } else {
+                        kept.insert(k.clone(), v.clone());
+                    }
+                }
+                kept
+            };
+            let kept = match value {
+                Value::Object(item) => {
+                    let kept = cut(item);
+                    if kept.is_empty() && !item.is_empty() {
+                        continue;
+                    }
+                    Value::Object(kept)
+                }
+                Value::Array(items) => Value::Array(
+                    items
+                        .iter()
+                        .filter_map(|i| match i {
+                            Value::Object(item) => {
+                                let kept = cut(item);
+                                (kept.is_empty() == item.is_empty()).then_some(Value::Object(kept))
+                            }
+                            other => Some(other.clone()),
+                        })
+                        .collect(),
+                ),
+                other => other.clone(),
+            };
+            out.insert(key.clone(), kept);
+        }
+        out
+    }
+
+    /// The immutable attributes and sub-attributes of single-valued complex attributes
+    /// whose value in `new` differs from the one in `old`: each path with the value `old`
+    /// has (`None` when it has none). Multi-valued attributes are not compared.
+    pub fn immutable_changes(&self, old: &Value, new: &Value) -> Vec<(String, Option<Value>)> {
+        let mut out = Vec::new();
+        let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
+            return out;
+        };
+        let mut compare = |urn: Option<&str>,
+                           prefix: &str,
+                           old: Option<&Map<String, Value>>,
+                           new: &Map<String, Value>| {
+            let label = |name: &str| {
+                if prefix.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{prefix}:{name}")
+                }
+            };
+            for (key, value) in new {
+                let was = old.and_then(|o| get_ci(o, key));
+                if self.mutability(urn, key, None) == Mutability::Immutable {
+                    if was != Some(value) {
+                        out.push((label(key), was.cloned()));
+                    }
+                    continue;
+                }
+                let Value::Object(subs) = value else {
+                    continue;
+                };
+                for (sub, v) in subs {
+                    if self.mutability(urn, key, Some(sub)) != Mutability::Immutable {
+                        continue;
+                    }
+                    let was_sub = was.and_then(Value::as_object).and_then(|o| get_ci(o, sub));
+                    if was_sub != Some(v) {
+                        out.push((label(&format!("{key}.{sub}")), was_sub.cloned()));
+                    }
+                }
+            }
+        };
+        for (key, value) in new {
+            let lower = key.to_ascii_lowercase();
+            if matches!(lower.as_str(), "schemas" | "id" | "meta") {
+                continue;
+            }
+            if lower.starts_with("urn:") {
+                if let Some(inner) = value.as_object() {
+                    let was = get_ci(old, key).and_then(Value::as_object);
+                    compare(Some(&lower), key, was, inner);
+                }
+            } else {
+                let mut single = Map::new();
+                single.insert(key.clone(), value.clone());
+                compare(None, "", Some(old), &single);
+            }
+        }
+        out
+    }
+
+    /// Copies into `old` (what the server returned, projected) the write-only values of
+    /// `new` it lacks: a server never returns them, so they are never compared with it.
+    pub fn fill_unreturned(&self, old: &mut Value, new: &Value) {
+        let (Some(old), Some(new)) = (old.as_object_mut(), new.as_object()) else {
+            return;
+        };
+        let write_only = Mutability::WriteOnly;
+        for (key, value) in new {
+            let lower = key.to_ascii_lowercase();
+            let urn = lower.starts_with("urn:").then_some(lower.as_str());
+            if let (Some(urn), Some(inner)) = (urn, value.as_object()) {
+                for (k, v) in inner {
+                    if self.mutability(Some(urn), k, None) == write_only {
+                        let entry = old
+                            .entry(key.clone())
+                            .or_insert_with(|| Value::Object(Map::new()));
+                        if let Some(o) = entry.as_object_mut()
+                            && get_ci(o, k).is_none()
+                        {
+                            o.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+                continue;
+            }
+            if self.mutability(None, key, None) == write_only {
+                if get_ci(old, key).is_none() {
+                    old.insert(key.clone(), value.clone());
+                }
+                continue;
+            }
+            let Value::Object(subs) = value else {
+                continue;
+            };
+            for (sub, v) in subs {
+                if self.mutability(None, key, Some(sub)) != write_only {
+                    continue;
+                }
+                let entry = old
+                    .entry(key.clone())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Some(o) = entry.as_object_mut()
+                    && get_ci(o, sub).is_none()
+                {
+                    o.insert(sub.clone(), v.clone());
+                }
+            }
+        }
+    }
+
     /// The required attributes (`userName`, `name.familyName`, `urn:…:employeeNumber`) that
     /// none of `targets` (the mapping's target paths) fills.
     pub fn unfilled_required(&self, targets: &[String]) -> Vec<String> {
@@ -243,6 +530,10 @@ impl DeclaredSchema {
                             "subAttributes": a.sub_attributes,
                             "required": a.required,
                             "requiredSubAttributes": a.required_subs,
+                            "mutability": a.mutability.as_str(),
+                            "subMutability": a.sub_mutability.iter()
+                                .map(|(k, m)| (k.clone(), Value::from(m.as_str())))
+                                .collect::<Map<String, Value>>(),
                         })
                     })
                     .collect();
@@ -284,6 +575,19 @@ impl DeclaredSchema {
                         sub_attributes,
                         required: a.get("required") == Some(&Value::Bool(true)),
                         required_subs,
+                        mutability: Mutability::parse(a.get("mutability")),
+                        sub_mutability: a
+                            .get("subMutability")
+                            .and_then(Value::as_object)
+                            .map(|m| {
+                                m.iter()
+                                    .map(|(k, v)| {
+                                        (k.to_ascii_lowercase(), Mutability::parse(Some(v)))
+                                    })
+                                    .filter(|(_, m)| *m != Mutability::ReadWrite)
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
                     },
                 );
             }
@@ -293,6 +597,16 @@ impl DeclaredSchema {
             .contains_key(&CORE_USER.to_ascii_lowercase())
             .then_some(out)
     }
+}
+
+/// The member `key` of `obj`, matched without regard to case (SCIM attribute names are
+/// case-insensitive).
+fn get_ci<'a>(obj: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
+    obj.get(key).or_else(|| {
+        obj.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
 }
 
 /// `Resources` of a ListResponse, or the items of a bare list.
@@ -342,6 +656,18 @@ fn declared_attribute(a: &Value) -> Option<DeclaredAttribute> {
             .filter_map(|s| field(s, "name").and_then(Value::as_str))
             .filter(|n| is_attr_name(n))
             .map(String::from)
+            .collect(),
+        mutability: Mutability::parse(field(a, "mutability")),
+        sub_mutability: subs
+            .into_iter()
+            .flatten()
+            .filter_map(|s| {
+                let name = field(s, "name")
+                    .and_then(Value::as_str)
+                    .filter(|n| is_attr_name(n))?;
+                let m = Mutability::parse(field(s, "mutability"));
+                (m != Mutability::ReadWrite).then(|| (name.to_ascii_lowercase(), m))
+            })
             .collect(),
         name,
     })

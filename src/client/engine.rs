@@ -17,8 +17,8 @@ use crate::user::{Action, CmsUser, Link, ProvisionOutcome, UserEvent};
 
 use super::connector::{Connector, read_list, read_resource};
 use super::resource::{
-    id_of, location_of, match_filter, match_value, merge_for_put, project, simple_match_filter,
-    union_shape, version_of,
+    id_of, location_of, match_filter, match_value, merge_for_put, simple_match_filter, union_shape,
+    version_of,
 };
 use super::selection::{Decision, Situation, decide};
 use super::transport::{Transport, encode_component, now_unix, resource_path};
@@ -204,7 +204,10 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             // Someone (another run, an admin) created it since we looked: adopt it.
             Ok(resp) if resp.status == 409 => match self.look_up(t, &resource, &caps)? {
                 Some(existing) => self.adopt(t, user, existing, &caps),
-                None => Err(response::error_from_response(&resp, now_unix())),
+                None => Err(held_unlisted(
+                    &resource,
+                    response::error_from_response(&resp, now_unix()),
+                )),
             },
             Ok(resp) => Err(response::error_from_response(&resp, now_unix())),
             // The POST may have landed; look before anyone retries it.
@@ -228,7 +231,9 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
     ) -> Result<ProvisionOutcome, ProvisioningError> {
         let (remote_id, version) = adoptable(&remote)?;
         let new = self.shaped(self.policy.mapping.map(user, MapMode::Update)?);
-        let old = project(&remote, &new);
+        let old = self.projected(&remote, &new);
+        // A matched user whose immutable attributes differ keeps them; the rest is sent.
+        let note = self.immutable_note(&old, &new);
         let sent = self.send_update(
             t,
             &remote_id,
@@ -248,7 +253,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 )));
             }
         };
-        Ok(ProvisionOutcome {
+        let adopted = ProvisionOutcome {
             location,
             ..outcome(
                 Action::Adopted,
@@ -258,6 +263,10 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     snapshot: Some(text::json(&new)),
                 }),
             )
+        };
+        Ok(match note {
+            Some(note) => adopted.with_reason(note),
+            None => adopted,
         })
     }
 
@@ -276,11 +285,18 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         let (old, remote) = match snapshot.clone() {
             Some(s) => (s, None),
             None => match self.read(t, &link.remote_id)? {
-                Some(remote) => (project(&remote, &new), Some(remote)),
+                Some(remote) => (self.projected(&remote, &new), Some(remote)),
                 None => return self.remote_missing(t, user, link),
             },
         };
-        match self.send_update(
+        // An immutable attribute the CMS changed is not sent, and said once: the new
+        // snapshot records the CMS's value, so the next call finds nothing new.
+        let note = self.immutable_note(&old, &new);
+        let with_note = |o: ProvisionOutcome| match &note {
+            Some(n) => o.with_reason(n.clone()),
+            None => o,
+        };
+        let result = match self.send_update(
             t,
             &link.remote_id,
             link.version.clone(),
@@ -290,6 +306,13 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             snapshot.as_ref(),
             &caps,
         )? {
+            Sent::Unchanged if note.is_some() => Ok(outcome(
+                Action::Unchanged,
+                Some(Link {
+                    snapshot: Some(text::json(&new)),
+                    ..link.clone()
+                }),
+            )),
             Sent::Unchanged => Ok(outcome(Action::Unchanged, Some(link.clone()))),
             Sent::Updated { version, location } => Ok(ProvisionOutcome {
                 location,
@@ -302,8 +325,9 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     }),
                 )
             }),
-            Sent::Missing => self.remote_missing(t, user, link),
-        }
+            Sent::Missing => return self.remote_missing(t, user, link),
+        };
+        result.map(with_note)
     }
 
     /// What a linked remote user should look like after an update: the user mapped for
@@ -466,7 +490,11 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         caps: &ServerCapabilities,
     ) -> Result<Sent, ProvisioningError> {
         let path = resource_path("/Users", remote_id)?;
-        let mut old = old.clone();
+        // Compared and sent without what the server will not take in an update.
+        let new = &self.for_update(new);
+        let previous = previous.map(|p| self.for_update(p));
+        let previous = previous.as_ref();
+        let mut old = self.for_update(old);
         let mut version = version;
         let mut remote = remote;
         for attempt in 0..2 {
@@ -493,7 +521,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     None => json!({}),
                 };
                 if attempt == 0
-                    && diff(&project(&base, new), new).is_empty()
+                    && diff(&self.for_update(&self.projected(&base, new)), new).is_empty()
                     && previous.is_none_or(|p| diff(p, new).is_empty())
                 {
                     return Ok(Sent::Unchanged);
@@ -523,7 +551,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     version = version_of(&fresh_resp, Some(&fresh));
                     // Project onto what we sent before as well as what we send now, so
                     // values we cleared are still removed after the re-read.
-                    old = project(&fresh, &union_shape(&old, new));
+                    old = self.for_update(&self.projected(&fresh, &union_shape(&old, new)));
                     remote = Some(fresh);
                 }
                 _ => return Err(response::error_from_response(&resp, now_unix())),
@@ -876,6 +904,30 @@ pub(crate) fn parse_snapshot(link: &Link) -> Option<Value> {
             super::groups::take_snapshot_groups(&mut s);
             s
         })
+}
+
+/// The error of a creation refused with 409 for a user whom no look-up shows (the whole
+/// listing read, or a filter the server honours): the server holds the userName in a
+/// record it does not list (a half-written row, say), so it cannot be adopted and a retry
+/// meets the same 409. Permanent, with what an admin can do about it.
+fn held_unlisted(resource: &Value, conflict: ProvisioningError) -> ProvisioningError {
+    let ProvisioningError::Scim(mut e) = conflict else {
+        return conflict;
+    };
+    let name = resource
+        .get("userName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let said = e
+        .detail
+        .as_deref()
+        .map(|d| format!(" (the server said: {d})"))
+        .unwrap_or_default();
+    e.detail = Some(format!(
+        "the server already holds userName {name:?} but does not list it, so it cannot be adopted through SCIM; remove or repair it on the server, then Retry{said}"
+    ));
+    e.retry = crate::error::RetryClass::Permanent;
+    ProvisioningError::Scim(e)
 }
 
 /// The id and version of a matching remote user about to be adopted.

@@ -13,10 +13,12 @@ use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort};
 use crate::user::{CmsUser, ProvisionOutcome};
 
 use super::connector::{Connector, read_list};
-use super::dialect::{DeclaredSchema, Dialect};
+use super::dialect::{DeclaredSchema, Dialect, Mutability};
 use super::resource::id_of;
 use super::transport::{Transport, encode_component};
-use super::verdict::{Sent, cannot_verify, is_patch_refusal, is_schema_refusal};
+use super::verdict::{
+    Sent, cannot_verify, is_mutability_refusal, is_patch_refusal, is_schema_refusal,
+};
 
 /// A userName no server holds: the filter probe of a connection test must match nothing.
 const PROBE_USER_NAME: &str = "scim-provisioner-filter-probe-7f3e9c1d";
@@ -313,7 +315,77 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 );
             }
         }
+        // Read-only attributes are the server's to set (RFC 7643 §7): never sent.
+        let mut read_only = Vec::new();
+        let shaped = match self.dialect.borrow().declared() {
+            Some(schema) => schema.without(&shaped, |m| m == Mutability::ReadOnly, &mut read_only),
+            None => shaped,
+        };
+        for path in read_only {
+            if self
+                .dialect
+                .borrow_mut()
+                .warned
+                .insert(format!("readOnly {path}"))
+            {
+                self.log.log(
+                    LogLevel::Warn,
+                    &format!("the server's schema marks {path} read-only; it is never sent"),
+                );
+            }
+        }
         shaped
+    }
+
+    /// `value` as an update compares and sends it: without what the server will not take
+    /// in an update (read-only and immutable attributes, RFC 7643 §7).
+    pub(crate) fn for_update(&self, value: &Value) -> Value {
+        match self.dialect.borrow().declared() {
+            Some(schema) => schema.without(
+                value,
+                |m| matches!(m, Mutability::ReadOnly | Mutability::Immutable),
+                &mut Vec::new(),
+            ),
+            None => value.clone(),
+        }
+    }
+
+    /// `remote` projected onto `new`'s shape, with `new`'s write-only values where the
+    /// server returned none (it never does), so they are never compared with it.
+    pub(crate) fn projected(&self, remote: &Value, new: &Value) -> Value {
+        let mut old = super::resource::project(remote, new);
+        if let Some(schema) = self.dialect.borrow().declared() {
+            schema.fill_unreturned(&mut old, new);
+        }
+        old
+    }
+
+    /// When `new` changes an immutable attribute from what `old` holds: the reason that
+    /// says so, for the outcome. The change is not sent; the link's snapshot records the
+    /// CMS's value, so the next call sees nothing new and says it once per change.
+    pub(crate) fn immutable_note(&self, old: &Value, new: &Value) -> Option<String> {
+        let dialect = self.dialect.borrow();
+        let changes = dialect.declared()?.immutable_changes(old, new);
+        if changes.is_empty() {
+            return None;
+        }
+        let parts: Vec<String> = changes
+            .into_iter()
+            .map(|(path, was)| match was {
+                Some(Value::String(s)) => {
+                    format!("{path} cannot change on this server (immutable); it stays {s:?} there")
+                }
+                Some(v) => format!(
+                    "{path} cannot change on this server (immutable); it stays {} there",
+                    crate::scim::text::json(&v)
+                ),
+                None => format!("{path} cannot be set after creation on this server (immutable)"),
+            })
+            .collect();
+        Some(format!(
+            "{}; the other changes are sent, and the link keeps the CMS's value so this is not reported again",
+            parts.join("; ")
+        ))
     }
 
     /// After a write was refused with a 400 before the server's schema was read: reads it,
@@ -325,7 +397,10 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         user: &CmsUser,
         result: &Result<ProvisionOutcome, ProvisioningError>,
     ) -> bool {
-        let refused = result.as_ref().err().is_some_and(is_schema_refusal);
+        let refused = result
+            .as_ref()
+            .err()
+            .is_some_and(|e| is_schema_refusal(e) || is_mutability_refusal(e));
         if !refused || !matches!(self.learn_schema(t), Ok(true)) {
             return false;
         }
@@ -337,6 +412,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             return false;
         };
         schema.shape(&mapped, &mut Vec::new()) != mapped
+            || schema.declares(|m| m != Mutability::ReadWrite)
     }
 
     /// After an operation inside a bulk answer was refused with a 400 that may be about
@@ -350,13 +426,15 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         sent: &Value,
         error: &ProvisioningError,
     ) -> bool {
-        if !is_schema_refusal(error) || self.learn_schema(t).is_err() {
+        let mutability = is_mutability_refusal(error);
+        if !(is_schema_refusal(error) || mutability) || self.learn_schema(t).is_err() {
             return false;
         }
         let dialect = self.dialect.borrow();
-        dialect
-            .declared()
-            .is_some_and(|schema| schema.shape(sent, &mut Vec::new()) != *sent)
+        dialect.declared().is_some_and(|schema| {
+            schema.shape(sent, &mut Vec::new()) != *sent
+                || (mutability && schema.declares(|m| m != Mutability::ReadWrite))
+        })
     }
 
     /// What a connection test learns beyond `/ServiceProviderConfig`: the server's schema
@@ -509,3 +587,7 @@ pub(crate) fn without_paging(relative: &str) -> String {
 #[cfg(test)]
 #[path = "tests/quirks.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "tests/mutability.rs"]
+mod mutability_tests;

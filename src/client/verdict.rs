@@ -39,6 +39,12 @@ pub(crate) fn is_schema_refusal(e: &ProvisioningError) -> bool {
     }
 }
 
+/// Whether a 400 says the server will not take a value for an attribute it declares
+/// read-only or immutable (`scimType` `mutability`, RFC 7644 §3.12).
+pub(crate) fn is_mutability_refusal(e: &ProvisioningError) -> bool {
+    matches!(e, ProvisioningError::Scim(s) if s.status == 400 && s.scim_type.as_deref() == Some("mutability"))
+}
+
 /// Whether an error answer to a PATCH says the server cannot do that PATCH (rather than
 /// that the change is wrong): 501, 405, or 400 with `noTarget`/`invalidPath`.
 pub(crate) fn is_patch_refusal(e: &ProvisioningError) -> bool {

@@ -645,7 +645,10 @@ fn a_409_with_nothing_to_adopt_is_the_servers_error() {
         ProvisioningError::Scim(ScimError {
             status: 409,
             scim_type: Some("uniqueness".into()),
-            detail: Some("User name already in use".into()),
+            detail: Some(
+                "the server already holds userName \"bjensen\" but does not list it, so it cannot be adopted through SCIM; remove or repair it on the server, then Retry (the server said: User name already in use)"
+                    .into()
+            ),
             retry: RetryClass::Permanent,
         })
     );
