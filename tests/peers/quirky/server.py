@@ -28,6 +28,17 @@ Switches (each exactly the behaviour described in issue 16):
                       users (totalResults) and, past the users it has, starts again from
                       the first: it serves its pages for ever, never the same one twice in a
                       row (issue 12: a server that lies about totalResults)
+  --mutability-schema /Schemas declares externalId readOnly and userName immutable (issue
+                      29); a PUT or PATCH that changes userName is a 400 "mutability"
+  --post-drops-read-only
+                      a POST or PUT silently drops the read-only attributes (externalId
+                      under --mutability-schema) and stores the rest
+  --patch-refuses-read-only
+                      a PATCH that touches a read-only attribute is a 400 "mutability:
+                      'externalId' is read-only"
+  --hidden-user NAME  a row that holds userName NAME but is never listed nor found by id
+                      (a half-written row a crash left): a POST of NAME is a 409 unless
+                      --no-unique; repeatable
   --db FILE           the SQLite file (default: in memory)
 """
 
@@ -70,7 +81,7 @@ def multi_complex(name, subs):
     return attr(name, sub=[attr(s, "boolean" if s == "primary" else "string") for s in subs], multi=True)
 
 
-def core_schema(narrow, require_name):
+def core_schema(narrow, require_name, mutability=False):
     name_subs = ["formatted", "familyName", "givenName", "middleName", "honorificPrefix", "honorificSuffix"]
     if narrow:
         name_subs = ["formatted", "familyName", "givenName"]
@@ -80,6 +91,11 @@ def core_schema(narrow, require_name):
         required=require_name,
     )
     attrs = [attr("userName", required=True), name, attr("displayName"), attr("active", "boolean")]
+    if mutability:
+        attrs[0]["mutability"] = "immutable"
+        external_id = attr("externalId")
+        external_id["mutability"] = "readOnly"
+        attrs.append(external_id)
     if narrow:
         attrs.append(multi_complex("emails", ["value"]))
     else:
@@ -190,7 +206,8 @@ class Quirky:
     def __init__(self, opts):
         self.opts = opts
         self.store = Store(opts.db)
-        self.core = core_schema(opts.narrow_schema, opts.require_name)
+        self.core = core_schema(opts.narrow_schema, opts.require_name, opts.mutability_schema)
+        self.hidden = {n.lower() for n in opts.hidden_user}
         self.extensions = [] if opts.narrow_schema else [enterprise_schema()]
 
     # ---- helpers -------------------------------------------------------------------------
@@ -256,9 +273,41 @@ class Quirky:
             raise Refusal(400, "Missing required attribute: userName", "invalidValue")
         if self.opts.no_unique:
             return
-        if self.store.by_user_name(user_name, other_than):
+        if self.store.by_user_name(user_name, other_than) or user_name.lower() in self.hidden:
             scim_type = None if self.opts.no_scim_type_409 else "uniqueness"
             raise Refusal(409, "UNIQUE constraint failed: users.user_name", scim_type)
+
+    def read_only(self):
+        """The attribute names (lower) the schema declares read-only."""
+        return {a["name"].lower() for a in self.core["attributes"] if a.get("mutability") == "readOnly"}
+
+    def drop_read_only(self, data):
+        if self.opts.post_drops_read_only:
+            for k in [k for k in data if k.lower() in self.read_only()]:
+                del data[k]
+        return data
+
+    def check_immutable(self, before, after):
+        """A 400 when a declared-immutable userName would change."""
+        if not self.opts.mutability_schema:
+            return
+        old = before.get(find_ci(before, "userName") or "userName")
+        new = after.get(find_ci(after, "userName") or "userName")
+        if old != new:
+            raise Refusal(400, "mutability: 'userName' is immutable", "mutability")
+
+    def refuse_read_only_patch(self, body):
+        if not self.opts.patch_refuses_read_only:
+            return
+        read_only = self.read_only()
+        for op in body.get("Operations") or []:
+            if not isinstance(op, dict):
+                continue
+            path = op.get("path")
+            names = [path] if isinstance(path, str) else list(op.get("value") or {}) if isinstance(op.get("value"), dict) else []
+            for name in names:
+                if str(name).split("[")[0].split(".")[0].lower() in read_only:
+                    raise Refusal(400, "mutability: '%s' is read-only" % name, "mutability")
 
     def clean(self, body):
         data = {k: v for k, v in body.items() if k.lower() not in ("id", "meta")}
@@ -472,14 +521,18 @@ class Quirky:
                 self.store.delete(uid)
                 return 204, None
             if method == "PUT":
-                data = self.clean(json_object(body))
+                data = self.drop_read_only(self.clean(json_object(body)))
+                self.check_immutable(user, data)
                 self.check_declared(data)
                 self.check_required(data)
                 self.check_unique(data, uid)
                 return 200, self.store.replace(uid, data)
             if method == "PATCH":
                 data = self.clean(user)
-                self.apply_patch(data, json_object(body))
+                patch = json_object(body)
+                self.refuse_read_only_patch(patch)
+                self.apply_patch(data, patch)
+                self.check_immutable(user, data)
                 self.check_declared(data)
                 self.check_required(data)
                 self.check_unique(data, uid)
@@ -487,7 +540,7 @@ class Quirky:
         return 405, error(405, "method not allowed")
 
     def create(self, body):
-        data = self.clean(json_object(body))
+        data = self.drop_read_only(self.clean(json_object(body)))
         self.check_declared(data)
         self.check_required(data)
         with self.store.lock:
@@ -623,6 +676,10 @@ def main():
     p.add_argument("--default-page", type=int, default=0)
     p.add_argument("--post-delay-ms", type=int, default=0)
     p.add_argument("--cycling-pages", action="store_true")
+    p.add_argument("--mutability-schema", action="store_true")
+    p.add_argument("--post-drops-read-only", action="store_true")
+    p.add_argument("--patch-refuses-read-only", action="store_true")
+    p.add_argument("--hidden-user", action="append", default=[])
     opts = p.parse_args()
     server = make_server(opts.host, opts.port, app_for(Quirky(opts)), ThreadingServer, QuietHandler)
     sys.stderr.write("quirky SCIM server on http://%s:%d/v2 %s\n" % (opts.host, opts.port, sys.argv[1:]))
