@@ -49,8 +49,8 @@ for ($i = 0; $i < {USERS}; $i++) {{
     remote = users_by_name(scim2_server)  # fails on a userName the server holds twice
     assert len(remote) == USERS + 1  # and the administrator
     assert all(f"loss{i:04d}" in remote for i in range(USERS))
-    rows = mariadb.query(site.db_name, "SELECT u.user_login, m.meta_value FROM wp_users u LEFT JOIN wp_usermeta m"
-                                       " ON m.user_id = u.ID AND m.meta_key = '_scim_provisioner_remote_id'")
+    rows = mariadb.query(site.db_name, "SELECT u.user_login, JSON_VALUE(m.meta_value, '$.remote_id') FROM wp_users u"
+                                       " LEFT JOIN wp_usermeta m ON m.user_id = u.ID AND m.meta_key = '_scim_provisioner_link'")
     assert len(rows) == USERS + 1
     for login, remote_id in rows:
         assert remote_id is not None, f"{login} is not linked"

@@ -267,13 +267,12 @@ final class ClientService
             $link !== null => 'provisioned',
             default => 'not provisioned',
         };
-        $last = get_user_meta($userId, Links::LAST_RESULT, true);
-        $at = get_user_meta($userId, Links::LAST_AT, true);
+        $last = Links::lastResult($userId);
         return [
             'state' => $state,
             'remote_id' => $link['remote_id'] ?? null,
-            'last_result' => is_string($last) && $last !== '' ? $last : null,
-            'last_at' => is_numeric($at) ? (int) $at : null,
+            'last_result' => $last['result'] ?? null,
+            'last_at' => $last['at'] ?? null,
         ];
     }
 
@@ -524,14 +523,53 @@ final class ClientService
         string $policyJson,
         array &$counts,
     ): void {
+        // One transaction per batch: a hundred users' links and log rows cost one commit (one
+        // log flush) instead of one each. Lost with the database, they are found again by the
+        // next sync, which adopts the users it already sent.
+        global $wpdb;
+        $wpdb->query('START TRANSACTION');
+        try {
+            $log = $this->recordBatchRows($chunk, $result, $started, $policyJson, $counts);
+            $this->plugin->log()->addMany($log);
+            $wpdb->query('COMMIT');
+        } catch (\Throwable $e) {
+            $wpdb->query('ROLLBACK');
+            throw $e;
+        }
+    }
+
+    /**
+     * Stores each user's link and last result; returns the batch's log rows.
+     *
+     * @param list<array<string, mixed>> $chunk
+     * @param array<string, int> $counts
+     * @return list<array{user_id: int, user_login: string, operation: string, outcome: string, status: ?int,
+     *     message: ?string, duration_ms: int}>
+     */
+    private function recordBatchRows(
+        array $chunk,
+        BatchOutcome|\Throwable $result,
+        int $started,
+        string $policyJson,
+        array &$counts,
+    ): array {
         $ms = self::ms($started);
+        $log = [];
+        $row = static fn (array $w, string $outcome, ?int $status, ?string $message): array => [
+            'user_id' => $w['user_id'],
+            'user_login' => $w['user_login'],
+            'operation' => 'sync',
+            'outcome' => $outcome,
+            'status' => $status,
+            'message' => $message,
+            'duration_ms' => $ms,
+        ];
         if ($result instanceof \Throwable) {
             foreach ($chunk as $w) {
                 $counts['failed']++;
-                $why = $result->getMessage();
-                $this->plugin->log()->add($w['user_id'], $w['user_login'], 'sync', 'failed', null, $why, $ms);
+                $log[] = $row($w, 'failed', null, $result->getMessage());
             }
-            return;
+            return $log;
         }
         $counts['requests'] += $result->requests;
         $counts['bulk_requests'] += $result->bulkRequests;
@@ -542,16 +580,15 @@ final class ClientService
                 $text = $r->action->value . ($r->reason !== null ? " ({$r->reason})" : '');
                 Links::recordResult($w['user_id'], $text);
                 $counts[$r->action->value] = ($counts[$r->action->value] ?? 0) + 1;
-                $action = $r->action->value;
-                $this->plugin->log()->add($w['user_id'], $w['user_login'], 'sync', $action, null, $r->reason, $ms);
+                $log[] = $row($w, $r->action->value, null, $r->reason);
             } else {
                 $counts['failed']++;
                 $message = $r instanceof \Throwable ? $r->getMessage() : 'no result';
                 Links::recordResult($w['user_id'], 'failed: ' . $message);
-                $status = $r instanceof ProvisioningException ? $r->status : null;
-                $this->plugin->log()->add($w['user_id'], $w['user_login'], 'sync', 'failed', $status, $message, $ms);
+                $log[] = $row($w, 'failed', $r instanceof ProvisioningException ? $r->status : null, $message);
             }
         }
+        return $log;
     }
 
     /**
@@ -598,14 +635,18 @@ final class ClientService
                     $unchanged++;
                     continue;
                 }
-                $plan = $connector->plan(UserFields::toCmsUser($snapshot), UserEvent::Reconcile, $link !== null);
+                // A sync asks the plan only of linked users (to hold deprovisions to the
+                // threshold): an unlinked one is created or skipped, which the batch decides.
+                $plan = $planOnly || $link !== null
+                    ? $connector->plan(UserFields::toCmsUser($snapshot), UserEvent::Reconcile, $link !== null)
+                    : null;
                 $items[] = [
                     'user_id' => $id,
                     'user_login' => (string) $user->user_login,
                     'snapshot' => $snapshot,
                     'link' => $link,
-                    'planned' => $plan->action,
-                    'reason' => $plan->reason,
+                    'planned' => $plan?->action ?? PlannedAction::Create,
+                    'reason' => $plan?->reason,
                 ];
             }
             // Each page's users stay in WordPress's object cache otherwise (10,000 users).

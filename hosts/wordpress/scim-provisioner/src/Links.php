@@ -7,37 +7,22 @@ namespace ScimProvisioner\WordPress;
 use ScimProvisioner\Link;
 
 /**
- * What the client role remembers about a provisioned user, in user meta: the remote id,
- * its version (ETag), the snapshot the component diffs against, the fingerprint of what
- * was last sent (a sync skips unchanged users without asking the server), and the last
- * result for the Users list.
+ * What the client role remembers about a provisioned user, in user meta:
+ * - `_scim_provisioner_link`: the remote id, its version (ETag), the snapshot the component
+ *   diffs against, and the fingerprint of what was last sent (a sync skips unchanged users
+ *   without asking the server), as one JSON value: one meta write per delivery;
+ * - `_scim_provisioner_last`: the last result and when, for the Users list.
  */
 final class Links
 {
     public const META_PREFIX = '_scim_provisioner_';
-    public const REMOTE_ID = self::META_PREFIX . 'remote_id';
-    public const VERSION = self::META_PREFIX . 'version';
-    public const SNAPSHOT = self::META_PREFIX . 'snapshot';
-    public const FINGERPRINT = self::META_PREFIX . 'fingerprint';
-    public const LAST_RESULT = self::META_PREFIX . 'last_result';
-    public const LAST_AT = self::META_PREFIX . 'last_at';
+    public const LINK = self::META_PREFIX . 'link';
+    public const LAST = self::META_PREFIX . 'last';
 
     /** @return array{remote_id: string, version: ?string, snapshot: ?string, fingerprint: ?string}|null */
     public static function get(int $userId): ?array
     {
-        $remote = get_user_meta($userId, self::REMOTE_ID, true);
-        if (!is_string($remote) || $remote === '') {
-            return null;
-        }
-        $version = get_user_meta($userId, self::VERSION, true);
-        $snapshot = get_user_meta($userId, self::SNAPSHOT, true);
-        $fingerprint = get_user_meta($userId, self::FINGERPRINT, true);
-        return [
-            'remote_id' => $remote,
-            'version' => is_string($version) && $version !== '' ? $version : null,
-            'snapshot' => is_string($snapshot) && $snapshot !== '' ? $snapshot : null,
-            'fingerprint' => is_string($fingerprint) && $fingerprint !== '' ? $fingerprint : null,
-        ];
+        return self::decode(get_user_meta($userId, self::LINK, true));
     }
 
     /** @param array{remote_id: string, version?: ?string, snapshot?: ?string}|null $row */
@@ -48,32 +33,38 @@ final class Links
             : new Link((string) $row['remote_id'], $row['version'] ?? null, $row['snapshot'] ?? null);
     }
 
-    /**
-     * Stores the outcome's link (or removes it when null) and the fingerprint. Meta values
-     * are slashed by update_user_meta, so JSON goes through wp_slash.
-     */
+    /** Stores the outcome's link and the fingerprint, or removes the link when null. */
     public static function save(int $userId, ?Link $link, ?string $fingerprint): void
     {
         if ($link === null) {
-            foreach ([self::REMOTE_ID, self::VERSION, self::SNAPSHOT, self::FINGERPRINT] as $key) {
-                delete_user_meta($userId, $key);
-            }
+            delete_user_meta($userId, self::LINK);
             return;
         }
-        self::put($userId, self::REMOTE_ID, $link->remoteId);
-        self::put($userId, self::VERSION, $link->version ?? '');
-        self::put($userId, self::SNAPSHOT, $link->snapshot ?? '');
-        self::put($userId, self::FINGERPRINT, $fingerprint ?? '');
+        self::put($userId, self::LINK, [
+            'remote_id' => $link->remoteId,
+            'version' => $link->version,
+            'snapshot' => $link->snapshot,
+            'fingerprint' => $fingerprint,
+        ]);
     }
 
     public static function recordResult(int $userId, string $result): void
     {
-        self::put($userId, self::LAST_RESULT, mb_substr($result, 0, 500));
-        self::put($userId, self::LAST_AT, (string) time());
+        self::put($userId, self::LAST, ['result' => mb_substr($result, 0, 500), 'at' => time()]);
+    }
+
+    /** @return array{result: string, at: int}|null */
+    public static function lastResult(int $userId): ?array
+    {
+        $value = json_decode((string) get_user_meta($userId, self::LAST, true), true);
+        if (!is_array($value) || !is_string($value['result'] ?? null)) {
+            return null;
+        }
+        return ['result' => $value['result'], 'at' => (int) ($value['at'] ?? 0)];
     }
 
     /**
-     * Every linked user: user id => link row, in one query.
+     * Every linked user: user id => link, in one query.
      *
      * @return array<int, array{remote_id: string, version: ?string, snapshot: ?string, fingerprint: ?string}>
      */
@@ -81,38 +72,46 @@ final class Links
     {
         global $wpdb;
         $rows = $wpdb->get_results($wpdb->prepare(
-            "SELECT user_id, meta_key, meta_value FROM {$wpdb->usermeta} WHERE meta_key IN (%s, %s, %s, %s)",
-            self::REMOTE_ID,
-            self::VERSION,
-            self::SNAPSHOT,
-            self::FINGERPRINT,
+            "SELECT user_id, meta_value FROM {$wpdb->usermeta} WHERE meta_key = %s",
+            self::LINK,
         ), ARRAY_A);
         if (!is_array($rows)) {
             throw new \RuntimeException('the links could not be read: ' . $wpdb->last_error);
         }
-        $by = [];
-        foreach ($rows as $r) {
-            $by[(int) $r['user_id']][(string) $r['meta_key']] = (string) $r['meta_value'];
-        }
         $out = [];
-        foreach ($by as $userId => $m) {
-            if (($m[self::REMOTE_ID] ?? '') === '') {
-                continue;
+        foreach ($rows as $r) {
+            $link = self::decode($r['meta_value']);
+            if ($link !== null) {
+                $out[(int) $r['user_id']] = $link;
             }
-            $out[$userId] = [
-                'remote_id' => $m[self::REMOTE_ID],
-                'version' => ($m[self::VERSION] ?? '') !== '' ? $m[self::VERSION] : null,
-                'snapshot' => ($m[self::SNAPSHOT] ?? '') !== '' ? $m[self::SNAPSHOT] : null,
-                'fingerprint' => ($m[self::FINGERPRINT] ?? '') !== '' ? $m[self::FINGERPRINT] : null,
-            ];
         }
         return $out;
     }
 
-    private static function put(int $userId, string $key, string $value): void
+    /** @return array{remote_id: string, version: ?string, snapshot: ?string, fingerprint: ?string}|null */
+    private static function decode(mixed $stored): ?array
     {
-        $saved = update_user_meta($userId, $key, wp_slash($value)) !== false
-            || get_user_meta($userId, $key, true) === $value;
+        $value = is_string($stored) && $stored !== '' ? json_decode($stored, true) : null;
+        if (!is_array($value) || !is_string($value['remote_id'] ?? null) || $value['remote_id'] === '') {
+            return null;
+        }
+        $text = static fn (string $key): ?string => is_string($value[$key] ?? null) && $value[$key] !== ''
+            ? $value[$key]
+            : null;
+        return [
+            'remote_id' => $value['remote_id'],
+            'version' => $text('version'),
+            'snapshot' => $text('snapshot'),
+            'fingerprint' => $text('fingerprint'),
+        ];
+    }
+
+    /** @param array<string, mixed> $value stored as JSON (update_user_meta unslashes: the JSON is slashed first) */
+    private static function put(int $userId, string $key, array $value): void
+    {
+        $json = (string) wp_json_encode($value);
+        $saved = update_user_meta($userId, $key, wp_slash($json)) !== false
+            || get_user_meta($userId, $key, true) === $json;
         if (!$saved) {
             global $wpdb;
             throw new \RuntimeException("user {$userId}: {$key} could not be saved: " . $wpdb->last_error);

@@ -52,6 +52,43 @@ final class LogRepository
     }
 
     /**
+     * Adds several rows in one statement (a sync batch's).
+     *
+     * @param list<array{user_id: int, user_login: string, operation: string, outcome: string, status: ?int,
+     *     message: ?string, duration_ms: int}> $rows
+     */
+    public function addMany(array $rows): void
+    {
+        global $wpdb;
+        if ($rows === []) {
+            return;
+        }
+        $values = [];
+        $now = time();
+        foreach ($rows as $r) {
+            // prepare() turns null into '', so NULL is written into the statement itself.
+            $args = [$now, $r['user_id'], mb_substr($r['user_login'], 0, 60), mb_substr($r['operation'], 0, 20),
+                mb_substr($r['outcome'], 0, 20)];
+            $format = '(%d, %d, %s, %s, %s';
+            foreach (['status' => '%d', 'message' => '%s'] as $key => $placeholder) {
+                if ($r[$key] === null) {
+                    $format .= ', NULL';
+                } else {
+                    $format .= ', ' . $placeholder;
+                    $args[] = $r[$key];
+                }
+            }
+            $args[] = $r['duration_ms'];
+            $values[] = $wpdb->prepare($format . ', %d)', ...$args);
+        }
+        $sql = "INSERT INTO {$this->table} (at, user_id, user_login, operation, outcome, status, message, duration_ms)"
+            . ' VALUES ' . implode(', ', $values);
+        if ($wpdb->query($sql) === false) {
+            throw new \RuntimeException('the provisioning log could not be written: ' . $wpdb->last_error);
+        }
+    }
+
+    /**
      * Newest first.
      *
      * @return list<array{id: int, user_id: int, user_login: string, operation: string, outcome: string, status: ?int,
