@@ -565,6 +565,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                         .and_then(id_of)
                         .or_else(|| result.location_id())?;
                     let version = result_version(&result, body.as_ref());
+                    self.remember_created(&remote_id, resource);
                     Some(Ok(created(
                         t,
                         remote_id,

@@ -199,6 +199,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     .ok_or_else(|| response::unexpected(&resp, "the created user has no id"))?;
                 let location = location_of(&resp, Some(&body));
                 let version = version_of(&resp, Some(&body));
+                self.remember_created(&remote_id, &resource);
                 Ok(created(t, remote_id, version, location, &resource))
             }
             // Someone (another run, an admin) created it since we looked: adopt it.
@@ -218,6 +219,15 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 }
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// A user this connector created joins its listing of the remote users, when it has
+    /// one, so that a later creation of the same person (a lost link, a retried event)
+    /// finds it instead of posting it again to a server that does not enforce uniqueness.
+    pub(crate) fn remember_created(&self, remote_id: &str, resource: &Value) {
+        if let Some(index) = self.index.borrow_mut().as_mut() {
+            index.add(remote_id, resource, &self.policy.matching);
         }
     }
 

@@ -57,6 +57,23 @@ impl RemoteIndex {
         index
     }
 
+    /// Adds a remote user created since the listing, so that matching finds it: a second
+    /// creation of the same person must not take the listing's word that it is absent.
+    pub fn add(&mut self, id: &str, resource: &Value, matching: &[AttrPath]) {
+        if self.ids.iter().any(|known| known == id) {
+            return;
+        }
+        let slot = self.ids.len();
+        self.ids.push(id.to_string());
+        for (i, path) in matching.iter().enumerate() {
+            if let (Some(v), Some(by_value)) =
+                (match_value(resource, path), self.by_attr.get_mut(i))
+            {
+                by_value.entry(v.to_lowercase()).or_default().push(slot);
+            }
+        }
+    }
+
     /// The ids of the remote users whose `attr`-th matching attribute has `value`.
     pub fn candidates(&self, attr: usize, value: &str) -> Vec<&str> {
         self.by_attr

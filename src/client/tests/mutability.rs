@@ -392,3 +392,37 @@ fn a_conflict_for_a_user_no_listing_shows_is_permanent_and_says_what_to_do() {
     }
     assert_eq!(calls(&c).len(), 4);
 }
+
+/// On a server without filters or uniqueness, a user this connector created joins its
+/// listing: a second `created` of the same person (a lost link, a retried event) adopts
+/// the first instead of posting a second copy.
+#[test]
+fn a_user_created_here_is_found_by_a_second_creation_not_posted_again() {
+    let c = connector(vec![spc(false), list(vec![])]);
+    let posted_zed = || {
+        let mut r = c.map_user(&zed("zed", "Zulu")).unwrap();
+        r["id"] = json!("n1");
+        r["meta"] = json!({"version": "W/\"1\""});
+        r
+    };
+    c.http.push(json(201, posted_zed()));
+    let out = c
+        .provision(&zed("zed", "Zulu"), UserEvent::Created, None)
+        .unwrap();
+    assert_eq!(out.action, Action::Created);
+    c.http.push(json(200, posted_zed()));
+    let out = c
+        .provision(&zed("zed", "Zulu"), UserEvent::Created, None)
+        .unwrap();
+    assert_eq!(out.action, Action::Adopted, "{:?}", calls(&c));
+    assert_eq!(out.link.unwrap().remote_id, "n1");
+    assert_eq!(
+        calls(&c),
+        vec![
+            get("/ServiceProviderConfig"),
+            get(LISTING),
+            format!("POST {}", url("/Users")),
+            get("/Users/n1"),
+        ]
+    );
+}
