@@ -731,7 +731,14 @@ fn dead_url() -> String {
 
 fn run_scenario(scenario: &Value, tmp: PathBuf) -> Result<Vec<String>> {
     let name = scenario["name"].as_str().context("name")?;
-    let peer = scim2_server()?;
+    // A scenario may name another peer: our quirky server with its switches.
+    let peer = match scenario.pointer("/peer/quirky").and_then(Value::as_array) {
+        Some(switches) => {
+            let switches: Vec<&str> = switches.iter().filter_map(Value::as_str).collect();
+            scim_provisioner_tests::peers::quirky(&switches)?
+        }
+        None => scim2_server()?,
+    };
     // Beside it, a plain HTTP server whose answers are HTML, never SCIM (`${HTML_URL}`).
     let html = html_server()?;
     let mut run = Run {
