@@ -7,6 +7,7 @@ import os
 import tempfile
 import threading
 import time
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -89,13 +90,47 @@ def _dispatch(fn: Callable[..., Any], renews_deadline: bool = True) -> Callable[
     return host_func
 
 
+def default_cache_dir() -> str:
+    """The per-user compile cache: ``$XDG_CACHE_HOME/scim-provisioner`` or ``~/.cache/scim-provisioner``."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base or not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "scim-provisioner")
+
+
+def _private_folder(path: Path) -> Optional[str]:
+    """Creates ``path`` 0700 when missing; why it is not private to this user, or None."""
+    try:
+        if not path.exists() and not path.is_symlink():
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        link = path.lstat()
+        uid = os.geteuid()
+        if path.is_symlink() and link.st_uid != uid:
+            return f"it is a symbolic link owned by user {link.st_uid}, not by this user ({uid})"
+        st = path.stat()
+    except OSError as e:
+        return f"it cannot be created or read: {e.strerror or e}"
+    if not os.path.isdir(path):
+        return "it is not a folder"
+    if st.st_uid != uid:
+        return f"it belongs to user {st.st_uid}, not to this user ({uid}); another user may have created it first"
+    if st.st_mode & 0o022:
+        who = "its group" if st.st_mode & 0o020 else "other users"
+        return f"it is writable by {who} (mode {st.st_mode & 0o7777:04o}); make it private with chmod 700"
+    return None
+
+
 class Runtime:
     """Loads the component once, and holds the engine, the linker and the compile cache.
 
     ``wasm``: the component (default ``$SCIM_PROVISIONER_WASM`` or the repository's build
     output). ``cache_dir``: where the compiled artefact is kept (default
-    ``$SCIM_PROVISIONER_CACHE`` or ``<tmp>/scim-provisioner-py-cache``; ``None`` disables it);
-    the cache key is the .wasm's SHA-256 and the wasmtime version. ``memory_limit_bytes``:
+    ``$SCIM_PROVISIONER_CACHE``, else ``$XDG_CACHE_HOME/scim-provisioner`` or
+    ``~/.cache/scim-provisioner``; ``None`` disables it); the cache key is the .wasm's SHA-256
+    and the wasmtime version. The artefact is native code that is mapped and run, so the folder
+    is created 0700, and one that another user owns or others can write is not used: the
+    component is compiled in memory instead, with a ``RuntimeWarning`` (``cache_problem``
+    says why). ``memory_limit_bytes``:
     the most linear memory one instance may use (default 512 MiB). ``deadline_ms``: the most
     guest time between two host answers (default 10 s).
     """
@@ -132,9 +167,19 @@ class Runtime:
         self.engine = wasmtime.Engine(config)
 
         if cache_dir is True:
-            cache_dir = os.environ.get("SCIM_PROVISIONER_CACHE") or os.path.join(
-                tempfile.gettempdir(), "scim-provisioner-py-cache")
+            cache_dir = os.environ.get("SCIM_PROVISIONER_CACHE") or default_cache_dir()
         self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.cache_problem: Optional[str] = None
+        if self.cache_dir is not None:
+            self.cache_problem = _private_folder(self.cache_dir)
+            if self.cache_problem is not None:
+                warnings.warn(
+                    f"the compile cache {self.cache_dir} is not used ({self.cache_problem}); "
+                    "the component is compiled in memory instead",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                self.cache_dir = None
         self.loaded_from_cache = False
         started = time.perf_counter()
         self.component = self._load(wasm_bytes)
@@ -168,7 +213,6 @@ class Runtime:
             raise HostSetupError(f"{self.wasm_path} is not a loadable component: {e}") from e
         if cached is not None:
             try:
-                cached.parent.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=cached.parent, prefix=".cwasm-")
                 with os.fdopen(fd, "wb") as f:
                     f.write(component.serialize())
