@@ -14,7 +14,9 @@ from typing import Any, Optional
 
 import pytest
 
-from conftest import REPO, HtmlPeer, Peer, http
+import secrets
+
+from conftest import REPO, VENV, HtmlPeer, Peer, _PeerProcess, http
 from scim_provisioner_host import (BatchItem, CmsUser, Connector, GuestTrap, Link, ProvisioningError, Request,
                                    Runtime, ScimServer, SqliteDirectory)
 
@@ -22,6 +24,24 @@ SCENARIOS = REPO / "tests" / "scenarios"
 HOST = "python"
 # Steps this host cannot run: {(scenario, step index): reason}. Printed, never silent.
 SKIPS: dict[tuple[str, int], str] = {}
+
+
+class QuirkyPeer(_PeerProcess):
+    """Our quirky SCIM server (tests/peers/quirky, run by the venv's Python) with a scenario's
+    switches (`"peer": {"quirky": [...]}`), its data in memory; base ``http://127.0.0.1:P/v2``."""
+
+    name = "quirky"
+
+    def __init__(self, switches: list[str]) -> None:
+        self.token = "tok" + secrets.token_hex(20)
+        script = str(REPO / "tests" / "peers" / "quirky" / "server.py")
+        self._start(lambda port: [str(VENV / "bin" / "python"), script, "--port", str(port),
+                                  "--token", self.token] + switches,
+                    lambda port: f"http://127.0.0.1:{port}/v2")
+
+    def _ready(self) -> bool:
+        status, _ = http("GET", f"{self.base_url}/ServiceProviderConfig", self.token, timeout=2)
+        return status == 200
 
 
 # ---- the format's shared machinery (same rules in every runner) ----
@@ -276,7 +296,8 @@ def summary(request):
 def test_scenario(path: Path, runtime: Runtime) -> None:
     scenario = json.loads(path.read_text())
     RESULTS[scenario["name"]] = False
-    peer = Peer()
+    switches = scenario.get("peer", {}).get("quirky")
+    peer = QuirkyPeer(switches) if switches is not None else Peer()
     try:
         html = HtmlPeer()
     except BaseException:
