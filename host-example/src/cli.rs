@@ -52,6 +52,21 @@ pub enum Command {
         /// How long the component may run without returning or calling the host, in seconds.
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
         call_deadline_secs: u64,
+        /// Connections served at once; more are answered 503.
+        #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u16).range(1..=4096))]
+        max_connections: u16,
+        /// Connections served at once from one client address; more from it are answered 503.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
+        max_connections_per_client: u16,
+        /// Seconds a kept-alive connection may wait for its next request before it is closed.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=300))]
+        idle_timeout_secs: u64,
+        /// Seconds a client has to send a whole request head.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+        header_timeout_secs: u64,
+        /// Seconds a client has to send a whole request body, in total.
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        body_timeout_secs: u64,
     },
     /// Test the SCIM base URL and credentials, and show what the server supports.
     TestConnection,

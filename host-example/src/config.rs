@@ -73,6 +73,16 @@ pub fn insecure_http_reason(base_url: &str, credentials: &Credentials) -> Option
     if matches!(credentials, Credentials::None) {
         return None;
     }
+    remote_plain_http_host(base_url).map(|host| {
+        format!(
+            "{base_url} uses plain http:// to {host}, so the credentials would cross the network unencrypted"
+        )
+    })
+}
+
+/// The host of a plain `http://` URL that is not loopback; `None` for `https://`,
+/// loopback, or a URL that does not parse (the component reports that).
+fn remote_plain_http_host(base_url: &str) -> Option<String> {
     let url = url::Url::parse(base_url).ok()?;
     if url.scheme() != "http" {
         return None;
@@ -82,12 +92,7 @@ pub fn insecure_http_reason(base_url: &str, credentials: &Credentials) -> Option
         url::Host::Ipv4(ip) => ip.is_loopback(),
         url::Host::Ipv6(ip) => ip.is_loopback(),
     };
-    (!loopback).then(|| {
-        format!(
-            "{base_url} uses plain http:// to {}, so the credentials would cross the network unencrypted",
-            url.host_str().unwrap_or_default()
-        )
-    })
+    (!loopback).then(|| url.host_str().unwrap_or_default().to_string())
 }
 
 fn default_timeout() -> u32 {
@@ -295,12 +300,38 @@ impl HostConfig {
                  `allow_insecure_http = true` in [scim] if the network is trusted"
             );
         }
+        if !s.allow_insecure_http
+            && let Some(host) = remote_plain_http_host(&s.base_url)
+        {
+            bail!(
+                "refusing plain http:// to {host}: users' data would cross the network \
+                 unencrypted. Use https://, or set `allow_insecure_http = true` in [scim] if \
+                 the network is trusted"
+            );
+        }
         Ok(ConnectorSettings {
             base_url: s.base_url.clone(),
             credentials,
             timeout_ms: s.timeout_secs.saturating_mul(1000),
-            policy_json: self.policy_json.clone(),
+            policy_json: self.policy_with_insecure_http()?,
         })
+    }
+
+    /// The policy JSON, with `allow_insecure_http` carried into it when `[scim]` sets it:
+    /// the component checks the base URL against the same rule (issue 28), and the policy
+    /// is the one channel the frozen WIT gives it.
+    fn policy_with_insecure_http(&self) -> anyhow::Result<String> {
+        if !self.scim.allow_insecure_http {
+            return Ok(self.policy_json.clone());
+        }
+        let mut policy: serde_json::Map<String, serde_json::Value> =
+            if self.policy_json.trim().is_empty() {
+                serde_json::Map::new()
+            } else {
+                serde_json::from_str(&self.policy_json).context("reading the policy")?
+            };
+        policy.insert("allow_insecure_http".into(), serde_json::Value::Bool(true));
+        Ok(serde_json::Value::Object(policy).to_string())
     }
 }
 
@@ -386,7 +417,18 @@ mod tests {
         ] {
             assert!(conf(url, token, false).settings().is_ok(), "{url}");
         }
-        assert!(conf("http://scim.example/v2", "", false).settings().is_ok());
+        // Users' data is refused over plain http:// too, credentials or not (issue 28).
+        let err = conf("http://scim.example/v2", "", false)
+            .settings()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("allow_insecure_http"), "{err}");
+        let allowed = conf("http://scim.example/v2", "", true).settings().unwrap();
+        let policy: serde_json::Value = serde_json::from_str(&allowed.policy_json).unwrap();
+        assert_eq!(
+            policy["allow_insecure_http"], true,
+            "carried to the component"
+        );
         // test-connection warns when consent let it through, and only then.
         let c = conf("http://scim.example/v2", token, true);
         let warnings = c.warnings(&c.settings().unwrap());

@@ -4,14 +4,20 @@
 //!
 //! A small HTTP/1.1 server of its own: one thread per connection reads requests under two
 //! deadlines (the request head within [`ServeOptions::header_timeout`], the body within
-//! [`ServeOptions::body_timeout`], each answered 408 with its own log line, so a slow
-//! client is told apart from a slow body), and a pool of [`ServeOptions::workers`] workers
-//! answers them, each with its own component instance and its own SQLite connection. A
-//! request that traps its instance is answered 500; the worker's next request runs on a
-//! fresh instance.
+//! [`ServeOptions::body_timeout`] in total, each answered 408 with its own log line, so a
+//! slow client is told apart from a slow body), and a pool of [`ServeOptions::workers`]
+//! workers answers them, each with its own component instance and its own SQLite
+//! connection. A request that traps its instance is answered 500; the worker's next request
+//! runs on a fresh instance.
+//!
+//! So that one client cannot starve the others (issue 28): each client address holds at
+//! most [`ServeOptions::max_connections_per_client`] connections, a kept-alive connection
+//! that sends nothing for [`ServeOptions::idle_timeout`] is closed, and a 400 or 401 ends
+//! its connection.
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -42,15 +48,23 @@ pub struct ServeOptions {
     /// SQLite connection (default 4).
     pub workers: usize,
     /// How long a client has to send a whole request head, from its connection (or its
-    /// previous answer) on (default 10 s). An idle kept-alive connection is closed then.
+    /// previous answer) on (default 10 s).
     pub header_timeout: Duration,
-    /// How long a client has to send a request's body once its head is in (default 30 s).
+    /// How long a kept-alive connection may wait for the first byte of its next request
+    /// before it is closed (default 5 s): shorter than the head deadline, so idle
+    /// connections do not hold their place.
+    pub idle_timeout: Duration,
+    /// How long a client has to send a request's whole body once its head is in, in total
+    /// however the bytes trickle (default 30 s).
     pub body_timeout: Duration,
     /// The largest request body handed to the component (default 1 MiB); larger bodies
     /// are answered 413 by the component.
     pub max_body_bytes: u64,
     /// Connections served at once (default 128); more are answered 503.
     pub max_connections: usize,
+    /// Connections served at once from one client address (default 16); more from it are
+    /// answered 503, so one client cannot take every connection.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for ServeOptions {
@@ -58,9 +72,11 @@ impl Default for ServeOptions {
         ServeOptions {
             workers: 4,
             header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(30),
             max_body_bytes: 1024 * 1024,
             max_connections: 128,
+            max_connections_per_client: 16,
         }
     }
 }
@@ -204,6 +220,8 @@ struct Shared {
     /// With a hashed token: the hash, and the token the component was opened with.
     hashed: Option<([u8; 32], String)>,
     active: AtomicUsize,
+    /// The connections open from each client address.
+    per_client: Mutex<HashMap<IpAddr, usize>>,
     /// Connection threads poll briefly before they sleep in a read (see
     /// [`Conn::poll_briefly`]) while fewer connections than this are open: the cores, so
     /// that a polling thread never takes a core another connection needs.
@@ -254,17 +272,18 @@ impl Pool {
         let handled =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.handle(request)));
         let Ok(handled) = handled else {
+            let reference = error_reference();
             log.write(
                 Level::Error,
                 &format!(
-                    "serve: the host panicked on {} {}; that instance is gone",
+                    "serve: the host panicked on {} {} (reference {reference}); that instance is gone",
                     request.method, request.path
                 ),
             );
             drop(session);
             self.alive.fetch_sub(1, Ordering::SeqCst);
             self.returned.notify_all();
-            return Some(scim_error(500, "internal error"));
+            return Some(internal_error(&reference));
         };
         let answer = match handled {
             Ok(a) => Answer {
@@ -273,14 +292,15 @@ impl Pool {
                 body: a.body,
             },
             Err(trap) => {
+                let reference = error_reference();
                 log.write(
                     Level::Error,
                     &format!(
-                        "serve: component trap on {} {}: {trap:#}; the instance was discarded, a fresh one serves the next request",
+                        "serve: component trap on {} {} (reference {reference}): {trap:#}; the instance was discarded, a fresh one serves the next request",
                         request.method, request.path
                     ),
                 );
-                scim_error(500, "internal error")
+                internal_error(&reference)
             }
         };
         self.idle
@@ -311,6 +331,9 @@ pub fn start_with(
     if options.workers == 0 || options.max_connections == 0 {
         bail!("serve needs at least one worker and one connection");
     }
+    if options.max_connections_per_client == 0 {
+        bail!("serve needs to allow each client at least one connection");
+    }
     let listener =
         TcpListener::bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr().context("the server has no address")?;
@@ -330,7 +353,7 @@ pub fn start_with(
         max_results: 200,
         bulk_max_operations: 100,
         bulk_max_payload: options.max_body_bytes,
-        policy_json: policy_json.to_string(),
+        policy_json: policy_declaring_password_hashing(policy_json)?,
     };
     let log = match &hashed {
         Some((_, inner)) => log.redact([inner.clone()]),
@@ -387,6 +410,7 @@ pub fn start_with(
         pool,
         hashed,
         active: AtomicUsize::new(0),
+        per_client: Mutex::new(HashMap::new()),
         poll_below: std::thread::available_parallelism().map_or(1, usize::from),
     });
     let acceptor = std::thread::Builder::new()
@@ -403,6 +427,25 @@ pub fn start_with(
     })
 }
 
+/// The policy with `"directory": {"hashes_passwords": true}`: the SQLite directory keeps a
+/// User's password only as its argon2id hash, so the component may hand it one (without the
+/// declaration the component drops passwords).
+fn policy_declaring_password_hashing(policy_json: &str) -> anyhow::Result<String> {
+    let mut policy: serde_json::Map<String, serde_json::Value> = if policy_json.trim().is_empty() {
+        serde_json::Map::new()
+    } else {
+        serde_json::from_str(policy_json).context("the policy must be a JSON object")?
+    };
+    let directory = policy
+        .entry("directory")
+        .or_insert_with(|| serde_json::json!({}));
+    let Some(directory) = directory.as_object_mut() else {
+        bail!("the policy's `directory` must be an object");
+    };
+    directory.insert("hashes_passwords".into(), serde_json::Value::Bool(true));
+    Ok(serde_json::Value::Object(policy).to_string())
+}
+
 /// Accepts connections until stopped, each on a thread of its own.
 fn accept(listener: TcpListener, shared: Arc<Shared>) {
     for stream in listener.incoming() {
@@ -415,9 +458,18 @@ fn accept(listener: TcpListener, shared: Arc<Shared>) {
             continue;
         };
         if shared.active.load(Ordering::SeqCst) >= shared.options.max_connections {
-            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-            let answer = scim_error(503, "too many connections; try again shortly");
-            let _ = write_answer(&mut stream, &answer, false, true, Some(1));
+            refuse(&mut stream, "too many connections; try again shortly");
+            continue;
+        }
+        // Without a peer address (the socket failed already) the client is no one's.
+        let client = stream
+            .peer_addr()
+            .map_or(IpAddr::from([0u8; 4]), |a| a.ip());
+        if !shared.admit(client) {
+            refuse(
+                &mut stream,
+                "too many connections from this client; try again shortly",
+            );
             continue;
         }
         shared.active.fetch_add(1, Ordering::SeqCst);
@@ -426,12 +478,72 @@ fn accept(listener: TcpListener, shared: Arc<Shared>) {
             .name("scim-serve-conn".into())
             .spawn(move || {
                 serve_connection(stream, &conn_shared);
+                conn_shared.release(client);
                 conn_shared.active.fetch_sub(1, Ordering::SeqCst);
             });
         if spawned.is_err() {
+            shared.release(client);
             shared.active.fetch_sub(1, Ordering::SeqCst);
         }
     }
+}
+
+/// Answers a connection that is not admitted 503 and closes it.
+fn refuse(stream: &mut TcpStream, detail: &str) {
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let answer = scim_error(503, detail);
+    let _ = write_answer(stream, &answer, false, true, Some(1));
+}
+
+impl Shared {
+    /// Counts a connection from `client`; `false` (nothing counted) when it holds its
+    /// share already.
+    fn admit(&self, client: IpAddr) -> bool {
+        let mut open = self
+            .per_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(client).or_insert(0);
+        if *count >= self.options.max_connections_per_client {
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// Uncounts a connection from `client`.
+    fn release(&self, client: IpAddr) {
+        let mut open = self
+            .per_client
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&client) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&client);
+            }
+        }
+    }
+}
+
+/// A reference for an error answered 500: the answer carries it, and the log line with the
+/// cause names it, so an operator finds one from the other without the client seeing the
+/// cause.
+fn error_reference() -> String {
+    let mut bytes = [0u8; 6];
+    if getrandom::getrandom(&mut bytes).is_err() {
+        // Only a reference: the clock distinguishes errors as well.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes.copy_from_slice(&nanos.to_le_bytes()[..6]);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 500 with a plain sentence and the reference its log line names.
+fn internal_error(reference: &str) -> Answer {
+    scim_error(500, &format!("internal error; reference {reference}"))
 }
 
 /// A SCIM error answer.
@@ -663,7 +775,20 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         }
         conn.poll = shared.active.load(Ordering::Relaxed) < shared.poll_below;
         // The head: all of it within the header timeout.
-        let deadline = Instant::now() + shared.options.header_timeout;
+        let waiting_since = Instant::now();
+        let deadline = waiting_since + shared.options.header_timeout;
+        if served > 0 && conn.buf.is_empty() {
+            // A kept-alive connection: the next request must start within the idle
+            // timeout, or the connection gives its place back.
+            let idle_deadline = waiting_since
+                + shared
+                    .options
+                    .idle_timeout
+                    .min(shared.options.header_timeout);
+            if conn.fill(idle_deadline).is_err() {
+                return;
+            }
+        }
         let end = loop {
             if let Some(end) = head_end(&conn.buf) {
                 break end;
@@ -771,6 +896,9 @@ fn serve_connection(stream: TcpStream, shared: &Shared) {
         let answer = answer_request(shared, &head, body);
         let head_only = head.method.eq_ignore_ascii_case("HEAD");
         close |= shared.stop.load(Ordering::SeqCst);
+        // A client that failed to authenticate, or sent what could not be read, gets no
+        // further turns on this connection.
+        close |= matches!(answer.status, 400 | 401);
         if write_answer(&mut conn.stream, &answer, head_only, close, None).is_err() || close {
             return;
         }

@@ -43,6 +43,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             workers,
             memory_limit_mb,
             call_deadline_secs,
+            max_connections,
+            max_connections_per_client,
+            idle_timeout_secs,
+            header_timeout_secs,
+            body_timeout_secs,
         } => serve::run(
             component.as_deref(),
             verbose,
@@ -51,7 +56,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 database: &database,
                 token_env: token_env.as_deref(),
                 new_token,
-                workers: usize::from(workers),
+                options: host_example::serve::ServeOptions {
+                    workers: usize::from(workers),
+                    max_connections: usize::from(max_connections),
+                    max_connections_per_client: usize::from(max_connections_per_client),
+                    idle_timeout: std::time::Duration::from_secs(idle_timeout_secs),
+                    header_timeout: std::time::Duration::from_secs(header_timeout_secs),
+                    body_timeout: std::time::Duration::from_secs(body_timeout_secs),
+                    ..host_example::serve::ServeOptions::default()
+                },
                 limits: host_example::GuestLimits {
                     memory_limit_bytes: (memory_limit_mb as usize) << 20,
                     call_deadline: std::time::Duration::from_secs(call_deadline_secs),

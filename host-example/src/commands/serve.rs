@@ -27,8 +27,8 @@ pub struct ServeArgs<'a> {
     pub token_env: Option<&'a str>,
     /// Replace the stored token with a new one.
     pub new_token: bool,
-    /// Workers (instances) answering at once.
-    pub workers: usize,
+    /// Workers, connection caps and deadlines.
+    pub options: ServeOptions,
     /// The guest limits.
     pub limits: GuestLimits,
 }
@@ -91,10 +91,7 @@ pub fn run(
         ServerToken::Plain(t) => log_sink(verbose).redact([t.clone()]),
         ServerToken::Sha256(_) => log_sink(verbose),
     };
-    let options = ServeOptions {
-        workers: args.workers,
-        ..ServeOptions::default()
-    };
+    let options = &args.options;
     let server = host_example::serve::start_with(
         &runtime,
         args.database,
@@ -102,14 +99,14 @@ pub fn run(
         &token,
         "",
         log,
-        &options,
+        options,
     )?;
     println!("SCIM base URL:     {}", server.base_url);
     println!("SCIM bearer token: {shown}");
     println!(
         "serving {} with {} workers (Ctrl-C stops)",
         args.database.display(),
-        args.workers
+        options.workers
     );
     server.wait();
     Ok(ExitCode::SUCCESS)

@@ -192,8 +192,14 @@ impl DirectoryBackend for SqliteDirectory {
         json: &str,
         cms: Option<&CmsUser>,
     ) -> Result<StoredResource, DirectoryError> {
-        let value: Value = serde_json::from_str(json)
+        let mut value: Value = serde_json::from_str(json)
             .map_err(|e| DirectoryError::Other(format!("invalid JSON: {e}")))?;
+        // Hashed before the write lock is taken: argon2id is slow on purpose.
+        let hash = take_password(kind, &mut value)
+            .map(|p| hash_password(&p))
+            .transpose()?;
+        let stripped = hash.as_ref().map(|_| value.to_string());
+        let json = stripped.as_deref().unwrap_or(json);
         let key = unique_key(kind, &value);
         let external = value.get("externalId").and_then(Value::as_str);
         self.write(|tx| {
@@ -208,6 +214,9 @@ impl DirectoryBackend for SqliteDirectory {
             .map_err(write_err(kind))?;
             if kind == ResourceKind::Group {
                 index_members(tx, &id, &value).map_err(db_err)?;
+            }
+            if let Some(hash) = &hash {
+                set_password_hash(tx, &id, hash)?;
             }
             mirror(tx, &id, json, cms)?;
             Ok(StoredResource {
@@ -228,9 +237,22 @@ impl DirectoryBackend for SqliteDirectory {
         cms: Option<&CmsUser>,
         if_version: Option<&str>,
     ) -> Result<StoredResource, DirectoryError> {
-        let value: Value = serde_json::from_str(json)
+        let mut value: Value = serde_json::from_str(json)
             .map_err(|e| DirectoryError::Other(format!("invalid JSON: {e}")))?;
-        self.write(|tx| replace_in(tx, kind, id, &value, json, cms, if_version))
+        let hash = take_password(kind, &mut value)
+            .map(|p| hash_password(&p))
+            .transpose()?;
+        let stripped = hash.as_ref().map(|_| value.to_string());
+        let json = stripped.as_deref().unwrap_or(json);
+        // Without a password in the resource the stored hash stays: the component hands
+        // over only a password the request sets (`directory.hashes_passwords`).
+        self.write(|tx| {
+            let stored = replace_in(tx, kind, id, &value, json, cms, if_version)?;
+            if let Some(hash) = &hash {
+                set_password_hash(tx, id, hash)?;
+            }
+            Ok(stored)
+        })
     }
 
     fn delete(&mut self, kind: ResourceKind, id: &str) -> Result<bool, DirectoryError> {
@@ -310,4 +332,59 @@ fn replace_in(
     }
     mirror(tx, id, json, cms)?;
     queries::get(tx, kind, id)?.ok_or(DirectoryError::NotFound)
+}
+
+/// Takes a User's `password` (any case) out of the resource: it is stored only as a hash,
+/// beside the resource, never in it.
+pub(super) fn take_password(kind: ResourceKind, value: &mut Value) -> Option<String> {
+    if kind != ResourceKind::User {
+        return None;
+    }
+    let obj = value.as_object_mut()?;
+    let keys: Vec<String> = obj
+        .keys()
+        .filter(|k| k.eq_ignore_ascii_case("password"))
+        .cloned()
+        .collect();
+    let mut password = None;
+    for k in keys {
+        if let Some(Value::String(p)) = obj.remove(&k) {
+            password = Some(p);
+        }
+    }
+    password
+}
+
+/// An argon2id hash of `password` in the PHC string format (`$argon2id$v=19$...`), with a
+/// fresh salt from the operating system and the crate's default cost (19 MiB, 2 passes).
+pub(super) fn hash_password(password: &str) -> Result<String, DirectoryError> {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let mut salt = [0u8; 16];
+    getrandom::getrandom(&mut salt)
+        .map_err(|e| DirectoryError::Other(format!("no random salt for a password: {e}")))?;
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| DirectoryError::Other(format!("password salt: {e}")))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| DirectoryError::Other(format!("hashing a password: {e}")))
+}
+
+/// Whether `password` matches a hash from [`hash_password`]; `false` for a damaged hash.
+pub(super) fn verify_password(hash: &str, password: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+fn set_password_hash(tx: &Transaction<'_>, id: &str, hash: &str) -> Result<(), DirectoryError> {
+    tx.prepare_cached(
+        "UPDATE scim_resources SET password_hash = ?2 WHERE kind = 'User' AND id = ?1",
+    )
+    .and_then(|mut stmt| stmt.execute(params![id, hash]))
+    .map_err(db_err)?;
+    Ok(())
 }

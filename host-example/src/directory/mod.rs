@@ -64,6 +64,32 @@ impl SqliteDirectory {
         Ok(SqliteDirectory { conn, write_lock })
     }
 
+    /// Whether `password` is the password of the User with this id in the directory at
+    /// `path`: `None` when there is no such User or it has no password. This is how the CMS
+    /// checks a password an identity provider set; the directory keeps only its argon2id
+    /// hash and never returns it.
+    pub fn check_password(
+        path: &std::path::Path,
+        id: &str,
+        password: &str,
+    ) -> anyhow::Result<Option<bool>> {
+        let conn = crate::sqlite_page_cache::open(path)?;
+        let hash: Option<Option<String>> = conn
+            .query_row(
+                "SELECT password_hash FROM scim_resources WHERE kind = 'User' AND id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        Ok(hash
+            .flatten()
+            .map(|h| backend::verify_password(&h, password)))
+    }
+
     /// Stops this connection from checkpointing the WAL itself: whoever opened it runs the
     /// checkpoints (see [`checkpoint_until`]). A checkpoint syncs the database file, a stall
     /// of milliseconds in whichever write happened to fill the WAL's 1,000th page.

@@ -4,7 +4,9 @@
 
 use rusqlite::Connection;
 
+use super::backend::{hash_password, take_password};
 use super::member_index::ensure_member_index;
+use crate::types::ResourceKind;
 
 /// The SCIM resources, users and groups alike: `unique_key` is the lower-cased userName
 /// or Group displayName (case-insensitive, RFC 7643 §4.1.1), `json` the resource as the
@@ -40,5 +42,58 @@ pub(super) fn open(path: &std::path::Path) -> anyhow::Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.execute_batch(RESOURCES)?;
     ensure_member_index(&mut conn)?;
+    ensure_password_hashes(&mut conn)?;
     Ok(conn)
+}
+
+/// Adds the `password_hash` column (a User's argon2id hash, never returned), and moves any
+/// `password` that an older version kept in a User's JSON in clear into it, hashed (issue
+/// 28). The moved rows are rewritten with `secure_delete`, and the WAL is checkpointed and
+/// truncated, so the clear text is left in no page of the file.
+fn ensure_password_hashes(conn: &mut Connection) -> anyhow::Result<()> {
+    let has_column = conn
+        .prepare("SELECT 1 FROM pragma_table_info('scim_resources') WHERE name = 'password_hash'")?
+        .exists([])?;
+    if !has_column {
+        // Another worker opening the same file at once may have added it first.
+        if let Err(e) =
+            conn.execute_batch("ALTER TABLE scim_resources ADD COLUMN password_hash TEXT")
+            && !e.to_string().contains("duplicate column")
+        {
+            return Err(e.into());
+        }
+    }
+    let clear: Vec<(String, String)> = {
+        let mut stmt = conn.prepare(
+            "SELECT id, json FROM scim_resources WHERE kind = 'User' AND json LIKE '%\"password\"%'",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut moved = Vec::new();
+    for (id, json) in clear {
+        let Ok(mut value) = serde_json::from_str::<serde_json::Value>(&json) else {
+            continue;
+        };
+        let Some(password) = take_password(ResourceKind::User, &mut value) else {
+            continue;
+        };
+        let hash = hash_password(&password).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        moved.push((id, value.to_string(), hash));
+    }
+    if moved.is_empty() {
+        return Ok(());
+    }
+    conn.pragma_update(None, "secure_delete", true)?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    for (id, json, hash) in &moved {
+        tx.execute(
+            "UPDATE scim_resources SET json = ?2, password_hash = ?3 WHERE kind = 'User' AND id = ?1",
+            rusqlite::params![id, json, hash],
+        )?;
+    }
+    tx.commit()?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    conn.pragma_update(None, "secure_delete", false)?;
+    Ok(())
 }

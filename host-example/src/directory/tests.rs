@@ -459,3 +459,107 @@ fn sorts_with_the_cores_comparator() {
         .unwrap();
     assert_eq!(page.total_results, 1);
 }
+
+/// The bytes of a SQLite file and its WAL and shared-memory files.
+fn file_bytes(db: &std::path::Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        out.extend(std::fs::read(path).unwrap_or_default());
+    }
+    out
+}
+
+fn holds(bytes: &[u8], needle: &str) -> bool {
+    bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+/// Issue 28, finding 6: a password the component hands over is kept only as an argon2id
+/// hash beside the resource, never in it; a replace without one keeps the hash.
+#[test]
+fn passwords_are_kept_only_as_argon2id_hashes() {
+    let db = temp_db("pw-hash");
+    let mut d = SqliteDirectory::open(&db).unwrap();
+    let user = r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"pw","PassWord":"Clear-Secret-One"}"#;
+    let stored = d.create(ResourceKind::User, user, None).unwrap();
+    assert!(
+        !stored.json.to_lowercase().contains("password"),
+        "{}",
+        stored.json
+    );
+    let read = d.get(ResourceKind::User, &stored.id).unwrap().unwrap();
+    assert!(
+        !read.json.to_lowercase().contains("password"),
+        "{}",
+        read.json
+    );
+    assert_eq!(
+        SqliteDirectory::check_password(&db, &stored.id, "Clear-Secret-One").unwrap(),
+        Some(true)
+    );
+    let without =
+        r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"pw","title":"x"}"#;
+    d.replace(ResourceKind::User, &stored.id, without, None, None)
+        .unwrap();
+    assert_eq!(
+        SqliteDirectory::check_password(&db, &stored.id, "Clear-Secret-One").unwrap(),
+        Some(true),
+        "a replace without a password keeps the hash"
+    );
+    let with = r#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"pw","password":"Clear-Secret-Two"}"#;
+    d.replace(ResourceKind::User, &stored.id, with, None, None)
+        .unwrap();
+    assert_eq!(
+        SqliteDirectory::check_password(&db, &stored.id, "Clear-Secret-One").unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        SqliteDirectory::check_password(&db, &stored.id, "Clear-Secret-Two").unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        SqliteDirectory::check_password(&db, "no-such-id", "x").unwrap(),
+        None
+    );
+    drop(d);
+    let bytes = file_bytes(&db);
+    assert!(
+        !holds(&bytes, "Clear-Secret"),
+        "a password in clear in the file"
+    );
+    assert!(holds(&bytes, "$argon2id$"));
+}
+
+/// Issue 28, finding 6: a row an older version stored with its password in clear is
+/// migrated on open: hashed, taken out of the JSON, and gone from every page of the file.
+#[test]
+fn clear_passwords_of_older_versions_are_migrated_on_open() {
+    let db = temp_db("pw-migrate");
+    drop(SqliteDirectory::open(&db).unwrap());
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute(
+            "INSERT INTO scim_resources (kind, id, version, created, modified, unique_key, json)
+             VALUES ('User', 'old-1', 1, 'x', 'x', 'old', ?1)",
+            [r#"{"userName":"old","password":"Clear-Old-Secret"}"#],
+        )
+        .unwrap();
+        conn.execute("UPDATE scim_resources SET password_hash = NULL", [])
+            .unwrap();
+    }
+    assert!(
+        holds(&file_bytes(&db), "Clear-Old-Secret"),
+        "the setup stored it"
+    );
+    let d = SqliteDirectory::open(&db).unwrap();
+    drop(d);
+    let bytes = file_bytes(&db);
+    assert!(
+        !holds(&bytes, "Clear-Old-Secret"),
+        "still in the file after the migration"
+    );
+    assert_eq!(
+        SqliteDirectory::check_password(&db, "old-1", "Clear-Old-Secret").unwrap(),
+        Some(true)
+    );
+}
