@@ -102,6 +102,27 @@ def test_a_failed_delivery_is_logged_and_retried(client_site: WordPressSite, sci
     assert scim2_server.user_by_name("dave") is not None
 
 
+def test_wp_cron_retries_a_failed_delivery_when_its_time_comes(client_site: WordPressSite, scim2_server: Scim2Server,
+                                                               mariadb):
+    site = client_site
+    # A server that is down (nothing listens on the port): a failure worth retrying, with backoff.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    save_settings(site, base_url=f"http://127.0.0.1:{closed_port}/v2", token=scim2_server.token)
+    site.create_user("ruth", role="subscriber")
+    counts = call(site, f"{PLUGIN}->outbox()->counts()")
+    assert counts["pending"] == 1 and counts["parked"] == 0  # failed once, waiting for its retry time
+    configure_client(site, scim2_server)
+    # The retry time and the five-minute drain job both come due now; a visitor's request runs WP-Cron.
+    mariadb.query(site.db_name, "UPDATE wp_scim_outbox SET next_attempt_at = 0")
+    site.php("wp_clear_scheduled_hook('scim_provisioner_drain');"
+             " wp_schedule_event(time() - 1, 'scim_provisioner_every_five_minutes', 'scim_provisioner_drain');")
+    assert site.run_cron().status == 200
+    wait_for(lambda: scim2_server.user_by_name("ruth") is not None, "the retried user on scim2-server")
+    wait_for(lambda: call(site, f"{PLUGIN}->outbox()->counts()")["pending"] == 0, "the outbox emptied")
+
+
 def test_a_scheduled_reconcile_through_wp_cron(client_site: WordPressSite, scim2_server: Scim2Server):
     site = client_site
     save_settings(site, automatic=False, schedule="hourly")

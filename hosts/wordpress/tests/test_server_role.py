@@ -146,3 +146,20 @@ def test_groups_are_the_plugins_own_and_follow_deleted_users(server_site):
     status, group = site.scim("GET", f"/Groups/{group['id']}", token)
     assert status == 200 and not group.get("members")
     assert site.scim("GET", f"/Users/{user['id']}", token)[0] == 404
+
+
+def test_a_password_changed_over_scim_replaces_the_old_one(server_site, mariadb: MariaDB):
+    site, token = server_site
+    first, second = "Kim-first-" + "p" * 12, "Kim-second-" + "q" * 12
+    status, user = site.scim("POST", "/Users", token, new_user("kim", password=first))
+    assert status == 201
+    site.login("kim", first)
+    patch = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+             "Operations": [{"op": "replace", "path": "password", "value": second}]}
+    status, body = site.scim("PATCH", f"/Users/{user['id']}", token, patch)
+    assert status == 200 and "password" not in body
+    site.login("kim", second)
+    with pytest.raises(Exception):
+        site.login("kim", first)
+    dump = mariadb.dump(site.db_name)
+    assert first not in dump and second not in dump
