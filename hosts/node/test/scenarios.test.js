@@ -11,12 +11,41 @@ import path from 'node:path';
 
 import { Connector, GuestTrap, ProvisioningError, Runtime, ScimServer, SqliteDirectory } from '../src/index.js';
 import { REPO_ROOT } from '../src/runtime.js';
-import { startHtmlServer, startScim2Server } from './helpers.js';
+import { spawn } from 'node:child_process';
+
+import { freePort, newToken, startHtmlServer, startScim2Server, tool, waitFor } from './helpers.js';
 
 const HOST = 'node';
 const SCENARIOS = path.join(REPO_ROOT, 'tests', 'scenarios');
 // Steps this host cannot run: 'scenario#step' -> reason. Printed, never silent.
 const SKIPS = new Map();
+
+/**
+ * Our quirky SCIM server (tests/peers/quirky, run by the venv's Python) with a scenario's
+ * switches (`"peer": {"quirky": [...]}`), its data in memory; base http://127.0.0.1:P/v2.
+ */
+async function startQuirkyServer(switches) {
+  const port = await freePort();
+  const token = newToken();
+  const log = path.join(os.tmpdir(), `node-host-quirky-${port}-${process.pid}.log`);
+  const out = fs.openSync(log, 'a');
+  const script = path.join(REPO_ROOT, 'tests', 'peers', 'quirky', 'server.py');
+  const child = spawn(tool('python'), [script, '--port', String(port), '--token', token, ...switches], { stdio: ['ignore', out, out] });
+  fs.closeSync(out);
+  const baseUrl = `http://127.0.0.1:${port}/v2`;
+  const stop = () => new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', resolve);
+    child.kill('SIGTERM');
+  });
+  try {
+    await waitFor('quirky server', async () => (await fetch(`${baseUrl}/ServiceProviderConfig`)).ok, { child, log });
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { baseUrl, token, port, log, stop };
+}
 
 // ---- the format's shared machinery (same rules in every runner) ----
 
@@ -264,7 +293,8 @@ for (const file of files) {
   test(`scenario ${scenario.name}`, async () => {
     results.set(scenario.name, false);
     shared ??= await Runtime.load();
-    const peer = await startScim2Server();
+    const switches = scenario.peer?.quirky;
+    const peer = switches ? await startQuirkyServer(switches) : await startScim2Server();
     let html;
     try {
       html = await startHtmlServer();
