@@ -68,7 +68,9 @@ final class ScenariosTest extends TestCase
         $scenario = json_decode((string) file_get_contents($file), true, 512, JSON_THROW_ON_ERROR);
         $name = (string) $scenario['name'];
         self::$results[$name] = false;
-        $this->peer = new Peer('scim2-server');
+        // A scenario may name another peer: our quirky server with its switches.
+        $switches = $scenario['peer']['quirky'] ?? null;
+        $this->peer = is_array($switches) ? new Peer('quirky', array_values(array_map('strval', $switches))) : new Peer('scim2-server');
         try {
             $this->html = new Peer('http.server');
         } catch (\Throwable $e) {

@@ -28,7 +28,10 @@ final class Peer
     public readonly string $token;
     public readonly string $logFile;
 
-    public function __construct(public readonly string $name)
+    /**
+     * @param list<string> $switches the quirky server's switches (name 'quirky' only)
+     */
+    public function __construct(public readonly string $name, private readonly array $switches = [])
     {
         $this->token = bin2hex(random_bytes(16));
         $this->logFile = Peers::logDir() . "/{$name}-" . getmypid() . '.log';
@@ -59,6 +62,21 @@ final class Peer
             $this->baseUrl = "http://127.0.0.1:{$this->port}";
             $this->process = proc_open(
                 [$python, '-m', 'http.server', '--bind', '127.0.0.1', (string) $this->port, '--directory', Peers::tempDir('html-peer')],
+                [0 => ['file', '/dev/null', 'r'], 1 => $log, 2 => $log],
+                $pipes,
+                null,
+                $env,
+            );
+        } elseif ($this->name === 'quirky') {
+            // Our quirky SCIM server (tests/peers/quirky) with its switches, data in memory.
+            $python = "{$root}/target/peers/venv/bin/python";
+            if (!is_file($python)) {
+                throw new \LogicException("{$python} is missing: run scripts/install-peers");
+            }
+            $this->port = PhpServer::freePort();
+            $this->baseUrl = "http://127.0.0.1:{$this->port}/v2";
+            $this->process = proc_open(
+                [$python, "{$root}/tests/peers/quirky/server.py", '--port', (string) $this->port, '--token', $this->token, ...$this->switches],
                 [0 => ['file', '/dev/null', 'r'], 1 => $log, 2 => $log],
                 $pipes,
                 null,
