@@ -56,9 +56,29 @@ struct Cache {
 
 /// Opens a SQLite connection, with the wrapper installed first: every connection the host
 /// opens goes through here, so none can start SQLite before the wrapper is in place.
+/// A file it creates is readable by its owner only (0600, whatever the umask), and SQLite
+/// gives the `-wal` and `-shm` files the database file's mode: the files hold users' data,
+/// password hashes and the server token's hash.
 pub(crate) fn open(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
     install();
+    create_private(path);
     rusqlite::Connection::open(path)
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist (an empty file is a new SQLite
+/// database). Any failure is left for SQLite's open to report.
+fn create_private(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path);
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// Installs the wrapper, once per process, before SQLite is initialised. Returns whether
@@ -372,6 +392,33 @@ mod tests {
         assert_eq!(count(&reopened), 5000);
         assert_eq!(check(&reopened), "ok");
         drop(reopened);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Issue 28: a new SQLite file, and its WAL, are the owner's only, whatever the umask.
+    #[cfg(unix)]
+    #[test]
+    fn new_files_are_created_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "scim-private-{}-{}",
+            std::process::id(),
+            crate::ids::new_id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("new.db");
+        let conn = super::open(&path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute_batch("CREATE TABLE t (x); INSERT INTO t VALUES (1);")
+            .unwrap();
+        for file in ["new.db", "new.db-wal"] {
+            let mode = std::fs::metadata(dir.join(file))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+        drop(conn);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
