@@ -103,11 +103,6 @@ def test_without_ffi_under_the_web_server_the_site_works_and_the_worker_delivers
     assert given_name(scim2_server, "noffi.user") == "Changed"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "hosts/php/lib/preload.php preloads every library class, the PSR adapters too "
-    "(Internal/CappedSink implements Psr\\Http\\Message\\StreamInterface): without the PSR packages "
-    "FPM's master dies at start-up (exit 70). Passes once preload.php skips a class that cannot be "
-    "linked (checked by hand with that one change); then drop this marker."))
 def test_under_php_fpm_with_the_bridge_preloaded_and_ffi_left_at_preload(
         wp_site: Callable[..., WordPressSite], scim2_server: Scim2Server):
     """The README's other FPM set-up: ffi.enable stays at PHP's default (preload), and FPM's
