@@ -90,7 +90,21 @@ fn on(
 /// same connector carries the person's later events.
 #[test]
 fn one_connector_adopts_once_then_renames_updates_deactivates_and_deletes() {
-    let peer = start(HELD_BACK);
+    story(HELD_BACK);
+}
+
+/// The same on a server that also refuses PATCH on sub-attribute paths: updates go as PUT
+/// (the remote resource with our attributes laid over it), which must carry the server's
+/// own userName and no externalId.
+#[test]
+fn the_same_story_when_updates_go_as_put() {
+    let mut switches = HELD_BACK.to_vec();
+    switches.push("--patch-501");
+    story(&switches);
+}
+
+fn story(switches: &[&str]) {
+    let peer = start(switches);
     let id = pre_existing(&peer, "grace");
     let mut session = open(&settings(&peer, DELETE_POLICY));
     session.test_connection().expect("no trap").expect("works");
