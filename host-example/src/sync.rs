@@ -73,6 +73,11 @@ pub struct SyncSummary {
     pub skipped: u64,
     /// Users whose provisioning failed (logged; retried by the next sync).
     pub failed: u64,
+    /// Users the server refused to create for good because it holds their userName in a
+    /// record it does not list (a 409 no listing explains): logged once with what to do,
+    /// then left alone by later syncs until the CMS user changes or `sync --full` runs.
+    /// Not failures: a sync with only these exits 0.
+    pub parked: u64,
     /// Users the reconcile left to the outbox, where their changes still wait.
     pub waiting: u64,
     /// Requests sent by the reconcile (listing, look-ups, writes; outbox deliveries not
@@ -117,6 +122,13 @@ impl std::fmt::Display for SyncSummary {
                 self.missing_remotely, self.changed_remotely, self.unlinked_remotely
             )?;
         }
+        if self.parked > 0 {
+            write!(
+                f,
+                "; {} parked: the server holds their userName but does not list it (each reason is in `log`; repair them on the server, then `sync --full`)",
+                self.parked
+            )?;
+        }
         if self.waiting > 0 {
             write!(
                 f,
@@ -152,6 +164,9 @@ pub struct SyncPlan {
     pub unchanged: u64,
     /// Linked users before the sync.
     pub linked: u64,
+    /// Unlinked users left parked: their creation met a 409 for a userName the server
+    /// does not list, and they have not changed since (see [`SyncSummary::parked`]).
+    pub parked: u64,
     /// Users with changes still waiting in the outbox (retrying, not parked). The
     /// reconcile leaves them to it: their queued changes go out in order, and an older one
     /// could otherwise land after the reconcile had sent the newer state, leaving the
@@ -239,6 +254,14 @@ pub fn plan(
             out.unchanged += 1;
             continue;
         }
+        if !full
+            && link.is_none()
+            && store.meta(&parked_key(&user.id))?.as_deref()
+                == Some(user.fingerprint(&settings.policy_json).as_str())
+        {
+            out.parked += 1;
+            continue;
+        }
         add(user, UserEvent::Reconcile, link)?;
     }
     // Linked users no longer in the CMS were deleted (their event may have been parked).
@@ -317,6 +340,7 @@ pub fn sync_with_progress(
     }
     let mut plan = plan(runtime, settings, store, options.full)?;
     summary.unchanged = plan.unchanged;
+    summary.parked = plan.parked;
     if options.plan_only {
         return Ok(summary);
     }
@@ -607,6 +631,19 @@ fn run_queue(
     }
 }
 
+/// The `meta` key that marks a user parked by a sync (its value: the user's fingerprint).
+fn parked_key(user_id: &str) -> String {
+    format!("sync-parked {user_id}")
+}
+
+/// A creation refused for good with a 409 that no look-up explains: the server holds the
+/// userName in a record it does not list (the component says so in the error).
+fn held_unlisted(item: &WorkItem, e: &ProvisioningError) -> bool {
+    item.link.is_none()
+        && matches!(e, ProvisioningError::Scim(s)
+            if s.status == 409 && matches!(s.retry, crate::types::RetryClass::Permanent))
+}
+
 fn record(
     store: &mut Store,
     settings: &ConnectorSettings,
@@ -660,6 +697,9 @@ fn record(
                         }
                     }
                     s.save_link(&item.user.id, link, &fingerprint)?;
+                    if item.link.is_none() {
+                        s.delete_meta(&parked_key(&item.user.id))?;
+                    }
                     match outcome.action {
                         Action::Created => summary.created += 1,
                         Action::Adopted => summary.adopted += 1,
@@ -671,6 +711,16 @@ fn record(
                     }
                     entry.outcome = action_name(outcome.action).into();
                     entry.error = outcome.reason;
+                }
+                Ok(Err(e)) if held_unlisted(&item, &e) => {
+                    summary.parked += 1;
+                    s.set_meta(
+                        &parked_key(&item.user.id),
+                        &item.user.fingerprint(&settings.policy_json),
+                    )?;
+                    entry.outcome = "parked".into();
+                    entry.http_status = error_status(&e);
+                    entry.error = Some(describe_error(&e));
                 }
                 Ok(Err(e)) => {
                     summary.failed += 1;

@@ -349,3 +349,46 @@ fn the_rust_host_adopts_once_and_every_later_sync_sends_nothing() {
     assert_eq!(counts.len(), 5, "{counts:?}");
     assert!(counts.values().all(|n| *n == 1), "duplicates: {counts:?}");
 }
+
+/// Issue 29's second held-back server: a row holds a userName but is never listed. The
+/// sync parks that user once with what to do, exits as a success (nothing failed), and
+/// later syncs leave it alone: 0 requests, still counted as parked. `sync --full` tries it
+/// again.
+#[test]
+fn a_sync_parks_a_user_the_server_holds_but_never_lists_once() {
+    let peer = start(&["--no-filter", "--hidden-user", "ghost"]);
+    let mut site = Site::new(&peer, "");
+    site.store
+        .import_users([Ok(cms_user("ghost", "Host")), Ok(cms_user("alice", "Able"))])
+        .expect("import");
+    let first = site.sync();
+    assert_eq!(
+        (first.created, first.parked, first.failed),
+        (1, 1, 0),
+        "{first}"
+    );
+    assert!(
+        first
+            .to_string()
+            .contains("1 parked: the server holds their userName but does not list it"),
+        "{first}"
+    );
+    let entries = site.store.log_entries(None, false, 100).expect("the log");
+    let parked: Vec<_> = entries.iter().filter(|e| e.outcome == "parked").collect();
+    assert_eq!(parked.len(), 1, "{entries:?}");
+    let reason = parked[0].error.clone().unwrap_or_default();
+    assert!(
+        reason.contains("the server already holds userName \"ghost\" but does not list it"),
+        "{reason}"
+    );
+    let second = site.sync();
+    assert_eq!(
+        (second.requests, second.parked, second.failed),
+        (0, 1, 0),
+        "{second}"
+    );
+    assert_eq!(
+        user_name_counts(&peer),
+        BTreeMap::from([("alice".to_string(), 1)])
+    );
+}
