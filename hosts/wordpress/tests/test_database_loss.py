@@ -27,11 +27,18 @@ for ($i = 0; $i < {USERS}; $i++) {{
     if (is_wp_error($id)) {{ fwrite(STDERR, $id->get_error_message()); exit(1); }}
 }}""", timeout=1800)
     configure_client(site, scim2_server, automatic=False)
+    # Small batches, one at a time: the sync takes long enough for the database to go away in
+    # its middle on any machine.
+    mu = site.path / "wp-content" / "mu-plugins"
+    mu.mkdir(exist_ok=True)
+    (mu / "small-batches.php").write_text("<?php add_filter('scim_provisioner_sync_batch_size', fn () => 5);"
+                                          " add_filter('scim_provisioner_sync_workers', fn () => 1);\n")
     worker = site.plugin_dir / "bin" / "worker"
     proc = subprocess.Popen(as_user(WEB_USER, ["php", str(worker), f"--path={site.path}", "sync"]),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=site.path)
     try:
         wait_for(lambda: remote_total(scim2_server) >= 50 or proc.poll() is not None, "the sync under way", limit=600)
+        assert remote_total(scim2_server) < USERS, "the sync was nearly done before the database could be stopped"
         assert proc.poll() is None, "the sync ended before the database could be stopped: " + proc.communicate()[0]
         mariadb.stop()
         out, err = proc.communicate(timeout=900)

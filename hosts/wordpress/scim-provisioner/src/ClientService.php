@@ -7,6 +7,7 @@ namespace ScimProvisioner\WordPress;
 use ScimProvisioner\BatchItem;
 use ScimProvisioner\BatchOutcome;
 use ScimProvisioner\BridgeException;
+use ScimProvisioner\Concurrent;
 use ScimProvisioner\Connector;
 use ScimProvisioner\GuestTrapException;
 use ScimProvisioner\PlannedAction;
@@ -31,6 +32,8 @@ final class ClientService
 {
     public const MAX_ATTEMPTS = 8;
     public const BATCH_SIZE = 100;
+    /** Connectors a sync runs at once (their batches in flight together). */
+    public const SYNC_WORKERS = 4;
     /** A first sync with this many creates lists the remote users once instead of one lookup each. */
     public const INDEX_FROM_CREATES = 50;
     private const SYNC_LOCK = 'scim_provisioner_sync';
@@ -466,36 +469,7 @@ final class ClientService
             }
             $items[] = $w;
         }
-        $connector = $this->connector();
-        $creates = count(array_filter($items, static fn (array $w): bool => $w['planned'] === PlannedAction::Create));
-        if ($creates >= self::INDEX_FROM_CREATES) {
-            try {
-                $counts['requests'] += $connector->indexRemoteUsers()->requests;
-            } catch (ProvisioningException | GuestTrapException $e) {
-                // Matching then looks each user up; the sync still works, only slower.
-                $status = $e instanceof ProvisioningException ? $e->status : null;
-                $why = 'listing the remote users failed: ' . $e->getMessage();
-                $this->plugin->log()->add(0, '', 'sync', 'warning', $status, $why, 0);
-            }
-        }
-        $policyJson = $this->plugin->settings()->policyJson();
-        foreach (array_chunk($items, self::BATCH_SIZE) as $chunk) {
-            $batchStarted = hrtime(true);
-            $batch = array_map(
-                static fn (array $w): BatchItem => new BatchItem(
-                    UserFields::toCmsUser($w['snapshot']),
-                    UserEvent::Reconcile,
-                    Links::toLink($w['link']),
-                ),
-                $chunk,
-            );
-            try {
-                $result = $connector->provisionBatch($batch);
-            } catch (GuestTrapException | BridgeException $e) {
-                $result = $e;
-            }
-            $this->recordBatch($chunk, $result, $batchStarted, $policyJson, $counts);
-        }
+        $this->sendBatches($items, $counts);
         $message = sprintf(
             '%d created, %d adopted, %d updated, %d unchanged, %d deactivated, %d deleted, %d skipped, %d failed',
             $counts['created'],
@@ -510,6 +484,79 @@ final class ClientService
         $outcome = $counts['failed'] > 0 ? 'partial' : 'done';
         $this->plugin->log()->add(0, '', 'sync', $outcome, null, $message, self::ms($started));
         return ['ok' => $counts['failed'] === 0, 'counts' => $counts, 'message' => $message];
+    }
+
+    /**
+     * Sends the sync's users in batches on several connectors at once (each its own component
+     * instance; their HTTP requests share one curl_multi set, {@see Concurrent}), a user
+     * always on the same one; each round's results are recorded before the next round.
+     *
+     * @param list<array<string, mixed>> $items
+     * @param array<string, int> $counts
+     */
+    private function sendBatches(array $items, array &$counts): void
+    {
+        if ($items === []) {
+            return;
+        }
+        $connector = $this->connector();
+        /** Filters how many users go in one batch (the component still keeps to the server's /Bulk limits). */
+        $batchSize = max(1, (int) apply_filters('scim_provisioner_sync_batch_size', self::BATCH_SIZE));
+        /** Filters how many connectors a sync runs at once. */
+        $maxWorkers = max(1, (int) apply_filters('scim_provisioner_sync_workers', self::SYNC_WORKERS));
+        $workers = (int) min($maxWorkers, ceil(count($items) / $batchSize));
+        $connectors = [$connector];
+        for ($i = 1; $i < $workers; $i++) {
+            $connectors[] = Connector::open($this->plugin->runtime(), $this->plugin->settings()->connectorConfig());
+        }
+        $creates = count(array_filter($items, static fn (array $w): bool => $w['planned'] === PlannedAction::Create));
+        if ($creates >= self::INDEX_FROM_CREATES) {
+            // A first sync: the remote users are listed once, and the other workers load the listing.
+            try {
+                $counts['requests'] += $connector->indexRemoteUsers()->requests;
+                $document = $connector->exportRemoteIndex();
+                foreach (array_slice($connectors, 1) as $other) {
+                    if ($document !== null) {
+                        $other->importRemoteIndex($document);
+                    }
+                }
+            } catch (ProvisioningException | GuestTrapException $e) {
+                // Matching then looks each user up; the sync still works, only slower.
+                $status = $e instanceof ProvisioningException ? $e->status : null;
+                $why = 'listing the remote users failed: ' . $e->getMessage();
+                $this->plugin->log()->add(0, '', 'sync', 'warning', $status, $why, 0);
+            }
+        }
+        $queues = array_fill(0, $workers, []);
+        foreach ($items as $w) {
+            $queues[$w['user_id'] % $workers][] = $w;
+        }
+        $chunks = array_map(static fn (array $q): array => array_chunk($q, $batchSize), $queues);
+        $policyJson = $this->plugin->settings()->policyJson();
+        for ($round = 0;; $round++) {
+            $jobs = [];
+            $jobChunks = [];
+            foreach ($chunks as $worker => $list) {
+                if (isset($list[$round])) {
+                    $jobs[] = [$connectors[$worker], array_map(
+                        static fn (array $w): BatchItem => new BatchItem(
+                            UserFields::toCmsUser($w['snapshot']),
+                            UserEvent::Reconcile,
+                            Links::toLink($w['link']),
+                        ),
+                        $list[$round],
+                    )];
+                    $jobChunks[] = $list[$round];
+                }
+            }
+            if ($jobs === []) {
+                return;
+            }
+            $started = hrtime(true);
+            foreach (Concurrent::provisionBatches($jobs) as $j => $result) {
+                $this->recordBatch($jobChunks[$j], $result, $started, $policyJson, $counts);
+            }
+        }
     }
 
     /**
@@ -539,7 +586,8 @@ final class ClientService
     }
 
     /**
-     * Stores each user's link and last result; returns the batch's log rows.
+     * Stores each user's link and last result (in one statement for the batch), and returns
+     * the batch's log rows.
      *
      * @param list<array<string, mixed>> $chunk
      * @param array<string, int> $counts
@@ -555,6 +603,7 @@ final class ClientService
     ): array {
         $ms = self::ms($started);
         $log = [];
+        $meta = [];
         $row = static fn (array $w, string $outcome, ?int $status, ?string $message): array => [
             'user_id' => $w['user_id'],
             'user_login' => $w['user_login'],
@@ -576,18 +625,22 @@ final class ClientService
         foreach ($chunk as $i => $w) {
             $r = $result->results[$i] ?? null;
             if ($r instanceof ProvisionOutcome) {
-                Links::save($w['user_id'], $r->link, UserFields::fingerprint($w['snapshot'], $policyJson));
                 $text = $r->action->value . ($r->reason !== null ? " ({$r->reason})" : '');
-                Links::recordResult($w['user_id'], $text);
+                $fingerprint = UserFields::fingerprint($w['snapshot'], $policyJson);
+                $meta[] = ['user_id' => $w['user_id'], 'link' => $r->link, 'fingerprint' => $fingerprint,
+                    'result' => $text];
                 $counts[$r->action->value] = ($counts[$r->action->value] ?? 0) + 1;
                 $log[] = $row($w, $r->action->value, null, $r->reason);
             } else {
                 $counts['failed']++;
                 $message = $r instanceof \Throwable ? $r->getMessage() : 'no result';
-                Links::recordResult($w['user_id'], 'failed: ' . $message);
+                // The link stays as it was: the user is tried again by the next sync.
+                $meta[] = ['user_id' => $w['user_id'], 'link' => false, 'fingerprint' => null,
+                    'result' => 'failed: ' . $message];
                 $log[] = $row($w, 'failed', $r instanceof ProvisioningException ? $r->status : null, $message);
             }
         }
+        Links::saveMany($meta);
         return $log;
     }
 

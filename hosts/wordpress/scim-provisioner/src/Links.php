@@ -48,6 +48,66 @@ final class Links
         ]);
     }
 
+    /**
+     * Stores the links and last results of many users at once (a sync batch), in two
+     * statements instead of a meta call each: `link` is the new link, null to remove it, or
+     * false to leave it as it is. The plugin's own meta, so written without the meta hooks;
+     * the users' meta caches are cleared.
+     *
+     * @param list<array{user_id: int, link: Link|null|false, fingerprint: ?string, result: string}> $entries
+     */
+    public static function saveMany(array $entries): void
+    {
+        global $wpdb;
+        if ($entries === []) {
+            return;
+        }
+        $ids = array_values(array_unique(array_map(static fn (array $e): int => (int) $e['user_id'], $entries)));
+        $linkIds = [];
+        $values = [];
+        $now = time();
+        foreach ($entries as $e) {
+            $userId = (int) $e['user_id'];
+            $last = (string) wp_json_encode(['result' => mb_substr($e['result'], 0, 500), 'at' => $now]);
+            $values[] = $wpdb->prepare('(%d, %s, %s)', $userId, self::LAST, $last);
+            if ($e['link'] === false) {
+                continue;
+            }
+            $linkIds[] = $userId;
+            if ($e['link'] instanceof Link) {
+                $link = (string) wp_json_encode([
+                    'remote_id' => $e['link']->remoteId,
+                    'version' => $e['link']->version,
+                    'snapshot' => $e['link']->snapshot,
+                    'fingerprint' => $e['fingerprint'],
+                ]);
+                $values[] = $wpdb->prepare('(%d, %s, %s)', $userId, self::LINK, $link);
+            }
+        }
+        $in = static fn (array $list): string => implode(',', array_map('intval', $list));
+        $ok = $wpdb->query($wpdb->prepare(
+            "DELETE FROM {$wpdb->usermeta} WHERE meta_key = %s AND user_id IN ({$in($ids)})",
+            self::LAST,
+        )) !== false;
+        if ($ok && $linkIds !== []) {
+            $ok = $wpdb->query($wpdb->prepare(
+                "DELETE FROM {$wpdb->usermeta} WHERE meta_key = %s AND user_id IN ({$in($linkIds)})",
+                self::LINK,
+            )) !== false;
+        }
+        if ($ok) {
+            $ok = $wpdb->query(
+                "INSERT INTO {$wpdb->usermeta} (user_id, meta_key, meta_value) VALUES " . implode(', ', $values)
+            ) !== false;
+        }
+        foreach ($ids as $userId) {
+            wp_cache_delete($userId, 'user_meta');
+        }
+        if (!$ok) {
+            throw new \RuntimeException('the links could not be saved: ' . $wpdb->last_error);
+        }
+    }
+
     public static function recordResult(int $userId, string $result): void
     {
         self::put($userId, self::LAST, ['result' => mb_substr($result, 0, 500), 'at' => time()]);
