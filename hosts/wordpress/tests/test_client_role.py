@@ -343,3 +343,20 @@ def test_uninstall_removes_the_plugins_data(client_site: WordPressSite, scim2_se
     assert mariadb.query(site.db_name, "SELECT COUNT(*) FROM wp_usermeta WHERE meta_key LIKE '\\_scim\\_%'") == [["0"]]
     assert mariadb.query(site.db_name, "SELECT COUNT(*) FROM wp_options WHERE option_name LIKE 'scim\\_provisioner%'") == [["0"]]
     assert call(site, f"get_userdata({user_id})->user_login") == "henry"  # the users stay
+
+
+def test_the_deletion_threshold_holds_back_queued_deactivations_too(client_site: WordPressSite, scim2_server: Scim2Server):
+    site = client_site
+    ids = [site.create_user(name, role="subscriber") for name in ("tom", "una")]  # automatic: on the server now
+    save_settings(site, automatic=False, deletion_threshold=1)
+    for user_id in ids:
+        site.php(f"(new WP_User({user_id}))->set_role('');")  # inactive, queued
+    plan = call(site, f"{PLUGIN}->client()->planSync()")
+    assert plan["counts"].get("deactivate") == 2, plan
+    refused = call(site, f"{PLUGIN}->client()->runSync(false)")
+    assert refused["ok"] is False and "threshold" in refused["message"], refused
+    assert all(scim2_server.user_by_name(n)["active"] is True for n in ("tom", "una"))
+    assert call(site, f"{PLUGIN}->outbox()->counts()")["pending"] == 2  # still queued, nothing lost
+    allowed = call(site, f"{PLUGIN}->client()->runSync(true)")
+    assert allowed["ok"] is True and allowed["counts"]["deactivated"] == 2, allowed
+    assert all(scim2_server.user_by_name(n)["active"] is False for n in ("tom", "una"))

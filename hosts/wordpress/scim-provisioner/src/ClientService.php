@@ -443,13 +443,15 @@ final class ClientService
      */
     private function doSync(bool $allowDeletes, int $started): array
     {
-        $this->drain(null, true);
-        $work = $this->syncWork(false);
         $counts = [
-            'created' => 0, 'adopted' => 0, 'updated' => 0, 'unchanged' => $work['unchanged'], 'deactivated' => 0,
-            'deleted' => 0, 'skipped' => 0, 'unlinked' => 0, 'failed' => 0, 'waiting' => $work['waiting'],
+            'created' => 0, 'adopted' => 0, 'updated' => 0, 'unchanged' => 0, 'deactivated' => 0,
+            'deleted' => 0, 'skipped' => 0, 'unlinked' => 0, 'failed' => 0, 'waiting' => 0,
             'requests' => 0, 'bulk_requests' => 0,
         ];
+        // The deletion threshold is checked before anything is sent, the queued changes
+        // included (as the plan shows them): over it, a sync sends nothing at all.
+        $queued = $this->plugin->outbox()->waitingUsers() !== [];
+        $work = $this->syncWork(true, false);
         $deprovisions = count(array_filter(
             $work['items'],
             static fn (array $w): bool => $w['planned'] === PlannedAction::Deactivate
@@ -461,6 +463,16 @@ final class ClientService
                 . "threshold of {$threshold}; nothing was sent. Check the plan, then confirm to allow it.";
             return ['ok' => false, 'counts' => $counts, 'message' => $message];
         }
+        if ($queued) {
+            // The queued changes go first, in order; what they sent is counted with the rest.
+            foreach ($this->drain(null, true)['results'] as $r) {
+                $key = $r['ok'] ? (string) $r['action'] : 'failed';
+                $counts[$key] = ($counts[$key] ?? 0) + 1;
+            }
+            $work = $this->syncWork(false);
+        }
+        $counts['unchanged'] += $work['unchanged'];
+        $counts['waiting'] = $work['waiting'];
         $items = [];
         foreach ($work['items'] as $w) {
             if ($w['planned'] === PlannedAction::Skip) {
@@ -647,12 +659,14 @@ final class ClientService
     /**
      * The users a sync would send: every user whose fingerprint changed since it was last
      * sent, with what the component plans for them. Users with queued changes are left to
-     * the outbox (unless $planOnly: the sync's drain sends those first).
+     * the outbox (unless $planOnly: the sync's drain sends those first). Without
+     * $planUnlinked, only linked users are planned (an unlinked one is created or skipped,
+     * never deprovisioned: the threshold does not need its plan).
      *
      * @return array{items: list<array{user_id: int, user_login: string, snapshot: array<string, mixed>,
      *     link: ?array<string, mixed>, planned: PlannedAction, reason: ?string}>, unchanged: int, waiting: int}
      */
-    private function syncWork(bool $planOnly): array
+    private function syncWork(bool $planOnly, bool $planUnlinked = true): array
     {
         $connector = $this->plugin->settings()->isConfigured()
             ? $this->connector()
@@ -690,7 +704,7 @@ final class ClientService
                 }
                 // A sync asks the plan only of linked users (to hold deprovisions to the
                 // threshold): an unlinked one is created or skipped, which the batch decides.
-                $plan = $planOnly || $link !== null
+                $plan = ($planOnly && $planUnlinked) || $link !== null
                     ? $connector->plan(UserFields::toCmsUser($snapshot), UserEvent::Reconcile, $link !== null)
                     : null;
                 $items[] = [
