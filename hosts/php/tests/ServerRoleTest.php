@@ -121,8 +121,8 @@ final class ServerRoleTest extends TestCase
         $this->assertSame(200, $status, $body);
         $this->assertSame(0, (int) $cms()['active'], 'blocked in the CMS');
 
-        // The site's home page lists its users over HTTP.
-        [$status, $body] = PhpServer::get("http://127.0.0.1:{$server->port}/", null);
+        // The site's home page lists its users over HTTP, to a client holding the SCIM token.
+        [$status, $body] = PhpServer::get("http://127.0.0.1:{$server->port}/", $token);
         $this->assertSame(200, $status);
         $this->assertSame('okta.user', json_decode($body, true)['users'][0]['name']);
 

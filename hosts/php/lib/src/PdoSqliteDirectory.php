@@ -28,11 +28,21 @@ namespace ScimProvisioner;
  * filter means. An unfiltered, unsorted page is a plain LIMIT/OFFSET.
  *
  * Every write is one transaction: a SCIM resource is never stored without its CMS user.
+ *
+ * Passwords (RFC 7643: write-only, never returned): a User's `password` is stored only as a
+ * `password_hash()` in `scim_users.password_hash`, never in the resource's JSON, so no read
+ * returns it; {@see verifyPassword()} checks one for the CMS. Opening a database whose rows
+ * still hold a clear `password` (written before this) hashes and removes it; SQLite's
+ * `secure_delete` overwrites the old bytes. As a {@see PasswordHashingDirectory}, it makes
+ * {@see ScimServer} declare `directory.hashes_passwords`, so the component hands it passwords.
  */
-final class PdoSqliteDirectory implements Directory
+final class PdoSqliteDirectory implements PasswordHashingDirectory
 {
     /** `members[value eq "…"]` or `members.value eq "…"`: the value, and `]` when bracketed. */
     private const MEMBER_VALUE_EQ = '/^\s*members(?:\[\s*value|\.value)\s+eq\s+("(?:[^"\\\\]|\\\\.)*")\s*(\]?)\s*$/i';
+
+    /** A hash of a random string, verified against for unknown user names. */
+    private static ?string $dummyHash = null;
 
     private readonly ?string $cmsTable;
 
@@ -48,6 +58,9 @@ final class PdoSqliteDirectory implements Directory
         $this->cmsTable = $table;
         $pdo->setAttribute(\PDO::ATTR_ERRMODE, \PDO::ERRMODE_EXCEPTION);
         $pdo->exec('PRAGMA busy_timeout = 10000');
+        // Deleted or overwritten content (a clear password being migrated) is zeroed on disk,
+        // not left in free pages.
+        $pdo->exec('PRAGMA secure_delete = ON');
         $pdo->exec('PRAGMA journal_mode = WAL');
         foreach (['scim_users', 'scim_groups'] as $t) {
             $pdo->exec("CREATE TABLE IF NOT EXISTS {$t} (
@@ -62,6 +75,7 @@ final class PdoSqliteDirectory implements Directory
             $pdo->exec("CREATE INDEX IF NOT EXISTS {$t}_external ON {$t}(external_id)");
         }
         $this->ensureMemberIndex();
+        $this->ensurePasswordHashes();
         if ($this->cmsTable !== null) {
             $pdo->exec("CREATE TABLE IF NOT EXISTS {$this->cmsTable} (
                 id TEXT PRIMARY KEY,
@@ -189,7 +203,8 @@ final class PdoSqliteDirectory implements Directory
     public function create(ResourceKind $kind, string $json, ?CmsUser $cms): StoredResource
     {
         $value = self::parse($json);
-        return $this->transaction(function () use ($kind, $json, $value, $cms): StoredResource {
+        $passwordHash = self::takePassword($kind, $json, $value, $cms);
+        return $this->transaction(function () use ($kind, $json, $value, $cms, $passwordHash): StoredResource {
             $key = self::uniqueKey($kind, $value);
             $this->conflictCheck($kind, $key, null);
             $id = self::newId();
@@ -200,6 +215,7 @@ final class PdoSqliteDirectory implements Directory
             if ($kind === ResourceKind::Group) {
                 $this->indexMembers($id, $value);
             }
+            $this->storePasswordHash($kind, $id, $passwordHash);
             $this->mirror($id, $value, $cms);
             return new StoredResource($id, 'W/"1"', $now, $now, $json);
         });
@@ -213,9 +229,14 @@ final class PdoSqliteDirectory implements Directory
         ?string $ifVersion,
     ): StoredResource {
         $value = self::parse($json);
-        return $this->transaction(
-            fn (): StoredResource => $this->doReplace($kind, $id, $json, $value, $cms, $ifVersion)
-        );
+        // Without a password the stored hash stays (a client cannot read it back, so leaving
+        // it out does not mean "clear it").
+        $passwordHash = self::takePassword($kind, $json, $value, $cms);
+        return $this->transaction(function () use ($kind, $id, $json, $value, $cms, $ifVersion, $passwordHash) {
+            $stored = $this->doReplace($kind, $id, $json, $value, $cms, $ifVersion);
+            $this->storePasswordHash($kind, $id, $passwordHash);
+            return $stored;
+        });
     }
 
     public function delete(ResourceKind $kind, string $id): bool
@@ -285,6 +306,91 @@ final class PdoSqliteDirectory implements Directory
         }
         $this->mirror($id, $value, $cms);
         return $this->get($kind, $id) ?? throw DirectoryException::notFound();
+    }
+
+    /**
+     * Whether $password is the password last set for the user named $userName (case-insensitive),
+     * checked against its hash: how the CMS logs in a user an identity provider provisioned.
+     */
+    public function verifyPassword(string $userName, string $password): bool
+    {
+        $stmt = $this->pdo->prepare('SELECT password_hash FROM scim_users WHERE unique_key = ?');
+        $stmt->execute([mb_strtolower($userName)]);
+        $hash = $stmt->fetchColumn();
+        // An unknown user costs a verify too, so timing does not tell names apart.
+        $known = is_string($hash) && $hash !== '';
+        self::$dummyHash ??= password_hash(random_bytes(16), PASSWORD_DEFAULT);
+        return password_verify($password, $known ? $hash : self::$dummyHash) && $known;
+    }
+
+    /**
+     * Takes a User's `password` (any case) out of $json and $value, and out of the CMS fields
+     * the reverse mapping made of it; returns its hash, or null when there was none.
+     *
+     * @param array<string, mixed> $value
+     */
+    private static function takePassword(ResourceKind $kind, string &$json, array &$value, ?CmsUser &$cms): ?string
+    {
+        if ($kind !== ResourceKind::User) {
+            return null;
+        }
+        $password = null;
+        foreach (array_keys($value) as $key) {
+            if (strcasecmp((string) $key, 'password') === 0) {
+                $password = is_string($value[$key]) ? $value[$key] : null;
+                unset($value[$key]);
+            }
+        }
+        if ($password === null) {
+            return null;
+        }
+        $json = json_encode((object) $value, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR);
+        if ($cms !== null && in_array($password, $cms->fields, true)) {
+            $fields = array_filter($cms->fields, static fn ($v): bool => $v !== $password);
+            $cms = new CmsUser($cms->id, $fields, $cms->active);
+        }
+        return password_hash($password, PASSWORD_DEFAULT);
+    }
+
+    private function storePasswordHash(ResourceKind $kind, string $id, ?string $hash): void
+    {
+        if ($kind === ResourceKind::User && $hash !== null) {
+            $this->pdo->prepare('UPDATE scim_users SET password_hash = ? WHERE id = ?')->execute([$hash, $id]);
+        }
+    }
+
+    /**
+     * Adds `scim_users.password_hash` when missing, and hashes and removes any clear `password`
+     * still in a stored user (rows written before passwords were hashed).
+     */
+    private function ensurePasswordHashes(): void
+    {
+        $columns = $this->pdo->query('PRAGMA table_info(scim_users)')->fetchAll(\PDO::FETCH_COLUMN, 1);
+        if (!in_array('password_hash', $columns, true)) {
+            $this->pdo->exec('ALTER TABLE scim_users ADD COLUMN password_hash TEXT');
+        }
+        $rows = $this->pdo->query("SELECT id, json FROM scim_users WHERE json LIKE '%\"password\"%'")
+            ->fetchAll(\PDO::FETCH_ASSOC);
+        if ($rows === []) {
+            return;
+        }
+        $this->transaction(function () use ($rows): void {
+            $update = $this->pdo->prepare('UPDATE scim_users SET json = ?, password_hash = ? WHERE id = ?');
+            foreach ($rows as $row) {
+                $json = (string) $row['json'];
+                $value = json_decode($json, true);
+                if (!is_array($value)) {
+                    continue;
+                }
+                $cms = null;
+                $hash = self::takePassword(ResourceKind::User, $json, $value, $cms);
+                if ($hash !== null) {
+                    $update->execute([$json, $hash, $row['id']]);
+                }
+            }
+        });
+        // The old pages in the write-ahead log go too.
+        $this->pdo->query('PRAGMA wal_checkpoint(TRUNCATE)')->fetchAll();
     }
 
     /**

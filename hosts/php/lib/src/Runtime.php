@@ -8,6 +8,7 @@ use FFI;
 use FFI\CData;
 use ScimProvisioner\Internal\Instance;
 use ScimProvisioner\Internal\Json;
+use ScimProvisioner\Internal\PrivateDir;
 
 /**
  * The native bridge (libscim_bridge.so, loaded with PHP's FFI extension) and the compiled
@@ -33,7 +34,8 @@ use ScimProvisioner\Internal\Json;
  *   were preloaded under the FFI scope `SCIM_BRIDGE`;
  * - `memory_limit_bytes`: the most linear memory one instance may hold (bridge default 512 MiB);
  * - `deadline_ms`: how long the guest may run between two host answers (bridge default 10000);
- * - `cache_dir`: where the precompiled component is kept (bridge default: beside the .wasm).
+ * - `cache_dir`: where the precompiled component is kept (bridge default: beside the .wasm);
+ *   created `0700` when missing, refused when it belongs to another user or others can write it.
  *
  * @phpstan-type RuntimeOptions array{library?: string, wasm?: string, header?: string,
  *     memory_limit_bytes?: int, deadline_ms?: int, cache_dir?: string}
@@ -92,11 +94,13 @@ final class Runtime
             }
         }
         if (isset($options['cache_dir'])) {
-            $dir = $options['cache_dir'];
-            if (!is_dir($dir) && !@mkdir($dir, 0o775, true) && !is_dir($dir)) {
-                throw new BridgeException("cannot create the cache directory {$dir}");
+            // The bridge maps the .cwasm files it finds there as native code: a folder another
+            // user created or can write is refused, and a new one is created 0700 (issue 28).
+            try {
+                $bridgeOptions['cache_dir'] = PrivateDir::ensure((string) $options['cache_dir'], 'the cache directory');
+            } catch (\RuntimeException $e) {
+                throw new BridgeException($e->getMessage(), 0, $e);
             }
-            $bridgeOptions['cache_dir'] = realpath($dir) ?: $dir;
         }
         $error = $this->ffi->new('char *');
         $json = Json::encode((object) $bridgeOptions);

@@ -48,7 +48,11 @@ final class ScimServer extends Session
         private readonly Directory $directory,
         Logger|\Psr\Log\LoggerInterface|null $logger,
     ) {
-        $this->witConfig = self::parseConfig($config);
+        $witConfig = self::parseConfig($config);
+        if ($directory instanceof PasswordHashingDirectory) {
+            $witConfig['policy-json'] = self::declarePasswordHashing($witConfig['policy-json']);
+        }
+        $this->witConfig = $witConfig;
         $redacting = new RedactingLogger(PsrLoggerAdapter::wrap($logger), [$this->witConfig['bearer-token']]);
         parent::__construct($runtime, $redacting);
     }
@@ -169,16 +173,35 @@ final class ScimServer extends Session
         } catch (BridgeException $e) {
             throw $e;
         } catch (\PDOException $e) {
-            $this->logger->error('directory {func}: {error}', ['func' => $func, 'error' => $e->getMessage()]);
-            $error = new DirectoryException('unavailable', 'the database failed: ' . $e->getMessage());
+            // The text (SQL, file paths) is for the log only: the component answers a plain
+            // sentence with a reference and logs this text under it, once (issue 28).
+            $error = new DirectoryException('unavailable', "the database failed in {$func}: " . $e->getMessage());
             return ['tag' => 'err', 'val' => $error->toWit()];
         } catch (\Throwable $e) {
-            $this->logger->error(
-                'directory {func}: {error}',
-                ['func' => $func, 'error' => $e::class . ': ' . $e->getMessage()],
-            );
-            return ['tag' => 'err', 'val' => (new DirectoryException('other', $e->getMessage()))->toWit()];
+            // A TypeError's message names files and lines: the log gets it, the client does not.
+            $error = new DirectoryException('other', "{$func} failed: " . $e::class . ': ' . $e->getMessage());
+            return ['tag' => 'err', 'val' => $error->toWit()];
         }
+    }
+
+    /**
+     * The policy with `directory.hashes_passwords` set (unless it says otherwise), for a
+     * {@see PasswordHashingDirectory}: the component then hands it the passwords clients set.
+     */
+    private static function declarePasswordHashing(string $policy): string
+    {
+        // Decoded as objects, so an empty object in the policy stays one.
+        $value = trim($policy) === '' ? new \stdClass() : json_decode($policy);
+        if (!$value instanceof \stdClass) {
+            return $policy;   // not an object: the component reports it as invalid-config
+        }
+        $directory = $value->directory ?? new \stdClass();
+        if (!$directory instanceof \stdClass || property_exists($directory, 'hashes_passwords')) {
+            return $policy;
+        }
+        $directory->hashes_passwords = true;
+        $value->directory = $directory;
+        return (string) json_encode($value, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE);
     }
 
     /**

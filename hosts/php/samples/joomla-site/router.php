@@ -12,7 +12,8 @@ declare(strict_types=1);
  *
  * Every request under /scim/v2 goes to ScimServer::handle; the directory is answered from
  * SQLite (PdoSqliteDirectory: scim_users, scim_groups, and the site's own `users` table,
- * where each SCIM user is kept as a normal CMS user). GET / shows the site's users as JSON.
+ * where each SCIM user is kept as a normal CMS user). GET / (or /users) shows the site's users
+ * as JSON to a client presenting the same bearer token as the SCIM API (401 without it).
  *
  * Environment: SCIM_TOKEN (required: the bearer token clients must present),
  * JOOMLA_SITE_DB (default joomla-site.db beside this file), JOOMLA_SITE_POLICY (a policy
@@ -35,6 +36,8 @@ use ScimProvisioner\StreamLogger;
 
 const BASE_PATH = '/scim/v2';
 
+// The SQLite file (and its -wal, -shm) and the log are created 0600 from the start.
+umask(0o077);
 $database = getenv('JOOMLA_SITE_DB') ?: __DIR__ . '/joomla-site.db';
 // JOOMLA_SITE_TOKEN_FILE: the token is read from this file on each request (the admin
 // screen's "Generate / rotate token" replaces it), instead of SCIM_TOKEN.
@@ -52,6 +55,19 @@ try {
 
     if ($path === '/' || $path === '/users') {
         // The site's own user table: the CMS users the identity provider's users became.
+        // Names, emails and fields: only for a client holding the SCIM token (issue 28).
+        $expected = (string) getenv('SCIM_TOKEN');
+        $presented = (string) ($_SERVER['HTTP_AUTHORIZATION'] ?? '');
+        foreach (function_exists('getallheaders') ? getallheaders() : [] as $name => $value) {
+            if (strcasecmp((string) $name, 'Authorization') === 0) {
+                $presented = (string) $value;   // php -S passes it only here
+            }
+        }
+        if ($expected === '' || !hash_equals('Bearer ' . $expected, $presented)) {
+            (new Response(401, [['Content-Type', 'application/json'], ['WWW-Authenticate', 'Bearer realm="joomla-site"']],
+                '{"error":"the user listing needs the SCIM bearer token (Authorization: Bearer …)"}'))->send();
+            return true;
+        }
         $rows = $directory->pdo()->query('SELECT id, name, mail, fields, active FROM users ORDER BY name')->fetchAll(PDO::FETCH_ASSOC);
         $users = array_map(static fn (array $r): array => [
             'id' => $r['id'], 'name' => $r['name'], 'mail' => $r['mail'],

@@ -115,7 +115,7 @@ def _private_folder(path: Path) -> Optional[str]:
     if st.st_uid != uid:
         return f"it belongs to user {st.st_uid}, not to this user ({uid}); another user may have created it first"
     if st.st_mode & 0o022:
-        who = "its group" if st.st_mode & 0o020 else "other users"
+        who = " and ".join(w for w, bit in (("its group", 0o020), ("other users", 0o002)) if st.st_mode & bit)
         return f"it is writable by {who} (mode {st.st_mode & 0o7777:04o}); make it private with chmod 700"
     return None
 

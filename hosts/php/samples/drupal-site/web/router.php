@@ -20,6 +20,7 @@ require __DIR__ . '/../src/Site.php';
 require __DIR__ . '/Admin.php';
 require __DIR__ . '/views.php';
 
+use ScimProvisioner\Internal\PrivateDir;
 use ScimProvisioner\ProvisioningException;
 use ScimProvisioner\UserEvent;
 use ScimSamples\DrupalSite\Web\Admin;
@@ -37,9 +38,20 @@ if ($path === '/health') {
     return true;
 }
 
-$dir = getenv('ADMIN_SITE_DIR') ?: sys_get_temp_dir() . '/admin-site';
-@mkdir($dir . '/sessions', 0700, true);
-session_save_path($dir . '/sessions');
+// Files (SQLite, sessions) are 0600 from their creation; the state folder and its sessions
+// folder must be this user's own and writable by nobody else, or the site refuses to start:
+// another user could otherwise plant an admin account or a session (issue 28).
+umask(0o077);
+try {
+    $dir = PrivateDir::ensure(getenv('ADMIN_SITE_DIR') ?: PrivateDir::userStateDir('admin-site'), "the admin site's state");
+    $sessions = PrivateDir::ensure($dir . '/sessions', "the admin site's sessions");
+} catch (RuntimeException $e) {
+    error_log('admin-site: ' . $e->getMessage());
+    http_response_code(500);
+    page('Error', '<p class="error">The site cannot start: its state folder is not private. The server log says which and why.</p>');
+    return true;
+}
+session_save_path($sessions);
 session_name('drupal_admin');
 session_set_cookie_params(['httponly' => true, 'samesite' => 'Strict', 'path' => '/']);
 session_start();

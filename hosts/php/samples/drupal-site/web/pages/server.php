@@ -21,10 +21,14 @@ if ($url === '' || $db === '' || $tokenFile === '') {
 $newToken = null;
 if (($_SERVER['REQUEST_METHOD'] ?? 'GET') === 'POST' && ($_POST['action'] ?? '') === 'rotate') {
     $newToken = bin2hex(random_bytes(24));
-    $tmp = $tokenFile . '.tmp';
-    file_put_contents($tmp, $newToken);
-    chmod($tmp, 0600);
-    rename($tmp, $tokenFile);   // atomic: each request sees the old token or the new one
+    // 0600 from its creation (no window where another user can read it), then renamed over
+    // the old one: each request sees the old token or the new one.
+    $tmp = $tokenFile . '.' . bin2hex(random_bytes(6)) . '.tmp';
+    \ScimProvisioner\Internal\PrivateDir::writeNewFile($tmp, $newToken);
+    if (!rename($tmp, $tokenFile)) {
+        @unlink($tmp);
+        throw new \RuntimeException('the new token could not replace the old one; the old one still works');
+    }
 }
 $pdo = new \PDO('sqlite:' . $db);
 $pdo->setAttribute(\PDO::ATTR_ERRMODE, \PDO::ERRMODE_EXCEPTION);

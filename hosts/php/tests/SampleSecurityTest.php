@@ -1,0 +1,248 @@
+<?php
+
+declare(strict_types=1);
+
+namespace ScimProvisioner\Tests;
+
+use PHPUnit\Framework\TestCase;
+use ScimProvisioner\Tests\Support\Peers;
+use ScimSamples\PhpServer;
+
+/**
+ * Issue 28 (security, second pass), the PHP samples' parts: private state folders and files
+ * (1), a saved token never sent to a new origin (2), no unauthenticated user listing (3),
+ * plain http:// only to loopback (7), admin sessions (8). Each drives the real sites under
+ * php -S over HTTP, with a cookie jar as a browser would.
+ */
+final class SampleSecurityTest extends TestCase
+{
+    private const SAMPLES = __DIR__ . '/../samples';
+    private const ADMIN_PASSWORD = 'Adm1n-Pa55-for-tests';
+
+    /** @var list<PhpServer> */
+    private array $servers = [];
+
+    protected function tearDown(): void
+    {
+        foreach ($this->servers as $server) {
+            $server->stop();
+        }
+        $this->servers = [];
+    }
+
+    /**
+     * The admin site under php -S on a fresh private state folder, with a known admin password.
+     *
+     * @param array<string, string> $env
+     * @return array{0: PhpServer, 1: string} the server and its state folder
+     */
+    private function adminSite(string $name, array $env = []): array
+    {
+        $dir = Peers::tempDir($name);
+        $env += ['ADMIN_SITE_DIR' => $dir, 'JOOMLA_SITE_URL' => 'http://127.0.0.1:9/scim/v2', 'JOOMLA_SITE_DB' => "{$dir}/joomla.db",
+            'JOOMLA_SITE_TOKEN_FILE' => "{$dir}/joomla-token"];
+        $server = PhpServer::preloaded(self::SAMPLES . '/drupal-site/web/router.php', $dir, $env, "{$dir}/admin-site.log", '', '/health');
+        $this->servers[] = $server;
+        $this->assertSame(200, (new AdminBrowser($server->port))->get('/login')[0], PhpServer::tail("{$dir}/admin-site.log"));
+        // The router created the account with a random password: give it one the test knows.
+        $db = new \PDO("sqlite:{$dir}/site.db");
+        $db->prepare('UPDATE admin_account SET password_hash = ?')->execute([password_hash(self::ADMIN_PASSWORD, PASSWORD_DEFAULT)]);
+        return [$server, $dir];
+    }
+
+    private function loggedIn(PhpServer $server): AdminBrowser
+    {
+        $browser = new AdminBrowser($server->port);
+        [$status, , $headers] = $browser->post('/login', ['name' => 'admin', 'password' => self::ADMIN_PASSWORD]);
+        $this->assertSame(303, $status, 'logged in');
+        $this->assertStringContainsString('/settings', $headers['location'] ?? '');
+        return $browser;
+    }
+
+    /** A loopback SCIM "server" that records the Authorization header of every request. */
+    private function recordingServer(string $dir): PhpServer
+    {
+        $router = "{$dir}/recorder.php";
+        file_put_contents($router, '<?php $h = function_exists("getallheaders") ? getallheaders() : [];'
+            . ' $a = ""; foreach ($h as $k => $v) { if (strcasecmp($k, "Authorization") === 0) { $a = $v; } }'
+            . ' if ($a !== "") { file_put_contents(__DIR__ . "/seen-authorization", $a . "\n", FILE_APPEND); }'
+            . ' if (($_SERVER["REQUEST_URI"] ?? "") === "/ready") { echo "ok"; return true; }'
+            . ' http_response_code(401); header("Content-Type: application/scim+json");'
+            . ' echo json_encode(["schemas" => ["urn:ietf:params:scim:api:messages:2.0:Error"], "status" => "401", "detail" => "no"]); return true;');
+        $server = new PhpServer($router, [], "{$dir}/recorder.log", '', 30.0, [], '/ready');
+        $this->servers[] = $server;
+        return $server;
+    }
+
+    /** Finding 3: the Joomla-like site's user listing answers only to the SCIM token. */
+    public function testTheJoomlaUserListingNeedsTheScimToken(): void
+    {
+        $dir = Peers::tempDir('joomla-listing');
+        $token = bin2hex(random_bytes(16));
+        $joomla = PhpServer::joomla($dir, ['SCIM_TOKEN' => $token, 'JOOMLA_SITE_DB' => "{$dir}/joomla.db"]);
+        $this->servers[] = $joomla;
+        [$status] = PhpServer::request('POST', "{$joomla->baseUrl}/Users", $token, (string) json_encode([
+            'schemas' => ['urn:ietf:params:scim:schemas:core:2.0:User'], 'userName' => 'listed.user',
+            'emails' => [['value' => 'listed@example.test', 'type' => 'work']],
+        ]));
+        $this->assertSame(201, $status);
+        foreach (['/', '/users'] as $path) {
+            foreach ([null, 'wrong-token'] as $presented) {
+                [$status, $body] = PhpServer::get("http://127.0.0.1:{$joomla->port}{$path}", $presented);
+                $this->assertSame(401, $status, "{$path} with " . ($presented ?? 'no token'));
+                $this->assertStringNotContainsString('listed', $body);
+            }
+            [$status, $body] = PhpServer::get("http://127.0.0.1:{$joomla->port}{$path}", $token);
+            $this->assertSame(200, $status, $body);
+            $this->assertSame('listed.user', json_decode($body, true)['users'][0]['name'] ?? null);
+        }
+        // The SQLite files the site created are its own (0600 from the start).
+        foreach (glob("{$dir}/joomla.db*") ?: [] as $file) {
+            $this->assertSame(0o600, fileperms($file) & 0o777, basename($file));
+        }
+    }
+
+    /**
+     * Finding 1: the admin site refuses a state folder another user owns or others can write
+     * (where they could plant an admin row, a session or native code), and creates its
+     * SQLite, session and token files 0600.
+     */
+    public function testTheAdminSiteRefusesAStateFolderOthersCanWriteAndKeepsItsFilesPrivate(): void
+    {
+        $shared = Peers::tempDir('shared-state');
+        chmod($shared, 0o777);
+        $process = proc_open(
+            [PHP_BINARY, self::SAMPLES . '/admin-site', '--dir', $shared],
+            [0 => ['file', '/dev/null', 'r'], 1 => ['pipe', 'w'], 2 => ['pipe', 'w']],
+            $pipes,
+            null,
+            PhpServer::baseEnv(),
+        );
+        $out = stream_get_contents($pipes[1]) . stream_get_contents($pipes[2]);
+        fclose($pipes[1]);
+        fclose($pipes[2]);
+        $this->assertSame(2, proc_close($process), $out);
+        $this->assertStringContainsString("refusing the folder {$shared}", $out);
+        $this->assertStringContainsString('writable by its group and other users (mode 0777)', $out);
+        $this->assertFileDoesNotExist("{$shared}/site.db", 'nothing was written there');
+
+        if (posix_geteuid() === 0) {
+            $foreign = Peers::tempDir('foreign-state');
+            chmod($foreign, 0o755);
+            chown($foreign, 65534);
+            $site = new PhpServer(self::SAMPLES . '/drupal-site/web/router.php', ['ADMIN_SITE_DIR' => $foreign], Peers::tempDir('foreign-log') . '/site.log', '', 30.0, ['ffi.enable' => '1'], '/health');
+            $this->servers[] = $site;
+            [$status, $body] = (new AdminBrowser($site->port))->get('/login');
+            $this->assertSame(500, $status);
+            $this->assertStringContainsString('state folder is not private', $body);
+            $this->assertFileDoesNotExist("{$foreign}/site.db");
+        }
+
+        [$server, $dir] = $this->adminSite('private-state');
+        $browser = $this->loggedIn($server);
+        $browser->get('/server');
+        [$status, $body] = $browser->post('/server', ['action' => 'rotate']);
+        $this->assertSame(200, $status);
+        $this->assertStringContainsString('new-token', $body);
+        $this->assertFileExists("{$dir}/joomla-token");
+        $files = array_merge(glob("{$dir}/site.db*") ?: [], glob("{$dir}/sessions/*") ?: [], ["{$dir}/joomla-token"]);
+        $this->assertNotEmpty(glob("{$dir}/sessions/*") ?: [], 'a session file was written');
+        foreach ($files as $file) {
+            $this->assertSame(0o600, fileperms($file) & 0o777, basename($file));
+        }
+        $this->assertSame(0o700, fileperms("{$dir}/sessions") & 0o777);
+    }
+}
+
+/** A cookie-keeping HTTP client for the admin site, reading each form's CSRF token as a browser does. */
+final class AdminBrowser
+{
+    private string $csrf = '';
+    /** @var array<string, string> */
+    private array $cookies = [];
+
+    public function __construct(public readonly int $port, private readonly string $scheme = 'http')
+    {
+    }
+
+    /** @return array{0: int, 1: string, 2: array<string, string>, 3: list<string>} status, body, headers (last value), Set-Cookie lines */
+    public function get(string $path): array
+    {
+        return $this->send('GET', $path, null);
+    }
+
+    /**
+     * Posts a form with the CSRF token of the last page (loading $path first when none was seen).
+     *
+     * @param array<string, string> $fields
+     * @return array{0: int, 1: string, 2: array<string, string>, 3: list<string>}
+     */
+    public function post(string $path, array $fields): array
+    {
+        if ($this->csrf === '') {
+            $this->get($path);
+        }
+        return $this->send('POST', $path, http_build_query(['csrf' => $this->csrf] + $fields));
+    }
+
+    public function hasCookie(string $name): bool
+    {
+        return isset($this->cookies[$name]);
+    }
+
+    /** @return array{0: int, 1: string, 2: array<string, string>, 3: list<string>} */
+    private function send(string $method, string $path, ?string $body): array
+    {
+        $curl = curl_init("http://127.0.0.1:{$this->port}{$path}");
+        $headerLines = [];
+        $requestHeaders = [];
+        if ($this->cookies !== []) {
+            $requestHeaders[] = 'Cookie: ' . implode('; ', array_map(static fn ($k, $v) => "{$k}={$v}", array_keys($this->cookies), $this->cookies));
+        }
+        if ($this->scheme === 'https') {
+            $requestHeaders[] = 'X-Forwarded-Proto: https';
+        }
+        curl_setopt_array($curl, [
+            CURLOPT_CUSTOMREQUEST => $method,
+            CURLOPT_RETURNTRANSFER => true,
+            CURLOPT_FOLLOWLOCATION => false,
+            CURLOPT_TIMEOUT => 60,
+            CURLOPT_PROXY => '',
+            CURLOPT_HTTPHEADER => $requestHeaders,
+            CURLOPT_HEADERFUNCTION => static function ($c, string $line) use (&$headerLines): int {
+                $headerLines[] = rtrim($line, "\r\n");
+                return strlen($line);
+            },
+        ]);
+        if ($body !== null) {
+            curl_setopt($curl, CURLOPT_POSTFIELDS, $body);
+        }
+        $text = curl_exec($curl);
+        $status = (int) curl_getinfo($curl, CURLINFO_RESPONSE_CODE);
+        curl_close($curl);
+        $headers = [];
+        $setCookies = [];
+        foreach ($headerLines as $line) {
+            if (!str_contains($line, ':')) {
+                continue;
+            }
+            [$name, $value] = array_map('trim', explode(':', $line, 2));
+            $headers[strtolower($name)] = $value;
+            if (strcasecmp($name, 'Set-Cookie') === 0) {
+                $setCookies[] = $value;
+                [$pair] = explode(';', $value, 2);
+                [$k, $v] = array_pad(explode('=', $pair, 2), 2, '');
+                if ($v === '' || $v === 'deleted' || preg_match('/expires=Thu, 01[- ]Jan[- ]1970/i', $value) || preg_match('/Max-Age=0\b/i', $value)) {
+                    unset($this->cookies[$k]);
+                } else {
+                    $this->cookies[$k] = $v;
+                }
+            }
+        }
+        $html = is_string($text) ? $text : '';
+        if (preg_match('/name="csrf" value="([0-9a-f]+)"/', $html, $m)) {
+            $this->csrf = $m[1];
+        }
+        return [$status, $html, $headers, $setCookies];
+    }
+}
