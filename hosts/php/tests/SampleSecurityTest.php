@@ -8,6 +8,8 @@ use PHPUnit\Framework\TestCase;
 use ScimProvisioner\Tests\Support\Peers;
 use ScimSamples\PhpServer;
 
+require_once __DIR__ . '/../samples/drupal-site/web/Admin.php';
+
 /**
  * Issue 28 (security, second pass), the PHP samples' parts: private state folders and files
  * (1), a saved token never sent to a new origin (2), no unauthenticated user listing (3),
@@ -151,6 +153,71 @@ final class SampleSecurityTest extends TestCase
             $this->assertSame(0o600, fileperms($file) & 0o777, basename($file));
         }
         $this->assertSame(0o700, fileperms("{$dir}/sessions") & 0o777);
+    }
+
+    /** The admin site's saved settings, read from its SQLite file. */
+    private static function savedSettings(string $dir): array
+    {
+        $db = new \PDO("sqlite:{$dir}/site.db");
+        $rows = $db->query('SELECT key, value FROM admin_settings')->fetchAll(\PDO::FETCH_KEY_PAIR);
+        return array_map(static fn ($v) => json_decode((string) $v, true), $rows);
+    }
+
+    /**
+     * Finding 2: with a token saved for one server, pointing the base URL at another origin
+     * with the token field empty sends nothing there and asks for its token; the storage
+     * clears the saved token whenever the origin changes without a new one.
+     */
+    public function testASavedTokenIsNeverSentToANewOrigin(): void
+    {
+        [$server, $dir] = $this->adminSite('new-origin');
+        $first = $this->recordingServer(Peers::tempDir('first-origin'));
+        $secondDir = Peers::tempDir('second-origin');
+        $second = $this->recordingServer($secondDir);
+        $browser = $this->loggedIn($server);
+        $browser->get('/settings');
+        $token = 'Saved-Token-' . bin2hex(random_bytes(8));
+        [$status] = $browser->post('/settings', ['base_url' => "http://127.0.0.1:{$first->port}/scim/v2", 'token' => $token, 'timeout' => '5']);
+        $this->assertSame(200, $status);
+        $this->assertSame($token, self::savedSettings($dir)['token']);
+
+        [$status, $body] = $browser->post('/settings', ['base_url' => "http://127.0.0.1:{$second->port}/scim/v2", 'token' => '', 'timeout' => '5']);
+        $this->assertSame(200, $status);
+        $this->assertStringContainsString('id="error-token"', $body);
+        $this->assertStringContainsString('enter its bearer token', $body);
+        $this->assertFileDoesNotExist("{$secondDir}/seen-authorization", 'the saved token went to the new server');
+        $this->assertSame("http://127.0.0.1:{$first->port}/scim/v2", self::savedSettings($dir)['base_url'], 'nothing saved');
+
+        // The same origin (another path) keeps the token.
+        [$status, $body] = $browser->post('/settings', ['base_url' => "http://127.0.0.1:{$first->port}/other/v2", 'token' => '', 'timeout' => '5']);
+        $this->assertStringNotContainsString('id="error-token"', $body);
+        $this->assertSame($token, self::savedSettings($dir)['token']);
+
+        // The storage itself: a new origin without a new token clears the saved one.
+        $admin = new \ScimSamples\DrupalSite\Web\Admin($dir);
+        $admin->save(['base_url' => "https://elsewhere.example:{$second->port}/scim/v2"]);
+        $this->assertSame('', $admin->settings()['token']);
+    }
+
+    /** Finding 7: plain http:// to a host other than loopback is refused unless explicitly allowed. */
+    public function testPlainHttpToARemoteHostIsRefusedUnlessAllowed(): void
+    {
+        [$server, $dir] = $this->adminSite('plain-http');
+        $browser = $this->loggedIn($server);
+        $browser->get('/settings');
+        foreach (['http://joomla.example/scim/v2', 'http://10.0.0.5:8080/scim/v2', 'http://127.0.0.1.example/scim/v2'] as $url) {
+            [$status, $body] = $browser->post('/settings', ['base_url' => $url, 'token' => 'T0ken-for-plain-http', 'timeout' => '2']);
+            $this->assertSame(200, $status);
+            $this->assertStringContainsString('id="error-base_url"', $body, $url);
+            $this->assertStringContainsString('allowed only to this machine', $body);
+            $this->assertArrayNotHasKey('base_url', self::savedSettings($dir), "{$url}: nothing saved");
+        }
+        [, $body] = $browser->post('/settings', ['base_url' => 'http://joomla.example/scim/v2', 'token' => 'T0ken-for-plain-http', 'timeout' => '2', 'allow_insecure_http' => '1']);
+        $this->assertStringNotContainsString('id="error-base_url"', $body);
+        $saved = self::savedSettings($dir);
+        $this->assertSame('http://joomla.example/scim/v2', $saved['base_url']);
+        $this->assertTrue($saved['allow_insecure_http']);
+        $this->assertTrue((new \ScimSamples\DrupalSite\Web\Admin($dir))->connectorConfig()['policy']['allow_insecure_http']);
     }
 }
 

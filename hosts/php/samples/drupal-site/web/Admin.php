@@ -33,6 +33,7 @@ final class Admin
         'base_url' => '',
         'token' => '',
         'timeout' => 30000,
+        'allow_insecure_http' => false,
         'operations' => ['create' => true, 'update' => true, 'deactivate' => true, 'delete' => false],
         'deprovision' => 'deactivate',
         'scope_active' => false,
@@ -94,9 +95,21 @@ final class Admin
         return $settings;
     }
 
-    /** @param array<string, mixed> $values */
+    /**
+     * Saves settings. A base URL on another origin (scheme, host or port) than the saved one
+     * clears the saved token unless $values brings a new one: a token is only ever sent to
+     * the server it was entered for (issue 28).
+     *
+     * @param array<string, mixed> $values
+     */
     public function save(array $values): void
     {
+        if (isset($values['base_url']) && !array_key_exists('token', $values)) {
+            $old = (string) ($this->settings()['base_url'] ?? '');
+            if ($old !== '' && self::origin($old) !== self::origin((string) $values['base_url'])) {
+                $values['token'] = '';
+            }
+        }
         $this->db->beginTransaction();
         $stmt = $this->db->prepare('INSERT INTO admin_settings (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value');
         foreach ($values as $k => $v) {
@@ -123,6 +136,9 @@ final class Admin
         if ($s['scope_active']) {
             $policy['scope'] = ['active' => true];
         }
+        if (!empty($s['allow_insecure_http'])) {
+            $policy['allow_insecure_http'] = true;
+        }
         $config = [
             'base_url' => $s['base_url'] !== '' ? $s['base_url'] : 'http://127.0.0.1:9/not-configured',
             'timeout' => (int) $s['timeout'],
@@ -132,6 +148,34 @@ final class Admin
             $config['token'] = $s['token'];
         }
         return $config;
+    }
+
+    /** scheme://host:port of a URL (default ports filled in, case folded); '' when it has none. */
+    public static function origin(string $url): string
+    {
+        $parts = parse_url($url);
+        if (!is_array($parts) || !isset($parts['scheme'], $parts['host'])) {
+            return '';
+        }
+        $scheme = strtolower($parts['scheme']);
+        $port = $parts['port'] ?? ($scheme === 'https' ? 443 : ($scheme === 'http' ? 80 : 0));
+        return $scheme . '://' . strtolower(rtrim($parts['host'], '.')) . ':' . $port;
+    }
+
+    /**
+     * Whether a URL is plain http:// to a host other than loopback (127.0.0.0/8, ::1,
+     * localhost): the component's rule, which refuses it unless `allow_insecure_http` is set.
+     */
+    public static function remotePlainHttp(string $url): bool
+    {
+        $parts = parse_url($url);
+        if (!is_array($parts) || strtolower($parts['scheme'] ?? '') !== 'http') {
+            return false;
+        }
+        $host = strtolower(rtrim(trim((string) ($parts['host'] ?? ''), '[]'), '.'));
+        $loopback = $host === 'localhost' || $host === '::1' || $host === '0:0:0:0:0:0:0:1'
+            || (bool) preg_match('/^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/', $host, $m) && max($m[1], $m[2], $m[3]) <= 255;
+        return !$loopback;
     }
 
     public function configured(): bool

@@ -15,10 +15,17 @@ if (($_SERVER['REQUEST_METHOD'] ?? 'GET') === 'POST') {
     $form['base_url'] = trim((string) ($_POST['base_url'] ?? ''));
     $form['timeout'] = trim((string) ($_POST['timeout'] ?? ''));
     $newToken = (string) ($_POST['token'] ?? '');
+    $allowInsecure = ($_POST['allow_insecure_http'] ?? '') === '1';
     $parts = parse_url($form['base_url']);
     if ($form['base_url'] === '' || !is_array($parts) || !in_array($parts['scheme'] ?? '', ['http', 'https'], true) || !isset($parts['host'])) {
         $errors['base_url'] = 'Enter the SCIM base URL, starting with https:// (or http:// on loopback), e.g. https://joomla.example/api/scim/v2.';
+    } elseif (!$allowInsecure && Admin::remotePlainHttp($form['base_url'])) {
+        // The component refuses it too (invalid-config): the token would cross the network unencrypted.
+        $errors['base_url'] = 'http:// is allowed only to this machine (127.0.0.1, ::1, localhost): elsewhere the token would '
+            . 'cross the network unencrypted. Use https://, or tick "Allow plain http://" below if the network is trusted.';
     }
+    // A token is sent only to the server it was entered for: a new origin needs it again.
+    $originChanged = $s['base_url'] !== '' && Admin::origin($s['base_url']) !== Admin::origin($form['base_url']);
     if (!preg_match('/^\d+$/', $form['timeout']) || (int) $form['timeout'] < 1 || (int) $form['timeout'] > 600) {
         $errors['timeout'] = 'The timeout is a whole number of seconds from 1 to 600.';
     }
@@ -27,9 +34,12 @@ if (($_SERVER['REQUEST_METHOD'] ?? 'GET') === 'POST') {
     }
     if ($s['token'] === '' && $newToken === '') {
         $errors['token'] = 'Paste the SCIM bearer token from the server site.';
+    } elseif ($originChanged && $newToken === '') {
+        $errors['token'] = 'The base URL now points to another server (' . Admin::origin($form['base_url'])
+            . '): enter its bearer token. The saved one is sent only to ' . Admin::origin($s['base_url']) . '.';
     }
     if ($errors === []) {
-        $values = ['base_url' => $form['base_url'], 'timeout' => (int) $form['timeout'] * 1000];
+        $values = ['base_url' => $form['base_url'], 'timeout' => (int) $form['timeout'] * 1000, 'allow_insecure_http' => $allowInsecure];
         if ($newToken !== '') {
             $values['token'] = $newToken;
         }
@@ -65,12 +75,14 @@ if (($_SERVER['REQUEST_METHOD'] ?? 'GET') === 'POST') {
     }
 }
 $err = static fn (string $k): string => isset($errors[$k]) ? '<span class="field-error" id="error-' . $k . '">' . e($errors[$k]) . '</span>' : '';
-$tokenNote = $s['token'] !== '' ? '<span class="hint" id="token-saved">A token is saved (not shown). Paste a new one to replace it; leave empty to keep it.</span>'
+$tokenNote = $s['token'] !== '' ? '<span class="hint" id="token-saved">A token is saved (not shown). Paste a new one to replace it; leave empty to keep it (for the same server: a new scheme, host or port needs the token again).</span>'
     : '<span class="hint">No token saved yet.</span>';
 page('SCIM client settings', ($errors !== [] ? '<div class="flash error" id="form-error">Nothing was saved: correct the fields marked below.</div>' : '')
     . $result
     . '<form method="post" class="card" autocomplete="off">' . csrf_field()
     . '<label>SCIM base URL <input name="base_url" id="base_url" size="60" value="' . e($form['base_url']) . '" placeholder="https://joomla.example/api/scim/v2"></label>' . $err('base_url')
     . '<label>SCIM bearer token <input type="password" name="token" id="token" size="60" value="" autocomplete="new-password"></label>' . $tokenNote . $err('token')
+    . '<label class="check"><input type="checkbox" name="allow_insecure_http" id="allow_insecure_http" value="1"'
+    . checked((bool) ($s['allow_insecure_http'] ?? false)) . '> Allow plain http:// to a host other than this machine (unencrypted: the token can be read on the network)</label>'
     . '<label>Timeout (seconds) <input name="timeout" id="timeout" size="5" value="' . e($form['timeout']) . '"></label>' . $err('timeout')
     . '<button id="save-test">Save and Test Credentials</button></form>');
