@@ -219,6 +219,106 @@ final class SampleSecurityTest extends TestCase
         $this->assertTrue($saved['allow_insecure_http']);
         $this->assertTrue((new \ScimSamples\DrupalSite\Web\Admin($dir))->connectorConfig()['policy']['allow_insecure_http']);
     }
+
+    /** The value of the session cookie one Set-Cookie line sets, or null. */
+    private static function sessionCookie(array $setCookies): ?string
+    {
+        foreach ($setCookies as $line) {
+            if (preg_match('/^drupal_admin=([^;]*)/', $line, $m)) {
+                return $m[1];
+            }
+        }
+        return null;
+    }
+
+    /**
+     * Finding 8: strict session ids, the CSRF token rotated at login, logout expiring the
+     * cookie, Secure over HTTPS, idle and absolute expiry, throttled failed logins refused
+     * before any password check, and page scripts that run only through the router.
+     */
+    public function testAdminSessionsAreStrictRotatedExpiringAndThrottled(): void
+    {
+        [$server] = $this->adminSite('sessions', ['ADMIN_SITE_SESSION_IDLE' => '2', 'ADMIN_SITE_SESSION_MAX' => '6']);
+
+        // An id the site never issued (planted by an attacker) is not adopted.
+        $planted = 'attackerchosensessionid0123456789';
+        $curl = curl_init("http://127.0.0.1:{$server->port}/login");
+        curl_setopt_array($curl, [CURLOPT_RETURNTRANSFER => true, CURLOPT_HEADER => true, CURLOPT_PROXY => '',
+            CURLOPT_HTTPHEADER => ["Cookie: drupal_admin={$planted}"]]);
+        $raw = (string) curl_exec($curl);
+        curl_close($curl);
+        $this->assertMatchesRegularExpression('/Set-Cookie: drupal_admin=(?!' . $planted . ')[^;]+/i', $raw, 'a fresh id replaces the planted one');
+
+        // The CSRF token seen before login is not the one after it.
+        $browser = new AdminBrowser($server->port);
+        [, $loginPage] = $browser->get('/login');
+        preg_match('/name="csrf" value="([0-9a-f]+)"/', $loginPage, $before);
+        $this->loggedIn2($browser);
+        [$status, $settings] = $browser->get('/settings');
+        $this->assertSame(200, $status);
+        preg_match('/name="csrf" value="([0-9a-f]+)"/', $settings, $after);
+        $this->assertNotSame($before[1], $after[1], 'the CSRF token is rotated at login');
+
+        // Logout expires the cookie in the browser, and the old session is gone.
+        [$status, , , $setCookies] = $browser->post('/logout', []);
+        $this->assertSame(303, $status);
+        $expired = array_filter($setCookies, static fn (string $l): bool => str_starts_with($l, 'drupal_admin=')
+            && (bool) preg_match('/expires=Thu, 01[- ]Jan[- ]1970|Max-Age=0/i', $l));
+        $this->assertNotEmpty($expired, 'logout expires the cookie: ' . implode(' | ', $setCookies));
+        $this->assertSame(303, $browser->get('/settings')[0]);
+
+        // Secure over HTTPS (here: behind a TLS proxy saying so).
+        [, , , $setCookies] = (new AdminBrowser($server->port, 'https'))->get('/login');
+        $this->assertMatchesRegularExpression('/;\s*secure/i', implode("\n", $setCookies));
+        [, , , $setCookies] = (new AdminBrowser($server->port))->get('/login');
+        $this->assertDoesNotMatchRegularExpression('/;\s*secure/i', implode("\n", $setCookies));
+
+        // Idle expiry (2 s here): a session left alone is logged out (well before its 6 s maximum).
+        $idle = new AdminBrowser($server->port);
+        $this->loggedIn2($idle);
+        $lastActivity = microtime(true);
+        while (microtime(true) < $lastActivity + 2.5) {
+            usleep(50_000);   // the condition is the idle time itself: no request may refresh it
+        }
+        $this->assertSame(303, $idle->getWithoutRefresh(), 'an idle session expires');
+
+        // Absolute expiry (6 s here): a session kept busy still ends.
+        $busy = new AdminBrowser($server->port);
+        $this->loggedIn2($busy);
+        $started = microtime(true);
+        do {
+            usleep(300_000);
+            $status = $busy->get('/settings')[0];
+        } while ($status === 200 && microtime(true) < $started + 30);
+        $this->assertSame(303, $status, 'a busy session ends at its absolute lifetime');
+        $this->assertGreaterThanOrEqual(6.0 - 1.0, microtime(true) - $started);
+
+        // Failed logins: after a few, the next attempt is refused at once (429, Retry-After),
+        // even with the right password, without a password check.
+        $attacker = new AdminBrowser($server->port);
+        $attacker->get('/login');
+        $statuses = [];
+        for ($i = 0; $i < 4; $i++) {
+            $statuses[] = $attacker->post('/login', ['name' => 'admin', 'password' => "wrong-{$i}"])[0];
+        }
+        $this->assertSame([200, 200, 200, 429], $statuses, 'the fourth attempt waits');
+        [$status, $body, $headers] = $attacker->post('/login', ['name' => 'admin', 'password' => self::ADMIN_PASSWORD]);
+        $this->assertSame(429, $status, 'refused while throttled, before any password check');
+        $this->assertGreaterThan(0, (int) ($headers['retry-after'] ?? 0));
+        $this->assertStringContainsString('Too many failed logins', $body);
+
+        // A page script reached directly (not through the router) refuses to run.
+        exec(escapeshellarg(PHP_BINARY) . ' ' . escapeshellarg(self::SAMPLES . '/drupal-site/web/pages/settings.php') . ' 2>&1', $out, $code);
+        $this->assertSame(1, $code);
+        $this->assertStringContainsString('runs only through the admin site', implode("\n", $out));
+    }
+
+    private function loggedIn2(AdminBrowser $browser): void
+    {
+        $browser->get('/login');
+        [$status] = $browser->post('/login', ['name' => 'admin', 'password' => self::ADMIN_PASSWORD]);
+        $this->assertSame(303, $status, 'logged in');
+    }
 }
 
 /** A cookie-keeping HTTP client for the admin site, reading each form's CSRF token as a browser does. */
@@ -250,6 +350,12 @@ final class AdminBrowser
             $this->get($path);
         }
         return $this->send('POST', $path, http_build_query(['csrf' => $this->csrf] + $fields));
+    }
+
+    /** GET /settings, whose status tells whether the session is still valid. */
+    public function getWithoutRefresh(): int
+    {
+        return $this->send('GET', '/settings', null)[0];
     }
 
     public function hasCookie(string $name): bool

@@ -58,6 +58,42 @@ final class Admin
         $this->db->exec('PRAGMA journal_mode = WAL');
         $this->db->exec('CREATE TABLE IF NOT EXISTS admin_settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
         $this->db->exec('CREATE TABLE IF NOT EXISTS admin_account (name TEXT PRIMARY KEY, password_hash TEXT NOT NULL)');
+        $this->db->exec('CREATE TABLE IF NOT EXISTS admin_login_failures (key TEXT PRIMARY KEY, failures INTEGER NOT NULL, blocked_until INTEGER NOT NULL)');
+    }
+
+    /** Failed logins allowed before each further one makes the next wait (5, 10, 20 … s, at most 15 min). */
+    private const FREE_FAILURES = 3;
+
+    /** @return list<string> the throttle keys of one attempt: per client and per account */
+    private static function throttleKeys(string $client, string $name): array
+    {
+        return ['client:' . $client, 'account:' . mb_strtolower($name)];
+    }
+
+    /** Seconds to wait before this client or account may try again (0: it may now). */
+    public function loginThrottle(string $client, string $name): int
+    {
+        $stmt = $this->db->prepare('SELECT MAX(blocked_until) FROM admin_login_failures WHERE key IN (?, ?)');
+        $stmt->execute(self::throttleKeys($client, $name));
+        return max(0, (int) $stmt->fetchColumn() - time());
+    }
+
+    public function loginFailed(string $client, string $name): void
+    {
+        $read = $this->db->prepare('SELECT failures FROM admin_login_failures WHERE key = ?');
+        $write = $this->db->prepare('INSERT INTO admin_login_failures (key, failures, blocked_until) VALUES (?, ?, ?)
+            ON CONFLICT(key) DO UPDATE SET failures = excluded.failures, blocked_until = excluded.blocked_until');
+        foreach (self::throttleKeys($client, $name) as $key) {
+            $read->execute([$key]);
+            $failures = (int) $read->fetchColumn() + 1;
+            $delay = $failures < self::FREE_FAILURES ? 0 : min(900, 5 * 2 ** ($failures - self::FREE_FAILURES));
+            $write->execute([$key, $failures, time() + $delay]);
+        }
+    }
+
+    public function loginSucceeded(string $client, string $name): void
+    {
+        $this->db->prepare('DELETE FROM admin_login_failures WHERE key IN (?, ?)')->execute(self::throttleKeys($client, $name));
     }
 
     public function database(): string

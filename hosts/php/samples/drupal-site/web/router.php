@@ -51,10 +51,30 @@ try {
     page('Error', '<p class="error">The site cannot start: its state folder is not private. The server log says which and why.</p>');
     return true;
 }
+// Admin sessions (issue 28): only ids this site issued (strict mode); Secure over HTTPS
+// (directly or behind a TLS proxy); an idle and an absolute lifetime, in seconds.
+const ADMIN_SITE_ROUTER = true;   // the page scripts run only when this router includes them
+$https = (($_SERVER['HTTPS'] ?? '') !== '' && $_SERVER['HTTPS'] !== 'off')
+    || strtolower((string) ($_SERVER['HTTP_X_FORWARDED_PROTO'] ?? '')) === 'https';
+$idleSeconds = max(1, (int) (getenv('ADMIN_SITE_SESSION_IDLE') ?: 1800));
+$maxSeconds = max(1, (int) (getenv('ADMIN_SITE_SESSION_MAX') ?: 8 * 3600));
+ini_set('session.use_strict_mode', '1');
+ini_set('session.use_only_cookies', '1');
+ini_set('session.gc_maxlifetime', (string) $maxSeconds);
 session_save_path($sessions);
 session_name('drupal_admin');
-session_set_cookie_params(['httponly' => true, 'samesite' => 'Strict', 'path' => '/']);
+session_set_cookie_params(['httponly' => true, 'samesite' => 'Strict', 'path' => '/', 'secure' => $https]);
 session_start();
+if (isset($_SESSION['admin'])) {
+    $now = time();
+    if ($now - (int) ($_SESSION['last_seen'] ?? 0) > $idleSeconds || $now - (int) ($_SESSION['login_at'] ?? 0) > $maxSeconds) {
+        $_SESSION = [];
+        session_regenerate_id(true);   // the expired id is gone from the server, not only emptied
+        $_SESSION['flash'][] = ['error', 'Your session expired; log in again.'];
+    } else {
+        $_SESSION['last_seen'] = $now;
+    }
+}
 header('X-Frame-Options: DENY');
 header("Content-Security-Policy: default-src 'self'");
 header('Referrer-Policy: no-referrer');
@@ -71,7 +91,12 @@ try {
         return true;
     }
     if ($path === '/logout' && $method === 'POST') {
+        $_SESSION = [];
         session_destroy();
+        // The browser drops the cookie too (expired, same attributes as when it was set).
+        $params = session_get_cookie_params();
+        setcookie(session_name(), '', ['expires' => 1, 'path' => $params['path'], 'secure' => $params['secure'],
+            'httponly' => true, 'samesite' => 'Strict']);
         redirect('/login');
     }
     if ($path === '/login') {

@@ -4,6 +4,13 @@ declare(strict_types=1);
 
 namespace ScimSamples\DrupalSite\Web;
 
+// Only through router.php (its session, CSRF and login checks): never as a script of its own.
+if (!defined('ADMIN_SITE_ROUTER')) {
+    http_response_code(404);
+    echo "This page runs only through the admin site's router (router.php).\n";
+    exit(1);
+}
+
 use ScimProvisioner\GuestTrapException;
 use ScimProvisioner\ProvisioningException;
 
