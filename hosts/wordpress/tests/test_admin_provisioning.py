@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
@@ -170,10 +168,6 @@ def test_sync_now_shows_the_plan_and_sends_only_when_confirmed(admin: WpAdmin, p
         assert peer.user_by_name(name) is not None, name
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "ClientService::runSync drains the outbox before it checks the deletion threshold, so deactivations queued by "
-    "role changes are sent although the plan counted them and the admin did not allow more than the threshold "
-    "(and the result says 0 deactivated); remove this marker once ClientService checks the threshold first"))
 def test_sync_now_stops_at_the_deletion_threshold_unless_allowed(admin: WpAdmin, peer):
     a, site = admin, admin.site
     configure(site, base_url=peer.base_url, auth="bearer", token=peer.token, automatic=False, scope_roles=[],
