@@ -104,6 +104,33 @@ final class SampleSecurityTest extends TestCase
         }
     }
 
+    /** Finding 1: seed-demo works in a fresh mkdtemp folder (not /tmp/scim-php-demo-<pid>), its files 0600. */
+    public function testSeedDemoKeepsItsStateInAFreshPrivateFolder(): void
+    {
+        $process = proc_open([PHP_BINARY, self::SAMPLES . '/seed-demo', '--keep'], [0 => ['file', '/dev/null', 'r'], 1 => ['pipe', 'w'], 2 => ['redirect', 1]], $pipes, null, PhpServer::baseEnv());
+        $out = (string) stream_get_contents($pipes[1]);
+        fclose($pipes[1]);
+        $this->assertSame(0, proc_close($process), $out);
+        $this->assertSame(1, preg_match('#serving SCIM from (\S+)/joomla\.db#', $out, $m), $out);
+        $dir = $m[1];
+        try {
+            $this->assertMatchesRegularExpression('#/scim-php-demo-[0-9a-f]{16}$#', $dir, 'a random name, not the pid');
+            $this->assertSame(0o700, fileperms($dir) & 0o777);
+            $files = glob("{$dir}/*") ?: [];
+            $this->assertNotEmpty($files);
+            foreach ($files as $file) {
+                if (is_file($file)) {
+                    $this->assertSame(0o600, fileperms($file) & 0o777, basename($file));
+                }
+            }
+        } finally {
+            foreach (glob("{$dir}/*") ?: [] as $file) {
+                @unlink($file);
+            }
+            @rmdir($dir);
+        }
+    }
+
     /**
      * Finding 1: the admin site refuses a state folder another user owns or others can write
      * (where they could plant an admin row, a session or native code), and creates its
