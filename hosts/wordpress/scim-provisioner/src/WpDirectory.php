@@ -5,7 +5,7 @@ declare(strict_types=1);
 namespace ScimProvisioner\WordPress;
 
 use ScimProvisioner\CmsUser;
-use ScimProvisioner\Directory;
+use ScimProvisioner\PasswordHashingDirectory;
 use ScimProvisioner\DirectoryException;
 use ScimProvisioner\QueryPage;
 use ScimProvisioner\ResourceKind;
@@ -33,7 +33,9 @@ use ScimProvisioner\StoredResource;
  *
  * **Passwords**: a `password` in the resource is set with WordPress's own hashing
  * (wp_insert_user / wp_set_password: wp_hash_password), then removed from the stored JSON.
- * It is never stored as sent and never returned.
+ * It is never stored as sent and never returned. Being a {@see PasswordHashingDirectory} is
+ * what makes the library declare `directory.hashes_passwords` to the component, which hands
+ * a password to no other kind of directory.
  *
  * **Groups are the plugin's own table** (`{prefix}scim_groups` with a membership index),
  * not WordPress roles: a role is a set of capabilities, so turning an identity provider's
@@ -47,7 +49,7 @@ use ScimProvisioner\StoredResource;
  * Writes run in a transaction with the resource's row locked, so If-Match versions hold
  * under concurrent requests.
  */
-final class WpDirectory implements Directory
+final class WpDirectory implements PasswordHashingDirectory
 {
     public const META_ID = '_scim_server_id';
     public const META_VERSION = '_scim_server_version';
@@ -110,6 +112,13 @@ final class WpDirectory implements Directory
         return $this->transaction(
             fn (): StoredResource => $this->replaceUser($id, $value, $password, $cms, $ifVersion)
         );
+    }
+
+    /** Whether $password is the one WordPress holds (hashed) for the login $userName. */
+    public function verifyPassword(string $userName, string $password): bool
+    {
+        $user = get_user_by('login', $userName);
+        return $user instanceof \WP_User && wp_check_password($password, $user->user_pass, $user->ID);
     }
 
     public function delete(ResourceKind $kind, string $id): bool
