@@ -138,38 +138,8 @@ final class PdoSqliteDirectory implements PasswordHashingDirectory
         } else {
             $stmt = $this->pdo->query("{$cols} ORDER BY rowid");
         }
-        $rows = [];
-        $resources = [];
-        foreach ($stmt->fetchAll(\PDO::FETCH_ASSOC) as $row) {
-            $stored = self::stored($row);
-            $json = json_decode($stored->json, true);
-            if (!is_array($json)) {
-                throw new DirectoryException('other', "stored JSON of {$stored->id} is invalid");
-            }
-            $json['id'] = $stored->id;
-            $json['meta'] = [
-                'resourceType' => $kind === ResourceKind::User ? 'User' : 'Group',
-                'created' => $stored->created,
-                'lastModified' => $stored->lastModified,
-                'version' => $stored->version,
-            ];
-            $rows[] = $stored;
-            $resources[] = $json;
-        }
-        $page = $this->runtime->select(
-            $search->filter,
-            $search->sortBy,
-            $search->sortDescending,
-            $search->startIndex,
-            $search->count,
-            $resources,
-        );
-        $out = [];
-        foreach ($page['indices'] as $i) {
-            $out[] = $rows[$i]
-                ?? throw new DirectoryException('other', "the filter engine returned an unknown index {$i}");
-        }
-        return new QueryPage($page['total'], $out);
+        $candidates = array_map(self::stored(...), $stmt->fetchAll(\PDO::FETCH_ASSOC));
+        return $this->runtime->selectStored($kind, $search, $candidates);
     }
 
     /**

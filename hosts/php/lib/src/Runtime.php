@@ -127,6 +127,49 @@ final class Runtime
     }
 
     /**
+     * A directory's query answered over stored candidates: each candidate's JSON, with its
+     * `id` and `meta`, goes through {@see select()}, and the page comes back as the candidates
+     * themselves. Every PHP directory (the SQLite one, WordPress's) filters this one way.
+     *
+     * @param list<StoredResource> $candidates the resources the search may match, in the
+     *     directory's own order
+     * @throws DirectoryException `invalid-filter` when the filter does not parse; `other`
+     *     when a stored resource's JSON is damaged
+     */
+    public function selectStored(ResourceKind $kind, Search $search, array $candidates): QueryPage
+    {
+        $resources = [];
+        foreach ($candidates as $stored) {
+            $json = json_decode($stored->json, true);
+            if (!is_array($json)) {
+                throw new DirectoryException('other', "the stored JSON of {$stored->id} is not valid");
+            }
+            $json['id'] = $stored->id;
+            $json['meta'] = [
+                'resourceType' => $kind === ResourceKind::User ? 'User' : 'Group',
+                'created' => $stored->created,
+                'lastModified' => $stored->lastModified,
+                'version' => $stored->version,
+            ];
+            $resources[] = $json;
+        }
+        $page = $this->select(
+            $search->filter,
+            $search->sortBy,
+            $search->sortDescending,
+            $search->startIndex,
+            $search->count,
+            $resources,
+        );
+        $out = [];
+        foreach ($page['indices'] as $i) {
+            $out[] = $candidates[$i]
+                ?? throw new DirectoryException('other', "the filter engine returned an unknown index {$i}");
+        }
+        return new QueryPage($page['total'], $out);
+    }
+
+    /**
      * Evaluates a SCIM filter, sort and page over resources with the component's own filter
      * engine, so a PHP directory never disagrees with the guest.
      *

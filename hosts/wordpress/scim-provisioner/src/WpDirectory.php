@@ -769,35 +769,7 @@ final class WpDirectory implements PasswordHashingDirectory
      */
     private function select(ResourceKind $kind, Search $search, array $candidates): QueryPage
     {
-        $resources = [];
-        foreach ($candidates as $stored) {
-            $json = json_decode($stored->json, true);
-            if (!is_array($json)) {
-                throw new DirectoryException('other', "the stored JSON of {$stored->id} is not valid");
-            }
-            $json['id'] = $stored->id;
-            $json['meta'] = [
-                'resourceType' => $kind === ResourceKind::User ? 'User' : 'Group',
-                'created' => $stored->created,
-                'lastModified' => $stored->lastModified,
-                'version' => $stored->version,
-            ];
-            $resources[] = $json;
-        }
-        $page = $this->runtime->select(
-            $search->filter,
-            $search->sortBy,
-            $search->sortDescending,
-            $search->startIndex,
-            $search->count,
-            $resources,
-        );
-        $out = [];
-        foreach ($page['indices'] as $i) {
-            $out[] = $candidates[$i]
-                ?? throw new DirectoryException('other', "the filter engine returned an unknown index {$i}");
-        }
-        return new QueryPage($page['total'], $out);
+        return $this->runtime->selectStored($kind, $search, $candidates);
     }
 
     /**
