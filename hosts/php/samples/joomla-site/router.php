@@ -24,7 +24,7 @@ declare(strict_types=1);
  * SCIM_PROVISIONER_WASM (default: the repository's builds).
  */
 
-require __DIR__ . '/../../lib/autoload.php';
+require __DIR__ . '/../autoload.php';
 
 use ScimProvisioner\GuestTrapException;
 use ScimProvisioner\PdoSqliteDirectory;

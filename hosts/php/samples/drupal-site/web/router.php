@@ -15,7 +15,7 @@ declare(strict_types=1);
  * token; every page but /login needs the admin session (cookie HttpOnly, SameSite=Strict).
  */
 
-require __DIR__ . '/../../../lib/autoload.php';
+require __DIR__ . '/../../autoload.php';
 require __DIR__ . '/../src/Site.php';
 require __DIR__ . '/Admin.php';
 require __DIR__ . '/views.php';
