@@ -14,8 +14,11 @@
 //! - A directory that cannot be created or written only costs a compile: the component is
 //!   compiled in memory and the load still succeeds.
 //!
-//! Trust: a `.cwasm` is native code, which wasmtime maps and runs. The cache directory must
-//! not be writable by anyone the host does not trust.
+//! Trust: a `.cwasm` is native code, which wasmtime maps and runs, so whoever can write the
+//! cache directory can run code as the host. A directory this module creates is private
+//! (0700); one that exists and belongs to another user, or that its group or others can
+//! write, is not used at all: the component is compiled in memory, and [`CacheInfo::refused`]
+//! says why, for the host to warn.
 
 use std::hash::Hasher;
 use std::io::Write;
@@ -41,6 +44,9 @@ pub struct CacheInfo {
     pub replaced_unusable: bool,
     /// How long the load took, reading the `.wasm` and any compile included.
     pub elapsed: Duration,
+    /// Why the cache directory was not trusted (another user's, or writable by others), when
+    /// it was not: the component was compiled in memory and nothing was read or written.
+    pub refused: Option<String>,
 }
 
 impl std::fmt::Display for CacheInfo {
@@ -62,10 +68,13 @@ impl std::fmt::Display for CacheInfo {
                 }
                 Ok(())
             }
-            (None, _) => write!(
-                f,
-                "compiled in {ms:.1} ms, not cached (the cache directory cannot be written)"
-            ),
+            (None, _) => match &self.refused {
+                Some(why) => write!(f, "compiled in {ms:.1} ms, not cached ({why})"),
+                None => write!(
+                    f,
+                    "compiled in {ms:.1} ms, not cached (the cache directory cannot be written)"
+                ),
+            },
         }
     }
 }
@@ -106,6 +115,19 @@ pub fn load_bytes(
     dir: &Path,
 ) -> anyhow::Result<(Component, CacheInfo)> {
     let started = Instant::now();
+    if let Err(why) = trusted_dir(dir) {
+        let component = Component::new(engine, wasm)
+            .map_err(anyhow::Error::from)
+            .context("compiling the component")?;
+        let info = CacheInfo {
+            file: None,
+            from_cache: false,
+            replaced_unusable: false,
+            elapsed: started.elapsed(),
+            refused: Some(why),
+        };
+        return Ok((component, info));
+    }
     let file = dir.join(cache_file_name(engine, name, wasm));
     let mut replaced_unusable = false;
     if file.is_file() {
@@ -120,6 +142,7 @@ pub fn load_bytes(
                     from_cache: true,
                     replaced_unusable: false,
                     elapsed: started.elapsed(),
+                    refused: None,
                 };
                 return Ok((component, info));
             }
@@ -141,6 +164,7 @@ pub fn load_bytes(
         from_cache: false,
         replaced_unusable,
         elapsed: started.elapsed(),
+        refused: None,
     };
     Ok((component, info))
 }
@@ -173,12 +197,58 @@ impl Hasher for Sha256Hasher {
     }
 }
 
+/// Whether `dir` may hold native code this process runs: it does not exist yet (it will be
+/// created private), or it belongs to this process's user and neither its group nor others
+/// can write it. The error says why not, in words for a log.
+#[cfg(unix)]
+fn trusted_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = match std::fs::metadata(dir) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(format!(
+                "the cache directory {} cannot be read: {e}",
+                dir.display()
+            ));
+        }
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(format!(
+            "the cache directory {} belongs to another user (uid {}), so its files are not trusted",
+            dir.display(),
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(format!(
+            "the cache directory {} can be written by its group or others (mode {:o}), so its files are not trusted",
+            dir.display(),
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn trusted_dir(_dir: &Path) -> Result<(), String> {
+    Ok(())
+}
+
 /// Writes `bytes` to `file` through a temporary file in `dir`, flushed to disk, and a
 /// rename; false when anything fails (the temporary file is then removed).
 fn write_atomically(dir: &Path, file: &Path, bytes: &[u8]) -> bool {
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    if std::fs::create_dir_all(dir).is_err() {
-        return false;
+    if !dir.is_dir() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        if builder.create(dir).is_err() {
+            return false;
+        }
     }
     let tmp = dir.join(format!(
         ".{}.{}.{}.tmp",
@@ -317,6 +387,33 @@ mod tests {
             assert!(then.from_cache, "the rewritten file loads");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_directory_others_can_write_is_not_trusted_and_a_new_one_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let engine = crate::engine().unwrap();
+        // A planted file in a directory anyone can write is neither loaded nor replaced.
+        let shared = temp_dir("shared");
+        std::fs::create_dir_all(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let planted = shared.join(cache_file_name(&engine, "c", EMPTY_COMPONENT));
+        std::fs::write(&planted, b"planted").unwrap();
+        let (_, info) = load_bytes(&engine, "c", EMPTY_COMPONENT, &shared).unwrap();
+        assert!(!info.from_cache && info.file.is_none(), "{info:?}");
+        let why = info.refused.clone().unwrap_or_default();
+        assert!(why.contains("group or others"), "{why}");
+        assert!(info.to_string().contains("not cached"), "{info}");
+        assert_eq!(std::fs::read(&planted).unwrap(), b"planted", "left alone");
+        let _ = std::fs::remove_dir_all(&shared);
+        // A directory the cache creates is the user's alone.
+        let fresh = temp_dir("fresh").join("cache");
+        let (_, info) = load_bytes(&engine, "c", EMPTY_COMPONENT, &fresh).unwrap();
+        assert!(info.file.is_some() && info.refused.is_none(), "{info:?}");
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        let _ = std::fs::remove_dir_all(fresh.parent().unwrap());
     }
 
     #[test]
