@@ -263,13 +263,7 @@ impl DeclaredSchema {
         drop: &impl Fn(Mutability) -> bool,
         removed: &mut Vec<String>,
     ) -> Map<String, Value> {
-        let label = |name: &str| {
-            if prefix.is_empty() {
-                name.to_string()
-            } else {
-                format!("{prefix}:{name}")
-            }
-        };
+        let label = |name: &str| attribute_label(prefix, name);
         let mut out = Map::new();
         for (key, value) in obj {
             if drop(self.mutability(urn, key, None)) {
@@ -329,13 +323,7 @@ impl DeclaredSchema {
                            prefix: &str,
                            old: Option<&Map<String, Value>>,
                            new: &Map<String, Value>| {
-            let label = |name: &str| {
-                if prefix.is_empty() {
-                    name.to_string()
-                } else {
-                    format!("{prefix}:{name}")
-                }
-            };
+            let label = |name: &str| attribute_label(prefix, name);
             for (key, value) in new {
                 let was = old.and_then(|o| get_ci(o, key));
                 if self.mutability(urn, key, None) == Mutability::Immutable {
@@ -673,6 +661,15 @@ fn declared_attribute(a: &Value) -> Option<DeclaredAttribute> {
     })
 }
 
+/// How an attribute is named in a warning: `name`, or `prefix:name` inside an extension.
+fn attribute_label(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}:{name}")
+    }
+}
+
 /// The members of `obj` that `attrs` declares, each complex value cut to its declared
 /// sub-attributes; what is dropped goes to `left_out` as `prefix…attr[.sub]`.
 fn shape_attributes(
@@ -681,13 +678,7 @@ fn shape_attributes(
     prefix: &str,
     left_out: &mut Vec<String>,
 ) -> Map<String, Value> {
-    let label = |name: &str| {
-        if prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{prefix}:{name}")
-        }
-    };
+    let label = |name: &str| attribute_label(prefix, name);
     let mut out = Map::new();
     for (key, value) in obj {
         let Some(attr) = attrs.get(&key.to_ascii_lowercase()) else {

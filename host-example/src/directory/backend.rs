@@ -192,13 +192,7 @@ impl DirectoryBackend for SqliteDirectory {
         json: &str,
         cms: Option<&CmsUser>,
     ) -> Result<StoredResource, DirectoryError> {
-        let mut value: Value = serde_json::from_str(json)
-            .map_err(|e| DirectoryError::Other(format!("invalid JSON: {e}")))?;
-        // Hashed before the write lock is taken: argon2id is slow on purpose.
-        let hash = take_password(kind, &mut value)
-            .map(|p| hash_password(&p))
-            .transpose()?;
-        let stripped = hash.as_ref().map(|_| value.to_string());
+        let (value, hash, stripped) = parse_hashing_password(kind, json)?;
         let json = stripped.as_deref().unwrap_or(json);
         let key = unique_key(kind, &value);
         let external = value.get("externalId").and_then(Value::as_str);
@@ -237,12 +231,7 @@ impl DirectoryBackend for SqliteDirectory {
         cms: Option<&CmsUser>,
         if_version: Option<&str>,
     ) -> Result<StoredResource, DirectoryError> {
-        let mut value: Value = serde_json::from_str(json)
-            .map_err(|e| DirectoryError::Other(format!("invalid JSON: {e}")))?;
-        let hash = take_password(kind, &mut value)
-            .map(|p| hash_password(&p))
-            .transpose()?;
-        let stripped = hash.as_ref().map(|_| value.to_string());
+        let (value, hash, stripped) = parse_hashing_password(kind, json)?;
         let json = stripped.as_deref().unwrap_or(json);
         // Without a password in the resource the stored hash stays: the component hands
         // over only a password the request sets (`directory.hashes_passwords`).
@@ -387,4 +376,20 @@ fn set_password_hash(tx: &Transaction<'_>, id: &str, hash: &str) -> Result<(), D
     .and_then(|mut stmt| stmt.execute(params![id, hash]))
     .map_err(db_err)?;
     Ok(())
+}
+
+/// A written resource's JSON parsed, with its password (if any) taken out and hashed, and
+/// the JSON to store when one was taken out. Hashed before the write lock is taken:
+/// argon2id is slow on purpose.
+fn parse_hashing_password(
+    kind: ResourceKind,
+    json: &str,
+) -> Result<(Value, Option<String>, Option<String>), DirectoryError> {
+    let mut value: Value = serde_json::from_str(json)
+        .map_err(|e| DirectoryError::Other(format!("invalid JSON: {e}")))?;
+    let hash = take_password(kind, &mut value)
+        .map(|p| hash_password(&p))
+        .transpose()?;
+    let stripped = hash.as_ref().map(|_| value.to_string());
+    Ok((value, hash, stripped))
 }
