@@ -86,11 +86,7 @@ final class Html
      */
     public static function table(string $id, array $headers, array $rows): string
     {
-        $html = sprintf('<table class="widefat striped" id="%s"><thead><tr>', esc_attr($id));
-        foreach ($headers as $header) {
-            $html .= '<th>' . esc_html($header) . '</th>';
-        }
-        $html .= '</tr></thead><tbody>';
+        $html = self::tableHead($id, $headers);
         foreach ($rows as $row) {
             $html .= isset($row['user']) ? '<tr data-user="' . esc_attr($row['user']) . '">' : '<tr>';
             foreach ($row['cells'] as $cell) {
@@ -99,5 +95,20 @@ final class Html
             $html .= '</tr>';
         }
         return $html . '</tbody></table>';
+    }
+
+    /**
+     * A table's opening, its header row (escaped here) and `<tbody>`; the caller writes the
+     * rows (which may hold markup) and closes it with `</tbody></table>`.
+     *
+     * @param list<string> $headers
+     */
+    public static function tableHead(string $id, array $headers): string
+    {
+        $html = sprintf('<table class="widefat striped" id="%s"><thead><tr>', esc_attr($id));
+        foreach ($headers as $header) {
+            $html .= '<th>' . esc_html($header) . '</th>';
+        }
+        return $html . '</tr></thead><tbody>';
     }
 }

@@ -62,11 +62,7 @@ final class MappingTab
             __('Required', 'scim-provisioner'),
             __('Remove', 'scim-provisioner'),
         ];
-        echo '<table class="widefat striped" id="scim-rules"><thead><tr>';
-        foreach ($headers as $header) {
-            echo '<th>' . esc_html($header) . '</th>';
-        }
-        echo '</tr></thead><tbody>';
+        echo Html::tableHead('scim-rules', $headers);
         $rows[] = ['target' => '', 'kind' => 'source', 'value' => '', 'transform' => '', 'new' => true];
         foreach (array_values($rows) as $i => $row) {
             echo self::ruleRow($i, $row, isset($rowErrors[$i]) ? (string) $rowErrors[$i] : null);

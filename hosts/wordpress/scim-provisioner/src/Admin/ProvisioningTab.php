@@ -230,16 +230,12 @@ final class ProvisioningTab
             echo '<p id="scim-plan-message">' . esc_html($plan['message']) . '</p>';
         }
         if ($plan['actions'] !== []) {
-            echo '<table class="widefat striped" id="scim-plan-rows"><thead><tr>';
             $headers = [
                 __('Action', 'scim-provisioner'),
                 __('User', 'scim-provisioner'),
                 __('Reason', 'scim-provisioner'),
             ];
-            foreach ($headers as $header) {
-                echo '<th>' . esc_html($header) . '</th>';
-            }
-            echo '</tr></thead><tbody>';
+            echo Html::tableHead('scim-plan-rows', $headers);
             foreach ($plan['actions'] as $action) {
                 $login = (string) ($action['user_login'] ?? '');
                 printf(

@@ -77,16 +77,12 @@ final class ServerTab
             echo '<p id="scim-created-users">' . esc_html__('None yet.', 'scim-provisioner') . '</p>';
             return;
         }
-        echo '<table class="widefat striped" id="scim-created-users"><thead><tr>';
         $headers = [
             __('User', 'scim-provisioner'),
             __('SCIM id', 'scim-provisioner'),
             __('Created', 'scim-provisioner'),
         ];
-        foreach ($headers as $header) {
-            echo '<th>' . esc_html($header) . '</th>';
-        }
-        echo '</tr></thead><tbody>';
+        echo Html::tableHead('scim-created-users', $headers);
         foreach ($users as $user) {
             printf(
                 '<tr data-user="%s"><td><a href="%s">%s</a></td><td><code>%s</code></td><td>%s</td></tr>',
