@@ -49,6 +49,9 @@ impl GuestConnector for ConnectorResource {
             wit::Auth::None => CoreAuth::None,
         };
         let allow_insecure_http = crate::config::insecure_http_allowed(&config.policy_json)?;
+        // With the policy's `oauth2` section, basic credentials are the OAuth 2.0 client's.
+        let auth =
+            crate::client::oauth2::auth_for_policy(auth, &config.policy_json, allow_insecure_http)?;
         let core = CoreConfig::with_insecure_http(
             &config.base_url,
             auth,

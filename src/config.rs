@@ -19,6 +19,9 @@ pub enum Auth {
     },
     /// No authentication.
     None,
+    /// OAuth 2.0 client credentials: a token from the token endpoint, sent as a bearer token
+    /// (built from `basic` and the policy's `oauth2` section; see `client::oauth2`).
+    OAuth2(crate::client::oauth2::ClientCredentials),
 }
 
 // Hand-written so that a token or password can never reach a log line through `{:?}`.
@@ -28,6 +31,7 @@ impl fmt::Debug for Auth {
             Auth::Bearer(_) => f.write_str("Bearer(<redacted>)"),
             Auth::Basic { username, .. } => write!(f, "Basic({username}, <redacted>)"),
             Auth::None => f.write_str("None"),
+            Auth::OAuth2(c) => write!(f, "OAuth2({c:?})"),
         }
     }
 }
@@ -41,6 +45,7 @@ impl Auth {
             Auth::Bearer(token) => out.push(token.clone()),
             Auth::Basic { password, .. } => out.push(password.clone()),
             Auth::None => {}
+            Auth::OAuth2(c) => out.extend(c.secrets()),
         }
         if let Some(header) = self.header_value()
             && let Some((_, encoded)) = header.split_once(' ')
@@ -59,7 +64,8 @@ impl Auth {
                 "Basic {}",
                 base64_encode(format!("{username}:{password}").as_bytes())
             )),
-            Auth::None => None,
+            // The transport asks the token endpoint (see `client::oauth2`).
+            Auth::None | Auth::OAuth2(_) => None,
         }
     }
 }
@@ -160,7 +166,7 @@ fn validate_base_url(raw: &str) -> Result<String, ProvisioningError> {
 
 /// The host of a plain `http://` base URL (already validated) when it is not loopback:
 /// `localhost`, `127.0.0.0/8` or `[::1]`. `None` for `https://` and loopback.
-fn remote_plain_http_host(base_url: &str) -> Option<String> {
+pub(crate) fn remote_plain_http_host(base_url: &str) -> Option<String> {
     let rest = base_url.strip_prefix("http://")?;
     let authority = rest.split('/').next().unwrap_or_default();
     let host = if let Some(v6) = authority.strip_prefix('[') {
@@ -226,7 +232,7 @@ fn validate_auth(auth: &Auth) -> Result<(), ProvisioningError> {
 }
 
 /// Standard base64 with padding (RFC 4648 §4), for HTTP basic auth.
-fn base64_encode(input: &[u8]) -> String {
+pub(crate) fn base64_encode(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {

@@ -143,6 +143,8 @@ const POLICY_KEYS: &[&str] = &[
     "listing",
     "allow_insecure_http",
     "directory",
+    // Read by `client::oauth2` when the connector opens.
+    "oauth2",
     "mapping",
     "extensions",
     "scope",

@@ -4,7 +4,8 @@
 //! in line after an event), `selection` (which operation a call does), `bulk` (many users
 //! at once), `groups` (CMS roles as SCIM Groups), `index` (the remote users listed once for
 //! a first sync), `resource` (helpers over remote resources), and the wire: `transport`
-//! (requests through the HTTP port), `response` (reading answers), `capabilities` (what
+//! (requests through the HTTP port, with `oauth2` getting the access token where the server
+//! wants one), `response` (reading answers), `capabilities` (what
 //! `/ServiceProviderConfig` says) and `bulk_wire` (Bulk request and response bodies).
 //! `fallback` learns how a server departs from the RFCs; `verdict` holds what the engine,
 //! the fallbacks, groups and bulk all conclude from answers, so none imports another for it.
@@ -18,6 +19,7 @@ pub mod engine;
 pub mod fallback;
 pub mod groups;
 pub mod index;
+pub mod oauth2;
 pub mod resource;
 pub mod response;
 pub mod selection;

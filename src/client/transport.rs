@@ -10,8 +10,9 @@ use crate::scim::text;
 pub use crate::scim::uri::encode_component;
 use crate::scim::uri::is_empty_or_dot_segment;
 
-use crate::config::ConnectorConfig;
-use crate::error::ProvisioningError;
+use super::oauth2::ClientCredentials;
+use crate::config::{Auth, ConnectorConfig};
+use crate::error::{ProvisioningError, TransportError};
 use crate::ports::{HttpPort, HttpRequest, HttpResponse, LogLevel, LogPort, Method};
 
 /// The SCIM media type (RFC 7644 §3.1).
@@ -74,10 +75,18 @@ impl<'a, H: HttpPort, L: LogPort> Transport<'a, H, L> {
             "Accept".to_string(),
             format!("{SCIM_JSON}, application/json"),
         )];
+        let oauth2 = match &self.config.auth {
+            Auth::OAuth2(credentials) => Some(credentials),
+            _ => None,
+        };
+        let mut access_token = match oauth2 {
+            Some(credentials) => Some(self.access_token(credentials)?),
+            None => None,
+        };
         if let Some(auth) = self.config.auth.header_value() {
             headers.push(("Authorization".to_string(), auth));
         }
-        let body = match body {
+        let mut body = match body {
             Some(v) => {
                 headers.push(("Content-Type".to_string(), SCIM_JSON.to_string()));
                 Some(text::json(v).into_bytes())
@@ -87,11 +96,66 @@ impl<'a, H: HttpPort, L: LogPort> Transport<'a, H, L> {
         for (name, value) in extra_headers {
             headers.push(((*name).to_string(), (*value).to_string()));
         }
+        // The body is kept for a retry only when there can be one.
+        let first_body = if oauth2.is_some() {
+            body.clone()
+        } else {
+            body.take()
+        };
+        let mut response =
+            self.exchange(&method, &url, &headers, first_body, access_token.as_deref());
+        // A 401 to a cached token means it expired or was revoked before its time: fetch a
+        // new one and try once more (a second 401 is the server's answer).
+        if let (Some(credentials), Some(refused), Ok(HttpResponse { status: 401, .. })) =
+            (oauth2, access_token.as_deref(), &response)
+        {
+            credentials.invalidate(refused);
+            self.log.log(
+                LogLevel::Info,
+                &format!(
+                    "{} {url} -> 401 with the cached access token; fetching a new one and \
+                     retrying once",
+                    method.as_str()
+                ),
+            );
+            access_token = Some(self.access_token(credentials)?);
+            response = self.exchange(&method, &url, &headers, body, access_token.as_deref());
+        }
+        let mut response = response.map_err(ProvisioningError::from)?;
+        // A server that echoes request headers (some HTML error pages do) must not smuggle
+        // our credentials into error messages and logs.
+        for secret in self.config.auth.secrets() {
+            response.body = redact(&response.body, secret.as_bytes());
+        }
+        Ok(response)
+    }
+
+    /// A token for this request, the token endpoint's request counted with the others.
+    fn access_token(&self, credentials: &ClientCredentials) -> Result<String, ProvisioningError> {
+        let token = credentials.access_token(self.http, self.log, self.config.timeout_ms)?;
+        self.requests
+            .set(self.requests.get().saturating_add(token.requests));
+        Ok(token.access_token)
+    }
+
+    /// One exchange, counted and logged (without its credentials).
+    fn exchange(
+        &self,
+        method: &Method,
+        url: &str,
+        headers: &[(String, String)],
+        body: Option<Vec<u8>>,
+        access_token: Option<&str>,
+    ) -> Result<HttpResponse, TransportError> {
+        let mut headers = headers.to_vec();
+        if let Some(token) = access_token {
+            headers.push(("Authorization".to_string(), format!("Bearer {token}")));
+        }
         let method_name = method.as_str();
         self.requests.set(self.requests.get().saturating_add(1));
         let result = self.http.send(HttpRequest {
-            method,
-            url: url.clone(),
+            method: method.clone(),
+            url: url.to_string(),
             headers,
             body,
             timeout_ms: self.config.timeout_ms,
@@ -105,13 +169,7 @@ impl<'a, H: HttpPort, L: LogPort> Transport<'a, H, L> {
                 .log
                 .log(LogLevel::Warn, &format!("{method_name} {url} failed: {e}")),
         }
-        let mut response = result.map_err(ProvisioningError::from)?;
-        // A server that echoes request headers (some HTML error pages do) must not smuggle
-        // our credentials into error messages and logs.
-        for secret in self.config.auth.secrets() {
-            response.body = redact(&response.body, secret.as_bytes());
-        }
-        Ok(response)
+        result
     }
 
     /// `GET` a relative path.
