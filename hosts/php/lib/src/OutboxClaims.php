@@ -1,0 +1,210 @@
+<?php
+
+declare(strict_types=1);
+
+namespace ScimProvisioner;
+
+/**
+ * How workers share one outbox table on MariaDB/MySQL or PostgreSQL: claiming a batch with a
+ * lease, and completing, failing, parking or releasing a claimed row. One implementation for
+ * the PHP library's {@see PdoOutbox} and the WordPress plugin's `$wpdb` outbox.
+ *
+ * The table's columns (any others are the caller's): `id` (ascending in enqueue order),
+ * `user_id`, `parked` (0/1), `next_attempt_at`, `claimed_by`, `claimed_until` (Unix seconds,
+ * the database's clock), `attempts`, `last_error`, `last_status`.
+ *
+ * **Exactly one holder, per-user order.** A row is claimable when it is its user's *head*:
+ * no older unparked row of the same user exists, whoever holds it. So a user with an event
+ * leased by one worker (or left by a worker that died, until its lease runs out) offers
+ * nothing to the others, and a user's next event becomes claimable only once the one before
+ * is completed (deleted) or parked. `FOR UPDATE SKIP LOCKED` then hands each head to one
+ * claiming transaction, which writes the lease (`claimed_by`, `claimed_until`) before it
+ * commits. The head test is never a locking read: under MariaDB a locking read with
+ * SKIP LOCKED would also skip the *older* row another worker is locking and take the newer
+ * one. On PostgreSQL heads are locked in the same statement (`FOR UPDATE OF o`, the subquery
+ * is read, not locked); on MariaDB a plain read picks a window of heads and a second,
+ * locking read takes the first unlocked ones among them. Being a head only ever becomes true
+ * by an older row's delete or park, which a read sees only once committed, so a stale read
+ * errs on the safe side.
+ *
+ * A worker's completion, failure and release are fenced by `claimed_by`: after its lease ran
+ * out and another worker took the row, a late answer from the first changes nothing.
+ */
+final class OutboxClaims
+{
+    /** Heads MariaDB's plain read offers per row wanted, so that workers claiming at once find different ones. */
+    private const WINDOW = 4;
+
+    private const TRIES = 5;
+
+    public function __construct(private readonly OutboxSql $db, private readonly string $table)
+    {
+        if (!preg_match('/^[A-Za-z_][A-Za-z0-9_]*$/', $table)) {
+            throw new InvalidArgumentException("the outbox table must be a plain SQL identifier, not {$table}");
+        }
+        if (!in_array($db->dialect(), ['mysql', 'pgsql'], true)) {
+            throw new InvalidArgumentException("outbox claims need MySQL/MariaDB or PostgreSQL, not {$db->dialect()}");
+        }
+    }
+
+    /** The database's clock, in Unix seconds: every worker's leases are measured on it. */
+    public function now(): int
+    {
+        $sql = $this->db->dialect() === 'pgsql'
+            ? 'SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) AS BIGINT) AS now'
+            : 'SELECT UNIX_TIMESTAMP() AS now';
+        return (int) ($this->db->select($sql)[0]['now'] ?? time());
+    }
+
+    /**
+     * Claims up to $limit due rows, at most one per user (its head), oldest first, for
+     * $leaseSeconds. Returns the rows as stored (every column), now held by $owner.
+     *
+     * @param list<int|string>|null $userIds only these users; null for all
+     * @return list<array<string, mixed>>
+     */
+    public function claim(
+        string $owner,
+        int $limit,
+        int $leaseSeconds,
+        ?array $userIds = null,
+        bool $ignoreRetryTimes = false,
+    ): array {
+        if ($limit < 1 || $userIds === []) {
+            return [];
+        }
+        if ($leaseSeconds < 1) {
+            throw new InvalidArgumentException('the lease must be at least one second');
+        }
+        if ($owner === '' || strlen($owner) > 64) {
+            throw new InvalidArgumentException('the claim owner must be 1 to 64 bytes');
+        }
+        for ($try = 1;; $try++) {
+            $this->db->begin();
+            try {
+                $rows = $this->claimIn($owner, $limit, $leaseSeconds, $userIds, $ignoreRetryTimes);
+                $this->db->commit();
+                return $rows;
+            } catch (\Throwable $e) {
+                $this->db->rollback();
+                if ($try >= self::TRIES || !$this->db->isRetryable($e)) {
+                    throw $e;
+                }
+                usleep(random_int(1000, 20000) * $try);
+            }
+        }
+    }
+
+    /**
+     * @param list<int|string>|null $userIds
+     * @return list<array<string, mixed>>
+     */
+    private function claimIn(
+        string $owner,
+        int $limit,
+        int $leaseSeconds,
+        ?array $userIds,
+        bool $ignoreRetryTimes,
+    ): array {
+        $t = $this->table;
+        $now = $this->now();
+        $where = 'o.parked = 0 AND o.claimed_until < ?';
+        $params = [$now];
+        if (!$ignoreRetryTimes) {
+            $where .= ' AND o.next_attempt_at <= ?';
+            $params[] = $now;
+        }
+        if ($userIds !== null) {
+            $where .= ' AND o.user_id IN (' . implode(', ', array_fill(0, count($userIds), '?')) . ')';
+            foreach ($userIds as $u) {
+                $params[] = is_int($u) ? $u : (string) $u;
+            }
+        }
+        $heads = "SELECT o.id FROM {$t} o WHERE {$where}
+            AND NOT EXISTS (SELECT 1 FROM {$t} p WHERE p.user_id = o.user_id AND p.parked = 0 AND p.id < o.id)
+            ORDER BY o.id LIMIT ?";
+        if ($this->db->dialect() === 'pgsql') {
+            $ids = self::ids($this->db->select("{$heads} FOR UPDATE OF o SKIP LOCKED", [...$params, $limit]));
+        } else {
+            $window = self::ids($this->db->select($heads, [...$params, $limit * self::WINDOW]));
+            if ($window === []) {
+                return [];
+            }
+            $ids = self::ids($this->db->select(
+                "SELECT id FROM {$t} WHERE id IN (" . implode(', ', $window) . ')
+                 AND parked = 0 AND claimed_until < ? ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED',
+                [$now, $limit],
+            ));
+        }
+        if ($ids === []) {
+            return [];
+        }
+        $in = implode(', ', $ids);
+        $this->db->execute(
+            "UPDATE {$t} SET claimed_by = ?, claimed_until = ? WHERE id IN ({$in})",
+            [$owner, $now + $leaseSeconds],
+        );
+        return $this->db->select("SELECT * FROM {$t} WHERE id IN ({$in}) ORDER BY id");
+    }
+
+    /** Removes a delivered row, if $owner still holds it; false when it no longer did. */
+    public function complete(int $id, string $owner): bool
+    {
+        return $this->db->execute("DELETE FROM {$this->table} WHERE id = ? AND claimed_by = ?", [$id, $owner]) === 1;
+    }
+
+    /**
+     * Records a failed attempt and releases the claim: the row is due again at $nextAttemptAt,
+     * or parked (out of the queue, its user's next row becomes the head) when $park.
+     */
+    public function fail(
+        int $id,
+        string $owner,
+        int $attempts,
+        int $nextAttemptAt,
+        string $error,
+        ?int $status,
+        bool $park,
+    ): bool {
+        return $this->db->execute(
+            "UPDATE {$this->table} SET attempts = ?, next_attempt_at = ?, last_error = ?, last_status = ?,
+                parked = ?, claimed_by = NULL, claimed_until = 0
+             WHERE id = ? AND claimed_by = ?",
+            [$attempts, $nextAttemptAt, $error, $status, $park ? 1 : 0, $id, $owner],
+        ) === 1;
+    }
+
+    /** Gives a row back without counting an attempt (the worker could not start on it). */
+    public function release(int $id, string $owner): bool
+    {
+        return $this->db->execute(
+            "UPDATE {$this->table} SET claimed_by = NULL, claimed_until = 0 WHERE id = ? AND claimed_by = ?",
+            [$id, $owner],
+        ) === 1;
+    }
+
+    /** Extends the lease of the rows $owner holds (a long batch), to now + $leaseSeconds; returns how many it holds. */
+    public function extend(string $owner, int $leaseSeconds): int
+    {
+        $now = $this->now();
+        $this->db->execute(
+            "UPDATE {$this->table} SET claimed_until = ? WHERE claimed_by = ? AND claimed_until >= ?",
+            [$now + $leaseSeconds, $owner, $now],
+        );
+        // Counted, not taken from the UPDATE: MySQL counts only rows whose value changed.
+        $rows = $this->db->select(
+            "SELECT COUNT(*) AS held FROM {$this->table} WHERE claimed_by = ? AND claimed_until >= ?",
+            [$owner, $now],
+        );
+        return (int) ($rows[0]['held'] ?? 0);
+    }
+
+    /**
+     * @param list<array<string, mixed>> $rows
+     * @return list<int>
+     */
+    private static function ids(array $rows): array
+    {
+        return array_map(static fn (array $r): int => (int) $r['id'], $rows);
+    }
+}
