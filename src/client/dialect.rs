@@ -737,6 +737,9 @@ pub struct Dialect {
     /// Attributes already warned about: one warning per attribute, kept in the document
     /// so that later sessions do not warn again.
     pub warned: BTreeSet<String>,
+    /// The adaptive rate control's last good setting for this server, kept for the host
+    /// (`client::rate`; the component itself sends one request at a time and never reads it).
+    pub rate: Option<crate::client::rate::RateSetting>,
 }
 
 impl Dialect {
@@ -751,6 +754,7 @@ impl Dialect {
             "pagingUnusable": self.paging_unusable,
             "findings": self.findings,
             "warned": self.warned,
+            "rate": self.rate,
         })
         .to_string()
     }
@@ -798,6 +802,7 @@ impl Dialect {
                         .collect()
                 })
                 .unwrap_or_default(),
+            rate: crate::client::rate::remembered(document),
         })
     }
 
@@ -948,6 +953,11 @@ mod tests {
             paging_unusable: false,
             findings: vec!["filters: ignored".into()],
             warned: BTreeSet::from(["emails.primary".to_string()]),
+            rate: Some(crate::client::rate::RateSetting {
+                concurrency: 3,
+                requests_per_second: Some(45),
+                bulk_size: Some(20),
+            }),
         };
         let back = Dialect::from_document(&dialect.to_document()).unwrap();
         assert_eq!(back, dialect);

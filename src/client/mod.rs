@@ -3,7 +3,8 @@
 //! Files: `connector` (one server, its policy and the read-side calls), `engine` (one user
 //! in line after an event), `selection` (which operation a call does), `bulk` (many users
 //! at once), `groups` (CMS roles as SCIM Groups), `index` (the remote users listed once for
-//! a first sync), `resource` (helpers over remote resources), and the wire: `transport`
+//! a first sync), `rate` (adaptive rate control per target, which hosts run around their
+//! requests), `resource` (helpers over remote resources), and the wire: `transport`
 //! (requests through the HTTP port, with `oauth2` getting the access token where the server
 //! wants one), `response` (reading answers), `capabilities` (what
 //! `/ServiceProviderConfig` says) and `bulk_wire` (Bulk request and response bodies).
@@ -20,6 +21,7 @@ pub mod fallback;
 pub mod groups;
 pub mod index;
 pub mod oauth2;
+pub mod rate;
 pub mod resource;
 pub mod response;
 pub mod selection;
