@@ -17,6 +17,9 @@ pub fn describe_error(error: &ProvisioningError) -> String {
         ProvisioningError::Transport(t) => match &t.error {
             T::Denied(m) => format!("request refused by the host: {m}"),
             T::InvalidUrl(m) => format!("invalid URL: {m}"),
+            T::CannotConnect(m) if m.starts_with(OAUTH2_TOKEN_ENDPOINT) => {
+                format!("cannot connect to the {m}; check the token URL")
+            }
             T::CannotConnect(m) => {
                 format!(
                     "cannot connect to the SCIM server ({m}); check the base URL and that the server is running"
@@ -26,6 +29,19 @@ pub fn describe_error(error: &ProvisioningError) -> String {
             T::Timeout => "the SCIM server did not answer in time".into(),
             T::Other(m) => format!("transport failure: {m}"),
         },
+        // The component names the token endpoint first in what went wrong there.
+        ProvisioningError::Scim(e)
+            if e.detail
+                .as_deref()
+                .is_some_and(|d| d.starts_with(OAUTH2_TOKEN_ENDPOINT)) =>
+        {
+            format!(
+                "the authorization server refused a token (HTTP {}): {}{}",
+                e.status,
+                e.detail.as_deref().unwrap_or_default(),
+                retry_note(&e.retry)
+            )
+        }
         ProvisioningError::Scim(e) => {
             let mut s = match e.status {
                 401 => "authentication rejected (HTTP 401): check the bearer token".to_string(),
@@ -59,6 +75,9 @@ pub fn describe_error(error: &ProvisioningError) -> String {
         ProvisioningError::Other(m) => m.clone(),
     }
 }
+
+/// How the component's messages about the OAuth 2.0 token endpoint begin.
+const OAUTH2_TOKEN_ENDPOINT: &str = "OAuth 2.0 token endpoint";
 
 fn retry_note(retry: &RetryClass) -> String {
     match retry {

@@ -39,6 +39,10 @@ Switches (each exactly the behaviour described in issue 16):
   --hidden-user NAME  a row that holds userName NAME but is never listed nor found by id
                       (a half-written row a crash left): a POST of NAME is a 409 unless
                       --no-unique; repeatable
+  --introspect-url URL, --introspect-client ID:SECRET
+                      accept only access tokens that this OAuth 2.0 introspection endpoint
+                      (RFC 7662) calls active, asking as that client (issue 31); --token is
+                      then not needed
   --db FILE           the SQLite file (default: in memory)
 """
 
@@ -211,6 +215,33 @@ class Quirky:
         self.extensions = [] if opts.narrow_schema else [enterprise_schema()]
 
     # ---- helpers -------------------------------------------------------------------------
+
+    def authorized(self, authorization):
+        """The request's bearer token is ours, or (--introspect-url) active at the
+        authorization server."""
+        if not self.opts.introspect_url:
+            return authorization == "Bearer " + self.opts.token
+        if not authorization.startswith("Bearer ") or len(authorization) <= 7:
+            return False
+        import base64
+        import urllib.request
+        from urllib.parse import urlencode
+
+        request = urllib.request.Request(
+            self.opts.introspect_url,
+            data=urlencode({"token": authorization[7:]}).encode(),
+            headers={
+                "Authorization": "Basic " + base64.b64encode(self.opts.introspect_client.encode()).decode(),
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return json.load(answer).get("active") is True
+        except (OSError, ValueError) as e:
+            sys.stderr.write("introspection failed: %s\n" % e)
+            return False
 
     def declared(self):
         """Attribute name (lower) -> (sub-attribute names (lower) or None), per schema URN."""
@@ -496,7 +527,7 @@ class Quirky:
             return 200, listing([self.core] + self.extensions)
         if path == "/v2/ResourceTypes" and method == "GET":
             return 200, self.resource_types()
-        if headers.get("authorization") != "Bearer " + self.opts.token:
+        if not self.authorized(headers.get("authorization") or ""):
             return 401, error(401, "bad or missing token")
         if path == "/v2/Users":
             if method == "GET":
@@ -662,7 +693,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--token", required=True)
+    p.add_argument("--token", default=None)
     p.add_argument("--db", default=None)
     p.add_argument("--narrow-schema", action="store_true")
     p.add_argument("--require-name", action="store_true")
@@ -680,7 +711,13 @@ def main():
     p.add_argument("--post-drops-read-only", action="store_true")
     p.add_argument("--patch-refuses-read-only", action="store_true")
     p.add_argument("--hidden-user", action="append", default=[])
+    p.add_argument("--introspect-url", default=None)
+    p.add_argument("--introspect-client", default=None)
     opts = p.parse_args()
+    if not opts.introspect_url and not opts.token:
+        p.error("--token is required (or --introspect-url and --introspect-client)")
+    if opts.introspect_url and ":" not in (opts.introspect_client or ""):
+        p.error("--introspect-url needs --introspect-client ID:SECRET")
     server = make_server(opts.host, opts.port, app_for(Quirky(opts)), ThreadingServer, QuietHandler)
     sys.stderr.write("quirky SCIM server on http://%s:%d/v2 %s\n" % (opts.host, opts.port, sys.argv[1:]))
     sys.stderr.flush()
