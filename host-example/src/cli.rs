@@ -67,6 +67,10 @@ pub enum Command {
         /// Seconds a client has to send a whole request body, in total.
         #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
         body_timeout_secs: u64,
+        /// Serve live metrics in the Prometheus text format at http://ADDR/metrics (such
+        /// as 127.0.0.1:9464; keep it on loopback unless the scraper runs elsewhere).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
     },
     /// Test the SCIM base URL and credentials, and show what the server supports.
     TestConnection,
@@ -93,6 +97,10 @@ pub enum Command {
         /// the server lost, instead of trusting what was last provisioned.
         #[arg(long)]
         full: bool,
+        /// Serve live metrics in the Prometheus text format at http://ADDR/metrics (such
+        /// as 127.0.0.1:9464; keep it on loopback unless the scraper runs elsewhere).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
     },
     /// Run the sync on a schedule and deliver outbox events as they come.
     Daemon {
@@ -103,6 +111,10 @@ pub enum Command {
         /// linked user, so it notices users deleted or changed on the server.
         #[arg(long, default_value = "24h", value_parser = parse_interval)]
         verify_every: Duration,
+        /// Serve live metrics in the Prometheus text format at http://ADDR/metrics (such
+        /// as 127.0.0.1:9464; keep it on loopback unless the scraper runs elsewhere).
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<String>,
     },
     /// Show the provisioning log, newest first.
     Log {

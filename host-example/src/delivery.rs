@@ -74,6 +74,8 @@ pub fn deliver(
             .filter(|e| !tried.contains(&e.seq))
             .collect();
         if events.is_empty() {
+            let (waiting, parked) = store.outbox_depth()?;
+            crate::metrics::global().set_outbox(waiting, parked);
             return Ok(report);
         }
         // Due events belong to distinct users (only each user's oldest is due), so a
@@ -186,17 +188,24 @@ fn settle(
                 s.append_log(&entry)
             })?;
             report.delivered += 1;
+            crate::metrics::global().delivery_result(event.event, Some(outcome.action), None);
             return Ok(());
         }
-        Ok(Err(e)) => (describe_error(&e), retry_class(&e), error_status(&e)),
+        Ok(Err(e)) => (
+            describe_error(&e),
+            retry_class(&e),
+            error_status(&e),
+            crate::metrics::retry_reason(&e),
+        ),
         // A trap is a host-side failure: keep the event and try again later.
         Err(trap) => (
             format!("component trap: {trap:#}"),
             RetryClass::Backoff,
             None,
+            crate::metrics::RETRY_TRAP,
         ),
     };
-    let (message, retry, status) = failure;
+    let (message, retry, status, reason) = failure;
     let attempts = event.attempts.saturating_add(1);
     let park = matches!(retry, RetryClass::Permanent) || attempts >= max_attempts;
     let seed = u64::try_from(event.seq)
@@ -211,6 +220,7 @@ fn settle(
         entry.error = Some(message.clone());
         s.append_log(&entry)
     })?;
+    crate::metrics::global().delivery_result(event.event, None, (!park).then_some(reason));
     if park {
         report.parked += 1;
     } else {

@@ -152,8 +152,16 @@ impl HttpCapability {
         })
     }
 
-    /// Sends one request on the guest's behalf.
+    /// Sends one request on the guest's behalf, and records it in [`crate::metrics`].
     pub fn send(&mut self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        let (url, method) = (request.url.clone(), request.method.clone());
+        let started = std::time::Instant::now();
+        let result = self.send_unrecorded(request);
+        crate::metrics::global().client_request(&url, &method, &result, started.elapsed());
+        result
+    }
+
+    fn send_unrecorded(&mut self, request: HttpRequest) -> Result<HttpResponse, TransportError> {
         // Checked on the raw text: the URL parser would resolve the segments away, and
         // `DELETE /Users/..` would become `DELETE /scim/v2/`.
         if has_dot_segment(&request.url) {

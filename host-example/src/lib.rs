@@ -37,6 +37,7 @@ pub mod ids;
 pub mod import;
 mod limits;
 pub mod logging;
+pub mod metrics;
 mod runtime;
 pub mod serve;
 mod sqlite_page_cache;

@@ -976,11 +976,19 @@ fn answer_request(shared: &Shared, head: &Head, body: Vec<u8>) -> Answer {
         headers,
         body,
     };
-    shared.pool.run(&request, &shared.log).unwrap_or_else(|| {
+    let started = Instant::now();
+    let answer = shared.pool.run(&request, &shared.log).unwrap_or_else(|| {
         let mut a = scim_error(503, "the server is busy; try again shortly");
         a.headers.push(("Retry-After".into(), "1".into()));
         a
-    })
+    });
+    crate::metrics::global().server_request(
+        &request.method,
+        &request.path,
+        answer.status,
+        started.elapsed(),
+    );
+    answer
 }
 
 fn reason(status: u16) -> &'static str {

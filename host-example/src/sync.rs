@@ -294,6 +294,8 @@ pub enum SyncProgress {
         done: u64,
         /// Users in all.
         total: u64,
+        /// Users whose provisioning failed so far (as [`SyncSummary::failed`] counts).
+        failed: u64,
     },
     /// Every user is done (with [`SyncOptions::progress`]).
     Finished,
@@ -435,6 +437,8 @@ fn execute(
     let index = index.as_deref();
     let dialect = dialect.as_deref();
     let workers = (options.concurrency.max(1) as usize).min(work.len().max(1));
+    // The concurrency in force for this target (an adaptive controller sets it here).
+    crate::metrics::global().set_concurrency(&settings.base_url, options.concurrency.max(1).into());
     // Each user always goes to the same worker, so its changes keep their order.
     let mut queues: Vec<Vec<WorkItem>> = (0..workers).map(|_| Vec::new()).collect();
     for item in work {
@@ -455,8 +459,16 @@ fn execute(
         }
         drop(tx);
         let mut pending: Vec<Report> = Vec::new();
-        let mut done = 0;
+        let (mut done, mut failed) = (0, 0);
         for report in rx {
+            if let Report::Done(d) = &report {
+                crate::metrics::global().sync_result(d.0.planned, &d.1);
+                failed += u64::from(match &d.1 {
+                    Ok(Ok(_)) => false,
+                    Ok(Err(e)) => !held_unlisted(&d.0, e),
+                    Err(_) => true,
+                });
+            }
             match report {
                 Report::Warning(message) => {
                     on_progress(SyncProgress::Warning(message));
@@ -464,7 +476,11 @@ fn execute(
                 }
                 Report::Done(..) if options.progress => {
                     done += 1;
-                    on_progress(SyncProgress::UserDone { done, total });
+                    on_progress(SyncProgress::UserDone {
+                        done,
+                        total,
+                        failed,
+                    });
                 }
                 _ => {}
             }

@@ -3,6 +3,7 @@
 mod connection;
 mod daemon;
 mod demo;
+mod metrics;
 mod provision;
 mod serve;
 mod status;
@@ -48,6 +49,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             idle_timeout_secs,
             header_timeout_secs,
             body_timeout_secs,
+            metrics_listen,
         } => serve::run(
             component.as_deref(),
             verbose,
@@ -69,6 +71,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     memory_limit_bytes: (memory_limit_mb as usize) << 20,
                     call_deadline: std::time::Duration::from_secs(call_deadline_secs),
                 },
+                metrics_listen: metrics_listen.as_deref(),
             },
         ),
         Command::TestConnection => connection::test_connection(&app()?),
@@ -79,11 +82,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             plan,
             allow_deletes,
             full,
-        } => sync::run(&app()?, plan, allow_deletes, full),
+            metrics_listen,
+        } => {
+            let app = app()?;
+            let _metrics = metrics::start(metrics_listen.as_deref())?;
+            sync::run(&app, plan, allow_deletes, full)
+        }
         Command::Daemon {
             every,
             verify_every,
-        } => daemon::run(&app()?, every, verify_every),
+            metrics_listen,
+        } => {
+            let app = app()?;
+            let _metrics = metrics::start(metrics_listen.as_deref())?;
+            daemon::run(&app, every, verify_every)
+        }
         Command::Log {
             user,
             failed,

@@ -31,6 +31,8 @@ pub struct ServeArgs<'a> {
     pub options: ServeOptions,
     /// The guest limits.
     pub limits: GuestLimits,
+    /// Where to serve `/metrics`, if anywhere.
+    pub metrics_listen: Option<&'a str>,
 }
 
 /// Serves until the process is stopped. The token comes from `token_env`; else one is
@@ -92,6 +94,7 @@ pub fn run(
         ServerToken::Sha256(_) => log_sink(verbose),
     };
     let options = &args.options;
+    let _metrics = super::metrics::start(args.metrics_listen)?;
     let server = host_example::serve::start_with(
         &runtime,
         args.database,

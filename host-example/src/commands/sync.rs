@@ -2,6 +2,7 @@
 //! events; [`SyncBar`] draws them.
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use host_example::describe::planned_name;
 use host_example::sync::{self, SyncPlan, SyncProgress, sync_with_progress};
@@ -60,11 +61,30 @@ fn print_plan(plan: &SyncPlan) {
     );
 }
 
-/// A sync's progress bar on stderr (indicatif hides it when stderr is not a terminal);
-/// the sync's warnings are printed above it.
+/// A sync's live progress on stderr: users done, users/s, remaining and failures. On a
+/// terminal a bar (the sync's warnings printed above it); otherwise (a log, a pipe, a
+/// service manager) one line every [`PLAIN_EVERY`], since indicatif hides a bar there.
 #[derive(Default)]
 pub struct SyncBar {
     bar: Option<ProgressBar>,
+    /// Without a terminal: when the sync started, and when the last line was printed.
+    plain: Option<(Instant, Instant)>,
+}
+
+/// How often a sync without a terminal prints a progress line.
+const PLAIN_EVERY: Duration = Duration::from_secs(5);
+
+/// The progress text after the bar: users/s, remaining, failures.
+fn progress_text(done: u64, total: u64, failed: u64, elapsed: Duration) -> String {
+    let per_sec = if elapsed.as_secs_f64() > 0.0 {
+        done as f64 / elapsed.as_secs_f64()
+    } else {
+        0.0
+    };
+    format!(
+        "{done}/{total} users, {per_sec:.1} users/s, {} remaining, {failed} failed",
+        total.saturating_sub(done)
+    )
 }
 
 impl SyncBar {
@@ -73,23 +93,47 @@ impl SyncBar {
         match progress {
             SyncProgress::Started { total } if total > 0 => {
                 let bar = ProgressBar::new(total);
+                if bar.is_hidden() {
+                    let now = Instant::now();
+                    self.plain = Some((now, now));
+                    return;
+                }
                 if let Ok(style) = ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} users ({per_sec}, eta {eta})",
+                    "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} users ({per_sec}, eta {eta}) {msg}",
                 ) {
                     bar.set_style(style);
                 }
+                bar.set_message(format!("{total} remaining, 0 failed"));
                 self.bar = Some(bar);
             }
             SyncProgress::Started { .. } => {}
-            SyncProgress::UserDone { .. } => {
+            SyncProgress::UserDone {
+                done,
+                total,
+                failed,
+            } => {
                 if let Some(bar) = &self.bar {
                     bar.inc(1);
+                    bar.set_message(format!(
+                        "{} remaining, {failed} failed",
+                        total.saturating_sub(done)
+                    ));
+                }
+                if let Some((started, last)) = &mut self.plain
+                    && (last.elapsed() >= PLAIN_EVERY || done == total)
+                {
+                    *last = Instant::now();
+                    eprintln!(
+                        "sync: {}",
+                        progress_text(done, total, failed, started.elapsed())
+                    );
                 }
             }
             SyncProgress::Finished => {
                 if let Some(bar) = self.bar.take() {
                     bar.finish_and_clear();
                 }
+                self.plain = None;
             }
             SyncProgress::Warning(message) => match &self.bar {
                 Some(bar) => bar.suspend(|| eprintln!("{message}")),
