@@ -87,6 +87,8 @@ pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     http: HttpCapability,
+    /// The adaptive rate control of the client's SCIM target (see [`crate::rate`]).
+    rate: Option<std::sync::Arc<crate::rate::TargetRate>>,
     log: LogSink,
     /// The directory behind the server role; none for client-only sessions.
     directory: Option<Box<dyn DirectoryBackend>>,
@@ -102,6 +104,7 @@ impl HostState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
             http,
+            rate: None,
             log,
             directory: None,
             guard: Guard::new(GuestLimits::default()),
@@ -114,10 +117,17 @@ impl HostState {
             wasi,
             table: ResourceTable::new(),
             http,
+            rate: None,
             log,
             directory: None,
             guard: Guard::new(GuestLimits::default()),
         }
+    }
+
+    /// The same state sending through `rate`, the adaptive rate control of its target.
+    pub fn with_rate(mut self, rate: std::sync::Arc<crate::rate::TargetRate>) -> Self {
+        self.rate = Some(rate);
+        self
     }
 
     /// The same state under `limits` (the runtime sets them on every store it makes).
@@ -157,7 +167,14 @@ impl http_client::Host for HostState {
         &mut self,
         request: http_client::HttpRequest,
     ) -> Result<http_client::HttpResponse, http_client::TransportError> {
-        let answer = self.http.send(request);
+        let answer = match &self.rate {
+            Some(rate) => {
+                let http = &mut self.http;
+                rate.send(request, &mut |r| http.send(r))
+            }
+            None => self.http.send(request),
+        };
+        // Time held by the rate control is the host's, not the guest's.
         self.guard.restart();
         answer
     }

@@ -38,6 +38,7 @@ pub mod import;
 mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod rate;
 mod runtime;
 pub mod serve;
 mod sqlite_page_cache;

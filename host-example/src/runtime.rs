@@ -266,7 +266,11 @@ impl Runtime {
         if dry_run {
             http = http.dry_run();
         }
-        let mut store = self.store(HostState::new(http, log.clone()));
+        let mut state = HostState::new(http, log.clone());
+        if !dry_run {
+            state = state.with_rate(crate::rate::for_target(&settings.base_url));
+        }
+        let mut store = self.store(state);
         let bindings = self.pre.instantiate(&mut store)?;
         let auth = match &settings.credentials {
             Credentials::Bearer(t) => Auth::Bearer(t.clone()),

@@ -324,6 +324,14 @@ pub fn sync_with_progress(
 ) -> anyhow::Result<SyncSummary> {
     let mut summary = SyncSummary::default();
     if !options.plan_only {
+        // The target's adaptive rate control, under this sync's limits, from where the last
+        // run left it (see `crate::rate`).
+        crate::rate::prepare(
+            store,
+            &settings.base_url,
+            options.concurrency,
+            options.batch_size,
+        )?;
         let mut session = match runtime.open(settings)? {
             Ok(s) => s,
             Err(e) => bail!("{}", describe_error(&e)),
@@ -360,6 +368,7 @@ pub fn sync_with_progress(
         &mut summary,
         on_progress,
     )?;
+    crate::rate::remember(store, &settings.base_url)?;
     store.set_meta("last_sync", &format!("{} {summary}", now_rfc3339()))?;
     Ok(summary)
 }
@@ -602,9 +611,12 @@ fn run_queue(
             }
         }
     }
+    let rate = crate::rate::for_target(&settings.base_url);
     let mut queue = queue.into_iter().peekable();
     while queue.peek().is_some() {
-        let batch: Vec<WorkItem> = queue.by_ref().take(batch_size).collect();
+        // The /Bulk size the server takes now, at most the configured batch.
+        let size = batch_size.min(rate.bulk_size() as usize).max(1);
+        let batch: Vec<WorkItem> = queue.by_ref().take(size).collect();
         let items: Vec<BatchItem> = batch
             .iter()
             .map(|w| BatchItem {

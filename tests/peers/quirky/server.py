@@ -43,6 +43,8 @@ Switches (each exactly the behaviour described in issue 16):
                       accept only access tokens that this OAuth 2.0 introspection endpoint
                       (RFC 7662) calls active, asking as that client (issue 31); --token is
                       then not needed
+  --rate-limit N      a token bucket of N requests a second (a burst of N): past it, every
+                      request is a 429 with Retry-After (whole seconds until a token, at least 1)
   --db FILE           the SQLite file (default: in memory)
 """
 
@@ -646,10 +648,37 @@ def int_param(query, name, default):
         raise Refusal(400, "%s is not a number" % name, "invalidValue")
 
 
+class TokenBucket:
+    """--rate-limit: `rate` tokens a second, at most `rate` saved up; one per request."""
+
+    def __init__(self, rate):
+        self.rate, self.tokens, self.last = float(rate), float(rate), time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self):
+        """None when the request may go, else the whole seconds until a token."""
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
+            self.last = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return None
+            return max(1, int(-(-(1 - self.tokens) // self.rate)))
+
+
 def app_for(quirky):
     from urllib.parse import parse_qs
 
+    bucket = TokenBucket(quirky.opts.rate_limit) if quirky.opts.rate_limit else None
+
     def app(environ, start_response):
+        wait = bucket.take() if bucket else None
+        if wait is not None:
+            out = json.dumps(error(429, "too many requests: %g a second" % bucket.rate)).encode()
+            start_response("429 Too Many Requests", [("Content-Length", str(len(out))),
+                                                     ("Content-Type", SCIM_JSON), ("Retry-After", str(wait))])
+            return [out]
         method = environ["REQUEST_METHOD"]
         path = environ.get("PATH_INFO", "")
         query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True).items()}
@@ -711,6 +740,7 @@ def main():
     p.add_argument("--post-drops-read-only", action="store_true")
     p.add_argument("--patch-refuses-read-only", action="store_true")
     p.add_argument("--hidden-user", action="append", default=[])
+    p.add_argument("--rate-limit", type=float, default=0)
     p.add_argument("--introspect-url", default=None)
     p.add_argument("--introspect-client", default=None)
     opts = p.parse_args()
