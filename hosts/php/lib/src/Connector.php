@@ -6,6 +6,7 @@ namespace ScimProvisioner;
 
 use ScimProvisioner\Internal\Call;
 use ScimProvisioner\Internal\Json;
+use ScimProvisioner\Internal\OAuth2Settings;
 use ScimProvisioner\Internal\RedactingLogger;
 use ScimProvisioner\Internal\Session;
 
@@ -22,6 +23,10 @@ use ScimProvisioner\Internal\Session;
  *     'base_url' => 'https://joomla.example/api/scim/v2',
  *     'token' => '…',                  // or 'token_env' => 'SCIM_TOKEN'
  *     // or 'username' => 'svc', 'password' => '…' (or 'password_env'): HTTP basic
+ *     // or 'auth' => 'oauth2', 'token_url' => 'https://idp.example/oauth2/token',
+ *     //    'client_id' => '…', 'client_secret' => '…' (or 'client_secret_env'), and optionally
+ *     //    'scope', 'audience', 'resource', 'client_auth' ('client_secret_basic' or
+ *     //    'client_secret_post'): OAuth 2.0 client credentials; the component gets the token
  *     'timeout' => 30000,              // per request, milliseconds (1 to 600000)
  *     'policy' => [                    // the provisioning policy: operations, mapping,
  *         'operations' => ['delete' => true],   // matching, deprovision, scope, groups_from…
@@ -36,14 +41,17 @@ use ScimProvisioner\Internal\Session;
  * for bridge failures. The token and password never appear in logs, errors or var_dump().
  *
  * @phpstan-type ConnectorConfigArray array{base_url: string, token?: string, token_env?: string,
- *     username?: string, password?: string, password_env?: string, timeout?: int, policy?: array<string, mixed>|string}
+ *     username?: string, password?: string, password_env?: string, timeout?: int, policy?: array<string, mixed>|string,
+ *     auth?: string, token_url?: string, client_id?: string, client_secret?: string, client_secret_env?: string,
+ *     scope?: string, audience?: string, resource?: string, client_auth?: string}
  */
 final class Connector extends Session
 {
     public const INTERFACE = 'scim:provisioner/client@0.1.0';
     private const HTTP = 'scim:provisioner/http-client@0.1.0';
     private const KEYS = [
-        'base_url', 'token', 'token_env', 'username', 'password', 'password_env', 'timeout', 'policy',
+        'base_url', 'token', 'token_env', 'username', 'password', 'password_env', 'timeout', 'policy', 'auth',
+        ...OAuth2Settings::KEYS,
     ];
     /** How `scope-fields` names the user's id. */
     private const SCOPE_ID_FIELD = '@id';
@@ -67,11 +75,15 @@ final class Connector extends Session
         ?Transport $transport,
         Logger|\Psr\Log\LoggerInterface|null $logger,
     ) {
-        [$wit, $secrets] = self::parseConfig($config);
+        [$wit, $secrets, $tokenUrl] = self::parseConfig($config);
         parent::__construct($runtime, new RedactingLogger(PsrLoggerAdapter::wrap($logger), $secrets));
         $this->witConfig = $wit;
         $this->baseUrl = $wit['base-url'];
-        $this->transport = $transport ?? new CurlTransport($wit['base-url'], [], $this->logger);
+        $this->transport = $transport ?? new CurlTransport(
+            $wit['base-url'],
+            $tokenUrl === null ? [] : ['token_url' => $tokenUrl],
+            $this->logger,
+        );
     }
 
     /**
@@ -80,6 +92,7 @@ final class Connector extends Session
      * @param array{base_url: string, token?: string, token_env?: string, username?: string, password?: string,
      *     password_env?: string, timeout?: int, policy?: array<string, mixed>|string} $config
      * @param Transport|null $transport the HTTP client; default a {@see CurlTransport} bound to base_url's origin
+     *     (and token_url's, with 'auth' 'oauth2'; a transport of your own must allow it too)
      * @param Logger|\Psr\Log\LoggerInterface|null $logger where log lines go, secrets redacted first
      * @throws ProvisioningException `invalid-config` when the configuration or policy is not valid
      */
@@ -351,7 +364,7 @@ final class Connector extends Session
      *
      * @param array<string, mixed> $config
      * @return array{0: array{base-url: string, auth: array<string, mixed>, timeout-ms: int, policy-json: string},
-     *     1: list<string>}
+     *     1: list<string>, 2: ?string}
      */
     private static function parseConfig(array $config): array
     {
@@ -377,7 +390,22 @@ final class Connector extends Session
             return $value;
         };
         $secrets = [];
-        if (isset($config['username'])) {
+        $authKind = $config['auth'] ?? null;
+        if ($authKind !== null && $authKind !== 'oauth2') {
+            throw ProvisioningException::invalidConfig("auth is 'oauth2' or left out (a token, basic or none)");
+        }
+        if ($authKind === null) {
+            foreach (OAuth2Settings::KEYS as $key) {
+                if (isset($config[$key])) {
+                    throw ProvisioningException::invalidConfig(
+                        "{$key} is an OAuth 2.0 setting: set 'auth' => 'oauth2' too"
+                    );
+                }
+            }
+        }
+        if ($authKind === 'oauth2') {
+            $auth = null; // resolved after the policy, which takes the non-secret settings
+        } elseif (isset($config['username'])) {
             $password = $fromEnv('password_env') ?? $config['password'] ?? null;
             if (!is_string($password) || $password === '') {
                 throw ProvisioningException::invalidConfig('basic authentication needs password or password_env');
@@ -403,9 +431,21 @@ final class Connector extends Session
         } elseif (!is_string($policy)) {
             throw ProvisioningException::invalidConfig('policy is an array or a JSON string');
         }
+        $tokenUrl = null;
+        if ($authKind === 'oauth2') {
+            $oauth2 = OAuth2Settings::apply($config, $policy, $fromEnv);
+            [$auth, $policy, $secrets, $tokenUrl] =
+                [$oauth2['auth'], $oauth2['policy'], $oauth2['secrets'], $oauth2['token_url']];
+        }
         return [
-            ['base-url' => $baseUrl, 'auth' => $auth, 'timeout-ms' => $timeout, 'policy-json' => $policy],
+            [
+                'base-url' => $baseUrl,
+                'auth' => $auth ?? ['tag' => 'none'],
+                'timeout-ms' => $timeout,
+                'policy-json' => $policy,
+            ],
             $secrets,
+            $tokenUrl,
         ];
     }
 }

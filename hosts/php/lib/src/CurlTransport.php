@@ -17,16 +17,19 @@ use ScimProvisioner\Internal\CurlExchange;
  * - `ca_file`: a CA bundle for TLS verification (default: the system's);
  * - `proxy`: a proxy URL, or '' for none (default: curl's, i.e. the *_proxy environment);
  * - `user_agent`: the User-Agent header (default `scim-provisioner-php/0.1`);
- * - `max_body_bytes`: the response body cap.
+ * - `max_body_bytes`: the response body cap;
+ * - `token_url`: an OAuth 2.0 token endpoint, whose origin is allowed beside base_url's (the
+ *   connector sets it when its configuration has `auth` `oauth2`).
  *
- * @phpstan-type CurlOptions array{ca_file?: string, proxy?: string, user_agent?: string, max_body_bytes?: int}
+ * @phpstan-type CurlOptions array{ca_file?: string, proxy?: string, user_agent?: string, max_body_bytes?: int,
+ *     token_url?: string}
  */
 class CurlTransport implements Transport
 {
     public const MAX_BODY_BYTES = 32 * 1024 * 1024;
 
-    /** @var array{0: string, 1: string, 2: int} scheme, host, port */
-    private readonly array $origin;
+    /** @var list<array{0: string, 1: string, 2: int}> scheme, host, port: base_url's, then token_url's */
+    private readonly array $origins;
     private readonly int $maxBodyBytes;
     /** @var list<\CurlHandle> idle handles: reused (curl_reset keeps their connections alive) */
     private array $idle = [];
@@ -35,7 +38,8 @@ class CurlTransport implements Transport
 
     /**
      * @param string $baseUrl the SCIM base URL; its origin is the only one requests may go to
-     * @param array{ca_file?: string, proxy?: string, user_agent?: string, max_body_bytes?: int} $options
+     * @param array{ca_file?: string, proxy?: string, user_agent?: string, max_body_bytes?: int,
+     *     token_url?: string} $options
      * @param Logger|\Psr\Log\LoggerInterface|null $logger method, URL, status and time only
      */
     public function __construct(
@@ -47,11 +51,7 @@ class CurlTransport implements Transport
         if (!extension_loaded('curl')) {
             throw new BridgeException('ext-curl is not loaded: install php8.2-curl (or enable extension=curl)');
         }
-        $origin = self::originOf($baseUrl);
-        if ($origin === null) {
-            throw ProvisioningException::invalidConfig("base_url {$baseUrl} is not an absolute http(s) URL");
-        }
-        $this->origin = $origin;
+        $this->origins = self::allowedOrigins($baseUrl, $options['token_url'] ?? null);
         $this->maxBodyBytes = (int) ($options['max_body_bytes'] ?? self::MAX_BODY_BYTES);
     }
 
@@ -79,7 +79,7 @@ class CurlTransport implements Transport
                 'only absolute http and https URLs are allowed: ' . self::safeUrl($request->url),
             );
         }
-        if ($origin !== $this->origin) {
+        if (!in_array($origin, $this->origins, true)) {
             throw new TransportException('denied', self::originText($origin) . ' is not the configured SCIM origin');
         }
         // Handles are reused, so connections stay alive across requests.
@@ -198,6 +198,29 @@ class CurlTransport implements Transport
         }
         $this->logger->debug("{$what} -> {$status} ({$ms} ms)");
         return new HttpResponse($status, $exchange->headers, $exchange->body);
+    }
+
+    /**
+     * The origins a transport may reach: base_url's, and an OAuth 2.0 token endpoint's.
+     *
+     * @return list<array{0: string, 1: string, 2: int}>
+     * @throws ProvisioningException `invalid-config` when either is not an absolute http(s) URL
+     * @internal
+     */
+    public static function allowedOrigins(string $baseUrl, ?string $tokenUrl): array
+    {
+        $origins = [];
+        foreach (['base_url' => $baseUrl, 'token_url' => $tokenUrl] as $name => $url) {
+            if ($url === null) {
+                continue;
+            }
+            $origin = self::originOf($url);
+            if ($origin === null) {
+                throw ProvisioningException::invalidConfig("{$name} {$url} is not an absolute http(s) URL");
+            }
+            $origins[] = $origin;
+        }
+        return $origins;
     }
 
     /**

@@ -102,13 +102,12 @@ final class ProvisioningException extends \RuntimeException implements ScimProvi
                 $scimType = isset($val['scim-type']) ? (string) $val['scim-type'] : null;
                 $detail = isset($val['detail']) ? (string) $val['detail'] : null;
                 [$retry, $after] = self::retryOf($val['retry'] ?? null);
-                $text = match ($status) {
-                    401 => 'authentication rejected (HTTP 401): check the bearer token',
-                    403 => 'access forbidden (HTTP 403): the token lacks permission',
-                    404 => 'not found (HTTP 404): check the SCIM base URL',
-                    default => "the SCIM server answered HTTP {$status}",
-                };
-                if ($scimType !== null) {
+                // The component names the token endpoint first in what went wrong there.
+                $fromTokenEndpoint = $detail !== null && str_starts_with($detail, 'OAuth 2.0 token endpoint');
+                $text = $fromTokenEndpoint
+                    ? "the authorization server refused a token (HTTP {$status})"
+                    : self::scimStatusText($status);
+                if ($scimType !== null && !$fromTokenEndpoint) {
                     $text .= ", scimType {$scimType}";
                 }
                 if ($detail !== null) {
@@ -194,6 +193,17 @@ final class ProvisioningException extends \RuntimeException implements ScimProvi
             'backoff' => ' (retryable)',
             'after-seconds' => " (retry after {$after} s)",
             default => '',
+        };
+    }
+
+    /** What a SCIM server's error status says, before its scimType and detail. */
+    private static function scimStatusText(int $status): string
+    {
+        return match ($status) {
+            401 => 'authentication rejected (HTTP 401): check the bearer token',
+            403 => 'access forbidden (HTTP 403): the token lacks permission',
+            404 => 'not found (HTTP 404): check the SCIM base URL',
+            default => "the SCIM server answered HTTP {$status}",
         };
     }
 }

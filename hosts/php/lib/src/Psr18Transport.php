@@ -40,21 +40,22 @@ use ScimProvisioner\Internal\CurlErrors;
  * deadline), any other `ClientExceptionInterface` is `other`.
  *
  * Options: `user_agent` (default `scim-provisioner-php/0.1`, set when the request has
- * none), `max_body_bytes`.
+ * none), `max_body_bytes`, `token_url` (an OAuth 2.0 token endpoint, whose origin is allowed
+ * beside base_url's).
  */
 final class Psr18Transport implements Transport
 {
     public const MAX_BODY_BYTES = CurlTransport::MAX_BODY_BYTES;
     private const SECRET_HEADERS = ['authorization', 'proxy-authorization', 'cookie'];
 
-    /** @var array{0: string, 1: string, 2: int} scheme, host, port */
-    private readonly array $origin;
+    /** @var list<array{0: string, 1: string, 2: int}> scheme, host, port: base_url's, then token_url's */
+    private readonly array $origins;
     private readonly int $maxBodyBytes;
     private readonly Logger $logger;
 
     /**
      * @param string $baseUrl the SCIM base URL; its origin is the only one requests may go to
-     * @param array{user_agent?: string, max_body_bytes?: int} $options
+     * @param array{user_agent?: string, max_body_bytes?: int, token_url?: string} $options
      * @param Logger|\Psr\Log\LoggerInterface|null $logger method, URL, status and time only
      */
     public function __construct(
@@ -65,15 +66,12 @@ final class Psr18Transport implements Transport
         private readonly array $options = [],
         Logger|\Psr\Log\LoggerInterface|null $logger = null,
     ) {
-        $origin = CurlTransport::originOf($baseUrl);
-        if ($origin === null) {
-            throw ProvisioningException::invalidConfig("base_url {$baseUrl} is not an absolute http(s) URL");
-        }
+        $origins = CurlTransport::allowedOrigins($baseUrl, $options['token_url'] ?? null);
         $max = $options['max_body_bytes'] ?? self::MAX_BODY_BYTES;
         if (!is_int($max) || $max < 1) {
             throw new InvalidArgumentException('max_body_bytes must be a positive integer');
         }
-        $this->origin = $origin;
+        $this->origins = $origins;
         $this->maxBodyBytes = $max;
         $this->logger = PsrLoggerAdapter::wrap($logger);
     }
@@ -87,7 +85,7 @@ final class Psr18Transport implements Transport
                 'only absolute http and https URLs are allowed: ' . self::safeUrl($request->url),
             );
         }
-        if ($origin !== $this->origin) {
+        if (!in_array($origin, $this->origins, true)) {
             throw new TransportException(
                 'denied',
                 "{$origin[0]}://{$origin[1]}:{$origin[2]} is not the configured SCIM origin",
