@@ -55,6 +55,11 @@
 //!    peers venv's Python, `hosts/node/bench.mjs`, each with `--json FILE`), and one table
 //!    with each host's ratio to the Rust host.
 //!
+//! 7. **Adaptive rate control** (`--rate`, instead of 1 to 5): a first sync of
+//!    `--rate-users` users (5,000) into the quirky server at `--rate-limit` requests a second
+//!    (50), with adaptation and without: the share of 429s and the throughput against the
+//!    limit (module `rate`).
+//!
 //! At the end of 1 to 5, issue 13's table (each figure, its goal, and whether it was met) is
 //! printed as Markdown; `--readme FILE` writes it between FILE's marker lines
 //! ([`figures::BEGIN_MARKER`]), so the table in `docs/figures.md` is the last run's own.
@@ -66,11 +71,12 @@
 //! target/release/bench [--users N] [--requests M] [--sync-users S] [--resync-users R] [--skip-peer]
 //! target/release/bench --pure-only [--component OTHER.wasm]   # 1 only, of another build
 //! target/release/bench … --readme docs/figures.md   # also write issue 13's table into the figures page
+//! target/release/bench --rate [--rate-users N] [--rate-limit L]
 //! target/release/bench --hosts [--calls N] [--memory-calls N] [--sync-users S] [--sync-concurrency C]
 //! ```
 //!
 //! One module per phase (`pure`, `boundary`, `cold_start`, `server_mix`, `sync`, `resync`,
-//! `hosts`); the shared runner apart: `runner` (timing, medians, load phases), `client`
+//! `hosts`, `rate`); the shared runner apart: `runner` (timing, medians, load phases), `client`
 //! (the HTTP client and its checks), `servers` (ours and the peer, started fresh),
 //! `users` (the users measured) and `figures` (the table).
 
@@ -80,6 +86,7 @@ mod cold_start;
 mod figures;
 mod hosts;
 mod pure;
+mod rate;
 mod resync;
 mod runner;
 mod server_mix;
@@ -133,6 +140,15 @@ struct Args {
     /// it (another profile, say) can be compared with the same host.
     #[arg(long)]
     component: Option<PathBuf>,
+    /// Measure adaptive rate control against a rate-limited server instead (7).
+    #[arg(long)]
+    rate: bool,
+    /// Users in the rate-control sync (with --rate).
+    #[arg(long, default_value_t = 5_000)]
+    rate_users: usize,
+    /// The server's limit in requests a second (with --rate).
+    #[arg(long, default_value_t = 50)]
+    rate_limit: u32,
     /// Measure only the component against native (1), then stop.
     #[arg(long)]
     pure_only: bool,
@@ -158,6 +174,9 @@ fn main() -> Result<()> {
         runtime.cache_info(),
         started.elapsed().as_secs_f64()
     );
+    if args.rate {
+        return rate::run(&runtime, args.rate_users, args.rate_limit);
+    }
     if args.hosts {
         return hosts::run(
             &runtime,
