@@ -146,4 +146,86 @@ final class OAuth2Test extends TestCase
             }
         }
     }
+
+    /**
+     * The admin site's settings screen offers OAuth 2.0: saved with a client secret, the
+     * connection test passes against the introspecting server; the secret is never shown
+     * again; a token URL on another origin needs the secret again before anything is sent.
+     */
+    public function testTheAdminScreenOffersClientCredentials(): void
+    {
+        $peer = self::idp()->scimServer();
+        $dir = Peers::tempDir('oauth2-admin');
+        $server = \ScimSamples\PhpServer::preloaded(
+            dirname(__DIR__) . '/samples/drupal-site/web/router.php',
+            $dir,
+            ['ADMIN_SITE_DIR' => $dir, 'JOOMLA_SITE_URL' => 'http://127.0.0.1:9/scim/v2', 'JOOMLA_SITE_DB' => "{$dir}/joomla.db",
+                'JOOMLA_SITE_TOKEN_FILE' => "{$dir}/joomla-token"],
+            "{$dir}/admin-site.log",
+            '',
+            '/health',
+        );
+        try {
+            $cookies = [];
+            $csrf = '';
+            $send = static function (string $method, string $path, array $fields = []) use ($server, &$cookies, &$csrf): array {
+                $curl = curl_init("http://127.0.0.1:{$server->port}{$path}");
+                $headers = [];
+                curl_setopt_array($curl, [
+                    CURLOPT_CUSTOMREQUEST => $method,
+                    CURLOPT_RETURNTRANSFER => true,
+                    CURLOPT_PROXY => '',
+                    CURLOPT_TIMEOUT => 60,
+                    CURLOPT_HTTPHEADER => $cookies === [] ? [] : ['Cookie: ' . http_build_query($cookies, '', '; ')],
+                    CURLOPT_HEADERFUNCTION => static function ($c, string $line) use (&$headers): int {
+                        $headers[] = $line;
+                        return strlen($line);
+                    },
+                ]);
+                if ($method === 'POST') {
+                    curl_setopt($curl, CURLOPT_POSTFIELDS, http_build_query(['csrf' => $csrf] + $fields));
+                }
+                $body = (string) curl_exec($curl);
+                $status = (int) curl_getinfo($curl, CURLINFO_RESPONSE_CODE);
+                foreach ($headers as $line) {
+                    if (preg_match('/^Set-Cookie:\s*([^=;]+)=([^;]*)/i', $line, $m)) {
+                        $cookies[$m[1]] = $m[2];
+                    }
+                }
+                if (preg_match('/name="csrf" value="([0-9a-f]+)"/', $body, $m)) {
+                    $csrf = $m[1];
+                }
+                return [$status, $body];
+            };
+            $db = new \PDO("sqlite:{$dir}/site.db");
+            $send('GET', '/login');
+            $db->prepare('UPDATE admin_account SET password_hash = ?')->execute([password_hash('Adm1n-oauth2', PASSWORD_DEFAULT)]);
+            $this->assertSame(303, $send('POST', '/login', ['name' => 'admin', 'password' => 'Adm1n-oauth2'])[0]);
+            $send('GET', '/settings');
+            $fields = ['base_url' => $peer->baseUrl, 'timeout' => '10', 'auth' => 'oauth2', 'token_url' => self::idp()->tokenEndpoint,
+                'client_id' => OidcProvider::CLIENT_ID, 'client_secret' => OidcProvider::CLIENT_SECRET, 'scope' => 'scim',
+                'client_auth' => 'client_secret_basic'];
+            [$status, $body] = $send('POST', '/settings', $fields);
+            $this->assertSame(200, $status);
+            $this->assertStringContainsString('Connection successful', $body);
+            $this->assertStringContainsString('id="client-secret-saved"', $body);
+            $this->assertStringNotContainsString(OidcProvider::CLIENT_SECRET, $body);
+            $this->assertStringNotContainsString(OidcProvider::CLIENT_SECRET, $send('GET', '/settings')[1]);
+
+            // Kept when left empty for the same token endpoint.
+            [, $body] = $send('POST', '/settings', ['client_secret' => ''] + $fields);
+            $this->assertStringContainsString('Connection successful', $body);
+
+            // Another origin for the token URL: nothing is saved or sent until the secret is entered again.
+            $elsewhere = 'http://127.0.0.1:9/token';
+            [, $body] = $send('POST', '/settings', ['token_url' => $elsewhere, 'client_secret' => ''] + $fields);
+            $this->assertStringContainsString('id="error-client_secret"', $body);
+            $saved = array_map(static fn ($v) => json_decode((string) $v, true), $db->query('SELECT key, value FROM admin_settings')->fetchAll(\PDO::FETCH_KEY_PAIR));
+            $this->assertSame(self::idp()->tokenEndpoint, $saved['token_url']);
+            $this->assertSame('oauth2', $saved['auth']);
+        } finally {
+            $server->stop();
+            $peer->stop();
+        }
+    }
 }

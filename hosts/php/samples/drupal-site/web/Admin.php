@@ -13,8 +13,9 @@ use ScimSamples\DrupalSite\Site;
  * The admin UI's state: its own settings table (beside the site's tables, in the same SQLite
  * file), the admin account, and the Site built from the saved settings.
  *
- * Secrets: the SCIM bearer token lives only in the settings table; nothing here returns it
- * to a template, and every message shown is passed through redact().
+ * Secrets: the SCIM bearer token and the OAuth 2.0 client secret live only in the settings
+ * table; nothing here returns them to a template, and every message shown is passed through
+ * redact().
  */
 final class Admin
 {
@@ -32,6 +33,15 @@ final class Admin
     public const DEFAULTS = [
         'base_url' => '',
         'token' => '',
+        // 'bearer' (the token above) or 'oauth2' (client credentials: the component gets
+        // the token from token_url with client_id and client_secret).
+        'auth' => 'bearer',
+        'token_url' => '',
+        'client_id' => '',
+        'client_secret' => '',
+        'scope' => '',
+        'audience' => '',
+        'client_auth' => 'client_secret_basic',
         'timeout' => 30000,
         'allow_insecure_http' => false,
         'operations' => ['create' => true, 'update' => true, 'deactivate' => true, 'delete' => false],
@@ -134,7 +144,8 @@ final class Admin
     /**
      * Saves settings. A base URL on another origin (scheme, host or port) than the saved one
      * clears the saved token unless $values brings a new one: a token is only ever sent to
-     * the server it was entered for (issue 28).
+     * the server it was entered for (issue 28). The same holds for the OAuth 2.0 client
+     * secret and the token URL's origin.
      *
      * @param array<string, mixed> $values
      */
@@ -144,6 +155,12 @@ final class Admin
             $old = (string) ($this->settings()['base_url'] ?? '');
             if ($old !== '' && self::origin($old) !== self::origin((string) $values['base_url'])) {
                 $values['token'] = '';
+            }
+        }
+        if (isset($values['token_url']) && !array_key_exists('client_secret', $values)) {
+            $old = (string) ($this->settings()['token_url'] ?? '');
+            if ($old !== '' && self::origin($old) !== self::origin((string) $values['token_url'])) {
+                $values['client_secret'] = '';
             }
         }
         $this->db->beginTransaction();
@@ -180,7 +197,16 @@ final class Admin
             'timeout' => (int) $s['timeout'],
             'policy' => $policy,
         ];
-        if ($s['token'] !== '') {
+        if (($s['auth'] ?? 'bearer') === 'oauth2') {
+            // Client credentials: the id and secret go only to token_url (the component's rule).
+            $config += ['auth' => 'oauth2', 'token_url' => (string) $s['token_url'], 'client_id' => (string) $s['client_id'],
+                'client_secret' => (string) $s['client_secret'], 'client_auth' => (string) $s['client_auth']];
+            foreach (['scope', 'audience'] as $key) {
+                if ((string) $s[$key] !== '') {
+                    $config[$key] = (string) $s[$key];
+                }
+            }
+        } elseif ($s['token'] !== '') {
             $config['token'] = $s['token'];
         }
         return $config;
@@ -239,11 +265,16 @@ final class Admin
         return $this->site;
     }
 
-    /** Removes the saved token (and any other secret) from a message before it is shown or logged. */
+    /** Removes the saved token and client secret from a message before it is shown or logged. */
     public function redact(string $message): string
     {
-        $token = (string) ($this->settings()['token'] ?? '');
-        return $token !== '' ? str_replace($token, '[redacted]', $message) : $message;
+        $s = $this->settings();
+        foreach ([(string) ($s['token'] ?? ''), (string) ($s['client_secret'] ?? '')] as $secret) {
+            if ($secret !== '') {
+                $message = str_replace($secret, '[redacted]', $message);
+            }
+        }
+        return $message;
     }
 }
 
