@@ -1,0 +1,199 @@
+<?php
+
+declare(strict_types=1);
+
+namespace ScimProvisioner\Tests;
+
+use PHPUnit\Framework\TestCase;
+use ScimProvisioner\CmsUser;
+use ScimProvisioner\PdoOutbox;
+use ScimProvisioner\Tests\Support\DatabaseServer;
+use ScimProvisioner\Tests\Support\Peer;
+use ScimProvisioner\Tests\Support\Peers;
+use ScimSamples\PhpServer;
+
+/**
+ * Many PHP worker processes drain one PdoOutbox into a real scim2-server, on MariaDB and on
+ * PostgreSQL: 4 workers × 1,000 queued events (250 users × 4 changes, each change carrying
+ * its sequence number in the user's first name). One worker is killed with SIGKILL while it
+ * holds a claimed batch, half delivered; after its lease the others deliver its events.
+ *
+ * Checked from outside the workers: a recording proxy in front of scim2-server logs every
+ * write the server accepted with the sequence number it stored, so per-user order is what
+ * the server saw; the users are read back from scim2-server itself (each exactly once, in
+ * its final state); the outbox is empty and nothing is parked.
+ */
+final class OutboxWorkersTest extends TestCase
+{
+    private const USERS = 250;
+    private const CHANGES = 4;
+    private const LEASE_SECONDS = 3;
+
+    /** @return array<string, array{string}> */
+    public static function databases(): array
+    {
+        return ['mariadb' => ['mariadb'], 'postgres' => ['postgres']];
+    }
+
+    /** @dataProvider databases */
+    public function testFourWorkersDeliverEveryUserOnceInOrderWhenOneIsKilledMidBatch(string $kind): void
+    {
+        if (!DatabaseServer::available($kind)) {
+            $this->markTestSkipped("{$kind} is not installed (scripts/debian-packages)");
+        }
+        $server = DatabaseServer::get($kind);
+        $db = $server->createDatabase('workers');
+        $pdo = $server->pdo($db);
+        $outbox = new PdoOutbox($pdo, ['lease_seconds' => self::LEASE_SECONDS]);
+        $prefix = 'w' . bin2hex(random_bytes(3));
+        // A user's changes close together (five users' changes interleaved), as a busy site's
+        // would be: a batch of 10 holds two changes of five users, and the next batch, taken
+        // by another worker, their next two. Only the head rule keeps those waiting.
+        $pdo->beginTransaction();
+        for ($block = 0; $block < self::USERS; $block += 5) {
+            for ($seq = 1; $seq <= self::CHANGES; $seq++) {
+                for ($u = $block; $u < $block + 5; $u++) {
+                    $outbox->enqueue(new CmsUser((string) $u, [
+                        'name' => "{$prefix}-{$u}",
+                        'mail' => "{$prefix}-{$u}@example.com",
+                        'field_first_name' => "seq-{$seq}-seq",
+                        'field_last_name' => 'Worker',
+                    ]), $seq === 1 ? 'created' : 'updated');
+                }
+            }
+        }
+        $pdo->commit();
+
+        $scim = new Peer('scim2-server');
+        $record = Peers::tempDir('proxy') . '/writes.jsonl';
+        touch($record);
+        $upstream = (string) preg_replace('#/v2$#', '', $scim->baseUrl);
+        $proxy = new PhpServer(__DIR__ . '/support/recording-proxy.php', [
+            'UPSTREAM' => $upstream, 'RECORD_FILE' => $record, 'PHP_CLI_SERVER_WORKERS' => '4',
+        ], Peers::logDir() . '/recording-proxy-' . getmypid() . '.log', '/v2');
+        try {
+            $started = microtime(true);
+            $workers = [];
+            foreach (['victim' => 150, 'w1' => 0, 'w2' => 0, 'w3' => 0] as $owner => $pauseMs) {
+                $workers[$owner] = $this->worker($server, $db, $proxy->baseUrl, $scim->token, $owner, $pauseMs);
+            }
+            // Mid-batch: the victim has delivered part of its batch and holds the rest.
+            $held = fn (): int => (int) $pdo->query("SELECT COUNT(*) FROM scim_outbox WHERE claimed_by = 'victim'")->fetchColumn();
+            $this->waitFor(fn (): bool => $held() > 0 && $held() < 10, 60.0, 'the victim holding part of a batch');
+            $victimPid = proc_get_status($workers['victim'][0])['pid'];
+            posix_kill($victimPid, SIGKILL);
+            $this->waitFor(fn (): bool => !proc_get_status($workers['victim'][0])['running'], 10.0, 'the victim to die');
+            $heldAtDeath = $held();
+            $this->assertGreaterThan(0, $heldAtDeath, 'the killed worker still held events');
+
+            foreach (['w1', 'w2', 'w3'] as $owner) {
+                [$proc, $pipes] = $workers[$owner];
+                // The exit code is reported once, by the first status that says it stopped.
+                $exit = null;
+                $this->waitFor(function () use ($proc, &$exit): bool {
+                    $status = proc_get_status($proc);
+                    $exit = $status['running'] ? null : $status['exitcode'];
+                    return !$status['running'];
+                }, 180.0, "{$owner} to finish");
+                $out = stream_get_contents($pipes[1]);
+                $err = stream_get_contents($pipes[2]);
+                proc_close($proc);
+                $this->assertSame(0, $exit, "{$owner}: {$out}\n{$err}");
+                $this->assertMatchesRegularExpression('/^delivered \d+$/m', (string) $out);
+            }
+            proc_close($workers['victim'][0]);
+            $seconds = microtime(true) - $started;
+
+            $this->assertSame(['pending' => 0, 'parked' => 0, 'claimed' => 0], $outbox->counts(), 'all delivered, none parked');
+            $this->assertSame(0, (int) $pdo->query("SELECT COUNT(*) FROM scim_outbox WHERE claimed_by = 'victim'")->fetchColumn());
+
+            // Read back from scim2-server itself: each user exactly once, in its final state.
+            $remote = [];
+            for ($start = 1;; $start += 200) {
+                [$status, $page] = $scim->json('GET', "/Users?startIndex={$start}&count=200");
+                $this->assertSame(200, $status);
+                foreach ($page['Resources'] ?? [] as $r) {
+                    $remote[] = $r;
+                }
+                if ($start + 200 > (int) $page['totalResults']) {
+                    break;
+                }
+            }
+            $names = array_column($remote, 'userName');
+            $this->assertCount(self::USERS, $remote, 'no user lost, none created twice');
+            $this->assertSame(count($names), count(array_unique($names)));
+            $byName = array_column($remote, null, 'userName');
+            for ($u = 0; $u < self::USERS; $u++) {
+                $r = $byName["{$prefix}-{$u}"] ?? null;
+                $this->assertNotNull($r, "user {$u}");
+                $this->assertSame('seq-' . self::CHANGES . '-seq', $r['name']['givenName'] ?? null, "user {$u}'s final state");
+                $this->assertTrue($r['active'] ?? true, "user {$u} is active");
+            }
+
+            // What the server saw, user by user, in the order it took the writes.
+            $idToName = array_column($remote, 'userName', 'id');
+            $seen = [];
+            foreach (file($record, FILE_IGNORE_NEW_LINES | FILE_SKIP_EMPTY_LINES) as $line) {
+                $w = json_decode($line, true);
+                $name = $w['userName'] ?? ($idToName[$w['id']] ?? null);
+                $this->assertNotNull($name, $line);
+                $seen[$name][] = $w['seq'];
+            }
+            $this->assertCount(self::USERS, $seen);
+            $repeats = 0;
+            foreach ($seen as $name => $seqs) {
+                $sorted = $seqs;
+                sort($sorted);
+                $this->assertSame($sorted, $seqs, "{$name}: the server took its changes out of order");
+                $this->assertSame(range(1, self::CHANGES), array_values(array_unique($seqs)), "{$name}: every change reached the server");
+                $repeats += count($seqs) - self::CHANGES;
+            }
+            // Only the event in flight when the victim died may have been sent twice.
+            $this->assertLessThanOrEqual(1, $repeats);
+            fwrite(STDERR, sprintf(
+                "\n%s: 4 workers, %d events, one killed holding %d: %.1f s, %d writes repeated\n",
+                $kind,
+                self::USERS * self::CHANGES,
+                $heldAtDeath,
+                $seconds,
+                $repeats,
+            ));
+        } finally {
+            foreach ($workers ?? [] as [$proc]) {
+                if (is_resource($proc) && proc_get_status($proc)['running']) {
+                    proc_terminate($proc, SIGKILL);
+                }
+            }
+            $proxy->stop();
+            $scim->stop();
+        }
+    }
+
+    /** @return array{0: resource, 1: array<int, resource>} */
+    private function worker(DatabaseServer $server, string $db, string $baseUrl, string $token, string $owner, int $pauseMs): array
+    {
+        $proc = proc_open(
+            [PHP_BINARY, __DIR__ . '/support/outbox-worker.php', $server->dsn($db), $server->user(), $server->password,
+                $baseUrl, $token, $owner, (string) self::LEASE_SECONDS, (string) $pauseMs],
+            [0 => ['file', '/dev/null', 'r'], 1 => ['pipe', 'w'], 2 => ['pipe', 'w']],
+            $pipes,
+            null,
+            PhpServer::baseEnv(),
+        );
+        if (!is_resource($proc)) {
+            throw new \RuntimeException('cannot start a worker');
+        }
+        return [$proc, $pipes];
+    }
+
+    private function waitFor(callable $condition, float $seconds, string $what): void
+    {
+        $deadline = microtime(true) + $seconds;
+        while (!$condition()) {
+            if (microtime(true) > $deadline) {
+                $this->fail("timed out after {$seconds} s waiting for {$what}");
+            }
+            usleep(20_000);
+        }
+    }
+}
