@@ -4,6 +4,8 @@ Client role: ``Connector.open(runtime, config, transport=None, logger=None)``.
 Server role: ``ScimServer.open(runtime, config, directory)`` and ``handle(Request) -> Response``.
 """
 
+import logging as _logging
+
 from .connector import Connector
 from .directory import Directory, SqliteDirectory
 from .errors import (DeadlineExceeded, DirectoryError, GuestTrap, HostSetupError, MemoryLimitExceeded,
@@ -15,6 +17,9 @@ from .transport import HttpTransport, Transport
 from .types import (Action, BatchItem, BatchOutcome, BulkLimits, CmsUser, HttpRequest, HttpResponse, Link, Plan,
                     PlannedAction, ProvisionOutcome, QueryPage, RemoteListing, Request, ResourceKind, Response, Search,
                     Selection, ServerCapabilities, StoredResource, UserEvent)
+
+# A library's logger: silent unless the application configures logging (no global change).
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "Runtime", "Connector", "ScimServer", "serve", "wsgi_app", "ServedHttp",

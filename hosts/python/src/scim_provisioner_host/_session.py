@@ -9,12 +9,14 @@ from typing import Any, Optional, Sequence
 import wasmtime
 from wasmtime import component as C
 
-from ._patches import call, func_types
+from ._codec import call, func_types
 from .errors import DeadlineExceeded, GuestTrap, MemoryLimitExceeded
 from .runtime import Runtime, _current
 
+# The component's `trace` level, below DEBUG. No `logging.addLevelName` here: naming a level is
+# the application's choice (the records show as "Level 5" unless it names it).
 TRACE = 5
-logging.addLevelName(TRACE, "TRACE")
+LOGGER_NAME = "scim_provisioner_host"
 _LEVELS = {"trace": TRACE, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
            "error": logging.ERROR}
 _STDERR_KEEP = 16 * 1024
@@ -24,7 +26,7 @@ class RedactingLogger:
     """Writes to a ``logging.Logger``, replacing every secret with ``[redacted]``."""
 
     def __init__(self, logger: Optional[logging.Logger], secrets: Sequence[str] = ()) -> None:
-        self.logger = logger if logger is not None else logging.getLogger("scim_provisioner")
+        self.logger = logger if logger is not None else logging.getLogger(LOGGER_NAME)
         self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
 
     def redact(self, text: str) -> str:

@@ -10,7 +10,7 @@ from typing import AbstractSet, Any, Mapping, Optional, Sequence, Union
 
 from wasmtime.component import Record, Variant
 
-from ._patches import Err, Ok
+from ._codec import Err, Ok
 from ._session import RedactingLogger, Session
 from .errors import DirectoryError, ProvisioningError, TransportError
 from .runtime import CLIENT, Runtime

@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Union
 import wasmtime
 from wasmtime import component as C
 
-from . import _patches  # noqa: F401  (applies the conversion fixes)
+from ._codec import add_func
 from .errors import HostSetupError
 
 HTTP = "scim:provisioner/http-client@0.1.0"
@@ -226,12 +226,12 @@ class Runtime:
     def _define_imports(self) -> None:
         with self.linker.root() as root:
             with root.add_instance(HTTP) as i:
-                i.add_func("send", _dispatch(lambda s, req: s._serve_http(req)))
+                add_func(i, "send", _dispatch(lambda s, req: s._serve_http(req)))
             with root.add_instance(LOGGING) as i:
-                i.add_func("log", _dispatch(lambda s, level, msg: s._serve_log(level, msg), renews_deadline=False))
+                add_func(i, "log", _dispatch(lambda s, level, msg: s._serve_log(level, msg), renews_deadline=False))
             with root.add_instance(DIRECTORY) as i:
                 for name in DIRECTORY_FUNCS:
-                    i.add_func(name, _dispatch(lambda s, *a, name=name: s._serve_directory(name, a)))
+                    add_func(i, name, _dispatch(lambda s, *a, name=name: s._serve_directory(name, a)))
 
     def info(self) -> dict[str, Any]:
         return {

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from wasmtime.component import Variant
 
-from ._patches import Err
+from ._codec import Err
 from ._session import RedactingLogger, Session
 from .errors import DirectoryError
 from .runtime import SELECTION, Runtime

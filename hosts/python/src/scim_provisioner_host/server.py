@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 from wasmtime.component import Variant
 
-from ._patches import Err, Ok
+from ._codec import Err, Ok
 from ._session import RedactingLogger, Session
 from .directory import Directory
 from .errors import DirectoryError, GuestTrap, ProvisioningError
