@@ -26,6 +26,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod database;
 pub mod delivery;
 pub mod demo;
 pub mod describe;
