@@ -7,17 +7,20 @@ namespace ScimProvisioner\WordPress;
 /**
  * The client role's settings: one option, `scim_provisioner_client` (autoload no).
  *
- * Keys: base_url, auth (bearer|basic), token, basic_user, basic_password, timeout_ms,
+ * Keys: base_url, auth (bearer|basic|oauth2), token, basic_user, basic_password, the OAuth 2.0
+ * client credentials (token_url, client_id, client_secret, oauth2_scope, oauth2_audience,
+ * client_auth), timeout_ms,
  * mapping (the component's mapping rules as JSON, '' for the default), operations
  * {create, update, deactivate, delete}, deprovision (deactivate|delete|none), scope_roles
  * (role slugs; empty = every user with a role), automatic (bool), schedule
  * (off|hourly|twicedaily|daily), deletion_threshold (int).
  *
- * Secrets (token, basic_password) are write-only: {@see all()} never returns them, only
- * whether one is saved. They are kept encrypted with a key derived from the site's
+ * Secrets (token, basic_password, client_secret) are write-only: {@see all()} never returns
+ * them, only whether one is saved. They are kept encrypted with a key derived from the site's
  * AUTH salt (a database dump alone does not reveal them). When base_url's origin changes,
- * a save clears the saved token and password unless new ones come in the same save, so a
- * saved secret is never sent to an origin it was not entered for.
+ * a save clears the saved token and password unless new ones come in the same save, and when
+ * token_url's origin changes, the client secret (the component sends it only to token_url),
+ * so a saved secret is never sent to an origin it was not entered for.
  */
 final class Settings
 {
@@ -25,7 +28,11 @@ final class Settings
     public const SCHEDULES = ['off', 'hourly', 'twicedaily', 'daily'];
     public const DEPROVISION = ['deactivate', 'delete', 'none'];
     public const OPERATIONS = ['create', 'update', 'deactivate', 'delete'];
-    private const SECRETS = ['token', 'basic_password'];
+    private const SECRETS = ['token', 'basic_password', 'client_secret'];
+    /** The secrets sent to the SCIM server itself (the client secret goes to token_url). */
+    private const SCIM_SECRETS = ['token', 'basic_password'];
+    public const AUTH = ['bearer', 'basic', 'oauth2'];
+    public const CLIENT_AUTH = ['client_secret_basic', 'client_secret_post'];
     private const SECRET_PREFIX = 'enc:v1:';
 
     /** @var (\Closure(array<string, mixed>): ?string)|null has the component check a policy: an error or null */
@@ -46,6 +53,12 @@ final class Settings
             'token' => '',
             'basic_user' => '',
             'basic_password' => '',
+            'token_url' => '',
+            'client_id' => '',
+            'client_secret' => '',
+            'oauth2_scope' => '',
+            'oauth2_audience' => '',
+            'client_auth' => 'client_secret_basic',
             'timeout_ms' => 30000,
             'mapping' => '',
             'operations' => ['create' => true, 'update' => true, 'deactivate' => true, 'delete' => false],
@@ -90,7 +103,11 @@ final class Settings
         if ($s['base_url'] === '') {
             return false;
         }
-        return $s['auth'] === 'basic' ? ($s['basic_user'] !== '' && $s['basic_password'] !== '') : $s['token'] !== '';
+        return match ($s['auth']) {
+            'basic' => $s['basic_user'] !== '' && $s['basic_password'] !== '',
+            'oauth2' => $s['token_url'] !== '' && $s['client_id'] !== '' && $s['client_secret'] !== '',
+            default => $s['token'] !== '',
+        };
     }
 
     /**
@@ -120,8 +137,8 @@ final class Settings
             }
         }
         if (array_key_exists('auth', $input)) {
-            if (!in_array($input['auth'], ['bearer', 'basic'], true)) {
-                $errors['auth'] = 'authentication is bearer or basic';
+            if (!in_array($input['auth'], self::AUTH, true)) {
+                $errors['auth'] = 'authentication is bearer, basic or oauth2';
             } else {
                 $new['auth'] = $input['auth'];
             }
@@ -134,6 +151,27 @@ final class Settings
                 $new['basic_user'] = $user;
             }
         }
+        if (array_key_exists('token_url', $input)) {
+            $url = trim((string) $input['token_url']);
+            $problem = $url === '' ? null : self::urlProblem($url, 'token URL');
+            if ($problem !== null) {
+                $errors['token_url'] = $problem;
+            } else {
+                $new['token_url'] = $url;
+            }
+        }
+        foreach (['client_id', 'oauth2_scope', 'oauth2_audience'] as $key) {
+            if (array_key_exists($key, $input)) {
+                $new[$key] = trim(sanitize_text_field((string) $input[$key]));
+            }
+        }
+        if (array_key_exists('client_auth', $input)) {
+            if (!in_array($input['client_auth'], self::CLIENT_AUTH, true)) {
+                $errors['client_auth'] = 'client authentication is client_secret_basic or client_secret_post';
+            } else {
+                $new['client_auth'] = $input['client_auth'];
+            }
+        }
         // Secrets: an empty field keeps the saved one (the form never shows it).
         $given = [];
         foreach (self::SECRETS as $key) {
@@ -143,11 +181,14 @@ final class Settings
             }
         }
         if (self::origin($old['base_url']) !== self::origin($new['base_url'])) {
-            foreach (self::SECRETS as $key) {
+            foreach (self::SCIM_SECRETS as $key) {
                 if (!isset($given[$key])) {
                     $new[$key] = '';
                 }
             }
+        }
+        if (self::origin($old['token_url']) !== self::origin($new['token_url']) && !isset($given['client_secret'])) {
+            $new['client_secret'] = '';
         }
         if (array_key_exists('timeout_ms', $input)) {
             $t = filter_var($input['timeout_ms'], FILTER_VALIDATE_INT);
@@ -231,7 +272,21 @@ final class Settings
             );
         }
         $config = ['base_url' => $s['base_url'], 'timeout' => (int) $s['timeout_ms'], 'policy' => $this->policy($s)];
-        if ($s['auth'] === 'basic') {
+        if ($s['auth'] === 'oauth2') {
+            if ($s['token_url'] === '' || $s['client_id'] === '' || $s['client_secret'] === '') {
+                throw new \RuntimeException('OAuth 2.0 client credentials need a token URL, a client id and a client '
+                    . 'secret: enter them under Settings → SCIM Provisioning');
+            }
+            // The component sends the id and secret only to token_url; the SCIM server gets the token.
+            $config += ['auth' => 'oauth2', 'token_url' => $s['token_url'], 'client_id' => $s['client_id'],
+                'client_secret' => $s['client_secret'], 'client_auth' => $s['client_auth']];
+            if ($s['oauth2_scope'] !== '') {
+                $config['scope'] = $s['oauth2_scope'];
+            }
+            if ($s['oauth2_audience'] !== '') {
+                $config['audience'] = $s['oauth2_audience'];
+            }
+        } elseif ($s['auth'] === 'basic') {
             if ($s['basic_user'] === '' || $s['basic_password'] === '') {
                 throw new \RuntimeException('basic authentication needs a user name and a password: '
                     . 'enter them under Settings → SCIM Provisioning');
@@ -339,20 +394,20 @@ final class Settings
         return $scheme . '://' . strtolower($p['host']) . ':' . $port;
     }
 
-    private static function urlProblem(string $url): ?string
+    private static function urlProblem(string $url, string $what = 'base URL'): ?string
     {
         $p = parse_url($url);
         if (!is_array($p) || !isset($p['scheme'], $p['host'])) {
-            return 'the base URL must be an absolute http:// or https:// URL';
+            return "the {$what} must be an absolute http:// or https:// URL";
         }
         if (!in_array(strtolower($p['scheme']), ['http', 'https'], true)) {
-            return 'the base URL must start with http:// or https://';
+            return "the {$what} must start with http:// or https://";
         }
         if (isset($p['user']) || isset($p['pass'])) {
-            return 'put credentials in the token or basic-auth fields, not in the URL';
+            return 'put credentials in the token, basic-auth or client fields, not in the URL';
         }
         if (isset($p['query']) || isset($p['fragment'])) {
-            return 'the base URL cannot have a query or a fragment';
+            return "the {$what} cannot have a query or a fragment";
         }
         return null;
     }
@@ -383,7 +438,8 @@ final class Settings
         foreach (self::SECRETS as $key) {
             $s[$key] = self::decrypt((string) $s[$key]);
         }
-        foreach (['base_url', 'auth', 'basic_user', 'mapping', 'deprovision', 'schedule'] as $key) {
+        foreach (['base_url', 'auth', 'basic_user', 'mapping', 'deprovision', 'schedule', 'token_url', 'client_id',
+            'oauth2_scope', 'oauth2_audience', 'client_auth'] as $key) {
             $s[$key] = (string) $s[$key];
         }
         $s['automatic'] = (bool) $s['automatic'];

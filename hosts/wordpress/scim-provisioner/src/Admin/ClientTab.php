@@ -50,8 +50,15 @@ final class ClientTab
         $seconds = SettingsPage::postText('timeout_s');
         $input = [
             'base_url' => SettingsPage::postText('base_url'),
-            'auth' => SettingsPage::postText('auth') === 'basic' ? 'basic' : 'bearer',
+            'auth' => in_array(SettingsPage::postText('auth'), ['basic', 'oauth2'], true)
+                ? SettingsPage::postText('auth') : 'bearer',
             'basic_user' => sanitize_text_field(SettingsPage::postText('basic_user')),
+            'token_url' => SettingsPage::postText('token_url'),
+            'client_id' => SettingsPage::postText('client_id'),
+            'oauth2_scope' => SettingsPage::postText('oauth2_scope'),
+            'oauth2_audience' => SettingsPage::postText('oauth2_audience'),
+            'client_auth' => SettingsPage::postText('client_auth') === 'client_secret_post'
+                ? 'client_secret_post' : 'client_secret_basic',
         ];
         $errors = [];
         if (!preg_match('/^\d{1,3}$/', $seconds)) {
@@ -59,7 +66,7 @@ final class ClientTab
         } else {
             $input['timeout_ms'] = (int) $seconds * 1000;
         }
-        foreach (['token', 'basic_password'] as $secret) {
+        foreach (['token', 'basic_password', 'client_secret'] as $secret) {
             $value = SettingsPage::postSecret($secret);
             if ($value !== '') {
                 $input[$secret] = $value;
@@ -79,6 +86,11 @@ final class ClientTab
                 'base_url' => $input['base_url'],
                 'auth' => $input['auth'],
                 'basic_user' => $input['basic_user'],
+                'token_url' => $input['token_url'],
+                'client_id' => $input['client_id'],
+                'oauth2_scope' => $input['oauth2_scope'],
+                'oauth2_audience' => $input['oauth2_audience'],
+                'client_auth' => $input['client_auth'],
                 'timeout_s' => $seconds,
             ]);
             SettingsPage::redirect('client');
@@ -117,6 +129,7 @@ final class ClientTab
             echo Html::radios('auth', 'scim-auth-', [
                 'bearer' => __('Bearer token', 'scim-provisioner'),
                 'basic' => __('HTTP Basic (user and password)', 'scim-provisioner'),
+                'oauth2' => __('OAuth 2.0 client credentials (a token from the authorization server)', 'scim-provisioner'),
             ], (string) ($form['auth'] ?? 'bearer'));
         });
         $field('token', __('SCIM bearer token', 'scim-provisioner'), static function () use ($saved): void {
@@ -140,6 +153,7 @@ final class ClientTab
             $what = __('password', 'scim-provisioner');
             echo self::secretHint(!empty($saved['basic_password_saved']), 'scim-basic-password-state', $what);
         }, 'scim-basic-password');
+        self::addOAuth2Fields($field, $form, $saved);
         $field('timeout', __('Timeout (seconds)', 'scim-provisioner'), static function () use ($form): void {
             $seconds = isset($form['timeout_s'])
                 ? (string) $form['timeout_s']
@@ -150,6 +164,60 @@ final class ClientTab
                 'class' => 'small-text',
             ]);
         }, 'scim-timeout');
+    }
+
+    /**
+     * OAuth 2.0 client credentials: the token endpoint, the client id, the write-only client
+     * secret (sent only to the token endpoint), and the optional scope, audience and client
+     * authentication.
+     *
+     * @param callable(string, string, callable, string=): void $field
+     * @param array<string, mixed> $form
+     * @param array<string, mixed> $saved
+     */
+    private static function addOAuth2Fields(callable $field, array $form, array $saved): void
+    {
+        $text = static function (string $name, string $id, string $placeholder = '') use ($form): \Closure {
+            return static function () use ($form, $name, $id, $placeholder): void {
+                echo Html::input('text', $name, $id, (string) ($form[$name] ?? ''), [
+                    'class' => 'regular-text code',
+                    'autocomplete' => 'off',
+                    'placeholder' => $placeholder,
+                ]);
+            };
+        };
+        $field('token_url', __('OAuth 2.0 token URL', 'scim-provisioner'), static function () use ($form): void {
+            echo Html::input('url', 'token_url', 'scim-token-url', (string) ($form['token_url'] ?? ''), [
+                'class' => 'regular-text code',
+                'placeholder' => 'https://idp.example/oauth2/token',
+            ]);
+        }, 'scim-token-url');
+        $field('client_id', __('Client id', 'scim-provisioner'), $text('client_id', 'scim-client-id'), 'scim-client-id');
+        $field('client_secret', __('Client secret', 'scim-provisioner'), static function () use ($saved): void {
+            echo Html::input('password', 'client_secret', 'scim-client-secret', '', [
+                'class' => 'regular-text',
+                'autocomplete' => 'new-password',
+            ]);
+            $what = __('client secret', 'scim-provisioner');
+            echo self::secretHint(!empty($saved['client_secret_saved']), 'scim-client-secret-state', $what);
+            echo Html::description(__(
+                'Sent only to the token URL; a token URL on another server needs it again.',
+                'scim-provisioner'
+            ));
+        }, 'scim-client-secret');
+        $field('oauth2_scope', __('Scope (optional)', 'scim-provisioner'), $text('oauth2_scope', 'scim-oauth2-scope'), 'scim-oauth2-scope');
+        $field(
+            'oauth2_audience',
+            __('Audience (optional)', 'scim-provisioner'),
+            $text('oauth2_audience', 'scim-oauth2-audience'),
+            'scim-oauth2-audience'
+        );
+        $field('client_auth', __('Client authentication', 'scim-provisioner'), static function () use ($form): void {
+            echo Html::select('client_auth', 'scim-client-auth', [
+                'client_secret_basic' => __('HTTP Basic (client_secret_basic)', 'scim-provisioner'),
+                'client_secret_post' => __('In the form body (client_secret_post)', 'scim-provisioner'),
+            ], (string) ($form['client_auth'] ?? 'client_secret_basic'));
+        }, 'scim-client-auth');
     }
 
     /**
@@ -166,6 +234,13 @@ final class ClientTab
         }
         if (!empty($before['basic_password_saved']) && empty($after['basic_password_saved'])) {
             $cleared[] = __('basic password', 'scim-provisioner');
+        }
+        if (!empty($before['client_secret_saved']) && empty($after['client_secret_saved'])) {
+            Notices::push('client-oauth2-secret-cleared', 'warning', __(
+                'The token URL now points at another server, so the saved client secret was cleared: '
+                . 'it is never sent to a server it was not saved for. Enter it again.',
+                'scim-provisioner'
+            ));
         }
         if ($cleared !== []) {
             Notices::push('client-secret-cleared', 'warning', sprintf(
