@@ -7,25 +7,23 @@
 //    (pure guest work, no import; `plan` the public one, which passes only the fields the
 //    scope reads, none under the default policy), a no-change `provision` (the guest
 //    compares with the snapshot and sends nothing), and `getUser` (one GET through
-//    NodeHttpTransport to scim2-server). One warm-up pass, then the median of 5 passes, in
+//    FetchTransport to scim2-server). Each call awaited before the next. One warm-up pass, then the median of 5 passes, in
 //    µs per call.
 // 2. Memory: the process RSS (every thread's) before and after --plan-calls `plan` calls
 //    (after a full GC when node runs with --expose-gc).
 // 3. A first sync of --sync-users users into a fresh scim2-server: every user planned, the
 //    remote users listed once and the listing handed to the other connectors, then
 //    `provisionBatch` (100 users a call, their writes through /Bulk) on --concurrency
-//    connectors at once. A connector call blocks its calling thread, so each connector but
-//    the first runs on a calling thread of its own (a worker_threads Worker with its own
-//    Runtime), started before the clock; each user always goes to the same connector.
+//    connectors at once, all on this thread (each instance runs in its worker; the calls
+//    are awaited together), opened before the clock; each user always goes to the same
+//    connector.
 //
 //   node [--expose-gc] hosts/node/bench.mjs [--calls N] [--plan-calls N] [--sync-users N]
 //       [--concurrency N] [--json FILE]
 import fs from 'node:fs';
-import { once } from 'node:events';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 
 import { Connector, NullLogger, Runtime } from './src/index.js';
 import { scimRequest, startScim2Server } from './test/helpers.js';
@@ -43,13 +41,13 @@ const syncUser = (i) => ({
   id: String(i), fields: { name: `sync${i}`, mail: `sync${i}@drupal.example`, field_first_name: 'Sync', field_last_name: `User${i}`, roles: ['member'] }, active: true,
 });
 
-/** Median µs per call over 5 passes of n calls, after one warm-up pass. */
-function perCall(n, fn) {
-  for (let i = 0; i < n; i++) fn();
+/** Median µs per call over 5 passes of n calls (each awaited before the next), after one warm-up pass. */
+async function perCall(n, fn) {
+  for (let i = 0; i < n; i++) await fn();
   const runs = [];
   for (let r = 0; r < 5; r++) {
     const t = process.hrtime.bigint();
-    for (let i = 0; i < n; i++) fn();
+    for (let i = 0; i < n; i++) await fn();
     runs.push(Number(process.hrtime.bigint() - t) / 1000 / n);
   }
   runs.sort((a, b) => a - b);
@@ -60,9 +58,9 @@ const rssKib = () => Math.round(process.memoryUsage().rss / 1024);
 const collect = () => globalThis.gc?.();
 
 /** Provisions `users` in batches of 100 on `connector`; adds to `totals`. */
-function provisionShare(connector, users, totals) {
+async function provisionShare(connector, users, totals) {
   for (let at = 0; at < users.length; at += BATCH) {
-    const out = connector.provisionBatch(users.slice(at, at + BATCH).map((u) => ({ user: u, event: 'created', link: null })));
+    const out = await connector.provisionBatch(users.slice(at, at + BATCH).map((u) => ({ user: u, event: 'created', link: null })));
     totals.requests += out.requests;
     totals.bulk += out.bulkRequests;
     for (const r of out.results) {
@@ -75,41 +73,25 @@ function provisionShare(connector, users, totals) {
 
 const noTotals = () => ({ requests: 0, bulk: 0, created: 0, failed: 0 });
 
-/** A calling thread of the first sync: its own Runtime and Connector, one share of the users. */
-async function syncThread() {
-  const { config, users } = workerData;
-  const runtime = await Runtime.load();
-  const connector = Connector.open(runtime, config, { logger: new NullLogger() });
-  parentPort.postMessage({ ready: true });
-  const [{ document }] = await once(parentPort, 'message');
-  if (document !== null) connector.importRemoteIndex(document);
-  const totals = provisionShare(connector, users, noTotals());
-  connector.close();
-  parentPort.postMessage({ totals });
-}
-
 async function firstSync(runtime, baseUrl, token, n, concurrency) {
   const config = { base_url: baseUrl, token, timeout: 60000 };
   const users = Array.from({ length: n }, (_, i) => syncUser(i + 1));
   const share = (k) => users.filter((_, i) => i % concurrency === k);
-  // Connector 0 runs on this thread; the others on calling threads of their own.
+  // Every connector on this thread, each instance in a worker of its own: they run at once.
   const setupStarted = performance.now();
-  const threads = Array.from({ length: concurrency - 1 }, (_, k) => new Worker(new URL(import.meta.url), { workerData: { config, users: share(k + 1) } }));
-  const errors = threads.map((w) => once(w, 'error').then(([e]) => { throw e; }));
-  await Promise.race([Promise.all(threads.map((w) => once(w, 'message'))), ...errors]);
+  const connectors = await Promise.all(Array.from({ length: concurrency }, () => Connector.open(runtime, config, { logger: new NullLogger() })));
   const setupSeconds = (performance.now() - setupStarted) / 1000;
   const started = performance.now();
-  const first = Connector.open(runtime, config, { logger: new NullLogger() });
-  const planned = users.filter((u) => first.plan(u, 'created', false).action === 'create');
+  const [first, ...others] = connectors;
+  const planned = [];
+  for (const u of users) if ((await first.plan(u, 'created', false)).action === 'create') planned.push(u);
   if (planned.length !== n) throw new Error(`${planned.length} of ${n} users planned for creation`);
-  const listing = first.indexRemoteUsers();
-  const document = first.exportRemoteIndex();
-  const done = threads.map((w) => once(w, 'message'));
-  for (const w of threads) w.postMessage({ document });
-  const mine = provisionShare(first, share(0), noTotals());
-  const results = [mine, ...(await Promise.race([Promise.all(done), ...errors])).map(([{ totals }]) => totals)];
+  const listing = await first.indexRemoteUsers();
+  const document = await first.exportRemoteIndex();
+  if (document !== null) await Promise.all(others.map((c) => c.importRemoteIndex(document)));
+  const results = await Promise.all(connectors.map((c, k) => provisionShare(c, share(k), noTotals())));
   const seconds = (performance.now() - started) / 1000;
-  first.close();
+  for (const c of connectors) c.close();
   const sum = (k) => results.reduce((a, t) => a + t[k], 0);
   if (sum('created') !== n || sum('failed') !== 0) throw new Error(`the sync did not provision every user: ${sum('created')} created, ${sum('failed')} failed`);
   return { seconds, setupSeconds, created: sum('created'), requests: listing.requests + sum('requests'), bulk: sum('bulk') };
@@ -132,31 +114,31 @@ async function main() {
   const jco = `jco ${version('@bytecodealliance/jco')} + preview2-shim ${version('@bytecodealliance/preview2-shim')}`;
   console.log(`Node ${process.version}, ${jco}, component ${runtime.wasmPath}`);
   console.log(`component loaded in ${(performance.now() - started).toFixed(0)} ms\n`);
-  const figures = { host: 'node', runtime: `Node ${process.version}, ${jco} (sync instantiation, each instance in a worker thread)` };
+  const figures = { host: 'node', runtime: `Node ${process.version}, ${jco} (sync instantiation, each instance in a worker thread, Promise API)` };
   const notes = [];
 
   const peer = await startScim2Server();
   try {
-    const c = Connector.open(runtime, { base_url: peer.baseUrl, token: peer.token, timeout: 30000 }, { logger: new NullLogger() });
-    const created = c.provision(user(1), 'created', null);
+    const c = await Connector.open(runtime, { base_url: peer.baseUrl, token: peer.token, timeout: 30000 }, { logger: new NullLogger() });
+    const created = await c.provision(user(1), 'created', null);
     if (created.action !== 'created' || created.link === null) throw new Error('the bench user was not created');
     const { link } = created;
     const u = user(1);
     console.log(`== per call, from JS through jco and the instance's worker thread (${calls} calls, median of 5) ==`);
     const rows = [
-      ['plan (pure)', perCall(calls, () => c.plan(u, 'updated', true))],
-      ['mapUser (pure)', perCall(calls, () => c.mapUser(u))],
-      ['provision, no change', perCall(calls, () => {
-        if (c.provision(u, 'updated', link).action !== 'unchanged') throw new Error('expected unchanged');
+      ['plan (pure)', await perCall(calls, () => c.plan(u, 'updated', true))],
+      ['mapUser (pure)', await perCall(calls, () => c.mapUser(u))],
+      ['provision, no change', await perCall(calls, async () => {
+        if ((await c.provision(u, 'updated', link)).action !== 'unchanged') throw new Error('expected unchanged');
       })],
-      ['getUser (1 GET)', perCall(Math.max(1, Math.floor(calls / 4)), () => c.getUser(link.remoteId))],
+      ['getUser (1 GET)', await perCall(Math.max(1, Math.floor(calls / 4)), () => c.getUser(link.remoteId))],
     ];
     console.log(`${'call'.padEnd(24)} ${'us/call'.padStart(12)} ${'calls/s'.padStart(12)}`);
     for (const [name, us] of rows) console.log(`${name.padEnd(24)} ${us.toFixed(1).padStart(12)} ${(1e6 / us).toFixed(0).padStart(12)}`);
     Object.assign(figures, { plan_us: rows[0][1], map_us: rows[1][1], provision_unchanged_us: rows[2][1], get_user_us: rows[3][1] });
 
     console.log(`\n== memory over ${planCalls} plan calls (the process: this thread and the instance's worker) ==`);
-    for (let i = 0; i < 2000; i++) c.plan(u, 'updated', true);
+    for (let i = 0; i < 2000; i++) await c.plan(u, 'updated', true);
     if (typeof globalThis.gc !== 'function') notes.push('RSS read without a forced GC (run node with --expose-gc for a collected heap)');
     collect();
     const rss0 = rssKib();
@@ -164,7 +146,7 @@ async function main() {
     const marks = [];
     const t = performance.now();
     for (let i = 1; i <= planCalls; i++) {
-      c.plan(u, 'updated', true);
+      await c.plan(u, 'updated', true);
       if (i % quarter === 0 && marks.length < 4) marks.push(rssKib());
     }
     const seconds = (performance.now() - t) / 1000;
@@ -177,18 +159,18 @@ async function main() {
     await peer.stop();
   }
 
-  console.log(`\n== a ${syncUsers}-user first sync into a fresh scim2-server, ${concurrency} connectors on ${concurrency} calling threads ==`);
+  console.log(`\n== a ${syncUsers}-user first sync into a fresh scim2-server, ${concurrency} connectors on one thread ==`);
   const fresh = await startScim2Server();
   try {
     const s = await firstSync(runtime, fresh.baseUrl, fresh.token, syncUsers, concurrency);
     const listed = await scimRequest('GET', `${fresh.baseUrl}/Users?count=1`, fresh.token);
     console.log(`${s.seconds.toFixed(2)} s, ${(syncUsers / s.seconds).toFixed(0)} users/s, ${s.created} created, ${s.requests} requests (${s.bulk} bulk); `
-      + `scim2-server holds ${listed.body.totalResults} users (read back with a plain GET); starting the calling threads took ${s.setupSeconds.toFixed(2)} s before the clock`);
+      + `scim2-server holds ${listed.body.totalResults} users (read back with a plain GET); opening the connectors took ${s.setupSeconds.toFixed(2)} s before the clock`);
     if (listed.body.totalResults !== syncUsers) throw new Error(`scim2-server holds ${listed.body.totalResults} users, not ${syncUsers}`);
     Object.assign(figures, {
       sync_users: syncUsers, sync_concurrency: concurrency, sync_seconds: s.seconds, sync_requests: s.requests, sync_bulk: s.bulk, sync_setup_seconds: s.setupSeconds,
     });
-    if (concurrency > 1) notes.push(`sync_seconds excludes starting the ${concurrency - 1} extra calling threads (${s.setupSeconds.toFixed(2)} s: a Runtime and a connector each)`);
+    notes.push(`sync_seconds excludes opening the ${concurrency} connectors (${s.setupSeconds.toFixed(2)} s: a worker thread and an instance each)`);
   } finally {
     await fresh.stop();
   }
@@ -196,5 +178,4 @@ async function main() {
   if (values.json) fs.writeFileSync(values.json, `${JSON.stringify(figures, null, 2)}\n`);
 }
 
-if (isMainThread) await main();
-else await syncThread();
+await main();

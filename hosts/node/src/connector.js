@@ -1,14 +1,17 @@
 // The client role (WIT `client.connector`), in its own component instance.
 
 import { ProvisioningError, TransportError } from './errors.js';
+import { canonicalKeys } from './config.js';
 import { ConsoleLogger, RedactingLogger } from './logger.js';
 import { Session } from './session.js';
-import { NodeHttpTransport } from './transport.js';
+import { FetchTransport } from './transport.js';
 import {
   capabilitiesFromWit, eventToWit, linkToWit, outcomeFromWit, userReadBy, userToWit,
 } from './values.js';
 
 const KEYS = ['base_url', 'token', 'token_env', 'username', 'password', 'password_env', 'timeout', 'policy'];
+/** The camelCase spellings accepted beside the PHP library's keys. */
+const CAMEL = { baseUrl: 'base_url', tokenEnv: 'token_env', passwordEnv: 'password_env' };
 /** How `scope-fields` names the user's id. */
 const SCOPE_ID_FIELD = '@id';
 
@@ -26,11 +29,9 @@ function fromEnv(config, key) {
 }
 
 /** @returns {[object, string[]]} the WIT connector-config and the secrets to redact */
-function parseConfig(config) {
-  if (config === null || typeof config !== 'object' || Array.isArray(config)) throw ProvisioningError.invalidConfig('the configuration is an object');
-  for (const key of Object.keys(config)) {
-    if (!KEYS.includes(key)) throw ProvisioningError.invalidConfig(`unknown setting '${key}'; known: ${KEYS.join(', ')}`);
-  }
+function parseConfig(given) {
+  if (given === null || typeof given !== 'object' || Array.isArray(given)) throw ProvisioningError.invalidConfig('the configuration is an object');
+  const config = canonicalKeys(given, KEYS, CAMEL, 'setting');
   const baseUrl = config.base_url;
   if (typeof baseUrl !== 'string' || baseUrl === '') throw ProvisioningError.invalidConfig('base_url is required');
   let auth;
@@ -110,9 +111,9 @@ export class Connector extends Session {
     /** @type {string} */
     this.baseUrl = wit.baseUrl;
     /** @type {import('./transport.js').Transport} */
-    this.transport = transport ?? new NodeHttpTransport(wit.baseUrl, { logger: this.logger });
+    this.transport = transport ?? new FetchTransport(wit.baseUrl, { logger: this.logger });
     this.#ownsTransport = transport === undefined || transport === null;
-    if (typeof this.transport.send !== 'function') throw new TypeError('a transport is an object with a synchronous send(request) method');
+    if (typeof this.transport.send !== 'function') throw new TypeError('a transport is an object with a send(request) method (which may return a promise)');
   }
 
   /**
@@ -120,16 +121,21 @@ export class Connector extends Session {
    * @param {import('./runtime.js').Runtime} runtime
    * @param {ConnectorConfig} config
    * @param {{transport?: import('./transport.js').Transport, logger?: import('./logger.js').Logger}} [options]
-   *   `transport`: default a NodeHttpTransport bound to base_url's origin; `logger`: default console at warn
-   * @returns {Connector}
-   * @throws {ProvisioningError} `invalid-config`
+   *   `transport`: default a FetchTransport bound to base_url's origin; `logger`: default console at warn
+   * @returns {Promise<Connector>}
+   * @throws {ProvisioningError} `invalid-config` (the promise rejects)
    */
-  static open(runtime, config, options = {}) {
+  static async open(runtime, config, options = {}) {
     for (const k of Object.keys(options ?? {})) {
       if (k !== 'transport' && k !== 'logger') throw new TypeError(`unknown Connector.open option '${k}'; known: transport, logger`);
     }
     const connector = new Connector(runtime, config, options);
-    connector.ensureOpen();
+    try {
+      await connector.ensureOpen();
+    } catch (e) {
+      connector.close();
+      throw e;
+    }
     return connector;
   }
 
@@ -139,15 +145,15 @@ export class Connector extends Session {
   }
 
   /** @protected */
-  opened() {
-    const fields = Array.from(this.invoke('[method]connector.scope-fields', []), String);
+  async opened() {
+    const fields = Array.from(await this.callWhileOpening('[method]connector.scope-fields', []), String);
     this.#scopeFields = fields;
     this.#scopeRead = { fields: new Set(fields), id: fields.includes(SCOPE_ID_FIELD) };
   }
 
-  /** "Save and Test Credentials": what the server supports. @returns {import('./values.js').ServerCapabilities} */
-  testConnection() {
-    return capabilitiesFromWit(this.invoke('[method]connector.test-connection', []));
+  /** "Save and Test Credentials": what the server supports. @returns {Promise<import('./values.js').ServerCapabilities>} */
+  async testConnection() {
+    return capabilitiesFromWit(await this.invoke('[method]connector.test-connection', []));
   }
 
   /**
@@ -156,26 +162,26 @@ export class Connector extends Session {
    * @param {import('./values.js').CmsUser} user
    * @param {import('./values.js').UserEvent} event
    * @param {import('./values.js').Link|null} [link]
-   * @returns {import('./values.js').ProvisionOutcome}
+   * @returns {Promise<import('./values.js').ProvisionOutcome>}
    */
-  provision(user, event, link = null) {
+  async provision(user, event, link = null) {
     const args = [userToWit(user), eventToWit(event), linkToWit(link)];
-    return outcomeFromWit(this.invoke('[method]connector.provision', args));
+    return outcomeFromWit(await this.invoke('[method]connector.provision', args));
   }
 
   /**
    * Provisions several users at once; their writes share /Bulk requests where the server has
    * it. Each result is a ProvisionOutcome or a ProvisioningError.
    * @param {import('./values.js').BatchItem[]} items
-   * @returns {{results: Array<import('./values.js').ProvisionOutcome|ProvisioningError>, requests: number, bulkRequests: number}}
+   * @returns {Promise<{results: Array<import('./values.js').ProvisionOutcome|ProvisioningError>, requests: number, bulkRequests: number}>}
    */
-  provisionBatch(items) {
+  async provisionBatch(items) {
     if (!Array.isArray(items)) throw new TypeError('provisionBatch takes a list of {user, event, link}');
     const wit = items.map((item, i) => {
       if (item === null || typeof item !== 'object') throw new TypeError(`item ${i} is not {user, event, link}`);
       return { user: userToWit(item.user), event: eventToWit(item.event), link: linkToWit(item.link) };
     });
-    const out = this.invoke('[method]connector.provision-batch', [wit]);
+    const out = await this.invoke('[method]connector.provision-batch', [wit]);
     return {
       results: out.results.map((r) => (r.tag === 'ok' ? outcomeFromWit(r.val) : ProvisioningError.fromWit(r.val))),
       requests: out.requests,
@@ -190,14 +196,14 @@ export class Connector extends Session {
    * @param {import('./values.js').CmsUser} user
    * @param {import('./values.js').UserEvent} event
    * @param {boolean} linked whether the user has a link (a remote user)
-   * @returns {import('./values.js').Plan}
+   * @returns {Promise<import('./values.js').Plan>}
    */
-  plan(user, event, linked) {
+  async plan(user, event, linked) {
     if (typeof linked !== 'boolean') throw new TypeError('plan(user, event, linked): linked is a boolean');
     // The list kept from the last instance: it is fixed for the connector's lifetime, so a
     // fresh instance (after a trap) answers the same, and bad input is refused before one opens.
     const args = [userToWit(userReadBy(user, this.#scopeRead)), eventToWit(event), linked];
-    const p = this.invoke('[method]connector.plan', args);
+    const p = await this.invoke('[method]connector.plan', args);
     return { action: p.action, reason: p.reason ?? null };
   }
 
@@ -205,69 +211,69 @@ export class Connector extends Session {
    * What `plan` reads of a user besides `active` (WIT `connector.scope-fields`, asked once per
    * instance): the names of the CMS fields the provisioning scope reads, each once, and `@id`
    * when it reads the user's id; empty without a scope. plan() passes only these. No request.
-   * @returns {string[]}
+   * @returns {Promise<string[]>}
    */
-  scopeFields() {
-    this.ensureOpen();
+  async scopeFields() {
+    await this.ensureOpen();
     return [...this.#scopeFields];
   }
 
-  /** Lists the remote users once (paged), so a first sync matches locally. @returns {import('./values.js').RemoteListing} */
-  indexRemoteUsers() {
-    const l = this.invoke('[method]connector.index-remote-users', []);
+  /** Lists the remote users once (paged), so a first sync matches locally. @returns {Promise<import('./values.js').RemoteListing>} */
+  async indexRemoteUsers() {
+    const l = await this.invoke('[method]connector.index-remote-users', []);
     return { users: l.users, requests: l.requests };
   }
 
-  /** The listed remote users as a document for importRemoteIndex(); null when nothing was listed. @returns {string|null} */
-  exportRemoteIndex() {
-    return this.invoke('[method]connector.export-remote-index', []) ?? null;
+  /** The listed remote users as a document for importRemoteIndex(); null when nothing was listed. @returns {Promise<string|null>} */
+  async exportRemoteIndex() {
+    return (await this.invoke('[method]connector.export-remote-index', [])) ?? null;
   }
 
-  /** Loads another connector's listing; returns how many users it holds. @param {string} document @returns {number} */
-  importRemoteIndex(document) {
+  /** Loads another connector's listing; returns how many users it holds. @param {string} document @returns {Promise<number>} */
+  async importRemoteIndex(document) {
     if (typeof document !== 'string') throw new TypeError('importRemoteIndex takes the string exportRemoteIndex() returned');
     return this.invoke('[method]connector.import-remote-index', [document]);
   }
 
-  /** What the connector learned about the server, as a JSON document to keep with the connection. @returns {string} */
-  exportDialect() {
+  /** What the connector learned about the server, as a JSON document to keep with the connection. @returns {Promise<string>} */
+  async exportDialect() {
     return this.invoke('[method]connector.export-dialect', []);
   }
 
   /** Loads a document from exportDialect(); a malformed one is refused with invalid-config. @param {string} document */
-  importDialect(document) {
+  async importDialect(document) {
     if (typeof document !== 'string') throw new TypeError('importDialect takes the string exportDialect() returned');
-    this.invoke('[method]connector.import-dialect', [document]);
+    await this.invoke('[method]connector.import-dialect', [document]);
   }
 
-  /** The SCIM ids of the remote users indexRemoteUsers() listed (or importRemoteIndex() loaded); empty when nothing was listed. No request. @returns {string[]} */
-  remoteUserIds() {
-    return Array.from(this.invoke('[method]connector.remote-user-ids', []), String);
+  /** The SCIM ids of the remote users indexRemoteUsers() listed (or importRemoteIndex() loaded); empty when nothing was listed. No request. @returns {Promise<string[]>} */
+  async remoteUserIds() {
+    return Array.from(await this.invoke('[method]connector.remote-user-ids', []), String);
   }
 
-  /** Reads one remote user by its SCIM id; null on 404. @param {string} remoteId @returns {object|null} */
-  getUser(remoteId) {
+  /** Reads one remote user by its SCIM id; null on 404. @param {string} remoteId @returns {Promise<object|null>} */
+  async getUser(remoteId) {
     if (typeof remoteId !== 'string') throw new TypeError('getUser takes the remote id as a string');
-    const json = this.invoke('[method]connector.get-user', [remoteId]);
+    const json = await this.invoke('[method]connector.get-user', [remoteId]);
     return json === undefined || json === null ? null : JSON.parse(json);
   }
 
-  /** The SCIM resource a CMS user maps to. Sends nothing. @returns {object} */
-  mapUser(user) {
+  /** The SCIM resource a CMS user maps to. Sends nothing. @returns {Promise<object>} */
+  async mapUser(user) {
     const wit = userToWit(user);
-    return JSON.parse(this.invoke('[method]connector.map-user', [wit]));
+    return JSON.parse(await this.invoke('[method]connector.map-user', [wit]));
   }
 
-  /** Closes the connector's instance and the worker of the transport it made (not one it was given). */
+  /** Closes the connector's instance and the connections of the transport it made (not one it was given). */
   close() {
     super.close();
     if (this.#ownsTransport) this.transport.close();
   }
 
   /** @protected */
-  serveHttp(witRequest) {
+  async serveHttp(witRequest) {
     try {
-      return { tag: 'ok', val: responseToWit(this.transport.send(requestFromWit(witRequest))) };
+      return { tag: 'ok', val: responseToWit(await this.transport.send(requestFromWit(witRequest))) };
     } catch (e) {
       if (e instanceof TransportError) return { tag: 'err', val: e.toWit() };
       this.logger.log('error', `the transport failed: ${e?.name}: ${e?.message}`);

@@ -178,7 +178,8 @@ export class SqliteDirectory {
     return row ? stored(row) : null;
   }
 
-  query(kind, search) {
+  /** @returns {Promise<{totalResults: number, resources: object[]}>} */
+  async query(kind, search) {
     const t = table(kind);
     const cols = `SELECT id, version, created, last_modified, json FROM ${t}`;
     if (!search.filter && !search.sortBy) {
@@ -205,7 +206,7 @@ export class SqliteDirectory {
       json.meta = { resourceType: kind === 'user' ? 'User' : 'Group', created: r.created, lastModified: r.lastModified, version: r.version };
       return JSON.stringify(json);
     });
-    const page = this.selector.select(views, search);
+    const page = await this.selector.select(views, search);
     return { totalResults: page.totalResults, resources: page.indices.map((i) => resources[i]) };
   }
 

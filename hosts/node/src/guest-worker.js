@@ -4,8 +4,9 @@
 //
 // The calling thread posts one request at a time on the port and bumps flags[0]; this
 // worker blocks in Atomics.wait on it (it never returns to its event loop while it lives).
-// An import the guest calls travels back the same way (post, bump flags[1]) and the worker
-// waits for the answer; a log line is posted without waiting. See src/guest.js.
+// An import the guest calls is posted to the calling thread, whose event loop serves it
+// (awaiting the host's promise if need be), and this worker blocks until the answer comes
+// the same way; a log line is posted without waiting. See src/guest.js.
 
 import { receiveMessageOnPort, workerData } from 'node:worker_threads';
 
@@ -19,11 +20,13 @@ const TO_WORKER = 0;
 const TO_CALLER = 1;
 const GIB4 = 4 * 1024 ** 3;
 
-/** Posts a message to the calling thread and wakes it. */
+/**
+ * Posts a message to the calling thread and bumps flags[1]: its event loop takes the
+ * message, or, when it is spinning for a quick answer, the flag shows it at once.
+ */
 function send(message) {
   port.postMessage(message);
   Atomics.add(flags, TO_CALLER, 1);
-  Atomics.notify(flags, TO_CALLER);
 }
 
 /** The next message from the calling thread (blocking; spins briefly first, see SPIN_MS). */

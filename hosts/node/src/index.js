@@ -1,10 +1,11 @@
-// scim-provisioner for Node.js: the component through jco, with the same API as the PHP library.
+// scim-provisioner for Node.js: the component through jco, with the same API as the PHP
+// library, every call returning a promise. The SQLite directory is the subpath export
+// `./sqlite` (src/sqlite.js), so this entry never loads better-sqlite3.
 export { Runtime, transpile, defaultWasm, limitMemory, DEFAULT_MEMORY_LIMIT, DEFAULT_DEADLINE_MS } from './runtime.js';
 export { Connector } from './connector.js';
 export { ScimServer, Response } from './server.js';
-export { SqliteDirectory } from './directory.js';
 export { Selector } from './selection.js';
-export { NodeHttpTransport, MAX_BODY_BYTES, originOf } from './transport.js';
+export { FetchTransport, MAX_BODY_BYTES, originOf } from './transport.js';
 export { ConsoleLogger, NullLogger, MemoryLogger, LEVELS } from './logger.js';
 export {
   ProvisioningError, GuestTrap, DeadlineExceeded, MemoryLimitExceeded, TransportError, DirectoryError, RuntimeSetupError,

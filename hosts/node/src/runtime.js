@@ -1,9 +1,13 @@
-// The runtime: the component transpiled by jco (once per .wasm, kept in gen/), its core
-// modules compiled once, and a fresh instance on demand (jco `--instantiation sync`).
+// The runtime: the component as jco transpiled it when the package was packed (component/,
+// built by `npm run build`, which `npm pack` runs as prepack), its core modules compiled once,
+// and a fresh instance on demand (jco `--instantiation sync`). Nothing is written at run time.
+// Another build of the component (option `wasm`, for development) is transpiled on first use
+// into `genDir`, which needs jco, a devDependency.
 
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -15,11 +19,13 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const PACKAGE_DIR = path.resolve(HERE, '..');
 /** The repository root (hosts/node/../..). */
 export const REPO_ROOT = path.resolve(PACKAGE_DIR, '..', '..');
-/** Where transpiled components are kept, one directory per component hash. */
+/** Where development transpiles (option `wasm`) are kept, one directory per component hash. */
 export const GEN_DIR = path.join(PACKAGE_DIR, 'gen');
+/** The transpiled component the package ships (built by scripts/build.mjs). */
+export const COMPONENT_DIR = path.join(PACKAGE_DIR, 'component');
 const NAME = 'scim_provisioner';
 /** The jco version package.json pins (part of the gen/ directory name). */
-const JCO_VERSION = '1.35.0';
+export const JCO_VERSION = '1.35.0';
 const PAGE = 65536;
 /** The default memory limit per instance, as the PHP bridge's. */
 export const DEFAULT_MEMORY_LIMIT = 512 * 1024 * 1024;
@@ -36,7 +42,8 @@ export function defaultWasm() {
   return candidates.find((p) => fs.existsSync(p)) ?? candidates[0];
 }
 
-function resolveWasm(option) {
+/** The component to build the package from: env SCIM_PROVISIONER_WASM, else the repository's build. */
+export function resolveWasm(option) {
   const wasm = option ?? (process.env.SCIM_PROVISIONER_WASM || null) ?? defaultWasm();
   if (!fs.existsSync(wasm) || !fs.statSync(wasm).isFile()) {
     throw new RuntimeSetupError(
@@ -56,8 +63,16 @@ function resolveWasm(option) {
 export function transpile(wasm, outDir) {
   const js = path.join(outDir, `${NAME}.js`);
   if (fs.existsSync(js) && fs.existsSync(path.join(outDir, 'source.json'))) return js;
-  const jco = path.join(PACKAGE_DIR, 'node_modules', '@bytecodealliance', 'jco', 'dist', 'jco.js');
-  if (!fs.existsSync(jco)) throw new RuntimeSetupError(`@bytecodealliance/jco is not installed (${jco}): run \`npm ci\` in hosts/node`);
+  let jco;
+  try {
+    // Resolved as Node resolves it, so a hoisted jco is found too; its CLI is beside its API.
+    jco = path.join(path.dirname(createRequire(import.meta.url).resolve('@bytecodealliance/jco')), 'jco.js');
+  } catch {
+    jco = null;
+  }
+  if (jco === null || !fs.existsSync(jco)) {
+    throw new RuntimeSetupError('@bytecodealliance/jco (a devDependency) is needed to transpile another component: run `npm ci` in hosts/node, or load the component the package ships (no `wasm` option)');
+  }
   const tmp = `${outDir}.tmp-${process.pid}`;
   fs.rmSync(tmp, { recursive: true, force: true });
   fs.mkdirSync(path.dirname(outDir), { recursive: true });
@@ -204,17 +219,19 @@ export class Runtime {
   }
 
   /**
-   * Transpiles (once per component, into gen/) and loads the component.
-   * @param {{wasm?: string, memoryLimitBytes?: number, deadlineMs?: number, genDir?: string}} [options]
-   *   `wasm`: the component (default env SCIM_PROVISIONER_WASM, else the repository's build);
+   * Loads the component the package ships (or, with `wasm`, transpiles another build once
+   * into `genDir` and loads that).
+   * @param {{wasm?: string, memoryLimitBytes?: number, deadlineMs?: number, genDir?: string, componentDir?: string}} [options]
+   *   `wasm`: another build of the component, for development (needs jco, a devDependency);
+   *   `componentDir`: a transpiled component to load instead of the package's own;
    *   `memoryLimitBytes`: the most linear memory one instance may hold (default 512 MiB);
    *   `deadlineMs`: the most guest time between two host answers (HTTP, directory) in one
    *   call (default 10 s); past it the call throws DeadlineExceeded;
-   *   `genDir`: where transpiled output is kept (default hosts/node/gen).
+   *   `genDir`: where a `wasm` option's transpile is kept (default the package's gen/).
    * @returns {Promise<Runtime>}
    */
   static async load(options = {}) {
-    const known = ['wasm', 'memoryLimitBytes', 'deadlineMs', 'genDir'];
+    const known = ['wasm', 'memoryLimitBytes', 'deadlineMs', 'genDir', 'componentDir'];
     for (const k of Object.keys(options)) {
       if (!known.includes(k)) throw new RuntimeSetupError(`unknown runtime option '${k}'; known: ${known.join(', ')}`);
     }
@@ -226,10 +243,25 @@ export class Runtime {
     if (!Number.isInteger(deadlineMs) || deadlineMs < 1 || deadlineMs > 2 ** 31 - 1) {
       throw new RuntimeSetupError('deadlineMs must be a whole number of milliseconds from 1 to 2147483647');
     }
-    const wasmPath = resolveWasm(options.wasm);
-    const outDir = genDirFor(wasmPath, options.genDir ?? GEN_DIR);
+    if (options.wasm !== undefined && options.componentDir !== undefined) throw new RuntimeSetupError('give wasm or componentDir, not both');
     const started = performance.now();
-    const js = transpile(wasmPath, outDir);
+    let outDir;
+    let js;
+    let wasmPath;
+    if (options.wasm !== undefined) {
+      wasmPath = resolveWasm(options.wasm);
+      outDir = genDirFor(wasmPath, options.genDir ?? GEN_DIR);
+      js = transpile(wasmPath, outDir);
+    } else {
+      outDir = path.resolve(options.componentDir ?? COMPONENT_DIR);
+      js = path.join(outDir, `${NAME}.js`);
+      if (!fs.existsSync(js) || !fs.existsSync(path.join(outDir, 'source.json'))) {
+        throw new RuntimeSetupError(
+          `no transpiled component at ${outDir}: the package is built with \`npm run build\` (npm pack runs it), or pass {wasm} for a component of your own`,
+        );
+      }
+      wasmPath = path.join(outDir, `${NAME}.wasm`);
+    }
     const transpileMs = performance.now() - started;
     const generated = await import(pathToFileURL(js).href);
     if (typeof generated.instantiate !== 'function') {
@@ -237,7 +269,8 @@ export class Runtime {
     }
     const maxPages = Math.floor(memoryLimitBytes / PAGE);
     const modules = new Map();
-    for (const file of fs.readdirSync(outDir).filter((f) => f.endsWith('.wasm'))) {
+    // jco's core modules (name.core.wasm, name.core2.wasm, …); the component itself may sit beside them.
+    for (const file of fs.readdirSync(outDir).filter((f) => /\.core\d*\.wasm$/.test(f))) {
       const bytes = fs.readFileSync(path.join(outDir, file));
       modules.set(file, await WebAssembly.compile(limitMemory(bytes, maxPages)));
     }
@@ -256,9 +289,9 @@ export class Runtime {
   /**
    * @internal A worker thread for one session's instance (see src/guest.js).
    * @param {object} owner the session; the worker is stopped if it is garbage-collected
-   * @returns {GuestThread}
+   * @returns {Promise<GuestThread>}
    */
   spawnGuest(owner) {
-    return new GuestThread(this, owner);
+    return GuestThread.start(this, owner);
   }
 }

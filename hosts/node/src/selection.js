@@ -35,12 +35,12 @@ export class Selector extends Session {
    * @param {Array<string|object>} resources SCIM JSON as a client sees it (with `id` and
    *   `meta`), as text or as objects
    * @param {{filter?: string|null, startIndex?: number, count?: number, sortBy?: string|null, sortDescending?: boolean}} search
-   * @returns {{totalResults: number, indices: number[]}} the page, as indices into `resources`, in order
+   * @returns {Promise<{totalResults: number, indices: number[]}>} the page, as indices into `resources`, in order
    * @throws {DirectoryError} `invalid-filter` for a filter that does not parse; `other` for a
    *   resource that is not JSON or a bad `sortBy`
    * @throws {import('./errors.js').GuestTrap}
    */
-  select(resources, search) {
+  async select(resources, search) {
     if (!Array.isArray(resources)) throw new TypeError('resources is an array');
     if (search === null || typeof search !== 'object') throw new TypeError('search is {filter, startIndex, count, sortBy, sortDescending}');
     const texts = resources.map((r) => (typeof r === 'string' ? r : JSON.stringify(r)));
@@ -51,7 +51,7 @@ export class Selector extends Session {
       sortBy: search.sortBy ?? undefined,
       sortDescending: Boolean(search.sortDescending),
     };
-    const out = this.invoke('select', [texts, wit]);
+    const out = await this.invoke('select', [texts, wit]);
     const indices = Array.from(out.indices, Number);
     if (indices.some((i) => i >= texts.length)) throw new DirectoryError('other', 'the filter engine returned an index out of range');
     return { totalResults: Number(out.totalResults), indices };

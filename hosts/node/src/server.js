@@ -1,11 +1,16 @@
 // The server role (WIT `server.scim-server`) over a directory the host serves.
 
+import { canonicalKeys } from './config.js';
 import { DirectoryError, GuestTrap, ProvisioningError } from './errors.js';
 import { ConsoleLogger, RedactingLogger } from './logger.js';
 import { Session } from './session.js';
 import { headerPairs, headerValue, toBytes, userFromWit } from './values.js';
 
 const KEYS = ['base_url', 'token', 'token_env', 'max_results', 'bulk_max_operations', 'bulk_max_payload', 'policy'];
+/** The camelCase spellings accepted beside the PHP library's keys. */
+const CAMEL = {
+  baseUrl: 'base_url', tokenEnv: 'token_env', maxResults: 'max_results', bulkMaxOperations: 'bulk_max_operations', bulkMaxPayload: 'bulk_max_payload',
+};
 const KINDS = ['user', 'group'];
 
 /**
@@ -16,19 +21,17 @@ const KINDS = ['user', 'group'];
  * @typedef {{totalResults: number, resources: StoredResource[]}} QueryPage
  * @typedef {'user'|'group'} ResourceKind
  * @typedef {{
- *   get(kind: ResourceKind, id: string): StoredResource|null,
- *   query(kind: ResourceKind, search: Search): QueryPage,
- *   create(kind: ResourceKind, json: string, cms: import('./values.js').CmsUser|null): StoredResource,
- *   replace(kind: ResourceKind, id: string, json: string, cms: import('./values.js').CmsUser|null, ifVersion: string|null): StoredResource,
- *   delete(kind: ResourceKind, id: string): boolean,
- * }} Directory  synchronous; throws DirectoryError
+ *   get(kind: ResourceKind, id: string): StoredResource|null|Promise<StoredResource|null>,
+ *   query(kind: ResourceKind, search: Search): QueryPage|Promise<QueryPage>,
+ *   create(kind: ResourceKind, json: string, cms: import('./values.js').CmsUser|null): StoredResource|Promise<StoredResource>,
+ *   replace(kind: ResourceKind, id: string, json: string, cms: import('./values.js').CmsUser|null, ifVersion: string|null): StoredResource|Promise<StoredResource>,
+ *   delete(kind: ResourceKind, id: string): boolean|Promise<boolean>,
+ * }} Directory  each method may return its value or a promise of it; throws (or rejects with) DirectoryError
  */
 
-function parseConfig(config) {
-  if (config === null || typeof config !== 'object' || Array.isArray(config)) throw ProvisioningError.invalidConfig('the server configuration is an object');
-  for (const key of Object.keys(config)) {
-    if (!KEYS.includes(key)) throw ProvisioningError.invalidConfig(`unknown server setting '${key}'; known: ${KEYS.join(', ')}`);
-  }
+function parseConfig(given) {
+  if (given === null || typeof given !== 'object' || Array.isArray(given)) throw ProvisioningError.invalidConfig('the server configuration is an object');
+  const config = canonicalKeys(given, KEYS, CAMEL, 'server setting');
   const baseUrl = config.base_url;
   if (typeof baseUrl !== 'string' || baseUrl === '') throw ProvisioningError.invalidConfig('base_url is required');
   let token = config.token ?? null;
@@ -122,14 +125,19 @@ export class ScimServer extends Session {
    * @param {ServerConfig} config
    * @param {Directory} directory
    * @param {{logger?: import('./logger.js').Logger}} [options]
-   * @returns {ScimServer}
+   * @returns {Promise<ScimServer>}
    */
-  static open(runtime, config, directory, options = {}) {
+  static async open(runtime, config, directory, options = {}) {
     for (const k of Object.keys(options ?? {})) {
       if (k !== 'logger') throw new TypeError(`unknown ScimServer.open option '${k}'; known: logger`);
     }
     const server = new ScimServer(runtime, config, directory, options?.logger);
-    server.ensureOpen();
+    try {
+      await server.ensureOpen();
+    } catch (e) {
+      server.close();
+      throw e;
+    }
     return server;
   }
 
@@ -144,13 +152,14 @@ export class ScimServer extends Session {
   }
 
   /**
-   * Answers one request.
+   * Answers one request. Requests are answered one at a time, in the order they came (the
+   * instance is not re-entrant); while one waits for the directory, the event loop is free.
    * @param {{method: string, path: string, query?: string, headers?: Array<[string, string]>|object, body?: string|Uint8Array}} request
    *   `path` below the base URL (`/Users/2819c223`), `query` raw without `?`
-   * @returns {Response}
-   * @throws {GuestTrap}
+   * @returns {Promise<Response>}
+   * @throws {GuestTrap} (the promise rejects)
    */
-  handle(request) {
+  async handle(request) {
     if (request === null || typeof request !== 'object') throw new TypeError('handle takes {method, path, query, headers, body}');
     if (typeof request.method !== 'string' || typeof request.path !== 'string') throw new TypeError('a request has a string method and path');
     const wit = {
@@ -160,13 +169,14 @@ export class ScimServer extends Session {
       headers: headerPairs(request.headers),
       body: toBytes(request.body, 'request body'),
     };
-    const out = this.invoke('[method]scim-server.handle', [wit]);
+    const out = await this.invoke('[method]scim-server.handle', [wit]);
     return new Response(out.status, out.headers, Buffer.from(out.body.buffer, out.body.byteOffset, out.body.byteLength));
   }
 
   /**
    * A node:http request listener serving SCIM under `basePath` (default: the base URL's
    * path); other paths get 404. A trap is answered 500 (and logged); the next request works.
+   * Requests arriving together are queued onto the instance (see handle()).
    * @param {{basePath?: string}} [options]
    * @returns {(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void}
    */
@@ -182,7 +192,7 @@ export class ScimServer extends Session {
         chunks.push(take);
         size += take.length;
       });
-      req.on('end', () => {
+      req.on('end', async () => {
         const [rawPath, query = ''] = (req.url ?? '/').split(/\?(.*)/s, 2);
         if (rawPath !== base && !rawPath.startsWith(`${base}/`)) {
           Response.error(404, `nothing is served at ${rawPath}`).send(res);
@@ -190,7 +200,7 @@ export class ScimServer extends Session {
         }
         let response;
         try {
-          response = this.handle({
+          response = await this.handle({
             method: req.method ?? 'GET',
             path: rawPath.slice(base.length) || '/',
             query,
@@ -212,7 +222,7 @@ export class ScimServer extends Session {
   }
 
   /** @protected */
-  serveDirectory(func, args) {
+  async serveDirectory(func, args) {
     const kind = args[0];
     if (!KINDS.includes(kind)) throw new TypeError(`the component asked the directory about an unknown resource kind ${kind}`);
     const d = this.#directory;
@@ -220,26 +230,26 @@ export class ScimServer extends Session {
       let val;
       switch (func) {
         case 'get': {
-          const r = d.get(kind, args[1]);
+          const r = await d.get(kind, args[1]);
           val = r === null || r === undefined ? undefined : storedToWit(r);
           break;
         }
         case 'query': {
           const s = args[1];
-          const page = d.query(kind, {
+          const page = await d.query(kind, {
             filter: s.filter ?? null, startIndex: s.startIndex, count: s.count, sortBy: s.sortBy ?? null, sortDescending: s.sortDescending,
           });
           val = { totalResults: BigInt(page.totalResults), resources: page.resources.map(storedToWit) };
           break;
         }
         case 'create':
-          val = storedToWit(d.create(kind, args[1], args[2] ? userFromWit(args[2]) : null));
+          val = storedToWit(await d.create(kind, args[1], args[2] ? userFromWit(args[2]) : null));
           break;
         case 'replace':
-          val = storedToWit(d.replace(kind, args[1], args[2], args[3] ? userFromWit(args[3]) : null, args[4] ?? null));
+          val = storedToWit(await d.replace(kind, args[1], args[2], args[3] ? userFromWit(args[3]) : null, args[4] ?? null));
           break;
         case 'delete':
-          val = Boolean(d.delete(kind, args[1]));
+          val = Boolean(await d.delete(kind, args[1]));
           break;
         default:
           throw new TypeError(`unknown directory function ${func}`);

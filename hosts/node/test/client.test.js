@@ -21,7 +21,7 @@ before(async () => {
   runtime = await Runtime.load();
   peer = await startScim2Server();
   logger = new MemoryLogger();
-  connector = Connector.open(runtime, { base_url: peer.baseUrl, token: peer.token, timeout: 10000, policy: POLICY }, { logger });
+  connector = await Connector.open(runtime, { base_url: peer.baseUrl, token: peer.token, timeout: 10000, policy: POLICY }, { logger });
 });
 
 after(async () => {
@@ -31,8 +31,8 @@ after(async () => {
 
 const remote = async (id) => scimRequest('GET', `${peer.baseUrl}/Users/${encodeURIComponent(id)}`, peer.token);
 
-test('testConnection reports what scim2-server supports', () => {
-  const caps = connector.testConnection();
+test('testConnection reports what scim2-server supports', async () => {
+  const caps = await connector.testConnection();
   assert.equal(caps.discovered, true);
   assert.equal(caps.patch, true);
   assert.equal(caps.etag, true);
@@ -40,18 +40,18 @@ test('testConnection reports what scim2-server supports', () => {
   assert.equal(typeof caps.filterMaxResults, 'number');
 });
 
-test('plan and mapUser decide without a request', () => {
-  assert.deepEqual(connector.plan(alice, 'created', false), { action: 'create', reason: null });
-  assert.equal(connector.plan(alice, 'blocked', true).action, 'deactivate');
-  assert.equal(connector.plan(alice, 'deleted', true).action, 'delete');
-  const mapped = connector.mapUser(alice);
+test('plan and mapUser decide without a request', async () => {
+  assert.deepEqual(await connector.plan(alice, 'created', false), { action: 'create', reason: null });
+  assert.equal((await connector.plan(alice, 'blocked', true)).action, 'deactivate');
+  assert.equal((await connector.plan(alice, 'deleted', true)).action, 'delete');
+  const mapped = await connector.mapUser(alice);
   assert.equal(mapped.userName, 'alice');
   assert.equal(mapped.name.givenName, 'Ælfgifu');
   assert.equal(mapped.externalId, 'n-1');
 });
 
 test('create, update by PATCH from the snapshot, no change, deactivate, reactivate, delete', async () => {
-  const created = connector.provision(alice, 'created', null);
+  const created = await connector.provision(alice, 'created', null);
   assert.equal(created.action, 'created');
   assert.ok(created.link?.remoteId && created.link.snapshot, JSON.stringify(created));
   let r = await remote(created.link.remoteId);
@@ -62,7 +62,7 @@ test('create, update by PATCH from the snapshot, no change, deactivate, reactiva
   assert.equal(r.body.active, true);
 
   const changed = { ...alice, fields: { ...alice.fields, field_last_name: 'Lidell', mail: 'alice@wonder.example' } };
-  const updated = connector.provision(changed, 'updated', created.link);
+  const updated = await connector.provision(changed, 'updated', created.link);
   assert.equal(updated.action, 'updated');
   assert.equal(updated.requests, 1, 'one PATCH, no read first (the snapshot says what changed)');
   r = await remote(created.link.remoteId);
@@ -70,26 +70,26 @@ test('create, update by PATCH from the snapshot, no change, deactivate, reactiva
   assert.equal(r.body.emails[0].value, 'alice@wonder.example');
   assert.equal(r.body.name.givenName, 'Ælfgifu', 'untouched values stay');
 
-  const same = connector.provision(changed, 'updated', updated.link);
+  const same = await connector.provision(changed, 'updated', updated.link);
   assert.equal(same.action, 'unchanged');
   assert.equal(same.requests, 0);
 
-  const blocked = connector.provision({ ...changed, active: false }, 'blocked', same.link);
+  const blocked = await connector.provision({ ...changed, active: false }, 'blocked', same.link);
   assert.equal(blocked.action, 'deactivated');
   r = await remote(created.link.remoteId);
   assert.equal(r.body.active, false);
 
-  const unblocked = connector.provision(changed, 'unblocked', blocked.link);
+  const unblocked = await connector.provision(changed, 'unblocked', blocked.link);
   assert.equal(unblocked.action, 'updated');
   r = await remote(created.link.remoteId);
   assert.equal(r.body.active, true);
 
-  const deleted = connector.provision(changed, 'deleted', unblocked.link);
+  const deleted = await connector.provision(changed, 'deleted', unblocked.link);
   assert.equal(deleted.action, 'deleted');
   assert.equal(deleted.link, null);
   r = await remote(created.link.remoteId);
   assert.equal(r.status, 404);
-  assert.equal(connector.getUser(created.link.remoteId), null, 'getUser is null on 404');
+  assert.equal(await connector.getUser(created.link.remoteId), null, 'getUser is null on 404');
 });
 
 test('a user the server already has is adopted, not duplicated', async () => {
@@ -98,19 +98,19 @@ test('a user the server already has is adopted, not duplicated', async () => {
   });
   assert.equal(made.status, 201);
   const bob = { id: 'n-2', fields: { name: 'bob', mail: 'bob@example.com', field_first_name: 'Bob', field_last_name: 'Builder' } };
-  const out = connector.provision(bob, 'created', null);
+  const out = await connector.provision(bob, 'created', null);
   assert.equal(out.action, 'adopted');
   assert.equal(out.link.remoteId, made.body.id);
   const list = await scimRequest('GET', `${peer.baseUrl}/Users?filter=${encodeURIComponent('userName eq "bob"')}`, peer.token);
   assert.equal(list.body.totalResults, 1);
-  const read = connector.getUser(made.body.id);
+  const read = await connector.getUser(made.body.id);
   assert.equal(read.userName, 'bob');
   assert.equal(read.name.familyName, 'Builder', 'adoption brought the remote user in line');
 });
 
 test('a batch provisions every user through /Bulk, each with its own result', async () => {
   const users = ['carol', 'dave', 'erin'].map((name, i) => ({ id: `b-${i}`, fields: { name, mail: `${name}@example.com`, field_first_name: name, field_last_name: 'Batch' } }));
-  const out = connector.provisionBatch(users.map((user) => ({ user, event: 'created', link: null })));
+  const out = await connector.provisionBatch(users.map((user) => ({ user, event: 'created', link: null })));
   assert.equal(out.results.length, 3);
   for (const r of out.results) {
     assert.ok(!(r instanceof ProvisioningError), String(r?.message));
@@ -123,55 +123,55 @@ test('a batch provisions every user through /Bulk, each with its own result', as
   }
 });
 
-test('the remote index is listed once and handed to another connector', () => {
-  const listing = connector.indexRemoteUsers();
+test('the remote index is listed once and handed to another connector', async () => {
+  const listing = await connector.indexRemoteUsers();
   assert.ok(listing.users >= 4, JSON.stringify(listing));
   assert.ok(listing.requests >= 1);
-  const doc = connector.exportRemoteIndex();
+  const doc = await connector.exportRemoteIndex();
   assert.equal(typeof doc, 'string');
-  const other = Connector.open(runtime, { base_url: peer.baseUrl, token: peer.token, policy: POLICY }, { logger: new MemoryLogger() });
+  const other = await Connector.open(runtime, { base_url: peer.baseUrl, token: peer.token, policy: POLICY }, { logger: new MemoryLogger() });
   try {
-    assert.equal(other.exportRemoteIndex(), null, 'nothing listed yet');
-    assert.deepEqual(other.remoteUserIds(), []);
-    assert.equal(other.importRemoteIndex(doc), listing.users);
-    const ids = connector.remoteUserIds();
+    assert.equal(await other.exportRemoteIndex(), null, 'nothing listed yet');
+    assert.deepEqual(await other.remoteUserIds(), []);
+    assert.equal(await other.importRemoteIndex(doc), listing.users);
+    const ids = await connector.remoteUserIds();
     assert.equal(ids.length, listing.users);
     assert.ok(ids.every((id) => typeof id === 'string'));
-    assert.deepEqual(other.remoteUserIds(), ids);
-    assert.throws(() => other.importRemoteIndex('{"not": "an index"}'), ProvisioningError);
+    assert.deepEqual(await other.remoteUserIds(), ids);
+    await assert.rejects(() => other.importRemoteIndex('{"not": "an index"}'), ProvisioningError);
   } finally {
     other.close();
   }
 });
 
-test('errors carry the case, status and retry class', () => {
-  const wrong = Connector.open(runtime, { base_url: peer.baseUrl, token: 'not-the-token-at-all' }, { logger: new MemoryLogger() });
+test('errors carry the case, status and retry class', async () => {
+  const wrong = await Connector.open(runtime, { base_url: peer.baseUrl, token: 'not-the-token-at-all' }, { logger: new MemoryLogger() });
   try {
-    assert.throws(() => wrong.testConnection(), (e) => e instanceof ProvisioningError && ['scim', 'unexpected-response'].includes(e.case) && e.status === 401 && /401/.test(e.message) && !e.isRetryable());
+    await assert.rejects(() => wrong.testConnection(), (e) => e instanceof ProvisioningError && ['scim', 'unexpected-response'].includes(e.case) && e.status === 401 && /401/.test(e.message) && !e.isRetryable());
   } finally {
     wrong.close();
   }
-  assert.throws(() => connector.provision({ id: 'x', fields: { mail: 'nobody@example.com' } }, 'created', null),
+  await assert.rejects(() => connector.provision({ id: 'x', fields: { mail: 'nobody@example.com' } }, 'created', null),
     (e) => e instanceof ProvisioningError && e.case === 'missing-attribute' && e.userId === 'x' && e.attribute === 'userName');
-  assert.throws(() => Connector.open(runtime, { base_url: peer.baseUrl, policy: { deprovision: 'explode' } }), (e) => e.case === 'invalid-config' && /explode/.test(e.message));
-  assert.throws(() => Connector.open(runtime, { base_url: peer.baseUrl, tokn: 'x' }), (e) => e.case === 'invalid-config' && /unknown setting 'tokn'/.test(e.message));
-  assert.throws(() => Connector.open(runtime, { base_url: 'ftp://example.com/scim' }), (e) => e.case === 'invalid-config');
-  assert.throws(() => Connector.open(runtime, { base_url: peer.baseUrl, token_env: 'SURELY_NOT_SET_ANYWHERE' }), /SURELY_NOT_SET_ANYWHERE/);
+  await assert.rejects(() => Connector.open(runtime, { base_url: peer.baseUrl, policy: { deprovision: 'explode' } }), (e) => e.case === 'invalid-config' && /explode/.test(e.message));
+  await assert.rejects(() => Connector.open(runtime, { base_url: peer.baseUrl, tokn: 'x' }), (e) => e.case === 'invalid-config' && /unknown setting 'tokn'/.test(e.message));
+  await assert.rejects(() => Connector.open(runtime, { base_url: 'ftp://example.com/scim' }), (e) => e.case === 'invalid-config');
+  await assert.rejects(() => Connector.open(runtime, { base_url: peer.baseUrl, token_env: 'SURELY_NOT_SET_ANYWHERE' }), /SURELY_NOT_SET_ANYWHERE/);
 });
 
-test('bad input is refused with a clear error before it reaches the component', () => {
-  assert.throws(() => connector.provision({ id: 7, fields: {} }, 'created'), /user.id must be a string/);
-  assert.throws(() => connector.provision({ id: 'x', fields: { born: new Date() } }, 'created'), /field born: .*ISO 8601/);
-  assert.throws(() => connector.provision({ id: 'x', fields: { n: Infinity } }, 'created'), /finite/);
-  assert.throws(() => connector.provision(alice, 'exploded'), /unknown user event "exploded"/);
-  assert.throws(() => connector.provision(alice, 'updated', { remoteId: 5 }), /remoteId/);
+test('bad input is refused with a clear error before it reaches the component', async () => {
+  await assert.rejects(() => connector.provision({ id: 7, fields: {} }, 'created'), /user.id must be a string/);
+  await assert.rejects(() => connector.provision({ id: 'x', fields: { born: new Date() } }, 'created'), /field born: .*ISO 8601/);
+  await assert.rejects(() => connector.provision({ id: 'x', fields: { n: Infinity } }, 'created'), /finite/);
+  await assert.rejects(() => connector.provision(alice, 'exploded'), /unknown user event "exploded"/);
+  await assert.rejects(() => connector.provision(alice, 'updated', { remoteId: 5 }), /remoteId/);
   assert.equal(connector.instancesOpened(), 1, 'refused input costs no instance');
-  assert.throws(() => Connector.open(runtime, { base_url: peer.baseUrl }, { transprt: {} }), /unknown Connector.open option 'transprt'/);
-  assert.throws(() => Connector.open(runtime, { base_url: peer.baseUrl }, { transport: {} }), /synchronous send/);
-  assert.throws(() => Connector.open({}, { base_url: peer.baseUrl }), /Runtime/);
+  await assert.rejects(() => Connector.open(runtime, { base_url: peer.baseUrl }, { transprt: {} }), /unknown Connector.open option 'transprt'/);
+  await assert.rejects(() => Connector.open(runtime, { base_url: peer.baseUrl }, { transport: {} }), /a send\(request\) method/);
+  await assert.rejects(() => Connector.open({}, { base_url: peer.baseUrl }), /Runtime/);
 });
 
-test('the token never reaches the log', () => {
+test('the token never reaches the log', async () => {
   assert.ok(logger.lines.length > 0);
   for (const { message } of logger.lines) assert.ok(!message.includes(peer.token), message);
 });

@@ -36,28 +36,29 @@ before(async () => {
   runtime = await Runtime.load({ deadlineMs: 50 });
 });
 
-test('a call past its deadline is stopped with DeadlineExceeded and the next call works on a fresh instance', () => {
+test('a call past its deadline is stopped with DeadlineExceeded and the next call works on a fresh instance', async () => {
   assert.equal(runtime.deadlineMs, 50);
-  const c = Connector.open(runtime, { base_url: 'http://127.0.0.1:9/v2', token: 'some-token-value' }, { transport: canned(), logger: new MemoryLogger() });
+  const c = await Connector.open(runtime, { base_url: 'http://127.0.0.1:9/v2', token: 'some-token-value' }, { transport: canned(), logger: new MemoryLogger() });
   try {
-    const items = Array.from({ length: 6000 }, (_, i) => ({
-      user: user(i), event: 'updated', link: { remoteId: `r${i}`, version: null, snapshot: JSON.stringify(c.mapUser(user(i))) },
-    }));
-    assert.throws(() => c.provisionBatch(items), (e) => e instanceof DeadlineExceeded && e instanceof GuestTrap
+    const items = [];
+    for (let i = 0; i < 6000; i++) {
+      items.push({ user: user(i), event: 'updated', link: { remoteId: `r${i}`, version: null, snapshot: JSON.stringify(await c.mapUser(user(i))) } });
+    }
+    await assert.rejects(() => c.provisionBatch(items), (e) => e instanceof DeadlineExceeded && e instanceof GuestTrap
       && e.kind === 'deadline' && e.name === 'DeadlineExceeded' && e.call === '[method]connector.provision-batch'
       && /trapped in \[method\]connector\.provision-batch \(deadline\): the guest ran longer than 50 ms without a host answer/.test(e.message)
       && /next call starts on a fresh one/.test(e.message));
     assert.equal(c.instancesOpened(), 1, 'the fresh instance opens on the next call');
-    const small = c.provisionBatch(items.slice(0, 3));
+    const small = await c.provisionBatch(items.slice(0, 3));
     assert.deepEqual(small.results.map((r) => r.action), ['unchanged', 'unchanged', 'unchanged']);
     assert.equal(c.instancesOpened(), 2, 'the stopped instance was replaced, with the stored configuration');
-    assert.equal(c.plan(user(1), 'deleted', true).action, 'deactivate');
+    assert.equal((await c.plan(user(1), 'deleted', true)).action, 'deactivate');
   } finally {
     c.close();
   }
 });
 
-test('host time does not count: each HTTP answer restarts the clock', () => {
+test('host time does not count: each HTTP answer restarts the clock', async () => {
   // Each answer takes 30 ms of host time, so one test-connection (several requests) takes
   // longer than the 50 ms deadline in all, with no stretch of guest time near it.
   const transport = canned();
@@ -66,10 +67,10 @@ test('host time does not count: each HTTP answer restarts the clock', () => {
     while (performance.now() < until); // host time, on the calling thread
     return transport.send(r);
   } };
-  const c = Connector.open(runtime, { base_url: 'http://127.0.0.1:9/v2', token: 'some-token-value' }, { transport: slow, logger: new MemoryLogger() });
+  const c = await Connector.open(runtime, { base_url: 'http://127.0.0.1:9/v2', token: 'some-token-value' }, { transport: slow, logger: new MemoryLogger() });
   try {
     const started = performance.now();
-    assert.equal(c.testConnection().discovered, true);
+    assert.equal((await c.testConnection()).discovered, true);
     const took = performance.now() - started;
     assert.ok(transport.requests >= 3, `${transport.requests} requests`);
     assert.ok(took > runtime.deadlineMs, `the call took ${took.toFixed(0)} ms in all, longer than the deadline`);
@@ -79,13 +80,13 @@ test('host time does not count: each HTTP answer restarts the clock', () => {
   }
 });
 
-test('a Selector past its deadline is stopped too, and answers on a fresh instance', () => {
+test('a Selector past its deadline is stopped too, and answers on a fresh instance', async () => {
   const selector = new Selector(runtime);
   try {
     const views = Array.from({ length: 100_000 }, (_, i) => JSON.stringify({ id: String(i), userName: `user${i}`, emails: [{ value: `u${i}@x`, primary: true }] }));
-    assert.throws(() => selector.select(views, { filter: 'emails co "@x" and userName sw "user"', sortBy: 'emails', sortDescending: true, startIndex: 1, count: 10 }),
+    await assert.rejects(() => selector.select(views, { filter: 'emails co "@x" and userName sw "user"', sortBy: 'emails', sortDescending: true, startIndex: 1, count: 10 }),
       (e) => e instanceof DeadlineExceeded && e.call === 'select');
-    assert.deepEqual(selector.select(views.slice(0, 3), { sortBy: 'userName', sortDescending: true, startIndex: 1, count: 2 }), { totalResults: 3, indices: [2, 1] });
+    assert.deepEqual(await selector.select(views.slice(0, 3), { sortBy: 'userName', sortDescending: true, startIndex: 1, count: 2 }), { totalResults: 3, indices: [2, 1] });
     assert.equal(selector.instancesOpened(), 2);
   } finally {
     selector.close();

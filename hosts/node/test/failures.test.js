@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 
-import { Connector, GuestTrap, MemoryLogger, NodeHttpTransport, ProvisioningError, Runtime, TransportError } from '../src/index.js';
+import { Connector, GuestTrap, MemoryLogger, FetchTransport, ProvisioningError, Runtime, TransportError } from '../src/index.js';
 import { freePort, startScript, tempDir } from './helpers.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -32,60 +32,60 @@ const request = (url, timeoutMs = 5000) => ({ method: 'GET', url, headers: [['Ac
 
 test('nothing listening: transport cannot-connect, retryable', async () => {
   const port = await freePort();
-  const c = open({ base_url: `http://127.0.0.1:${port}/v2` });
-  assert.throws(() => c.testConnection(), (e) => e instanceof ProvisioningError && e.case === 'transport' && e.transportError === 'cannot-connect' && e.isRetryable() && /cannot connect/.test(e.message));
+  const c = await open({ base_url: `http://127.0.0.1:${port}/v2` });
+  await assert.rejects(() => c.testConnection(), (e) => e instanceof ProvisioningError && e.case === 'transport' && e.transportError === 'cannot-connect' && e.isRetryable() && /cannot connect/.test(e.message));
   assert.equal(c.instancesOpened(), 1, 'a transport error is no trap');
   c.close();
 });
 
-test('another origin than the configured one is denied by the host', () => {
-  const c = open({}, { transport: new NodeHttpTransport('http://127.0.0.1:9/v2') });
-  assert.throws(() => c.getUser('x'), (e) => e.case === 'transport' && e.transportError === 'denied' && e.retry === 'permanent' && /not the configured SCIM origin/.test(e.message));
+test('another origin than the configured one is denied by the host', async () => {
+  const c = await open({}, { transport: new FetchTransport('http://127.0.0.1:9/v2') });
+  await assert.rejects(() => c.getUser('x'), (e) => e.case === 'transport' && e.transportError === 'denied' && e.retry === 'permanent' && /not the configured SCIM origin/.test(e.message));
   c.close();
-  const t = new NodeHttpTransport(base);
-  assert.throws(() => t.send(request('ftp://127.0.0.1/x')), (e) => e instanceof TransportError && e.case === 'invalid-url');
-  assert.throws(() => t.send(request('http://127.0.0.2:1/x')), (e) => e instanceof TransportError && e.case === 'denied');
-  assert.throws(() => t.send({ ...request(`${base}/Users/a`), headers: [['X-Evil', 'a\r\nInjected: 1']] }), (e) => e.case === 'other' && /line break/.test(e.message));
+  const t = new FetchTransport(base);
+  await assert.rejects(() => t.send(request('ftp://127.0.0.1/x')), (e) => e instanceof TransportError && e.case === 'invalid-url');
+  await assert.rejects(() => t.send(request('http://127.0.0.2:1/x')), (e) => e instanceof TransportError && e.case === 'denied');
+  await assert.rejects(() => t.send({ ...request(`${base}/Users/a`), headers: [['X-Evil', 'a\r\nInjected: 1']] }), (e) => e.case === 'other' && /line break/.test(e.message));
 });
 
-test('the request\'s own timeout holds', () => {
-  const c = open({ timeout: 300 });
+test('the request\'s own timeout holds', async () => {
+  const c = await open({ timeout: 300 });
   const started = Date.now();
-  assert.throws(() => c.getUser('slow'), (e) => e.case === 'transport' && e.transportError === 'timeout' && e.isRetryable());
+  await assert.rejects(() => c.getUser('slow'), (e) => e.case === 'transport' && e.transportError === 'timeout' && e.isRetryable());
   assert.ok(Date.now() - started < 2900, 'did not wait for the slow answer');
   c.close();
 });
 
-test('redirects are not followed: a 302 is data', () => {
-  const t = new NodeHttpTransport(base);
+test('redirects are not followed: a 302 is data', async () => {
+  const t = new FetchTransport(base);
   try {
-    const res = t.send(request(`${base}/Users/moved`));
+    const res = await t.send(request(`${base}/Users/moved`));
     assert.equal(res.status, 302);
     assert.ok(res.headers.some(([n, v]) => n.toLowerCase() === 'location' && v.includes('127.0.0.2')));
   } finally {
     t.close();
   }
-  const c = open({});
-  assert.throws(() => c.getUser('moved'), (e) => e instanceof ProvisioningError && e.case !== 'transport' && e.status === 302);
+  const c = await open({});
+  await assert.rejects(() => c.getUser('moved'), (e) => e instanceof ProvisioningError && e.case !== 'transport' && e.status === 302);
   c.close();
 });
 
-test('response bodies are capped (32 MiB by default): more is a transport error', () => {
-  const t = new NodeHttpTransport(base, { maxBodyBytes: MiB });
+test('response bodies are capped (32 MiB by default): more is a transport error', async () => {
+  const t = new FetchTransport(base, { maxBodyBytes: MiB });
   try {
-    assert.throws(() => t.send(request(`${base}/Users/big-${2 * MiB}`)), (e) => e instanceof TransportError && e.case === 'other' && /larger than/.test(e.message));
-    assert.equal(t.send(request(`${base}/Users/after-cap`)).status, 200, 'the worker still works');
+    await assert.rejects(() => t.send(request(`${base}/Users/big-${2 * MiB}`)), (e) => e instanceof TransportError && e.case === 'other' && /larger than/.test(e.message));
+    assert.equal((await t.send(request(`${base}/Users/after-cap`))).status, 200, 'the transport still works');
   } finally {
     t.close();
   }
-  const c = open({});
-  assert.throws(() => c.getUser(`big-${33 * MiB}`), (e) => e.case === 'transport' && e.transportError === 'other' && /larger than 33554432/.test(e.message));
+  const c = await open({});
+  await assert.rejects(() => c.getUser(`big-${33 * MiB}`), (e) => e.case === 'transport' && e.transportError === 'other' && /larger than 33554432/.test(e.message));
   c.close();
 });
 
-test('a 1 MiB non-ASCII value crosses the boundary intact', () => {
-  const c = open({});
-  const u = c.getUser('large');
+test('a 1 MiB non-ASCII value crosses the boundary intact', async () => {
+  const c = await open({});
+  const u = await c.getUser('large');
   assert.equal(u.displayName.length, 512 * 1024);
   assert.equal(Buffer.byteLength(u.displayName), MiB);
   assert.ok([...u.displayName].every((ch) => ch === 'é'));
@@ -94,11 +94,11 @@ test('a 1 MiB non-ASCII value crosses the boundary intact', () => {
 
 test('a guest trap (a body larger than the memory the instance may grow to), then the next call works', async () => {
   const small = await Runtime.load({ memoryLimitBytes: 16 * MiB });
-  const c = Connector.open(small, { base_url: base, token: 'fake-server-token' }, { logger: new MemoryLogger() });
-  assert.equal(c.getUser('before').userName, 'user-before');
-  assert.throws(() => c.getUser(`big-${24 * MiB}`), (e) => e instanceof GuestTrap && e.kind === 'memory' && e.call === '[method]connector.get-user' && /next call starts on a fresh one/.test(e.message));
+  const c = await Connector.open(small, { base_url: base, token: 'fake-server-token' }, { logger: new MemoryLogger() });
+  assert.equal((await c.getUser('before')).userName, 'user-before');
+  await assert.rejects(() => c.getUser(`big-${24 * MiB}`), (e) => e instanceof GuestTrap && e.kind === 'memory' && e.call === '[method]connector.get-user' && /next call starts on a fresh one/.test(e.message));
   assert.equal(c.instancesOpened(), 1, 'the fresh instance opens on the next call');
-  assert.equal(c.getUser('after').userName, 'user-after');
+  assert.equal((await c.getUser('after')).userName, 'user-after');
   assert.equal(c.instancesOpened(), 2);
   c.close();
 });
@@ -116,11 +116,11 @@ test('TLS is verified: an unknown CA is a tls error; with the CA given it works'
   const tls = await startScript(FAKE, [], { TLS_KEY: key, TLS_CERT: cert });
   try {
     const httpsBase = `https://127.0.0.1:${tls.value}/v2`;
-    const c = open({ base_url: httpsBase });
-    assert.throws(() => c.getUser('x'), (e) => e.case === 'transport' && e.transportError === 'tls' && e.retry === 'permanent');
+    const c = await open({ base_url: httpsBase });
+    await assert.rejects(() => c.getUser('x'), (e) => e.case === 'transport' && e.transportError === 'tls' && e.retry === 'permanent');
     c.close();
-    const trusted = open({ base_url: httpsBase }, { transport: new NodeHttpTransport(httpsBase, { ca: fs.readFileSync(cert) }) });
-    assert.equal(trusted.getUser('over-tls').userName, 'user-over-tls');
+    const trusted = await open({ base_url: httpsBase }, { transport: new FetchTransport(httpsBase, { ca: fs.readFileSync(cert) }) });
+    assert.equal((await trusted.getUser('over-tls')).userName, 'user-over-tls');
     trusted.close();
   } finally {
     await tls.stop();

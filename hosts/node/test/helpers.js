@@ -8,7 +8,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { REPO_ROOT } from '../src/runtime.js';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The repository (for the peers and tests/scenarios): env SCIM_REPO_ROOT when these tests run
+ * from a copy outside it (scripts/test-packed), else three levels above this file.
+ */
+export const REPO_ROOT = process.env.SCIM_REPO_ROOT ?? path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 
 export const VENV_BIN = path.join(process.env.SCIM_PEERS_DIR ?? path.join(REPO_ROOT, 'target', 'peers'), 'venv', 'bin');
 

@@ -1,5 +1,5 @@
 // The shared scenario suite (tests/scenarios/*.json, format in tests/scenarios/README.md) under
-// the Node host: every scenario against a fresh scim2-server (and a plain HTTP server answering
+// the Node host (the source tree, or the installed package: see LIBRARY below): every scenario against a fresh scim2-server (and a plain HTTP server answering
 // HTML beside it, ${HTML_URL}), server-role steps against this host's own ScimServer over a fresh
 // SqliteDirectory. Prints `scenarios: node: N passed, M failed`.
 import { after, test } from 'node:test';
@@ -9,13 +9,17 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
-import { Connector, GuestTrap, ProvisioningError, Runtime, ScimServer, SqliteDirectory } from '../src/index.js';
-import { REPO_ROOT } from '../src/runtime.js';
 import { spawn } from 'node:child_process';
 
-import { freePort, newToken, startHtmlServer, startScim2Server, tool, waitFor } from './helpers.js';
+import { REPO_ROOT, freePort, newToken, startHtmlServer, startScim2Server, tool, waitFor } from './helpers.js';
 
-const HOST = 'node';
+// The library under test: the source tree, or (env SCIM_NODE_LIBRARY, set by
+// scripts/test-packed) the package by name, as a project that installed the tarball has it.
+const LIBRARY = process.env.SCIM_NODE_LIBRARY || null;
+const { Connector, GuestTrap, ProvisioningError, Runtime, ScimServer } = await import(LIBRARY ?? '../src/index.js');
+const { SqliteDirectory } = await import(LIBRARY ? `${LIBRARY}/sqlite` : '../src/sqlite.js');
+
+const HOST = LIBRARY ? `node (${LIBRARY}, installed)` : 'node';
 const SCENARIOS = path.join(REPO_ROOT, 'tests', 'scenarios');
 // Steps this host cannot run: 'scenario#step' -> reason. Printed, never silent.
 const SKIPS = new Map();
@@ -174,21 +178,21 @@ class Run {
           this.runtime = await Runtime.load({ memoryLimitBytes: s.memory_limit_bytes });
           return { ok: true };
         case 'open':
-          this.connectors.set(s.as ?? 'main', Connector.open(this.rt(), s.config));
+          this.connectors.set(s.as ?? 'main', await Connector.open(this.rt(), s.config));
           return { ok: true };
         case 'test-connection':
-          return { ok: c.testConnection() };
+          return { ok: await c.testConnection() };
         case 'provision': {
-          const out = cOutcome(c.provision(toUser(s.user), s.event, s.link ?? null));
+          const out = cOutcome(await c.provision(toUser(s.user), s.event, s.link ?? null));
           if (s.save && out.link) this.ctx.links[s.save] = out.link;
           return { ok: out };
         }
         case 'plan': {
-          const p = c.plan(toUser(s.user), s.event, Boolean(s.linked));
+          const p = await c.plan(toUser(s.user), s.event, Boolean(s.linked));
           return { ok: { action: p.action, reason: p.reason } };
         }
         case 'batch': {
-          const b = c.provisionBatch(s.items.map((i) => ({ user: toUser(i.user), event: i.event, link: i.link ?? null })));
+          const b = await c.provisionBatch(s.items.map((i) => ({ user: toUser(i.user), event: i.event, link: i.link ?? null })));
           const results = b.results.map((r) => (r instanceof ProvisioningError ? { error: cError(r) } : { ok: cOutcome(r) }));
           s.items.forEach((item, i) => {
             if (item.save && results[i].ok?.link) this.ctx.links[item.save] = results[i].ok.link;
@@ -196,40 +200,40 @@ class Run {
           return { ok: { results, requests: b.requests, bulkRequests: b.bulkRequests } };
         }
         case 'map-user':
-          return { ok: c.mapUser(toUser(s.user)) };
+          return { ok: await c.mapUser(toUser(s.user)) };
         case 'get-user':
-          return { ok: c.getUser(s.remoteId) };
+          return { ok: await c.getUser(s.remoteId) };
         case 'index-remote-users':
-          return { ok: c.indexRemoteUsers() };
+          return { ok: await c.indexRemoteUsers() };
         case 'scope-fields':
-          return { ok: c.scopeFields() };
+          return { ok: await c.scopeFields() };
         case 'remote-user-ids':
-          return { ok: c.remoteUserIds() };
+          return { ok: await c.remoteUserIds() };
         case 'export-remote-index': {
-          const doc = c.exportRemoteIndex();
+          const doc = await c.exportRemoteIndex();
           if (s.save) this.ctx.vars[s.save] = doc ?? '';
           return { ok: doc };
         }
         case 'import-remote-index':
-          return { ok: c.importRemoteIndex(s.document) };
+          return { ok: await c.importRemoteIndex(s.document) };
         case 'export-dialect': {
-          const doc = c.exportDialect();
+          const doc = await c.exportDialect();
           if (s.save) this.ctx.vars[s.save] = doc;
           return { ok: JSON.parse(doc) };
         }
         case 'import-dialect':
-          c.importDialect(s.document);
+          await c.importDialect(s.document);
           return { ok: null };
         case 'server-open': {
           const name = s.as ?? 'main';
           const dir = SqliteDirectory.open(path.join(this.tmp, `dir-${name}-${this.servers.size}.db`), this.rt());
-          this.servers.set(name, ScimServer.open(this.rt(), s.config, dir));
+          this.servers.set(name, await ScimServer.open(this.rt(), s.config, dir));
           return { ok: true };
         }
         case 'serve': {
           const r = s.request;
           const body = r.body === undefined || r.body === null ? '' : typeof r.body === 'string' ? r.body : JSON.stringify(r.body);
-          const resp = this.servers.get(s.server ?? 'main').handle({ method: r.method, path: r.path, query: r.query ?? '', headers: r.headers ?? [], body: Buffer.from(body, 'utf8') });
+          const resp = await this.servers.get(s.server ?? 'main').handle({ method: r.method, path: r.path, query: r.query ?? '', headers: r.headers ?? [], body: Buffer.from(body, 'utf8') });
           const out = cResponse(resp);
           if (s.saveId && out.json && typeof out.json === 'object') this.ctx.vars[s.saveId] = String(out.json.id);
           return { ok: out };

@@ -5,7 +5,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 
-import { Connector, DirectoryError, GuestTrap, MemoryLimitExceeded, MemoryLogger, Runtime, ScimServer, SqliteDirectory } from '../src/index.js';
+import { Connector, DirectoryError, GuestTrap, MemoryLimitExceeded, MemoryLogger, Runtime, ScimServer } from '../src/index.js';
+import { SqliteDirectory } from '../src/sqlite.js';
 import { listen, newToken, run, scimRequest, startScript, tempDir, tool } from './helpers.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -23,7 +24,7 @@ async function serve(name) {
   const logger = new MemoryLogger();
   const http = await listen();
   const baseUrl = `${http.origin}/scim/v2`;
-  const scim = ScimServer.open(runtime, { base_url: baseUrl, token }, directory, { logger });
+  const scim = await ScimServer.open(runtime, { base_url: baseUrl, token }, directory, { logger });
   http.server.on('request', scim.listener());
   return {
     baseUrl, token, directory, scim, logger,
@@ -128,10 +129,10 @@ test('a directory failure becomes the right SCIM status; a throwing directory is
   };
   const token = newToken();
   const logger = new MemoryLogger();
-  const scim = ScimServer.open(runtime, { base_url: 'http://127.0.0.1/scim/v2', token }, failing, { logger });
+  const scim = await ScimServer.open(runtime, { base_url: 'http://127.0.0.1/scim/v2', token }, failing, { logger });
   const auth = [['Authorization', `Bearer ${token}`]];
-  assert.equal(scim.handle({ method: 'GET', path: '/Users/abc', headers: auth }).status, 503);
-  const r = scim.handle({ method: 'GET', path: '/Users', query: 'filter=userName%20eq%20%22x%22', headers: auth });
+  assert.equal((await scim.handle({ method: 'GET', path: '/Users/abc', headers: auth })).status, 503);
+  const r = await scim.handle({ method: 'GET', path: '/Users', query: 'filter=userName%20eq%20%22x%22', headers: auth });
   assert.equal(r.status, 500);
   assert.ok(logger.lines.some((l) => l.level === 'error' && /a bug in the host/.test(l.message)));
   assert.equal(scim.instancesOpened(), 1);
@@ -144,13 +145,13 @@ test('the client role provisions into the Node-served server (both roles end to 
   const site = await startScript(path.join(HERE, '..', 'bin', 'serve.mjs'), ['--database', path.join(dir, 'joomla.db'), '--listen', '127.0.0.1:0'], { SCIM_TOKEN: token });
   const baseUrl = site.value;
   try {
-    const connector = Connector.open(runtime, { base_url: baseUrl, token, policy: { operations: { delete: true }, deprovision: 'delete' } }, { logger: new MemoryLogger() });
-    const caps = connector.testConnection();
+    const connector = await Connector.open(runtime, { base_url: baseUrl, token, policy: { operations: { delete: true }, deprovision: 'delete' } }, { logger: new MemoryLogger() });
+    const caps = await connector.testConnection();
     assert.equal(caps.patch, true);
     const erin = { id: '7', fields: { name: 'erin', mail: 'erin@example.com', field_first_name: 'Erin', field_last_name: 'Ó Briain' } };
-    const created = connector.provision(erin, 'created');
+    const created = await connector.provision(erin, 'created');
     assert.equal(created.action, 'created');
-    const changed = connector.provision({ ...erin, fields: { ...erin.fields, field_last_name: 'O\'Brien' } }, 'updated', created.link);
+    const changed = await connector.provision({ ...erin, fields: { ...erin.fields, field_last_name: 'O\'Brien' } }, 'updated', created.link);
     assert.equal(changed.action, 'updated');
     connector.close();
     const read = await scimRequest('GET', `${baseUrl}/Users/${created.link.remoteId}`, token);
@@ -169,7 +170,7 @@ test('a trap while serving is answered 500 and the next request is served by a f
   const token = newToken();
   const http = await listen();
   const baseUrl = `${http.origin}/scim/v2`;
-  const scim = ScimServer.open(small, { base_url: baseUrl, token, bulk_max_payload: 64 * 1024 * 1024 }, directory, { logger: new MemoryLogger() });
+  const scim = await ScimServer.open(small, { base_url: baseUrl, token, bulk_max_payload: 64 * 1024 * 1024 }, directory, { logger: new MemoryLogger() });
   http.server.on('request', scim.listener());
   try {
     const huge = await fetch(`${baseUrl}/Users`, {
@@ -182,7 +183,7 @@ test('a trap while serving is answered 500 and the next request is served by a f
     const next = await scimRequest('POST', `${baseUrl}/Users`, token, { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: 'after.trap' });
     assert.equal(next.status, 201);
     assert.equal(scim.instancesOpened(), 2);
-    assert.throws(() => scim.handle({ method: 'POST', path: '/Users', headers: [['Authorization', `Bearer ${token}`]], body: Buffer.alloc(24 * 1024 * 1024, 0x20) }),
+    await assert.rejects(() => scim.handle({ method: 'POST', path: '/Users', headers: [['Authorization', `Bearer ${token}`]], body: Buffer.alloc(24 * 1024 * 1024, 0x20) }),
       (e) => e instanceof MemoryLimitExceeded && e instanceof GuestTrap && e.kind === 'memory');
   } finally {
     await http.stop();

@@ -17,7 +17,7 @@ const MODULE = Uint8Array.from([
   0x0a, 0x08, 0x01, 0x06, 0x00, 0x20, 0x00, 0x40, 0x00, 0x0b, // code: local.get 0; memory.grow 0
 ]);
 
-test('limitMemory gives the module\'s memory a maximum the guest cannot grow past', () => {
+test('limitMemory gives the module\'s memory a maximum the guest cannot grow past', async () => {
   const plain = new WebAssembly.Instance(new WebAssembly.Module(MODULE));
   assert.equal(plain.exports.grow(10), 1, 'without a limit it grows');
   const limited = new WebAssembly.Instance(new WebAssembly.Module(limitMemory(MODULE, 4)));
@@ -29,7 +29,7 @@ test('limitMemory gives the module\'s memory a maximum the guest cannot grow pas
   assert.equal(limitMemory(noMemory, 4), noMemory);
 });
 
-test('loggers: levels filter, unknown levels are refused, secrets are redacted', () => {
+test('loggers: levels filter, unknown levels are refused, secrets are redacted', async () => {
   const lines = [];
   const stream = { write: (s) => lines.push(s) };
   const log = new ConsoleLogger({ level: 'info', stream });
@@ -46,7 +46,7 @@ test('loggers: levels filter, unknown levels are refused, secrets are redacted',
   assert.doesNotThrow(() => broken.log('error', 'x'));
 });
 
-test('CMS users convert to the WIT and back, in order, from an object, a Map or pairs', () => {
+test('CMS users convert to the WIT and back, in order, from an object, a Map or pairs', async () => {
   const fields = { name: 'zoë', n: 3.5, ok: false, roles: ['a', 'b'], gone: null };
   const wit = userToWit({ id: '1', fields });
   assert.deepEqual(wit.fields.map(([k, v]) => [k, v.tag]), [['name', 'text'], ['n', 'number'], ['ok', 'boolean'], ['roles', 'text-list'], ['gone', 'null']]);
@@ -59,7 +59,7 @@ test('CMS users convert to the WIT and back, in order, from an object, a Map or 
   assert.throws(() => userToWit({ id: '1', fields: {}, active: 'yes' }), /active must be a boolean/);
 });
 
-test('origins and headers normalise', () => {
+test('origins and headers normalise', async () => {
   assert.equal(originOf('HTTPS://Example.COM/scim'), 'https://example.com:443');
   assert.equal(originOf('http://127.0.0.1:8080/x?y'), 'http://127.0.0.1:8080');
   assert.equal(originOf('ftp://example.com/'), null);
