@@ -19,9 +19,17 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-sys.path.insert(0, str(REPO / "hosts" / "python" / "src"))
+# hosts/python/test-wheel sets this: the tests then import the installed wheel, never the source.
+INSTALLED = os.environ.get("SCIM_PROVISIONER_HOST_INSTALLED") == "1"
+if not INSTALLED:
+    sys.path.insert(0, str(REPO / "hosts" / "python" / "src"))
 
+import scim_provisioner_host  # noqa: E402
 from scim_provisioner_host import Runtime, ScimServer, SqliteDirectory, serve  # noqa: E402
+from scim_provisioner_host.runtime import packaged_wasm_path  # noqa: E402
+
+if INSTALLED and Path(scim_provisioner_host.__file__).resolve().is_relative_to(REPO / "hosts" / "python" / "src"):
+    raise RuntimeError(f"SCIM_PROVISIONER_HOST_INSTALLED=1 but {scim_provisioner_host.__file__} is the source tree")
 
 VENV = Path(os.environ.get("SCIM_PEERS_VENV") or Path(os.environ.get("SCIM_PEERS_DIR") or REPO / "target" / "peers") / "venv")
 LOGS = REPO / "target" / "peers" / "logs"
@@ -161,6 +169,8 @@ class HtmlPeer(_PeerProcess):
 @pytest.fixture(scope="session")
 def runtime() -> Iterator[Runtime]:
     rt = Runtime()
+    if INSTALLED:  # the component the wheel carries, found through importlib.resources
+        assert rt.wasm_path == packaged_wasm_path(), f"{rt.wasm_path} is not the packaged component"
     yield rt
     rt.close()
 

@@ -6,6 +6,7 @@ Server role: ``ScimServer.open(runtime, config, directory)`` and ``handle(Reques
 
 import logging as _logging
 
+from .config import ConnectorConfig, ServerConfig
 from .connector import Connector
 from .directory import Directory, SqliteDirectory
 from .errors import (DeadlineExceeded, DirectoryError, GuestTrap, HostSetupError, MemoryLimitExceeded,
@@ -22,7 +23,7 @@ from .types import (Action, BatchItem, BatchOutcome, BulkLimits, CmsUser, HttpRe
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
-    "Runtime", "Connector", "ScimServer", "serve", "wsgi_app", "ServedHttp",
+    "Runtime", "Connector", "ConnectorConfig", "ScimServer", "ServerConfig", "serve", "wsgi_app", "ServedHttp",
     "Transport", "HttpTransport", "Directory", "SqliteDirectory", "Selector",
     "ScimHostError", "ProvisioningError", "GuestTrap", "DeadlineExceeded", "MemoryLimitExceeded", "TransportError",
     "DirectoryError", "HostSetupError",

@@ -45,7 +45,7 @@ from wasmtime.component._enter import catch_exceptions, enter_wasm
 
 _VAL_SIZE = ctypes.sizeof(ffi.wasmtime_component_val_t)
 _KIND_OFFSET = ffi.wasmtime_component_val_t.kind.offset
-_U8_OFFSET = ffi.wasmtime_component_val_t.of.offset + ffi.wasmtime_component_valunion_t.u8.offset
+_U8_OFFSET = ffi.wasmtime_component_val_t.of.offset + ffi.wasmtime_component_valunion_t.u8.offset  # type: ignore[attr-defined]
 _U8_KIND = ffi.WASMTIME_COMPONENT_U8.value
 
 FuncTypes = tuple[list[Any], Any]
@@ -161,10 +161,10 @@ class _VariantLike(T.VariantLikeType):
     base of the classes below (a mixin ahead of wasmtime's class makes ``__class__``
     assignment refuse the object's layout): they take these methods by assignment."""
 
-    def add_classes(self, s: set[type]) -> None:
+    def add_classes(self: Any, s: set[type]) -> None:
         s.update(self._classes())
 
-    def _classes(self) -> tuple[type, ...]:
+    def _classes(self: Any) -> tuple[type, ...]:
         def make() -> tuple[type, ...]:
             found: set[type] = set()
             if self._tagged():
@@ -179,7 +179,7 @@ class _VariantLike(T.VariantLikeType):
 
         return _memo(self, "_scimp_classes", make)  # type: ignore[no-any-return]
 
-    def _tagged(self) -> bool:
+    def _tagged(self: Any) -> bool:
         def make() -> bool:
             seen: set[type] = set()
             for _, ty in self._cases():
@@ -195,7 +195,7 @@ class _VariantLike(T.VariantLikeType):
 
         return bool(_memo(self, "_scimp_tagged", make))
 
-    def _lower(self, store: Any, val: Any) -> tuple[str, Any]:
+    def _lower(self: Any, store: Any, val: Any) -> tuple[str, Any]:
         tagged = self._tagged()
         if tagged and not isinstance(val, Variant):
             raise TypeError("expected Variant type")
@@ -219,7 +219,7 @@ class _VariantLike(T.VariantLikeType):
 def _case_classes(ty: Any) -> tuple[type, ...]:
     """The Python classes one case's type accepts, computed once per (immutable) type."""
     if isinstance(ty, (_Variant, _Option, _Result)):
-        return ty._classes()  # type: ignore[no-any-return]
+        return ty._classes()
 
     def make() -> tuple[type, ...]:
         found: set[type] = set()  # local: wasmtime-py's module-level scratch set is shared by threads
@@ -411,12 +411,12 @@ def _run_import(idx: int, ty_raw: Any, args: Any, nargs: int, results: Any, nres
         result_ty.convert_to_c(store, result, results)
 
 
-@ffi.wasmtime_component_func_callback_t  # type: ignore[misc]
+@ffi.wasmtime_component_func_callback_t  # type: ignore[untyped-decorator]
 def _import_trampoline(idx: Any, context: Any, ty_raw: Any, args: Any, nargs: Any, results: Any, nresults: Any) -> Any:
     return catch_exceptions(context, lambda store: _run_import(idx or 0, ty_raw, args, nargs, results, nresults, store))
 
 
-@ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[misc]
+@ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]
 def _import_finalize(idx: Any) -> None:
     with _imports_lock:
         _imports.pop(idx or 0, None)

@@ -11,9 +11,11 @@ from typing import AbstractSet, Any, Mapping, Optional, Sequence, Union
 from wasmtime.component import Record, Variant
 
 from ._codec import Err, Ok
+from .config import ConnectorConfig
 from ._session import RedactingLogger, Session
 from .errors import DirectoryError, ProvisioningError, TransportError
 from .runtime import CLIENT, Runtime
+from .transport import oauth2_token_url
 from .transport import HttpTransport, Transport
 from .types import (BatchItem, BatchOutcome, CmsUser, HttpRequest, HttpResponse, Link, Plan, ProvisionOutcome,
                     RemoteListing, ServerCapabilities, UserEvent, _field_to_wit, record)
@@ -95,7 +97,7 @@ class Connector(Session):
     _interface = CLIENT
     _open_func = "[static]connector.open"
 
-    def __init__(self, runtime: Runtime, config: Mapping[str, Any], transport: Optional[Transport] = None,
+    def __init__(self, runtime: Runtime, config: ConnectorConfig, transport: Optional[Transport] = None,
                  logger: Optional[logging.Logger] = None) -> None:
         wit, secrets, kind, base_url, timeout = _parse_config(config)
         super().__init__(runtime, RedactingLogger(logger, secrets))
@@ -103,13 +105,15 @@ class Connector(Session):
         self.base_url = base_url
         self.auth_kind = kind
         self.timeout_ms = timeout
-        self.transport: Transport = transport if transport is not None else HttpTransport(base_url, logger=self.logger)
+        # With the policy's `oauth2` section the component asks its token endpoint too.
+        self.transport: Transport = transport if transport is not None else HttpTransport(
+            base_url, logger=self.logger, token_url=oauth2_token_url(wit.policy_json))
         # What `plan` reads of a user (the `scope-fields` export), asked once per instance.
         self._scope_fields: list[str] = []
         self._scope_read: AbstractSet[str] = frozenset()
 
     @classmethod
-    def open(cls, runtime: Runtime, config: Mapping[str, Any], transport: Optional[Transport] = None,
+    def open(cls, runtime: Runtime, config: ConnectorConfig, transport: Optional[Transport] = None,
              logger: Optional[logging.Logger] = None) -> "Connector":
         """Validates the configuration and opens a connector (WIT `connector.open`). Sends nothing."""
         connector = cls(runtime, config, transport, logger)
@@ -162,7 +166,8 @@ class Connector(Session):
 
     def export_remote_index(self) -> Optional[str]:
         """The listed remote users as a document for import_remote_index; None when nothing was listed."""
-        return self._invoke("[method]connector.export-remote-index", [])
+        text = self._invoke("[method]connector.export-remote-index", [])
+        return None if text is None else str(text)
 
     def import_remote_index(self, document: str) -> int:
         """Loads another connector's listing; returns how many users it holds."""
@@ -194,7 +199,8 @@ class Connector(Session):
 
     def map_user(self, user: CmsUser) -> dict[str, Any]:
         """The SCIM resource a CMS user maps to. Sends nothing."""
-        return json.loads(self._ok(self._invoke("[method]connector.map-user", [self._user(user)])))
+        mapped: dict[str, Any] = json.loads(self._ok(self._invoke("[method]connector.map-user", [self._user(user)])))
+        return mapped
 
     # -- plumbing ------------------------------------------------------------------
 

@@ -44,17 +44,17 @@ def _table(kind: ResourceKind) -> str:
     return "scim_users" if kind == ResourceKind.USER else "scim_groups"
 
 
-def _unique_key(kind: ResourceKind, value: dict) -> Optional[str]:
+def _unique_key(kind: ResourceKind, value: dict[str, Any]) -> Optional[str]:
     v = value.get("userName" if kind == ResourceKind.USER else "displayName")
     return v.lower() if isinstance(v, str) else None
 
 
-def _external_id(value: dict) -> Optional[str]:
+def _external_id(value: dict[str, Any]) -> Optional[str]:
     v = value.get("externalId")
     return v if isinstance(v, str) else None
 
 
-def _parse(text: str) -> dict:
+def _parse(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except ValueError as e:
@@ -296,7 +296,7 @@ class SqliteDirectory:
 
         return self._transaction(work)
 
-    def _do_replace(self, kind: ResourceKind, id: str, json_text: str, value: dict, cms: Optional[CmsUser],
+    def _do_replace(self, kind: ResourceKind, id: str, json_text: str, value: dict[str, Any], cms: Optional[CmsUser],
                     if_version: Optional[str]) -> StoredResource:
         current = self.get(kind, id)
         if current is None:
@@ -315,7 +315,7 @@ class SqliteDirectory:
             raise DirectoryError.not_found()
         return stored
 
-    def _mirror(self, id: str, scim: dict, cms: Optional[CmsUser]) -> None:
+    def _mirror(self, id: str, scim: dict[str, Any], cms: Optional[CmsUser]) -> None:
         """Keeps the CMS user beside a stored SCIM user; the CMS id is the SCIM id."""
         if cms is None or self.cms_table is None:
             return
@@ -342,7 +342,7 @@ class SqliteDirectory:
             "active = excluded.active",
             (id, name, mail, json.dumps(fields, ensure_ascii=False, separators=(",", ":")), 1 if cms.active else 0))
 
-    def _index_members(self, group_id: str, group: dict) -> None:
+    def _index_members(self, group_id: str, group: dict[str, Any]) -> None:
         """Writes a group's rows of the membership index, replacing its old ones. Lower-cased, so
         the index finds a superset of what a case-insensitive ``eq`` matches; the component's
         filter engine still decides, unless every candidate's ``member_value`` (the first value

@@ -34,7 +34,8 @@ class HostSetupError(ScimHostError):
 
 def _retry_of(value: Any) -> tuple[str, Optional[int]]:
     if isinstance(value, Variant):
-        return value.tag, (int(value.payload) if value.tag == "after-seconds" else None)
+        payload: Any = value.payload
+        return value.tag, (int(payload) if value.tag == "after-seconds" else None)
     return "permanent", None
 
 
@@ -93,7 +94,8 @@ class ProvisioningError(ScimHostError):
     def from_wit(cls, wit: Any) -> "ProvisioningError":
         if not isinstance(wit, Variant):
             return cls("other", f"the component returned a malformed error: {wit!r}")
-        tag, val = wit.tag, wit.payload
+        tag: str = wit.tag
+        val: Any = wit.payload
         if tag == "invalid-config":
             return cls(tag, f"invalid configuration: {val}", detail=str(val))
         if tag == "missing-attribute":

@@ -8,7 +8,7 @@ import tempfile
 import threading
 import time
 import warnings
-from importlib import metadata
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -40,11 +40,28 @@ def _repo_root() -> Optional[Path]:
     return None
 
 
+PACKAGED_WASM = "scim_provisioner.wasm"
+
+
+def packaged_wasm_path() -> Optional[Path]:
+    """The component the wheel carries (copied in when the wheel is built), if any."""
+    try:
+        resource = resources.files(__package__ or "scim_provisioner_host") / PACKAGED_WASM
+    except (ModuleNotFoundError, TypeError):  # pragma: no cover - an unusual loader
+        return None
+    # An installed wheel is files on disk; a zipped install would need resources.as_file().
+    return resource if isinstance(resource, Path) and resource.is_file() else None
+
+
 def default_wasm_path() -> Path:
-    """``$SCIM_PROVISIONER_WASM``, else the repository's build output."""
+    """``$SCIM_PROVISIONER_WASM``, else the component inside the installed package, else the
+    repository's build output (a source checkout)."""
     env = os.environ.get("SCIM_PROVISIONER_WASM")
     if env:
         return Path(env)
+    packaged = packaged_wasm_path()
+    if packaged is not None:
+        return packaged
     root = _repo_root()
     return (root / DEFAULT_WASM) if root else Path(DEFAULT_WASM)
 

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from wasmtime.component import Variant
 
 from ._codec import Err, Ok
+from .config import ServerConfig
 from ._session import RedactingLogger, Session
 from .directory import Directory
 from .errors import DirectoryError, GuestTrap, ProvisioningError
@@ -70,7 +71,7 @@ class ScimServer(Session):
     _interface = SERVER
     _open_func = "[static]scim-server.open"
 
-    def __init__(self, runtime: Runtime, config: Mapping[str, Any], directory: Directory,
+    def __init__(self, runtime: Runtime, config: ServerConfig, directory: Directory,
                  logger: Optional[logging.Logger] = None) -> None:
         wit = _parse_config(config)
         super().__init__(runtime, RedactingLogger(logger, [getattr(wit, "bearer-token")]))
@@ -81,7 +82,7 @@ class ScimServer(Session):
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, runtime: Runtime, config: Mapping[str, Any], directory: Directory,
+    def open(cls, runtime: Runtime, config: ServerConfig, directory: Directory,
              logger: Optional[logging.Logger] = None) -> "ScimServer":
         server = cls(runtime, config, directory, logger)
         server._ensure_open()
@@ -150,7 +151,7 @@ def wsgi_app(server: ScimServer, prefix: str = "") -> Callable[..., Iterable[byt
     component answers 413; a guest trap answers 500 and the next request works."""
     prefix = prefix.rstrip("/")
 
-    def app(environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "") or "/"
         if prefix and not (path == prefix or path.startswith(prefix + "/")):
             resp = Response.error(404, "not a SCIM path")

@@ -18,7 +18,7 @@ from wasmtime.component import Record, Variant
 
 from .errors import ProvisioningError
 
-FieldValue = Union[str, int, float, bool, list, None]
+FieldValue = Union[str, int, float, bool, list[str], None]
 
 
 def record(**fields: Any) -> Record:

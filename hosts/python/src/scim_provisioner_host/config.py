@@ -1,0 +1,35 @@
+"""The configuration mappings ``Connector.open`` and ``ScimServer.open`` take, as TypedDicts
+(the same keys as the PHP host's arrays and host-example's TOML). Plain dicts work too: the
+keys are checked when a connector or server opens, so unknown keys fail with a clear error."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Required, TypedDict, Union
+
+
+
+
+class ConnectorConfig(TypedDict, total=False):
+    """The client role's configuration. One of ``token``/``token_env`` (bearer) or ``username``
+    with ``password``/``password_env`` (basic), or neither (no authentication)."""
+
+    base_url: Required[str]
+    token: str
+    token_env: str
+    username: str
+    password: str
+    password_env: str
+    timeout: int  # ms per request (default 30000)
+    policy: Union[Mapping[str, Any], str]  # the provisioning policy, a mapping or JSON text
+
+
+class ServerConfig(TypedDict, total=False):
+    """The server role's configuration: the token SCIM clients present, and the limits."""
+
+    base_url: Required[str]
+    token: str
+    token_env: str
+    max_results: int
+    bulk_max_operations: int
+    bulk_max_payload: int
+    policy: Union[Mapping[str, Any], str]  # its mapping, reversed, turns SCIM users into CMS users
