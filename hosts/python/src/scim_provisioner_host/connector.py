@@ -107,7 +107,7 @@ class Connector(Session):
         self.timeout_ms = timeout
         # With the policy's `oauth2` section the component asks its token endpoint too.
         self.transport: Transport = transport if transport is not None else HttpTransport(
-            base_url, logger=self.logger, token_url=oauth2_token_url(wit.policy_json))
+            base_url, logger=self.logger, token_url=oauth2_token_url(getattr(wit, "policy-json")))
         # What `plan` reads of a user (the `scope-fields` export), asked once per instance.
         self._scope_fields: list[str] = []
         self._scope_read: AbstractSet[str] = frozenset()
