@@ -48,6 +48,35 @@ pub struct ScimSection {
     /// warns while it is on.
     #[serde(default)]
     pub allow_insecure_http: bool,
+    /// `"oauth2"` for OAuth 2.0 client credentials (see [`crate::oauth2`]); without it the
+    /// keys above decide (a token, basic, or none).
+    #[serde(default)]
+    pub auth: Option<String>,
+    /// OAuth 2.0: the token endpoint.
+    #[serde(default)]
+    pub token_url: Option<String>,
+    /// OAuth 2.0: the client id.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// OAuth 2.0: the client secret, when it is kept in the file.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// OAuth 2.0: the environment variable holding the client secret; wins over
+    /// `client_secret`.
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// OAuth 2.0: the scopes to ask for, space-separated.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// OAuth 2.0: the `audience` parameter.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// OAuth 2.0: the `resource` parameter (RFC 8707).
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// OAuth 2.0: `client_secret_basic` (default) or `client_secret_post`.
+    #[serde(default)]
+    pub client_auth: Option<String>,
 }
 
 impl std::fmt::Debug for ScimSection {
@@ -62,6 +91,15 @@ impl std::fmt::Debug for ScimSection {
             .field("password_env", &self.password_env)
             .field("timeout_secs", &self.timeout_secs)
             .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("auth", &self.auth)
+            .field("token_url", &self.token_url)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &hidden(&self.client_secret))
+            .field("client_secret_env", &self.client_secret_env)
+            .field("scope", &self.scope)
+            .field("audience", &self.audience)
+            .field("resource", &self.resource)
+            .field("client_auth", &self.client_auth)
             .finish()
     }
 }
@@ -279,6 +317,28 @@ impl HostConfig {
                 None => Ok(None),
             }
         };
+        if crate::oauth2::wanted(s)? {
+            let policy_json = self.policy_with_insecure_http()?;
+            let (credentials, policy_json) = crate::oauth2::settings(s, &policy_json, |var| {
+                from_env(&Some(var.to_string()))?
+                    .with_context(|| format!("environment variable {var} is not set"))
+            })?;
+            if !s.allow_insecure_http
+                && let Some(host) = remote_plain_http_host(&s.base_url)
+            {
+                bail!(
+                    "refusing plain http:// to {host}: the access token and users' data would \
+                     cross the network unencrypted. Use https://, or set \
+                     `allow_insecure_http = true` in [scim] if the network is trusted"
+                );
+            }
+            return Ok(ConnectorSettings {
+                base_url: s.base_url.clone(),
+                credentials,
+                timeout_ms: s.timeout_secs.saturating_mul(1000),
+                policy_json,
+            });
+        }
         let credentials = if let Some(username) = &s.username {
             let password = from_env(&s.password_env)?
                 .or_else(|| s.password.clone())

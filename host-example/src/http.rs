@@ -36,6 +36,22 @@ impl OriginPolicy {
         })
     }
 
+    /// The origin of `base_url`, and the token endpoint's when the policy JSON has an
+    /// `oauth2` section (OAuth 2.0 client credentials): the second and only other origin
+    /// the guest may reach. An unreadable policy adds nothing; the component reports it.
+    pub fn for_connector(base_url: &str, policy_json: &str) -> anyhow::Result<Self> {
+        let mut policy = Self::for_base_url(base_url)?;
+        if let Some(token_url) = crate::oauth2::token_url(policy_json)
+            && let Ok(url) = url::Url::parse(&token_url)
+        {
+            let origin = url.origin().ascii_serialization();
+            if !policy.allowed.contains(&origin) {
+                policy.allowed.push(origin);
+            }
+        }
+        Ok(policy)
+    }
+
     fn allows(&self, url: &url::Url) -> bool {
         let origin = url.origin().ascii_serialization();
         self.allowed.contains(&origin)

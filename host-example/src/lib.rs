@@ -39,6 +39,7 @@ pub mod import;
 mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod oauth2;
 pub mod rate;
 mod runtime;
 pub mod serve;

@@ -261,7 +261,8 @@ impl Runtime {
         log: &LogSink,
         dry_run: bool,
     ) -> anyhow::Result<Result<ClientLive, ProvisioningError>> {
-        let policy = OriginPolicy::for_base_url(&settings.base_url).unwrap_or_default();
+        let policy = OriginPolicy::for_connector(&settings.base_url, &settings.policy_json)
+            .unwrap_or_default();
         let mut http = HttpCapability::new(policy);
         if dry_run {
             http = http.dry_run();
