@@ -28,6 +28,22 @@ function fromEnv(config, key) {
   return value;
 }
 
+/**
+ * The token endpoint the policy's `oauth2` section names (OAuth 2.0 client credentials: the
+ * basic credentials are the client's id and secret, sent only there), as a list of zero or
+ * one URL. A policy that does not parse names none; the component reports it at open.
+ * @param {string} policyJson
+ * @returns {string[]}
+ */
+function oauth2TokenUrls(policyJson) {
+  try {
+    const url = policyJson.trim() === '' ? undefined : JSON.parse(policyJson)?.oauth2?.token_url;
+    return typeof url === 'string' ? [url.trim()] : [];
+  } catch {
+    return [];
+  }
+}
+
 /** @returns {[object, string[]]} the WIT connector-config and the secrets to redact */
 function parseConfig(given) {
   if (given === null || typeof given !== 'object' || Array.isArray(given)) throw ProvisioningError.invalidConfig('the configuration is an object');
@@ -111,7 +127,10 @@ export class Connector extends Session {
     /** @type {string} */
     this.baseUrl = wit.baseUrl;
     /** @type {import('./transport.js').Transport} */
-    this.transport = transport ?? new FetchTransport(wit.baseUrl, { logger: this.logger });
+    // With the policy's `oauth2` section the component asks its token endpoint too.
+    this.transport = transport ?? new FetchTransport(wit.baseUrl, {
+      logger: this.logger, allowedOrigins: oauth2TokenUrls(wit.policyJson),
+    });
     this.#ownsTransport = transport === undefined || transport === null;
     if (typeof this.transport.send !== 'function') throw new TypeError('a transport is an object with a send(request) method (which may return a promise)');
   }
