@@ -80,8 +80,35 @@ def quirky(idp: Idp) -> Iterator[IntrospectingQuirky]:
 
 
 def config(idp: Idp, quirky: IntrospectingQuirky, secret: str) -> dict:
-    return {"base_url": quirky.base_url, "username": CLIENT_ID, "password": secret, "timeout": 10000,
-            "policy": {"oauth2": {"token_url": idp.endpoints["token_endpoint"], "scope": "scim"}}}
+    """The configuration keys every host shares (auth = "oauth2")."""
+    return {"base_url": quirky.base_url, "auth": "oauth2", "token_url": idp.endpoints["token_endpoint"],
+            "client_id": CLIENT_ID, "client_secret": secret, "scope": "scim", "timeout": 10000}
+
+
+def test_the_wit_level_form_works_too(runtime: Runtime, idp: Idp, quirky: IntrospectingQuirky) -> None:
+    """What auth = "oauth2" becomes: the client as basic credentials, the policy's oauth2 section."""
+    connector = Connector.open(runtime, {
+        "base_url": quirky.base_url, "username": CLIENT_ID, "password": CLIENT_SECRET,
+        "policy": {"oauth2": {"token_url": idp.endpoints["token_endpoint"], "scope": "scim",
+                              "client_auth": "client_secret_post"}}})
+    assert connector.test_connection().discovered
+
+
+@pytest.mark.parametrize("extra, needle", [
+    ({"auth": "oauth2", "client_id": "a", "client_secret": "b"}, "token_url"),
+    ({"auth": "oauth2", "token_url": "https://i/t", "client_secret": "b"}, "client_id"),
+    ({"auth": "oauth2", "token_url": "https://i/t", "client_id": "a"}, "client_secret"),
+    ({"auth": "oauth2", "token_url": "https://i/t", "client_id": "a", "client_secret": "b", "token": "t"}, "not token"),
+    ({"token_url": "https://i/t"}, "set auth = 'oauth2'"),
+    ({"auth": "kerberos"}, "auth is 'oauth2'"),
+    ({"auth": "oauth2", "token_url": "https://i/t", "client_id": "a", "client_secret": "b",
+      "client_auth": "private_key_jwt"}, "private_key_jwt"),
+])
+def test_oauth2_settings_are_checked_clearly(runtime: Runtime, extra: dict, needle: str) -> None:
+    with pytest.raises(ProvisioningError) as caught:
+        Connector.open(runtime, {"base_url": "https://scim.example/v2", **extra})
+    assert caught.value.case == "invalid-config", caught.value
+    assert needle in str(caught.value)
 
 
 def test_client_credentials_then_a_wrong_secret(runtime: Runtime, idp: Idp, quirky: IntrospectingQuirky) -> None:

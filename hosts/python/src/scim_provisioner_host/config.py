@@ -11,7 +11,10 @@ from typing import Any, Mapping, Required, TypedDict, Union
 
 class ConnectorConfig(TypedDict, total=False):
     """The client role's configuration. One of ``token``/``token_env`` (bearer) or ``username``
-    with ``password``/``password_env`` (basic), or neither (no authentication)."""
+    with ``password``/``password_env`` (basic), or neither (no authentication); or ``auth`` =
+    ``"oauth2"`` with ``token_url``, ``client_id``, ``client_secret``/``client_secret_env`` and
+    optionally ``scope``, ``audience``, ``resource``, ``client_auth`` (OAuth 2.0 client
+    credentials: the component gets the token; the secret goes only to ``token_url``)."""
 
     base_url: Required[str]
     token: str
@@ -19,6 +22,15 @@ class ConnectorConfig(TypedDict, total=False):
     username: str
     password: str
     password_env: str
+    auth: str  # "oauth2"; left out, the keys above decide
+    token_url: str
+    client_id: str
+    client_secret: str
+    client_secret_env: str
+    scope: str
+    audience: str
+    resource: str
+    client_auth: str  # "client_secret_basic" (default) or "client_secret_post"
     timeout: int  # ms per request (default 30000)
     policy: Union[Mapping[str, Any], str]  # the provisioning policy, a mapping or JSON text
 

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from typing import AbstractSet, Any, Mapping, Optional, Sequence, Union
+from urllib.parse import quote
 
 from wasmtime.component import Record, Variant
 
@@ -15,12 +16,14 @@ from .config import ConnectorConfig
 from ._session import RedactingLogger, Session
 from .errors import DirectoryError, ProvisioningError, TransportError
 from .runtime import CLIENT, Runtime
-from .transport import oauth2_token_url
-from .transport import HttpTransport, Transport
+from .transport import HttpTransport, Transport, oauth2_token_url
 from .types import (BatchItem, BatchOutcome, CmsUser, HttpRequest, HttpResponse, Link, Plan, ProvisionOutcome,
                     RemoteListing, ServerCapabilities, UserEvent, _field_to_wit, record)
 
-_KEYS = ("base_url", "token", "token_env", "username", "password", "password_env", "timeout", "policy")
+_OAUTH2_KEYS = ("token_url", "client_id", "client_secret", "client_secret_env", "scope", "audience", "resource",
+                "client_auth")
+_KEYS = ("base_url", "token", "token_env", "username", "password", "password_env", "timeout", "policy", "auth",
+         *_OAUTH2_KEYS)
 # How `scope-fields` names the user's id.
 _SCOPE_ID_FIELD = "@id"
 
@@ -47,7 +50,17 @@ def _parse_config(config: Mapping[str, Any]) -> tuple[Any, list[str], str, str, 
     secrets: list[str] = []
     auth: Any
     kind: str
-    if config.get("username") is not None:
+    oauth2 = config.get("auth") == "oauth2"
+    if config.get("auth") is not None and not oauth2:
+        raise ProvisioningError.invalid_config("auth is 'oauth2' or left out (a token, basic or none)")
+    if not oauth2:
+        for key in _OAUTH2_KEYS:
+            if config.get(key) is not None:
+                raise ProvisioningError.invalid_config(f"{key} is an OAuth 2.0 setting: set auth = 'oauth2' too")
+    if oauth2:
+        auth, secrets = _oauth2_credentials(config, from_env)
+        kind = "oauth2"
+    elif config.get("username") is not None:
         password = from_env("password_env") or config.get("password")
         if not isinstance(password, str) or not password:
             raise ProvisioningError.invalid_config("basic authentication needs password or password_env")
@@ -76,8 +89,53 @@ def _parse_config(config: Mapping[str, Any]) -> tuple[Any, list[str], str, str, 
         policy = json.dumps(policy, separators=(",", ":"), ensure_ascii=False) if policy else ""
     elif not isinstance(policy, str):
         raise ProvisioningError.invalid_config("policy is a mapping or a JSON string")
+    if oauth2:
+        policy = _with_oauth2_section(config, policy)
     wit = record(base_url=base_url, auth=auth, timeout_ms=timeout, policy_json=policy)
     return wit, secrets, kind, base_url, timeout
+
+
+def _oauth2_credentials(config: Mapping[str, Any], from_env: Any) -> tuple[Any, list[str]]:
+    """``auth = "oauth2"``: the client's id and secret as the WIT's basic credentials (with
+    the policy's ``oauth2`` section the component sends them only to the token endpoint)."""
+    for key in ("token", "token_env", "username", "password", "password_env"):
+        if config.get(key) is not None:
+            raise ProvisioningError.invalid_config(
+                f"auth 'oauth2' takes client_id and client_secret or client_secret_env, not {key}")
+    client_id = config.get("client_id")
+    if not isinstance(client_id, str) or not client_id:
+        raise ProvisioningError.invalid_config("auth 'oauth2' needs client_id")
+    secret = from_env("client_secret_env") or config.get("client_secret")
+    if not isinstance(secret, str) or not secret:
+        raise ProvisioningError.invalid_config("auth 'oauth2' needs client_secret or client_secret_env")
+    # RFC 6749 section 2.3.1: form-encoded, then base64; the logs must not carry it either.
+    encoded = base64.b64encode(f"{quote(client_id, safe='')}:{quote(secret, safe='')}".encode()).decode()
+    return record(username=client_id, password=secret), [secret, encoded]
+
+
+def _with_oauth2_section(config: Mapping[str, Any], policy_json: str) -> str:
+    """The policy JSON with the ``oauth2`` section built from the configuration's keys."""
+    url = config.get("token_url")
+    if not isinstance(url, str) or not url.strip():
+        raise ProvisioningError.invalid_config("auth 'oauth2' needs token_url, the token endpoint")
+    try:
+        policy = json.loads(policy_json) if policy_json else {}
+    except ValueError as e:
+        raise ProvisioningError.invalid_config(f"policy is not JSON: {e}") from None
+    if not isinstance(policy, dict):
+        raise ProvisioningError.invalid_config("policy must be a JSON object")
+    if "oauth2" in policy:
+        raise ProvisioningError.invalid_config(
+            "the policy's oauth2 section and auth 'oauth2' both set OAuth 2.0: keep the settings in the configuration")
+    section: dict[str, str] = {}
+    for key in ("token_url", "scope", "audience", "resource", "client_auth"):
+        value = config.get(key)
+        if value is not None:
+            if not isinstance(value, str):
+                raise ProvisioningError.invalid_config(f"{key} must be a string")
+            section[key] = value.strip() if key == "token_url" else value
+    policy["oauth2"] = section
+    return json.dumps(policy, separators=(",", ":"), ensure_ascii=False)
 
 
 class Connector(Session):
