@@ -91,6 +91,7 @@ struct PolicyFields {
     matching: Vec<String>,
     preserve_unmapped: bool,
     groups_from: Option<String>,
+    group_members_per_operation: u32,
     listing: ListingLimits,
     allow_insecure_http: bool,
     directory: DirectoryCapabilities,
@@ -116,12 +117,17 @@ impl Default for PolicyFields {
             matching: default_matching(),
             preserve_unmapped: true,
             groups_from: None,
+            group_members_per_operation: DEFAULT_GROUP_MEMBERS_PER_OPERATION,
             listing: ListingLimits::default(),
             allow_insecure_http: false,
             directory: DirectoryCapabilities::default(),
         }
     }
 }
+
+/// Members one PATCH operation carries unless the policy says otherwise: large enough that
+/// 10,000 members go in a few requests, small enough for servers that cap a request's size.
+pub const DEFAULT_GROUP_MEMBERS_PER_OPERATION: u32 = 100;
 
 /// userName, then externalId, then the work email: the attributes that identify a person
 /// across systems, most specific first.
@@ -140,6 +146,7 @@ const POLICY_KEYS: &[&str] = &[
     "matching",
     "preserve_unmapped",
     "groups_from",
+    "group_members_per_operation",
     "listing",
     "allow_insecure_http",
     "directory",
@@ -166,6 +173,9 @@ pub struct Policy {
     /// The CMS field whose values (roles) are provisioned as SCIM Group memberships;
     /// none to leave groups alone.
     pub groups_from: Option<String>,
+    /// The most members one PATCH operation adds or removes (membership changes go in
+    /// chunks; see `client::groups`).
+    pub group_members_per_operation: u32,
     /// How far a listing of the remote users may go.
     pub listing: ListingLimits,
     /// The compiled attribute mapping and scope.
@@ -204,6 +214,11 @@ impl Policy {
                 "`matching` needs at least one attribute, or duplicates could be created".into(),
             ));
         }
+        if fields.group_members_per_operation == 0 {
+            return Err(invalid(
+                "`group_members_per_operation` must be at least 1".into(),
+            ));
+        }
         if fields.listing.max_pages == 0 || fields.listing.max_users == 0 {
             return Err(invalid(
                 "`listing.max_pages` and `listing.max_users` must be at least 1".into(),
@@ -223,6 +238,7 @@ impl Policy {
             matching,
             preserve_unmapped: fields.preserve_unmapped,
             groups_from: fields.groups_from.filter(|f| !f.trim().is_empty()),
+            group_members_per_operation: fields.group_members_per_operation,
             listing: fields.listing,
             mapping,
             allow_insecure_http: fields.allow_insecure_http,
@@ -270,6 +286,10 @@ mod tests {
             (r#"{"matching": ["emails[type eq"]}"#, "emails[type eq"),
             (r#"{"group_chunk_size": 0}"#, "group_chunk_size"),
             (r#"{"listing": {"max_pages": 0}}"#, "listing.max_pages"),
+            (
+                r#"{"group_members_per_operation": 0}"#,
+                "group_members_per_operation",
+            ),
             (r#"{"listing": {"max_rows": 5}}"#, "max_rows"),
         ] {
             let err = Policy::parse(json).unwrap_err().to_string();

@@ -129,6 +129,9 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 };
             }
         };
+        // The batch's group membership changes go together at its end, each group's in
+        // chunks, rather than one request per user and group.
+        self.defer_memberships();
         // One user gains nothing from a bulk request's envelope.
         let limits = caps
             .bulk
@@ -191,6 +194,24 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             let result = self.provision_on(&ut, &item.user, item.event, item.link.as_ref());
             per_user_requests = per_user_requests.saturating_add(ut.requests());
             results[i] = Some(result);
+        }
+        let failed = self.flush_memberships(&t, &caps);
+        if !failed.is_empty() {
+            // A user whose membership change failed has failed: its snapshot, which records
+            // its groups, is not kept, so the next attempt sends the change again.
+            for result in results.iter_mut().flatten() {
+                let error = match result {
+                    Ok(o) => o
+                        .link
+                        .as_ref()
+                        .and_then(|l| failed.get(&l.remote_id))
+                        .cloned(),
+                    Err(_) => None,
+                };
+                if let Some(error) = error {
+                    *result = Err(error);
+                }
+            }
         }
         BatchOutcome {
             results: results

@@ -22,6 +22,9 @@ pub struct ServerCapabilities {
     pub discovered: bool,
     /// PATCH is supported.
     pub patch: bool,
+    /// The most operations one PATCH may carry, when the server says (`patch.maxOperations`,
+    /// not in RFC 7643 but advertised by some servers); membership changes respect it.
+    pub patch_max_operations: Option<u32>,
     /// Bulk is supported, with these limits.
     pub bulk: Option<BulkLimits>,
     /// Filtering is supported, with at most this many results.
@@ -88,6 +91,8 @@ impl ServerCapabilities {
         Some(ServerCapabilities {
             discovered: true,
             patch: supported("patch"),
+            patch_max_operations: number("patch", "maxOperations")
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX).max(1)),
             bulk,
             filter_max_results,
             etag: supported("etag"),
@@ -155,6 +160,7 @@ mod tests {
             ServerCapabilities {
                 discovered: true,
                 patch: true,
+                patch_max_operations: None,
                 bulk: Some(BulkLimits {
                     max_operations: 1000,
                     max_payload_size: 1_048_576
@@ -178,6 +184,7 @@ mod tests {
         });
         let caps = ServerCapabilities::from_service_provider_config(&spc).unwrap();
         assert!(caps.patch);
+        assert_eq!(caps.patch_max_operations, None);
         assert_eq!(caps.bulk, None);
         assert_eq!(caps.filter_max_results, Some(50));
         assert!(!caps.etag && !caps.sort && !caps.change_password);

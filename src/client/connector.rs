@@ -31,6 +31,9 @@ pub struct Connector<H: HttpPort, L: LogPort> {
     pub(crate) bulk_unusable: std::cell::Cell<bool>,
     /// What the connector learned of how the server really behaves (see `fallback`).
     pub(crate) dialect: RefCell<super::dialect::Dialect>,
+    /// During `provision-batch`: the group membership changes of the batch's users, sent
+    /// together in chunks at its end (see `groups`); `None` outside a batch.
+    pub(crate) deferred_memberships: RefCell<Option<Vec<super::groups::MembershipChange>>>,
 }
 
 impl<H: HttpPort, L: LogPort> Connector<H, L> {
@@ -56,6 +59,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             group_ids: RefCell::new(std::collections::HashMap::new()),
             bulk_unusable: std::cell::Cell::new(false),
             dialect: RefCell::new(super::dialect::Dialect::default()),
+            deferred_memberships: RefCell::new(None),
         }
     }
 

@@ -740,6 +740,9 @@ pub struct Dialect {
     /// The adaptive rate control's last good setting for this server, kept for the host
     /// (`client::rate`; the component itself sends one request at a time and never reads it).
     pub rate: Option<crate::client::rate::RateSetting>,
+    /// The most group members one PATCH was accepted with after the server refused more
+    /// (400 `tooMany`, 413): membership changes are cut to it.
+    pub members_per_patch: Option<u32>,
 }
 
 impl Dialect {
@@ -755,6 +758,7 @@ impl Dialect {
             "findings": self.findings,
             "warned": self.warned,
             "rate": self.rate,
+            "membersPerPatch": self.members_per_patch,
         })
         .to_string()
     }
@@ -803,6 +807,11 @@ impl Dialect {
                 })
                 .unwrap_or_default(),
             rate: crate::client::rate::remembered(document),
+            members_per_patch: value
+                .get("membersPerPatch")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok())
+                .filter(|n| *n > 0),
         })
     }
 
@@ -958,6 +967,7 @@ mod tests {
                 requests_per_second: Some(45),
                 bulk_size: Some(20),
             }),
+            members_per_patch: Some(7),
         };
         let back = Dialect::from_document(&dialect.to_document()).unwrap();
         assert_eq!(back, dialect);

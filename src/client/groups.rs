@@ -54,8 +54,35 @@ pub fn take_snapshot_groups(snapshot: &mut Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// One user's change of one group's membership, held during a batch so that all of the
+/// batch's changes to a group go together, in chunks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MembershipChange {
+    /// The group's display name.
+    pub group: String,
+    /// The remote user's id.
+    pub user_id: String,
+    /// Added (else removed).
+    pub add: bool,
+}
+
+/// Operations in one membership PATCH when the server advertises no `patch.maxOperations`.
+const DEFAULT_PATCH_OPERATIONS: u32 = 10;
+
+/// How a membership PATCH ended.
+enum PatchEnd {
+    Done,
+    /// Refused for its size (400 `tooMany`, 413): smaller chunks may pass.
+    TooMany(ProvisioningError),
+    /// PATCH is refused for groups: PUT instead.
+    Refused(ProvisioningError),
+    Failed(ProvisioningError),
+}
+
 impl<H: HttpPort, L: LogPort> Connector<H, L> {
-    /// Brings the user's group memberships from `previous` to `desired`.
+    /// Brings the user's group memberships from `previous` to `desired`: at once, or, inside
+    /// `provision-batch`, with the batch's other changes at its end
+    /// ([`Connector::flush_memberships`]).
     pub(crate) fn sync_groups(
         &self,
         t: &Transport<'_, H, L>,
@@ -64,16 +91,245 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         desired: &[String],
         caps: &ServerCapabilities,
     ) -> Result<(), ProvisioningError> {
-        for name in desired.iter().filter(|g| !previous.contains(g)) {
-            let gid = self.ensure_group(t, name)?;
-            self.change_membership(t, &gid, remote_user_id, true, caps)?;
+        let added = desired.iter().filter(|g| !previous.contains(g));
+        let removed = previous.iter().filter(|g| !desired.contains(g));
+        let changes = added
+            .map(|g| (g, true))
+            .chain(removed.map(|g| (g, false)))
+            .map(|(group, add)| MembershipChange {
+                group: group.clone(),
+                user_id: remote_user_id.to_string(),
+                add,
+            });
+        if let Some(deferred) = self.deferred_memberships.borrow_mut().as_mut() {
+            deferred.extend(changes);
+            return Ok(());
         }
-        for name in previous.iter().filter(|g| !desired.contains(g)) {
-            if let Some(gid) = self.find_group(t, name)? {
-                self.change_membership(t, &gid, remote_user_id, false, caps)?;
+        for change in changes {
+            let gid = if change.add {
+                self.ensure_group(t, &change.group)?
+            } else {
+                match self.find_group(t, &change.group)? {
+                    Some(gid) => gid,
+                    None => continue,
+                }
+            };
+            let members = [change.user_id];
+            if let Some((_, e)) = self
+                .change_members(t, &gid, &members, change.add, caps)
+                .into_iter()
+                .next()
+            {
+                return Err(e);
             }
         }
         Ok(())
+    }
+
+    /// Holds the group membership changes of the users provisioned from now on, until
+    /// [`Connector::flush_memberships`].
+    pub(crate) fn defer_memberships(&self) {
+        if self.policy.groups_from.is_some() {
+            *self.deferred_memberships.borrow_mut() = Some(Vec::new());
+        }
+    }
+
+    /// Sends the held membership changes, each group's together: PATCHes of at most
+    /// `group_members_per_operation` members an operation and the server's
+    /// `patch.maxOperations` operations a request (cut further when the server refuses a
+    /// size), or one GET and PUT of the group where PATCH is refused. Returns the remote
+    /// users whose change failed, with the error.
+    pub(crate) fn flush_memberships(
+        &self,
+        t: &Transport<'_, H, L>,
+        caps: &ServerCapabilities,
+    ) -> std::collections::HashMap<String, ProvisioningError> {
+        let changes = self
+            .deferred_memberships
+            .borrow_mut()
+            .take()
+            .unwrap_or_default();
+        let mut by_group: std::collections::BTreeMap<&str, (Vec<String>, Vec<String>)> =
+            std::collections::BTreeMap::new();
+        for c in &changes {
+            let entry = by_group.entry(&c.group).or_default();
+            if c.add {
+                entry.0.push(c.user_id.clone());
+            } else {
+                entry.1.push(c.user_id.clone());
+            }
+        }
+        let mut failed = std::collections::HashMap::new();
+        for (group, (adds, removes)) in by_group {
+            let gid = if adds.is_empty() {
+                self.find_group(t, group)
+            } else {
+                self.ensure_group(t, group).map(Some)
+            };
+            let gid = match gid {
+                Ok(Some(gid)) => gid,
+                // Nobody to remove from a group that is not there.
+                Ok(None) => continue,
+                Err(e) => {
+                    for id in adds.iter().chain(&removes) {
+                        failed.insert(id.clone(), e.clone());
+                    }
+                    continue;
+                }
+            };
+            for (members, add) in [(&removes, false), (&adds, true)] {
+                if !members.is_empty() {
+                    failed.extend(self.change_members(t, &gid, members, add, caps));
+                }
+            }
+        }
+        failed
+    }
+
+    /// The most members one membership PATCH carries: the policy's members per operation
+    /// times the operations a request may hold, or less once the server refused more.
+    fn members_per_patch(&self, caps: &ServerCapabilities) -> usize {
+        let per_op = self.policy.group_members_per_operation.max(1);
+        let ops = caps
+            .patch_max_operations
+            .unwrap_or(DEFAULT_PATCH_OPERATIONS)
+            .max(1);
+        let mut most = per_op.saturating_mul(ops);
+        if let Some(learned) = self.dialect.borrow().members_per_patch {
+            most = most.min(learned.max(1));
+        }
+        most as usize
+    }
+
+    /// Adds or removes `members` of the group `group_id`, in chunks; returns the members
+    /// whose change failed, with the error.
+    fn change_members(
+        &self,
+        t: &Transport<'_, H, L>,
+        group_id: &str,
+        members: &[String],
+        add: bool,
+        caps: &ServerCapabilities,
+    ) -> Vec<(String, ProvisioningError)> {
+        let mut failed = Vec::new();
+        let mut left: std::collections::VecDeque<&[String]> = std::collections::VecDeque::new();
+        if caps.patch && !self.dialect.borrow().patch_refused {
+            left.extend(members.chunks(self.members_per_patch(caps).max(1)));
+            while let Some(chunk) = left.pop_front() {
+                match self.patch_members(t, group_id, chunk, add, caps) {
+                    PatchEnd::Done => {}
+                    PatchEnd::TooMany(e) if chunk.len() > 1 => {
+                        // The server caps a request's size: halve it, and remember.
+                        let half = chunk.len() / 2;
+                        self.dialect.borrow_mut().members_per_patch =
+                            Some(u32::try_from(half).unwrap_or(u32::MAX));
+                        self.log.log(
+                            LogLevel::Warn,
+                            &format!(
+                                "the server refused {} members in one PATCH ({e}); membership changes go {half} at a time",
+                                chunk.len()
+                            ),
+                        );
+                        let (a, b) = chunk.split_at(half);
+                        left.push_front(b);
+                        left.push_front(a);
+                    }
+                    PatchEnd::TooMany(e) | PatchEnd::Failed(e) => {
+                        failed.extend(chunk.iter().map(|m| (m.clone(), e.clone())));
+                    }
+                    PatchEnd::Refused(e) => {
+                        // As for users, updates go as PUT from now on, and these at once.
+                        self.dialect.borrow_mut().patch_refused = true;
+                        self.log.log(
+                            LogLevel::Warn,
+                            &format!(
+                                "the server refused a group PATCH ({e}); membership changes go as PUT"
+                            ),
+                        );
+                        left.push_front(chunk);
+                        break;
+                    }
+                }
+            }
+            if left.is_empty() {
+                return failed;
+            }
+        } else {
+            left.push_back(members);
+        }
+        let rest: Vec<String> = left.iter().flat_map(|c| c.iter().cloned()).collect();
+        if let Err(e) = self.put_members(t, group_id, &rest, add) {
+            failed.extend(rest.into_iter().map(|m| (m, e.clone())));
+        }
+        failed
+    }
+
+    /// One membership PATCH: `members` added, or removed, in operations of at most the
+    /// policy's members each. Nothing is read back: the answer's body is not used. (It is
+    /// not asked with `?excludedAttributes=members` either: SCIMMY then drops the change
+    /// while it answers 200.)
+    fn patch_members(
+        &self,
+        t: &Transport<'_, H, L>,
+        group_id: &str,
+        members: &[String],
+        add: bool,
+        caps: &ServerCapabilities,
+    ) -> PatchEnd {
+        let per_op = self.policy.group_members_per_operation.max(1) as usize;
+        let ops: Vec<PatchOperation> = members
+            .chunks(per_op)
+            .map(|chunk| {
+                if add {
+                    PatchOperation::add(
+                        "members",
+                        Value::Array(chunk.iter().map(|m| json!({"value": m})).collect()),
+                    )
+                } else {
+                    let either: Vec<String> = chunk
+                        .iter()
+                        .map(|m| format!("value eq {}", filter::quote(m)))
+                        .collect();
+                    PatchOperation::remove(format!("members[{}]", either.join(" or ")))
+                }
+            })
+            .collect();
+        let path = match resource_path("/Groups", group_id) {
+            Ok(p) => p,
+            Err(e) => return PatchEnd::Failed(e),
+        };
+        let body = match serde_json::to_value(PatchRequest::new(ops)) {
+            Ok(b) => b,
+            Err(e) => {
+                return PatchEnd::Failed(ProvisioningError::Other(format!(
+                    "could not build the PATCH: {e}"
+                )));
+            }
+        };
+        let resp = match t.send(Method::Patch, &path, Some(&body), &[]) {
+            Ok(r) => r,
+            Err(e) => return PatchEnd::Failed(e),
+        };
+        // 204 and 200 are both success (servers differ per resource type).
+        if is_success(resp.status) {
+            return PatchEnd::Done;
+        }
+        let error = response::error_from_response(&resp, now_unix());
+        let scim_type = match &error {
+            ProvisioningError::Scim(e) => e.scim_type.as_deref(),
+            _ => None,
+        };
+        // Removing members that are not there (400 noTarget) leaves the group as we want it.
+        if !add && resp.status == 400 && scim_type == Some("noTarget") {
+            return PatchEnd::Done;
+        }
+        if resp.status == 413 || (resp.status == 400 && scim_type == Some("tooMany")) {
+            return PatchEnd::TooMany(error);
+        }
+        if caps.patch && is_patch_refusal(&error) {
+            return PatchEnd::Refused(error);
+        }
+        PatchEnd::Failed(error)
     }
 
     fn find_group(
@@ -139,73 +395,51 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         Ok(id)
     }
 
-    fn change_membership(
+    /// Without PATCH: the group read (whole: a PUT replaces every member), changed, and put
+    /// back once for all of `members`.
+    fn put_members(
         &self,
         t: &Transport<'_, H, L>,
         group_id: &str,
-        user_id: &str,
+        members: &[String],
         add: bool,
-        caps: &ServerCapabilities,
     ) -> Result<(), ProvisioningError> {
         let path = resource_path("/Groups", group_id)?;
-        if caps.patch {
-            let op = if add {
-                PatchOperation::add("members", json!([{"value": user_id}]))
-            } else {
-                PatchOperation::remove(format!("members[value eq {}]", filter::quote(user_id)))
-            };
-            let body = serde_json::to_value(PatchRequest::new(vec![op]))
-                .map_err(|e| ProvisioningError::Other(format!("could not build the PATCH: {e}")))?;
-            let resp = t.send(Method::Patch, &path, Some(&body), &[])?;
-            // 204 and 200 are both success (servers differ per resource type); removing a
-            // member that is not there (400 noTarget) leaves the group as we want it.
-            if is_success(resp.status) {
-                return Ok(());
-            }
-            let error = response::error_from_response(&resp, now_unix());
-            if let ProvisioningError::Scim(e) = &error
-                && !add
-                && resp.status == 400
-                && e.scim_type.as_deref() == Some("noTarget")
-            {
-                return Ok(());
-            }
-            if !is_patch_refusal(&error) {
-                return Err(error);
-            }
-            // The server refuses this PATCH (501, 405, 400 noTarget/invalidPath): as for
-            // users, updates go as PUT from now on, and this one at once.
-            self.dialect.borrow_mut().patch_refused = true;
-            self.log.log(
-                crate::ports::LogLevel::Warn,
-                &format!(
-                    "the server refused a group PATCH ({error}); membership changes go as PUT"
-                ),
-            );
-        }
-        // No PATCH: read the group, change its members, PUT it back.
         let resp = t.get(&path)?;
         if !is_success(resp.status) {
             return Err(response::error_from_response(&resp, now_unix()));
         }
         let mut group = response::require_json_body(&resp)?;
-        let mut members: Vec<Value> = field(&group, "members")
+        let mut current: Vec<Value> = field(&group, "members")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        let present = members
-            .iter()
-            .any(|m| m.get("value").and_then(Value::as_str) == Some(user_id));
-        match (add, present) {
-            (true, true) | (false, false) => return Ok(()),
-            (true, false) => members.push(json!({"value": user_id})),
-            (false, true) => {
-                members.retain(|m| m.get("value").and_then(Value::as_str) != Some(user_id));
-            }
+        let change: std::collections::HashSet<&str> = members.iter().map(String::as_str).collect();
+        let before = current.len();
+        if add {
+            let present: std::collections::HashSet<String> = current
+                .iter()
+                .filter_map(|m| m.get("value").and_then(Value::as_str).map(String::from))
+                .collect();
+            current.extend(
+                members
+                    .iter()
+                    .filter(|m| !present.contains(m.as_str()))
+                    .map(|m| json!({"value": m})),
+            );
+        } else {
+            current.retain(|m| {
+                m.get("value")
+                    .and_then(Value::as_str)
+                    .is_none_or(|v| !change.contains(v))
+            });
+        }
+        if current.len() == before {
+            return Ok(());
         }
         if let Some(o) = group.as_object_mut() {
             o.remove("meta");
-            o.insert("members".into(), Value::Array(members));
+            o.insert("members".into(), Value::Array(current));
         }
         let resp = t.send(Method::Put, &path, Some(&group), &[])?;
         if is_success(resp.status) {

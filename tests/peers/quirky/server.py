@@ -45,6 +45,9 @@ Switches (each exactly the behaviour described in issue 16):
                       then not needed
   --rate-limit N      a token bucket of N requests a second (a burst of N): past it, every
                       request is a 429 with Retry-After (whole seconds until a token, at least 1)
+  --max-members-per-patch N
+                      a PATCH of a group that adds or removes more than N members in all is a
+                      400 "tooMany" (Groups are kept in memory, not in --db)
   --db FILE           the SQLite file (default: in memory)
 """
 
@@ -208,6 +211,98 @@ class Store:
         return r
 
 
+class Groups:
+    """/Groups, compactly, in memory: create, list by `displayName eq`, read, PATCH members
+    (add a list; remove `members[value eq "a" or value eq "b"]`, or `members` with a value
+    list), PUT, DELETE; `excludedAttributes=members` honoured."""
+
+    GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+
+    def __init__(self, max_members_per_patch):
+        self.max = max_members_per_patch
+        self.groups = {}  # id -> (displayName, {member id: None}, version)
+        self.lock = threading.Lock()
+
+    def render(self, gid, query):
+        name, members, version = self.groups[gid]
+        g = {"schemas": [self.GROUP], "id": gid, "displayName": name,
+             "meta": {"resourceType": "Group", "version": 'W/"%d"' % version, "location": "/v2/Groups/" + gid}}
+        wanted = [a.strip().lower() for a in query.get("attributes", "").split(",") if a.strip()]
+        excluded = [a.strip().lower() for a in query.get("excludedAttributes", "").split(",")]
+        if "members" not in excluded and (not wanted or "members" in wanted):
+            g["members"] = [{"value": m} for m in members]
+        return g
+
+    def handle(self, method, path, query, body):
+        with self.lock:
+            if path == "/v2/Groups":
+                if method == "GET":
+                    found = list(self.groups)
+                    if "filter" in query:
+                        m = re.fullmatch(r'\s*displayName\s+eq\s+"((?:[^"\\]|\\.)*)"\s*', query["filter"], re.I)
+                        if not m:
+                            raise Refusal(400, "unsupported filter", "invalidFilter")
+                        name = json.loads('"%s"' % m.group(1)).lower()
+                        found = [g for g in found if self.groups[g][0].lower() == name]
+                    return 200, listing([self.render(g, query) for g in found])
+                if method == "POST":
+                    data = json_object(body)
+                    name = data.get("displayName")
+                    if not isinstance(name, str) or not name:
+                        raise Refusal(400, "displayName is required", "invalidValue")
+                    if any(g[0].lower() == name.lower() for g in self.groups.values()):
+                        raise Refusal(409, "group %s exists" % name, "uniqueness")
+                    gid = uuid.uuid4().hex
+                    self.groups[gid] = (name, {m["value"]: None for m in data.get("members") or []}, 1)
+                    return 201, self.render(gid, query)
+                return 405, error(405, "method not allowed")
+            m = re.fullmatch(r"/v2/Groups/([^/]+)", path)
+            if not m or m.group(1) not in self.groups:
+                return 404, error(404, "Group not found")
+            gid = m.group(1)
+            name, members, version = self.groups[gid]
+            if method == "GET":
+                return 200, self.render(gid, query)
+            if method == "DELETE":
+                del self.groups[gid]
+                return 204, None
+            if method == "PUT":
+                data = json_object(body)
+                members = {x["value"]: None for x in data.get("members") or []}
+                self.groups[gid] = (data.get("displayName") or name, members, version + 1)
+                return 200, self.render(gid, query)
+            if method != "PATCH":
+                return 405, error(405, "method not allowed")
+            ops = json_object(body).get("Operations")
+            if not isinstance(ops, list):
+                raise Refusal(400, "PATCH needs Operations", "invalidSyntax")
+            members, changed = dict(members), 0
+            for op in ops:
+                kind, path_, value = str(op.get("op", "")).lower(), op.get("path") or "", op.get("value")
+                values = [v["value"] for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+                filtered = re.fullmatch(r"members\[(.*)\]", path_, re.S)
+                if filtered:
+                    values = re.findall(r'value\s+eq\s+"([^"]*)"', filtered.group(1))
+                elif path_.lower() != "members":
+                    raise Refusal(400, "only members can be patched here", "invalidPath")
+                changed += len(values)
+                if kind == "add":
+                    members.update((v, None) for v in values)
+                elif kind == "remove" and (filtered or values):
+                    if filtered and not any(v in members for v in values):
+                        raise Refusal(400, "no member matches " + path_, "noTarget")
+                    for v in values:
+                        members.pop(v, None)
+                elif kind == "replace" and not filtered:
+                    members = {v: None for v in values}
+                else:
+                    raise Refusal(400, "unsupported operation " + kind, "invalidSyntax")
+            if self.max and changed > self.max:
+                raise Refusal(400, "a PATCH may change at most %d members, not %d" % (self.max, changed), "tooMany")
+            self.groups[gid] = (name, members, version + 1)
+            return 200, self.render(gid, query)
+
+
 class Quirky:
     def __init__(self, opts):
         self.opts = opts
@@ -215,6 +310,7 @@ class Quirky:
         self.core = core_schema(opts.narrow_schema, opts.require_name, opts.mutability_schema)
         self.hidden = {n.lower() for n in opts.hidden_user}
         self.extensions = [] if opts.narrow_schema else [enterprise_schema()]
+        self.groups = Groups(opts.max_members_per_patch)
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -537,6 +633,8 @@ class Quirky:
             if method == "POST":
                 return self.create(body)
             return 405, error(405, "method not allowed")
+        if path == "/v2/Groups" or path.startswith("/v2/Groups/"):
+            return self.groups.handle(method, path, query, body)
         m = re.fullmatch(r"/v2/Users/([^/]+)", path)
         if not m:
             return 404, error(404, "no such endpoint " + path)
@@ -741,6 +839,7 @@ def main():
     p.add_argument("--patch-refuses-read-only", action="store_true")
     p.add_argument("--hidden-user", action="append", default=[])
     p.add_argument("--rate-limit", type=float, default=0)
+    p.add_argument("--max-members-per-patch", type=int, default=0)
     p.add_argument("--introspect-url", default=None)
     p.add_argument("--introspect-client", default=None)
     opts = p.parse_args()
