@@ -9,16 +9,23 @@ import {
   capabilitiesFromWit, eventToWit, linkToWit, outcomeFromWit, userReadBy, userToWit,
 } from './values.js';
 
-const KEYS = ['base_url', 'token', 'token_env', 'username', 'password', 'password_env', 'timeout', 'policy'];
+const OAUTH2_KEYS = ['token_url', 'client_id', 'client_secret', 'client_secret_env', 'scope', 'audience', 'resource', 'client_auth'];
+const KEYS = ['base_url', 'token', 'token_env', 'username', 'password', 'password_env', 'timeout', 'policy', 'auth', ...OAUTH2_KEYS];
 /** The camelCase spellings accepted beside the PHP library's keys. */
-const CAMEL = { baseUrl: 'base_url', tokenEnv: 'token_env', passwordEnv: 'password_env' };
+const CAMEL = {
+  baseUrl: 'base_url', tokenEnv: 'token_env', passwordEnv: 'password_env', tokenUrl: 'token_url', clientId: 'client_id',
+  clientSecret: 'client_secret', clientSecretEnv: 'client_secret_env', clientAuth: 'client_auth',
+};
 /** How `scope-fields` names the user's id. */
 const SCOPE_ID_FIELD = '@id';
 
 /**
  * The configuration, the same JSON shape as the PHP library's and the Rust host's:
  * @typedef {{base_url: string, token?: string, token_env?: string, username?: string,
- *   password?: string, password_env?: string, timeout?: number, policy?: object|string}} ConnectorConfig
+ *   password?: string, password_env?: string, timeout?: number, policy?: object|string,
+ *   auth?: 'oauth2', token_url?: string, client_id?: string, client_secret?: string,
+ *   client_secret_env?: string, scope?: string, audience?: string, resource?: string,
+ *   client_auth?: 'client_secret_basic'|'client_secret_post'}} ConnectorConfig
  */
 
 function fromEnv(config, key) {
@@ -52,7 +59,17 @@ function parseConfig(given) {
   if (typeof baseUrl !== 'string' || baseUrl === '') throw ProvisioningError.invalidConfig('base_url is required');
   let auth;
   let secrets = [];
-  if (config.username !== undefined && config.username !== null) {
+  const oauth2 = config.auth === 'oauth2';
+  if (config.auth !== undefined && config.auth !== null && !oauth2) {
+    throw ProvisioningError.invalidConfig("auth is 'oauth2' or left out (a token, basic or none)");
+  }
+  if (!oauth2) {
+    const stray = OAUTH2_KEYS.find((key) => config[key] !== undefined && config[key] !== null);
+    if (stray !== undefined) throw ProvisioningError.invalidConfig(`${stray} is an OAuth 2.0 setting: set auth: 'oauth2' too`);
+  }
+  if (oauth2) {
+    [auth, secrets] = oauth2Credentials(config);
+  } else if (config.username !== undefined && config.username !== null) {
     const password = fromEnv(config, 'password_env') ?? config.password ?? null;
     if (typeof password !== 'string' || password === '') throw ProvisioningError.invalidConfig('basic authentication needs password or password_env');
     auth = { tag: 'basic', val: { username: String(config.username), password } };
@@ -77,7 +94,53 @@ function parseConfig(given) {
   } else if (typeof policy !== 'string') {
     throw ProvisioningError.invalidConfig('policy is an object or a JSON string');
   }
+  if (oauth2) policy = withOAuth2Section(config, policy);
   return [{ baseUrl, auth, timeoutMs: timeout, policyJson: policy }, secrets];
+}
+
+/**
+ * `auth: 'oauth2'`: the client's id and secret as the WIT's basic credentials (with the
+ * policy's `oauth2` section the component sends them only to the token endpoint).
+ * @returns {[object, string[]]}
+ */
+function oauth2Credentials(config) {
+  for (const key of ['token', 'token_env', 'username', 'password', 'password_env']) {
+    if (config[key] !== undefined && config[key] !== null) {
+      throw ProvisioningError.invalidConfig(`auth 'oauth2' takes client_id and client_secret or client_secret_env, not ${key}`);
+    }
+  }
+  const clientId = config.client_id;
+  if (typeof clientId !== 'string' || clientId === '') throw ProvisioningError.invalidConfig("auth 'oauth2' needs client_id");
+  const secret = fromEnv(config, 'client_secret_env') ?? config.client_secret ?? null;
+  if (typeof secret !== 'string' || secret === '') throw ProvisioningError.invalidConfig("auth 'oauth2' needs client_secret or client_secret_env");
+  // RFC 6749 §2.3.1: form-encoded, then base64; the logs must not carry it either.
+  const encoded = Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`).toString('base64');
+  return [{ tag: 'basic', val: { username: clientId, password: secret } }, [secret, encoded]];
+}
+
+/** The policy JSON with the `oauth2` section built from the configuration's keys. */
+function withOAuth2Section(config, policyJson) {
+  if (typeof config.token_url !== 'string' || config.token_url.trim() === '') {
+    throw ProvisioningError.invalidConfig("auth 'oauth2' needs token_url, the token endpoint");
+  }
+  let policy;
+  try {
+    policy = policyJson === '' ? {} : JSON.parse(policyJson);
+  } catch (e) {
+    throw ProvisioningError.invalidConfig(`policy is not JSON: ${e.message}`);
+  }
+  if (policy === null || typeof policy !== 'object' || Array.isArray(policy)) throw ProvisioningError.invalidConfig('policy must be a JSON object');
+  if (Object.prototype.hasOwnProperty.call(policy, 'oauth2')) {
+    throw ProvisioningError.invalidConfig("the policy's oauth2 section and auth 'oauth2' both set OAuth 2.0: keep the settings in the configuration");
+  }
+  const section = {};
+  for (const key of ['token_url', 'scope', 'audience', 'resource', 'client_auth']) {
+    const value = config[key];
+    if (value === undefined || value === null) continue;
+    if (typeof value !== 'string') throw ProvisioningError.invalidConfig(`${key} must be a string`);
+    section[key] = key === 'token_url' ? value.trim() : value;
+  }
+  return JSON.stringify({ ...policy, oauth2: section });
 }
 
 /** The jco http-request as the library's HttpRequest. */

@@ -55,12 +55,40 @@ before(async () => {
 
 after(stopAll);
 
+// The configuration keys every host shares.
 const config = (secret) => ({
-  base_url: quirky.baseUrl,
-  username: CLIENT_ID,
-  password: secret,
-  timeout: 10000,
-  policy: { oauth2: { token_url: idp.token_endpoint, scope: 'scim' } },
+  base_url: quirky.baseUrl, auth: 'oauth2', token_url: idp.token_endpoint, client_id: CLIENT_ID, client_secret: secret, scope: 'scim', timeout: 10000,
+});
+
+test('what auth: oauth2 becomes works too: the client as basic credentials and the policy section', async () => {
+  const c = await Connector.open(runtime, {
+    baseUrl: quirky.baseUrl, username: CLIENT_ID, password: CLIENT_SECRET,
+    policy: { oauth2: { token_url: idp.token_endpoint, scope: 'scim', client_auth: 'client_secret_post' } },
+  });
+  try {
+    assert.equal((await c.testConnection()).discovered, true);
+  } finally {
+    c.close();
+  }
+});
+
+test('OAuth 2.0 settings are checked clearly', async () => {
+  for (const [extra, needle] of [
+    [{ auth: 'oauth2', client_id: 'a', client_secret: 'b' }, /token_url/],
+    [{ auth: 'oauth2', token_url: 'https://i/t', client_secret: 'b' }, /client_id/],
+    [{ auth: 'oauth2', token_url: 'https://i/t', client_id: 'a' }, /client_secret/],
+    [{ auth: 'oauth2', token_url: 'https://i/t', client_id: 'a', client_secret: 'b', token: 't' }, /not token/],
+    [{ token_url: 'https://i/t' }, /set auth: 'oauth2'/],
+    [{ auth: 'kerberos' }, /auth is 'oauth2'/],
+    [{ auth: 'oauth2', token_url: 'https://i/t', client_id: 'a', client_secret: 'b', client_auth: 'private_key_jwt' }, /private_key_jwt/],
+  ]) {
+    await assert.rejects(Connector.open(runtime, { base_url: 'https://scim.example/v2', ...extra }), (e) => {
+      assert.ok(e instanceof ProvisioningError, String(e));
+      assert.equal(e.case, 'invalid-config', e.message);
+      assert.match(e.message, needle);
+      return true;
+    });
+  }
 });
 
 test('client credentials pass the connection test; a wrong secret names invalid_client', async () => {

@@ -72,6 +72,21 @@ interface ConnectorConfigCommon {
   token?: string;
   username?: string;
   password?: string;
+  /** OAuth 2.0 client credentials: the component gets the token; the secret goes only to token_url. */
+  auth?: 'oauth2';
+  token_url?: string;
+  tokenUrl?: string;
+  client_id?: string;
+  clientId?: string;
+  client_secret?: string;
+  clientSecret?: string;
+  client_secret_env?: string;
+  clientSecretEnv?: string;
+  scope?: string;
+  audience?: string;
+  resource?: string;
+  client_auth?: 'client_secret_basic' | 'client_secret_post';
+  clientAuth?: 'client_secret_basic' | 'client_secret_post';
   /** Milliseconds per request (default 30000). */
   timeout?: number;
   policy?: Policy;
