@@ -25,6 +25,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
+import { buildComponent } from './scripts/build.mjs';
 import { Connector, NullLogger, Runtime } from './src/index.js';
 import { scimRequest, startScim2Server } from './test/helpers.js';
 
@@ -109,6 +110,8 @@ async function main() {
     if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive whole number`);
     return v;
   });
+  // The component as npm run build leaves it (transpiled now if the .wasm changed).
+  console.log(await buildComponent());
   const started = performance.now();
   const runtime = await Runtime.load();
   const jco = `jco ${version('@bytecodealliance/jco')} + preview2-shim ${version('@bytecodealliance/preview2-shim')}`;

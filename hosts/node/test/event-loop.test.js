@@ -38,16 +38,18 @@ async function ticksDuring(work) {
 }
 
 /**
- * At least a third of the ticks a free loop would give, and no gap over a second: generous
- * for a loaded machine (the OS may not schedule us for a while), and far from a blocked
- * loop, which would not tick at all while a call runs.
+ * At least a third of the ticks a free loop would give, and no gap of half a second:
+ * generous for a loaded machine (the OS may not schedule us for a while; the longest gap
+ * seen under a load average of 10 on 2 cores was 184 ms), and far from a blocked loop, which
+ * does not tick while a call runs (the synchronous API, over the same sync: 9 ticks of 231,
+ * a 957 ms gap).
  */
 function assertLoopFree(what, t) {
   const summary = `${what}: ${t.ticks} ticks in ${t.ms.toFixed(0)} ms (${t.expected} expected), longest gap ${t.maxGap.toFixed(0)} ms`;
   console.log(summary);
   assert.ok(t.expected >= 20, `${summary}: too short to judge`);
   assert.ok(t.ticks >= t.expected / 3, `${summary}: the event loop was held`);
-  assert.ok(t.maxGap < 1000, `${summary}: the event loop was held`);
+  assert.ok(t.maxGap < 500, `${summary}: the event loop was held`);
 }
 
 const syncUser = (i) => ({
