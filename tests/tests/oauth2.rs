@@ -511,3 +511,64 @@ fn host_configuration_keys() {
         assert!(message.contains(needle), "{toml}: {message}");
     }
 }
+
+/// The CLI as an operator runs it: `[scim] auth = "oauth2"` with the secret in an environment
+/// variable; the connection test and a user added (provisioned at once) work, and nothing
+/// printed holds the secret.
+#[test]
+fn the_cli_with_auth_oauth2() {
+    let bin = peers::workspace_root().join("target/debug/host-example");
+    if !bin.is_file() {
+        eprintln!(
+            "SKIPPED the_cli_with_auth_oauth2: {} is missing (cargo build -p host-example --bins)",
+            bin.display()
+        );
+        return;
+    }
+    let idp = Idp::start(600);
+    let peer = idp.scim_server(&[]);
+    let dir = scim_provisioner_tests::site::temp_dir("oauth2-cli");
+    let config = dir.join("scim-provisioner.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[scim]\nbase_url = \"{}\"\nauth = \"oauth2\"\ntoken_url = \"{}\"\nclient_id = \"{}\"\n\
+             client_secret_env = \"SCIM_OAUTH2_CLI_SECRET\"\nscope = \"scim\"\ntimeout_secs = 10\n\n\
+             [host]\ndatabase = \"{}\"\n",
+            peer.base_url,
+            idp.token_endpoint,
+            CLIENT.0,
+            dir.join("cli.db").display()
+        ),
+    )
+    .expect("the config is written");
+    let run = |args: &[&str]| -> String {
+        let out = Command::new(&bin)
+            .arg("-c")
+            .arg(&config)
+            .args(args)
+            .env("SCIM_OAUTH2_CLI_SECRET", CLIENT.1)
+            .output()
+            .expect("the CLI runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "host-example {args:?}:\n{text}");
+        assert!(!text.contains(CLIENT.1), "the secret was printed:\n{text}");
+        text
+    };
+    let tested = run(&["test-connection"]);
+    assert!(tested.contains("Connection successful"), "{tested}");
+    run(&[
+        "users",
+        "add",
+        "--name",
+        "clialice",
+        "--mail",
+        "clialice@example.com",
+    ]);
+    assert_eq!(remote_user_names(&idp, &peer), ["clialice"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
