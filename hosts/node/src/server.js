@@ -211,8 +211,15 @@ export class ScimServer extends Session {
           this.logger.log('error', `answering ${req.method} ${rawPath}: ${e.message}`);
           response = Response.error(500, e instanceof GuestTrap ? 'internal error (the component trapped; the next request is served afresh)' : 'internal error');
         }
-        response.send(res);
+        try {
+          response.send(res);
+        } catch (e) {
+          // The client went away meanwhile: nothing to answer, nothing to crash.
+          this.logger.log('info', `answering ${req.method} ${rawPath}: ${e.message}`);
+          res.destroy();
+        }
       });
+      req.on('error', () => res.destroy());
     };
   }
 
