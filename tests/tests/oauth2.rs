@@ -411,7 +411,7 @@ fn a_sync_outlasting_its_tokens_fetches_new_ones() {
 #[test]
 fn a_revoked_token_mid_sync_then_a_revoked_client() {
     let idp = Idp::start(600);
-    let peer = idp.scim_server(&["--post-delay-ms", "100"]);
+    let peer = idp.scim_server(&["--post-delay-ms", "150"]);
     let client = idp.register();
     let settings = oauth2_settings(&idp, &peer, &client.client_id, &client.client_secret);
     let mut site = Site::with_users("rev", 20);
@@ -427,6 +427,12 @@ fn a_revoked_token_mid_sync_then_a_revoked_client() {
         watcher.join().expect("the watcher")
     });
     assert!(revoked >= 1, "a live token was revoked");
+    // The server refused the revoked token once (then took the new one).
+    let log = std::fs::read_to_string(&peer.log_path).unwrap_or_default();
+    assert!(
+        log.contains("\" 401 "),
+        "no 401 in the server's log:\n{log}"
+    );
     assert!(
         idp.issued(&client.client_id) >= 2,
         "a new token after the revocation"
