@@ -3,7 +3,7 @@
 // `./sqlite` (src/sqlite.js), so this entry never loads better-sqlite3.
 export { Runtime, transpile, defaultWasm, limitMemory, DEFAULT_MEMORY_LIMIT, DEFAULT_DEADLINE_MS } from './runtime.js';
 export { Connector } from './connector.js';
-export { ScimServer, Response } from './server.js';
+export { ScimServer, ScimServerPool, Response } from './server.js';
 export { Selector } from './selection.js';
 export { FetchTransport, MAX_BODY_BYTES, originOf } from './transport.js';
 export { ConsoleLogger, NullLogger, MemoryLogger, LEVELS } from './logger.js';

@@ -181,46 +181,7 @@ export class ScimServer extends Session {
    * @returns {(req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void}
    */
   listener({ basePath = this.basePath } = {}) {
-    const base = basePath.replace(/\/+$/, '');
-    const limit = this.maxPayload() + 1;
-    return (req, res) => {
-      const chunks = [];
-      let size = 0;
-      req.on('data', (chunk) => {
-        if (size >= limit) return; // keep reading (and dropping) so the client gets its answer
-        const take = chunk.subarray(0, limit - size);
-        chunks.push(take);
-        size += take.length;
-      });
-      req.on('end', async () => {
-        const [rawPath, query = ''] = (req.url ?? '/').split(/\?(.*)/s, 2);
-        if (rawPath !== base && !rawPath.startsWith(`${base}/`)) {
-          Response.error(404, `nothing is served at ${rawPath}`).send(res);
-          return;
-        }
-        let response;
-        try {
-          response = await this.handle({
-            method: req.method ?? 'GET',
-            path: rawPath.slice(base.length) || '/',
-            query,
-            headers: req.rawHeaders,
-            body: Buffer.concat(chunks),
-          });
-        } catch (e) {
-          this.logger.log('error', `answering ${req.method} ${rawPath}: ${e.message}`);
-          response = Response.error(500, e instanceof GuestTrap ? 'internal error (the component trapped; the next request is served afresh)' : 'internal error');
-        }
-        try {
-          response.send(res);
-        } catch (e) {
-          // The client went away meanwhile: nothing to answer, nothing to crash.
-          this.logger.log('info', `answering ${req.method} ${rawPath}: ${e.message}`);
-          res.destroy();
-        }
-      });
-      req.on('error', () => res.destroy());
-    };
+    return listenerFor(this, basePath);
   }
 
   /** @protected */
@@ -276,5 +237,131 @@ export class ScimServer extends Session {
 
   [Symbol.for('nodejs.util.inspect.custom')]() {
     return `ScimServer ${JSON.stringify(this.toJSON())}`;
+  }
+}
+
+/**
+ * A node:http request listener over anything with handle(), maxPayload() and a logger: a
+ * ScimServer or a ScimServerPool.
+ */
+function listenerFor(server, basePath) {
+  const base = basePath.replace(/\/+$/, '');
+  const limit = server.maxPayload() + 1;
+  return (req, res) => {
+    const chunks = [];
+    let size = 0;
+    req.on('data', (chunk) => {
+      if (size >= limit) return; // keep reading (and dropping) so the client gets its answer
+      const take = chunk.subarray(0, limit - size);
+      chunks.push(take);
+      size += take.length;
+    });
+    req.on('end', async () => {
+      const [rawPath, query = ''] = (req.url ?? '/').split(/\?(.*)/s, 2);
+      if (rawPath !== base && !rawPath.startsWith(`${base}/`)) {
+        Response.error(404, `nothing is served at ${rawPath}`).send(res);
+        return;
+      }
+      let response;
+      try {
+        response = await server.handle({
+          method: req.method ?? 'GET',
+          path: rawPath.slice(base.length) || '/',
+          query,
+          headers: req.rawHeaders,
+          body: Buffer.concat(chunks),
+        });
+      } catch (e) {
+        server.logger.log('error', `answering ${req.method} ${rawPath}: ${e.message}`);
+        response = Response.error(500, e instanceof GuestTrap ? 'internal error (the component trapped; the next request is served afresh)' : 'internal error');
+      }
+      try {
+        response.send(res);
+      } catch (e) {
+        // The client went away meanwhile: nothing to answer, nothing to crash.
+        server.logger.log('info', `answering ${req.method} ${rawPath}: ${e.message}`);
+        res.destroy();
+      }
+    });
+    req.on('error', () => res.destroy());
+  };
+}
+
+/**
+ * Several ScimServers over one directory, each with its instance in its own worker thread:
+ * requests that arrive together are spread over them (each to the member with the fewest in
+ * flight), so one request's guest work or directory wait does not hold the others. The
+ * directory must then accept calls from several requests at once (SqliteDirectory's writes
+ * are each one transaction on this thread; a `pg` directory uses its pool's transactions).
+ */
+export class ScimServerPool {
+  #members;
+
+  /** @private */
+  constructor(members) {
+    this.#members = members.map((server) => ({ server, inFlight: 0 }));
+    const first = members[0];
+    this.basePath = first.basePath;
+    /** @protected */
+    this.logger = first.logger;
+  }
+
+  /**
+   * Opens `size` servers (default 2) with the same configuration over the same directory.
+   * @param {import('./runtime.js').Runtime} runtime
+   * @param {ServerConfig} config
+   * @param {Directory} directory
+   * @param {{size?: number, logger?: import('./logger.js').Logger}} [options]
+   * @returns {Promise<ScimServerPool>}
+   */
+  static async open(runtime, config, directory, { size = 2, logger } = {}) {
+    if (!Number.isInteger(size) || size < 1 || size > 64) throw new TypeError('size is a whole number of servers from 1 to 64');
+    const members = [];
+    try {
+      for (let i = 0; i < size; i++) members.push(await ScimServer.open(runtime, config, directory, logger === undefined ? {} : { logger }));
+    } catch (e) {
+      for (const m of members) m.close();
+      throw e;
+    }
+    return new ScimServerPool(members);
+  }
+
+  /** How many servers the pool holds. */
+  get size() {
+    return this.#members.length;
+  }
+
+  /** The largest request body the servers accept. */
+  maxPayload() {
+    return this.#members[0].server.maxPayload();
+  }
+
+  /**
+   * Answers one request on the member with the fewest requests in flight.
+   * @returns {Promise<Response>}
+   */
+  async handle(request) {
+    const member = this.#members.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
+    member.inFlight++;
+    try {
+      return await member.server.handle(request);
+    } finally {
+      member.inFlight--;
+    }
+  }
+
+  /** A node:http listener over the pool (see ScimServer.listener). */
+  listener({ basePath = this.basePath } = {}) {
+    return listenerFor(this, basePath);
+  }
+
+  /** Instances opened by every member (one each, one more after each trap). */
+  instancesOpened() {
+    return this.#members.reduce((n, m) => n + m.server.instancesOpened(), 0);
+  }
+
+  /** Closes every member. */
+  close() {
+    for (const m of this.#members) m.server.close();
   }
 }

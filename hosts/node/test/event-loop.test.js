@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import { Connector, DirectoryError, FetchTransport, MemoryLogger, Runtime, ScimServer, Selector } from '../src/index.js';
+import { Connector, DirectoryError, FetchTransport, MemoryLogger, Runtime, ScimServer, ScimServerPool, Selector } from '../src/index.js';
 import { SqliteDirectory } from '../src/sqlite.js';
 import { listen, newToken, scimRequest, startScim2Server, tempDir } from './helpers.js';
 
@@ -142,11 +142,20 @@ class SlowMapDirectory {
     this.rows = { user: new Map(), group: new Map() };
     this.next = 1;
     this.calls = 0;
+    /** Directory calls waiting at once, and the most there were. */
+    this.active = 0;
+    this.maxActive = 0;
   }
 
   async #pause() {
     this.calls++;
-    await sleep(1);
+    this.active++;
+    this.maxActive = Math.max(this.maxActive, this.active);
+    try {
+      await sleep(1);
+    } finally {
+      this.active--;
+    }
   }
 
   async get(kind, id) {
@@ -213,10 +222,38 @@ test('an async directory serves requests that arrive together; each gets its own
     assert.deepEqual(again[1].body.Resources.map((r) => r.userName), ['async1', 'async10', 'async11', 'async12', 'async13', 'async14', 'async15', 'async16', 'async17', 'async18', 'async19']);
     assert.equal(again[2].body.userName, made[3].body.userName);
     assert.ok(directory.calls >= 43, `${directory.calls} directory calls`);
+    assert.equal(directory.maxActive, 1, 'one instance: its requests reach the directory one at a time');
     assert.equal(scim.instancesOpened(), 1);
   } finally {
     await server.stop();
     scim.close();
+    selector.close();
+  }
+});
+
+test('a ScimServerPool spreads requests over its instances: they wait on the directory at once', async () => {
+  const selector = new Selector(runtime);
+  const directory = new SlowMapDirectory(selector);
+  const token = newToken();
+  const server = await listen();
+  const baseUrl = `${server.origin}/scim/v2`;
+  const pool = await ScimServerPool.open(runtime, { baseUrl, token }, directory, { size: 3, logger: new MemoryLogger() });
+  server.server.on('request', pool.listener());
+  try {
+    assert.equal(pool.size, 3);
+    const made = await Promise.all(Array.from({ length: 30 }, (_, i) => scimRequest('POST', `${baseUrl}/Users`, token, {
+      schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: `pooled${i}`,
+    })));
+    assert.deepEqual(made.map((r) => r.status), Array(30).fill(201));
+    assert.deepEqual(new Set(made.map((r) => r.body.userName)).size, 30);
+    assert.ok(directory.maxActive >= 2, `${directory.maxActive}: requests on different instances overlapped at the directory`);
+    const dup = await Promise.all([0, 1].map(() => scimRequest('POST', `${baseUrl}/Users`, token, { schemas: ['urn:ietf:params:scim:schemas:core:2.0:User'], userName: 'twice' })));
+    assert.deepEqual(dup.map((r) => r.status).sort(), [201, 409], 'the directory decides uniqueness across instances');
+    assert.equal((await scimRequest('GET', `${baseUrl}/Users?count=0`, token)).body.totalResults, 31);
+    assert.equal(pool.instancesOpened(), 3);
+  } finally {
+    await server.stop();
+    pool.close();
     selector.close();
   }
 });

@@ -3,7 +3,7 @@
 import http from 'node:http';
 
 import {
-  Connector, DirectoryError, FetchTransport, GuestTrap, MemoryLogger, ProvisioningError, Runtime, ScimServer, Selector,
+  Connector, DirectoryError, FetchTransport, GuestTrap, MemoryLogger, ProvisioningError, Runtime, ScimServer, ScimServerPool, Selector,
   type CmsUserOut, type Directory, type HttpRequest, type HttpResponse, type QueryPage, type ResourceKind, type Search,
   type StoredResource, type Transport,
 } from 'scim-provisioner-node';
@@ -76,6 +76,9 @@ export async function example(): Promise<void> {
   const response = await server.handle({ method: 'GET', path: '/Users', query: 'count=1' });
   console.log(response.status, response.json());
 
+  const pool = await ScimServerPool.open(runtime, { baseUrl: 'http://127.0.0.1:8082/scim/v2', token: 't' }, new MapDirectory(), { size: 4 });
+  http.createServer(pool.listener()).listen(8082, '127.0.0.1');
+  console.log(pool.size, (await pool.handle({ method: 'GET', path: '/Users' })).status);
   const sqlite = SqliteDirectory.open('/tmp/site.db', runtime);
   const other = await ScimServer.open(runtime, { base_url: 'http://127.0.0.1:8081/scim/v2', token_env: 'SCIM_TOKEN', bulk_max_payload: 1 << 20 }, sqlite);
   const page = await new Selector(runtime).select([{ id: '1', userName: 'a' }], { filter: 'userName eq "a"' });

@@ -339,6 +339,19 @@ export declare class ScimServer extends Session {
   listener(options?: { basePath?: string }): (req: IncomingMessage, res: ServerResponse) => void;
 }
 
+/** Several ScimServers over one directory; requests go to the member with the fewest in flight. */
+export declare class ScimServerPool {
+  private constructor();
+  static open(runtime: Runtime, config: ServerConfig, directory: Directory, options?: { size?: number; logger?: Logger }): Promise<ScimServerPool>;
+  readonly basePath: string;
+  readonly size: number;
+  maxPayload(): number;
+  handle(request: ServerRequest): Promise<Response>;
+  listener(options?: { basePath?: string }): (req: IncomingMessage, res: ServerResponse) => void;
+  instancesOpened(): number;
+  close(): void;
+}
+
 // ---- the filter engine ----
 
 export interface SelectSearch {
