@@ -1,4 +1,5 @@
-//! `serve`: the component's server role over HTTP, from a SQLite directory. This is the
+//! `serve`: the component's server role over HTTP, from a directory in SQLite, PostgreSQL or
+//! MariaDB (several `serve` processes on one of the last two answer as one server). The
 //! seed's Joomla side: it prints its SCIM base URL and bearer token at start, as the SCIM
 //! Configuration tab shows them.
 //!
@@ -29,8 +30,10 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::ServerSettings;
+use crate::database::DatabaseUrl;
 use crate::describe::describe_error;
-use crate::directory::SqliteDirectory;
+use crate::directory::{SharedDirectory, SqliteDirectory};
+use crate::host_state::DirectoryBackend;
 use crate::logging::{Level, LogSink};
 use crate::runtime::{Runtime, ServerSession};
 use crate::types::ServerRequest;
@@ -328,6 +331,29 @@ pub fn start_with(
     log: LogSink,
     options: &ServeOptions,
 ) -> anyhow::Result<RunningServer> {
+    start_on(
+        runtime,
+        &DatabaseUrl::Sqlite(database.to_path_buf()),
+        listen,
+        token,
+        policy_json,
+        log,
+        options,
+    )
+}
+
+/// [`start_with`] on any database: a SQLite file, or PostgreSQL or MariaDB, where several
+/// `serve` processes on one database answer as one server (see
+/// [`crate::directory::SharedDirectory`]).
+pub fn start_on(
+    runtime: &Runtime,
+    database: &DatabaseUrl,
+    listen: &str,
+    token: &ServerToken,
+    policy_json: &str,
+    log: LogSink,
+    options: &ServeOptions,
+) -> anyhow::Result<RunningServer> {
     if options.workers == 0 || options.max_connections == 0 {
         bail!("serve needs at least one worker and one connection");
     }
@@ -365,9 +391,15 @@ pub fn start_with(
     // The workers' writes queue on one lock here instead of in SQLite's busy handler.
     let write_lock = Arc::new(Mutex::new(()));
     for _ in 0..options.workers {
-        let directory = SqliteDirectory::open_shared(database, Arc::clone(&write_lock))?;
-        directory.leave_checkpoints_to_caller()?;
-        match runtime.open_server(&config, Box::new(directory), log.clone())? {
+        let directory: Box<dyn DirectoryBackend> = match database.sqlite_path() {
+            Some(path) => {
+                let directory = SqliteDirectory::open_shared(path, Arc::clone(&write_lock))?;
+                directory.leave_checkpoints_to_caller()?;
+                Box::new(directory)
+            }
+            None => Box::new(SharedDirectory::open(database)?),
+        };
+        match runtime.open_server(&config, directory, log.clone())? {
             Ok(s) => sessions.push(s),
             Err(e) => bail!("{}", describe_error(&e)),
         }
@@ -381,14 +413,14 @@ pub fn start_with(
         max_waiting: options.workers * 16,
         alive: AtomicUsize::new(instances),
     };
-    // The workers leave the WAL's checkpoints to this thread (see
+    // On SQLite the workers leave the WAL's checkpoints to this thread (see
     // `SqliteDirectory::leave_checkpoints_to_caller`).
     let mut workers = Vec::new();
-    let checkpointer = {
+    if let Some(database) = database.sqlite_path() {
         let stop = stop.clone();
         let database = database.to_path_buf();
         let log = log.clone();
-        std::thread::Builder::new()
+        let checkpointer = std::thread::Builder::new()
             .name("scim-serve-checkpoint".into())
             .spawn(move || {
                 if let Err(e) =
@@ -400,9 +432,9 @@ pub fn start_with(
                     );
                 }
             })
-            .context("starting the checkpointer")?
-    };
-    workers.push(checkpointer);
+            .context("starting the checkpointer")?;
+        workers.push(checkpointer);
+    }
     let shared = Arc::new(Shared {
         options: options.clone(),
         log,

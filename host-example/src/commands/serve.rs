@@ -1,10 +1,11 @@
-//! `serve`: SCIM 2.0 from a SQLite directory (the Joomla side).
+//! `serve`: SCIM 2.0 from a directory in SQLite, PostgreSQL or MariaDB (the Joomla side).
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use host_example::GuestLimits;
+use host_example::database::DatabaseUrl;
 use host_example::serve::{
     ServeOptions, ServerToken, hash_from_hex, hash_to_hex, token_hash, try_generate_token,
 };
@@ -52,6 +53,16 @@ pub fn run(
                 .with_context(|| format!("environment variable {var} is not set"))?;
             (ServerToken::Plain(t), format!("(from ${var})"))
         }
+        None if let Some(url) = shared_database(args.database)? => {
+            // Every process on the database checks the same token: its hash is kept there.
+            let (hash, new) = host_example::directory::shared_token_hash(&url, args.new_token)?;
+            let shown = match new {
+                Some(t) => format!("{t}\n                   (shown once: only its hash is kept)"),
+                None => "(shown when it was made; only its hash is kept: --new-token replaces it)"
+                    .into(),
+            };
+            (ServerToken::Sha256(hash), shown)
+        }
         None => {
             let mut store = Store::open(args.database)?;
             let mut shown = None;
@@ -95,22 +106,30 @@ pub fn run(
     };
     let options = &args.options;
     let _metrics = super::metrics::start(args.metrics_listen)?;
-    let server = host_example::serve::start_with(
-        &runtime,
-        args.database,
-        args.listen,
-        &token,
-        "",
-        log,
-        options,
-    )?;
+    let database = match shared_database(args.database)? {
+        Some(url) => url,
+        None => DatabaseUrl::Sqlite(args.database.to_path_buf()),
+    };
+    let server =
+        host_example::serve::start_on(&runtime, &database, args.listen, &token, "", log, options)?;
     println!("SCIM base URL:     {}", server.base_url);
     println!("SCIM bearer token: {shown}");
     println!(
         "serving {} with {} workers (Ctrl-C stops)",
-        args.database.display(),
+        database.redacted(),
         options.workers
     );
     server.wait();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The PostgreSQL or MariaDB database `--database` names (`postgres://…`, `mysql://…`), or
+/// `None` for a SQLite file.
+fn shared_database(database: &Path) -> anyhow::Result<Option<DatabaseUrl>> {
+    let text = database.to_string_lossy();
+    if !text.contains("://") {
+        return Ok(None);
+    }
+    let url = DatabaseUrl::parse(&text, Path::new("."))?;
+    Ok(url.sqlite_path().is_none().then_some(url))
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, PoisonError};
 
 use rusqlite::{Transaction, TransactionBehavior, params};
 use scim_provisioner::ports::DirectoryError as CoreDirectoryError;
+use scim_provisioner::ports::Query;
 use scim_provisioner::server::select::{query_from_text, select};
 use serde_json::Value;
 
@@ -40,7 +41,18 @@ fn mirror(
     json: &str,
     cms: Option<&CmsUser>,
 ) -> Result<(), DirectoryError> {
-    let Some(cms) = cms else { return Ok(()) };
+    let Some(record) = cms_record(id, json, cms) else {
+        return Ok(());
+    };
+    Store::write_user(tx, &record)
+        .and_then(|()| Store::remember_user_id(tx, &record.id))
+        .map_err(|e| DirectoryError::Other(format!("CMS user: {e:#}")))
+}
+
+/// The CMS user kept beside a stored SCIM user (its id is the SCIM id), from the CMS view
+/// the component reverse-mapped; `None` without one, or without a login name.
+pub(super) fn cms_record(id: &str, json: &str, cms: Option<&CmsUser>) -> Option<UserRecord> {
+    let cms = cms?;
     let mut fields = serde_json::Map::new();
     let mut name = None;
     let mut mail = String::new();
@@ -60,17 +72,13 @@ fn mirror(
             .ok()
             .and_then(|v| v.get("userName").and_then(Value::as_str).map(String::from))
     });
-    let Some(name) = name else { return Ok(()) };
-    let record = UserRecord {
+    Some(UserRecord {
         id: id.to_string(),
-        name,
+        name: name?,
         mail,
         fields,
         active: cms.active,
-    };
-    Store::write_user(tx, &record)
-        .and_then(|()| Store::remember_user_id(tx, &record.id))
-        .map_err(|e| DirectoryError::Other(format!("CMS user: {e:#}")))
+    })
 }
 
 /// A write's error: a uniqueness constraint another worker's write won (between the check
@@ -91,7 +99,7 @@ fn write_err(kind: ResourceKind) -> impl Fn(rusqlite::Error) -> DirectoryError {
 
 /// The attribute that must be unique per kind, lower-cased (userName and Group
 /// displayName are case-insensitive, RFC 7643 §4.1.1).
-fn unique_key(kind: ResourceKind, v: &Value) -> Option<String> {
+pub(super) fn unique_key(kind: ResourceKind, v: &Value) -> Option<String> {
     let attr = match kind {
         ResourceKind::User => "userName",
         ResourceKind::Group => "displayName",
@@ -129,18 +137,7 @@ impl DirectoryBackend for SqliteDirectory {
     }
 
     fn query(&mut self, kind: ResourceKind, search: &Search) -> Result<QueryPage, DirectoryError> {
-        let to_wit = |e: CoreDirectoryError| match e {
-            CoreDirectoryError::InvalidFilter(m) => DirectoryError::InvalidFilter(m),
-            other => DirectoryError::Other(other.to_string()),
-        };
-        let query = query_from_text(
-            search.filter.as_deref(),
-            search.start_index,
-            search.count,
-            search.sort_by.clone(),
-            search.sort_descending,
-        )
-        .map_err(to_wit)?;
+        let query = parse_search(search)?;
         if query.filter.is_none() && query.sort_by.is_none() {
             return plain_page(&self.conn, kind, search);
         }
@@ -157,33 +154,8 @@ impl DirectoryBackend for SqliteDirectory {
         {
             return Ok(page);
         }
-        // The SQL pre-filter only narrows the candidates (an indexed equality); the core's
-        // `select` then filters, sorts and pages them, so host and guest share one
-        // comparator (numbers as numbers, the primary value of a multi-valued attribute).
-        let mut stored: Vec<StoredResource> = Vec::new();
-        let mut views: Vec<Value> = Vec::new();
-        for r in candidates(&self.conn, kind, query.filter.as_ref(), member)? {
-            let mut view: Value = serde_json::from_str(&r.json)
-                .map_err(|e| DirectoryError::Other(format!("stored JSON is invalid: {e}")))?;
-            if let Some(o) = view.as_object_mut() {
-                o.insert("id".into(), Value::String(r.id.clone()));
-                o.insert("meta".into(), serde_json::json!({"created": r.created, "lastModified": r.last_modified, "version": r.version, "resourceType": kind_name(kind)}));
-            }
-            stored.push(r);
-            views.push(view);
-        }
-        let selection = select(&views, &query).map_err(to_wit)?;
-        let total = selection.total_results;
-        let mut slots: Vec<Option<StoredResource>> = stored.into_iter().map(Some).collect();
-        let resources = selection
-            .indices
-            .into_iter()
-            .filter_map(|i| slots.get_mut(i).and_then(Option::take))
-            .collect();
-        Ok(QueryPage {
-            total_results: total,
-            resources,
-        })
+        let stored = candidates(&self.conn, kind, query.filter.as_ref(), member)?;
+        select_page(kind, stored, &query)
     }
 
     fn create(
@@ -292,6 +264,58 @@ impl DirectoryBackend for SqliteDirectory {
     }
 }
 
+/// A search's filter, sort and paging as the core's query; a filter that does not parse is
+/// an invalid filter.
+pub(super) fn parse_search(search: &Search) -> Result<Query, DirectoryError> {
+    query_from_text(
+        search.filter.as_deref(),
+        search.start_index,
+        search.count,
+        search.sort_by.clone(),
+        search.sort_descending,
+    )
+    .map_err(core_error)
+}
+
+fn core_error(e: CoreDirectoryError) -> DirectoryError {
+    match e {
+        CoreDirectoryError::InvalidFilter(m) => DirectoryError::InvalidFilter(m),
+        other => DirectoryError::Other(other.to_string()),
+    }
+}
+
+/// The page of `query` among `stored`, the candidates SQL narrowed to (in the store's
+/// order): the core's `select` filters, sorts and pages them, so host and guest share one
+/// comparator (numbers as numbers, the primary value of a multi-valued attribute).
+pub(super) fn select_page(
+    kind: ResourceKind,
+    stored: Vec<StoredResource>,
+    query: &Query,
+) -> Result<QueryPage, DirectoryError> {
+    let mut views: Vec<Value> = Vec::with_capacity(stored.len());
+    for r in &stored {
+        let mut view: Value = serde_json::from_str(&r.json)
+            .map_err(|e| DirectoryError::Other(format!("stored JSON is invalid: {e}")))?;
+        if let Some(o) = view.as_object_mut() {
+            o.insert("id".into(), Value::String(r.id.clone()));
+            o.insert("meta".into(), serde_json::json!({"created": r.created, "lastModified": r.last_modified, "version": r.version, "resourceType": kind_name(kind)}));
+        }
+        views.push(view);
+    }
+    let selection = select(&views, query).map_err(core_error)?;
+    let total = selection.total_results;
+    let mut slots: Vec<Option<StoredResource>> = stored.into_iter().map(Some).collect();
+    let resources = selection
+        .indices
+        .into_iter()
+        .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+        .collect();
+    Ok(QueryPage {
+        total_results: total,
+        resources,
+    })
+}
+
 /// A replace inside a write's transaction: `value` is `json` parsed.
 fn replace_in(
     tx: &Transaction<'_>,
@@ -381,7 +405,7 @@ fn set_password_hash(tx: &Transaction<'_>, id: &str, hash: &str) -> Result<(), D
 /// A written resource's JSON parsed, with its password (if any) taken out and hashed, and
 /// the JSON to store when one was taken out. Hashed before the write lock is taken:
 /// argon2id is slow on purpose.
-fn parse_hashing_password(
+pub(super) fn parse_hashing_password(
     kind: ResourceKind,
     json: &str,
 ) -> Result<(Value, Option<String>, Option<String>), DirectoryError> {

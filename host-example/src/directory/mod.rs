@@ -6,17 +6,22 @@
 //! Files: `schema` (the tables, the file's settings, their migrations), `queries` (the
 //! reads in SQL), `member_index` (the index of group members a user's `groups` is read
 //! through), and `backend` (the directory port's implementation: queries and writes).
+//! `shared` is the same directory on PostgreSQL or MariaDB, for several `serve` processes
+//! on one database.
 
 mod backend;
 mod member_index;
 mod queries;
 mod schema;
+pub mod shared;
 
 use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
 use crate::store::Store;
+
+pub use shared::{SharedDirectory, shared_token_hash};
 
 /// A directory in a SQLite file. Users are also kept as normal CMS users in the same
 /// file's `users` table (the host store's), so an identity provider's users appear in the
