@@ -38,6 +38,10 @@ pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(300);
 /// 2.7 s).
 pub const MAX_EXPIRY_MARGIN: Duration = Duration::from_secs(60);
 
+/// The longest a token is kept, whatever `expires_in` says: a server's absurd lifetime (or
+/// `u64::MAX`) must not overflow the clock, and a day-old token is worth asking again for.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// How the client authenticates to the token endpoint (RFC 6749 §2.3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -303,10 +307,14 @@ impl ClientCredentials {
             });
         }
         let (access_token, lifetime) = self.fetch(http, log, timeout_ms)?;
+        let lifetime = lifetime.min(MAX_LIFETIME);
         let margin = (lifetime / 10).min(MAX_EXPIRY_MARGIN);
+        let now = (self.clock)();
         *self.cache() = Some(CachedToken {
             access_token: access_token.clone(),
-            renew_at: (self.clock)() + lifetime.saturating_sub(margin),
+            renew_at: now
+                .checked_add(lifetime.saturating_sub(margin))
+                .unwrap_or(now),
         });
         Ok(Token {
             access_token,

@@ -471,3 +471,35 @@ fn debug_never_shows_the_secret_or_the_token() {
     assert!(secrets.contains(&"tok-debug".to_string()));
     assert!(secrets.contains(&SECRET.to_string()));
 }
+
+/// An absurd `expires_in` cannot overflow the clock: the token is kept a day at most.
+#[test]
+fn an_absurd_lifetime_is_capped_at_a_day() {
+    let http = FakeHttp::new(vec![
+        json_response(
+            200,
+            json!({"access_token": "forever", "token_type": "bearer", "expires_in": u64::MAX}),
+        ),
+        user(),
+        user(),
+        token("next-day", Some(60)),
+        user(),
+    ]);
+    let c = connector(&policy(json!({})), http);
+    c.get_user("u1").unwrap();
+    advance(MAX_LIFETIME.as_secs() - 61);
+    c.get_user("u1").unwrap();
+    advance(2);
+    c.get_user("u1").unwrap();
+    let auth: Vec<_> = c
+        .http
+        .sent()
+        .iter()
+        .filter(|r| r.url.starts_with(BASE))
+        .map(|r| header(r, "Authorization").unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        auth,
+        ["Bearer forever", "Bearer forever", "Bearer next-day"]
+    );
+}
