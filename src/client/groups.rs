@@ -215,10 +215,22 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         let mut left: std::collections::VecDeque<&[String]> = std::collections::VecDeque::new();
         if caps.patch && !self.dialect.borrow().patch_refused {
             left.extend(members.chunks(self.members_per_patch(caps).max(1)));
+            // The smallest size refused so far: a larger one that passes is never kept.
+            let mut refused_at = usize::MAX;
             while let Some(chunk) = left.pop_front() {
                 match self.patch_members(t, group_id, chunk, add, caps) {
-                    PatchEnd::Done => {}
+                    PatchEnd::Done => {
+                        // A chunk larger than the size halving settled on passed: keep it.
+                        let mut dialect = self.dialect.borrow_mut();
+                        if let Some(learned) = dialect.members_per_patch
+                            && chunk.len() > learned as usize
+                            && chunk.len() < refused_at
+                        {
+                            dialect.members_per_patch = u32::try_from(chunk.len()).ok();
+                        }
+                    }
                     PatchEnd::TooMany(e) if chunk.len() > 1 => {
+                        refused_at = refused_at.min(chunk.len());
                         // The server caps a request's size: halve it, and remember.
                         let half = chunk.len() / 2;
                         self.dialect.borrow_mut().members_per_patch =
@@ -471,6 +483,131 @@ mod tests {
         };
         assert_eq!(desired_groups(&user, "roles"), vec!["editor", "member"]);
         assert!(desired_groups(&user, "groups").is_empty());
+    }
+
+    /// A batch's changes to one group go together: chunks of the policy's members per
+    /// operation, the server's operations per request; a size the server refuses is halved
+    /// (and remembered), removals of absent members are done, and a failed chunk names its
+    /// members.
+    #[test]
+    fn membership_changes_go_in_chunks_and_shrink_when_refused() {
+        use crate::client::fake::{FakeHttp, MemoryLog, empty_response, json_response};
+        use crate::config::{Auth, ConnectorConfig};
+        let http = FakeHttp::new(vec![]);
+        let too_many = || {
+            json_response(
+                400,
+                json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:Error"],
+                       "status": "400", "scimType": "tooMany", "detail": "at most 3"}),
+            )
+        };
+        // Removals: 5 members in one request (2 operations of 2 and 1), refused; then 2 and
+        // 3, the 3 refused; then 1 and 2. Additions: 2 at a time from then on, the last
+        // chunk failing.
+        for answer in [
+            too_many(),
+            empty_response(204),
+            too_many(),
+            json_response(
+                400,
+                json!({"status": "400", "scimType": "noTarget", "detail": "none"}),
+            ),
+            empty_response(204),
+            json_response(200, json!({"id": "g1"})),
+            json_response(500, json!({"status": "500", "detail": "boom"})),
+        ] {
+            http.push(Ok(answer));
+        }
+        let config = ConnectorConfig::new(
+            "https://idp.example/scim/v2",
+            // Long enough that scrubbing it from answers leaves them intact.
+            Auth::Bearer("membership-test-token-0123456789".into()),
+            1_000,
+        )
+        .unwrap();
+        let c = Connector::open(
+            config,
+            r#"{"groups_from": "roles", "group_members_per_operation": 2}"#,
+            http,
+            MemoryLog::default(),
+        )
+        .unwrap();
+        c.group_ids.borrow_mut().insert("staff".into(), "g1".into());
+        let caps = ServerCapabilities {
+            patch: true,
+            patch_max_operations: Some(3),
+            ..ServerCapabilities::default()
+        };
+        c.defer_memberships();
+        let t = c.transport();
+        let removed: Vec<String> = (1..=5).map(|i| format!("r{i}")).collect();
+        let added: Vec<String> = (1..=4).map(|i| format!("a{i}")).collect();
+        for id in &removed {
+            c.sync_groups(&t, id, &["staff".into()], &[], &caps)
+                .unwrap();
+        }
+        for id in &added {
+            c.sync_groups(&t, id, &[], &["staff".into()], &caps)
+                .unwrap();
+        }
+        assert!(t.requests() == 0, "held until the flush");
+        let failed = c.flush_memberships(&t, &caps);
+        let bodies: Vec<Value> = c
+            .http
+            .sent()
+            .iter()
+            .map(|r| serde_json::from_slice(r.body.as_deref().unwrap()).unwrap())
+            .collect();
+        let members = |b: &Value| -> Vec<String> {
+            b["Operations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|op| match op["value"].as_array() {
+                    Some(v) => v
+                        .iter()
+                        .map(|m| m["value"].as_str().unwrap().to_string())
+                        .collect(),
+                    None => {
+                        let path = op["path"].as_str().unwrap();
+                        path.split('"')
+                            .skip(1)
+                            .step_by(2)
+                            .map(String::from)
+                            .collect::<Vec<_>>()
+                    }
+                })
+                .collect()
+        };
+        let sent: Vec<Vec<String>> = bodies.iter().map(members).collect();
+        assert_eq!(
+            sent,
+            [
+                vec!["r1", "r2", "r3", "r4", "r5"],
+                vec!["r1", "r2"],
+                vec!["r3", "r4", "r5"],
+                vec!["r3"],
+                vec!["r4", "r5"],
+                vec!["a1", "a2"],
+                vec!["a3", "a4"],
+            ]
+        );
+        assert_eq!(
+            bodies[0]["Operations"][0]["path"],
+            "members[value eq \"r1\" or value eq \"r2\"]"
+        );
+        assert_eq!(bodies[0]["Operations"].as_array().unwrap().len(), 3);
+        // 3 was refused, 2 passed: 2 is kept.
+        assert_eq!(c.dialect.borrow().members_per_patch, Some(2));
+        let mut failed: Vec<&String> = failed.keys().collect();
+        failed.sort();
+        assert_eq!(failed, ["a3", "a4"]);
+        assert!(
+            c.http
+                .calls()
+                .iter()
+                .all(|c| c == "PATCH https://idp.example/scim/v2/Groups/g1")
+        );
     }
 
     #[test]

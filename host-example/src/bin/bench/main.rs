@@ -59,6 +59,10 @@
 //!    `--rate-users` users (5,000) into the quirky server at `--rate-limit` requests a second
 //!    (50), with adaptation and without: the share of 429s and the throughput against the
 //!    limit (module `rate`).
+//! 9. **Groups of any size** (`--groups`, instead of 1 to 5): a group of `--group-members`
+//!    members (10,000) made by a first sync, then `--group-changes` (1,000) of them moved to
+//!    another group, into the quirky server: requests and seconds with membership changes
+//!    in chunks against one member a request (module `groups`).
 //!
 //! At the end of 1 to 5, issue 13's table (each figure, its goal, and whether it was met) is
 //! printed as Markdown; `--readme FILE` writes it between FILE's marker lines
@@ -72,11 +76,12 @@
 //! target/release/bench --pure-only [--component OTHER.wasm]   # 1 only, of another build
 //! target/release/bench … --readme docs/figures.md   # also write issue 13's table into the figures page
 //! target/release/bench --rate [--rate-users N] [--rate-limit L]
+//! target/release/bench --groups [--group-members N] [--group-changes M]
 //! target/release/bench --hosts [--calls N] [--memory-calls N] [--sync-users S] [--sync-concurrency C]
 //! ```
 //!
 //! One module per phase (`pure`, `boundary`, `cold_start`, `server_mix`, `sync`, `resync`,
-//! `hosts`, `rate`); the shared runner apart: `runner` (timing, medians, load phases), `client`
+//! `hosts`, `rate`, `groups`); the shared runner apart: `runner` (timing, medians, load phases), `client`
 //! (the HTTP client and its checks), `servers` (ours and the peer, started fresh),
 //! `users` (the users measured) and `figures` (the table).
 
@@ -84,6 +89,7 @@ mod boundary;
 mod client;
 mod cold_start;
 mod figures;
+mod groups;
 mod hosts;
 mod pure;
 mod rate;
@@ -149,6 +155,15 @@ struct Args {
     /// The server's limit in requests a second (with --rate).
     #[arg(long, default_value_t = 50)]
     rate_limit: u32,
+    /// Measure membership changes of a large group instead (9).
+    #[arg(long)]
+    groups: bool,
+    /// Members of the large group (with --groups).
+    #[arg(long, default_value_t = 10_000)]
+    group_members: usize,
+    /// Members that move to another group (with --groups).
+    #[arg(long, default_value_t = 1_000)]
+    group_changes: usize,
     /// Measure only the component against native (1), then stop.
     #[arg(long)]
     pure_only: bool,
@@ -174,6 +189,9 @@ fn main() -> Result<()> {
         runtime.cache_info(),
         started.elapsed().as_secs_f64()
     );
+    if args.groups {
+        return groups::run(&runtime, args.group_members, args.group_changes);
+    }
     if args.rate {
         return rate::run(&runtime, args.rate_users, args.rate_limit);
     }

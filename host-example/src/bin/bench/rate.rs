@@ -21,7 +21,7 @@ use crate::client::Client;
 use crate::sync::{bench_store, sync_options, sync_settings};
 
 /// The quirky server, killed when dropped; then its directory is removed.
-struct Quirky(Child, #[allow(dead_code)] tempdir::Dir);
+pub struct Quirky(Child, #[allow(dead_code)] tempdir::Dir);
 
 impl Drop for Quirky {
     fn drop(&mut self) {
@@ -40,8 +40,8 @@ mod tempdir {
     }
 }
 
-/// Starts the quirky server with `--rate-limit limit`: the process, base URL and token.
-fn start_quirky(limit: u32) -> Result<(Quirky, String, String)> {
+/// Starts the quirky server with `switches`: the process, base URL and token.
+pub fn start_quirky(switches: &[&str]) -> Result<(Quirky, String, String)> {
     let script =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/quirky/server.py");
     let port = TcpListener::bind("127.0.0.1:0")
@@ -58,7 +58,7 @@ fn start_quirky(limit: u32) -> Result<(Quirky, String, String)> {
     let child = Command::new("python3")
         .arg(&script)
         .args(["--port", &port.to_string(), "--token", &token])
-        .args(["--rate-limit", &limit.to_string()])
+        .args(switches)
         .arg("--db")
         .arg(dir.join("quirky.db"))
         .stdin(Stdio::null())
@@ -114,7 +114,7 @@ fn first_sync(
     adaptive: bool,
     max_rounds: u32,
 ) -> Result<Run> {
-    let (_quirky, base, token) = start_quirky(limit)?;
+    let (_quirky, base, token) = start_quirky(&["--rate-limit", &limit.to_string()])?;
     let (_db, mut store) = bench_store(users)?;
     let settings = sync_settings(base.clone(), token);
     let target = host_example::rate::for_target(&base);
