@@ -6,14 +6,13 @@
 // did) ticks a handful of times over the whole run instead of hundreds.
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import net from 'node:net';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import { Connector, DirectoryError, FetchTransport, MemoryLogger, Runtime, ScimServer, ScimServerPool, Selector } from '../src/index.js';
 import { SqliteDirectory } from '../src/sqlite.js';
-import { listen, newToken, scimRequest, startScim2Server, tempDir } from './helpers.js';
+import { listen, newToken, scimRequest, startForwardProxy, startScim2Server, tempDir } from './helpers.js';
 
 /** Ticks of a 10 ms interval while `work` runs: how many, the longest gap, and the time. */
 async function ticksDuring(work) {
@@ -288,31 +287,7 @@ test('FetchTransport goes through the proxy the environment names (HTTP_PROXY), 
     res.writeHead(200, { 'Content-Type': 'application/scim+json' });
     res.end(JSON.stringify({ path: req.url }));
   });
-  const proxied = [];
-  // A forward proxy for plain http: the request line holds the absolute URL.
-  const proxy = await listen((req, res) => {
-    proxied.push(req.url);
-    const url = new URL(req.url);
-    const upstream = http.request({ host: url.hostname, port: url.port, path: url.pathname + url.search, method: req.method, headers: req.headers }, (up) => {
-      res.writeHead(up.statusCode, up.headers);
-      up.pipe(res);
-    });
-    upstream.on('error', () => { res.writeHead(502); res.end(); });
-    req.pipe(upstream);
-  });
-  // And CONNECT, which undici uses for every target (a tunnel, as for https).
-  proxy.server.on('connect', (req, client, head) => {
-    proxied.push(`CONNECT ${req.url}`);
-    const [host, port] = req.url.split(':');
-    const upstream = net.connect(Number(port), host, () => {
-      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      upstream.write(head);
-      upstream.pipe(client);
-      client.pipe(upstream);
-    });
-    upstream.on('error', () => client.destroy());
-    client.on('error', () => upstream.destroy());
-  });
+  const { proxy, proxied } = await startForwardProxy();
   const saved = Object.fromEntries(['HTTP_PROXY', 'http_proxy', 'NO_PROXY', 'no_proxy'].map((k) => [k, process.env[k]]));
   const request = (url) => ({ method: 'GET', url, headers: [['Accept', 'application/scim+json']], body: null, timeoutMs: 5000 });
   try {

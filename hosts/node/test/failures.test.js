@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 
 import { Connector, GuestTrap, MemoryLogger, FetchTransport, ProvisioningError, Runtime, TransportError } from '../src/index.js';
-import { freePort, startScript, tempDir } from './helpers.js';
+import { freePort, startForwardProxy, startScript, tempDir } from './helpers.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const FAKE = path.join(HERE, 'fixtures', 'fake-server.mjs');
@@ -122,6 +122,21 @@ test('TLS is verified: an unknown CA is a tls error; with the CA given it works'
     const trusted = await open({ base_url: httpsBase }, { transport: new FetchTransport(httpsBase, { ca: fs.readFileSync(cert) }) });
     assert.equal((await trusted.getUser('over-tls')).userName, 'user-over-tls');
     trusted.close();
+    // Through an https proxy's CONNECT tunnel the same CA is what the target is checked with.
+    const { proxy, proxied } = await startForwardProxy();
+    try {
+      const tunnelled = new FetchTransport(httpsBase, { ca: fs.readFileSync(cert), httpsProxy: proxy.origin, noProxy: '' });
+      const viaProxy = await open({ base_url: httpsBase }, { transport: tunnelled });
+      assert.equal((await viaProxy.getUser('tunnelled')).userName, 'user-tunnelled');
+      assert.deepEqual(proxied, [`CONNECT 127.0.0.1:${tls.value}`]);
+      viaProxy.close();
+      tunnelled.close();
+      const untrusted = await open({ base_url: httpsBase }, { transport: new FetchTransport(httpsBase, { httpsProxy: proxy.origin, noProxy: '' }) });
+      await assert.rejects(() => untrusted.getUser('x'), (e) => e.case === 'transport' && e.transportError === 'tls', 'the tunnel does not lift verification');
+      untrusted.close();
+    } finally {
+      await proxy.stop();
+    }
   } finally {
     await tls.stop();
   }

@@ -193,3 +193,35 @@ export async function startScript(script, args = [], env = {}) {
   });
   return { value: ready, stop, output: () => output };
 }
+
+/**
+ * A forward proxy on a free port: plain http requests whose request line holds the absolute
+ * URL, and CONNECT tunnels (which undici uses for every target, https included). `proxied`
+ * lists what it carried: the URL, or `CONNECT host:port`.
+ */
+export async function startForwardProxy() {
+  const proxied = [];
+  const proxy = await listen((req, res) => {
+    proxied.push(req.url);
+    const url = new URL(req.url);
+    const upstream = http.request({ host: url.hostname, port: url.port, path: url.pathname + url.search, method: req.method, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode, up.headers);
+      up.pipe(res);
+    });
+    upstream.on('error', () => { res.writeHead(502); res.end(); });
+    req.pipe(upstream);
+  });
+  proxy.server.on('connect', (req, client, head) => {
+    proxied.push(`CONNECT ${req.url}`);
+    const [host, port] = req.url.split(':');
+    const upstream = net.connect(Number(port), host, () => {
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    upstream.on('error', () => client.destroy());
+    client.on('error', () => upstream.destroy());
+  });
+  return { proxy, proxied };
+}
