@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use host_example::config::{HostConfig, Threshold};
+use host_example::database::DatabaseUrl;
 use host_example::delivery;
 use host_example::logging::{Level, LogSink};
-use host_example::store::{Store, UserRecord};
+use host_example::store::{DEFAULT_CONNECT_WAIT, Store, UserRecord};
 use host_example::sync::SyncOptions;
 use host_example::{ConnectorSettings, Runtime, Session, describe_error};
 
@@ -35,6 +36,9 @@ pub fn log_sink(verbose: bool) -> LogSink {
     LogSink::stderr(if verbose { Level::Debug } else { Level::Warn })
 }
 
+/// The environment variable that names the store instead of `[host] database`.
+pub const DATABASE_ENV: &str = "SCIM_PROVISIONER_DATABASE";
+
 /// Everything a command needs, opened lazily.
 pub struct App {
     /// The configuration file's contents.
@@ -44,6 +48,8 @@ pub struct App {
     config_dir: PathBuf,
     component: Option<PathBuf>,
     verbose: bool,
+    /// `--database`, when given.
+    database: Option<String>,
 }
 
 impl App {
@@ -65,6 +71,11 @@ impl App {
             config_dir,
             component,
             verbose,
+            // Every command takes the store from the environment when it is set there (a
+            // URL with a password stays out of the configuration file and of `ps`).
+            database: std::env::var(DATABASE_ENV)
+                .ok()
+                .filter(|v| !v.trim().is_empty()),
         })
     }
 
@@ -93,15 +104,32 @@ impl App {
         }
     }
 
-    /// The sample CMS's store, its path relative to the configuration file.
+    /// Where the store is: `--database` (or `SCIM_PROVISIONER_DATABASE`) when given, else
+    /// `[host] database`; an SQLite path relative to the configuration file.
+    pub fn database_url(&self) -> anyhow::Result<DatabaseUrl> {
+        let text = self
+            .database
+            .as_deref()
+            .unwrap_or(&self.config.host.database);
+        DatabaseUrl::parse(text, &self.config_dir)
+    }
+
+    /// The sample CMS's store: an SQLite file, or a shared PostgreSQL or MariaDB database
+    /// (waited for while it starts), with the configured claim lease.
     pub fn store(&self) -> anyhow::Result<Store> {
-        let path = Path::new(&self.config.host.database);
-        let path = if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            self.config_dir.join(path)
-        };
-        Store::open(&path)
+        let mut store = Store::open_url(&self.database_url()?, DEFAULT_CONNECT_WAIT)?;
+        store.set_claim_lease(std::time::Duration::from_secs(u64::from(
+            self.config.host.claim_lease_secs.max(1),
+        )));
+        Ok(store)
+    }
+
+    /// Uses `database` instead of `[host] database` (the `--database` option).
+    pub fn with_database(mut self, database: Option<String>) -> Self {
+        if database.is_some() {
+            self.database = database;
+        }
+        self
     }
 
     /// How `sync` and `daemon` run, from the configuration.

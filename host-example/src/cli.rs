@@ -114,7 +114,15 @@ pub enum Command {
         /// Serve live metrics in the Prometheus text format at http://ADDR/metrics (such
         /// as 127.0.0.1:9464; keep it on loopback unless the scraper runs elsewhere).
         #[arg(long, value_name = "ADDR")]
-        metrics_listen: Option<String>,
+        metrics_listen: Option<String>,        /// The store instead of `[host] database`: an SQLite file, or a postgres:// or
+        /// mysql:// URL that several daemons share (also SCIM_PROVISIONER_DATABASE, which
+        /// keeps a password out of `ps`).
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
+        /// Only deliver outbox events; leave the scheduled sync to another process (extra
+        /// workers on a shared database).
+        #[arg(long)]
+        deliver_only: bool,
     },
     /// Show the provisioning log, newest first.
     Log {

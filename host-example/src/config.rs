@@ -141,7 +141,9 @@ fn default_timeout() -> u32 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HostSection {
-    /// The SQLite store (default `scim-provisioner.db`, beside the config file).
+    /// The store: an SQLite file (default `scim-provisioner.db`, beside the config file),
+    /// or a `postgres://…` or `mysql://…` (`mariadb://…`) URL for a database many
+    /// workers share.
     pub database: String,
     /// Requests a sync runs at once (default 8).
     pub concurrency: u32,
@@ -163,6 +165,10 @@ pub struct HostSection {
     /// Where the precompiled component is kept (relative paths from the config file's
     /// directory). Default: beside the `.wasm`. `SCIM_PROVISIONER_CACHE` wins over it.
     pub cache_dir: Option<String>,
+    /// On a shared database, how long a worker's claim on outbox events lasts before
+    /// another worker may take them (default 60 s): longer than a batch takes to deliver,
+    /// and the longest a dead worker's events wait.
+    pub claim_lease_secs: u32,
 }
 
 impl Default for HostSection {
@@ -176,6 +182,7 @@ impl Default for HostSection {
             memory_limit_mb: crate::GuestLimits::DEFAULT_MEMORY_MB,
             call_deadline_secs: crate::GuestLimits::DEFAULT_DEADLINE_SECS,
             cache_dir: None,
+            claim_lease_secs: 60,
         }
     }
 }

@@ -68,10 +68,16 @@ pub fn deliver(
         // Events tried in this run may still be due (a drain ignores retry times): ask
         // for enough rows to see past them, or the events queued behind would starve.
         let limit = 256u32.saturating_add(u32::try_from(tried.len()).unwrap_or(u32::MAX));
+        // On a shared database, one batch at a time is claimed for this worker under a
+        // lease: claiming more would hold events other workers could deliver meanwhile.
+        // What it claims is due and this worker's to deliver, tried before or not (a
+        // failed event is claimable again only once its retry time has come).
+        let shared = store.is_shared();
+        let limit = if shared { DELIVERY_BATCH as u32 } else { limit };
         let events: Vec<OutboxEvent> = store
-            .due_events(now_ms(), drain, limit)?
+            .claim_due(now_ms(), drain, limit)?
             .into_iter()
-            .filter(|e| !tried.contains(&e.seq))
+            .filter(|e| shared || !tried.contains(&e.seq))
             .collect();
         if events.is_empty() {
             let (waiting, parked) = store.outbox_depth()?;
@@ -119,33 +125,41 @@ fn deliver_batch(
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
         / events.len().max(1) as u64;
     match result {
+        // A batch's outcomes are recorded in one transaction: one commit, not one per
+        // event (on a shared database, the difference between the queue keeping up or not).
         Ok(outcome) => {
             report.requests += u64::from(outcome.requests);
             report.bulk_requests += u64::from(outcome.bulk_requests);
-            for (event, result) in events.iter().zip(outcome.results) {
-                settle(
-                    store,
-                    policy_json,
-                    max_attempts,
-                    event,
-                    Ok(result),
-                    duration_ms,
-                    report,
-                )?;
-            }
+            store.batch(|store| {
+                for (event, result) in events.iter().zip(outcome.results) {
+                    settle(
+                        store,
+                        policy_json,
+                        max_attempts,
+                        event,
+                        Ok(result),
+                        duration_ms,
+                        report,
+                    )?;
+                }
+                Ok(())
+            })?;
         }
         Err(trap) => {
-            for event in events {
-                settle(
-                    store,
-                    policy_json,
-                    max_attempts,
-                    event,
-                    Err(anyhow::anyhow!("{trap:#}")),
-                    duration_ms,
-                    report,
-                )?;
-            }
+            store.batch(|store| {
+                for event in events {
+                    settle(
+                        store,
+                        policy_json,
+                        max_attempts,
+                        event,
+                        Err(anyhow::anyhow!("{trap:#}")),
+                        duration_ms,
+                        report,
+                    )?;
+                }
+                Ok(())
+            })?;
         }
     }
     Ok(())

@@ -1,14 +1,28 @@
-//! The embedded store: one SQLite file holding the sample CMS's users, the links to their
-//! remote twins, the outbox of pending provisioning work, and the provisioning log.
+//! The store: the sample CMS's users, the links to their remote twins, the outbox of
+//! pending provisioning work, the provisioning log and settings (`meta`).
+//!
+//! It lives in one SQLite file (the embedded default, [`sqlite`]) or on a shared
+//! PostgreSQL or MariaDB database ([`shared`]) that many worker processes use at once; the
+//! schema is the same logical one on all three ([`schema`]). [`Store`] is the port the rest
+//! of the host uses, whichever it is.
 //!
 //! Every user change and its outbox event are written in one transaction (a transactional
 //! outbox), so a change can never be made without its event, nor an event lost.
 
-use std::path::Path;
+mod schema;
+mod shared;
+mod sqlite;
 
-use anyhow::{Context, bail};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Transaction;
 use serde_json::{Map, Value};
+
+use crate::database::DatabaseUrl;
+pub use schema::{STORE_COMPONENT, STORE_MIGRATIONS};
+pub use shared::SharedStore;
+pub use sqlite::SqliteStore;
 
 use crate::ids::fnv1a;
 use crate::types::{CmsUser, FieldValue, Link, UserEvent};
@@ -150,52 +164,6 @@ pub struct LogEntry {
     pub duration_ms: u64,
 }
 
-/// The SQLite store.
-pub struct Store {
-    conn: Connection,
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS users (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE COLLATE NOCASE,
-    mail TEXT NOT NULL,
-    fields TEXT NOT NULL,
-    active INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS users_mail ON users(mail COLLATE NOCASE);
-CREATE TABLE IF NOT EXISTS links (
-    user_id TEXT PRIMARY KEY,
-    remote_id TEXT NOT NULL,
-    version TEXT,
-    snapshot TEXT,
-    fingerprint TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    user_id TEXT NOT NULL,
-    event TEXT NOT NULL,
-    user_json TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
-    parked INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS outbox_user ON outbox(user_id, seq);
-CREATE TABLE IF NOT EXISTS provisioning_log (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    operation TEXT NOT NULL,
-    http_status INTEGER,
-    outcome TEXT NOT NULL,
-    error TEXT,
-    duration_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS log_user ON provisioning_log(user_id);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-";
-
 /// The event's name in the store and the log.
 pub fn event_name(event: UserEvent) -> &'static str {
     match event {
@@ -208,7 +176,7 @@ pub fn event_name(event: UserEvent) -> &'static str {
     }
 }
 
-fn event_from_name(name: &str) -> Option<UserEvent> {
+pub(crate) fn event_from_name(name: &str) -> Option<UserEvent> {
     Some(match name {
         "created" => UserEvent::Created,
         "updated" => UserEvent::Updated,
@@ -219,104 +187,120 @@ fn event_from_name(name: &str) -> Option<UserEvent> {
         _ => return None,
     })
 }
+/// How long a worker's claim on outbox events lasts by default; see
+/// [`Store::set_claim_lease`].
+pub const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(60);
+
+/// How long opening a shared store waits for its database by default.
+pub const DEFAULT_CONNECT_WAIT: Duration = Duration::from_secs(30);
+
+/// The store, on SQLite or on a shared database.
+pub struct Store {
+    backend: Backend,
+    /// Open [`Store::batch`] calls: an inner one joins the outer transaction.
+    depth: u32,
+    /// This process's name in the outbox's `claimed_by`.
+    worker: String,
+    lease: Duration,
+}
+
+enum Backend {
+    Sqlite(SqliteStore),
+    Shared(SharedStore),
+}
+
+/// Calls the same method on whichever store it is.
+macro_rules! dispatch {
+    ($self:expr, $s:ident => $call:expr) => {
+        match &$self.backend {
+            Backend::Sqlite($s) => $call,
+            Backend::Shared($s) => $call,
+        }
+    };
+    (mut $self:expr, $s:ident => $call:expr) => {
+        match &mut $self.backend {
+            Backend::Sqlite($s) => $call,
+            Backend::Shared($s) => $call,
+        }
+    };
+}
 
 impl Store {
-    /// Opens (creating if needed) the store at `path`.
+    /// Opens (creating if needed) the SQLite store at `path`.
     pub fn open(path: &Path) -> anyhow::Result<Store> {
-        let conn = crate::sqlite_page_cache::open(path)
-            .with_context(|| format!("opening the store {}", path.display()))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Store { conn })
+        Ok(Store::with_backend(Backend::Sqlite(SqliteStore::open(
+            path,
+        )?)))
     }
 
-    /// The next free id. An id is never given out twice, not even after its user was
-    /// deleted and deprovisioned: the id is the remote `externalId`, which the engine
-    /// matches on, so a reused id would adopt the deleted user's remote account.
-    fn next_user_id(tx: &Transaction<'_>) -> anyhow::Result<String> {
-        let max_of = |sql: &str| -> anyhow::Result<i64> {
-            Ok(tx
-                .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))?
-                .unwrap_or(0))
-        };
-        let watermark: Option<i64> = tx
-            .query_row(
-                "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_user_id'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        // A store written before the watermark existed: every id ever used is in the log.
-        let watermark = match watermark {
-            Some(w) => w,
-            None => max_of("SELECT MAX(CAST(user_id AS INTEGER)) FROM provisioning_log")?,
-        };
-        let max = max_of("SELECT MAX(CAST(id AS INTEGER)) FROM users")?
-            .max(max_of("SELECT MAX(CAST(user_id AS INTEGER)) FROM links")?)
-            .max(max_of("SELECT MAX(CAST(user_id AS INTEGER)) FROM outbox")?)
-            .max(watermark);
-        Ok((max + 1).to_string())
-    }
-
-    /// Raises the high-water mark of numeric ids given out (see [`Store::next_user_id`]).
-    pub(crate) fn remember_user_id(tx: &Transaction<'_>, id: &str) -> anyhow::Result<()> {
-        if let Ok(n) = id.parse::<i64>() {
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES ('last_user_id', ?1)
-                 ON CONFLICT(key) DO UPDATE SET value = MAX(CAST(value AS INTEGER), ?1)",
-                params![n],
-            )?;
+    /// Opens the store `url` names: an SQLite file, or a PostgreSQL or MariaDB database
+    /// (waiting up to `wait` for one that is starting). The schema is created or
+    /// migrated.
+    pub fn open_url(url: &DatabaseUrl, wait: Duration) -> anyhow::Result<Store> {
+        match url {
+            DatabaseUrl::Sqlite(path) => Store::open(path),
+            DatabaseUrl::Server { .. } => Ok(Store::with_backend(Backend::Shared(
+                SharedStore::connect(url, wait)?,
+            ))),
         }
-        Ok(())
     }
 
-    fn enqueue(tx: &Transaction<'_>, user: &UserRecord, event: UserEvent) -> anyhow::Result<()> {
-        tx.execute(
-            "INSERT INTO outbox (user_id, event, user_json) VALUES (?1, ?2, ?3)",
-            params![user.id, event_name(event), user.to_json().to_string()],
-        )?;
-        Ok(())
+    fn with_backend(backend: Backend) -> Store {
+        Store {
+            backend,
+            depth: 0,
+            worker: worker_name(),
+            lease: DEFAULT_CLAIM_LEASE,
+        }
     }
 
+    /// True on a shared database (many workers may drain its outbox at once).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Shared(_))
+    }
+
+    /// This process's name in the outbox's `claimed_by` (host, pid and a random part).
+    pub fn worker_name(&self) -> &str {
+        &self.worker
+    }
+
+    /// How long a claim on outbox events lasts before another worker may take them
+    /// (default [`DEFAULT_CLAIM_LEASE`]). It must be longer than a batch takes to deliver.
+    pub fn set_claim_lease(&mut self, lease: Duration) {
+        self.lease = lease;
+    }
+
+    /// True while the database answers (always on SQLite).
+    pub fn is_alive(&mut self) -> bool {
+        match &mut self.backend {
+            Backend::Sqlite(_) => true,
+            Backend::Shared(s) => s.is_alive(),
+        }
+    }
+
+    /// Connects to a shared database again after it went away, waiting up to `wait`;
+    /// nothing to do on SQLite.
+    pub fn reconnect(&mut self, wait: Duration) -> anyhow::Result<()> {
+        self.depth = 0;
+        match &mut self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Shared(s) => s.reconnect(wait),
+        }
+    }
+
+    /// Writes a user in an SQLite transaction (the SQLite directory's writes).
     pub(crate) fn write_user(tx: &Transaction<'_>, user: &UserRecord) -> anyhow::Result<()> {
-        let fields = Value::Object(user.fields.clone()).to_string();
-        tx.prepare_cached(
-            "INSERT INTO users (id, name, mail, fields, active) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(id) DO UPDATE SET name = ?2, mail = ?3, fields = ?4, active = ?5",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(params![user.id, user.name, user.mail, fields, user.active])
-        })
-        .map_err(|e| match e {
-            rusqlite::Error::SqliteFailure(f, _)
-                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-            {
-                anyhow::anyhow!("a user named {:?} already exists", user.name)
-            }
-            other => other.into(),
-        })?;
-        Ok(())
+        SqliteStore::write_user(tx, user)
+    }
+
+    /// Raises the high-water mark of numeric ids given out, in an SQLite transaction.
+    pub(crate) fn remember_user_id(tx: &Transaction<'_>, id: &str) -> anyhow::Result<()> {
+        SqliteStore::remember_user_id(tx, id)
     }
 
     /// Adds a user; with `provision`, records its `created` event in the same transaction.
-    pub fn add_user(
-        &mut self,
-        mut user: UserRecord,
-        provision: bool,
-    ) -> anyhow::Result<UserRecord> {
-        let tx = self.write_transaction()?;
-        if user.id.is_empty() {
-            user.id = Self::next_user_id(&tx)?;
-        }
-        Self::write_user(&tx, &user)?;
-        Self::remember_user_id(&tx, &user.id)?;
-        if provision {
-            Self::enqueue(&tx, &user, UserEvent::Created)?;
-        }
-        tx.commit()?;
-        Ok(user)
+    pub fn add_user(&mut self, user: UserRecord, provision: bool) -> anyhow::Result<UserRecord> {
+        dispatch!(mut self, s => s.add_user(user, provision))
     }
 
     /// Imports many users in one transaction, without events (a site being set up; a sync
@@ -325,21 +309,7 @@ impl Store {
         &mut self,
         users: impl IntoIterator<Item = anyhow::Result<UserRecord>>,
     ) -> anyhow::Result<usize> {
-        let tx = self.write_transaction()?;
-        let mut next: i64 = Self::next_user_id(&tx)?.parse().unwrap_or(1);
-        let mut count = 0;
-        for user in users {
-            let mut user = user?;
-            if user.id.is_empty() {
-                user.id = next.to_string();
-                next += 1;
-            }
-            Self::write_user(&tx, &user).with_context(|| format!("record {}", count + 1))?;
-            Self::remember_user_id(&tx, &user.id)?;
-            count += 1;
-        }
-        tx.commit()?;
-        Ok(count)
+        dispatch!(mut self, s => s.import_users(users))
     }
 
     /// Changes a user and records the event in the same transaction.
@@ -349,102 +319,37 @@ impl Store {
         event: UserEvent,
         change: impl FnOnce(&mut UserRecord),
     ) -> anyhow::Result<UserRecord> {
-        let tx = self.write_transaction()?;
-        let Some(mut user) = Self::load_user(&tx, id)? else {
-            bail!("no user with id {id}");
-        };
-        change(&mut user);
-        if event == UserEvent::Deleted {
-            tx.execute("DELETE FROM users WHERE id = ?1", params![id])?;
-        } else {
-            Self::write_user(&tx, &user)?;
-        }
-        Self::enqueue(&tx, &user, event)?;
-        tx.commit()?;
-        Ok(user)
-    }
-
-    fn load_user(conn: &Connection, id: &str) -> anyhow::Result<Option<UserRecord>> {
-        Ok(conn
-            .query_row(
-                "SELECT id, name, mail, fields, active FROM users WHERE id = ?1",
-                params![id],
-                row_to_user,
-            )
-            .optional()?)
+        dispatch!(mut self, s => s.change_user(id, event, change))
     }
 
     /// A user by id.
     pub fn user(&self, id: &str) -> anyhow::Result<Option<UserRecord>> {
-        Self::load_user(&self.conn, id)
+        dispatch!(self, s => s.user(id))
     }
 
     /// Users whose id, name or email is `needle` (case-insensitive for name and email).
     pub fn find_users(&self, needle: &str) -> anyhow::Result<Vec<UserRecord>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, name, mail, fields, active FROM users
-             WHERE id = ?1 OR name = ?1 COLLATE NOCASE OR mail = ?1 COLLATE NOCASE ORDER BY id",
-        )?;
-        let rows = stmt.query_map(params![needle], row_to_user)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        dispatch!(self, s => s.find_users(needle))
     }
 
     /// Every user, in id order.
     pub fn all_users(&self) -> anyhow::Result<Vec<UserRecord>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, name, mail, fields, active FROM users ORDER BY CAST(id AS INTEGER), id",
-        )?;
-        let rows = stmt.query_map([], row_to_user)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        dispatch!(self, s => s.all_users())
     }
 
     /// The number of users.
     pub fn user_count(&self) -> anyhow::Result<u64> {
-        Ok(self
-            .conn
-            .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
+        dispatch!(self, s => s.user_count())
     }
 
     /// The stored link of a user.
     pub fn link(&self, user_id: &str) -> anyhow::Result<Option<StoredLink>> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT remote_id, version, snapshot, fingerprint FROM links WHERE user_id = ?1",
-                params![user_id],
-                |r| {
-                    Ok(StoredLink {
-                        link: Link {
-                            remote_id: r.get(0)?,
-                            version: r.get(1)?,
-                            snapshot: r.get(2)?,
-                        },
-                        fingerprint: r.get(3)?,
-                    })
-                },
-            )
-            .optional()?)
+        dispatch!(self, s => s.link(user_id))
     }
 
     /// Every link, keyed by CMS user id.
     pub fn all_links(&self) -> anyhow::Result<Vec<(String, StoredLink)>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT user_id, remote_id, version, snapshot, fingerprint FROM links")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                StoredLink {
-                    link: Link {
-                        remote_id: r.get(1)?,
-                        version: r.get(2)?,
-                        snapshot: r.get(3)?,
-                    },
-                    fingerprint: r.get(4)?,
-                },
-            ))
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        dispatch!(self, s => s.all_links())
     }
 
     /// Stores (or, with `None`, removes) a user's link.
@@ -454,19 +359,7 @@ impl Store {
         link: Option<&Link>,
         fingerprint: &str,
     ) -> anyhow::Result<()> {
-        match link {
-            Some(l) => self.conn.execute(
-                "INSERT INTO links (user_id, remote_id, version, snapshot, fingerprint)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT(user_id) DO UPDATE SET remote_id = ?2, version = ?3,
-                     snapshot = ?4, fingerprint = ?5",
-                params![user_id, l.remote_id, l.version, l.snapshot, fingerprint],
-            )?,
-            None => self
-                .conn
-                .execute("DELETE FROM links WHERE user_id = ?1", params![user_id])?,
-        };
-        Ok(())
+        dispatch!(mut self, s => s.save_link(user_id, link, fingerprint))
     }
 
     /// Events that may be delivered now: the oldest unparked event of each user whose retry
@@ -475,52 +368,42 @@ impl Store {
     /// (a corrected email, say), and the retry of a parked event sends the user as they
     /// are then, not its old values (see [`Store::requeue_parked`]), so nothing older can
     /// land after them. The PHP sample site does the same. With `ignore_schedule`, retry
-    /// times are not waited for (a sync drains everything).
+    /// times are not waited for (a sync drains everything). Nothing is claimed: delivery
+    /// uses [`Store::claim_due`].
     pub fn due_events(
         &self,
         now_ms: i64,
         ignore_schedule: bool,
         limit: u32,
     ) -> anyhow::Result<Vec<OutboxEvent>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT seq, user_id, event, user_json, attempts, next_attempt_ms, last_error, parked
-             FROM outbox o
-             WHERE parked = 0 AND (?2 OR next_attempt_ms <= ?1)
-               AND NOT EXISTS (SELECT 1 FROM outbox p
-                               WHERE p.user_id = o.user_id AND p.seq < o.seq AND p.parked = 0)
-             ORDER BY seq LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![now_ms, ignore_schedule, limit], row_to_event)?;
-        let mut out = Vec::new();
-        for row in rows {
-            if let Some(e) = row? {
-                out.push(e);
-            }
+        dispatch!(self, s => s.due_events(now_ms, ignore_schedule, limit))
+    }
+
+    /// The events this process should deliver now. On SQLite (one worker) the due events
+    /// ([`Store::due_events`]). On a shared database the events claimed for this worker
+    /// under a lease ([`SharedStore::claim_events`]): due ones only, since a retry time
+    /// another worker set is kept whatever `ignore_schedule` says.
+    pub fn claim_due(
+        &mut self,
+        now_ms: i64,
+        ignore_schedule: bool,
+        limit: u32,
+    ) -> anyhow::Result<Vec<OutboxEvent>> {
+        let lease = i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX);
+        match &mut self.backend {
+            Backend::Sqlite(s) => s.due_events(now_ms, ignore_schedule, limit),
+            Backend::Shared(s) => s.claim_events(&self.worker, now_ms, lease, limit),
         }
-        Ok(out)
     }
 
     /// Every event still in the outbox, parked ones included.
     pub fn pending_events(&self) -> anyhow::Result<Vec<OutboxEvent>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT seq, user_id, event, user_json, attempts, next_attempt_ms, last_error, parked
-             FROM outbox ORDER BY seq",
-        )?;
-        let rows = stmt.query_map([], row_to_event)?;
-        let mut out = Vec::new();
-        for row in rows {
-            if let Some(e) = row? {
-                out.push(e);
-            }
-        }
-        Ok(out)
+        dispatch!(self, s => s.pending_events())
     }
 
     /// Removes a delivered event.
     pub fn complete_event(&mut self, seq: i64) -> anyhow::Result<()> {
-        self.conn
-            .execute("DELETE FROM outbox WHERE seq = ?1", params![seq])?;
-        Ok(())
+        dispatch!(mut self, s => s.complete_event(seq))
     }
 
     /// Records a failed attempt: retried at `next_attempt_ms`, or parked.
@@ -532,12 +415,7 @@ impl Store {
         error: &str,
         park: bool,
     ) -> anyhow::Result<()> {
-        self.conn.execute(
-            "UPDATE outbox SET attempts = ?2, next_attempt_ms = ?3, last_error = ?4, parked = ?5
-             WHERE seq = ?1",
-            params![seq, attempts, next_attempt_ms, error, park],
-        )?;
-        Ok(())
+        dispatch!(mut self, s => s.fail_event(seq, attempts, next_attempt_ms, error, park))
     }
 
     /// Puts the users with parked events back in line, each as the one change they need
@@ -548,70 +426,24 @@ impl Store {
     /// Replaying it would write old values over newer ones. So each such user's events are
     /// replaced, in one transaction, by one event: a `reconcile` with the user as the CMS
     /// holds them now, or the `deleted` event with the last snapshot when the CMS no longer
-    /// has them. A user whose last snapshot cannot be
-    /// read (only a hand-edited database has one) keeps their events, still parked.
+    /// has them. A user whose last snapshot cannot be read (only a hand-edited database
+    /// has one) keeps their events, still parked; on a shared database, so does a user
+    /// one of whose events a worker is delivering right now.
     pub fn requeue_parked(&mut self) -> anyhow::Result<usize> {
-        let tx = self.write_transaction()?;
-        let users: Vec<String> = {
-            let mut stmt = tx.prepare(
-                "SELECT user_id FROM outbox WHERE parked = 1 GROUP BY user_id ORDER BY MIN(seq)",
-            )?;
-            let rows = stmt.query_map([], |r| r.get(0))?;
-            rows.collect::<Result<_, _>>()?
-        };
-        let mut requeued = 0;
-        for id in &users {
-            let change = match Self::load_user(&tx, id)? {
-                Some(current) => Some((UserEvent::Reconcile, current)),
-                None => {
-                    let last: String = tx.query_row(
-                        "SELECT user_json FROM outbox WHERE user_id = ?1 ORDER BY seq DESC LIMIT 1",
-                        params![id],
-                        |r| r.get(0),
-                    )?;
-                    serde_json::from_str::<Value>(&last)
-                        .ok()
-                        .as_ref()
-                        .and_then(UserRecord::from_json)
-                        .map(|last| (UserEvent::Deleted, last))
-                }
-            };
-            let Some((event, user)) = change else {
-                continue;
-            };
-            tx.execute("DELETE FROM outbox WHERE user_id = ?1", params![id])?;
-            Self::enqueue(&tx, &user, event)?;
-            requeued += 1;
+        match &mut self.backend {
+            Backend::Sqlite(s) => s.requeue_parked(),
+            Backend::Shared(s) => s.requeue_parked(crate::clock::now_ms()),
         }
-        tx.commit()?;
-        Ok(requeued)
     }
 
     /// (pending, parked) counts.
     pub fn outbox_depth(&self) -> anyhow::Result<(u64, u64)> {
-        Ok(self.conn.query_row(
-            "SELECT COUNT(*) - COALESCE(SUM(parked), 0), COALESCE(SUM(parked), 0) FROM outbox",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?)
+        dispatch!(self, s => s.outbox_depth())
     }
 
     /// Appends to the provisioning log.
     pub fn append_log(&mut self, entry: &LogEntry) -> anyhow::Result<()> {
-        self.conn.execute(
-            "INSERT INTO provisioning_log (at, user_id, operation, http_status, outcome, error, duration_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                entry.at,
-                entry.user_id,
-                entry.operation,
-                entry.http_status,
-                entry.outcome,
-                entry.error,
-                i64::try_from(entry.duration_ms).unwrap_or(i64::MAX)
-            ],
-        )?;
-        Ok(())
+        dispatch!(mut self, s => s.append_log(entry))
     }
 
     /// The newest log entries first, optionally for one user or failures only.
@@ -621,117 +453,76 @@ impl Store {
         failed_only: bool,
         limit: u32,
     ) -> anyhow::Result<Vec<LogEntry>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT at, user_id, operation, http_status, outcome, error, duration_ms
-             FROM provisioning_log
-             WHERE (?1 IS NULL OR user_id = ?1) AND (NOT ?2 OR outcome = 'failed')
-             ORDER BY id DESC LIMIT ?3",
-        )?;
-        let rows = stmt.query_map(params![user_id, failed_only, limit], |r| {
-            Ok(LogEntry {
-                at: r.get(0)?,
-                user_id: r.get(1)?,
-                operation: r.get(2)?,
-                http_status: r.get(3)?,
-                outcome: r.get(4)?,
-                error: r.get(5)?,
-                duration_ms: u64::try_from(r.get::<_, i64>(6)?).unwrap_or(0),
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        dispatch!(self, s => s.log_entries(user_id, failed_only, limit))
     }
 
     /// Reads a setting.
     pub fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
-                r.get(0)
-            })
-            .optional()?)
+        dispatch!(self, s => s.meta(key))
     }
 
     /// Writes a setting.
     pub fn set_meta(&mut self, key: &str, value: &str) -> anyhow::Result<()> {
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2)
-             ON CONFLICT(key) DO UPDATE SET value = ?2",
-            params![key, value],
-        )?;
-        Ok(())
-    }
-
-    /// A transaction that takes the write lock at once, so a writer on another connection
-    /// (a `serve` worker) makes it wait (`busy_timeout`) instead of failing it half-way,
-    /// as a read-then-write deferred transaction would in WAL mode.
-    fn write_transaction(&mut self) -> rusqlite::Result<Transaction<'_>> {
-        self.conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        dispatch!(mut self, s => s.set_meta(key, value))
     }
 
     /// Removes a metadata value.
     pub fn delete_meta(&mut self, key: &str) -> anyhow::Result<()> {
-        self.conn
-            .execute("DELETE FROM meta WHERE key = ?1", params![key])?;
-        Ok(())
+        dispatch!(mut self, s => s.delete_meta(key))
     }
 
-    /// Runs `f` in one transaction (for batches of link and log writes).
+    /// Runs `f` in one transaction (for batches of link and log writes). A `batch` inside
+    /// another joins it: both commit together.
     pub fn batch<T>(
         &mut self,
         f: impl FnOnce(&mut Store) -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        match f(self) {
+        if self.depth > 0 {
+            return f(self);
+        }
+        match &self.backend {
+            Backend::Sqlite(s) => s.conn.execute_batch("BEGIN IMMEDIATE")?,
+            Backend::Shared(s) => s.begin()?,
+        }
+        self.depth = 1;
+        let result = f(self);
+        self.depth = 0;
+        match result {
             Ok(v) => {
-                self.conn.execute_batch("COMMIT")?;
+                match &self.backend {
+                    Backend::Sqlite(s) => s.conn.execute_batch("COMMIT")?,
+                    Backend::Shared(s) => s.commit()?,
+                }
                 Ok(v)
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                match &self.backend {
+                    Backend::Sqlite(s) => {
+                        let _ = s.conn.execute_batch("ROLLBACK");
+                    }
+                    Backend::Shared(s) => s.rollback(),
+                }
                 Err(e)
             }
         }
     }
 }
 
-fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
-    let fields: String = r.get(3)?;
-    Ok(UserRecord {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        mail: r.get(2)?,
-        fields: serde_json::from_str::<Value>(&fields)
-            .ok()
-            .and_then(|v| v.as_object().cloned())
-            .unwrap_or_default(),
-        active: r.get(4)?,
-    })
-}
-
-/// A row as an event; a row this version cannot read is skipped rather than trusted.
-fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<OutboxEvent>> {
-    let event: String = r.get(2)?;
-    let user_json: String = r.get(3)?;
-    let (Some(event), Some(user)) = (
-        event_from_name(&event),
-        serde_json::from_str::<Value>(&user_json)
-            .ok()
-            .as_ref()
-            .and_then(UserRecord::from_json),
-    ) else {
-        return Ok(None);
-    };
-    Ok(Some(OutboxEvent {
-        seq: r.get(0)?,
-        user_id: r.get(1)?,
-        event,
-        user,
-        attempts: r.get(4)?,
-        next_attempt_ms: r.get(5)?,
-        last_error: r.get(6)?,
-        parked: r.get(7)?,
-    }))
+/// `host:pid:random`: unique per process, and says where a lease's worker runs.
+fn worker_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".into());
+    let mut random = [0u8; 4];
+    let _ = getrandom::getrandom(&mut random);
+    format!(
+        "{host}:{}:{:08x}",
+        std::process::id(),
+        u32::from_le_bytes(random)
+    )
 }
 
 #[cfg(test)]
@@ -847,3 +638,6 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[cfg(all(test, feature = "db-test-support"))]
+mod shared_tests;

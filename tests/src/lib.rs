@@ -4,4 +4,5 @@
 pub mod component;
 pub mod fault_proxy;
 pub mod peers;
+pub mod recording_proxy;
 pub mod site;

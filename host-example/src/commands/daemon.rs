@@ -14,21 +14,46 @@ use crate::app::App;
 ///
 /// Every `verify_every` the sync is a full, verifying one, so users deleted or changed on
 /// the server are noticed; the first sync verifies, as the server may have changed while
-/// the daemon was down.
-pub fn run(app: &App, every: Duration, verify_every: Duration) -> anyhow::Result<ExitCode> {
+/// the daemon was down. With `deliver_only` there is no sync: the process is one more
+/// worker draining a shared outbox.
+///
+/// On a shared database, a failure of the store (the database went away) does not stop
+/// the daemon: it connects again, with backoff, and carries on. Events it had claimed and
+/// not yet settled go to a worker after their lease, so nothing is lost.
+pub fn run(
+    app: &App,
+    every: Duration,
+    verify_every: Duration,
+    deliver_only: bool,
+) -> anyhow::Result<ExitCode> {
     let runtime = app.runtime()?;
     let mut store = app.store()?;
     let mut options = app.sync_options(false, false)?;
-    println!(
-        "daemon: syncing every {}s, verifying every linked user every {}s, delivering outbox events as they come (Ctrl-C stops)",
-        every.as_secs(),
-        verify_every.as_secs()
-    );
+    if deliver_only {
+        println!(
+            "daemon: worker {}, delivering outbox events as they come (Ctrl-C stops)",
+            store.worker_name()
+        );
+    } else {
+        println!(
+            "daemon: syncing every {}s, verifying every linked user every {}s, delivering outbox events as they come (Ctrl-C stops)",
+            every.as_secs(),
+            verify_every.as_secs()
+        );
+    }
+    // A shared outbox is polled more often: the claim is one indexed query, and a user's
+    // next event becomes claimable as soon as the previous one is delivered.
+    let idle = if store.is_shared() {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(2)
+    };
     let mut next_sync = std::time::Instant::now();
     let mut next_verify = next_sync;
+    let mut failures: u32 = 0;
     loop {
         let now = std::time::Instant::now();
-        if now >= next_sync {
+        if !deliver_only && now >= next_sync {
             options.full = now >= next_verify;
             let kind = if options.full {
                 "verifying sync"
@@ -47,29 +72,62 @@ pub fn run(app: &App, every: Duration, verify_every: Duration) -> anyhow::Result
                 next_verify = std::time::Instant::now() + verify_every;
             }
         }
-        let mut session = app.session(&runtime)?;
-        if let Some(warning) =
-            host_example::dialect::load(&store, &mut session, &app.settings.base_url)?
-        {
-            eprintln!("{} warning: {warning}", now_rfc3339());
+        match deliver_once(app, &runtime, &mut store) {
+            Ok(report) => {
+                failures = 0;
+                if report != delivery::DeliveryReport::default() {
+                    println!(
+                        "{} outbox: {} delivered, {} retrying, {} parked",
+                        now_rfc3339(),
+                        report.delivered,
+                        report.retrying,
+                        report.parked
+                    );
+                }
+                if report.delivered == 0 {
+                    std::thread::sleep(idle);
+                }
+            }
+            Err(e) if store.is_shared() => {
+                failures = failures.saturating_add(1);
+                let wait = Duration::from_millis(200u64 << failures.min(5));
+                eprintln!(
+                    "{} outbox: {e:#}; trying again in {} ms",
+                    now_rfc3339(),
+                    wait.as_millis()
+                );
+                std::thread::sleep(wait);
+                if !store.is_alive()
+                    && let Err(e) = store.reconnect(Duration::from_secs(30))
+                {
+                    eprintln!("{} the database is still away: {e:#}", now_rfc3339());
+                }
+            }
+            Err(e) => return Err(e),
         }
-        let report = delivery::deliver(
-            &mut store,
-            &mut session,
-            &app.settings.policy_json,
-            app.config.host.max_attempts,
-            false,
-        )?;
-        if report != delivery::DeliveryReport::default() {
-            host_example::dialect::save(&mut store, &mut session, &app.settings.base_url)?;
-            println!(
-                "{} outbox: {} delivered, {} retrying, {} parked",
-                now_rfc3339(),
-                report.delivered,
-                report.retrying,
-                report.parked
-            );
-        }
-        std::thread::sleep(Duration::from_secs(2));
     }
+}
+
+/// One round of delivery: everything due (or claimable) now.
+fn deliver_once(
+    app: &App,
+    runtime: &host_example::Runtime,
+    store: &mut host_example::store::Store,
+) -> anyhow::Result<delivery::DeliveryReport> {
+    let mut session = app.session(runtime)?;
+    if let Some(warning) = host_example::dialect::load(store, &mut session, &app.settings.base_url)?
+    {
+        eprintln!("{} warning: {warning}", now_rfc3339());
+    }
+    let report = delivery::deliver(
+        store,
+        &mut session,
+        &app.settings.policy_json,
+        app.config.host.max_attempts,
+        false,
+    )?;
+    if report != delivery::DeliveryReport::default() {
+        host_example::dialect::save(store, &mut session, &app.settings.base_url)?;
+    }
+    Ok(report)
 }

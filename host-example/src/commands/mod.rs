@@ -92,10 +92,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             every,
             verify_every,
             metrics_listen,
+            database,
+            deliver_only,
         } => {
-            let app = app()?;
+            let app = app()?.with_database(database);
             let _metrics = metrics::start(metrics_listen.as_deref())?;
-            daemon::run(&app, every, verify_every)
+            daemon::run(&app, every, verify_every, deliver_only)
         }
         Command::Log {
             user,

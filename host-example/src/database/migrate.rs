@@ -120,6 +120,11 @@ fn run_steps(
         };
         let transactional = dialect != Dialect::MySql;
         let apply = |db: &mut Db| -> anyhow::Result<()> {
+            // SQLite has no lock before the step's transaction: another process may have
+            // applied the step since the version was read.
+            if schema_version(db, component)? >= step.version {
+                return Ok(());
+            }
             for statement in statements(sql) {
                 db.batch_execute(statement)?;
             }

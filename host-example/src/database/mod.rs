@@ -210,7 +210,9 @@ impl Db {
     pub fn connect(url: &DatabaseUrl) -> anyhow::Result<Db> {
         match url {
             DatabaseUrl::Sqlite(path) => {
-                let conn = rusqlite::Connection::open(path)
+                // Through the host's page cache, as every SQLite file it opens (installed
+                // before SQLite's first connection; see crate::sqlite_page_cache).
+                let conn = crate::sqlite_page_cache::open(path)
                     .with_context(|| format!("opening the database {}", path.display()))?;
                 conn.pragma_update(None, "journal_mode", "WAL")?;
                 conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -419,6 +421,25 @@ impl Db {
             Db::MySql(c) => c.ping().is_ok(),
         }
     }
+}
+
+/// True when `error` is a unique-key violation (PostgreSQL `23505`, MariaDB `1062`,
+/// SQLite's constraint failure on a unique index).
+pub fn is_unique_violation(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        if let Some(e) = cause.downcast_ref::<postgres::Error>() {
+            return e.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION);
+        }
+        if let Some(mysql::Error::MySqlError(e)) = cause.downcast_ref::<mysql::Error>() {
+            return e.code == 1062;
+        }
+        if let Some(rusqlite::Error::SqliteFailure(f, _)) = cause.downcast_ref::<rusqlite::Error>()
+        {
+            return f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY;
+        }
+        false
+    })
 }
 
 /// `?` placeholders as PostgreSQL's `$1, $2 …`; a `?` inside a quoted string or

@@ -1,0 +1,772 @@
+//! The store on a shared database (PostgreSQL or MariaDB): the same tables and behaviour as
+//! the SQLite store, for any number of worker processes on one database.
+//!
+//! What differs is how the outbox is drained. Each worker *claims* the events it delivers
+//! ([`SharedStore::claim_events`]): it sets a lease (`claimed_by`, `claimed_until`) on
+//! them under `SELECT … FOR UPDATE SKIP LOCKED`, so two workers never take the same event,
+//! and another worker takes them when the lease runs out (a worker that died). Order per
+//! user comes from what may be claimed at all: only a user's oldest unparked event, and
+//! only while no older event of theirs is still in the outbox (a leased one included). So
+//! a user has at most one event in flight, on one worker, and their events go out in the
+//! order they were queued.
+
+use std::cell::RefCell;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use super::schema::{STORE_COMPONENT, STORE_MIGRATIONS};
+use super::{LogEntry, OutboxEvent, StoredLink, UserRecord, event_from_name, event_name};
+use crate::database::{DatabaseUrl, Db, Dialect, Row, SqlValue, is_unique_violation, migrate};
+use crate::types::{Link, UserEvent};
+
+/// The store on PostgreSQL or MariaDB. Reads take `&self` like the SQLite store's, so the
+/// connection sits in a `RefCell` (a store is used by one thread).
+pub struct SharedStore {
+    db: RefCell<Db>,
+    url: DatabaseUrl,
+    dialect: Dialect,
+}
+
+const USER_COLUMNS: &str = "id, name, mail, fields, active";
+const EVENT_COLUMNS: &str =
+    "seq, user_id, event, user_json, attempts, next_attempt_ms, last_error, parked";
+
+impl SharedStore {
+    /// Connects (waiting up to `wait` for a database that is starting) and brings the
+    /// schema up to date.
+    pub fn connect(url: &DatabaseUrl, wait: std::time::Duration) -> anyhow::Result<SharedStore> {
+        let mut db = Db::connect_with_retry(url, wait)?;
+        migrate(&mut db, STORE_COMPONENT, STORE_MIGRATIONS)
+            .with_context(|| format!("the store's schema on {url}"))?;
+        let dialect = db.dialect();
+        Ok(SharedStore {
+            db: RefCell::new(db),
+            url: url.clone(),
+            dialect,
+        })
+    }
+
+    /// Connects again after the connection was lost, waiting up to `wait`.
+    pub fn reconnect(&mut self, wait: std::time::Duration) -> anyhow::Result<()> {
+        let db = Db::connect_with_retry(&self.url, wait)?;
+        *self.db.get_mut() = db;
+        Ok(())
+    }
+
+    /// True while the connection answers.
+    pub fn is_alive(&mut self) -> bool {
+        self.db.get_mut().is_alive()
+    }
+
+    fn execute(&self, sql: &str, params: &[SqlValue]) -> anyhow::Result<u64> {
+        self.db.borrow_mut().execute(sql, params)
+    }
+
+    fn query(&self, sql: &str, params: &[SqlValue]) -> anyhow::Result<Vec<Row>> {
+        self.db.borrow_mut().query(sql, params)
+    }
+
+    fn query_opt(&self, sql: &str, params: &[SqlValue]) -> anyhow::Result<Option<Row>> {
+        self.db.borrow_mut().query_opt(sql, params)
+    }
+
+    /// Starts a transaction (see [`super::Store::batch`]).
+    pub(super) fn begin(&self) -> anyhow::Result<()> {
+        self.db.borrow_mut().begin()
+    }
+
+    /// Commits it.
+    pub(super) fn commit(&self) -> anyhow::Result<()> {
+        self.db.borrow_mut().commit()
+    }
+
+    /// Rolls it back.
+    pub(super) fn rollback(&self) {
+        self.db.borrow_mut().rollback();
+    }
+
+    fn in_transaction<T>(&self, f: impl FnOnce(&Self) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        self.begin()?;
+        match f(self) {
+            Ok(v) => {
+                self.commit()?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    /// A numeric id's test, per dialect (ids may be any text; only numeric ones count
+    /// towards the next id).
+    fn max_numeric(&self, table_column: (&str, &str)) -> anyhow::Result<i64> {
+        let (table, column) = table_column;
+        let sql = match self.dialect {
+            Dialect::Postgres => format!(
+                "SELECT MAX(CASE WHEN {column} ~ '^[0-9]{{1,18}}$' THEN CAST({column} AS BIGINT) END) FROM {table}"
+            ),
+            _ => format!(
+                "SELECT MAX(CASE WHEN {column} REGEXP '^[0-9]{{1,18}}$' THEN CAST({column} AS SIGNED) END) FROM {table}"
+            ),
+        };
+        Ok(self
+            .query_opt(&sql, &[])?
+            .map(|r| r.opt_int(0))
+            .transpose()?
+            .flatten()
+            .unwrap_or(0))
+    }
+
+    /// The next free id, never one given out before (see the SQLite store's): the
+    /// high-water mark in `meta`, locked for the transaction so two workers adding users
+    /// at once wait for each other.
+    fn next_user_id(&self) -> anyhow::Result<String> {
+        let watermark = self
+            .query_opt(
+                "SELECT value FROM meta WHERE \"key\" = 'last_user_id' FOR UPDATE",
+                &[],
+            )?
+            .map(|r| r.text(0))
+            .transpose()?
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0);
+        let max = self
+            .max_numeric(("users", "id"))?
+            .max(self.max_numeric(("links", "user_id"))?)
+            .max(self.max_numeric(("outbox", "user_id"))?)
+            .max(watermark);
+        Ok((max + 1).to_string())
+    }
+
+    fn remember_user_id(&self, id: &str) -> anyhow::Result<()> {
+        let Ok(n) = id.parse::<i64>() else {
+            return Ok(());
+        };
+        let current = self
+            .query_opt(
+                "SELECT value FROM meta WHERE \"key\" = 'last_user_id' FOR UPDATE",
+                &[],
+            )?
+            .map(|r| r.text(0))
+            .transpose()?;
+        match current {
+            Some(v) if v.parse::<i64>().unwrap_or(0) >= n => Ok(()),
+            Some(_) => self
+                .execute(
+                    "UPDATE meta SET value = ? WHERE \"key\" = 'last_user_id'",
+                    &[n.to_string().into()],
+                )
+                .map(|_| ()),
+            None => self.set_meta("last_user_id", &n.to_string()),
+        }
+    }
+
+    fn enqueue(&self, user: &UserRecord, event: UserEvent) -> anyhow::Result<()> {
+        self.execute(
+            "INSERT INTO outbox (user_id, event, user_json) VALUES (?, ?, ?)",
+            &[
+                user.id.as_str().into(),
+                event_name(event).into(),
+                user.to_json().to_string().into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Writes a user (insert or update by id); a name taken by another user is refused.
+    fn write_user(&self, user: &UserRecord) -> anyhow::Result<()> {
+        let fields = Value::Object(user.fields.clone()).to_string();
+        let exists = self
+            .query_opt(
+                "SELECT 1 FROM users WHERE id = ? FOR UPDATE",
+                &[user.id.as_str().into()],
+            )?
+            .is_some();
+        let result = if exists {
+            self.execute(
+                "UPDATE users SET name = ?, mail = ?, fields = ?, active = ? WHERE id = ?",
+                &[
+                    user.name.as_str().into(),
+                    user.mail.as_str().into(),
+                    fields.into(),
+                    user.active.into(),
+                    user.id.as_str().into(),
+                ],
+            )
+        } else {
+            self.execute(
+                "INSERT INTO users (id, name, mail, fields, active) VALUES (?, ?, ?, ?, ?)",
+                &[
+                    user.id.as_str().into(),
+                    user.name.as_str().into(),
+                    user.mail.as_str().into(),
+                    fields.into(),
+                    user.active.into(),
+                ],
+            )
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                bail!("a user named {:?} already exists", user.name)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds a user; with `provision`, records its `created` event in the same transaction.
+    pub fn add_user(
+        &mut self,
+        mut user: UserRecord,
+        provision: bool,
+    ) -> anyhow::Result<UserRecord> {
+        self.in_transaction(|s| {
+            if user.id.is_empty() {
+                user.id = s.next_user_id()?;
+            }
+            s.write_user(&user)?;
+            s.remember_user_id(&user.id)?;
+            if provision {
+                s.enqueue(&user, UserEvent::Created)?;
+            }
+            Ok(())
+        })?;
+        Ok(user)
+    }
+
+    /// Imports many users in one transaction, without events.
+    pub fn import_users(
+        &mut self,
+        users: impl IntoIterator<Item = anyhow::Result<UserRecord>>,
+    ) -> anyhow::Result<usize> {
+        self.in_transaction(|s| {
+            let mut next: i64 = s.next_user_id()?.parse().unwrap_or(1);
+            let mut count = 0;
+            let mut highest = 0;
+            for user in users {
+                let mut user = user?;
+                if user.id.is_empty() {
+                    user.id = next.to_string();
+                    next += 1;
+                }
+                s.write_user(&user)
+                    .with_context(|| format!("record {}", count + 1))?;
+                highest = highest.max(user.id.parse::<i64>().unwrap_or(0));
+                count += 1;
+            }
+            if highest > 0 {
+                s.remember_user_id(&highest.to_string())?;
+            }
+            Ok(count)
+        })
+    }
+
+    /// Changes a user and records the event in the same transaction. The user's row is
+    /// locked first, so two changes of one user are queued in the order they commit.
+    pub fn change_user(
+        &mut self,
+        id: &str,
+        event: UserEvent,
+        change: impl FnOnce(&mut UserRecord),
+    ) -> anyhow::Result<UserRecord> {
+        self.in_transaction(|s| {
+            let Some(row) = s.query_opt(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ? FOR UPDATE"),
+                &[id.into()],
+            )?
+            else {
+                bail!("no user with id {id}");
+            };
+            let mut user = row_to_user(&row)?;
+            change(&mut user);
+            if event == UserEvent::Deleted {
+                s.execute("DELETE FROM users WHERE id = ?", &[id.into()])?;
+            } else {
+                s.write_user(&user)?;
+            }
+            s.enqueue(&user, event)?;
+            Ok(user)
+        })
+    }
+
+    /// A user by id.
+    pub fn user(&self, id: &str) -> anyhow::Result<Option<UserRecord>> {
+        self.query_opt(
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?"),
+            &[id.into()],
+        )?
+        .map(|r| row_to_user(&r))
+        .transpose()
+    }
+
+    /// Users whose id, name or email is `needle` (case-insensitive for name and email).
+    pub fn find_users(&self, needle: &str) -> anyhow::Result<Vec<UserRecord>> {
+        let sql = match self.dialect {
+            Dialect::Postgres => format!(
+                "SELECT {USER_COLUMNS} FROM users
+                 WHERE id = ? OR lower(name) = lower(?) OR lower(mail) = lower(?) ORDER BY id"
+            ),
+            // name and mail are in a case-insensitive collation.
+            _ => format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE id = ? OR name = ? OR mail = ? ORDER BY id"
+            ),
+        };
+        self.query(&sql, &[needle.into(), needle.into(), needle.into()])?
+            .iter()
+            .map(row_to_user)
+            .collect()
+    }
+
+    /// Every user, numeric ids in numeric order.
+    pub fn all_users(&self) -> anyhow::Result<Vec<UserRecord>> {
+        let mut users: Vec<UserRecord> = self
+            .query(&format!("SELECT {USER_COLUMNS} FROM users"), &[])?
+            .iter()
+            .map(row_to_user)
+            .collect::<anyhow::Result<_>>()?;
+        // SQLite's `ORDER BY CAST(id AS INTEGER), id`: text ids (0) first, then numbers.
+        users.sort_by(|a, b| {
+            let key = |u: &UserRecord| u.id.parse::<i64>().unwrap_or(0);
+            key(a).cmp(&key(b)).then_with(|| a.id.cmp(&b.id))
+        });
+        Ok(users)
+    }
+
+    /// The number of users.
+    pub fn user_count(&self) -> anyhow::Result<u64> {
+        let row = self.query_opt("SELECT COUNT(*) FROM users", &[])?;
+        Ok(u64::try_from(row.map(|r| r.int(0)).transpose()?.unwrap_or(0)).unwrap_or(0))
+    }
+
+    /// The stored link of a user.
+    pub fn link(&self, user_id: &str) -> anyhow::Result<Option<StoredLink>> {
+        self.query_opt(
+            "SELECT remote_id, version, snapshot, fingerprint FROM links WHERE user_id = ?",
+            &[user_id.into()],
+        )?
+        .map(|r| link_of(&r, 0))
+        .transpose()
+    }
+
+    /// Every link, keyed by CMS user id.
+    pub fn all_links(&self) -> anyhow::Result<Vec<(String, StoredLink)>> {
+        self.query(
+            "SELECT user_id, remote_id, version, snapshot, fingerprint FROM links",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.text(0)?, link_of(r, 1)?)))
+        .collect()
+    }
+
+    /// Stores (or, with `None`, removes) a user's link.
+    pub fn save_link(
+        &mut self,
+        user_id: &str,
+        link: Option<&Link>,
+        fingerprint: &str,
+    ) -> anyhow::Result<()> {
+        let Some(l) = link else {
+            self.execute("DELETE FROM links WHERE user_id = ?", &[user_id.into()])?;
+            return Ok(());
+        };
+        let sql = match self.dialect {
+            Dialect::Postgres => {
+                "INSERT INTO links (user_id, remote_id, version, snapshot, fingerprint)
+                 VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT (user_id) DO UPDATE SET remote_id = EXCLUDED.remote_id,
+                     version = EXCLUDED.version, snapshot = EXCLUDED.snapshot,
+                     fingerprint = EXCLUDED.fingerprint"
+            }
+            _ => {
+                "INSERT INTO links (user_id, remote_id, version, snapshot, fingerprint)
+                 VALUES (?, ?, ?, ?, ?)
+                 ON DUPLICATE KEY UPDATE remote_id = VALUES(remote_id), version = VALUES(version),
+                     snapshot = VALUES(snapshot), fingerprint = VALUES(fingerprint)"
+            }
+        };
+        self.execute(
+            sql,
+            &[
+                user_id.into(),
+                l.remote_id.as_str().into(),
+                l.version.clone().into(),
+                l.snapshot.clone().into(),
+                fingerprint.into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Events that may be delivered now, as the SQLite store gives them (a read: nothing
+    /// is claimed; the delivery of a worker uses [`SharedStore::claim_events`]).
+    pub fn due_events(
+        &self,
+        now_ms: i64,
+        ignore_schedule: bool,
+        limit: u32,
+    ) -> anyhow::Result<Vec<OutboxEvent>> {
+        let schedule = if ignore_schedule {
+            ""
+        } else {
+            "AND o.next_attempt_ms <= ?"
+        };
+        let mut params: Vec<SqlValue> = Vec::new();
+        if !ignore_schedule {
+            params.push(now_ms.into());
+        }
+        params.push(limit.into());
+        let rows = self.query(
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM outbox o
+                 WHERE o.parked = 0 {schedule}
+                   AND NOT EXISTS (SELECT 1 FROM outbox p
+                                   WHERE p.user_id = o.user_id AND p.seq < o.seq AND p.parked = 0)
+                 ORDER BY o.seq LIMIT ?"
+            ),
+            &params,
+        )?;
+        rows_to_events(&rows)
+    }
+
+    /// Claims up to `limit` events for `worker` until `now_ms + lease_ms`: each the oldest
+    /// unparked event of its user, due, not leased by a live worker, and with no older
+    /// event of its user still in the outbox. Returns them in queue order.
+    ///
+    /// Two steps. First an ordinary read picks candidates; it may be stale by the time we
+    /// lock, but only in the safe direction (an older event of a user can only disappear:
+    /// be delivered or parked; a new one always comes later). Then, in a transaction, the
+    /// candidates still unleased are locked with `FOR UPDATE SKIP LOCKED` (rows another
+    /// worker is claiming right now are skipped, not waited for), and leased. The locked
+    /// read sees the latest committed lease, so two workers never both lease an event.
+    pub fn claim_events(
+        &mut self,
+        worker: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+    ) -> anyhow::Result<Vec<OutboxEvent>> {
+        // More candidates than wanted, then a random pick of them: workers starting a
+        // round at once then mostly want different rows, instead of queueing on the
+        // first `limit` and finding them taken.
+        let candidates: Vec<i64> = self
+            .query(
+                "SELECT o.seq FROM outbox o
+                 WHERE o.parked = 0 AND o.next_attempt_ms <= ?
+                   AND (o.claimed_until IS NULL OR o.claimed_until < ?)
+                   AND NOT EXISTS (SELECT 1 FROM outbox p
+                                   WHERE p.user_id = o.user_id AND p.seq < o.seq AND p.parked = 0)
+                 ORDER BY o.seq LIMIT ?",
+                &[now_ms.into(), now_ms.into(), limit.saturating_mul(4).into()],
+            )?
+            .iter()
+            .map(|r| r.int(0))
+            .collect::<anyhow::Result<_>>()?;
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut picked = pick(candidates, limit as usize, worker, now_ms);
+        picked.sort_unstable();
+        let until = now_ms.saturating_add(lease_ms);
+        self.in_transaction(|s| {
+            let marks = vec!["?"; picked.len()].join(", ");
+            let mut params: Vec<SqlValue> = picked.iter().map(|&q| q.into()).collect();
+            params.push(now_ms.into());
+            let locked: Vec<i64> = s
+                .query(
+                    &format!(
+                        "SELECT seq FROM outbox WHERE seq IN ({marks}) AND parked = 0
+                           AND (claimed_until IS NULL OR claimed_until < ?)
+                         ORDER BY seq FOR UPDATE SKIP LOCKED"
+                    ),
+                    &params,
+                )?
+                .iter()
+                .map(|r| r.int(0))
+                .collect::<anyhow::Result<_>>()?;
+            if locked.is_empty() {
+                return Ok(Vec::new());
+            }
+            let marks = vec!["?"; locked.len()].join(", ");
+            let mut params: Vec<SqlValue> = vec![worker.into(), until.into()];
+            params.extend(locked.iter().map(|&q| SqlValue::from(q)));
+            s.execute(
+                &format!(
+                    "UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE seq IN ({marks})"
+                ),
+                &params,
+            )?;
+            let params: Vec<SqlValue> = locked.iter().map(|&q| q.into()).collect();
+            let rows = s.query(
+                &format!("SELECT {EVENT_COLUMNS} FROM outbox WHERE seq IN ({marks}) ORDER BY seq"),
+                &params,
+            )?;
+            rows_to_events(&rows)
+        })
+    }
+
+    /// Every event still in the outbox, parked ones included.
+    pub fn pending_events(&self) -> anyhow::Result<Vec<OutboxEvent>> {
+        let rows = self.query(
+            &format!("SELECT {EVENT_COLUMNS} FROM outbox ORDER BY seq"),
+            &[],
+        )?;
+        rows_to_events(&rows)
+    }
+
+    /// Removes a delivered event.
+    pub fn complete_event(&mut self, seq: i64) -> anyhow::Result<()> {
+        self.execute("DELETE FROM outbox WHERE seq = ?", &[seq.into()])?;
+        Ok(())
+    }
+
+    /// Records a failed attempt: retried at `next_attempt_ms`, or parked. The lease ends.
+    pub fn fail_event(
+        &mut self,
+        seq: i64,
+        attempts: u32,
+        next_attempt_ms: i64,
+        error: &str,
+        park: bool,
+    ) -> anyhow::Result<()> {
+        self.execute(
+            "UPDATE outbox SET attempts = ?, next_attempt_ms = ?, last_error = ?, parked = ?,
+                 claimed_by = NULL, claimed_until = NULL
+             WHERE seq = ?",
+            &[
+                attempts.into(),
+                next_attempt_ms.into(),
+                error.into(),
+                park.into(),
+                seq.into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Puts the users with parked events back in line, as the SQLite store does; a user
+    /// with an event under a live lease (a worker delivering it now) is left for later, so
+    /// the new event cannot overtake it.
+    pub fn requeue_parked(&mut self, now_ms: i64) -> anyhow::Result<usize> {
+        self.in_transaction(|s| {
+            let users: Vec<String> = s
+                .query(
+                    "SELECT user_id FROM outbox o WHERE parked = 1
+                       AND NOT EXISTS (SELECT 1 FROM outbox l WHERE l.user_id = o.user_id
+                                         AND l.claimed_until IS NOT NULL AND l.claimed_until >= ?)
+                     GROUP BY user_id ORDER BY MIN(seq)",
+                    &[now_ms.into()],
+                )?
+                .iter()
+                .map(|r| r.text(0))
+                .collect::<anyhow::Result<_>>()?;
+            let mut requeued = 0;
+            for id in &users {
+                let current = s
+                    .query_opt(
+                        &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ? FOR UPDATE"),
+                        &[id.into()],
+                    )?
+                    .map(|r| row_to_user(&r))
+                    .transpose()?;
+                let change = match current {
+                    Some(current) => Some((UserEvent::Reconcile, current)),
+                    None => s
+                        .query_opt(
+                            "SELECT user_json FROM outbox WHERE user_id = ? ORDER BY seq DESC LIMIT 1",
+                            &[id.into()],
+                        )?
+                        .map(|r| r.text(0))
+                        .transpose()?
+                        .and_then(|last| serde_json::from_str::<Value>(&last).ok())
+                        .as_ref()
+                        .and_then(UserRecord::from_json)
+                        .map(|last| (UserEvent::Deleted, last)),
+                };
+                let Some((event, user)) = change else {
+                    continue;
+                };
+                s.execute("DELETE FROM outbox WHERE user_id = ?", &[id.into()])?;
+                s.enqueue(&user, event)?;
+                requeued += 1;
+            }
+            Ok(requeued)
+        })
+    }
+
+    /// (pending, parked) counts.
+    pub fn outbox_depth(&self) -> anyhow::Result<(u64, u64)> {
+        let row = self
+            .query_opt(
+                "SELECT COUNT(*), COUNT(CASE WHEN parked <> 0 THEN 1 END) FROM outbox",
+                &[],
+            )?
+            .context("a count")?;
+        let (all, parked) = (row.int(0)?, row.int(1)?);
+        Ok((
+            u64::try_from(all - parked).unwrap_or(0),
+            u64::try_from(parked).unwrap_or(0),
+        ))
+    }
+
+    /// Appends to the provisioning log.
+    pub fn append_log(&mut self, entry: &LogEntry) -> anyhow::Result<()> {
+        self.execute(
+            "INSERT INTO provisioning_log (at, user_id, operation, http_status, outcome, error, duration_ms)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            &[
+                entry.at.as_str().into(),
+                entry.user_id.as_str().into(),
+                entry.operation.as_str().into(),
+                entry.http_status.map(i64::from).into(),
+                entry.outcome.as_str().into(),
+                entry.error.clone().into(),
+                i64::try_from(entry.duration_ms).unwrap_or(i64::MAX).into(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// The newest log entries first, optionally for one user or failures only.
+    pub fn log_entries(
+        &self,
+        user_id: Option<&str>,
+        failed_only: bool,
+        limit: u32,
+    ) -> anyhow::Result<Vec<LogEntry>> {
+        let mut filters = vec!["1 = 1"];
+        let mut params: Vec<SqlValue> = Vec::new();
+        if let Some(id) = user_id {
+            filters.push("user_id = ?");
+            params.push(id.into());
+        }
+        if failed_only {
+            filters.push("outcome = 'failed'");
+        }
+        params.push(limit.into());
+        let rows = self.query(
+            &format!(
+                "SELECT at, user_id, operation, http_status, outcome, error, duration_ms
+                 FROM provisioning_log WHERE {} ORDER BY id DESC LIMIT ?",
+                filters.join(" AND ")
+            ),
+            &params,
+        )?;
+        rows.iter()
+            .map(|r| {
+                Ok(LogEntry {
+                    at: r.text(0)?,
+                    user_id: r.text(1)?,
+                    operation: r.text(2)?,
+                    http_status: r.opt_int(3)?.and_then(|s| u16::try_from(s).ok()),
+                    outcome: r.text(4)?,
+                    error: r.opt_text(5)?,
+                    duration_ms: u64::try_from(r.int(6)?).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    /// Reads a setting.
+    pub fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
+        self.query_opt("SELECT value FROM meta WHERE \"key\" = ?", &[key.into()])?
+            .map(|r| r.text(0))
+            .transpose()
+    }
+
+    /// Writes a setting.
+    pub fn set_meta(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        let sql = match self.dialect {
+            Dialect::Postgres => {
+                "INSERT INTO meta (\"key\", value) VALUES (?, ?)
+                 ON CONFLICT (\"key\") DO UPDATE SET value = EXCLUDED.value"
+            }
+            _ => {
+                "INSERT INTO meta (\"key\", value) VALUES (?, ?)
+                 ON DUPLICATE KEY UPDATE value = VALUES(value)"
+            }
+        };
+        self.execute(sql, &[key.into(), value.into()])?;
+        Ok(())
+    }
+
+    /// Removes a setting.
+    pub fn delete_meta(&mut self, key: &str) -> anyhow::Result<()> {
+        self.execute("DELETE FROM meta WHERE \"key\" = ?", &[key.into()])?;
+        Ok(())
+    }
+}
+
+/// `limit` of `candidates`, chosen by a shuffle seeded by the worker and the time.
+fn pick(mut candidates: Vec<i64>, limit: usize, worker: &str, now_ms: i64) -> Vec<i64> {
+    if candidates.len() <= limit {
+        return candidates;
+    }
+    let mut state =
+        crate::ids::fnv1a(worker.as_bytes()) ^ (now_ms as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for i in (1..candidates.len()).rev() {
+        // xorshift64
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let j = (state % (i as u64 + 1)) as usize;
+        candidates.swap(i, j);
+    }
+    candidates.truncate(limit);
+    candidates
+}
+
+fn row_to_user(r: &Row) -> anyhow::Result<UserRecord> {
+    let fields = r.text(3)?;
+    Ok(UserRecord {
+        id: r.text(0)?,
+        name: r.text(1)?,
+        mail: r.text(2)?,
+        fields: serde_json::from_str::<Value>(&fields)
+            .ok()
+            .and_then(|v| v.as_object().cloned())
+            .unwrap_or_default(),
+        active: r.bool(4)?,
+    })
+}
+
+fn link_of(r: &Row, at: usize) -> anyhow::Result<StoredLink> {
+    Ok(StoredLink {
+        link: Link {
+            remote_id: r.text(at)?,
+            version: r.opt_text(at + 1)?,
+            snapshot: r.opt_text(at + 2)?,
+        },
+        fingerprint: r.text(at + 3)?,
+    })
+}
+
+/// Rows as events; a row this version cannot read is skipped rather than trusted.
+fn rows_to_events(rows: &[Row]) -> anyhow::Result<Vec<OutboxEvent>> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let (Some(event), Some(user)) = (
+            event_from_name(&r.text(2)?),
+            serde_json::from_str::<Value>(&r.text(3)?)
+                .ok()
+                .as_ref()
+                .and_then(UserRecord::from_json),
+        ) else {
+            continue;
+        };
+        out.push(OutboxEvent {
+            seq: r.int(0)?,
+            user_id: r.text(1)?,
+            event,
+            user,
+            attempts: u32::try_from(r.int(4)?).unwrap_or(u32::MAX),
+            next_attempt_ms: r.int(5)?,
+            last_error: r.opt_text(6)?,
+            parked: r.bool(7)?,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,143 @@
+//! The store on PostgreSQL and MariaDB (each test starts its own server; feature
+//! `db-test-support`): the schema from empty to current, the same answers as SQLite, and
+//! the claim's guarantees between two workers.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Map;
+
+use super::*;
+use crate::database::test_support::{TestMariaDb, TestPostgres};
+use crate::database::{Db, schema_version};
+
+fn user(name: &str) -> UserRecord {
+    UserRecord {
+        id: String::new(),
+        name: name.into(),
+        mail: format!("{name}@example.com"),
+        fields: Map::new(),
+        active: true,
+    }
+}
+
+fn open(url: &str) -> Store {
+    let url = DatabaseUrl::parse(url, Path::new("/")).unwrap();
+    Store::open_url(&url, Duration::from_secs(30)).unwrap()
+}
+
+/// Everything the tests check, on one database.
+fn check_store(url: &str) {
+    // From empty to the current version, recorded; opening again changes nothing.
+    let parsed = DatabaseUrl::parse(url, Path::new("/")).unwrap();
+    let mut db = Db::connect(&parsed).unwrap();
+    assert_eq!(schema_version(&mut db, STORE_COMPONENT).unwrap(), 0);
+    let mut a = open(url);
+    assert_eq!(
+        schema_version(&mut db, STORE_COMPONENT).unwrap(),
+        STORE_MIGRATIONS.len() as i64
+    );
+    let mut b = open(url);
+    assert!(a.is_shared());
+
+    // The SQLite store's behaviour: ids, unique names regardless of case, events.
+    let alice = a.add_user(user("alice"), true).unwrap();
+    let bob = a.add_user(user("bob"), true).unwrap();
+    assert_eq!((alice.id.as_str(), bob.id.as_str()), ("1", "2"));
+    assert!(a.add_user(user("ALICE"), true).is_err(), "names are unique");
+    a.change_user(&alice.id, UserEvent::Blocked, |u| u.active = false)
+        .unwrap();
+    assert_eq!(a.find_users("Alice@Example.com").unwrap().len(), 1);
+    assert_eq!(a.user_count().unwrap(), 2);
+    assert!(!a.user(&alice.id).unwrap().unwrap().active);
+    assert_eq!(a.outbox_depth().unwrap(), (3, 0));
+    a.set_meta("k", "v1").unwrap();
+    a.set_meta("k", "v2").unwrap();
+    assert_eq!(b.meta("k").unwrap().as_deref(), Some("v2"));
+
+    // Worker a claims: each user's oldest event only.
+    let now = crate::clock::now_ms();
+    let claimed_a = a.claim_due(now, false, 10).unwrap();
+    let users: Vec<&str> = claimed_a.iter().map(|e| e.user_id.as_str()).collect();
+    assert_eq!(users, [alice.id.as_str(), bob.id.as_str()]);
+    assert_eq!(claimed_a[0].event, UserEvent::Created);
+    // Worker b gets nothing: both users have an event in flight (alice's second waits
+    // behind her first, leased by a).
+    assert!(b.claim_due(now, false, 10).unwrap().is_empty());
+    // a delivers alice's creation; b may now take her next event, not before.
+    a.batch(|s| {
+        s.save_link(
+            &alice.id,
+            Some(&Link {
+                remote_id: "r1".into(),
+                version: None,
+                snapshot: None,
+            }),
+            "f",
+        )?;
+        s.complete_event(claimed_a[0].seq)
+    })
+    .unwrap();
+    let claimed_b = b.claim_due(now, false, 10).unwrap();
+    assert_eq!(claimed_b.len(), 1);
+    assert_eq!(claimed_b[0].event, UserEvent::Blocked);
+    assert_eq!(b.link(&alice.id).unwrap().unwrap().link.remote_id, "r1");
+
+    // a dies holding bob's event: after the lease it is b's.
+    a.set_claim_lease(Duration::from_millis(1));
+    b.complete_event(claimed_b[0].seq).unwrap();
+    let later = now + 60_000 * 2;
+    let taken = b.claim_due(later, false, 10).unwrap();
+    assert_eq!(taken.len(), 1, "bob's creation, its lease over");
+    assert_eq!(taken[0].user_id, bob.id);
+    // A failure ends the lease and sets the retry time.
+    b.fail_event(taken[0].seq, 1, later + 5_000, "boom", false)
+        .unwrap();
+    assert!(b.claim_due(later, false, 10).unwrap().is_empty());
+    assert_eq!(a.claim_due(later + 5_000, false, 10).unwrap().len(), 1);
+
+    // Parked events are requeued as one reconcile per user.
+    let carol = a.add_user(user("carol"), true).unwrap();
+    let due = a.due_events(0, true, 100).unwrap();
+    let event = due.iter().find(|e| e.user_id == carol.id).unwrap();
+    a.fail_event(event.seq, 1, 0, "401", true).unwrap();
+    assert_eq!(a.outbox_depth().unwrap().1, 1);
+    assert_eq!(a.requeue_parked().unwrap(), 1);
+    let pending = a.pending_events().unwrap();
+    let carols: Vec<_> = pending.iter().filter(|e| e.user_id == carol.id).collect();
+    assert_eq!(carols.len(), 1);
+    assert_eq!(carols[0].event, UserEvent::Reconcile);
+
+    // The log, newest first.
+    for (i, outcome) in ["created", "failed"].into_iter().enumerate() {
+        a.append_log(&LogEntry {
+            at: format!("2026-01-0{}T00:00:00Z", i + 1),
+            user_id: alice.id.clone(),
+            operation: "created".into(),
+            http_status: (outcome == "failed").then_some(503),
+            outcome: outcome.into(),
+            error: None,
+            duration_ms: 3,
+        })
+        .unwrap();
+    }
+    let log = b.log_entries(Some(&alice.id), false, 10).unwrap();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].http_status, Some(503));
+    assert_eq!(b.log_entries(None, true, 10).unwrap().len(), 1);
+    let imported = a
+        .import_users(vec![Ok(user("dave")), Ok(user("erin"))])
+        .unwrap();
+    assert_eq!(imported, 2);
+    let all: Vec<String> = b.all_users().unwrap().into_iter().map(|u| u.id).collect();
+    assert_eq!(all, ["1", "2", "3", "4", "5"]);
+}
+
+#[test]
+fn the_store_on_postgres_and_mariadb_behaves_and_claims_in_order() {
+    let pg = TestPostgres::start().unwrap();
+    check_store(&pg.create_database("store").unwrap());
+    drop(pg);
+    let maria = TestMariaDb::start().unwrap();
+    check_store(&maria.create_database("store").unwrap());
+}
