@@ -28,13 +28,15 @@ pub enum Command {
     /// client site, a connection test, manual, automatic and scheduled provisioning, and a
     /// table proving each result on the server. Needs no configuration file.
     Demo,
-    /// Serve SCIM 2.0 from a SQLite directory (the Joomla side). Needs no configuration file.
+    /// Serve SCIM 2.0 from a directory (the Joomla side). Needs no configuration file.
     Serve {
         /// Where to listen.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
-        /// The SQLite file holding the directory.
-        #[arg(long, default_value = "scim-server.db")]
+        /// The directory: a SQLite file, or a postgres:// or mysql:// URL, where several
+        /// `serve` processes answer as one server (the URL may come from the environment,
+        /// out of sight of `ps`).
+        #[arg(long, env = "SCIM_SERVE_DATABASE", default_value = "scim-server.db")]
         database: PathBuf,
         /// The environment variable holding the bearer token; without it, a token is
         /// generated once, shown once, and only its SHA-256 kept in the database.
@@ -114,7 +116,8 @@ pub enum Command {
         /// Serve live metrics in the Prometheus text format at http://ADDR/metrics (such
         /// as 127.0.0.1:9464; keep it on loopback unless the scraper runs elsewhere).
         #[arg(long, value_name = "ADDR")]
-        metrics_listen: Option<String>,        /// The store instead of `[host] database`: an SQLite file, or a postgres:// or
+        metrics_listen: Option<String>,
+        /// The store instead of `[host] database`: an SQLite file, or a postgres:// or
         /// mysql:// URL that several daemons share (also SCIM_PROVISIONER_DATABASE, which
         /// keeps a password out of `ps`).
         #[arg(long, value_name = "URL")]

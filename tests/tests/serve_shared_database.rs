@@ -1,0 +1,449 @@
+//! The server role behind a load balancer (issue 30): four `host-example serve` processes
+//! on one PostgreSQL, and on one MariaDB, each the test's own server on a loopback port,
+//! answer as one server. Two concurrent PUTs with the same `If-Match`, sent to two different
+//! processes, never both win; two concurrent POSTs of one userName never both create; the
+//! token is one for all; and scim2-tester and scim-sanity pass against `serve --database
+//! postgres://…`.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
+use std::time::Duration;
+
+use host_example::database::test_support::{TestMariaDb, TestPostgres};
+use scim_provisioner_tests::peers::{peers_dir, workspace_root};
+use serde_json::{Value, json};
+
+/// How many `serve` processes share the database.
+const PROCESSES: usize = 4;
+/// Rounds of two racing PUTs.
+const PUT_ROUNDS: usize = 200;
+/// Rounds of two racing POSTs.
+const POST_ROUNDS: usize = 25;
+
+fn cli_binary() -> Option<PathBuf> {
+    let bin = workspace_root().join("target/debug/host-example");
+    if bin.is_file() {
+        Some(bin)
+    } else {
+        eprintln!(
+            "SKIPPED: {} is missing (build it with `cargo build --workspace --bins`)",
+            bin.display()
+        );
+        None
+    }
+}
+
+/// A `serve` process, killed on drop.
+struct Serve {
+    child: Child,
+    base_url: String,
+    /// What it printed as its token: the token, or a note that it is kept elsewhere.
+    token_line: String,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `serve --database <url>` with 2 workers; `token_env` names the variable holding
+/// the token (set for it), or `None` to let the database keep the token's hash. Returns
+/// once it printed its base URL and token, that is once it listens.
+fn start_serve(bin: &Path, url: &str, token: Option<&str>) -> Serve {
+    let mut command = Command::new(bin);
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2"])
+        // From the environment, as an operator would (out of sight of `ps`).
+        .env("SCIM_SERVE_DATABASE", url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(t) = token {
+        command
+            .args(["--token-env", "SCIM_SHARED_TEST_TOKEN"])
+            .env("SCIM_SHARED_TEST_TOKEN", t);
+    }
+    let mut child = command.spawn().expect("serve runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let (mut base_url, mut token_line) = (String::new(), String::new());
+    for line in lines.by_ref() {
+        let line = line.expect("a line");
+        if let Some(u) = line.strip_prefix("SCIM base URL:") {
+            base_url = u.trim().to_string();
+        } else if let Some(t) = line.strip_prefix("SCIM bearer token:") {
+            token_line = t.trim().to_string();
+            break;
+        }
+    }
+    // Keep reading what it prints, so it never writes to a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    assert!(!base_url.is_empty(), "serve did not start on {url}");
+    Serve {
+        child,
+        base_url,
+        token_line,
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// A request with a JSON body; the status and the body parsed (`Null` when empty).
+fn send(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    token: &str,
+    if_match: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut builder = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("Authorization", format!("Bearer {token}"))
+        .header("Content-Type", "application/scim+json");
+    if let Some(tag) = if_match {
+        builder = builder.header("If-Match", tag);
+    }
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let request = builder.body(bytes).expect("a request");
+    let mut response = agent.run(request).expect("an answer");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().expect("a body");
+    let value = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status} {text}: {e}"))
+    };
+    (status, value)
+}
+
+fn user(name: &str, title: &str) -> Value {
+    json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": name,
+        "title": title,
+    })
+}
+
+/// The four processes on `url`, sharing `token`; their migrations race on an empty
+/// database, as when a deployment starts them together.
+fn start_four(bin: &Path, url: &str, token: &str) -> Vec<Serve> {
+    let handles: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            let (bin, url, token) = (bin.to_path_buf(), url.to_string(), token.to_string());
+            std::thread::spawn(move || start_serve(&bin, &url, Some(&token)))
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("serve starts"))
+        .collect()
+}
+
+/// Two PUTs with the same `If-Match` to two different processes at once, `PUT_ROUNDS`
+/// times: exactly one 200 and one 412 each round, and the stored resource is the winner's.
+fn racing_puts_never_both_win(serves: &[Serve], token: &str) {
+    let http = agent();
+    let (status, created) = send(
+        &http,
+        "POST",
+        &format!("{}/Users", serves[0].base_url),
+        token,
+        None,
+        Some(&user("racer", "start")),
+    );
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("an id").to_string();
+    let mut version = created["meta"]["version"]
+        .as_str()
+        .expect("a version")
+        .to_string();
+    let barrier = Arc::new(Barrier::new(2));
+    for round in 0..PUT_ROUNDS {
+        let racers: Vec<_> = (0..2)
+            .map(|side| {
+                let url = format!("{}/Users/{id}", serves[(round + side) % PROCESSES].base_url);
+                let (token, version, barrier) =
+                    (token.to_string(), version.clone(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    let http = agent();
+                    let body = user("racer", &format!("round {round} side {side}"));
+                    barrier.wait();
+                    let (status, body) =
+                        send(&http, "PUT", &url, &token, Some(&version), Some(&body));
+                    (status, body)
+                })
+            })
+            .collect();
+        let answers: Vec<(u16, Value)> = racers
+            .into_iter()
+            .map(|r| r.join().expect("a racer"))
+            .collect();
+        let mut statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [200, 412], "round {round}: {answers:?}");
+        let winner = &answers.iter().find(|a| a.0 == 200).expect("a winner").1;
+        version = winner["meta"]["version"]
+            .as_str()
+            .expect("a version")
+            .to_string();
+        // Every process reads the winner's write.
+        let (status, read) = send(
+            &http,
+            "GET",
+            &format!("{}/Users/{id}", serves[(round + 2) % PROCESSES].base_url),
+            token,
+            None,
+            None,
+        );
+        assert_eq!(status, 200);
+        assert_eq!(read["title"], winner["title"], "round {round}");
+        assert_eq!(read["meta"]["version"], winner["meta"]["version"]);
+    }
+}
+
+/// Two POSTs of one userName (in different case) to two processes at once: one 201 and
+/// one 409 `uniqueness`, every round.
+fn racing_posts_never_both_create(serves: &[Serve], token: &str) {
+    let barrier = Arc::new(Barrier::new(2));
+    for round in 0..POST_ROUNDS {
+        let racers: Vec<_> = (0..2)
+            .map(|side| {
+                let url = format!("{}/Users", serves[(round + side + 1) % PROCESSES].base_url);
+                let name = if side == 0 {
+                    format!("twin.{round}")
+                } else {
+                    format!("TWIN.{round}")
+                };
+                let (token, barrier) = (token.to_string(), Arc::clone(&barrier));
+                std::thread::spawn(move || {
+                    let http = agent();
+                    barrier.wait();
+                    send(
+                        &http,
+                        "POST",
+                        &url,
+                        &token,
+                        None,
+                        Some(&user(&name, "twin")),
+                    )
+                })
+            })
+            .collect();
+        let answers: Vec<(u16, Value)> = racers
+            .into_iter()
+            .map(|r| r.join().expect("a racer"))
+            .collect();
+        let mut statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+        statuses.sort_unstable();
+        assert_eq!(statuses, [201, 409], "round {round}: {answers:?}");
+        let refused = &answers.iter().find(|a| a.0 == 409).expect("a refusal").1;
+        assert_eq!(refused["scimType"], "uniqueness", "{refused}");
+    }
+}
+
+/// A `/Bulk` request through one process: each operation is applied or refused on its
+/// own (a duplicate is refused, the rest land), and the others read what it wrote.
+fn bulk_operations_land_one_by_one(serves: &[Serve], token: &str) {
+    let http = agent();
+    let bulk = json!({
+        "schemas": ["urn:ietf:params:scim:api:messages:2.0:BulkRequest"],
+        "Operations": [
+            {"method": "POST", "path": "/Users", "bulkId": "a", "data": user("bulk.a", "x")},
+            {"method": "POST", "path": "/Users", "bulkId": "b", "data": user("BULK.A", "x")},
+            {"method": "POST", "path": "/Users", "bulkId": "c", "data": user("bulk.c", "x")},
+        ]
+    });
+    let (status, answer) = send(
+        &http,
+        "POST",
+        &format!("{}/Bulk", serves[1].base_url),
+        token,
+        None,
+        Some(&bulk),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let statuses: Vec<String> = answer["Operations"]
+        .as_array()
+        .expect("operations")
+        .iter()
+        .map(|o| o["status"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(statuses, ["201", "409", "201"], "{answer}");
+    for name in ["bulk.a", "bulk.c"] {
+        let (status, found) = send(
+            &http,
+            "GET",
+            &format!(
+                "{}/Users?filter=userName%20eq%20%22{name}%22",
+                serves[3].base_url
+            ),
+            token,
+            None,
+            None,
+        );
+        assert_eq!(
+            (status, found["totalResults"].as_u64()),
+            (200, Some(1)),
+            "{found}"
+        );
+    }
+}
+
+fn tool(name: &str) -> PathBuf {
+    let path = peers_dir().join("venv").join("bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-peers",
+        path.display()
+    );
+    path
+}
+
+/// scim2-tester, then scim-sanity, against one of the processes.
+fn conformance_suites_pass(serve: &Serve, token: &str) {
+    let out = Command::new(tool("scim2"))
+        .args(["--url", &serve.base_url, "test"])
+        .env("SCIM_CLI_HEADERS", format!("Authorization: Bearer {token}"))
+        .output()
+        .expect("scim2 runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let successes = text.lines().filter(|l| l.starts_with("SUCCESS")).count();
+    let failures: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("ERROR") || l.starts_with("FAIL") || l.starts_with("CRITICAL"))
+        .collect();
+    assert!(out.status.success(), "scim2 test failed:\n{text}");
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(successes >= 100, "only {successes} checks ran:\n{text}");
+
+    let out = Command::new(tool("scim-sanity"))
+        .args([
+            "probe",
+            &serve.base_url,
+            "--token",
+            token,
+            "--i-accept-side-effects",
+        ])
+        .output()
+        .expect("scim-sanity runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "scim-sanity failed:\n{text}");
+    assert!(!text.contains("[FAIL]"), "{text}");
+    assert!(text.contains("All tests passed"), "{text}");
+}
+
+/// Without `--token-env`, the first process makes the token and keeps its hash in the
+/// database; a second process on it admits the same token.
+fn the_token_is_one_for_all(bin: &Path, url: &str) {
+    let first = start_serve(bin, url, None);
+    let token = first
+        .token_line
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(token.len(), 64, "{:?}", first.token_line);
+    let second = start_serve(bin, url, None);
+    assert!(
+        second.token_line.contains("only its hash is kept"),
+        "{}",
+        second.token_line
+    );
+    let http = agent();
+    for serve in [&first, &second] {
+        let users = format!("{}/Users", serve.base_url);
+        assert_eq!(send(&http, "GET", &users, &token, None, None).0, 200);
+        assert_eq!(send(&http, "GET", &users, "wrong", None, None).0, 401);
+    }
+}
+
+/// The users the processes wrote are in the database itself (not in a SQLite file).
+fn the_database_holds_the_users(url: &str) {
+    use host_example::database::{DatabaseUrl, Db};
+    let url = DatabaseUrl::parse(url, Path::new("/")).expect("a URL");
+    let mut db = Db::connect(&url).expect("the database answers");
+    let row = db
+        .query_opt(
+            "SELECT COUNT(*) FROM scim_resources WHERE kind = 'User' AND unique_key = ?",
+            &["racer".into()],
+        )
+        .expect("a count")
+        .expect("a row");
+    assert_eq!(row.int(0).expect("a number"), 1);
+}
+
+fn random_token() -> String {
+    host_example::serve::generate_token()
+}
+
+#[test]
+fn four_serve_processes_on_one_postgres_answer_as_one_server() {
+    let Some(bin) = cli_binary() else { return };
+    let pg = TestPostgres::start().expect("PostgreSQL starts");
+    let url = pg.create_database("serve_race").expect("a database");
+    let token = random_token();
+    let serves = start_four(&bin, &url, &token);
+    racing_puts_never_both_win(&serves, &token);
+    racing_posts_never_both_create(&serves, &token);
+    bulk_operations_land_one_by_one(&serves, &token);
+    drop(serves);
+    the_database_holds_the_users(&url);
+    the_token_is_one_for_all(
+        &bin,
+        &pg.create_database("serve_token").expect("a database"),
+    );
+}
+
+#[test]
+fn four_serve_processes_on_one_mariadb_answer_as_one_server() {
+    let Some(bin) = cli_binary() else { return };
+    let maria = TestMariaDb::start().expect("MariaDB starts");
+    let url = maria.create_database("serve_race").expect("a database");
+    let token = random_token();
+    let serves = start_four(&bin, &url, &token);
+    racing_puts_never_both_win(&serves, &token);
+    racing_posts_never_both_create(&serves, &token);
+    bulk_operations_land_one_by_one(&serves, &token);
+    drop(serves);
+    the_database_holds_the_users(&url);
+    the_token_is_one_for_all(
+        &bin,
+        &maria.create_database("serve_token").expect("a database"),
+    );
+}
+
+#[test]
+fn conformance_suites_pass_on_postgres() {
+    let Some(bin) = cli_binary() else { return };
+    let pg = TestPostgres::start().expect("PostgreSQL starts");
+    let url = pg.create_database("serve_conformance").expect("a database");
+    let token = random_token();
+    let serve = start_serve(&bin, &url, Some(&token));
+    conformance_suites_pass(&serve, &token);
+}
+
+#[test]
+fn conformance_suites_pass_on_mariadb() {
+    let Some(bin) = cli_binary() else { return };
+    let maria = TestMariaDb::start().expect("MariaDB starts");
+    let url = maria
+        .create_database("serve_conformance")
+        .expect("a database");
+    let token = random_token();
+    let serve = start_serve(&bin, &url, Some(&token));
+    conformance_suites_pass(&serve, &token);
+}
