@@ -61,7 +61,7 @@ impl TargetRate {
     fn new(base_url: &str) -> Self {
         TargetRate {
             base_url: base_url.trim_end_matches('/').to_string(),
-            adaptive: std::sync::atomic::AtomicBool::new(true),
+            adaptive: std::sync::atomic::AtomicBool::new(adaptive_by_default()),
             state: Mutex::new(State {
                 controller: RateController::new(RateConfig::default(), None),
                 in_flight: 0,
@@ -223,6 +223,14 @@ impl TargetRate {
     }
 }
 
+/// The environment variable that turns adaptation off for every target of the process
+/// (`off`), as [`TargetRate::set_adaptive`] does for one.
+pub const RATE_CONTROL_ENV: &str = "SCIM_RATE_CONTROL";
+
+fn adaptive_by_default() -> bool {
+    std::env::var(RATE_CONTROL_ENV).map_or(true, |v| !v.eq_ignore_ascii_case("off"))
+}
+
 fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -330,22 +338,31 @@ mod tests {
     fn a_429_is_sent_again_after_retry_after_and_paces_the_target() {
         let base = "http://127.0.0.1:9/rate-test-429";
         let target = for_target(base);
-        let mut answers = vec![answer(201, None), answer(429, Some("1"))];
+        let mut answers = vec![
+            answer(201, None),
+            answer(429, Some("1")),
+            // Popped first: sent again at once, so the two refusals make a run.
+            answer(429, Some("0")),
+        ];
         let started = Instant::now();
         let got = target
             .send(request(base, Method::Post, "/Users"), &mut |_| {
-                Ok(answers.pop().expect("two answers"))
+                Ok(answers.pop().expect("three answers"))
             })
             .expect("answered");
         assert_eq!(got.status, 201);
         assert!(
             started.elapsed() >= Duration::from_secs(1),
-            "Retry-After honoured"
+            "each Retry-After honoured"
         );
         let stats = target.stats();
-        assert_eq!((stats.requests, stats.throttled, stats.retried), (2, 1, 1));
-        assert!(target.requests_per_second().is_some(), "paced after a 429");
-        // The window of 2 was halved by the 429, and grew by one with the 201 that filled it.
+        assert_eq!((stats.requests, stats.throttled, stats.retried), (3, 2, 2));
+        assert!(
+            target.requests_per_second().is_some(),
+            "paced after a run of 429s"
+        );
+        // The window of 2 was halved by the second 429, and grew by one with the 201 that
+        // filled it.
         assert_eq!(current_concurrency(base), Some(2));
     }
 

@@ -8,16 +8,20 @@
 //! it (a 429 storm) or crawling (a fixed, timid setting):
 //!
 //! - **concurrency** (a window): `+1` per window's worth of answers while the window was
-//!   full; halved on 429, 503 or rising latency;
-//! - **pace** (requests per second): none until the server first refuses; then the rate
-//!   it was taking, times [`RateConfig::rate_decrease`], growing by
+//!   full; halved on a run of 429s or 503s, or rising latency;
+//! - **pace** (requests per second): none until the server first refuses in a run; then the
+//!   rate it was taking, times [`RateConfig::rate_decrease`], growing by
 //!   [`RateConfig::rate_increase`] requests/s every second the pace held sends back. A
 //!   limit counted in requests per second (a token bucket) is met by the pace: no
 //!   concurrency is low enough for it when answers take milliseconds;
-//! - **bulk size**: `+1` per `/Bulk` answered, halved on 429, 503 or 413 to a `/Bulk`;
-//! - **`Retry-After`** is always honoured: nothing is sent to the target before it passes.
+//! - **bulk size**: `+1` per `/Bulk` answered, halved on a run of 429s or 503s, or a 413,
+//!   to a `/Bulk`;
+//! - **`Retry-After`** is always honoured: a refused request is not sent again before it
+//!   passes, and after a 503 with it nothing goes to the target until then.
 //!
-//! A signal cuts once per round: an answer to a request sent before the last cut does not
+//! A limit refuses in runs; a single refusal now and then (a flaky gateway) only has its
+//! request sent again: a run is at least 2 refusals in a second and 5% of its answers. A
+//! signal cuts once per round: an answer to a request sent before the last cut does not
 //! cut again (a burst of refusals to requests already in flight is one signal).
 //!
 //! Pure: the host passes the clock (milliseconds of its own monotonic clock) and each
@@ -65,7 +69,7 @@ impl Default for RateConfig {
         RateConfig {
             max_concurrency: 8,
             max_bulk: 100,
-            rate_increase: 1.0,
+            rate_increase: 5.0,
             rate_decrease: 0.9,
             window_decrease: 0.5,
             latency_factor: 2.0,
@@ -180,6 +184,8 @@ pub struct RateController {
     paced_ms: Option<u64>,
     /// When each request answered (not refused) in the last second was answered.
     kept: VecDeque<u64>,
+    /// When each refusal (429, 503) in the last second came.
+    refused: VecDeque<u64>,
     smoothed_latency_ms: Option<f64>,
     baseline_latency_ms: Option<f64>,
     cuts: u64,
@@ -218,6 +224,7 @@ impl RateController {
             window_full_ms: None,
             paced_ms: None,
             kept: VecDeque::new(),
+            refused: VecDeque::new(),
             smoothed_latency_ms: None,
             baseline_latency_ms: None,
             cuts: 0,
@@ -311,6 +318,13 @@ impl RateController {
         {
             self.kept.pop_front();
         }
+        while self
+            .refused
+            .front()
+            .is_some_and(|t| now.saturating_sub(*t) > RECENT_MS)
+        {
+            self.refused.pop_front();
+        }
         match signal {
             Signal::Kept => {
                 self.kept.push_back(now);
@@ -323,12 +337,22 @@ impl RateController {
                 Verdict::Deliver
             }
             Signal::Throttled | Signal::Unavailable => {
-                self.cut(answer.sent_ms, now, true, answer.bulk);
+                self.refused.push_back(now);
+                // A limit refuses in runs; a refusal now and then (a flaky gateway, another
+                // client's burst) is sent again without slowing everything down.
+                let refused = self.refused.len();
+                if refused >= 2 && refused * 20 >= self.kept.len() + refused {
+                    self.cut(answer.sent_ms, now, true, answer.bulk);
+                }
                 let wait_ms = answer.retry_after_s.map(|s| u64::from(s) * 1000);
-                if let Some(wait) = wait_ms {
-                    // Honoured for the whole target: the server asked this client to wait.
-                    // Past the longest wait the host holds requests, each request meets the
-                    // server's answer itself and goes back to its caller with it.
+                if let Some(wait) = wait_ms
+                    && signal == Signal::Unavailable
+                {
+                    // A 503 with Retry-After is the server as a whole saying "not before":
+                    // honoured for the whole target. (Past the longest wait the host holds
+                    // requests, each meets the server's answer itself.) A 429's Retry-After
+                    // holds the refused request; the cut pace slows the rest, so that a
+                    // refusal now and then does not stall every worker.
                     let hold = wait.min(self.config.max_retry_wait_ms);
                     self.paused_until_ms = self.paused_until_ms.max(now.saturating_add(hold));
                 }
@@ -415,9 +439,10 @@ impl RateController {
 }
 
 /// The wait before sending again a refused request that came without `Retry-After`:
-/// 1 s, doubling, at most 32 s.
+/// 250 ms, doubling, at most 32 s (a gateway's passing 503 clears in well under a second;
+/// the pace, cut meanwhile, keeps a real limit from being hammered).
 fn backoff_ms(attempt: u32) -> u64 {
-    1_000u64 << attempt.min(5)
+    250u64 << attempt.min(7)
 }
 
 /// The setting remembered in a dialect document, if it holds one.

@@ -200,11 +200,11 @@ fn a_token_bucket_is_met_with_few_refusals_and_near_its_limit() {
     let paced = setting.requests_per_second.expect("paced after refusals");
     assert!((35..=60).contains(&paced), "{setting:?}");
 
-    // The next session starts from the remembered pace: hardly a refusal at all.
+    // The next session starts from the remembered pace: few refusals.
     let mut again = RateController::new(config(8), Some(setting));
     let mut server = TokenBucket::new(50.0, 4);
     let run = simulate(&mut again, &mut server, 8, 1_000);
-    assert!(run.refused <= 10, "{run:?}");
+    assert!(run.refused <= 30, "{run:?}");
 }
 
 /// Without a limit the window grows to the most the host allows, and nothing is cut.
@@ -264,12 +264,33 @@ fn answer(status: u16, retry_after_s: Option<u32>, sent_ms: u64, now_ms: u64) ->
 }
 
 #[test]
-fn retry_after_holds_every_request_to_the_target() {
+fn retry_after_holds_the_request_and_after_a_503_the_target() {
+    // A 429: the refused request waits its Retry-After; the others go on at the cut pace.
     let mut c = RateController::new(config(4), None);
     assert_eq!(c.admit(0, 0), Admission::Go);
     c.on_sent(0, 1);
     assert_eq!(
         c.on_answer(answer(429, Some(3), 0, 10)),
+        Verdict::RetryAt(3_010)
+    );
+    assert_eq!(
+        c.requests_per_second(),
+        None,
+        "one refusal alone does not slow down"
+    );
+    assert_eq!(
+        c.on_answer(answer(429, Some(3), 5, 12)),
+        Verdict::RetryAt(3_012)
+    );
+    assert!(
+        c.requests_per_second().is_some(),
+        "a run of them does: paced from now on"
+    );
+    assert!(!matches!(c.admit(3_000, 0), Admission::WaitUntil(t) if t >= 3_010));
+    // A 503 with Retry-After: nothing goes to the target before it has passed.
+    let mut c = RateController::new(config(4), None);
+    assert_eq!(
+        c.on_answer(answer(503, Some(3), 0, 10)),
         Verdict::RetryAt(3_010)
     );
     assert_eq!(c.admit(11, 0), Admission::WaitUntil(3_010));
@@ -291,12 +312,9 @@ fn retry_after_holds_every_request_to_the_target() {
         c.on_answer(answer(503, Some(1), 0, 10)),
         Verdict::RetryAt(1_010)
     );
-    // Without Retry-After: backoff, and at most `max_retries` times.
+    // Without Retry-After: backoff from 250 ms, and at most `max_retries` times.
     let mut c = RateController::new(config(4), None);
-    assert_eq!(
-        c.on_answer(answer(429, None, 0, 10)),
-        Verdict::RetryAt(1_010)
-    );
+    assert_eq!(c.on_answer(answer(429, None, 0, 10)), Verdict::RetryAt(260));
     let last = Answer {
         attempt: c.config().max_retries,
         ..answer(429, None, 0, 10)
@@ -345,11 +363,12 @@ fn bulk_size_halves_on_refusal_and_grows_back() {
     };
     c.on_answer(too_large);
     assert_eq!(c.bulk_size(), 25);
-    let throttled = Answer {
-        bulk: true,
-        ..answer(429, Some(1), 10, 15)
-    };
-    c.on_answer(throttled);
+    for at in [10, 12] {
+        c.on_answer(Answer {
+            bulk: true,
+            ..answer(429, Some(1), at, at + 5)
+        });
+    }
     assert_eq!(c.bulk_size(), 12);
     assert_eq!(c.setting().bulk_size, Some(12));
     for i in 0..5 {
