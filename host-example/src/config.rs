@@ -238,14 +238,16 @@ pub struct HostConfig {
 }
 
 impl HostConfig {
-    /// Reads and parses a file.
+    /// Reads and parses a file (the `cli` feature: toml).
+    #[cfg(feature = "cli")]
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading the configuration {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
-    /// Parses TOML text.
+    /// Parses TOML text (the `cli` feature: toml).
+    #[cfg(feature = "cli")]
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         let mut table: toml::Table = toml::from_str(text).context("not valid TOML")?;
         let scim = table
@@ -402,7 +404,7 @@ impl HostConfig {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cli"))]
 mod tests {
     use super::*;
 

@@ -5,7 +5,7 @@
 //! happens inside the component; the host carries requests, stores and schedules.
 //!
 //! ```no_run
-//! use host_example::{ConnectorSettings, Runtime, Credentials};
+//! use host_example::{ConnectorSettings, Credentials, Flatten, Runtime};
 //!
 //! # fn main() -> anyhow::Result<()> {
 //! let runtime = Runtime::new(Runtime::built_component_path())?;
@@ -15,8 +15,9 @@
 //!     timeout_ms: 30_000,
 //!     policy_json: String::new(),
 //! };
-//! let mut session = runtime.open(&settings)?.map_err(|e| anyhow::anyhow!("{e}"))?;
-//! let caps = session.test_connection()?;
+//! // One typed error (`host_example::Error`): the component's refusal, a guest limit, or other.
+//! let mut session = runtime.connect(&settings)?;
+//! let caps = session.test_connection().flatten_err()?;
 //! println!("{caps:?}");
 //! # Ok(())
 //! # }
@@ -32,9 +33,12 @@ pub mod demo;
 pub mod describe;
 pub mod dialect;
 pub mod directory;
+mod error;
 mod host_state;
 pub mod http;
 pub mod ids;
+// The command line's `users import` (csv): only with the `cli` feature.
+#[cfg(feature = "cli")]
 pub mod import;
 mod limits;
 pub mod logging;
@@ -48,6 +52,7 @@ pub mod store;
 pub mod sync;
 
 pub use describe::{action_label, describe_error};
+pub use error::{Error, Flatten};
 pub use host_state::{DirectoryBackend, HostState, add_to_linker};
 pub use limits::GuestLimits;
 pub use runtime::{
