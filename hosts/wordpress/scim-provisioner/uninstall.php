@@ -18,6 +18,8 @@ global $wpdb;
 
 ScimProvisioner\WordPress\Cron::unschedule();
 ScimProvisioner\WordPress\Schema::drop();
+ScimProvisioner\WordPress\Metrics::drop();
+delete_option(ScimProvisioner\WordPress\SyncProgress::OPTION);
 delete_option(ScimProvisioner\WordPress\Settings::OPTION);
 delete_option(ScimProvisioner\WordPress\ServerService::OPTION);
 $wpdb->query($wpdb->prepare(

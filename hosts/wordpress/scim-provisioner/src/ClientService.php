@@ -39,6 +39,8 @@ final class ClientService
     private const SYNC_LOCK = 'scim_provisioner_sync';
 
     private ?Connector $connector = null;
+    /** Users a running sync counted as done before its batches (its drained changes), for its progress. */
+    private int $progressDone = 0;
     private ?UserFields $fields = null;
     /** Identifies this process's claims in the outbox. */
     private readonly string $owner;
@@ -193,8 +195,12 @@ final class ClientService
                     return ['ok' => false, 'counts' => [], 'message' => 'a sync is already running'];
                 }
                 try {
-                    return $this->doSync($allowDeletes, $started);
+                    $result = $this->doSync($allowDeletes, $started);
+                    Metrics::add('scim_syncs_total', ['result' => $result['ok'] ? 'ok' : 'failed']);
+                    return $result;
                 } finally {
+                    SyncProgress::finish();
+                    Metrics::flush();
                     try {
                         $wpdb->query($wpdb->prepare('SELECT RELEASE_LOCK(%s)', $lock));
                     } catch (DatabaseUnavailableException) {
@@ -399,6 +405,7 @@ final class ClientService
             Links::recordResult($userId, $message);
         }
         $outbox->complete($row['id'], $this->owner);
+        Metrics::userProvisioned($outcome->action->value, true);
         $this->plugin->log()->add(
             $userId,
             $login,
@@ -430,6 +437,10 @@ final class ClientService
         $this->plugin->outbox()->fail($row['id'], $this->owner, $attempts, time() + $delay, $message, $status, $park);
         $userId = (int) $row['user_id'];
         $event = (string) $row['event'];
+        Metrics::userProvisioned(Metrics::attemptedAction($event), false);
+        if (!$park) {
+            Metrics::add('scim_client_retries_total', ['reason' => Metrics::retryReason($status, $retry)]);
+        }
         $this->plugin->log()->add($userId, $login, $event, 'failed', $status, $message, self::ms($started));
         $text = ($park ? 'failed, parked: ' : "failed, will retry in {$delay} s: ") . $message;
         if (get_userdata((int) $row['user_id']) instanceof \WP_User) {
@@ -463,9 +474,11 @@ final class ClientService
                 . "threshold of {$threshold}; nothing was sent. Check the plan, then confirm to allow it.";
             return ['ok' => false, 'counts' => $counts, 'message' => $message];
         }
+        $drained = 0;
         if ($queued) {
             // The queued changes go first, in order; what they sent is counted with the rest.
             foreach ($this->drain(null, true)['results'] as $r) {
+                $drained++;
                 $key = $r['ok'] ? (string) $r['action'] : 'failed';
                 $counts[$key] = ($counts[$key] ?? 0) + 1;
             }
@@ -481,6 +494,10 @@ final class ClientService
             }
             $items[] = $w;
         }
+        // The progress counts the drained changes as done, and the sync's time from its start.
+        $startedAt = microtime(true) - (hrtime(true) - $started) / 1e9;
+        SyncProgress::start($drained + count($items), $drained, $counts['failed'], $startedAt);
+        $this->progressDone = $drained;
         $this->sendBatches($items, $counts);
         $message = sprintf(
             '%d created, %d adopted, %d updated, %d unchanged, %d deactivated, %d deleted, %d skipped, %d failed',
@@ -517,6 +534,9 @@ final class ClientService
         /** Filters how many connectors a sync runs at once. */
         $maxWorkers = max(1, (int) apply_filters('scim_provisioner_sync_workers', self::SYNC_WORKERS));
         $workers = (int) min($maxWorkers, ceil(count($items) / $batchSize));
+        $target = ['target' => Metrics::origin($connector->baseUrl)];
+        Metrics::set('scim_client_concurrency', $target, $maxWorkers);
+        $requestsRecorded = $counts['requests'];
         $connectors = [$connector];
         for ($i = 1; $i < $workers; $i++) {
             $connectors[] = Connector::open($this->plugin->runtime(), $this->plugin->settings()->connectorConfig());
@@ -568,6 +588,17 @@ final class ClientService
             foreach (Concurrent::provisionBatches($jobs) as $j => $result) {
                 $this->recordBatch($jobChunks[$j], $result, $started, $policyJson, $counts);
             }
+            // Live for the "Sync now" screen and the dashboard, once per round.
+            $done = 0;
+            foreach ($chunks as $list) {
+                foreach (array_slice($list, 0, $round + 1) as $chunk) {
+                    $done += count($chunk);
+                }
+            }
+            SyncProgress::advance($this->progressDone + $done, $counts['failed']);
+            Metrics::add('scim_client_requests_total', $target, $counts['requests'] - $requestsRecorded);
+            $requestsRecorded = $counts['requests'];
+            Metrics::flush();
         }
     }
 
@@ -628,6 +659,7 @@ final class ClientService
         if ($result instanceof \Throwable) {
             foreach ($chunk as $w) {
                 $counts['failed']++;
+                Metrics::userProvisioned(Metrics::attemptedAction($w['planned']->value), false);
                 $log[] = $row($w, 'failed', null, $result->getMessage());
             }
             return $log;
@@ -642,9 +674,11 @@ final class ClientService
                 $meta[] = ['user_id' => $w['user_id'], 'link' => $r->link, 'fingerprint' => $fingerprint,
                     'result' => $text];
                 $counts[$r->action->value] = ($counts[$r->action->value] ?? 0) + 1;
+                Metrics::userProvisioned($r->action->value, true);
                 $log[] = $row($w, $r->action->value, null, $r->reason);
             } else {
                 $counts['failed']++;
+                Metrics::userProvisioned(Metrics::attemptedAction($w['planned']->value), false);
                 $message = $r instanceof \Throwable ? $r->getMessage() : 'no result';
                 // The link stays as it was: the user is tried again by the next sync.
                 $meta[] = ['user_id' => $w['user_id'], 'link' => false, 'fingerprint' => null,

@@ -48,9 +48,11 @@ final class Plugin
     {
         $plugin = self::instance();
         Schema::maybeUpgrade();
+        Metrics::maybeInstall();
         UserHooks::register($plugin);
         Cron::register($plugin);
         RestController::register($plugin);
+        MetricsRoutes::register($plugin);
         add_action('admin_notices', [$plugin, 'renderAdminNotices']);
         // The admin screens (WP-admin's part) register themselves through this class.
         if (is_admin() && class_exists(Admin\Admin::class)) {

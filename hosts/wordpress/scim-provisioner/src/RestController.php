@@ -103,7 +103,10 @@ final class RestController
             $headers,
             (string) $request->get_body(),
         );
-        return self::toRest($this->plugin->server()->handle($scim, $token));
+        $started = hrtime(true);
+        $response = $this->plugin->server()->handle($scim, $token);
+        Metrics::serverRequest($scim->method, $scim->path, $response->status, (hrtime(true) - $started) / 1e9);
+        return self::toRest($response);
     }
 
     /**
@@ -130,6 +133,8 @@ final class RestController
             return $result;
         }
         $status = $result->get_status();
+        $path = substr($request->get_route(), strlen('/' . ServerService::NAMESPACE));
+        Metrics::serverRequest($request->get_method(), $path, $status, null);
         $data = $result->get_data();
         $detail = is_array($data) && isset($data['message'])
             ? wp_strip_all_tags((string) $data['message'])

@@ -24,6 +24,8 @@ final class AdminHooks
     public static function register(): void
     {
         add_action('admin_menu', [SettingsPage::class, 'addMenu']);
+        add_action('wp_dashboard_setup', [DashboardWidget::class, 'register']);
+        add_action('load-index.php', [DashboardWidget::class, 'load']);
         foreach (self::ACTIONS as $name => $handler) {
             add_action('admin_post_scim_provisioner_' . $name, $handler);
         }

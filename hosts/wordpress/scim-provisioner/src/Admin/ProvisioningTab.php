@@ -260,7 +260,9 @@ final class ProvisioningTab
         submit_button($confirm, 'primary', 'confirm', false, ['id' => 'scim-confirm-sync']);
         $cancel = esc_url(SettingsPage::url('provisioning'));
         echo ' <a class="button" id="scim-cancel-sync" href="' . $cancel . '">' . esc_html__('Cancel') . '</a></p>';
-        echo '</form></div>';
+        echo '</form>';
+        SyncProgressView::render('scim-confirm-form');
+        echo '</div>';
     }
 
     /** @param array<string, int|string> $counts */
