@@ -50,6 +50,7 @@ pub mod serve;
 mod sqlite_page_cache;
 pub mod store;
 pub mod sync;
+pub mod sync_pages;
 
 pub use describe::{action_label, describe_error};
 pub use error::{Error, Flatten};

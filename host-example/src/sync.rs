@@ -322,6 +322,46 @@ pub fn sync_with_progress(
     options: &SyncOptions,
     on_progress: &mut dyn FnMut(SyncProgress),
 ) -> anyhow::Result<SyncSummary> {
+    run(
+        runtime,
+        settings,
+        store,
+        options,
+        on_progress,
+        &mut |store| plan(runtime, settings, store, options.full),
+    )
+}
+
+/// [`sync_with_progress`] with the plan read from the store's database in pages through
+/// `db`, a connection of its own to it (see [`crate::sync_pages`]): a resync of a large
+/// store holds one page of users, not all of them.
+pub fn sync_paged(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    store: &mut Store,
+    db: &mut crate::database::Db,
+    options: &SyncOptions,
+    on_progress: &mut dyn FnMut(SyncProgress),
+) -> anyhow::Result<SyncSummary> {
+    run(
+        runtime,
+        settings,
+        store,
+        options,
+        on_progress,
+        &mut |store| crate::sync_pages::plan_paged(runtime, settings, db, store, options.full),
+    )
+}
+
+/// A sync with the plan `planner` makes: the outbox drained first, then the plan executed.
+fn run(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    store: &mut Store,
+    options: &SyncOptions,
+    on_progress: &mut dyn FnMut(SyncProgress),
+    planner: &mut dyn FnMut(&Store) -> anyhow::Result<SyncPlan>,
+) -> anyhow::Result<SyncSummary> {
     let mut summary = SyncSummary::default();
     if !options.plan_only {
         // The target's adaptive rate control, under this sync's limits, from where the last
@@ -348,7 +388,7 @@ pub fn sync_with_progress(
         )?;
         crate::dialect::save(store, &mut session, &settings.base_url)?;
     }
-    let mut plan = plan(runtime, settings, store, options.full)?;
+    let mut plan = planner(store)?;
     summary.unchanged = plan.unchanged;
     summary.parked = plan.parked;
     if options.plan_only {
@@ -660,7 +700,7 @@ fn run_queue(
 }
 
 /// The `meta` key that marks a user parked by a sync (its value: the user's fingerprint).
-fn parked_key(user_id: &str) -> String {
+pub(crate) fn parked_key(user_id: &str) -> String {
     format!("sync-parked {user_id}")
 }
 

@@ -1,0 +1,356 @@
+//! The reconcile's plan read from the store in pages (issue 30): users with their links'
+//! fingerprints, [`PAGE`] at a time in id order (keyset paging: each page starts after the
+//! last id of the one before, so every page costs the same), then the links whose user is
+//! gone. A link's snapshot is read only for a user that needs a call. What is held at once
+//! is one page and the users that need a call: a no-change resync of 1,000,000 users holds
+//! one page, where [`crate::sync::plan`] held every user and every link.
+//!
+//! It reads through a connection of its own ([`crate::database::Db`]) to the store's
+//! database, SQLite, PostgreSQL or MariaDB alike, over the store's tables (`users`, `links`,
+//! the same logical schema on all three).
+
+use std::collections::HashMap;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+use crate::database::{Db, Row};
+use crate::describe::describe_error;
+use crate::runtime::{ConnectorSettings, Runtime};
+use crate::store::{Store, StoredLink, UserRecord};
+use crate::sync::{SyncPlan, WorkItem, parked_key};
+use crate::types::{Link, UserEvent};
+
+/// Users (with their links) read per query.
+pub const PAGE: usize = 1000;
+
+/// A user's link as the scan reads it: enough to tell an unchanged user (its fingerprint);
+/// the rest of the link (the snapshot, the bulk of it) is read only for a user that needs a
+/// call.
+pub struct LinkHead {
+    /// The remote id.
+    pub remote_id: String,
+    /// The user's fingerprint when it was last provisioned.
+    pub fingerprint: String,
+}
+
+/// One page of users with their links' heads, after `after` (every user when `None`), in
+/// id order.
+fn users_page(
+    db: &mut Db,
+    after: Option<&str>,
+    limit: usize,
+) -> anyhow::Result<Vec<(UserRow, Option<LinkHead>)>> {
+    // The page of users, then the links in the same id range, matched here: two index
+    // range scans. A join looked each user's link up in the index one by one (PostgreSQL
+    // even merged every page with the whole links index from its start).
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    const USERS: &str = "SELECT id, name, mail, fields, active FROM users";
+    let rows = match after {
+        Some(id) => db.query(
+            &format!("{USERS} WHERE id > ? ORDER BY id LIMIT ?"),
+            &[id.into(), limit.into()],
+        )?,
+        None => db.query(&format!("{USERS} ORDER BY id LIMIT ?"), &[limit.into()])?,
+    };
+    let Some(last) = rows.last().map(|r| r.text(0)).transpose()? else {
+        return Ok(Vec::new());
+    };
+    const LINKS: &str = "SELECT user_id, remote_id, fingerprint FROM links";
+    let link_rows = match after {
+        Some(id) => db.query(
+            &format!("{LINKS} WHERE user_id > ? AND user_id <= ?"),
+            &[id.into(), last.as_str().into()],
+        )?,
+        None => db.query(
+            &format!("{LINKS} WHERE user_id <= ?"),
+            &[last.as_str().into()],
+        )?,
+    };
+    let mut heads: HashMap<String, LinkHead> = HashMap::with_capacity(link_rows.len());
+    for r in &link_rows {
+        heads.insert(
+            r.text(0)?,
+            LinkHead {
+                remote_id: r.text(1)?,
+                fingerprint: r.text(2)?,
+            },
+        );
+    }
+    rows.iter()
+        .map(|r| {
+            let user = UserRow {
+                id: r.text(0)?,
+                name: r.text(1)?,
+                mail: r.text(2)?,
+                fields: r.text(3)?,
+                active: r.bool(4)?,
+            };
+            let link = heads.remove(&user.id);
+            Ok((user, link))
+        })
+        .collect()
+}
+
+/// The links whose user is gone, in user id order. In one query, not in pages: each one
+/// becomes a deprovisioning the plan holds anyway, and one anti-join costs less than a page
+/// of them each (PostgreSQL hashes every user for each).
+fn orphan_links(db: &mut Db) -> anyhow::Result<Vec<(String, StoredLink)>> {
+    let rows = db.query(
+        "SELECT l.user_id, l.remote_id, l.version, l.snapshot, l.fingerprint FROM links l
+         WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = l.user_id) ORDER BY l.user_id",
+        &[],
+    )?;
+    rows.iter()
+        .map(|r| Ok((r.text(0)?, link_of(r, r.text(1)?, 2)?)))
+        .collect()
+}
+
+/// A user as stored: its fields still the stored JSON text, parsed only when needed.
+pub struct UserRow {
+    /// The CMS id.
+    pub id: String,
+    /// The login name.
+    pub name: String,
+    /// The e-mail address.
+    pub mail: String,
+    /// The other fields, as the store's JSON object text.
+    pub fields: String,
+    /// Not blocked.
+    pub active: bool,
+}
+
+impl UserRow {
+    /// The user, its fields parsed as the store parses them (text that is not a JSON object
+    /// is no fields).
+    pub fn record(self) -> UserRecord {
+        UserRecord {
+            fields: serde_json::from_str::<Value>(&self.fields)
+                .ok()
+                .and_then(|v| match v {
+                    Value::Object(m) => Some(m),
+                    _ => None,
+                })
+                .unwrap_or_default(),
+            id: self.id,
+            name: self.name,
+            mail: self.mail,
+            active: self.active,
+        }
+    }
+
+    /// [`UserRecord::fingerprint`] without parsing the fields: the canonical text it hashes
+    /// (`{"active":…,"fields":…,"id":…,"mail":…,"name":…,"policy":…}`, keys in order) made
+    /// with the stored fields text as it is. The store writes that text in the same
+    /// canonical form, so for a user the host wrote this is the fingerprint; for any other
+    /// text it differs, and the caller falls back to the real one. `buf` is reused.
+    pub fn quick_fingerprint(&self, policy_json: &str, buf: &mut Vec<u8>) -> String {
+        buf.clear();
+        buf.extend_from_slice(b"{\"active\":");
+        buf.extend_from_slice(if self.active { b"true" } else { b"false" });
+        buf.extend_from_slice(b",\"fields\":");
+        buf.extend_from_slice(self.fields.as_bytes());
+        for (key, value) in [("id", &self.id), ("mail", &self.mail), ("name", &self.name)] {
+            buf.extend_from_slice(b",\"");
+            buf.extend_from_slice(key.as_bytes());
+            buf.extend_from_slice(b"\":");
+            // Writing a string into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *buf, value);
+        }
+        buf.extend_from_slice(b",\"policy\":");
+        let _ = serde_json::to_writer(&mut *buf, policy_json);
+        buf.push(b'}');
+        format!("{:016x}", crate::ids::fnv1a(buf))
+    }
+}
+
+/// The link in columns `at` (version), `at + 1` (snapshot), `at + 2` (fingerprint).
+fn link_of(r: &Row, remote_id: String, at: usize) -> anyhow::Result<StoredLink> {
+    Ok(StoredLink {
+        link: Link {
+            remote_id,
+            version: r.opt_text(at)?,
+            snapshot: r.opt_text(at + 1)?,
+        },
+        fingerprint: r.text(at + 2)?,
+    })
+}
+
+/// Calls `each` with every user and its link's head, a page at a time.
+pub fn for_each_user(
+    db: &mut Db,
+    mut each: impl FnMut(UserRow, Option<LinkHead>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut after: Option<String> = None;
+    loop {
+        let page = users_page(db, after.as_deref(), PAGE).context("reading users")?;
+        let full = page.len() == PAGE;
+        after = page.last().map(|(u, _)| u.id.clone());
+        for (user, link) in page {
+            each(user, link)?;
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// Calls `each` with every link whose user is gone.
+pub fn for_each_orphan_link(
+    db: &mut Db,
+    mut each: impl FnMut(String, StoredLink) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for (id, link) in orphan_links(db).context("reading links")? {
+        each(id, link)?;
+    }
+    Ok(())
+}
+
+/// [`crate::sync::plan`], reading users and links from `db` in pages: the same plan (in
+/// id order), without holding every user and link. `store` answers what else the plan
+/// asks (a parked user's fingerprint).
+pub fn plan_paged(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    db: &mut Db,
+    store: &Store,
+    full: bool,
+) -> anyhow::Result<SyncPlan> {
+    let mut session = match runtime.open(settings)? {
+        Ok(s) => s,
+        Err(e) => bail!("{}", describe_error(&e)),
+    };
+    let mut out = SyncPlan::default();
+    let mut add = |out: &mut SyncPlan,
+                   user: UserRecord,
+                   event: UserEvent,
+                   link: Option<StoredLink>|
+     -> anyhow::Result<()> {
+        let p = session.plan(&user.to_cms_user(), event, link.is_some())?;
+        out.work.push(WorkItem {
+            user,
+            event,
+            link,
+            planned: p.action,
+            reason: p.reason,
+        });
+        Ok(())
+    };
+    let mut buf = Vec::new();
+    for_each_user(db, |row, head| {
+        out.linked += u64::from(head.is_some());
+        if !full
+            && let Some(h) = &head
+            && h.fingerprint == row.quick_fingerprint(&settings.policy_json, &mut buf)
+        {
+            out.unchanged += 1;
+            return Ok(());
+        }
+        let user = row.record();
+        if !full {
+            let fingerprint = user.fingerprint(&settings.policy_json);
+            if head.as_ref().is_some_and(|l| l.fingerprint == fingerprint) {
+                out.unchanged += 1;
+                return Ok(());
+            }
+            if head.is_none()
+                && store.meta(&parked_key(&user.id))?.as_deref() == Some(fingerprint.as_str())
+            {
+                out.parked += 1;
+                return Ok(());
+            }
+        }
+        let mut link = match head {
+            // The whole link, snapshot included, for a user that needs a call.
+            Some(_) => store.link(&user.id)?,
+            None => None,
+        };
+        if full && let Some(l) = link.as_mut() {
+            // Without a snapshot the engine reads the remote user first (404 → re-create).
+            l.link.snapshot = None;
+            l.link.version = None;
+        }
+        add(&mut out, user, UserEvent::Reconcile, link)
+    })?;
+    // Linked users no longer in the CMS were deleted (their event may have been parked).
+    // Every link has one user id, so when there are as many links as linked users were
+    // read, none is left over, and the anti-join (a hash of every user on PostgreSQL, a
+    // second at 1,000,000) is not needed. A link written or removed during the scan can
+    // only make the counts differ (then the anti-join runs) or leave an orphan for the
+    // next sync.
+    let links = db
+        .query("SELECT COUNT(*) FROM links", &[])
+        .context("counting links")?
+        .first()
+        .map(|r| r.int(0))
+        .transpose()?
+        .unwrap_or(0);
+    if u64::try_from(links).unwrap_or(u64::MAX) == out.linked {
+        return Ok(out);
+    }
+    for_each_orphan_link(db, |id, link| {
+        out.linked += 1;
+        let user = UserRecord {
+            id,
+            name: String::new(),
+            mail: String::new(),
+            fields: Default::default(),
+            active: false,
+        };
+        add(&mut out, user, UserEvent::Deleted, Some(link))
+    })?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(user: &UserRecord, fields_text: String) -> UserRow {
+        UserRow {
+            id: user.id.clone(),
+            name: user.name.clone(),
+            mail: user.mail.clone(),
+            fields: fields_text,
+            active: user.active,
+        }
+    }
+
+    /// For fields as the store writes them, the quick fingerprint is the fingerprint; for
+    /// the same fields written otherwise it is not, and the plan falls back to parsing.
+    #[test]
+    fn the_quick_fingerprint_is_the_fingerprint_of_canonical_fields() {
+        let mut fields = serde_json::Map::new();
+        fields.insert(
+            "zeta".into(),
+            serde_json::json!("\"quoted\" \\ and é, 日本"),
+        );
+        fields.insert("alpha".into(), serde_json::json!(["a", "b", 3, null, true]));
+        fields.insert(
+            "nested".into(),
+            serde_json::json!({"y": 1.5, "x": {"b": 2, "a": 1}}),
+        );
+        let mut buf = Vec::new();
+        for (active, policy) in [(true, ""), (false, "{\"mapping\": {\"a\": \"b\"}}")] {
+            let user = UserRecord {
+                id: "42".into(),
+                name: "Zoë \"Z\" O'Neil".into(),
+                mail: "zoe@example.com".into(),
+                fields: fields.clone(),
+                active,
+            };
+            let canonical = Value::Object(user.fields.clone()).to_string();
+            assert_eq!(
+                row(&user, canonical).quick_fingerprint(policy, &mut buf),
+                user.fingerprint(policy)
+            );
+            let spaced = serde_json::to_string_pretty(&Value::Object(user.fields.clone())).unwrap();
+            let other = row(&user, spaced);
+            assert_ne!(
+                other.quick_fingerprint(policy, &mut buf),
+                user.fingerprint(policy)
+            );
+            assert_eq!(other.record().fingerprint(policy), user.fingerprint(policy));
+        }
+    }
+}

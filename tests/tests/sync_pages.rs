@@ -1,0 +1,160 @@
+//! The reconcile's plan read in pages (`host_example::sync_pages`) is the plan read whole
+//! (`host_example::sync::plan`): the same users unchanged, parked, to create, update or
+//! deprovision, on a store of more than two pages, on SQLite, PostgreSQL and MariaDB.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use host_example::database::{DatabaseUrl, Db};
+use host_example::store::{Store, UserRecord};
+use host_example::types::Link;
+use host_example::{ConnectorSettings, Credentials};
+use scim_provisioner_tests::component::runtime;
+use serde_json::json;
+
+fn settings() -> ConnectorSettings {
+    ConnectorSettings {
+        // Planning sends nothing: a closed port proves it.
+        base_url: "http://127.0.0.1:9/scim/v2".into(),
+        credentials: Credentials::Bearer("unused".into()),
+        timeout_ms: 1_000,
+        policy_json: String::new(),
+    }
+}
+
+fn record(i: usize) -> UserRecord {
+    let mut fields = serde_json::Map::new();
+    fields.insert("field_first_name".into(), json!(format!("First{i}")));
+    fields.insert("field_last_name".into(), json!(format!("Last{i}")));
+    UserRecord {
+        id: String::new(),
+        name: format!("user{i}"),
+        mail: format!("user{i}@example.com"),
+        fields,
+        active: i % 17 != 0,
+    }
+}
+
+/// A store of `n` users: most linked and unchanged, every 7th changed since, every 11th
+/// never linked, and links of 30 users deleted since.
+fn fill(store: &mut Store, n: usize, policy: &str) {
+    store
+        .import_users((0..n).map(|i| Ok(record(i))))
+        .expect("users imported");
+    let by_name: BTreeMap<String, String> = store
+        .all_users()
+        .expect("users")
+        .into_iter()
+        .map(|u| (u.name, u.id))
+        .collect();
+    let ids: Vec<(usize, String)> = (0..n)
+        .map(|i| (i, by_name[&format!("user{i}")].clone()))
+        .collect();
+    for (i, id) in &ids {
+        if i % 11 == 0 {
+            continue;
+        }
+        let user = store.user(id).expect("read").expect("there");
+        let fingerprint = if i % 7 == 0 {
+            "changed-since".to_string()
+        } else {
+            user.fingerprint(policy)
+        };
+        let link = Link {
+            remote_id: format!("remote-{i}"),
+            version: Some(format!("W/\"{i}\"")),
+            snapshot: Some(
+                json!({"userName": user.name, "emails": [{"value": user.mail}]}).to_string(),
+            ),
+        };
+        store
+            .save_link(id, Some(&link), &fingerprint)
+            .expect("linked");
+    }
+    for gone in 0..30 {
+        let link = Link {
+            remote_id: format!("remote-gone-{gone}"),
+            version: None,
+            snapshot: None,
+        };
+        store
+            .save_link(&format!("gone-{gone:03}"), Some(&link), "whatever")
+            .expect("linked");
+    }
+}
+
+/// A plan as counters and each user's (event, planned action), by id.
+fn summary(plan: &host_example::sync::SyncPlan) -> (u64, u64, u64, BTreeMap<String, String>) {
+    let work = plan
+        .work
+        .iter()
+        .map(|w| (w.user.id.clone(), format!("{:?} {:?}", w.event, w.planned)))
+        .collect();
+    (plan.unchanged, plan.linked, plan.parked, work)
+}
+
+/// On the store at `url`: the paged plan is the whole plan, normal and full.
+fn the_paged_plan_is_the_whole_plan(url: &DatabaseUrl) {
+    let mut store = Store::open_url(url, Duration::from_secs(30)).expect("a store");
+    let n = host_example::sync_pages::PAGE * 2 + 345;
+    fill(&mut store, n, "");
+    let whole = host_example::sync::plan(runtime(), &settings(), &store, false).expect("a plan");
+    let mut db = Db::connect(url).expect("a connection");
+    let paged =
+        host_example::sync_pages::plan_paged(runtime(), &settings(), &mut db, &store, false)
+            .expect("a paged plan");
+    assert_eq!(summary(&paged), summary(&whole));
+    let (unchanged, _, _, work) = summary(&paged);
+    // The store's shape shows in the plan: nothing was lost to a page boundary.
+    let changed = (0..n).filter(|i| i % 11 != 0 && i % 7 == 0).count();
+    let unlinked = (0..n).filter(|i| i % 11 == 0).count();
+    assert_eq!(unchanged as usize, n - changed - unlinked);
+    assert_eq!(work.len(), changed + unlinked + 30);
+    assert_eq!(work.values().filter(|w| w.contains("Deleted")).count(), 30);
+    // The links of the users to call are whole (snapshot included), as the whole plan's.
+    let links = |plan: &host_example::sync::SyncPlan| -> BTreeMap<String, String> {
+        plan.work
+            .iter()
+            .map(|w| {
+                let link = w.link.as_ref().map(|l| {
+                    (
+                        l.link.remote_id.clone(),
+                        l.link.snapshot.clone(),
+                        l.link.version.clone(),
+                        l.fingerprint.clone(),
+                    )
+                });
+                (w.user.id.clone(), format!("{link:?}"))
+            })
+            .collect()
+    };
+    assert_eq!(links(&paged), links(&whole));
+    // A full (verifying) plan takes every linked user too.
+    let full = host_example::sync_pages::plan_paged(runtime(), &settings(), &mut db, &store, true)
+        .expect("a full plan");
+    let whole_full =
+        host_example::sync::plan(runtime(), &settings(), &store, true).expect("a plan");
+    assert_eq!(summary(&full), summary(&whole_full));
+}
+
+#[test]
+fn the_paged_plan_is_the_whole_plan_on_sqlite() {
+    let dir = std::env::temp_dir().join(format!("scim-sync-pages-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    the_paged_plan_is_the_whole_plan(&DatabaseUrl::Sqlite(dir.join("store.db")));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_paged_plan_is_the_whole_plan_on_postgres_and_mariadb() {
+    use host_example::database::test_support::{TestMariaDb, TestPostgres};
+    let pg = TestPostgres::start().expect("PostgreSQL starts");
+    let url = pg.create_database("pages").expect("a database");
+    the_paged_plan_is_the_whole_plan(&DatabaseUrl::parse(&url, Path::new("/")).expect("a URL"));
+    drop(pg);
+    let maria = TestMariaDb::start().expect("MariaDB starts");
+    let url = maria.create_database("pages").expect("a database");
+    the_paged_plan_is_the_whole_plan(&DatabaseUrl::parse(&url, Path::new("/")).expect("a URL"));
+}
