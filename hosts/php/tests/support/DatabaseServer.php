@@ -47,9 +47,12 @@ final class DatabaseServer
         self::$servers = [];
     }
 
-    /** Whether this machine has the server binaries (the tests are skipped without them). */
+    /** Whether this machine has the server binaries and PHP's PDO driver (the tests are skipped without them). */
     public static function available(string $kind): bool
     {
+        if (!extension_loaded($kind === 'mariadb' ? 'pdo_mysql' : 'pdo_pgsql')) {
+            return false;
+        }
         return $kind === 'mariadb'
             ? is_executable('/usr/sbin/mariadbd') || trim((string) shell_exec('command -v mariadbd')) !== ''
             : self::pgBin('initdb') !== null;

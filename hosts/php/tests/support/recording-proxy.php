@@ -9,10 +9,15 @@ declare(strict_types=1);
  * as the server answered, and the sequence number the server stored (the `seq-N-seq` marker
  * the test puts in the user's first name). Run with PHP_CLI_SERVER_WORKERS so requests of
  * different users are served at once; a user's requests never overlap (the outbox holds one
- * at a time), so the lines of one user are in the order the server took them.
+ * at a time), so the lines of one user are in the order the server took them. Used by the
+ * WordPress plugin's tests too (hosts/wordpress/tests/test_many_workers.py).
  */
 
 $upstream = (string) getenv('UPSTREAM');
+// DELAY_MS: a slow server, for a test that needs a worker to be mid-batch when it is killed.
+if ((int) getenv('DELAY_MS') > 0) {
+    usleep((int) getenv('DELAY_MS') * 1000);
+}
 $record = (string) getenv('RECORD_FILE');
 $method = $_SERVER['REQUEST_METHOD'];
 $uri = $_SERVER['REQUEST_URI'];
