@@ -20,7 +20,7 @@ use host_example::types::{
     ServerRequest, TransportError, UserEvent,
 };
 use host_example::{
-    ConnectorSettings, Credentials, Runtime, ServerSession, ServerSettings, Session,
+    ConnectorSettings, Credentials, Flatten, Runtime, ServerSession, ServerSettings, Session,
 };
 use scim_provisioner_tests::component::runtime;
 use scim_provisioner_tests::peers::{Peer, html_server, scim2_server, workspace_root};
@@ -399,14 +399,12 @@ impl Run<'_> {
 
     fn open_server(&self, served: &Served) -> Result<ServerSession> {
         let directory = SqliteDirectory::open(&served.db)?;
-        match self.rt().open_server(
+        // The typed error's Display says the component's refusal in words.
+        Ok(self.rt().connect_server(
             &served.config,
             Box::new(directory),
             LogSink::stderr(Level::Error),
-        )? {
-            Ok(s) => Ok(s),
-            Err(e) => bail!("{}", host_example::describe_error(&e)),
-        }
+        )?)
     }
 
     fn conn(&mut self, name: &str) -> Result<&mut Session> {
@@ -446,19 +444,26 @@ impl Run<'_> {
                 json!({"ok": true})
             }
             "open" => {
-                let as_ = s.get("as").and_then(Value::as_str).unwrap_or("main").to_string();
-                match self.rt().open(&settings(&s["config"])) {
-                    Err(e) => trapped(e),
-                    Ok(Err(e)) => answer(Err(e)),
-                    Ok(Ok(session)) => {
+                let as_ = s
+                    .get("as")
+                    .and_then(Value::as_str)
+                    .unwrap_or("main")
+                    .to_string();
+                // Through the library's typed error: the component's refusal is its
+                // Provisioning case, anything else a trap.
+                match self.rt().connect(&settings(&s["config"])) {
+                    Err(host_example::Error::Provisioning(e)) => answer(Err(e)),
+                    Err(e) => trapped(e.into()),
+                    Ok(session) => {
                         self.connectors.insert(as_, session);
                         json!({"ok": true})
                     }
                 }
             }
-            "test-connection" => match self.conn(&name)?.test_connection() {
-                Err(e) => trapped(e),
-                Ok(r) => answer(r.map(|c| {
+            "test-connection" => match self.conn(&name)?.test_connection().flatten_err() {
+                Err(host_example::Error::Provisioning(e)) => answer(Err(e)),
+                Err(e) => trapped(e.into()),
+                Ok(c) => answer(Ok({
                     json!({"discovered": c.discovered, "patch": c.patch,
                         "bulk": c.bulk.map(|b| json!({"maxOperations": b.max_operations, "maxPayloadSize": b.max_payload_size})),
                         "filterMaxResults": c.filter_max_results, "etag": c.etag, "sort": c.sort,
@@ -516,9 +521,10 @@ impl Run<'_> {
                             })
                             .collect();
                         for (item, r) in items_json.iter().zip(&results) {
-                            if let (Some(save), Some(l)) =
-                                (item.get("save").and_then(Value::as_str), r["ok"].get("link"))
-                                && !l.is_null()
+                            if let (Some(save), Some(l)) = (
+                                item.get("save").and_then(Value::as_str),
+                                r["ok"].get("link"),
+                            ) && !l.is_null()
                             {
                                 self.ctx.links.insert(save.to_string(), l.clone());
                             }
@@ -591,11 +597,17 @@ impl Run<'_> {
                 }
             }
             "server-open" => {
-                let as_ = s.get("as").and_then(Value::as_str).unwrap_or("main").to_string();
+                let as_ = s
+                    .get("as")
+                    .and_then(Value::as_str)
+                    .unwrap_or("main")
+                    .to_string();
                 let mut served = Served {
                     session: None,
                     config: server_config(&s["config"]),
-                    db: self.tmp.join(format!("dir-{as_}-{}.db", self.servers.len())),
+                    db: self
+                        .tmp
+                        .join(format!("dir-{as_}-{}.db", self.servers.len())),
                 };
                 served.session = Some(self.open_server(&served)?);
                 self.servers.insert(as_, served);
@@ -611,7 +623,11 @@ impl Run<'_> {
                 let request = ServerRequest {
                     method: r["method"].as_str().unwrap_or("GET").to_string(),
                     path: r["path"].as_str().unwrap_or("/").to_string(),
-                    query: r.get("query").and_then(Value::as_str).unwrap_or("").to_string(),
+                    query: r
+                        .get("query")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
                     headers: r
                         .get("headers")
                         .and_then(Value::as_array)
@@ -628,7 +644,11 @@ impl Run<'_> {
                         .unwrap_or_default(),
                     body,
                 };
-                let server = s.get("server").and_then(Value::as_str).unwrap_or("main").to_string();
+                let server = s
+                    .get("server")
+                    .and_then(Value::as_str)
+                    .unwrap_or("main")
+                    .to_string();
                 let mut served = self.servers.remove(&server).context("no such server")?;
                 if served.session.is_none() {
                     served.session = Some(self.open_server(&served)?);
