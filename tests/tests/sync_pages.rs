@@ -32,7 +32,7 @@ fn record(i: usize) -> UserRecord {
         name: format!("user{i}"),
         mail: format!("user{i}@example.com"),
         fields,
-        active: i % 17 != 0,
+        active: !i.is_multiple_of(17),
     }
 }
 
@@ -52,11 +52,11 @@ fn fill(store: &mut Store, n: usize, policy: &str) {
         .map(|i| (i, by_name[&format!("user{i}")].clone()))
         .collect();
     for (i, id) in &ids {
-        if i % 11 == 0 {
+        if i.is_multiple_of(11) {
             continue;
         }
         let user = store.user(id).expect("read").expect("there");
-        let fingerprint = if i % 7 == 0 {
+        let fingerprint = if i.is_multiple_of(7) {
             "changed-since".to_string()
         } else {
             user.fingerprint(policy)
@@ -107,8 +107,10 @@ fn the_paged_plan_is_the_whole_plan(url: &DatabaseUrl) {
     assert_eq!(summary(&paged), summary(&whole));
     let (unchanged, _, _, work) = summary(&paged);
     // The store's shape shows in the plan: nothing was lost to a page boundary.
-    let changed = (0..n).filter(|i| i % 11 != 0 && i % 7 == 0).count();
-    let unlinked = (0..n).filter(|i| i % 11 == 0).count();
+    let changed = (0..n)
+        .filter(|i| !i.is_multiple_of(11) && i.is_multiple_of(7))
+        .count();
+    let unlinked = (0..n).filter(|i| i.is_multiple_of(11)).count();
     assert_eq!(unchanged as usize, n - changed - unlinked);
     assert_eq!(work.len(), changed + unlinked + 30);
     assert_eq!(work.values().filter(|w| w.contains("Deleted")).count(), 30);
