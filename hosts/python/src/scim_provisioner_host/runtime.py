@@ -140,8 +140,8 @@ def _private_folder(path: Path) -> Optional[str]:
 class Runtime:
     """Loads the component once, and holds the engine, the linker and the compile cache.
 
-    ``wasm``: the component (default ``$SCIM_PROVISIONER_WASM`` or the repository's build
-    output). ``cache_dir``: where the compiled artefact is kept (default
+    ``wasm``: the component (default ``$SCIM_PROVISIONER_WASM``, else the one the installed
+    package carries, else the repository's build output). ``cache_dir``: where the compiled artefact is kept (default
     ``$SCIM_PROVISIONER_CACHE``, else ``$XDG_CACHE_HOME/scim-provisioner`` or
     ``~/.cache/scim-provisioner``; ``None`` disables it); the cache key is the .wasm's SHA-256
     and the wasmtime version. The artefact is native code that is mapped and run, so the folder
