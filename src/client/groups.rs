@@ -401,10 +401,28 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             .ok_or_else(|| response::unexpected(&resp, "the created group has no id"))?;
         self.log
             .log(LogLevel::Info, &format!("created group {name} ({id})"));
+        // A server that does not keep displayName unique (scim2-server) takes two creations
+        // of one group from two instances at once. Each creator settles on the group the
+        // server lists first, and deletes its own if that is another (it is new and empty):
+        // otherwise each instance would fill a group of its own.
+        self.group_ids.borrow_mut().remove(name);
+        let settled = self.find_group(t, name)?.unwrap_or_else(|| id.clone());
+        if settled != id {
+            self.log.log(
+                LogLevel::Warn,
+                &format!(
+                    "group {name} was created twice at once (the server does not keep displayName unique); using {settled}, deleting {id}"
+                ),
+            );
+            if let Ok(path) = resource_path("/Groups", &id) {
+                // Best effort: an empty duplicate left behind harms no membership.
+                let _ = t.send(Method::Delete, &path, None, &[]);
+            }
+        }
         self.group_ids
             .borrow_mut()
-            .insert(name.to_string(), id.clone());
-        Ok(id)
+            .insert(name.to_string(), settled.clone());
+        Ok(settled)
     }
 
     /// Without PATCH: the group read (whole: a PUT replaces every member), changed, and put
