@@ -13,6 +13,7 @@ use ScimProvisioner\ResourceKind;
 use ScimProvisioner\Search;
 use ScimProvisioner\Tests\Support\DatabaseServer;
 use ScimProvisioner\Tests\Support\Peers;
+use ScimSamples\PhpServer;
 
 /**
  * PdoDirectory on a real MariaDB and a real PostgreSQL (each started by the test run, on a
@@ -201,6 +202,57 @@ final class PdoDirectoryTest extends TestCase
         sort($expected);
         $this->assertSame($expected, $created, 'each userName created by exactly one process');
         $this->assertSame(40, (int) $dir->pdo()->query("SELECT COUNT(*) FROM scim_users WHERE unique_key LIKE 'dup-%'")->fetchColumn());
+    }
+
+    /**
+     * scim2-tester (every check) and scim-sanity against a PHP-served SCIM API on this
+     * database, as ServerRoleTest runs them against the SQLite one (SCIM_PHP_DB_CONFORMANCE=1).
+     *
+     * @dataProvider databases
+     */
+    public function testScim2TesterAndScimSanityPassOnThisDatabase(string $kind): void
+    {
+        // About a minute per database: run by hand (ServerRoleTest runs both in CI on SQLite,
+        // and the rest of this class covers the directory on both databases).
+        if (getenv('SCIM_PHP_DB_CONFORMANCE') !== '1') {
+            $this->markTestSkipped('set SCIM_PHP_DB_CONFORMANCE=1 to run scim2-tester and scim-sanity on this database');
+        }
+        $this->open($kind, $db);
+        $server = DatabaseServer::get($kind);
+        $token = bin2hex(random_bytes(16));
+        $site = new PhpServer(__DIR__ . '/support/pdo-scim-router.php', [
+            'SCIM_TOKEN' => $token, 'PDO_DSN' => $server->dsn($db), 'PDO_USER' => $server->user(),
+            'PDO_PASSWORD' => $server->password,
+        ], Peers::logDir() . "/pdo-scim-{$kind}-" . getmypid() . '.log', '/scim/v2', 60.0, ['ffi.enable' => '1']);
+        try {
+            $venv = dirname(__DIR__, 3) . '/target/peers/venv/bin';
+            [$status, $out] = self::runTool([$venv . '/scim2', '--url', $site->baseUrl, 'test'], ['SCIM_CLI_HEADERS' => "Authorization: Bearer {$token}"]);
+            $lines = explode("\n", $out);
+            $failures = array_values(array_filter($lines, static fn (string $l): bool => str_starts_with($l, 'ERROR') || str_starts_with($l, 'FAIL') || str_starts_with($l, 'CRITICAL')));
+            $successes = count(array_filter($lines, static fn (string $l): bool => str_starts_with($l, 'SUCCESS')));
+            $this->assertSame(0, $status, "scim2 test failed:\n{$out}\n" . PhpServer::tail($site->logFile));
+            $this->assertSame([], $failures, $out);
+            $this->assertGreaterThanOrEqual(100, $successes, $out);
+            [$status, $out] = self::runTool([$venv . '/scim-sanity', 'probe', $site->baseUrl, '--token', $token, '--i-accept-side-effects']);
+            $this->assertSame(0, $status, "scim-sanity failed:\n{$out}\n" . PhpServer::tail($site->logFile));
+            $this->assertStringContainsString('All tests passed', $out);
+            fwrite(STDERR, "\n{$kind}: scim2-tester {$successes} checks and scim-sanity passed on PdoDirectory\n");
+        } finally {
+            $site->stop();
+        }
+    }
+
+    /**
+     * @param list<string> $command
+     * @param array<string, string> $env
+     * @return array{0: int, 1: string}
+     */
+    private static function runTool(array $command, array $env = []): array
+    {
+        $process = proc_open($command, [0 => ['file', '/dev/null', 'r'], 1 => ['pipe', 'w'], 2 => ['redirect', 1]], $pipes, null, array_merge(PhpServer::baseEnv(), $env));
+        $out = (string) stream_get_contents($pipes[1]);
+        fclose($pipes[1]);
+        return [proc_close($process), $out];
     }
 
     /** @return list<string> every child's output lines */
