@@ -12,10 +12,11 @@
 //!
 //! Every family, its labels and its meaning are listed in `docs/metrics.md`.
 
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -99,6 +100,9 @@ pub struct Metrics {
     concurrency: Family<TargetLabels, Gauge>,
     server_requests: Family<ServerRequestLabels, Counter>,
     server_seconds: HistogramFamily<RouteLabels>,
+    /// The base URLs whose concurrency gauge follows the adaptive rate control
+    /// ([`crate::rate::current_concurrency`]) when encoded.
+    adaptive: Mutex<HashSet<String>>,
 }
 
 /// Latency buckets from 1 ms to about 33 s, doubling: a loopback request and a slow
@@ -184,12 +188,31 @@ impl Metrics {
             concurrency,
             server_requests,
             server_seconds,
+            adaptive: Mutex::default(),
         }
     }
 
     /// Everything recorded, in the text format (OpenMetrics 1.0, which Prometheus reads
     /// natively; see [`CONTENT_TYPE`]).
     pub fn encode(&self) -> String {
+        // The adaptive window moves with every answer: read it now rather than at the
+        // sync's start.
+        let adaptive: Vec<String> = self
+            .adaptive
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect();
+        for base_url in adaptive {
+            if let Some(n) = crate::rate::current_concurrency(&base_url) {
+                self.concurrency
+                    .get_or_create(&TargetLabels {
+                        target: origin_of(&base_url),
+                    })
+                    .set(i64::from(n));
+            }
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
@@ -289,10 +312,14 @@ impl Metrics {
             .set(i64::try_from(parked).unwrap_or(i64::MAX));
     }
 
-    /// The requests run at once against the SCIM service at `base_url`. Whatever decides
-    /// the concurrency (today the configured `[host] concurrency`; an adaptive controller
-    /// when there is one) calls this whenever it changes.
+    /// The requests run at once against the SCIM service at `base_url`: the configured
+    /// `[host] concurrency` when a sync starts; from then on, whenever the metrics are
+    /// encoded, the target's adaptive window ([`crate::rate`]) once it has sent anything.
     pub fn set_concurrency(&self, base_url: &str, requests_at_once: u64) {
+        self.adaptive
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(base_url.to_string());
         self.concurrency
             .get_or_create(&TargetLabels {
                 target: origin_of(base_url),
