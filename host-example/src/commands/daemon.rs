@@ -4,8 +4,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use host_example::clock::now_rfc3339;
+use host_example::database::Db;
 use host_example::delivery;
-use host_example::sync::sync_with_progress;
+use host_example::store::DEFAULT_CONNECT_WAIT;
+use host_example::sync::sync_paged;
 
 use super::sync::SyncBar;
 use crate::app::App;
@@ -61,9 +63,21 @@ pub fn run(
                 "sync"
             };
             let mut bar = SyncBar::default();
-            match sync_with_progress(&runtime, &app.settings, &mut store, &options, &mut |p| {
-                bar.show(p)
-            }) {
+            // The plan reads users and links in pages through a connection of its own.
+            let synced = app
+                .database_url()
+                .and_then(|url| Db::connect_with_retry(&url, DEFAULT_CONNECT_WAIT))
+                .and_then(|mut pages| {
+                    sync_paged(
+                        &runtime,
+                        &app.settings,
+                        &mut store,
+                        &mut pages,
+                        &options,
+                        &mut |p| bar.show(p),
+                    )
+                });
+            match synced {
                 Ok(summary) => println!("{} {kind}: {summary}", now_rfc3339()),
                 Err(e) => eprintln!("{} {kind} failed: {e:#}", now_rfc3339()),
             }

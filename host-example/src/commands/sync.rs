@@ -4,8 +4,10 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use host_example::database::Db;
 use host_example::describe::planned_name;
-use host_example::sync::{self, SyncPlan, SyncProgress, sync_with_progress};
+use host_example::store::DEFAULT_CONNECT_WAIT;
+use host_example::sync::{self, SyncPlan, SyncProgress};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::app::App;
@@ -21,9 +23,17 @@ pub fn run(app: &App, plan: bool, allow_deletes: bool, full: bool) -> anyhow::Re
         return Ok(ExitCode::SUCCESS);
     }
     let mut bar = SyncBar::default();
-    let summary = sync_with_progress(&runtime, &app.settings, &mut store, &options, &mut |p| {
-        bar.show(p)
-    })?;
+    // The plan reads users and links in pages through a connection of its own, so a large
+    // store is never held whole.
+    let mut pages = Db::connect_with_retry(&app.database_url()?, DEFAULT_CONNECT_WAIT)?;
+    let summary = sync::sync_paged(
+        &runtime,
+        &app.settings,
+        &mut store,
+        &mut pages,
+        &options,
+        &mut |p| bar.show(p),
+    )?;
     println!("sync: {summary}");
     Ok(if summary.failed > 0 {
         ExitCode::FAILURE
