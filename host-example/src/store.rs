@@ -401,9 +401,13 @@ impl Store {
         dispatch!(self, s => s.pending_events())
     }
 
-    /// Removes a delivered event.
+    /// Removes a delivered event (on a shared database, only while this worker's claim on
+    /// it stands: see [`SharedStore::complete_event`]).
     pub fn complete_event(&mut self, seq: i64) -> anyhow::Result<()> {
-        dispatch!(mut self, s => s.complete_event(seq))
+        match &mut self.backend {
+            Backend::Sqlite(s) => s.complete_event(seq),
+            Backend::Shared(s) => s.complete_event(&self.worker, seq),
+        }
     }
 
     /// Records a failed attempt: retried at `next_attempt_ms`, or parked.
@@ -415,7 +419,12 @@ impl Store {
         error: &str,
         park: bool,
     ) -> anyhow::Result<()> {
-        dispatch!(mut self, s => s.fail_event(seq, attempts, next_attempt_ms, error, park))
+        match &mut self.backend {
+            Backend::Sqlite(s) => s.fail_event(seq, attempts, next_attempt_ms, error, park),
+            Backend::Shared(s) => {
+                s.fail_event(&self.worker, seq, attempts, next_attempt_ms, error, park)
+            }
+        }
     }
 
     /// Puts the users with parked events back in line, each as the one change they need

@@ -107,7 +107,7 @@ fn config(dir: &Path, base_url: &str, lease_secs: u32) -> PathBuf {
             r#"[scim]
 base_url = "{base_url}"
 token_env = "SCIM_TOKEN"
-timeout_secs = 20
+timeout_secs = 5
 
 [host]
 claim_lease_secs = {lease_secs}
@@ -287,8 +287,9 @@ fn scenario(kind: Kind, users: usize, events_per_user: usize, faults: bool) {
     let peer = scim2_server().expect("scim2-server");
     let proxy = RecordingProxy::start(&peer.base_url).expect("proxy");
     let dir = temp_dir("outbox-workers");
-    // A short lease in the fault runs, so the killed worker's events come back quickly.
-    let config = config(&dir, &proxy.base_url, if faults { 3 } else { 60 });
+    // A short lease in the fault runs, so the killed worker's events come back soon; still
+    // well above what a batch may take (requests time out after 5 s).
+    let config = config(&dir, &proxy.base_url, if faults { 15 } else { 60 });
 
     // The queue: every user's events in rounds, so they interleave.
     let mut store = Store::open_url(&url, Duration::from_secs(30)).expect("store");

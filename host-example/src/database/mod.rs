@@ -197,9 +197,34 @@ pub enum Db {
     /// An SQLite file.
     Sqlite(rusqlite::Connection),
     /// PostgreSQL.
-    Postgres(Box<postgres::Client>),
+    Postgres(Box<PgConn>),
     /// MariaDB or MySQL.
     MySql(Box<mysql::Conn>),
+}
+
+/// A PostgreSQL connection and the statements it has prepared, by SQL text: without
+/// them every statement would cost a round trip to prepare it before the one to run it.
+pub struct PgConn {
+    client: postgres::Client,
+    statements: std::collections::HashMap<String, postgres::Statement>,
+}
+
+/// Prepared statements kept per connection; past it the cache starts again (statements
+/// with `IN (?, ?, …)` lists of every length would otherwise grow it without end).
+const PG_STATEMENT_CACHE: usize = 256;
+
+impl PgConn {
+    fn statement(&mut self, sql: &str) -> anyhow::Result<postgres::Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let statement = self.client.prepare(&postgres_placeholders(sql))?;
+        if self.statements.len() >= PG_STATEMENT_CACHE {
+            self.statements.clear();
+        }
+        self.statements.insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
 }
 
 /// How long a single connection attempt may take.
@@ -239,7 +264,10 @@ impl Db {
                 client
                     .batch_execute("SET TIME ZONE 'UTC'")
                     .map_err(|e| anyhow::anyhow!("setting up {url}: {e}"))?;
-                Ok(Db::Postgres(Box::new(client)))
+                Ok(Db::Postgres(Box::new(PgConn {
+                    client,
+                    statements: std::collections::HashMap::new(),
+                })))
             }
             DatabaseUrl::Server { url: u, .. } => {
                 let opts = mysql::Opts::from_url(u.as_str())
@@ -313,10 +341,10 @@ impl Db {
                 Ok(n as u64)
             }
             Db::Postgres(c) => {
-                let sql = postgres_placeholders(sql);
+                let statement = c.statement(sql)?;
                 let args = value::pg_params(params);
                 let refs = value::pg_refs(&args);
-                Ok(c.execute(sql.as_str(), &refs)?)
+                Ok(c.client.execute(&statement, &refs)?)
             }
             Db::MySql(c) => {
                 use mysql::prelude::Queryable;
@@ -342,10 +370,10 @@ impl Db {
                 Ok(rows.collect::<Result<_, _>>()?)
             }
             Db::Postgres(c) => {
-                let sql = postgres_placeholders(sql);
+                let statement = c.statement(sql)?;
                 let args = value::pg_params(params);
                 let refs = value::pg_refs(&args);
-                let rows = c.query(sql.as_str(), &refs)?;
+                let rows = c.client.query(&statement, &refs)?;
                 rows.iter().map(value::from_pg_row).collect()
             }
             Db::MySql(c) => {
@@ -365,7 +393,7 @@ impl Db {
     pub fn batch_execute(&mut self, sql: &str) -> anyhow::Result<()> {
         match self {
             Db::Sqlite(c) => c.execute_batch(sql)?,
-            Db::Postgres(c) => c.batch_execute(sql)?,
+            Db::Postgres(c) => c.client.batch_execute(sql)?,
             Db::MySql(c) => {
                 use mysql::prelude::Queryable;
                 c.query_drop(sql)?;
@@ -417,7 +445,7 @@ impl Db {
     pub fn is_alive(&mut self) -> bool {
         match self {
             Db::Sqlite(_) => true,
-            Db::Postgres(c) => !c.is_closed() && c.simple_query("SELECT 1").is_ok(),
+            Db::Postgres(c) => !c.client.is_closed() && c.client.simple_query("SELECT 1").is_ok(),
             Db::MySql(c) => c.ping().is_ok(),
         }
     }

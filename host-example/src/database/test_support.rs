@@ -335,17 +335,36 @@ impl TestMariaDb {
         if as_root {
             chown_to(&data, "mysql")?;
         }
-        let mut install = Command::new("mariadb-install-db");
-        install
-            .arg("--no-defaults")
-            .arg(format!("--datadir={}", data.display()))
-            .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
-        if as_root {
-            install.arg("--user=mysql");
+        // Once more on failure, in an emptied directory: on a loaded machine its bootstrap
+        // server has been seen to fail once and succeed the next time.
+        let mut out = None;
+        for _attempt in 0..2 {
+            let mut install = Command::new("mariadb-install-db");
+            install
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", data.display()))
+                .args(["--auth-root-authentication-method=normal", "--skip-test-db"]);
+            if as_root {
+                install.arg("--user=mysql");
+            }
+            let done = install
+                .output()
+                .context("running mariadb-install-db (Debian's mariadb-server)")?;
+            if done.status.success() {
+                out = Some(done);
+                break;
+            }
+            for entry in std::fs::read_dir(&data)?.flatten() {
+                let path = entry.path();
+                let _ = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+            }
+            out = Some(done);
         }
-        let out = install
-            .output()
-            .context("running mariadb-install-db (Debian's mariadb-server)")?;
+        let out = out.context("mariadb-install-db did not run")?;
         if !out.status.success() {
             bail!(
                 "mariadb-install-db failed:\n{}{}",

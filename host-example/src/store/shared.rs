@@ -24,6 +24,10 @@ use crate::types::{Link, UserEvent};
 /// connection sits in a `RefCell` (a store is used by one thread).
 pub struct SharedStore {
     db: RefCell<Db>,
+    /// True inside a transaction: an operation that makes its own (`add_user` …) then
+    /// joins it instead of starting another (PostgreSQL would only warn, and the inner
+    /// `COMMIT` would commit the outer transaction half-way).
+    open_transaction: std::cell::Cell<bool>,
     url: DatabaseUrl,
     dialect: Dialect,
 }
@@ -42,6 +46,7 @@ impl SharedStore {
         let dialect = db.dialect();
         Ok(SharedStore {
             db: RefCell::new(db),
+            open_transaction: std::cell::Cell::new(false),
             url: url.clone(),
             dialect,
         })
@@ -51,6 +56,7 @@ impl SharedStore {
     pub fn reconnect(&mut self, wait: std::time::Duration) -> anyhow::Result<()> {
         let db = Db::connect_with_retry(&self.url, wait)?;
         *self.db.get_mut() = db;
+        self.open_transaction.set(false);
         Ok(())
     }
 
@@ -73,20 +79,27 @@ impl SharedStore {
 
     /// Starts a transaction (see [`super::Store::batch`]).
     pub(super) fn begin(&self) -> anyhow::Result<()> {
-        self.db.borrow_mut().begin()
+        self.db.borrow_mut().begin()?;
+        self.open_transaction.set(true);
+        Ok(())
     }
 
     /// Commits it.
     pub(super) fn commit(&self) -> anyhow::Result<()> {
+        self.open_transaction.set(false);
         self.db.borrow_mut().commit()
     }
 
     /// Rolls it back.
     pub(super) fn rollback(&self) {
+        self.open_transaction.set(false);
         self.db.borrow_mut().rollback();
     }
 
     fn in_transaction<T>(&self, f: impl FnOnce(&Self) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        if self.open_transaction.get() {
+            return f(self);
+        }
         self.begin()?;
         match f(self) {
             Ok(v) => {
@@ -131,8 +144,14 @@ impl SharedStore {
             )?
             .map(|r| r.text(0))
             .transpose()?
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(0);
+            .and_then(|v| v.parse::<i64>().ok());
+        // Every id this store gives out or is given raises the mark in the same
+        // transaction, so once it exists it is the answer; only a database written without
+        // it (by hand, or by another program) needs the scan of every id.
+        if let Some(watermark) = watermark {
+            return Ok((watermark + 1).to_string());
+        }
+        let watermark = 0;
         let max = self
             .max_numeric(("users", "id"))?
             .max(self.max_numeric(("links", "user_id"))?)
@@ -517,15 +536,23 @@ impl SharedStore {
         rows_to_events(&rows)
     }
 
-    /// Removes a delivered event.
-    pub fn complete_event(&mut self, seq: i64) -> anyhow::Result<()> {
-        self.execute("DELETE FROM outbox WHERE seq = ?", &[seq.into()])?;
+    /// Removes an event `worker` delivered, if its claim is still `worker`'s. When the
+    /// lease ran out and another worker claimed the event meanwhile, it is that worker's
+    /// to settle once its own delivery is done: removing it now would let the user's next
+    /// event go out while the other delivery of this one may still be on its way.
+    pub fn complete_event(&mut self, worker: &str, seq: i64) -> anyhow::Result<()> {
+        self.execute(
+            "DELETE FROM outbox WHERE seq = ? AND (claimed_by = ? OR claimed_by IS NULL)",
+            &[seq.into(), worker.into()],
+        )?;
         Ok(())
     }
 
     /// Records a failed attempt: retried at `next_attempt_ms`, or parked. The lease ends.
+    /// Like [`SharedStore::complete_event`], only while the claim is still `worker`'s.
     pub fn fail_event(
         &mut self,
+        worker: &str,
         seq: i64,
         attempts: u32,
         next_attempt_ms: i64,
@@ -535,13 +562,14 @@ impl SharedStore {
         self.execute(
             "UPDATE outbox SET attempts = ?, next_attempt_ms = ?, last_error = ?, parked = ?,
                  claimed_by = NULL, claimed_until = NULL
-             WHERE seq = ?",
+             WHERE seq = ? AND (claimed_by = ? OR claimed_by IS NULL)",
             &[
                 attempts.into(),
                 next_attempt_ms.into(),
                 error.into(),
                 park.into(),
                 seq.into(),
+                worker.into(),
             ],
         )?;
         Ok(())

@@ -90,6 +90,14 @@ fn check_store(url: &str) {
     let taken = b.claim_due(later, false, 10).unwrap();
     assert_eq!(taken.len(), 1, "bob's creation, its lease over");
     assert_eq!(taken[0].user_id, bob.id);
+    // a, late, reports it delivered: b holds it now, so it stays for b to settle.
+    a.complete_event(claimed_a[1].seq).unwrap();
+    assert!(
+        a.pending_events()
+            .unwrap()
+            .iter()
+            .any(|e| e.seq == taken[0].seq)
+    );
     // A failure ends the lease and sets the retry time.
     b.fail_event(taken[0].seq, 1, later + 5_000, "boom", false)
         .unwrap();

@@ -64,6 +64,10 @@
 //!    another group, into the quirky server: requests and seconds with membership changes
 //!    in chunks against one member a request (module `groups`).
 //!
+//! 10. **The outbox's claim overhead** (`--claims N --claims-database URL`, instead of 1 to
+//!     5): N events on a shared PostgreSQL or MariaDB outbox claimed and settled by 1, 2
+//!     and 4 workers against a server that answers at once (module `claims`).
+//!
 //! At the end of 1 to 5, issue 13's table (each figure, its goal, and whether it was met) is
 //! printed as Markdown; `--readme FILE` writes it between FILE's marker lines
 //! ([`figures::BEGIN_MARKER`]), so the table in `docs/figures.md` is the last run's own.
@@ -86,6 +90,7 @@
 //! `users` (the users measured) and `figures` (the table).
 
 mod boundary;
+mod claims;
 mod client;
 mod cold_start;
 mod figures;
@@ -155,6 +160,14 @@ struct Args {
     /// The server's limit in requests a second (with --rate).
     #[arg(long, default_value_t = 50)]
     rate_limit: u32,
+    /// Measure the outbox's claim overhead instead (10): N events drained by 1, 2 and 4
+    /// workers on `--claims-database` (a postgres:// or mysql:// URL of a database the
+    /// bench may empty).
+    #[arg(long, value_name = "N")]
+    claims: Option<usize>,
+    /// The database of `--claims`.
+    #[arg(long, value_name = "URL")]
+    claims_database: Option<String>,
     /// Measure membership changes of a large group instead (9).
     #[arg(long)]
     groups: bool,
@@ -175,6 +188,13 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(n) = args.claims {
+        let database = args
+            .claims_database
+            .as_deref()
+            .context("--claims needs --claims-database")?;
+        return claims::run(database, n);
+    }
     if args.users == 0 || args.requests == 0 || args.rounds == 0 {
         bail!("--users, --requests and --rounds must be positive");
     }
