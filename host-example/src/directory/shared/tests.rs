@@ -349,9 +349,42 @@ fn the_sqlite_directory_passes_the_same_checks() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A directory whose database went away answers "unavailable" (503) instead of failing for
+/// good, and works again on its next call once the database is back.
+fn outlives_a_restart(d: &mut SharedDirectory, stop: impl FnOnce(), start: impl FnOnce()) {
+    let created = d
+        .create(ResourceKind::User, &user("restart", None), None)
+        .unwrap();
+    stop();
+    assert!(matches!(
+        d.get(ResourceKind::User, &created.id),
+        Err(DirectoryError::Unavailable(_))
+    ));
+    assert!(matches!(
+        d.replace(
+            ResourceKind::User,
+            &created.id,
+            &user("restart", Some("x")),
+            None,
+            None
+        ),
+        Err(DirectoryError::Unavailable(_))
+    ));
+    start();
+    assert!(d.get(ResourceKind::User, &created.id).unwrap().is_some());
+    d.replace(
+        ResourceKind::User,
+        &created.id,
+        &user("restart", Some("x")),
+        None,
+        None,
+    )
+    .unwrap();
+}
+
 #[test]
 fn on_postgres() {
-    let pg = TestPostgres::start().unwrap();
+    let mut pg = TestPostgres::start().unwrap();
     let checks = url(&pg.create_database("directory_checks").unwrap());
     let (mut a, mut b) = two(&checks);
     behaves_as_a_directory(&mut a, &mut b);
@@ -359,6 +392,13 @@ fn on_postgres() {
     let race = url(&pg.create_database("directory_race").unwrap());
     let (a, b) = two(&race);
     concurrent_replaces_never_both_win(Box::new(a), Box::new(b), 50);
+    let mut d = SharedDirectory::open(&checks).unwrap();
+    let pg = std::cell::RefCell::new(pg);
+    outlives_a_restart(
+        &mut d,
+        || pg.borrow_mut().stop(),
+        || pg.borrow_mut().start_again().unwrap(),
+    );
 }
 
 #[test]
@@ -371,4 +411,11 @@ fn on_mariadb() {
     let race = url(&maria.create_database("directory_race").unwrap());
     let (a, b) = two(&race);
     concurrent_replaces_never_both_win(Box::new(a), Box::new(b), 50);
+    let mut d = SharedDirectory::open(&checks).unwrap();
+    let maria = std::cell::RefCell::new(maria);
+    outlives_a_restart(
+        &mut d,
+        || maria.borrow_mut().stop(),
+        || maria.borrow_mut().start_again().unwrap(),
+    );
 }
