@@ -384,7 +384,7 @@ fn outlives_a_restart(d: &mut SharedDirectory, stop: impl FnOnce(), start: impl 
 
 #[test]
 fn on_postgres() {
-    let mut pg = TestPostgres::start().unwrap();
+    let pg = TestPostgres::start().unwrap();
     let checks = url(&pg.create_database("directory_checks").unwrap());
     let (mut a, mut b) = two(&checks);
     behaves_as_a_directory(&mut a, &mut b);
