@@ -59,6 +59,11 @@
 //!    `--rate-users` users (5,000) into the quirky server at `--rate-limit` requests a second
 //!    (50), with adaptation and without: the share of 429s and the throughput against the
 //!    limit (module `rate`).
+//! 8. **A no-change resync read in pages** (`--resync-paged N`, instead of 1 to 5): N users
+//!    and their links written into a SQLite store or a PostgreSQL database
+//!    (`--resync-database`), then a resync with nothing changed that reads them a page at a
+//!    time: seconds and the peak RSS during it (module `resync_paged`).
+//!
 //! 9. **Groups of any size** (`--groups`, instead of 1 to 5): a group of `--group-members`
 //!    members (10,000) made by a first sync, then `--group-changes` (1,000) of them moved to
 //!    another group, into the quirky server: requests and seconds with membership changes
@@ -81,6 +86,7 @@
 //! target/release/bench … --readme docs/figures.md   # also write issue 13's table into the figures page
 //! target/release/bench --rate [--rate-users N] [--rate-limit L]
 //! target/release/bench --groups [--group-members N] [--group-changes M]
+//! target/release/bench --resync-paged 1000000 [--resync-database postgres://…]
 //! target/release/bench --hosts [--calls N] [--memory-calls N] [--sync-users S] [--sync-concurrency C]
 //! ```
 //!
@@ -99,6 +105,7 @@ mod hosts;
 mod pure;
 mod rate;
 mod resync;
+mod resync_paged;
 mod runner;
 mod server_mix;
 mod servers;
@@ -160,6 +167,18 @@ struct Args {
     /// The server's limit in requests a second (with --rate).
     #[arg(long, default_value_t = 50)]
     rate_limit: u32,
+    /// Measure a no-change resync of N users read from the store in pages instead (8):
+    /// seconds and peak RSS.
+    #[arg(long, value_name = "N")]
+    resync_paged: Option<usize>,
+    /// The database of `--resync-paged`: a SQLite file (default: a fresh temporary one) or
+    /// a postgres:// URL of an empty database.
+    #[arg(long, value_name = "PATH_OR_URL")]
+    resync_database: Option<String>,
+    /// Write N users for `--resync-paged` into `--resync-database`, then stop (the child
+    /// process `--resync-paged` starts).
+    #[arg(long, value_name = "N", hide = true)]
+    resync_seed: Option<usize>,
     /// Measure the outbox's claim overhead instead (10): N events drained by 1, 2 and 4
     /// workers on `--claims-database` (a postgres:// or mysql:// URL of a database the
     /// bench may empty).
@@ -188,6 +207,13 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(n) = args.resync_seed {
+        let database = args
+            .resync_database
+            .as_deref()
+            .context("--resync-seed needs --resync-database")?;
+        return resync_paged::seed(database, n);
+    }
     if let Some(n) = args.claims {
         let database = args
             .claims_database
@@ -214,6 +240,9 @@ fn main() -> Result<()> {
     }
     if args.rate {
         return rate::run(&runtime, args.rate_users, args.rate_limit);
+    }
+    if let Some(n) = args.resync_paged {
+        return resync_paged::run(&runtime, n, args.resync_database.as_deref());
     }
     if args.hosts {
         return hosts::run(
