@@ -4,18 +4,23 @@ declare(strict_types=1);
 
 namespace ScimProvisioner\WordPress;
 
+use ScimProvisioner\OutboxClaims;
+
 /**
  * The client role's outbox: one row per user event, in WordPress's database
  * (`{prefix}scim_outbox`), delivered in order per user.
  *
  * Several deliverers may run at once (the shutdown delivery of two admin requests, WP-Cron,
- * bin/worker). Each takes a row with a lease: an atomic
- * `UPDATE … SET claimed_by = me, claimed_until = now + lease WHERE id = … AND claimed_until < now`
- * that only one of them can win. Only the oldest unparked row of a user (its head) is ever
- * claimed, so a user's events go out one at a time and in order; the next one becomes the
- * head when the delivered one is deleted. A deliverer that dies leaves its lease to expire,
- * and the row is delivered again (the component matches the remote user, so a repeat does
- * not create a second one).
+ * any number of bin/worker processes on any number of hosts sharing the database). They claim
+ * with the PHP library's {@see OutboxClaims}, the same code as its PdoOutbox: a batch taken
+ * with `SELECT … FOR UPDATE SKIP LOCKED` and a lease (`claimed_by`, `claimed_until`, on the
+ * database's clock), and only the oldest unparked row of a user (its head), never a user whose
+ * older row another deliverer holds: a user's events go out one at a time and in order; the
+ * next one becomes the head when the delivered one is deleted or parked. A deliverer that dies
+ * leaves its lease to run out (`LEASE_SECONDS`, filter `scim_provisioner_outbox_lease`), and
+ * another delivers the row again (the component matches the remote user, so a repeat does
+ * not create a second one). Completing, failing and releasing are fenced by `claimed_by`: a
+ * deliverer whose lease ran out changes nothing.
  *
  * @phpstan-type OutboxRow array{id: int, user_id: int, event: string, user_json: string, link_json: ?string,
  *     created_at: int, attempts: int, next_attempt_at: int, last_error: ?string, last_status: ?int, parked: bool}
@@ -26,10 +31,18 @@ final class Outbox
     public const LEASE_SECONDS = 300;
 
     private readonly string $table;
+    private readonly OutboxClaims $claims;
 
     public function __construct()
     {
         $this->table = Schema::tables()['outbox'];
+        $this->claims = new OutboxClaims(new WpdbOutboxSql(), $this->table);
+    }
+
+    /** The lease a claim takes, in seconds (filter `scim_provisioner_outbox_lease`, at least 1). */
+    public static function leaseSeconds(): int
+    {
+        return max(1, (int) apply_filters('scim_provisioner_outbox_lease', self::LEASE_SECONDS));
     }
 
     /**
@@ -84,53 +97,21 @@ final class Outbox
      */
     public function claimDue(string $owner, int $limit, ?array $userIds = null, bool $ignoreRetryTimes = false): array
     {
-        global $wpdb;
-        $now = time();
-        $where = 'o.parked = 0 AND o.claimed_until < %d';
-        $args = [$now];
-        if (!$ignoreRetryTimes) {
-            $where .= ' AND o.next_attempt_at <= %d';
-            $args[] = $now;
+        $ids = $userIds === null ? null : array_map('intval', $userIds);
+        $rows = $this->claims->claim($owner, $limit, self::leaseSeconds(), $ids, $ignoreRetryTimes);
+        foreach ($rows as $row) {
+            // Another worker may have delivered this user's previous row and saved its link
+            // since this process cached the user's meta: read the link afresh.
+            wp_cache_delete((int) $row['user_id'], 'user_meta');
+            wp_cache_delete((int) $row['user_id'], 'users');
         }
-        if ($userIds !== null) {
-            if ($userIds === []) {
-                return [];
-            }
-            $where .= ' AND o.user_id IN (' . implode(',', array_map('intval', $userIds)) . ')';
-        }
-        $args[] = $limit;
-        $heads = $wpdb->get_results($wpdb->prepare(
-            "SELECT o.* FROM {$this->table} o
-             WHERE {$where}
-               AND o.id = (SELECT MIN(h.id) FROM {$this->table} h WHERE h.user_id = o.user_id AND h.parked = 0)
-             ORDER BY o.id LIMIT %d",
-            ...$args,
-        ), ARRAY_A);
-        if (!is_array($heads)) {
-            throw new \RuntimeException('the outbox could not be read: ' . $wpdb->last_error);
-        }
-        $claimed = [];
-        foreach ($heads as $row) {
-            $won = $wpdb->query($wpdb->prepare(
-                "UPDATE {$this->table} SET claimed_by = %s, claimed_until = %d
-                 WHERE id = %d AND parked = 0 AND claimed_until < %d",
-                $owner,
-                $now + self::LEASE_SECONDS,
-                (int) $row['id'],
-                $now,
-            ));
-            if ($won === 1) {
-                $claimed[] = self::typed($row);
-            }
-        }
-        return $claimed;
+        return array_map(self::typed(...), $rows);
     }
 
     /** A delivered row: removed, if this owner still holds it. */
-    public function complete(int $id, string $owner): void
+    public function complete(int $id, string $owner): bool
     {
-        global $wpdb;
-        $wpdb->query($wpdb->prepare("DELETE FROM {$this->table} WHERE id = %d AND claimed_by = %s", $id, $owner));
+        return $this->claims->complete($id, $owner);
     }
 
     /** A failed row: its next attempt time and reason, or parked; the claim is released. */
@@ -142,30 +123,14 @@ final class Outbox
         string $error,
         ?int $status,
         bool $park,
-    ): void {
-        global $wpdb;
-        $wpdb->query($wpdb->prepare(
-            "UPDATE {$this->table} SET attempts = %d, next_attempt_at = %d, last_error = %s, last_status = "
-            . ($status === null ? 'NULL' : (string) (int) $status) . ", parked = %d,
-             claimed_by = NULL, claimed_until = 0 WHERE id = %d AND claimed_by = %s",
-            $attempts,
-            $nextAttemptAt,
-            $error,
-            $park ? 1 : 0,
-            $id,
-            $owner,
-        ));
+    ): bool {
+        return $this->claims->fail($id, $owner, $attempts, $nextAttemptAt, $error, $status, $park);
     }
 
     /** Gives a row back without counting an attempt (the deliverer could not start). */
-    public function release(int $id, string $owner): void
+    public function release(int $id, string $owner): bool
     {
-        global $wpdb;
-        $wpdb->query($wpdb->prepare(
-            "UPDATE {$this->table} SET claimed_by = NULL, claimed_until = 0 WHERE id = %d AND claimed_by = %s",
-            $id,
-            $owner,
-        ));
+        return $this->claims->release($id, $owner);
     }
 
     /**

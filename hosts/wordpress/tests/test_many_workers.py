@@ -1,0 +1,179 @@
+"""Many bin/worker processes on one MariaDB drain one outbox: every queued change reaches
+scim2-server exactly once and each user's in order, and a worker killed with SIGKILL while it
+holds a claimed batch loses its lease, after which the others deliver its rows.
+
+Checked from outside the plugin: a recording proxy in front of scim2-server (the PHP
+library's tests/support/recording-proxy.php under php -S) logs every write the server
+accepted with the sequence number it stored (each change carries ``seq-N-seq`` in the user's
+first name), and the users are read back from scim2-server itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+from harness import WEB_USER, Scim2Server, WordPressSite, as_user, free_port, spawn, stop_process, wait_for
+from plugin_calls import PLUGIN, call, configure_client, users_by_name
+
+USERS = 60
+CHANGES = 4
+# Longer than the slow worker's whole batch (50 rows), shorter than a test should wait.
+LEASE_SECONDS = 10
+PROXY = Path(__file__).resolve().parents[2] / "php" / "tests" / "support" / "recording-proxy.php"
+
+
+def _proxy(upstream: str, record: Path, log: Path, delay_ms: int = 0) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = dict(os.environ, UPSTREAM=upstream, RECORD_FILE=str(record), DELAY_MS=str(delay_ms),
+               PHP_CLI_SERVER_WORKERS="4")
+    proc = spawn(["php", "-S", f"127.0.0.1:{port}", str(PROXY)], log, env=env)
+    base = f"http://127.0.0.1:{port}/v2"
+
+    def ready() -> bool:
+        import urllib.request
+        with urllib.request.urlopen(f"{base}/ServiceProviderConfig", timeout=2) as r:
+            return r.status == 200
+    wait_for(ready, "the recording proxy", limit=60, process=proc, log=log)
+    return proc, base
+
+
+def _held(site: WordPressSite) -> dict[str, int]:
+    """Rows under a live lease, by owner."""
+    rows = site.mariadb.query(site.db_name, "SELECT claimed_by, COUNT(*) FROM wp_scim_outbox "
+                              "WHERE claimed_until >= UNIX_TIMESTAMP() GROUP BY claimed_by")
+    return {owner: int(n) for owner, n in rows}
+
+
+def _pending(site: WordPressSite) -> int:
+    return int(site.mariadb.query(site.db_name, "SELECT COUNT(*) FROM wp_scim_outbox WHERE parked = 0")[0][0])
+
+
+def test_four_workers_deliver_every_change_once_in_order_and_a_killed_workers_rows_go_to_the_others(
+        wp_site, scim2_server: Scim2Server, tmp_path: Path):
+    site = wp_site("workers")
+    record = tmp_path / "writes.jsonl"
+    record.touch()
+    upstream = scim2_server.base_url.removesuffix("/v2")
+    fast, fast_url = _proxy(upstream, record, tmp_path / "proxy.log")
+    slow, slow_url = _proxy(upstream, record, tmp_path / "slow-proxy.log", delay_ms=40)
+    # A short lease for the test, and a way to point one worker at the slow proxy.
+    mu = site.path / "wp-content" / "mu-plugins"
+    mu.mkdir(exist_ok=True)
+    (mu / "scim-test-workers.php").write_text(f"""<?php
+add_filter('scim_provisioner_outbox_lease', static fn () => {LEASE_SECONDS});
+$scimTestUrl = getenv('SCIM_TEST_BASE_URL');
+if (is_string($scimTestUrl) && $scimTestUrl !== '') {{
+    add_filter('option_scim_provisioner_client', static function ($v) use ($scimTestUrl) {{
+        if (is_array($v)) {{ $v['base_url'] = $scimTestUrl; }}
+        return $v;
+    }});
+}}
+""")
+    configure_client(site, SimpleNamespace(base_url=fast_url, token=scim2_server.token), automatic=False)
+
+    # The users, then their changes queued as a busy site's would be: five users' changes
+    # interleaved, so a batch holds several changes of the same users.
+    prefix = "mw" + os.urandom(3).hex()
+    ids = json.loads(site.php(f"""
+$ids = [];
+for ($i = 0; $i < {USERS}; $i++) {{
+    $login = sprintf('{prefix}%03d', $i);
+    $id = wp_insert_user(['user_login' => $login, 'user_email' => $login . '@example.test', 'role' => 'subscriber',
+        'first_name' => 'seq-{CHANGES}-seq', 'last_name' => 'Worker', 'user_pass' => wp_generate_password(16)]);
+    if (is_wp_error($id)) {{ fwrite(STDERR, $id->get_error_message()); exit(1); }}
+    $ids[] = $id;
+}}
+global $wpdb;
+$wpdb->query("DELETE FROM {{$wpdb->prefix}}scim_outbox");
+$plugin = {PLUGIN};
+for ($block = 0; $block < {USERS}; $block += 5) {{
+    for ($seq = 1; $seq <= {CHANGES}; $seq++) {{
+        foreach (array_slice($ids, $block, 5) as $id) {{
+            $snapshot = $plugin->client()->fields()->snapshot(get_userdata($id));
+            $snapshot['fields']['first_name'] = "seq-$seq-seq";
+            $plugin->outbox()->enqueue($id, $seq === 1 ? 'created' : 'updated', $snapshot);
+        }}
+    }}
+}}
+echo json_encode($ids);
+""", timeout=600))
+    assert _pending(site) == USERS * CHANGES
+
+    worker = site.path / "wp-content" / "plugins" / "scim-provisioner" / "bin" / "worker"
+    argv = as_user(WEB_USER, ["php", str(worker), f"--path={site.path}", "drain"])
+    started = time.monotonic()
+    victim = subprocess.Popen(argv, env=dict(os.environ, SCIM_TEST_BASE_URL=slow_url), cwd=site.path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(_held(site)) == 1, "the first worker holding a batch", limit=60, process=victim)
+    victim_owner, batch = next(iter(_held(site).items()))
+
+    errors: list[str] = []
+
+    def drain_until_empty() -> None:
+        # What a system crontab does, quickly: run the worker again while anything is queued.
+        end = time.monotonic() + 300
+        try:
+            while _pending(site) > 0 and time.monotonic() < end:
+                out = subprocess.run(argv, cwd=site.path, capture_output=True, text=True, timeout=300)
+                if out.returncode != 0 and "nothing due" not in out.stdout:
+                    errors.append(out.stdout + out.stderr)
+                if "0 delivered" in out.stdout:
+                    time.sleep(0.2)   # others hold the rest, or a dead worker's lease has yet to run out
+        except Exception as e:  # the database gone at the end of a failed test
+            errors.append(repr(e))
+
+    others = [threading.Thread(target=drain_until_empty) for _ in range(3)]
+    for t in others:
+        t.start()
+    # Mid-batch: the victim has delivered part of its batch and holds the rest. Its owner
+    # name is host:pid:random; the pid is the PHP process itself (runuser is its parent).
+    try:
+        wait_for(lambda: 0 < _held(site).get(victim_owner, 0) <= batch - 2, "the victim half-way through its batch",
+                 limit=120, process=victim)
+    except Exception:
+        out, err = victim.communicate(timeout=30)
+        raise AssertionError(f"the victim: {victim.returncode}\n{out[-3000:]}\n{err[-3000:]}")
+    os.kill(int(victim_owner.split(":")[1]), signal.SIGKILL)
+    victim.wait(timeout=30)
+    held_at_death = _held(site).get(victim_owner, 0)
+    assert held_at_death > 0, "the killed worker still held rows"
+
+    for t in others:
+        t.join(timeout=400)
+    seconds = time.monotonic() - started
+    stop_process(fast)
+    stop_process(slow)
+    assert not errors, errors[0][-3000:]
+    counts = call(site, f"{PLUGIN}->outbox()->counts()")
+    assert counts == {"pending": 0, "parked": 0, "claimed": 0}, counts
+
+    # Read back from scim2-server: each user once, in its final state.
+    remote = {n: u for n, u in users_by_name(scim2_server).items() if n.startswith(prefix)}
+    assert len(remote) == USERS, "no user lost, none created twice"
+    for name, user in remote.items():
+        assert user["name"]["givenName"] == f"seq-{CHANGES}-seq", (name, user["name"])
+
+    # What the server saw, per user, in the order it took the writes.
+    id_to_name = {u["id"]: n for n, u in remote.items()}
+    seen: dict[str, list[int]] = {}
+    for line in record.read_text().splitlines():
+        w = json.loads(line)
+        name = w.get("userName") or id_to_name.get(w.get("id"))
+        if name and name.startswith(prefix):
+            seen.setdefault(name, []).append(w["seq"])
+    assert len(seen) == USERS
+    repeats = 0
+    for name, seqs in seen.items():
+        assert seqs == sorted(seqs), f"{name}: the server took its changes out of order: {seqs}"
+        assert sorted(set(seqs)) == list(range(1, CHANGES + 1)), f"{name}: {seqs}"
+        repeats += len(seqs) - CHANGES
+    # Only the row in flight when the victim died may have been sent twice.
+    assert repeats <= 1, repeats
+    print(f"\n4 bin/worker processes, {USERS * CHANGES} changes, one killed holding {held_at_death} of {batch}: "
+          f"{seconds:.1f} s, {repeats} writes repeated")
