@@ -496,6 +496,10 @@ struct RunReport {
 fn run(up: &Upstream, n: usize, outbox_percent: usize, faults: FaultConfig) -> RunReport {
     let started = Instant::now();
     let proxy = FaultProxy::start(&up.base_url, faults).expect("the proxy starts");
+    // These runs check the component's own handling of every fault (retry classes, parking,
+    // Retry-After), so the host's adaptive rate control, which would absorb the 429s and 503s
+    // before the component saw them, is off for this target; tests/rate_control.rs covers it.
+    host_example::rate::for_target(&proxy.base_url).set_adaptive(false);
     let settings = ConnectorSettings {
         base_url: proxy.base_url.clone(),
         credentials: Credentials::Bearer(up.token.clone()),
