@@ -32,18 +32,23 @@ function canned() {
 const user = (i) => ({ id: String(i), fields: { name: `u${i}`, mail: `u${i}@example.com` }, active: true });
 
 let runtime;
+/** The same component with the default deadline: for preparing data, not under test. */
+let prep;
 before(async () => {
   runtime = await Runtime.load({ deadlineMs: 50 });
+  prep = await Runtime.load();
 });
 
 test('a call past its deadline is stopped with DeadlineExceeded and the next call works on a fresh instance', async () => {
   assert.equal(runtime.deadlineMs, 50);
   const c = await Connector.open(runtime, { base_url: 'http://127.0.0.1:9/v2', token: 'some-token-value' }, { transport: canned(), logger: new MemoryLogger() });
+  const mapper = await Connector.open(prep, { base_url: 'http://127.0.0.1:9/v2', token: 'some-token-value' }, { transport: canned(), logger: new MemoryLogger() });
   try {
     const items = [];
     for (let i = 0; i < 6000; i++) {
-      items.push({ user: user(i), event: 'updated', link: { remoteId: `r${i}`, version: null, snapshot: JSON.stringify(await c.mapUser(user(i))) } });
+      items.push({ user: user(i), event: 'updated', link: { remoteId: `r${i}`, version: null, snapshot: JSON.stringify(await mapper.mapUser(user(i))) } });
     }
+    mapper.close();
     await assert.rejects(() => c.provisionBatch(items), (e) => e instanceof DeadlineExceeded && e instanceof GuestTrap
       && e.kind === 'deadline' && e.name === 'DeadlineExceeded' && e.call === '[method]connector.provision-batch'
       && /trapped in \[method\]connector\.provision-batch \(deadline\): the guest ran longer than 50 ms without a host answer/.test(e.message)
