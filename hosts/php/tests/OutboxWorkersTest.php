@@ -69,7 +69,8 @@ final class OutboxWorkersTest extends TestCase
         touch($record);
         $upstream = (string) preg_replace('#/v2$#', '', $scim->baseUrl);
         $proxy = new PhpServer(__DIR__ . '/support/recording-proxy.php', [
-            'UPSTREAM' => $upstream, 'RECORD_FILE' => $record, 'PHP_CLI_SERVER_WORKERS' => '4',
+            // One process (no PHP_CLI_SERVER_WORKERS: its forked workers outlive a stopped parent).
+            'UPSTREAM' => $upstream, 'RECORD_FILE' => $record,
         ], Peers::logDir() . '/recording-proxy-' . getmypid() . '.log', '/v2');
         try {
             $started = microtime(true);

@@ -7,8 +7,8 @@ declare(strict_types=1);
  * UPSTREAM (scheme://host:port) unchanged, and for every write the server accepted (2xx
  * POST/PUT/PATCH to /Users) appends one JSON line to RECORD_FILE: the user's id and userName
  * as the server answered, and the sequence number the server stored (the `seq-N-seq` marker
- * the test puts in the user's first name). Run with PHP_CLI_SERVER_WORKERS so requests of
- * different users are served at once; a user's requests never overlap (the outbox holds one
+ * the test puts in the user's first name). One php -S process serves one request at a
+ * time, in the order they come; a user's requests never overlap anyway (the outbox holds one
  * at a time), so the lines of one user are in the order the server took them. Used by the
  * WordPress plugin's tests too (hosts/wordpress/tests/test_many_workers.py).
  */
