@@ -131,6 +131,14 @@ fn check_store(url: &str) {
     }
     let log = b.log_entries(Some(&alice.id), false, 10).unwrap();
     assert_eq!(log.len(), 2);
+    // Inside a transaction, log lines held back are written before anything reads.
+    a.batch(|s| {
+        s.append_log(&log[1])?;
+        assert_eq!(s.log_entries(Some(&alice.id), false, 10)?.len(), 3);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(b.log_entries(Some(&alice.id), false, 10).unwrap().len(), 3);
     assert_eq!(log[0].http_status, Some(503));
     assert_eq!(b.log_entries(None, true, 10).unwrap().len(), 1);
     let imported = a
