@@ -23,9 +23,13 @@ from plugin_calls import PLUGIN, call, configure_client, users_by_name
 
 USERS = 60
 CHANGES = 4
-# Longer than the slow worker's whole batch (50 rows) on a loaded machine: a worker whose
-# lease ran out still delivers the rest of its batch (see the report on ClientService::drain).
+# Longer than the slow worker's whole batch (50 rows) on a loaded machine, so that the killed
+# worker's rows wait for its lease to run out (test_short_leases: a lease shorter than a batch).
 LEASE_SECONDS = 30
+# A lease shorter than a batch against a slow server, much longer than one row's delivery: a
+# worker extends its lease row by row (ClientService::drain).
+SHORT_LEASE_SECONDS = 5
+SLOW_SERVER_MS = 100
 PROXY = Path(__file__).resolve().parents[2] / "php" / "tests" / "support" / "recording-proxy.php"
 
 
@@ -55,19 +59,13 @@ def _pending(site: WordPressSite) -> int:
     return int(site.mariadb.query(site.db_name, "SELECT COUNT(*) FROM wp_scim_outbox WHERE parked = 0")[0][0])
 
 
-def test_four_workers_deliver_every_change_once_in_order_and_a_killed_workers_rows_go_to_the_others(
-        wp_site, scim2_server: Scim2Server, tmp_path: Path):
-    site = wp_site("workers")
-    record = tmp_path / "writes.jsonl"
-    record.touch()
-    upstream = scim2_server.base_url.removesuffix("/v2")
-    fast, fast_url = _proxy(upstream, record, tmp_path / "proxy.log")
-    slow, slow_url = _proxy(upstream, record, tmp_path / "slow-proxy.log", delay_ms=20)
-    # A short lease for the test, and a way to point one worker at the slow proxy.
+def _queue_changes(site: WordPressSite, scim2_server: Scim2Server, base_url: str, lease: int) -> str:
+    """The client configured for base_url with a lease of `lease` seconds (SCIM_TEST_BASE_URL
+    points one worker elsewhere), and USERS users' CHANGES changes queued; returns the logins' prefix."""
     mu = site.path / "wp-content" / "mu-plugins"
     mu.mkdir(exist_ok=True)
     (mu / "scim-test-workers.php").write_text(f"""<?php
-add_filter('scim_provisioner_outbox_lease', static fn () => {LEASE_SECONDS});
+add_filter('scim_provisioner_outbox_lease', static fn () => {lease});
 $scimTestUrl = getenv('SCIM_TEST_BASE_URL');
 if (is_string($scimTestUrl) && $scimTestUrl !== '') {{
     add_filter('option_scim_provisioner_client', static function ($v) use ($scimTestUrl) {{
@@ -76,12 +74,12 @@ if (is_string($scimTestUrl) && $scimTestUrl !== '') {{
     }});
 }}
 """)
-    configure_client(site, SimpleNamespace(base_url=fast_url, token=scim2_server.token), automatic=False)
+    configure_client(site, SimpleNamespace(base_url=base_url, token=scim2_server.token), automatic=False)
 
     # The users, then their changes queued as a busy site's would be: five users' changes
     # interleaved, so a batch holds several changes of the same users.
     prefix = "mw" + os.urandom(3).hex()
-    ids = json.loads(site.php(f"""
+    site.php(f"""
 $ids = [];
 for ($i = 0; $i < {USERS}; $i++) {{
     $login = sprintf('{prefix}%03d', $i);
@@ -102,9 +100,59 @@ for ($block = 0; $block < {USERS}; $block += 5) {{
         }}
     }}
 }}
-echo json_encode($ids);
-""", timeout=600))
+""", timeout=600)
     assert _pending(site) == USERS * CHANGES
+    return prefix
+
+
+def _drain_until_empty(site: WordPressSite, argv: list[str], errors: list[str]) -> None:
+    """What a system crontab does, quickly: run the worker again while anything is queued."""
+    end = time.monotonic() + 300
+    try:
+        while _pending(site) > 0 and time.monotonic() < end:
+            out = subprocess.run(argv, cwd=site.path, capture_output=True, text=True, timeout=300)
+            if out.returncode != 0 and "nothing due" not in out.stdout:
+                errors.append(f"exit {out.returncode}: " + out.stdout + out.stderr)
+            if "0 delivered" in out.stdout:
+                time.sleep(0.2)   # others hold the rest, or a dead worker's lease has yet to run out
+    except Exception as e:  # the database gone at the end of a failed test
+        errors.append(repr(e))
+
+
+def _writes_per_user(scim2_server: Scim2Server, record: Path, prefix: str) -> int:
+    """Checks each user on scim2-server once, in its final state, and its changes taken in
+    order; returns how many writes were repeats."""
+    remote = {n: u for n, u in users_by_name(scim2_server).items() if n.startswith(prefix)}
+    assert len(remote) == USERS, "no user lost, none created twice"
+    for name, user in remote.items():
+        assert user["name"]["givenName"] == f"seq-{CHANGES}-seq", (name, user["name"])
+
+    # What the server saw, per user, in the order it took the writes.
+    id_to_name = {u["id"]: n for n, u in remote.items()}
+    seen: dict[str, list[int]] = {}
+    for line in record.read_text().splitlines():
+        w = json.loads(line)
+        name = w.get("userName") or id_to_name.get(w.get("id"))
+        if name and name.startswith(prefix):
+            seen.setdefault(name, []).append(w["seq"])
+    assert len(seen) == USERS
+    repeats = 0
+    for name, seqs in seen.items():
+        assert seqs == sorted(seqs), f"{name}: the server took its changes out of order: {seqs}"
+        assert sorted(set(seqs)) == list(range(1, CHANGES + 1)), f"{name}: {seqs}"
+        repeats += len(seqs) - CHANGES
+    return repeats
+
+
+def test_four_workers_deliver_every_change_once_in_order_and_a_killed_workers_rows_go_to_the_others(
+        wp_site, scim2_server: Scim2Server, tmp_path: Path):
+    site = wp_site("workers")
+    record = tmp_path / "writes.jsonl"
+    record.touch()
+    upstream = scim2_server.base_url.removesuffix("/v2")
+    fast, fast_url = _proxy(upstream, record, tmp_path / "proxy.log")
+    slow, slow_url = _proxy(upstream, record, tmp_path / "slow-proxy.log", delay_ms=20)
+    prefix = _queue_changes(site, scim2_server, fast_url, LEASE_SECONDS)
 
     worker = site.path / "wp-content" / "plugins" / "scim-provisioner" / "bin" / "worker"
     argv = as_user(WEB_USER, ["php", str(worker), f"--path={site.path}", "drain"])
@@ -116,20 +164,7 @@ echo json_encode($ids);
 
     errors: list[str] = []
 
-    def drain_until_empty() -> None:
-        # What a system crontab does, quickly: run the worker again while anything is queued.
-        end = time.monotonic() + 300
-        try:
-            while _pending(site) > 0 and time.monotonic() < end:
-                out = subprocess.run(argv, cwd=site.path, capture_output=True, text=True, timeout=300)
-                if out.returncode != 0 and "nothing due" not in out.stdout:
-                    errors.append(out.stdout + out.stderr)
-                if "0 delivered" in out.stdout:
-                    time.sleep(0.2)   # others hold the rest, or a dead worker's lease has yet to run out
-        except Exception as e:  # the database gone at the end of a failed test
-            errors.append(repr(e))
-
-    others = [threading.Thread(target=drain_until_empty) for _ in range(3)]
+    others = [threading.Thread(target=_drain_until_empty, args=(site, argv, errors)) for _ in range(3)]
     for t in others:
         t.start()
     # Mid-batch: the victim has delivered part of its batch and holds the rest. Its owner
@@ -154,27 +189,41 @@ echo json_encode($ids);
     counts = call(site, f"{PLUGIN}->outbox()->counts()")
     assert counts == {"pending": 0, "parked": 0, "claimed": 0}, counts
 
-    # Read back from scim2-server: each user once, in its final state.
-    remote = {n: u for n, u in users_by_name(scim2_server).items() if n.startswith(prefix)}
-    assert len(remote) == USERS, "no user lost, none created twice"
-    for name, user in remote.items():
-        assert user["name"]["givenName"] == f"seq-{CHANGES}-seq", (name, user["name"])
-
-    # What the server saw, per user, in the order it took the writes.
-    id_to_name = {u["id"]: n for n, u in remote.items()}
-    seen: dict[str, list[int]] = {}
-    for line in record.read_text().splitlines():
-        w = json.loads(line)
-        name = w.get("userName") or id_to_name.get(w.get("id"))
-        if name and name.startswith(prefix):
-            seen.setdefault(name, []).append(w["seq"])
-    assert len(seen) == USERS
-    repeats = 0
-    for name, seqs in seen.items():
-        assert seqs == sorted(seqs), f"{name}: the server took its changes out of order: {seqs}"
-        assert sorted(set(seqs)) == list(range(1, CHANGES + 1)), f"{name}: {seqs}"
-        repeats += len(seqs) - CHANGES
+    repeats = _writes_per_user(scim2_server, record, prefix)
     # Only the row in flight when the victim died may have been sent twice.
     assert repeats <= 1, repeats
     print(f"\n4 bin/worker processes, {USERS * CHANGES} changes, one killed holding {held_at_death} of {batch}: "
           f"{seconds:.1f} s, {repeats} writes repeated")
+
+
+def test_short_leases_against_a_slow_server_every_change_once_in_order(
+        wp_site, scim2_server: Scim2Server, tmp_path: Path):
+    """Leases much shorter than a batch: each worker extends its lease row by row, and one
+    that lost a row changes nothing (no repeat, no failure, no link error)."""
+    site = wp_site("shortlease")
+    record = tmp_path / "writes.jsonl"
+    record.touch()
+    upstream = scim2_server.base_url.removesuffix("/v2")
+    slow, slow_url = _proxy(upstream, record, tmp_path / "slow-proxy.log", delay_ms=SLOW_SERVER_MS)
+    prefix = _queue_changes(site, scim2_server, slow_url, SHORT_LEASE_SECONDS)
+
+    worker = site.path / "wp-content" / "plugins" / "scim-provisioner" / "bin" / "worker"
+    argv = as_user(WEB_USER, ["php", str(worker), f"--path={site.path}", "drain"])
+    started = time.monotonic()
+    errors: list[str] = []
+    workers = [threading.Thread(target=_drain_until_empty, args=(site, argv, errors)) for _ in range(4)]
+    for t in workers:
+        t.start()
+    # The first batch (50 heads, one request or two each through the slow server) outlasts the lease.
+    for t in workers:
+        t.join(timeout=400)
+    seconds = time.monotonic() - started
+    stop_process(slow)
+    assert not errors, errors[0][-3000:]
+    assert seconds > 2 * SHORT_LEASE_SECONDS, f"the batches took {seconds:.1f} s, not longer than a lease"
+    counts = call(site, f"{PLUGIN}->outbox()->counts()")
+    assert counts == {"pending": 0, "parked": 0, "claimed": 0}, counts
+    repeats = _writes_per_user(scim2_server, record, prefix)
+    assert repeats == 0, f"{repeats} writes repeated: a worker delivered a row after its lease ran out"
+    print(f"\n4 bin/worker processes, {USERS * CHANGES} changes, {SHORT_LEASE_SECONDS} s leases, "
+          f"{SLOW_SERVER_MS} ms a request: {seconds:.1f} s")

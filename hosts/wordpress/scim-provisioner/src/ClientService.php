@@ -329,7 +329,16 @@ final class ClientService
                         $this->plugin->log()->add(0, '', 'deliver', 'failed', null, $summary['message'], 0);
                         return $summary;
                     }
+                    if (!$this->plugin->outbox()->stillHolds($row['id'], $this->owner)) {
+                        // The lease ran out (a batch slower than it): the row is another
+                        // deliverer's now, or due again for whoever claims it next.
+                        unset($tried[$row['id']]);
+                        continue;
+                    }
                     $result = $this->deliverOne($connector, $row);
+                    if ($result === null) {
+                        continue;
+                    }
                     $summary['results'][$row['user_id']] = $result;
                     $summary[$result['ok'] ? 'delivered' : 'failed']++;
                     $summary['message'] = $result['message'];
@@ -368,9 +377,10 @@ final class ClientService
 
     /**
      * @param array<string, mixed> $row a claimed outbox row
-     * @return array{ok: bool, action: ?string, message: string}
+     * @return array{ok: bool, action: ?string, message: string}|null null when this process's
+     *     lease on the row ran out meanwhile (the row is left to its holder; nothing is recorded)
      */
-    private function deliverOne(Connector $connector, array $row): array
+    private function deliverOne(Connector $connector, array $row): ?array
     {
         $outbox = $this->plugin->outbox();
         $userId = (int) $row['user_id'];
@@ -399,6 +409,11 @@ final class ClientService
             return $this->failRow($row, $login, $e->getMessage(), 'backoff', null, null, $started);
         }
         $message = $outcome->action->value . ($outcome->reason !== null ? " ({$outcome->reason})" : '');
+        if (!$outbox->stillHolds($row['id'], $this->owner)) {
+            // The lease ran out during the request: the deliverer holding the row now saves
+            // the link and completes it (a late link here could overwrite a newer one).
+            return null;
+        }
         if ($event !== UserEvent::Deleted && get_userdata($userId) instanceof \WP_User) {
             $fingerprint = UserFields::fingerprint($snapshot, $this->plugin->settings()->policyJson());
             Links::save($userId, $outcome->link, $fingerprint);
@@ -420,7 +435,7 @@ final class ClientService
 
     /**
      * @param array<string, mixed> $row
-     * @return array{ok: bool, action: ?string, message: string}
+     * @return array{ok: bool, action: ?string, message: string}|null null when the row was no longer this process's
      */
     private function failRow(
         array $row,
@@ -430,11 +445,15 @@ final class ClientService
         ?int $after,
         ?int $status,
         int $started,
-    ): array {
+    ): ?array {
         $attempts = (int) $row['attempts'] + 1;
         $park = $retry === 'permanent' || $attempts >= self::MAX_ATTEMPTS;
         $delay = $retry === 'after-seconds' ? max(1, (int) $after) : min(3600, 2 ** min($attempts + 3, 12));
-        $this->plugin->outbox()->fail($row['id'], $this->owner, $attempts, time() + $delay, $message, $status, $park);
+        $outbox = $this->plugin->outbox();
+        if (!$outbox->fail($row['id'], $this->owner, $attempts, time() + $delay, $message, $status, $park)) {
+            // The lease ran out during the request: the row's holder now decides.
+            return null;
+        }
         $userId = (int) $row['user_id'];
         $event = (string) $row['event'];
         Metrics::userProvisioned(Metrics::attemptedAction($event), false);

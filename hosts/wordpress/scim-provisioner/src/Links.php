@@ -170,9 +170,14 @@ final class Links
     private static function put(int $userId, string $key, array $value): void
     {
         $json = (string) wp_json_encode($value);
-        $saved = update_user_meta($userId, $key, wp_slash($json)) !== false
-            || get_user_meta($userId, $key, true) === $json;
-        if (!$saved) {
+        if (update_user_meta($userId, $key, wp_slash($json)) !== false) {
+            return;
+        }
+        // False also when nothing changed: the same value already stored, possibly by another
+        // process since this one cached the user's meta (MySQL then counts no row updated).
+        // Read it afresh: the same value is saved, not an error.
+        wp_cache_delete($userId, 'user_meta');
+        if (get_user_meta($userId, $key, true) !== $json) {
             global $wpdb;
             throw new \RuntimeException("user {$userId}: {$key} could not be saved: " . $wpdb->last_error);
         }

@@ -108,6 +108,26 @@ final class Outbox
         return array_map(self::typed(...), $rows);
     }
 
+    /**
+     * Extends this owner's leases (a batch longer than one lease) and tells whether it still
+     * holds row $id: false once its lease ran out, whether or not another deliverer took it
+     * since. A deliverer checks before each row (and before saving what it sent), so one
+     * slower than its lease leaves the row to the deliverer that holds it now.
+     */
+    public function stillHolds(int $id, string $owner): bool
+    {
+        global $wpdb;
+        $this->claims->extend($owner, self::leaseSeconds());
+        // The database's clock, as the claims measure leases on it.
+        $held = $wpdb->get_var($wpdb->prepare(
+            "SELECT COUNT(*) FROM {$this->table}
+             WHERE id = %d AND claimed_by = %s AND claimed_until >= UNIX_TIMESTAMP()",
+            $id,
+            $owner,
+        ));
+        return (int) $held === 1;
+    }
+
     /** A delivered row: removed, if this owner still holds it. */
     public function complete(int $id, string $owner): bool
     {
