@@ -11,7 +11,9 @@ use ScimProvisioner\Connector;
 use ScimProvisioner\GuestTrapException;
 use ScimProvisioner\Link;
 use ScimProvisioner\Logger;
+use ScimProvisioner\PdoMetrics;
 use ScimProvisioner\PlannedAction;
+use ScimProvisioner\PrometheusText;
 use ScimProvisioner\ProvisioningException;
 use ScimProvisioner\ProvisionOutcome;
 use ScimProvisioner\Runtime;
@@ -76,7 +78,21 @@ final class Site
         CREATE INDEX IF NOT EXISTS log_user ON log(user_id, id);
         SQL;
 
+    /**
+     * The counters kept in the site's database (issue 31, part 3; docs/metrics.md), the
+     * families the WordPress plugin serves less the server role's (this site is a client).
+     */
+    public const METRIC_FAMILIES = [
+        'scim_users_provisioned_total' => ['counter', 'Users provisioned by the client role, by action and result'],
+        'scim_client_requests_total' => ['counter', 'Requests the client role sent in syncs, by target'],
+        'scim_client_retries_total' => ['counter', 'Outbox deliveries that failed and were scheduled again, by reason'],
+        'scim_outbox_depth' => ['gauge', 'Outbox events waiting for delivery (parked ones not included)'],
+        'scim_outbox_parked' => ['gauge', 'Outbox events parked after failing for good'],
+        'scim_syncs_total' => ['counter', 'Syncs run, by result'],
+    ];
+
     public readonly \PDO $db;
+    public readonly PdoMetrics $metrics;
     private ?Connector $connector = null;
     private readonly string $policyJson;
     /** @var list<array{action: string, user_id: string, name: string, reason: ?string}> the last sync plan, row by row */
@@ -93,6 +109,8 @@ final class Site
         $this->db->exec('PRAGMA busy_timeout = 10000');
         $this->db->exec('PRAGMA journal_mode = WAL');
         $this->db->exec(self::SCHEMA);
+        $this->metrics = new PdoMetrics($this->db);
+        $this->metrics->install();
         $policy = $config['connector']['policy'] ?? '';
         $this->policyJson = is_array($policy) ? (string) json_encode($policy) : (string) $policy;
     }
@@ -391,6 +409,7 @@ final class Site
         $counts['skipped'] += count($skipped);
         $work = array_values(array_filter($work, static fn (array $w): bool => $w['planned'] !== PlannedAction::Skip));
         if ($work === []) {
+            $this->metrics->add('scim_syncs_total', ['result' => 'ok']);
             return $counts;
         }
         // Workers: each its own connector (component instance); each user always on the same one.
@@ -442,6 +461,7 @@ final class Site
         }
         $this->db->prepare("INSERT INTO log (at, user_id, operation, outcome, http_status, error, duration_ms) VALUES (?, '', 'sync', 'done', NULL, ?, 0)")
             ->execute([gmdate('Y-m-d\TH:i:s\Z'), json_encode($counts)]);
+        $this->metrics->add('scim_syncs_total', ['result' => $counts['failed'] > 0 ? 'failed' : 'ok']);
         return $counts;
     }
 
@@ -568,6 +588,7 @@ final class Site
                 return;
             }
             $counts['requests'] += $result->requests;
+            $this->metrics->add('scim_client_requests_total', ['target' => $this->target()], (float) $result->requests);
             $counts['bulk_requests'] += $result->bulkRequests;
             foreach ($work as $i => $w) {
                 $r = $result->results[$i] ?? null;
@@ -612,10 +633,20 @@ final class Site
         $attempts = (int) $event['attempts'] + 1;
         $park = $retry === 'permanent' || $attempts >= ($this->config['max_attempts'] ?? 8);
         $delay = $retry === 'after-seconds' ? max(1, (int) $after) : min(3600, 2 ** min($attempts, 12));
-        $this->inTransaction(function () use ($event, $attempts, $park, $delay, $message, $status, $started): void {
+        $this->inTransaction(function () use ($event, $attempts, $park, $delay, $message, $status, $started, $retry): void {
             $this->db->prepare('UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ?, parked = ? WHERE seq = ?')
                 ->execute([$attempts, time() + $delay, $message, $park ? 1 : 0, $event['seq']]);
             $this->log((string) $event['user_id'], (string) $event['event'], 'failed', $started, $status, $message);
+            if (!$park) {
+                $reason = match (true) {
+                    $status === 429 => 'rate_limited',
+                    $status === 503 => 'unavailable',
+                    $status !== null && $status >= 500 => 'server_error',
+                    $status === null && $retry === 'backoff' => 'transport_or_trap',
+                    default => 'other',
+                };
+                $this->metrics->add('scim_client_retries_total', ['reason' => $reason]);
+            }
         });
         return ($park ? 'failed, parked: ' : "failed, will retry in {$delay} s: ") . $message;
     }
@@ -682,6 +713,47 @@ final class Site
     {
         $this->db->prepare('INSERT INTO log (at, user_id, operation, outcome, http_status, error, duration_ms) VALUES (?, ?, ?, ?, ?, ?, ?)')
             ->execute([gmdate('Y-m-d\TH:i:s\Z'), $userId, $operation, $outcome, $status, $error, intdiv(hrtime(true) - $startedNs, 1_000_000)]);
+        // Every provisioning outcome is logged here, so it is counted here, in the same transaction.
+        $ok = $outcome !== 'failed';
+        $action = $ok ? $outcome : match ($operation) {
+            'created' => 'created',
+            'blocked' => 'deactivated',
+            'deleted' => 'deleted',
+            default => 'updated',
+        };
+        $this->metrics->add('scim_users_provisioned_total', ['action' => $action, 'result' => $ok ? 'ok' : 'failed']);
+    }
+
+    /** The SCIM origin the site provisions to (scheme://host[:port]), the requests' `target` label. */
+    private function target(): string
+    {
+        $p = parse_url((string) ($this->config['connector']['base_url'] ?? ''));
+        return is_array($p) && isset($p['scheme'], $p['host'])
+            ? strtolower($p['scheme']) . '://' . strtolower($p['host']) . (isset($p['port']) ? ':' . $p['port'] : '')
+            : 'invalid';
+    }
+
+    /**
+     * Every counter in the site's database, with the outbox gauges read now. Static, on the
+     * site's PDO: a scrape needs neither the bridge nor the component.
+     *
+     * @return list<array{metric: string, labels: string, value: float}>
+     */
+    public static function metricRows(\PDO $db): array
+    {
+        $db->exec(self::SCHEMA);
+        $metrics = new PdoMetrics($db);
+        $metrics->install();
+        $outbox = $db->query('SELECT COALESCE(SUM(parked = 0), 0), COALESCE(SUM(parked = 1), 0) FROM outbox')->fetch(\PDO::FETCH_NUM);
+        return [...$metrics->rows(),
+            ['metric' => 'scim_outbox_depth', 'labels' => '', 'value' => (float) $outbox[0]],
+            ['metric' => 'scim_outbox_parked', 'labels' => '', 'value' => (float) $outbox[1]]];
+    }
+
+    /** The counters in the Prometheus text format 0.0.4, for GET /metrics. */
+    public static function metricsText(\PDO $db): string
+    {
+        return PrometheusText::render(self::METRIC_FAMILIES, self::metricRows($db));
     }
 
     /** A fingerprint of everything provisioning reads, so a sync can tell "changed" without asking the server. */

@@ -6,6 +6,7 @@ namespace ScimSamples\DrupalSite\Web;
 
 use ScimProvisioner\Logger;
 use ScimProvisioner\LoggerTrait;
+use ScimProvisioner\PrometheusText;
 use ScimProvisioner\Runtime;
 use ScimSamples\DrupalSite\Site;
 
@@ -263,6 +264,25 @@ final class Admin
             ], $this->logger);
         }
         return $this->site;
+    }
+
+    /** Makes a new metrics token (the old one stops at once); returns it to show once. Only its SHA-256 is kept. */
+    public function rotateMetricsToken(): string
+    {
+        $token = bin2hex(random_bytes(32));
+        $this->save(['metrics_token_sha256' => PrometheusText::tokenHash($token)]);
+        return $token;
+    }
+
+    public function hasMetricsToken(): bool
+    {
+        return (string) ($this->settings()['metrics_token_sha256'] ?? '') !== '';
+    }
+
+    /** Whether the Authorization header carries the metrics token (constant-time; not the SCIM token, not a cookie). */
+    public function metricsAuthorized(?string $authorization): bool
+    {
+        return PrometheusText::verifyToken((string) ($this->settings()['metrics_token_sha256'] ?? ''), PrometheusText::bearer($authorization));
     }
 
     /** Removes the saved token and client secret from a message before it is shown or logged. */

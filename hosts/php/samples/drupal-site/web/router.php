@@ -13,6 +13,7 @@ declare(strict_types=1);
  * Pages: /login, /settings, /mapping, /provisioning, /users, /log, and /server (the
  * Joomla-like site's SCIM screen, when admin-site --with-joomla runs it). Every form carries a CSRF
  * token; every page but /login needs the admin session (cookie HttpOnly, SameSite=Strict).
+ * GET /metrics is for Prometheus: the metrics token as a bearer token, no session.
  */
 
 require __DIR__ . '/../../autoload.php';
@@ -35,6 +36,37 @@ if ($path === '/style.css') {
 }
 if ($path === '/health') {
     echo 'ok';
+    return true;
+}
+
+// GET /metrics (issue 31, part 3): the provisioning counters in the Prometheus text format,
+// for a scraper presenting the metrics token as a bearer token (made on the Provisioning
+// screen, kept only as its SHA-256). No session, no cookie, and the SCIM token does not count.
+if ($path === '/metrics') {
+    umask(0o077);
+    try {
+        $dir = PrivateDir::ensure(getenv('ADMIN_SITE_DIR') ?: PrivateDir::userStateDir('admin-site'), "the admin site's state");
+        $admin = new Admin($dir);
+        $authorization = $_SERVER['HTTP_AUTHORIZATION'] ?? null;
+        if ($authorization === null && function_exists('getallheaders')) {
+            $authorization = array_change_key_case((array) getallheaders())['authorization'] ?? null;
+        }
+        header('Cache-Control: no-store');
+        if (!$admin->metricsAuthorized(is_string($authorization) ? $authorization : null)) {
+            http_response_code(401);
+            header('WWW-Authenticate: Bearer realm="metrics"');
+            header('Content-Type: text/plain; charset=utf-8');
+            echo "present the metrics token (Provisioning screen) as a bearer token\n";
+            return true;
+        }
+        header('Content-Type: ' . \ScimProvisioner\PrometheusText::CONTENT_TYPE);
+        echo \ScimSamples\DrupalSite\Site::metricsText($admin->db);
+    } catch (Throwable $t) {
+        error_log('admin-site: metrics: ' . $t::class . ': ' . $t->getMessage());
+        http_response_code(500);
+        header('Content-Type: text/plain; charset=utf-8');
+        echo "the metrics could not be read; the server log says why\n";
+    }
     return true;
 }
 

@@ -86,6 +86,24 @@ if (($_SERVER['REQUEST_METHOD'] ?? 'GET') === 'POST' && in_array($action, ['plan
         $result = '<div class="flash error" id="sync-error">' . e($admin->redact(str_replace('`sync --plan`, then run with --allow-deletes', '"Sync now" for the plan, then tick "Allow more deactivations/deletions"', $x->getMessage()))) . '</div>';
     }
 }
+if (($_SERVER['REQUEST_METHOD'] ?? 'GET') === 'POST' && $action === 'metrics_token') {
+    // Shown in this response only (not flashed: the session file would keep it); kept as its SHA-256.
+    $result = '<div class="flash success" id="metrics-token-new">New metrics token (shown once; the old one no longer works): <code id="metrics-token">'
+        . e($admin->rotateMetricsToken()) . '</code></div>';
+}
+// The provisioning counters (issue 31, part 3), as GET /metrics serves them to Prometheus.
+$counters = '';
+foreach (\ScimSamples\DrupalSite\Site::metricRows($admin->db) as $row) {
+    preg_match_all('/="((?:[^"\\\\]|\\\\.)*)"/', $row['labels'], $m);
+    $counters .= '<tr><td>' . e($row['metric']) . '</td><td>' . e(implode(' ', $m[1])) . '</td><td class="number">'
+        . e(\ScimProvisioner\PrometheusText::number($row['value'])) . '</td></tr>';
+}
+$metricsCard = '<div class="card" id="metrics"><h2>Provisioning counters</h2>'
+    . '<table class="grid" id="metrics-rows"><thead><tr><th>Metric</th><th>Labels</th><th>Value</th></tr></thead><tbody>' . $counters . '</tbody></table>'
+    . '<p class="hint">Prometheus scrapes them at <code>/metrics</code> with the metrics token as a bearer token (not the SCIM token). '
+    . ($admin->hasMetricsToken() ? 'A metrics token is set.' : 'No metrics token is set yet.') . '</p>'
+    . '<form method="post">' . csrf_field() . '<input type="hidden" name="action" value="metrics_token">'
+    . '<button id="rotate-metrics-token">' . ($admin->hasMetricsToken() ? 'Rotate the metrics token' : 'Generate a metrics token') . '</button></form></div>';
 $err = static fn (string $k): string => isset($errors[$k]) ? '<span class="field-error" id="error-' . $k . '">' . e($errors[$k]) . '</span>' : '';
 $ops = '';
 foreach (['create' => 'Create', 'update' => 'Update', 'deactivate' => 'Deactivate', 'delete' => 'Delete'] as $op => $label) {
@@ -110,4 +128,5 @@ page('Provisioning', ($errors !== [] ? '<div class="flash error" id="form-error"
     . '<span class="hint">A sync that would deactivate or delete more users than this stops before sending anything.</span>'
     . '<button id="save-provisioning">Save</button></form>'
     . '<form method="post" class="card">' . csrf_field() . '<input type="hidden" name="action" value="plan"><h2>Sync now</h2>'
-    . '<p>Shows what a full sync would do first; nothing is sent until you confirm.</p><button id="sync-now">Sync now…</button></form>');
+    . '<p>Shows what a full sync would do first; nothing is sent until you confirm.</p><button id="sync-now">Sync now…</button></form>'
+    . $metricsCard);
