@@ -4,6 +4,8 @@ declare(strict_types=1);
 
 namespace ScimProvisioner\WordPress;
 
+use ScimProvisioner\PrometheusText;
+
 /**
  * Live counters (issue 31, part 3), the same families as host-example's `--metrics-listen`:
  * kept in the plugin's own table `{prefix}scim_metrics` (one row per metric and label set),
@@ -109,7 +111,7 @@ final class Metrics
     {
         foreach (self::BUCKETS as $le) {
             if ($seconds <= $le) {
-                self::add($metric . '_bucket', $labels + ['le' => self::number($le)]);
+                self::add($metric . '_bucket', $labels + ['le' => PrometheusText::number($le)]);
             }
         }
         self::add($metric . '_bucket', $labels + ['le' => '+Inf']);
@@ -259,27 +261,7 @@ final class Metrics
     /** Every family in the Prometheus text format (version 0.0.4). */
     public static function render(Plugin $plugin): string
     {
-        $byFamily = [];
-        foreach (self::rows($plugin) as $row) {
-            $family = preg_replace('/_(bucket|sum|count)$/', '', $row['metric']);
-            $family = isset(self::FAMILIES[$family]) ? $family : $row['metric'];
-            if (!isset(self::FAMILIES[$family])) {
-                continue;
-            }
-            $byFamily[$family][] = $row;
-        }
-        $out = '';
-        foreach (self::FAMILIES as $name => [$type, $help]) {
-            $out .= "# HELP {$name} {$help}\n# TYPE {$name} {$type}\n";
-            $rows = $byFamily[$name] ?? [];
-            // A histogram's buckets in rising `le`, after its series' other labels.
-            usort($rows, static fn (array $a, array $b): int => self::sortKey($a) <=> self::sortKey($b));
-            foreach ($rows as $row) {
-                $labels = $row['labels'] === '' ? '' : '{' . $row['labels'] . '}';
-                $out .= $row['metric'] . $labels . ' ' . self::number($row['value']) . "\n";
-            }
-        }
-        return $out;
+        return PrometheusText::render(self::FAMILIES, self::rows($plugin));
     }
 
     /**
@@ -313,7 +295,7 @@ final class Metrics
     public static function rotateToken(): string
     {
         $token = bin2hex(random_bytes(32));
-        update_option(self::TOKEN_OPTION, hash('sha256', $token), false);
+        update_option(self::TOKEN_OPTION, PrometheusText::tokenHash($token), false);
         return $token;
     }
 
@@ -325,19 +307,13 @@ final class Metrics
     /** Compares a presented token with the stored hash in constant time. */
     public static function verifyToken(string $presented): bool
     {
-        $hash = (string) get_option(self::TOKEN_OPTION, '');
-        return $hash !== '' && $presented !== '' && hash_equals($hash, hash('sha256', $presented));
+        return PrometheusText::verifyToken((string) get_option(self::TOKEN_OPTION, ''), $presented);
     }
 
-    /** `a="x",b="y"` with the text format's escaping, in the order given. */
+    /** `a="x",b="y"` with the text format's escaping, cut to the table's key width. */
     private static function labelText(array $labels): string
     {
-        $parts = [];
-        foreach ($labels as $name => $value) {
-            $value = str_replace(['\\', '"', "\n"], ['\\\\', '\\"', '\\n'], (string) $value);
-            $parts[] = $name . '="' . $value . '"';
-        }
-        return substr(implode(',', $parts), 0, 191);
+        return substr(PrometheusText::labelText($labels), 0, 191);
     }
 
     /** "created ok" from `action="created",result="ok"`. */
@@ -345,25 +321,6 @@ final class Metrics
     {
         preg_match_all('/="((?:[^"\\\\]|\\\\.)*)"/', $labels, $m);
         return implode(' ', $m[1]);
-    }
-
-    /** @return array{0: string, 1: string, 2: float} the series' labels but `le`, the suffix, then `le` */
-    private static function sortKey(array $row): array
-    {
-        $le = 0.0;
-        if (preg_match('/,?le="([^"]+)"/', $row['labels'], $m)) {
-            $le = $m[1] === '+Inf' ? INF : (float) $m[1];
-        }
-        $series = (string) preg_replace('/,?le="[^"]+"/', '', $row['labels']);
-        return [$series, $row['metric'], $le];
-    }
-
-    private static function number(float $v): string
-    {
-        if (is_infinite($v)) {
-            return $v > 0 ? '+Inf' : '-Inf';
-        }
-        return $v == floor($v) && abs($v) < 1e15 ? sprintf('%.0f', $v) : rtrim(rtrim(sprintf('%.6F', $v), '0'), '.');
     }
 
     private static function scheduleFlush(): void
