@@ -438,8 +438,10 @@ final class Settings
         foreach (self::SECRETS as $key) {
             $s[$key] = self::decrypt((string) $s[$key]);
         }
-        foreach (['base_url', 'auth', 'basic_user', 'mapping', 'deprovision', 'schedule', 'token_url', 'client_id',
-            'oauth2_scope', 'oauth2_audience', 'client_auth'] as $key) {
+        foreach (
+            ['base_url', 'auth', 'basic_user', 'mapping', 'deprovision', 'schedule', 'token_url', 'client_id',
+            'oauth2_scope', 'oauth2_audience', 'client_auth'] as $key
+        ) {
             $s[$key] = (string) $s[$key];
         }
         $s['automatic'] = (bool) $s['automatic'];
