@@ -187,6 +187,26 @@ pub(crate) fn event_from_name(name: &str) -> Option<UserEvent> {
         _ => return None,
     })
 }
+
+/// A user's stored `fields` column as a JSON object; anything else reads as no fields.
+fn fields_from_json(fields: &str) -> Map<String, Value> {
+    serde_json::from_str::<Value>(fields)
+        .ok()
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default()
+}
+
+/// An outbox row's event name and user JSON, read; `None` when this version cannot read
+/// either (the row is skipped rather than trusted).
+fn decode_event(event: &str, user_json: &str) -> Option<(UserEvent, UserRecord)> {
+    Some((
+        event_from_name(event)?,
+        serde_json::from_str::<Value>(user_json)
+            .ok()
+            .as_ref()
+            .and_then(UserRecord::from_json)?,
+    ))
+}
 /// How long a worker's claim on outbox events lasts by default; see
 /// [`Store::set_claim_lease`].
 pub const DEFAULT_CLAIM_LEASE: Duration = Duration::from_secs(60);

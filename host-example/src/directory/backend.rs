@@ -185,13 +185,7 @@ impl DirectoryBackend for SqliteDirectory {
                 set_password_hash(tx, &id, hash)?;
             }
             mirror(tx, &id, json, cms)?;
-            Ok(StoredResource {
-                id,
-                version: "W/\"1\"".into(),
-                created: now.clone(),
-                last_modified: now,
-                json: json.to_string(),
-            })
+            Ok(first_version(id, now, json))
         })
     }
 
@@ -416,4 +410,15 @@ pub(super) fn parse_hashing_password(
         .transpose()?;
     let stripped = hash.as_ref().map(|_| value.to_string());
     Ok((value, hash, stripped))
+}
+
+/// A resource just created: its first version, created and last modified `now`.
+pub(super) fn first_version(id: String, now: String, json: &str) -> StoredResource {
+    StoredResource {
+        id,
+        version: "W/\"1\"".into(),
+        created: now.clone(),
+        last_modified: now,
+        json: json.to_string(),
+    }
 }

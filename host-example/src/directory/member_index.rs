@@ -15,7 +15,7 @@ use scim_provisioner::scim::filter::{CompareOp, Filter};
 use serde_json::Value;
 
 use super::queries::{db_err, row};
-use crate::types::{DirectoryError, QueryPage};
+use crate::types::{DirectoryError, QueryPage, StoredResource};
 
 /// The index's table.
 const MEMBER_INDEX: &str = "
@@ -144,11 +144,20 @@ pub(super) fn exact_member_page(
         }
         groups.push(group);
     }
+    Ok(Some(page_of(groups, query)))
+}
+
+/// The page `query` asks for (its `startIndex` and `count`) of `groups`, all of them
+/// matches; the SQLite and the shared directory's exact member pages alike.
+pub(super) fn page_of(
+    groups: Vec<StoredResource>,
+    query: &scim_provisioner::ports::Query,
+) -> QueryPage {
     let total = groups.len() as u64;
     let skip = usize::try_from(query.start_index.max(1) - 1).unwrap_or(usize::MAX);
     let take = usize::try_from(query.count).unwrap_or(usize::MAX);
-    Ok(Some(QueryPage {
+    QueryPage {
         total_results: total,
         resources: groups.into_iter().skip(skip).take(take).collect(),
-    }))
+    }
 }

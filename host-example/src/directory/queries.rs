@@ -135,12 +135,7 @@ pub(super) fn candidates(
             value: Value::String(v),
         }) if path.urn.is_none() && path.sub_attr.is_none() => {
             let attr = path.attr.to_ascii_lowercase();
-            let unique = if kind == ResourceKind::User {
-                "username"
-            } else {
-                "displayname"
-            };
-            if attr == unique {
+            if attr == unique_attribute(kind) {
                 (
                     format!("{COLS} WHERE kind = ?1 AND unique_key = ?2"),
                     Some(v.to_lowercase()),
@@ -168,4 +163,14 @@ pub(super) fn candidates(
     }
     .map_err(db_err)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(db_err)
+}
+
+/// The attribute (lower-cased) a kind's `unique_key` holds: a user's userName, a group's
+/// displayName.
+pub(super) fn unique_attribute(kind: ResourceKind) -> &'static str {
+    if kind == ResourceKind::User {
+        "username"
+    } else {
+        "displayname"
+    }
 }

@@ -16,7 +16,9 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use super::schema::{STORE_COMPONENT, STORE_MIGRATIONS};
-use super::{LogEntry, OutboxEvent, StoredLink, UserRecord, event_from_name, event_name};
+use super::{
+    LogEntry, OutboxEvent, StoredLink, UserRecord, decode_event, event_name, fields_from_json,
+};
 use crate::database::{DatabaseUrl, Db, Dialect, Row, SqlValue, is_unique_violation, migrate};
 use crate::types::{Link, UserEvent};
 
@@ -753,10 +755,7 @@ fn row_to_user(r: &Row) -> anyhow::Result<UserRecord> {
         id: r.text(0)?,
         name: r.text(1)?,
         mail: r.text(2)?,
-        fields: serde_json::from_str::<Value>(&fields)
-            .ok()
-            .and_then(|v| v.as_object().cloned())
-            .unwrap_or_default(),
+        fields: fields_from_json(&fields),
         active: r.bool(4)?,
     })
 }
@@ -776,13 +775,7 @@ fn link_of(r: &Row, at: usize) -> anyhow::Result<StoredLink> {
 fn rows_to_events(rows: &[Row]) -> anyhow::Result<Vec<OutboxEvent>> {
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let (Some(event), Some(user)) = (
-            event_from_name(&r.text(2)?),
-            serde_json::from_str::<Value>(&r.text(3)?)
-                .ok()
-                .as_ref()
-                .and_then(UserRecord::from_json),
-        ) else {
+        let Some((event, user)) = decode_event(&r.text(2)?, &r.text(3)?) else {
             continue;
         };
         out.push(OutboxEvent {

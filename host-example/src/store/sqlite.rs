@@ -8,7 +8,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::Value;
 
 use super::schema::{STORE_COMPONENT, STORE_MIGRATIONS};
-use super::{LogEntry, OutboxEvent, StoredLink, UserRecord, event_from_name, event_name};
+use super::{
+    LogEntry, OutboxEvent, StoredLink, UserRecord, decode_event, event_name, fields_from_json,
+};
 use crate::database::{Db, migrate};
 use crate::types::{Link, UserEvent};
 
@@ -483,10 +485,7 @@ fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
         id: r.get(0)?,
         name: r.get(1)?,
         mail: r.get(2)?,
-        fields: serde_json::from_str::<Value>(&fields)
-            .ok()
-            .and_then(|v| v.as_object().cloned())
-            .unwrap_or_default(),
+        fields: fields_from_json(&fields),
         active: r.get(4)?,
     })
 }
@@ -495,13 +494,7 @@ fn row_to_user(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
 fn row_to_event(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<OutboxEvent>> {
     let event: String = r.get(2)?;
     let user_json: String = r.get(3)?;
-    let (Some(event), Some(user)) = (
-        event_from_name(&event),
-        serde_json::from_str::<Value>(&user_json)
-            .ok()
-            .as_ref()
-            .and_then(UserRecord::from_json),
-    ) else {
+    let Some((event, user)) = decode_event(&event, &user_json) else {
         return Ok(None);
     };
     Ok(Some(OutboxEvent {

@@ -31,9 +31,11 @@ pub use schema::{DIRECTORY_COMPONENT, DIRECTORY_MIGRATIONS, DIRECTORY_SCHEMA_VER
 
 use self::engine::{Conn, Failure, TxError};
 use self::schema::index_key;
-use super::backend::{parse_hashing_password, parse_search, select_page, unique_key};
-use super::member_index::member_lookup;
-use super::queries::kind_name;
+use super::backend::{
+    first_version, parse_hashing_password, parse_search, select_page, unique_key,
+};
+use super::member_index::{member_lookup, page_of};
+use super::queries::{kind_name, unique_attribute};
 use crate::clock::now_rfc3339;
 use crate::database::{DatabaseUrl, Row, SqlValue, migrate};
 use crate::host_state::DirectoryBackend;
@@ -406,13 +408,7 @@ impl DirectoryBackend for SharedDirectory {
             if kind == ResourceKind::Group {
                 index_members(conn, &id, &value)?;
             }
-            Ok(StoredResource {
-                id,
-                version: "W/\"1\"".into(),
-                created: now.clone(),
-                last_modified: now,
-                json: json.to_string(),
-            })
+            Ok(first_version(id, now, json))
         })
     }
 
@@ -496,13 +492,7 @@ fn exact_member_page(
         }
         groups.push(stored(row)?);
     }
-    let total = groups.len() as u64;
-    let skip = usize::try_from(query.start_index.max(1) - 1).unwrap_or(usize::MAX);
-    let take = usize::try_from(query.count).unwrap_or(usize::MAX);
-    Ok(Some(QueryPage {
-        total_results: total,
-        resources: groups.into_iter().skip(skip).take(take).collect(),
-    }))
+    Ok(Some(page_of(groups, query)))
 }
 
 /// Candidates for a filter: an indexed equality runs as SQL; anything else reads the
@@ -532,12 +522,7 @@ fn candidates(
             }),
         ) if path.urn.is_none() && path.sub_attr.is_none() => {
             let attr = path.attr.to_ascii_lowercase();
-            let unique = if kind == ResourceKind::User {
-                "username"
-            } else {
-                "displayname"
-            };
-            if attr == unique {
+            if attr == unique_attribute(kind) {
                 (
                     format!("{COLUMNS} WHERE kind = ? AND unique_key = ?"),
                     Some(index_key(&v.to_lowercase())),
