@@ -19,7 +19,7 @@ use crate::config::Threshold;
 use crate::delivery::{self, DeliveryReport};
 use crate::describe::{action_name, describe_error, error_status, planned_name};
 use crate::ids::fnv1a;
-use crate::runtime::{ConnectorSettings, Runtime};
+use crate::runtime::{ConnectorSettings, Runtime, Session};
 use crate::store::{LogEntry, Store, StoredLink, UserRecord};
 use crate::types::{
     Action, BatchItem, Link, PlannedAction, ProvisionOutcome, ProvisioningError, UserEvent,
@@ -202,12 +202,59 @@ impl SyncPlan {
         Ok(())
     }
 
+    /// Adds `user`'s `event` to the work, as the component plans it in `session`.
+    pub(crate) fn add(
+        &mut self,
+        session: &mut Session,
+        user: UserRecord,
+        event: UserEvent,
+        link: Option<StoredLink>,
+    ) -> anyhow::Result<()> {
+        let p = session.plan(&user.to_cms_user(), event, link.is_some())?;
+        self.work.push(WorkItem {
+            user,
+            event,
+            link,
+            planned: p.action,
+            reason: p.reason,
+        });
+        Ok(())
+    }
+
+    /// Adds the deletion of a linked user no longer in the CMS (a bare record: its id).
+    pub(crate) fn add_deleted(
+        &mut self,
+        session: &mut Session,
+        id: String,
+        link: StoredLink,
+    ) -> anyhow::Result<()> {
+        let user = UserRecord {
+            id,
+            name: String::new(),
+            mail: String::new(),
+            fields: Default::default(),
+            active: false,
+        };
+        self.add(session, user, UserEvent::Deleted, Some(link))
+    }
+
     /// How many deactivations and deletions the plan would send.
     pub fn deprovisions(&self) -> u64 {
         self.work
             .iter()
             .filter(|w| is_deprovision(w.planned))
             .count() as u64
+    }
+}
+
+/// The session a plan is made in; the component failing to open is the plan's error.
+pub(crate) fn open_planner(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+) -> anyhow::Result<Session> {
+    match runtime.open(settings)? {
+        Ok(s) => Ok(s),
+        Err(e) => bail!("{}", describe_error(&e)),
     }
 }
 
@@ -219,25 +266,11 @@ pub fn plan(
     store: &Store,
     full: bool,
 ) -> anyhow::Result<SyncPlan> {
-    let mut session = match runtime.open(settings)? {
-        Ok(s) => s,
-        Err(e) => bail!("{}", describe_error(&e)),
-    };
+    let mut session = open_planner(runtime, settings)?;
     let mut links: HashMap<String, StoredLink> = store.all_links()?.into_iter().collect();
     let mut out = SyncPlan {
         linked: links.len() as u64,
         ..SyncPlan::default()
-    };
-    let mut add = |user: UserRecord, event: UserEvent, link: Option<StoredLink>| {
-        let p = session.plan(&user.to_cms_user(), event, link.is_some())?;
-        out.work.push(WorkItem {
-            user,
-            event,
-            link,
-            planned: p.action,
-            reason: p.reason,
-        });
-        anyhow::Ok(())
     };
     for user in store.all_users()? {
         let mut link = links.remove(&user.id);
@@ -262,20 +295,13 @@ pub fn plan(
             out.parked += 1;
             continue;
         }
-        add(user, UserEvent::Reconcile, link)?;
+        out.add(&mut session, user, UserEvent::Reconcile, link)?;
     }
     // Linked users no longer in the CMS were deleted (their event may have been parked).
     let mut gone: Vec<(String, StoredLink)> = links.into_iter().collect();
     gone.sort_by(|a, b| a.0.cmp(&b.0));
     for (id, link) in gone {
-        let user = UserRecord {
-            id,
-            name: String::new(),
-            mail: String::new(),
-            fields: Default::default(),
-            active: false,
-        };
-        add(user, UserEvent::Deleted, Some(link))?;
+        out.add_deleted(&mut session, id, link)?;
     }
     Ok(out)
 }

@@ -11,14 +11,13 @@
 
 use std::collections::HashMap;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::Value;
 
 use crate::database::{Db, Row};
-use crate::describe::describe_error;
 use crate::runtime::{ConnectorSettings, Runtime};
 use crate::store::{Store, StoredLink, UserRecord};
-use crate::sync::{SyncPlan, WorkItem, parked_key};
+use crate::sync::{SyncPlan, open_planner, parked_key};
 use crate::types::{Link, UserEvent};
 
 /// Users (with their links) read per query.
@@ -216,26 +215,8 @@ pub fn plan_paged(
     store: &Store,
     full: bool,
 ) -> anyhow::Result<SyncPlan> {
-    let mut session = match runtime.open(settings)? {
-        Ok(s) => s,
-        Err(e) => bail!("{}", describe_error(&e)),
-    };
+    let mut session = open_planner(runtime, settings)?;
     let mut out = SyncPlan::default();
-    let mut add = |out: &mut SyncPlan,
-                   user: UserRecord,
-                   event: UserEvent,
-                   link: Option<StoredLink>|
-     -> anyhow::Result<()> {
-        let p = session.plan(&user.to_cms_user(), event, link.is_some())?;
-        out.work.push(WorkItem {
-            user,
-            event,
-            link,
-            planned: p.action,
-            reason: p.reason,
-        });
-        Ok(())
-    };
     let mut buf = Vec::new();
     for_each_user(db, |row, head| {
         out.linked += u64::from(head.is_some());
@@ -270,7 +251,7 @@ pub fn plan_paged(
             l.link.snapshot = None;
             l.link.version = None;
         }
-        add(&mut out, user, UserEvent::Reconcile, link)
+        out.add(&mut session, user, UserEvent::Reconcile, link)
     })?;
     // Linked users no longer in the CMS were deleted (their event may have been parked).
     // Every link has one user id, so when there are as many links as linked users were
@@ -290,14 +271,7 @@ pub fn plan_paged(
     }
     for_each_orphan_link(db, |id, link| {
         out.linked += 1;
-        let user = UserRecord {
-            id,
-            name: String::new(),
-            mail: String::new(),
-            fields: Default::default(),
-            active: false,
-        };
-        add(&mut out, user, UserEvent::Deleted, Some(link))
+        out.add_deleted(&mut session, id, link)
     })?;
     Ok(out)
 }
