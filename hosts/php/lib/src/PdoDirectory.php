@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace ScimProvisioner;
 
+use ScimProvisioner\Internal\PdoDirectoryShared;
 use ScimProvisioner\Internal\PdoSchema;
 
 /**
@@ -42,13 +43,14 @@ use ScimProvisioner\Internal\PdoSchema;
  */
 final class PdoDirectory implements PasswordHashingDirectory
 {
+    use PdoDirectoryShared;
+
     public const SCHEMA_VERSION = 1;
 
-    private const MEMBER_VALUE_EQ = '/^\s*members(?:\[\s*value|\.value)\s+eq\s+("(?:[^"\\\\]|\\\\.)*")\s*(\]?)\s*$/i';
+    /** The longest member value the index holds (its key's limit). */
+    private const MEMBER_KEY_MAX = 700;
 
     private const TRIES = 3;
-
-    private static ?string $dummyHash = null;
 
     private readonly string $driver;
     private readonly string $prefix;
@@ -100,16 +102,6 @@ final class PdoDirectory implements PasswordHashingDirectory
     public function schemaVersion(): int
     {
         return PdoSchema::version($this->pdo, $this->prefix, 'directory');
-    }
-
-    public function get(ResourceKind $kind, string $id): ?StoredResource
-    {
-        $stmt = $this->pdo->prepare(
-            'SELECT id, version, created, last_modified, json FROM ' . $this->table($kind) . ' WHERE id = ?'
-        );
-        $stmt->execute([$id]);
-        $row = $stmt->fetch(\PDO::FETCH_ASSOC);
-        return $row === false ? null : self::stored($row);
     }
 
     public function query(ResourceKind $kind, Search $search): QueryPage
@@ -164,43 +156,6 @@ final class PdoDirectory implements PasswordHashingDirectory
         return new QueryPage(count($groups), $page);
     }
 
-    public function create(ResourceKind $kind, string $json, ?CmsUser $cms): StoredResource
-    {
-        $value = self::parse($json);
-        $passwordHash = self::takePassword($kind, $json, $value, $cms);
-        return $this->transaction(function () use ($kind, $json, $value, $cms, $passwordHash): StoredResource {
-            $key = self::uniqueKey($kind, $value);
-            $this->conflictCheck($kind, $key, null);
-            $id = self::newId();
-            $now = gmdate('Y-m-d\TH:i:s\Z');
-            $this->pdo->prepare('INSERT INTO ' . $this->table($kind)
-                . ' (id, version, created, last_modified, unique_key, external_id, json) VALUES (?, 1, ?, ?, ?, ?, ?)')
-                ->execute([$id, $now, $now, $key, self::externalId($value), $json]);
-            if ($kind === ResourceKind::Group) {
-                $this->indexMembers($id, $value);
-            }
-            $this->storePasswordHash($kind, $id, $passwordHash);
-            $this->mirror($id, $value, $cms);
-            return new StoredResource($id, 'W/"1"', $now, $now, $json);
-        });
-    }
-
-    public function replace(
-        ResourceKind $kind,
-        string $id,
-        string $json,
-        ?CmsUser $cms,
-        ?string $ifVersion,
-    ): StoredResource {
-        $value = self::parse($json);
-        $passwordHash = self::takePassword($kind, $json, $value, $cms);
-        return $this->transaction(function () use ($kind, $id, $json, $value, $cms, $ifVersion, $passwordHash) {
-            $stored = $this->doReplace($kind, $id, $json, $value, $cms, $ifVersion);
-            $this->storePasswordHash($kind, $id, $passwordHash);
-            return $stored;
-        });
-    }
-
     public function delete(ResourceKind $kind, string $id): bool
     {
         return $this->transaction(function () use ($kind, $id): bool {
@@ -223,34 +178,16 @@ final class PdoDirectory implements PasswordHashingDirectory
                 $groups->execute([mb_strtolower($id)]);
                 foreach ($groups->fetchAll(\PDO::FETCH_COLUMN) as $groupId) {
                     $g = $this->lockedRow(ResourceKind::Group, (string) $groupId);
-                    $group = $g === null ? null : json_decode((string) $g['json'], true);
-                    if (!is_array($group) || !isset($group['members']) || !is_array($group['members'])) {
+                    $group = self::withoutMember($g === null ? null : json_decode((string) $g['json'], true), $id);
+                    if ($group === null) {
                         continue;
                     }
-                    $members = array_values(array_filter(
-                        $group['members'],
-                        static fn ($m): bool => !is_array($m) || ($m['value'] ?? null) !== $id,
-                    ));
-                    if (count($members) === count($group['members'])) {
-                        continue;
-                    }
-                    $group['members'] = $members;
                     $text = json_encode($group, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR);
                     $this->doReplace(ResourceKind::Group, (string) $groupId, $text, $group, null, null);
                 }
             }
             return true;
         });
-    }
-
-    public function verifyPassword(string $userName, string $password): bool
-    {
-        $stmt = $this->pdo->prepare("SELECT password_hash FROM {$this->prefix}users WHERE unique_key = ?");
-        $stmt->execute([mb_strtolower($userName)]);
-        $hash = $stmt->fetchColumn();
-        $known = is_string($hash) && $hash !== '';
-        self::$dummyHash ??= password_hash(random_bytes(16), PASSWORD_DEFAULT);
-        return password_verify($password, $known ? $hash : self::$dummyHash) && $known;
     }
 
     /**
@@ -296,72 +233,19 @@ final class PdoDirectory implements PasswordHashingDirectory
     }
 
     /**
-     * @param array<string, mixed> $value
-     */
-    private static function takePassword(ResourceKind $kind, string &$json, array &$value, ?CmsUser &$cms): ?string
-    {
-        if ($kind !== ResourceKind::User) {
-            return null;
-        }
-        $password = null;
-        foreach (array_keys($value) as $key) {
-            if (strcasecmp((string) $key, 'password') === 0) {
-                $password = is_string($value[$key]) ? $value[$key] : null;
-                unset($value[$key]);
-            }
-        }
-        if ($password === null) {
-            return null;
-        }
-        $json = json_encode((object) $value, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR);
-        if ($cms !== null && in_array($password, $cms->fields, true)) {
-            $fields = array_filter($cms->fields, static fn ($v): bool => $v !== $password);
-            $cms = new CmsUser($cms->id, $fields, $cms->active);
-        }
-        return password_hash($password, PASSWORD_DEFAULT);
-    }
-
-    private function storePasswordHash(ResourceKind $kind, string $id, ?string $hash): void
-    {
-        if ($kind === ResourceKind::User && $hash !== null) {
-            $this->pdo->prepare("UPDATE {$this->prefix}users SET password_hash = ? WHERE id = ?")
-                ->execute([$hash, $id]);
-        }
-    }
-
-    /**
      * @param array<string, mixed> $scim
      */
     private function mirror(string $id, array $scim, ?CmsUser $cms): void
     {
-        if ($cms === null || $this->cmsTable === null) {
+        if ($cms === null || $this->cmsTable === null || ($record = self::cmsRecord($cms, $scim)) === null) {
             return;
         }
-        $name = null;
-        $mail = '';
-        $fields = [];
-        foreach ($cms->fields as $k => $v) {
-            if ($k === 'name' && is_string($v)) {
-                $name = $v;
-            } elseif ($k === 'mail' && is_string($v)) {
-                $mail = $v;
-            } elseif ($v !== null) {
-                $fields[$k] = $v;
-            }
-        }
-        $name ??= is_string($scim['userName'] ?? null) ? $scim['userName'] : null;
-        if ($name === null) {
-            return;
-        }
+        [$name, $mail, $fieldsJson] = $record;
         $other = $this->pdo->prepare("SELECT id FROM {$this->cmsTable} WHERE name_key = ? AND id <> ?");
         $other->execute([mb_strtolower($name), $id]);
         if ($other->fetchColumn() !== false) {
             throw DirectoryException::conflict("a CMS user named \"{$name}\" already exists");
         }
-        $fieldsJson = json_encode(
-            (object) $fields,
-            JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR,
-        );
         $sql = $this->driver === 'pgsql'
             ? "INSERT INTO {$this->cmsTable} (id, name, name_key, mail, fields, active) VALUES (?, ?, ?, ?, ?, ?)
                ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, name_key = EXCLUDED.name_key,
@@ -389,20 +273,6 @@ final class PdoDirectory implements PasswordHashingDirectory
             if (is_array($member) && is_string($member['value'] ?? null) && mb_strlen($member['value']) <= 700) {
                 $insert->execute([$groupId, mb_strtolower($member['value']), $member['value']]);
             }
-        }
-    }
-
-    private function conflictCheck(ResourceKind $kind, ?string $key, ?string $exceptId): void
-    {
-        if ($key === null) {
-            return;
-        }
-        $stmt = $this->pdo->prepare('SELECT id FROM ' . $this->table($kind) . ' WHERE unique_key = ?');
-        $stmt->execute([$key]);
-        $other = $stmt->fetchColumn();
-        if ($other !== false && $other !== $exceptId) {
-            $attr = $kind === ResourceKind::User ? 'userName' : 'displayName';
-            throw DirectoryException::conflict("{$attr} \"{$key}\" is already taken");
         }
     }
 
@@ -454,47 +324,6 @@ final class PdoDirectory implements PasswordHashingDirectory
         }
     }
 
-    /**
-     * @return array{0: string|null, 1: string|null}
-     */
-    private function indexedEquality(ResourceKind $kind, ?string $filter): array
-    {
-        if (($member = self::memberLookup($kind, $filter)) !== null) {
-            return [
-                "id IN (SELECT group_id FROM {$this->prefix}group_members WHERE member_key = ?)",
-                mb_strtolower($member),
-            ];
-        }
-        if ($filter === null || !preg_match('/^\s*([A-Za-z]+)\s+eq\s+("(?:[^"\\\\]|\\\\.)*")\s*$/', $filter, $m)) {
-            return [null, null];
-        }
-        $value = json_decode($m[2]);
-        if (!is_string($value)) {
-            return [null, null];
-        }
-        $unique = $kind === ResourceKind::User ? 'username' : 'displayname';
-        return match (strtolower($m[1])) {
-            $unique => ['unique_key = ?', mb_strtolower($value)],
-            'id' => ['id = ?', $value],
-            'externalid' => ['external_id = ?', $value],
-            default => [null, null],
-        };
-    }
-
-    private static function memberLookup(ResourceKind $kind, ?string $filter): ?string
-    {
-        if (
-            $kind === ResourceKind::Group && $filter !== null
-            && preg_match(self::MEMBER_VALUE_EQ, $filter, $m)
-            && ($m[2] === ']') === (bool) preg_match('/^\s*members\[/i', $filter)
-            && is_string($member = json_decode($m[1]))
-            && mb_strlen($member) <= 700
-        ) {
-            return $member;
-        }
-        return null;
-    }
-
     /** @param array<string, mixed> $value */
     private static function uniqueKey(ResourceKind $kind, array $value): ?string
     {
@@ -522,39 +351,14 @@ final class PdoDirectory implements PasswordHashingDirectory
         return $value['externalId'];
     }
 
-    /** @return array<string, mixed> */
-    private static function parse(string $json): array
-    {
-        $value = json_decode($json, true);
-        if (!is_array($value)) {
-            throw new DirectoryException('other', 'the resource is not a JSON object');
-        }
-        return $value;
-    }
-
     private function table(ResourceKind $kind): string
     {
         return $this->prefix . ($kind === ResourceKind::User ? 'users' : 'groups');
     }
 
-    /** @param array<string, mixed> $row */
-    private static function stored(array $row): StoredResource
+    private function membersTable(): string
     {
-        return new StoredResource(
-            (string) $row['id'],
-            'W/"' . $row['version'] . '"',
-            (string) $row['created'],
-            (string) $row['last_modified'],
-            (string) $row['json'],
-        );
-    }
-
-    private static function newId(): string
-    {
-        $b = random_bytes(16);
-        $b[6] = chr((ord($b[6]) & 0x0f) | 0x40);
-        $b[8] = chr((ord($b[8]) & 0x3f) | 0x80);
-        return vsprintf('%s%s-%s-%s-%s-%s%s%s', str_split(bin2hex($b), 4));
+        return $this->prefix . 'group_members';
     }
 
     /** @return array<int, list<string>> */

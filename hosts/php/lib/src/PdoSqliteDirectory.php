@@ -4,6 +4,8 @@ declare(strict_types=1);
 
 namespace ScimProvisioner;
 
+use ScimProvisioner\Internal\PdoDirectoryShared;
+
 /**
  * A {@see Directory} in SQLite through PDO: the store behind a PHP-served SCIM server.
  *
@@ -38,11 +40,10 @@ namespace ScimProvisioner;
  */
 final class PdoSqliteDirectory implements PasswordHashingDirectory
 {
-    /** `members[value eq "…"]` or `members.value eq "…"`: the value, and `]` when bracketed. */
-    private const MEMBER_VALUE_EQ = '/^\s*members(?:\[\s*value|\.value)\s+eq\s+("(?:[^"\\\\]|\\\\.)*")\s*(\]?)\s*$/i';
+    use PdoDirectoryShared;
 
-    /** A hash of a random string, verified against for unknown user names. */
-    private static ?string $dummyHash = null;
+    /** The longest member value the index holds: any. */
+    private const MEMBER_KEY_MAX = PHP_INT_MAX;
 
     private readonly ?string $cmsTable;
 
@@ -102,16 +103,6 @@ final class PdoSqliteDirectory implements PasswordHashingDirectory
         return $this->pdo;
     }
 
-    public function get(ResourceKind $kind, string $id): ?StoredResource
-    {
-        $stmt = $this->pdo->prepare(
-            'SELECT id, version, created, last_modified, json FROM ' . self::table($kind) . ' WHERE id = ?'
-        );
-        $stmt->execute([$id]);
-        $row = $stmt->fetch(\PDO::FETCH_ASSOC);
-        return $row === false ? null : self::stored($row);
-    }
-
     public function query(ResourceKind $kind, Search $search): QueryPage
     {
         $table = self::table($kind);
@@ -131,7 +122,7 @@ final class PdoSqliteDirectory implements PasswordHashingDirectory
         if ($member !== null && ($page = $this->exactMemberPage($member, $search)) !== null) {
             return $page;
         }
-        [$where, $arg] = self::indexedEquality($kind, $search->filter);
+        [$where, $arg] = $this->indexedEquality($kind, $search->filter);
         if ($where !== null) {
             $stmt = $this->pdo->prepare("{$cols} WHERE {$where} ORDER BY rowid");
             $stmt->execute([$arg]);
@@ -170,45 +161,6 @@ final class PdoSqliteDirectory implements PasswordHashingDirectory
         return new QueryPage(count($groups), $page);
     }
 
-    public function create(ResourceKind $kind, string $json, ?CmsUser $cms): StoredResource
-    {
-        $value = self::parse($json);
-        $passwordHash = self::takePassword($kind, $json, $value, $cms);
-        return $this->transaction(function () use ($kind, $json, $value, $cms, $passwordHash): StoredResource {
-            $key = self::uniqueKey($kind, $value);
-            $this->conflictCheck($kind, $key, null);
-            $id = self::newId();
-            $now = gmdate('Y-m-d\TH:i:s\Z');
-            $stmt = $this->pdo->prepare('INSERT INTO ' . self::table($kind)
-                . ' (id, version, created, last_modified, unique_key, external_id, json) VALUES (?, 1, ?, ?, ?, ?, ?)');
-            $stmt->execute([$id, $now, $now, $key, self::externalId($value), $json]);
-            if ($kind === ResourceKind::Group) {
-                $this->indexMembers($id, $value);
-            }
-            $this->storePasswordHash($kind, $id, $passwordHash);
-            $this->mirror($id, $value, $cms);
-            return new StoredResource($id, 'W/"1"', $now, $now, $json);
-        });
-    }
-
-    public function replace(
-        ResourceKind $kind,
-        string $id,
-        string $json,
-        ?CmsUser $cms,
-        ?string $ifVersion,
-    ): StoredResource {
-        $value = self::parse($json);
-        // Without a password the stored hash stays (a client cannot read it back, so leaving
-        // it out does not mean "clear it").
-        $passwordHash = self::takePassword($kind, $json, $value, $cms);
-        return $this->transaction(function () use ($kind, $id, $json, $value, $cms, $ifVersion, $passwordHash) {
-            $stored = $this->doReplace($kind, $id, $json, $value, $cms, $ifVersion);
-            $this->storePasswordHash($kind, $id, $passwordHash);
-            return $stored;
-        });
-    }
-
     public function delete(ResourceKind $kind, string $id): bool
     {
         return $this->transaction(function () use ($kind, $id): bool {
@@ -230,18 +182,10 @@ final class PdoSqliteDirectory implements PasswordHashingDirectory
                     (SELECT group_id FROM scim_group_members WHERE member_key = ?)');
                 $groups->execute([mb_strtolower($id)]);
                 foreach ($groups->fetchAll(\PDO::FETCH_ASSOC) as $g) {
-                    $group = json_decode((string) $g['json'], true);
-                    if (!is_array($group) || !isset($group['members']) || !is_array($group['members'])) {
+                    $group = self::withoutMember(json_decode((string) $g['json'], true), $id);
+                    if ($group === null) {
                         continue;
                     }
-                    $members = array_values(array_filter(
-                        $group['members'],
-                        static fn ($m): bool => !is_array($m) || ($m['value'] ?? null) !== $id,
-                    ));
-                    if (count($members) === count($group['members'])) {
-                        continue;
-                    }
-                    $group['members'] = $members;
                     $text = json_encode($group, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR);
                     $this->doReplace(ResourceKind::Group, (string) $g['id'], $text, $group, null, null);
                 }
@@ -276,57 +220,6 @@ final class PdoSqliteDirectory implements PasswordHashingDirectory
         }
         $this->mirror($id, $value, $cms);
         return $this->get($kind, $id) ?? throw DirectoryException::notFound();
-    }
-
-    /**
-     * Whether $password is the password last set for the user named $userName (case-insensitive),
-     * checked against its hash: how the CMS logs in a user an identity provider provisioned.
-     */
-    public function verifyPassword(string $userName, string $password): bool
-    {
-        $stmt = $this->pdo->prepare('SELECT password_hash FROM scim_users WHERE unique_key = ?');
-        $stmt->execute([mb_strtolower($userName)]);
-        $hash = $stmt->fetchColumn();
-        // An unknown user costs a verify too, so timing does not tell names apart.
-        $known = is_string($hash) && $hash !== '';
-        self::$dummyHash ??= password_hash(random_bytes(16), PASSWORD_DEFAULT);
-        return password_verify($password, $known ? $hash : self::$dummyHash) && $known;
-    }
-
-    /**
-     * Takes a User's `password` (any case) out of $json and $value, and out of the CMS fields
-     * the reverse mapping made of it; returns its hash, or null when there was none.
-     *
-     * @param array<string, mixed> $value
-     */
-    private static function takePassword(ResourceKind $kind, string &$json, array &$value, ?CmsUser &$cms): ?string
-    {
-        if ($kind !== ResourceKind::User) {
-            return null;
-        }
-        $password = null;
-        foreach (array_keys($value) as $key) {
-            if (strcasecmp((string) $key, 'password') === 0) {
-                $password = is_string($value[$key]) ? $value[$key] : null;
-                unset($value[$key]);
-            }
-        }
-        if ($password === null) {
-            return null;
-        }
-        $json = json_encode((object) $value, JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR);
-        if ($cms !== null && in_array($password, $cms->fields, true)) {
-            $fields = array_filter($cms->fields, static fn ($v): bool => $v !== $password);
-            $cms = new CmsUser($cms->id, $fields, $cms->active);
-        }
-        return password_hash($password, PASSWORD_DEFAULT);
-    }
-
-    private function storePasswordHash(ResourceKind $kind, string $id, ?string $hash): void
-    {
-        if ($kind === ResourceKind::User && $hash !== null) {
-            $this->pdo->prepare('UPDATE scim_users SET password_hash = ? WHERE id = ?')->execute([$hash, $id]);
-        }
     }
 
     /**
@@ -370,35 +263,15 @@ final class PdoSqliteDirectory implements PasswordHashingDirectory
      */
     private function mirror(string $id, array $scim, ?CmsUser $cms): void
     {
-        if ($cms === null || $this->cmsTable === null) {
+        if ($cms === null || $this->cmsTable === null || ($record = self::cmsRecord($cms, $scim)) === null) {
             return;
         }
-        $name = null;
-        $mail = '';
-        $fields = [];
-        foreach ($cms->fields as $k => $v) {
-            if ($k === 'name' && is_string($v)) {
-                $name = $v;
-            } elseif ($k === 'mail' && is_string($v)) {
-                $mail = $v;
-            } elseif ($v !== null) {
-                $fields[$k] = $v;
-            }
-        }
-        // Without a name rule in the mapping, the SCIM userName is the login name.
-        $name ??= is_string($scim['userName'] ?? null) ? $scim['userName'] : null;
-        if ($name === null) {
-            return;
-        }
+        [$name, $mail, $fieldsJson] = $record;
         $other = $this->pdo->prepare("SELECT id FROM {$this->cmsTable} WHERE name = ? COLLATE NOCASE AND id <> ?");
         $other->execute([$name, $id]);
         if ($other->fetchColumn() !== false) {
             throw DirectoryException::conflict("a CMS user named \"{$name}\" already exists");
         }
-        $fieldsJson = json_encode(
-            (object) $fields,
-            JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR,
-        );
         $this->pdo->prepare("INSERT INTO {$this->cmsTable} (id, name, mail, fields, active) VALUES (?, ?, ?, ?, ?)
             ON CONFLICT(id) DO UPDATE SET name = excluded.name, mail = excluded.mail, fields = excluded.fields,
                 active = excluded.active")
@@ -475,20 +348,6 @@ final class PdoSqliteDirectory implements PasswordHashingDirectory
         }
     }
 
-    private function conflictCheck(ResourceKind $kind, ?string $key, ?string $exceptId): void
-    {
-        if ($key === null) {
-            return;
-        }
-        $stmt = $this->pdo->prepare('SELECT id FROM ' . self::table($kind) . ' WHERE unique_key = ?');
-        $stmt->execute([$key]);
-        $other = $stmt->fetchColumn();
-        if ($other !== false && $other !== $exceptId) {
-            $attr = $kind === ResourceKind::User ? 'userName' : 'displayName';
-            throw DirectoryException::conflict("{$attr} \"{$key}\" is already taken");
-        }
-    }
-
     /**
      * @template T
      * @param callable(): T $work
@@ -514,52 +373,6 @@ final class PdoSqliteDirectory implements PasswordHashingDirectory
         }
     }
 
-    /**
-     * A SQL condition for an equality on an indexed attribute, or [null, null].
-     *
-     * @return array{0: string|null, 1: string|null}
-     */
-    private static function indexedEquality(ResourceKind $kind, ?string $filter): array
-    {
-        if (($member = self::memberLookup($kind, $filter)) !== null) {
-            return ['id IN (SELECT group_id FROM scim_group_members WHERE member_key = ?)', mb_strtolower($member)];
-        }
-        if ($filter === null || !preg_match('/^\s*([A-Za-z]+)\s+eq\s+("(?:[^"\\\\]|\\\\.)*")\s*$/', $filter, $m)) {
-            return [null, null];
-        }
-        $value = json_decode($m[2]);
-        if (!is_string($value)) {
-            return [null, null];
-        }
-        $attr = strtolower($m[1]);
-        $unique = $kind === ResourceKind::User ? 'username' : 'displayname';
-        return match ($attr) {
-            $unique => ['unique_key = ?', mb_strtolower($value)],
-            'id' => ['id = ?', $value],
-            'externalid' => ['external_id = ?', $value],
-            default => [null, null],
-        };
-    }
-
-    /**
-     * The member value of a group filter that asks for one member: `members[value eq "x"]`
-     * (how the component asks for a user's groups) or `members.value eq "x"`; else null.
-     * Nothing may stand between `members` and `[` or `.`: the component's filter parser
-     * refuses a space there, and the index may answer a lookup alone (as the Python host).
-     */
-    private static function memberLookup(ResourceKind $kind, ?string $filter): ?string
-    {
-        if (
-            $kind === ResourceKind::Group && $filter !== null
-            && preg_match(self::MEMBER_VALUE_EQ, $filter, $m)
-            && ($m[2] === ']') === (bool) preg_match('/^\s*members\[/i', $filter)
-            && is_string($member = json_decode($m[1]))
-        ) {
-            return $member;
-        }
-        return null;
-    }
-
     /** @param array<string, mixed> $value */
     private static function uniqueKey(ResourceKind $kind, array $value): ?string
     {
@@ -573,38 +386,13 @@ final class PdoSqliteDirectory implements PasswordHashingDirectory
         return is_string($value['externalId'] ?? null) ? $value['externalId'] : null;
     }
 
-    /** @return array<string, mixed> */
-    private static function parse(string $json): array
-    {
-        $value = json_decode($json, true);
-        if (!is_array($value)) {
-            throw new DirectoryException('other', 'the resource is not a JSON object');
-        }
-        return $value;
-    }
-
     private static function table(ResourceKind $kind): string
     {
         return $kind === ResourceKind::User ? 'scim_users' : 'scim_groups';
     }
 
-    /** @param array{id: string, version: int|string, created: string, last_modified: string, json: string} $row */
-    private static function stored(array $row): StoredResource
+    private static function membersTable(): string
     {
-        return new StoredResource(
-            (string) $row['id'],
-            'W/"' . $row['version'] . '"',
-            (string) $row['created'],
-            (string) $row['last_modified'],
-            (string) $row['json'],
-        );
-    }
-
-    private static function newId(): string
-    {
-        $b = random_bytes(16);
-        $b[6] = chr((ord($b[6]) & 0x0f) | 0x40);
-        $b[8] = chr((ord($b[8]) & 0x3f) | 0x80);
-        return vsprintf('%s%s-%s-%s-%s-%s%s%s', str_split(bin2hex($b), 4));
+        return 'scim_group_members';
     }
 }
