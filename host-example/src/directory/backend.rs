@@ -246,9 +246,7 @@ impl DirectoryBackend for SqliteDirectory {
                     let Ok(mut g) = serde_json::from_str::<Value>(&gjson) else {
                         continue;
                     };
-                    if let Some(members) = g.get_mut("members").and_then(Value::as_array_mut) {
-                        members.retain(|m| m.get("value").and_then(Value::as_str) != Some(id));
-                    }
+                    drop_member(&mut g, id);
                     let text = g.to_string();
                     replace_in(tx, ResourceKind::Group, &gid, &g, &text, None, None)?;
                 }
@@ -420,5 +418,12 @@ pub(super) fn first_version(id: String, now: String, json: &str) -> StoredResour
         created: now.clone(),
         last_modified: now,
         json: json.to_string(),
+    }
+}
+
+/// Takes the member whose value is `id` out of a group's `members` (a deleted user).
+pub(super) fn drop_member(group: &mut Value, id: &str) {
+    if let Some(members) = group.get_mut("members").and_then(Value::as_array_mut) {
+        members.retain(|m| m.get("value").and_then(Value::as_str) != Some(id));
     }
 }

@@ -32,7 +32,7 @@ pub use schema::{DIRECTORY_COMPONENT, DIRECTORY_MIGRATIONS, DIRECTORY_SCHEMA_VER
 use self::engine::{Conn, Failure, TxError};
 use self::schema::index_key;
 use super::backend::{
-    first_version, parse_hashing_password, parse_search, select_page, unique_key,
+    drop_member, first_version, parse_hashing_password, parse_search, select_page, unique_key,
 };
 use super::member_index::{member_lookup, page_of};
 use super::queries::{kind_name, unique_attribute};
@@ -457,9 +457,7 @@ impl DirectoryBackend for SharedDirectory {
                     let Ok(mut g) = serde_json::from_str::<Value>(&gjson) else {
                         continue;
                     };
-                    if let Some(members) = g.get_mut("members").and_then(Value::as_array_mut) {
-                        members.retain(|m| m.get("value").and_then(Value::as_str) != Some(id));
-                    }
+                    drop_member(&mut g, id);
                     let text = g.to_string();
                     replace_in(conn, ResourceKind::Group, &gid, &g, &text, None, None)?;
                 }
