@@ -390,22 +390,26 @@ fn random_token() -> String {
     host_example::serve::generate_token()
 }
 
+/// The load-balancer checks on one database (`url`), then the shared token on a second,
+/// fresh one (`token_url`): the same on PostgreSQL and MariaDB.
+fn four_serve_processes_answer_as_one_server(bin: &Path, url: &str, token_url: &str) {
+    let token = random_token();
+    let serves = start_four(bin, url, &token);
+    racing_puts_never_both_win(&serves, &token);
+    racing_posts_never_both_create(&serves, &token);
+    bulk_operations_land_one_by_one(&serves, &token);
+    drop(serves);
+    the_database_holds_the_users(url);
+    the_token_is_one_for_all(bin, token_url);
+}
+
 #[test]
 fn four_serve_processes_on_one_postgres_answer_as_one_server() {
     let Some(bin) = cli_binary() else { return };
     let pg = TestPostgres::start().expect("PostgreSQL starts");
     let url = pg.create_database("serve_race").expect("a database");
-    let token = random_token();
-    let serves = start_four(&bin, &url, &token);
-    racing_puts_never_both_win(&serves, &token);
-    racing_posts_never_both_create(&serves, &token);
-    bulk_operations_land_one_by_one(&serves, &token);
-    drop(serves);
-    the_database_holds_the_users(&url);
-    the_token_is_one_for_all(
-        &bin,
-        &pg.create_database("serve_token").expect("a database"),
-    );
+    let token_url = pg.create_database("serve_token").expect("a database");
+    four_serve_processes_answer_as_one_server(&bin, &url, &token_url);
 }
 
 #[test]
@@ -413,17 +417,8 @@ fn four_serve_processes_on_one_mariadb_answer_as_one_server() {
     let Some(bin) = cli_binary() else { return };
     let maria = TestMariaDb::start().expect("MariaDB starts");
     let url = maria.create_database("serve_race").expect("a database");
-    let token = random_token();
-    let serves = start_four(&bin, &url, &token);
-    racing_puts_never_both_win(&serves, &token);
-    racing_posts_never_both_create(&serves, &token);
-    bulk_operations_land_one_by_one(&serves, &token);
-    drop(serves);
-    the_database_holds_the_users(&url);
-    the_token_is_one_for_all(
-        &bin,
-        &maria.create_database("serve_token").expect("a database"),
-    );
+    let token_url = maria.create_database("serve_token").expect("a database");
+    four_serve_processes_answer_as_one_server(&bin, &url, &token_url);
 }
 
 #[test]
