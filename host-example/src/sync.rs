@@ -355,6 +355,7 @@ pub fn sync_with_progress(
         options,
         on_progress,
         &mut |store| plan(runtime, settings, store, options.full),
+        None,
     )
 }
 
@@ -376,6 +377,39 @@ pub fn sync_paged(
         options,
         on_progress,
         &mut |store| crate::sync_pages::plan_paged(runtime, settings, db, store, options.full),
+        None,
+    )
+}
+
+/// How one slice of a shared reconcile (the daemon's on a shared database) runs unlike a
+/// whole sync: the outbox is not drained first (every daemon delivers it anyway), the
+/// remote listing is the one the run took once, and the deprovisions are approved against
+/// the run's shared budget instead of this slice's own threshold.
+pub struct Slice<'a> {
+    /// The run's listing (`export-remote-index`), or none: matching then looks users up.
+    pub listing: Option<&'a str>,
+    /// Approves (or refuses, stopping the slice before anything is sent) the plan.
+    pub approve: &'a mut dyn FnMut(&SyncPlan) -> anyhow::Result<()>,
+}
+
+/// A slice of a shared reconcile: the users `planner` plans, run as [`Slice`] says.
+pub fn sync_slice(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    store: &mut Store,
+    options: &SyncOptions,
+    on_progress: &mut dyn FnMut(SyncProgress),
+    planner: &mut dyn FnMut(&Store) -> anyhow::Result<SyncPlan>,
+    slice: Slice<'_>,
+) -> anyhow::Result<SyncSummary> {
+    run(
+        runtime,
+        settings,
+        store,
+        options,
+        on_progress,
+        planner,
+        Some(slice),
     )
 }
 
@@ -387,9 +421,17 @@ fn run(
     options: &SyncOptions,
     on_progress: &mut dyn FnMut(SyncProgress),
     planner: &mut dyn FnMut(&Store) -> anyhow::Result<SyncPlan>,
+    slice: Option<Slice<'_>>,
 ) -> anyhow::Result<SyncSummary> {
     let mut summary = SyncSummary::default();
-    if !options.plan_only {
+    if !options.plan_only && slice.is_some() {
+        crate::rate::prepare(
+            store,
+            &settings.base_url,
+            options.concurrency,
+            options.batch_size,
+        )?;
+    } else if !options.plan_only {
         // The target's adaptive rate control, under this sync's limits, from where the last
         // run left it (see `crate::rate`).
         crate::rate::prepare(
@@ -422,9 +464,18 @@ fn run(
     }
     plan.leave_queued_to_outbox(store)?;
     summary.waiting = plan.waiting;
-    if !options.allow_deletes {
-        check_threshold(plan.deprovisions(), plan.linked, options)?;
-    }
+    let shared_listing = match slice {
+        Some(slice) => {
+            (slice.approve)(&plan)?;
+            Some(slice.listing)
+        }
+        None => {
+            if !options.allow_deletes {
+                check_threshold(plan.deprovisions(), plan.linked, options)?;
+            }
+            None
+        }
+    };
     execute(
         runtime,
         settings,
@@ -433,6 +484,7 @@ fn run(
         options,
         &mut summary,
         on_progress,
+        shared_listing,
     )?;
     crate::rate::remember(store, &settings.base_url)?;
     store.set_meta("last_sync", &format!("{} {summary}", now_rfc3339()))?;
@@ -476,6 +528,9 @@ enum Report {
     Warning(String),
 }
 
+/// `shared_listing`: a listing taken once for a shared reconcile's run (see [`Slice`]),
+/// used instead of listing here; `None` lists when it pays.
+#[allow(clippy::too_many_arguments)]
 fn execute(
     runtime: &Runtime,
     settings: &ConnectorSettings,
@@ -484,6 +539,7 @@ fn execute(
     options: &SyncOptions,
     summary: &mut SyncSummary,
     on_progress: &mut dyn FnMut(SyncProgress),
+    shared_listing: Option<Option<&str>>,
 ) -> anyhow::Result<()> {
     let (skipped, work): (Vec<_>, Vec<_>) = work
         .into_iter()
@@ -501,7 +557,10 @@ fn execute(
     // them has to learn it again (a refused PATCH, paging 500s, the declared schema).
     let mut dialect = crate::dialect::stored(store, &settings.base_url)?;
     // A verifying sync lists them too, to count the remote users no CMS user links to.
-    let (index, remote_ids) = if creates >= INDEX_THRESHOLD || options.full {
+    let (index, remote_ids) = if let Some(listing) = shared_listing {
+        // The run's listing; the drift it shows is counted once for the run.
+        (listing.map(str::to_string), None)
+    } else if creates >= INDEX_THRESHOLD || options.full {
         match list_remote_users(runtime, settings, summary, on_progress, &mut dialect) {
             Some((index, ids)) => (index, Some(ids)),
             None => (None, None),
@@ -583,13 +642,13 @@ fn execute(
 }
 
 /// From this many creates on, a sync lists the remote users instead of looking each up.
-const INDEX_THRESHOLD: usize = 50;
+pub(crate) const INDEX_THRESHOLD: usize = 50;
 
 /// Lists the remote users once, in an instance of its own; returns the index for the
 /// workers to load and the listed users' ids. `None` when listing failed: matching then
 /// looks each user up. The instance starts from `dialect` and leaves in it what listing
 /// taught it (paging 500s).
-fn list_remote_users(
+pub(crate) fn list_remote_users(
     runtime: &Runtime,
     settings: &ConnectorSettings,
     summary: &mut SyncSummary,
