@@ -38,6 +38,11 @@ use crate::logging::{Level, LogSink};
 use crate::runtime::{Runtime, ServerSession};
 use crate::types::ServerRequest;
 
+mod token;
+
+use token::LiveTokenHash;
+pub use token::{MISMATCH_RECHECK_GAP, RECHECK_EVERY, TokenHashSource};
+
 /// The path the SCIM API is served under.
 pub const BASE_PATH: &str = "/scim/v2";
 
@@ -92,6 +97,11 @@ pub enum ServerToken {
     /// Only its SHA-256 (see [`token_hash`]): the host checks the presented token against
     /// it in constant time, and the token itself is kept nowhere.
     Sha256([u8; 32]),
+    /// Only its SHA-256, kept where another process may replace it (the database several
+    /// `serve` processes share): read again every [`RECHECK_EVERY`], and at once (at most
+    /// once per [`MISMATCH_RECHECK_GAP`]) when a presented token does not match, so a
+    /// rotation on one process holds on all of them within seconds (see `serve::token`).
+    Rotating(Arc<dyn TokenHashSource>),
 }
 
 impl std::fmt::Debug for ServerToken {
@@ -99,6 +109,7 @@ impl std::fmt::Debug for ServerToken {
         match self {
             ServerToken::Plain(_) => f.write_str("Plain(<redacted>)"),
             ServerToken::Sha256(_) => f.write_str("Sha256(<redacted>)"),
+            ServerToken::Rotating(_) => f.write_str("Rotating(<redacted>)"),
         }
     }
 }
@@ -137,6 +148,8 @@ pub struct RunningServer {
     stop: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
     workers: Vec<JoinHandle<()>>,
+    /// With a rotating token: its refresher, stopped with the server.
+    token_refresher: Option<Arc<LiveTokenHash>>,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -156,6 +169,9 @@ impl RunningServer {
             // Wake the acceptor from `accept`.
             let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
             let _ = t.join();
+        }
+        if let Some(refresher) = &self.token_refresher {
+            refresher.stop();
         }
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -220,8 +236,8 @@ struct Shared {
     log: LogSink,
     stop: Arc<AtomicBool>,
     pool: Pool,
-    /// With a hashed token: the hash, and the token the component was opened with.
-    hashed: Option<([u8; 32], String)>,
+    /// With a hashed token: its check, and the token the component was opened with.
+    hashed: Option<(TokenCheck, String)>,
     active: AtomicUsize,
     /// The connections open from each client address.
     per_client: Mutex<HashMap<IpAddr, usize>>,
@@ -315,6 +331,24 @@ impl Pool {
     }
 }
 
+/// How a presented token is checked when only its hash is known.
+enum TokenCheck {
+    /// Against one hash.
+    Fixed([u8; 32]),
+    /// Against a hash kept fresh from where other processes may replace it.
+    Live(Arc<LiveTokenHash>),
+}
+
+impl TokenCheck {
+    /// Whether `presented` is the token (compared as hashes, in constant time).
+    fn matches(&self, presented: &str) -> bool {
+        match self {
+            TokenCheck::Fixed(hash) => bool::from(token_hash(presented).ct_eq(hash)),
+            TokenCheck::Live(live) => live.matches(presented),
+        }
+    }
+}
+
 struct Answer {
     status: u16,
     headers: Vec<(String, String)>,
@@ -370,7 +404,21 @@ pub fn start_on(
             // The component compares against a token of the host's own, which never
             // leaves this process; clients present the real one, checked here.
             let inner = try_generate_token()?;
-            (inner.clone(), Some((*hash, inner)), String::new())
+            (
+                inner.clone(),
+                Some((TokenCheck::Fixed(*hash), inner)),
+                String::new(),
+            )
+        }
+        ServerToken::Rotating(source) => {
+            let live = LiveTokenHash::new(Arc::clone(source))
+                .context("reading the server token's hash")?;
+            let inner = try_generate_token()?;
+            (
+                inner.clone(),
+                Some((TokenCheck::Live(live), inner)),
+                String::new(),
+            )
         }
     };
     let config = ServerSettings {
@@ -405,6 +453,19 @@ pub fn start_on(
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    let token_refresher = match &hashed {
+        Some((TokenCheck::Live(live), _)) => {
+            let (running, log) = (Arc::clone(live), log.clone());
+            let refresher = std::thread::Builder::new()
+                .name("scim-serve-token".into())
+                .spawn(move || running.run_refresher(&log))
+                .context("starting the token refresher")?;
+            workers.push(refresher);
+            Some(Arc::clone(live))
+        }
+        _ => None,
+    };
     let instances = sessions.len();
     let pool = Pool {
         idle: Mutex::new(sessions),
@@ -415,7 +476,6 @@ pub fn start_on(
     };
     // On SQLite the workers leave the WAL's checkpoints to this thread (see
     // `SqliteDirectory::leave_checkpoints_to_caller`).
-    let mut workers = Vec::new();
     if let Some(database) = database.sqlite_path() {
         let stop = stop.clone();
         let database = database.to_path_buf();
@@ -456,6 +516,7 @@ pub fn start_on(
         stop,
         acceptor: Some(acceptor),
         workers,
+        token_refresher,
     })
 }
 
@@ -984,7 +1045,7 @@ fn answer_request(shared: &Shared, head: &Head, body: Vec<u8>) -> Answer {
         _ => return scim_error(404, "not found"),
     };
     let mut headers = head.headers.clone();
-    if let Some((hash, inner)) = &shared.hashed {
+    if let Some((check, inner)) = &shared.hashed {
         // Clients present the real token; the component knows only the host's own. A
         // match (compared in constant time) is passed on as the host's token; anything
         // else is passed on as it came, and the component answers 401.
@@ -992,7 +1053,7 @@ fn answer_request(shared: &Shared, head: &Head, body: Vec<u8>) -> Answer {
             if name.eq_ignore_ascii_case("authorization")
                 && let Some((scheme, presented)) = value.split_once(' ')
                 && scheme.eq_ignore_ascii_case("bearer")
-                && bool::from(token_hash(presented.trim()).ct_eq(hash))
+                && check.matches(presented.trim())
             {
                 *value = format!("Bearer {inner}");
             }

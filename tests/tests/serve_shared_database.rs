@@ -54,13 +54,26 @@ impl Drop for Serve {
 /// the token (set for it), or `None` to let the database keep the token's hash. Returns
 /// once it printed its base URL and token, that is once it listens.
 fn start_serve(bin: &Path, url: &str, token: Option<&str>) -> Serve {
+    start_serve_with(bin, url, token, &[], Stdio::null())
+}
+
+/// [`start_serve`] with more arguments to `serve` (`--new-token`, `-v`), and its stderr
+/// (its log) sent to `stderr`.
+fn start_serve_with(
+    bin: &Path,
+    url: &str,
+    token: Option<&str>,
+    extra: &[&str],
+    stderr: Stdio,
+) -> Serve {
     let mut command = Command::new(bin);
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--workers", "2"])
+        .args(extra)
         // From the environment, as an operator would (out of sight of `ps`).
         .env("SCIM_SERVE_DATABASE", url)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(stderr);
     if let Some(t) = token {
         command
             .args(["--token-env", "SCIM_SHARED_TEST_TOKEN"])
@@ -346,17 +359,37 @@ fn conformance_suites_pass(serve: &Serve, token: &str) {
     assert!(text.contains("All tests passed"), "{text}");
 }
 
-/// Without `--token-env`, the first process makes the token and keeps its hash in the
-/// database; a second process on it admits the same token.
-fn the_token_is_one_for_all(bin: &Path, url: &str) {
-    let first = start_serve(bin, url, None);
-    let token = first
+/// The token a process printed (64 hex digits), when it made one.
+fn printed_token(serve: &Serve) -> String {
+    let token = serve
         .token_line
         .split_whitespace()
         .next()
         .unwrap_or_default()
         .to_string();
-    assert_eq!(token.len(), 64, "{:?}", first.token_line);
+    assert_eq!(token.len(), 64, "{:?}", serve.token_line);
+    token
+}
+
+/// How long every process may take to see a rotated token: a few times
+/// `serve::RECHECK_EVERY`, for a loaded machine.
+const ROTATION_WITHIN: Duration = Duration::from_secs(60);
+
+/// Without `--token-env`, the first process makes the token and keeps its hash in the
+/// database; a second process on it admits the same token. Then the first is restarted
+/// with `--new-token` (a rotation): within a bounded time both refuse the old token and
+/// admit the new one, and neither logged either token.
+fn the_token_is_one_for_all(bin: &Path, url: &str) {
+    let log_dir = std::env::temp_dir().join(format!(
+        "serve-token-logs-{}-{}",
+        std::process::id(),
+        host_example::serve::generate_token()
+    ));
+    std::fs::create_dir_all(&log_dir).expect("a log directory");
+    let log =
+        |name: &str| Stdio::from(std::fs::File::create(log_dir.join(name)).expect("a log file"));
+    let first = start_serve_with(bin, url, None, &["-v"], log("first.log"));
+    let token = printed_token(&first);
     let second = start_serve(bin, url, None);
     assert!(
         second.token_line.contains("only its hash is kept"),
@@ -369,6 +402,43 @@ fn the_token_is_one_for_all(bin: &Path, url: &str) {
         assert_eq!(send(&http, "GET", &users, &token, None, None).0, 200);
         assert_eq!(send(&http, "GET", &users, "wrong", None, None).0, 401);
     }
+
+    // The rotation: the first process restarted with --new-token.
+    drop(first);
+    let rotated = start_serve_with(bin, url, None, &["-v", "--new-token"], log("rotated.log"));
+    let new_token = printed_token(&rotated);
+    assert_ne!(new_token, token);
+    let started = std::time::Instant::now();
+    for serve in [&rotated, &second] {
+        let users = format!("{}/Users", serve.base_url);
+        loop {
+            let old = send(&http, "GET", &users, &token, None, None).0;
+            let new = send(&http, "GET", &users, &new_token, None, None).0;
+            if (old, new) == (401, 200) {
+                break;
+            }
+            assert!(
+                started.elapsed() < ROTATION_WITHIN,
+                "{}: the old token gets {old}, the new one {new}, {:?} after the rotation",
+                serve.base_url,
+                started.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    eprintln!(
+        "the rotation held on both processes {:?} after it",
+        started.elapsed()
+    );
+    drop((rotated, second));
+    for name in ["first.log", "rotated.log"] {
+        let text = std::fs::read_to_string(log_dir.join(name)).unwrap_or_default();
+        assert!(
+            !text.contains(&token) && !text.contains(&new_token),
+            "{name} holds a token"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&log_dir);
 }
 
 /// The users the processes wrote are in the database itself (not in a SQLite file).

@@ -54,14 +54,19 @@ pub fn run(
             (ServerToken::Plain(t), format!("(from ${var})"))
         }
         None if let Some(url) = shared_database(args.database)? => {
-            // Every process on the database checks the same token: its hash is kept there.
-            let (hash, new) = host_example::directory::shared_token_hash(&url, args.new_token)?;
+            // Every process on the database checks the same token: its hash is kept there,
+            // and read again while serving, so `--new-token` on one process rotates it on
+            // all of them (within `serve::RECHECK_EVERY`).
+            let (_, new) = host_example::directory::shared_token_hash(&url, args.new_token)?;
             let shown = match new {
-                Some(t) => format!("{t}\n                   (shown once: only its hash is kept)"),
+                Some(t) => format!(
+                    "{t}\n                   (shown once: only its hash is kept; every serve on this database takes it within seconds)"
+                ),
                 None => "(shown when it was made; only its hash is kept: --new-token replaces it)"
                     .into(),
             };
-            (ServerToken::Sha256(hash), shown)
+            let source = host_example::directory::SharedTokenHash::open(&url)?;
+            (ServerToken::Rotating(std::sync::Arc::new(source)), shown)
         }
         None => {
             let mut store = Store::open(args.database)?;
@@ -102,7 +107,7 @@ pub fn run(
     };
     let log = match &token {
         ServerToken::Plain(t) => log_sink(verbose).redact([t.clone()]),
-        ServerToken::Sha256(_) => log_sink(verbose),
+        ServerToken::Sha256(_) | ServerToken::Rotating(_) => log_sink(verbose),
     };
     let options = &args.options;
     let _metrics = super::metrics::start(args.metrics_listen)?;

@@ -21,7 +21,7 @@ use rusqlite::Connection;
 
 use crate::store::Store;
 
-pub use shared::{SharedDirectory, shared_token_hash};
+pub use shared::{SharedDirectory, SharedTokenHash, shared_token_hash};
 
 /// A directory in a SQLite file. Users are also kept as normal CMS users in the same
 /// file's `users` table (the host store's), so an identity provider's users appear in the

@@ -16,10 +16,12 @@
 //! - Every write is one transaction, so each `/Bulk` operation is atomic, as on SQLite.
 //!
 //! Files: `engine` (the connection, its failures, transactions), `schema` (the tables and
-//! their migrations).
+//! their migrations), `token` (the bearer token's hash every process checks, and its
+//! rotation).
 
 mod engine;
 mod schema;
+mod token;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -28,6 +30,7 @@ use scim_provisioner::scim::filter::{CompareOp, Filter};
 use serde_json::Value;
 
 pub use schema::{DIRECTORY_COMPONENT, DIRECTORY_MIGRATIONS, DIRECTORY_SCHEMA_VERSION};
+pub use token::{SharedTokenHash, shared_token_hash};
 
 use self::engine::{Conn, Failure, TxError};
 use self::schema::index_key;
@@ -65,74 +68,6 @@ impl SharedDirectory {
             .map_err(|f| anyhow::anyhow!("{}", f.into_directory_error()))?;
         migrate(db, DIRECTORY_COMPONENT, DIRECTORY_MIGRATIONS)?;
         Ok(SharedDirectory { conn })
-    }
-}
-
-/// The SHA-256 of the bearer token every `serve` process on the database at `url` checks:
-/// the one kept there, or, when there is none yet or `replace`, a new token's, returned
-/// with the token itself (to be shown once; only its hash is kept). Processes starting at
-/// once on a new database agree on one token: the first insert wins, the others read it.
-pub fn shared_token_hash(
-    url: &DatabaseUrl,
-    replace: bool,
-) -> anyhow::Result<([u8; 32], Option<String>)> {
-    use crate::serve::{hash_from_hex, hash_to_hex, token_hash, try_generate_token};
-    const NAME: &str = "server_token_sha256";
-    let mut directory = SharedDirectory::open(url)?;
-    let conn = &mut directory.conn;
-    let fail = |f: Failure| {
-        anyhow::anyhow!(
-            "the server token in the database: {}",
-            f.into_directory_error()
-        )
-    };
-    let read = |conn: &mut Conn| -> anyhow::Result<Option<[u8; 32]>> {
-        let rows = conn
-            .rows(
-                "SELECT value FROM scim_server_settings WHERE name = ?",
-                &[NAME.into()],
-            )
-            .map_err(fail)?;
-        match rows.first() {
-            None => Ok(None),
-            Some(row) => {
-                let hex = row.text(0)?;
-                let hash = hash_from_hex(&hex).ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "the token hash kept in the database is damaged; start with --new-token"
-                    )
-                })?;
-                Ok(Some(hash))
-            }
-        }
-    };
-    if !replace && let Some(hash) = read(conn)? {
-        return Ok((hash, None));
-    }
-    let token = try_generate_token()?;
-    let hash = token_hash(&token);
-    let hex = hash_to_hex(&hash);
-    if replace {
-        let changed = conn
-            .exec(
-                "UPDATE scim_server_settings SET value = ? WHERE name = ?",
-                &[hex.as_str().into(), NAME.into()],
-            )
-            .map_err(fail)?;
-        if changed > 0 {
-            return Ok((hash, Some(token)));
-        }
-    }
-    match conn.exec(
-        "INSERT INTO scim_server_settings (name, value) VALUES (?, ?)",
-        &[NAME.into(), hex.as_str().into()],
-    ) {
-        Ok(_) => Ok((hash, Some(token))),
-        // Another process made one first: that one holds.
-        Err(Failure::Unique) => read(conn)?
-            .map(|h| (h, None))
-            .ok_or_else(|| anyhow::anyhow!("the server token vanished from the database")),
-        Err(f) => Err(fail(f)),
     }
 }
 
