@@ -441,7 +441,8 @@ fn the_token_is_one_for_all(bin: &Path, url: &str) {
     let _ = std::fs::remove_dir_all(&log_dir);
 }
 
-/// The users the processes wrote are in the database itself (not in a SQLite file).
+/// The users the processes wrote are in the database itself (not in a SQLite file), as
+/// SCIM resources and as CMS users.
 fn the_database_holds_the_users(url: &str) {
     use host_example::database::{DatabaseUrl, Db};
     let url = DatabaseUrl::parse(url, Path::new("/")).expect("a URL");
@@ -454,6 +455,17 @@ fn the_database_holds_the_users(url: &str) {
         .expect("a count")
         .expect("a row");
     assert_eq!(row.int(0).expect("a number"), 1);
+    // And each is a CMS user too (the store's `users` table), under its SCIM id, as `serve`
+    // on SQLite keeps them.
+    let row = db
+        .query_opt(
+            "SELECT COUNT(*) FROM users u JOIN scim_resources r ON r.id = u.id
+             WHERE r.kind = 'User' AND u.name IN ('racer', 'bulk.a', 'bulk.c')",
+            &[],
+        )
+        .expect("a count")
+        .expect("a row");
+    assert_eq!(row.int(0).expect("a number"), 3);
 }
 
 fn random_token() -> String {

@@ -14,11 +14,14 @@
 //! - **Deadlocks** between transactions (a user deleted while a group naming it is patched)
 //!   roll one back; it runs again, up to [`ATTEMPTS`] times.
 //! - Every write is one transaction, so each `/Bulk` operation is atomic, as on SQLite.
+//! - A User is also kept as a CMS user in the store's `users` table of the same database,
+//!   in the write's transaction, as the SQLite directory does (see `cms`).
 //!
 //! Files: `engine` (the connection, its failures, transactions), `schema` (the tables and
-//! their migrations), `token` (the bearer token's hash every process checks, and its
+//! their migrations), `cms` (the CMS user beside each SCIM User), `token` (the bearer token's hash every process checks, and its
 //! rotation).
 
+mod cms;
 mod engine;
 mod schema;
 mod token;
@@ -43,6 +46,7 @@ use crate::clock::now_rfc3339;
 use crate::database::{DatabaseUrl, Row, SqlValue, migrate};
 use crate::host_state::DirectoryBackend;
 use crate::ids::new_id;
+use crate::store::{STORE_COMPONENT, STORE_MIGRATIONS};
 use crate::types::{CmsUser, DirectoryError, QueryPage, ResourceKind, Search, StoredResource};
 
 /// How many times a write that lost a race (a deadlock, a lock wait timeout) runs.
@@ -60,12 +64,14 @@ pub struct SharedDirectory {
 
 impl SharedDirectory {
     /// Connects to the database at `url` (waiting up to 30 s for one that is starting) and
-    /// creates or migrates the directory's tables.
+    /// creates or migrates the directory's tables, and the store's (its `users` table holds
+    /// the CMS users the directory's Users are mirrored into).
     pub fn open(url: &DatabaseUrl) -> anyhow::Result<SharedDirectory> {
         let mut conn = Conn::connect(url, CONNECT_WAIT)?;
         let db = conn
             .db()
             .map_err(|f| anyhow::anyhow!("{}", f.into_directory_error()))?;
+        migrate(db, STORE_COMPONENT, STORE_MIGRATIONS)?;
         migrate(db, DIRECTORY_COMPONENT, DIRECTORY_MIGRATIONS)?;
         Ok(SharedDirectory { conn })
     }
@@ -192,17 +198,30 @@ fn index_members(conn: &mut Conn, group_id: &str, group: &Value) -> Result<(), F
     Ok(())
 }
 
+/// What a replace writes: the resource parsed and as text, its password's hash when it
+/// sets one, and its CMS view.
+struct Replacement<'a> {
+    value: &'a Value,
+    json: &'a str,
+    hash: Option<&'a str>,
+    cms: Option<&'a CmsUser>,
+}
+
 /// A replace inside a write's transaction: the row is locked first, so a concurrent
 /// replace with the same `if_version` waits for this one and then fails.
 fn replace_in(
     conn: &mut Conn,
     kind: ResourceKind,
     id: &str,
-    value: &Value,
-    json: &str,
-    hash: Option<&str>,
+    new: &Replacement<'_>,
     if_version: Option<&str>,
 ) -> Result<StoredResource, TxError> {
+    let Replacement {
+        value,
+        json,
+        hash,
+        cms,
+    } = *new;
     let locked = conn.rows(
         "SELECT version, created FROM scim_resources WHERE kind = ? AND id = ? FOR UPDATE",
         &[kind_name(kind).into(), id.into()],
@@ -242,6 +261,7 @@ fn replace_in(
     if kind == ResourceKind::Group {
         index_members(conn, id, value)?;
     }
+    cms::mirror(conn, id, json, cms)?;
     Ok(StoredResource {
         id: id.to_string(),
         version: format!("W/\"{}\"", version + 1),
@@ -313,7 +333,7 @@ impl DirectoryBackend for SharedDirectory {
         &mut self,
         kind: ResourceKind,
         json: &str,
-        _cms: Option<&CmsUser>,
+        cms: Option<&CmsUser>,
     ) -> Result<StoredResource, DirectoryError> {
         // Hashed before the transaction: argon2id is slow on purpose.
         let (value, hash, stripped) = parse_hashing_password(kind, json)?;
@@ -343,6 +363,7 @@ impl DirectoryBackend for SharedDirectory {
             if kind == ResourceKind::Group {
                 index_members(conn, &id, &value)?;
             }
+            cms::mirror(conn, &id, json, cms)?;
             Ok(first_version(id, now, json))
         })
     }
@@ -352,15 +373,21 @@ impl DirectoryBackend for SharedDirectory {
         kind: ResourceKind,
         id: &str,
         json: &str,
-        _cms: Option<&CmsUser>,
+        cms: Option<&CmsUser>,
         if_version: Option<&str>,
     ) -> Result<StoredResource, DirectoryError> {
         let (value, hash, stripped) = parse_hashing_password(kind, json)?;
         let json = stripped.as_deref().unwrap_or(json);
         // Without a password in the resource the stored hash stays: the component hands
         // over only a password the request sets (`directory.hashes_passwords`).
+        let new = Replacement {
+            value: &value,
+            json,
+            hash: hash.as_deref(),
+            cms,
+        };
         self.conn.transaction(ATTEMPTS, |conn| {
-            replace_in(conn, kind, id, &value, json, hash.as_deref(), if_version)
+            replace_in(conn, kind, id, &new, if_version)
         })
     }
 
@@ -377,6 +404,7 @@ impl DirectoryBackend for SharedDirectory {
                 )?;
             }
             if n > 0 && kind == ResourceKind::User {
+                cms::remove(conn, id)?;
                 // Drop the user from the groups it belonged to, in the same transaction,
                 // their rows locked (rewriting each also rewrites its index rows).
                 let groups = conn.rows(
@@ -394,7 +422,13 @@ impl DirectoryBackend for SharedDirectory {
                     };
                     drop_member(&mut g, id);
                     let text = g.to_string();
-                    replace_in(conn, ResourceKind::Group, &gid, &g, &text, None, None)?;
+                    let new = Replacement {
+                        value: &g,
+                        json: &text,
+                        hash: None,
+                        cms: None,
+                    };
+                    replace_in(conn, ResourceKind::Group, &gid, &new, None)?;
                 }
             }
             Ok(n > 0)

@@ -349,6 +349,150 @@ fn the_sqlite_directory_passes_the_same_checks() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+fn cms_view(name: &str, mail: &str, title: &str, active: bool) -> CmsUser {
+    use crate::types::FieldValue;
+    CmsUser {
+        id: String::new(),
+        fields: vec![
+            ("name".into(), FieldValue::Text(name.into())),
+            ("mail".into(), FieldValue::Text(mail.into())),
+            ("title".into(), FieldValue::Text(title.into())),
+        ],
+        active,
+    }
+}
+
+/// The CMS user of `id` in the store's `users` table: name, mail, fields, active.
+fn cms_user(db: &mut Db, id: &str) -> Option<(String, String, String, i64)> {
+    db.query_opt(
+        "SELECT name, mail, fields, active FROM users WHERE id = ?",
+        &[id.into()],
+    )
+    .unwrap()
+    .map(|r| {
+        (
+            r.text(0).unwrap(),
+            r.text(1).unwrap(),
+            r.text(2).unwrap(),
+            r.int(3).unwrap(),
+        )
+    })
+}
+
+fn count(db: &mut Db, sql: &str) -> i64 {
+    db.query_opt(sql, &[]).unwrap().unwrap().int(0).unwrap()
+}
+
+/// As on SQLite, a User written through the directory is kept as a CMS user in the store's
+/// `users` table of the same database, in the same transaction: created, replaced and
+/// deleted with it; a login name a CMS user holds already refuses the write and leaves
+/// nothing behind; a password is kept only as the resource's argon2id hash, in neither
+/// table in clear.
+fn mirrors_users_into_the_cms(url: &DatabaseUrl) {
+    use ResourceKind::User;
+    let mut d = SharedDirectory::open(url).unwrap();
+    let mut db = Db::connect(url).unwrap();
+    db.execute(
+        "INSERT INTO users (id, name, mail, fields, active) VALUES ('cms-1', 'taken', '', '{}', 1)",
+        &[],
+    )
+    .unwrap();
+    let secret = "Clear-Secret-One";
+    let with_password = |name: &str| {
+        json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": name,
+            "password": secret,
+        })
+        .to_string()
+    };
+    let refused = d
+        .create(
+            User,
+            &with_password("fresh"),
+            Some(&cms_view("TAKEN", "", "", true)),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(refused, DirectoryError::Conflict(_)),
+        "{refused:?}"
+    );
+    assert_eq!(count(&mut db, "SELECT COUNT(*) FROM scim_resources"), 0);
+    assert_eq!(count(&mut db, "SELECT COUNT(*) FROM users"), 1);
+
+    let created = d
+        .create(
+            User,
+            &with_password("pw.user"),
+            Some(&cms_view("pw.user", "pw@example.com", "Engineer", true)),
+        )
+        .unwrap();
+    let (name, mail, fields, active) = cms_user(&mut db, &created.id).expect("a CMS user");
+    assert_eq!(
+        (name.as_str(), mail.as_str(), active),
+        ("pw.user", "pw@example.com", 1)
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(&fields).unwrap(),
+        json!({"title": "Engineer"})
+    );
+    let hash = db
+        .query_opt(
+            "SELECT password_hash FROM scim_resources WHERE id = ?",
+            &[created.id.as_str().into()],
+        )
+        .unwrap()
+        .unwrap()
+        .text(0)
+        .unwrap();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    for sql in [
+        "SELECT COUNT(*) FROM users WHERE fields LIKE '%Clear-Secret%' OR name LIKE '%Clear-Secret%' OR mail LIKE '%Clear-Secret%'",
+        "SELECT COUNT(*) FROM scim_resources WHERE json LIKE '%Clear-Secret%' OR json LIKE '%assword%'",
+    ] {
+        assert_eq!(count(&mut db, sql), 0, "{sql}");
+    }
+
+    // A replace renames and deactivates the CMS user; one without a CMS view leaves it.
+    d.replace(
+        User,
+        &created.id,
+        &user("pw.renamed", None),
+        Some(&cms_view("pw.renamed", "new@example.com", "Lead", false)),
+        None,
+    )
+    .unwrap();
+    let (name, mail, _, active) = cms_user(&mut db, &created.id).unwrap();
+    assert_eq!(
+        (name.as_str(), mail.as_str(), active),
+        ("pw.renamed", "new@example.com", 0)
+    );
+    // Renaming to a name another CMS user holds is refused, and the SCIM user stays as it was.
+    let refused = d
+        .replace(
+            User,
+            &created.id,
+            &user("taken", None),
+            Some(&cms_view("taken", "", "", true)),
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(refused, DirectoryError::Conflict(_)),
+        "{refused:?}"
+    );
+    let kept = d.get(User, &created.id).unwrap().unwrap();
+    assert_eq!(attr(&kept, "userName"), "pw.renamed");
+    assert_eq!(kept.version, "W/\"2\"");
+
+    let plain = d.create(User, &user("no.view", None), None).unwrap();
+    assert!(cms_user(&mut db, &plain.id).is_none());
+
+    assert!(d.delete(User, &created.id).unwrap());
+    assert!(cms_user(&mut db, &created.id).is_none());
+    assert_eq!(count(&mut db, "SELECT COUNT(*) FROM users"), 1);
+}
+
 /// A directory whose database went away answers "unavailable" (503) instead of failing for
 /// good, and works again on its next call once the database is back.
 fn outlives_a_restart(d: &mut SharedDirectory, stop: impl FnOnce(), start: impl FnOnce()) {
@@ -389,6 +533,7 @@ fn on_postgres() {
     let (mut a, mut b) = two(&checks);
     behaves_as_a_directory(&mut a, &mut b);
     schema_is_recorded(&checks);
+    mirrors_users_into_the_cms(&url(&pg.create_database("directory_cms").unwrap()));
     let race = url(&pg.create_database("directory_race").unwrap());
     let (a, b) = two(&race);
     concurrent_replaces_never_both_win(Box::new(a), Box::new(b), 50);
@@ -408,6 +553,7 @@ fn on_mariadb() {
     let (mut a, mut b) = two(&checks);
     behaves_as_a_directory(&mut a, &mut b);
     schema_is_recorded(&checks);
+    mirrors_users_into_the_cms(&url(&maria.create_database("directory_cms").unwrap()));
     let race = url(&maria.create_database("directory_race").unwrap());
     let (a, b) = two(&race);
     concurrent_replaces_never_both_win(Box::new(a), Box::new(b), 50);
