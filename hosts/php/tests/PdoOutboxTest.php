@@ -11,6 +11,7 @@ use ScimProvisioner\OutboxEvent;
 use ScimProvisioner\PdoOutbox;
 use ScimProvisioner\ProvisioningException;
 use ScimProvisioner\Tests\Support\DatabaseServer;
+use ScimProvisioner\Tests\Support\Peers;
 
 /**
  * PdoOutbox on a real MariaDB and PostgreSQL: the schema from an empty database, enqueue in
@@ -131,6 +132,105 @@ final class PdoOutboxTest extends TestCase
         $this->assertSame(['pending' => 2, 'parked' => 2, 'claimed' => 1], $outbox->counts());
         $this->assertTrue($outbox->unpark($parked[0]['id']));
         $this->assertSame(['pending' => 3, 'parked' => 1, 'claimed' => 1], $outbox->counts());
+    }
+
+    /**
+     * Two transactions queue an event for one user at once, as two requests saving the user
+     * would: A takes its id first and commits last (held open by the test), B queues after A
+     * and commits at once. The user's events must become claimable in commit order: while A
+     * is open nothing of the user's is claimable (B waits for A's lock on the user, instead
+     * of committing a later id that a worker would deliver before A's), then A's, then B's.
+     *
+     * @dataProvider databases
+     */
+    public function testOneUsersEventsAreClaimableInCommitOrderWhenTwoTransactionsRace(string $kind): void
+    {
+        if (!DatabaseServer::available($kind)) {
+            $this->markTestSkipped("{$kind} is not installed (scripts/debian-packages)");
+        }
+        $server = DatabaseServer::get($kind);
+        $db = $server->createDatabase('order');
+        $pdo = $server->pdo($db);
+        $outbox = new PdoOutbox($pdo);
+        $a = $this->enqueuer($server, $db, 1, 'hold');
+        $b = null;
+        try {
+            $this->assertMatchesRegularExpression('/^connection \d+$/', self::line($a));
+            $this->assertMatchesRegularExpression('/^enqueued \d+$/', self::line($a), 'A queued and holds its transaction open');
+            $b = $this->enqueuer($server, $db, 2, 'commit');
+            $this->assertSame(1, preg_match('/^connection (\d+)$/', self::line($b), $m));
+            $connection = (int) $m[1];
+            // B either waits for A (the user's lock) or, without it, commits its later id first.
+            $waiting = $kind === 'postgres'
+                ? "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = {$connection} AND wait_event_type = 'Lock'"
+                : "SELECT COUNT(*) FROM information_schema.INNODB_TRX
+                   WHERE trx_mysql_thread_id = {$connection} AND trx_state = 'LOCK WAIT'";
+            $bCommitted = false;
+            self::waitFor(static function () use ($pdo, $waiting, &$bCommitted): bool {
+                $bCommitted = (int) $pdo->query("SELECT COUNT(*) FROM scim_outbox WHERE user_id = 'u'")->fetchColumn() > 0;
+                return $bCommitted || (int) $pdo->query($waiting)->fetchColumn() === 1;
+            }, 30.0);
+            $this->assertFalse($bCommitted, 'B committed a later event while A, queued first, was still open');
+            $this->assertSame([], $outbox->claim('w', 10), 'nothing of the user is claimable while A is open');
+
+            fwrite($a[1][0], "commit\n");
+            $this->assertSame('committed', self::line($a));
+            $this->assertMatchesRegularExpression('/^enqueued \d+$/', self::line($b), 'B goes on once A committed');
+            $this->assertSame('committed', self::line($b));
+
+            $delivered = [];
+            while (($events = $outbox->claim('w', 10)) !== []) {
+                $this->assertCount(1, $events, 'one event of the user at a time');
+                $delivered[] = $events[0]->user->fields['seq'];
+                $this->assertTrue($outbox->complete($events[0], 'w', null));
+            }
+            $this->assertSame([1, 2], $delivered, 'A (committed first) before B');
+        } finally {
+            foreach ([$a, $b] as $child) {
+                if ($child !== null) {
+                    proc_terminate($child[0], SIGKILL);
+                    proc_close($child[0]);
+                }
+            }
+        }
+    }
+
+    /**
+     * A child that queues event $seq for user "u" (tests/support/outbox-enqueue.php).
+     *
+     * @return array{0: resource, 1: array<int, resource>}
+     */
+    private function enqueuer(DatabaseServer $server, string $db, int $seq, string $mode): array
+    {
+        $env = getenv();
+        $env['PDO_PASSWORD'] = $server->password;
+        $proc = proc_open(
+            [PHP_BINARY, __DIR__ . '/support/outbox-enqueue.php', $server->dsn($db), $server->user(), 'u', (string) $seq, $mode],
+            [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => ['file', Peers::logDir() . '/outbox-enqueue.log', 'a']],
+            $pipes,
+            null,
+            $env,
+        );
+        if (!is_resource($proc)) {
+            throw new \RuntimeException('cannot start a child');
+        }
+        return [$proc, $pipes];
+    }
+
+    /**
+     * The child's next line of output ('' when it ended without one), waited for up to 60 s.
+     *
+     * @param array{0: resource, 1: array<int, resource>} $child
+     */
+    private static function line(array $child): string
+    {
+        $out = $child[1][1];
+        $read = [$out];
+        $none = null;
+        if (stream_select($read, $none, $none, 60) !== 1) {
+            throw new \RuntimeException('the child printed nothing for 60 s');
+        }
+        return trim((string) fgets($out));
     }
 
     /**

@@ -37,6 +37,23 @@ final class OutboxClaims
 
     private const TRIES = 5;
 
+    /**
+     * PostgreSQL's plan for the head query, for this claim's transaction only
+     * (`set_config(…, true)`): walk the primary key in id order, test each row's head rule
+     * with one probe of the `(user_id, id)` index, and stop at the limit, so a claim reads
+     * about as many rows as it takes, however long the queue. Left to its statistics, the
+     * planner picks that plan only when they are fresh. A queue table is the worst case for
+     * them: empty when autovacuum last analyzed it, then a resync enqueues 100,000 events.
+     * With no statistics it estimated 2 matching rows, scanned and sorted the whole queue, and
+     * combined both indexes for every row's probe: one claim of 100 from 20,000 queued took
+     * 11.8 s (EXPLAIN ANALYZE), 0.4–0.8 ms with this plan. The settings below leave it no other
+     * plan; they change nothing outside the claim's transaction.
+     */
+    private const PG_HEADS_PLAN = "SELECT set_config('enable_seqscan', 'off', true),
+        set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true),
+        set_config('enable_material', 'off', true), set_config('enable_hashjoin', 'off', true),
+        set_config('enable_mergejoin', 'off', true)";
+
     public function __construct(private readonly OutboxSql $db, private readonly string $table)
     {
         if (!preg_match('/^[A-Za-z_][A-Za-z0-9_]*$/', $table)) {
@@ -124,6 +141,9 @@ final class OutboxClaims
             AND NOT EXISTS (SELECT 1 FROM {$t} p WHERE p.user_id = o.user_id AND p.parked = 0 AND p.id < o.id)
             ORDER BY o.id LIMIT ?";
         if ($this->db->dialect() === 'pgsql') {
+            if ($userIds === null) {
+                $this->db->select(self::PG_HEADS_PLAN);
+            }
             $ids = self::ids($this->db->select("{$heads} FOR UPDATE OF o SKIP LOCKED", [...$params, $limit]));
         } else {
             $window = self::ids($this->db->select($heads, [...$params, $limit * self::WINDOW]));

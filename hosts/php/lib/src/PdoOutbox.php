@@ -28,12 +28,14 @@ use ScimProvisioner\Internal\PdoSchema;
  *
  * Tables (`prefix` default `scim_`; created and migrated on open, version in `{prefix}schema`):
  * `{prefix}outbox` (id, user_id, event, user_json, created_at, attempts, next_attempt_at,
- * last_error, last_status, parked, claimed_by, claimed_until) and `{prefix}links` (user_id,
- * remote_id, version, snapshot, updated_at). Times are Unix seconds on the database's clock.
+ * last_error, last_status, parked, claimed_by, claimed_until), `{prefix}outbox_users` (user_id,
+ * enqueued: the row {@see enqueue()} locks, so a user's events are delivered in commit order)
+ * and `{prefix}links` (user_id, remote_id, version, snapshot, updated_at). Times are Unix
+ * seconds on the database's clock.
  */
 final class PdoOutbox
 {
-    public const SCHEMA_VERSION = 1;
+    public const SCHEMA_VERSION = 2;
 
     private readonly string $prefix;
     private readonly OutboxClaims $claims;
@@ -72,6 +74,17 @@ final class PdoOutbox
     /**
      * Queues an event for $user, on the caller's connection: inside the caller's transaction
      * when one is open, so the change and its event commit together. Returns the row id.
+     *
+     * A user's events are delivered in the order their transactions commit. Before it takes
+     * the event's id, enqueue locks the user's row in `{prefix}outbox_users` until the
+     * transaction ends, so a second transaction queueing for the same user waits for the
+     * first to commit or roll back and then takes a higher id. (Without that lock, a
+     * transaction that took id 5 and commits after the one that took id 6 would have its
+     * event delivered second: a worker sees only 6, and 6 is then the user's oldest.) Keep
+     * the transaction short after enqueue: other writers of this user's events wait for it.
+     * Transactions that queue for several users lock them in the order they enqueue;
+     * two that do so in opposite orders can deadlock, and the database rolls one back
+     * (SQLSTATE 40001/40P01) for the caller to retry, as with any row lock.
      */
     public function enqueue(CmsUser $user, UserEvent|string $event): int
     {
@@ -84,16 +97,26 @@ final class PdoOutbox
             JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE | JSON_THROW_ON_ERROR,
         );
         $t = $this->prefix . 'outbox';
-        $sql = "INSERT INTO {$t} (user_id, event, user_json, created_at, next_attempt_at, claimed_until)
+        $u = $this->prefix . 'outbox_users';
+        $pgsql = PdoSchema::driver($this->pdo) === 'pgsql';
+        // The user's row, inserted or updated: either way locked until the transaction ends.
+        $lockUser = $pgsql
+            ? "INSERT INTO {$u} (user_id, enqueued) VALUES (?, 1)
+               ON CONFLICT (user_id) DO UPDATE SET enqueued = {$u}.enqueued + 1"
+            : "INSERT INTO {$u} (user_id, enqueued) VALUES (?, 1) ON DUPLICATE KEY UPDATE enqueued = enqueued + 1";
+        $insert = "INSERT INTO {$t} (user_id, event, user_json, created_at, next_attempt_at, claimed_until)
             VALUES (?, ?, ?, ?, 0, 0)";
-        $now = $this->claims->now();
-        if (PdoSchema::driver($this->pdo) === 'pgsql') {
-            $stmt = $this->pdo->prepare("{$sql} RETURNING id");
-            $stmt->execute([$user->id, $event->value, $json, $now]);
-            return (int) $stmt->fetchColumn();
-        }
-        $this->pdo->prepare($sql)->execute([$user->id, $event->value, $json, $now]);
-        return (int) $this->pdo->lastInsertId();
+        return $this->transaction(function () use ($lockUser, $insert, $pgsql, $user, $event, $json): int {
+            $this->prepare($lockUser)->execute([$user->id]);
+            $now = $this->claims->now();
+            if ($pgsql) {
+                $stmt = $this->prepare("{$insert} RETURNING id");
+                $stmt->execute([$user->id, $event->value, $json, $now]);
+                return (int) $stmt->fetchColumn();
+            }
+            $this->prepare($insert)->execute([$user->id, $event->value, $json, $now]);
+            return (int) $this->pdo->lastInsertId();
+        });
     }
 
     /**
@@ -121,7 +144,7 @@ final class PdoOutbox
     /** The link kept for a user, or null. */
     public function link(string $userId): ?Link
     {
-        $stmt = $this->pdo->prepare("SELECT remote_id, version, snapshot FROM {$this->prefix}links WHERE user_id = ?");
+        $stmt = $this->prepare("SELECT remote_id, version, snapshot FROM {$this->prefix}links WHERE user_id = ?");
         $stmt->execute([$userId]);
         $row = $stmt->fetch(\PDO::FETCH_ASSOC);
         return $row === false ? null : new Link((string) $row['remote_id'], $row['version'], $row['snapshot']);
@@ -136,15 +159,13 @@ final class PdoOutbox
     public function complete(OutboxEvent $event, string $owner, ?Link $link): bool
     {
         return $this->transaction(function () use ($event, $owner, $link): bool {
-            $held = $this->pdo->prepare(
-                "SELECT id FROM {$this->prefix}outbox WHERE id = ? AND claimed_by = ? FOR UPDATE",
-            );
-            $held->execute([$event->id, $owner]);
-            if ($held->fetchColumn() === false) {
+            // The fenced delete first: it locks the row, and when the lease was lost it
+            // removes nothing and nothing else is written.
+            if (!$this->claims->complete($event->id, $owner)) {
                 return false;
             }
             $this->saveLink($event->user->id, $link);
-            return $this->claims->complete($event->id, $owner);
+            return true;
         });
     }
 
@@ -191,7 +212,7 @@ final class PdoOutbox
      */
     public function unpark(int $id): bool
     {
-        $stmt = $this->pdo->prepare("UPDATE {$this->prefix}outbox SET parked = 0, attempts = 0, next_attempt_at = 0,
+        $stmt = $this->prepare("UPDATE {$this->prefix}outbox SET parked = 0, attempts = 0, next_attempt_at = 0,
             claimed_by = NULL, claimed_until = 0 WHERE id = ? AND parked = 1");
         $stmt->execute([$id]);
         return $stmt->rowCount() === 1;
@@ -200,7 +221,7 @@ final class PdoOutbox
     /** @return array{pending: int, parked: int, claimed: int} */
     public function counts(): array
     {
-        $stmt = $this->pdo->prepare("SELECT
+        $stmt = $this->prepare("SELECT
                 COALESCE(SUM(CASE WHEN parked = 0 THEN 1 ELSE 0 END), 0) AS pending,
                 COALESCE(SUM(CASE WHEN parked = 1 THEN 1 ELSE 0 END), 0) AS parked,
                 COALESCE(SUM(CASE WHEN parked = 0 AND claimed_until >= ? THEN 1 ELSE 0 END), 0) AS claimed
@@ -219,7 +240,7 @@ final class PdoOutbox
      */
     public function parked(int $limit = 100): array
     {
-        $stmt = $this->pdo->prepare("SELECT id, user_id, event, attempts, last_error, last_status
+        $stmt = $this->prepare("SELECT id, user_id, event, attempts, last_error, last_status
             FROM {$this->prefix}outbox WHERE parked = 1 ORDER BY id LIMIT ?");
         $stmt->bindValue(1, $limit, \PDO::PARAM_INT);
         $stmt->execute();
@@ -234,7 +255,7 @@ final class PdoOutbox
     {
         $t = $this->prefix . 'links';
         if ($link === null) {
-            $this->pdo->prepare("DELETE FROM {$t} WHERE user_id = ?")->execute([$userId]);
+            $this->prepare("DELETE FROM {$t} WHERE user_id = ?")->execute([$userId]);
             return;
         }
         $upsert = PdoSchema::driver($this->pdo) === 'pgsql'
@@ -244,7 +265,13 @@ final class PdoOutbox
             : "INSERT INTO {$t} (user_id, remote_id, version, snapshot, updated_at) VALUES (?, ?, ?, ?, ?)
                ON DUPLICATE KEY UPDATE remote_id = VALUES(remote_id), version = VALUES(version),
                snapshot = VALUES(snapshot), updated_at = VALUES(updated_at)";
-        $this->pdo->prepare($upsert)->execute([$userId, $link->remoteId, $link->version, $link->snapshot, time()]);
+        $this->prepare($upsert)->execute([$userId, $link->remoteId, $link->version, $link->snapshot, time()]);
+    }
+
+    /** A statement sent as one round trip (see {@see PdoOutboxSql::prepare()}). */
+    private function prepare(string $sql): \PDOStatement
+    {
+        return PdoOutboxSql::prepareOn($this->pdo, $sql);
     }
 
     /** @param array<string, mixed> $row */
@@ -313,6 +340,16 @@ final class PdoOutbox
                     snapshot TEXT NULL,
                     updated_at BIGINT NOT NULL
                 )",
+            ], 2 => [
+                // One row per user ever queued: what enqueue locks (see enqueue()).
+                "CREATE TABLE IF NOT EXISTS {$p}outbox_users (
+                    user_id VARCHAR(191) PRIMARY KEY,
+                    enqueued BIGINT NOT NULL DEFAULT 0
+                )",
+                // The claim walks the primary key (OutboxClaims::PG_HEADS_PLAN); this index only
+                // ever tempted the planner into worse plans. Parked events are listed by their own.
+                "DROP INDEX IF EXISTS {$p}outbox_due",
+                "CREATE INDEX IF NOT EXISTS {$p}outbox_parked ON {$p}outbox (id) WHERE parked = 1",
             ]];
         }
         // utf8mb4_bin: ids compare byte for byte, never as MariaDB's case- and accent-folding collations would.
@@ -341,6 +378,12 @@ final class PdoOutbox
                 version VARCHAR(255) {$bin} NULL,
                 snapshot LONGTEXT NULL,
                 updated_at BIGINT NOT NULL
+            ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        ], 2 => [
+            // One row per user ever queued: what enqueue locks (see enqueue()).
+            "CREATE TABLE IF NOT EXISTS {$p}outbox_users (
+                user_id VARCHAR(191) {$bin} NOT NULL PRIMARY KEY,
+                enqueued BIGINT NOT NULL DEFAULT 0
             ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
         ]];
     }

@@ -62,10 +62,24 @@ final class PdoOutboxSql implements OutboxSql
         return $e instanceof \PDOException && in_array((string) $e->getCode(), ['40001', '40P01'], true);
     }
 
+    /**
+     * Prepares $sql to run in one round trip. On PostgreSQL PDO would otherwise prepare a
+     * named statement on the server, execute it and deallocate it (three round trips for a
+     * statement run once); PDO::PGSQL_ATTR_DISABLE_PREPARES sends the query and its values
+     * together (PQexecParams), still bound apart from the SQL. MySQL's PDO emulates prepares
+     * in one round trip already.
+     */
+    public static function prepareOn(\PDO $pdo, string $sql): \PDOStatement
+    {
+        return $pdo->getAttribute(\PDO::ATTR_DRIVER_NAME) === 'pgsql'
+            ? $pdo->prepare($sql, [\PDO::PGSQL_ATTR_DISABLE_PREPARES => true])
+            : $pdo->prepare($sql);
+    }
+
     /** @param list<int|string|null> $params */
     private function run(string $sql, array $params): \PDOStatement
     {
-        $stmt = $this->pdo->prepare($sql);
+        $stmt = self::prepareOn($this->pdo, $sql);
         foreach ($params as $i => $value) {
             $type = match (true) {
                 is_int($value) => \PDO::PARAM_INT,
