@@ -122,10 +122,14 @@ pub enum Command {
         /// keeps a password out of `ps`).
         #[arg(long, value_name = "URL")]
         database: Option<String>,
-        /// Only deliver outbox events; leave the scheduled sync to another process (extra
-        /// workers on a shared database).
+        /// Only deliver outbox events; take no part in the scheduled sync (extra workers on
+        /// a shared database).
         #[arg(long)]
         deliver_only: bool,
+        /// On a shared database, the partitions (ranges of user ids) a reconcile run this
+        /// daemon starts is split into, for the daemons to share.
+        #[arg(long, default_value_t = host_example::reconcile_shared::DEFAULT_PARTITIONS, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        partitions: u32,
     },
     /// Show the provisioning log, newest first.
     Log {

@@ -45,6 +45,7 @@ pub mod logging;
 pub mod metrics;
 pub mod oauth2;
 pub mod rate;
+pub mod reconcile_shared;
 mod runtime;
 pub mod serve;
 mod sqlite_page_cache;

@@ -38,6 +38,7 @@ pub struct LinkHead {
 fn users_page(
     db: &mut Db,
     after: Option<&str>,
+    upto: Option<&str>,
     limit: usize,
 ) -> anyhow::Result<Vec<(UserRow, Option<LinkHead>)>> {
     // The page of users, then the links in the same id range, matched here: two index
@@ -45,12 +46,21 @@ fn users_page(
     // even merged every page with the whole links index from its start).
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     const USERS: &str = "SELECT id, name, mail, fields, active FROM users";
-    let rows = match after {
-        Some(id) => db.query(
+    let rows = match (after, upto) {
+        (Some(id), None) => db.query(
             &format!("{USERS} WHERE id > ? ORDER BY id LIMIT ?"),
             &[id.into(), limit.into()],
         )?,
-        None => db.query(&format!("{USERS} ORDER BY id LIMIT ?"), &[limit.into()])?,
+        (None, None) => db.query(&format!("{USERS} ORDER BY id LIMIT ?"), &[limit.into()])?,
+        // A partition of a shared reconcile (the daemon's on a shared database): ids up to `upto`.
+        (Some(id), Some(upto)) => db.query(
+            &format!("{USERS} WHERE id > ? AND id <= ? ORDER BY id LIMIT ?"),
+            &[id.into(), upto.into(), limit.into()],
+        )?,
+        (None, Some(upto)) => db.query(
+            &format!("{USERS} WHERE id <= ? ORDER BY id LIMIT ?"),
+            &[upto.into(), limit.into()],
+        )?,
     };
     let Some(last) = rows.last().map(|r| r.text(0)).transpose()? else {
         return Ok(Vec::new());
@@ -178,11 +188,39 @@ fn link_of(r: &Row, remote_id: String, at: usize) -> anyhow::Result<StoredLink> 
 /// Calls `each` with every user and its link's head, a page at a time.
 pub fn for_each_user(
     db: &mut Db,
+    each: impl FnMut(UserRow, Option<LinkHead>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for_each_user_in(db, &IdRange::ALL, each)
+}
+
+/// A range of user ids, `after < id <= upto` (an open end when `None`), in the order the
+/// database compares ids: a partition of a shared reconcile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdRange {
+    /// The ids after this one (from the first when `None`).
+    pub after: Option<String>,
+    /// Up to and with this one (to the last when `None`).
+    pub upto: Option<String>,
+}
+
+impl IdRange {
+    /// Every id.
+    pub const ALL: IdRange = IdRange {
+        after: None,
+        upto: None,
+    };
+}
+
+/// [`for_each_user`] over the users in `range` only.
+pub fn for_each_user_in(
+    db: &mut Db,
+    range: &IdRange,
     mut each: impl FnMut(UserRow, Option<LinkHead>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut after: Option<String> = None;
+    let mut after: Option<String> = range.after.clone();
     loop {
-        let page = users_page(db, after.as_deref(), PAGE).context("reading users")?;
+        let page = users_page(db, after.as_deref(), range.upto.as_deref(), PAGE)
+            .context("reading users")?;
         let full = page.len() == PAGE;
         after = page.last().map(|(u, _)| u.id.clone());
         for (user, link) in page {
@@ -215,10 +253,23 @@ pub fn plan_paged(
     store: &Store,
     full: bool,
 ) -> anyhow::Result<SyncPlan> {
+    plan_paged_in(runtime, settings, db, store, full, &IdRange::ALL)
+}
+
+/// [`plan_paged`] for the users in `range` only. The links whose user is gone are planned
+/// only for the whole range ([`IdRange::ALL`]): a shared reconcile plans them once per run.
+pub fn plan_paged_in(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    db: &mut Db,
+    store: &Store,
+    full: bool,
+    range: &IdRange,
+) -> anyhow::Result<SyncPlan> {
     let mut session = open_planner(runtime, settings)?;
     let mut out = SyncPlan::default();
     let mut buf = Vec::new();
-    for_each_user(db, |row, head| {
+    for_each_user_in(db, range, |row, head| {
         out.linked += u64::from(head.is_some());
         if !full
             && let Some(h) = &head
@@ -253,6 +304,9 @@ pub fn plan_paged(
         }
         out.add(&mut session, user, UserEvent::Reconcile, link)
     })?;
+    if *range != IdRange::ALL {
+        return Ok(out);
+    }
     // Linked users no longer in the CMS were deleted (their event may have been parked).
     // Every link has one user id, so when there are as many links as linked users were
     // read, none is left over, and the anti-join (a hash of every user on PostgreSQL, a

@@ -1,7 +1,8 @@
 //! A recording HTTP/1.1 reverse proxy: it forwards every request to a loopback upstream
 //! unchanged and keeps, in arrival order, each request that carries a body (method,
-//! target, body). The many-worker outbox tests read from it what the server was sent, in
-//! the order it was sent, to check per-user order and duplicates.
+//! target, body), and the method and target of every request. The many-worker outbox tests
+//! read from it what the server was sent, in the order it was sent, to check per-user order
+//! and duplicates; the shared reconcile's test counts the listings of the remote users.
 //!
 //! One request per connection: the proxy answers with `Connection: close` (the upstream's
 //! own `Connection` header replaced), so a client never reuses a connection it closed.
@@ -30,6 +31,9 @@ struct Shared {
     upstream: SocketAddr,
     stop: AtomicBool,
     recorded: Mutex<Vec<Recorded>>,
+    /// Every request's method and target, bodies or not (the shared reconcile's test
+    /// counts the listings, which are GETs).
+    requests: Mutex<Vec<(String, String)>>,
 }
 
 /// A running proxy; stopped on drop.
@@ -59,6 +63,7 @@ impl RecordingProxy {
             upstream,
             stop: AtomicBool::new(false),
             recorded: Mutex::new(Vec::new()),
+            requests: Mutex::new(Vec::new()),
         });
         let accept = shared.clone();
         let thread = std::thread::spawn(move || {
@@ -85,6 +90,16 @@ impl RecordingProxy {
     pub fn recorded(&self) -> Vec<Recorded> {
         self.shared
             .recorded
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every request forwarded so far, with a body or not: (method, target), in arrival
+    /// order.
+    pub fn requests(&self) -> Vec<(String, String)> {
+        self.shared
+            .requests
             .lock()
             .map(|r| r.clone())
             .unwrap_or_default()
@@ -136,6 +151,11 @@ fn serve(client: TcpStream, shared: &Shared) -> Result<()> {
         .unwrap_or(0);
     let mut body = vec![0u8; length];
     reader.read_exact(&mut body)?;
+    shared
+        .requests
+        .lock()
+        .map_err(|_| anyhow::anyhow!("poisoned"))?
+        .push((method.clone(), target.clone()));
     if length > 0 {
         // Recorded before it is forwarded: the order the server receives them in.
         shared

@@ -6,6 +6,7 @@ use std::time::Duration;
 use host_example::clock::now_rfc3339;
 use host_example::database::Db;
 use host_example::delivery;
+use host_example::reconcile_shared::{self, Schedule, SharedReconcile};
 use host_example::store::DEFAULT_CONNECT_WAIT;
 use host_example::sync::sync_paged;
 
@@ -19,6 +20,12 @@ use crate::app::App;
 /// the daemon was down. With `deliver_only` there is no sync: the process is one more
 /// worker draining a shared outbox.
 ///
+/// On a shared database (PostgreSQL, MariaDB) the sync is the shared reconcile
+/// ([`host_example::reconcile_shared`]): one run per `every` for all the daemons on the
+/// database, split into `partitions` ranges of users that each daemon claims in turn
+/// between its outbox rounds, with the remote users listed once per run. On SQLite the
+/// daemon syncs on its own, as before.
+///
 /// On a shared database, a failure of the store (the database went away) does not stop
 /// the daemon: it connects again, with backoff, and carries on. Events it had claimed and
 /// not yet settled go to a worker after their lease, so nothing is lost.
@@ -27,14 +34,37 @@ pub fn run(
     every: Duration,
     verify_every: Duration,
     deliver_only: bool,
+    partitions: u32,
 ) -> anyhow::Result<ExitCode> {
     let runtime = app.runtime()?;
     let mut store = app.store()?;
     let mut options = app.sync_options(false, false)?;
+    let mut shared = if store.is_shared() && !deliver_only {
+        Some(SharedReconcile::connect(
+            &app.database_url()?,
+            DEFAULT_CONNECT_WAIT,
+            store.worker_name(),
+            Schedule {
+                every,
+                verify_every,
+                partitions,
+                lease: Duration::from_secs(u64::from(app.config.host.claim_lease_secs.max(1))),
+            },
+        )?)
+    } else {
+        None
+    };
     if deliver_only {
         println!(
             "daemon: worker {}, delivering outbox events as they come (Ctrl-C stops)",
             store.worker_name()
+        );
+    } else if shared.is_some() {
+        println!(
+            "daemon: worker {}, sharing a reconcile every {}s (verifying every {}s, {partitions} partitions) with the other daemons on the database, delivering outbox events as they come (Ctrl-C stops)",
+            store.worker_name(),
+            every.as_secs(),
+            verify_every.as_secs()
         );
     } else {
         println!(
@@ -55,7 +85,20 @@ pub fn run(
     let mut failures: u32 = 0;
     loop {
         let now = std::time::Instant::now();
-        if !deliver_only && now >= next_sync {
+        // A partition of the shared reconcile, between two rounds of delivery.
+        let mut reconciling = false;
+        if let Some(shared) = shared.as_mut() {
+            match shared.step(&runtime, &app.settings, &mut store, &options) {
+                Ok(events) => {
+                    for event in &events {
+                        reconciling |=
+                            matches!(event, reconcile_shared::Event::PartitionDone { .. });
+                        println!("{} {event}", now_rfc3339());
+                    }
+                }
+                Err(e) => eprintln!("{} reconcile: {e:#}", now_rfc3339()),
+            }
+        } else if !deliver_only && now >= next_sync {
             options.full = now >= next_verify;
             let kind = if options.full {
                 "verifying sync"
@@ -98,7 +141,7 @@ pub fn run(
                         report.parked
                     );
                 }
-                if report.delivered == 0 {
+                if report.delivered == 0 && !reconciling {
                     std::thread::sleep(idle);
                 }
             }

@@ -94,10 +94,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             metrics_listen,
             database,
             deliver_only,
+            partitions,
         } => {
             let app = app()?.with_database(database);
             let _metrics = metrics::start(metrics_listen.as_deref())?;
-            daemon::run(&app, every, verify_every, deliver_only)
+            daemon::run(&app, every, verify_every, deliver_only, partitions)
         }
         Command::Log {
             user,

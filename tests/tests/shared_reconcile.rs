@@ -1,0 +1,501 @@
+//! The scheduled reconcile shared by several `host-example daemon` processes on one
+//! PostgreSQL or MariaDB (issue 30; `host_example::reconcile_shared`).
+//!
+//! Each test starts its own database server (as the test's process, on a free loopback
+//! port, data in a temp dir), scim2-server, and a recording proxy in front of it. The
+//! users are imported into the store without outbox events, so only the reconcile
+//! provisions them. Then 3 daemons (not `--deliver-only`) share the schedule.
+//!
+//! Checked afterwards:
+//! - the server holds every user exactly once (by `externalId`, read back), and the store
+//!   links every user;
+//! - the remote users were listed once per run that needed a listing (the proxy counts the
+//!   listing's first pages, `GET /Users?startIndex=1…&attributes=…` without a filter), and
+//!   the runs that did not need one (nothing to create) listed nothing;
+//! - the partitions matched in the shared listing: the users the server already held were
+//!   adopted, and no user was looked up by filter (but in a partition taken over from a
+//!   killed daemon, which looks its users up);
+//! - every partition of every run was done, by more than one daemon in all;
+//! - the schedule is one for all: with `--every 3s` runs start at least 3 s apart, never
+//!   two at once, however many daemons there are;
+//! - a daemon killed with `kill -9` while it holds a partition: after its lease another
+//!   daemon finishes that partition, and still no user is created twice.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use host_example::database::test_support::{TestMariaDb, TestPostgres};
+use host_example::database::{DatabaseUrl, Db};
+use host_example::store::{Store, UserRecord};
+use scim_provisioner_tests::peers::{Peer, get_json, scim2_server, send_json, workspace_root};
+use scim_provisioner_tests::recording_proxy::RecordingProxy;
+use scim_provisioner_tests::site::temp_dir;
+use serde_json::{Map, json};
+
+const DAEMONS: usize = 3;
+const USERS: usize = 400;
+/// Users the server holds already (by userName, without externalId): the reconcile adopts
+/// them, matching them in the shared listing.
+const ON_THE_SERVER: usize = 40;
+/// How long a run may take on a loaded machine.
+const DEADLINE: Duration = Duration::from_secs(180);
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Postgres,
+    MariaDb,
+}
+
+/// The database server; stopped on drop.
+#[allow(dead_code)]
+enum Server {
+    Postgres(TestPostgres),
+    MariaDb(TestMariaDb),
+}
+
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn host_example_bin() -> PathBuf {
+    let bin = workspace_root().join("target/debug/host-example");
+    assert!(
+        bin.is_file(),
+        "build it first: cargo build -p host-example ({})",
+        bin.display()
+    );
+    bin
+}
+
+/// With `kill`: a short lease, so the killed daemon's partition comes back soon, and one
+/// user per request, one at a time, so a partition takes long enough to be killed in the
+/// middle of.
+fn config(dir: &Path, base_url: &str, kill: bool) -> PathBuf {
+    let (lease_secs, pace) = if kill {
+        (4, "concurrency = 1\nbatch_size = 1\n")
+    } else {
+        (60, "")
+    };
+    let path = dir.join("daemon.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[scim]
+base_url = "{base_url}"
+token_env = "SCIM_TOKEN"
+timeout_secs = 5
+
+[host]
+claim_lease_secs = {lease_secs}
+{pace}
+[[mapping]]
+target = "userName"
+source = "name"
+required = true
+
+[[mapping]]
+target = 'emails[type eq "work"].value'
+source = "mail"
+
+[[mapping]]
+target = "active"
+source = "@active"
+
+[[mapping]]
+target = "externalId"
+source = "@id"
+"#
+        ),
+    )
+    .expect("config");
+    path
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+fn query_int(url: &DatabaseUrl, sql: &str) -> Option<i64> {
+    let mut db = Db::connect(url).ok()?;
+    db.query_opt(sql, &[]).ok()??.int(0).ok()
+}
+
+/// Waits for `done`, failing when a daemon exits or the deadline passes.
+fn wait_until(what: &str, daemons: &mut [Daemon], mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        for d in daemons.iter_mut() {
+            if let Ok(Some(status)) = d.child.try_wait()
+                && status.code().is_some()
+            {
+                panic!("a daemon exited ({status}):\n{}", tail(&d.log));
+            }
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{what}: not within {DEADLINE:?}; daemon 0:\n{}",
+            daemons.first().map(|d| tail(&d.log)).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs `runs` done (state `done`).
+fn runs_done(url: &DatabaseUrl) -> i64 {
+    query_int(
+        url,
+        "SELECT COUNT(*) FROM reconcile_runs WHERE state = 'done'",
+    )
+    .unwrap_or(0)
+}
+
+/// Every user on the server: (remote id, externalId).
+fn server_users(peer: &Peer) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut start = 1;
+    loop {
+        let (status, page) = get_json(
+            &format!("{}/Users?startIndex={start}&count=200", peer.base_url),
+            &peer.token,
+        )
+        .expect("listing");
+        assert_eq!(status, 200, "{page}");
+        let resources = page["Resources"].as_array().cloned().unwrap_or_default();
+        for r in &resources {
+            out.push((
+                r["id"].as_str().unwrap_or_default().to_string(),
+                r["externalId"].as_str().unwrap_or_default().to_string(),
+            ));
+        }
+        let total = page["totalResults"].as_u64().unwrap_or(0) as usize;
+        start += resources.len();
+        if resources.is_empty() || start > total {
+            return out;
+        }
+    }
+}
+
+/// The externalIds written in a request body (a user, or a `/Bulk` request's operations).
+fn external_ids(body: &str) -> Vec<String> {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = value["externalId"]
+        .as_str()
+        .map(str::to_string)
+        .into_iter()
+        .collect();
+    for op in value["Operations"].as_array().into_iter().flatten() {
+        if let Some(e) = op["data"]["externalId"].as_str() {
+            out.push(e.to_string());
+        }
+        if let Some(e) = op["value"]["externalId"].as_str() {
+            out.push(e.to_string());
+        }
+    }
+    out
+}
+
+/// The listings of the remote users the proxy forwarded: their first pages.
+fn listings(proxy: &RecordingProxy) -> usize {
+    proxy
+        .requests()
+        .iter()
+        .filter(|(method, target)| {
+            method == "GET"
+                && target.contains("/Users?startIndex=1&")
+                && target.contains("attributes=")
+                && !target.contains("filter=")
+        })
+        .count()
+}
+
+/// One scenario (see the module documentation): `runs` runs with `--every every`; with
+/// `kill`, one daemon is killed with `kill -9` while it holds a partition of run 1.
+fn scenario(kind: Kind, every: &str, runs: i64, kill: bool) {
+    let bin = host_example_bin();
+    let (_server, url_text) = match kind {
+        Kind::Postgres => {
+            let pg = TestPostgres::start().expect("postgres starts");
+            let url = pg.create_database("reconcile").expect("a database");
+            (Server::Postgres(pg), url)
+        }
+        Kind::MariaDb => {
+            let db = TestMariaDb::start().expect("mariadb starts");
+            let url = db.create_database("reconcile").expect("a database");
+            (Server::MariaDb(db), url)
+        }
+    };
+    let url = DatabaseUrl::parse(&url_text, Path::new("/")).expect("url");
+    let peer = scim2_server().expect("scim2-server");
+    for i in (0..USERS).step_by(USERS / ON_THE_SERVER) {
+        let (status, body) = send_json(
+            "POST",
+            &format!("{}/Users", peer.base_url),
+            &peer.token,
+            Some(&json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": format!("shared-user-{i}"),
+            })),
+        )
+        .expect("a remote user");
+        assert_eq!(status, 201, "{body}");
+    }
+    let proxy = RecordingProxy::start(&peer.base_url).expect("proxy");
+    let dir = temp_dir("shared-reconcile");
+    let config = config(&dir, &proxy.base_url, kill);
+
+    let mut store = Store::open_url(&url, Duration::from_secs(30)).expect("store");
+    let imported = store
+        .import_users((0..USERS).map(|i| {
+            Ok(UserRecord {
+                id: format!("{}", 1000 + i),
+                name: format!("shared-user-{i}"),
+                mail: format!("shared-user-{i}@example.com"),
+                fields: Map::new(),
+                active: true,
+            })
+        }))
+        .expect("import");
+    assert_eq!(imported, USERS);
+    let ids: Vec<String> = (0..USERS).map(|i| format!("{}", 1000 + i)).collect();
+    drop(store);
+
+    let started = Instant::now();
+    let mut daemons: Vec<Daemon> = (0..DAEMONS)
+        .map(|i| {
+            let log = dir.join(format!("daemon-{i}.log"));
+            let file = std::fs::File::create(&log).expect("log");
+            let child = Command::new(&bin)
+                .arg("--config")
+                .arg(&config)
+                .args(["daemon", "--every", every, "--partitions", "16"])
+                .env("SCIM_TOKEN", &peer.token)
+                .env("SCIM_PROVISIONER_DATABASE", &url_text)
+                .stdin(Stdio::null())
+                .stdout(file.try_clone().expect("log"))
+                .stderr(file)
+                .spawn()
+                .expect("a daemon starts");
+            Daemon { child, log }
+        })
+        .collect();
+
+    let mut killed: Option<(String, Vec<i64>)> = None;
+    if kill {
+        // A daemon is killed once it holds a partition of run 1 and has sent a write for
+        // one of its users (so it is in the middle of it).
+        let mut victim: Option<(usize, String, i64)> = None;
+        let pids: Vec<u32> = daemons.iter().map(|d| d.child.id()).collect();
+        wait_until(
+            "a daemon in the middle of a partition",
+            &mut daemons,
+            || {
+                let Ok(mut db) = Db::connect(&url) else {
+                    return false;
+                };
+                let Ok(held) = db.query(
+                    "SELECT claimed_by, part, id_after, id_upto FROM reconcile_partitions
+                 WHERE run_id = 1 AND done_at IS NULL AND claimed_until >= ? AND kind = 'users'",
+                    &[host_example::clock::now_ms().into()],
+                ) else {
+                    return false;
+                };
+                let sent: Vec<String> = proxy
+                    .recorded()
+                    .iter()
+                    .flat_map(|r| external_ids(&r.body))
+                    .collect();
+                for row in held {
+                    let holder = row.text(0).unwrap_or_default();
+                    let after = row.opt_text(2).ok().flatten();
+                    let upto = row.opt_text(3).ok().flatten();
+                    let in_range = |id: &String| {
+                        after.as_ref().is_none_or(|a| id > a)
+                            && upto.as_ref().is_none_or(|u| id <= u)
+                    };
+                    let pid = holder.split(':').nth(1).and_then(|p| p.parse::<u32>().ok());
+                    if let Some(i) = pids.iter().position(|&p| Some(p) == pid)
+                        && sent.iter().any(in_range)
+                    {
+                        victim = Some((i, holder, row.int(1).unwrap_or(-1)));
+                        return true;
+                    }
+                }
+                false
+            },
+        );
+        let (i, holder, part) = victim.expect("a victim");
+        let mut d = daemons.remove(i);
+        d.child.kill().expect("kill -9");
+        let _ = d.child.wait();
+        let mut db = Db::connect(&url).expect("db");
+        let parts: Vec<i64> = db
+            .query(
+                "SELECT part FROM reconcile_partitions
+                 WHERE run_id = 1 AND done_at IS NULL AND claimed_by = ?",
+                &[holder.as_str().into()],
+            )
+            .expect("its partitions")
+            .iter()
+            .map(|r| r.int(0).expect("part"))
+            .collect();
+        assert!(
+            parts.contains(&part),
+            "partition {part} was not finished when its daemon was killed"
+        );
+        eprintln!("killed daemon {i} ({holder}) holding partitions {parts:?}");
+        killed = Some((holder, parts));
+    }
+
+    wait_until("the runs done", &mut daemons, || runs_done(&url) >= runs);
+    let elapsed = started.elapsed();
+    drop(daemons);
+    eprintln!(
+        "{runs} runs of {USERS} users by {DAEMONS} daemons in {:.1} s",
+        elapsed.as_secs_f64()
+    );
+
+    // Every user once on the server, read back, and linked in the store.
+    let remote = server_users(&peer);
+    let externals: HashSet<&str> = remote.iter().map(|(_, e)| e.as_str()).collect();
+    assert_eq!(remote.len(), USERS, "one remote user per CMS user");
+    assert_eq!(externals.len(), USERS, "no externalId twice");
+    for id in &ids {
+        assert!(externals.contains(id.as_str()), "user {id} provisioned");
+    }
+    assert_eq!(
+        query_int(&url, "SELECT COUNT(*) FROM links"),
+        Some(USERS as i64)
+    );
+
+    let mut db = Db::connect(&url).expect("db");
+    // The runs: one at a time, `every` apart; only the first (which had users to create)
+    // took a listing, and the listing was taken once.
+    let run_rows = db
+        .query(
+            "SELECT id, state, started_ms, listed, finished_at FROM reconcile_runs ORDER BY id",
+            &[],
+        )
+        .expect("runs");
+    let done: Vec<_> = run_rows
+        .iter()
+        .filter(|r| r.text(1).expect("state") == "done")
+        .collect();
+    assert!(done.len() as i64 >= runs, "{} runs done", done.len());
+    assert_eq!(
+        done[0].opt_int(3).expect("listed"),
+        Some(ON_THE_SERVER as i64),
+        "run 1 listed the server"
+    );
+    for r in &done[1..] {
+        assert_eq!(
+            r.opt_int(3).expect("listed"),
+            None,
+            "nothing to create: no listing"
+        );
+    }
+    let every_ms = (host_example_interval_secs(every) * 1000) as i64;
+    for pair in run_rows.windows(2) {
+        let gap = pair[1].int(2).expect("ms") - pair[0].int(2).expect("ms");
+        assert!(gap >= every_ms, "runs {gap} ms apart, every {every}");
+    }
+    assert_eq!(
+        listings(&proxy),
+        1,
+        "the remote users listed once for all the daemons"
+    );
+    // Every partition matched in the shared listing: no user was looked up, except the
+    // killed daemon's partition (taken over without the listing, so its matching asks).
+    let look_ups = proxy
+        .requests()
+        .iter()
+        .filter(|(method, target)| method == "GET" && target.contains("filter="))
+        .count();
+    eprintln!("look-ups by filter: {look_ups}");
+    if !kill {
+        assert_eq!(
+            look_ups, 0,
+            "the listing was shared, not replaced by look-ups"
+        );
+    }
+
+    // Every partition done (none given up), by more than one daemon.
+    let parts = db
+        .query(
+            "SELECT run_id, part, done_by, attempts, summary FROM reconcile_partitions
+             WHERE run_id <= ? ORDER BY run_id, part",
+            &[runs.into()],
+        )
+        .expect("partitions");
+    let mut by: HashMap<String, usize> = HashMap::new();
+    for p in &parts {
+        let done_by = p.opt_text(2).expect("done_by");
+        let summary = p.opt_text(4).expect("summary").unwrap_or_default();
+        assert!(
+            done_by.is_some() && !summary.starts_with("given up"),
+            "partition {}/{} done: {summary}",
+            p.int(0).expect("run"),
+            p.int(1).expect("part")
+        );
+        *by.entry(done_by.unwrap_or_default()).or_default() += 1;
+    }
+    eprintln!("partitions done per daemon: {by:?}");
+    assert!(by.len() >= 2, "more than one daemon took part: {by:?}");
+    if let Some((holder, lost)) = killed {
+        for part in lost {
+            let p = parts
+                .iter()
+                .find(|p| p.int(0).ok() == Some(1) && p.int(1).ok() == Some(part))
+                .expect("the killed daemon's partition");
+            assert_ne!(
+                p.opt_text(2).expect("done_by").as_deref(),
+                Some(holder.as_str()),
+                "partition {part} finished by another daemon"
+            );
+            assert!(
+                p.int(3).expect("attempts") >= 2,
+                "partition {part} taken over"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `3s` → 3 (the test's own intervals are whole seconds).
+fn host_example_interval_secs(every: &str) -> u64 {
+    every
+        .trim_end_matches('s')
+        .parse()
+        .expect("an interval in seconds")
+}
+
+/// 3 daemons, `--every 3s`, 3 runs: one schedule for all, one listing, every user once.
+#[test]
+fn postgres_daemons_share_one_schedule_and_one_listing() {
+    scenario(Kind::Postgres, "3s", 3, false);
+}
+
+/// A daemon killed mid-partition: another finishes it after the lease.
+#[test]
+fn postgres_a_killed_daemons_partition_is_finished_by_another() {
+    scenario(Kind::Postgres, "3600s", 1, true);
+}
+
+/// The same on MariaDB.
+#[test]
+fn mariadb_a_killed_daemons_partition_is_finished_by_another() {
+    scenario(Kind::MariaDb, "3600s", 1, true);
+}
