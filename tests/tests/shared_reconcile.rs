@@ -152,7 +152,7 @@ fn wait_until(what: &str, daemons: &mut [Daemon], mut done: impl FnMut() -> bool
     }
 }
 
-/// Runs `runs` done (state `done`).
+/// Runs done (state `done`).
 fn runs_done(url: &DatabaseUrl) -> i64 {
     query_int(
         url,
@@ -161,8 +161,15 @@ fn runs_done(url: &DatabaseUrl) -> i64 {
     .unwrap_or(0)
 }
 
-/// Every user on the server: (remote id, externalId).
-fn server_users(peer: &Peer) -> Vec<(String, String)> {
+/// A user on the server.
+struct RemoteUser {
+    id: String,
+    external_id: String,
+    active: bool,
+}
+
+/// Every user on the server.
+fn server_users(peer: &Peer) -> Vec<RemoteUser> {
     let mut out = Vec::new();
     let mut start = 1;
     loop {
@@ -174,10 +181,11 @@ fn server_users(peer: &Peer) -> Vec<(String, String)> {
         assert_eq!(status, 200, "{page}");
         let resources = page["Resources"].as_array().cloned().unwrap_or_default();
         for r in &resources {
-            out.push((
-                r["id"].as_str().unwrap_or_default().to_string(),
-                r["externalId"].as_str().unwrap_or_default().to_string(),
-            ));
+            out.push(RemoteUser {
+                id: r["id"].as_str().unwrap_or_default().to_string(),
+                external_id: r["externalId"].as_str().unwrap_or_default().to_string(),
+                active: r["active"].as_bool().unwrap_or(true),
+            });
         }
         let total = page["totalResults"].as_u64().unwrap_or(0) as usize;
         start += resources.len();
@@ -185,6 +193,49 @@ fn server_users(peer: &Peer) -> Vec<(String, String)> {
             return out;
         }
     }
+}
+
+/// Deletes users from the store's `users` table directly, as a CMS would behind the
+/// host's back (no outbox event); returns their remote ids.
+fn delete_users(url: &DatabaseUrl, ids: &[String]) -> Vec<String> {
+    let mut db = Db::connect(url).expect("db");
+    ids.iter()
+        .map(|id| {
+            let remote = db
+                .query_opt(
+                    "SELECT remote_id FROM links WHERE user_id = ?",
+                    &[id.into()],
+                )
+                .expect("link")
+                .expect("a linked user")
+                .text(0)
+                .expect("remote id");
+            db.execute("DELETE FROM users WHERE id = ?", &[id.into()])
+                .expect("delete");
+            remote
+        })
+        .collect()
+}
+
+/// Writes to the remote user `remote_id` since `before` (the proxy's request and
+/// recorded-body counts then): direct ones, and operations of `/Bulk` requests.
+fn writes_to(proxy: &RecordingProxy, before: (usize, usize), remote_id: &str) -> usize {
+    let direct = proxy.requests()[before.0..]
+        .iter()
+        .filter(|(method, target)| method != "GET" && target.contains(remote_id))
+        .count();
+    let path = format!("/Users/{remote_id}\"");
+    let in_bulk: usize = proxy.recorded()[before.1..]
+        .iter()
+        .filter(|r| r.target.contains("/Bulk"))
+        .map(|r| r.body.matches(path.as_str()).count())
+        .sum();
+    direct + in_bulk
+}
+
+/// The last run's id (0 before any).
+fn last_run(url: &DatabaseUrl) -> i64 {
+    query_int(url, "SELECT COALESCE(MAX(id), 0) FROM reconcile_runs").unwrap_or(0)
 }
 
 /// The externalIds written in a request body (a user, or a `/Bulk` request's operations).
@@ -222,9 +273,11 @@ fn listings(proxy: &RecordingProxy) -> usize {
         .count()
 }
 
-/// One scenario (see the module documentation): `runs` runs with `--every every`; with
-/// `kill`, one daemon is killed with `kill -9` while it holds a partition of run 1.
-fn scenario(kind: Kind, every: &str, runs: i64, kill: bool) {
+/// One scenario (see the module documentation) with `--every every`: run 1 provisions
+/// every user. With `kill`, one daemon is killed with `kill -9` in the middle of a
+/// partition of run 1; without, later runs deprovision orphans once and refuse a run over
+/// the threshold.
+fn scenario(kind: Kind, every: &str, kill: bool) {
     let bin = host_example_bin();
     let (_server, url_text) = match kind {
         Kind::Postgres => {
@@ -360,17 +413,15 @@ fn scenario(kind: Kind, every: &str, runs: i64, kill: bool) {
         killed = Some((holder, parts));
     }
 
-    wait_until("the runs done", &mut daemons, || runs_done(&url) >= runs);
-    let elapsed = started.elapsed();
-    drop(daemons);
+    wait_until("run 1 done", &mut daemons, || runs_done(&url) >= 1);
     eprintln!(
-        "{runs} runs of {USERS} users by {DAEMONS} daemons in {:.1} s",
-        elapsed.as_secs_f64()
+        "run 1: {USERS} users by {DAEMONS} daemons in {:.1} s",
+        started.elapsed().as_secs_f64()
     );
 
     // Every user once on the server, read back, and linked in the store.
     let remote = server_users(&peer);
-    let externals: HashSet<&str> = remote.iter().map(|(_, e)| e.as_str()).collect();
+    let externals: HashSet<&str> = remote.iter().map(|u| u.external_id.as_str()).collect();
     assert_eq!(remote.len(), USERS, "one remote user per CMS user");
     assert_eq!(externals.len(), USERS, "no externalId twice");
     for id in &ids {
@@ -381,12 +432,66 @@ fn scenario(kind: Kind, every: &str, runs: i64, kill: bool) {
         Some(USERS as i64)
     );
 
+    if !kill {
+        // Users deleted from the CMS's table behind the host's back (no outbox event):
+        // their links are orphans, deprovisioned by the next run's orphans partition,
+        // once (not once per partition).
+        let before = (proxy.requests().len(), proxy.recorded().len());
+        let orphans = delete_users(&url, &ids[..10]);
+        let last = last_run(&url);
+        wait_until("a run after the deletions", &mut daemons, || {
+            query_int(
+                &url,
+                &format!(
+                    "SELECT COUNT(*) FROM reconcile_runs WHERE id > {last} AND state = 'done'"
+                ),
+            )
+            .unwrap_or(0)
+                >= 1
+        });
+        let remote = server_users(&peer);
+        for remote_id in &orphans {
+            assert!(
+                remote.iter().all(|u| &u.id != remote_id || !u.active),
+                "orphan {remote_id} deprovisioned"
+            );
+            let calls = writes_to(&proxy, before, remote_id);
+            assert_eq!(calls, 1, "orphan {remote_id} deprovisioned once");
+        }
+        // More deletions than the threshold (10% of the linked users): the run that
+        // would deprovision them is refused, and nothing of them is sent.
+        let before = (proxy.requests().len(), proxy.recorded().len());
+        let many = delete_users(&url, &ids[10..110]);
+        wait_until("a run refused", &mut daemons, || {
+            query_int(
+                &url,
+                "SELECT COUNT(*) FROM reconcile_runs WHERE state = 'refused'",
+            )
+            .unwrap_or(0)
+                >= 1
+        });
+        let remote = server_users(&peer);
+        for remote_id in &many {
+            assert!(
+                remote.iter().any(|u| &u.id == remote_id && u.active),
+                "{remote_id} left alone by a refused run"
+            );
+            assert_eq!(
+                writes_to(&proxy, before, remote_id),
+                0,
+                "nothing sent for {remote_id}"
+            );
+        }
+    }
+    drop(daemons);
+
     let mut db = Db::connect(&url).expect("db");
     // The runs: one at a time, `every` apart; only the first (which had users to create)
     // took a listing, and the listing was taken once.
     let run_rows = db
         .query(
-            "SELECT id, state, started_ms, listed, finished_at FROM reconcile_runs ORDER BY id",
+            "SELECT id, state, started_ms, listed, finished_at, listing_bytes
+             FROM reconcile_runs ORDER BY id",
             &[],
         )
         .expect("runs");
@@ -394,7 +499,7 @@ fn scenario(kind: Kind, every: &str, runs: i64, kill: bool) {
         .iter()
         .filter(|r| r.text(1).expect("state") == "done")
         .collect();
-    assert!(done.len() as i64 >= runs, "{} runs done", done.len());
+    assert!(!done.is_empty(), "a run done");
     assert_eq!(
         done[0].opt_int(3).expect("listed"),
         Some(ON_THE_SERVER as i64),
@@ -432,12 +537,27 @@ fn scenario(kind: Kind, every: &str, runs: i64, kill: bool) {
         );
     }
 
-    // Every partition done (none given up), by more than one daemon.
+    let listed: Vec<(i64, i64)> = run_rows
+        .iter()
+        .filter_map(|r| {
+            let bytes = r.opt_int(5).ok()??;
+            Some((r.opt_int(3).ok()??, bytes))
+        })
+        .collect();
+    for (users, bytes) in listed {
+        eprintln!(
+            "listing: {users} remote users, {bytes} bytes stored ({} bytes a user)",
+            bytes / users.max(1)
+        );
+    }
+
+    // Every partition of every run done (none given up), by more than one daemon.
     let parts = db
         .query(
-            "SELECT run_id, part, done_by, attempts, summary FROM reconcile_partitions
-             WHERE run_id <= ? ORDER BY run_id, part",
-            &[runs.into()],
+            "SELECT p.run_id, p.part, p.done_by, p.attempts, p.summary
+             FROM reconcile_partitions p JOIN reconcile_runs r ON r.id = p.run_id
+             WHERE r.state = 'done' ORDER BY p.run_id, p.part",
+            &[],
         )
         .expect("partitions");
     let mut by: HashMap<String, usize> = HashMap::new();
@@ -482,20 +602,21 @@ fn host_example_interval_secs(every: &str) -> u64 {
         .expect("an interval in seconds")
 }
 
-/// 3 daemons, `--every 3s`, 3 runs: one schedule for all, one listing, every user once.
+/// 3 daemons, `--every 3s`: one schedule for all, one listing, every user once; orphans
+/// deprovisioned once; a run over the threshold refused.
 #[test]
 fn postgres_daemons_share_one_schedule_and_one_listing() {
-    scenario(Kind::Postgres, "3s", 3, false);
+    scenario(Kind::Postgres, "3s", false);
 }
 
 /// A daemon killed mid-partition: another finishes it after the lease.
 #[test]
 fn postgres_a_killed_daemons_partition_is_finished_by_another() {
-    scenario(Kind::Postgres, "3600s", 1, true);
+    scenario(Kind::Postgres, "3600s", true);
 }
 
 /// The same on MariaDB.
 #[test]
 fn mariadb_a_killed_daemons_partition_is_finished_by_another() {
-    scenario(Kind::MariaDb, "3600s", 1, true);
+    scenario(Kind::MariaDb, "3600s", true);
 }
