@@ -14,6 +14,17 @@ use ScimProvisioner\OutboxSql;
  */
 final class WpdbOutboxSql implements OutboxSql
 {
+    /**
+     * The connection (wpdb's mysqli) the open transaction began on, null outside one. When
+     * the database goes away, wpdb reconnects on its own (a few tries, a second apart) and
+     * runs the failed statement again on the new connection, outside the transaction, which
+     * the server has rolled back. A claim would then go on unlocked and could lease a row
+     * another worker leases too. So a statement that finds a new connection under an open
+     * transaction fails instead, and the claim is rolled back as a whole. (The object itself,
+     * not its id: ids of freed objects are reused.)
+     */
+    private ?object $connection = null;
+
     public function dialect(): string
     {
         return 'mysql';
@@ -24,16 +35,19 @@ final class WpdbOutboxSql implements OutboxSql
         // For the next transaction only: a claim reads what other workers committed.
         $this->run('SET TRANSACTION ISOLATION LEVEL READ COMMITTED', []);
         $this->run('START TRANSACTION', []);
+        $this->connection = self::connection();
     }
 
     public function commit(): void
     {
         $this->run('COMMIT', []);
+        $this->connection = null;
     }
 
     public function rollback(): void
     {
         global $wpdb;
+        $this->connection = null;
         $wpdb->query('ROLLBACK');
     }
 
@@ -44,6 +58,7 @@ final class WpdbOutboxSql implements OutboxSql
         if ($wpdb->last_error !== '' || !is_array($rows)) {
             throw self::error($wpdb->last_error);
         }
+        $this->sameConnection();
         return array_values($rows);
     }
 
@@ -66,7 +81,25 @@ final class WpdbOutboxSql implements OutboxSql
         if ($result === false) {
             throw self::error($wpdb->last_error);
         }
+        $this->sameConnection();
         return (int) $result;
+    }
+
+    /** Fails when wpdb reconnected since the open transaction began (see $connection). */
+    private function sameConnection(): void
+    {
+        if ($this->connection !== null && self::connection() !== $this->connection) {
+            $this->connection = null;
+            throw self::error('the connection to the database was lost in the middle of a transaction');
+        }
+    }
+
+    /** wpdb's connection object (readable through wpdb::__get), null before it connected. */
+    private static function connection(): ?object
+    {
+        global $wpdb;
+        $dbh = $wpdb->dbh;
+        return is_object($dbh) ? $dbh : null;
     }
 
     /** @param list<int|string|null> $params */
