@@ -60,8 +60,34 @@ impl UserRecord {
     }
 
     /// A stable fingerprint of everything provisioning reads, so a sync can tell "changed"
-    /// without asking the server (FNV-1a over the canonical JSON).
+    /// without asking the server: [`stored_fingerprint`] of the user with its fields as the
+    /// store writes them. Hashes `policy_json` first; a sync that fingerprints many users
+    /// hashes it once ([`PolicyDigest::of`]) and calls [`UserRecord::fingerprint_with`].
     pub fn fingerprint(&self, policy_json: &str) -> String {
+        self.fingerprint_with(PolicyDigest::of(policy_json))
+    }
+
+    /// [`UserRecord::fingerprint`] under a policy already hashed.
+    pub fn fingerprint_with(&self, policy: PolicyDigest) -> String {
+        let fields = Value::Object(self.fields.clone()).to_string();
+        stored_fingerprint(
+            &StoredUserText {
+                id: &self.id,
+                name: &self.name,
+                mail: &self.mail,
+                fields: &fields,
+                active: self.active,
+            },
+            policy,
+            &mut Vec::new(),
+        )
+    }
+
+    /// The fingerprint as versions before the policy digest wrote it (16 hex digits, the
+    /// whole policy JSON hashed with each user). Kept only to recognise a link written by
+    /// them as unchanged, so an upgrade does not send every user again: a resync that finds
+    /// one rewrites it in the current form ([`is_current_fingerprint`]).
+    pub fn legacy_fingerprint(&self, policy_json: &str) -> String {
         let canonical = serde_json::json!({
             "id": self.id, "name": self.name, "mail": self.mail,
             "fields": self.fields, "active": self.active, "policy": policy_json,
@@ -92,6 +118,78 @@ impl UserRecord {
             active: v.get("active").and_then(Value::as_bool).unwrap_or(true),
         })
     }
+}
+
+/// The policy's share of every user's fingerprint: its JSON hashed once (FNV-1a), so a
+/// resync of 1,000,000 users hashes a policy of a few KB once, not once per user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyDigest([u8; 16]);
+
+impl PolicyDigest {
+    /// The digest of the policy JSON as the connector settings hold it (byte for byte: a
+    /// policy saved differently counts as changed, which costs one resync's calls).
+    pub fn of(policy_json: &str) -> PolicyDigest {
+        let mut hex = [0u8; 16];
+        hex.copy_from_slice(format!("{:016x}", fnv1a(policy_json.as_bytes())).as_bytes());
+        PolicyDigest(hex)
+    }
+}
+
+/// What a fingerprint hashes of a user, as the store holds it: `fields` is the stored JSON
+/// object text (the store writes it canonical: keys sorted, no spaces).
+#[derive(Debug, Clone, Copy)]
+pub struct StoredUserText<'a> {
+    /// The CMS id.
+    pub id: &'a str,
+    /// The login name.
+    pub name: &'a str,
+    /// The e-mail address.
+    pub mail: &'a str,
+    /// The other fields, as the stored JSON object text.
+    pub fields: &'a str,
+    /// Not blocked.
+    pub active: bool,
+}
+
+/// The prefix of the current fingerprint form (a legacy one is 16 bare hex digits).
+const FINGERPRINT_PREFIX: &str = "v2-";
+
+/// Whether `fingerprint` is in the current form (else a version before the policy digest
+/// wrote it; see [`UserRecord::legacy_fingerprint`]).
+pub fn is_current_fingerprint(fingerprint: &str) -> bool {
+    fingerprint.starts_with(FINGERPRINT_PREFIX)
+}
+
+/// A user's fingerprint from its stored text, without parsing the fields: `v2-` and the
+/// FNV-1a of `{"active":…,"fields":…,"id":…,"mail":…,"name":…,"policy":"<digest>"}` (keys
+/// in order, `fields` as stored). For fields the store wrote this is
+/// [`UserRecord::fingerprint`]; other text (spaces, keys out of order) gives another value,
+/// which a caller tells from a change by parsing the fields. `buf` is scratch space, reused.
+pub fn stored_fingerprint(
+    user: &StoredUserText<'_>,
+    policy: PolicyDigest,
+    buf: &mut Vec<u8>,
+) -> String {
+    use std::fmt::Write as _;
+    buf.clear();
+    buf.extend_from_slice(b"{\"active\":");
+    buf.extend_from_slice(if user.active { b"true" } else { b"false" });
+    buf.extend_from_slice(b",\"fields\":");
+    buf.extend_from_slice(user.fields.as_bytes());
+    for (key, value) in [("id", user.id), ("mail", user.mail), ("name", user.name)] {
+        buf.extend_from_slice(b",\"");
+        buf.extend_from_slice(key.as_bytes());
+        buf.extend_from_slice(b"\":");
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *buf, value);
+    }
+    buf.extend_from_slice(b",\"policy\":\"");
+    buf.extend_from_slice(&policy.0);
+    buf.extend_from_slice(b"\"}");
+    let mut out = String::with_capacity(FINGERPRINT_PREFIX.len() + 16);
+    out.push_str(FINGERPRINT_PREFIX);
+    let _ = write!(out, "{:016x}", fnv1a(buf));
+    out
 }
 
 /// A JSON field value as the component's field value.
@@ -665,6 +763,38 @@ mod tests {
         assert_eq!(due, [bob.id.clone(), alice.id.clone(), carol.id.clone()]);
         assert_eq!(s.requeue_parked().unwrap(), 0, "nothing parked is left");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Fingerprints are stored, so their values must not drift between versions: both
+    /// forms pinned (the legacy one is what versions before the policy digest wrote).
+    #[test]
+    fn fingerprints_keep_their_values() {
+        let mut fields = Map::new();
+        fields.insert("field_first_name".into(), "Ada".into());
+        fields.insert("roles".into(), serde_json::json!(["editor"]));
+        let ada = UserRecord {
+            id: "42".into(),
+            name: "ada".into(),
+            mail: "ada@example.com".into(),
+            fields,
+            active: true,
+        };
+        let policy = r#"{"deprovision": "delete"}"#;
+        assert_eq!(ada.legacy_fingerprint(policy), "fc27f2d11e9154bc");
+        assert_eq!(ada.fingerprint(policy), "v2-3fc8edb0df2fedb2");
+        assert_eq!(
+            ada.fingerprint_with(PolicyDigest::of(policy)),
+            ada.fingerprint(policy)
+        );
+        assert!(is_current_fingerprint(&ada.fingerprint(policy)));
+        assert!(!is_current_fingerprint(&ada.legacy_fingerprint(policy)));
+        // Any change to the user or the policy is a change.
+        assert_ne!(ada.fingerprint(""), ada.fingerprint(policy));
+        let blocked = UserRecord {
+            active: false,
+            ..ada.clone()
+        };
+        assert_ne!(blocked.fingerprint(policy), ada.fingerprint(policy));
     }
 }
 

@@ -20,7 +20,7 @@ use crate::delivery::{self, DeliveryReport};
 use crate::describe::{action_name, describe_error, error_status, planned_name};
 use crate::ids::fnv1a;
 use crate::runtime::{ConnectorSettings, Runtime, Session};
-use crate::store::{LogEntry, Store, StoredLink, UserRecord};
+use crate::store::{LogEntry, PolicyDigest, Store, StoredLink, UserRecord, is_current_fingerprint};
 use crate::types::{
     Action, BatchItem, Link, PlannedAction, ProvisionOutcome, ProvisioningError, UserEvent,
 };
@@ -267,6 +267,10 @@ pub fn plan(
     full: bool,
 ) -> anyhow::Result<SyncPlan> {
     let mut session = open_planner(runtime, settings)?;
+    let policy = PolicyDigest::of(&settings.policy_json);
+    let is_fingerprint_of = |stored: &str, user: &UserRecord, fingerprint: &str| {
+        is_fingerprint_of(stored, user, fingerprint, &settings.policy_json)
+    };
     let mut links: HashMap<String, StoredLink> = store.all_links()?.into_iter().collect();
     let mut out = SyncPlan {
         linked: links.len() as u64,
@@ -279,18 +283,20 @@ pub fn plan(
             l.link.snapshot = None;
             l.link.version = None;
         }
+        let fingerprint = user.fingerprint_with(policy);
         if !full
             && link
                 .as_ref()
-                .is_some_and(|l| l.fingerprint == user.fingerprint(&settings.policy_json))
+                .is_some_and(|l| is_fingerprint_of(&l.fingerprint, &user, &fingerprint))
         {
             out.unchanged += 1;
             continue;
         }
         if !full
             && link.is_none()
-            && store.meta(&parked_key(&user.id))?.as_deref()
-                == Some(user.fingerprint(&settings.policy_json).as_str())
+            && store
+                .meta(&parked_key(&user.id))?
+                .is_some_and(|parked| is_fingerprint_of(&parked, &user, &fingerprint))
         {
             out.parked += 1;
             continue;
@@ -784,6 +790,20 @@ fn run_queue(
     }
 }
 
+/// Whether `stored`, a link's or a parked user's fingerprint, is `user`'s: `current` (its
+/// fingerprint now), or the form an older version wrote (the whole policy hashed with each
+/// user), which still means "unchanged" after an upgrade. [`crate::sync_pages`] rewrites
+/// those in the current form as it finds them.
+pub(crate) fn is_fingerprint_of(
+    stored: &str,
+    user: &UserRecord,
+    current: &str,
+    policy_json: &str,
+) -> bool {
+    stored == current
+        || (!is_current_fingerprint(stored) && stored == user.legacy_fingerprint(policy_json))
+}
+
 /// The `meta` key that marks a user parked by a sync (its value: the user's fingerprint).
 pub(crate) fn parked_key(user_id: &str) -> String {
     format!("sync-parked {user_id}")
@@ -804,6 +824,7 @@ fn record(
     summary: &mut SyncSummary,
 ) -> anyhow::Result<()> {
     let batch = std::mem::take(pending);
+    let policy = PolicyDigest::of(&settings.policy_json);
     store.batch(|s| {
         for report in batch {
             let (item, result, duration_ms) = match report {
@@ -832,7 +853,7 @@ fn record(
                         .link
                         .as_ref()
                         .filter(|_| item.event != UserEvent::Deleted);
-                    let fingerprint = item.user.fingerprint(&settings.policy_json);
+                    let fingerprint = item.user.fingerprint_with(policy);
                     if let Some(stored) = &item.link {
                         match outcome.action {
                             Action::Created | Action::Adopted => summary.missing_remotely += 1,
@@ -842,7 +863,12 @@ fn record(
                             // Only a verifying sync sends a user whose CMS record is as
                             // last provisioned: what changed was the remote side.
                             Action::Updated | Action::Deactivated
-                                if stored.fingerprint == fingerprint =>
+                                if is_fingerprint_of(
+                                    &stored.fingerprint,
+                                    &item.user,
+                                    &fingerprint,
+                                    &settings.policy_json,
+                                ) =>
                             {
                                 summary.changed_remotely += 1;
                             }
@@ -869,7 +895,7 @@ fn record(
                     summary.parked += 1;
                     s.set_meta(
                         &parked_key(&item.user.id),
-                        &item.user.fingerprint(&settings.policy_json),
+                        &item.user.fingerprint_with(policy),
                     )?;
                     entry.outcome = "parked".into();
                     entry.http_status = error_status(&e);

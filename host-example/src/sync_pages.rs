@@ -14,10 +14,13 @@ use std::collections::HashMap;
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::database::{Db, Row};
-use crate::runtime::{ConnectorSettings, Runtime};
-use crate::store::{Store, StoredLink, UserRecord};
-use crate::sync::{SyncPlan, open_planner, parked_key};
+use crate::database::{Db, Row, SqlValue};
+use crate::runtime::{ConnectorSettings, Runtime, Session};
+use crate::store::{
+    PolicyDigest, Store, StoredLink, StoredUserText, UserRecord, is_current_fingerprint,
+    stored_fingerprint,
+};
+use crate::sync::{SyncPlan, is_fingerprint_of, open_planner, parked_key};
 use crate::types::{Link, UserEvent};
 
 /// Users (with their links) read per query.
@@ -77,28 +80,37 @@ fn users_page(
         )?,
     };
     let mut heads: HashMap<String, LinkHead> = HashMap::with_capacity(link_rows.len());
-    for r in &link_rows {
+    for mut r in link_rows {
         heads.insert(
-            r.text(0)?,
+            take_text(&mut r, 0)?,
             LinkHead {
-                remote_id: r.text(1)?,
-                fingerprint: r.text(2)?,
+                remote_id: take_text(&mut r, 1)?,
+                fingerprint: take_text(&mut r, 2)?,
             },
         );
     }
-    rows.iter()
-        .map(|r| {
+    rows.into_iter()
+        .map(|mut r| {
             let user = UserRow {
-                id: r.text(0)?,
-                name: r.text(1)?,
-                mail: r.text(2)?,
-                fields: r.text(3)?,
                 active: r.bool(4)?,
+                id: take_text(&mut r, 0)?,
+                name: take_text(&mut r, 1)?,
+                mail: take_text(&mut r, 2)?,
+                fields: take_text(&mut r, 3)?,
             };
             let link = heads.remove(&user.id);
             Ok((user, link))
         })
         .collect()
+}
+
+/// Column `i` of `row` as text, moved out of the row (which is read once) instead of
+/// copied: a 1,000,000-user scan would otherwise copy every value once more.
+fn take_text(row: &mut Row, i: usize) -> anyhow::Result<String> {
+    match row.0.get_mut(i) {
+        Some(SqlValue::Text(t)) => Ok(std::mem::take(t)),
+        _ => row.text(i),
+    }
 }
 
 /// The links whose user is gone, in user id order. In one query, not in pages: each one
@@ -148,28 +160,22 @@ impl UserRow {
         }
     }
 
-    /// [`UserRecord::fingerprint`] without parsing the fields: the canonical text it hashes
-    /// (`{"active":…,"fields":…,"id":…,"mail":…,"name":…,"policy":…}`, keys in order) made
-    /// with the stored fields text as it is. The store writes that text in the same
-    /// canonical form, so for a user the host wrote this is the fingerprint; for any other
-    /// text it differs, and the caller falls back to the real one. `buf` is reused.
-    pub fn quick_fingerprint(&self, policy_json: &str, buf: &mut Vec<u8>) -> String {
-        buf.clear();
-        buf.extend_from_slice(b"{\"active\":");
-        buf.extend_from_slice(if self.active { b"true" } else { b"false" });
-        buf.extend_from_slice(b",\"fields\":");
-        buf.extend_from_slice(self.fields.as_bytes());
-        for (key, value) in [("id", &self.id), ("mail", &self.mail), ("name", &self.name)] {
-            buf.extend_from_slice(b",\"");
-            buf.extend_from_slice(key.as_bytes());
-            buf.extend_from_slice(b"\":");
-            // Writing a string into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *buf, value);
-        }
-        buf.extend_from_slice(b",\"policy\":");
-        let _ = serde_json::to_writer(&mut *buf, policy_json);
-        buf.push(b'}');
-        format!("{:016x}", crate::ids::fnv1a(buf))
+    /// [`UserRecord::fingerprint`] without parsing the fields: [`stored_fingerprint`] of
+    /// the stored text as it is. The store writes the fields canonical, so for a user the
+    /// host wrote this is the fingerprint; for any other text it differs, and the caller
+    /// falls back to the real one. `buf` is reused.
+    pub fn quick_fingerprint(&self, policy: PolicyDigest, buf: &mut Vec<u8>) -> String {
+        stored_fingerprint(
+            &StoredUserText {
+                id: &self.id,
+                name: &self.name,
+                mail: &self.mail,
+                fields: &self.fields,
+                active: self.active,
+            },
+            policy,
+            buf,
+        )
     }
 }
 
@@ -266,46 +272,54 @@ pub fn plan_paged_in(
     full: bool,
     range: &IdRange,
 ) -> anyhow::Result<SyncPlan> {
-    let mut session = open_planner(runtime, settings)?;
     let mut out = SyncPlan::default();
-    let mut buf = Vec::new();
-    for_each_user_in(db, range, |row, head| {
-        out.linked += u64::from(head.is_some());
-        if !full
-            && let Some(h) = &head
-            && h.fingerprint == row.quick_fingerprint(&settings.policy_json, &mut buf)
-        {
-            out.unchanged += 1;
-            return Ok(());
+    plan_pages(
+        runtime,
+        settings,
+        db,
+        store,
+        full,
+        range,
+        &mut out,
+        &mut |_| Ok(()),
+    )?;
+    Ok(out)
+}
+
+/// [`plan_paged_in`] into `out`, handing it to `after_page` after each page of users (and
+/// once more after the links whose user is gone). A caller that takes the page's work out
+/// (`std::mem::take(&mut plan.work)`) and sends it holds one page of work at a time: a
+/// first sync of 1,000,000 users streams (see [`crate::sync::sync_paged`]).
+#[allow(clippy::too_many_arguments)]
+pub fn plan_pages(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    db: &mut Db,
+    store: &Store,
+    full: bool,
+    range: &IdRange,
+    out: &mut SyncPlan,
+    after_page: &mut dyn FnMut(&mut SyncPlan) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut session = open_planner(runtime, settings)?;
+    let mut scan = Scan::new(&settings.policy_json, full);
+    let mut after = range.after.clone();
+    loop {
+        let page = users_page(db, after.as_deref(), range.upto.as_deref(), PAGE)
+            .context("reading users")?;
+        let more = page.len() == PAGE;
+        after = page.last().map(|(u, _)| u.id.clone());
+        for (row, head) in page {
+            scan.plan_user(row, head, store, &mut session, out)?;
         }
-        let user = row.record();
-        if !full {
-            let fingerprint = user.fingerprint(&settings.policy_json);
-            if head.as_ref().is_some_and(|l| l.fingerprint == fingerprint) {
-                out.unchanged += 1;
-                return Ok(());
-            }
-            if head.is_none()
-                && store.meta(&parked_key(&user.id))?.as_deref() == Some(fingerprint.as_str())
-            {
-                out.parked += 1;
-                return Ok(());
-            }
+        scan.save_upgrades(db)?;
+        after_page(out)?;
+        if !more {
+            break;
         }
-        let mut link = match head {
-            // The whole link, snapshot included, for a user that needs a call.
-            Some(_) => store.link(&user.id)?,
-            None => None,
-        };
-        if full && let Some(l) = link.as_mut() {
-            // Without a snapshot the engine reads the remote user first (404 → re-create).
-            l.link.snapshot = None;
-            l.link.version = None;
-        }
-        out.add(&mut session, user, UserEvent::Reconcile, link)
-    })?;
+    }
     if *range != IdRange::ALL {
-        return Ok(out);
+        return Ok(());
     }
     // Linked users no longer in the CMS were deleted (their event may have been parked).
     // Every link has one user id, so when there are as many links as linked users were
@@ -321,13 +335,115 @@ pub fn plan_paged_in(
         .transpose()?
         .unwrap_or(0);
     if u64::try_from(links).unwrap_or(u64::MAX) == out.linked {
-        return Ok(out);
+        return Ok(());
     }
     for_each_orphan_link(db, |id, link| {
         out.linked += 1;
         out.add_deleted(&mut session, id, link)
     })?;
-    Ok(out)
+    after_page(out)
+}
+
+/// What the scan needs to tell an unchanged user, hashed once per plan, and the links it
+/// found in the fingerprint form of older versions.
+struct Scan<'a> {
+    policy_json: &'a str,
+    policy: PolicyDigest,
+    /// A verifying sync: every user is planned, whatever its fingerprint.
+    full: bool,
+    buf: Vec<u8>,
+    /// Links whose fingerprint is in the form before the policy digest and still the
+    /// user's: (user id, that fingerprint, the current one), rewritten after the page.
+    upgrades: Vec<(String, String, String)>,
+}
+
+impl<'a> Scan<'a> {
+    fn new(policy_json: &'a str, full: bool) -> Scan<'a> {
+        Scan {
+            policy_json,
+            policy: PolicyDigest::of(policy_json),
+            full,
+            buf: Vec::new(),
+            upgrades: Vec::new(),
+        }
+    }
+
+    /// Counts `row` unchanged (or parked), or plans it into `out`.
+    fn plan_user(
+        &mut self,
+        row: UserRow,
+        head: Option<LinkHead>,
+        store: &Store,
+        session: &mut Session,
+        out: &mut SyncPlan,
+    ) -> anyhow::Result<()> {
+        out.linked += u64::from(head.is_some());
+        if !self.full
+            && let Some(h) = &head
+            && h.fingerprint == row.quick_fingerprint(self.policy, &mut self.buf)
+        {
+            out.unchanged += 1;
+            return Ok(());
+        }
+        let user = row.record();
+        if !self.full {
+            let fingerprint = user.fingerprint_with(self.policy);
+            if let Some(h) = &head {
+                if h.fingerprint == fingerprint {
+                    out.unchanged += 1;
+                    return Ok(());
+                }
+                if !is_current_fingerprint(&h.fingerprint)
+                    && h.fingerprint == user.legacy_fingerprint(self.policy_json)
+                {
+                    // Unchanged since an older version provisioned it: counted so, and its
+                    // fingerprint rewritten, so the next resync takes the quick path.
+                    self.upgrades
+                        .push((user.id, h.fingerprint.clone(), fingerprint));
+                    out.unchanged += 1;
+                    return Ok(());
+                }
+            } else if let Some(parked) = store.meta(&parked_key(&user.id))?
+                && is_fingerprint_of(&parked, &user, &fingerprint, self.policy_json)
+            {
+                out.parked += 1;
+                return Ok(());
+            }
+        }
+        let mut link = match head {
+            // The whole link, snapshot included, for a user that needs a call.
+            Some(_) => store.link(&user.id)?,
+            None => None,
+        };
+        if self.full
+            && let Some(l) = link.as_mut()
+        {
+            // Without a snapshot the engine reads the remote user first (404 → re-create).
+            l.link.snapshot = None;
+            l.link.version = None;
+        }
+        out.add(session, user, UserEvent::Reconcile, link)
+    }
+
+    /// Rewrites the page's links found in the older fingerprint form, in one transaction;
+    /// each only if its fingerprint is still the one read (a worker may have provisioned
+    /// the user since).
+    fn save_upgrades(&mut self, db: &mut Db) -> anyhow::Result<()> {
+        if self.upgrades.is_empty() {
+            return Ok(());
+        }
+        let upgrades = std::mem::take(&mut self.upgrades);
+        db.transaction(|db| {
+            for (user_id, old, new) in upgrades {
+                db.execute(
+                    "UPDATE links SET fingerprint = ? WHERE user_id = ? AND fingerprint = ?",
+                    &[new.into(), user_id.into(), old.into()],
+                )?;
+            }
+            Ok(())
+        })
+        .context("rewriting links' fingerprints in the current form")
+    }
 }
 
 #[cfg(test)]
@@ -360,6 +476,7 @@ mod tests {
         );
         let mut buf = Vec::new();
         for (active, policy) in [(true, ""), (false, "{\"mapping\": {\"a\": \"b\"}}")] {
+            let digest = PolicyDigest::of(policy);
             let user = UserRecord {
                 id: "42".into(),
                 name: "Zoë \"Z\" O'Neil".into(),
@@ -369,13 +486,13 @@ mod tests {
             };
             let canonical = Value::Object(user.fields.clone()).to_string();
             assert_eq!(
-                row(&user, canonical).quick_fingerprint(policy, &mut buf),
+                row(&user, canonical).quick_fingerprint(digest, &mut buf),
                 user.fingerprint(policy)
             );
             let spaced = serde_json::to_string_pretty(&Value::Object(user.fields.clone())).unwrap();
             let other = row(&user, spaced);
             assert_ne!(
-                other.quick_fingerprint(policy, &mut buf),
+                other.quick_fingerprint(digest, &mut buf),
                 user.fingerprint(policy)
             );
             assert_eq!(other.record().fingerprint(policy), user.fingerprint(policy));

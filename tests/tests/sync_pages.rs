@@ -140,12 +140,74 @@ fn the_paged_plan_is_the_whole_plan(url: &DatabaseUrl) {
     assert_eq!(summary(&full), summary(&whole_full));
 }
 
+/// On the store at `url`: links fingerprinted by a version before the policy digest (the
+/// whole policy hashed with each user) still say "unchanged" after the upgrade, to the
+/// paged plan and the whole plan; the paged plan rewrites them in the current form, and
+/// a user changed since is still changed.
+fn fingerprints_of_the_version_before_are_unchanged_and_rewritten(url: &DatabaseUrl) {
+    let mut store = Store::open_url(url, Duration::from_secs(30)).expect("a store");
+    let policy = r#"{"deprovision": "deactivate"}"#;
+    let settings = ConnectorSettings {
+        policy_json: policy.into(),
+        ..settings()
+    };
+    let n = 40;
+    store
+        .import_users((0..n).map(|i| Ok(record(i))))
+        .expect("users imported");
+    let users = store.all_users().expect("users");
+    let changed = &users[3].id;
+    for (i, user) in users.iter().enumerate() {
+        let link = Link {
+            remote_id: format!("remote-{i}"),
+            version: None,
+            snapshot: Some(json!({"userName": user.name}).to_string()),
+        };
+        let fingerprint = if &user.id == changed {
+            "0123456789abcdef".to_string()
+        } else {
+            user.legacy_fingerprint(policy)
+        };
+        store
+            .save_link(&user.id, Some(&link), &fingerprint)
+            .expect("linked");
+    }
+    let whole = host_example::sync::plan(runtime(), &settings, &store, false).expect("a plan");
+    let mut db = Db::connect(url).expect("a connection");
+    let paged = host_example::sync_pages::plan_paged(runtime(), &settings, &mut db, &store, false)
+        .expect("a paged plan");
+    assert_eq!(summary(&paged), summary(&whole));
+    assert_eq!(paged.unchanged as usize, n - 1);
+    assert_eq!(
+        paged.work.iter().map(|w| &w.user.id).collect::<Vec<_>>(),
+        vec![changed]
+    );
+    for user in &users {
+        let stored = store.link(&user.id).expect("read").expect("linked");
+        if &user.id == changed {
+            assert_eq!(
+                stored.fingerprint, "0123456789abcdef",
+                "a changed user's is kept"
+            );
+        } else {
+            assert_eq!(stored.fingerprint, user.fingerprint(policy), "rewritten");
+        }
+    }
+    // The next plan finds them in the current form: the same plan.
+    let again = host_example::sync_pages::plan_paged(runtime(), &settings, &mut db, &store, false)
+        .expect("a paged plan");
+    assert_eq!(summary(&again), summary(&whole));
+}
+
 #[test]
 fn the_paged_plan_is_the_whole_plan_on_sqlite() {
     let dir = std::env::temp_dir().join(format!("scim-sync-pages-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("a temp dir");
     the_paged_plan_is_the_whole_plan(&DatabaseUrl::Sqlite(dir.join("store.db")));
+    fingerprints_of_the_version_before_are_unchanged_and_rewritten(&DatabaseUrl::Sqlite(
+        dir.join("upgraded.db"),
+    ));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -155,8 +217,16 @@ fn the_paged_plan_is_the_whole_plan_on_postgres_and_mariadb() {
     let pg = TestPostgres::start().expect("PostgreSQL starts");
     let url = pg.create_database("pages").expect("a database");
     the_paged_plan_is_the_whole_plan(&DatabaseUrl::parse(&url, Path::new("/")).expect("a URL"));
+    let url = pg.create_database("upgraded").expect("a database");
+    fingerprints_of_the_version_before_are_unchanged_and_rewritten(
+        &DatabaseUrl::parse(&url, Path::new("/")).expect("a URL"),
+    );
     drop(pg);
     let maria = TestMariaDb::start().expect("MariaDB starts");
     let url = maria.create_database("pages").expect("a database");
     the_paged_plan_is_the_whole_plan(&DatabaseUrl::parse(&url, Path::new("/")).expect("a URL"));
+    let url = maria.create_database("upgraded").expect("a database");
+    fingerprints_of_the_version_before_are_unchanged_and_rewritten(
+        &DatabaseUrl::parse(&url, Path::new("/")).expect("a URL"),
+    );
 }
