@@ -72,6 +72,34 @@ final class PdoOutboxTest extends TestCase
         $this->assertSame(0, $event->attempts);
     }
 
+    /**
+     * A database at schema version 1 (no outbox_users, PostgreSQL's old outbox_due index)
+     * with an event queued is brought to version 2 on open: the event is kept and claimable,
+     * and enqueue (which now locks the user's row) works on the migrated tables.
+     *
+     * @dataProvider databases
+     */
+    public function testAVersion1OutboxIsMigratedWithItsQueuedEvents(string $kind): void
+    {
+        $this->open($kind, [], $pdo);
+        $pdo->exec('DROP TABLE scim_outbox_users');
+        if ($kind === 'postgres') {
+            $pdo->exec('DROP INDEX scim_outbox_parked');
+            $pdo->exec('CREATE INDEX scim_outbox_due ON scim_outbox (parked, next_attempt_at)');
+        }
+        $pdo->exec("UPDATE scim_schema SET version = 1 WHERE name = 'outbox'");
+        $json = json_encode(['id' => 'a', 'fields' => ['seq' => 1], 'active' => true]);
+        $pdo->exec("INSERT INTO scim_outbox (user_id, event, user_json, created_at) VALUES ('a', 'created', '{$json}', 1)");
+
+        $outbox = new PdoOutbox($pdo);
+        $this->assertSame(2, $outbox->schemaVersion());
+        $outbox->enqueue(self::user('a', 2), 'updated');
+        [$first] = $outbox->claim('w', 10);
+        $this->assertSame(['a:1'], self::held([$first]), 'the version 1 event kept, still first');
+        $this->assertTrue($outbox->complete($first, 'w', null));
+        $this->assertSame(['a:2'], self::held($outbox->claim('w', 10)));
+    }
+
     /** @dataProvider databases */
     public function testOneEventPerUserTheOldestAndNeverAUserHeldElsewhere(string $kind): void
     {
