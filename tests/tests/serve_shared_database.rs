@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
-use host_example::database::test_support::{TestMariaDb, TestPostgres};
+use host_example::database::test_support::{TestCertificates, TestMariaDb, TestPostgres};
 use scim_provisioner_tests::peers::{peers_dir, workspace_root};
 use serde_json::{Value, json};
 
@@ -523,4 +523,105 @@ fn conformance_suites_pass_on_mariadb() {
     let token = random_token();
     let serve = start_serve(&bin, &url, Some(&token));
     conformance_suites_pass(&serve, &token);
+}
+
+/// `serve` on a PostgreSQL that takes TLS, asked for as libpq spells it
+/// (`sslmode=verify-full&sslrootcert=<the test's CA>`): it serves, and every connection it
+/// holds to the database is encrypted. With a CA that did not sign the server's
+/// certificate it stops at once (no waiting for a database that will never be trusted),
+/// with an error that says why and holds no password.
+#[test]
+fn serve_over_verified_tls_on_postgres() {
+    use host_example::database::{DatabaseUrl, Db};
+    let Some(bin) = cli_binary() else { return };
+    let certs = TestCertificates::make().expect("certificates");
+    let pg = TestPostgres::start_with_tls(&certs).expect("PostgreSQL starts");
+    let plain = pg.create_database("serve_tls").expect("a database");
+    // postgres://scim:<password>@127.0.0.1:<port>/serve_tls
+    let secret = plain
+        .split('@')
+        .next()
+        .and_then(|userinfo| userinfo.rsplit(':').next())
+        .expect("a password")
+        .to_string();
+    assert!(secret.len() >= 16, "{secret}");
+    // The certificate names `localhost`, as a real one names the database's host.
+    let on_localhost = plain.replace("@127.0.0.1:", "@localhost:");
+    let tls_url = |ca: &Path| {
+        format!(
+            "{on_localhost}?sslmode=verify-full&sslrootcert={}",
+            ca.display()
+        )
+    };
+    let token = random_token();
+    let serve = start_serve(&bin, &tls_url(&certs.ca_file()), Some(&token));
+    let http = agent();
+    let users = format!("{}/Users", serve.base_url);
+    let (status, created) = send(
+        &http,
+        "POST",
+        &users,
+        &token,
+        None,
+        Some(&user("tls.user", "x")),
+    );
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(send(&http, "GET", &users, &token, None, None).0, 200);
+    let mut db = Db::connect(&DatabaseUrl::parse(&plain, Path::new("/")).expect("a URL"))
+        .expect("the database answers");
+    let count = |db: &mut Db, encrypted: bool| {
+        db.query_opt(
+            "SELECT COUNT(*) FROM pg_stat_ssl s JOIN pg_stat_activity a ON a.pid = s.pid
+             WHERE a.application_name = 'scim-provisioner' AND a.pid <> pg_backend_pid()
+             AND s.ssl = (? = 1)",
+            &[i64::from(encrypted).into()],
+        )
+        .expect("a count")
+        .expect("a row")
+        .int(0)
+        .expect("a number")
+    };
+    // Its two workers, each with its own connection.
+    assert!(
+        count(&mut db, true) >= 2,
+        "{} encrypted",
+        count(&mut db, true)
+    );
+    assert_eq!(count(&mut db, false), 0, "a connection without TLS");
+    drop(serve);
+
+    let mut child = Command::new(&bin)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--token-env",
+            "SCIM_SHARED_TEST_TOKEN",
+        ])
+        .env("SCIM_SHARED_TEST_TOKEN", &token)
+        .env("SCIM_SERVE_DATABASE", tls_url(&certs.other_ca_file()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve runs");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("a status") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("serve kept waiting for a database whose certificate it refused");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("its output");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!status.success(), "{text}");
+    assert!(
+        text.contains("invalid peer certificate: UnknownIssuer"),
+        "{text}"
+    );
+    assert!(!text.contains(&secret), "the password is in: {text}");
 }

@@ -16,12 +16,14 @@
 //! Booleans are stored as integers 0/1 on all three, and integer columns are 64-bit
 //! (`BIGINT`), so a value reads back the same whatever the database.
 //!
-//! TLS to PostgreSQL or MariaDB is not wired yet: connect over loopback, a Unix socket, or
-//! a private network.
+//! TLS to PostgreSQL or MariaDB is asked for in the URL, as libpq and the MariaDB client
+//! spell it (`sslmode=verify-full&sslrootcert=…`, `ssl-mode=VERIFY_IDENTITY&ssl-ca=…`),
+//! with rustls, and always verified: see [`tls`].
 
 mod migrate;
 #[cfg(any(test, feature = "db-test-support"))]
 pub mod test_support;
+pub mod tls;
 mod value;
 
 use std::fmt;
@@ -248,6 +250,8 @@ impl Db {
                 dialect: Dialect::Postgres,
                 url: u,
             } => {
+                let (u, tls) = tls::take_tls(Dialect::Postgres, u, Path::new(""))
+                    .map_err(|e| anyhow::anyhow!("the database URL {url}: {e:#}"))?;
                 let mut config: postgres::Config = u
                     .as_str()
                     .parse()
@@ -256,9 +260,17 @@ impl Db {
                 if config.get_application_name().is_none() {
                     config.application_name("scim-provisioner");
                 }
-                let mut client = config
-                    .connect(postgres::NoTls)
-                    .map_err(|e| anyhow::anyhow!("connecting to {url}: {e}"))?;
+                let connected = match &tls {
+                    None => config
+                        .ssl_mode(postgres::config::SslMode::Disable)
+                        .connect(postgres::NoTls),
+                    Some(settings) => config
+                        .ssl_mode(postgres::config::SslMode::Require)
+                        .connect(tls::PgTls::new(settings)?),
+                };
+                // With its causes (a TLS handshake's reason is one); the URL redacted.
+                let mut client = connected
+                    .map_err(|e| anyhow::Error::new(e).context(format!("connecting to {url}")))?;
                 // Rows are compared and claimed as of each statement's start; that is what
                 // the claim's locking read relies on (see crate::store).
                 client
@@ -270,9 +282,18 @@ impl Db {
                 })))
             }
             DatabaseUrl::Server { url: u, .. } => {
+                let (u, tls) = tls::take_tls(Dialect::MySql, u, Path::new(""))
+                    .map_err(|e| anyhow::anyhow!("the database URL {url}: {e:#}"))?;
                 let opts = mysql::Opts::from_url(u.as_str())
                     .map_err(|e| anyhow::anyhow!("the database URL {url}: {e}"))?;
-                let opts = mysql::OptsBuilder::from_opts(opts)
+                let mut opts = mysql::OptsBuilder::from_opts(opts);
+                if let Some(settings) = &tls {
+                    // Not the loopback socket the crate would switch to: it bypasses TLS.
+                    opts = opts
+                        .ssl_opts(Some(tls::mysql_ssl_opts(settings)))
+                        .prefer_socket(false);
+                }
+                let opts = opts
                     .tcp_connect_timeout(Some(CONNECT_TIMEOUT))
                     .read_timeout(Some(Duration::from_secs(60)))
                     .write_timeout(Some(Duration::from_secs(60)))
@@ -284,8 +305,9 @@ impl Db {
                         "SET NAMES utf8mb4",
                         "SET time_zone = '+00:00'",
                     ]);
+                let with_tls = if tls.is_some() { " with TLS" } else { "" };
                 let conn = mysql::Conn::new(opts)
-                    .map_err(|e| anyhow::anyhow!("connecting to {url}: {e}"))?;
+                    .map_err(|e| anyhow::anyhow!("connecting to {url}{with_tls}: {e}"))?;
                 Ok(Db::MySql(Box::new(conn)))
             }
         }
@@ -300,6 +322,8 @@ impl Db {
         loop {
             match Db::connect(url) {
                 Ok(db) => return Ok(db),
+                // A refused certificate stays refused: say so now, not after the deadline.
+                Err(e) if tls::is_certificate_refused(&e) => return Err(e),
                 Err(e) if started.elapsed() + wait > deadline => {
                     return Err(e.context(format!(
                         "the database {url} did not answer within {}s",

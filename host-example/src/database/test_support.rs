@@ -141,6 +141,129 @@ fn log_file(path: &Path) -> anyhow::Result<Stdio> {
     Ok(Stdio::from(std::fs::File::create(path)?))
 }
 
+/// Certificates for a TLS test, made with the `openssl` command: a CA, a server
+/// certificate it signed for the DNS name `localhost` only (so connecting to `127.0.0.1`
+/// fails a host name check and passes a chain check), and a second CA that signed nothing
+/// here (a wrong CA). Removed on drop.
+pub struct TestCertificates {
+    root: TempRoot,
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .context("running openssl (Debian's openssl)")?;
+    if !out.status.success() {
+        bail!(
+            "openssl {}: {}",
+            args.first().copied().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl TestCertificates {
+    /// Makes the two CAs and the server's certificate and key (P-256, valid for 2 days).
+    pub fn make() -> anyhow::Result<TestCertificates> {
+        let root = TempRoot::new("scim-test-certs")?;
+        let dir = &root.0;
+        for (name, cn) in [("ca", "scim test CA"), ("other-ca", "scim other CA")] {
+            openssl(
+                dir,
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    &format!("/CN={cn}"),
+                    "-keyout",
+                    &format!("{name}.key"),
+                    "-out",
+                    &format!("{name}.pem"),
+                ],
+            )?;
+        }
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+            ],
+        )?;
+        std::fs::write(
+            dir.join("server.ext"),
+            "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n\
+             extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost\n",
+        )?;
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                "server.ext",
+                "-out",
+                "server.pem",
+            ],
+        )?;
+        Ok(TestCertificates { root })
+    }
+
+    /// The CA that signed the server's certificate (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.root.0.join("ca.pem")
+    }
+
+    /// A CA that signed nothing the servers use (PEM).
+    pub fn other_ca_file(&self) -> PathBuf {
+        self.root.0.join("other-ca.pem")
+    }
+
+    /// Copies the server's certificate and key into `dir`, readable only by `owner` (the
+    /// server's user when the tests run as root); returns their paths.
+    fn install(&self, dir: &Path, owner: Option<&str>) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let cert = dir.join("server.pem");
+        let key = dir.join("server.key");
+        std::fs::copy(self.root.0.join("server.pem"), &cert)?;
+        std::fs::copy(self.root.0.join("server.key"), &key)?;
+        set_mode(&key, 0o600)?;
+        if let Some(user) = owner {
+            chown_to(&cert, user)?;
+            chown_to(&key, user)?;
+        }
+        Ok((cert, key))
+    }
+}
+
 /// A PostgreSQL of the test's own. Its superuser is `scim`, with a random password.
 pub struct TestPostgres {
     root: TempRoot,
@@ -149,6 +272,8 @@ pub struct TestPostgres {
     password: String,
     child: Option<Child>,
     as_postgres: bool,
+    /// With TLS on: the server's certificate and key.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// The newest PostgreSQL's programs (`/usr/lib/postgresql/<version>/bin`).
@@ -173,6 +298,16 @@ impl TestPostgres {
     /// initdb in a fresh directory, then the server on a free loopback port; returns once
     /// it accepts connections.
     pub fn start() -> anyhow::Result<TestPostgres> {
+        Self::start_with(None)
+    }
+
+    /// [`TestPostgres::start`] with TLS on (`ssl=on`), serving `certs`' server certificate;
+    /// connections without TLS are still accepted.
+    pub fn start_with_tls(certs: &TestCertificates) -> anyhow::Result<TestPostgres> {
+        Self::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<&TestCertificates>) -> anyhow::Result<TestPostgres> {
         let bin = postgres_bin()?;
         let root = TempRoot::new("scim-test-postgres")?;
         let as_postgres = is_root();
@@ -214,6 +349,9 @@ impl TestPostgres {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        let tls = certs
+            .map(|c| c.install(&root.0, as_postgres.then_some("postgres")))
+            .transpose()?;
         let mut pg = TestPostgres {
             root,
             bin,
@@ -221,6 +359,7 @@ impl TestPostgres {
             password,
             child: None,
             as_postgres,
+            tls,
         };
         pg.start_again()?;
         Ok(pg)
@@ -255,6 +394,13 @@ impl TestPostgres {
             .stdin(Stdio::null())
             .stdout(log_file(&log)?)
             .stderr(log_file(&self.root.0.join("postgres.err"))?);
+        if let Some((cert, key)) = &self.tls {
+            cmd.args(["-c", "ssl=on"])
+                .arg("-c")
+                .arg(format!("ssl_cert_file={}", cert.display()))
+                .arg("-c")
+                .arg(format!("ssl_key_file={}", key.display()));
+        }
         let mut child = cmd.spawn().context("starting postgres")?;
         let url = DatabaseUrl::parse(&self.url_for("postgres"), Path::new("/"))?;
         if let Err(e) = wait_ready(
@@ -321,12 +467,24 @@ pub struct TestMariaDb {
     port: u16,
     child: Option<Child>,
     as_root: bool,
+    /// With TLS on: the server's certificate and key.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl TestMariaDb {
     /// mariadb-install-db in a fresh directory, then mariadbd on a free loopback port;
     /// returns once it accepts connections.
     pub fn start() -> anyhow::Result<TestMariaDb> {
+        Self::start_with(None)
+    }
+
+    /// [`TestMariaDb::start`] with TLS on, serving `certs`' server certificate;
+    /// connections without TLS are still accepted.
+    pub fn start_with_tls(certs: &TestCertificates) -> anyhow::Result<TestMariaDb> {
+        Self::start_with(Some(certs))
+    }
+
+    fn start_with(certs: Option<&TestCertificates>) -> anyhow::Result<TestMariaDb> {
         let root = TempRoot::new("scim-test-mariadb")?;
         let as_root = is_root();
         let data = root.0.join("data");
@@ -372,11 +530,15 @@ impl TestMariaDb {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+        let tls = certs
+            .map(|c| c.install(&root.0, as_root.then_some("mysql")))
+            .transpose()?;
         let mut db = TestMariaDb {
             root,
             port: free_port()?,
             child: None,
             as_root,
+            tls,
         };
         db.start_again()?;
         Ok(db)
@@ -412,6 +574,10 @@ impl TestMariaDb {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if let Some((cert, key)) = &self.tls {
+            cmd.arg(format!("--ssl-cert={}", cert.display()))
+                .arg(format!("--ssl-key={}", key.display()));
+        }
         if self.as_root {
             cmd.arg("--user=mysql");
             // mariadbd writes its log and pid file as mysql.
