@@ -620,3 +620,102 @@ fn postgres_a_killed_daemons_partition_is_finished_by_another() {
 fn mariadb_a_killed_daemons_partition_is_finished_by_another() {
     scenario(Kind::MariaDb, "3600s", true);
 }
+
+/// The shared reconcile's figures (a benchmark, run by hand): a first sync of
+/// `SHARED_RECONCILE_USERS` users (default 10,000) into a fresh scim2-server by 1, 2 and 4
+/// daemons (`SHARED_RECONCILE_DAEMONS`, default `1,2,4`) on a fresh PostgreSQL database
+/// each, timed from the daemons' start to the run's end; then a no-change run (the
+/// schedule moved to now), timed from its start to its end. The daemons are
+/// `HOST_EXAMPLE_BIN` (for honest figures the release build) or the debug build. One
+/// command:
+///
+/// ```sh
+/// cargo build --release -p host-example --bin host-example
+/// HOST_EXAMPLE_BIN=target/release/host-example SHARED_RECONCILE_USERS=10000 \
+///   cargo test --release -p scim-provisioner-tests --test shared_reconcile -- --ignored --nocapture
+/// ```
+#[test]
+#[ignore]
+fn postgres_first_sync_by_one_two_and_four_daemons() {
+    let users: usize = std::env::var("SHARED_RECONCILE_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let counts: Vec<usize> = std::env::var("SHARED_RECONCILE_DAEMONS")
+        .unwrap_or_else(|_| "1,2,4".into())
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect();
+    let bin = std::env::var("HOST_EXAMPLE_BIN")
+        .map(|b| workspace_root().join(b))
+        .unwrap_or_else(|_| host_example_bin());
+    let pg = TestPostgres::start().expect("postgres starts");
+    let mut table = Vec::new();
+    for (round, &daemons_count) in counts.iter().enumerate() {
+        let url_text = pg
+            .create_database(&format!("bench{round}"))
+            .expect("a database");
+        let url = DatabaseUrl::parse(&url_text, Path::new("/")).expect("url");
+        let peer = scim2_server().expect("scim2-server");
+        let dir = temp_dir("shared-reconcile-bench");
+        let config = config(&dir, &peer.base_url, false);
+        let mut store = Store::open_url(&url, Duration::from_secs(30)).expect("store");
+        store
+            .import_users((0..users).map(|i| {
+                Ok(UserRecord {
+                    id: format!("{}", 1_000_000 + i),
+                    name: format!("bench-user-{i}"),
+                    mail: format!("bench-user-{i}@example.com"),
+                    fields: Map::new(),
+                    active: true,
+                })
+            }))
+            .expect("import");
+        drop(store);
+        let started = Instant::now();
+        let mut daemons: Vec<Daemon> = (0..daemons_count)
+            .map(|i| {
+                let log = dir.join(format!("daemon-{i}.log"));
+                let file = std::fs::File::create(&log).expect("log");
+                let child = Command::new(&bin)
+                    .arg("--config")
+                    .arg(&config)
+                    .args(["daemon", "--every", "1h", "--verify-every", "30d"])
+                    .env("SCIM_TOKEN", &peer.token)
+                    .env("SCIM_PROVISIONER_DATABASE", &url_text)
+                    .stdin(Stdio::null())
+                    .stdout(file.try_clone().expect("log"))
+                    .stderr(file)
+                    .spawn()
+                    .expect("a daemon starts");
+                Daemon { child, log }
+            })
+            .collect();
+        wait_until("the first sync", &mut daemons, || runs_done(&url) >= 1);
+        let first = started.elapsed().as_secs_f64();
+        let linked = query_int(&url, "SELECT COUNT(*) FROM links").unwrap_or(0);
+        assert_eq!(linked, users as i64, "every user linked");
+        // A no-change run: the schedule moved to now.
+        let mut db = Db::connect(&url).expect("db");
+        db.execute("UPDATE reconcile_schedule SET next_run_ms = 0", &[])
+            .expect("schedule");
+        wait_until("the no-change run", &mut daemons, || runs_done(&url) >= 2);
+        let times = db
+            .query("SELECT started_ms FROM reconcile_runs WHERE id = 2", &[])
+            .expect("run 2");
+        let run2_started = times[0].int(0).expect("ms");
+        let no_change = (host_example::clock::now_ms() - run2_started) as f64 / 1000.0;
+        drop(daemons);
+        assert_eq!(server_users(&peer).len(), users, "every user once");
+        table.push((daemons_count, first, no_change));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    eprintln!("\n| daemons | first sync of {users} users | users/s | no-change run |");
+    eprintln!("|---|---|---|---|");
+    for (daemons_count, first, no_change) in table {
+        eprintln!(
+            "| {daemons_count} | {first:.1} s | {:.0} | {no_change:.1} s |",
+            users as f64 / first
+        );
+    }
+}

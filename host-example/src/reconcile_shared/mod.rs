@@ -365,7 +365,18 @@ impl SharedReconcile {
                         .transpose()?
                         .flatten()
                         .unwrap_or(r.int(4)?);
-                    if held == 0 && state != "listing" && now.saturating_sub(last_claim) > max_age {
+                    if state != "listing" && state != "open" {
+                        // Ended, but the schedule still names it: free the schedule.
+                        db.execute(
+                            "UPDATE reconcile_schedule SET run_id = NULL WHERE id = 1",
+                            &[],
+                        )?;
+                    } else if held == 0
+                        && state != "listing"
+                        && now.saturating_sub(last_claim) > max_age
+                    {
+                        // Nobody held a partition of it for that long (the last lease's end
+                        // is the last sign of life; the start when none was ever claimed).
                         end_run(db, run, "expired", Some("no worker held it"))?;
                     } else {
                         return Ok(None);
@@ -802,12 +813,14 @@ impl SharedReconcile {
             Ok(summary) => {
                 self.coord.execute(
                     "UPDATE reconcile_partitions SET done_at = ?, done_by = ?, summary = ?,
-                         claimed_until = NULL
+                         claimed_until = ?
                      WHERE run_id = ? AND part = ? AND claimed_by = ? AND done_at IS NULL",
                     &[
                         now_rfc3339().into(),
                         self.worker.as_str().into(),
                         summary.to_string().into(),
+                        // The lease's end is the run's last sign of life (see expiry).
+                        now_ms().into(),
                         run.into(),
                         part.into(),
                         self.worker.as_str().into(),
@@ -821,9 +834,14 @@ impl SharedReconcile {
             Err(e) => {
                 // Free again at once; the next claim counts as another attempt.
                 self.coord.execute(
-                    "UPDATE reconcile_partitions SET claimed_until = NULL
+                    "UPDATE reconcile_partitions SET claimed_until = ?
                      WHERE run_id = ? AND part = ? AND claimed_by = ? AND done_at IS NULL",
-                    &[run.into(), part.into(), self.worker.as_str().into()],
+                    &[
+                        (now_ms() - 1).into(),
+                        run.into(),
+                        part.into(),
+                        self.worker.as_str().into(),
+                    ],
                 )?;
                 events.push(Event::PartitionFailed {
                     run,
