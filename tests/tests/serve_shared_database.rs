@@ -590,7 +590,69 @@ fn serve_over_verified_tls_on_postgres() {
     assert_eq!(count(&mut db, false), 0, "a connection without TLS");
     drop(serve);
 
-    let mut child = Command::new(&bin)
+    let text = refused_start(&bin, &tls_url(&certs.other_ca_file()), &token);
+    assert!(
+        text.contains("invalid peer certificate: UnknownIssuer"),
+        "{text}"
+    );
+    assert!(!text.contains(&secret), "the password is in: {text}");
+}
+
+/// The same on MariaDB (`ssl-mode=VERIFY_IDENTITY&ssl-ca=…`), its user made to connect
+/// only over TLS (`REQUIRE SSL`), so that serving at all shows every connection is
+/// encrypted; with a wrong CA it stops at once, saying why, without the password.
+#[test]
+fn serve_over_verified_tls_on_mariadb() {
+    let Some(bin) = cli_binary() else { return };
+    let certs = TestCertificates::make().expect("certificates");
+    let maria = TestMariaDb::start_with_tls(&certs).expect("MariaDB starts");
+    let plain = maria.create_database("serve_tls").expect("a database");
+    maria.require_tls_for("serve_tls").expect("REQUIRE SSL");
+    // mysql://serve_tls:<password>@127.0.0.1:<port>/serve_tls
+    let secret = plain
+        .split('@')
+        .next()
+        .and_then(|userinfo| userinfo.rsplit(':').next())
+        .expect("a password")
+        .to_string();
+    let on_localhost = plain.replace("@127.0.0.1:", "@localhost:");
+    let tls_url = |ca: &Path| {
+        format!(
+            "{on_localhost}?ssl-mode=VERIFY_IDENTITY&ssl-ca={}",
+            ca.display()
+        )
+    };
+    use host_example::database::{DatabaseUrl, Db};
+    assert!(
+        Db::connect(&DatabaseUrl::parse(&plain, Path::new("/")).expect("a URL")).is_err(),
+        "the user connects without TLS"
+    );
+    let token = random_token();
+    let serve = start_serve(&bin, &tls_url(&certs.ca_file()), Some(&token));
+    let http = agent();
+    let users = format!("{}/Users", serve.base_url);
+    let (status, created) = send(
+        &http,
+        "POST",
+        &users,
+        &token,
+        None,
+        Some(&user("tls.user", "x")),
+    );
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(send(&http, "GET", &users, &token, None, None).0, 200);
+    drop(serve);
+    let text = refused_start(&bin, &tls_url(&certs.other_ca_file()), &token);
+    assert!(
+        text.contains("invalid peer certificate: UnknownIssuer"),
+        "{text}"
+    );
+    assert!(!text.contains(&secret), "the password is in: {text}");
+}
+
+/// Runs `serve` on `url`, which must fail to start within 60 s; returns what it printed.
+fn refused_start(bin: &Path, url: &str, token: &str) -> String {
+    let mut child = Command::new(bin)
         .args([
             "serve",
             "--listen",
@@ -598,8 +660,8 @@ fn serve_over_verified_tls_on_postgres() {
             "--token-env",
             "SCIM_SHARED_TEST_TOKEN",
         ])
-        .env("SCIM_SHARED_TEST_TOKEN", &token)
-        .env("SCIM_SERVE_DATABASE", tls_url(&certs.other_ca_file()))
+        .env("SCIM_SHARED_TEST_TOKEN", token)
+        .env("SCIM_SERVE_DATABASE", url)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -619,9 +681,5 @@ fn serve_over_verified_tls_on_postgres() {
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(!status.success(), "{text}");
-    assert!(
-        text.contains("invalid peer certificate: UnknownIssuer"),
-        "{text}"
-    );
-    assert!(!text.contains(&secret), "the password is in: {text}");
+    text
 }

@@ -668,6 +668,21 @@ impl TestMariaDb {
     }
 }
 
+impl TestMariaDb {
+    /// Makes the user of database `name` (from [`TestMariaDb::create_database`]) connect
+    /// only over TLS (`REQUIRE SSL`): a connection without it is refused.
+    pub fn require_tls_for(&self, name: &str) -> anyhow::Result<()> {
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bail!("database name {name:?}: letters, digits and _ only");
+        }
+        self.client(
+            None,
+            &format!("ALTER USER '{name}'@'127.0.0.1' REQUIRE SSL"),
+        )?;
+        Ok(())
+    }
+}
+
 impl Drop for TestMariaDb {
     fn drop(&mut self) {
         self.stop();
