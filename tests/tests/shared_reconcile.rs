@@ -609,6 +609,12 @@ fn postgres_daemons_share_one_schedule_and_one_listing() {
     scenario(Kind::Postgres, "3s", false);
 }
 
+/// The same on MariaDB.
+#[test]
+fn mariadb_daemons_share_one_schedule_and_one_listing() {
+    scenario(Kind::MariaDb, "3s", false);
+}
+
 /// A daemon killed mid-partition: another finishes it after the lease.
 #[test]
 fn postgres_a_killed_daemons_partition_is_finished_by_another() {
