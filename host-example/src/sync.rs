@@ -21,6 +21,7 @@ use crate::describe::{action_name, describe_error, error_status, planned_name};
 use crate::ids::fnv1a;
 use crate::runtime::{ConnectorSettings, Runtime, Session};
 use crate::store::{LogEntry, PolicyDigest, Store, StoredLink, UserRecord, is_current_fingerprint};
+use crate::sync_pages::{IdRange, PAGE, PagedPlanner};
 use crate::types::{
     Action, BatchItem, Link, PlannedAction, ProvisionOutcome, ProvisioningError, UserEvent,
 };
@@ -190,16 +191,16 @@ impl SyncPlan {
     /// (retrying, not parked): see [`SyncPlan::waiting`]. A plan shown before a sync keeps
     /// them, since the sync's drain sends their queued changes first.
     pub fn leave_queued_to_outbox(&mut self, store: &Store) -> anyhow::Result<()> {
-        let queued: HashSet<String> = store
-            .pending_events()?
-            .into_iter()
-            .filter(|e| !e.parked)
-            .map(|e| e.user_id)
-            .collect();
+        self.leave_queued(&queued_users(store)?);
+        Ok(())
+    }
+
+    /// [`SyncPlan::leave_queued_to_outbox`] with the users whose changes wait in the outbox
+    /// already read ([`queued_users`]); adds them to [`SyncPlan::waiting`].
+    fn leave_queued(&mut self, queued: &HashSet<String>) {
         let before = self.work.len();
         self.work.retain(|w| !queued.contains(&w.user.id));
-        self.waiting = (before - self.work.len()) as u64;
-        Ok(())
+        self.waiting += (before - self.work.len()) as u64;
     }
 
     /// Adds `user`'s `event` to the work, as the component plans it in `session`.
@@ -245,6 +246,16 @@ impl SyncPlan {
             .filter(|w| is_deprovision(w.planned))
             .count() as u64
     }
+}
+
+/// The users whose changes still wait in the outbox (retrying, not parked).
+fn queued_users(store: &Store) -> anyhow::Result<HashSet<String>> {
+    Ok(store
+        .pending_events()?
+        .into_iter()
+        .filter(|e| !e.parked)
+        .map(|e| e.user_id)
+        .collect())
 }
 
 /// The session a plan is made in; the component failing to open is the plan's error.
@@ -360,14 +371,17 @@ pub fn sync_with_progress(
         store,
         options,
         on_progress,
-        &mut |store| plan(runtime, settings, store, options.full),
+        PlanSource::Whole(&mut |store| plan(runtime, settings, store, options.full)),
         None,
     )
 }
 
 /// [`sync_with_progress`] with the plan read from the store's database in pages through
 /// `db`, a connection of its own to it (see [`crate::sync_pages`]): a resync of a large
-/// store holds one page of users, not all of them.
+/// store holds one page of users, not all of them. When more than [`HOLD`] users need a
+/// call (a first sync), the plan is not held either: a first pass counts the work (for
+/// the deprovisioning threshold and the progress total), then a second plans a page,
+/// hands its users to the workers and records their results before it reads the next.
 pub fn sync_paged(
     runtime: &Runtime,
     settings: &ConnectorSettings,
@@ -382,7 +396,29 @@ pub fn sync_paged(
         store,
         options,
         on_progress,
-        &mut |store| crate::sync_pages::plan_paged(runtime, settings, db, store, options.full),
+        PlanSource::Paged { db, hold: HOLD },
+        None,
+    )
+}
+
+/// [`sync_paged`] holding at most `hold` users that need a call before it streams (tests
+/// stream a small store with a small `hold`).
+pub fn sync_paged_holding(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    store: &mut Store,
+    db: &mut crate::database::Db,
+    options: &SyncOptions,
+    on_progress: &mut dyn FnMut(SyncProgress),
+    hold: usize,
+) -> anyhow::Result<SyncSummary> {
+    run(
+        runtime,
+        settings,
+        store,
+        options,
+        on_progress,
+        PlanSource::Paged { db, hold },
         None,
     )
 }
@@ -414,19 +450,35 @@ pub fn sync_slice(
         store,
         options,
         on_progress,
-        planner,
+        PlanSource::Whole(planner),
         Some(slice),
     )
 }
 
-/// A sync with the plan `planner` makes: the outbox drained first, then the plan executed.
+/// The users that need a call a paged sync holds in its plan at most (a few KB each:
+/// the user and its link's snapshot); past them it streams (see [`sync_paged`]).
+pub const HOLD: usize = 10_000;
+
+/// Where a sync's plan comes from.
+enum PlanSource<'a> {
+    /// A planner that makes the whole plan.
+    Whole(&'a mut dyn FnMut(&Store) -> anyhow::Result<SyncPlan>),
+    /// Pages read through `db`, a connection to the store's database, holding at most
+    /// `hold` users that need a call (see [`sync_paged`]).
+    Paged {
+        db: &'a mut crate::database::Db,
+        hold: usize,
+    },
+}
+
+/// A sync with the plan `source` makes: the outbox drained first, then the plan executed.
 fn run(
     runtime: &Runtime,
     settings: &ConnectorSettings,
     store: &mut Store,
     options: &SyncOptions,
     on_progress: &mut dyn FnMut(SyncProgress),
-    planner: &mut dyn FnMut(&Store) -> anyhow::Result<SyncPlan>,
+    source: PlanSource<'_>,
     slice: Option<Slice<'_>>,
 ) -> anyhow::Result<SyncSummary> {
     let mut summary = SyncSummary::default();
@@ -462,7 +514,46 @@ fn run(
         )?;
         crate::dialect::save(store, &mut session, &settings.base_url)?;
     }
-    let mut plan = planner(store)?;
+    let mut plan = match source {
+        PlanSource::Whole(planner) => planner(store)?,
+        PlanSource::Paged { db, hold } => {
+            let mut planner =
+                PagedPlanner::new(runtime, settings, options.full, &IdRange::ALL, PAGE)?;
+            let mut plan = SyncPlan::default();
+            // Set once the work outgrew HOLD: from then on it is only counted.
+            let mut counted: Option<(WorkShape, HashSet<String>)> = None;
+            while planner.next_page(db, store, &mut plan)? {
+                if counted.is_none() && plan.work.len() <= hold {
+                    continue;
+                }
+                if counted.is_none() {
+                    counted = Some((WorkShape::default(), queued_users(store)?));
+                }
+                if let Some((shape, queued)) = counted.as_mut() {
+                    plan.leave_queued(queued);
+                    shape.count(&std::mem::take(&mut plan.work));
+                }
+            }
+            drop(planner);
+            if let Some((shape, queued)) = counted {
+                return stream_paged(
+                    runtime,
+                    settings,
+                    store,
+                    db,
+                    options,
+                    on_progress,
+                    Streamed {
+                        summary,
+                        counted: &plan,
+                        shape,
+                        queued,
+                    },
+                );
+            }
+            plan
+        }
+    };
     summary.unchanged = plan.unchanged;
     summary.parked = plan.parked;
     if options.plan_only {
@@ -495,6 +586,115 @@ fn run(
     crate::rate::remember(store, &settings.base_url)?;
     store.set_meta("last_sync", &format!("{} {summary}", now_rfc3339()))?;
     Ok(summary)
+}
+
+/// What a paged sync's first pass found, for the second that sends.
+struct Streamed<'a> {
+    /// The summary so far (the outbox's drain).
+    summary: SyncSummary,
+    /// The first pass's counters (its work was counted, not held).
+    counted: &'a SyncPlan,
+    /// The work it counted.
+    shape: WorkShape,
+    /// The users whose changes wait in the outbox.
+    queued: HashSet<String>,
+}
+
+/// The second pass of a paged sync whose work outgrew [`HOLD`]: each page planned, its
+/// users handed to the workers and their results recorded before the next page is read,
+/// so what is held is a page and what the workers hold, however many users need a call.
+fn stream_paged(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    store: &mut Store,
+    db: &mut crate::database::Db,
+    options: &SyncOptions,
+    on_progress: &mut dyn FnMut(SyncProgress),
+    first: Streamed<'_>,
+) -> anyhow::Result<SyncSummary> {
+    let Streamed {
+        mut summary,
+        counted,
+        shape,
+        queued,
+    } = first;
+    summary.unchanged = counted.unchanged;
+    summary.parked = counted.parked;
+    if options.plan_only {
+        return Ok(summary);
+    }
+    let limit = if options.allow_deletes {
+        u64::MAX
+    } else {
+        check_threshold(shape.deprovisions, counted.linked, options)?;
+        options.threshold.limit(counted.linked)
+    };
+    let mut sent = SyncPlan::default();
+    execute_streamed(
+        runtime,
+        settings,
+        store,
+        &shape,
+        options,
+        &mut summary,
+        on_progress,
+        None,
+        &mut |store, feed| {
+            let mut planner =
+                PagedPlanner::new(runtime, settings, options.full, &IdRange::ALL, PAGE)?;
+            let mut deprovisions = 0;
+            while planner.next_page(db, store, &mut sent)? {
+                sent.leave_queued(&queued);
+                for item in std::mem::take(&mut sent.work) {
+                    if is_deprovision(item.planned) {
+                        // The store changed since the first pass: the threshold still holds.
+                        deprovisions += 1;
+                        if deprovisions > limit {
+                            bail!(
+                                "this sync would deactivate or delete more than the threshold of {limit} users \
+                                 ({} linked); it stopped there, with the users before sent. Check with `sync --plan` \
+                                 and `status`, then run with --allow-deletes.",
+                                counted.linked
+                            );
+                        }
+                    }
+                    feed.send(store, item)?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    // What the sending pass found is what the sync did.
+    summary.unchanged = sent.unchanged;
+    summary.parked = sent.parked;
+    summary.waiting = sent.waiting;
+    crate::rate::remember(store, &settings.base_url)?;
+    store.set_meta("last_sync", &format!("{} {summary}", now_rfc3339()))?;
+    Ok(summary)
+}
+
+/// What a sync knows of its work before it sends it.
+#[derive(Debug, Default, Clone, Copy)]
+struct WorkShape {
+    /// Users to send (skips are not sent).
+    total: u64,
+    /// Of them, creations (from [`INDEX_THRESHOLD`] on, the remote users are listed once).
+    creates: u64,
+    /// Of them, deactivations and deletions.
+    deprovisions: u64,
+}
+
+impl WorkShape {
+    fn count(&mut self, work: &[WorkItem]) {
+        for w in work {
+            if w.planned == PlannedAction::Skip {
+                continue;
+            }
+            self.total += 1;
+            self.creates += u64::from(w.planned == PlannedAction::Create);
+            self.deprovisions += u64::from(is_deprovision(w.planned));
+        }
+    }
 }
 
 /// Stops a sync that would deactivate or delete more users than the threshold allows.
@@ -534,8 +734,9 @@ enum Report {
     Warning(String),
 }
 
-/// `shared_listing`: a listing taken once for a shared reconcile's run (see [`Slice`]),
-/// used instead of listing here; `None` lists when it pays.
+/// Sends `work` (see [`execute_streamed`]). `shared_listing`: a listing taken once for a
+/// shared reconcile's run (see [`Slice`]), used instead of listing here; `None` lists
+/// when it pays.
 #[allow(clippy::too_many_arguments)]
 fn execute(
     runtime: &Runtime,
@@ -547,26 +748,56 @@ fn execute(
     on_progress: &mut dyn FnMut(SyncProgress),
     shared_listing: Option<Option<&str>>,
 ) -> anyhow::Result<()> {
-    let (skipped, work): (Vec<_>, Vec<_>) = work
-        .into_iter()
-        .partition(|w| w.planned == PlannedAction::Skip);
-    summary.skipped += skipped.len() as u64;
-    let total = work.len() as u64;
-    // Many creates (a first sync): list the remote users once and match locally, rather
-    // than spend a look-up request per user. One instance lists; the others load its
-    // index.
-    let creates = work
-        .iter()
-        .filter(|w| w.planned == PlannedAction::Create)
-        .count();
+    let mut shape = WorkShape::default();
+    shape.count(&work);
+    let mut work = Some(work);
+    execute_streamed(
+        runtime,
+        settings,
+        store,
+        &shape,
+        options,
+        summary,
+        on_progress,
+        shared_listing,
+        &mut |store, feed| {
+            for item in work.take().into_iter().flatten() {
+                feed.send(store, item)?;
+            }
+            Ok(())
+        },
+    )
+}
+
+/// Sends the work `source` hands to [`Feed::send`] (of the shape `shape`) on
+/// [`SyncOptions::concurrency`] component instances at once, each user always on the same
+/// one so its changes keep their order, and records each result as it comes back (the
+/// link, the log line, the summary). Each instance's queue holds two batches: past that,
+/// `source` waits, so the work in flight stays bounded however much `source` has.
+#[allow(clippy::too_many_arguments)]
+fn execute_streamed(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    store: &mut Store,
+    shape: &WorkShape,
+    options: &SyncOptions,
+    summary: &mut SyncSummary,
+    on_progress: &mut dyn FnMut(SyncProgress),
+    shared_listing: Option<Option<&str>>,
+    source: &mut dyn FnMut(&mut Store, &mut Feed<'_>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let total = shape.total;
     // What the host knows of the server's dialect goes to every instance, so that none of
     // them has to learn it again (a refused PATCH, paging 500s, the declared schema).
     let mut dialect = crate::dialect::stored(store, &settings.base_url)?;
-    // A verifying sync lists them too, to count the remote users no CMS user links to.
+    // Many creates (a first sync): list the remote users once and match locally, rather
+    // than spend a look-up request per user. One instance lists; the others load its
+    // index. A verifying sync lists them too, to count the remote users no CMS user links
+    // to.
     let (index, remote_ids) = if let Some(listing) = shared_listing {
         // The run's listing; the drift it shows is counted once for the run.
         (listing.map(str::to_string), None)
-    } else if creates >= INDEX_THRESHOLD || options.full {
+    } else if shape.creates >= INDEX_THRESHOLD as u64 || options.full {
         match list_remote_users(runtime, settings, summary, on_progress, &mut dialect) {
             Some((index, ids)) => (index, Some(ids)),
             None => (None, None),
@@ -576,61 +807,48 @@ fn execute(
     };
     let index = index.as_deref();
     let dialect = dialect.as_deref();
-    let workers = (options.concurrency.max(1) as usize).min(work.len().max(1));
+    let workers = (options.concurrency.max(1) as usize)
+        .min(usize::try_from(total).unwrap_or(usize::MAX).max(1));
     // The concurrency in force for this target (an adaptive controller sets it here).
     crate::metrics::global().set_concurrency(&settings.base_url, options.concurrency.max(1).into());
-    // Each user always goes to the same worker, so its changes keep their order.
-    let mut queues: Vec<Vec<WorkItem>> = (0..workers).map(|_| Vec::new()).collect();
-    for item in work {
-        let slot = (fnv1a(item.user.id.as_bytes()) % workers as u64) as usize;
-        queues[slot].push(item);
-    }
     if options.progress {
         on_progress(SyncProgress::Started { total });
     }
     let batch_size = options.batch_size.max(1) as usize;
     let (tx, rx) = mpsc::channel::<Report>();
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        for queue in queues {
+    let sourced = std::thread::scope(|scope| -> anyhow::Result<anyhow::Result<()>> {
+        let mut queues = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (queue, work) = mpsc::sync_channel::<WorkItem>(batch_size * 2);
             let tx = tx.clone();
-            scope.spawn(move || {
-                run_queue(runtime, settings, queue, index, dialect, batch_size, &tx)
-            });
+            scope
+                .spawn(move || run_queue(runtime, settings, work, index, dialect, batch_size, &tx));
+            queues.push(queue);
         }
         drop(tx);
-        let mut pending: Vec<Report> = Vec::new();
-        let (mut done, mut failed) = (0, 0);
-        for report in rx {
-            if let Report::Done(d) = &report {
-                crate::metrics::global().sync_result(d.0.planned, &d.1);
-                failed += u64::from(match &d.1 {
-                    Ok(Ok(_)) => false,
-                    Ok(Err(e)) => !held_unlisted(&d.0, e),
-                    Err(_) => true,
-                });
-            }
-            match report {
-                Report::Warning(message) => {
-                    on_progress(SyncProgress::Warning(message));
-                    continue;
-                }
-                Report::Done(..) if options.progress => {
-                    done += 1;
-                    on_progress(SyncProgress::UserDone {
-                        done,
-                        total,
-                        failed,
-                    });
-                }
-                _ => {}
-            }
-            pending.push(report);
-            if pending.len() >= 200 {
-                record(store, settings, &mut pending, summary)?;
-            }
+        let mut feed = Feed {
+            queues,
+            results: &rx,
+            pending: Vec::new(),
+            settings,
+            progress: options.progress,
+            on_progress: &mut *on_progress,
+            summary: &mut *summary,
+            done: 0,
+            failed: 0,
+            total,
+        };
+        let sourced = source(store, &mut feed);
+        // Closing the queues lets the workers finish what they hold; every user handed over
+        // is recorded, even when `source` failed midway.
+        feed.queues.clear();
+        for report in rx.iter() {
+            feed.take(store, report)?;
         }
-        record(store, settings, &mut pending, summary)
+        feed.flush(store)?;
+        Ok(sourced)
     })?;
+    sourced?;
     if options.full
         && let Some(ids) = remote_ids
     {
@@ -645,6 +863,89 @@ fn execute(
         on_progress(SyncProgress::Finished);
     }
     Ok(())
+}
+
+/// Where [`execute_streamed`]'s source hands the users to send: each goes to its worker's
+/// queue, and the results that came back meanwhile are recorded.
+struct Feed<'a> {
+    /// Each worker's queue (a user always goes to the same one).
+    queues: Vec<mpsc::SyncSender<WorkItem>>,
+    results: &'a mpsc::Receiver<Report>,
+    /// Results not yet recorded (recorded 200 at a time, in one transaction).
+    pending: Vec<Report>,
+    settings: &'a ConnectorSettings,
+    progress: bool,
+    on_progress: &'a mut dyn FnMut(SyncProgress),
+    summary: &'a mut SyncSummary,
+    done: u64,
+    failed: u64,
+    total: u64,
+}
+
+impl Feed<'_> {
+    /// Hands `item` to its worker (waiting while that worker's queue is full), then records
+    /// what came back. A skip is only counted.
+    fn send(&mut self, store: &mut Store, item: WorkItem) -> anyhow::Result<()> {
+        if item.planned == PlannedAction::Skip {
+            self.summary.skipped += 1;
+            return Ok(());
+        }
+        let slot = (fnv1a(item.user.id.as_bytes()) % self.queues.len().max(1) as u64) as usize;
+        let sent = match self.queues.get(slot) {
+            Some(queue) => queue.send(item).map_err(|mpsc::SendError(item)| item),
+            None => Err(item),
+        };
+        if let Err(item) = sent {
+            // Its worker is gone (only a panic ends one early): the user fails, and the
+            // next sync tries again.
+            let failure = anyhow::anyhow!("the sync's worker stopped");
+            self.take(store, Report::Done(Box::new((item, Err(failure), 0))))?;
+        }
+        while let Ok(report) = self.results.try_recv() {
+            self.take(store, report)?;
+        }
+        Ok(())
+    }
+
+    /// Takes one report: a warning goes to the progress callback, a result is counted and
+    /// recorded (200 at a time).
+    fn take(&mut self, store: &mut Store, report: Report) -> anyhow::Result<()> {
+        if let Report::Done(d) = &report {
+            crate::metrics::global().sync_result(d.0.planned, &d.1);
+            self.failed += u64::from(match &d.1 {
+                Ok(Ok(_)) => false,
+                Ok(Err(e)) => !held_unlisted(&d.0, e),
+                Err(_) => true,
+            });
+        }
+        match report {
+            Report::Warning(message) => {
+                (self.on_progress)(SyncProgress::Warning(message));
+                return Ok(());
+            }
+            Report::Done(..) if self.progress => {
+                self.done += 1;
+                (self.on_progress)(SyncProgress::UserDone {
+                    done: self.done,
+                    // A streamed sync's total was counted by its first pass; the store
+                    // may have changed since.
+                    total: self.total.max(self.done),
+                    failed: self.failed,
+                });
+            }
+            _ => {}
+        }
+        self.pending.push(report);
+        if self.pending.len() >= 200 {
+            self.flush(store)?;
+        }
+        Ok(())
+    }
+
+    /// Records the results taken so far.
+    fn flush(&mut self, store: &mut Store) -> anyhow::Result<()> {
+        record(store, self.settings, &mut self.pending, self.summary)
+    }
 }
 
 /// From this many creates on, a sync lists the remote users instead of looking each up.
@@ -689,17 +990,18 @@ pub(crate) fn list_remote_users(
     })
 }
 
+/// One worker: sends the users of its `queue` a batch at a time until the queue closes.
 fn run_queue(
     runtime: &Runtime,
     settings: &ConnectorSettings,
-    queue: Vec<WorkItem>,
+    queue: mpsc::Receiver<WorkItem>,
     index: Option<&str>,
     dialect: Option<&str>,
     batch_size: usize,
     tx: &mpsc::Sender<Report>,
 ) {
-    let fail_all = |queue: Vec<WorkItem>, msg: String| {
-        for item in queue {
+    let fail_all = |items: &mut dyn Iterator<Item = WorkItem>, msg: String| {
+        for item in items {
             let _ = tx.send(Report::Done(Box::new((
                 item,
                 Err(anyhow::anyhow!("{msg}")),
@@ -707,10 +1009,12 @@ fn run_queue(
             ))));
         }
     };
+    // Without an instance every user of the queue fails (the queue is read to its end, so
+    // the sync never waits on it).
     let mut session = match runtime.open(settings) {
         Ok(Ok(s)) => Some(s),
-        Ok(Err(e)) => return fail_all(queue, describe_error(&e)),
-        Err(e) => return fail_all(queue, format!("{e:#}")),
+        Ok(Err(e)) => return fail_all(&mut queue.iter(), describe_error(&e)),
+        Err(e) => return fail_all(&mut queue.iter(), format!("{e:#}")),
     };
     if let (Some(document), Some(s)) = (dialect, session.as_mut()) {
         match crate::dialect::hand_over(s, document) {
@@ -743,11 +1047,14 @@ fn run_queue(
         }
     }
     let rate = crate::rate::for_target(&settings.base_url);
-    let mut queue = queue.into_iter().peekable();
-    while queue.peek().is_some() {
+    loop {
         // The /Bulk size the server takes now, at most the configured batch.
         let size = batch_size.min(rate.bulk_size() as usize).max(1);
-        let batch: Vec<WorkItem> = queue.by_ref().take(size).collect();
+        // A full batch, or what is left when the queue closes.
+        let batch: Vec<WorkItem> = queue.iter().take(size).collect();
+        if batch.is_empty() {
+            return;
+        }
         let items: Vec<BatchItem> = batch
             .iter()
             .map(|w| BatchItem {
@@ -784,7 +1091,7 @@ fn run_queue(
                 // The fresh instance does not load the listing: writes of the failed batch
                 // may have landed since, so its matching asks the server.
                 session = runtime.open(settings).ok().and_then(Result::ok);
-                fail_all(batch, format!("{trap:#}"));
+                fail_all(&mut batch.into_iter(), format!("{trap:#}"));
             }
         }
     }

@@ -23,15 +23,15 @@ use crate::store::{
 use crate::sync::{SyncPlan, is_fingerprint_of, open_planner, parked_key};
 use crate::types::{Link, UserEvent};
 
-/// Users (with their links) read per query.
-pub const PAGE: usize = 1000;
+/// Users (with their links) read per query by default: a page is two queries (on
+/// PostgreSQL and MariaDB two round trips), so 1,000,000 users take 400 of them; a page
+/// of users and its work are what a resync holds (a few MB).
+pub const PAGE: usize = 5000;
 
 /// A user's link as the scan reads it: enough to tell an unchanged user (its fingerprint);
 /// the rest of the link (the snapshot, the bulk of it) is read only for a user that needs a
 /// call.
 pub struct LinkHead {
-    /// The remote id.
-    pub remote_id: String,
     /// The user's fingerprint when it was last provisioned.
     pub fingerprint: String,
 }
@@ -68,7 +68,7 @@ fn users_page(
     let Some(last) = rows.last().map(|r| r.text(0)).transpose()? else {
         return Ok(Vec::new());
     };
-    const LINKS: &str = "SELECT user_id, remote_id, fingerprint FROM links";
+    const LINKS: &str = "SELECT user_id, fingerprint FROM links";
     let link_rows = match after {
         Some(id) => db.query(
             &format!("{LINKS} WHERE user_id > ? AND user_id <= ?"),
@@ -84,8 +84,7 @@ fn users_page(
         heads.insert(
             take_text(&mut r, 0)?,
             LinkHead {
-                remote_id: take_text(&mut r, 1)?,
-                fingerprint: take_text(&mut r, 2)?,
+                fingerprint: take_text(&mut r, 1)?,
             },
         );
     }
@@ -273,23 +272,14 @@ pub fn plan_paged_in(
     range: &IdRange,
 ) -> anyhow::Result<SyncPlan> {
     let mut out = SyncPlan::default();
-    plan_pages(
-        runtime,
-        settings,
-        db,
-        store,
-        full,
-        range,
-        &mut out,
-        &mut |_| Ok(()),
-    )?;
+    let mut planner = PagedPlanner::new(runtime, settings, full, range, PAGE)?;
+    while planner.next_page(db, store, &mut out)? {}
     Ok(out)
 }
 
 /// [`plan_paged_in`] into `out`, handing it to `after_page` after each page of users (and
-/// once more after the links whose user is gone). A caller that takes the page's work out
-/// (`std::mem::take(&mut plan.work)`) and sends it holds one page of work at a time: a
-/// first sync of 1,000,000 users streams (see [`crate::sync::sync_paged`]).
+/// once more after the links whose user is gone), `page` users a page. A caller that takes
+/// the page's work out (`std::mem::take(&mut plan.work)`) holds one page of work at a time.
 #[allow(clippy::too_many_arguments)]
 pub fn plan_pages(
     runtime: &Runtime,
@@ -298,30 +288,108 @@ pub fn plan_pages(
     store: &Store,
     full: bool,
     range: &IdRange,
+    page: usize,
     out: &mut SyncPlan,
     after_page: &mut dyn FnMut(&mut SyncPlan) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let mut session = open_planner(runtime, settings)?;
-    let mut scan = Scan::new(&settings.policy_json, full);
-    let mut after = range.after.clone();
-    loop {
-        let page = users_page(db, after.as_deref(), range.upto.as_deref(), PAGE)
-            .context("reading users")?;
-        let more = page.len() == PAGE;
-        after = page.last().map(|(u, _)| u.id.clone());
-        for (row, head) in page {
-            scan.plan_user(row, head, store, &mut session, out)?;
-        }
-        scan.save_upgrades(db)?;
+    let mut planner = PagedPlanner::new(runtime, settings, full, range, page)?;
+    while planner.next_page(db, store, out)? {
         after_page(out)?;
-        if !more {
-            break;
+    }
+    Ok(())
+}
+
+/// The paged plan one page at a time, the caller in control between pages: a sync that
+/// sends each page's work before it reads the next ([`crate::sync::sync_paged`], for a
+/// first sync of 1,000,000 users) plans with it. The counters of the [`SyncPlan`] it
+/// fills add up over the pages; its work is what the caller leaves in it.
+pub struct PagedPlanner<'a> {
+    session: Session,
+    scan: Scan<'a>,
+    range: IdRange,
+    page: usize,
+    /// Where the next page starts (after this id).
+    after: Option<String>,
+    next: Next,
+}
+
+/// What [`PagedPlanner::next_page`] reads next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Users,
+    OrphanLinks,
+    Nothing,
+}
+
+impl<'a> PagedPlanner<'a> {
+    /// A plan of the users in `range`, `page` users a page (at least 1); `full` for a
+    /// verifying sync.
+    pub fn new(
+        runtime: &Runtime,
+        settings: &'a ConnectorSettings,
+        full: bool,
+        range: &IdRange,
+        page: usize,
+    ) -> anyhow::Result<PagedPlanner<'a>> {
+        Ok(PagedPlanner {
+            session: open_planner(runtime, settings)?,
+            scan: Scan::new(&settings.policy_json, full),
+            range: range.clone(),
+            page: page.max(1),
+            after: range.after.clone(),
+            next: Next::Users,
+        })
+    }
+
+    /// Plans the next page of users into `out` (or, after the last, the links whose user
+    /// is gone, for the whole range only); false when everything was planned. `store`
+    /// answers what else the plan asks (a parked user's fingerprint, a changed user's whole
+    /// link).
+    pub fn next_page(
+        &mut self,
+        db: &mut Db,
+        store: &Store,
+        out: &mut SyncPlan,
+    ) -> anyhow::Result<bool> {
+        match self.next {
+            Next::Nothing => Ok(false),
+            Next::Users => {
+                let page = users_page(
+                    db,
+                    self.after.as_deref(),
+                    self.range.upto.as_deref(),
+                    self.page,
+                )
+                .context("reading users")?;
+                if page.len() < self.page {
+                    self.next = if self.range == IdRange::ALL {
+                        Next::OrphanLinks
+                    } else {
+                        Next::Nothing
+                    };
+                }
+                if let Some((last, _)) = page.last() {
+                    self.after = Some(last.id.clone());
+                }
+                for (row, head) in page {
+                    self.scan
+                        .plan_user(row, head, store, &mut self.session, out)?;
+                }
+                self.scan.save_upgrades(db)?;
+                Ok(true)
+            }
+            Next::OrphanLinks => {
+                self.next = Next::Nothing;
+                plan_orphan_links(db, &mut self.session, out)?;
+                Ok(true)
+            }
         }
     }
-    if *range != IdRange::ALL {
-        return Ok(());
-    }
-    // Linked users no longer in the CMS were deleted (their event may have been parked).
+}
+
+/// Plans the deletion of the linked users no longer in the CMS (their event may have been
+/// parked) into `out`, once every user was read.
+fn plan_orphan_links(db: &mut Db, session: &mut Session, out: &mut SyncPlan) -> anyhow::Result<()> {
     // Every link has one user id, so when there are as many links as linked users were
     // read, none is left over, and the anti-join (a hash of every user on PostgreSQL, a
     // second at 1,000,000) is not needed. A link written or removed during the scan can
@@ -339,9 +407,8 @@ pub fn plan_pages(
     }
     for_each_orphan_link(db, |id, link| {
         out.linked += 1;
-        out.add_deleted(&mut session, id, link)
-    })?;
-    after_page(out)
+        out.add_deleted(session, id, link)
+    })
 }
 
 /// What the scan needs to tell an unchanged user, hashed once per plan, and the links it

@@ -230,3 +230,149 @@ fn the_paged_plan_is_the_whole_plan_on_postgres_and_mariadb() {
         &DatabaseUrl::parse(&url, Path::new("/")).expect("a URL"),
     );
 }
+
+/// One sync's summary without its request counts (they depend on how the workers' batches
+/// happened to fill).
+fn outcome(summary: &host_example::sync::SyncSummary) -> host_example::sync::SyncSummary {
+    host_example::sync::SyncSummary {
+        requests: 0,
+        bulk_requests: 0,
+        ..summary.clone()
+    }
+}
+
+/// A first sync, a resync of changed, blocked and deleted users, a no-change resync and a
+/// resync refused by the deprovisioning threshold, into a scim2-server of its own, with a
+/// sync that holds at most `hold` users that need a call: the summaries, and the users the
+/// server holds after each step.
+fn story(hold: usize) -> Vec<(host_example::sync::SyncSummary, u64)> {
+    use host_example::config::Threshold;
+    use host_example::sync::{SyncOptions, SyncProgress, sync_paged_holding};
+    use scim_provisioner_tests::{peers, site};
+    let peer = peers::scim2_server().expect("scim2-server starts");
+    let dir = site::temp_dir("sync-pages-stream");
+    let url = DatabaseUrl::Sqlite(dir.join("store.db"));
+    let mut store = Store::open_url(&url, Duration::from_secs(30)).expect("a store");
+    let mut db = Db::connect(&url).expect("a connection");
+    let settings = ConnectorSettings {
+        base_url: peer.base_url.clone(),
+        credentials: Credentials::Bearer(peer.token.clone()),
+        timeout_ms: 10_000,
+        policy_json: String::new(),
+    };
+    let options = SyncOptions {
+        plan_only: false,
+        allow_deletes: false,
+        threshold: Threshold::Percent(10.0),
+        concurrency: 4,
+        batch_size: 25,
+        max_attempts: 3,
+        progress: true,
+        full: false,
+    };
+    let remote_users = || -> u64 {
+        let (status, body) =
+            peers::get_json(&peer.url("/Users?count=1"), &peer.token).expect("GET /Users");
+        assert_eq!(status, 200, "{body}");
+        body["totalResults"].as_u64().expect("totalResults")
+    };
+    let n = 300;
+    store
+        .import_users((0..n).map(|i| Ok(site::editor(&format!("s{i:04}")))))
+        .expect("users imported");
+    let mut steps = Vec::new();
+    let sync = |store: &mut Store, db: &mut Db| {
+        let mut progress = Vec::new();
+        let summary = sync_paged_holding(
+            runtime(),
+            &settings,
+            store,
+            db,
+            &options,
+            &mut |p| progress.push(p),
+            hold,
+        );
+        (summary, progress)
+    };
+    // 1. The first sync creates everyone; the progress counts them all.
+    let (first, progress) = sync(&mut store, &mut db);
+    let first = first.expect("the first sync");
+    assert_eq!((first.created, first.failed), (n as u64, 0), "{first}");
+    assert_eq!(
+        progress.first(),
+        Some(&SyncProgress::Started { total: n as u64 })
+    );
+    let done = progress
+        .iter()
+        .filter(|p| matches!(p, SyncProgress::UserDone { .. }))
+        .count();
+    assert_eq!(done, n);
+    steps.push((outcome(&first), remote_users()));
+    // 2. Changed in the CMS without events (an import): 60 new addresses, 10 blocked, 5
+    //    deleted.
+    let users = store.all_users().expect("users");
+    let changed = users.iter().enumerate().filter_map(|(i, u)| {
+        let mut u = u.clone();
+        match i % 10 {
+            0 | 5 => u.mail = format!("new.{}", u.mail),
+            3 if i < 100 => u.active = false,
+            _ => return None,
+        }
+        Some(Ok(u))
+    });
+    store.import_users(changed).expect("changes imported");
+    for u in users.iter().skip(1).step_by(60) {
+        db.execute("DELETE FROM users WHERE id = ?", &[u.id.as_str().into()])
+            .expect("deleted");
+    }
+    let (second, _) = sync(&mut store, &mut db);
+    let second = second.expect("the resync");
+    assert_eq!(
+        (
+            second.updated,
+            second.deactivated + second.deleted,
+            second.failed
+        ),
+        (60, 15, 0),
+        "{second}"
+    );
+    steps.push((outcome(&second), remote_users()));
+    // 3. Nothing changed: nothing sent.
+    let (third, _) = sync(&mut store, &mut db);
+    let third = third.expect("the no-change resync");
+    assert_eq!(
+        (third.unchanged, third.requests),
+        (n as u64 - 5, 0),
+        "{third}"
+    );
+    steps.push((outcome(&third), remote_users()));
+    // 4. 40 users deleted at once: past the threshold (10% of the linked), nothing is sent.
+    for u in store.all_users().expect("users").iter().take(40) {
+        db.execute("DELETE FROM users WHERE id = ?", &[u.id.as_str().into()])
+            .expect("deleted");
+    }
+    let (refused, _) = sync(&mut store, &mut db);
+    let refused = refused.expect_err("the threshold stops it");
+    assert!(refused.to_string().contains("threshold"), "{refused:#}");
+    steps.push((Default::default(), remote_users()));
+    drop(store);
+    let _ = std::fs::remove_dir_all(&dir);
+    steps
+}
+
+/// A sync streamed page by page (its work past what it holds) does what a sync that holds
+/// its whole plan does: the same summaries, the same users on the server.
+#[test]
+fn a_streamed_sync_does_what_a_held_one_does() {
+    let streamed = story(20);
+    let held = story(host_example::sync::HOLD);
+    assert_eq!(streamed, held);
+    assert_eq!(
+        streamed
+            .iter()
+            .map(|(_, remote)| *remote)
+            .collect::<Vec<_>>(),
+        vec![300, 300, 300, 300],
+        "deprovisioning deactivates or deletes; the refused sync sent nothing"
+    );
+}
