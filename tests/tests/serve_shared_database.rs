@@ -378,7 +378,8 @@ const ROTATION_WITHIN: Duration = Duration::from_secs(60);
 /// Without `--token-env`, the first process makes the token and keeps its hash in the
 /// database; a second process on it admits the same token. Then the first is restarted
 /// with `--new-token` (a rotation): within a bounded time both refuse the old token and
-/// admit the new one, and neither logged either token.
+/// admit the new one; a token removed from the database is refused by both; and neither
+/// logged either token.
 fn the_token_is_one_for_all(bin: &Path, url: &str) {
     let log_dir = std::env::temp_dir().join(format!(
         "serve-token-logs-{}-{}",
@@ -430,6 +431,26 @@ fn the_token_is_one_for_all(bin: &Path, url: &str) {
         "the rotation held on both processes {:?} after it",
         started.elapsed()
     );
+    // A token removed from the database (revoked by hand) admits nothing, on either.
+    {
+        use host_example::database::{DatabaseUrl, Db};
+        let mut db = Db::connect(&DatabaseUrl::parse(url, Path::new("/")).expect("a URL"))
+            .expect("the database answers");
+        db.execute("DELETE FROM scim_server_settings", &[])
+            .expect("the token removed");
+    }
+    let started = std::time::Instant::now();
+    for serve in [&rotated, &second] {
+        let users = format!("{}/Users", serve.base_url);
+        while send(&http, "GET", &users, &new_token, None, None).0 != 401 {
+            assert!(
+                started.elapsed() < ROTATION_WITHIN,
+                "{}: a removed token is still admitted",
+                serve.base_url
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     drop((rotated, second));
     for name in ["first.log", "rotated.log"] {
         let text = std::fs::read_to_string(log_dir.join(name)).unwrap_or_default();

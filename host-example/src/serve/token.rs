@@ -10,8 +10,10 @@
 //!   accepted everywhere as soon as it is stored.
 //!
 //! Tokens are compared as their SHA-256, in constant time; neither a token nor its hash is
-//! ever logged. When the stored hash cannot be read (the database is away), the one read
-//! last stays in force, and one warning says so until a read succeeds again.
+//! ever logged. What the database holds is what counts: a hash removed from it (or
+//! damaged) admits no token until one is made again (`serve --new-token`). Only when the
+//! database cannot be read at all (it is away) does the hash read last stay in force, and
+//! one warning says so until a read succeeds again.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -30,12 +32,14 @@ pub const MISMATCH_WAIT: Duration = Duration::from_secs(3);
 
 /// Where a token's hash is kept and may be replaced by another process.
 pub trait TokenHashSource: Send + Sync {
-    /// The hash kept now; an error when it cannot be read (the old one stays in force).
-    fn read_hash(&self) -> anyhow::Result<[u8; 32]>;
+    /// The hash kept now; `None` when none is kept (or it is damaged): no token is
+    /// admitted. An error when it cannot be read (the old one stays in force).
+    fn read_hash(&self) -> anyhow::Result<Option<[u8; 32]>>;
 }
 
 struct State {
-    hash: [u8; 32],
+    /// `None`: no token is admitted.
+    hash: Option<[u8; 32]>,
     /// Raised after every read, successful or not.
     generation: u64,
     /// A request asked for a read (its token did not match).
@@ -56,9 +60,12 @@ pub(super) struct LiveTokenHash {
 }
 
 impl LiveTokenHash {
-    /// Reads the hash in force from `source`; fails when it cannot be read.
+    /// Reads the hash in force from `source`; fails when it cannot be read or none is kept.
     pub(super) fn new(source: Arc<dyn TokenHashSource>) -> anyhow::Result<Arc<LiveTokenHash>> {
         let hash = source.read_hash()?;
+        if hash.is_none() {
+            anyhow::bail!("no server token is kept in the database: start with --new-token");
+        }
         Ok(Arc::new(LiveTokenHash {
             source,
             state: Mutex::new(State {
@@ -82,8 +89,9 @@ impl LiveTokenHash {
     /// compared again.
     pub(super) fn matches(&self, presented: &str) -> bool {
         let digest = token_hash(presented);
+        let admitted = |hash: &Option<[u8; 32]>| hash.is_some_and(|h| bool::from(digest.ct_eq(&h)));
         let mut state = self.lock();
-        if bool::from(digest.ct_eq(&state.hash)) {
+        if admitted(&state.hash) {
             return true;
         }
         if state.stopped {
@@ -105,7 +113,7 @@ impl LiveTokenHash {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
-        bool::from(digest.ct_eq(&state.hash))
+        admitted(&state.hash)
     }
 
     /// Reads the hash again every [`RECHECK_EVERY`], or sooner when a request asks (but
@@ -142,6 +150,13 @@ impl LiveTokenHash {
             let mut state = self.lock();
             match read {
                 Ok(hash) => {
+                    if hash.is_none() && state.hash.is_some() {
+                        log.write(
+                            Level::Warn,
+                            "serve: the database keeps no valid server token; no request is \
+                             admitted until one is made (serve --new-token)",
+                        );
+                    }
                     if failing {
                         log.write(
                             Level::Info,
@@ -185,12 +200,12 @@ mod tests {
 
     /// A hash in memory that the test replaces, counting its reads.
     struct Memory {
-        hash: Mutex<[u8; 32]>,
+        hash: Mutex<Option<[u8; 32]>>,
         reads: AtomicUsize,
     }
 
     impl TokenHashSource for Memory {
-        fn read_hash(&self) -> anyhow::Result<[u8; 32]> {
+        fn read_hash(&self) -> anyhow::Result<Option<[u8; 32]>> {
             self.reads.fetch_add(1, Ordering::SeqCst);
             Ok(*self.hash.lock().unwrap())
         }
@@ -199,7 +214,7 @@ mod tests {
     #[test]
     fn a_rotation_is_seen_at_once_for_the_new_token_and_soon_for_the_old() {
         let source = Arc::new(Memory {
-            hash: Mutex::new(token_hash("old-token")),
+            hash: Mutex::new(Some(token_hash("old-token"))),
             reads: AtomicUsize::new(0),
         });
         let live = LiveTokenHash::new(source.clone()).unwrap();
@@ -208,7 +223,7 @@ mod tests {
             std::thread::spawn(move || live.run_refresher(&LogSink::memory().0))
         };
         assert!(live.matches("old-token"));
-        *source.hash.lock().unwrap() = token_hash("new-token");
+        *source.hash.lock().unwrap() = Some(token_hash("new-token"));
         // The new token asks for a read and waits for it.
         assert!(live.matches("new-token"));
         assert!(!live.matches("old-token"));
@@ -233,7 +248,7 @@ mod tests {
     #[test]
     fn the_old_token_is_refused_after_the_periodic_read() {
         let source = Arc::new(Memory {
-            hash: Mutex::new(token_hash("a")),
+            hash: Mutex::new(Some(token_hash("a"))),
             reads: AtomicUsize::new(0),
         });
         let live = LiveTokenHash::new(source.clone()).unwrap();
@@ -241,14 +256,22 @@ mod tests {
             let live = Arc::clone(&live);
             std::thread::spawn(move || live.run_refresher(&LogSink::memory().0))
         };
-        *source.hash.lock().unwrap() = token_hash("b");
+        *source.hash.lock().unwrap() = Some(token_hash("b"));
         let deadline = Instant::now() + RECHECK_EVERY * 10;
-        while live.lock().hash != token_hash("b") {
+        while live.lock().hash != Some(token_hash("b")) {
             assert!(Instant::now() < deadline, "the hash was never read again");
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(!live.matches("a"));
         assert!(live.matches("b"));
+        // A token removed from the database admits nothing.
+        *source.hash.lock().unwrap() = None;
+        let deadline = Instant::now() + RECHECK_EVERY * 10;
+        while live.lock().hash.is_some() {
+            assert!(Instant::now() < deadline, "the removal was never read");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!live.matches("b"));
         live.stop();
         refresher.join().unwrap();
     }

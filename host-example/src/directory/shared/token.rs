@@ -98,7 +98,7 @@ impl SharedTokenHash {
 }
 
 impl TokenHashSource for SharedTokenHash {
-    fn read_hash(&self) -> anyhow::Result<[u8; 32]> {
+    fn read_hash(&self) -> anyhow::Result<Option<[u8; 32]>> {
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let rows = conn
             .rows(
@@ -111,14 +111,10 @@ impl TokenHashSource for SharedTokenHash {
                     f.into_directory_error()
                 )
             })?;
-        let hex = rows
+        // Removed or damaged: no token is admitted (see crate::serve::TokenHashSource).
+        Ok(rows
             .first()
-            .ok_or_else(|| anyhow::anyhow!("the server token is gone from the database"))?
-            .text(0)?;
-        hash_from_hex(&hex).ok_or_else(|| {
-            anyhow::anyhow!(
-                "the token hash kept in the database is damaged; start with --new-token"
-            )
-        })
+            .and_then(|row| row.text(0).ok())
+            .and_then(|hex| hash_from_hex(&hex)))
     }
 }
