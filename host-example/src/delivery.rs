@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::clock::{now_ms, now_rfc3339};
 use crate::describe::{action_name, describe_error, error_status};
 use crate::runtime::Session;
-use crate::store::{LogEntry, OutboxEvent, Store, event_name};
+use crate::store::{LogEntry, OutboxEvent, SettleOutcome, Settlement, Store, event_name};
 use crate::types::{BatchItem, ProvisionOutcome, ProvisioningError, RetryClass, UserEvent};
 
 /// The first retry waits this long; each further one twice as long.
@@ -55,6 +55,10 @@ pub fn next_attempt_ms(now: i64, attempts: u32, retry: &RetryClass, seed: u64) -
 
 /// Delivers due events until none is left that has not been tried in this run. With
 /// `drain`, retry times are not waited for.
+///
+/// On a shared database each batch is claimed for this worker under its lease, which a
+/// [`crate::store::LeaseKeeper`] extends while the batch is being delivered; the batch is
+/// then settled in one transaction, for the events this worker still holds.
 pub fn deliver(
     store: &mut Store,
     session: &mut Session,
@@ -64,6 +68,8 @@ pub fn deliver(
 ) -> anyhow::Result<DeliveryReport> {
     let mut report = DeliveryReport::default();
     let mut tried: HashSet<i64> = HashSet::new();
+    // Started (and connected) once per run, on a shared database only.
+    let keeper = store.keep_leases();
     loop {
         // Events tried in this run may still be due (a drain ignores retry times): ask
         // for enough rows to see past them, or the events queued behind would starve.
@@ -88,14 +94,22 @@ pub fn deliver(
         // batch of them may share bulk requests without reordering anyone's changes.
         for batch in events.chunks(DELIVERY_BATCH) {
             tried.extend(batch.iter().map(|e| e.seq));
-            deliver_batch(
+            if let Some(keeper) = &keeper {
+                keeper.hold(batch.iter().map(|e| e.seq).collect());
+            }
+            let delivered = deliver_batch(
                 store,
                 session,
                 policy_json,
                 max_attempts,
                 batch,
+                keeper.as_ref(),
                 &mut report,
-            )?;
+            );
+            if let Some(keeper) = &keeper {
+                keeper.release();
+            }
+            delivered?;
         }
     }
 }
@@ -110,6 +124,7 @@ fn deliver_batch(
     policy_json: &str,
     max_attempts: u32,
     events: &[OutboxEvent],
+    keeper: Option<&crate::store::LeaseKeeper>,
     report: &mut DeliveryReport,
 ) -> anyhow::Result<()> {
     let mut items = Vec::with_capacity(events.len());
@@ -124,59 +139,79 @@ fn deliver_batch(
     let result = session.provision_batch(&items);
     let duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
         / events.len().max(1) as u64;
-    match result {
-        // A batch's outcomes are recorded in one transaction: one commit, not one per
-        // event (on a shared database, the difference between the queue keeping up or not).
+    // Settling waits for no lease extension (and needs none: it checks what it holds).
+    if let Some(keeper) = keeper {
+        keeper.release();
+    }
+    let outcomes: Vec<Outcome> = match result {
         Ok(outcome) => {
             report.requests += u64::from(outcome.requests);
             report.bulk_requests += u64::from(outcome.bulk_requests);
-            store.batch(|store| {
-                for (event, result) in events.iter().zip(outcome.results) {
-                    settle(
-                        store,
-                        policy_json,
-                        max_attempts,
-                        event,
-                        Ok(result),
-                        duration_ms,
-                        report,
-                    )?;
-                }
-                Ok(())
-            })?;
+            events
+                .iter()
+                .zip(outcome.results)
+                .map(|(event, result)| {
+                    outcome_of(policy_json, max_attempts, event, Ok(result), duration_ms)
+                })
+                .collect()
         }
-        Err(trap) => {
-            store.batch(|store| {
-                for event in events {
-                    settle(
-                        store,
-                        policy_json,
-                        max_attempts,
-                        event,
-                        Err(anyhow::anyhow!("{trap:#}")),
-                        duration_ms,
-                        report,
-                    )?;
-                }
-                Ok(())
-            })?;
+        Err(trap) => events
+            .iter()
+            .map(|event| {
+                outcome_of(
+                    policy_json,
+                    max_attempts,
+                    event,
+                    Err(anyhow::anyhow!("{trap:#}")),
+                    duration_ms,
+                )
+            })
+            .collect(),
+    };
+    // A batch's outcomes are recorded in one transaction, with a constant number of
+    // statements on a shared database (the difference between the queue keeping up or
+    // not). Only what this worker still holds is recorded: an event whose lease ran out
+    // and that another worker took over is that worker's to settle.
+    let settlements: Vec<Settlement> = outcomes.iter().map(|o| o.settlement.clone()).collect();
+    let settled: HashSet<i64> = store.settle(&settlements)?.into_iter().collect();
+    for outcome in outcomes
+        .iter()
+        .filter(|o| settled.contains(&o.settlement.seq))
+    {
+        crate::metrics::global().delivery_result(
+            outcome.event,
+            outcome.action,
+            outcome.retry_reason,
+        );
+        match outcome.settlement.outcome {
+            SettleOutcome::Delivered { .. } => report.delivered += 1,
+            SettleOutcome::Failed { park: true, .. } => report.parked += 1,
+            SettleOutcome::Failed { park: false, .. } => report.retrying += 1,
         }
     }
     Ok(())
 }
 
-/// Records one event's delivery: delivered events leave the outbox and update the link;
-/// failed ones stay with their retry time, or are parked.
-fn settle(
-    store: &mut Store,
+/// One event's outcome: what to record, and what to count once it is recorded.
+struct Outcome {
+    settlement: Settlement,
+    event: UserEvent,
+    /// What was done, when it was delivered.
+    action: Option<crate::types::Action>,
+    /// Why it will be retried, when it will.
+    retry_reason: Option<&'static str>,
+}
+
+/// What one event's delivery comes to: delivered events leave the outbox and update the
+/// link; failed ones stay with their retry time, or are parked.
+fn outcome_of(
     policy_json: &str,
     max_attempts: u32,
     event: &OutboxEvent,
     result: anyhow::Result<Result<ProvisionOutcome, ProvisioningError>>,
     duration_ms: u64,
-    report: &mut DeliveryReport,
-) -> anyhow::Result<()> {
-    let mut entry = LogEntry {
+) -> Outcome {
+    let mut log = LogEntry {
         at: now_rfc3339(),
         user_id: event.user_id.clone(),
         operation: event_name(event.event).to_string(),
@@ -190,20 +225,20 @@ fn settle(
             let fingerprint = event.user.fingerprint(policy_json);
             // A deleted user is deprovisioned for good: stop tracking its remote twin, or
             // every later sync would count it against the deprovisioning threshold again.
-            let link = outcome
-                .link
-                .as_ref()
-                .filter(|_| event.event != UserEvent::Deleted);
-            store.batch(|s| {
-                s.save_link(&event.user_id, link, &fingerprint)?;
-                s.complete_event(event.seq)?;
-                entry.outcome = action_name(outcome.action).to_string();
-                entry.error = outcome.reason.clone();
-                s.append_log(&entry)
-            })?;
-            report.delivered += 1;
-            crate::metrics::global().delivery_result(event.event, Some(outcome.action), None);
-            return Ok(());
+            let link = outcome.link.filter(|_| event.event != UserEvent::Deleted);
+            log.outcome = action_name(outcome.action).to_string();
+            log.error = outcome.reason;
+            return Outcome {
+                settlement: Settlement {
+                    seq: event.seq,
+                    user_id: event.user_id.clone(),
+                    outcome: SettleOutcome::Delivered { link, fingerprint },
+                    log,
+                },
+                event: event.event,
+                action: Some(outcome.action),
+                retry_reason: None,
+            };
         }
         Ok(Err(e)) => (
             describe_error(&e),
@@ -227,20 +262,25 @@ fn settle(
         .wrapping_mul(0x9e37_79b9_7f4a_7c15)
         ^ u64::try_from(now_ms()).unwrap_or(0);
     let next = next_attempt_ms(now_ms(), attempts, &retry, seed);
-    store.batch(|s| {
-        s.fail_event(event.seq, attempts, next, &message, park)?;
-        entry.outcome = "failed".into();
-        entry.http_status = status;
-        entry.error = Some(message.clone());
-        s.append_log(&entry)
-    })?;
-    crate::metrics::global().delivery_result(event.event, None, (!park).then_some(reason));
-    if park {
-        report.parked += 1;
-    } else {
-        report.retrying += 1;
+    log.outcome = "failed".into();
+    log.http_status = status;
+    log.error = Some(message.clone());
+    Outcome {
+        settlement: Settlement {
+            seq: event.seq,
+            user_id: event.user_id.clone(),
+            outcome: SettleOutcome::Failed {
+                attempts,
+                next_attempt_ms: next,
+                error: message,
+                park,
+            },
+            log,
+        },
+        event: event.event,
+        action: None,
+        retry_reason: (!park).then_some(reason),
     }
-    Ok(())
 }
 
 /// The retry class a failure carries. The component classifies every failure it reports,

@@ -10,6 +10,7 @@
 //! outbox), so a change can never be made without its event, nor an event lost.
 
 mod schema;
+mod settle;
 mod shared;
 mod sqlite;
 
@@ -21,6 +22,7 @@ use serde_json::{Map, Value};
 
 use crate::database::DatabaseUrl;
 pub use schema::{STORE_COMPONENT, STORE_MIGRATIONS};
+pub use settle::{LeaseKeeper, SettleOutcome, Settlement};
 pub use shared::SharedStore;
 pub use sqlite::SqliteStore;
 

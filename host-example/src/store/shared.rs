@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 
 use super::schema::{STORE_COMPONENT, STORE_MIGRATIONS};
+use super::settle::{SettleOutcome, Settlement};
 use super::{
     LogEntry, OutboxEvent, StoredLink, UserRecord, decode_event, event_name, fields_from_json,
 };
@@ -455,14 +456,29 @@ impl SharedStore {
 
     /// Claims up to `limit` events for `worker` until `now_ms + lease_ms`: each the oldest
     /// unparked event of its user, due, not leased by a live worker, and with no older
-    /// event of its user still in the outbox. Returns them in queue order.
+    /// event of its user still in the outbox (a leased one included). Returns them in
+    /// queue order.
     ///
-    /// Two steps. First an ordinary read picks candidates; it may be stale by the time we
-    /// lock, but only in the safe direction (an older event of a user can only disappear:
-    /// be delivered or parked; a new one always comes later). Then, in a transaction, the
-    /// candidates still unleased are locked with `FOR UPDATE SKIP LOCKED` (rows another
-    /// worker is claiming right now are skipped, not waited for), and leased. The locked
-    /// read sees the latest committed lease, so two workers never both lease an event.
+    /// Why the rule keeps each user's order: the candidates are read as of one snapshot,
+    /// which may be stale by the time a row is locked, but only in the safe direction. An
+    /// older event of a user can only disappear (be delivered or parked), and a newer one
+    /// always has a higher `seq` *and commits later*: every write that queues an event
+    /// first locks the user's row (`change_user` and `requeue_parked` take it `FOR
+    /// UPDATE`, `add_user` inserts it), so two transactions queueing for one user commit
+    /// in the order they took their ids, and a snapshot that sees an event sees every
+    /// older event of its user.
+    ///
+    /// - **PostgreSQL**: one statement. The candidates are locked with `FOR UPDATE OF o
+    ///   SKIP LOCKED` (rows another worker is claiming this instant are passed over, not
+    ///   waited for; a row another worker claimed since the snapshot is re-checked on its
+    ///   newest version and dropped) and leased by the `UPDATE` around them. Locking does
+    ///   not reach into the `NOT EXISTS`, so an older event another worker holds still
+    ///   blocks its user's next one.
+    /// - **MariaDB**: a locking read there would also skip a locked older row inside the
+    ///   `NOT EXISTS` and take a newer event of its user. So a plain read picks the
+    ///   candidates (a random `limit` of the first `4 × limit`, so workers starting at once
+    ///   mostly want different rows), and one transaction locks those still unleased
+    ///   (`FOR UPDATE SKIP LOCKED`, reading the newest committed lease) and leases them.
     pub fn claim_events(
         &mut self,
         worker: &str,
@@ -470,9 +486,35 @@ impl SharedStore {
         lease_ms: i64,
         limit: u32,
     ) -> anyhow::Result<Vec<OutboxEvent>> {
-        // More candidates than wanted, then a random pick of them: workers starting a
-        // round at once then mostly want different rows, instead of queueing on the
-        // first `limit` and finding them taken.
+        let until = now_ms.saturating_add(lease_ms);
+        if self.dialect == Dialect::Postgres {
+            let mut rows = self.query(
+                &format!(
+                    "WITH picked AS (
+                         SELECT o.seq FROM outbox o
+                         WHERE o.parked = 0 AND o.next_attempt_ms <= ?
+                           AND (o.claimed_until IS NULL OR o.claimed_until < ?)
+                           AND NOT EXISTS (SELECT 1 FROM outbox p
+                                           WHERE p.user_id = o.user_id AND p.seq < o.seq
+                                             AND p.parked = 0)
+                         ORDER BY o.seq LIMIT ?
+                         FOR UPDATE OF o SKIP LOCKED)
+                     UPDATE outbox SET claimed_by = ?, claimed_until = ?
+                     FROM picked WHERE outbox.seq = picked.seq
+                     RETURNING {}",
+                    qualified_event_columns("outbox")
+                ),
+                &[
+                    now_ms.into(),
+                    now_ms.into(),
+                    limit.into(),
+                    worker.into(),
+                    until.into(),
+                ],
+            )?;
+            rows.sort_by_key(|r| r.int(0).unwrap_or(i64::MAX));
+            return rows_to_events(&rows);
+        }
         let candidates: Vec<i64> = self
             .query(
                 "SELECT o.seq FROM outbox o
@@ -491,42 +533,216 @@ impl SharedStore {
         }
         let mut picked = pick(candidates, limit as usize, worker, now_ms);
         picked.sort_unstable();
-        let until = now_ms.saturating_add(lease_ms);
         self.in_transaction(|s| {
-            let marks = vec!["?"; picked.len()].join(", ");
-            let mut params: Vec<SqlValue> = picked.iter().map(|&q| q.into()).collect();
+            let mut params = ints(&picked);
             params.push(now_ms.into());
-            let locked: Vec<i64> = s
-                .query(
-                    &format!(
-                        "SELECT seq FROM outbox WHERE seq IN ({marks}) AND parked = 0
-                           AND (claimed_until IS NULL OR claimed_until < ?)
-                         ORDER BY seq FOR UPDATE SKIP LOCKED"
-                    ),
-                    &params,
-                )?
-                .iter()
-                .map(|r| r.int(0))
-                .collect::<anyhow::Result<_>>()?;
-            if locked.is_empty() {
-                return Ok(Vec::new());
-            }
-            let marks = vec!["?"; locked.len()].join(", ");
-            let mut params: Vec<SqlValue> = vec![worker.into(), until.into()];
-            params.extend(locked.iter().map(|&q| SqlValue::from(q)));
-            s.execute(
+            let rows = s.query(
                 &format!(
-                    "UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE seq IN ({marks})"
+                    "SELECT {EVENT_COLUMNS} FROM outbox WHERE seq IN ({}) AND parked = 0
+                       AND (claimed_until IS NULL OR claimed_until < ?)
+                     ORDER BY seq FOR UPDATE SKIP LOCKED",
+                    marks(picked.len())
                 ),
                 &params,
             )?;
-            let params: Vec<SqlValue> = locked.iter().map(|&q| q.into()).collect();
-            let rows = s.query(
-                &format!("SELECT {EVENT_COLUMNS} FROM outbox WHERE seq IN ({marks}) ORDER BY seq"),
+            if rows.is_empty() {
+                return Ok(Vec::new());
+            }
+            let locked: Vec<i64> = rows
+                .iter()
+                .map(|r| r.int(0))
+                .collect::<anyhow::Result<_>>()?;
+            let mut params: Vec<SqlValue> = vec![worker.into(), until.into()];
+            params.extend(ints(&locked));
+            s.execute(
+                &format!(
+                    "UPDATE outbox SET claimed_by = ?, claimed_until = ? WHERE seq IN ({})",
+                    marks(locked.len())
+                ),
                 &params,
             )?;
             rows_to_events(&rows)
         })
+    }
+
+    /// Extends `worker`'s lease on `seqs` to `now_ms + lease_ms`; returns those it still
+    /// holds (see [`super::LeaseKeeper`]).
+    pub fn extend_claims(
+        &mut self,
+        worker: &str,
+        seqs: &[i64],
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> anyhow::Result<Vec<i64>> {
+        extend_claims_on(self.db.get_mut(), worker, seqs, now_ms, lease_ms)
+    }
+
+    /// Records a batch's outcomes (see [`super::Store::settle`]) with a constant number of
+    /// statements, in one transaction: the rows still this worker's (or no worker's) are
+    /// locked, then deleted (delivered) or given their retry (failed) in one statement
+    /// each, the links of the delivered ones upserted (and those of deleted users removed)
+    /// in one statement each, and their log lines inserted in one. Returns what it settled.
+    pub fn settle(&mut self, worker: &str, items: &[Settlement]) -> anyhow::Result<Vec<i64>> {
+        self.in_transaction(|s| {
+            let mut settled = Vec::with_capacity(items.len());
+            for chunk in items.chunks(SETTLE_ROWS) {
+                settled.extend(s.settle_chunk(worker, chunk)?);
+            }
+            Ok(settled)
+        })
+    }
+
+    fn settle_chunk(&self, worker: &str, items: &[Settlement]) -> anyhow::Result<Vec<i64>> {
+        let seqs: Vec<i64> = items.iter().map(|i| i.seq).collect();
+        let mut params = ints(&seqs);
+        params.push(worker.into());
+        let held: std::collections::HashSet<i64> = self
+            .query(
+                &format!(
+                    "SELECT seq FROM outbox WHERE seq IN ({})
+                       AND (claimed_by = ? OR claimed_by IS NULL)
+                     ORDER BY seq FOR UPDATE",
+                    marks(seqs.len())
+                ),
+                &params,
+            )?
+            .iter()
+            .map(|r| r.int(0))
+            .collect::<anyhow::Result<_>>()?;
+        let items: Vec<&Settlement> = items.iter().filter(|i| held.contains(&i.seq)).collect();
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut delivered: Vec<i64> = Vec::new();
+        // One link per user (the batch's later event wins), as a multi-row upsert may not
+        // touch one row twice.
+        let mut links: std::collections::BTreeMap<&str, (&Link, &str)> = Default::default();
+        let mut unlinked: Vec<&str> = Vec::new();
+        let mut failed: Vec<SqlValue> = Vec::new();
+        let mut failed_rows = 0;
+        for item in &items {
+            match &item.outcome {
+                SettleOutcome::Delivered { link, fingerprint } => {
+                    delivered.push(item.seq);
+                    match link {
+                        Some(l) => {
+                            unlinked.retain(|u| *u != item.user_id);
+                            links.insert(&item.user_id, (l, fingerprint));
+                        }
+                        None => {
+                            links.remove(item.user_id.as_str());
+                            unlinked.push(&item.user_id);
+                        }
+                    }
+                }
+                SettleOutcome::Failed {
+                    attempts,
+                    next_attempt_ms,
+                    error,
+                    park,
+                } => {
+                    failed.extend([
+                        item.seq.into(),
+                        (*attempts).into(),
+                        (*next_attempt_ms).into(),
+                        error.as_str().into(),
+                        (*park).into(),
+                    ]);
+                    failed_rows += 1;
+                }
+            }
+        }
+        if !delivered.is_empty() {
+            self.execute(
+                &format!(
+                    "DELETE FROM outbox WHERE seq IN ({})",
+                    marks(delivered.len())
+                ),
+                &ints(&delivered),
+            )?;
+        }
+        if failed_rows > 0 {
+            let sql = match self.dialect {
+                Dialect::Postgres => format!(
+                    "UPDATE outbox SET attempts = v.attempts, next_attempt_ms = v.next_ms,
+                         last_error = v.err, parked = v.parked,
+                         claimed_by = NULL, claimed_until = NULL
+                     FROM (VALUES {}) AS v (seq, attempts, next_ms, err, parked)
+                     WHERE outbox.seq = v.seq",
+                    rows_of(
+                        failed_rows,
+                        "(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT))"
+                    )
+                ),
+                _ => format!(
+                    "UPDATE outbox o JOIN (SELECT ? AS seq, ? AS attempts, ? AS next_ms, ? AS err, ? AS parked{}) v
+                       ON o.seq = v.seq
+                     SET o.attempts = v.attempts, o.next_attempt_ms = v.next_ms,
+                         o.last_error = v.err, o.parked = v.parked,
+                         o.claimed_by = NULL, o.claimed_until = NULL",
+                    " UNION ALL SELECT ?, ?, ?, ?, ?".repeat(failed_rows - 1)
+                ),
+            };
+            self.execute(&sql, &failed)?;
+        }
+        if !links.is_empty() {
+            let rows = rows_of(links.len(), "(?, ?, ?, ?, ?)");
+            let sql = match self.dialect {
+                Dialect::Postgres => format!(
+                    "INSERT INTO links (user_id, remote_id, version, snapshot, fingerprint)
+                     VALUES {rows}
+                     ON CONFLICT (user_id) DO UPDATE SET remote_id = EXCLUDED.remote_id,
+                         version = EXCLUDED.version, snapshot = EXCLUDED.snapshot,
+                         fingerprint = EXCLUDED.fingerprint"
+                ),
+                _ => format!(
+                    "INSERT INTO links (user_id, remote_id, version, snapshot, fingerprint)
+                     VALUES {rows}
+                     ON DUPLICATE KEY UPDATE remote_id = VALUES(remote_id),
+                         version = VALUES(version), snapshot = VALUES(snapshot),
+                         fingerprint = VALUES(fingerprint)"
+                ),
+            };
+            let mut params = Vec::with_capacity(links.len() * 5);
+            for (user_id, (l, fingerprint)) in &links {
+                params.extend([
+                    (*user_id).into(),
+                    l.remote_id.as_str().into(),
+                    l.version.clone().into(),
+                    l.snapshot.clone().into(),
+                    (*fingerprint).into(),
+                ]);
+            }
+            self.execute(&sql, &params)?;
+        }
+        if !unlinked.is_empty() {
+            let params: Vec<SqlValue> = unlinked.iter().map(|u| (*u).into()).collect();
+            self.execute(
+                &format!(
+                    "DELETE FROM links WHERE user_id IN ({})",
+                    marks(unlinked.len())
+                ),
+                &params,
+            )?;
+        }
+        let mut params = Vec::with_capacity(items.len() * 7);
+        for item in &items {
+            params.extend(log_params(&item.log));
+        }
+        self.execute(
+            &format!(
+                "INSERT INTO provisioning_log (at, user_id, operation, http_status, outcome, error, duration_ms)
+                 VALUES {}",
+                rows_of(items.len(), "(?, ?, ?, ?, ?, ?, ?)")
+            ),
+            &params,
+        )?;
+        Ok(items.iter().map(|i| i.seq).collect())
+    }
+
+    /// The database this store is on.
+    pub(super) fn url(&self) -> &DatabaseUrl {
+        &self.url
     }
 
     /// Every event still in the outbox, parked ones included.
@@ -647,15 +863,7 @@ impl SharedStore {
         self.execute(
             "INSERT INTO provisioning_log (at, user_id, operation, http_status, outcome, error, duration_ms)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
-            &[
-                entry.at.as_str().into(),
-                entry.user_id.as_str().into(),
-                entry.operation.as_str().into(),
-                entry.http_status.map(i64::from).into(),
-                entry.outcome.as_str().into(),
-                entry.error.clone().into(),
-                i64::try_from(entry.duration_ms).unwrap_or(i64::MAX).into(),
-            ],
+            &log_params(entry),
         )?;
         Ok(())
     }
@@ -728,6 +936,91 @@ impl SharedStore {
         self.execute("DELETE FROM meta WHERE \"key\" = ?", &[key.into()])?;
         Ok(())
     }
+}
+
+/// Rows a settle statement takes at most (parameters stay far below both databases'
+/// limits of 65,535 per statement).
+const SETTLE_ROWS: usize = 1_000;
+
+/// `?, ?, …`: `n` placeholders.
+fn marks(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+/// `row, row, …`: `n` copies of a `VALUES` row.
+fn rows_of(n: usize, row: &str) -> String {
+    vec![row; n].join(", ")
+}
+
+fn ints(values: &[i64]) -> Vec<SqlValue> {
+    values.iter().map(|&v| v.into()).collect()
+}
+
+/// [`EVENT_COLUMNS`] qualified by `table` (a `RETURNING` next to a `FROM`).
+fn qualified_event_columns(table: &str) -> String {
+    EVENT_COLUMNS
+        .split(", ")
+        .map(|c| format!("{table}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A log line's values in `provisioning_log`'s column order.
+fn log_params(entry: &LogEntry) -> [SqlValue; 7] {
+    [
+        entry.at.as_str().into(),
+        entry.user_id.as_str().into(),
+        entry.operation.as_str().into(),
+        entry.http_status.map(i64::from).into(),
+        entry.outcome.as_str().into(),
+        entry.error.clone().into(),
+        i64::try_from(entry.duration_ms).unwrap_or(i64::MAX).into(),
+    ]
+}
+
+/// Extends `worker`'s lease on `seqs` to `now_ms + lease_ms` on `db`; returns those still
+/// leased to it. Only rows whose `claimed_by` is `worker` change: an event another worker
+/// took over, or one already settled, is left as it is. (A lease that ran out with nobody
+/// taking the event over is still this worker's, and is extended.)
+pub(super) fn extend_claims_on(
+    db: &mut Db,
+    worker: &str,
+    seqs: &[i64],
+    now_ms: i64,
+    lease_ms: i64,
+) -> anyhow::Result<Vec<i64>> {
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let until = now_ms.saturating_add(lease_ms);
+    let mut params: Vec<SqlValue> = vec![until.into()];
+    params.extend(ints(seqs));
+    params.push(worker.into());
+    let update = format!(
+        "UPDATE outbox SET claimed_until = ? WHERE seq IN ({}) AND claimed_by = ?",
+        marks(seqs.len())
+    );
+    let rows = match db.dialect() {
+        Dialect::Postgres => db.query(&format!("{update} RETURNING seq"), &params)?,
+        _ => {
+            db.execute(&update, &params)?;
+            let mut params = ints(seqs);
+            params.push(worker.into());
+            db.query(
+                &format!(
+                    "SELECT seq FROM outbox WHERE seq IN ({}) AND claimed_by = ?",
+                    marks(seqs.len())
+                ),
+                &params,
+            )?
+        }
+    };
+    let mut held: Vec<i64> = rows
+        .iter()
+        .map(|r| r.int(0))
+        .collect::<anyhow::Result<_>>()?;
+    held.sort_unstable();
+    Ok(held)
 }
 
 /// `limit` of `candidates`, chosen by a shuffle seeded by the worker and the time.

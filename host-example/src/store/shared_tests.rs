@@ -149,11 +149,208 @@ fn check_store(url: &str) {
     assert_eq!(all, ["1", "2", "3", "4", "5"]);
 }
 
+fn delivered(seq: i64, user_id: &str, remote: &str) -> Settlement {
+    Settlement {
+        seq,
+        user_id: user_id.into(),
+        outcome: SettleOutcome::Delivered {
+            link: Some(Link {
+                remote_id: remote.into(),
+                version: Some(format!("W/\"{seq}\"")),
+                snapshot: None,
+            }),
+            fingerprint: format!("f{seq}"),
+        },
+        log: log_line(user_id, "created"),
+    }
+}
+
+fn log_line(user_id: &str, outcome: &str) -> LogEntry {
+    LogEntry {
+        at: "2026-01-01T00:00:00Z".into(),
+        user_id: user_id.into(),
+        operation: "created".into(),
+        http_status: None,
+        outcome: outcome.into(),
+        error: None,
+        duration_ms: 1,
+    }
+}
+
+/// A batch is settled at once, for what the worker still holds only.
+fn check_settle(url: &str) {
+    let mut a = open(url);
+    let mut b = open(url);
+    let users: Vec<UserRecord> = (0..4)
+        .map(|i| a.add_user(user(&format!("settle{i}")), true).unwrap())
+        .collect();
+    // The last user was provisioned before: its deletion must remove the link.
+    a.save_link(
+        &users[3].id,
+        Some(&Link {
+            remote_id: "old".into(),
+            version: None,
+            snapshot: None,
+        }),
+        "f",
+    )
+    .unwrap();
+    a.set_claim_lease(Duration::from_millis(1));
+    let now = crate::clock::now_ms();
+    let claimed = a.claim_due(now, false, 10).unwrap();
+    assert_eq!(claimed.len(), 4);
+    // a keeps the lease of all but the first (a fresh minute); the first's runs out,
+    // and b takes it over.
+    a.set_claim_lease(Duration::from_secs(60));
+    let kept: Vec<i64> = claimed[1..].iter().map(|e| e.seq).collect();
+    assert_eq!(a.extend_claims(&kept).unwrap(), kept);
+    let taken = b
+        .claim_due(crate::clock::now_ms() + 1_000, false, 10)
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].seq, claimed[0].seq);
+    let lost = taken[0].seq;
+    let mut deleted_link = delivered(claimed[3].seq, &users[3].id, "unused");
+    deleted_link.outcome = SettleOutcome::Delivered {
+        link: None,
+        fingerprint: "f".into(),
+    };
+    let failed = Settlement {
+        seq: claimed[1].seq,
+        user_id: users[1].id.clone(),
+        outcome: SettleOutcome::Failed {
+            attempts: 1,
+            next_attempt_ms: now + 30_000,
+            error: "503".into(),
+            park: false,
+        },
+        log: log_line(&users[1].id, "failed"),
+    };
+    let settled = a
+        .settle(&[
+            delivered(lost, &users[0].id, "r0"),
+            failed,
+            delivered(claimed[2].seq, &users[2].id, "r2"),
+            deleted_link,
+        ])
+        .unwrap();
+    assert_eq!(settled, [claimed[1].seq, claimed[2].seq, claimed[3].seq]);
+    // The event b took over is b's: still queued, leased to b, no link, no log line.
+    let pending = b.pending_events().unwrap();
+    let seqs: Vec<i64> = pending.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [lost, claimed[1].seq]);
+    assert!(b.link(&users[0].id).unwrap().is_none());
+    assert!(
+        b.log_entries(Some(&users[0].id), false, 10)
+            .unwrap()
+            .is_empty()
+    );
+    // The failure: its retry time and error kept, its lease ended.
+    let retry = &pending[1];
+    assert_eq!((retry.attempts, retry.next_attempt_ms), (1, now + 30_000));
+    assert_eq!(retry.last_error.as_deref(), Some("503"));
+    assert!(b.claim_due(now + 29_000, false, 10).unwrap().is_empty());
+    // The delivered ones: links saved or removed, a log line each.
+    let link = b.link(&users[2].id).unwrap().unwrap();
+    assert_eq!(link.link.remote_id, "r2");
+    assert_eq!(link.fingerprint, format!("f{}", claimed[2].seq));
+    assert!(
+        b.link(&users[3].id).unwrap().is_none(),
+        "a deleted user's link goes"
+    );
+    assert_eq!(b.log_entries(None, true, 10).unwrap().len(), 1);
+    assert_eq!(
+        b.log_entries(Some(&users[2].id), false, 10).unwrap().len(),
+        1
+    );
+    // b settles its own: done.
+    assert_eq!(
+        b.settle(&[delivered(lost, &users[0].id, "r0")]).unwrap(),
+        [lost]
+    );
+    assert_eq!(a.link(&users[0].id).unwrap().unwrap().link.remote_id, "r0");
+}
+
+/// A worker whose delivery outlasts its lease keeps its events while a [`LeaseKeeper`]
+/// extends the lease; without one, another worker takes them after the lease.
+fn check_lease_renewal(url: &str) {
+    // A second: the keeper extends it every third of it, with time to spare on a loaded
+    // machine.
+    const LEASE: Duration = Duration::from_secs(1);
+    let mut a = open(url);
+    let mut b = open(url);
+    a.set_claim_lease(LEASE);
+    let users: Vec<UserRecord> = (0..3)
+        .map(|i| a.add_user(user(&format!("lease{i}")), true).unwrap())
+        .collect();
+    let claimed = a.claim_due(crate::clock::now_ms(), false, 10).unwrap();
+    assert_eq!(claimed.len(), 3);
+    let keeper = a.keep_leases().expect("a shared store keeps leases");
+    keeper.hold(claimed.iter().map(|e| e.seq).collect());
+    // A slow delivery: three leases long. Meanwhile b finds nothing to take.
+    let started = std::time::Instant::now();
+    while started.elapsed() < LEASE * 3 {
+        let stolen = b.claim_due(crate::clock::now_ms(), false, 10).unwrap();
+        assert!(
+            stolen.is_empty(),
+            "taken while a kept its lease: {stolen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    keeper.release();
+    let settled = a
+        .settle(
+            &claimed
+                .iter()
+                .map(|e| delivered(e.seq, &e.user_id, "r"))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+    assert_eq!(settled.len(), 3, "every event settled once, by a");
+    assert_eq!(a.outbox_depth().unwrap(), (0, 0));
+
+    // The same slow delivery without the keeper: b takes the events once the lease is
+    // over, and a, late, settles none of them.
+    for u in &users {
+        a.change_user(&u.id, UserEvent::Updated, |u| {
+            u.mail = "new@example.com".into()
+        })
+        .unwrap();
+    }
+    let claimed = a.claim_due(crate::clock::now_ms(), false, 10).unwrap();
+    assert_eq!(claimed.len(), 3);
+    let started = std::time::Instant::now();
+    let taken = loop {
+        let taken = b.claim_due(crate::clock::now_ms(), false, 10).unwrap();
+        if !taken.is_empty() || started.elapsed() > LEASE * 20 {
+            break taken;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(taken.len(), 3, "b takes them after the lease");
+    // a extends now: nothing of it is a's any more.
+    assert!(
+        a.extend_claims(&claimed.iter().map(|e| e.seq).collect::<Vec<_>>())
+            .unwrap()
+            .is_empty()
+    );
+    let late: Vec<Settlement> = claimed
+        .iter()
+        .map(|e| delivered(e.seq, &e.user_id, "late"))
+        .collect();
+    assert!(a.settle(&late).unwrap().is_empty());
+    assert_eq!(a.outbox_depth().unwrap(), (3, 0));
+}
+
 #[test]
 fn the_store_on_postgres_and_mariadb_behaves_and_claims_in_order() {
     let pg = TestPostgres::start().unwrap();
     check_store(&pg.create_database("store").unwrap());
+    check_settle(&pg.create_database("settle").unwrap());
+    check_lease_renewal(&pg.create_database("lease").unwrap());
     drop(pg);
     let maria = TestMariaDb::start().unwrap();
     check_store(&maria.create_database("store").unwrap());
+    check_settle(&maria.create_database("settle").unwrap());
+    check_lease_renewal(&maria.create_database("lease").unwrap());
 }
