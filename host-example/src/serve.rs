@@ -331,6 +331,24 @@ impl Pool {
     }
 }
 
+/// Stops a token refresher when dropped, unless disarmed: a start that fails after the
+/// refresher started leaves no thread behind.
+struct StopOnDrop(Option<Arc<LiveTokenHash>>);
+
+impl StopOnDrop {
+    fn disarm(mut self) -> Option<Arc<LiveTokenHash>> {
+        self.0.take()
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(refresher) = self.0.take() {
+            refresher.stop();
+        }
+    }
+}
+
 /// How a presented token is checked when only its hash is known.
 enum TokenCheck {
     /// Against one hash.
@@ -466,6 +484,8 @@ pub fn start_on(
         }
         _ => None,
     };
+    // Should the start fail from here on, the refresher stops with it.
+    let refresher_guard = StopOnDrop(token_refresher);
     let instances = sessions.len();
     let pool = Pool {
         idle: Mutex::new(sessions),
@@ -516,7 +536,7 @@ pub fn start_on(
         stop,
         acceptor: Some(acceptor),
         workers,
-        token_refresher,
+        token_refresher: refresher_guard.disarm(),
     })
 }
 
