@@ -114,10 +114,15 @@ final class PdoOutboxTest extends TestCase
 
         $this->assertTrue($outbox->complete($w1[0], 'w1', new Link('remote-a', 'W/"1"', '{"userName":"usera"}')));
         $this->assertSame('remote-a', $outbox->link('a')?->remoteId);
-        $this->assertSame(['a:2'], self::held($outbox->claim('w3', 10)), 'a:2 is the head once a:1 is done');
+        $this->assertSame(['a:2'], self::held($a2 = $outbox->claim('w3', 10)), 'a:2 is the head once a:1 is done');
         $this->assertFalse($outbox->complete($w1[0], 'w1', null), 'already done');
+        $this->assertSame('remote-a', $outbox->link('a')?->remoteId, 'and a late complete forgot no link');
+        $this->assertFalse($outbox->complete($a2[0], 'w1', null), 'not the holder');
+        $this->assertSame('remote-a', $outbox->link('a')?->remoteId);
         $this->assertSame(['pending' => 5, 'parked' => 0, 'claimed' => 3], $outbox->counts());
         $this->assertSame(1, $outbox->extendLease('w1'), 'w1 still holds b:1');
+        $this->assertTrue($outbox->complete($a2[0], 'w3', null), 'a deleted remote user: its link forgotten');
+        $this->assertNull($outbox->link('a'));
     }
 
     /** @dataProvider databases */

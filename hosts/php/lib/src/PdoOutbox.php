@@ -158,6 +158,9 @@ final class PdoOutbox
      */
     public function complete(OutboxEvent $event, string $owner, ?Link $link): bool
     {
+        if (PdoSchema::driver($this->pdo) === 'pgsql') {
+            return $this->completeInOneStatement($event, $owner, $link);
+        }
         return $this->transaction(function () use ($event, $owner, $link): bool {
             // The fenced delete first: it locks the row, and when the lease was lost it
             // removes nothing and nothing else is written.
@@ -249,6 +252,32 @@ final class PdoOutbox
             'attempts' => (int) $r['attempts'], 'last_error' => $r['last_error'],
             'last_status' => $r['last_status'] === null ? null : (int) $r['last_status'],
         ], $stmt->fetchAll(\PDO::FETCH_ASSOC));
+    }
+
+    /**
+     * PostgreSQL: complete() as one statement, so one round trip instead of four (begin,
+     * delete, link, commit), atomic as any statement is. The link is written from the
+     * fenced delete's RETURNING, so only when the delete took the row.
+     */
+    private function completeInOneStatement(OutboxEvent $event, string $owner, ?Link $link): bool
+    {
+        $t = $this->prefix . 'outbox';
+        $l = $this->prefix . 'links';
+        $done = "WITH done AS (DELETE FROM {$t} WHERE id = ? AND claimed_by = ? RETURNING user_id)";
+        if ($link === null) {
+            $stmt = $this->prepare("{$done}, forgotten AS (DELETE FROM {$l} WHERE user_id IN (SELECT user_id FROM done))
+                SELECT COUNT(*) FROM done");
+            $stmt->execute([$event->id, $owner]);
+        } else {
+            $stmt = $this->prepare("{$done}, saved AS (
+                    INSERT INTO {$l} (user_id, remote_id, version, snapshot, updated_at)
+                    SELECT user_id, CAST(? AS VARCHAR), CAST(? AS VARCHAR), CAST(? AS TEXT), CAST(? AS BIGINT) FROM done
+                    ON CONFLICT (user_id) DO UPDATE SET remote_id = EXCLUDED.remote_id, version = EXCLUDED.version,
+                        snapshot = EXCLUDED.snapshot, updated_at = EXCLUDED.updated_at
+                ) SELECT COUNT(*) FROM done");
+            $stmt->execute([$event->id, $owner, $link->remoteId, $link->version, $link->snapshot, time()]);
+        }
+        return (int) $stmt->fetchColumn() === 1;
     }
 
     private function saveLink(string $userId, ?Link $link): void
