@@ -149,6 +149,43 @@ fn identity_provider_users_appear_in_the_cms() {
     assert_eq!(u.fields["field_last_name"], "Kta");
     assert!(u.active);
 
+    // A login name a CMS user already holds (in any case) is a 409 `uniqueness`, on a
+    // create and on a replace, and leaves nothing behind, as on PostgreSQL and MariaDB.
+    let mut cms = cms;
+    cms.import_users([Ok(host_example::store::UserRecord {
+        id: "cms-editor".into(),
+        name: "Site.Editor".into(),
+        mail: "editor@cms.example".into(),
+        fields: serde_json::Map::new(),
+        active: true,
+    })])
+    .expect("a CMS user");
+    let mut clash = user.clone();
+    clash["userName"] = "site.editor".into();
+    let (status, body) = send_json("POST", &users, &s.server.token, Some(&clash)).expect("POST");
+    assert_eq!(
+        (status, body["scimType"].as_str()),
+        (409, Some("uniqueness")),
+        "{body}"
+    );
+    let (status, body) = send_json(
+        "PUT",
+        &format!("{users}/{id}"),
+        &s.server.token,
+        Some(&clash),
+    )
+    .expect("PUT");
+    assert_eq!(
+        (status, body["scimType"].as_str()),
+        (409, Some("uniqueness")),
+        "{body}"
+    );
+    let (_, listed) = send_json("GET", &users, &s.server.token, None).expect("GET");
+    assert_eq!(listed["totalResults"], 1, "{listed}");
+    assert_eq!(listed["Resources"][0]["userName"], "okta.user", "{listed}");
+    assert_eq!(cms.user(&id).unwrap().expect("kept").name, "okta.user");
+    assert_eq!(cms.all_users().unwrap().len(), 2);
+
     // Okta deactivates with a no-path PATCH.
     let patch = serde_json::json!({
         "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, PoisonError};
 
-use rusqlite::{Transaction, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use scim_provisioner::ports::DirectoryError as CoreDirectoryError;
 use scim_provisioner::ports::Query;
 use scim_provisioner::server::select::{query_from_text, select};
@@ -34,7 +34,9 @@ fn field_json(v: &FieldValue) -> Value {
 }
 
 /// Keeps the CMS user beside a stored SCIM user, in the write's transaction: the CMS id is
-/// the SCIM id.
+/// the SCIM id. A login name another CMS user already holds is a conflict (409
+/// `uniqueness`, as on PostgreSQL and MariaDB), and the caller's transaction rolls the
+/// whole write back.
 fn mirror(
     tx: &Transaction<'_>,
     id: &str,
@@ -44,6 +46,23 @@ fn mirror(
     let Some(record) = cms_record(id, json, cms) else {
         return Ok(());
     };
+    // Checked rather than read from the insert's failure: the store reports its unique
+    // constraint as text. The write holds SQLite's write lock (an IMMEDIATE
+    // transaction), so no other writer can take the name between this check and the
+    // write; `=` compares with the column's collation (NOCASE), as the constraint does.
+    let holder: Option<String> = tx
+        .prepare_cached("SELECT id FROM users WHERE name = ?1 AND id <> ?2 LIMIT 1")
+        .and_then(|mut stmt| {
+            stmt.query_row(params![record.name, id], |r| r.get(0))
+                .optional()
+        })
+        .map_err(db_err)?;
+    if holder.is_some() {
+        return Err(DirectoryError::Conflict(format!(
+            "the CMS already has a user named {:?}",
+            record.name
+        )));
+    }
     Store::write_user(tx, &record)
         .and_then(|()| Store::remember_user_id(tx, &record.id))
         .map_err(|e| DirectoryError::Other(format!("CMS user: {e:#}")))

@@ -372,8 +372,9 @@ fn each_write_is_one_transaction() {
             Some(&cms("taken")),
         )
         .unwrap_err();
+    // A conflict (409 uniqueness), as on PostgreSQL and MariaDB, not an internal error.
     assert!(
-        matches!(err, DirectoryError::Other(ref m) if m.contains("taken")),
+        matches!(err, DirectoryError::Conflict(ref m) if m.contains("taken")),
         "{err:?}"
     );
     assert_eq!(count(&d, "SELECT COUNT(*) FROM scim_resources"), 0);
@@ -398,6 +399,98 @@ fn each_write_is_one_transaction() {
     assert_eq!(g.version, "W/\"2\"");
     assert_eq!(count(&d, "SELECT COUNT(*) FROM users"), 1);
     assert!(!d.delete(ResourceKind::User, &alice.id).unwrap());
+}
+
+/// A login name a CMS user already holds, on create or on replace and whatever its case,
+/// is a conflict (409 `uniqueness`, as the shared directory answers), and leaves nothing
+/// behind: no SCIM resource, no changed resource or CMS user, no password hash. A User
+/// keeping its own CMS name (a replace under the same id, even with another case) is
+/// not a conflict.
+#[test]
+fn a_cms_name_clash_is_a_conflict_and_leaves_nothing() {
+    let path = temp_db("cms-clash");
+    let mut d = SqliteDirectory::open(&path).unwrap();
+    let mut store = Store::open(&path).unwrap();
+    store
+        .import_users([Ok(UserRecord {
+            id: "cms-1".into(),
+            name: "Taken".into(),
+            mail: "taken@cms.example".into(),
+            fields: serde_json::Map::new(),
+            active: true,
+        })])
+        .unwrap();
+
+    // Created under another case of the held name, with a password.
+    let err = d
+        .create(
+            ResourceKind::User,
+            r#"{"userName":"taken","password":"s3cret-Pass"}"#,
+            Some(&cms("TAKEN")),
+        )
+        .unwrap_err();
+    assert!(matches!(err, DirectoryError::Conflict(_)), "{err:?}");
+    assert!(!format!("{err:?}").contains("s3cret"), "{err:?}");
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM scim_resources"), 0);
+    assert_eq!(count(&d, "SELECT COUNT(*) FROM users"), 1);
+
+    // Replaced onto the held name: the resource and its CMS user stay as they were.
+    let bob = d
+        .create(
+            ResourceKind::User,
+            r#"{"userName":"bob"}"#,
+            Some(&cms("bob")),
+        )
+        .unwrap();
+    let err = d
+        .replace(
+            ResourceKind::User,
+            &bob.id,
+            r#"{"userName":"bob","title":"moved","password":"s3cret-Pass"}"#,
+            Some(&cms("taken")),
+            Some(&bob.version),
+        )
+        .unwrap_err();
+    assert!(matches!(err, DirectoryError::Conflict(_)), "{err:?}");
+    let kept = d.get(ResourceKind::User, &bob.id).unwrap().unwrap();
+    assert_eq!(kept.version, bob.version);
+    assert_eq!(kept.json, bob.json);
+    assert_eq!(
+        count(
+            &d,
+            "SELECT COUNT(*) FROM scim_resources WHERE password_hash IS NOT NULL"
+        ),
+        0
+    );
+    let cms_names: Vec<(String, String)> = {
+        let mut stmt = d
+            .conn
+            .prepare("SELECT id, name FROM users ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(
+        cms_names,
+        [
+            (bob.id.clone(), "bob".to_string()),
+            ("cms-1".to_string(), "Taken".to_string())
+        ]
+    );
+
+    // Its own name, in another case, is no clash.
+    let renamed = d
+        .replace(
+            ResourceKind::User,
+            &bob.id,
+            r#"{"userName":"Bob"}"#,
+            Some(&cms("Bob")),
+            Some(&bob.version),
+        )
+        .unwrap();
+    assert_eq!(renamed.version, "W/\"2\"");
 }
 
 /// The SQLite directory sorts as the core does: numbers as numbers, and a multi-valued
