@@ -9,6 +9,7 @@
 //! Checked afterwards:
 //! - the server holds every user exactly once (by `externalId`, read back), and the store
 //!   links every user;
+//! - run 1, a verifying one, counted the one remote user no CMS user matches (drift);
 //! - the remote users were listed once per run that needed a listing (the proxy counts the
 //!   listing's first pages, `GET /Users?startIndex=1…&attributes=…` without a filter), and
 //!   the runs that did not need one (nothing to create) listed nothing;
@@ -327,6 +328,18 @@ fn scenario_with(kind: Kind, every: &str, kill: bool, stop_database: bool) {
         .expect("a remote user");
         assert_eq!(status, 201, "{body}");
     }
+    // And one no CMS user matches: run 1 (a verifying one) counts it as drift.
+    let (status, body) = send_json(
+        "POST",
+        &format!("{}/Users", peer.base_url),
+        &peer.token,
+        Some(&json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "a-stranger-to-the-cms",
+        })),
+    )
+    .expect("a remote user");
+    assert_eq!(status, 201, "{body}");
     let proxy = RecordingProxy::start(&peer.base_url).expect("proxy");
     let dir = temp_dir("shared-reconcile");
     let config = config(&dir, &proxy.base_url, kill);
@@ -450,8 +463,16 @@ fn scenario_with(kind: Kind, every: &str, kill: bool, stop_database: bool) {
 
     // Every user once on the server, read back, and linked in the store.
     let remote = server_users(&peer);
-    let externals: HashSet<&str> = remote.iter().map(|u| u.external_id.as_str()).collect();
-    assert_eq!(remote.len(), USERS, "one remote user per CMS user");
+    let externals: HashSet<&str> = remote
+        .iter()
+        .map(|u| u.external_id.as_str())
+        .filter(|e| !e.is_empty())
+        .collect();
+    assert_eq!(
+        remote.len(),
+        USERS + 1,
+        "one remote user per CMS user, and the stranger"
+    );
     assert_eq!(externals.len(), USERS, "no externalId twice");
     for id in &ids {
         assert!(externals.contains(id.as_str()), "user {id} provisioned");
@@ -519,7 +540,7 @@ fn scenario_with(kind: Kind, every: &str, kill: bool, stop_database: bool) {
     // took a listing, and the listing was taken once.
     let run_rows = db
         .query(
-            "SELECT id, state, started_ms, listed, finished_at, listing_bytes
+            "SELECT id, state, started_ms, listed, finished_at, listing_bytes, note
              FROM reconcile_runs ORDER BY id",
             &[],
         )
@@ -531,8 +552,13 @@ fn scenario_with(kind: Kind, every: &str, kill: bool, stop_database: bool) {
     assert!(!done.is_empty(), "a run done");
     assert_eq!(
         done[0].opt_int(3).expect("listed"),
-        Some(ON_THE_SERVER as i64),
+        Some(ON_THE_SERVER as i64 + 1),
         "run 1 listed the server"
+    );
+    assert_eq!(
+        done[0].opt_text(6).expect("note").as_deref(),
+        Some("drift: 1 remote users on the server linked to no CMS user"),
+        "run 1 (verifying) counted the stranger"
     );
     for r in &done[1..] {
         assert_eq!(

@@ -672,7 +672,7 @@ impl SharedReconcile {
         if claim.is_none() {
             // Nothing left to claim: the run may be over (the last partitions were given
             // up, or finished by a daemon that died before ending the run).
-            self.end_if_done(run)?;
+            self.end_if_done(run, None)?;
         }
         Ok(claim)
     }
@@ -827,7 +827,24 @@ impl SharedReconcile {
                     ],
                 )?;
                 events.push(Event::PartitionDone { run, part, summary });
-                if let Some(ended) = self.end_if_done(run)? {
+                // The last partition of a verifying run counts the drift the listing shows.
+                let drift = if full && self.open_partitions(run)? == 0 {
+                    match self.unlinked_remotely(runtime, settings, run) {
+                        Ok(drift) => drift,
+                        Err(e) => {
+                            events.push(Event::Warning(format!(
+                                "run {run}: counting the remote users no CMS user links to failed: {e:#}"
+                            )));
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                let note = drift.map(|n| {
+                    format!("drift: {n} remote users on the server linked to no CMS user")
+                });
+                if let Some(ended) = self.end_if_done(run, note)? {
                     events.push(ended);
                 }
             }
@@ -853,15 +870,57 @@ impl SharedReconcile {
         Ok(())
     }
 
-    /// Ends the run when every partition is done. Under the schedule's row lock, so of two
-    /// daemons finishing the last two partitions at once, the later one sees both done.
-    fn end_if_done(&mut self, run: i64) -> anyhow::Result<Option<Event>> {
-        let open = one_int(
+    /// The run's partitions not done yet.
+    fn open_partitions(&mut self, run: i64) -> anyhow::Result<i64> {
+        one_int(
             &mut self.coord,
             "SELECT COUNT(*) FROM reconcile_partitions WHERE run_id = ? AND done_at IS NULL",
             &[run.into()],
-        )?;
-        if open > 0 {
+        )
+    }
+
+    /// A verifying run's drift, as a single `sync --full` counts it: the remote users the
+    /// run's listing holds that no link names (after the run's adoptions). `None` when the
+    /// run has no listing.
+    fn unlinked_remotely(
+        &mut self,
+        runtime: &Runtime,
+        settings: &ConnectorSettings,
+        run: i64,
+    ) -> anyhow::Result<Option<u64>> {
+        let Some(document) = self.listing_of(run)? else {
+            return Ok(None);
+        };
+        let mut session = open_planner(runtime, settings)?;
+        if let Err(e) = session.import_remote_index(&document)? {
+            bail!("{}", crate::describe::describe_error(&e));
+        }
+        let listed = session.remote_user_ids()?;
+        let mut linked = std::collections::HashSet::new();
+        // The links' remote ids, in keyset pages (the snapshots are not read).
+        let db = self.pages.get_mut();
+        let mut after = String::new();
+        loop {
+            let rows = db.query(
+                "SELECT user_id, remote_id FROM links WHERE user_id > ? ORDER BY user_id LIMIT 10000",
+                &[after.as_str().into()],
+            )?;
+            let Some(last) = rows.last() else { break };
+            after = last.text(0)?;
+            for r in &rows {
+                linked.insert(r.text(1)?);
+            }
+        }
+        Ok(Some(
+            listed.iter().filter(|id| !linked.contains(*id)).count() as u64,
+        ))
+    }
+
+    /// Ends the run when every partition is done, with `note` (a verifying run's drift).
+    /// Under the schedule's row lock, so of two daemons finishing the last two partitions
+    /// at once, the later one sees both done.
+    fn end_if_done(&mut self, run: i64, note: Option<String>) -> anyhow::Result<Option<Event>> {
+        if self.open_partitions(run)? > 0 {
             return Ok(None);
         }
         self.coord.transaction(|db| {
@@ -882,11 +941,11 @@ impl SharedReconcile {
             if !still_open || left.is_some() {
                 return Ok(None);
             }
-            end_run(db, run, "done", None)?;
+            end_run(db, run, "done", note.as_deref())?;
             Ok(Some(Event::RunEnded {
                 run,
                 state: "done".into(),
-                note: None,
+                note,
             }))
         })
     }
