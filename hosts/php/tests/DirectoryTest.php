@@ -241,4 +241,42 @@ final class DirectoryTest extends TestCase
             $this->assertSame(['g0-variant', 'g1', 'g2', 'g3', 'g4', 'g5'], $sorted, 'a member value compares case-insensitively');
         }
     }
+
+    /**
+     * A login name a CMS user (one the CMS made, not the identity provider) already holds,
+     * in any case, is a conflict (409 uniqueness), on a create and on a replace, and leaves
+     * nothing behind: the same answer as PdoDirectory and the Rust host's directories.
+     */
+    public function testACmsNameClashIsAConflictAndLeavesNothing(): void
+    {
+        $pdo = $this->dir->pdo();
+        $pdo->exec("INSERT INTO users (id, name, mail, fields, active) VALUES ('cms-1', 'Site.Editor', 'ed@cms.example', '{}', 1)");
+        $clash = static fn (string $name): CmsUser => new CmsUser('', ['name' => $name, 'mail' => 'x@idp.example'], true);
+        try {
+            $this->dir->create(ResourceKind::User, '{"userName":"site.editor","password":"s3cret-Pass"}', $clash('SITE.EDITOR'));
+            $this->fail('a CMS user holds the name');
+        } catch (DirectoryException $e) {
+            $this->assertSame('conflict', $e->case);
+            $this->assertStringNotContainsString('s3cret', $e->getMessage());
+        }
+        $this->assertSame(0, (int) $pdo->query('SELECT COUNT(*) FROM scim_users')->fetchColumn());
+
+        $bobId = $this->add('bob', 'Builder', 'e1');
+        $bob = $this->dir->get(ResourceKind::User, $bobId);
+        try {
+            $this->dir->replace(ResourceKind::User, $bobId, '{"userName":"bob","title":"moved"}', $clash('site.editor'), $bob->version);
+            $this->fail('a CMS user holds the name');
+        } catch (DirectoryException $e) {
+            $this->assertSame('conflict', $e->case);
+        }
+        $kept = $this->dir->get(ResourceKind::User, $bobId);
+        $this->assertSame([$bob->version, $bob->json], [$kept->version, $kept->json]);
+        $this->assertSame(
+            [$bobId => 'bob', 'cms-1' => 'Site.Editor'],
+            $pdo->query('SELECT id, name FROM users ORDER BY name')->fetchAll(\PDO::FETCH_KEY_PAIR),
+        );
+        // Its own name in another case is no clash.
+        $this->dir->replace(ResourceKind::User, $bobId, '{"userName":"Bob"}', $clash('Bob'), $bob->version);
+        $this->assertSame('Bob', $pdo->query("SELECT name FROM users WHERE id = '{$bobId}'")->fetchColumn());
+    }
 }

@@ -152,6 +152,48 @@ final class PdoDirectoryTest extends TestCase
         $this->assertSame(['only-bob'], $groups($of($ids['bob'])), 'a replace moves the index');
     }
 
+    /**
+     * A login name a CMS user (one the CMS made, not the identity provider) already holds,
+     * in any case, is a conflict (409 uniqueness), on a create and on a replace, and leaves
+     * nothing behind: the same answer as PdoSqliteDirectory and the Rust host's directories.
+     *
+     * @dataProvider databases
+     */
+    public function testACmsNameClashIsAConflictAndLeavesNothing(string $kind): void
+    {
+        $dir = $this->open($kind);
+        $pdo = $dir->pdo();
+        $pdo->exec("INSERT INTO scim_cms_users (id, name, name_key, mail, fields, active)
+            VALUES ('cms-1', 'Site.Editor', 'site.editor', 'ed@cms.example', '{}', 1)");
+        $clash = static fn (string $name): CmsUser => new CmsUser('', ['name' => $name, 'mail' => 'x@idp.example'], true);
+        try {
+            $dir->create(ResourceKind::User, '{"userName":"site.editor","password":"s3cret-Pass"}', $clash('SITE.EDITOR'));
+            $this->fail('a CMS user holds the name');
+        } catch (DirectoryException $e) {
+            $this->assertSame('conflict', $e->case);
+            $this->assertStringNotContainsString('s3cret', $e->getMessage());
+        }
+        $this->assertSame(0, (int) $pdo->query('SELECT COUNT(*) FROM scim_users')->fetchColumn());
+
+        $bobId = self::add($dir, 'bob', 'Builder', 'e1');
+        $bob = $dir->get(ResourceKind::User, $bobId);
+        try {
+            $dir->replace(ResourceKind::User, $bobId, '{"userName":"bob","title":"moved"}', $clash('site.editor'), $bob->version);
+            $this->fail('a CMS user holds the name');
+        } catch (DirectoryException $e) {
+            $this->assertSame('conflict', $e->case);
+        }
+        $kept = $dir->get(ResourceKind::User, $bobId);
+        $this->assertSame([$bob->version, $bob->json], [$kept->version, $kept->json]);
+        $this->assertSame(
+            [$bobId => 'bob', 'cms-1' => 'Site.Editor'],
+            $pdo->query('SELECT id, name FROM scim_cms_users ORDER BY name_key')->fetchAll(\PDO::FETCH_KEY_PAIR),
+        );
+        // Its own name in another case is no clash.
+        $dir->replace(ResourceKind::User, $bobId, '{"userName":"Bob"}', $clash('Bob'), $bob->version);
+        $this->assertSame('Bob', $pdo->query("SELECT name FROM scim_cms_users WHERE id = '{$bobId}'")->fetchColumn());
+    }
+
     /** @dataProvider databases */
     public function testPasswordsAreStoredOnlyAsHashes(string $kind): void
     {

@@ -96,9 +96,12 @@ def test_uniqueness_versions_and_deactivation(server_site):
     heidi = body["id"]
     status, body = site.scim("POST", "/Users", token, new_user("HEIDI"))
     assert status == 409 and body.get("scimType") == "uniqueness"
-    # A login WordPress already has (the administrator) is taken too.
-    status, body = site.scim("POST", "/Users", token, new_user(site.admin_user))
-    assert status == 409
+    # A login WordPress already has (the administrator) is taken too: 409 uniqueness, as
+    # the PHP library's and the Rust host's directories answer, and nothing is left behind.
+    users_before = call(site, "count_users()['total_users']")
+    status, body = site.scim("POST", "/Users", token, new_user(site.admin_user.upper()))
+    assert status == 409 and body.get("scimType") == "uniqueness", body
+    assert call(site, "count_users()['total_users']") == users_before
 
     url = f"{site.scim_base}/Users/{heidi}"
     status, current = site.scim("GET", f"/Users/{heidi}", token)
@@ -110,6 +113,11 @@ def test_uniqueness_versions_and_deactivation(server_site):
         "Authorization": "Bearer " + token, "Content-Type": "application/scim+json", "If-Match": version})
     assert fresh.status == 200, fresh.text
     user_id = call(site, "username_exists('heidi')")
+    assert call(site, f"get_userdata({user_id})->display_name") == "Heidi K"
+    # Replaced onto the administrator's login: refused the same way, heidi kept as she was.
+    status, body = site.scim("PUT", f"/Users/{heidi}", token, new_user(site.admin_user, displayName="Taken"))
+    assert status == 409 and body.get("scimType") == "uniqueness", body
+    assert call(site, "username_exists('heidi')") == user_id
     assert call(site, f"get_userdata({user_id})->display_name") == "Heidi K"
 
     patch = {"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
