@@ -173,6 +173,43 @@ pub fn stored_fingerprint(
     buf: &mut Vec<u8>,
 ) -> String {
     use std::fmt::Write as _;
+    canonical_user_text(user, buf);
+    buf.extend_from_slice(b",\"policy\":\"");
+    buf.extend_from_slice(&policy.0);
+    buf.extend_from_slice(b"\"}");
+    let mut out = String::with_capacity(FINGERPRINT_PREFIX.len() + 16);
+    out.push_str(FINGERPRINT_PREFIX);
+    let _ = write!(out, "{:016x}", fnv1a(buf));
+    out
+}
+
+/// [`UserRecord::legacy_fingerprint`] from the stored text, as [`stored_fingerprint`] is
+/// the current one: `policy_member` is `,"policy":` and the policy JSON as a JSON string,
+/// then `}` ([`legacy_policy_member`], made once per sync). A resync after an upgrade
+/// recognises each link an older version wrote with it, hashing the policy once a user.
+pub fn stored_legacy_fingerprint(
+    user: &StoredUserText<'_>,
+    policy_member: &[u8],
+    buf: &mut Vec<u8>,
+) -> String {
+    canonical_user_text(user, buf);
+    buf.extend_from_slice(policy_member);
+    format!("{:016x}", fnv1a(buf))
+}
+
+/// The end of the text [`stored_legacy_fingerprint`] hashes: `,"policy":"<the policy JSON
+/// escaped>"}`.
+pub fn legacy_policy_member(policy_json: &str) -> Vec<u8> {
+    let mut member = b",\"policy\":".to_vec();
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut member, policy_json);
+    member.push(b'}');
+    member
+}
+
+/// `{"active":…,"fields":…,"id":…,"mail":…,"name":…` (keys in order, `fields` as stored)
+/// into `buf`: what both fingerprint forms hash before the policy.
+fn canonical_user_text(user: &StoredUserText<'_>, buf: &mut Vec<u8>) {
     buf.clear();
     buf.extend_from_slice(b"{\"active\":");
     buf.extend_from_slice(if user.active { b"true" } else { b"false" });
@@ -185,13 +222,6 @@ pub fn stored_fingerprint(
         // Writing a string into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *buf, value);
     }
-    buf.extend_from_slice(b",\"policy\":\"");
-    buf.extend_from_slice(&policy.0);
-    buf.extend_from_slice(b"\"}");
-    let mut out = String::with_capacity(FINGERPRINT_PREFIX.len() + 16);
-    out.push_str(FINGERPRINT_PREFIX);
-    let _ = write!(out, "{:016x}", fnv1a(buf));
-    out
 }
 
 /// A JSON field value as the component's field value.
@@ -783,6 +813,18 @@ mod tests {
         };
         let policy = r#"{"deprovision": "delete"}"#;
         assert_eq!(ada.legacy_fingerprint(policy), "fc27f2d11e9154bc");
+        let fields = Value::Object(ada.fields.clone()).to_string();
+        let text = StoredUserText {
+            id: &ada.id,
+            name: &ada.name,
+            mail: &ada.mail,
+            fields: &fields,
+            active: ada.active,
+        };
+        assert_eq!(
+            stored_legacy_fingerprint(&text, &legacy_policy_member(policy), &mut Vec::new()),
+            "fc27f2d11e9154bc"
+        );
         assert_eq!(ada.fingerprint(policy), "v2-3fc8edb0df2fedb2");
         assert_eq!(
             ada.fingerprint_with(PolicyDigest::of(policy)),

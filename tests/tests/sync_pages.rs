@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use host_example::database::{DatabaseUrl, Db};
 use host_example::store::{Store, UserRecord};
+use host_example::sync_pages::{IdRange, PagedPlanner, plan_paged_in};
 use host_example::types::Link;
 use host_example::{ConnectorSettings, Credentials};
 use scim_provisioner_tests::component::runtime;
@@ -105,6 +106,51 @@ fn the_paged_plan_is_the_whole_plan(url: &DatabaseUrl) {
         host_example::sync_pages::plan_paged(runtime(), &settings(), &mut db, &store, false)
             .expect("a paged plan");
     assert_eq!(summary(&paged), summary(&whole));
+    // Pages of 1,000: the same plan across page boundaries.
+    let mut small = host_example::sync::SyncPlan::default();
+    let paging = settings();
+    let mut planner =
+        PagedPlanner::new(runtime(), &paging, false, &IdRange::ALL, 1000).expect("a planner");
+    while planner
+        .next_page(&mut db, &store, &mut small)
+        .expect("a page")
+    {}
+    assert_eq!(summary(&small), summary(&whole));
+    // Two ranges (a shared reconcile's partitions) plan the users of the whole, and no
+    // deleted user's link (the run plans those once).
+    let mut ids: Vec<String> = store
+        .all_users()
+        .expect("users")
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    ids.sort();
+    let mid = ids[ids.len() / 3].clone();
+    let halves = [
+        IdRange {
+            after: None,
+            upto: Some(mid.clone()),
+        },
+        IdRange {
+            after: Some(mid),
+            upto: None,
+        },
+    ]
+    .map(|range| {
+        plan_paged_in(runtime(), &settings(), &mut db, &store, false, &range).expect("a range")
+    });
+    let (whole_unchanged, _, whole_parked, mut whole_work) = summary(&whole);
+    whole_work.retain(|_, w| !w.contains("Deleted"));
+    let mut halves_work = summary(&halves[0]).3;
+    halves_work.extend(summary(&halves[1]).3);
+    assert_eq!(halves_work, whole_work);
+    assert_eq!(
+        (
+            halves[0].unchanged + halves[1].unchanged,
+            halves[0].parked + halves[1].parked
+        ),
+        (whole_unchanged, whole_parked)
+    );
     let (unchanged, _, _, work) = summary(&paged);
     // The store's shape shows in the plan: nothing was lost to a page boundary.
     let changed = (0..n)
