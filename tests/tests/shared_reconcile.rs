@@ -535,6 +535,36 @@ fn scenario_with(kind: Kind, every: &str, kill: bool, stop_database: bool) {
     }
     drop(daemons);
 
+    // `status` shows the last runs.
+    let status = Command::new(&bin)
+        .arg("--config")
+        .arg(&config)
+        .arg("status")
+        .env("SCIM_TOKEN", &peer.token)
+        .env("SCIM_PROVISIONER_DATABASE", &url_text)
+        .output()
+        .expect("status");
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    let runs_shown: Vec<&str> = status
+        .lines()
+        .filter(|l| l.starts_with("reconcile:"))
+        .collect();
+    assert!(!runs_shown.is_empty(), "status shows the runs:\n{status}");
+    eprintln!("{}", runs_shown.join("\n"));
+    if kill {
+        assert!(
+            runs_shown[0].contains("run 1 (verifying) done")
+                && runs_shown[0].contains("17/17 partitions done"),
+            "{status}"
+        );
+    } else {
+        // A run may have started since the refused one (the schedule goes on).
+        assert!(
+            runs_shown.iter().any(|l| l.contains(" refused, ")),
+            "{status}"
+        );
+    }
+
     let mut db = Db::connect(&url).expect("db");
     // The runs: one at a time, `every` apart; only the first (which had users to create)
     // took a listing, and the listing was taken once.

@@ -46,6 +46,13 @@ pub fn status(app: &App) -> anyhow::Result<ExitCode> {
         "last sync:  {}",
         store.meta("last_sync")?.unwrap_or_else(|| "never".into())
     );
+    if store.is_shared() {
+        // The daemons' shared reconcile: its last runs, newest first.
+        let mut db = host_example::database::Db::connect(&app.database_url()?)?;
+        for run in host_example::reconcile_shared::recent_runs(&mut db, 3)? {
+            println!("reconcile:  {run}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -800,6 +800,17 @@ impl SharedReconcile {
                     "SELECT 1 FROM reconcile_schedule WHERE id = 1 FOR UPDATE",
                     &[],
                 )?;
+                // The refusing partition is let go: the run is over.
+                db.execute(
+                    "UPDATE reconcile_partitions SET claimed_until = ?
+                     WHERE run_id = ? AND part = ? AND claimed_by = ?",
+                    &[
+                        (now_ms() - 1).into(),
+                        run.into(),
+                        part.into(),
+                        worker.as_str().into(),
+                    ],
+                )?;
                 end_run(db, run, "refused", Some(&note))
             })?;
             events.push(Event::RunEnded {
@@ -949,6 +960,101 @@ impl SharedReconcile {
             }))
         })
     }
+}
+
+/// A run as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunStatus {
+    /// The run.
+    pub id: i64,
+    /// `listing`, `open`, `done`, `refused` or `expired`.
+    pub state: String,
+    /// A verifying run.
+    pub full: bool,
+    /// When it started (RFC 3339).
+    pub started_at: String,
+    /// When it ended.
+    pub finished_at: Option<String>,
+    /// Its partitions (the orphans' one included).
+    pub partitions: i64,
+    /// Those done.
+    pub done: i64,
+    /// Those a worker holds now.
+    pub held: i64,
+    /// The workers that did its partitions.
+    pub workers: i64,
+    /// Remote users its listing held (none when it took no listing).
+    pub listed: Option<i64>,
+    /// Why it was refused or expired, or a verifying run's drift.
+    pub note: Option<String>,
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "run {} ({}) {}, started {}",
+            self.id,
+            if self.full { "verifying" } else { "sync" },
+            self.state,
+            self.started_at
+        )?;
+        if let Some(at) = &self.finished_at {
+            write!(f, ", ended {at}")?;
+        }
+        write!(
+            f,
+            "; {}/{} partitions done by {} worker(s)",
+            self.done, self.partitions, self.workers
+        )?;
+        if self.held > 0 {
+            write!(f, ", {} held now", self.held)?;
+        }
+        if let Some(listed) = self.listed {
+            write!(f, "; {listed} remote users listed once")?;
+        }
+        if let Some(note) = &self.note {
+            write!(f, "; {note}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The last `limit` runs of the shared reconcile, newest first; none when the database
+/// has never had one (its tables are not created here).
+pub fn recent_runs(db: &mut Db, limit: u32) -> anyhow::Result<Vec<RunStatus>> {
+    if crate::database::schema_version(db, RECONCILE_COMPONENT)? == 0 {
+        return Ok(Vec::new());
+    }
+    let now = now_ms();
+    let rows = db.query(
+        "SELECT r.id, r.state, r.full_sync, r.started_at, r.finished_at, r.listed, r.note,
+             COUNT(p.part),
+             COUNT(p.done_at),
+             COUNT(CASE WHEN p.done_at IS NULL AND p.claimed_until >= ? THEN 1 END),
+             COUNT(DISTINCT p.done_by)
+         FROM reconcile_runs r LEFT JOIN reconcile_partitions p ON p.run_id = r.id
+         GROUP BY r.id, r.state, r.full_sync, r.started_at, r.finished_at, r.listed, r.note
+         ORDER BY r.id DESC LIMIT ?",
+        &[now.into(), limit.into()],
+    )?;
+    rows.iter()
+        .map(|r| {
+            Ok(RunStatus {
+                id: r.int(0)?,
+                state: r.text(1)?,
+                full: r.int(2)? != 0,
+                started_at: r.text(3)?,
+                finished_at: r.opt_text(4)?,
+                listed: r.opt_int(5)?,
+                note: r.opt_text(6)?,
+                partitions: r.int(7)?,
+                done: r.int(8)?,
+                held: r.int(9)?,
+                workers: r.int(10)?,
+            })
+        })
+        .collect()
 }
 
 /// Ends `run` as `state` (`done`, `refused`, `expired`): frees the schedule for the next
