@@ -1168,6 +1168,9 @@ fn chunks(text: &str, max: usize) -> impl Iterator<Item = &str> {
     })
 }
 
+#[cfg(all(test, feature = "db-test-support"))]
+mod shared_tests;
+
 #[cfg(test)]
 mod tests {
     use super::*;
