@@ -717,7 +717,8 @@ fn mariadb_a_killed_daemons_partition_is_finished_by_another() {
 /// `SHARED_RECONCILE_USERS` users (default 10,000) into a fresh scim2-server by 1, 2 and 4
 /// daemons (`SHARED_RECONCILE_DAEMONS`, default `1,2,4`) on a fresh PostgreSQL database
 /// each, timed from the daemons' start to the run's end; then a no-change run (the
-/// schedule moved to now), timed from its start to its end. The daemons are
+/// schedule moved to now), timed from its start to its end; then a verifying run (every
+/// linked user read back, and the remote users listed once: the listing's size per user). The daemons are
 /// `HOST_EXAMPLE_BIN` (for honest figures the release build) or the debug build. One
 /// command:
 ///
@@ -797,16 +798,36 @@ fn postgres_first_sync_by_one_two_and_four_daemons() {
             .expect("run 2");
         let run2_started = times[0].int(0).expect("ms");
         let no_change = (host_example::clock::now_ms() - run2_started) as f64 / 1000.0;
+        // A verifying run: every linked user read back, and a listing of them all (its
+        // size per user is the document's as the daemons share it).
+        db.execute(
+            "UPDATE reconcile_schedule SET next_run_ms = 0, next_verify_ms = 0",
+            &[],
+        )
+        .expect("schedule");
+        wait_until("the verifying run", &mut daemons, || runs_done(&url) >= 3);
+        let run3 = db
+            .query_opt(
+                "SELECT started_ms, listed, listing_bytes FROM reconcile_runs WHERE id = 3",
+                &[],
+            )
+            .expect("run 3")
+            .expect("run 3");
+        let verifying = (host_example::clock::now_ms() - run3.int(0).expect("ms")) as f64 / 1000.0;
+        let per_user = run3.opt_int(2).expect("bytes").unwrap_or(0)
+            / run3.opt_int(1).expect("listed").unwrap_or(1).max(1);
         drop(daemons);
         assert_eq!(server_users(&peer).len(), users, "every user once");
-        table.push((daemons_count, first, no_change));
+        table.push((daemons_count, first, no_change, verifying, per_user));
         let _ = std::fs::remove_dir_all(&dir);
     }
-    eprintln!("\n| daemons | first sync of {users} users | users/s | no-change run |");
-    eprintln!("|---|---|---|---|");
-    for (daemons_count, first, no_change) in table {
+    eprintln!(
+        "\n| daemons | first sync of {users} users | users/s | no-change run | verifying run | listing per user |"
+    );
+    eprintln!("|---|---|---|---|---|---|");
+    for (daemons_count, first, no_change, verifying, per_user) in table {
         eprintln!(
-            "| {daemons_count} | {first:.1} s | {:.0} | {no_change:.1} s |",
+            "| {daemons_count} | {first:.1} s | {:.0} | {no_change:.1} s | {verifying:.1} s | {per_user} bytes |",
             users as f64 / first
         );
     }
