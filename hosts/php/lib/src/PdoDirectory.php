@@ -74,21 +74,24 @@ final class PdoDirectory implements PasswordHashingDirectory
 
     /**
      * Opens a directory on a DSN (`mysql:host=…;dbname=…;charset=utf8mb4` or
-     * `pgsql:host=…;dbname=…`). The password is passed to PDO only, never into a message.
+     * `pgsql:host=…;dbname=…`), through {@see PdoConnection}: TLS is asked for in the DSN
+     * (`sslmode=verify-full;sslrootcert=…`, `ssl-mode=VERIFY_IDENTITY;ssl-ca=…`) and always
+     * verified. The password is passed to PDO only, never into a message.
      *
      * @param array{prefix?: string, cms_table?: string|null} $options
+     * @throws InvalidArgumentException TLS settings that would not verify
      */
     public static function connect(
-        string $dsn,
+        #[\SensitiveParameter] string $dsn,
         ?string $user,
         #[\SensitiveParameter] ?string $password,
         Runtime $runtime,
         array $options = [],
     ): self {
         try {
-            $pdo = new \PDO($dsn, $user, $password, [\PDO::ATTR_ERRMODE => \PDO::ERRMODE_EXCEPTION]);
-        } catch (\PDOException $e) {
-            throw new DirectoryException('unavailable', 'cannot connect to the database (' . $e->getCode() . ')');
+            $pdo = PdoConnection::open($dsn, $user, $password);
+        } catch (DatabaseConnectionException $e) {
+            throw new DirectoryException('unavailable', $e->getMessage());
         }
         return new self($pdo, $runtime, $options);
     }

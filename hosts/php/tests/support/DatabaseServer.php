@@ -38,6 +38,19 @@ final class DatabaseServer
         return self::$servers[$kind] ??= new self($kind);
     }
 
+    /**
+     * A second server of $kind with TLS on, serving {@see TestCertificates}' server
+     * certificate (plain connections are still accepted unless a user is made to require
+     * TLS, {@see requireTlsFor()}).
+     */
+    public static function getTls(string $kind): self
+    {
+        if (self::$servers === []) {
+            register_shutdown_function(self::stopAll(...));
+        }
+        return self::$servers["{$kind}-tls"] ??= new self($kind, TestCertificates::get());
+    }
+
     public static function stopAll(): void
     {
         foreach (self::$servers as $server) {
@@ -58,7 +71,10 @@ final class DatabaseServer
             : self::pgBin('initdb') !== null;
     }
 
-    private function __construct(public readonly string $kind)
+    /** @var array{string, string}|null the server's certificate and key, when it serves TLS */
+    private readonly ?array $tls;
+
+    private function __construct(public readonly string $kind, ?TestCertificates $certs = null)
     {
         if (!in_array($kind, ['mariadb', 'postgres'], true)) {
             throw new \LogicException("unknown database server {$kind}");
@@ -69,6 +85,10 @@ final class DatabaseServer
         mkdir($this->dir, 0o700);
         $this->logFile = Peers::logDir() . "/{$kind}-" . getmypid() . '.log';
         $this->chownToServerUser($this->dir);
+        $this->tls = $certs?->install($this->dir);
+        foreach ($this->tls ?? [] as $file) {
+            $this->chownToServerUser($file);
+        }
         $kind === 'mariadb' ? $this->initMariaDb() : $this->initPostgres();
         $this->start();
     }
@@ -95,6 +115,30 @@ final class DatabaseServer
         return $name;
     }
 
+    /**
+     * A user of its own that may connect only over TLS (MariaDB: `REQUIRE SSL`;
+     * PostgreSQL: a `hostssl` rule, the `host` rules refusing it), with this server's
+     * password; returns its name.
+     */
+    public function requireTlsFor(string $database): string
+    {
+        $user = 'tls_' . bin2hex(random_bytes(4));
+        $admin = $this->pdo($this->kind === 'mariadb' ? 'mysql' : 'postgres');
+        if ($this->kind === 'mariadb') {
+            $admin->exec("CREATE USER '{$user}'@'127.0.0.1' IDENTIFIED BY '{$this->password}' REQUIRE SSL");
+            $admin->exec("GRANT ALL PRIVILEGES ON {$database}.* TO '{$user}'@'127.0.0.1'");
+            return $user;
+        }
+        // The members of tls_only may connect over TLS only (pg_hba.conf, written at init).
+        if ($admin->query("SELECT COUNT(*) FROM pg_roles WHERE rolname = 'tls_only'")->fetchColumn() == 0) {
+            $admin->exec('CREATE ROLE tls_only NOLOGIN');
+        }
+        $admin->exec("CREATE ROLE {$user} LOGIN PASSWORD '{$this->password}' IN ROLE tls_only");
+        $admin->exec("GRANT ALL PRIVILEGES ON DATABASE {$database} TO {$user}");
+        $admin->exec("ALTER DATABASE {$database} OWNER TO {$user}");
+        return $user;
+    }
+
     public function pdo(string $database): \PDO
     {
         return new \PDO($this->dsn($database), $this->user(), $this->password, [
@@ -116,6 +160,12 @@ final class DatabaseServer
             : $this->asServerUser([self::pgBin('postgres'), '-D', "{$this->dir}/data", '-p', (string) $this->port,
                 '-h', '127.0.0.1', '-k', $this->dir, '-c', 'max_connections=300', '-c', 'fsync=off',
                 '-c', 'synchronous_commit=off']);
+        if ($this->tls !== null) {
+            [$cert, $key] = $this->tls;
+            $argv = [...$argv, ...($this->kind === 'mariadb'
+                ? ["--ssl-cert={$cert}", "--ssl-key={$key}"]
+                : ['-c', 'ssl=on', '-c', "ssl_cert_file={$cert}", '-c', "ssl_key_file={$key}"])];
+        }
         $this->process = proc_open($argv, [0 => ['file', '/dev/null', 'r'], 1 => $log, 2 => $log], $pipes);
         $deadline = microtime(true) + self::READY_SECONDS;
         while (true) {
@@ -180,7 +230,7 @@ final class DatabaseServer
         // The test user, created at first start over the socket as root (bootstrap file).
         $init = "{$this->dir}/init.sql";
         file_put_contents($init, "FLUSH PRIVILEGES;\n" . "CREATE USER 'scim'@'127.0.0.1' IDENTIFIED BY '{$this->password}';\n"
-            . "GRANT ALL PRIVILEGES ON *.* TO 'scim'@'127.0.0.1';\n");
+            . "GRANT ALL PRIVILEGES ON *.* TO 'scim'@'127.0.0.1' WITH GRANT OPTION;\n");
         $this->chownToServerUser($init);
         exec(implode(' ', array_map('escapeshellarg', ['mariadbd', '--no-defaults', '--bootstrap',
             "--datadir={$this->dir}/data", '--user=mysql', '--skip-networking'])) . ' < ' . escapeshellarg($init) . ' 2>&1', $out, $rc);
@@ -201,6 +251,12 @@ final class DatabaseServer
         unlink($pw);
         if ($rc !== 0) {
             throw new \RuntimeException("initdb failed:\n" . implode("\n", $out));
+        }
+        if ($this->tls !== null) {
+            // requireTlsFor()'s users (members of tls_only): TLS or nothing. First match wins.
+            $hba = "{$this->dir}/data/pg_hba.conf";
+            file_put_contents($hba, "hostssl all +tls_only 127.0.0.1/32 scram-sha-256\n"
+                . "host all +tls_only 127.0.0.1/32 reject\n" . file_get_contents($hba));
         }
     }
 
