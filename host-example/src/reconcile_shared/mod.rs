@@ -279,6 +279,11 @@ impl SharedReconcile {
         self.start_if_due(runtime, settings, store, options, &mut events)?;
         if let Some(claim) = self.claim()? {
             self.run_partition(runtime, settings, store, options, claim, &mut events)?;
+        } else if let Some(run) = self.open_run_id()? {
+            // Nothing left to claim: the run may be over (its last partitions were given
+            // up, or were finished by a daemon that died before it could end the run, or
+            // are being ended by another daemon just now: whichever comes first ends it).
+            self.finish(runtime, settings, run, &mut events)?;
         }
         Ok(events)
     }
@@ -604,17 +609,7 @@ impl SharedReconcile {
         let now = now_ms();
         let until = now.saturating_add(self.lease_ms());
         let worker = self.worker.clone();
-        let Some(run) = self
-            .coord
-            .query_opt(
-                "SELECT s.run_id FROM reconcile_schedule s
-                 JOIN reconcile_runs r ON r.id = s.run_id
-                 WHERE s.id = 1 AND r.state = 'open'",
-                &[],
-            )?
-            .map(|r| r.int(0))
-            .transpose()?
-        else {
+        let Some(run) = self.open_run_id()? else {
             return Ok(None);
         };
         let claim = self
@@ -669,11 +664,6 @@ impl SharedReconcile {
                     }));
                 }
             })?;
-        if claim.is_none() {
-            // Nothing left to claim: the run may be over (the last partitions were given
-            // up, or finished by a daemon that died before ending the run).
-            self.end_if_done(run, None)?;
-        }
         Ok(claim)
     }
 
@@ -838,26 +828,7 @@ impl SharedReconcile {
                     ],
                 )?;
                 events.push(Event::PartitionDone { run, part, summary });
-                // The last partition of a verifying run counts the drift the listing shows.
-                let drift = if full && self.open_partitions(run)? == 0 {
-                    match self.unlinked_remotely(runtime, settings, run) {
-                        Ok(drift) => drift,
-                        Err(e) => {
-                            events.push(Event::Warning(format!(
-                                "run {run}: counting the remote users no CMS user links to failed: {e:#}"
-                            )));
-                            None
-                        }
-                    }
-                } else {
-                    None
-                };
-                let note = drift.map(|n| {
-                    format!("drift: {n} remote users on the server linked to no CMS user")
-                });
-                if let Some(ended) = self.end_if_done(run, note)? {
-                    events.push(ended);
-                }
+                self.finish(runtime, settings, run, events)?;
             }
             Err(e) => {
                 // Free again at once; the next claim counts as another attempt.
@@ -877,6 +848,61 @@ impl SharedReconcile {
                     error: format!("{e:#}"),
                 });
             }
+        }
+        Ok(())
+    }
+
+    /// The run in progress, when it is open (its partitions cut).
+    fn open_run_id(&mut self) -> anyhow::Result<Option<i64>> {
+        self.coord
+            .query_opt(
+                "SELECT s.run_id FROM reconcile_schedule s
+                 JOIN reconcile_runs r ON r.id = s.run_id
+                 WHERE s.id = 1 AND r.state = 'open'",
+                &[],
+            )?
+            .map(|r| r.int(0))
+            .transpose()
+    }
+
+    /// Ends `run` if every partition is done, with a verifying run's drift (counted by
+    /// whichever daemon ends it, from the run's listing, before it is dropped).
+    fn finish(
+        &mut self,
+        runtime: &Runtime,
+        settings: &ConnectorSettings,
+        run: i64,
+        events: &mut Vec<Event>,
+    ) -> anyhow::Result<()> {
+        if self.open_partitions(run)? > 0 {
+            return Ok(());
+        }
+        let full = self
+            .coord
+            .query_opt(
+                "SELECT full_sync FROM reconcile_runs WHERE id = ? AND state = 'open'",
+                &[run.into()],
+            )?
+            .map(|r| r.int(0))
+            .transpose()?
+            .is_some_and(|f| f != 0);
+        let drift = if full {
+            match self.unlinked_remotely(runtime, settings, run) {
+                Ok(drift) => drift,
+                Err(e) => {
+                    events.push(Event::Warning(format!(
+                        "run {run}: counting the remote users no CMS user links to failed: {e:#}"
+                    )));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let note =
+            drift.map(|n| format!("drift: {n} remote users on the server linked to no CMS user"));
+        if let Some(ended) = self.end_if_done(run, note)? {
+            events.push(ended);
         }
         Ok(())
     }
