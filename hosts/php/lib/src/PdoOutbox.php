@@ -56,7 +56,8 @@ final class PdoOutbox
         }
         $pdo->setAttribute(\PDO::ATTR_ERRMODE, \PDO::ERRMODE_EXCEPTION);
         PdoSchema::migrate($pdo, $this->prefix, 'outbox', self::steps($driver, $this->prefix));
-        $this->claims = new OutboxClaims(new PdoOutboxSql($pdo), $this->prefix . 'outbox');
+        $outbox = $this->prefix . 'outbox';
+        $this->claims = new OutboxClaims(new PdoOutboxSql($pdo), $outbox, "{$outbox}_user");
     }
 
     /** The version of the outbox's tables recorded in the database. */
