@@ -86,7 +86,7 @@
 //! target/release/bench … --readme docs/figures.md   # also write issue 13's table into the figures page
 //! target/release/bench --rate [--rate-users N] [--rate-limit L]
 //! target/release/bench --groups [--group-members N] [--group-changes M]
-//! target/release/bench --resync-paged 1000000 [--resync-database postgres://…]
+//! target/release/bench --resync-paged 1000000 [--resync-database postgres://…] [--resync-policy realistic] [--resync-legacy] [--resync-first]
 //! target/release/bench --hosts [--calls N] [--memory-calls N] [--sync-users S] [--sync-concurrency C]
 //! ```
 //!
@@ -181,6 +181,18 @@ struct Args {
     resync_seed: Option<usize>,
     /// Measure the outbox's claim overhead instead (10): N events drained by 1, 2 and 4
     /// workers on `--claims-database` (a postgres:// or mysql:// URL of a database the
+    /// The policy of `--resync-paged`: `minimal` (empty) or `realistic` (a mapping of a
+    /// few KB, as a real site's).
+    #[arg(long, value_name = "minimal|realistic", default_value = "minimal")]
+    resync_policy: String,
+    /// `--resync-paged` with the links' fingerprints in the form of the versions before the
+    /// policy digest: the first resync after an upgrade, then a second one.
+    #[arg(long)]
+    resync_legacy: bool,
+    /// `--resync-paged` as a first sync: the N users unlinked, synced into a `host-example
+    /// serve` of the bench's own, then resynced.
+    #[arg(long)]
+    resync_first: bool,
     /// bench may empty).
     #[arg(long, value_name = "N")]
     claims: Option<usize>,
@@ -212,7 +224,13 @@ fn main() -> Result<()> {
             .resync_database
             .as_deref()
             .context("--resync-seed needs --resync-database")?;
-        return resync_paged::seed(database, n);
+        return resync_paged::seed(
+            database,
+            n,
+            &args.resync_policy,
+            args.resync_legacy,
+            args.resync_first,
+        );
     }
     if let Some(n) = args.claims {
         let database = args
@@ -242,7 +260,14 @@ fn main() -> Result<()> {
         return rate::run(&runtime, args.rate_users, args.rate_limit);
     }
     if let Some(n) = args.resync_paged {
-        return resync_paged::run(&runtime, n, args.resync_database.as_deref());
+        return resync_paged::run(
+            &runtime,
+            n,
+            args.resync_database.as_deref(),
+            &args.resync_policy,
+            args.resync_legacy,
+            args.resync_first,
+        );
     }
     if args.hosts {
         return hosts::run(

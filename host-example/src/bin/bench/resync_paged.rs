@@ -8,6 +8,29 @@
 //!
 //! On PostgreSQL (`--resync-database postgres://…`, an empty database) the store is the
 //! shared store there (`Store::open_url`), its tables made by its own migrations.
+//!
+//! `--resync-policy realistic` syncs under a policy of a few KB (the Drupal example of
+//! `docs/configuration.md` and more rules, [`REALISTIC_POLICY`]) instead of an empty one:
+//! the policy is hashed once per sync, so its size should not show. `--resync-legacy` writes
+//! the links' fingerprints in the form of the versions before the policy digest, and times
+//! two resyncs: the first after the upgrade (which recognises them and rewrites them) and
+//! the next. Besides the wall time, the CPU seconds this process spent in the resync are
+//! reported (the database server's, on PostgreSQL, are not in them): on a busy machine the
+//! wall time varies with the load, the CPU time much less.
+//!
+//! `--resync-first` measures a first sync instead: the N users written without links, then
+//! one `sync_paged` that creates them all in a `host-example serve` of its own (a child
+//! process on a free loopback port, over a temporary SQLite file, so its memory is not
+//! this process's): seconds, users a second, and the peak RSS of this process, which
+//! streams past `sync::HOLD` users, then a no-change resync after it.
+//!
+//! ```sh
+//! cargo build --release -p host-example --bin bench --bin host-example
+//! /usr/bin/time -v target/release/bench --resync-paged 1000000 [--resync-policy realistic]
+//! target/release/bench --resync-paged 1000000 --resync-database postgres://USER:PASSWORD@127.0.0.1:PORT/EMPTY_DB
+//! target/release/bench --resync-paged 1000000 --resync-legacy
+//! target/release/bench --resync-paged 100000 --resync-first
+//! ```
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -25,13 +48,69 @@ use crate::sync::sync_options;
 /// Rows written per statement.
 const ROWS_PER_INSERT: usize = 500;
 
+/// A policy as a real site's: the Drupal example of `docs/configuration.md` with more
+/// rules, a scope and the operations (about 3 KB).
+pub const REALISTIC_POLICY: &str = r#"{
+  "operations": {"create": true, "update": true, "deactivate": true, "delete": false},
+  "deprovision": "deactivate",
+  "extensions": ["urn:example:params:scim:schemas:extension:acme:2.0:User"],
+  "mapping": [
+    {"target": "userName", "source": "name", "required": true},
+    {"target": "emails[type eq \"work\"].value", "source": "mail", "transform": ["trim", "lower"]},
+    {"target": "emails[type eq \"home\"].value", "source": "field_private_mail", "transform": ["trim", "lower"]},
+    {"target": "name.givenName", "source": "field_first_name", "transform": ["trim"]},
+    {"target": "name.familyName", "source": "field_last_name", "transform": ["trim"]},
+    {"target": "name.middleName", "source": "field_middle_name"},
+    {"target": "name.honorificPrefix", "source": "field_salutation"},
+    {"target": "name.formatted", "template": "{field_first_name} {field_last_name}", "transform": ["trim"]},
+    {"target": "displayName", "template": "{field_first_name} {field_last_name}", "transform": ["trim"]},
+    {"target": "nickName", "source": "field_nickname"},
+    {"target": "preferredLanguage", "source": "field_language", "default": "en"},
+    {"target": "locale", "source": "field_locale", "default": "en-US"},
+    {"target": "timezone", "source": "field_timezone", "default": "Europe/Berlin"},
+    {"target": "phoneNumbers[type eq \"work\"].value", "source": "field_phone"},
+    {"target": "phoneNumbers[type eq \"mobile\"].value", "source": "field_mobile"},
+    {"target": "addresses[type eq \"work\"].streetAddress", "source": "field_street"},
+    {"target": "addresses[type eq \"work\"].locality", "source": "field_city"},
+    {"target": "addresses[type eq \"work\"].postalCode", "source": "field_postal_code"},
+    {"target": "addresses[type eq \"work\"].country", "source": "field_country", "transform": ["upper"]},
+    {"target": "roles", "source": "roles"},
+    {"target": "active", "source": "@active"},
+    {"target": "externalId", "source": "@id"},
+    {"target": "userType", "constant": "Employee", "apply": "create"},
+    {"target": "title", "source": "field_title", "default": "Staff"},
+    {"target": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber", "source": "field_employee_number"},
+    {"target": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:costCenter", "source": "field_cost_center"},
+    {"target": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:organization", "constant": "Example Corp"},
+    {"target": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:division", "source": "field_division"},
+    {"target": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "source": "field_department"},
+    {"target": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager.value", "source": "field_manager_id"},
+    {"target": "urn:example:params:scim:schemas:extension:acme:2.0:User:badge", "source": "field_badge",
+     "transform": [{"regex_replace": {"pattern": "^B-(\\d+)$", "replacement": "$1"}}]},
+    {"target": "urn:example:params:scim:schemas:extension:acme:2.0:User:memberSince", "source": "created", "transform": ["date"]},
+    {"target": "urn:example:params:scim:schemas:extension:acme:2.0:User:groups", "source": "field_groups", "transform": [{"split": ","}]},
+    {"target": "urn:example:params:scim:schemas:extension:acme:2.0:User:building", "template": "{field_site} / {field_building}"}
+  ],
+  "scope": {"field": "roles", "any_of": ["authenticated", "editor", "member"],
+            "all": [{"field": "roles", "none_of": ["administrator", "blocked_by_hr"]}]}
+}"#;
+
+/// The policy named by `--resync-policy`.
+fn policy(name: &str) -> Result<String> {
+    match name {
+        "minimal" => Ok(String::new()),
+        "realistic" => Ok(REALISTIC_POLICY.to_string()),
+        other => bail!("--resync-policy takes minimal or realistic, not {other:?}"),
+    }
+}
+
 /// The settings of the sync: a closed port, since a no-change resync sends nothing.
-fn settings() -> ConnectorSettings {
+fn settings(policy_json: String) -> ConnectorSettings {
     ConnectorSettings {
         base_url: "http://127.0.0.1:9/scim/v2".into(),
         credentials: Credentials::Bearer("unused".into()),
         timeout_ms: 1_000,
-        policy_json: String::new(),
+        policy_json,
     }
 }
 
@@ -49,13 +128,21 @@ fn user(i: usize) -> UserRecord {
     }
 }
 
-/// Writes `n` users, each linked with its own fingerprint (the child process's work).
-pub fn seed(database: &str, n: usize) -> Result<()> {
+/// Writes `n` users, each linked with its own fingerprint under `policy_name` (in the form
+/// of the versions before the policy digest when `legacy`; none when `unlinked`): the
+/// child process's work.
+pub fn seed(
+    database: &str,
+    n: usize,
+    policy_name: &str,
+    legacy: bool,
+    unlinked: bool,
+) -> Result<()> {
     let url = DatabaseUrl::parse(database, Path::new("."))?;
     // The store makes its tables (migrated and recorded as on any site).
     drop(Store::open_url(&url, Duration::from_secs(30))?);
     let mut db = Db::connect(&url)?;
-    let policy = settings().policy_json;
+    let policy = policy(policy_name)?;
     let started = Instant::now();
     for chunk_start in (0..n).step_by(ROWS_PER_INSERT) {
         let chunk = chunk_start..(chunk_start + ROWS_PER_INSERT).min(n);
@@ -74,7 +161,11 @@ pub fn seed(database: &str, n: usize) -> Result<()> {
                 format!("remote-{i:08}").into(),
                 format!("W/\"{i}\"").into(),
                 snapshot.to_string().into(),
-                u.fingerprint(&policy).into(),
+                if legacy {
+                    u.legacy_fingerprint(&policy).into()
+                } else {
+                    u.fingerprint(&policy).into()
+                },
             ]);
             users.extend([
                 u.id.into(),
@@ -93,6 +184,9 @@ pub fn seed(database: &str, n: usize) -> Result<()> {
                 ),
                 &users,
             )?;
+            if unlinked {
+                return Ok(());
+            }
             db.execute(
                 &format!(
                     "INSERT INTO links (user_id, remote_id, version, snapshot, fingerprint) VALUES {}",
@@ -115,6 +209,67 @@ pub fn seed(database: &str, n: usize) -> Result<()> {
     Ok(())
 }
 
+/// A `host-example serve` of the bench's own: a child process on a free loopback port over
+/// a temporary SQLite file, stopped on drop.
+struct ServeProcess {
+    child: std::process::Child,
+    base_url: String,
+    token: String,
+    _db: TempDb,
+}
+
+impl ServeProcess {
+    fn start() -> Result<ServeProcess> {
+        let exe = std::env::current_exe()?.with_file_name("host-example");
+        if !exe.exists() {
+            bail!(
+                "{} is missing: cargo build --release -p host-example --bin host-example",
+                exe.display()
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let db = TempDb::new()?;
+        let token = host_example::serve::generate_token();
+        let child = std::process::Command::new(&exe)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database",
+            ])
+            .arg(&db.0)
+            .args(["--token-env", "SCIM_BENCH_SERVE_TOKEN"])
+            .env("SCIM_BENCH_SERVE_TOKEN", &token)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting host-example serve")?;
+        let serve = ServeProcess {
+            child,
+            base_url: format!("http://127.0.0.1:{port}/scim/v2"),
+            token,
+            _db: db,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!("host-example serve did not listen on port {port} within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(serve)
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// This process's peak resident set since the last reset, in bytes.
 fn peak_rss() -> Option<u64> {
     status_bytes("VmHWM:")
@@ -132,31 +287,89 @@ fn status_bytes(key: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The CPU seconds (user and system) this process has spent so far.
+fn cpu_seconds() -> Option<f64> {
+    process_cpu_seconds("self")
+}
+
+/// The CPU seconds (user and system) process `pid` (or `self`) has spent so far.
+fn process_cpu_seconds(pid: &str) -> Option<f64> {
+    // Fields 14 and 15 of /proc/PID/stat, in clock ticks (100 a second on Linux); the
+    // command name (field 2) is in parentheses and may hold spaces, so count after it.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 /// Resets the peak resident set to the current one (Linux's `clear_refs` 5).
 fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// Seeds `n` users (in a child process) into `database` (a SQLite path, a postgres:// URL,
-/// or `None` for a fresh SQLite file), then measures the paged no-change resync.
-pub fn run(runtime: &Runtime, n: usize, database: Option<&str>) -> Result<()> {
+/// or `None` for a fresh SQLite file), then measures the paged no-change resync under the
+/// policy `policy_name` (twice, after seeding the older fingerprint form, when `legacy`),
+/// or with `first`, a first sync of them into a `host-example serve` and a resync after.
+pub fn run(
+    runtime: &Runtime,
+    n: usize,
+    database: Option<&str>,
+    policy_name: &str,
+    legacy: bool,
+    first: bool,
+) -> Result<()> {
+    let serve = if first {
+        Some(ServeProcess::start()?)
+    } else {
+        None
+    };
+    let settings = match &serve {
+        Some(serve) => ConnectorSettings {
+            base_url: serve.base_url.clone(),
+            credentials: Credentials::Bearer(serve.token.clone()),
+            timeout_ms: 30_000,
+            policy_json: policy(policy_name)?,
+        },
+        None => settings(policy(policy_name)?),
+    };
     let temp = TempDb::new()?;
     let sqlite_store = temp.0.clone();
     let database = database.map_or_else(|| sqlite_store.display().to_string(), String::from);
     println!(
-        "\n== a no-change resync of {} users, read in pages from {} ==",
+        "\n== {} of {} users, read in pages from {}, {policy_name} policy ({} bytes){} ==",
+        if first {
+            "a first sync (into host-example serve)"
+        } else {
+            "a no-change resync"
+        },
         grouped(n as u64),
-        DatabaseUrl::parse(&database, Path::new("."))?.redacted()
+        DatabaseUrl::parse(&database, Path::new("."))?.redacted(),
+        settings.policy_json.len(),
+        if legacy {
+            ", links fingerprinted by the version before"
+        } else {
+            ""
+        }
     );
-    let status = std::process::Command::new(std::env::current_exe()?)
-        .args([
-            "--resync-seed",
-            &n.to_string(),
-            "--resync-database",
-            &database,
-        ])
-        .status()
-        .context("starting the seeding process")?;
+    let mut seeding = std::process::Command::new(std::env::current_exe()?);
+    seeding.args([
+        "--resync-seed",
+        &n.to_string(),
+        "--resync-database",
+        &database,
+        "--resync-policy",
+        policy_name,
+    ]);
+    if legacy {
+        seeding.arg("--resync-legacy");
+    }
+    if first {
+        seeding.arg("--resync-first");
+    }
+    let status = seeding.status().context("starting the seeding process")?;
     if !status.success() {
         bail!("seeding failed: {status}");
     }
@@ -164,35 +377,77 @@ pub fn run(runtime: &Runtime, n: usize, database: Option<&str>) -> Result<()> {
     let mut store = Store::open_url(&url, Duration::from_secs(30))?;
     let mut db = Db::connect(&url)?;
     let options = sync_options(4, 100);
-    let settings = settings();
-    let before = rss();
-    let reset = reset_peak_rss();
-    let started = Instant::now();
-    let summary = host_example::sync::sync_paged(
-        runtime,
-        &settings,
-        &mut store,
-        &mut db,
-        &options,
-        &mut |_| {},
-    )?;
-    let seconds = started.elapsed().as_secs_f64();
-    let peak = peak_rss();
-    if summary.unchanged != n as u64 || summary.requests != 0 {
-        bail!("not a no-change resync: {summary}");
-    }
-    let mb = |b: Option<u64>| b.map_or("unknown".into(), |b| format!("{:.1} MB", b as f64 / 1e6));
-    println!(
-        "resync: {seconds:.2} s, {} requests, {} unchanged; peak RSS during it {} (the process before it: {}{})",
-        summary.requests,
-        grouped(summary.unchanged),
-        mb(peak),
-        mb(before),
-        if reset {
-            ""
-        } else {
-            "; the peak could not be reset, so it includes the start"
+    // On PostgreSQL on this machine, the server process that answers the plan's queries:
+    // its CPU seconds are the other half of the resync's cost.
+    let backend = match db.dialect() {
+        Dialect::Postgres => db
+            .query("SELECT pg_backend_pid()", &[])?
+            .first()
+            .map(|r| r.int(0))
+            .transpose()?
+            .map(|pid| pid.to_string()),
+        _ => None,
+    };
+    let runs: &[&str] = match (first, legacy) {
+        (true, _) => &["first sync", "the resync after it"],
+        (false, true) => &["the first resync after the upgrade", "the next resync"],
+        (false, false) => &["resync"],
+    };
+    for (i, what) in runs.iter().enumerate() {
+        let before = rss();
+        let reset = reset_peak_rss();
+        let cpu_before = cpu_seconds();
+        let server_before = backend.as_deref().and_then(process_cpu_seconds);
+        let started = Instant::now();
+        let summary = host_example::sync::sync_paged(
+            runtime,
+            &settings,
+            &mut store,
+            &mut db,
+            &options,
+            &mut |_| {},
+        )?;
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds()
+            .zip(cpu_before)
+            .map_or("unknown".into(), |(after, before)| {
+                format!("{:.2} s", after - before)
+            });
+        let server_cpu = backend
+            .as_deref()
+            .and_then(process_cpu_seconds)
+            .zip(server_before)
+            .map(|(after, before)| format!(", the PostgreSQL backend's {:.2} s", after - before))
+            .unwrap_or_default();
+        let peak = peak_rss();
+        let creating = first && i == 0;
+        if creating {
+            if summary.created != n as u64 || summary.failed != 0 {
+                bail!("not a first sync of every user: {summary}");
+            }
+        } else if summary.unchanged != n as u64 || summary.requests != 0 {
+            bail!("not a no-change resync: {summary}");
         }
-    );
+        let mb =
+            |b: Option<u64>| b.map_or("unknown".into(), |b| format!("{:.1} MB", b as f64 / 1e6));
+        println!(
+            "{what}: {seconds:.2} s (CPU {cpu}{server_cpu}{}), {} requests, {} created, {} unchanged; peak RSS during it {} (the process before it: {}{})",
+            if creating {
+                format!(", {} users/s", grouped((n as f64 / seconds) as u64))
+            } else {
+                String::new()
+            },
+            summary.requests,
+            grouped(summary.created),
+            grouped(summary.unchanged),
+            mb(peak),
+            mb(before),
+            if reset {
+                ""
+            } else {
+                "; the peak could not be reset, so it includes the start"
+            }
+        );
+    }
     Ok(())
 }
