@@ -476,17 +476,21 @@ impl SharedReconcile {
             .ok()
             .flatten();
         let mut warnings = Vec::new();
-        let listed = list_remote_users(
-            runtime,
-            settings,
-            &mut summary,
-            &mut |p| {
-                if let SyncProgress::Warning(w) = p {
-                    warnings.push(w);
-                }
-            },
-            &mut dialect,
-        );
+        // Listing a large server is one component call that can outlast the lease: a
+        // keeper extends it meanwhile, so no other daemon lists again.
+        let listed = keep_listing_lease(&self.url, run, &self.worker, self.lease_ms(), || {
+            list_remote_users(
+                runtime,
+                settings,
+                &mut summary,
+                &mut |p| {
+                    if let SyncProgress::Warning(w) = p {
+                        warnings.push(w);
+                    }
+                },
+                &mut dialect,
+            )
+        });
         events.extend(warnings.into_iter().map(Event::Warning));
         match listed {
             Some((Some(document), ids)) => Some((document, ids.len() as u64, summary.requests)),
@@ -1148,6 +1152,59 @@ fn reserve(db: &mut Db, run: i64, part: i64, wanted: i64) -> anyhow::Result<Opti
             &[wanted.into(), run.into(), part.into()],
         )?;
         Ok(None)
+    })
+}
+
+/// Runs `work` while a thread with a connection of its own extends `worker`'s lease on
+/// `run`'s listing every third of `lease_ms`. A failed extension is only retried: at worst
+/// the lease lapses and another daemon lists again, and this one's listing is not used.
+fn keep_listing_lease<T>(
+    url: &DatabaseUrl,
+    run: i64,
+    worker: &str,
+    lease_ms: i64,
+    work: impl FnOnce() -> T,
+) -> T {
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let every = Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(1000).max(100));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut db: Option<Db> = None;
+            let mut last = std::time::Instant::now();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+                if last.elapsed() < every {
+                    continue;
+                }
+                last = std::time::Instant::now();
+                if db.is_none() {
+                    db = Db::connect(url).ok();
+                }
+                if let Some(d) = db.as_mut()
+                    && d.execute(
+                        "UPDATE reconcile_runs SET listing_until = ?
+                         WHERE id = ? AND state = 'listing' AND listing_by = ?",
+                        &[
+                            now_ms().saturating_add(lease_ms).into(),
+                            run.into(),
+                            worker.into(),
+                        ],
+                    )
+                    .is_err()
+                {
+                    db = None;
+                }
+            }
+        });
+        // Set on the way out, a panic included, so the keeper always stops.
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let _stop = Stop(&done);
+        work()
     })
 }
 

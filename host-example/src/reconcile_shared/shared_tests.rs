@@ -80,6 +80,29 @@ fn check(url_text: &str) {
 
     // Open a run with a 2.5 MiB listing of multi-byte text.
     start_run(&mut a.coord, 1, "a", 5);
+    // While a lists (a call that outlasts its 1 s lease), the keeper holds the lease.
+    let listing_until = |db: &mut Db| {
+        one_int(
+            db,
+            "SELECT listing_until FROM reconcile_runs WHERE id = 1",
+            &[],
+        )
+        .unwrap()
+    };
+    a.coord
+        .execute(
+            "UPDATE reconcile_runs SET listing_until = ? WHERE id = 1",
+            &[(now_ms() + 1_000).into()],
+        )
+        .unwrap();
+    let held_after = keep_listing_lease(&url, 1, "a", 1_000, || {
+        std::thread::sleep(Duration::from_millis(2_500));
+        now_ms()
+    });
+    assert!(
+        listing_until(&mut a.coord) > held_after,
+        "the listing's lease was kept"
+    );
     let document = "é日".repeat(LISTING_CHUNK / 2);
     let mut events = Vec::new();
     // Not b's to open: it does not hold the listing.
