@@ -166,8 +166,8 @@ pub struct HostSection {
     /// directory). Default: beside the `.wasm`. `SCIM_PROVISIONER_CACHE` wins over it.
     pub cache_dir: Option<String>,
     /// On a shared database, how long a worker's claim on outbox events lasts before
-    /// another worker may take them (default 60 s): longer than a batch takes to deliver,
-    /// and the longest a dead worker's events wait.
+    /// another worker may take them (default 60 s): extended every third of it while a
+    /// batch is delivered, and the longest a dead worker's events wait.
     pub claim_lease_secs: u32,
 }
 

@@ -415,7 +415,8 @@ impl Store {
     }
 
     /// How long a claim on outbox events lasts before another worker may take them
-    /// (default [`DEFAULT_CLAIM_LEASE`]). It must be longer than a batch takes to deliver.
+    /// (default [`DEFAULT_CLAIM_LEASE`]). A delivery extends it while it runs
+    /// ([`Store::keep_leases`]), so it need only outlast a database outage, not a batch.
     pub fn set_claim_lease(&mut self, lease: Duration) {
         self.lease = lease;
     }

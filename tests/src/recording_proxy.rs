@@ -34,6 +34,9 @@ struct Shared {
     /// Every request's method and target, bodies or not (the shared reconcile's test
     /// counts the listings, which are GETs).
     requests: Mutex<Vec<(String, String)>>,
+    /// How long a request with a body waits, once the upstream has answered it, before
+    /// the answer goes back (a slow server: zero unless [`RecordingProxy::start_slow`]).
+    write_delay: Duration,
 }
 
 /// A running proxy; stopped on drop.
@@ -49,6 +52,13 @@ impl RecordingProxy {
     /// Starts a proxy on a free `127.0.0.1` port in front of `upstream_base_url`
     /// (`http://127.0.0.1:PORT/base`).
     pub fn start(upstream_base_url: &str) -> Result<RecordingProxy> {
+        RecordingProxy::start_slow(upstream_base_url, Duration::ZERO)
+    }
+
+    /// [`RecordingProxy::start`], answering every request with a body `write_delay` late:
+    /// the upstream has applied the write, the client hears of it only then (a slow
+    /// server, for the outbox's lease renewal test).
+    pub fn start_slow(upstream_base_url: &str, write_delay: Duration) -> Result<RecordingProxy> {
         let rest = upstream_base_url
             .strip_prefix("http://")
             .context("the upstream must be plain http://")?;
@@ -64,6 +74,7 @@ impl RecordingProxy {
             stop: AtomicBool::new(false),
             recorded: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
+            write_delay,
         });
         let accept = shared.clone();
         let thread = std::thread::spawn(move || {
@@ -186,6 +197,9 @@ fn serve(client: TcpStream, shared: &Shared) -> Result<()> {
     upstream.write_all(&body)?;
     let mut answer = Vec::new();
     upstream.read_to_end(&mut answer)?;
+    if length > 0 && !shared.write_delay.is_zero() {
+        std::thread::sleep(shared.write_delay);
+    }
     // The answer's head with `Connection: close`, then its body as it came.
     let split = answer
         .windows(4)

@@ -20,6 +20,10 @@
 //! for a few seconds mid-run. A write the killed worker sent but had not recorded is sent
 //! again after its lease (at least once on the wire): the check then allows a number to
 //! repeat, never to go back, and the server must still hold each user once.
+//!
+//! The slow runs give the workers a 1 s lease against a server that answers each write
+//! 2.5 s late: each worker's lease keeper must extend its lease while it delivers, or
+//! another worker takes the batch over and sends it again (each change must be sent once).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -270,6 +274,22 @@ fn writes_in(method: &str, target: &str, body: &Value, out: &mut Vec<(String, St
 
 /// Runs one scenario and checks it (see the module documentation).
 fn scenario(kind: Kind, users: usize, events_per_user: usize, faults: bool) {
+    scenario_with(kind, users, events_per_user, faults, None);
+}
+
+/// A server slower than the lease: each write is answered `delay` late, and the lease is
+/// 1 s, so every batch outlasts its lease several times over.
+struct Slow {
+    delay: Duration,
+}
+
+fn scenario_with(
+    kind: Kind,
+    users: usize,
+    events_per_user: usize,
+    faults: bool,
+    slow: Option<Slow>,
+) {
     let bin = host_example_bin();
     let (mut server, url_text) = match kind {
         Kind::Postgres => {
@@ -285,11 +305,21 @@ fn scenario(kind: Kind, users: usize, events_per_user: usize, faults: bool) {
     };
     let url = DatabaseUrl::parse(&url_text, Path::new("/")).expect("url");
     let peer = scim2_server().expect("scim2-server");
-    let proxy = RecordingProxy::start(&peer.base_url).expect("proxy");
+    let proxy = match &slow {
+        Some(slow) => RecordingProxy::start_slow(&peer.base_url, slow.delay),
+        None => RecordingProxy::start(&peer.base_url),
+    }
+    .expect("proxy");
     let dir = temp_dir("outbox-workers");
-    // A short lease in the fault runs, so the killed worker's events come back soon; still
-    // well above what a batch may take (requests time out after 5 s).
-    let config = config(&dir, &proxy.base_url, if faults { 15 } else { 60 });
+    // A short lease in the fault runs, so the killed worker's events come back soon. With
+    // a slow server, a lease far shorter than a batch: the workers' lease keepers must
+    // extend it, or other workers take the events over and send them again.
+    let lease = match (&slow, faults) {
+        (Some(_), _) => 1,
+        (None, true) => 15,
+        (None, false) => 60,
+    };
+    let config = config(&dir, &proxy.base_url, lease);
 
     // The queue: every user's events in rounds, so they interleave.
     let mut store = Store::open_url(&url, Duration::from_secs(30)).expect("store");
@@ -334,15 +364,25 @@ fn scenario(kind: Kind, users: usize, events_per_user: usize, faults: bool) {
         .collect();
 
     if faults {
-        // kill -9 a worker while it holds claimed events.
-        let pid = workers[0].child.id();
-        wait_until("worker 0 to hold claims", &mut workers, || {
-            claims_of(&url, pid) > 0
+        // kill -9 a worker while it holds claimed events: whichever is seen holding some
+        // first (one chosen in advance may not get any before the others drain the queue).
+        let pids: Vec<u32> = workers.iter().map(|w| w.child.id()).collect();
+        let mut holder = None;
+        wait_until("a worker to hold claims", &mut workers, || {
+            holder = pids.iter().position(|&pid| claims_of(&url, pid) > 0);
+            assert!(
+                holder.is_some() || outbox_rows(&url) != Some((0, 0)),
+                "the outbox drained before a worker was seen holding claims"
+            );
+            holder.is_some()
         });
+        let victim = holder.expect("a worker holds claims");
+        let pid = pids[victim];
         let held = claims_of(&url, pid);
-        workers[0].child.kill().expect("kill -9");
-        let _ = workers[0].child.wait();
-        eprintln!("killed worker 0 (pid {pid}) holding {held} claimed events");
+        workers[victim].child.kill().expect("kill -9");
+        let _ = workers[victim].child.wait();
+        eprintln!("killed worker {victim} (pid {pid}) holding {held} claimed events");
+        workers.swap(0, victim);
         let mut survivors: Vec<Worker> = workers.drain(1..).collect();
         // The database goes away for a few seconds once a quarter of the queue is left
         // or more has been delivered.
@@ -433,6 +473,37 @@ fn scenario(kind: Kind, users: usize, events_per_user: usize, faults: bool) {
     }
     eprintln!("writes sent again after the faults: {repeats}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Lease renewal: a 1 s lease, a server that answers each write 2.5 s late, 4 workers.
+/// Every change is sent exactly once, in order: no worker takes over a batch another is
+/// still delivering. (Without the lease keeper, each batch is taken over after 1 s and
+/// sent again.)
+#[test]
+fn postgres_a_batch_slower_than_its_lease_is_sent_once() {
+    scenario_with(
+        Kind::Postgres,
+        30,
+        2,
+        false,
+        Some(Slow {
+            delay: Duration::from_millis(2_500),
+        }),
+    );
+}
+
+/// The same on MariaDB.
+#[test]
+fn mariadb_a_batch_slower_than_its_lease_is_sent_once() {
+    scenario_with(
+        Kind::MariaDb,
+        30,
+        2,
+        false,
+        Some(Slow {
+            delay: Duration::from_millis(2_500),
+        }),
+    );
 }
 
 #[test]
