@@ -22,8 +22,8 @@
 //!   stored hash column in the store's `users` table, or every partition reading every
 //!   user. One more partition (`orphans`) plans the links whose user is gone, once per run.
 //! - **A partition is claimed** like an outbox event: `FOR UPDATE SKIP LOCKED`,
-//!   `claimed_by`, `claimed_until`, renewed as its users are done, `done_at` when
-//!   finished. A dead daemon's partition is taken over after its lease; the taker does not
+//!   `claimed_by`, `claimed_until`, renewed by a keeper thread while it runs, `done_at`
+//!   when finished. A dead daemon's partition is taken over after its lease; the taker does not
 //!   use the run's listing (writes of the dead one may have landed since it was taken), so
 //!   its matching looks each user up, and no user is created twice. A partition that
 //!   failed [`MAX_ATTEMPTS`] times is given up (its users wait for the next run).
@@ -205,7 +205,7 @@ struct Run {
 pub struct SharedReconcile {
     url: DatabaseUrl,
     coord: Db,
-    /// In a cell: the plan reads its pages, and later the lease is renewed, through it.
+    /// The plan's pages are read through it (in a cell, for the planner closure).
     pages: std::cell::RefCell<Db>,
     worker: String,
     schedule: Schedule,
@@ -731,11 +731,13 @@ impl SharedReconcile {
         let (run, part) = (claim.run, claim.part);
         let coord = &mut self.coord;
         let pages = &self.pages;
+        let url = &self.url;
         let mut refused: Option<String> = None;
-        let mut renewed_at = now_ms();
-        let mut lost = false;
         let mut warnings = Vec::new();
-        let outcome = {
+        // A keeper renews the lease while the partition runs (its plan, and component
+        // calls that can each take a while: a /Bulk request, its retries).
+        let extend = |db: &mut Db, until: i64| renew(db, run, part, &worker, until);
+        let (outcome, lost) = keep_lease(url, lease, &extend, || {
             // Deprovisions are reserved from the run's budget before anything is sent.
             let mut approve = |plan: &SyncPlan| -> anyhow::Result<()> {
                 let wanted = i64::try_from(plan.deprovisions()).unwrap_or(i64::MAX);
@@ -745,22 +747,10 @@ impl SharedReconcile {
                 }
                 Ok(())
             };
-            // The lease is renewed as users are done, on the pages' connection (the plan
-            // is made by then).
-            let mut on_progress = |p: SyncProgress| match p {
-                SyncProgress::UserDone { .. } if now_ms() - renewed_at > lease / 3 => {
-                    renewed_at = now_ms();
-                    let mut db = pages.borrow_mut();
-                    lost |= !renew(
-                        &mut db,
-                        run,
-                        part,
-                        &worker,
-                        renewed_at.saturating_add(lease),
-                    );
+            let mut on_progress = |p: SyncProgress| {
+                if let SyncProgress::Warning(w) = p {
+                    warnings.push(w);
                 }
-                SyncProgress::Warning(w) => warnings.push(w),
-                _ => {}
             };
             let mut planner = |store: &Store| -> anyhow::Result<SyncPlan> {
                 let mut db = pages.borrow_mut();
@@ -781,7 +771,7 @@ impl SharedReconcile {
                     approve: &mut approve,
                 },
             )
-        };
+        });
         events.extend(warnings.into_iter().map(Event::Warning));
         if lost {
             events.push(Event::Warning(format!(
@@ -1156,8 +1146,7 @@ fn reserve(db: &mut Db, run: i64, part: i64, wanted: i64) -> anyhow::Result<Opti
 }
 
 /// Runs `work` while a thread with a connection of its own extends `worker`'s lease on
-/// `run`'s listing every third of `lease_ms`. A failed extension is only retried: at worst
-/// the lease lapses and another daemon lists again, and this one's listing is not used.
+/// `run`'s listing every third of `lease_ms` (see [`keep_lease`]).
 fn keep_listing_lease<T>(
     url: &DatabaseUrl,
     run: i64,
@@ -1165,13 +1154,37 @@ fn keep_listing_lease<T>(
     lease_ms: i64,
     work: impl FnOnce() -> T,
 ) -> T {
-    let done = std::sync::atomic::AtomicBool::new(false);
+    let extend = |db: &mut Db, until: i64| {
+        db.execute(
+            "UPDATE reconcile_runs SET listing_until = ?
+             WHERE id = ? AND state = 'listing' AND listing_by = ?",
+            &[until.into(), run.into(), worker.into()],
+        )
+        .map(|n| n == 1)
+    };
+    keep_lease(url, lease_ms, &extend, work).0
+}
+
+/// Runs `work` while a thread with a connection of its own to `url` calls `extend(db,
+/// until)` every third of `lease_ms`, `until` being now + `lease_ms`. Returns what `work`
+/// returned, and whether an extension found the lease no longer held (`extend` gave
+/// false). A failed extension (the database away) is tried again at the next turn: at
+/// worst the lease lapses and another daemon takes the work over.
+fn keep_lease<T>(
+    url: &DatabaseUrl,
+    lease_ms: i64,
+    extend: &(dyn Fn(&mut Db, i64) -> anyhow::Result<bool> + Sync),
+    work: impl FnOnce() -> T,
+) -> (T, bool) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = AtomicBool::new(false);
+    let lost = AtomicBool::new(false);
     let every = Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(1000).max(100));
-    std::thread::scope(|scope| {
+    let out = std::thread::scope(|scope| {
         scope.spawn(|| {
             let mut db: Option<Db> = None;
             let mut last = std::time::Instant::now();
-            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            while !done.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(100));
                 if last.elapsed() < every {
                     continue;
@@ -1180,42 +1193,36 @@ fn keep_listing_lease<T>(
                 if db.is_none() {
                     db = Db::connect(url).ok();
                 }
-                if let Some(d) = db.as_mut()
-                    && d.execute(
-                        "UPDATE reconcile_runs SET listing_until = ?
-                         WHERE id = ? AND state = 'listing' AND listing_by = ?",
-                        &[
-                            now_ms().saturating_add(lease_ms).into(),
-                            run.into(),
-                            worker.into(),
-                        ],
-                    )
-                    .is_err()
-                {
-                    db = None;
+                if let Some(d) = db.as_mut() {
+                    match extend(d, now_ms().saturating_add(lease_ms)) {
+                        Ok(true) => {}
+                        Ok(false) => lost.store(true, Ordering::SeqCst),
+                        Err(_) => db = None,
+                    }
                 }
             }
         });
         // Set on the way out, a panic included, so the keeper always stops.
-        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        struct Stop<'a>(&'a AtomicBool);
         impl Drop for Stop<'_> {
             fn drop(&mut self) {
-                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+                self.0.store(true, Ordering::SeqCst);
             }
         }
         let _stop = Stop(&done);
         work()
-    })
+    });
+    (out, lost.load(Ordering::SeqCst))
 }
 
 /// Extends a partition's lease; false when the claim is no longer this worker's.
-fn renew(db: &mut Db, run: i64, part: i64, worker: &str, until: i64) -> bool {
+fn renew(db: &mut Db, run: i64, part: i64, worker: &str, until: i64) -> anyhow::Result<bool> {
     db.execute(
         "UPDATE reconcile_partitions SET claimed_until = ?
          WHERE run_id = ? AND part = ? AND claimed_by = ? AND done_at IS NULL",
         &[until.into(), run.into(), part.into(), worker.into()],
     )
-    .is_ok_and(|n| n == 1)
+    .map(|n| n == 1)
 }
 
 /// The plan of the orphans' partition: the links whose user is gone, deprovisioned.

@@ -179,20 +179,22 @@ fn check(url_text: &str) {
     assert!(taken.contains(&(first.part, 2)), "{taken:?}");
     assert_eq!(taken.len(), 4, "the other 3 and a's: {taken:?}");
     // a's renewal fails: the claim is b's now.
-    assert!(!renew(
-        a.pages.get_mut(),
-        1,
-        first.part,
-        "a",
-        now_ms() + 1_000
-    ));
-    assert!(renew(
-        b.pages.get_mut(),
-        1,
-        first.part,
-        "b",
-        now_ms() + 60_000
-    ));
+    assert!(!renew(a.pages.get_mut(), 1, first.part, "a", now_ms() + 1_000).unwrap());
+    assert!(renew(b.pages.get_mut(), 1, first.part, "b", now_ms() + 60_000).unwrap());
+
+    // A keeper of a's lease finds it lost; one of b's keeps it.
+    let first_part = first.part;
+    let a_extends = |db: &mut Db, until: i64| renew(db, 1, first_part, "a", until);
+    let b_extends = |db: &mut Db, until: i64| renew(db, 1, first_part, "b", until);
+    let pause = || std::thread::sleep(Duration::from_millis(700));
+    assert!(
+        keep_lease(&url, 300, &a_extends, pause).1,
+        "a's lease is lost"
+    );
+    assert!(
+        !keep_lease(&url, 300, &b_extends, pause).1,
+        "b's lease is kept"
+    );
 
     // The budget (5): 3, then the same partition again at 4 (replacing its 3), then 2
     // more elsewhere overdraws it.
