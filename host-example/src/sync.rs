@@ -584,7 +584,10 @@ fn run(
         shared_listing,
     )?;
     crate::rate::remember(store, &settings.base_url)?;
-    store.set_meta("last_sync", &format!("{} {summary}", now_rfc3339()))?;
+    // A slice is not the whole sync: its run records itself when it ends.
+    if shared_listing.is_none() {
+        store.set_meta("last_sync", &format!("{} {summary}", now_rfc3339()))?;
+    }
     Ok(summary)
 }
 

@@ -551,6 +551,14 @@ fn scenario_with(kind: Kind, every: &str, kill: bool, stop_database: bool) {
         .collect();
     assert!(!runs_shown.is_empty(), "status shows the runs:\n{status}");
     eprintln!("{}", runs_shown.join("\n"));
+    let last_sync = status
+        .lines()
+        .find(|l| l.starts_with("last sync:"))
+        .unwrap_or_default();
+    assert!(
+        last_sync.contains(" reconcile run "),
+        "the last sync is a run: {status}"
+    );
     if kill {
         assert!(
             runs_shown[0].contains("run 1 (verifying) done")

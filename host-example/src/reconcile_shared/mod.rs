@@ -283,7 +283,7 @@ impl SharedReconcile {
             // Nothing left to claim: the run may be over (its last partitions were given
             // up, or were finished by a daemon that died before it could end the run, or
             // are being ended by another daemon just now: whichever comes first ends it).
-            self.finish(runtime, settings, run, &mut events)?;
+            self.finish(runtime, settings, store, run, &mut events)?;
         }
         Ok(events)
     }
@@ -797,6 +797,7 @@ impl SharedReconcile {
                 )?;
                 end_run(db, run, "refused", Some(&note))
             })?;
+            remember_as_last_sync(&mut self.coord, store, run)?;
             events.push(Event::RunEnded {
                 run,
                 state: "refused".into(),
@@ -822,7 +823,7 @@ impl SharedReconcile {
                     ],
                 )?;
                 events.push(Event::PartitionDone { run, part, summary });
-                self.finish(runtime, settings, run, events)?;
+                self.finish(runtime, settings, store, run, events)?;
             }
             Err(e) => {
                 // Free again at once; the next claim counts as another attempt.
@@ -865,6 +866,7 @@ impl SharedReconcile {
         &mut self,
         runtime: &Runtime,
         settings: &ConnectorSettings,
+        store: &mut Store,
         run: i64,
         events: &mut Vec<Event>,
     ) -> anyhow::Result<()> {
@@ -896,6 +898,7 @@ impl SharedReconcile {
         let note =
             drift.map(|n| format!("drift: {n} remote users on the server linked to no CMS user"));
         if let Some(ended) = self.end_if_done(run, note)? {
+            remember_as_last_sync(&mut self.coord, store, run)?;
             events.push(ended);
         }
         Ok(())
@@ -1046,17 +1049,42 @@ pub fn recent_runs(db: &mut Db, limit: u32) -> anyhow::Result<Vec<RunStatus>> {
     if crate::database::schema_version(db, RECONCILE_COMPONENT)? == 0 {
         return Ok(Vec::new());
     }
-    let now = now_ms();
+    query_runs(db, None, limit)
+}
+
+/// Makes the ended `run` what `status` shows as the last sync, rather than the partition a
+/// sync recorded last.
+fn remember_as_last_sync(db: &mut Db, store: &mut Store, run: i64) -> anyhow::Result<()> {
+    if let Some(r) = query_runs(db, Some(run), 1)?.into_iter().next() {
+        store.set_meta("last_sync", &format!("{} reconcile {r}", now_rfc3339()))?;
+    }
+    Ok(())
+}
+
+/// Runs newest first: `only` that one, or the last `limit`.
+fn query_runs(db: &mut Db, only: Option<i64>, limit: u32) -> anyhow::Result<Vec<RunStatus>> {
+    let mut params: Vec<SqlValue> = vec![now_ms().into()];
+    let filter = match only {
+        Some(run) => {
+            params.push(run.into());
+            "WHERE r.id = ?"
+        }
+        None => "",
+    };
+    params.push(limit.into());
     let rows = db.query(
-        "SELECT r.id, r.state, r.full_sync, r.started_at, r.finished_at, r.listed, r.note,
-             COUNT(p.part),
-             COUNT(p.done_at),
-             COUNT(CASE WHEN p.done_at IS NULL AND p.claimed_until >= ? THEN 1 END),
-             COUNT(DISTINCT p.done_by)
-         FROM reconcile_runs r LEFT JOIN reconcile_partitions p ON p.run_id = r.id
-         GROUP BY r.id, r.state, r.full_sync, r.started_at, r.finished_at, r.listed, r.note
-         ORDER BY r.id DESC LIMIT ?",
-        &[now.into(), limit.into()],
+        &format!(
+            "SELECT r.id, r.state, r.full_sync, r.started_at, r.finished_at, r.listed, r.note,
+                 COUNT(p.part),
+                 COUNT(p.done_at),
+                 COUNT(CASE WHEN p.done_at IS NULL AND p.claimed_until >= ? THEN 1 END),
+                 COUNT(DISTINCT p.done_by)
+             FROM reconcile_runs r LEFT JOIN reconcile_partitions p ON p.run_id = r.id
+             {filter}
+             GROUP BY r.id, r.state, r.full_sync, r.started_at, r.finished_at, r.listed, r.note
+             ORDER BY r.id DESC LIMIT ?"
+        ),
+        &params,
     )?;
     rows.iter()
         .map(|r| {
