@@ -73,6 +73,11 @@
 //!     5): N events on a shared PostgreSQL or MariaDB outbox claimed and settled by 1, 2
 //!     and 4 workers against a server that answers at once (module `claims`).
 //!
+//! 11. **A first sync by many workers** (`--first-sync-workers [USERS]`, default 100,000,
+//!     instead of 1 to 5): USERS users queued on PostgreSQL and drained into scim2-server by
+//!     1, 2 and 4 `daemon --deliver-only` processes, against the server's own `/Bulk`
+//!     ceiling measured in the same run (module `workers_first_sync`).
+//!
 //! At the end of 1 to 5, issue 13's table (each figure, its goal, and whether it was met) is
 //! printed as Markdown; `--readme FILE` writes it between FILE's marker lines
 //! ([`figures::BEGIN_MARKER`]), so the table in `docs/figures.md` is the last run's own.
@@ -111,6 +116,7 @@ mod server_mix;
 mod servers;
 mod sync;
 mod users;
+mod workers_first_sync;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -199,6 +205,26 @@ struct Args {
     /// The database of `--claims`.
     #[arg(long, value_name = "URL")]
     claims_database: Option<String>,
+    /// Measure a first sync of USERS users by 1, 2 and 4 worker processes on PostgreSQL
+    /// against scim2-server's own /Bulk ceiling instead (11).
+    #[arg(long, value_name = "USERS", num_args = 0..=1, default_missing_value = "100000")]
+    first_sync_workers: Option<usize>,
+    /// The worker counts of `--first-sync-workers`.
+    #[arg(
+        long,
+        value_name = "N,N,…",
+        value_delimiter = ',',
+        default_value = "1,2,4"
+    )]
+    first_sync_counts: Vec<usize>,
+    /// The policy's `matching` of `--first-sync-workers` (default: the policy's default,
+    /// userName,externalId,emails[type eq "work"].value).
+    #[arg(long, value_name = "ATTRIBUTE,…", value_delimiter = ',')]
+    first_sync_matching: Option<Vec<String>>,
+    /// The PostgreSQL of `--first-sync-workers` (a database the bench may empty); by
+    /// default a throwaway one of the bench's own (built with `db-test-support`).
+    #[arg(long, value_name = "URL")]
+    first_sync_database: Option<String>,
     /// Measure membership changes of a large group instead (9).
     #[arg(long)]
     groups: bool,
@@ -238,6 +264,20 @@ fn main() -> Result<()> {
             .as_deref()
             .context("--claims needs --claims-database")?;
         return claims::run(database, n);
+    }
+    if let Some(users) = args.first_sync_workers {
+        let matching: Vec<String> = match &args.first_sync_matching {
+            None => workers_first_sync::DEFAULT_MATCHING
+                .map(String::from)
+                .to_vec(),
+            Some(list) => list.clone(),
+        };
+        return workers_first_sync::run(&workers_first_sync::Options {
+            users,
+            matching: &matching,
+            worker_counts: &args.first_sync_counts,
+            database: args.first_sync_database.as_deref(),
+        });
     }
     if args.users == 0 || args.requests == 0 || args.rounds == 0 {
         bail!("--users, --requests and --rounds must be positive");
