@@ -20,7 +20,9 @@ use ScimProvisioner\OutboxClaims;
  * leaves its lease to run out (`LEASE_SECONDS`, filter `scim_provisioner_outbox_lease`), and
  * another delivers the row again (the component matches the remote user, so a repeat does
  * not create a second one). Completing, failing and releasing are fenced by `claimed_by`: a
- * deliverer whose lease ran out changes nothing.
+ * deliverer whose lease ran out changes nothing. A user's events are claimable in the order
+ * their transactions commit: enqueue locks the user's row in `{prefix}scim_outbox_users`
+ * before it takes the event's id (see {@see enqueue()}).
  *
  * @phpstan-type OutboxRow array{id: int, user_id: int, event: string, user_json: string, link_json: ?string,
  *     created_at: int, attempts: int, next_attempt_at: int, last_error: ?string, last_status: ?int, parked: bool}
@@ -30,13 +32,19 @@ final class Outbox
     /** How long a claim holds: longer than one user's delivery (a few requests, each with its timeout). */
     public const LEASE_SECONDS = 300;
 
+    /** The `(user_id, id)` index of the outbox table (Schema), which MariaDB is told to use for the head test. */
+    public const USER_INDEX = 'user_id';
+
     private readonly string $table;
+    private readonly string $users;
     private readonly OutboxClaims $claims;
 
     public function __construct()
     {
-        $this->table = Schema::tables()['outbox'];
-        $this->claims = new OutboxClaims(new WpdbOutboxSql(), $this->table);
+        $tables = Schema::tables();
+        $this->table = $tables['outbox'];
+        $this->users = $tables['outbox_users'];
+        $this->claims = new OutboxClaims(new WpdbOutboxSql(), $this->table, self::USER_INDEX);
     }
 
     /** The lease a claim takes, in seconds (filter `scim_provisioner_outbox_lease`, at least 1). */
@@ -46,25 +54,44 @@ final class Outbox
     }
 
     /**
-     * Queues an event.
+     * Queues an event; returns the row's id.
+     *
+     * A user's events become claimable in the order their transactions commit. Before it
+     * takes the event's id, enqueue inserts or updates the user's row in
+     * `{prefix}scim_outbox_users`, which InnoDB keeps locked until the transaction ends, so a
+     * second writer queueing for the same user waits for the first to commit or roll back and
+     * then takes a higher id. (Without that lock, a writer that took id 5 and commits after
+     * the one that took id 6 has its event delivered second: a deliverer sees only 6, then
+     * the user's oldest.) The PHP library's PdoOutbox::enqueue does the same.
+     *
+     * Outside a transaction, enqueue runs its own, as short as it can be: START TRANSACTION,
+     * the user's row, the event, COMMIT. Inside the caller's (the plugin's server role creates
+     * and deletes WordPress users in one, and their hooks queue changes; so may another
+     * plugin), it joins it: a START TRANSACTION there would commit the caller's work so far,
+     * and its COMMIT would make the caller's ROLLBACK undo nothing. The event then commits or
+     * rolls back with the caller's change, and the user's lock is held until the caller ends.
+     * The open transaction is read from the server (`@@in_transaction`, MariaDB), not from
+     * the plugin's own bookkeeping, since any code may have started it on `$wpdb`'s connection.
      *
      * @param array{id: string, fields: array<string, mixed>, active: bool} $snapshot the user as the event saw them
      * @param array<string, mixed>|null $link the link, for a deleted user whose meta is gone by delivery
      */
     public function enqueue(int $userId, string $event, array $snapshot, ?array $link = null): int
     {
-        global $wpdb;
-        $ok = $wpdb->insert($this->table, [
-            'user_id' => $userId,
-            'event' => $event,
-            'user_json' => (string) wp_json_encode($snapshot),
-            'link_json' => $link === null ? null : (string) wp_json_encode($link),
-            'created_at' => time(),
-        ], ['%d', '%s', '%s', '%s', '%d']);
-        if ($ok === false) {
-            throw new \RuntimeException('the outbox could not be written: ' . $wpdb->last_error);
-        }
-        return (int) $wpdb->insert_id;
+        return $this->transaction(function (WpdbOutboxSql $sql) use ($userId, $event, $snapshot, $link): int {
+            global $wpdb;
+            $this->lockUser($sql, $userId);
+            $sql->execute(
+                "INSERT INTO {$this->table} (user_id, event, user_json, link_json, created_at) VALUES (?, ?, ?, ?, ?)",
+                [$userId, $event, (string) wp_json_encode($snapshot),
+                    $link === null ? null : (string) wp_json_encode($link), time()],
+            );
+            $id = (int) $wpdb->insert_id;
+            if ($id < 1) {
+                throw new \RuntimeException('the outbox could not be written: no row id');
+            }
+            return $id;
+        });
     }
 
     /**
@@ -163,26 +190,66 @@ final class Outbox
      */
     public function replaceForUser(int $userId, string $event, array $snapshot, ?array $link = null): bool
     {
-        global $wpdb;
-        $wpdb->query('START TRANSACTION');
-        try {
-            $held = (int) $wpdb->get_var($wpdb->prepare(
-                "SELECT COUNT(*) FROM {$this->table} WHERE user_id = %d AND claimed_until >= %d FOR UPDATE",
-                $userId,
-                time(),
-            ));
+        return $this->transaction(function (WpdbOutboxSql $sql) use ($userId, $event, $snapshot, $link): bool {
+            // The user's lock first, as enqueue takes it: the same order, so the two never deadlock.
+            $this->lockUser($sql, $userId);
+            $held = (int) ($sql->select(
+                "SELECT COUNT(*) AS held FROM {$this->table} WHERE user_id = ? AND claimed_until >= ? FOR UPDATE",
+                [$userId, time()],
+            )[0]['held'] ?? 0);
             if ($held > 0) {
-                $wpdb->query('ROLLBACK');
+                // Nothing written but the user's counter: committing (or leaving it to the
+                // caller's transaction) is as good as a rollback, and never ends the caller's.
                 return false;
             }
-            $wpdb->query($wpdb->prepare("DELETE FROM {$this->table} WHERE user_id = %d", $userId));
+            $sql->execute("DELETE FROM {$this->table} WHERE user_id = ?", [$userId]);
             $this->enqueue($userId, $event, $snapshot, $link);
-            $wpdb->query('COMMIT');
             return true;
+        });
+    }
+
+    /**
+     * Runs $work in a transaction: its own (committed, or rolled back when $work throws), or
+     * the caller's when one is open on `$wpdb`'s connection (see enqueue()).
+     *
+     * @template T
+     * @param callable(WpdbOutboxSql): T $work
+     * @return T
+     */
+    private function transaction(callable $work): mixed
+    {
+        $sql = new WpdbOutboxSql();
+        if (self::callerTransactionOpen($sql)) {
+            return $work($sql);
+        }
+        $sql->begin();
+        try {
+            $result = $work($sql);
+            $sql->commit();
+            return $result;
         } catch (\Throwable $e) {
-            $wpdb->query('ROLLBACK');
+            $sql->rollback();
             throw $e;
         }
+    }
+
+    /**
+     * Whether a transaction is open on `$wpdb`'s connection, as the server sees it
+     * (MariaDB's `@@in_transaction`: 1 from START TRANSACTION, or from the first statement
+     * with autocommit off, until COMMIT or ROLLBACK).
+     */
+    private static function callerTransactionOpen(WpdbOutboxSql $sql): bool
+    {
+        return (int) ($sql->select('SELECT @@in_transaction AS open')[0]['open'] ?? 0) === 1;
+    }
+
+    /** Inserts or updates the user's row in `scim_outbox_users`: locked until the transaction ends. */
+    private function lockUser(WpdbOutboxSql $sql, int $userId): void
+    {
+        $sql->execute(
+            "INSERT INTO {$this->users} (user_id, enqueued) VALUES (?, 1) ON DUPLICATE KEY UPDATE enqueued = enqueued + 1",
+            [$userId],
+        );
     }
 
     /** @return array<string, mixed>|null */

@@ -9,13 +9,19 @@ namespace ScimProvisioner\WordPress;
  * version installed is kept in the option `scim_provisioner_schema`.
  *
  * - `{prefix}scim_outbox`: the client role's queued user events (see {@see Outbox});
+ * - `{prefix}scim_outbox_users` (version 2): one row per user ever queued, which
+ *   {@see Outbox::enqueue()} locks so that a user's events are claimable in commit order;
  * - `{prefix}scim_log`: what each delivery did (see {@see LogRepository});
  * - `{prefix}scim_groups`, `{prefix}scim_group_members`: the server role's SCIM Groups (see
  *   {@see WpDirectory}: groups are the plugin's own, not WordPress roles).
  */
 final class Schema
 {
-    public const VERSION = 1;
+    /**
+     * 1: outbox, log, groups, group members. 2: `scim_outbox_users` (dbDelta only adds it:
+     * queued events and every other table are left as they are).
+     */
+    public const VERSION = 2;
     public const OPTION = 'scim_provisioner_schema';
 
     /** @return array<string, string> logical name => table name */
@@ -24,6 +30,7 @@ final class Schema
         global $wpdb;
         return [
             'outbox' => $wpdb->prefix . 'scim_outbox',
+            'outbox_users' => $wpdb->prefix . 'scim_outbox_users',
             'log' => $wpdb->prefix . 'scim_log',
             'groups' => $wpdb->prefix . 'scim_groups',
             'group_members' => $wpdb->prefix . 'scim_group_members',
@@ -55,6 +62,12 @@ final class Schema
   KEY user_id (user_id,id),
   KEY due (parked,next_attempt_at)
 ) {$charset};");
+        // InnoDB's row lock on a user's row is what orders that user's enqueues (Outbox::enqueue).
+        dbDelta("CREATE TABLE {$t['outbox_users']} (
+  user_id bigint(20) unsigned NOT NULL,
+  enqueued bigint(20) unsigned NOT NULL DEFAULT 0,
+  PRIMARY KEY  (user_id)
+) ENGINE=InnoDB {$charset};");
         dbDelta("CREATE TABLE {$t['log']} (
   id bigint(20) unsigned NOT NULL AUTO_INCREMENT,
   at bigint(20) NOT NULL,

@@ -1,0 +1,173 @@
+"""The WordPress outbox hands out one user's events in the order their transactions commit, not
+the order they took their ids (``Outbox::enqueue`` locks the user's row in
+``wp_scim_outbox_users`` first); an enqueue inside a caller's transaction joins it instead of
+committing it; and a site on the outbox's schema version 1, with an event still queued,
+is upgraded to version 2 without losing it.
+
+The race is two real PHP processes inside WordPress: A opens a transaction (as the plugin's
+server role does around ``wp_insert_user``, whose hooks queue the change), queues event 1 and
+holds the transaction open; B then queues event 2 on its own. B must wait on the user's lock
+(seen in ``information_schema.INNODB_TRX``) until A commits, so event 2 takes the later id.
+Without the lock B commits at once, and a deliverer would send 2 while 1 is still to come."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+from pathlib import Path
+
+from harness import WEB_USER, WordPressSite, as_user, chown, stop_process, wait_for
+from plugin_calls import PLUGIN, call
+
+# One child: queues event SEQ for USER_ID; with MODE=hold inside a transaction of its own that
+# stays open until a line arrives on stdin. Prints "connection N", "enqueued ID", "committed".
+ENQUEUER = r"""<?php
+$_SERVER['HTTP_HOST'] = getenv('SITE_HOST');
+require getenv('SITE_PATH') . '/wp-load.php';
+global $wpdb;
+$say = static function (string $line): void { fwrite(STDOUT, $line . "\n"); fflush(STDOUT); };
+$userId = (int) getenv('USER_ID');
+$seq = (int) getenv('SEQ');
+$say('connection ' . (int) $wpdb->get_var('SELECT CONNECTION_ID()'));
+$hold = getenv('MODE') === 'hold';
+if ($hold) {
+    $wpdb->query('START TRANSACTION');
+    // The caller's own write in the same transaction: it must not be committed by enqueue.
+    $wpdb->query($wpdb->prepare("INSERT INTO {$wpdb->options} (option_name, option_value, autoload)
+        VALUES (%s, %s, 'no')", 'scim_test_caller_write', (string) $seq));
+}
+$snapshot = ['id' => (string) $userId, 'fields' => ['seq' => $seq, 'note' => '50% ? off'], 'active' => true];
+$say('enqueued ' . \ScimProvisioner\WordPress\Plugin::instance()->outbox()->enqueue($userId, 'updated', $snapshot));
+if ($hold) {
+    fgets(STDIN);
+    $wpdb->query('COMMIT');
+}
+$say('committed');
+"""
+
+
+def _start(site: WordPressSite, script: Path, user_id: int, seq: int, mode: str, log: Path) -> subprocess.Popen:
+    env = dict(os.environ, SITE_HOST=f"127.0.0.1:{site.port}", SITE_PATH=str(site.path), USER_ID=str(user_id),
+               SEQ=str(seq), MODE=mode)
+    with open(log, "ab") as err:
+        return subprocess.Popen(as_user(WEB_USER, ["php", "-d", "display_errors=stderr", str(script)]),
+                                cwd=site.path, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=err, text=True)
+
+
+def _line(proc: subprocess.Popen, log: Path, limit: float = 60) -> str:
+    """The child's next line of output, waited for up to `limit` seconds."""
+    ready, _, _ = select.select([proc.stdout], [], [], limit)
+    line = proc.stdout.readline() if ready else ""
+    if not line:
+        raise AssertionError(f"no line from the child (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
+    return line.strip()
+
+
+def _user_rows(site: WordPressSite, user_id: int) -> int:
+    return int(site.mariadb.query(site.db_name, f"SELECT COUNT(*) FROM wp_scim_outbox WHERE user_id = {user_id}")[0][0])
+
+
+def _claim_all(site: WordPressSite, user_id: int) -> list[int]:
+    """Claims and completes the user's rows one claim at a time (as a deliverer does); returns
+    each row's `seq` in the order they were handed out."""
+    return call(site, f"""(function () {{
+    $outbox = {PLUGIN}->outbox();
+    $seen = [];
+    while (($rows = $outbox->claimDue('order-test', 10, [{user_id}])) !== []) {{
+        if (count($rows) !== 1) {{ throw new \\RuntimeException('more than one row of one user at once'); }}
+        $seen[] = json_decode($rows[0]['user_json'], true)['fields']['seq'];
+        if (!$outbox->complete($rows[0]['id'], 'order-test')) {{ throw new \\RuntimeException('not held'); }}
+    }}
+    return $seen;
+}})()""")
+
+
+def test_one_users_events_are_claimable_in_commit_order_when_two_requests_race(wp_site, tmp_path: Path):
+    site = wp_site("order")
+    user_id = site.create_user("orderuser")   # the client role is not configured: nothing queued yet
+    assert _user_rows(site, user_id) == 0
+    script = site.dir / "enqueue-child.php"
+    script.write_text(ENQUEUER)
+    chown(script, WEB_USER, 0o644)
+    log = tmp_path / "children.log"
+
+    a = _start(site, script, user_id, 1, "hold", log)
+    b = None
+    try:
+        assert _line(a, log).startswith("connection ")
+        assert _line(a, log).startswith("enqueued "), "A queued and holds its transaction open"
+        # Enqueue joined A's transaction: neither A's own write nor its event is visible outside.
+        assert _user_rows(site, user_id) == 0, "enqueue committed the caller's transaction"
+        assert site.mariadb.query(site.db_name, "SELECT COUNT(*) FROM wp_options "
+                                  "WHERE option_name = 'scim_test_caller_write'") == [["0"]]
+
+        b = _start(site, script, user_id, 2, "commit", log)
+        b_connection = int(_line(b, log).split()[1])
+        waiting = ("SELECT COUNT(*) FROM information_schema.INNODB_TRX "
+                   f"WHERE trx_mysql_thread_id = {b_connection} AND trx_state = 'LOCK WAIT'")
+        b_committed = False
+
+        def b_waits_or_committed() -> bool:
+            nonlocal b_committed
+            b_committed = _user_rows(site, user_id) > 0
+            return b_committed or site.mariadb.query(None, waiting) == [["1"]]
+        wait_for(b_waits_or_committed, "B waiting on the user's lock", limit=60)
+        assert not b_committed, "B committed a later event while A, queued first, was still open"
+        assert _claim_all(site, user_id) == [], "nothing of the user is claimable while A is open"
+
+        a.stdin.write("commit\n")
+        a.stdin.flush()
+        assert _line(a, log) == "committed"
+        assert _line(b, log).startswith("enqueued "), "B goes on once A committed"
+        assert _line(b, log) == "committed"
+        assert _claim_all(site, user_id) == [1, 2], "A (committed first) before B"
+        assert site.mariadb.query(site.db_name, "SELECT option_value FROM wp_options "
+                                  "WHERE option_name = 'scim_test_caller_write'") == [["1"]]
+    finally:
+        for child in (a, b):
+            if child is not None:
+                stop_process(child, limit=30)
+
+    # The caller's rollback takes the event with it; a retry's replaceForUser (its own
+    # transaction, the same lock order) still works.
+    out = call(site, f"""(function () {{
+    global $wpdb;
+    $outbox = {PLUGIN}->outbox();
+    $snapshot = ['id' => '{user_id}', 'fields' => ['seq' => 3], 'active' => true];
+    $wpdb->query('START TRANSACTION');
+    $outbox->enqueue({user_id}, 'updated', $snapshot);
+    $wpdb->query('ROLLBACK');
+    $afterRollback = $outbox->counts({user_id})['pending'];
+    $replaced = $outbox->replaceForUser({user_id}, 'reconcile', ['id' => '{user_id}', 'fields' => ['seq' => 4], 'active' => true]);
+    return [$afterRollback, $replaced, $outbox->counts({user_id})['pending'], $wpdb->get_var('SELECT @@in_transaction')];
+}})()""")
+    assert out == [0, True, 1, "0"], out
+    assert _claim_all(site, user_id) == [4]
+
+
+def test_upgrade_from_schema_version_1_keeps_a_queued_event(wp_site):
+    site = wp_site("upgrade")
+    user_id = site.create_user("upgradeuser")
+    # What version 1 left: no wp_scim_outbox_users, the option at 1, and a row its enqueue
+    # wrote (the outbox table itself is the same in both versions).
+    site.mariadb.query(site.db_name, f"""
+DROP TABLE wp_scim_outbox_users;
+UPDATE wp_options SET option_value = '1' WHERE option_name = 'scim_provisioner_schema';
+INSERT INTO wp_scim_outbox (user_id, event, user_json, link_json, created_at)
+VALUES ({user_id}, 'created', '{{"id":"{user_id}","fields":{{"seq":1}},"active":true}}', NULL, UNIX_TIMESTAMP());
+""")
+    queued = site.mariadb.query(site.db_name, "SELECT id, user_json FROM wp_scim_outbox")
+    assert len(queued) == 1
+
+    # Any request boots the plugin, which upgrades the schema; then a new event of the same user.
+    new_id = call(site, f"""{PLUGIN}->outbox()->enqueue({user_id}, 'updated',
+        ['id' => '{user_id}', 'fields' => ['seq' => 2], 'active' => true])""")
+    assert site.mariadb.query(site.db_name, "SELECT option_value FROM wp_options "
+                              "WHERE option_name = 'scim_provisioner_schema'") == [["2"]]
+    assert site.mariadb.query(site.db_name, "SELECT user_id, enqueued FROM wp_scim_outbox_users") == \
+        [[str(user_id), "1"]]
+    assert site.mariadb.query(site.db_name, f"SELECT id, user_json FROM wp_scim_outbox WHERE id < {new_id}") == \
+        queued, "the queued event survived the upgrade unchanged"
+    assert _claim_all(site, user_id) == [1, 2]
