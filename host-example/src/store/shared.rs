@@ -31,9 +31,6 @@ pub struct SharedStore {
     /// joins it instead of starting another (PostgreSQL would only warn, and the inner
     /// `COMMIT` would commit the outer transaction half-way).
     open_transaction: std::cell::Cell<bool>,
-    /// PostgreSQL only: the outbox is known to have column statistics (see
-    /// [`SharedStore::ensure_outbox_statistics`]).
-    outbox_analyzed: bool,
     url: DatabaseUrl,
     dialect: Dialect,
 }
@@ -53,7 +50,6 @@ impl SharedStore {
         Ok(SharedStore {
             db: RefCell::new(db),
             open_transaction: std::cell::Cell::new(false),
-            outbox_analyzed: false,
             url: url.clone(),
             dialect,
         })
@@ -492,10 +488,10 @@ impl SharedStore {
     ) -> anyhow::Result<Vec<OutboxEvent>> {
         let until = now_ms.saturating_add(lease_ms);
         if self.dialect == Dialect::Postgres {
-            self.ensure_outbox_statistics()?;
-            let mut rows = self.query(
-                &format!(
-                    "WITH picked AS (
+            let mut rows = self.with_queue_plan(|s| {
+                s.query(
+                    &format!(
+                        "WITH picked AS (
                          SELECT o.seq FROM outbox o
                          WHERE o.parked = 0 AND o.next_attempt_ms <= ?
                            AND (o.claimed_until IS NULL OR o.claimed_until < ?)
@@ -507,16 +503,17 @@ impl SharedStore {
                      UPDATE outbox SET claimed_by = ?, claimed_until = ?
                      FROM picked WHERE outbox.seq = picked.seq
                      RETURNING {}",
-                    qualified_event_columns("outbox")
-                ),
-                &[
-                    now_ms.into(),
-                    now_ms.into(),
-                    limit.into(),
-                    worker.into(),
-                    until.into(),
-                ],
-            )?;
+                        qualified_event_columns("outbox")
+                    ),
+                    &[
+                        now_ms.into(),
+                        now_ms.into(),
+                        limit.into(),
+                        worker.into(),
+                        until.into(),
+                    ],
+                )
+            })?;
             rows.sort_by_key(|r| r.int(0).unwrap_or(i64::MAX));
             return rows_to_events(&rows);
         }
@@ -576,35 +573,41 @@ impl SharedStore {
         })
     }
 
-    /// PostgreSQL plans the claim from the outbox's column statistics. A table never
-    /// analyzed (a new database, until autovacuum's first analyze, a minute or more after
-    /// the first burst) has none, and the planner's defaults (1 row in 200 for `parked =
-    /// 0`) make it read and sort the whole outbox for every claim: 65 ms a claim at
-    /// 20,000 rows instead of 1 ms, the queue at 700 events/s. So until the statistics
-    /// exist, each claim checks for them (one catalogue read), and a worker that finds
-    /// events but no statistics analyzes the table itself (owner's right; the store's user
-    /// created it). Once they exist they stay, and the check stops.
-    fn ensure_outbox_statistics(&mut self) -> anyhow::Result<()> {
-        if self.outbox_analyzed {
-            return Ok(());
+    /// Runs `f` in a transaction (the caller's, or one of its own) with PostgreSQL's
+    /// planner held to the plans a queue needs: the outbox read in key order (no sort),
+    /// and each row's older events looked up by index (no hash or merge join, no
+    /// sequential scan). The planner otherwise picks from the outbox's statistics, and an
+    /// outbox is mostly empty, or mostly leased, when they are taken: after a burst it
+    /// then estimated one claimable row and read and sorted the whole outbox for every
+    /// claim (130–160 ms a claim at 20,000 rows instead of about 1 ms; the queue fell to
+    /// 700–1,600 events/s, later runs worse than earlier ones). `SET LOCAL` ends with the
+    /// transaction, so the store's other statements plan as usual.
+    fn with_queue_plan<T>(&self, f: impl FnOnce(&Self) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        const QUEUE_PLAN: &str = "SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off;
+             SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;
+             SET LOCAL enable_bitmapscan = off";
+        if self.dialect != Dialect::Postgres {
+            return self.in_transaction(f);
         }
-        let state = self
-            .query_opt(
-                "SELECT EXISTS (SELECT 1 FROM pg_stats WHERE schemaname = current_schema()
-                                  AND tablename = 'outbox' AND attname = 'parked'),
-                        EXISTS (SELECT 1 FROM outbox)",
-                &[],
-            )?
-            .context("a row")?;
-        if state.bool(0)? {
-            self.outbox_analyzed = true;
-        } else if state.bool(1)? {
-            // Not fatal: without the right to analyze, the claim is slower, not wrong.
-            if self.execute("ANALYZE outbox", &[]).is_ok() {
-                self.outbox_analyzed = true;
+        if self.open_transaction.get() {
+            self.db.borrow_mut().batch_execute(QUEUE_PLAN)?;
+            return f(self);
+        }
+        // BEGIN and the settings in one round trip.
+        self.db
+            .borrow_mut()
+            .batch_execute(&format!("BEGIN; {QUEUE_PLAN}"))?;
+        self.open_transaction.set(true);
+        match f(self) {
+            Ok(v) => {
+                self.commit()?;
+                Ok(v)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
             }
         }
-        Ok(())
     }
 
     /// Extends `worker`'s lease on `seqs` to `now_ms + lease_ms`; returns those it still
@@ -625,7 +628,7 @@ impl SharedStore {
     /// each, the links of the delivered ones upserted (and those of deleted users removed)
     /// in one statement each, and their log lines inserted in one. Returns what it settled.
     pub fn settle(&mut self, worker: &str, items: &[Settlement]) -> anyhow::Result<Vec<i64>> {
-        self.in_transaction(|s| {
+        self.with_queue_plan(|s| {
             let mut settled = Vec::with_capacity(items.len());
             for chunk in items.chunks(SETTLE_ROWS) {
                 settled.extend(s.settle_chunk(worker, chunk)?);
@@ -997,7 +1000,7 @@ const SETTLE_ROWS: usize = 1_000;
 /// optimizer, with statistics that lag behind a burst (a table still counted empty),
 /// otherwise scans the whole table, and a locking scan waits for every row another worker
 /// holds: settles of disjoint batches then deadlocked. (PostgreSQL locks only the rows it
-/// changes, and gets its statistics from [`SharedStore::ensure_outbox_statistics`].)
+/// changes, and its queue statements plan by key under [`SharedStore::with_queue_plan`].)
 fn by_key(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Postgres => "",
