@@ -539,3 +539,67 @@ fn postgres_ten_thousand_events() {
 fn mariadb_ten_thousand_events() {
     scenario(Kind::MariaDb, 2_500, 4, false);
 }
+
+/// A daemon on a shared database with a configuration the component refuses (`matching =
+/// []`) stops at once with the reason and a non-zero status, as a worker and as a full
+/// daemon; only the database going away is waited out (it used to retry every error,
+/// "trying again in 6400 ms", for ever).
+#[test]
+fn postgres_a_daemon_with_an_invalid_configuration_exits_with_the_error() {
+    /// Far more than a refused start needs, far less than "for ever".
+    const EXIT_DEADLINE: Duration = Duration::from_secs(60);
+    let bin = host_example_bin();
+    let pg = TestPostgres::start().expect("postgres starts");
+    let url_text = pg.create_database("invalid_config").expect("a database");
+    let dir = temp_dir("daemon-invalid-config");
+    // Nothing listens there: the component refuses the configuration before any request.
+    let config = dir.join("worker.toml");
+    std::fs::write(
+        &config,
+        "matching = []\n\n[scim]\nbase_url = \"http://127.0.0.1:9/scim/v2\"\ntoken = \"t\"\n",
+    )
+    .expect("config");
+    for mode in [
+        &["daemon", "--deliver-only"][..],
+        &["daemon", "--every", "1s"][..],
+    ] {
+        let log = dir.join("daemon.log");
+        let mut child = Command::new(&bin)
+            .arg("--config")
+            .arg(&config)
+            .args(mode)
+            .env("SCIM_PROVISIONER_DATABASE", &url_text)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("daemon starts");
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if started.elapsed() > EXIT_DEADLINE {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{mode:?} still running after {EXIT_DEADLINE:?}:\n{}",
+                    tail(&log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let stderr = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            !status.success(),
+            "{mode:?} exited with {status}:\n{stderr}"
+        );
+        assert!(
+            stderr.contains("`matching` needs at least one attribute"),
+            "{mode:?}: the reason is not in its error output:\n{stderr}"
+        );
+        assert!(
+            !stderr.contains("trying again"),
+            "{mode:?} retried a configuration error:\n{stderr}"
+        );
+    }
+}

@@ -28,7 +28,9 @@ use crate::app::App;
 ///
 /// On a shared database, a failure of the store (the database went away) does not stop
 /// the daemon: it connects again, with backoff, and carries on. Events it had claimed and
-/// not yet settled go to a worker after their lease, so nothing is lost.
+/// not yet settled go to a worker after their lease, so nothing is lost. Any other error
+/// (a configuration the component refuses, say) stops it with the error and a non-zero
+/// status, so a service manager shows the reason instead of a daemon retrying forever.
 pub fn run(
     app: &App,
     every: Duration,
@@ -37,6 +39,9 @@ pub fn run(
     partitions: u32,
 ) -> anyhow::Result<ExitCode> {
     let runtime = app.runtime()?;
+    // The component checks the configuration (mapping, policy) when a session opens: a
+    // refused one stops the daemon here with the reason, before it loops.
+    drop(app.session(&runtime)?);
     let mut store = app.store()?;
     let mut options = app.sync_options(false, false)?;
     let mut shared = if store.is_shared() && !deliver_only {
@@ -145,7 +150,10 @@ pub fn run(
                     std::thread::sleep(idle);
                 }
             }
-            Err(e) if store.is_shared() => {
+            // Only the database going away is waited out; anything else (a configuration
+            // the component refuses, a schema this build does not know) would fail the
+            // same way on every round, so it stops the daemon with the error.
+            Err(e) if store.is_shared() && is_database_outage(&e, &mut store) => {
                 failures = failures.saturating_add(1);
                 let wait = Duration::from_millis(200u64 << failures.min(5));
                 eprintln!(
@@ -163,6 +171,17 @@ pub fn run(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// True when `error` comes from the database rather than from what the daemon was asked
+/// to do: the connection is gone, or the error chain holds a PostgreSQL or MariaDB error
+/// (a lost connection, a deadlock, a server shutting down). Those pass; the daemon waits
+/// and tries again.
+fn is_database_outage(error: &anyhow::Error, store: &mut host_example::store::Store) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<postgres::Error>().is_some()
+            || cause.downcast_ref::<mysql::Error>().is_some()
+    }) || !store.is_alive()
 }
 
 /// One round of delivery: everything due (or claimable) now.
