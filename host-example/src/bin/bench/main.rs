@@ -181,12 +181,6 @@ struct Args {
     /// a postgres:// URL of an empty database.
     #[arg(long, value_name = "PATH_OR_URL")]
     resync_database: Option<String>,
-    /// Write N users for `--resync-paged` into `--resync-database`, then stop (the child
-    /// process `--resync-paged` starts).
-    #[arg(long, value_name = "N", hide = true)]
-    resync_seed: Option<usize>,
-    /// Measure the outbox's claim overhead instead (10): N events drained by 1, 2 and 4
-    /// workers on `--claims-database` (a postgres:// or mysql:// URL of a database the
     /// The policy of `--resync-paged`: `minimal` (empty) or `realistic` (a mapping of a
     /// few KB, as a real site's).
     #[arg(long, value_name = "minimal|realistic", default_value = "minimal")]
@@ -199,6 +193,12 @@ struct Args {
     /// serve` of the bench's own, then resynced.
     #[arg(long)]
     resync_first: bool,
+    /// Write N users for `--resync-paged` into `--resync-database`, then stop (the child
+    /// process `--resync-paged` starts).
+    #[arg(long, value_name = "N", hide = true)]
+    resync_seed: Option<usize>,
+    /// Measure the outbox's claim overhead instead (10): N events drained by 1, 2 and 4
+    /// workers on `--claims-database` (a postgres:// or mysql:// URL of a database the
     /// bench may empty).
     #[arg(long, value_name = "N")]
     claims: Option<usize>,
