@@ -1,7 +1,7 @@
 //! A local index of the remote users, for a first sync: listing the server once, paged, and
 //! matching locally costs a few requests instead of a look-up per user.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::{Value, json};
 
@@ -27,6 +27,10 @@ pub struct RemoteListing {
 pub struct RemoteIndex {
     by_attr: Vec<HashMap<String, Vec<usize>>>,
     ids: Vec<String>,
+    /// The same ids as a set, so that [`RemoteIndex::add`] tells a known user in constant
+    /// time: a first sync adds every user it creates, and a scan of `ids` per addition made
+    /// it quadratic (1 ms of CPU per user at 200,000 users).
+    known: HashSet<String>,
     /// Why the listing is known to miss users (the server listed only a page of its own
     /// choosing); `None` when it is the whole list. A user absent from an incomplete index
     /// may still be on the server, so it must not be created on the index's word.
@@ -39,11 +43,13 @@ impl RemoteIndex {
         let mut index = RemoteIndex {
             by_attr: vec![HashMap::new(); matching.len()],
             ids: Vec::with_capacity(resources.len()),
+            known: HashSet::with_capacity(resources.len()),
             incomplete: None,
         };
         for resource in resources {
             let Some(id) = id_of(resource) else { continue };
             let slot = index.ids.len();
+            index.known.insert(id.clone());
             index.ids.push(id);
             for (i, path) in matching.iter().enumerate() {
                 if let Some(v) = match_value(resource, path) {
@@ -60,7 +66,7 @@ impl RemoteIndex {
     /// Adds a remote user created since the listing, so that matching finds it: a second
     /// creation of the same person must not take the listing's word that it is absent.
     pub fn add(&mut self, id: &str, resource: &Value, matching: &[AttrPath]) {
-        if self.ids.iter().any(|known| known == id) {
+        if !self.known.insert(id.to_string()) {
             return;
         }
         let slot = self.ids.len();
@@ -146,6 +152,7 @@ impl RemoteIndex {
         let mut index = RemoteIndex {
             by_attr: vec![HashMap::new(); matching.len()],
             ids: Vec::with_capacity(rows.len()),
+            known: HashSet::with_capacity(rows.len()),
             incomplete: document
                 .get("incomplete")
                 .and_then(Value::as_str)
@@ -159,6 +166,7 @@ impl RemoteIndex {
                 .filter(|id| !crate::scim::uri::is_empty_or_dot_segment(id))
                 .ok_or("an index row has no usable id")?;
             let slot = index.ids.len();
+            index.known.insert(id.to_string());
             index.ids.push(id.to_string());
             for (i, by_value) in index.by_attr.iter_mut().enumerate() {
                 if let Some(value) = cells.get(i + 1).and_then(Value::as_str) {
@@ -242,5 +250,20 @@ mod tests {
         assert_eq!(index.candidates(1, "a@x"), vec!["1", "3"]);
         assert!(index.candidates(0, "no-id").is_empty());
         assert!(index.candidates(5, "x").is_empty());
+    }
+
+    #[test]
+    fn a_user_added_twice_is_indexed_once_even_after_a_loaded_document() {
+        let matching = matching();
+        let listed = [json!({"id": "1", "userName": "alice"})];
+        let built = RemoteIndex::build(&listed, &matching);
+        let document = built.to_document(&matching);
+        let mut index = RemoteIndex::from_document(&document, &matching).expect("loads");
+        index.add("1", &json!({"id": "1", "userName": "alice"}), &matching);
+        index.add("2", &json!({"id": "2", "userName": "Bob"}), &matching);
+        index.add("2", &json!({"id": "2", "userName": "Bob"}), &matching);
+        assert_eq!(index.ids(), ["1", "2"]);
+        assert_eq!(index.candidates(0, "alice"), vec!["1"]);
+        assert_eq!(index.candidates(0, "bob"), vec!["2"]);
     }
 }
