@@ -18,7 +18,7 @@ import subprocess
 from pathlib import Path
 
 from harness import WEB_USER, WordPressSite, as_user, chown, stop_process, wait_for
-from plugin_calls import PLUGIN, call
+from plugin_calls import PLUGIN, call, save_settings
 
 # One child: queues event SEQ for USER_ID; with MODE=hold inside a transaction of its own that
 # stays open until a line arrives on stdin. Prints "connection N", "enqueued ID", "committed".
@@ -171,3 +171,21 @@ VALUES ({user_id}, 'created', '{{"id":"{user_id}","fields":{{"seq":1}},"active":
     assert site.mariadb.query(site.db_name, f"SELECT id, user_json FROM wp_scim_outbox WHERE id < {new_id}") == \
         queued, "the queued event survived the upgrade unchanged"
     assert _claim_all(site, user_id) == [1, 2]
+
+
+def test_a_change_queued_inside_the_server_roles_transaction_commits_with_it(wp_site):
+    """The server role creates a WordPress user in a transaction (WpDirectory), and its
+    user_register hook queues the client role's change inside it: enqueue joins that
+    transaction, so the user and the event are there together once the SCIM POST answered."""
+    site = wp_site("joined")
+    save_settings(site, base_url="http://127.0.0.1:9/v2", auth="bearer", token="not-sent", automatic=False)
+    token = call(site, f"{PLUGIN}->server()->rotateToken()")
+    status, body = site.scim("POST", "Users", token, {
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "joineduser",
+        "emails": [{"value": "joineduser@example.test", "primary": True}]})
+    assert status == 201, body
+    user_id = int(site.mariadb.query(site.db_name, "SELECT ID FROM wp_users WHERE user_login = 'joineduser'")[0][0])
+    rows = site.mariadb.query(site.db_name, f"SELECT event FROM wp_scim_outbox WHERE user_id = {user_id}")
+    assert rows == [["created"]], rows
+    assert site.mariadb.query(site.db_name, "SELECT COUNT(*) FROM wp_scim_log WHERE operation = 'queue'") == [["0"]], \
+        "no change failed to queue"
