@@ -69,9 +69,10 @@
 //!    another group, into the quirky server: requests and seconds with membership changes
 //!    in chunks against one member a request (module `groups`).
 //!
-//! 10. **The outbox's claim overhead** (`--claims N --claims-database URL`, instead of 1 to
-//!     5): N events on a shared PostgreSQL or MariaDB outbox claimed and settled by 1, 2
-//!     and 4 workers against a server that answers at once (module `claims`).
+//! 10. **The outbox's claim overhead** (`--claims N --claims-database URL|throwaway`,
+//!     instead of 1 to 5): N events on a shared PostgreSQL or MariaDB outbox claimed and
+//!     settled by 1, 2 and 4 workers against a server that answers at once (module
+//!     `claims`).
 //!
 //! 11. **A first sync by many workers** (`--first-sync-workers [USERS]`, default 100,000,
 //!     instead of 1 to 5): USERS users queued on PostgreSQL and drained into scim2-server by
@@ -199,7 +200,8 @@ struct Args {
     resync_seed: Option<usize>,
     /// Measure the outbox's claim overhead instead (10): N events drained by 1, 2 and 4
     /// workers on `--claims-database` (a postgres:// or mysql:// URL of a database the
-    /// bench may empty).
+    /// bench may empty, or `throwaway`: a PostgreSQL and a MariaDB of its own, with the
+    /// bench built `--features db-test-support`).
     #[arg(long, value_name = "N")]
     claims: Option<usize>,
     /// The database of `--claims`.
