@@ -189,3 +189,31 @@ def test_a_change_queued_inside_the_server_roles_transaction_commits_with_it(wp_
     assert rows == [["created"]], rows
     assert site.mariadb.query(site.db_name, "SELECT COUNT(*) FROM wp_scim_log WHERE operation = 'queue'") == [["0"]], \
         "no change failed to queue"
+
+    # A server without @@in_transaction (MySQL), simulated with WordPress's `query` filter:
+    # enqueue never opens a transaction of its own (a caller's rollback still takes its event),
+    # replaceForUser still runs in one.
+    out = call(site, f"""(function () {{
+    global $wpdb;
+    $sent = [];
+    add_filter('query', static function (string $q) use (&$sent): string {{
+        $q = str_replace('@@in_transaction', '@@no_such_in_transaction', $q);
+        $sent[] = $q;
+        return $q;
+    }});
+    $outbox = {PLUGIN}->outbox();
+    $snapshot = ['id' => '{user_id}', 'fields' => [], 'active' => true];
+    $wpdb->query('START TRANSACTION');
+    $outbox->enqueue({user_id}, 'updated', $snapshot);
+    $wpdb->query('ROLLBACK');
+    $afterRollback = $outbox->counts({user_id})['pending'];
+    $sent = [];
+    $outbox->enqueue({user_id}, 'updated', $snapshot);
+    $enqueueOpened = count(preg_grep('/START TRANSACTION/', $sent));
+    $asked = count(preg_grep('/no_such_in_transaction/', $sent));
+    $replaced = $outbox->replaceForUser({user_id}, 'reconcile', $snapshot);
+    return [$afterRollback, $enqueueOpened, $asked, $replaced, $outbox->counts({user_id})['pending']];
+}})()""")
+    # The event from the POST alone; no transaction of enqueue's own, the variable asked for
+    # once in the process (the first enqueue), and the replacement done.
+    assert out == [1, 0, 0, True, 1], out

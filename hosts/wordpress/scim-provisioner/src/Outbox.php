@@ -72,6 +72,9 @@ final class Outbox
      * rolls back with the caller's change, and the user's lock is held until the caller ends.
      * The open transaction is read from the server (`@@in_transaction`, MariaDB), not from
      * the plugin's own bookkeeping, since any code may have started it on `$wpdb`'s connection.
+     * MySQL has no such variable: there enqueue never opens a transaction of its own (it
+     * cannot tell whether it would commit a caller's), so without a caller's transaction its
+     * two statements commit one by one and the commit-order guarantee does not hold.
      *
      * @param array{id: string, fields: array<string, mixed>, active: bool} $snapshot the user as the event saw them
      * @param array<string, mixed>|null $link the link, for a deleted user whose meta is gone by delivery
@@ -91,7 +94,7 @@ final class Outbox
                 throw new \RuntimeException('the outbox could not be written: no row id');
             }
             return $id;
-        });
+        }, false);
     }
 
     /**
@@ -205,21 +208,23 @@ final class Outbox
             $sql->execute("DELETE FROM {$this->table} WHERE user_id = ?", [$userId]);
             $this->enqueue($userId, $event, $snapshot, $link);
             return true;
-        });
+        }, true);
     }
 
     /**
      * Runs $work in a transaction: its own (committed, or rolled back when $work throws), or
-     * the caller's when one is open on `$wpdb`'s connection (see enqueue()).
+     * the caller's when one is open on `$wpdb`'s connection (see enqueue()). On a server that
+     * cannot tell (no `@@in_transaction`), its own when $ownWhenUnknown, else none (joined).
      *
      * @template T
      * @param callable(WpdbOutboxSql): T $work
      * @return T
      */
-    private function transaction(callable $work): mixed
+    private function transaction(callable $work, bool $ownWhenUnknown): mixed
     {
         $sql = new WpdbOutboxSql();
-        if (self::callerTransactionOpen($sql)) {
+        $open = self::callerTransactionOpen($sql);
+        if ($open === true || ($open === null && !$ownWhenUnknown)) {
             return $work($sql);
         }
         $sql->begin();
@@ -236,11 +241,26 @@ final class Outbox
     /**
      * Whether a transaction is open on `$wpdb`'s connection, as the server sees it
      * (MariaDB's `@@in_transaction`: 1 from START TRANSACTION, or from the first statement
-     * with autocommit off, until COMMIT or ROLLBACK).
+     * with autocommit off, until COMMIT or ROLLBACK). Null when the server has no such
+     * variable (MySQL): then nobody can tell, and enqueue must not risk committing a caller's
+     * work, so it runs its statements where it is, without the commit-order guarantee.
      */
-    private static function callerTransactionOpen(WpdbOutboxSql $sql): bool
+    private static function callerTransactionOpen(WpdbOutboxSql $sql): ?bool
     {
-        return (int) ($sql->select('SELECT @@in_transaction AS open')[0]['open'] ?? 0) === 1;
+        static $known = true;
+        if (!$known) {
+            return null;
+        }
+        try {
+            return (int) ($sql->select('SELECT @@in_transaction AS open')[0]['open'] ?? 0) === 1;
+        } catch (\RuntimeException $e) {
+            if (!str_contains($e->getMessage(), 'in_transaction')) {
+                throw $e;
+            }
+            // Asked once per process: wpdb logs every failed statement.
+            $known = false;
+            return null;
+        }
     }
 
     /** Inserts or updates the user's row in `scim_outbox_users`: locked until the transaction ends. */
