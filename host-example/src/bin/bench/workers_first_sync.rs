@@ -30,6 +30,17 @@
 //!    synced by `host-example sync` (`[host] concurrency` 8), which lists the remote users
 //!    once instead of looking each one up.
 //!
+//! 5. **The shared reconcile, by many daemons** (the way a site with many daemons really
+//!    does a first sync): for the same worker counts, the same users imported without
+//!    events into a fresh PostgreSQL database, then that many full `host-example daemon`
+//!    processes (not `--deliver-only`; `--partitions 16`, `--every 1h`, so the first run is
+//!    due at once and no second one starts) share one scheduled reconcile: the remote users
+//!    are listed once for the run and shared through the database, the run's 16 ranges of
+//!    users are claimed by the daemons in turn, and matching is local, with no per-user
+//!    look-up. Timed from the daemons' start to the run's `done` in `reconcile_runs`; then
+//!    every user must be linked and the server's user count read back must be USERS. The
+//!    first / last 10% rates come from the links written, polled every 200 ms.
+//!
 //! For each phase the CPU seconds of scim2-server, of the workers and of the database's
 //! PostgreSQL backends (`utime + stime` from `/proc/<pid>/stat`, differences over the
 //! phase) are given as a share of one core over the phase's wall time, with the machine's
@@ -44,7 +55,9 @@
 //! work email's value-path filter, so with the default matching each new user costs more
 //! as the server fills and a first sync through the outbox is quadratic: 100,000 users
 //! does not finish in hours there. `--first-sync-matching userName` keeps one indexed
-//! look-up per user.
+//! look-up per user. The shared reconcile, which looks nobody up, is the first sync many
+//! daemons should do: at 10,000 users 1, 2 and 4 daemons reached 85%, 91% and 82% of the
+//! ceiling (loaded machine), where the outbox's workers reached 35–42%.
 //!
 //! The database is, by default, a throwaway PostgreSQL of the bench's own (a fresh
 //! temporary directory, a free loopback port, removed at the end; the bench must be built
@@ -61,6 +74,10 @@
 //! target/release/bench --first-sync-workers 10000 --first-sync-matching userName
 //! target/release/bench --first-sync-workers 2000 --first-sync-counts 1,4
 //! ```
+//!
+//! Every run does each phase (the ceiling, the look-up mix, the outbox's workers, the
+//! shared reconcile's daemons, one `sync`); `--first-sync-counts` sets the worker and the
+//! daemon counts alike.
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -712,6 +729,27 @@ impl Databases {
                 for table in ["outbox", "links", "users", "provisioning_log"] {
                     db.execute(&format!("DELETE FROM {table}"), &[])?;
                 }
+                // The shared reconcile's tables exist once a daemon has run on it: its
+                // runs go, and the next is due at once.
+                let reconciled = db
+                    .query_opt(
+                        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'reconcile_schedule' AND table_schema = current_schema()",
+                        &[],
+                    )?
+                    .map_or(Ok(0), |r| r.int(0))?;
+                if reconciled > 0 {
+                    for table in [
+                        "reconcile_runs",
+                        "reconcile_partitions",
+                        "reconcile_listing",
+                    ] {
+                        db.execute(&format!("DELETE FROM {table}"), &[])?;
+                    }
+                    db.execute(
+                        "UPDATE reconcile_schedule SET next_run_ms = 0, next_verify_ms = 0, run_id = NULL, last_run_id = 0",
+                        &[],
+                    )?;
+                }
                 let name = url
                     .rsplit('/')
                     .next()
@@ -925,6 +963,131 @@ fn sync_run(dir: &Path, databases: &Databases, users: usize, matching: &[String]
     })
 }
 
+/// Partitions a reconcile run is split into, whatever the number of daemons (the
+/// daemon's default), so that every row does the same work in the same pieces.
+const RECONCILE_PARTITIONS: u32 = 16;
+
+/// The first sync as a site runs it with many daemons: the users imported without events
+/// (as by `import`, or a site's users before the provisioner was installed), then
+/// `daemons` full `host-example daemon` processes (no `--deliver-only`) share the
+/// scheduled reconcile ([`host_example::reconcile_shared`]): the remote users are listed
+/// once for the run and shared through the database, the run is split into
+/// [`RECONCILE_PARTITIONS`] ranges of users that the daemons claim in turn, and matching is
+/// local (no per-user look-up). Timed from the daemons' start to the run's `done` in
+/// `reconcile_runs`; then every user must be linked and the server must hold USERS users.
+/// The schedule is an hour (the first run is due at once), so no second run starts while
+/// the first is read back.
+fn reconcile_run(
+    dir: &Path,
+    databases: &Databases,
+    users: usize,
+    daemons: usize,
+    matching: &[String],
+) -> Result<Row> {
+    let bin = host_example_bin()?;
+    let (url_text, database) = databases.fresh(100 + daemons)?;
+    let url = DatabaseUrl::parse(&url_text, Path::new("."))?;
+    let mut store = Store::open_url(&url, Duration::from_secs(30))?;
+    store.import_users((0..users).map(|i| Ok(record(i))))?;
+    drop(store);
+    let mut db = Db::connect(&url)?;
+    if outbox_rows(&mut db)? != (0, 0) {
+        bail!("the import queued outbox events");
+    }
+    let label = format!(
+        "{daemons} daemon{}, shared reconcile",
+        if daemons == 1 { "" } else { "s" }
+    );
+    let peer = Peer::start(dir, &format!("{daemons}_reconcile"))?;
+    let config = worker_config(dir, &peer.base, None, matching)?;
+    let load = loadavg();
+    let started = Instant::now();
+    let mut processes = Vec::with_capacity(daemons);
+    let mut logs = Vec::with_capacity(daemons);
+    for d in 0..daemons {
+        let log = dir.join(format!("reconcile-{daemons}-{d}.log"));
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(&bin)
+            .arg("--config")
+            .arg(&config)
+            .args(["daemon", "--every", "1h", "--verify-every", "30d"])
+            .args(["--partitions", &RECONCILE_PARTITIONS.to_string()])
+            .env("SCIM_TOKEN", &peer.token)
+            // The URL holds the password: the environment keeps it out of `ps`.
+            .env("SCIM_PROVISIONER_DATABASE", &url_text)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        processes.push(WorkerProcess(child));
+        logs.push(log);
+    }
+    let watch = CpuWatch::start(
+        peer.pid(),
+        processes.iter().map(|p| p.0.id()).collect(),
+        Some(database),
+    );
+    // Progress is the users linked so far (a partition links its users as their writes
+    // are answered).
+    let mut progress = Progress::default();
+    loop {
+        let linked = db
+            .query_opt("SELECT COUNT(*) FROM links", &[])?
+            .map_or(Ok(0), |r| r.int(0))?;
+        // The run's state as `status` shows it (none before a daemon made the tables).
+        let runs = host_example::reconcile_shared::recent_runs(&mut db, 4)?;
+        let t = started.elapsed().as_secs_f64();
+        progress.0.push((t, (linked.max(0) as usize).min(users)));
+        if runs.iter().any(|r| r.state == "done") {
+            break;
+        }
+        if let Some(r) = runs
+            .iter()
+            .find(|r| r.state == "refused" || r.state == "expired")
+        {
+            bail!("{label}: the run ended {r}");
+        }
+        for (p, log) in processes.iter_mut().zip(&logs) {
+            if let Some(status) = p.0.try_wait()? {
+                bail!("{label}: a daemon exited ({status}):\n{}", tail(log));
+            }
+        }
+        if started.elapsed() > DRAIN_DEADLINE {
+            bail!("{label}: the run was not done within {DRAIN_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = watch.finish();
+    drop(processes);
+    let linked = db
+        .query_opt("SELECT COUNT(*) FROM links", &[])?
+        .map_or(Ok(0), |r| r.int(0))?;
+    if linked != users as i64 {
+        bail!(
+            "{label}: {linked} of {users} users linked when the run was done; daemon 0:\n{}",
+            tail(&logs[0])
+        );
+    }
+    let stored = peer.user_count()?;
+    if stored != users as u64 {
+        bail!("{label}: the server holds {stored} users, {users} were imported");
+    }
+    let (first, last) = progress.first_and_last(users, window_of(users));
+    Ok(Row {
+        label,
+        workers: daemons,
+        seconds,
+        users,
+        first,
+        last,
+        cpu,
+        requests: peer.requests(),
+        load,
+    })
+}
+
 // ---------------------------------------------------------------------------------------
 // The table
 // ---------------------------------------------------------------------------------------
@@ -1028,11 +1191,11 @@ fn measure(dir: &Path, bin: &Path, options: &Options<'_>) -> Result<()> {
     // First, so that a bench built without a way to its database stops before the ceiling.
     let databases = Databases::open(options.database)?;
     println!(
-        "\n## A first sync of {} users into scim2-server: the /Bulk ceiling, then 1, 2 and 4 workers on PostgreSQL\n",
+        "\n## A first sync of {} users into scim2-server: the /Bulk ceiling, then workers draining the outbox and daemons sharing the reconcile on PostgreSQL\n",
         grouped(users as u64)
     );
     println!(
-        "{} cores; workers: {} daemon --deliver-only; {PER_REQUEST} creates a /Bulk request; CPU as a share of one core; \"machine busy\" of all cores\n",
+        "{} cores; workers: {} daemon --deliver-only; daemons: the same, daemon --partitions {RECONCILE_PARTITIONS}; {PER_REQUEST} creates a /Bulk request; CPU as a share of one core; \"machine busy\" of all cores\n",
         cores(),
         bin.display()
     );
@@ -1055,6 +1218,13 @@ fn measure(dir: &Path, bin: &Path, options: &Options<'_>) -> Result<()> {
             workers_run(dir, &databases, users, workers, options.matching)?;
         print_row(&row, Some(ceiling_rate));
         rows.push((row, enqueue_seconds));
+    }
+
+    let mut reconciles = Vec::new();
+    for &daemons in options.worker_counts {
+        let row = reconcile_run(dir, &databases, users, daemons, options.matching)?;
+        print_row(&row, Some(ceiling_rate));
+        reconciles.push(row);
     }
 
     let sync = sync_run(dir, &databases, users, options.matching)?;
@@ -1082,6 +1252,15 @@ fn measure(dir: &Path, bin: &Path, options: &Options<'_>) -> Result<()> {
             enqueue_seconds
         );
     }
+    for row in &reconciles {
+        println!(
+            "{}: {} users/s = {} of the /Bulk ceiling; {:.1} s (the remote users listed once, no per-user look-up)",
+            row.label,
+            grouped(row.rate() as u64),
+            percent(row.rate() / ceiling_rate),
+            row.seconds
+        );
+    }
     println!(
         "{}: {} users/s = {} of the /Bulk ceiling; {:.1} s",
         sync.label,
@@ -1089,7 +1268,12 @@ fn measure(dir: &Path, bin: &Path, options: &Options<'_>) -> Result<()> {
         percent(sync.rate() / ceiling_rate),
         sync.seconds
     );
-    if let Some((most, _)) = rows.iter().max_by_key(|(row, _)| row.workers) {
+    let most_workers = rows
+        .iter()
+        .map(|(row, _)| row)
+        .max_by_key(|row| row.workers);
+    let most_daemons = reconciles.iter().max_by_key(|row| row.workers);
+    for most in most_workers.into_iter().chain(most_daemons) {
         println!(
             "goal, {} reach ≥ 90% of the ceiling: {}",
             most.label,
