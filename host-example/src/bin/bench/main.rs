@@ -76,7 +76,8 @@
 //!
 //! 11. **A first sync by many workers** (`--first-sync-workers [USERS]`, default 100,000,
 //!     instead of 1 to 5): USERS users queued on PostgreSQL and drained into scim2-server by
-//!     1, 2 and 4 `daemon --deliver-only` processes, against the server's own `/Bulk`
+//!     1, 2 and 4 `daemon --deliver-only` processes, then the same users synced by 1, 2
+//!     and 4 daemons sharing the scheduled reconcile, against the server's own `/Bulk`
 //!     ceiling measured in the same run (module `workers_first_sync`).
 //!
 //! At the end of 1 to 5, issue 13's table (each figure, its goal, and whether it was met) is
