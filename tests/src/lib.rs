@@ -2,6 +2,7 @@
 //! scim-provisioner component into wasmtime through host-example.
 
 pub mod component;
+pub mod daemons;
 pub mod fault_proxy;
 pub mod peers;
 pub mod recording_proxy;

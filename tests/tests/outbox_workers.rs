@@ -27,14 +27,17 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use host_example::database::test_support::{TestMariaDb, TestPostgres};
+use host_example::database::test_support::{TestDatabase, TestDatabaseKind as Kind, TestPostgres};
 use host_example::database::{DatabaseUrl, Db};
 use host_example::store::{Store, UserRecord};
 use host_example::types::UserEvent;
-use scim_provisioner_tests::peers::{Peer, get_json, scim2_server, workspace_root};
+use scim_provisioner_tests::daemons::{
+    Daemon as Worker, host_example_bin, scim_users, tail, wait_until, write_config,
+};
+use scim_provisioner_tests::peers::{Peer, scim2_server};
 use scim_provisioner_tests::recording_proxy::RecordingProxy;
 use scim_provisioner_tests::site::temp_dir;
 use serde_json::{Map, Value, json};
@@ -42,54 +45,6 @@ use serde_json::{Map, Value, json};
 const WORKERS: usize = 4;
 /// How long the whole drain may take on a loaded machine.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(300);
-
-enum Server {
-    Postgres(TestPostgres),
-    MariaDb(TestMariaDb),
-}
-
-impl Server {
-    fn stop(&mut self) {
-        match self {
-            Server::Postgres(s) => s.stop(),
-            Server::MariaDb(s) => s.stop(),
-        }
-    }
-    fn start_again(&mut self) {
-        match self {
-            Server::Postgres(s) => s.start_again().expect("postgres starts again"),
-            Server::MariaDb(s) => s.start_again().expect("mariadb starts again"),
-        }
-    }
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Postgres,
-    MariaDb,
-}
-
-struct Worker {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn host_example_bin() -> PathBuf {
-    let bin = workspace_root().join("target/debug/host-example");
-    assert!(
-        bin.is_file(),
-        "build it first: cargo build -p host-example ({})",
-        bin.display()
-    );
-    bin
-}
 
 fn user_record(name: &str, seq: usize) -> UserRecord {
     let mut fields = Map::new();
@@ -105,42 +60,12 @@ fn user_record(name: &str, seq: usize) -> UserRecord {
 
 fn config(dir: &Path, base_url: &str, lease_secs: u32) -> PathBuf {
     let path = dir.join("worker.toml");
-    std::fs::write(
+    write_config(
         &path,
-        format!(
-            r#"[scim]
-base_url = "{base_url}"
-token_env = "SCIM_TOKEN"
-timeout_secs = 5
-
-[host]
-claim_lease_secs = {lease_secs}
-max_attempts = 50
-
-[[mapping]]
-target = "userName"
-source = "name"
-required = true
-
-[[mapping]]
-target = 'emails[type eq "work"].value'
-source = "mail"
-
-[[mapping]]
-target = "title"
-source = "seq"
-
-[[mapping]]
-target = "active"
-source = "@active"
-
-[[mapping]]
-target = "externalId"
-source = "@id"
-"#
-        ),
-    )
-    .expect("config");
+        base_url,
+        &format!("claim_lease_secs = {lease_secs}\nmax_attempts = 50"),
+        "\n[[mapping]]\ntarget = \"title\"\nsource = \"seq\"\n",
+    );
     path
 }
 
@@ -174,58 +99,31 @@ fn claims_of(url: &DatabaseUrl, pid: u32) -> i64 {
     .unwrap_or(0)
 }
 
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(15)..].join("\n")
-}
-
-fn wait_until(what: &str, workers: &mut [Worker], mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        for w in workers.iter_mut() {
-            if let Ok(Some(status)) = w.child.try_wait()
-                && status.code().is_some()
-            {
-                panic!("a worker exited ({status}):\n{}", tail(&w.log));
-            }
-        }
-        assert!(
-            started.elapsed() < DRAIN_DEADLINE,
-            "{what}: not within {DRAIN_DEADLINE:?}; worker 1:\n{}",
-            workers.get(1).map(|w| tail(&w.log)).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Waits for `done` while the workers run (see [`wait_until`]).
+fn wait_for(what: &str, workers: &mut [Worker], done: impl FnMut() -> bool) {
+    wait_until(
+        what,
+        workers,
+        DRAIN_DEADLINE,
+        Duration::from_millis(100),
+        done,
+    );
 }
 
 /// Every user on the server: remote id → (externalId, title).
 fn server_users(peer: &Peer) -> HashMap<String, (String, String)> {
-    let mut out = HashMap::new();
-    let mut start = 1;
-    loop {
-        let (status, page) = get_json(
-            &format!("{}/Users?startIndex={start}&count=200", peer.base_url),
-            &peer.token,
-        )
-        .expect("listing");
-        assert_eq!(status, 200, "{page}");
-        let resources = page["Resources"].as_array().cloned().unwrap_or_default();
-        for r in &resources {
-            out.insert(
+    scim_users(peer)
+        .iter()
+        .map(|r| {
+            (
                 r["id"].as_str().unwrap_or_default().to_string(),
                 (
                     r["externalId"].as_str().unwrap_or_default().to_string(),
                     r["title"].as_str().unwrap_or_default().to_string(),
                 ),
-            );
-        }
-        let total = page["totalResults"].as_u64().unwrap_or(0) as usize;
-        start += resources.len();
-        if resources.is_empty() || start > total {
-            return out;
-        }
-    }
+            )
+        })
+        .collect()
 }
 
 /// (key, title) of every user write in a recorded request: the key is `ext:<externalId>`
@@ -291,18 +189,8 @@ fn scenario_with(
     slow: Option<Slow>,
 ) {
     let bin = host_example_bin();
-    let (mut server, url_text) = match kind {
-        Kind::Postgres => {
-            let pg = TestPostgres::start().expect("postgres starts");
-            let url = pg.create_database("outbox").expect("a database");
-            (Server::Postgres(pg), url)
-        }
-        Kind::MariaDb => {
-            let db = TestMariaDb::start().expect("mariadb starts");
-            let url = db.create_database("outbox").expect("a database");
-            (Server::MariaDb(db), url)
-        }
-    };
+    let (mut server, url_text) =
+        TestDatabase::start_with_database(kind, "outbox").expect("a database server");
     let url = DatabaseUrl::parse(&url_text, Path::new("/")).expect("url");
     let peer = scim2_server().expect("scim2-server");
     let proxy = match &slow {
@@ -346,20 +234,14 @@ fn scenario_with(
     let started = Instant::now();
     let mut workers: Vec<Worker> = (0..WORKERS)
         .map(|i| {
-            let log = dir.join(format!("worker-{i}.log"));
-            let file = std::fs::File::create(&log).expect("log");
-            let child = Command::new(&bin)
-                .arg("--config")
-                .arg(&config)
-                .args(["daemon", "--deliver-only"])
-                .env("SCIM_TOKEN", &peer.token)
-                .env("SCIM_PROVISIONER_DATABASE", &url_text)
-                .stdin(Stdio::null())
-                .stdout(file.try_clone().expect("log"))
-                .stderr(file)
-                .spawn()
-                .expect("a worker starts");
-            Worker { child, log }
+            Worker::spawn(
+                &bin,
+                &config,
+                &["daemon", "--deliver-only"],
+                &peer.token,
+                &url_text,
+                dir.join(format!("worker-{i}.log")),
+            )
         })
         .collect();
 
@@ -368,7 +250,7 @@ fn scenario_with(
         // first (one chosen in advance may not get any before the others drain the queue).
         let pids: Vec<u32> = workers.iter().map(|w| w.child.id()).collect();
         let mut holder = None;
-        wait_until("a worker to hold claims", &mut workers, || {
+        wait_for("a worker to hold claims", &mut workers, || {
             holder = pids.iter().position(|&pid| claims_of(&url, pid) > 0);
             assert!(
                 holder.is_some() || outbox_rows(&url) != Some((0, 0)),
@@ -386,16 +268,16 @@ fn scenario_with(
         let mut survivors: Vec<Worker> = workers.drain(1..).collect();
         // The database goes away for a few seconds once a quarter of the queue is left
         // or more has been delivered.
-        wait_until("a quarter of the outbox delivered", &mut survivors, || {
+        wait_for("a quarter of the outbox delivered", &mut survivors, || {
             outbox_rows(&url).is_some_and(|(rows, _)| rows <= total * 3 / 4)
         });
         server.stop();
         std::thread::sleep(Duration::from_secs(3));
-        server.start_again();
+        server.start_again().expect("the database starts again");
         workers = survivors;
     }
 
-    wait_until("the outbox drained", &mut workers, || {
+    wait_for("the outbox drained", &mut workers, || {
         outbox_rows(&url) == Some((0, 0))
     });
     let elapsed = started.elapsed();
@@ -583,7 +465,7 @@ fn postgres_a_daemon_with_an_invalid_configuration_exits_with_the_error() {
                 let _ = child.wait();
                 panic!(
                     "{mode:?} still running after {EXIT_DEADLINE:?}:\n{}",
-                    tail(&log)
+                    tail(&log, 15)
                 );
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -25,13 +25,16 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use host_example::database::test_support::{TestMariaDb, TestPostgres};
+use host_example::database::test_support::{TestDatabase, TestDatabaseKind as Kind, TestPostgres};
 use host_example::database::{DatabaseUrl, Db};
 use host_example::store::{Store, UserRecord};
-use scim_provisioner_tests::peers::{Peer, get_json, scim2_server, send_json, workspace_root};
+use scim_provisioner_tests::daemons::{
+    Daemon, host_example_bin, scim_users, wait_until, write_config,
+};
+use scim_provisioner_tests::peers::{Peer, scim2_server, send_json, workspace_root};
 use scim_provisioner_tests::recording_proxy::RecordingProxy;
 use scim_provisioner_tests::site::temp_dir;
 use serde_json::{Map, json};
@@ -44,103 +47,18 @@ const ON_THE_SERVER: usize = 40;
 /// How long a run may take on a loaded machine.
 const DEADLINE: Duration = Duration::from_secs(180);
 
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Postgres,
-    MariaDb,
-}
-
-/// The database server; stopped on drop.
-enum Server {
-    Postgres(TestPostgres),
-    MariaDb(TestMariaDb),
-}
-
-impl Server {
-    fn stop(&mut self) {
-        match self {
-            Server::Postgres(s) => s.stop(),
-            Server::MariaDb(s) => s.stop(),
-        }
-    }
-    fn start_again(&mut self) {
-        match self {
-            Server::Postgres(s) => s.start_again().expect("postgres starts again"),
-            Server::MariaDb(s) => s.start_again().expect("mariadb starts again"),
-        }
-    }
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn host_example_bin() -> PathBuf {
-    let bin = workspace_root().join("target/debug/host-example");
-    assert!(
-        bin.is_file(),
-        "build it first: cargo build -p host-example ({})",
-        bin.display()
-    );
-    bin
-}
-
 /// With `kill`: a short lease, so the killed daemon's partition comes back soon, and one
 /// user per request, one at a time, so a partition takes long enough to be killed in the
 /// middle of.
 fn config(dir: &Path, base_url: &str, kill: bool) -> PathBuf {
-    let (lease_secs, pace) = if kill {
-        (4, "concurrency = 1\nbatch_size = 1\n")
+    let host = if kill {
+        "claim_lease_secs = 4\nconcurrency = 1\nbatch_size = 1"
     } else {
-        (60, "")
+        "claim_lease_secs = 60"
     };
     let path = dir.join("daemon.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"[scim]
-base_url = "{base_url}"
-token_env = "SCIM_TOKEN"
-timeout_secs = 5
-
-[host]
-claim_lease_secs = {lease_secs}
-{pace}
-[[mapping]]
-target = "userName"
-source = "name"
-required = true
-
-[[mapping]]
-target = 'emails[type eq "work"].value'
-source = "mail"
-
-[[mapping]]
-target = "active"
-source = "@active"
-
-[[mapping]]
-target = "externalId"
-source = "@id"
-"#
-        ),
-    )
-    .expect("config");
+    write_config(&path, base_url, host, "");
     path
-}
-
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
 fn query_int(url: &DatabaseUrl, sql: &str) -> Option<i64> {
@@ -148,24 +66,10 @@ fn query_int(url: &DatabaseUrl, sql: &str) -> Option<i64> {
     db.query_opt(sql, &[]).ok()??.int(0).ok()
 }
 
-/// Waits for `done`, failing when a daemon exits or the deadline passes.
-fn wait_until(what: &str, daemons: &mut [Daemon], mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        for d in daemons.iter_mut() {
-            if let Ok(Some(status)) = d.child.try_wait()
-                && status.code().is_some()
-            {
-                panic!("a daemon exited ({status}):\n{}", tail(&d.log));
-            }
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "{what}: not within {DEADLINE:?}; daemon 0:\n{}",
-            daemons.first().map(|d| tail(&d.log)).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+/// Waits for `done` while the daemons run (see [`wait_until`]); polled often, so the kill
+/// test catches a daemon in the middle of a partition.
+fn wait_for(what: &str, daemons: &mut [Daemon], done: impl FnMut() -> bool) {
+    wait_until(what, daemons, DEADLINE, Duration::from_millis(5), done);
 }
 
 /// Runs done (state `done`).
@@ -186,29 +90,14 @@ struct RemoteUser {
 
 /// Every user on the server.
 fn server_users(peer: &Peer) -> Vec<RemoteUser> {
-    let mut out = Vec::new();
-    let mut start = 1;
-    loop {
-        let (status, page) = get_json(
-            &format!("{}/Users?startIndex={start}&count=200", peer.base_url),
-            &peer.token,
-        )
-        .expect("listing");
-        assert_eq!(status, 200, "{page}");
-        let resources = page["Resources"].as_array().cloned().unwrap_or_default();
-        for r in &resources {
-            out.push(RemoteUser {
-                id: r["id"].as_str().unwrap_or_default().to_string(),
-                external_id: r["externalId"].as_str().unwrap_or_default().to_string(),
-                active: r["active"].as_bool().unwrap_or(true),
-            });
-        }
-        let total = page["totalResults"].as_u64().unwrap_or(0) as usize;
-        start += resources.len();
-        if resources.is_empty() || start > total {
-            return out;
-        }
-    }
+    scim_users(peer)
+        .iter()
+        .map(|r| RemoteUser {
+            id: r["id"].as_str().unwrap_or_default().to_string(),
+            external_id: r["externalId"].as_str().unwrap_or_default().to_string(),
+            active: r["active"].as_bool().unwrap_or(true),
+        })
+        .collect()
 }
 
 /// Deletes users from the store's `users` table directly, as a CMS would behind the
@@ -301,18 +190,8 @@ fn scenario(kind: Kind, every: &str, kill: bool) {
 /// the kill, while the other daemons are in the middle of the run.
 fn scenario_with(kind: Kind, every: &str, kill: bool, stop_database: bool) {
     let bin = host_example_bin();
-    let (mut server, url_text) = match kind {
-        Kind::Postgres => {
-            let pg = TestPostgres::start().expect("postgres starts");
-            let url = pg.create_database("reconcile").expect("a database");
-            (Server::Postgres(pg), url)
-        }
-        Kind::MariaDb => {
-            let db = TestMariaDb::start().expect("mariadb starts");
-            let url = db.create_database("reconcile").expect("a database");
-            (Server::MariaDb(db), url)
-        }
-    };
+    let (mut server, url_text) =
+        TestDatabase::start_with_database(kind, "reconcile").expect("a database server");
     let url = DatabaseUrl::parse(&url_text, Path::new("/")).expect("url");
     let peer = scim2_server().expect("scim2-server");
     for i in (0..USERS).step_by(USERS / ON_THE_SERVER) {
@@ -363,20 +242,14 @@ fn scenario_with(kind: Kind, every: &str, kill: bool, stop_database: bool) {
     let started = Instant::now();
     let mut daemons: Vec<Daemon> = (0..DAEMONS)
         .map(|i| {
-            let log = dir.join(format!("daemon-{i}.log"));
-            let file = std::fs::File::create(&log).expect("log");
-            let child = Command::new(&bin)
-                .arg("--config")
-                .arg(&config)
-                .args(["daemon", "--every", every, "--partitions", "16"])
-                .env("SCIM_TOKEN", &peer.token)
-                .env("SCIM_PROVISIONER_DATABASE", &url_text)
-                .stdin(Stdio::null())
-                .stdout(file.try_clone().expect("log"))
-                .stderr(file)
-                .spawn()
-                .expect("a daemon starts");
-            Daemon { child, log }
+            Daemon::spawn(
+                &bin,
+                &config,
+                &["daemon", "--every", every, "--partitions", "16"],
+                &peer.token,
+                &url_text,
+                dir.join(format!("daemon-{i}.log")),
+            )
         })
         .collect();
 
@@ -386,7 +259,7 @@ fn scenario_with(kind: Kind, every: &str, kill: bool, stop_database: bool) {
         // one of its users (so it is in the middle of it).
         let mut victim: Option<(usize, String, i64)> = None;
         let pids: Vec<u32> = daemons.iter().map(|d| d.child.id()).collect();
-        wait_until(
+        wait_for(
             "a daemon in the middle of a partition",
             &mut daemons,
             || {
@@ -450,12 +323,12 @@ fn scenario_with(kind: Kind, every: &str, kill: bool, stop_database: bool) {
             assert_eq!(runs_done(&url), 0, "run 1 still going");
             server.stop();
             std::thread::sleep(Duration::from_secs(3));
-            server.start_again();
+            server.start_again().expect("the database starts again");
             eprintln!("the database was away for 3 s");
         }
     }
 
-    wait_until("run 1 done", &mut daemons, || runs_done(&url) >= 1);
+    wait_for("run 1 done", &mut daemons, || runs_done(&url) >= 1);
     eprintln!(
         "run 1: {USERS} users by {DAEMONS} daemons in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -489,7 +362,7 @@ fn scenario_with(kind: Kind, every: &str, kill: bool, stop_database: bool) {
         let before = (proxy.requests().len(), proxy.recorded().len());
         let orphans = delete_users(&url, &ids[..10]);
         let last = last_run(&url);
-        wait_until("a run after the deletions", &mut daemons, || {
+        wait_for("a run after the deletions", &mut daemons, || {
             query_int(
                 &url,
                 &format!(
@@ -512,7 +385,7 @@ fn scenario_with(kind: Kind, every: &str, kill: bool, stop_database: bool) {
         // would deprovision them is refused, and nothing of them is sent.
         let before = (proxy.requests().len(), proxy.recorded().len());
         let many = delete_users(&url, &ids[10..110]);
-        wait_until("a run refused", &mut daemons, || {
+        wait_for("a run refused", &mut daemons, || {
             query_int(
                 &url,
                 "SELECT COUNT(*) FROM reconcile_runs WHERE state = 'refused'",
@@ -776,23 +649,17 @@ fn postgres_first_sync_by_one_two_and_four_daemons() {
         let started = Instant::now();
         let mut daemons: Vec<Daemon> = (0..daemons_count)
             .map(|i| {
-                let log = dir.join(format!("daemon-{i}.log"));
-                let file = std::fs::File::create(&log).expect("log");
-                let child = Command::new(&bin)
-                    .arg("--config")
-                    .arg(&config)
-                    .args(["daemon", "--every", "1h", "--verify-every", "30d"])
-                    .env("SCIM_TOKEN", &peer.token)
-                    .env("SCIM_PROVISIONER_DATABASE", &url_text)
-                    .stdin(Stdio::null())
-                    .stdout(file.try_clone().expect("log"))
-                    .stderr(file)
-                    .spawn()
-                    .expect("a daemon starts");
-                Daemon { child, log }
+                Daemon::spawn(
+                    &bin,
+                    &config,
+                    &["daemon", "--every", "1h", "--verify-every", "30d"],
+                    &peer.token,
+                    &url_text,
+                    dir.join(format!("daemon-{i}.log")),
+                )
             })
             .collect();
-        wait_until("the first sync", &mut daemons, || runs_done(&url) >= 1);
+        wait_for("the first sync", &mut daemons, || runs_done(&url) >= 1);
         let first = started.elapsed().as_secs_f64();
         let linked = query_int(&url, "SELECT COUNT(*) FROM links").unwrap_or(0);
         assert_eq!(linked, users as i64, "every user linked");
@@ -800,7 +667,7 @@ fn postgres_first_sync_by_one_two_and_four_daemons() {
         let mut db = Db::connect(&url).expect("db");
         db.execute("UPDATE reconcile_schedule SET next_run_ms = 0", &[])
             .expect("schedule");
-        wait_until("the no-change run", &mut daemons, || runs_done(&url) >= 2);
+        wait_for("the no-change run", &mut daemons, || runs_done(&url) >= 2);
         let times = db
             .query("SELECT started_ms FROM reconcile_runs WHERE id = 2", &[])
             .expect("run 2");
@@ -813,7 +680,7 @@ fn postgres_first_sync_by_one_two_and_four_daemons() {
             &[],
         )
         .expect("schedule");
-        wait_until("the verifying run", &mut daemons, || runs_done(&url) >= 3);
+        wait_for("the verifying run", &mut daemons, || runs_done(&url) >= 3);
         let run3 = db
             .query_opt(
                 "SELECT started_ms, listed, listing_bytes FROM reconcile_runs WHERE id = 3",

@@ -689,6 +689,63 @@ impl Drop for TestMariaDb {
     }
 }
 
+/// Which throwaway server a test runs on, for a test written once and run on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestDatabaseKind {
+    /// [`TestPostgres`].
+    Postgres,
+    /// [`TestMariaDb`].
+    MariaDb,
+}
+
+/// Either throwaway server, for a test written once for both (and that stops and starts
+/// the database under running processes). Stopped on drop.
+pub enum TestDatabase {
+    /// A [`TestPostgres`].
+    Postgres(TestPostgres),
+    /// A [`TestMariaDb`].
+    MariaDb(TestMariaDb),
+}
+
+impl TestDatabase {
+    /// Starts a server of `kind` and creates the empty database `name` on it (see
+    /// [`TestPostgres::create_database`]); returns the server and the database's URL.
+    pub fn start_with_database(
+        kind: TestDatabaseKind,
+        name: &str,
+    ) -> anyhow::Result<(TestDatabase, String)> {
+        Ok(match kind {
+            TestDatabaseKind::Postgres => {
+                let server = TestPostgres::start()?;
+                let url = server.create_database(name)?;
+                (TestDatabase::Postgres(server), url)
+            }
+            TestDatabaseKind::MariaDb => {
+                let server = TestMariaDb::start()?;
+                let url = server.create_database(name)?;
+                (TestDatabase::MariaDb(server), url)
+            }
+        })
+    }
+
+    /// Stops the server (its data stays, for [`TestDatabase::start_again`]).
+    pub fn stop(&mut self) {
+        match self {
+            TestDatabase::Postgres(server) => server.stop(),
+            TestDatabase::MariaDb(server) => server.stop(),
+        }
+    }
+
+    /// Starts the stopped server again on the same port and data; returns once it
+    /// accepts connections.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
+        match self {
+            TestDatabase::Postgres(server) => server.start_again(),
+            TestDatabase::MariaDb(server) => server.start_again(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

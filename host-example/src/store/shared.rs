@@ -99,12 +99,10 @@ impl SharedStore {
         self.db.borrow_mut().rollback();
     }
 
-    fn in_transaction<T>(&self, f: impl FnOnce(&Self) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        if self.open_transaction.get() {
-            return f(self);
-        }
-        self.begin()?;
-        match f(self) {
+    /// Ends the transaction `result` came from: committed when it is `Ok`, rolled back
+    /// (and the error returned) otherwise.
+    fn commit_or_roll_back<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        match result {
             Ok(v) => {
                 self.commit()?;
                 Ok(v)
@@ -114,6 +112,14 @@ impl SharedStore {
                 Err(e)
             }
         }
+    }
+
+    fn in_transaction<T>(&self, f: impl FnOnce(&Self) -> anyhow::Result<T>) -> anyhow::Result<T> {
+        if self.open_transaction.get() {
+            return f(self);
+        }
+        self.begin()?;
+        self.commit_or_roll_back(f(self))
     }
 
     /// A numeric id's test, per dialect (ids may be any text; only numeric ones count
@@ -598,16 +604,7 @@ impl SharedStore {
             .borrow_mut()
             .batch_execute(&format!("BEGIN; {QUEUE_PLAN}"))?;
         self.open_transaction.set(true);
-        match f(self) {
-            Ok(v) => {
-                self.commit()?;
-                Ok(v)
-            }
-            Err(e) => {
-                self.rollback();
-                Err(e)
-            }
-        }
+        self.commit_or_roll_back(f(self))
     }
 
     /// Extends `worker`'s lease on `seqs` to `now_ms + lease_ms`; returns those it still
