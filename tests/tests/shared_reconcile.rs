@@ -72,6 +72,27 @@ fn wait_for(what: &str, daemons: &mut [Daemon], done: impl FnMut() -> bool) {
     wait_until(what, daemons, DEADLINE, Duration::from_millis(5), done);
 }
 
+/// Imports `count` users into the store without outbox events (so only the reconcile
+/// provisions them): ids `first_id`, `first_id + 1`, …, names `<name>-<i>`; returns
+/// their ids.
+fn import_users(url: &DatabaseUrl, count: usize, first_id: usize, name: &str) -> Vec<String> {
+    let ids: Vec<String> = (0..count).map(|i| (first_id + i).to_string()).collect();
+    let mut store = Store::open_url(url, Duration::from_secs(30)).expect("store");
+    let imported = store
+        .import_users(ids.iter().enumerate().map(|(i, id)| {
+            Ok(UserRecord {
+                id: id.clone(),
+                name: format!("{name}-{i}"),
+                mail: format!("{name}-{i}@example.com"),
+                fields: Map::new(),
+                active: true,
+            })
+        }))
+        .expect("import");
+    assert_eq!(imported, count, "every user imported");
+    ids
+}
+
 /// Runs done (state `done`).
 fn runs_done(url: &DatabaseUrl) -> i64 {
     query_int(
@@ -223,21 +244,7 @@ fn scenario_with(kind: Kind, every: &str, kill: bool, stop_database: bool) {
     let dir = temp_dir("shared-reconcile");
     let config = config(&dir, &proxy.base_url, kill);
 
-    let mut store = Store::open_url(&url, Duration::from_secs(30)).expect("store");
-    let imported = store
-        .import_users((0..USERS).map(|i| {
-            Ok(UserRecord {
-                id: format!("{}", 1000 + i),
-                name: format!("shared-user-{i}"),
-                mail: format!("shared-user-{i}@example.com"),
-                fields: Map::new(),
-                active: true,
-            })
-        }))
-        .expect("import");
-    assert_eq!(imported, USERS);
-    let ids: Vec<String> = (0..USERS).map(|i| format!("{}", 1000 + i)).collect();
-    drop(store);
+    let ids = import_users(&url, USERS, 1000, "shared-user");
 
     let started = Instant::now();
     let mut daemons: Vec<Daemon> = (0..DAEMONS)
@@ -633,19 +640,7 @@ fn postgres_first_sync_by_one_two_and_four_daemons() {
         let peer = scim2_server().expect("scim2-server");
         let dir = temp_dir("shared-reconcile-bench");
         let config = config(&dir, &peer.base_url, false);
-        let mut store = Store::open_url(&url, Duration::from_secs(30)).expect("store");
-        store
-            .import_users((0..users).map(|i| {
-                Ok(UserRecord {
-                    id: format!("{}", 1_000_000 + i),
-                    name: format!("bench-user-{i}"),
-                    mail: format!("bench-user-{i}@example.com"),
-                    fields: Map::new(),
-                    active: true,
-                })
-            }))
-            .expect("import");
-        drop(store);
+        import_users(&url, users, 1_000_000, "bench-user");
         let started = Instant::now();
         let mut daemons: Vec<Daemon> = (0..daemons_count)
             .map(|i| {
