@@ -215,31 +215,25 @@ fn scenario_with(kind: Kind, every: &str, kill: bool, stop_database: bool) {
         TestDatabase::start_with_database(kind, "reconcile").expect("a database server");
     let url = DatabaseUrl::parse(&url_text, Path::new("/")).expect("url");
     let peer = scim2_server().expect("scim2-server");
-    for i in (0..USERS).step_by(USERS / ON_THE_SERVER) {
+    // Users the server holds already (by userName, without externalId): adopted.
+    let create_remote_user = |user_name: &str| {
         let (status, body) = send_json(
             "POST",
             &format!("{}/Users", peer.base_url),
             &peer.token,
             Some(&json!({
                 "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-                "userName": format!("shared-user-{i}"),
+                "userName": user_name,
             })),
         )
         .expect("a remote user");
         assert_eq!(status, 201, "{body}");
+    };
+    for i in (0..USERS).step_by(USERS / ON_THE_SERVER) {
+        create_remote_user(&format!("shared-user-{i}"));
     }
     // And one no CMS user matches: run 1 (a verifying one) counts it as drift.
-    let (status, body) = send_json(
-        "POST",
-        &format!("{}/Users", peer.base_url),
-        &peer.token,
-        Some(&json!({
-            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
-            "userName": "a-stranger-to-the-cms",
-        })),
-    )
-    .expect("a remote user");
-    assert_eq!(status, 201, "{body}");
+    create_remote_user("a-stranger-to-the-cms");
     let proxy = RecordingProxy::start(&peer.base_url).expect("proxy");
     let dir = temp_dir("shared-reconcile");
     let config = config(&dir, &proxy.base_url, kill);
