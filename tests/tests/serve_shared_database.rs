@@ -12,7 +12,8 @@ use std::sync::{Arc, Barrier};
 use std::time::Duration;
 
 use host_example::database::test_support::{TestCertificates, TestMariaDb, TestPostgres};
-use scim_provisioner_tests::peers::{peers_dir, workspace_root};
+use scim_provisioner_tests::daemons::host_example_bin;
+use scim_provisioner_tests::peers::peers_dir;
 use serde_json::{Value, json};
 
 /// How many `serve` processes share the database.
@@ -21,19 +22,6 @@ const PROCESSES: usize = 4;
 const PUT_ROUNDS: usize = 200;
 /// Rounds of two racing POSTs.
 const POST_ROUNDS: usize = 25;
-
-fn cli_binary() -> Option<PathBuf> {
-    let bin = workspace_root().join("target/debug/host-example");
-    if bin.is_file() {
-        Some(bin)
-    } else {
-        eprintln!(
-            "SKIPPED: {} is missing (build it with `cargo build --workspace --bins`)",
-            bin.display()
-        );
-        None
-    }
-}
 
 /// A `serve` process, killed on drop.
 struct Serve {
@@ -508,7 +496,7 @@ fn four_serve_processes_answer_as_one_server(bin: &Path, url: &str, token_url: &
 
 #[test]
 fn four_serve_processes_on_one_postgres_answer_as_one_server() {
-    let Some(bin) = cli_binary() else { return };
+    let bin = host_example_bin();
     let pg = TestPostgres::start().expect("PostgreSQL starts");
     let url = pg.create_database("serve_race").expect("a database");
     let token_url = pg.create_database("serve_token").expect("a database");
@@ -517,7 +505,7 @@ fn four_serve_processes_on_one_postgres_answer_as_one_server() {
 
 #[test]
 fn four_serve_processes_on_one_mariadb_answer_as_one_server() {
-    let Some(bin) = cli_binary() else { return };
+    let bin = host_example_bin();
     let maria = TestMariaDb::start().expect("MariaDB starts");
     let url = maria.create_database("serve_race").expect("a database");
     let token_url = maria.create_database("serve_token").expect("a database");
@@ -526,7 +514,7 @@ fn four_serve_processes_on_one_mariadb_answer_as_one_server() {
 
 #[test]
 fn conformance_suites_pass_on_postgres() {
-    let Some(bin) = cli_binary() else { return };
+    let bin = host_example_bin();
     let pg = TestPostgres::start().expect("PostgreSQL starts");
     let url = pg.create_database("serve_conformance").expect("a database");
     let token = random_token();
@@ -536,7 +524,7 @@ fn conformance_suites_pass_on_postgres() {
 
 #[test]
 fn conformance_suites_pass_on_mariadb() {
-    let Some(bin) = cli_binary() else { return };
+    let bin = host_example_bin();
     let maria = TestMariaDb::start().expect("MariaDB starts");
     let url = maria
         .create_database("serve_conformance")
@@ -544,6 +532,27 @@ fn conformance_suites_pass_on_mariadb() {
     let token = random_token();
     let serve = start_serve(&bin, &url, Some(&token));
     conformance_suites_pass(&serve, &token);
+}
+
+/// The password in a test database's URL (`scheme://user:<password>@127.0.0.1:<port>/db`,
+/// a long random one), to show that no error prints it.
+fn password_in(url: &str) -> String {
+    let secret = url
+        .split('@')
+        .next()
+        .and_then(|userinfo| userinfo.rsplit(':').next())
+        .expect("a password")
+        .to_string();
+    assert!(secret.len() >= 16, "{secret}");
+    secret
+}
+
+/// `url` asked for over verified TLS: `verify` is the driver's own spelling of "verify
+/// the certificate and the host name, against this CA file", given `ca`. The host becomes
+/// `localhost`, which the test certificate names, as a real one names the database's host.
+fn verified_tls_url(url: &str, verify: &str, ca: &Path) -> String {
+    let on_localhost = url.replace("@127.0.0.1:", "@localhost:");
+    format!("{on_localhost}?{verify}={}", ca.display())
 }
 
 /// `serve` on a PostgreSQL that takes TLS, asked for as libpq spells it
@@ -554,26 +563,12 @@ fn conformance_suites_pass_on_mariadb() {
 #[test]
 fn serve_over_verified_tls_on_postgres() {
     use host_example::database::{DatabaseUrl, Db};
-    let Some(bin) = cli_binary() else { return };
+    let bin = host_example_bin();
     let certs = TestCertificates::make().expect("certificates");
     let pg = TestPostgres::start_with_tls(&certs).expect("PostgreSQL starts");
     let plain = pg.create_database("serve_tls").expect("a database");
-    // postgres://scim:<password>@127.0.0.1:<port>/serve_tls
-    let secret = plain
-        .split('@')
-        .next()
-        .and_then(|userinfo| userinfo.rsplit(':').next())
-        .expect("a password")
-        .to_string();
-    assert!(secret.len() >= 16, "{secret}");
-    // The certificate names `localhost`, as a real one names the database's host.
-    let on_localhost = plain.replace("@127.0.0.1:", "@localhost:");
-    let tls_url = |ca: &Path| {
-        format!(
-            "{on_localhost}?sslmode=verify-full&sslrootcert={}",
-            ca.display()
-        )
-    };
+    let secret = password_in(&plain);
+    let tls_url = |ca: &Path| verified_tls_url(&plain, "sslmode=verify-full&sslrootcert", ca);
     let token = random_token();
     let serve = start_serve(&bin, &tls_url(&certs.ca_file()), Some(&token));
     let http = agent();
@@ -624,25 +619,13 @@ fn serve_over_verified_tls_on_postgres() {
 /// encrypted; with a wrong CA it stops at once, saying why, without the password.
 #[test]
 fn serve_over_verified_tls_on_mariadb() {
-    let Some(bin) = cli_binary() else { return };
+    let bin = host_example_bin();
     let certs = TestCertificates::make().expect("certificates");
     let maria = TestMariaDb::start_with_tls(&certs).expect("MariaDB starts");
     let plain = maria.create_database("serve_tls").expect("a database");
     maria.require_tls_for("serve_tls").expect("REQUIRE SSL");
-    // mysql://serve_tls:<password>@127.0.0.1:<port>/serve_tls
-    let secret = plain
-        .split('@')
-        .next()
-        .and_then(|userinfo| userinfo.rsplit(':').next())
-        .expect("a password")
-        .to_string();
-    let on_localhost = plain.replace("@127.0.0.1:", "@localhost:");
-    let tls_url = |ca: &Path| {
-        format!(
-            "{on_localhost}?ssl-mode=VERIFY_IDENTITY&ssl-ca={}",
-            ca.display()
-        )
-    };
+    let secret = password_in(&plain);
+    let tls_url = |ca: &Path| verified_tls_url(&plain, "ssl-mode=VERIFY_IDENTITY&ssl-ca", ca);
     use host_example::database::{DatabaseUrl, Db};
     assert!(
         Db::connect(&DatabaseUrl::parse(&plain, Path::new("/")).expect("a URL")).is_err(),

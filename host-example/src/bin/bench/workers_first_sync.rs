@@ -670,6 +670,41 @@ impl Drop for WorkerProcess {
     }
 }
 
+/// Starts `count` processes `bin --config config <args>` on the shared database
+/// (`database_url`) with the SCIM token `token`; process `i` writes its stdout and stderr to
+/// `<log_prefix>-<i>.log`. Returns the processes (killed on drop) and their logs.
+fn spawn_daemons(
+    bin: &Path,
+    config: &Path,
+    args: &[&str],
+    token: &str,
+    database_url: &str,
+    log_prefix: &Path,
+    count: usize,
+) -> Result<(Vec<WorkerProcess>, Vec<PathBuf>)> {
+    let mut processes = Vec::with_capacity(count);
+    let mut logs = Vec::with_capacity(count);
+    for i in 0..count {
+        let log = PathBuf::from(format!("{}-{i}.log", log_prefix.display()));
+        let file = std::fs::File::create(&log)?;
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(config)
+            .args(args)
+            .env("SCIM_TOKEN", token)
+            // The URL holds the password: the environment keeps it out of `ps`.
+            .env("SCIM_PROVISIONER_DATABASE", database_url)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        processes.push(WorkerProcess(child));
+        logs.push(log);
+    }
+    Ok((processes, logs))
+}
+
 fn host_example_bin() -> Result<PathBuf> {
     let bench = std::env::current_exe().context("the bench's own path")?;
     let bin = bench.with_file_name("host-example");
@@ -817,26 +852,15 @@ fn workers_run(
     let config = worker_config(dir, &peer.base, None, matching)?;
     let load = loadavg();
     let started = Instant::now();
-    let mut processes = Vec::with_capacity(workers);
-    let mut logs = Vec::with_capacity(workers);
-    for w in 0..workers {
-        let log = dir.join(format!("worker-{workers}-{w}.log"));
-        let file = std::fs::File::create(&log)?;
-        let child = Command::new(&bin)
-            .arg("--config")
-            .arg(&config)
-            .args(["daemon", "--deliver-only"])
-            .env("SCIM_TOKEN", &peer.token)
-            // The URL holds the password: the environment keeps it out of `ps`.
-            .env("SCIM_PROVISIONER_DATABASE", &url_text)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        processes.push(WorkerProcess(child));
-        logs.push(log);
-    }
+    let (mut processes, logs) = spawn_daemons(
+        &bin,
+        &config,
+        &["daemon", "--deliver-only"],
+        &peer.token,
+        &url_text,
+        &dir.join(format!("worker-{workers}")),
+        workers,
+    )?;
     let watch = CpuWatch::start(
         peer.pid(),
         processes.iter().map(|p| p.0.id()).collect(),
@@ -1002,27 +1026,24 @@ fn reconcile_run(
     let config = worker_config(dir, &peer.base, None, matching)?;
     let load = loadavg();
     let started = Instant::now();
-    let mut processes = Vec::with_capacity(daemons);
-    let mut logs = Vec::with_capacity(daemons);
-    for d in 0..daemons {
-        let log = dir.join(format!("reconcile-{daemons}-{d}.log"));
-        let file = std::fs::File::create(&log)?;
-        let child = Command::new(&bin)
-            .arg("--config")
-            .arg(&config)
-            .args(["daemon", "--every", "1h", "--verify-every", "30d"])
-            .args(["--partitions", &RECONCILE_PARTITIONS.to_string()])
-            .env("SCIM_TOKEN", &peer.token)
-            // The URL holds the password: the environment keeps it out of `ps`.
-            .env("SCIM_PROVISIONER_DATABASE", &url_text)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        processes.push(WorkerProcess(child));
-        logs.push(log);
-    }
+    let partitions = RECONCILE_PARTITIONS.to_string();
+    let (mut processes, logs) = spawn_daemons(
+        &bin,
+        &config,
+        &[
+            "daemon",
+            "--every",
+            "1h",
+            "--verify-every",
+            "30d",
+            "--partitions",
+            &partitions,
+        ],
+        &peer.token,
+        &url_text,
+        &dir.join(format!("reconcile-{daemons}")),
+        daemons,
+    )?;
     let watch = CpuWatch::start(
         peer.pid(),
         processes.iter().map(|p| p.0.id()).collect(),
