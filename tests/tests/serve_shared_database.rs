@@ -555,6 +555,36 @@ fn verified_tls_url(url: &str, verify: &str, ca: &Path) -> String {
     format!("{on_localhost}?{verify}={}", ca.display())
 }
 
+/// `serve` on `url` (a database over verified TLS): it starts, creates a user and lists
+/// the users. Returned running, for the caller to look at its connections.
+fn serves_over_tls(bin: &Path, url: &str, token: &str) -> Serve {
+    let serve = start_serve(bin, url, Some(token));
+    let http = agent();
+    let users = format!("{}/Users", serve.base_url);
+    let (status, created) = send(
+        &http,
+        "POST",
+        &users,
+        token,
+        None,
+        Some(&user("tls.user", "x")),
+    );
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(send(&http, "GET", &users, token, None, None).0, 200);
+    serve
+}
+
+/// `serve` on `url`, whose CA did not sign the database's certificate, stops at once,
+/// saying why, and without the database's password (`secret`).
+fn refuses_an_unknown_ca(bin: &Path, url: &str, token: &str, secret: &str) {
+    let text = refused_start(bin, url, token);
+    assert!(
+        text.contains("invalid peer certificate: UnknownIssuer"),
+        "{text}"
+    );
+    assert!(!text.contains(secret), "the password is in: {text}");
+}
+
 /// `serve` on a PostgreSQL that takes TLS, asked for as libpq spells it
 /// (`sslmode=verify-full&sslrootcert=<the test's CA>`): it serves, and every connection it
 /// holds to the database is encrypted. With a CA that did not sign the server's
@@ -570,19 +600,7 @@ fn serve_over_verified_tls_on_postgres() {
     let secret = password_in(&plain);
     let tls_url = |ca: &Path| verified_tls_url(&plain, "sslmode=verify-full&sslrootcert", ca);
     let token = random_token();
-    let serve = start_serve(&bin, &tls_url(&certs.ca_file()), Some(&token));
-    let http = agent();
-    let users = format!("{}/Users", serve.base_url);
-    let (status, created) = send(
-        &http,
-        "POST",
-        &users,
-        &token,
-        None,
-        Some(&user("tls.user", "x")),
-    );
-    assert_eq!(status, 201, "{created}");
-    assert_eq!(send(&http, "GET", &users, &token, None, None).0, 200);
+    let serve = serves_over_tls(&bin, &tls_url(&certs.ca_file()), &token);
     let mut db = Db::connect(&DatabaseUrl::parse(&plain, Path::new("/")).expect("a URL"))
         .expect("the database answers");
     let count = |db: &mut Db, encrypted: bool| {
@@ -605,13 +623,7 @@ fn serve_over_verified_tls_on_postgres() {
     );
     assert_eq!(count(&mut db, false), 0, "a connection without TLS");
     drop(serve);
-
-    let text = refused_start(&bin, &tls_url(&certs.other_ca_file()), &token);
-    assert!(
-        text.contains("invalid peer certificate: UnknownIssuer"),
-        "{text}"
-    );
-    assert!(!text.contains(&secret), "the password is in: {text}");
+    refuses_an_unknown_ca(&bin, &tls_url(&certs.other_ca_file()), &token, &secret);
 }
 
 /// The same on MariaDB (`ssl-mode=VERIFY_IDENTITY&ssl-ca=…`), its user made to connect
@@ -632,26 +644,9 @@ fn serve_over_verified_tls_on_mariadb() {
         "the user connects without TLS"
     );
     let token = random_token();
-    let serve = start_serve(&bin, &tls_url(&certs.ca_file()), Some(&token));
-    let http = agent();
-    let users = format!("{}/Users", serve.base_url);
-    let (status, created) = send(
-        &http,
-        "POST",
-        &users,
-        &token,
-        None,
-        Some(&user("tls.user", "x")),
-    );
-    assert_eq!(status, 201, "{created}");
-    assert_eq!(send(&http, "GET", &users, &token, None, None).0, 200);
+    let serve = serves_over_tls(&bin, &tls_url(&certs.ca_file()), &token);
     drop(serve);
-    let text = refused_start(&bin, &tls_url(&certs.other_ca_file()), &token);
-    assert!(
-        text.contains("invalid peer certificate: UnknownIssuer"),
-        "{text}"
-    );
-    assert!(!text.contains(&secret), "the password is in: {text}");
+    refuses_an_unknown_ca(&bin, &tls_url(&certs.other_ca_file()), &token, &secret);
 }
 
 /// Runs `serve` on `url`, which must fail to start within 60 s; returns what it printed.

@@ -705,6 +705,31 @@ fn spawn_daemons(
     Ok((processes, logs))
 }
 
+/// Calls `step` every 200 ms until it answers `true`. Fails when `step` does, when one of
+/// the processes exits (with its log's tail), or when [`DRAIN_DEADLINE`] has passed since
+/// `started` (the error is `<label>: <not_done> within <deadline>`).
+fn poll_while_running(
+    label: &str,
+    not_done: &str,
+    processes: &mut [WorkerProcess],
+    logs: &[PathBuf],
+    started: Instant,
+    mut step: impl FnMut() -> Result<bool>,
+) -> Result<()> {
+    while !step()? {
+        for (p, log) in processes.iter_mut().zip(logs) {
+            if let Some(status) = p.0.try_wait()? {
+                bail!("{label}: a process exited ({status}):\n{}", tail(log));
+            }
+        }
+        if started.elapsed() > DRAIN_DEADLINE {
+            bail!("{label}: {not_done} within {DRAIN_DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
 fn host_example_bin() -> Result<PathBuf> {
     let bench = std::env::current_exe().context("the bench's own path")?;
     let bin = bench.with_file_name("host-example");
@@ -867,7 +892,8 @@ fn workers_run(
         Some(database),
     );
     let mut progress = Progress::default();
-    loop {
+    let drained = "the outbox did not drain";
+    poll_while_running(&label, drained, &mut processes, &logs, started, || {
         let (rows, parked) = outbox_rows(&mut db)?;
         let t = started.elapsed().as_secs_f64();
         progress
@@ -879,19 +905,8 @@ fn workers_run(
                 tail(&logs[0])
             );
         }
-        if rows == 0 {
-            break;
-        }
-        for (p, log) in processes.iter_mut().zip(&logs) {
-            if let Some(status) = p.0.try_wait()? {
-                bail!("{label}: a worker exited ({status}):\n{}", tail(log));
-            }
-        }
-        if started.elapsed() > DRAIN_DEADLINE {
-            bail!("{label}: the outbox did not drain within {DRAIN_DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        Ok(rows == 0)
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = watch.finish();
     drop(processes);
@@ -1052,7 +1067,8 @@ fn reconcile_run(
     // Progress is the users linked so far (a partition links its users as their writes
     // are answered).
     let mut progress = Progress::default();
-    loop {
+    let done = "the run was not done";
+    poll_while_running(&label, done, &mut processes, &logs, started, || {
         let linked = db
             .query_opt("SELECT COUNT(*) FROM links", &[])?
             .map_or(Ok(0), |r| r.int(0))?;
@@ -1061,7 +1077,7 @@ fn reconcile_run(
         let t = started.elapsed().as_secs_f64();
         progress.0.push((t, (linked.max(0) as usize).min(users)));
         if runs.iter().any(|r| r.state == "done") {
-            break;
+            return Ok(true);
         }
         if let Some(r) = runs
             .iter()
@@ -1069,16 +1085,8 @@ fn reconcile_run(
         {
             bail!("{label}: the run ended {r}");
         }
-        for (p, log) in processes.iter_mut().zip(&logs) {
-            if let Some(status) = p.0.try_wait()? {
-                bail!("{label}: a daemon exited ({status}):\n{}", tail(log));
-            }
-        }
-        if started.elapsed() > DRAIN_DEADLINE {
-            bail!("{label}: the run was not done within {DRAIN_DEADLINE:?}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        Ok(false)
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = watch.finish();
     drop(processes);
