@@ -671,17 +671,20 @@ impl Drop for WorkerProcess {
 }
 
 /// Starts `count` processes `bin --config config <args>` on the shared database
-/// (`database_url`) with the SCIM token `token`; process `i` writes its stdout and stderr to
-/// `<log_prefix>-<i>.log`. Returns the processes (killed on drop) and their logs.
+/// (`database_url`, named `database` on its server) with `peer`'s SCIM token; process `i`
+/// writes its stdout and stderr to `<log_prefix>-<i>.log`. Returns the processes (killed on
+/// drop), their logs, and the CPU watch over them, `peer` and the database's backends.
+#[allow(clippy::too_many_arguments)]
 fn spawn_daemons(
     bin: &Path,
     config: &Path,
     args: &[&str],
-    token: &str,
+    peer: &Peer,
     database_url: &str,
+    database: String,
     log_prefix: &Path,
     count: usize,
-) -> Result<(Vec<WorkerProcess>, Vec<PathBuf>)> {
+) -> Result<(Vec<WorkerProcess>, Vec<PathBuf>, CpuWatch)> {
     let mut processes = Vec::with_capacity(count);
     let mut logs = Vec::with_capacity(count);
     for i in 0..count {
@@ -691,7 +694,7 @@ fn spawn_daemons(
             .arg("--config")
             .arg(config)
             .args(args)
-            .env("SCIM_TOKEN", token)
+            .env("SCIM_TOKEN", &peer.token)
             // The URL holds the password: the environment keeps it out of `ps`.
             .env("SCIM_PROVISIONER_DATABASE", database_url)
             .stdin(Stdio::null())
@@ -702,7 +705,12 @@ fn spawn_daemons(
         processes.push(WorkerProcess(child));
         logs.push(log);
     }
-    Ok((processes, logs))
+    let watch = CpuWatch::start(
+        peer.pid(),
+        processes.iter().map(|p| p.0.id()).collect(),
+        Some(database),
+    );
+    Ok((processes, logs, watch))
 }
 
 /// Calls `step` every 200 ms until it answers `true`. Fails when `step` does, when one of
@@ -877,20 +885,16 @@ fn workers_run(
     let config = worker_config(dir, &peer.base, None, matching)?;
     let load = loadavg();
     let started = Instant::now();
-    let (mut processes, logs) = spawn_daemons(
+    let (mut processes, logs, watch) = spawn_daemons(
         &bin,
         &config,
         &["daemon", "--deliver-only"],
-        &peer.token,
+        &peer,
         &url_text,
+        database,
         &dir.join(format!("worker-{workers}")),
         workers,
     )?;
-    let watch = CpuWatch::start(
-        peer.pid(),
-        processes.iter().map(|p| p.0.id()).collect(),
-        Some(database),
-    );
     let mut progress = Progress::default();
     let drained = "the outbox did not drain";
     poll_while_running(&label, drained, &mut processes, &logs, started, || {
@@ -1042,7 +1046,7 @@ fn reconcile_run(
     let load = loadavg();
     let started = Instant::now();
     let partitions = RECONCILE_PARTITIONS.to_string();
-    let (mut processes, logs) = spawn_daemons(
+    let (mut processes, logs, watch) = spawn_daemons(
         &bin,
         &config,
         &[
@@ -1054,16 +1058,12 @@ fn reconcile_run(
             "--partitions",
             &partitions,
         ],
-        &peer.token,
+        &peer,
         &url_text,
+        database,
         &dir.join(format!("reconcile-{daemons}")),
         daemons,
     )?;
-    let watch = CpuWatch::start(
-        peer.pid(),
-        processes.iter().map(|p| p.0.id()).collect(),
-        Some(database),
-    );
     // Progress is the users linked so far (a partition links its users as their writes
     // are answered).
     let mut progress = Progress::default();
