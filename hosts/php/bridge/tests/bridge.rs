@@ -221,13 +221,35 @@ fn the_memory_cap_traps_with_a_clear_message_and_the_next_call_works() {
     assert_eq!(done(&step)["action"], "update");
 }
 
+/// [`open`] under a short deadline: the first call also instantiates the component, and a
+/// thread descheduled on a loaded machine can spend the whole 50 ms there (seen once in a
+/// full test run). That is the machine, not the guest, so an instantiation refused by the
+/// deadline is tried again, a few times; any other answer is judged by [`open`]'s checks.
+fn open_within_deadline(instance: &mut Instance) -> u64 {
+    for _ in 0..5 {
+        let step = instance.call(
+            &json!({"interface": CLIENT, "func": "[static]connector.open", "args": [config()]}),
+        );
+        let refused_at_instantiation = step["step"] == "error"
+            && step["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("could not instantiate") && m.contains("deadline"));
+        if !refused_at_instantiation {
+            let result = done(&step);
+            assert_eq!(result["tag"], "ok", "{result}");
+            return result["val"].as_u64().expect("a handle");
+        }
+    }
+    panic!("the component could not be instantiated within 50 ms in 5 tries");
+}
+
 #[test]
 fn a_call_past_its_deadline_traps_and_the_next_call_works() {
     // 50 ms: far more than opening a connector takes even on a loaded machine (a 1 ms
     // deadline failed the open itself whenever the thread was descheduled), far less than
     // reading the index below (about 250 ms).
     let mut instance = Instance::new(runtime(json!({"deadline_ms": 50}))).expect("instance");
-    let handle = open(&mut instance);
+    let handle = open_within_deadline(&mut instance);
     // Reading a large index is pure guest work: no import resets the deadline.
     let rows: Vec<Value> = (0..600_000)
         .map(|i| {
@@ -248,7 +270,7 @@ fn a_call_past_its_deadline_traps_and_the_next_call_works() {
         step.to_string().chars().take(300).collect::<String>()
     );
     assert_eq!(step["kind"], "deadline");
-    let handle = open(&mut instance);
+    let handle = open_within_deadline(&mut instance);
     let step = instance.call(
         &json!({"interface": CLIENT, "func": "[method]connector.plan",
         "args": [handle, user("7", "ada"), "deleted", true]}),
