@@ -390,15 +390,7 @@ pub fn sync_paged(
     options: &SyncOptions,
     on_progress: &mut dyn FnMut(SyncProgress),
 ) -> anyhow::Result<SyncSummary> {
-    run(
-        runtime,
-        settings,
-        store,
-        options,
-        on_progress,
-        PlanSource::Paged { db, hold: HOLD },
-        None,
-    )
+    sync_paged_holding(runtime, settings, store, db, options, on_progress, HOLD)
 }
 
 /// [`sync_paged`] holding at most `hold` users that need a call before it streams (tests
