@@ -57,6 +57,26 @@ pub enum RemoteMissing {
     Unlink,
 }
 
+/// When a creation asks the server whether the user is there already (policy
+/// `matching_look_up`). Only the look-ups by an attribute the server must keep unique differ:
+/// `userName` (unqualified or under the core User schema, no value filter), the one
+/// `matching` attribute RFC 7643 §4.1.1 declares `"uniqueness": "server"`. `externalId` and
+/// the emails are unique nowhere, so they are looked up first under either setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchingLookUp {
+    /// Every matching attribute is looked up before the POST (one filtered GET each until
+    /// one matches): safe with any server.
+    #[default]
+    BeforeCreate,
+    /// The look-up by `userName` is left to the server: the POST goes first, and the 409
+    /// `uniqueness` that RFC 7644 §3.3 requires for a taken userName is what makes the user
+    /// looked up (by every attribute) and adopted. Saves a look-up per new user; only for
+    /// servers that enforce userName uniqueness (case-insensitively, as RFC 7643 says), or
+    /// a second creation of one person makes a duplicate.
+    OnConflict,
+}
+
 /// How far one listing of the remote users may go. A server that keeps answering pages
 /// (one that lies about `totalResults`, or serves pages it served before under other ids)
 /// cannot make the guest page, or hold users, for ever: past either limit the listing
@@ -89,6 +109,7 @@ struct PolicyFields {
     deprovision: Deprovision,
     on_remote_missing: RemoteMissing,
     matching: Vec<String>,
+    matching_look_up: MatchingLookUp,
     preserve_unmapped: bool,
     groups_from: Option<String>,
     group_members_per_operation: u32,
@@ -115,6 +136,7 @@ impl Default for PolicyFields {
             deprovision: Deprovision::default(),
             on_remote_missing: RemoteMissing::default(),
             matching: default_matching(),
+            matching_look_up: MatchingLookUp::default(),
             preserve_unmapped: true,
             groups_from: None,
             group_members_per_operation: DEFAULT_GROUP_MEMBERS_PER_OPERATION,
@@ -144,6 +166,7 @@ const POLICY_KEYS: &[&str] = &[
     "deprovision",
     "on_remote_missing",
     "matching",
+    "matching_look_up",
     "preserve_unmapped",
     "groups_from",
     "group_members_per_operation",
@@ -168,6 +191,9 @@ pub struct Policy {
     pub on_remote_missing: RemoteMissing,
     /// Matching attributes, in precedence order.
     pub matching: Vec<AttrPath>,
+    /// Whether a creation looks the user up by `userName` first, or leaves that to the
+    /// server's 409.
+    pub matching_look_up: MatchingLookUp,
     /// Read the remote user before a PUT, so attributes we do not map survive.
     pub preserve_unmapped: bool,
     /// The CMS field whose values (roles) are provisioned as SCIM Group memberships;
@@ -204,6 +230,9 @@ impl Policy {
                 POLICY_KEYS.join(", ")
             )));
         }
+        if let Some(look_up) = obj.get("matching_look_up") {
+            check_matching_look_up(look_up)?;
+        }
         let fields: PolicyFields =
             serde_json::from_value(value.clone()).map_err(|e| invalid(format!("policy: {e}")))?;
         let mapping_config: MappingConfig =
@@ -236,6 +265,7 @@ impl Policy {
             deprovision: fields.deprovision,
             on_remote_missing: fields.on_remote_missing,
             matching,
+            matching_look_up: fields.matching_look_up,
             preserve_unmapped: fields.preserve_unmapped,
             groups_from: fields.groups_from.filter(|f| !f.trim().is_empty()),
             group_members_per_operation: fields.group_members_per_operation,
@@ -244,6 +274,22 @@ impl Policy {
             allow_insecure_http: fields.allow_insecure_http,
             directory: fields.directory,
         })
+    }
+}
+
+/// The values `matching_look_up` takes; anything else is refused naming the setting, the
+/// value and these (serde's own message would name neither the setting nor, for a
+/// non-string, the value).
+fn check_matching_look_up(value: &Value) -> Result<(), ProvisioningError> {
+    const VALUES: [&str; 2] = ["before_create", "on_conflict"];
+    match value.as_str() {
+        Some(v) if VALUES.contains(&v) => Ok(()),
+        _ => {
+            let given: String = crate::scim::text::json(value).chars().take(60).collect();
+            Err(ProvisioningError::InvalidConfig(format!(
+                "`matching_look_up` must be \"before_create\" (the default) or \"on_conflict\", not {given}"
+            )))
+        }
     }
 }
 
@@ -258,6 +304,7 @@ mod tests {
         assert!(!p.operations.delete);
         assert_eq!(p.deprovision, Deprovision::Deactivate);
         assert_eq!(p.matching.len(), 3);
+        assert_eq!(p.matching_look_up, MatchingLookUp::BeforeCreate);
         assert!(p.preserve_unmapped);
     }
 
@@ -272,6 +319,13 @@ mod tests {
         assert_eq!(p.deprovision, Deprovision::Delete);
         assert_eq!(p.on_remote_missing, RemoteMissing::Unlink);
         assert_eq!(p.matching.len(), 1);
+        for (value, expected) in [
+            ("before_create", MatchingLookUp::BeforeCreate),
+            ("on_conflict", MatchingLookUp::OnConflict),
+        ] {
+            let p = Policy::parse(&format!(r#"{{"matching_look_up": "{value}"}}"#)).unwrap();
+            assert_eq!(p.matching_look_up, expected);
+        }
     }
 
     #[test]
@@ -291,6 +345,10 @@ mod tests {
                 "group_members_per_operation",
             ),
             (r#"{"listing": {"max_rows": 5}}"#, "max_rows"),
+            // The spelling the setting's values do not take, and a value it has not.
+            (r#"{"matching_look_up": "on-conflict"}"#, "on_conflict"),
+            (r#"{"matching_look_up": "never"}"#, "before_create"),
+            (r#"{"matching_look_up": true}"#, "matching_look_up"),
         ] {
             let err = Policy::parse(json).unwrap_err().to_string();
             assert!(err.contains(needle), "{json}: {err}");

@@ -6,7 +6,10 @@
 //! Whatever a bulk answer leaves uncertain goes through [`Connector::provision`] on its own:
 //! an operation the server did not report, a creation that met a conflict (409: adopt
 //! instead), a stale version (412: re-read), a user gone from the server (404). That path
-//! matches before it creates, so a lost or partial bulk answer never duplicates a user.
+//! matches before it creates, so a lost or partial bulk answer never duplicates a user: a
+//! creation that may have landed, or met a 409, is looked up there by every matching
+//! attribute, even under `matching_look_up = "on_conflict"` (which otherwise leaves the
+//! look-up by `userName` to the server's 409; see `policy::MatchingLookUp`).
 
 use std::cell::Cell;
 
@@ -139,10 +142,12 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         let mut results: Vec<Option<Result<ProvisionOutcome, ProvisioningError>>> =
             items.iter().map(|_| None).collect();
         let mut pending: Vec<Pending> = Vec::new();
-        let mut single: Vec<usize> = Vec::new();
+        // Users for the one-user path, each with whether a creation of it may be on the
+        // server already (see `Connector::provision_checked`).
+        let mut single: Vec<(usize, bool)> = Vec::new();
         for (i, item) in items.iter().enumerate() {
             if limits.is_none() {
-                single.push(i);
+                single.push((i, false));
                 continue;
             }
             let ut = self.transport();
@@ -163,7 +168,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 }
                 Prepared::Single => {
                     per_user_requests = per_user_requests.saturating_add(ut.requests());
-                    single.push(i);
+                    single.push((i, false));
                 }
             }
         }
@@ -187,11 +192,12 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             }
         }
         single.sort_unstable();
-        for i in single {
+        for (i, may_exist) in single {
             let item = &items[i];
             // Counted whatever the result: a failed user's requests were made all the same.
             let ut = self.transport();
-            let result = self.provision_on(&ut, &item.user, item.event, item.link.as_ref());
+            let result =
+                self.provision_checked(&ut, &item.user, item.event, item.link.as_ref(), may_exist);
             per_user_requests = per_user_requests.saturating_add(ut.requests());
             results[i] = Some(result);
         }
@@ -272,7 +278,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     Ok(r) => r,
                     Err(e) => return Prepared::Done(Err(e)),
                 };
-                match self.find_match(t, &resource, caps) {
+                match self.find_match(t, &resource, caps, self.leaves_unique_to_server()) {
                     Ok(Some(existing)) => match self.adoption(user, existing, caps) {
                         Ok(Adoption::Write(link, new, operation)) => pending(
                             operation,
@@ -432,7 +438,9 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
     }
 
     /// Sends the pending writes in chunks. For each chunk: the users it finished, with
-    /// their results, and the users that must go through the one-user path.
+    /// their results, and the users that must go through the one-user path, each with
+    /// whether a creation of it may have reached the server (a POST sent whose result is a
+    /// 409, missing, or unreadable).
     #[allow(clippy::type_complexity)]
     fn send_bulk(
         &self,
@@ -442,7 +450,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         bulk_requests: &Cell<u32>,
     ) -> Vec<(
         Vec<(Pending, Result<ProvisionOutcome, ProvisioningError>)>,
-        Vec<usize>,
+        Vec<(usize, bool)>,
     )> {
         let wire: Vec<Value> = pending.iter().map(|p| p.operation.to_json()).collect();
         let lengths: Vec<usize> = wire.iter().map(|w| text::json(w).len()).collect();
@@ -451,9 +459,15 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         let mut slots: Vec<Option<Pending>> = pending.into_iter().map(Some).collect();
         let mut wire: Vec<Option<Value>> = wire.into_iter().map(Some).collect();
         let mut out = Vec::new();
-        let too_large: Vec<usize> = too_large
+        // Never sent.
+        let too_large: Vec<(usize, bool)> = too_large
             .into_iter()
-            .filter_map(|i| slots.get_mut(i).and_then(Option::take).map(|p| p.item))
+            .filter_map(|i| {
+                slots
+                    .get_mut(i)
+                    .and_then(Option::take)
+                    .map(|p| (p.item, false))
+            })
             .collect();
         out.push((Vec::new(), too_large));
         for chunk in chunks {
@@ -468,7 +482,10 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                     .collect(),
             );
             if self.bulk_unusable.get() {
-                out.push((Vec::new(), members.iter().map(|p| p.item).collect()));
+                out.push((
+                    Vec::new(),
+                    members.iter().map(|p| (p.item, false)).collect(),
+                ));
                 continue;
             }
             bulk_requests.set(bulk_requests.get().saturating_add(1));
@@ -483,10 +500,11 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                         match self.finish(t, &p, result) {
                             Some(r) => finished.push((p, r)),
                             None => {
-                                if p.operation.method == "POST" {
+                                let created_maybe = p.operation.method == "POST";
+                                if created_maybe {
                                     self.forget_index();
                                 }
-                                retry.push(p.item);
+                                retry.push((p.item, created_maybe));
                             }
                         }
                     }
@@ -498,7 +516,13 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 )),
                 Err(ChunkFailure::Uncertain) => {
                     self.forget_index();
-                    out.push((Vec::new(), members.iter().map(|p| p.item).collect()));
+                    out.push((
+                        Vec::new(),
+                        members
+                            .iter()
+                            .map(|p| (p.item, p.operation.method == "POST"))
+                            .collect(),
+                    ));
                 }
             }
         }

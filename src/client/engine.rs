@@ -9,9 +9,10 @@ use super::capabilities::ServerCapabilities;
 use super::response::{self, is_success};
 use crate::error::{ProvisioningError, TransportError};
 use crate::mapping::MapMode;
-use crate::policy::RemoteMissing;
+use crate::policy::{MatchingLookUp, RemoteMissing};
 use crate::ports::{HttpPort, HttpResponse, LogLevel, LogPort, Method};
 use crate::scim::patch::{PatchOperation, PatchRequest, diff};
+use crate::scim::path::AttrPath;
 use crate::scim::text;
 use crate::user::{Action, CmsUser, Link, ProvisionOutcome, UserEvent};
 
@@ -47,12 +48,27 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         event: UserEvent,
         link: Option<&Link>,
     ) -> Result<ProvisionOutcome, ProvisioningError> {
+        self.provision_checked(t, user, event, link, false)
+    }
+
+    /// [`Connector::provision_on`]; `may_exist` says that a creation of this user may have
+    /// reached the server already (a `/Bulk` POST answered 409, or whose answer was lost),
+    /// so a creation looks it up by every matching attribute before it sends anything,
+    /// whatever `matching_look_up` says.
+    pub(crate) fn provision_checked(
+        &self,
+        t: &Transport<'_, H, L>,
+        user: &CmsUser,
+        event: UserEvent,
+        link: Option<&Link>,
+        may_exist: bool,
+    ) -> Result<ProvisionOutcome, ProvisioningError> {
         let decision = self.plan(user, event, link.is_some());
         let run = || match (&decision, link) {
             (Decision::Skip(reason), _) => {
                 Ok(outcome(Action::Skipped, link.cloned()).with_reason(reason.to_string()))
             }
-            (Decision::Create, _) => self.create(t, user),
+            (Decision::Create, _) => self.create(t, user, may_exist),
             (Decision::Update, Some(link)) => self.update(t, user, link, false),
             (Decision::Reactivate, Some(link)) => self.update(t, user, link, true),
             (Decision::Deactivate, Some(link)) => self.deactivate(t, link),
@@ -181,15 +197,19 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         self.policy.mapping.map(user, MapMode::Create)
     }
 
-    /// Creates the remote user, unless one already matches: then it is adopted.
+    /// Creates the remote user, unless one already matches: then it is adopted. With
+    /// `matching_look_up = "on_conflict"` the match by `userName` is the server's 409 rather
+    /// than a look-up, unless `may_exist` (see [`Connector::provision_checked`]).
     fn create(
         &self,
         t: &Transport<'_, H, L>,
         user: &CmsUser,
+        may_exist: bool,
     ) -> Result<ProvisionOutcome, ProvisioningError> {
         let resource = self.shaped(self.policy.mapping.map(user, MapMode::Create)?);
         let caps = self.capabilities_via(t)?;
-        if let Some(existing) = self.find_match(t, &resource, &caps)? {
+        let leave_unique = self.leaves_unique_to_server() && !may_exist;
+        if let Some(existing) = self.find_match(t, &resource, &caps, leave_unique)? {
             return self.adopt(t, user, existing, &caps);
         }
         match t.send(Method::Post, "/Users", Some(&resource), &[]) {
@@ -381,7 +401,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             RemoteMissing::Recreate if self.policy.operations.create => {
                 self.log
                     .log(LogLevel::Warn, &format!("{gone}; creating it again"));
-                self.create(t, user)
+                self.create(t, user, false)
                     .map(|o| o.with_reason(format!("{gone}; provisioned again")))
             }
             _ => Ok(outcome(Action::Unlinked, None).with_reason(gone)),
@@ -597,13 +617,22 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         read_resource(&resp)
     }
 
+    /// Whether creations leave the look-up by the attributes a server must keep unique to
+    /// the server's 409 (policy `matching_look_up = "on_conflict"`).
+    pub(crate) fn leaves_unique_to_server(&self) -> bool {
+        self.policy.matching_look_up == MatchingLookUp::OnConflict
+    }
+
     /// Looks the user up by each matching attribute in turn. One match is returned; several
-    /// are an error naming them; none moves on to the next attribute.
+    /// are an error naming them; none moves on to the next attribute. With `leave_unique`,
+    /// the attributes a server must keep unique are not looked up by filter (the listed
+    /// remote users, which cost no request, are still asked): see [`Connector::look_up_as`].
     pub(crate) fn find_match(
         &self,
         t: &Transport<'_, H, L>,
         resource: &Value,
         caps: &ServerCapabilities,
+        leave_unique: bool,
     ) -> Result<Option<Value>, ProvisioningError> {
         match self.find_in_index(t, resource)? {
             Some(Some(found)) => return Ok(Some(found)),
@@ -616,7 +645,7 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             },
             None => {}
         }
-        self.look_up(t, resource, caps)
+        self.look_up_as(t, resource, caps, leave_unique)
     }
 
     /// What the listed remote users say of a resource, without a request: per matching
@@ -638,10 +667,14 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             match index.candidates(i, &value).as_slice() {
                 [] => {}
                 [id] => out.push(Ok((i, (*id).to_string(), value))),
-                several => out.push(Err(ProvisioningError::Other(format!(
-                    "several remote users match {path} {value:?}: {}; link one by hand",
-                    several.join(", ")
-                )))),
+                several => out.push(Err(self.several_match(
+                    path,
+                    &format!("{path} {value:?}"),
+                    &several
+                        .iter()
+                        .map(|id| (*id).to_string())
+                        .collect::<Vec<_>>(),
+                ))),
             }
         }
         Some(out)
@@ -829,63 +862,122 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
         resource: &Value,
         caps: &ServerCapabilities,
     ) -> Result<Option<Value>, ProvisioningError> {
+        self.look_up_as(t, resource, caps, false)
+    }
+
+    /// [`Connector::look_up`]; with `leave_unique`, the attributes a server must keep
+    /// unique ([`server_unique`]) are asked only when a later attribute finds a user, so
+    /// that the user adopted is the one the full look-up would pick (the first attribute in
+    /// `matching` order that matches wins). A new user costs no look-up by them: its POST
+    /// is the question, and a 409 looks it up by every attribute.
+    pub(crate) fn look_up_as(
+        &self,
+        t: &Transport<'_, H, L>,
+        resource: &Value,
+        caps: &ServerCapabilities,
+        leave_unique: bool,
+    ) -> Result<Option<Value>, ProvisioningError> {
         if self.filters_unusable(caps) {
             // No filter to ask with: list the remote users and match here, so that no
             // user is ever created twice.
             return self.look_up_by_listing(t, resource);
         }
+        let mut deferred: Vec<(&AttrPath, String)> = Vec::new();
         for path in &self.policy.matching {
             let Some(value) = match_value(resource, path) else {
                 continue;
             };
-            let mut filter = match_filter(path, &value);
-            let mut resp = self.search(t, &filter)?;
-            if resp.status == 400
-                && let Some(simple) = simple_match_filter(path, &value)
-            {
-                // Some servers reject value-path filters; the plain form works everywhere.
-                filter = simple;
-                resp = self.search(t, &filter)?;
-            }
-            if resp.status == 400 && path.is_attr("userName") && path.urn.is_none() {
-                // A server that cannot take `userName eq "x"` cannot filter at all.
-                self.learn_filters_unusable(&format!("the server rejected the filter {filter}"));
-                return self.look_up_by_listing(t, resource);
-            }
-            if resp.status == 400 {
-                // The server cannot evaluate this filter (SCIMMY fails on users that lack
-                // the attribute); the other matching attributes and a 409 still guard
-                // against duplicates.
-                self.log.log(
-                    LogLevel::Warn,
-                    &format!("the server rejected the matching filter {filter}; skipping it"),
-                );
+            if leave_unique && server_unique(path) {
+                deferred.push((path, value));
                 continue;
             }
-            // Check each candidate ourselves: a server that ignores the filter must not
-            // make us adopt somebody else, nor make us miss the user it did not list.
-            let listed = read_list(&resp)?.0;
-            if path.filter.is_none() && filter_ignored(&listed, path, &value) {
-                self.learn_filters_unusable(&format!("the server ignored the filter {filter}"));
-                return self.look_up_by_listing(t, resource);
-            }
-            let found: Vec<Value> = listed
-                .into_iter()
-                .filter(|r| match_value(r, path).is_some_and(|v| v.eq_ignore_ascii_case(&value)))
-                .collect();
-            match found.len() {
-                0 => continue,
-                1 => return Ok(found.into_iter().next()),
-                _ => {
-                    let ids: Vec<String> = found.iter().filter_map(id_of).collect();
-                    return Err(ProvisioningError::Other(format!(
-                        "several remote users match {filter}: {}; link one by hand",
-                        ids.join(", ")
-                    )));
+            let found = match self.look_up_by(t, path, &value)? {
+                LookedUp::Nothing => continue,
+                LookedUp::ByListing => return self.look_up_by_listing(t, resource),
+                LookedUp::Found(found) => found,
+            };
+            // An attribute before this one, left to the server, may match someone else:
+            // it takes precedence, as it would have in a full look-up.
+            for (path, value) in deferred {
+                match self.look_up_by(t, path, &value)? {
+                    LookedUp::Nothing => {}
+                    LookedUp::ByListing => return self.look_up_by_listing(t, resource),
+                    LookedUp::Found(first) => return Ok(Some(first)),
                 }
             }
+            return Ok(Some(found));
         }
         Ok(None)
+    }
+
+    /// One look-up by one matching attribute.
+    fn look_up_by(
+        &self,
+        t: &Transport<'_, H, L>,
+        path: &AttrPath,
+        value: &str,
+    ) -> Result<LookedUp, ProvisioningError> {
+        let mut filter = match_filter(path, value);
+        let mut resp = self.search(t, &filter)?;
+        if resp.status == 400
+            && let Some(simple) = simple_match_filter(path, value)
+        {
+            // Some servers reject value-path filters; the plain form works everywhere.
+            filter = simple;
+            resp = self.search(t, &filter)?;
+        }
+        if resp.status == 400 && path.is_attr("userName") && path.urn.is_none() {
+            // A server that cannot take `userName eq "x"` cannot filter at all.
+            self.learn_filters_unusable(&format!("the server rejected the filter {filter}"));
+            return Ok(LookedUp::ByListing);
+        }
+        if resp.status == 400 {
+            // The server cannot evaluate this filter (SCIMMY fails on users that lack
+            // the attribute); the other matching attributes and a 409 still guard
+            // against duplicates.
+            self.log.log(
+                LogLevel::Warn,
+                &format!("the server rejected the matching filter {filter}; skipping it"),
+            );
+            return Ok(LookedUp::Nothing);
+        }
+        // Check each candidate ourselves: a server that ignores the filter must not
+        // make us adopt somebody else, nor make us miss the user it did not list.
+        let listed = read_list(&resp)?.0;
+        if path.filter.is_none() && filter_ignored(&listed, path, value) {
+            self.learn_filters_unusable(&format!("the server ignored the filter {filter}"));
+            return Ok(LookedUp::ByListing);
+        }
+        let mut found: Vec<Value> = listed
+            .into_iter()
+            .filter(|r| match_value(r, path).is_some_and(|v| v.eq_ignore_ascii_case(value)))
+            .collect();
+        match found.len() {
+            0 => Ok(LookedUp::Nothing),
+            1 => Ok(found.pop().map_or(LookedUp::Nothing, LookedUp::Found)),
+            _ => {
+                let ids: Vec<String> = found.iter().filter_map(id_of).collect();
+                Err(self.several_match(path, &filter, &ids))
+            }
+        }
+    }
+
+    /// The error of a look-up that found several remote users. Several with one userName
+    /// show a server that does not keep it unique: with `matching_look_up = "on_conflict"`
+    /// such a server can be given duplicates, so that is said (in the error and the log).
+    fn several_match(&self, path: &AttrPath, what: &str, ids: &[String]) -> ProvisioningError {
+        let mut message = format!(
+            "several remote users match {what}: {}; link one by hand",
+            ids.join(", ")
+        );
+        if self.leaves_unique_to_server() && server_unique(path) {
+            let warning = format!(
+                "the server holds several users with one {path}, so it does not enforce its uniqueness: policy matching_look_up = \"on_conflict\" can create duplicates there; set it to \"before_create\""
+            );
+            self.log.log(LogLevel::Warn, &warning);
+            message = format!("{message} ({warning})");
+        }
+        ProvisioningError::Other(message)
     }
 
     fn search(
@@ -901,6 +993,30 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             ),
         )
     }
+}
+
+/// What one look-up by one matching attribute found.
+enum LookedUp {
+    /// This one remote user.
+    Found(Value),
+    /// No one.
+    Nothing,
+    /// Filters cannot be trusted on this server: the remote users are to be listed and
+    /// matched here instead.
+    ByListing,
+}
+
+/// Whether every server must keep `path`'s value unique among its users: `userName`,
+/// unqualified or under the core User schema, and not a value path. RFC 7643 §4.1.1
+/// declares it `"uniqueness": "server"` (case-insensitively: `"caseExact": false`), and RFC
+/// 7644 §3.3 makes a creation that would repeat it a 409 `uniqueness`. No other attribute a
+/// policy matches on is unique by the RFCs: `externalId` and `emails` are `"none"`, and an
+/// extension's uniqueness is whatever one server declares.
+pub(crate) fn server_unique(path: &AttrPath) -> bool {
+    path.is_attr("userName")
+        && path.is_top_level()
+        && path.filter.is_none()
+        && path.sub_attr.is_none()
 }
 
 pub(crate) fn parse_snapshot(link: &Link) -> Option<Value> {

@@ -722,3 +722,121 @@ fn a_batch_counts_the_requests_of_users_that_failed() {
     assert!(out.results.iter().all(Result::is_err), "{:?}", out.results);
     assert_eq!(out.requests as usize, calls(&c).len(), "{:?}", calls(&c));
 }
+
+// ----------------------------------------------------------------------------------------
+// `matching_look_up = "on_conflict"`: no look-up by userName before a bulk creation
+
+fn on_conflict(script: Vec<Answer>) -> Connector<FakeHttp, MemoryLog> {
+    let http = FakeHttp::new(vec![]);
+    for answer in script {
+        http.push(answer);
+    }
+    let config = ConnectorConfig::new(BASE, Auth::Bearer("t0ken".into()), 30_000).unwrap();
+    let policy = r#"{"matching": ["userName"], "matching_look_up": "on_conflict"}"#;
+    Connector::open(config, policy, http, MemoryLog::default()).unwrap()
+}
+
+fn created_pair() -> Vec<BatchItem> {
+    vec![
+        item(user("1", "alice", true), UserEvent::Created, None),
+        item(user("2", "bob", true), UserEvent::Created, None),
+    ]
+}
+
+#[test]
+fn on_conflict_new_users_go_straight_into_one_bulk_request() {
+    let c = on_conflict(vec![
+        spc(Some(10)),
+        bulk_answer(json!([
+            {"method": "POST", "bulkId": "u0", "status": "201", "location": format!("{BASE}/Users/ra"),
+             "response": remote("1", "ra", "alice")},
+            {"method": "POST", "bulkId": "u1", "status": "201", "location": format!("{BASE}/Users/rb"),
+             "response": remote("2", "rb", "bob")}
+        ])),
+    ]);
+    let out = c.provision_batch(&created_pair());
+    assert_eq!(ok(&out.results[0]).action, Action::Created);
+    assert_eq!(ok(&out.results[1]).action, Action::Created);
+    assert_eq!(
+        calls(&c),
+        vec![
+            format!("GET {BASE}/ServiceProviderConfig"),
+            format!("POST {BULK_URL}")
+        ]
+    );
+    assert_eq!(out.requests, 2);
+}
+
+#[test]
+fn on_conflict_a_409_in_the_bulk_answer_is_looked_up_and_adopted_without_a_second_post() {
+    let c = on_conflict(vec![
+        spc(Some(10)),
+        bulk_answer(json!([
+            {"method": "POST", "bulkId": "u0", "status": "409",
+             "response": {"schemas": [ERROR_SCHEMA], "status": "409", "scimType": "uniqueness"}},
+            {"method": "POST", "bulkId": "u1", "status": "201", "location": format!("{BASE}/Users/rb"),
+             "response": remote("2", "rb", "bob")}
+        ])),
+        list(vec![remote("1", "r9", "alice")]),
+    ]);
+    let out = c.provision_batch(&created_pair());
+    let alice = ok(&out.results[0]);
+    assert_eq!(alice.action, Action::Adopted);
+    assert_eq!(alice.link.as_ref().unwrap().remote_id, "r9");
+    assert_eq!(ok(&out.results[1]).action, Action::Created);
+    assert_eq!(
+        calls(&c),
+        vec![
+            format!("GET {BASE}/ServiceProviderConfig"),
+            format!("POST {BULK_URL}"),
+            lookup("alice"),
+        ]
+    );
+}
+
+#[test]
+fn on_conflict_a_lost_bulk_answer_looks_each_creation_up_before_anything_is_sent_again() {
+    let c = on_conflict(vec![
+        spc(Some(10)),
+        Err(TransportError::Timeout),
+        // The bulk request landed for alice only.
+        list(vec![remote("1", "ra", "alice")]),
+        list(vec![]),
+        json_answer(201, remote("2", "rb", "bob")),
+    ]);
+    let out = c.provision_batch(&created_pair());
+    assert_eq!(ok(&out.results[0]).action, Action::Adopted);
+    assert_eq!(ok(&out.results[1]).action, Action::Created);
+    assert_eq!(
+        calls(&c),
+        vec![
+            format!("GET {BASE}/ServiceProviderConfig"),
+            format!("POST {BULK_URL}"),
+            lookup("alice"),
+            lookup("bob"),
+            format!("POST {BASE}/Users"),
+        ]
+    );
+}
+
+#[test]
+fn on_conflict_an_operation_missing_from_the_answer_is_looked_up_before_it_is_sent_alone() {
+    let c = on_conflict(vec![
+        spc(Some(10)),
+        // Only bob's result came back.
+        bulk_answer(json!([
+            {"method": "POST", "bulkId": "u1", "status": "201", "location": format!("{BASE}/Users/rb"),
+             "response": remote("2", "rb", "bob")}
+        ])),
+        list(vec![remote("1", "ra", "alice")]),
+    ]);
+    let out = c.provision_batch(&created_pair());
+    assert_eq!(ok(&out.results[0]).action, Action::Adopted);
+    assert_eq!(ok(&out.results[1]).action, Action::Created);
+    assert_eq!(
+        calls(&c).iter().filter(|c| c.starts_with("POST")).count(),
+        1,
+        "{:?}",
+        calls(&c)
+    );
+}

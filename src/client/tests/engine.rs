@@ -2128,3 +2128,210 @@ fn a_server_that_ignores_paging_is_refused() {
     ));
     assert!(c.index.borrow().is_none(), "no half index");
 }
+
+// ----------------------------------------------------------------------------------------
+// `matching_look_up = "on_conflict"`: the look-up by userName is the server's 409
+// ----------------------------------------------------------------------------------------
+
+const ON_CONFLICT: &str = r#"{"matching_look_up": "on_conflict"}"#;
+
+#[test]
+fn on_conflict_a_new_user_is_looked_up_by_the_attributes_that_are_not_unique_only() {
+    let c = connector(
+        ON_CONFLICT,
+        vec![
+            spc(true, true),
+            list(vec![]),
+            list(vec![]),
+            json(201, remote()),
+        ],
+    );
+    let out = c.provision(&bjensen(), UserEvent::Created, None).unwrap();
+    assert_eq!(out.action, Action::Created);
+    assert_eq!(
+        calls(&c),
+        vec![
+            get(SPC_URL),
+            get(Q_EXTERNAL_ID),
+            get(Q_EMAIL),
+            format!("POST {USERS_URL}")
+        ]
+    );
+    assert_eq!(body(&sent(&c, 3)), mapped());
+    assert_eq!(out.requests, 4);
+
+    // Matching on userName alone: the POST is the only question asked.
+    let c = connector(
+        r#"{"matching_look_up": "on_conflict", "matching": ["userName"]}"#,
+        vec![spc(true, true), json(201, remote())],
+    );
+    let out = c.provision(&bjensen(), UserEvent::Created, None).unwrap();
+    assert_eq!(out.action, Action::Created);
+    assert_eq!(calls(&c), vec![get(SPC_URL), format!("POST {USERS_URL}")]);
+}
+
+#[test]
+fn on_conflict_a_409_looks_up_by_every_attribute_and_adopts() {
+    let c = connector(
+        ON_CONFLICT,
+        vec![
+            spc(true, true),
+            list(vec![]),
+            list(vec![]),
+            scim_error(409, Some("uniqueness"), "User name already in use"),
+            list(vec![remote_with(V2, json!({"displayName": "B. Jensen"}))]),
+            json(200, remote_with(V3, json!({}))),
+        ],
+    );
+    let out = c.provision(&bjensen(), UserEvent::Created, None).unwrap();
+    assert_eq!(
+        calls(&c),
+        vec![
+            get(SPC_URL),
+            get(Q_EXTERNAL_ID),
+            get(Q_EMAIL),
+            format!("POST {USERS_URL}"),
+            get(Q_USERNAME),
+            format!("PATCH {RID_URL}"),
+        ]
+    );
+    assert_eq!(out.action, Action::Adopted);
+    assert_eq!(out.link.unwrap().remote_id, RID);
+    assert_eq!(writes(&c), 2, "one POST refused, one PATCH: nobody created");
+}
+
+#[test]
+fn on_conflict_a_409_without_scim_type_is_a_conflict_too() {
+    let c = connector(
+        r#"{"matching_look_up": "on_conflict", "matching": ["userName"]}"#,
+        vec![
+            spc(true, true),
+            scim_error(409, None, "UNIQUE constraint failed: users.user_name"),
+            list(vec![remote()]),
+        ],
+    );
+    let out = c.provision(&bjensen(), UserEvent::Created, None).unwrap();
+    assert_eq!(out.action, Action::Adopted);
+    assert_eq!(
+        calls(&c),
+        vec![get(SPC_URL), format!("POST {USERS_URL}"), get(Q_USERNAME)]
+    );
+}
+
+#[test]
+fn on_conflict_a_user_found_by_a_later_attribute_asks_the_user_name_first_as_before() {
+    // externalId finds one remote user, userName (earlier in `matching`) another: the
+    // userName match wins, as it does when every attribute is looked up in order.
+    let by_name = remote_with(V1, json!({"id": "by-name", "externalId": "7"}));
+    let by_external_id = remote_with(
+        V1,
+        json!({"id": "by-external-id", "userName": "someone-else"}),
+    );
+    let c = connector(
+        ON_CONFLICT,
+        vec![
+            spc(true, true),
+            list(vec![by_external_id]),
+            list(vec![by_name.clone()]),
+            json(200, by_name),
+        ],
+    );
+    let out = c.provision(&bjensen(), UserEvent::Created, None).unwrap();
+    assert_eq!(out.action, Action::Adopted);
+    assert_eq!(out.link.unwrap().remote_id, "by-name");
+    assert_eq!(
+        calls(&c),
+        vec![
+            get(SPC_URL),
+            get(Q_EXTERNAL_ID),
+            get(Q_USERNAME),
+            "PATCH https://idp.example/scim/v2/Users/by-name".to_string()
+        ]
+    );
+
+    // No one by userName: the externalId match is adopted, after the one extra look-up.
+    let c = connector(
+        ON_CONFLICT,
+        vec![spc(true, true), list(vec![remote()]), list(vec![])],
+    );
+    let out = c.provision(&bjensen(), UserEvent::Created, None).unwrap();
+    assert_eq!(out.action, Action::Adopted);
+    assert_eq!(
+        calls(&c),
+        vec![get(SPC_URL), get(Q_EXTERNAL_ID), get(Q_USERNAME)]
+    );
+}
+
+#[test]
+fn on_conflict_several_users_with_one_user_name_warn_that_the_server_does_not_enforce_it() {
+    let a = remote_with(V1, json!({"id": "a-1"}));
+    let b = remote_with(V1, json!({"id": "b-2", "userName": "BJensen"}));
+    let c = connector(
+        r#"{"matching_look_up": "on_conflict", "matching": ["userName"]}"#,
+        vec![
+            spc(true, true),
+            scim_error(409, Some("uniqueness"), "taken"),
+            list(vec![a.clone(), b.clone()]),
+        ],
+    );
+    let err = c
+        .provision(&bjensen(), UserEvent::Created, None)
+        .unwrap_err();
+    let ProvisioningError::Other(msg) = &err else {
+        panic!("{err:?}");
+    };
+    assert!(msg.contains("a-1") && msg.contains("b-2"), "{msg}");
+    assert!(msg.contains("does not enforce its uniqueness"), "{msg}");
+    assert!(msg.contains("before_create"), "{msg}");
+    assert!(
+        logs(&c)
+            .iter()
+            .any(|l| l.contains("matching_look_up = \"on_conflict\" can create duplicates")),
+        "{:?}",
+        logs(&c)
+    );
+
+    // The default setting says nothing of it: the look-up guards against duplicates there.
+    let c = connector(
+        r#"{"matching": ["userName"]}"#,
+        vec![spc(true, true), list(vec![a, b])],
+    );
+    let Err(ProvisioningError::Other(msg)) = c.provision(&bjensen(), UserEvent::Created, None)
+    else {
+        panic!("several matches are an error");
+    };
+    assert!(!msg.contains("uniqueness"), "{msg}");
+}
+
+#[test]
+fn on_conflict_a_post_that_timed_out_is_looked_up_by_every_attribute() {
+    let c = connector(
+        r#"{"matching_look_up": "on_conflict", "matching": ["userName"]}"#,
+        vec![
+            spc(true, true),
+            Err(TransportError::Timeout),
+            list(vec![remote()]),
+        ],
+    );
+    let out = c.provision(&bjensen(), UserEvent::Created, None).unwrap();
+    assert_eq!(out.action, Action::Adopted);
+    assert_eq!(
+        calls(&c),
+        vec![get(SPC_URL), format!("POST {USERS_URL}"), get(Q_USERNAME)]
+    );
+}
+
+#[test]
+fn only_an_unqualified_or_core_user_name_counts_as_unique_on_every_server() {
+    for (path, unique) in [
+        ("userName", true),
+        ("USERNAME", true),
+        ("urn:ietf:params:scim:schemas:core:2.0:User:userName", true),
+        ("externalId", false),
+        ("emails[type eq \"work\"].value", false),
+        ("urn:example:ext:1.0:User:userName", false),
+    ] {
+        let parsed = AttrPath::parse(path).unwrap();
+        assert_eq!(server_unique(&parsed), unique, "{path}");
+    }
+}
