@@ -10,14 +10,17 @@ declare(strict_types=1);
  * so each user's later events wait behind the first), then drained by 1, 2 and 4 worker
  * processes on one database, each with its own PDO connection, as bin/worker processes
  * would be, against a server that answers at once: each worker claims a batch
- * (PdoOutbox::claim) and completes every event in it as a delivery does
- * (PdoOutbox::complete: the link saved, the event removed, fenced by the lease). No
- * component call and no HTTP: only the queue's cost. Reported: events per second, from
+ * (PdoOutbox::claim) and records it as OutboxWorker does: the batch's links read in one query
+ * (PdoOutbox::links), then the whole batch settled in one transaction (PdoOutbox::settle: the
+ * links saved, the events removed, fenced by the lease). `--settle event` completes event by
+ * event instead (PdoOutbox::complete, one transaction each: what OutboxWorker did before
+ * batches were settled at once), for comparison. No component call and no HTTP: only the
+ * queue's cost. Reported: events per second, from
  * the moment every worker is connected and ready to the moment the last one finds the
  * outbox empty, and the check that every event was completed exactly once.
  *
  *   php hosts/php/bench/claims.php [--events 20000] [--workers 1,2,4] [--batch 100]
- *       [--databases mariadb,postgres]
+ *       [--databases mariadb,postgres] [--settle batch|event]
  *
  * The databases are the run's own throwaway servers (tests/support/DatabaseServer: a temp
  * data directory, a free loopback port, stopped and removed at the end), one fresh
@@ -31,32 +34,39 @@ require dirname(__DIR__) . '/tests/support/DatabaseServer.php';
 
 use ScimProvisioner\CmsUser;
 use ScimProvisioner\Link;
+use ScimProvisioner\OutboxEvent;
 use ScimProvisioner\PdoOutbox;
+use ScimProvisioner\Settlement;
 use ScimProvisioner\Tests\Support\DatabaseServer;
 
 if (($argv[1] ?? '') === '--worker') {
-    exit(worker($argv[2], $argv[3], (string) getenv('SCIM_BENCH_DB_PASSWORD'), $argv[4], (int) $argv[5]));
+    exit(worker($argv[2], $argv[3], (string) getenv('SCIM_BENCH_DB_PASSWORD'), $argv[4], (int) $argv[5], $argv[6] === 'batch'));
 }
 
-$options = getopt('', ['events:', 'workers:', 'batch:', 'databases:', 'help']);
+$options = getopt('', ['events:', 'workers:', 'batch:', 'databases:', 'settle:', 'help']);
 if (isset($options['help'])) {
     fwrite(STDOUT, "usage: php claims.php [--events N] [--workers 1,2,4] [--batch N]"
-        . " [--databases mariadb,postgres]\n");
+        . " [--databases mariadb,postgres] [--settle batch|event]\n");
     exit(0);
 }
 $events = (int) ($options['events'] ?? 20000);
 $batch = (int) ($options['batch'] ?? 100);
 $workerCounts = array_map('intval', explode(',', (string) ($options['workers'] ?? '1,2,4')));
 $kinds = explode(',', (string) ($options['databases'] ?? 'mariadb,postgres'));
-if ($events < 1 || $batch < 1 || min($workerCounts) < 1 || array_diff($kinds, ['mariadb', 'postgres']) !== []) {
+$settle = (string) ($options['settle'] ?? 'batch');
+if (
+    $events < 1 || $batch < 1 || min($workerCounts) < 1 || array_diff($kinds, ['mariadb', 'postgres']) !== []
+    || !in_array($settle, ['batch', 'event'], true)
+) {
     fwrite(STDERR, "claims.php: --events, --batch and --workers must be positive;"
-        . " --databases mariadb and/or postgres\n");
+        . " --databases mariadb and/or postgres; --settle batch or event\n");
     exit(2);
 }
 
 $load = trim((string) @file_get_contents('/proc/loadavg'));
 printf(
-    "\n## PHP outbox claim + complete: %d events, 4 per user, batch %d (load average before: %s)\n\n",
+    "\n## PHP outbox claim + settle (by %s): %d events, 4 per user, batch %d (load average before: %s)\n\n",
+    $settle,
     $events,
     $batch,
     $load,
@@ -71,7 +81,7 @@ foreach ($kinds as $kind) {
     foreach ($workerCounts as $workers) {
         $db = $server->createDatabase('claims');
         enqueueAll($server->pdo($db), $events);
-        [$seconds, $settled] = drain($server, $db, $workers, $batch);
+        [$seconds, $settled] = drain($server, $db, $workers, $batch, $settle);
         $left = (int) $server->pdo($db)->query('SELECT COUNT(*) FROM scim_outbox')->fetchColumn();
         if ($settled !== $events || $left !== 0) {
             fwrite(STDERR, "claims.php: {$kind}, {$workers} workers: {$settled} completed, {$left} left\n");
@@ -110,14 +120,14 @@ function enqueueAll(PDO $pdo, int $events): void
  *
  * @return array{float, int}
  */
-function drain(DatabaseServer $server, string $db, int $workers, int $batch): array
+function drain(DatabaseServer $server, string $db, int $workers, int $batch, string $settle): array
 {
     $env = getenv();
     $env['SCIM_BENCH_DB_PASSWORD'] = $server->password; // not on the command line, where ps shows it
     $procs = [];
     for ($i = 0; $i < $workers; $i++) {
         $proc = proc_open(
-            [PHP_BINARY, __FILE__, '--worker', $server->dsn($db), $server->user(), "bench-{$i}", (string) $batch],
+            [PHP_BINARY, __FILE__, '--worker', $server->dsn($db), $server->user(), "bench-{$i}", (string) $batch, $settle],
             [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => STDERR],
             $pipes,
             null,
@@ -149,8 +159,8 @@ function drain(DatabaseServer $server, string $db, int $workers, int $batch): ar
     return [(hrtime(true) - $started) / 1e9, $settled];
 }
 
-/** One worker: claims and completes until the outbox is empty; prints how many it completed. */
-function worker(string $dsn, string $user, string $password, string $owner, int $batch): int
+/** One worker: claims and settles until the outbox is empty; prints how many it completed. */
+function worker(string $dsn, string $user, string $password, string $owner, int $batch, bool $byBatch): int
 {
     $pdo = new PDO($dsn, $user, $password, [PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);
     $outbox = new PdoOutbox($pdo, ['lease_seconds' => 60]);
@@ -164,6 +174,15 @@ function worker(string $dsn, string $user, string $password, string $owner, int 
                 break;
             }
             usleep(1000); // every user left has an event in flight on another worker
+            continue;
+        }
+        if ($byBatch) {
+            $links = $outbox->links(array_map(static fn (OutboxEvent $e): string => $e->user->id, $events));
+            $settlements = array_map(static fn (OutboxEvent $e): Settlement => Settlement::delivered(
+                $e,
+                new Link($links[$e->user->id]->remoteId ?? "remote-{$e->user->id}", 'W/"' . $e->id . '"', null),
+            ), $events);
+            $completed += count(array_keys($outbox->settle($owner, $settlements), 'delivered', true));
             continue;
         }
         foreach ($events as $event) {

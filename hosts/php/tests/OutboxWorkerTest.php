@@ -19,11 +19,12 @@ use ScimProvisioner\Tests\Support\Peers;
 
 /**
  * OutboxWorker when its database connection dies at the worst moment, on MariaDB and on
- * PostgreSQL: right after scim2-server accepted a user's creation and before the worker
- * recorded it. The connection is ended from the server's side (`KILL` /
- * `pg_terminate_backend`), as a restart or a failover would. The worker reconnects, records
- * the delivered event (it still holds the lease), gives back the rest of its batch and goes
- * on: the creation is sent once, every event is delivered in order, nothing is lost.
+ * PostgreSQL: right after scim2-server accepted a user's creation, in the middle of a batch
+ * the worker has not recorded yet. The connection is ended from the server's side (`KILL` /
+ * `pg_terminate_backend`), as a restart or a failover would. The worker sends the rest of
+ * the batch (that needs no database), fails to record it, reconnects and records the whole
+ * batch (it still holds the lease), then goes on: the creation is sent once, every event is
+ * delivered in order, nothing is lost.
  * (Many workers and a database stopped mid-run: OutboxWorkersTest.)
  */
 final class OutboxWorkerTest extends TestCase
@@ -116,7 +117,7 @@ final class OutboxWorkerTest extends TestCase
             $this->assertSame(
                 ['a:seq1:delivered', 'b:seq1:delivered', 'a:seq2:delivered', 'a:seq3:delivered'],
                 $results,
-                'a:1 recorded after the reconnect, b:1 given back and taken again, then a in order',
+                'a:1 and b:1 (one batch) recorded after the reconnect, then a in order',
             );
             $this->assertSame(2, count(array_keys($transport->writes, 'POST', true)), 'each user created once: a:1 not sent again');
             $this->assertSame(['pending' => 0, 'parked' => 0, 'claimed' => 0], $outbox->counts());

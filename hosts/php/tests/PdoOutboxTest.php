@@ -10,6 +10,7 @@ use ScimProvisioner\Link;
 use ScimProvisioner\OutboxEvent;
 use ScimProvisioner\PdoOutbox;
 use ScimProvisioner\ProvisioningException;
+use ScimProvisioner\Settlement;
 use ScimProvisioner\Tests\Support\DatabaseServer;
 use ScimProvisioner\Tests\Support\Peers;
 
@@ -168,6 +169,141 @@ final class PdoOutboxTest extends TestCase
     }
 
     /**
+     * A batch settled at once: delivered events removed and their links saved or forgotten,
+     * a failure given its retry, a permanent one parked, and an event whose lease ran out and
+     * that another worker took left alone ('lost': neither it nor its link is written).
+     *
+     * @dataProvider databases
+     */
+    public function testABatchIsSettledAtOnceOnlyWhereTheWorkerStillHoldsIt(string $kind): void
+    {
+        $outbox = $this->open($kind, ['lease_seconds' => 1]);
+        $outbox->enqueue(self::user('lost', 1), 'created');
+        [$lost] = $outbox->claim('w1', 1);
+        self::waitFor(static fn (): array => $outbox->claim('w2', 1, ['lost']), 10.0);
+        foreach (['a', 'b', 'c', 'd', 'e'] as $u) {
+            $outbox->enqueue(self::user($u, 1), 'created');
+            $outbox->enqueue(self::user($u, 2), 'updated');
+        }
+        $this->assertTrue($outbox->complete($outbox->claim('w0', 10, ['d'])[0], 'w0', new Link('remote-d')));
+        $batch = $outbox->claim('w1', 10, ['a', 'b', 'c', 'd', 'e']);
+        $this->assertSame(['a:1', 'b:1', 'c:1', 'd:2', 'e:1'], self::held($batch));
+        [$a, $b, $c, $d, $e] = $batch;
+        $results = $outbox->settle('w1', [
+            Settlement::delivered($a, new Link('remote-a', 'W/"1"', '{"userName":"usera"}')),
+            Settlement::failed($b, new ProvisioningException('http', 'busy', 503, null, null, 'after-seconds', 60)),
+            Settlement::failed($c, new ProvisioningException('http', 'bad request', 400, 'invalidValue', null, 'permanent')),
+            Settlement::delivered($d, null),
+            Settlement::parked($e, 'held back by hand'),
+            Settlement::delivered($lost, new Link('stale')),
+        ]);
+        $this->assertSame([$a->id => 'delivered', $b->id => 'retry', $c->id => 'parked', $d->id => 'delivered',
+            $e->id => 'parked', $lost->id => 'lost'], $results);
+        $this->assertSame('remote-a', $outbox->link('a')?->remoteId);
+        $this->assertSame('W/"1"', $outbox->link('a')?->version);
+        $this->assertNull($outbox->link('d'), "d's link forgotten");
+        $this->assertNull($outbox->link('lost'), 'the lost event wrote no link');
+        $this->assertSame(['a', 'c', 'e'], array_map(
+            static fn (OutboxEvent $x): string => $x->user->id,
+            $outbox->claim('w3', 10, ['a', 'b', 'c', 'd', 'e']),
+        ), 'a:2 next; b waits 60 s; c:2 and e:2 go on past their parked events; d is done');
+        $this->assertSame([[$c->user->id, 400, 'bad request', 1], [$e->user->id, null, 'held back by hand', 0]], array_map(
+            static fn (array $p): array => [$p['user_id'], $p['last_status'], $p['last_error'], $p['attempts']],
+            $outbox->parked(),
+        ));
+        $this->assertSame([], $outbox->settle('w1', []));
+        $this->assertSame([$a->id => 'lost'], $outbox->settle('w1', [Settlement::delivered($a, null)]), 'settled once');
+        $this->assertSame('remote-a', $outbox->link('a')?->remoteId);
+    }
+
+    /**
+     * A deleted user's row in outbox_users goes with their last event: kept while anything of
+     * theirs is queued or parked, and for users who were not deleted; removed once their
+     * `deleted` event is delivered and nothing else of theirs is left.
+     *
+     * @dataProvider databases
+     */
+    public function testADeletedUsersOutboxUsersRowIsRemovedWithTheirLastEvent(string $kind): void
+    {
+        $outbox = $this->open($kind, [], $pdo);
+        $rows = static fn (): array => array_map('strval', $pdo->query('SELECT user_id FROM scim_outbox_users ORDER BY user_id')
+            ->fetchAll(\PDO::FETCH_COLUMN));
+        $outbox->enqueue(self::user('kept', 1), 'created');
+        $outbox->enqueue(self::user('gone', 1), 'created');
+        $outbox->enqueue(self::user('gone', 2), 'deleted');
+        $outbox->enqueue(self::user('parked', 1), 'created');
+        $outbox->enqueue(self::user('parked', 2), 'deleted');
+        $outbox->enqueue(self::user('again', 1), 'deleted');
+        $outbox->enqueue(self::user('again', 2), 'created');
+        $this->assertSame(['again', 'gone', 'kept', 'parked'], $rows());
+
+        $first = $outbox->claim('w', 10);
+        $this->assertSame(['kept:1', 'gone:1', 'parked:1', 'again:1'], self::held($first));
+        $outbox->settle('w', [
+            Settlement::delivered($first[0], new Link('r-kept')),
+            Settlement::delivered($first[1], new Link('r-gone')),
+            Settlement::parked($first[2], 'stuck'),
+            Settlement::delivered($first[3], null),
+        ]);
+        $this->assertSame(['again', 'gone', 'kept', 'parked'], $rows(), 'again has a newer event queued');
+        $second = $outbox->claim('w', 10);
+        $this->assertSame(['gone:2', 'parked:2', 'again:2'], self::held($second));
+        $outbox->settle('w', array_map(static fn (OutboxEvent $x): Settlement => Settlement::delivered($x, null), $second));
+        $this->assertSame(['again', 'kept', 'parked'], $rows(), 'gone: deleted with nothing left; parked: its parked event stays');
+        $this->assertSame(['pending' => 0, 'parked' => 1, 'claimed' => 0], $outbox->counts());
+    }
+
+    /**
+     * The clean-up against a concurrent enqueue: a transaction queues a change for a user
+     * (and holds the user's row) while a worker settles that user's `deleted` event. The
+     * settle waits for it and, seeing the new event, keeps the row; the event is claimable.
+     *
+     * @dataProvider databases
+     */
+    public function testTheCleanUpKeepsTheRowOfAUserQueuedAgainMeanwhile(string $kind): void
+    {
+        if (!DatabaseServer::available($kind)) {
+            $this->markTestSkipped("{$kind} is not installed (scripts/debian-packages)");
+        }
+        $server = DatabaseServer::get($kind);
+        $db = $server->createDatabase('cleanup');
+        $pdo = $server->pdo($db);
+        $outbox = new PdoOutbox($pdo);
+        $outbox->enqueue(new CmsUser('u', ['name' => 'useru', 'seq' => 1]), 'deleted');
+        [$deleted] = $outbox->claim('w', 10);
+        $a = $this->enqueuer($server, $db, 2, 'hold');
+        $settler = null;
+        try {
+            $this->assertMatchesRegularExpression('/^connection \d+$/', self::line($a));
+            $this->assertMatchesRegularExpression('/^enqueued \d+$/', self::line($a), 'A queued and holds the user');
+            $settler = $this->enqueuer($server, $db, $deleted->id, 'settle-deleted');
+            $this->assertSame(1, preg_match('/^connection (\d+)$/', self::line($settler), $m));
+            $this->waitForLockWait($kind, $pdo, (int) $m[1]);
+            fwrite($a[1][0], "commit\n");
+            $this->assertSame('committed', self::line($a));
+            $this->assertSame('settled delivered', self::line($settler));
+            $this->assertSame(['u'], $pdo->query('SELECT user_id FROM scim_outbox_users')->fetchAll(\PDO::FETCH_COLUMN));
+            $this->assertSame(['u:2'], self::held($outbox->claim('w', 10)));
+        } finally {
+            foreach ([$a, $settler] as $child) {
+                if ($child !== null) {
+                    proc_terminate($child[0], SIGKILL);
+                    proc_close($child[0]);
+                }
+            }
+        }
+    }
+
+    private function waitForLockWait(string $kind, \PDO $pdo, int $connection): void
+    {
+        $waiting = $kind === 'postgres'
+            ? "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = {$connection} AND wait_event_type = 'Lock'"
+            : "SELECT COUNT(*) FROM information_schema.INNODB_TRX
+               WHERE trx_mysql_thread_id = {$connection} AND trx_state = 'LOCK WAIT'";
+        self::waitFor(static fn (): bool => (int) $pdo->query($waiting)->fetchColumn() === 1, 30.0);
+    }
+
+    /**
      * Two transactions queue an event for one user at once, as two requests saving the user
      * would: A takes its id first and commits last (held open by the test), B queues after A
      * and commits at once. The user's events must become claimable in commit order: while A
@@ -229,7 +365,8 @@ final class PdoOutboxTest extends TestCase
     }
 
     /**
-     * A child that queues event $seq for user "u" (tests/support/outbox-enqueue.php).
+     * A child that queues event $seq for user "u", or settles event $seq (a `deleted` one
+     * claimed by "w") as delivered (tests/support/outbox-enqueue.php).
      *
      * @return array{0: resource, 1: array<int, resource>}
      */

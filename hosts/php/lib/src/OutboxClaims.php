@@ -184,6 +184,116 @@ final class OutboxClaims
         return $this->db->select("SELECT * FROM {$t} WHERE id IN ({$in}) ORDER BY id");
     }
 
+    /**
+     * Settles a delivered batch in one transaction with a fixed number of statements,
+     * whatever its size: one locking read of the rows $owner still holds among the batch's,
+     * one DELETE of the delivered ones, one multi-row UPDATE of the failed ones (retry time or
+     * parked, the claim released), then $more (the caller's statements in the same transaction,
+     * e.g. the links: it is given the ids still held). A row whose lease ran out and that
+     * another worker claimed since is left alone, for that worker to settle. A deadlock
+     * (seen between two settles of disjoint batches on InnoDB) rolls the transaction back and
+     * it is run again. Returns the ids it settled.
+     *
+     * @param list<int> $delivered
+     * @param array<int, array{attempts: int, next_attempt_at: int, error: string, status: ?int, park: bool}> $failed
+     *     by row id
+     * @param (\Closure(list<int>): void)|null $first run first in the transaction (locks the
+     *     caller takes before the rows', in the order enqueue takes them)
+     * @param (\Closure(list<int>): void)|null $more run last in the transaction, with the ids held
+     * @return list<int>
+     */
+    public function settle(
+        string $owner,
+        array $delivered,
+        array $failed,
+        ?\Closure $first = null,
+        ?\Closure $more = null,
+    ): array {
+        $ids = [...array_map('intval', $delivered), ...array_map('intval', array_keys($failed))];
+        if ($ids === []) {
+            return [];
+        }
+        sort($ids);
+        for ($try = 1;; $try++) {
+            $this->db->begin();
+            try {
+                if ($first !== null) {
+                    $first($ids);
+                }
+                $held = $this->settleIn($owner, $ids, $delivered, $failed);
+                if ($more !== null && $held !== []) {
+                    $more($held);
+                }
+                $this->db->commit();
+                return $held;
+            } catch (\Throwable $e) {
+                $this->db->rollback();
+                if ($try >= self::TRIES || !$this->db->isRetryable($e)) {
+                    throw $e;
+                }
+                usleep(random_int(1000, 20000) * $try);
+            }
+        }
+    }
+
+    /**
+     * @param list<int> $ids every row of the batch, ascending
+     * @param list<int> $delivered
+     * @param array<int, array{attempts: int, next_attempt_at: int, error: string, status: ?int, park: bool}> $failed
+     * @return list<int> the rows still held, now settled
+     */
+    private function settleIn(string $owner, array $ids, array $delivered, array $failed): array
+    {
+        $t = $this->table;
+        $pgsql = $this->db->dialect() === 'pgsql';
+        if ($pgsql) {
+            $this->db->select(self::PG_HEADS_PLAN); // by the key, whatever the statistics say
+        }
+        $byKey = $pgsql ? '' : ' FORCE INDEX (PRIMARY)';
+        // Locked in id order, as every settle locks them: two settles never wait on each other in a cycle.
+        $held = self::ids($this->db->select(
+            "SELECT id FROM {$t}{$byKey} WHERE id IN (" . implode(', ', $ids) . ')
+             AND claimed_by = ? ORDER BY id FOR UPDATE',
+            [$owner],
+        ));
+        if ($held === []) {
+            return [];
+        }
+        $isHeld = array_fill_keys($held, true);
+        $done = array_values(array_filter(
+            array_map('intval', $delivered),
+            static fn (int $id): bool => isset($isHeld[$id]),
+        ));
+        if ($done !== []) {
+            $this->db->execute("DELETE FROM {$t} WHERE id IN (" . implode(', ', $done) . ')');
+        }
+        $params = [];
+        $rows = 0;
+        foreach ($failed as $id => $f) {
+            if (!isset($isHeld[(int) $id])) {
+                continue;
+            }
+            $park = $f['park'] ? 1 : 0;
+            array_push($params, (int) $id, $f['attempts'], $f['next_attempt_at'], $f['error'], $f['status'], $park);
+            $rows++;
+        }
+        if ($rows > 0) {
+            $sql = $pgsql
+                ? "UPDATE {$t} SET attempts = v.attempts, next_attempt_at = v.next_at, last_error = v.err,
+                    last_status = v.status, parked = v.parked, claimed_by = NULL, claimed_until = 0
+                  FROM (VALUES " . implode(', ', array_fill(0, $rows, '(CAST(? AS BIGINT), CAST(? AS INTEGER),
+                    CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS SMALLINT))')) . ")
+                    AS v (id, attempts, next_at, err, status, parked) WHERE {$t}.id = v.id"
+                : 'UPDATE (SELECT ? AS id, ? AS attempts, ? AS next_at, ? AS err, ? AS status, ? AS parked'
+                    . str_repeat(' UNION ALL SELECT ?, ?, ?, ?, ?, ?', $rows - 1) . ") v
+                  STRAIGHT_JOIN {$t} o FORCE INDEX (PRIMARY) ON o.id = v.id
+                  SET o.attempts = v.attempts, o.next_attempt_at = v.next_at, o.last_error = v.err,
+                    o.last_status = v.status, o.parked = v.parked, o.claimed_by = NULL, o.claimed_until = 0";
+            $this->db->execute($sql, $params);
+        }
+        return $held;
+    }
+
     /** Removes a delivered row, if $owner still holds it; false when it no longer did. */
     public function complete(int $id, string $owner): bool
     {

@@ -6,21 +6,27 @@ namespace ScimProvisioner;
 
 /**
  * One worker draining a {@see PdoOutbox} into the SCIM server of a {@see Connector}: claims
- * a batch, delivers each event, records it (the link saved, the event removed) or its
- * failure (backoff, parking). Run as many as you like, in processes on any number of hosts
- * sharing the database; each user's events still go out one at a time and in order.
+ * a batch, delivers each event, then records the whole batch at once
+ * ({@see PdoOutbox::settle()}: one transaction, a fixed number of statements; the links saved,
+ * the delivered events removed, the failed ones given their retry or parked). Run as many as
+ * you like, in processes on any number of hosts sharing the database; each user's events
+ * still go out one at a time and in order (a batch holds at most one event per user, and a
+ * user's next event is claimable only once this one is settled).
+ *
+ * **What a crash costs.** A worker killed mid-batch has recorded nothing of that batch: after
+ * its lease another worker sends those events again (at most `batch` of them; the component
+ * finds the user it created, so the server still has each user once, in order). That is the
+ * price of settling a batch in one transaction instead of one per event; a smaller `batch`
+ * lowers it. A batch that runs long has its lease extended (every third of the lease, between
+ * two events), so the lease only has to outlast one event's delivery.
  *
  * **The database going away** (a restart, a failover, a network cut) does not stop it. On
  * a `PDOException` it drops the connection, waits (0.4 s, doubling up to 6.4 s), opens a new
  * one with `$connect` and goes on, for up to `outage_seconds` (default 600) without a
- * successful reconnect, then gives up by rethrowing. What it had in hand when the database
- * went away:
- * - an event already delivered but not yet recorded is recorded after the reconnect, if the
- *   worker still holds it (its lease has not run out): the server is not written twice;
- *   otherwise another worker has it and sends it again (at least once on the wire; the
- *   component finds the user it created, so the server still has the user once);
- * - the events of the batch not yet delivered are released (under the same fence), so any
- *   worker can take them at once instead of after the lease.
+ * successful reconnect, then gives up by rethrowing. The batch in hand when the database went
+ * away is delivered (that needs no database) and recorded after the reconnect: the events this
+ * worker still holds (its lease has not run out) are settled, so the server is not written
+ * twice; any other worker has taken and sends again (at least once on the wire).
  *
  * The claim owner (host, pid, random) stays the same across reconnects, so the leases this
  * worker took remain its own.
@@ -38,10 +44,9 @@ final class OutboxWorker
     /** @var array{prefix?: string, lease_seconds?: int, max_attempts?: int} */
     private readonly array $outboxOptions;
     private ?PdoOutbox $outbox = null;
-    /** @var array{0: OutboxEvent, 1: ?Link}|null delivered; recording it was cut by the database's failure */
-    private ?array $unrecorded = null;
-    /** @var list<OutboxEvent> claimed, not delivered, to give back once the database answers */
-    private array $toRelease = [];
+    private readonly int $leaseSeconds;
+    /** @var list<Settlement> delivered or failed, not yet recorded (the database failed before or during the settle) */
+    private array $unsettled = [];
     /** @var array{delivered: int, failed: int, parked: int, lost: int, reconnects: int} */
     private array $stats = ['delivered' => 0, 'failed' => 0, 'parked' => 0, 'lost' => 0, 'reconnects' => 0];
 
@@ -71,6 +76,7 @@ final class OutboxWorker
         }
         $outboxKeys = ['prefix' => 1, 'lease_seconds' => 1, 'max_attempts' => 1];
         $this->outboxOptions = array_intersect_key($options, $outboxKeys);
+        $this->leaseSeconds = max(1, (int) ($options['lease_seconds'] ?? 300));
     }
 
     /**
@@ -106,7 +112,7 @@ final class OutboxWorker
                     $outageSince = null;
                     $backoffMs = self::FIRST_BACKOFF_MS;
                 }
-                $this->recordUnrecorded($outbox);
+                $this->settleUnsettled($outbox);
                 $events = $outbox->claim($this->owner, $this->batch);
                 if ($events === []) {
                     if ($stop($outbox)) {
@@ -132,62 +138,71 @@ final class OutboxWorker
         }
     }
 
-    /** @param list<OutboxEvent> $events */
+    /**
+     * Delivers a claimed batch, then settles it. The links are read for the whole batch at
+     * once: it holds one event per user, each its user's oldest, so no link changes meanwhile.
+     *
+     * @param list<OutboxEvent> $events
+     */
     private function deliver(PdoOutbox $outbox, array $events): void
     {
+        $links = $outbox->links(array_map(static fn (OutboxEvent $e): string => $e->user->id, $events));
+        $extended = microtime(true);
+        $databaseLost = false;
         foreach ($events as $i => $event) {
-            try {
+            if (!$databaseLost && microtime(true) - $extended > $this->leaseSeconds / 3) {
                 try {
-                    $link = $outbox->link($event->user->id);
-                    $outcome = $this->connector->provision($event->user, $event->event, $link);
-                } catch (ProvisioningException | GuestTrapException $error) {
-                    $result = $outbox->fail($event, $this->owner, $error);
-                    $this->stats[$result === 'retry' ? 'failed' : $result]++;
-                    $this->logger->warning('event {id} of user {user}: {error} ({result})', [
-                        'id' => $event->id,
-                        'user' => $event->user->id,
-                        'error' => $error->getMessage(),
-                        'result' => $result,
-                    ]);
-                    $this->notify($event, $result);
-                    continue;
+                    $outbox->extendLease($this->owner);
+                    $extended = microtime(true);
+                } catch (\PDOException) {
+                    // Delivering needs no database: finish the batch; the settle waits for it.
+                    $databaseLost = true;
                 }
+            }
+            try {
+                $outcome = $this->connector->provision($event->user, $event->event, $links[$event->user->id] ?? null);
                 $link = $event->event === UserEvent::Deleted ? null : $outcome->link;
-                $this->unrecorded = [$event, $link];
-                $this->recordUnrecorded($outbox);
-            } catch (\PDOException $e) {
-                $this->releaseLater(array_slice($events, $i + ($this->unrecorded === null ? 0 : 1)));
+                $this->unsettled[] = Settlement::delivered($event, $link);
+            } catch (ProvisioningException | GuestTrapException $error) {
+                $this->unsettled[] = Settlement::failed($event, $error);
+            } catch (\Throwable $e) {
+                // Not an answer about this event (a bug, the bridge gone): record what was
+                // answered, give the rest back at once, and stop.
+                try {
+                    $this->settleUnsettled($outbox);
+                    foreach (array_slice($events, $i) as $rest) {
+                        $outbox->release($rest, $this->owner);
+                    }
+                } catch (\PDOException) {
+                    // Their lease runs out instead.
+                }
                 throw $e;
             }
         }
+        $this->settleUnsettled($outbox);
     }
 
-    /** Records the delivered event the database's failure interrupted, if any. */
-    private function recordUnrecorded(PdoOutbox $outbox): void
+    /** Records the delivered or failed events not yet recorded (the batch just delivered, or one the database's failure interrupted). */
+    private function settleUnsettled(PdoOutbox $outbox): void
     {
-        if ($this->unrecorded === null) {
-            $this->releasePending($outbox);
+        if ($this->unsettled === []) {
             return;
         }
-        [$event, $link] = $this->unrecorded;
-        $done = $outbox->complete($event, $this->owner, $link);
-        $this->unrecorded = null;
-        $this->stats[$done ? 'delivered' : 'lost']++;
-        $this->notify($event, $done ? 'delivered' : 'lost');
-        $this->releasePending($outbox);
-    }
-
-    /** @param list<OutboxEvent> $events */
-    private function releaseLater(array $events): void
-    {
-        $this->toRelease = [...$this->toRelease, ...$events];
-    }
-
-    private function releasePending(PdoOutbox $outbox): void
-    {
-        while ($this->toRelease !== []) {
-            $outbox->release($this->toRelease[0], $this->owner);
-            array_shift($this->toRelease);
+        $results = $outbox->settle($this->owner, $this->unsettled);
+        $settled = $this->unsettled;
+        $this->unsettled = [];
+        foreach ($settled as $s) {
+            $result = $results[$s->event->id];
+            $this->stats[$result === 'retry' ? 'failed' : $result]++;
+            if ($s->error !== null) {
+                $this->logger->warning('event {id} of user {user}: {error} ({result})', [
+                    'id' => $s->event->id,
+                    'user' => $s->event->user->id,
+                    'error' => $s->error->getMessage(),
+                    'result' => $result,
+                ]);
+            }
+            $this->notify($s->event, $result);
         }
     }
 

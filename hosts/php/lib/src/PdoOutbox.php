@@ -17,8 +17,10 @@ use ScimProvisioner\Internal\PdoSchema;
  * - **Claim:** {@see claim()} takes a batch with `SELECT … FOR UPDATE SKIP LOCKED` and a lease
  *   (`claimed_by`, `claimed_until`), at most one event per user: the user's oldest one, and
  *   never a user whose older event another worker holds (see {@see OutboxClaims}).
- * - **Complete:** {@see complete()} stores the user's {@see Link} and removes the event in
- *   one transaction, only while the worker still holds it.
+ * - **Settle:** {@see settle()} records a whole batch's outcomes in one transaction with a
+ *   fixed number of statements (the links saved, the delivered events removed, the failed
+ *   ones given their retry or parked), only for the events the worker still holds.
+ *   {@see complete()}, {@see fail()} and {@see park()} settle one event.
  * - **Fail:** {@see fail()} counts the attempt and sets the next one (the server's
  *   `Retry-After`, else exponential backoff: 16 s, 32 s, … up to an hour) or parks the
  *   event (permanent errors, or after `max_attempts`) with its reason. A parked event is out
@@ -29,7 +31,8 @@ use ScimProvisioner\Internal\PdoSchema;
  * Tables (`prefix` default `scim_`; created and migrated on open, version in `{prefix}schema`):
  * `{prefix}outbox` (id, user_id, event, user_json, created_at, attempts, next_attempt_at,
  * last_error, last_status, parked, claimed_by, claimed_until), `{prefix}outbox_users` (user_id,
- * enqueued: the row {@see enqueue()} locks, so a user's events are delivered in commit order)
+ * enqueued: the row {@see enqueue()} locks, so a user's events are delivered in commit order;
+ * removed with a deleted user's last event, see {@see settle()})
  * and `{prefix}links` (user_id, remote_id, version, snapshot, updated_at). Times are Unix
  * seconds on the database's clock.
  */
@@ -155,22 +158,14 @@ final class PdoOutbox
      * A delivered event: stores $link for its user (or forgets the user's link when null:
      * a deleted remote user) and removes the event, in one transaction, only while $owner
      * still holds it. False (and nothing written) when the lease had run out and another
-     * worker took the event.
+     * worker took the event. One event of {@see settle()}; a worker settles its whole batch.
      */
     public function complete(OutboxEvent $event, string $owner, ?Link $link): bool
     {
-        if (PdoSchema::driver($this->pdo) === 'pgsql') {
+        if ($event->event !== UserEvent::Deleted && PdoSchema::driver($this->pdo) === 'pgsql') {
             return $this->completeInOneStatement($event, $owner, $link);
         }
-        return $this->transaction(function () use ($event, $owner, $link): bool {
-            // The fenced delete first: it locks the row, and when the lease was lost it
-            // removes nothing and nothing else is written.
-            if (!$this->claims->complete($event->id, $owner)) {
-                return false;
-            }
-            $this->saveLink($event->user->id, $link);
-            return true;
-        });
+        return $this->settle($owner, [Settlement::delivered($event, $link)])[$event->id] === 'delivered';
     }
 
     /**
@@ -180,23 +175,124 @@ final class PdoOutbox
      */
     public function fail(OutboxEvent $event, string $owner, ProvisioningException|GuestTrapException $error): string
     {
-        $attempts = $event->attempts + 1;
-        $retry = $error instanceof ProvisioningException ? $error->retry : RetryClass::Backoff->value;
-        $park = $retry === RetryClass::Permanent->value || $attempts >= $this->maxAttempts;
-        $delay = $retry === RetryClass::AfterSeconds->value && $error instanceof ProvisioningException
-            ? max(1, (int) $error->retryAfterSeconds)
-            : min(3600, 2 ** min($attempts + 3, 12));
-        $status = $error instanceof ProvisioningException ? $error->status : null;
-        $message = mb_substr($error->getMessage(), 0, 2000);
-        $next = $this->claims->now() + $delay;
-        $done = $this->claims->fail($event->id, $owner, $attempts, $next, $message, $status, $park);
-        return $done ? ($park ? 'parked' : 'retry') : 'lost';
+        return $this->settle($owner, [Settlement::failed($event, $error)])[$event->id];
     }
 
     /** Parks a held event with a reason (out of the queue; the user's next event goes on). */
     public function park(OutboxEvent $event, string $owner, string $reason): bool
     {
-        return $this->claims->fail($event->id, $owner, $event->attempts, 0, mb_substr($reason, 0, 2000), null, true);
+        return $this->settle($owner, [Settlement::parked($event, $reason)])[$event->id] === 'parked';
+    }
+
+    /**
+     * Records a batch's outcomes in one transaction, with a fixed number of statements
+     * whatever the batch's size (see {@see OutboxClaims::settle()}): the delivered events
+     * removed and their links saved (one multi-row upsert) or forgotten (one DELETE), the
+     * failed ones given their next attempt or parked (one multi-row UPDATE). Only the events
+     * $owner still holds are settled; one whose lease ran out and that another worker took
+     * is 'lost' and changes nothing (its link included: the worker holding it now writes it).
+     *
+     * A delivered `deleted` event also removes the user's row in `{prefix}outbox_users` when
+     * nothing of theirs is left queued or parked (a deleted user is not queued again, so the
+     * table holds only users who exist or still have events). That row is locked first, as
+     * enqueue locks it, so an enqueue for the same user either commits before the check
+     * (its event is seen, the row stays) or waits and writes the row again after the settle;
+     * the order of a user's events never depends on the row existing (an enqueue's insert of
+     * a missing row waits for a concurrent one as its update of an existing row would).
+     *
+     * @param list<Settlement> $settlements at most one per event
+     * @return array<int, string> by event id: 'delivered', 'retry', 'parked' or 'lost'
+     */
+    public function settle(string $owner, array $settlements): array
+    {
+        $delivered = [];
+        $failed = [];
+        $links = [];
+        $forgotten = [];
+        $deletedUsers = [];
+        $now = null;
+        foreach ($settlements as $s) {
+            $id = $s->event->id;
+            if ($s->isDelivered()) {
+                $delivered[] = $id;
+                $userId = $s->event->user->id;
+                // One link per user (the later event's), as one multi-row upsert may not touch a row twice.
+                unset($links[$userId], $forgotten[$userId]);
+                if ($s->link === null) {
+                    $forgotten[$userId] = $id;
+                } else {
+                    $links[$userId] = [$id, $s->link];
+                }
+                if ($s->event->event === UserEvent::Deleted) {
+                    $deletedUsers[$userId] = $id;
+                }
+                continue;
+            }
+            $failed[$id] = $s->parkReason !== null
+                ? ['attempts' => $s->event->attempts, 'next_attempt_at' => 0,
+                    'error' => mb_substr($s->parkReason, 0, 2000), 'status' => null, 'park' => true]
+                : $this->failure($s->event, $s->error, $now ??= $this->claims->now());
+        }
+        $deletedIds = array_map('strval', array_keys($deletedUsers));
+        sort($deletedIds, SORT_STRING);
+        $u = $this->prefix . 'outbox_users';
+        $lockUsers = $deletedIds === [] ? null : function () use ($deletedIds, $u): void {
+            // The rows enqueue locks, in a fixed order, before the events' rows (enqueue's order too).
+            $this->prepare("SELECT user_id FROM {$u} WHERE user_id IN (" . self::marks(count($deletedIds))
+                . ') ORDER BY user_id FOR UPDATE')->execute($deletedIds);
+        };
+        $record = function (array $held) use ($links, $forgotten, $deletedUsers, $u): void {
+            $isHeld = array_fill_keys($held, true);
+            // The users (keys of $byUser: event id) whose event is still held.
+            $users = static fn (array $byUser): array => array_map('strval', array_keys(
+                array_filter($byUser, static fn (int $id): bool => isset($isHeld[$id])),
+            ));
+            $this->saveLinks(array_filter($links, static fn (array $l): bool => isset($isHeld[$l[0]])));
+            $gone = $users($forgotten);
+            if ($gone !== []) {
+                $this->prepare("DELETE FROM {$this->prefix}links WHERE user_id IN (" . self::marks(count($gone)) . ')')
+                    ->execute($gone);
+            }
+            $deleted = $users($deletedUsers);
+            if ($deleted !== []) {
+                $o = $this->prefix . 'outbox';
+                $this->prepare("DELETE FROM {$u} WHERE user_id IN (" . self::marks(count($deleted)) . ")
+                    AND NOT EXISTS (SELECT 1 FROM {$o} o WHERE o.user_id = {$u}.user_id)")->execute($deleted);
+            }
+        };
+        $held = array_fill_keys($this->claims->settle($owner, $delivered, $failed, $lockUsers, $record), true);
+        $results = [];
+        foreach ($settlements as $s) {
+            $id = $s->event->id;
+            $results[$id] = match (true) {
+                !isset($held[$id]) => 'lost',
+                $s->isDelivered() => 'delivered',
+                default => $failed[$id]['park'] ? 'parked' : 'retry',
+            };
+        }
+        return $results;
+    }
+
+    /**
+     * The links kept for these users (those that have one), by user id: one query for a batch.
+     *
+     * @param list<string> $userIds
+     * @return array<string, Link>
+     */
+    public function links(array $userIds): array
+    {
+        $userIds = array_values(array_unique(array_map('strval', $userIds)));
+        if ($userIds === []) {
+            return [];
+        }
+        $stmt = $this->prepare("SELECT user_id, remote_id, version, snapshot FROM {$this->prefix}links
+            WHERE user_id IN (" . self::marks(count($userIds)) . ')');
+        $stmt->execute($userIds);
+        $links = [];
+        foreach ($stmt->fetchAll(\PDO::FETCH_ASSOC) as $row) {
+            $links[(string) $row['user_id']] = new Link((string) $row['remote_id'], $row['version'], $row['snapshot']);
+        }
+        return $links;
     }
 
     /** Gives a held event back without counting an attempt. */
@@ -256,8 +352,8 @@ final class PdoOutbox
     }
 
     /**
-     * PostgreSQL: complete() as one statement, so one round trip instead of four (begin,
-     * delete, link, commit), atomic as any statement is. The link is written from the
+     * PostgreSQL: complete() of an event that is not a deletion as one statement, so one
+     * round trip instead of settle()'s six, atomic as any statement is. The link is written from the
      * fenced delete's RETURNING, so only when the delete took the row.
      */
     private function completeInOneStatement(OutboxEvent $event, string $owner, ?Link $link): bool
@@ -281,21 +377,54 @@ final class PdoOutbox
         return (int) $stmt->fetchColumn() === 1;
     }
 
-    private function saveLink(string $userId, ?Link $link): void
+    /** @param array<string, array{0: int, 1: Link}> $links by user id */
+    private function saveLinks(array $links): void
     {
-        $t = $this->prefix . 'links';
-        if ($link === null) {
-            $this->prepare("DELETE FROM {$t} WHERE user_id = ?")->execute([$userId]);
+        if ($links === []) {
             return;
         }
+        $t = $this->prefix . 'links';
+        $rows = implode(', ', array_fill(0, count($links), '(?, ?, ?, ?, ?)'));
         $upsert = PdoSchema::driver($this->pdo) === 'pgsql'
-            ? "INSERT INTO {$t} (user_id, remote_id, version, snapshot, updated_at) VALUES (?, ?, ?, ?, ?)
+            ? "INSERT INTO {$t} (user_id, remote_id, version, snapshot, updated_at) VALUES {$rows}
                ON CONFLICT (user_id) DO UPDATE SET remote_id = EXCLUDED.remote_id, version = EXCLUDED.version,
                snapshot = EXCLUDED.snapshot, updated_at = EXCLUDED.updated_at"
-            : "INSERT INTO {$t} (user_id, remote_id, version, snapshot, updated_at) VALUES (?, ?, ?, ?, ?)
+            : "INSERT INTO {$t} (user_id, remote_id, version, snapshot, updated_at) VALUES {$rows}
                ON DUPLICATE KEY UPDATE remote_id = VALUES(remote_id), version = VALUES(version),
                snapshot = VALUES(snapshot), updated_at = VALUES(updated_at)";
-        $this->prepare($upsert)->execute([$userId, $link->remoteId, $link->version, $link->snapshot, time()]);
+        $params = [];
+        $now = time();
+        foreach ($links as $userId => [, $link]) {
+            array_push($params, (string) $userId, $link->remoteId, $link->version, $link->snapshot, $now);
+        }
+        $this->prepare($upsert)->execute($params);
+    }
+
+    /**
+     * A failed delivery's next attempt: after the server's Retry-After or a backoff (16 s,
+     * 32 s, … up to an hour), or parked when the error is permanent or attempts ran out.
+     *
+     * @return array{attempts: int, next_attempt_at: int, error: string, status: ?int, park: bool}
+     */
+    private function failure(OutboxEvent $event, ProvisioningException|GuestTrapException|null $error, int $now): array
+    {
+        $attempts = $event->attempts + 1;
+        $retry = $error instanceof ProvisioningException ? $error->retry : RetryClass::Backoff->value;
+        $delay = $retry === RetryClass::AfterSeconds->value && $error instanceof ProvisioningException
+            ? max(1, (int) $error->retryAfterSeconds)
+            : min(3600, 2 ** min($attempts + 3, 12));
+        return [
+            'attempts' => $attempts,
+            'next_attempt_at' => $now + $delay,
+            'error' => mb_substr($error?->getMessage() ?? 'failed', 0, 2000),
+            'status' => $error instanceof ProvisioningException ? $error->status : null,
+            'park' => $retry === RetryClass::Permanent->value || $attempts >= $this->maxAttempts,
+        ];
+    }
+
+    private static function marks(int $n): string
+    {
+        return implode(', ', array_fill(0, $n, '?'));
     }
 
     /** A statement sent as one round trip (see {@see PdoOutboxSql::prepare()}). */
