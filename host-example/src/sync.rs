@@ -424,6 +424,49 @@ pub struct Slice<'a> {
     pub listing: Option<&'a str>,
     /// Approves (or refuses, stopping the slice before anything is sent) the plan.
     pub approve: &'a mut dyn FnMut(&SyncPlan) -> anyhow::Result<()>,
+    /// Component instances kept from the run's earlier slices, and where this slice's are
+    /// left for the next (see [`SessionPool`]). `None`: each worker opens its own.
+    pub pool: Option<&'a SessionPool>,
+}
+
+/// Component instances kept between the slices one daemon runs of one shared reconcile
+/// run, so that each is opened, told the server's dialect, handed the run's listing and
+/// discovers the server (`/ServiceProviderConfig`) once per run rather than once per slice.
+///
+/// A pool serves one run and one way of matching: the instances of slices that use the
+/// run's listing hold it (and what they created since); those of a slice taken over from
+/// a daemon that died hold none, and look users up. The caller keeps one pool for each.
+/// An instance that trapped is not kept (a fresh one replaces it).
+#[derive(Default)]
+pub struct SessionPool {
+    sessions: std::sync::Mutex<Vec<Session>>,
+}
+
+impl SessionPool {
+    /// An empty pool.
+    pub fn new() -> SessionPool {
+        SessionPool::default()
+    }
+
+    /// Instances it holds now.
+    pub fn len(&self) -> usize {
+        self.sessions.lock().map_or(0, |s| s.len())
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn take(&self) -> Option<Session> {
+        self.sessions.lock().ok()?.pop()
+    }
+
+    fn keep(&self, session: Session) {
+        if let Ok(mut sessions) = self.sessions.lock() {
+            sessions.push(session);
+        }
+    }
 }
 
 /// A slice of a shared reconcile: the users `planner` plans, run as [`Slice`] says.
@@ -553,16 +596,16 @@ fn run(
     }
     plan.leave_queued_to_outbox(store)?;
     summary.waiting = plan.waiting;
-    let shared_listing = match slice {
+    let (shared_listing, pool) = match slice {
         Some(slice) => {
             (slice.approve)(&plan)?;
-            Some(slice.listing)
+            (Some(slice.listing), slice.pool)
         }
         None => {
             if !options.allow_deletes {
                 check_threshold(plan.deprovisions(), plan.linked, options)?;
             }
-            None
+            (None, None)
         }
     };
     execute(
@@ -573,7 +616,7 @@ fn run(
         options,
         &mut summary,
         on_progress,
-        shared_listing,
+        (shared_listing, pool),
     )?;
     crate::rate::remember(store, &settings.base_url)?;
     // A slice is not the whole sync: its run records itself when it ends.
@@ -633,7 +676,7 @@ fn stream_paged(
         options,
         &mut summary,
         on_progress,
-        None,
+        (None, None),
         &mut |store, feed| {
             let mut planner =
                 PagedPlanner::new(runtime, settings, options.full, &IdRange::ALL, PAGE)?;
@@ -729,9 +772,9 @@ enum Report {
     Warning(String),
 }
 
-/// Sends `work` (see [`execute_streamed`]). `shared_listing`: a listing taken once for a
-/// shared reconcile's run (see [`Slice`]), used instead of listing here; `None` lists
-/// when it pays.
+/// Sends `work` (see [`execute_streamed`]). `shared`: for a slice of a shared reconcile
+/// (see [`Slice`]), the listing taken once for its run, used instead of listing here
+/// (`None` lists when it pays), and the pool its instances come from.
 #[allow(clippy::too_many_arguments)]
 fn execute(
     runtime: &Runtime,
@@ -741,8 +784,9 @@ fn execute(
     options: &SyncOptions,
     summary: &mut SyncSummary,
     on_progress: &mut dyn FnMut(SyncProgress),
-    shared_listing: Option<Option<&str>>,
+    shared: (Option<Option<&str>>, Option<&SessionPool>),
 ) -> anyhow::Result<()> {
+    let (shared_listing, pool) = shared;
     let mut shape = WorkShape::default();
     shape.count(&work);
     let mut work = Some(work);
@@ -754,7 +798,7 @@ fn execute(
         options,
         summary,
         on_progress,
-        shared_listing,
+        (shared_listing, pool),
         &mut |store, feed| {
             for item in work.take().into_iter().flatten() {
                 feed.send(store, item)?;
@@ -769,6 +813,10 @@ fn execute(
 /// one so its changes keep their order, and records each result as it comes back (the
 /// link, the log line, the summary). Each instance's queue holds two batches: past that,
 /// `source` waits, so the work in flight stays bounded however much `source` has.
+///
+/// A slice of a shared reconcile (`shared`, see [`execute`]) takes its instances from its
+/// pool and leaves them there, and runs on no more instances than its users fill full
+/// batches of: a partition of 600 users goes as 6 requests of 100, not 8 of 75.
 #[allow(clippy::too_many_arguments)]
 fn execute_streamed(
     runtime: &Runtime,
@@ -778,9 +826,10 @@ fn execute_streamed(
     options: &SyncOptions,
     summary: &mut SyncSummary,
     on_progress: &mut dyn FnMut(SyncProgress),
-    shared_listing: Option<Option<&str>>,
+    shared: (Option<Option<&str>>, Option<&SessionPool>),
     source: &mut dyn FnMut(&mut Store, &mut Feed<'_>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
+    let (shared_listing, pool) = shared;
     let total = shape.total;
     // What the host knows of the server's dialect goes to every instance, so that none of
     // them has to learn it again (a refused PATCH, paging 500s, the declared schema).
@@ -802,22 +851,33 @@ fn execute_streamed(
     };
     let index = index.as_deref();
     let dialect = dialect.as_deref();
-    let workers = (options.concurrency.max(1) as usize)
+    let batch_size = options.batch_size.max(1) as usize;
+    let mut workers = (options.concurrency.max(1) as usize)
         .min(usize::try_from(total).unwrap_or(usize::MAX).max(1));
+    if shared_listing.is_some() {
+        workers = workers.min(
+            usize::try_from(total)
+                .unwrap_or(usize::MAX)
+                .div_ceil(batch_size)
+                .max(1),
+        );
+    }
     // The concurrency in force for this target (an adaptive controller sets it here).
     crate::metrics::global().set_concurrency(&settings.base_url, options.concurrency.max(1).into());
     if options.progress {
         on_progress(SyncProgress::Started { total });
     }
-    let batch_size = options.batch_size.max(1) as usize;
     let (tx, rx) = mpsc::channel::<Report>();
     let sourced = std::thread::scope(|scope| -> anyhow::Result<anyhow::Result<()>> {
         let mut queues = Vec::with_capacity(workers);
         for _ in 0..workers {
             let (queue, work) = mpsc::sync_channel::<WorkItem>(batch_size * 2);
             let tx = tx.clone();
-            scope
-                .spawn(move || run_queue(runtime, settings, work, index, dialect, batch_size, &tx));
+            scope.spawn(move || {
+                run_queue(
+                    runtime, settings, work, index, dialect, batch_size, &tx, pool,
+                )
+            });
             queues.push(queue);
         }
         drop(tx);
@@ -986,6 +1046,9 @@ pub(crate) fn list_remote_users(
 }
 
 /// One worker: sends the users of its `queue` a batch at a time until the queue closes.
+/// With a `pool`, its instance comes from there when one is kept (already told the dialect
+/// and handed the index) and goes back there at the end, unless it trapped.
+#[allow(clippy::too_many_arguments)]
 fn run_queue(
     runtime: &Runtime,
     settings: &ConnectorSettings,
@@ -994,25 +1057,50 @@ fn run_queue(
     dialect: Option<&str>,
     batch_size: usize,
     tx: &mpsc::Sender<Report>,
+    pool: Option<&SessionPool>,
 ) {
-    let fail_all = |items: &mut dyn Iterator<Item = WorkItem>, msg: String| {
-        for item in items {
-            let _ = tx.send(Report::Done(Box::new((
-                item,
-                Err(anyhow::anyhow!("{msg}")),
-                0,
-            ))));
-        }
+    let session = match pool.and_then(SessionPool::take) {
+        Some(session) => session,
+        None => match open_worker(runtime, settings, index, dialect, tx) {
+            Ok(session) => session,
+            // Without an instance every user of the queue fails (the queue is read to its
+            // end, so the sync never waits on it).
+            Err(reason) => {
+                for item in queue.iter() {
+                    let _ = tx.send(Report::Done(Box::new((
+                        item,
+                        Err(anyhow::anyhow!("{reason}")),
+                        0,
+                    ))));
+                }
+                return;
+            }
+        },
     };
-    // Without an instance every user of the queue fails (the queue is read to its end, so
-    // the sync never waits on it).
+    if let (Some(session), Some(pool)) = (
+        send_queue(runtime, settings, session, &queue, batch_size, tx),
+        pool,
+    ) {
+        pool.keep(session);
+    }
+}
+
+/// A worker's instance: opened, told the server's `dialect` and handed the remote `index`
+/// (each only a warning when refused). The error is why it could not be opened.
+fn open_worker(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    index: Option<&str>,
+    dialect: Option<&str>,
+    tx: &mpsc::Sender<Report>,
+) -> Result<Session, String> {
     let mut session = match runtime.open(settings) {
-        Ok(Ok(s)) => Some(s),
-        Ok(Err(e)) => return fail_all(&mut queue.iter(), describe_error(&e)),
-        Err(e) => return fail_all(&mut queue.iter(), format!("{e:#}")),
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(describe_error(&e)),
+        Err(e) => return Err(format!("{e:#}")),
     };
-    if let (Some(document), Some(s)) = (dialect, session.as_mut()) {
-        match crate::dialect::hand_over(s, document) {
+    if let Some(document) = dialect {
+        match crate::dialect::hand_over(&mut session, document) {
             Ok(None) => {}
             Ok(Some(warning)) => {
                 let _ = tx.send(Report::Warning(warning));
@@ -1024,8 +1112,8 @@ fn run_queue(
             }
         }
     }
-    if let (Some(document), Some(s)) = (index, session.as_mut()) {
-        match s.import_remote_index(document) {
+    if let Some(document) = index {
+        match session.import_remote_index(document) {
             Ok(Ok(_)) => {}
             // Not fatal: matching falls back to a look-up per user.
             Ok(Err(e)) => {
@@ -1041,6 +1129,31 @@ fn run_queue(
             }
         }
     }
+    Ok(session)
+}
+
+/// Sends the users of `queue` on `session`, a batch at a time, until the queue closes.
+/// Returns the instance when it is still the one it was given (no trap replaced it), to
+/// be kept for the next slice.
+fn send_queue(
+    runtime: &Runtime,
+    settings: &ConnectorSettings,
+    session: Session,
+    queue: &mpsc::Receiver<WorkItem>,
+    batch_size: usize,
+    tx: &mpsc::Sender<Report>,
+) -> Option<Session> {
+    let fail_all = |items: &mut dyn Iterator<Item = WorkItem>, msg: String| {
+        for item in items {
+            let _ = tx.send(Report::Done(Box::new((
+                item,
+                Err(anyhow::anyhow!("{msg}")),
+                0,
+            ))));
+        }
+    };
+    let mut session = Some(session);
+    let mut kept = true;
     let rate = crate::rate::for_target(&settings.base_url);
     loop {
         // The /Bulk size the server takes now, at most the configured batch.
@@ -1048,7 +1161,7 @@ fn run_queue(
         // A full batch, or what is left when the queue closes.
         let batch: Vec<WorkItem> = queue.iter().take(size).collect();
         if batch.is_empty() {
-            return;
+            return session.filter(|_| kept);
         }
         let items: Vec<BatchItem> = batch
             .iter()
@@ -1076,7 +1189,7 @@ fn run_queue(
                         .send(Report::Done(Box::new((item, Ok(result), ms))))
                         .is_err()
                     {
-                        return;
+                        return None;
                     }
                 }
             }
@@ -1086,6 +1199,7 @@ fn run_queue(
                 // The fresh instance does not load the listing: writes of the failed batch
                 // may have landed since, so its matching asks the server.
                 session = runtime.open(settings).ok().and_then(Result::ok);
+                kept = false;
                 fail_all(&mut batch.into_iter(), format!("{trap:#}"));
             }
         }

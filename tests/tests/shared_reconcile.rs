@@ -44,6 +44,8 @@ const USERS: usize = 400;
 /// Users the server holds already (by userName, without externalId): the reconcile adopts
 /// them, matching them in the shared listing.
 const ON_THE_SERVER: usize = 40;
+/// `[host] concurrency` of the daemons (the default; the kill scenario sets 1).
+const CONCURRENCY: usize = 8;
 /// How long a run may take on a loaded machine.
 const DEADLINE: Duration = Duration::from_secs(180);
 
@@ -334,6 +336,21 @@ fn scenario_with(kind: Kind, every: &str, kill: bool, stop_database: bool) {
         "run 1: {USERS} users by {DAEMONS} daemons in {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    // Each daemon keeps its component instances through the run, so the server is
+    // discovered once per instance a daemon runs at once, not once per partition and
+    // instance (16 × 8 before: 128).
+    let discoveries = proxy
+        .requests()
+        .iter()
+        .filter(|(method, target)| method == "GET" && target.ends_with("/ServiceProviderConfig"))
+        .count();
+    eprintln!("run 1: the server discovered {discoveries} times");
+    if !kill {
+        assert!(
+            discoveries <= DAEMONS * CONCURRENCY + 1,
+            "discovered {discoveries} times: once per instance of each daemon, and the listing's"
+        );
+    }
 
     // Every user once on the server, read back, and linked in the store.
     let remote = server_users(&peer);

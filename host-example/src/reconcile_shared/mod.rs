@@ -51,8 +51,8 @@ use crate::database::{DatabaseUrl, Db, Dialect, SqlValue, migrate};
 use crate::runtime::{ConnectorSettings, Runtime};
 use crate::store::Store;
 use crate::sync::{
-    INDEX_THRESHOLD, Slice, SyncOptions, SyncPlan, SyncProgress, SyncSummary, list_remote_users,
-    open_planner, sync_slice,
+    INDEX_THRESHOLD, SessionPool, Slice, SyncOptions, SyncPlan, SyncProgress, SyncSummary,
+    list_remote_users, open_planner, sync_slice,
 };
 use crate::sync_pages::{IdRange, for_each_orphan_link, plan_paged_in};
 
@@ -211,6 +211,20 @@ pub struct SharedReconcile {
     schedule: Schedule,
     /// The listing of the run last read, so a daemon reads it once per run.
     listing: Option<(i64, Option<String>)>,
+    /// The component instances of the run this daemon last ran partitions of (see
+    /// [`RunInstances`]).
+    instances: Option<RunInstances>,
+}
+
+/// The component instances one daemon keeps through one run, so that each is opened,
+/// handed the run's listing and discovers the server once per run, not once per partition
+/// it claims: one pool for the partitions matched against the run's listing, one for
+/// those taken over (which look users up, see [`SharedReconcile::step`]). Dropped when
+/// the daemon claims a partition of another run.
+struct RunInstances {
+    run: i64,
+    listed: SessionPool,
+    looked_up: SessionPool,
 }
 
 fn one_int(db: &mut Db, sql: &str, params: &[SqlValue]) -> anyhow::Result<i64> {
@@ -243,6 +257,7 @@ impl SharedReconcile {
             worker: worker.to_string(),
             schedule,
             listing: None,
+            instances: None,
         })
     }
 
@@ -279,7 +294,12 @@ impl SharedReconcile {
         self.start_if_due(runtime, settings, store, options, &mut events)?;
         if let Some(claim) = self.claim()? {
             self.run_partition(runtime, settings, store, options, claim, &mut events)?;
-        } else if let Some(run) = self.open_run_id()? {
+            return Ok(events);
+        }
+        // Nothing this daemon can claim now: its instances are let go until it claims
+        // again (a takeover of this run, or the next run, opens fresh ones).
+        self.instances = None;
+        if let Some(run) = self.open_run_id()? {
             // Nothing left to claim: the run may be over (its last partitions were given
             // up, or were finished by a daemon that died before it could end the run, or
             // are being ended by another daemon just now: whichever comes first ends it).
@@ -723,6 +743,20 @@ impl SharedReconcile {
         } else {
             None
         };
+        if self.instances.as_ref().is_none_or(|i| i.run != claim.run) {
+            self.instances = Some(RunInstances {
+                run: claim.run,
+                listed: SessionPool::new(),
+                looked_up: SessionPool::new(),
+            });
+        }
+        let pool = self.instances.as_ref().map(|i| {
+            if listing.is_some() {
+                &i.listed
+            } else {
+                &i.looked_up
+            }
+        });
         let mut options = options.clone();
         options.full = full;
         options.progress = true;
@@ -769,6 +803,7 @@ impl SharedReconcile {
                 Slice {
                     listing: listing.as_deref(),
                     approve: &mut approve,
+                    pool,
                 },
             )
         });

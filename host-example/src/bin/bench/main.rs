@@ -228,6 +228,22 @@ struct Args {
     /// default a throwaway one of the bench's own (built with `db-test-support`).
     #[arg(long, value_name = "URL")]
     first_sync_database: Option<String>,
+    /// The phases of `--first-sync-workers`: ceiling, lookups, outbox, reconcile, sync.
+    #[arg(
+        long,
+        value_name = "PHASE,…",
+        value_delimiter = ',',
+        default_value = "ceiling,lookups,outbox,reconcile,sync"
+    )]
+    first_sync_phases: Vec<workers_first_sync::Phase>,
+    /// The connections `--first-sync-workers` measures the ceiling from.
+    #[arg(
+        long,
+        value_name = "N,N,…",
+        value_delimiter = ',',
+        default_value = "1,2,4,8"
+    )]
+    first_sync_ceiling_connections: Vec<usize>,
     /// Measure membership changes of a large group instead (9).
     #[arg(long)]
     groups: bool,
@@ -280,6 +296,8 @@ fn main() -> Result<()> {
             matching: &matching,
             worker_counts: &args.first_sync_counts,
             database: args.first_sync_database.as_deref(),
+            phases: &args.first_sync_phases,
+            ceiling_connections: &args.first_sync_ceiling_connections,
         });
     }
     if args.users == 0 || args.requests == 0 || args.rounds == 0 {

@@ -75,9 +75,20 @@
 //! target/release/bench --first-sync-workers 2000 --first-sync-counts 1,4
 //! ```
 //!
-//! Every run does each phase (the ceiling, the look-up mix, the outbox's workers, the
-//! shared reconcile's daemons, one `sync`); `--first-sync-counts` sets the worker and the
-//! daemon counts alike.
+//! By default a run does each phase (the ceiling, the look-up mix, the outbox's workers,
+//! the shared reconcile's daemons, one `sync`); `--first-sync-counts` sets the worker and
+//! the daemon counts alike. `--first-sync-phases` picks phases (a comma list of
+//! `ceiling`, `lookups`, `outbox`, `reconcile`, `sync`; they always run in that order, and
+//! a row's share of the ceiling is shown only when `ceiling` ran in the same run), and
+//! `--first-sync-ceiling-connections` the connections the ceiling is measured from
+//! (default `1,2,4,8`; the best is the ceiling). The issue's goal at 100,000 users, the
+//! ceiling from one connection (the best at 10,000) against the shared reconcile by 1, 2
+//! and 4 daemons, is one command of about 15 minutes on a quiet 2-core machine:
+//!
+//! ```sh
+//! target/release/bench --first-sync-workers 100000 --first-sync-matching userName \
+//!   --first-sync-phases ceiling,reconcile --first-sync-ceiling-connections 1
+//! ```
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -99,8 +110,6 @@ use crate::servers::PeerProcess;
 
 /// Creates per `/Bulk` request: a worker's batch (the delivery claims 100 events at once).
 const PER_REQUEST: usize = 100;
-/// Connections the ceiling is measured from.
-const CEILING_CONNECTIONS: [usize; 4] = [1, 2, 4, 8];
 /// Connections of the look-up mix (the largest worker count measured).
 const MIX_CONNECTIONS: usize = 4;
 /// Clock ticks a second in `/proc/<pid>/stat` (`USER_HZ`, 100 on every Linux ABI).
@@ -116,6 +125,64 @@ pub struct Options<'a> {
     pub matching: &'a [String],
     pub worker_counts: &'a [usize],
     pub database: Option<&'a str>,
+    /// The phases to run (`--first-sync-phases`), in the bench's own order whatever the
+    /// order given.
+    pub phases: &'a [Phase],
+    /// The connections the ceiling is measured from (`--first-sync-ceiling-connections`).
+    pub ceiling_connections: &'a [usize],
+}
+
+/// A phase of the bench (`--first-sync-phases`; see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// 1. Plain clients' raw `/Bulk` from each `--first-sync-ceiling-connections`.
+    Ceiling,
+    /// 2. The look-up mix.
+    Lookups,
+    /// 3. The outbox's workers (`daemon --deliver-only`).
+    Outbox,
+    /// 5. The shared reconcile's daemons.
+    Reconcile,
+    /// 4. One `sync` process.
+    Sync,
+}
+
+impl Phase {
+    /// Every phase, the default.
+    pub const ALL: [Phase; 5] = [
+        Phase::Ceiling,
+        Phase::Lookups,
+        Phase::Outbox,
+        Phase::Reconcile,
+        Phase::Sync,
+    ];
+
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Ceiling => "ceiling",
+            Phase::Lookups => "lookups",
+            Phase::Outbox => "outbox",
+            Phase::Reconcile => "reconcile",
+            Phase::Sync => "sync",
+        }
+    }
+}
+
+impl std::str::FromStr for Phase {
+    type Err = String;
+
+    fn from_str(name: &str) -> std::result::Result<Phase, String> {
+        Phase::ALL
+            .into_iter()
+            .find(|p| p.name() == name.trim())
+            .ok_or_else(|| {
+                format!(
+                    "{name:?} is not a phase; the phases are {}",
+                    Phase::ALL.map(Phase::name).join(", ")
+                )
+            })
+    }
 }
 
 /// User `i` as the store holds it: what the workers send, and what the ceiling's plain
@@ -1198,6 +1265,17 @@ pub fn run(options: &Options<'_>) -> Result<()> {
     if options.worker_counts.is_empty() || options.worker_counts.contains(&0) {
         bail!("--first-sync-counts: one or more positive worker counts");
     }
+    if options.phases.is_empty() {
+        bail!(
+            "--first-sync-phases: one or more of {}",
+            Phase::ALL.map(Phase::name).join(", ")
+        );
+    }
+    if options.phases.contains(&Phase::Ceiling)
+        && (options.ceiling_connections.is_empty() || options.ceiling_connections.contains(&0))
+    {
+        bail!("--first-sync-ceiling-connections: one or more positive connection counts");
+    }
     let bin = host_example_bin()?;
     let dir = std::env::temp_dir().join(format!(
         "scim-bench-first-sync-{}-{}",
@@ -1217,65 +1295,114 @@ pub fn run(options: &Options<'_>) -> Result<()> {
 
 fn measure(dir: &Path, bin: &Path, options: &Options<'_>) -> Result<()> {
     let users = options.users;
+    let wants = |phase: Phase| options.phases.contains(&phase);
     // First, so that a bench built without a way to its database stops before the ceiling.
-    let databases = Databases::open(options.database)?;
+    let databases = if [Phase::Outbox, Phase::Reconcile, Phase::Sync]
+        .iter()
+        .any(|p| wants(*p))
+    {
+        Some(Databases::open(options.database)?)
+    } else {
+        None
+    };
+    let databases = || {
+        databases
+            .as_ref()
+            .ok_or_else(|| anyhow!("no database opened"))
+    };
     println!(
         "\n## A first sync of {} users into scim2-server: the /Bulk ceiling, then workers draining the outbox and daemons sharing the reconcile on PostgreSQL\n",
         grouped(users as u64)
     );
     println!(
-        "{} cores; workers: {} daemon --deliver-only; daemons: the same, daemon --partitions {RECONCILE_PARTITIONS}; {PER_REQUEST} creates a /Bulk request; CPU as a share of one core; \"machine busy\" of all cores\n",
+        "{} cores; workers: {} daemon --deliver-only; daemons: the same, daemon --partitions {RECONCILE_PARTITIONS}; {PER_REQUEST} creates a /Bulk request; CPU as a share of one core; \"machine busy\" of all cores; phases: {}\n",
         cores(),
-        bin.display()
+        bin.display(),
+        options
+            .phases
+            .iter()
+            .map(|p| p.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     print_header();
     let mut ceiling: Option<(f64, usize)> = None;
-    for connections in CEILING_CONNECTIONS {
-        let row = plain_clients(dir, users, connections, None)?;
-        print_row(&row, None);
-        if ceiling.is_none_or(|(c, _)| row.rate() > c) {
-            ceiling = Some((row.rate(), connections));
+    if wants(Phase::Ceiling) {
+        for &connections in options.ceiling_connections {
+            let row = plain_clients(dir, users, connections, None)?;
+            print_row(&row, None);
+            if ceiling.is_none_or(|(c, _)| row.rate() > c) {
+                ceiling = Some((row.rate(), connections));
+            }
         }
     }
-    let (ceiling_rate, ceiling_connections) = ceiling.ok_or_else(|| anyhow!("no ceiling"))?;
-    let mix = plain_clients(dir, users, MIX_CONNECTIONS, Some(options.matching))?;
-    print_row(&mix, Some(ceiling_rate));
+    let ceiling_rate = ceiling.map(|(rate, _)| rate);
+    let mix = if wants(Phase::Lookups) {
+        let mix = plain_clients(dir, users, MIX_CONNECTIONS, Some(options.matching))?;
+        print_row(&mix, ceiling_rate);
+        Some(mix)
+    } else {
+        None
+    };
 
     let mut rows = Vec::new();
-    for &workers in options.worker_counts {
-        let (row, enqueue_seconds) =
-            workers_run(dir, &databases, users, workers, options.matching)?;
-        print_row(&row, Some(ceiling_rate));
-        rows.push((row, enqueue_seconds));
+    if wants(Phase::Outbox) {
+        for &workers in options.worker_counts {
+            let (row, enqueue_seconds) =
+                workers_run(dir, databases()?, users, workers, options.matching)?;
+            print_row(&row, ceiling_rate);
+            rows.push((row, enqueue_seconds));
+        }
     }
 
     let mut reconciles = Vec::new();
-    for &daemons in options.worker_counts {
-        let row = reconcile_run(dir, &databases, users, daemons, options.matching)?;
-        print_row(&row, Some(ceiling_rate));
-        reconciles.push(row);
+    if wants(Phase::Reconcile) {
+        for &daemons in options.worker_counts {
+            let row = reconcile_run(dir, databases()?, users, daemons, options.matching)?;
+            print_row(&row, ceiling_rate);
+            reconciles.push(row);
+        }
     }
 
-    let sync = sync_run(dir, &databases, users, options.matching)?;
-    print_row(&sync, Some(ceiling_rate));
+    let sync = if wants(Phase::Sync) {
+        let sync = sync_run(dir, databases()?, users, options.matching)?;
+        print_row(&sync, ceiling_rate);
+        Some(sync)
+    } else {
+        None
+    };
 
-    println!(
-        "\nceiling: {} users/s (raw /Bulk, {ceiling_connections} connections)",
-        grouped(ceiling_rate as u64)
-    );
-    println!(
-        "the look-up mix ({} look-ups a user, then /Bulk): {} users/s ({} of the ceiling)",
-        options.matching.len(),
-        grouped(mix.rate() as u64),
-        percent(mix.rate() / ceiling_rate)
-    );
+    // "x% of the ceiling", or nothing when the ceiling was not measured in this run.
+    let of_ceiling = |rate: f64| {
+        ceiling_rate.map_or(String::new(), |c| {
+            format!(" = {} of the /Bulk ceiling", percent(rate / c))
+        })
+    };
+    println!();
+    if let Some((rate, connections)) = ceiling {
+        println!(
+            "ceiling: {} users/s (raw /Bulk, {connections} connections)",
+            grouped(rate as u64)
+        );
+    }
+    if let Some(mix) = &mix {
+        println!(
+            "the look-up mix ({} look-ups a user, then /Bulk): {} users/s{}",
+            options.matching.len(),
+            grouped(mix.rate() as u64),
+            of_ceiling(mix.rate())
+        );
+    }
     for (row, enqueue_seconds) in &rows {
         println!(
-            "{}: {} users/s = {} of the /Bulk ceiling, {} of the look-up mix; {:.1} s (the {} users and their events were added to the store in {:.1} s before)",
+            "{}: {} users/s{}{}; {:.1} s (the {} users and their events were added to the store in {:.1} s before)",
             row.label,
             grouped(row.rate() as u64),
-            percent(row.rate() / ceiling_rate),
-            percent(row.rate() / mix.rate()),
+            of_ceiling(row.rate()),
+            mix.as_ref().map_or(String::new(), |m| format!(
+                ", {} of the look-up mix",
+                percent(row.rate() / m.rate())
+            )),
             row.seconds,
             grouped(users as u64),
             enqueue_seconds
@@ -1283,20 +1410,25 @@ fn measure(dir: &Path, bin: &Path, options: &Options<'_>) -> Result<()> {
     }
     for row in &reconciles {
         println!(
-            "{}: {} users/s = {} of the /Bulk ceiling; {:.1} s (the remote users listed once, no per-user look-up)",
+            "{}: {} users/s{}; {:.1} s (the remote users listed once, no per-user look-up)",
             row.label,
             grouped(row.rate() as u64),
-            percent(row.rate() / ceiling_rate),
+            of_ceiling(row.rate()),
             row.seconds
         );
     }
-    println!(
-        "{}: {} users/s = {} of the /Bulk ceiling; {:.1} s",
-        sync.label,
-        grouped(sync.rate() as u64),
-        percent(sync.rate() / ceiling_rate),
-        sync.seconds
-    );
+    if let Some(sync) = &sync {
+        println!(
+            "{}: {} users/s{}; {:.1} s",
+            sync.label,
+            grouped(sync.rate() as u64),
+            of_ceiling(sync.rate()),
+            sync.seconds
+        );
+    }
+    let Some(ceiling_rate) = ceiling_rate else {
+        return Ok(());
+    };
     let most_workers = rows
         .iter()
         .map(|(row, _)| row)
