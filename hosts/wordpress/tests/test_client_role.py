@@ -50,9 +50,13 @@ def test_create_edit_inactive_back_and_delete_reach_the_server(client_site: Word
     assert [r["value"] for r in remote.get("roles", [])] == ["editor"]
 
     # Delete with deprovision = delete: the remote user goes too.
+    outbox_users = f"SELECT COUNT(*) FROM wp_scim_outbox_users WHERE user_id = {user_id}"
+    assert site.mariadb.query(site.db_name, outbox_users) == [["1"]]
     save_settings(site, deprovision="delete", operations={"create": True, "update": True, "deactivate": True, "delete": True})
     site.php(f"require_once ABSPATH . 'wp-admin/includes/user.php'; wp_delete_user({user_id});")
     assert scim2_server.user_by_name("alice") is None
+    # The deleted user's last event delivered: their row in scim_outbox_users went with it.
+    assert site.mariadb.query(site.db_name, outbox_users) == [["0"]]
     log = call(site, f"{PLUGIN}->log()->page(0, 20, false)")
     assert [row["outcome"] for row in log if row["user_id"] == user_id][:1] == ["deleted"]
     assert call(site, f"{PLUGIN}->outbox()->counts()") == {"pending": 0, "parked": 0, "claimed": 0}

@@ -1,7 +1,8 @@
 """The WordPress outbox hands out one user's events in the order their transactions commit, not
 the order they took their ids (``Outbox::enqueue`` locks the user's row in
 ``wp_scim_outbox_users`` first); an enqueue inside a caller's transaction joins it instead of
-committing it; and a site on the outbox's schema version 1, with an event still queued,
+committing it, and one outside opens its own, on MariaDB and (forced) as on MySQL; a deleted
+user's ``wp_scim_outbox_users`` row goes with their last event; and a site on the outbox's schema version 1, with an event still queued,
 is upgraded to version 2 without losing it.
 
 The race is two real PHP processes inside WordPress: A opens a transaction (as the plugin's
@@ -17,16 +18,23 @@ import select
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from harness import WEB_USER, WordPressSite, as_user, chown, stop_process, wait_for
 from plugin_calls import PLUGIN, call, save_settings
 
 # One child: queues event SEQ for USER_ID; with MODE=hold inside a transaction of its own that
 # stays open until a line arrives on stdin. Prints "connection N", "enqueued ID", "committed".
+# With NO_IN_TRANSACTION=1, as on MySQL: enqueue cannot ask @@in_transaction.
 ENQUEUER = r"""<?php
 $_SERVER['HTTP_HOST'] = getenv('SITE_HOST');
 require getenv('SITE_PATH') . '/wp-load.php';
 global $wpdb;
 $say = static function (string $line): void { fwrite(STDOUT, $line . "\n"); fflush(STDOUT); };
+if (getenv('NO_IN_TRANSACTION') === '1') {
+    // MySQL, which has no @@in_transaction, played by MariaDB: the variable's name is changed.
+    add_filter('query', static fn (string $q): string => str_replace('@@in_transaction', '@@no_such_in_transaction', $q));
+}
 $userId = (int) getenv('USER_ID');
 $seq = (int) getenv('SEQ');
 $say('connection ' . (int) $wpdb->get_var('SELECT CONNECTION_ID()'));
@@ -47,9 +55,10 @@ $say('committed');
 """
 
 
-def _start(site: WordPressSite, script: Path, user_id: int, seq: int, mode: str, log: Path) -> subprocess.Popen:
+def _start(site: WordPressSite, script: Path, user_id: int, seq: int, mode: str, log: Path,
+           no_in_transaction: bool = False) -> subprocess.Popen:
     env = dict(os.environ, SITE_HOST=f"127.0.0.1:{site.port}", SITE_PATH=str(site.path), USER_ID=str(user_id),
-               SEQ=str(seq), MODE=mode)
+               SEQ=str(seq), MODE=mode, NO_IN_TRANSACTION="1" if no_in_transaction else "0")
     with open(log, "ab") as err:
         return subprocess.Popen(as_user(WEB_USER, ["php", "-d", "display_errors=stderr", str(script)]),
                                 cwd=site.path, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -84,7 +93,12 @@ def _claim_all(site: WordPressSite, user_id: int) -> list[int]:
 }})()""")
 
 
-def test_one_users_events_are_claimable_in_commit_order_when_two_requests_race(wp_site, tmp_path: Path):
+@pytest.mark.parametrize("no_in_transaction", [False, True], ids=["mariadb", "mysql_without_in_transaction"])
+def test_one_users_events_are_claimable_in_commit_order_when_two_requests_race(wp_site, tmp_path: Path,
+                                                                              no_in_transaction: bool):
+    """Also as on MySQL (no @@in_transaction, forced on MariaDB by renaming the variable in
+    every query): A's enqueue must still see A's transaction and join it, and B's must still
+    open its own, or B would not wait on A's lock."""
     site = wp_site("order")
     user_id = site.create_user("orderuser")   # the client role is not configured: nothing queued yet
     assert _user_rows(site, user_id) == 0
@@ -93,7 +107,7 @@ def test_one_users_events_are_claimable_in_commit_order_when_two_requests_race(w
     chown(script, WEB_USER, 0o644)
     log = tmp_path / "children.log"
 
-    a = _start(site, script, user_id, 1, "hold", log)
+    a = _start(site, script, user_id, 1, "hold", log, no_in_transaction)
     b = None
     try:
         assert _line(a, log).startswith("connection ")
@@ -103,7 +117,7 @@ def test_one_users_events_are_claimable_in_commit_order_when_two_requests_race(w
         assert site.mariadb.query(site.db_name, "SELECT COUNT(*) FROM wp_options "
                                   "WHERE option_name = 'scim_test_caller_write'") == [["0"]]
 
-        b = _start(site, script, user_id, 2, "commit", log)
+        b = _start(site, script, user_id, 2, "commit", log, no_in_transaction)
         b_connection = int(_line(b, log).split()[1])
         waiting = ("SELECT COUNT(*) FROM information_schema.INNODB_TRX "
                    f"WHERE trx_mysql_thread_id = {b_connection} AND trx_state = 'LOCK WAIT'")
@@ -191,8 +205,9 @@ def test_a_change_queued_inside_the_server_roles_transaction_commits_with_it(wp_
         "no change failed to queue"
 
     # A server without @@in_transaction (MySQL), simulated with WordPress's `query` filter:
-    # enqueue never opens a transaction of its own (a caller's rollback still takes its event),
-    # replaceForUser still runs in one.
+    # enqueue asks with SET TRANSACTION instead, refused inside the caller's transaction (it
+    # joins it: the caller's rollback takes its event) and accepted outside one (it opens its
+    # own); replaceForUser likewise. Nothing of the refusal reaches wpdb's error output.
     out = call(site, f"""(function () {{
     global $wpdb;
     $sent = [];
@@ -205,15 +220,58 @@ def test_a_change_queued_inside_the_server_roles_transaction_commits_with_it(wp_
     $snapshot = ['id' => '{user_id}', 'fields' => [], 'active' => true];
     $wpdb->query('START TRANSACTION');
     $outbox->enqueue({user_id}, 'updated', $snapshot);
+    $joined = [count(preg_grep('/^SET TRANSACTION/', $sent)), count(preg_grep('/START TRANSACTION/', $sent))];
     $wpdb->query('ROLLBACK');
     $afterRollback = $outbox->counts({user_id})['pending'];
     $sent = [];
     $outbox->enqueue({user_id}, 'updated', $snapshot);
-    $enqueueOpened = count(preg_grep('/START TRANSACTION/', $sent));
+    $own = [count(preg_grep('/START TRANSACTION/', $sent)), count(preg_grep('/^COMMIT/', $sent))];
     $asked = count(preg_grep('/no_such_in_transaction/', $sent));
     $replaced = $outbox->replaceForUser({user_id}, 'reconcile', $snapshot);
-    return [$afterRollback, $enqueueOpened, $asked, $replaced, $outbox->counts({user_id})['pending']];
+    // @@session.in_transaction: the same variable, spelt so that the filter leaves it alone.
+    return [$joined, $afterRollback, $own, $asked, $replaced, $outbox->counts({user_id})['pending'],
+        $wpdb->get_var('SELECT @@session.in_transaction')];
 }})()""")
-    # The event from the POST alone; no transaction of enqueue's own, the variable asked for
-    # once in the process (the first enqueue), and the replacement done.
-    assert out == [1, 0, 0, True, 1], out
+    # Inside the caller's: one SET TRANSACTION (refused), the caller's START TRANSACTION only,
+    # and the event gone with its rollback (the POST's alone left). Outside: a transaction of
+    # its own, committed; the variable asked for once in the process; the replacement done;
+    # no transaction left open.
+    assert out == [[1, 1], 1, [1, 1], 0, True, 1, "0"], out
+
+
+def test_a_deleted_users_outbox_users_row_goes_with_their_last_event(wp_site):
+    """Kept while anything of theirs is queued or parked, and for a row that is not a deletion;
+    removed once the deleted user's last row is delivered."""
+    site = wp_site("cleanup")
+    users = "SELECT user_id FROM wp_scim_outbox_users ORDER BY user_id"
+    out = call(site, f"""(function () {{
+    global $wpdb;
+    $outbox = {PLUGIN}->outbox();
+    $u = static fn (int $id): array => ['id' => (string) $id, 'fields' => [], 'active' => true];
+    $outbox->enqueue(901, 'deleted', $u(901));
+    $outbox->enqueue(902, 'updated', $u(902));
+    $outbox->enqueue(902, 'deleted', $u(902));
+    $outbox->enqueue(903, 'created', $u(903));
+    $outbox->enqueue(903, 'deleted', $u(903));
+    $outbox->enqueue(904, 'updated', $u(904));
+    $users = static fn (): array => array_map('intval', $wpdb->get_col('SELECT user_id FROM ' . $wpdb->prefix . 'scim_outbox_users ORDER BY user_id'));
+    $done = static function (array $rows) use ($outbox): void {{
+        foreach ($rows as $r) {{
+            if ($r['event'] === 'created') {{
+                $outbox->fail($r['id'], 'cleanup', 1, 0, 'stuck', null, true);
+            }} elseif (!$outbox->complete($r['id'], 'cleanup', $r['event'] === 'deleted' ? $r['user_id'] : null)) {{
+                throw new \\RuntimeException('not held');
+            }}
+        }}
+    }};
+    $before = $users();
+    $done($outbox->claimDue('cleanup', 10));
+    $afterFirst = $users();
+    $done($outbox->claimDue('cleanup', 10));
+    return [$before, $afterFirst, $users(), $outbox->counts(), $wpdb->get_var('SELECT @@in_transaction')];
+}})()""")
+    # 901: its only row, a deletion, delivered. 902: its deletion waited behind an update, then
+    # went. 903: its creation is parked, so its row stays. 904: not deleted.
+    assert out == [[901, 902, 903, 904], [902, 903, 904], [903, 904],
+                   {"pending": 0, "parked": 1, "claimed": 0}, "0"], out
+    assert site.mariadb.query(site.db_name, users) == [["903"], ["904"]]

@@ -419,7 +419,8 @@ final class ClientService
             Links::save($userId, $outcome->link, $fingerprint);
             Links::recordResult($userId, $message);
         }
-        $outbox->complete($row['id'], $this->owner);
+        // A deleted user's last row takes their row in scim_outbox_users with it (Outbox::complete()).
+        $outbox->complete($row['id'], $this->owner, $event === UserEvent::Deleted ? $userId : null);
         Metrics::userProvisioned($outcome->action->value, true);
         $this->plugin->log()->add(
             $userId,

@@ -38,13 +38,15 @@ final class Outbox
     private readonly string $table;
     private readonly string $users;
     private readonly OutboxClaims $claims;
+    private readonly WpdbOutboxSql $sql;
 
     public function __construct()
     {
         $tables = Schema::tables();
         $this->table = $tables['outbox'];
         $this->users = $tables['outbox_users'];
-        $this->claims = new OutboxClaims(new WpdbOutboxSql(), $this->table, self::USER_INDEX);
+        $this->sql = new WpdbOutboxSql();
+        $this->claims = new OutboxClaims($this->sql, $this->table, self::USER_INDEX);
     }
 
     /** The lease a claim takes, in seconds (filter `scim_provisioner_outbox_lease`, at least 1). */
@@ -70,11 +72,10 @@ final class Outbox
      * plugin), it joins it: a START TRANSACTION there would commit the caller's work so far,
      * and its COMMIT would make the caller's ROLLBACK undo nothing. The event then commits or
      * rolls back with the caller's change, and the user's lock is held until the caller ends.
-     * The open transaction is read from the server (`@@in_transaction`, MariaDB), not from
-     * the plugin's own bookkeeping, since any code may have started it on `$wpdb`'s connection.
-     * MySQL has no such variable: there enqueue never opens a transaction of its own (it
-     * cannot tell whether it would commit a caller's), so without a caller's transaction its
-     * two statements commit one by one and the commit-order guarantee does not hold.
+     * The open transaction is read from the server, not from the plugin's own bookkeeping,
+     * since any code may have started it on `$wpdb`'s connection: MariaDB's
+     * `@@in_transaction`, or, on MySQL, which has no such variable, whether the server refuses
+     * `SET TRANSACTION` (see {@see callerTransactionOpen()}).
      *
      * @param array{id: string, fields: array<string, mixed>, active: bool} $snapshot the user as the event saw them
      * @param array<string, mixed>|null $link the link, for a deleted user whose meta is gone by delivery
@@ -94,7 +95,7 @@ final class Outbox
                 throw new \RuntimeException('the outbox could not be written: no row id');
             }
             return $id;
-        }, false);
+        });
     }
 
     /**
@@ -158,10 +159,32 @@ final class Outbox
         return (int) $held === 1;
     }
 
-    /** A delivered row: removed, if this owner still holds it. */
-    public function complete(int $id, string $owner): bool
+    /**
+     * A delivered row: removed, if this owner still holds it. For a deleted user's row, pass
+     * $deletedUserId: the user's row in `scim_outbox_users` goes too when nothing of theirs
+     * is left queued or parked, in the same transaction (the PHP library's settle keeps the
+     * same rule). That row is locked first, as enqueue locks it, so an enqueue for the user
+     * either committed before the check (its row is seen and the user's row stays) or waits
+     * and writes the user's row again; a user's order never depends on the row existing
+     * (enqueue's insert of a missing row waits for a concurrent one as its update would).
+     */
+    public function complete(int $id, string $owner, ?int $deletedUserId = null): bool
     {
-        return $this->claims->complete($id, $owner);
+        if ($deletedUserId === null) {
+            return $this->claims->complete($id, $owner);
+        }
+        $settled = $this->claims->settle(
+            $owner,
+            [$id],
+            [],
+            fn () => $this->sql->select("SELECT user_id FROM {$this->users} WHERE user_id = ? FOR UPDATE", [$deletedUserId]),
+            fn () => $this->sql->execute(
+                "DELETE FROM {$this->users} WHERE user_id = ?
+                 AND NOT EXISTS (SELECT 1 FROM {$this->table} o WHERE o.user_id = ?)",
+                [$deletedUserId, $deletedUserId],
+            ),
+        );
+        return $settled !== [];
     }
 
     /** A failed row: its next attempt time and reason, or parked; the claim is released. */
@@ -208,59 +231,61 @@ final class Outbox
             $sql->execute("DELETE FROM {$this->table} WHERE user_id = ?", [$userId]);
             $this->enqueue($userId, $event, $snapshot, $link);
             return true;
-        }, true);
+        });
     }
 
     /**
      * Runs $work in a transaction: its own (committed, or rolled back when $work throws), or
-     * the caller's when one is open on `$wpdb`'s connection (see enqueue()). On a server that
-     * cannot tell (no `@@in_transaction`), its own when $ownWhenUnknown, else none (joined).
+     * the caller's when one is open on `$wpdb`'s connection (see enqueue()).
      *
      * @template T
      * @param callable(WpdbOutboxSql): T $work
      * @return T
      */
-    private function transaction(callable $work, bool $ownWhenUnknown): mixed
+    private function transaction(callable $work): mixed
     {
-        $sql = new WpdbOutboxSql();
-        $open = self::callerTransactionOpen($sql);
-        if ($open === true || ($open === null && !$ownWhenUnknown)) {
-            return $work($sql);
+        if (self::callerTransactionOpen($this->sql)) {
+            return $work($this->sql);
         }
-        $sql->begin();
+        $this->sql->begin();
         try {
-            $result = $work($sql);
-            $sql->commit();
+            $result = $work($this->sql);
+            $this->sql->commit();
             return $result;
         } catch (\Throwable $e) {
-            $sql->rollback();
+            $this->sql->rollback();
             throw $e;
         }
     }
 
     /**
-     * Whether a transaction is open on `$wpdb`'s connection, as the server sees it
-     * (MariaDB's `@@in_transaction`: 1 from START TRANSACTION, or from the first statement
-     * with autocommit off, until COMMIT or ROLLBACK). Null when the server has no such
-     * variable (MySQL): then nobody can tell, and enqueue must not risk committing a caller's
-     * work, so it runs its statements where it is, without the commit-order guarantee.
+     * Whether a transaction is open on `$wpdb`'s connection, as the server sees it: from
+     * START TRANSACTION (or the first statement with autocommit off) until COMMIT or ROLLBACK.
+     *
+     * MariaDB says so in `@@in_transaction`. MySQL has no such variable, and its other sources
+     * need privileges a site's user rarely has (`performance_schema`, or `innodb_trx`, which
+     * besides shows a transaction only once it has touched a table). But both servers refuse
+     * `SET TRANSACTION ISOLATION LEVEL …` inside a transaction (error 1568) and accept it
+     * outside one, where it only sets the level of the next transaction, the one enqueue is
+     * about to open (with that very level). So on MySQL that statement is the question; its
+     * refusal changes nothing in the caller's transaction, and wpdb is kept from reporting
+     * it. The variable is looked for once per process.
      */
-    private static function callerTransactionOpen(WpdbOutboxSql $sql): ?bool
+    public static function callerTransactionOpen(WpdbOutboxSql $sql): bool
     {
-        static $known = true;
-        if (!$known) {
-            return null;
-        }
-        try {
-            return (int) ($sql->select('SELECT @@in_transaction AS open')[0]['open'] ?? 0) === 1;
-        } catch (\RuntimeException $e) {
-            if (!str_contains($e->getMessage(), 'in_transaction')) {
-                throw $e;
+        static $hasVariable = true;
+        if ($hasVariable) {
+            try {
+                return (int) ($sql->select('SELECT @@in_transaction AS open')[0]['open'] ?? 0) === 1;
+            } catch (\RuntimeException $e) {
+                if (!str_contains($e->getMessage(), 'in_transaction')) {
+                    throw $e;
+                }
+                // Asked once per process: wpdb logs every failed statement.
+                $hasVariable = false;
             }
-            // Asked once per process: wpdb logs every failed statement.
-            $known = false;
-            return null;
         }
+        return $sql->refusesTransactionSettings();
     }
 
     /** Inserts or updates the user's row in `scim_outbox_users`: locked until the transaction ends. */

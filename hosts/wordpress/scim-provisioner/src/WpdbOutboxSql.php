@@ -67,6 +67,32 @@ final class WpdbOutboxSql implements OutboxSql
         return $this->run($sql, $params);
     }
 
+    /**
+     * Whether the server refuses `SET TRANSACTION ISOLATION LEVEL READ COMMITTED` because a
+     * transaction is open on this connection (error 1568, MySQL and MariaDB alike); accepted,
+     * it sets the level of the next transaction only (see Outbox::callerTransactionOpen()).
+     */
+    public function refusesTransactionSettings(): bool
+    {
+        global $wpdb;
+        // A refusal is the answer, not an error: wpdb must not print or log it.
+        $suppressed = $wpdb->suppress_errors(true);
+        try {
+            $result = $wpdb->query('SET TRANSACTION ISOLATION LEVEL READ COMMITTED');
+            $errno = $result === false && $wpdb->dbh instanceof \mysqli ? mysqli_errno($wpdb->dbh) : 0;
+        } finally {
+            $wpdb->suppress_errors($suppressed);
+        }
+        if ($result !== false) {
+            $this->sameConnection();
+            return false;
+        }
+        if ($errno === 1568) {
+            return true;
+        }
+        throw self::error($wpdb->last_error);
+    }
+
     public function isRetryable(\Throwable $e): bool
     {
         // ER_LOCK_DEADLOCK (1213); $wpdb reports only the message.
