@@ -15,7 +15,9 @@
 //!   `reconcile_listing`, read back by each daemon once per run, imported into its
 //!   component instances, and deleted when the run ends.
 //! - **Partitions are ranges of user ids**, `after < id <= upto`, cut when the run opens so
-//!   that each holds about the same number of users (one `LIMIT 1 OFFSET` read per cut).
+//!   that each holds about the same number of users (the cuts' row numbers picked in one
+//!   ordered read of the ids), and at most [`MAX_PARTITION_USERS`] (more partitions than
+//!   `--partitions` when needed: a partition holds its plan whole).
 //!   A range is what the paged plan reads anyway (keyset pages, [`crate::sync_pages`]),
 //!   so a partition reads only its own users, and users added during the run fall in one
 //!   of them (the first and last are open-ended). A hash of the id would have needed a
@@ -27,6 +29,12 @@
 //!   use the run's listing (writes of the dead one may have landed since it was taken), so
 //!   its matching looks each user up, and no user is created twice. A partition that
 //!   failed [`MAX_ATTEMPTS`] times is given up (its users wait for the next run).
+//! - **A daemon keeps its component instances through a run** ([`SessionPool`]): each is
+//!   opened, told the server's dialect, handed the run's listing and discovers the server
+//!   once per run, not once per partition (16 partitions × 8 instances were 128
+//!   discoveries and 128 imports of the listing per run). A partition runs on no more
+//!   instances than its users fill full `/Bulk` batches of. Partitions taken over (no
+//!   listing) run on instances of their own.
 //! - **The deprovisioning threshold is the run's**: the run's budget is the threshold of its
 //!   linked users, and each partition reserves its deactivations and deletions from it
 //!   before it sends anything. A partition that would overdraw it refuses the run, which
@@ -61,6 +69,10 @@ pub const DEFAULT_PARTITIONS: u32 = 16;
 /// The largest listing chunk stored in one row, in bytes (well under MariaDB's default
 /// `max_allowed_packet` of 16 MB).
 pub const LISTING_CHUNK: usize = 1 << 20;
+/// The most users a partition holds, whatever `--partitions` says: a partition plans its
+/// users whole before it sends, so this bounds what a daemon holds (a few KB a user that
+/// needs a call, as a single sync holds before it streams, [`crate::sync::HOLD`]).
+pub const MAX_PARTITION_USERS: usize = crate::sync::HOLD;
 /// Claims of a partition before it is given up for this run.
 pub const MAX_ATTEMPTS: i64 = 3;
 /// Runs kept in the tables (their rows and partitions, for `status` and tests); older ones
@@ -557,16 +569,24 @@ impl SharedReconcile {
                         )?;
                     }
                 }
-                // The cuts: about as many users in each range.
+                // The cuts: about as many users in each range, found in one ordered read
+                // of the ids (the row numbers of the cuts), not one `OFFSET` read each.
                 let users = one_int(db, "SELECT COUNT(*) FROM users", &[])?;
-                let parts = partitions.min(users.max(1));
+                let parts = partition_count(partitions, users);
+                let cut_rows: Vec<String> = (1..parts)
+                    .map(|k| (k * users / parts).max(1).to_string())
+                    .collect();
                 let mut cuts: Vec<String> = Vec::new();
-                for k in 1..parts {
-                    let offset = k * users / parts - 1;
-                    if let Some(r) = db.query_opt(
-                        "SELECT id FROM users ORDER BY id LIMIT 1 OFFSET ?",
-                        &[offset.max(0).into()],
-                    )? {
+                if !cut_rows.is_empty() {
+                    let rows = db.query(
+                        &format!(
+                            "SELECT id FROM (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n FROM users) numbered
+                             WHERE n IN ({}) ORDER BY id",
+                            cut_rows.join(", ")
+                        ),
+                        &[],
+                    )?;
+                    for r in &rows {
                         let id = r.text(0)?;
                         if cuts.last() != Some(&id) {
                             cuts.push(id);
@@ -1240,39 +1260,30 @@ fn keep_lease<T>(
     work: impl FnOnce() -> T,
 ) -> (T, bool) {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let done = AtomicBool::new(false);
+    use std::sync::mpsc;
     let lost = AtomicBool::new(false);
     let every = Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(1000).max(100));
+    // The keeper waits on this channel: `work` ending (its sender dropped, a panic
+    // included) wakes it at once, so a short partition is not held up by the keeper.
+    let (stop, stopped) = mpsc::channel::<()>();
+    let lost_flag = &lost;
     let out = std::thread::scope(|scope| {
-        scope.spawn(|| {
+        scope.spawn(move || {
             let mut db: Option<Db> = None;
-            let mut last = std::time::Instant::now();
-            while !done.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(100));
-                if last.elapsed() < every {
-                    continue;
-                }
-                last = std::time::Instant::now();
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                 if db.is_none() {
                     db = Db::connect(url).ok();
                 }
                 if let Some(d) = db.as_mut() {
                     match extend(d, now_ms().saturating_add(lease_ms)) {
                         Ok(true) => {}
-                        Ok(false) => lost.store(true, Ordering::SeqCst),
+                        Ok(false) => lost_flag.store(true, Ordering::SeqCst),
                         Err(_) => db = None,
                     }
                 }
             }
         });
-        // Set on the way out, a panic included, so the keeper always stops.
-        struct Stop<'a>(&'a AtomicBool);
-        impl Drop for Stop<'_> {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::SeqCst);
-            }
-        }
-        let _stop = Stop(&done);
+        let _stop = stop;
         work()
     });
     (out, lost.load(Ordering::SeqCst))
@@ -1304,6 +1315,15 @@ fn plan_orphans(
     Ok(out)
 }
 
+/// The partitions a run of `users` users is cut into: `configured` (`--partitions`), and
+/// more when that would put more than [`MAX_PARTITION_USERS`] users in one (a partition
+/// holds its plan whole), but never more than there are users.
+fn partition_count(configured: i64, users: i64) -> i64 {
+    let max = MAX_PARTITION_USERS as i64;
+    let needed = (users.max(0) + max - 1) / max;
+    configured.max(needed).min(users).max(1)
+}
+
 /// `text` in pieces of at most `max` bytes, cut at character boundaries.
 fn chunks(text: &str, max: usize) -> impl Iterator<Item = &str> {
     let mut rest = text;
@@ -1327,6 +1347,25 @@ mod shared_tests;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partitions_hold_at_most_max_partition_users() {
+        let max = MAX_PARTITION_USERS as i64;
+        assert_eq!(partition_count(16, 0), 1);
+        assert_eq!(partition_count(16, 5), 5, "no more partitions than users");
+        assert_eq!(partition_count(16, 100_000), 16);
+        assert_eq!(partition_count(16, 16 * max), 16);
+        assert_eq!(partition_count(16, 16 * max + 1), 17);
+        assert_eq!(partition_count(16, 1_000_000), (1_000_000 + max - 1) / max);
+        assert_eq!(partition_count(200, 1_000_000), 200);
+        for users in [1, 999, 160_001, 1_000_000, 2_345_678] {
+            let parts = partition_count(16, users);
+            assert!(
+                (users + parts - 1) / parts <= max,
+                "{users} users in {parts}"
+            );
+        }
+    }
 
     #[test]
     fn chunks_cut_at_character_boundaries_and_join_back() {
