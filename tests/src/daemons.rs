@@ -68,10 +68,23 @@ impl Drop for Daemon {
 /// work email ← mail, `active`, `externalId` ← the CMS id, then `extra_mappings` (TOML
 /// `[[mapping]]` tables).
 pub fn write_config(path: &Path, base_url: &str, host_lines: &str, extra_mappings: &str) {
+    write_config_with_policy(path, "", base_url, host_lines, extra_mappings);
+}
+
+/// [`write_config`] with top-level policy keys (`policy_lines`, e.g. `matching = [...]`)
+/// before the sections.
+pub fn write_config_with_policy(
+    path: &Path,
+    policy_lines: &str,
+    base_url: &str,
+    host_lines: &str,
+    extra_mappings: &str,
+) {
     std::fs::write(
         path,
         format!(
-            r#"[scim]
+            r#"{policy_lines}
+[scim]
 base_url = "{base_url}"
 token_env = "SCIM_TOKEN"
 timeout_secs = 5
@@ -141,11 +154,27 @@ pub fn wait_until(
 
 /// Every user on the SCIM server, read back page by page.
 pub fn scim_users(peer: &Peer) -> Vec<serde_json::Value> {
+    scim_users_with_attributes(peer, &[])
+}
+
+/// Every user on the SCIM server, read back page by page, with only `attributes` (and
+/// `id`, which a server always returns); all of them when `attributes` is empty. Asking
+/// for the few a check reads makes a large read-back far cheaper: scim2-server spends
+/// most of a listing serialising whole users.
+pub fn scim_users_with_attributes(peer: &Peer, attributes: &[&str]) -> Vec<serde_json::Value> {
+    let projection = if attributes.is_empty() {
+        String::new()
+    } else {
+        format!("&attributes={}", attributes.join(","))
+    };
     let mut out = Vec::new();
     let mut start = 1;
     loop {
         let (status, page) = get_json(
-            &format!("{}/Users?startIndex={start}&count=200", peer.base_url),
+            &format!(
+                "{}/Users?startIndex={start}&count=200{projection}",
+                peer.base_url
+            ),
             &peer.token,
         )
         .expect("listing");

@@ -4,9 +4,9 @@
 //! the test's process, on a free loopback port, data in a temp dir), scim2-server, and a
 //! recording proxy in front of it. The test queues every user's events itself through the
 //! library's store (a `created` then `updated` events, in rounds, so users' events
-//! interleave in the queue); each event carries the user's sequence number in the field
-//! `seq`, mapped to SCIM `title`. Then 4 `daemon --deliver-only` processes drain the
-//! outbox into scim2-server through the proxy.
+//! interleave in the queue; 500 events per transaction); each event carries the user's
+//! sequence number in the field `seq`, mapped to SCIM `title`. Then 4 `daemon
+//! --deliver-only` processes drain the outbox into scim2-server through the proxy.
 //!
 //! Checked afterwards:
 //! - the outbox is empty, nothing parked;
@@ -16,14 +16,29 @@
 //!   `/Bulk` operations included, in arrival order) never go down, and every number was
 //!   sent. Without faults each was sent exactly once.
 //!
-//! The fault runs kill -9 one worker while it holds claimed events, and stop the database
-//! for a few seconds mid-run. A write the killed worker sent but had not recorded is sent
-//! again after its lease (at least once on the wire): the check then allows a number to
-//! repeat, never to go back, and the server must still hold each user once.
+//! The runs, all in CI (`cargo test -p scim-provisioner-tests --test outbox_workers`):
+//! - **The issue's full size** (`full_size_*`): 4 workers × 10,000 events (2,500 users × 4)
+//!   on each database. They match new users by `userName` and `externalId`, which
+//!   scim2-server looks up from an index; the default matching's work-email filter makes it
+//!   walk every stored user, which at this size cost 150 of the run's 180 s (see
+//!   [`Matching`]). Their names sort first, so the two start together and the smaller
+//!   runs fill in after them.
+//! - **The fault runs**, at 1,000 events (250 users × 4) with the default matching: they
+//!   kill -9 one worker while it holds claimed events, and stop the database for a few
+//!   seconds mid-run. A write the killed worker sent but had not recorded is sent again
+//!   after its lease (at least once on the wire): the check then allows a number to
+//!   repeat, never to go back, and the server must still hold each user once.
+//! - **The slow runs** give the workers a 1 s lease against a server that answers each
+//!   write 2.5 s late: each worker's lease keeper must extend its lease while it delivers,
+//!   or another worker takes the batch over and sends it again (each change must be sent
+//!   once).
 //!
-//! The slow runs give the workers a 1 s lease against a server that answers each write
-//! 2.5 s late: each worker's lease keeper must extend its lease while it delivers, or
-//! another worker takes the batch over and sends it again (each change must be sent once).
+//! Where the time goes: each run prints (with `-- --nocapture`) when each phase ended, the
+//! requests the server was sent, and the CPU the workers and scim2-server used. A
+//! full-size run is bound by scim2-server, which serves one request at a time: about 27 s
+//! of its CPU for the 5,000 look-ups and the 100 `/Bulk` requests of 100, against 5 s for
+//! the 4 (debug) workers together. One run, with its figures:
+//! `cargo test -p scim-provisioner-tests --test outbox_workers -- --nocapture postgres_ten`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -35,7 +50,8 @@ use host_example::database::{DatabaseUrl, Db};
 use host_example::store::{Store, UserRecord};
 use host_example::types::UserEvent;
 use scim_provisioner_tests::daemons::{
-    Daemon as Worker, host_example_bin, scim_users, tail, wait_until, write_config,
+    Daemon as Worker, host_example_bin, scim_users_with_attributes, tail, wait_until,
+    write_config_with_policy,
 };
 use scim_provisioner_tests::peers::{Peer, scim2_server};
 use scim_provisioner_tests::recording_proxy::RecordingProxy;
@@ -58,15 +74,119 @@ fn user_record(name: &str, seq: usize) -> UserRecord {
     }
 }
 
-fn config(dir: &Path, base_url: &str, lease_secs: u32) -> PathBuf {
+/// Which remote attributes a worker looks a new user up by before creating it.
+#[derive(Clone, Copy)]
+enum Matching {
+    /// The default: `userName`, `externalId` and the work email.
+    Default,
+    /// `userName` and `externalId` only. scim2-server answers an equality filter on a
+    /// simple attribute from an index, but walks every stored user for the email's
+    /// value-path filter (`emails[type eq "work" and value eq …]`): at 2,500 users that
+    /// alone made the run quadratic (150 of its 180 s went to those scans), a cost of the
+    /// peer's in-memory store, not of the workers under test.
+    Indexed,
+}
+
+fn config(dir: &Path, base_url: &str, lease_secs: u32, matching: Matching) -> PathBuf {
     let path = dir.join("worker.toml");
-    write_config(
+    let policy = match matching {
+        Matching::Default => "",
+        Matching::Indexed => "matching = [\"userName\", \"externalId\"]",
+    };
+    write_config_with_policy(
         &path,
+        policy,
         base_url,
         &format!("claim_lease_secs = {lease_secs}\nmax_attempts = 50"),
         "\n[[mapping]]\ntarget = \"title\"\nsource = \"seq\"\n",
     );
     path
+}
+
+/// Events queued per transaction: each goes through the library's own enqueue (the user's
+/// row locked, the event written beside the change), but 10,000 commits one by one cost
+/// the test more than the workers' whole drain of them.
+const QUEUE_TRANSACTION: usize = 500;
+
+/// Queues every user's events through the store, in rounds (every user's `created`, then
+/// every user's first `updated`, …), so users' events interleave in the queue; returns
+/// the users' ids.
+fn queue_events(url: &DatabaseUrl, users: usize, events_per_user: usize) -> Vec<String> {
+    let mut store = Store::open_url(url, Duration::from_secs(30)).expect("store");
+    let mut ids = Vec::with_capacity(users);
+    let numbers: Vec<usize> = (0..users).collect();
+    for chunk in numbers.chunks(QUEUE_TRANSACTION) {
+        let added = store
+            .batch(|s| {
+                chunk
+                    .iter()
+                    .map(|i| s.add_user(user_record(&format!("worker-user-{i}"), 1), true))
+                    .map(|user| user.map(|u| u.id))
+                    .collect::<anyhow::Result<Vec<String>>>()
+            })
+            .expect("users added");
+        ids.extend(added);
+    }
+    for seq in 2..=events_per_user {
+        for chunk in ids.chunks(QUEUE_TRANSACTION) {
+            store
+                .batch(|s| {
+                    for id in chunk {
+                        s.change_user(id, UserEvent::Updated, |u| {
+                            u.fields.insert("seq".into(), json!(seq.to_string()));
+                        })?;
+                    }
+                    Ok(())
+                })
+                .expect("changes queued");
+        }
+    }
+    ids
+}
+
+/// The CPU time (user and system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ, which /proc counts in, is 100 on every Linux architecture we run on.
+    Some(ticks as f64 / 100.0)
+}
+
+/// The scim2-server process listening on `port` (found by its command line).
+fn scim2_server_pid(port: u16) -> Option<u32> {
+    let wanted = format!("\0--port\0{port}\0");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            (cmdline.contains("scim2") && cmdline.contains(&wanted)).then_some(pid)
+        })
+}
+
+/// How many requests of each kind the proxy forwarded (`GET Users filter`, `POST Bulk`…).
+fn request_kinds(proxy: &RecordingProxy) -> BTreeMap<String, usize> {
+    let mut kinds = BTreeMap::new();
+    for (method, target) in proxy.requests() {
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let resource = match path.rsplit_once("/Users/") {
+            Some(_) => "Users/{id}",
+            None => path.rsplit('/').next().unwrap_or_default(),
+        };
+        let filtered = if query.contains("filter=") {
+            " filter"
+        } else {
+            ""
+        };
+        *kinds
+            .entry(format!("{method} {resource}{filtered}"))
+            .or_default() += 1;
+    }
+    kinds
 }
 
 /// The outbox's (rows, parked rows), read directly.
@@ -112,7 +232,7 @@ fn wait_for(what: &str, workers: &mut [Worker], done: impl FnMut() -> bool) {
 
 /// Every user on the server: remote id → (externalId, title).
 fn server_users(peer: &Peer) -> HashMap<String, (String, String)> {
-    scim_users(peer)
+    scim_users_with_attributes(peer, &["externalId", "title"])
         .iter()
         .map(|r| {
             (
@@ -170,9 +290,30 @@ fn writes_in(method: &str, target: &str, body: &Value, out: &mut Vec<(String, St
     }
 }
 
-/// Runs one scenario and checks it (see the module documentation).
-fn scenario(kind: Kind, users: usize, events_per_user: usize, faults: bool) {
-    scenario_with(kind, users, events_per_user, faults, None);
+/// One run of the workers (see the module documentation).
+struct Run {
+    kind: Kind,
+    users: usize,
+    events_per_user: usize,
+    /// kill -9 a worker holding claims, and stop the database for 3 s mid-run.
+    faults: bool,
+    /// A server slower than the lease (see [`Slow`]).
+    slow: Option<Slow>,
+    matching: Matching,
+}
+
+impl Run {
+    /// `users` × `events_per_user` events, no faults, the default matching.
+    fn new(kind: Kind, users: usize, events_per_user: usize) -> Run {
+        Run {
+            kind,
+            users,
+            events_per_user,
+            faults: false,
+            slow: None,
+            matching: Matching::Default,
+        }
+    }
 }
 
 /// A server slower than the lease: each write is answered `delay` late, and the lease is
@@ -181,18 +322,27 @@ struct Slow {
     delay: Duration,
 }
 
-fn scenario_with(
-    kind: Kind,
-    users: usize,
-    events_per_user: usize,
-    faults: bool,
-    slow: Option<Slow>,
-) {
+/// Runs one scenario and checks it (see the module documentation). Prints, as it goes,
+/// when each phase ended, the requests the server was sent, and the CPU the workers and
+/// scim2-server used (a slow run says there where its time went).
+fn scenario(run: Run) {
+    let Run {
+        kind,
+        users,
+        events_per_user,
+        faults,
+        slow,
+        matching,
+    } = run;
+    let t0 = Instant::now();
+    let phase = |what: &str| eprintln!("[{:>7.1} s] {what}", t0.elapsed().as_secs_f64());
     let bin = host_example_bin();
     let (mut server, url_text) =
         TestDatabase::start_with_database(kind, "outbox").expect("a database server");
     let url = DatabaseUrl::parse(&url_text, Path::new("/")).expect("url");
+    phase("database up");
     let peer = scim2_server().expect("scim2-server");
+    phase("scim2-server up");
     let proxy = match &slow {
         Some(slow) => RecordingProxy::start_slow(&peer.base_url, slow.delay),
         None => RecordingProxy::start(&peer.base_url),
@@ -207,29 +357,12 @@ fn scenario_with(
         (None, true) => 15,
         (None, false) => 60,
     };
-    let config = config(&dir, &proxy.base_url, lease);
+    let config = config(&dir, &proxy.base_url, lease, matching);
 
-    // The queue: every user's events in rounds, so they interleave.
-    let mut store = Store::open_url(&url, Duration::from_secs(30)).expect("store");
-    let mut ids = Vec::with_capacity(users);
-    for i in 0..users {
-        let user = store
-            .add_user(user_record(&format!("worker-user-{i}"), 1), true)
-            .expect("add");
-        ids.push(user.id);
-    }
-    for seq in 2..=events_per_user {
-        for id in &ids {
-            store
-                .change_user(id, UserEvent::Updated, |u| {
-                    u.fields.insert("seq".into(), json!(seq.to_string()));
-                })
-                .expect("change");
-        }
-    }
+    let ids = queue_events(&url, users, events_per_user);
     let total = (users * events_per_user) as i64;
     assert_eq!(outbox_rows(&url), Some((total, 0)));
-    drop(store);
+    phase("queued");
 
     let started = Instant::now();
     let mut workers: Vec<Worker> = (0..WORKERS)
@@ -281,13 +414,22 @@ fn scenario_with(
         outbox_rows(&url) == Some((0, 0))
     });
     let elapsed = started.elapsed();
+    let workers_cpu: f64 = workers
+        .iter()
+        .filter_map(|w| cpu_seconds(w.child.id()))
+        .sum();
     eprintln!(
-        "{} events by {WORKERS} workers in {:.1} s ({:.0} events/s)",
-        total,
+        "{total} events by {WORKERS} workers in {:.1} s ({:.0} events/s); CPU: workers \
+         {workers_cpu:.1} s, scim2-server {:.1} s since it started",
         elapsed.as_secs_f64(),
-        total as f64 / elapsed.as_secs_f64()
+        total as f64 / elapsed.as_secs_f64(),
+        scim2_server_pid(peer.port)
+            .and_then(cpu_seconds)
+            .unwrap_or(f64::NAN),
     );
     drop(workers);
+    phase("drained");
+    eprintln!("requests: {:?}", request_kinds(&proxy));
 
     // Read back: every user once, in their final state.
     let remote = server_users(&peer);
@@ -306,6 +448,7 @@ fn scenario_with(
         );
     }
 
+    phase("read back");
     // The order the server was sent each user's sequence numbers in.
     let external_of: HashMap<&str, &str> = remote
         .iter()
@@ -354,6 +497,7 @@ fn scenario_with(
         }
     }
     eprintln!("writes sent again after the faults: {repeats}");
+    phase("checked");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -363,63 +507,59 @@ fn scenario_with(
 /// sent again.)
 #[test]
 fn postgres_a_batch_slower_than_its_lease_is_sent_once() {
-    scenario_with(
-        Kind::Postgres,
-        30,
-        2,
-        false,
-        Some(Slow {
+    scenario(Run {
+        slow: Some(Slow {
             delay: Duration::from_millis(2_500),
         }),
-    );
+        ..Run::new(Kind::Postgres, 30, 2)
+    });
 }
 
 /// The same on MariaDB.
 #[test]
 fn mariadb_a_batch_slower_than_its_lease_is_sent_once() {
-    scenario_with(
-        Kind::MariaDb,
-        30,
-        2,
-        false,
-        Some(Slow {
+    scenario(Run {
+        slow: Some(Slow {
             delay: Duration::from_millis(2_500),
         }),
-    );
+        ..Run::new(Kind::MariaDb, 30, 2)
+    });
 }
 
+/// The issue's full size: 4 workers × 10,000 events (2,500 users × 4), every user once in
+/// their final state, every change sent once, in order.
 #[test]
-fn postgres_four_workers_deliver_every_event_once_in_order() {
-    scenario(Kind::Postgres, 250, 4, false);
+fn full_size_postgres_ten_thousand_events_each_once_in_order() {
+    scenario(Run {
+        matching: Matching::Indexed,
+        ..Run::new(Kind::Postgres, 2_500, 4)
+    });
 }
 
+/// The issue's full size on MariaDB.
 #[test]
-fn mariadb_four_workers_deliver_every_event_once_in_order() {
-    scenario(Kind::MariaDb, 250, 4, false);
+fn full_size_mariadb_ten_thousand_events_each_once_in_order() {
+    scenario(Run {
+        matching: Matching::Indexed,
+        ..Run::new(Kind::MariaDb, 2_500, 4)
+    });
 }
 
+/// The fault runs, at 1,000 events (250 users × 4), with the default matching.
 #[test]
 fn postgres_a_killed_worker_and_a_stopped_database_lose_nothing() {
-    scenario(Kind::Postgres, 250, 4, true);
+    scenario(Run {
+        faults: true,
+        ..Run::new(Kind::Postgres, 250, 4)
+    });
 }
 
 #[test]
 fn mariadb_a_killed_worker_and_a_stopped_database_lose_nothing() {
-    scenario(Kind::MariaDb, 250, 4, true);
-}
-
-/// The issue's full size: 4 workers × 10,000 events (run by hand: `--ignored`).
-#[test]
-#[ignore]
-fn postgres_ten_thousand_events() {
-    scenario(Kind::Postgres, 2_500, 4, false);
-}
-
-/// The issue's full size on MariaDB (run by hand: `--ignored`).
-#[test]
-#[ignore]
-fn mariadb_ten_thousand_events() {
-    scenario(Kind::MariaDb, 2_500, 4, false);
+    scenario(Run {
+        faults: true,
+        ..Run::new(Kind::MariaDb, 250, 4)
+    });
 }
 
 /// A daemon on a shared database with a configuration the component refuses (`matching =
