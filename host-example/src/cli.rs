@@ -127,7 +127,8 @@ pub enum Command {
         #[arg(long)]
         deliver_only: bool,
         /// On a shared database, the partitions (ranges of user ids) a reconcile run this
-        /// daemon starts is split into, for the daemons to share.
+        /// daemon starts is split into, for the daemons to share (more when one would hold
+        /// over 10,000 users).
         #[arg(long, default_value_t = host_example::reconcile_shared::DEFAULT_PARTITIONS, value_parser = clap::value_parser!(u32).range(1..=4096))]
         partitions: u32,
     },
