@@ -653,6 +653,14 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                         .map(|b| text::json(&b).into_bytes())
                         .unwrap_or_default(),
                 };
+                // A creation refused as a taken value, where the POST is what asks the
+                // server: the one-user path looks the user up and adopts, as after a 409.
+                if matches!(p.finish, Finish::Create { .. })
+                    && self.leaves_unique_to_server()
+                    && super::engine::is_uniqueness_400(&synthetic)
+                {
+                    return None;
+                }
                 let error = response::error_from_response(&synthetic, now_unix());
                 // A refused PATCH goes as PUT on the one-user path.
                 if matches!(p.finish, Finish::Change { .. }) && is_patch_refusal(&error) {

@@ -222,14 +222,22 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
                 self.remember_created(&remote_id, &resource);
                 Ok(created(t, remote_id, version, location, &resource))
             }
-            // Someone (another run, an admin) created it since we looked: adopt it.
-            Ok(resp) if resp.status == 409 => match self.look_up(t, &resource, &caps)? {
-                Some(existing) => self.adopt(t, user, existing, &caps),
-                None => Err(held_unlisted(
-                    &resource,
-                    response::error_from_response(&resp, now_unix()),
-                )),
-            },
+            // Someone (another run, an admin) created it since we looked: adopt it. Where
+            // the POST is what asks the server (`matching_look_up = "on_conflict"`), a 400
+            // `uniqueness` says the same (RFC 7644 lists it under 400 in Table 9, though
+            // §3.3 asks for 409).
+            Ok(resp)
+                if resp.status == 409
+                    || (self.leaves_unique_to_server() && is_uniqueness_400(&resp)) =>
+            {
+                match self.look_up(t, &resource, &caps)? {
+                    Some(existing) => self.adopt(t, user, existing, &caps),
+                    None => Err(held_unlisted(
+                        &resource,
+                        response::error_from_response(&resp, now_unix()),
+                    )),
+                }
+            }
             Ok(resp) => Err(response::error_from_response(&resp, now_unix())),
             // The POST may have landed; look before anyone retries it.
             Err(ProvisioningError::Transport(TransportError::Timeout)) => {
@@ -993,6 +1001,16 @@ impl<H: HttpPort, L: LogPort> Connector<H, L> {
             ),
         )
     }
+}
+
+/// Whether an answer is a 400 with `scimType` `uniqueness`: a server's refusal of a value
+/// another resource holds, as RFC 7644's Table 9 lists it (§3.3 asks for a 409 instead).
+pub(crate) fn is_uniqueness_400(resp: &HttpResponse) -> bool {
+    resp.status == 400
+        && matches!(
+            response::error_from_response(resp, 0),
+            ProvisioningError::Scim(e) if e.scim_type.as_deref() == Some("uniqueness")
+        )
 }
 
 /// What one look-up by one matching attribute found.

@@ -282,3 +282,31 @@ fn on_conflict_duplicates_on_a_server_that_does_not_enforce_uniqueness_and_says_
         "{logged:?}"
     );
 }
+
+/// A server that refuses a taken userName with 400 `uniqueness` (RFC 7644 Table 9) rather
+/// than 409 (§3.3): under `on_conflict` that refusal is the conflict, and the user is
+/// looked up and adopted.
+#[test]
+fn on_conflict_a_400_uniqueness_is_a_conflict_on_the_quirky_server() {
+    let peer = peers::quirky(&["--uniqueness-400"]).expect("the quirky server starts");
+    let existing = created_elsewhere(&peer, "taken");
+    let (mut session, lines) = open_logged(&settings(&peer, ON_CONFLICT_USER_NAME));
+    let taken = drupal_user("1", "taken", "Taken", "User");
+    let out = succeeded(
+        &peer,
+        &provision(&mut session, &taken, UserEvent::Created, None),
+    );
+    assert_eq!(out.action, Action::Adopted, "{out:?}");
+    assert_eq!(
+        out.link.as_ref().map(|l| l.remote_id.as_str()),
+        Some(existing.as_str())
+    );
+    let requests = logged_requests(&lines);
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("POST ") && r.ends_with("-> 400")),
+        "{requests:?}"
+    );
+    assert_eq!(find_users(&peer, "userName eq \"taken\"").len(), 1);
+}

@@ -840,3 +840,27 @@ fn on_conflict_an_operation_missing_from_the_answer_is_looked_up_before_it_is_se
         calls(&c)
     );
 }
+
+#[test]
+fn on_conflict_a_400_uniqueness_in_the_bulk_answer_is_looked_up_and_adopted() {
+    let c = on_conflict(vec![
+        spc(Some(10)),
+        bulk_answer(json!([
+            {"method": "POST", "bulkId": "u0", "status": "400",
+             "response": {"schemas": [ERROR_SCHEMA], "status": "400", "scimType": "uniqueness"}},
+            {"method": "POST", "bulkId": "u1", "status": "201", "location": format!("{BASE}/Users/rb"),
+             "response": remote("2", "rb", "bob")}
+        ])),
+        list(vec![remote("1", "r9", "alice")]),
+    ]);
+    let out = c.provision_batch(&created_pair());
+    let alice = ok(&out.results[0]);
+    assert_eq!(alice.action, Action::Adopted);
+    assert_eq!(alice.link.as_ref().unwrap().remote_id, "r9");
+    assert_eq!(
+        calls(&c).iter().filter(|c| c.starts_with("POST")).count(),
+        1,
+        "{:?}",
+        calls(&c)
+    );
+}

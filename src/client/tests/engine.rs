@@ -2335,3 +2335,61 @@ fn only_an_unqualified_or_core_user_name_counts_as_unique_on_every_server() {
         assert_eq!(server_unique(&parsed), unique, "{path}");
     }
 }
+
+#[test]
+fn on_conflict_a_400_uniqueness_on_post_is_a_conflict_too_and_the_default_keeps_it_an_error() {
+    let policy = r#"{"matching_look_up": "on_conflict", "matching": ["userName"]}"#;
+    let c = connector(
+        policy,
+        vec![
+            spc(true, true),
+            scim_error(400, Some("uniqueness"), "userName taken"),
+            list(vec![remote()]),
+        ],
+    );
+    let out = c.provision(&bjensen(), UserEvent::Created, None).unwrap();
+    assert_eq!(out.action, Action::Adopted);
+    assert_eq!(
+        calls(&c),
+        vec![get(SPC_URL), format!("POST {USERS_URL}"), get(Q_USERNAME)]
+    );
+
+    // Any other 400 is the server's error, as before.
+    let c = connector(
+        policy,
+        vec![
+            spc(true, true),
+            scim_error(400, Some("invalidValue"), "bad"),
+        ],
+    );
+    let err = c
+        .provision(&bjensen(), UserEvent::Created, None)
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProvisioningError::Scim(e) if e.status == 400),
+        "{err:?}"
+    );
+    // (A first 400 makes the connector read /Schemas, as ever; nothing looks the user up.)
+    assert!(
+        calls(&c).iter().all(|c| !c.contains("filter=")),
+        "{:?}",
+        calls(&c)
+    );
+
+    // The default looked the user up before the POST, so a 400 there stays the error it was.
+    let c = connector(
+        r#"{"matching": ["userName"]}"#,
+        vec![
+            spc(true, true),
+            list(vec![]),
+            scim_error(400, Some("uniqueness"), "userName taken"),
+        ],
+    );
+    let err = c
+        .provision(&bjensen(), UserEvent::Created, None)
+        .unwrap_err();
+    assert!(
+        matches!(&err, ProvisioningError::Scim(e) if e.status == 400),
+        "{err:?}"
+    );
+}

@@ -21,6 +21,8 @@ Switches (each exactly the behaviour described in issue 16):
                       refused (--filter-mode reject: 400)
   --no-scim-type-409  the 409 for an existing userName carries no scimType
   --no-unique         a second user with an existing userName is accepted
+  --uniqueness-400    the refusal of an existing userName is a 400 scimType "uniqueness"
+                      (RFC 7644 Table 9 lists it under 400; section 3.3 asks for 409)
   --paging-500        a list request carrying count or startIndex is a 500; GET /Users
                       without them answers --default-page users (0: all of them)
   --post-delay-ms N   a POST /Users commits, then waits N ms before it answers
@@ -404,7 +406,8 @@ class Quirky:
             return
         if self.store.by_user_name(user_name, other_than) or user_name.lower() in self.hidden:
             scim_type = None if self.opts.no_scim_type_409 else "uniqueness"
-            raise Refusal(409, "UNIQUE constraint failed: users.user_name", scim_type)
+            status = 400 if self.opts.uniqueness_400 else 409
+            raise Refusal(status, "UNIQUE constraint failed: users.user_name", scim_type)
 
     def read_only(self):
         """The attribute names (lower) the schema declares read-only."""
@@ -830,6 +833,7 @@ def main():
     p.add_argument("--filter-mode", default="ignore", choices=["ignore", "reject"])
     p.add_argument("--no-scim-type-409", action="store_true")
     p.add_argument("--no-unique", action="store_true")
+    p.add_argument("--uniqueness-400", action="store_true")
     p.add_argument("--paging-500", action="store_true")
     p.add_argument("--default-page", type=int, default=0)
     p.add_argument("--post-delay-ms", type=int, default=0)
