@@ -420,12 +420,14 @@ fn scenario(run: Run) {
         .sum();
     eprintln!(
         "{total} events by {WORKERS} workers in {:.1} s ({:.0} events/s); CPU: workers \
-         {workers_cpu:.1} s, scim2-server {:.1} s since it started",
+         {workers_cpu:.1} s, scim2-server {:.1} s since it started, the test process {:.1} s \
+         (queueing, the proxy; every test running in it)",
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
         scim2_server_pid(peer.port)
             .and_then(cpu_seconds)
             .unwrap_or(f64::NAN),
+        cpu_seconds(std::process::id()).unwrap_or(f64::NAN),
     );
     drop(workers);
     phase("drained");
