@@ -17,6 +17,7 @@ use host_example::types::{Action, BatchItem, BatchOutcome, CmsUser, ProvisionOut
 use scim_provisioner_tests::component::{
     LogLines, all_users, drupal_user, find_users, logged_requests, open_logged, provision, settings,
 };
+use scim_provisioner_tests::fault_proxy::{Fault, FaultConfig, FaultProxy, Truncation};
 use scim_provisioner_tests::peers::{self, Peer, send_json};
 use serde_json::json;
 
@@ -309,4 +310,91 @@ fn on_conflict_a_400_uniqueness_is_a_conflict_on_the_quirky_server() {
         "{requests:?}"
     );
     assert_eq!(find_users(&peer, "userName eq \"taken\"").len(), 1);
+}
+
+/// Lost and cut bulk answers: a fault proxy in front of scim2-server closes the connection
+/// after forwarding some requests (the server applied them; the answer is lost) and cuts
+/// the body of others. Sixty new users are delivered as a worker would, each failed user
+/// again in the next batch with no link, until every user has one. Every user is on the
+/// server exactly once, under the remote id its link names.
+#[test]
+fn on_conflict_lost_and_cut_bulk_answers_never_duplicate_a_user_on_scim2_server() {
+    let peer = peers::scim2_server().expect("scim2-server starts");
+    let faults = FaultConfig {
+        seed: 30,
+        write_factor: 4.0,
+        truncation: Truncation::Either,
+        ..FaultConfig::none()
+    }
+    .with_rate(Fault::DropAfterForward, 0.06)
+    .with_rate(Fault::TruncatedBody, 0.04);
+    let proxy = FaultProxy::start(&peer.base_url, faults).expect("the proxy starts");
+    let mut through = settings(&peer, ON_CONFLICT_USER_NAME);
+    through.base_url = proxy.base_url.clone();
+    let people: Vec<CmsUser> = (0..60)
+        .map(|i| drupal_user(&i.to_string(), &format!("lossy{i:03}"), "Lossy", "User"))
+        .collect();
+    let mut links: Vec<Option<String>> = vec![None; people.len()];
+    let mut rounds = 0;
+    let mut adopted = 0;
+    while links.iter().any(Option::is_none) {
+        rounds += 1;
+        assert!(rounds <= 40, "not delivered after 40 rounds: {links:?}");
+        let pending: Vec<usize> = (0..people.len()).filter(|&i| links[i].is_none()).collect();
+        let items: Vec<BatchItem> = pending
+            .iter()
+            .map(|&i| BatchItem {
+                user: people[i].clone(),
+                event: UserEvent::Created,
+                link: None,
+            })
+            .collect();
+        // A failed open (discovery's answer lost) is a round with nothing delivered.
+        let Ok(Ok(mut session)) = scim_provisioner_tests::component::runtime().open(&through)
+        else {
+            continue;
+        };
+        let out = batch(&mut session, &items);
+        for (&i, result) in pending.iter().zip(&out.results) {
+            if let Ok(o) = result {
+                assert!(
+                    matches!(o.action, Action::Created | Action::Adopted),
+                    "user {i}: {o:?}"
+                );
+                links[i] = o.link.as_ref().map(|l| l.remote_id.clone());
+                adopted += usize::from(o.action == Action::Adopted);
+            }
+        }
+    }
+    let lost_bulk_answers = proxy
+        .injected()
+        .iter()
+        .filter(|f| f.method == "POST" && f.target.contains("/Bulk"))
+        .count();
+    assert!(
+        lost_bulk_answers > 0,
+        "the faults reached no bulk request: {}",
+        proxy.stats().summary()
+    );
+    // Users whose creation landed but whose answer did not: found and adopted, not sent again.
+    assert!(
+        adopted > 0,
+        "no creation was lost in transit ({rounds} rounds)"
+    );
+    let on_server = all_users(&peer);
+    assert_eq!(
+        on_server.len(),
+        people.len(),
+        "no duplicate, none lost ({} rounds, {})",
+        rounds,
+        proxy.stats().summary()
+    );
+    for (i, link) in links.iter().enumerate() {
+        let id = link.as_deref().expect("a link");
+        let remote = on_server
+            .iter()
+            .find(|u| u["id"] == id)
+            .unwrap_or_else(|| panic!("user {i}'s link {id} names no user"));
+        assert_eq!(remote["userName"], format!("lossy{i:03}"));
+    }
 }
