@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import select
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,8 @@ from plugin_calls import PLUGIN, call, save_settings
 
 # One child: queues event SEQ for USER_ID; with MODE=hold inside a transaction of its own that
 # stays open until a line arrives on stdin. Prints "connection N", "enqueued ID", "committed".
-# With NO_IN_TRANSACTION=1, as on MySQL: enqueue cannot ask @@in_transaction.
+# With NO_IN_TRANSACTION=1, as on MySQL: enqueue cannot ask @@in_transaction. With
+# PAUSE_BEFORE_EVENT=1 it stops between the user's row and the event, printing "paused".
 ENQUEUER = r"""<?php
 $_SERVER['HTTP_HOST'] = getenv('SITE_HOST');
 require getenv('SITE_PATH') . '/wp-load.php';
@@ -34,6 +36,18 @@ $say = static function (string $line): void { fwrite(STDOUT, $line . "\n"); fflu
 if (getenv('NO_IN_TRANSACTION') === '1') {
     // MySQL, which has no @@in_transaction, played by MariaDB: the variable's name is changed.
     add_filter('query', static fn (string $q): string => str_replace('@@in_transaction', '@@no_such_in_transaction', $q));
+}
+if (getenv('PAUSE_BEFORE_EVENT') === '1') {
+    // Between the user's row and the event's: says "paused" and waits for a line.
+    add_filter('query', static function (string $q) use ($wpdb, $say): string {
+        static $paused = false;
+        if (!$paused && str_starts_with(ltrim($q), "INSERT INTO {$wpdb->prefix}scim_outbox (")) {
+            $paused = true;
+            $say('paused');
+            fgets(STDIN);
+        }
+        return $q;
+    });
 }
 $userId = (int) getenv('USER_ID');
 $seq = (int) getenv('SEQ');
@@ -56,22 +70,40 @@ $say('committed');
 
 
 def _start(site: WordPressSite, script: Path, user_id: int, seq: int, mode: str, log: Path,
-           no_in_transaction: bool = False) -> subprocess.Popen:
+           no_in_transaction: bool = False, pause: bool = False) -> subprocess.Popen:
     env = dict(os.environ, SITE_HOST=f"127.0.0.1:{site.port}", SITE_PATH=str(site.path), USER_ID=str(user_id),
-               SEQ=str(seq), MODE=mode, NO_IN_TRANSACTION="1" if no_in_transaction else "0")
+               SEQ=str(seq), MODE=mode, NO_IN_TRANSACTION="1" if no_in_transaction else "0",
+               PAUSE_BEFORE_EVENT="1" if pause else "0")
     with open(log, "ab") as err:
+        # Unbuffered bytes: _line reads the pipe itself, so no line waits in a reader's buffer
+        # while select() says there is nothing to read.
         return subprocess.Popen(as_user(WEB_USER, ["php", "-d", "display_errors=stderr", str(script)]),
                                 cwd=site.path, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=err, text=True)
+                                stderr=err, bufsize=0)
+
+
+# What each child (by pid) printed past its last line read.
+_unread: dict[int, bytes] = {}
 
 
 def _line(proc: subprocess.Popen, log: Path, limit: float = 60) -> str:
     """The child's next line of output, waited for up to `limit` seconds."""
-    ready, _, _ = select.select([proc.stdout], [], [], limit)
-    line = proc.stdout.readline() if ready else ""
-    if not line:
-        raise AssertionError(f"no line from the child (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
-    return line.strip()
+    end = time.monotonic() + limit
+    buf = _unread.get(proc.pid, b"")
+    while b"\n" not in buf:
+        left = end - time.monotonic()
+        ready = left > 0 and select.select([proc.stdout], [], [], left)[0]
+        chunk = os.read(proc.stdout.fileno(), 4096) if ready else b""
+        if not chunk:
+            raise AssertionError(f"no line from the child (exit {proc.poll()}):\n{log.read_text()[-3000:]}")
+        buf += chunk
+    line, _, _unread[proc.pid] = buf.partition(b"\n")
+    return line.decode().strip()
+
+
+def _has_line(proc: subprocess.Popen) -> bool:
+    """Whether the child has printed anything not read yet (without waiting)."""
+    return bool(_unread.get(proc.pid)) or bool(select.select([proc.stdout], [], [], 0)[0])
 
 
 def _user_rows(site: WordPressSite, user_id: int) -> int:
@@ -131,7 +163,7 @@ def test_one_users_events_are_claimable_in_commit_order_when_two_requests_race(w
         assert not b_committed, "B committed a later event while A, queued first, was still open"
         assert _claim_all(site, user_id) == [], "nothing of the user is claimable while A is open"
 
-        a.stdin.write("commit\n")
+        a.stdin.write(b"commit\n")
         a.stdin.flush()
         assert _line(a, log) == "committed"
         assert _line(b, log).startswith("enqueued "), "B goes on once A committed"
@@ -159,6 +191,50 @@ def test_one_users_events_are_claimable_in_commit_order_when_two_requests_race(w
 }})()""")
     assert out == [0, True, 1, "0"], out
     assert _claim_all(site, user_id) == [4]
+
+
+@pytest.mark.parametrize("no_in_transaction", [False, True], ids=["mariadb", "mysql_without_in_transaction"])
+def test_an_enqueue_outside_a_transaction_holds_the_user_until_its_event_commits(wp_site, tmp_path: Path,
+                                                                                 no_in_transaction: bool):
+    """B queues outside any transaction and is stopped between the user's row and its event;
+    A then queues inside a transaction of its own. A must wait for B: enqueue ran B's two
+    statements in a transaction it opened itself, which holds the user's row until B's event
+    is committed. Had each statement committed alone (the MySQL path before it could tell
+    whether a transaction was open), A would take its id while B had not yet taken its own,
+    and B would commit the later id first."""
+    site = wp_site("own")
+    user_id = site.create_user("ownuser")
+    script = site.dir / "enqueue-child.php"
+    script.write_text(ENQUEUER)
+    chown(script, WEB_USER, 0o644)
+    log = tmp_path / "children.log"
+
+    b = _start(site, script, user_id, 1, "commit", log, no_in_transaction, pause=True)
+    a = None
+    try:
+        assert _line(b, log).startswith("connection ")
+        assert _line(b, log) == "paused", "B holds the user's row, its event not yet queued"
+        a = _start(site, script, user_id, 2, "hold", log, no_in_transaction)
+        a_connection = int(_line(a, log).split()[1])
+        waiting = ("SELECT COUNT(*) FROM information_schema.INNODB_TRX "
+                   f"WHERE trx_mysql_thread_id = {a_connection} AND trx_state = 'LOCK WAIT'")
+        wait_for(lambda: _has_line(a) or site.mariadb.query(None, waiting) == [["1"]],
+                 "A waiting on the user's lock", limit=60)
+        assert not _has_line(a), f"A queued while B, first, had not: {_line(a, log)}"
+
+        b.stdin.write(b"go\n")
+        b.stdin.flush()
+        assert _line(b, log).startswith("enqueued ")
+        assert _line(b, log) == "committed"
+        assert _line(a, log).startswith("enqueued "), "A goes on once B committed"
+        a.stdin.write(b"commit\n")
+        a.stdin.flush()
+        assert _line(a, log) == "committed"
+        assert _claim_all(site, user_id) == [1, 2], "B (first to hold the user) before A"
+    finally:
+        for child in (a, b):
+            if child is not None:
+                stop_process(child, limit=30)
 
 
 def test_upgrade_from_schema_version_1_keeps_a_queued_event(wp_site):
