@@ -1,7 +1,9 @@
 //! The provisioning engine: brings one remote user in line with one CMS user after an event.
-//! It selects the operation, matches before creating so no user is ever duplicated, sends
-//! minimal PATCHes (or PUTs that keep what we do not map), honours ETags, and turns every
-//! answer into an outcome or a structured, retry-classed error.
+//! It selects the operation, matches before creating so no user is ever duplicated (by a
+//! look-up, or, for `userName` under `matching_look_up = "on_conflict"`, by the server's
+//! 409 to the creation itself), sends minimal PATCHes (or PUTs that keep what we do not
+//! map), honours ETags, and turns every answer into an outcome or a structured,
+//! retry-classed error.
 
 use serde_json::{Value, json};
 
