@@ -47,6 +47,8 @@ final class OutboxWorker
     private readonly int $leaseSeconds;
     /** @var list<Settlement> delivered or failed, not yet recorded (the database failed before or during the settle) */
     private array $unsettled = [];
+    /** @var list<OutboxEvent> claimed, not started (the database failed before delivery began): given back after the reconnect */
+    private array $toRelease = [];
     /** @var array{delivered: int, failed: int, parked: int, lost: int, reconnects: int} */
     private array $stats = ['delivered' => 0, 'failed' => 0, 'parked' => 0, 'lost' => 0, 'reconnects' => 0];
 
@@ -113,6 +115,7 @@ final class OutboxWorker
                     $backoffMs = self::FIRST_BACKOFF_MS;
                 }
                 $this->settleUnsettled($outbox);
+                $this->releaseUnstarted($outbox);
                 $events = $outbox->claim($this->owner, $this->batch);
                 if ($events === []) {
                     if ($stop($outbox)) {
@@ -146,7 +149,12 @@ final class OutboxWorker
      */
     private function deliver(PdoOutbox $outbox, array $events): void
     {
-        $links = $outbox->links(array_map(static fn (OutboxEvent $e): string => $e->user->id, $events));
+        try {
+            $links = $outbox->links(array_map(static fn (OutboxEvent $e): string => $e->user->id, $events));
+        } catch (\PDOException $e) {
+            $this->toRelease = $events; // nothing sent: any worker may take them at once after the outage
+            throw $e;
+        }
         $extended = microtime(true);
         $databaseLost = false;
         foreach ($events as $i => $event) {
@@ -203,6 +211,15 @@ final class OutboxWorker
                 ]);
             }
             $this->notify($s->event, $result);
+        }
+    }
+
+    /** Gives back a batch the database's failure stopped before its delivery began. */
+    private function releaseUnstarted(PdoOutbox $outbox): void
+    {
+        while ($this->toRelease !== []) {
+            $outbox->release($this->toRelease[0], $this->owner);
+            array_shift($this->toRelease);
         }
     }
 
