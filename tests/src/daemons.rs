@@ -68,15 +68,16 @@ impl Drop for Daemon {
 /// work email ← mail, `active`, `externalId` ← the CMS id, then `extra_mappings` (TOML
 /// `[[mapping]]` tables).
 pub fn write_config(path: &Path, base_url: &str, host_lines: &str, extra_mappings: &str) {
-    write_config_with_policy(path, "", base_url, host_lines, extra_mappings);
+    write_config_with_policy(path, "", base_url, 5, host_lines, extra_mappings);
 }
 
 /// [`write_config`] with top-level policy keys (`policy_lines`, e.g. `matching = [...]`)
-/// before the sections.
+/// before the sections, and the SCIM requests' timeout.
 pub fn write_config_with_policy(
     path: &Path,
     policy_lines: &str,
     base_url: &str,
+    timeout_secs: u32,
     host_lines: &str,
     extra_mappings: &str,
 ) {
@@ -87,7 +88,7 @@ pub fn write_config_with_policy(
 [scim]
 base_url = "{base_url}"
 token_env = "SCIM_TOKEN"
-timeout_secs = 5
+timeout_secs = {timeout_secs}
 
 [host]
 {host_lines}

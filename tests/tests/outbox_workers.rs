@@ -59,6 +59,11 @@ use scim_provisioner_tests::site::temp_dir;
 use serde_json::{Map, Value, json};
 
 const WORKERS: usize = 4;
+/// The workers' SCIM request timeout: far above what a `/Bulk` request of 100 takes
+/// (about 0.2 s of scim2-server's CPU), so that a loaded machine does not time a request
+/// out that the server then applies: the worker would send it again, and the runs without
+/// faults check that each change is sent exactly once.
+const SCIM_TIMEOUT_SECS: u32 = 30;
 /// How long the whole drain may take on a loaded machine.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(300);
 
@@ -97,6 +102,7 @@ fn config(dir: &Path, base_url: &str, lease_secs: u32, matching: Matching) -> Pa
         &path,
         policy,
         base_url,
+        SCIM_TIMEOUT_SECS,
         &format!("claim_lease_secs = {lease_secs}\nmax_attempts = 50"),
         "\n[[mapping]]\ntarget = \"title\"\nsource = \"seq\"\n",
     );
