@@ -343,11 +343,16 @@ fn scenario(run: Run) {
     let t0 = Instant::now();
     let phase = |what: &str| eprintln!("[{:>7.1} s] {what}", t0.elapsed().as_secs_f64());
     let bin = host_example_bin();
+    // scim2-server starts while the database does (each takes seconds, mostly waiting).
+    let starting_peer = std::thread::spawn(scim2_server);
     let (mut server, url_text) =
         TestDatabase::start_with_database(kind, "outbox").expect("a database server");
     let url = DatabaseUrl::parse(&url_text, Path::new("/")).expect("url");
     phase("database up");
-    let peer = scim2_server().expect("scim2-server");
+    let peer = starting_peer
+        .join()
+        .expect("scim2-server's start")
+        .expect("scim2-server");
     phase("scim2-server up");
     let proxy = match &slow {
         Some(slow) => RecordingProxy::start_slow(&peer.base_url, slow.delay),
