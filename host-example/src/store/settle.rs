@@ -139,7 +139,7 @@ const SETTLE_ATTEMPTS: u64 = 5;
 
 /// A deadlock or serialization failure: the transaction was rolled back and may simply be
 /// run again (PostgreSQL `40P01`/`40001`, MariaDB 1213, or its lock wait timeout 1205).
-fn is_conflict(error: &anyhow::Error) -> bool {
+pub(super) fn is_conflict(error: &anyhow::Error) -> bool {
     error.chain().any(|cause| {
         if let Some(e) = cause.downcast_ref::<postgres::Error>() {
             return e.code().is_some_and(|c| {

@@ -354,3 +354,71 @@ fn the_store_on_postgres_and_mariadb_behaves_and_claims_in_order() {
     check_settle(&maria.create_database("settle").unwrap());
     check_lease_renewal(&maria.create_database("lease").unwrap());
 }
+
+/// Waits until another session of this database waits for a row lock (PostgreSQL: its
+/// wait event; MariaDB, where a user without `PROCESS` cannot read InnoDB's lock tables: a
+/// statement of `requeue_parked` still running after 300 ms, while its rows are held).
+fn wait_for_a_lock_wait(url: &str) {
+    let parsed = DatabaseUrl::parse(url, Path::new("/")).unwrap();
+    let mut db = Db::connect(&parsed).unwrap();
+    let sql = match db.dialect() {
+        crate::database::Dialect::Postgres => {
+            "SELECT COUNT(*) FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        }
+        _ => {
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST
+             WHERE ID <> CONNECTION_ID() AND COMMAND IN ('Execute', 'Query') AND TIME_MS > 300
+               AND (INFO LIKE '%FOR UPDATE%' OR INFO LIKE 'DELETE%')"
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while db.query(sql, &[]).unwrap()[0].int(0).unwrap() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second requeue never waited for the first"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Two `requeue_parked` at once for a deleted user with a parked event queue the
+/// `deleted` event once: the second waits for the first and then finds nothing parked.
+fn check_concurrent_requeue_of_a_deleted_user(url: &str) {
+    let mut a = open(url);
+    let gone = a.add_user(user("gone"), true).unwrap();
+    let created = a.due_events(0, true, 10).unwrap()[0].seq;
+    a.fail_event(created, 5, 0, "401", true).unwrap();
+    a.change_user(&gone.id, UserEvent::Deleted, |_| {}).unwrap();
+    let url_b = url.to_string();
+    a.batch(|s| {
+        assert_eq!(s.requeue_parked()?, 1);
+        // The second requeue starts while the first is not yet committed.
+        let second = std::thread::spawn(move || open(&url_b).requeue_parked().unwrap());
+        wait_for_a_lock_wait(url);
+        Ok(second)
+    })
+    .map(|second| second.join().unwrap())
+    .unwrap();
+    let events: Vec<UserEvent> = a
+        .pending_events()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.user_id == gone.id)
+        .map(|e| e.event)
+        .collect();
+    assert_eq!(
+        events,
+        [UserEvent::Deleted],
+        "queued once, not once per requeue"
+    );
+}
+
+#[test]
+fn two_requeues_at_once_queue_a_deleted_users_event_once() {
+    let pg = TestPostgres::start().unwrap();
+    check_concurrent_requeue_of_a_deleted_user(&pg.create_database("requeue").unwrap());
+    drop(pg);
+    let maria = TestMariaDb::start().unwrap();
+    check_concurrent_requeue_of_a_deleted_user(&maria.create_database("requeue").unwrap());
+}
