@@ -59,6 +59,9 @@
 //! daemons should do: at 10,000 users 1, 2 and 4 daemons reached 85%, 91% and 82% of the
 //! ceiling (loaded machine), where the outbox's workers reached 35–42%.
 //!
+//! The processes' logs and scim2-server's request logs are kept in a temporary directory
+//! (printed) when the run fails, or when the environment sets `FIRST_SYNC_KEEP_LOGS=1`.
+//!
 //! The database is, by default, a throwaway PostgreSQL of the bench's own (a fresh
 //! temporary directory, a free loopback port, removed at the end; the bench must be built
 //! with the `db-test-support` feature), with a fresh database per run; `throwaway` names
@@ -1293,11 +1296,12 @@ pub fn run(options: &Options<'_>) -> Result<()> {
     ));
     std::fs::create_dir_all(&dir)?;
     let result = measure(&dir, &bin, options);
+    // The daemons' logs (each event timed, to the second) are kept when asked for.
     match &result {
-        Ok(()) => {
+        Ok(()) if std::env::var_os("FIRST_SYNC_KEEP_LOGS").is_none() => {
             let _ = std::fs::remove_dir_all(&dir);
         }
-        Err(_) => println!("(logs kept in {})", dir.display()),
+        _ => println!("(logs kept in {})", dir.display()),
     }
     result
 }
