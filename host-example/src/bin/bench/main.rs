@@ -224,6 +224,11 @@ struct Args {
     /// userName,externalId,emails[type eq "work"].value).
     #[arg(long, value_name = "ATTRIBUTE,…", value_delimiter = ',')]
     first_sync_matching: Option<Vec<String>>,
+    /// The policy's `matching_look_up` of `--first-sync-workers`: before_create (the
+    /// default) or on_conflict (no look-up by userName before a creation).
+    #[arg(long, value_name = "MODE", default_value = "before_create",
+          value_parser = ["before_create", "on_conflict"])]
+    first_sync_look_up: String,
     /// The PostgreSQL of `--first-sync-workers` (a database the bench may empty); by
     /// default a throwaway one of the bench's own (built with `db-test-support`).
     #[arg(long, value_name = "URL")]
@@ -294,6 +299,7 @@ fn main() -> Result<()> {
         return workers_first_sync::run(&workers_first_sync::Options {
             users,
             matching: &matching,
+            look_up: &args.first_sync_look_up,
             worker_counts: &args.first_sync_counts,
             database: args.first_sync_database.as_deref(),
             phases: &args.first_sync_phases,

@@ -92,6 +92,17 @@
 //! target/release/bench --first-sync-workers 100000 --first-sync-matching userName \
 //!   --first-sync-phases ceiling,reconcile --first-sync-ceiling-connections 1
 //! ```
+//!
+//! `--first-sync-look-up on_conflict` runs the workers, the daemons and `sync` with the
+//! policy's `matching_look_up = "on_conflict"`: a new user is not looked up by `userName`
+//! first, and the server's 409 finds one already there (`docs/roles.md`). With
+//! `--first-sync-matching userName` the outbox's workers then send no look-up at all:
+//!
+//! ```sh
+//! target/release/bench --first-sync-workers 100000 --first-sync-matching userName \
+//!   --first-sync-look-up on_conflict --first-sync-phases ceiling,outbox \
+//!   --first-sync-ceiling-connections 1
+//! ```
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -126,6 +137,11 @@ pub struct Options<'a> {
     /// The policy's `matching` attributes the workers look a new user up by (the look-up
     /// mix replays the same): `userName`, `externalId`, `emails[type eq "work"].value`.
     pub matching: &'a [String],
+    /// The policy's `matching_look_up` the workers, daemons and `sync` run with
+    /// (`--first-sync-look-up`): `before_create` (the default: a filtered GET per matching
+    /// attribute before a new user's creation) or `on_conflict` (no look-up by `userName`;
+    /// the server's 409 finds the user already there).
+    pub look_up: &'a str,
     pub worker_counts: &'a [usize],
     pub database: Option<&'a str>,
     /// The phases to run (`--first-sync-phases`), in the bench's own order whatever the
@@ -227,6 +243,7 @@ fn worker_config(
     base_url: &str,
     database: Option<&str>,
     matching: &[String],
+    matching_look_up: &str,
 ) -> Result<PathBuf> {
     let path = dir.join("worker.toml");
     // A JSON string list is a TOML array of basic strings.
@@ -247,6 +264,7 @@ fn worker_config(
         &path,
         format!(
             r#"matching = {matching}
+matching_look_up = "{matching_look_up}"
 
 [scim]
 base_url = "{base_url}"
@@ -946,6 +964,7 @@ fn workers_run(
     users: usize,
     workers: usize,
     matching: &[String],
+    matching_look_up: &str,
 ) -> Result<(Row, f64)> {
     let bin = host_example_bin()?;
     let (url_text, database) = databases.fresh(workers)?;
@@ -957,7 +976,7 @@ fn workers_run(
     }
     let label = format!("{workers} worker{}", if workers == 1 { "" } else { "s" });
     let peer = Peer::start(dir, &format!("{workers}_workers"))?;
-    let config = worker_config(dir, &peer.base, None, matching)?;
+    let config = worker_config(dir, &peer.base, None, matching, matching_look_up)?;
     let load = loadavg();
     let started = Instant::now();
     let (mut processes, logs, watch) = spawn_daemons(
@@ -1014,7 +1033,13 @@ fn workers_run(
 /// For comparison: the same users (imported, no events) synced by one `host-example sync`
 /// process, which lists the remote users once instead of looking each one up, and sends
 /// `/Bulk` requests of 100 from `[host] concurrency` (8) component instances.
-fn sync_run(dir: &Path, databases: &Databases, users: usize, matching: &[String]) -> Result<Row> {
+fn sync_run(
+    dir: &Path,
+    databases: &Databases,
+    users: usize,
+    matching: &[String],
+    matching_look_up: &str,
+) -> Result<Row> {
     let bin = host_example_bin()?;
     let (url_text, database) = databases.fresh(0)?;
     let url = DatabaseUrl::parse(&url_text, Path::new("."))?;
@@ -1023,7 +1048,7 @@ fn sync_run(dir: &Path, databases: &Databases, users: usize, matching: &[String]
     drop(store);
     let label = "one `sync` process".to_string();
     let peer = Peer::start(dir, "sync")?;
-    let config = worker_config(dir, &peer.base, Some(&url_text), matching)?;
+    let config = worker_config(dir, &peer.base, Some(&url_text), matching, matching_look_up)?;
     let log = dir.join("sync.log");
     let load = loadavg();
     let started = Instant::now();
@@ -1103,6 +1128,7 @@ fn reconcile_run(
     users: usize,
     daemons: usize,
     matching: &[String],
+    matching_look_up: &str,
 ) -> Result<Row> {
     let bin = host_example_bin()?;
     let (url_text, database) = databases.fresh(100 + daemons)?;
@@ -1119,7 +1145,7 @@ fn reconcile_run(
         if daemons == 1 { "" } else { "s" }
     );
     let peer = Peer::start(dir, &format!("{daemons}_reconcile"))?;
-    let config = worker_config(dir, &peer.base, None, matching)?;
+    let config = worker_config(dir, &peer.base, None, matching, matching_look_up)?;
     let load = loadavg();
     let started = Instant::now();
     let partitions = RECONCILE_PARTITIONS.to_string();
@@ -1328,9 +1354,11 @@ fn measure(dir: &Path, bin: &Path, options: &Options<'_>) -> Result<()> {
         grouped(users as u64)
     );
     println!(
-        "{} cores; workers: {} daemon --deliver-only; daemons: the same, daemon --partitions {RECONCILE_PARTITIONS}; {PER_REQUEST} creates a /Bulk request; CPU as a share of one core; \"machine busy\" of all cores; phases: {}\n",
+        "{} cores; workers: {} daemon --deliver-only; daemons: the same, daemon --partitions {RECONCILE_PARTITIONS}; {PER_REQUEST} creates a /Bulk request; CPU as a share of one core; \"machine busy\" of all cores; matching {:?}, matching_look_up {}; phases: {}\n",
         cores(),
         bin.display(),
+        options.matching,
+        options.look_up,
         options
             .phases
             .iter()
@@ -1361,8 +1389,14 @@ fn measure(dir: &Path, bin: &Path, options: &Options<'_>) -> Result<()> {
     let mut rows = Vec::new();
     if wants(Phase::Outbox) {
         for &workers in options.worker_counts {
-            let (row, enqueue_seconds) =
-                workers_run(dir, databases()?, users, workers, options.matching)?;
+            let (row, enqueue_seconds) = workers_run(
+                dir,
+                databases()?,
+                users,
+                workers,
+                options.matching,
+                options.look_up,
+            )?;
             print_row(&row, ceiling_rate);
             rows.push((row, enqueue_seconds));
         }
@@ -1371,14 +1405,21 @@ fn measure(dir: &Path, bin: &Path, options: &Options<'_>) -> Result<()> {
     let mut reconciles = Vec::new();
     if wants(Phase::Reconcile) {
         for &daemons in options.worker_counts {
-            let row = reconcile_run(dir, databases()?, users, daemons, options.matching)?;
+            let row = reconcile_run(
+                dir,
+                databases()?,
+                users,
+                daemons,
+                options.matching,
+                options.look_up,
+            )?;
             print_row(&row, ceiling_rate);
             reconciles.push(row);
         }
     }
 
     let sync = if wants(Phase::Sync) {
-        let sync = sync_run(dir, databases()?, users, options.matching)?;
+        let sync = sync_run(dir, databases()?, users, options.matching, options.look_up)?;
         print_row(&sync, ceiling_rate);
         Some(sync)
     } else {
