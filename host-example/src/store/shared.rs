@@ -562,10 +562,14 @@ impl SharedStore {
         // The queue's head in key order, and each candidate's older events by the user's
         // index, whatever the optimizer's statistics say: with statistics that lag behind
         // a burst of events (a new table still counted empty) it scanned the whole table
-        // for every candidate's older events (970 events/s instead of 19,000).
+        // for every candidate's older events (970 events/s instead of 19,000). Without
+        // the subquery cache: each candidate's older events are looked up once anyway
+        // (its key is the candidate's own), so the cache only cost a temporary table
+        // (300 reads of 200 candidates: 0.27 s with it, 0.18 s without).
         let candidates: Vec<i64> = self
             .query(
-                "SELECT o.seq FROM outbox o FORCE INDEX (PRIMARY)
+                "SET STATEMENT optimizer_switch = 'subquery_cache=off' FOR
+                 SELECT o.seq FROM outbox o FORCE INDEX (PRIMARY)
                  WHERE o.parked = 0 AND o.next_attempt_ms <= ?
                    AND (o.claimed_until IS NULL OR o.claimed_until < ?)
                    AND NOT EXISTS (SELECT 1 FROM outbox p FORCE INDEX (outbox_user)
