@@ -117,7 +117,14 @@ impl App {
     /// The sample CMS's store: an SQLite file, or a shared PostgreSQL or MariaDB database
     /// (waited for while it starts), with the configured claim lease.
     pub fn store(&self) -> anyhow::Result<Store> {
-        let mut store = Store::open_url(&self.database_url()?, DEFAULT_CONNECT_WAIT)?;
+        let url = self.database_url()?;
+        host_example::shared_in_flight::configure(
+            &self.settings.base_url,
+            &url,
+            self.config.host.server_in_flight,
+            self.log(),
+        );
+        let mut store = Store::open_url(&url, DEFAULT_CONNECT_WAIT)?;
         store.set_claim_lease(std::time::Duration::from_secs(u64::from(
             self.config.host.claim_lease_secs.max(1),
         )));

@@ -169,6 +169,10 @@ pub struct HostSection {
     /// another worker may take them (default 60 s): extended every third of it while a
     /// batch is delivered, and the longest a dead worker's events wait.
     pub claim_lease_secs: u32,
+    /// The most requests in flight to the SCIM server's origin from every process on the
+    /// shared database together (default 0: no such cap, each process sends up to
+    /// `concurrency`). On SQLite, a cap for this process. See [`crate::shared_in_flight`].
+    pub server_in_flight: u32,
 }
 
 impl Default for HostSection {
@@ -183,6 +187,7 @@ impl Default for HostSection {
             call_deadline_secs: crate::GuestLimits::DEFAULT_DEADLINE_SECS,
             cache_dir: None,
             claim_lease_secs: 60,
+            server_in_flight: 0,
         }
     }
 }
@@ -261,6 +266,9 @@ impl HostConfig {
         Threshold::parse(&host.deprovision_threshold)?;
         if host.concurrency == 0 || host.concurrency > 64 {
             bail!("[host] concurrency must be between 1 and 64");
+        }
+        if host.server_in_flight > 1024 {
+            bail!("[host] server_in_flight must be between 0 (no cap) and 1024");
         }
         if host.batch_size == 0 || host.batch_size > 1000 {
             bail!("[host] batch_size must be between 1 and 1000");

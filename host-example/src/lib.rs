@@ -48,6 +48,7 @@ pub mod rate;
 pub mod reconcile_shared;
 mod runtime;
 pub mod serve;
+pub mod shared_in_flight;
 mod sqlite_page_cache;
 pub mod store;
 pub mod sync;

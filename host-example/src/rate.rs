@@ -9,6 +9,10 @@
 //! off.
 //!
 //! Requests to other origins (an OAuth 2.0 token endpoint) pass untouched.
+//!
+//! Each request to the target also holds a slot of the cap every process on the shared
+//! database shares, when `[host] server_in_flight` sets one ([`crate::shared_in_flight`]),
+//! taken after this process's own admission and released when the answer is back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -146,6 +150,8 @@ impl TargetRate {
                 .next()
                 .is_some_and(|p| p.trim_end_matches('/').ends_with("/Bulk"));
         let idempotent = matches!(request.method, Method::Get | Method::Put | Method::Delete);
+        // The cap shared by every process on the database (`[host] server_in_flight`).
+        let shared_cap = crate::shared_in_flight::for_origin(&self.base_url);
         let mut attempt = 0u32;
         loop {
             let adaptive = self.adaptive.load(std::sync::atomic::Ordering::Relaxed);
@@ -154,7 +160,15 @@ impl TargetRate {
             } else {
                 self.now_ms()
             };
+            let slot = shared_cap.as_deref().map(|cap| cap.acquire());
+            // The controller learns the server's latency, not the wait for a shared slot.
+            let sent_ms = if slot.is_some() && adaptive {
+                self.now_ms().max(sent_ms)
+            } else {
+                sent_ms
+            };
             let result = send(request.clone());
+            drop(slot);
             let now_ms = self.now_ms();
             let status = result.as_ref().ok().map(|r| r.status);
             let retry_after_s = result.as_ref().ok().and_then(|r| {
