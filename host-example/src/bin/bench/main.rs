@@ -249,6 +249,10 @@ struct Args {
         default_value = "1,2,4,8"
     )]
     first_sync_ceiling_connections: Vec<usize>,
+    /// `[host] server_in_flight` of `--first-sync-workers`' processes: the requests in
+    /// flight to scim2-server from all of them together (default: not set, no shared cap).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    first_sync_server_in_flight: Option<u32>,
     /// Measure membership changes of a large group instead (9).
     #[arg(long)]
     groups: bool,
@@ -304,6 +308,7 @@ fn main() -> Result<()> {
             database: args.first_sync_database.as_deref(),
             phases: &args.first_sync_phases,
             ceiling_connections: &args.first_sync_ceiling_connections,
+            server_in_flight: args.first_sync_server_in_flight,
         });
     }
     if args.users == 0 || args.requests == 0 || args.rounds == 0 {

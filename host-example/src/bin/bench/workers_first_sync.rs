@@ -103,6 +103,18 @@
 //!   --first-sync-look-up on_conflict --first-sync-phases ceiling,outbox \
 //!   --first-sync-ceiling-connections 1
 //! ```
+//!
+//! `--first-sync-server-in-flight N` writes `[host] server_in_flight = N` into the
+//! configuration of the workers, the daemons and `sync`: every process on the database then
+//! shares N requests in flight to scim2-server (`host_example::shared_in_flight`). 4
+//! daemons with one shared slot against the same without it, at 20,000 users (run it once
+//! with and once without the option):
+//!
+//! ```sh
+//! target/release/bench --first-sync-workers 20000 --first-sync-matching userName \
+//!   --first-sync-phases ceiling,reconcile --first-sync-counts 4 \
+//!   --first-sync-ceiling-connections 1 --first-sync-server-in-flight 1
+//! ```
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -149,6 +161,9 @@ pub struct Options<'a> {
     pub phases: &'a [Phase],
     /// The connections the ceiling is measured from (`--first-sync-ceiling-connections`).
     pub ceiling_connections: &'a [usize],
+    /// `[host] server_in_flight` of the workers, daemons and `sync`
+    /// (`--first-sync-server-in-flight`; none: not set, no shared cap).
+    pub server_in_flight: Option<u32>,
 }
 
 /// A phase of the bench (`--first-sync-phases`; see the module documentation).
@@ -244,11 +259,14 @@ fn worker_config(
     database: Option<&str>,
     matching: &[String],
     matching_look_up: &str,
+    server_in_flight: Option<u32>,
 ) -> Result<PathBuf> {
     let path = dir.join("worker.toml");
     // A JSON string list is a TOML array of basic strings.
     let matching = serde_json::to_string(matching)?;
     let database = database.map_or(String::new(), |url| format!("database = {url:?}\n"));
+    let server_in_flight =
+        server_in_flight.map_or(String::new(), |n| format!("server_in_flight = {n}\n"));
     let file = {
         use std::os::unix::fs::OpenOptionsExt as _;
         std::fs::OpenOptions::new()
@@ -273,7 +291,7 @@ timeout_secs = 60
 
 [host]
 claim_lease_secs = 300
-{database}
+{database}{server_in_flight}
 [[mapping]]
 target = "userName"
 source = "name"
@@ -965,6 +983,7 @@ fn workers_run(
     workers: usize,
     matching: &[String],
     matching_look_up: &str,
+    server_in_flight: Option<u32>,
 ) -> Result<(Row, f64)> {
     let bin = host_example_bin()?;
     let (url_text, database) = databases.fresh(workers)?;
@@ -976,7 +995,14 @@ fn workers_run(
     }
     let label = format!("{workers} worker{}", if workers == 1 { "" } else { "s" });
     let peer = Peer::start(dir, &format!("{workers}_workers"))?;
-    let config = worker_config(dir, &peer.base, None, matching, matching_look_up)?;
+    let config = worker_config(
+        dir,
+        &peer.base,
+        None,
+        matching,
+        matching_look_up,
+        server_in_flight,
+    )?;
     let load = loadavg();
     let started = Instant::now();
     let (mut processes, logs, watch) = spawn_daemons(
@@ -1039,6 +1065,7 @@ fn sync_run(
     users: usize,
     matching: &[String],
     matching_look_up: &str,
+    server_in_flight: Option<u32>,
 ) -> Result<Row> {
     let bin = host_example_bin()?;
     let (url_text, database) = databases.fresh(0)?;
@@ -1048,7 +1075,14 @@ fn sync_run(
     drop(store);
     let label = "one `sync` process".to_string();
     let peer = Peer::start(dir, "sync")?;
-    let config = worker_config(dir, &peer.base, Some(&url_text), matching, matching_look_up)?;
+    let config = worker_config(
+        dir,
+        &peer.base,
+        Some(&url_text),
+        matching,
+        matching_look_up,
+        server_in_flight,
+    )?;
     let log = dir.join("sync.log");
     let load = loadavg();
     let started = Instant::now();
@@ -1129,6 +1163,7 @@ fn reconcile_run(
     daemons: usize,
     matching: &[String],
     matching_look_up: &str,
+    server_in_flight: Option<u32>,
 ) -> Result<Row> {
     let bin = host_example_bin()?;
     let (url_text, database) = databases.fresh(100 + daemons)?;
@@ -1145,7 +1180,14 @@ fn reconcile_run(
         if daemons == 1 { "" } else { "s" }
     );
     let peer = Peer::start(dir, &format!("{daemons}_reconcile"))?;
-    let config = worker_config(dir, &peer.base, None, matching, matching_look_up)?;
+    let config = worker_config(
+        dir,
+        &peer.base,
+        None,
+        matching,
+        matching_look_up,
+        server_in_flight,
+    )?;
     let load = loadavg();
     let started = Instant::now();
     let partitions = RECONCILE_PARTITIONS.to_string();
@@ -1354,11 +1396,14 @@ fn measure(dir: &Path, bin: &Path, options: &Options<'_>) -> Result<()> {
         grouped(users as u64)
     );
     println!(
-        "{} cores; workers: {} daemon --deliver-only; daemons: the same, daemon --partitions {RECONCILE_PARTITIONS}; {PER_REQUEST} creates a /Bulk request; CPU as a share of one core; \"machine busy\" of all cores; matching {:?}, matching_look_up {}; phases: {}\n",
+        "{} cores; workers: {} daemon --deliver-only; daemons: the same, daemon --partitions {RECONCILE_PARTITIONS}; {PER_REQUEST} creates a /Bulk request; CPU as a share of one core; \"machine busy\" of all cores; matching {:?}, matching_look_up {}; server_in_flight {}; phases: {}\n",
         cores(),
         bin.display(),
         options.matching,
         options.look_up,
+        options
+            .server_in_flight
+            .map_or("not set".to_string(), |n| n.to_string()),
         options
             .phases
             .iter()
@@ -1396,6 +1441,7 @@ fn measure(dir: &Path, bin: &Path, options: &Options<'_>) -> Result<()> {
                 workers,
                 options.matching,
                 options.look_up,
+                options.server_in_flight,
             )?;
             print_row(&row, ceiling_rate);
             rows.push((row, enqueue_seconds));
@@ -1412,6 +1458,7 @@ fn measure(dir: &Path, bin: &Path, options: &Options<'_>) -> Result<()> {
                 daemons,
                 options.matching,
                 options.look_up,
+                options.server_in_flight,
             )?;
             print_row(&row, ceiling_rate);
             reconciles.push(row);
@@ -1419,7 +1466,14 @@ fn measure(dir: &Path, bin: &Path, options: &Options<'_>) -> Result<()> {
     }
 
     let sync = if wants(Phase::Sync) {
-        let sync = sync_run(dir, databases()?, users, options.matching, options.look_up)?;
+        let sync = sync_run(
+            dir,
+            databases()?,
+            users,
+            options.matching,
+            options.look_up,
+            options.server_in_flight,
+        )?;
         print_row(&sync, ceiling_rate);
         Some(sync)
     } else {
