@@ -479,3 +479,65 @@ mod tests {
         );
     }
 }
+
+/// Several slots on the real databases: two caps stand for two processes (each has its
+/// own sessions), and threads in both never hold more than the slots between them.
+#[cfg(all(test, feature = "db-test-support"))]
+mod database_tests {
+    use super::*;
+    use crate::database::test_support::{TestDatabase, TestDatabaseKind};
+    use std::path::Path;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn two_processes_share_two_slots(kind: TestDatabaseKind) {
+        let (_server, url) = TestDatabase::start_with_database(kind, "inflight").expect("db");
+        let url = DatabaseUrl::parse(&url, Path::new("/")).expect("url");
+        let caps: Vec<Arc<SharedInFlight>> = (0..2)
+            .map(|_| {
+                Arc::new(SharedInFlight::new(
+                    "http://127.0.0.1:9",
+                    &url,
+                    2,
+                    LogSink::memory().0,
+                ))
+            })
+            .collect();
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let threads: Vec<_> = (0..6)
+            .map(|i| {
+                let (cap, now, most) = (caps[i % 2].clone(), now.clone(), most.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        let _slot = cap.acquire();
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(n, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(5));
+                        now.fetch_sub(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2, "two slots, both used");
+        for cap in &caps {
+            let stats = cap.stats();
+            assert_eq!((stats.requests, stats.skipped), (30, 0));
+            assert!(
+                cap.lock_local().idle.len() <= 2,
+                "a connection per slot held"
+            );
+        }
+    }
+
+    #[test]
+    fn postgres_two_processes_share_two_slots() {
+        two_processes_share_two_slots(TestDatabaseKind::Postgres);
+    }
+
+    #[test]
+    fn mariadb_two_processes_share_two_slots() {
+        two_processes_share_two_slots(TestDatabaseKind::MariaDb);
+    }
+}
