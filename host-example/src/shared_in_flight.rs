@@ -308,7 +308,14 @@ impl SharedInFlight {
                 match db.batch_execute(&format!("SELECT pg_advisory_lock({}, {slot})", self.pg_key))
                 {
                     Ok(()) => Ok(true),
-                    Err(e) if is_lock_timeout(&e) => Ok(false),
+                    Err(e) if is_lock_timeout(&e) => {
+                        // A lock granted as the timeout fired stays granted though the
+                        // statement failed; this connection holds no slot while it waits,
+                        // so let go of anything it holds, or the session would keep that
+                        // slot unknown to us (seen: both slots of 2 held by idle sessions).
+                        db.batch_execute(UNLOCK_ALL_POSTGRES)?;
+                        Ok(false)
+                    }
                     Err(e) => Err(e),
                 }
             }
@@ -321,15 +328,15 @@ impl SharedInFlight {
     }
 
     fn release(&self, held: Option<(Db, u32)>) {
-        let kept = held.and_then(|(mut db, slot)| {
+        let kept = held.and_then(|(mut db, _slot)| {
+            // Everything the session holds, which is its one slot: these locks count, so a
+            // slot taken twice by one session (see `wait_lock`) would survive one unlock.
             let sql = match db.dialect() {
-                Dialect::Postgres => {
-                    format!("SELECT pg_advisory_unlock({}, {slot})", self.pg_key)
-                }
-                _ => format!("SELECT RELEASE_LOCK('{}')", self.lock_name(slot)),
+                Dialect::Postgres => UNLOCK_ALL_POSTGRES,
+                _ => "SELECT RELEASE_ALL_LOCKS()",
             };
             // A connection that cannot release is dropped: closing its session frees it.
-            db.query(&sql, &[]).ok().map(|_| db)
+            db.batch_execute(sql).ok().map(|()| db)
         });
         let mut local = self.lock_local();
         if let Some(db) = kept {
@@ -366,6 +373,10 @@ impl SharedInFlight {
         );
     }
 }
+
+/// Releases every session-level advisory lock of the connection: a slot connection holds
+/// no other.
+const UNLOCK_ALL_POSTGRES: &str = "SELECT pg_advisory_unlock_all()";
 
 /// PostgreSQL's `lock_not_available` (55P03): `lock_timeout` passed.
 fn is_lock_timeout(error: &anyhow::Error) -> bool {
@@ -507,7 +518,7 @@ mod database_tests {
             .map(|i| {
                 let (cap, now, most) = (caps[i % 2].clone(), now.clone(), most.clone());
                 std::thread::spawn(move || {
-                    for _ in 0..10 {
+                    for _ in 0..40 {
                         let _slot = cap.acquire();
                         let n = now.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(n, Ordering::SeqCst);
@@ -521,9 +532,18 @@ mod database_tests {
             t.join().expect("thread");
         }
         assert_eq!(most.load(Ordering::SeqCst), 2, "two slots, both used");
+        // Every slot free again: a third process takes both at once.
+        let third = SharedInFlight::new("http://127.0.0.1:9", &url, 2, LogSink::memory().0);
+        let mut db = Db::connect(&url).expect("connect");
+        for slot in 0..2 {
+            assert!(
+                third.try_lock(&mut db, slot).expect("try"),
+                "slot {slot} free"
+            );
+        }
         for cap in &caps {
             let stats = cap.stats();
-            assert_eq!((stats.requests, stats.skipped), (30, 0));
+            assert_eq!((stats.requests, stats.skipped), (120, 0));
             assert!(
                 cap.lock_local().idle.len() <= 2,
                 "a connection per slot held"
