@@ -101,13 +101,6 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// FNV-1a, 64 bits: stable across processes and builds (std's hasher is neither).
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// `scheme://host:port` of a base URL, lower-cased (the unit a server's capacity is
 /// shared by); the text itself when it does not parse.
 pub fn origin_of(base_url: &str) -> String {
@@ -125,7 +118,8 @@ impl SharedInFlight {
         // The database's own name is in the redacted URL, so two databases on one MariaDB
         // server have caps of their own.
         let scope = format!("{}|{origin}", database.redacted());
-        let hash = fnv1a(&scope);
+        // FNV-1a: the same key in every process and build (std's hasher is neither).
+        let hash = crate::ids::fnv1a(scope.as_bytes());
         SharedInFlight {
             slots: slots.max(1),
             origin: origin.to_string(),
