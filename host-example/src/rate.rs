@@ -52,6 +52,8 @@ struct State {
 /// The adaptive state of one SCIM target, shared by every instance of the process.
 pub struct TargetRate {
     base_url: String,
+    /// The cap every process on the shared database shares (`[host] server_in_flight`).
+    shared_cap: crate::shared_in_flight::CapLookup,
     adaptive: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
     changed: Condvar,
@@ -65,6 +67,7 @@ impl TargetRate {
     fn new(base_url: &str) -> Self {
         TargetRate {
             base_url: base_url.trim_end_matches('/').to_string(),
+            shared_cap: crate::shared_in_flight::CapLookup::new(base_url),
             adaptive: std::sync::atomic::AtomicBool::new(adaptive_by_default()),
             state: Mutex::new(State {
                 controller: RateController::new(RateConfig::default(), None),
@@ -150,8 +153,9 @@ impl TargetRate {
                 .next()
                 .is_some_and(|p| p.trim_end_matches('/').ends_with("/Bulk"));
         let idempotent = matches!(request.method, Method::Get | Method::Put | Method::Delete);
-        // The cap shared by every process on the database (`[host] server_in_flight`).
-        let shared_cap = crate::shared_in_flight::for_origin(&self.base_url);
+        // Only the target's requests hold a slot: an OAuth token request (returned above)
+        // goes to another server, whatever the cap.
+        let shared_cap = self.shared_cap.get();
         let mut attempt = 0u32;
         loop {
             let adaptive = self.adaptive.load(std::sync::atomic::Ordering::Relaxed);
@@ -405,5 +409,49 @@ mod tests {
             .expect("answered");
         assert_eq!((got.status, calls), (429, 2), "handed back as it came");
         assert_eq!(target.stats().throttled, 1);
+    }
+
+    #[test]
+    fn only_the_targets_requests_hold_a_slot_of_the_shared_cap() {
+        use crate::database::DatabaseUrl;
+        use crate::logging::LogSink;
+        use crate::shared_in_flight::configure;
+        // On SQLite the cap is the process's own: nothing is opened.
+        let database = DatabaseUrl::parse("rate-cap-test.db", std::path::Path::new("/nonexistent"))
+            .expect("url");
+        let base = "http://127.0.0.1:9/rate-test-cap/v2";
+        let target = for_target(base);
+        target.set_adaptive(false);
+        let mut send = |_: HttpRequest| Ok(answer(200, None));
+        target
+            .send(request(base, Method::Get, "/Users"), &mut send)
+            .expect("answered");
+        // Configured after the target was made and had sent (as `App::store` does).
+        configure(base, &database, 1, LogSink::memory().0);
+        let cap = crate::shared_in_flight::CapLookup::new(base)
+            .get()
+            .expect("configured");
+        for _ in 0..3 {
+            target
+                .send(request(base, Method::Post, "/Bulk"), &mut send)
+                .expect("answered");
+        }
+        target
+            .send(
+                request("http://127.0.0.1:10", Method::Post, "/oauth/token"),
+                &mut send,
+            )
+            .expect("answered");
+        assert_eq!(
+            cap.stats().requests,
+            3,
+            "the target's 3 requests, not the token's"
+        );
+        configure(base, &database, 0, LogSink::memory().0);
+        target
+            .send(request(base, Method::Get, "/Users"), &mut send)
+            .expect("answered");
+        assert_eq!(cap.stats().requests, 3, "no cap once it is taken away");
+        assert_eq!(target.stats().requests, 5);
     }
 }

@@ -35,6 +35,7 @@
 //!
 //! The waits are logged as one summary line a minute at most (never a line per request).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -388,6 +389,10 @@ fn registry() -> &'static Mutex<Caps> {
     CAPS.get_or_init(Mutex::default)
 }
 
+/// Bumped by every [`configure`], after the registry changed: a [`CapLookup`] that saw the
+/// same number has nothing new to read.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
 /// Caps the requests in flight to the origin of `base_url` at `slots` across every process
 /// on `database` (`0`: no cap). Called once the configuration is read; a later call for the
 /// same origin replaces the cap (requests holding the old one finish under it).
@@ -399,18 +404,47 @@ pub fn configure(base_url: &str, database: &DatabaseUrl, slots: u32, log: LogSin
         let cap = SharedInFlight::new(&origin, database, slots, log);
         caps.push((origin, Arc::new(cap)));
     }
+    // Inside the registry's lock: a lookup that reads the new number reads the new caps.
+    GENERATION.fetch_add(1, Ordering::AcqRel);
 }
 
-/// The cap on the origin of `base_url`, if one is configured.
-pub fn for_origin(base_url: &str) -> Option<Arc<SharedInFlight>> {
+fn lookup_origin(origin: &str) -> Option<Arc<SharedInFlight>> {
     let caps = registry().lock().unwrap_or_else(PoisonError::into_inner);
-    if caps.is_empty() {
-        return None;
-    }
-    let origin = origin_of(base_url);
     caps.iter()
         .find(|(o, _)| *o == origin)
         .map(|(_, c)| c.clone())
+}
+
+/// The cap of one origin, looked up once and again only after a [`configure`]: what a
+/// sender keeps, so that a request costs one atomic read, not a parse of its URL and a
+/// search under the process-wide lock. A cap configured after the sender was made (the
+/// store is opened after the first target may be) is still found.
+pub struct CapLookup {
+    origin: String,
+    /// The generation the cap was read at (`None`: not yet), and what was read.
+    cached: Mutex<(Option<u64>, Option<Arc<SharedInFlight>>)>,
+}
+
+impl CapLookup {
+    /// The lookup of the origin of `base_url`; nothing is read yet.
+    pub fn new(base_url: &str) -> Self {
+        CapLookup {
+            origin: origin_of(base_url),
+            cached: Mutex::new((None, None)),
+        }
+    }
+
+    /// The cap configured now on the origin, if any.
+    pub fn get(&self) -> Option<Arc<SharedInFlight>> {
+        // Read before the registry: a `configure` in between bumps it again, and the next
+        // call reads the registry again.
+        let generation = GENERATION.load(Ordering::Acquire);
+        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        if cached.0 != Some(generation) {
+            *cached = (Some(generation), lookup_origin(&self.origin));
+        }
+        cached.1.clone()
+    }
 }
 
 #[cfg(test)]
@@ -470,6 +504,27 @@ mod tests {
             "no password: {}",
             warnings[0]
         );
+    }
+
+    #[test]
+    fn a_lookup_reads_the_cap_once_and_again_after_configure() {
+        let url = DatabaseUrl::parse("lookup-test.db", Path::new("/nonexistent")).expect("url");
+        // An origin of this test's own: the registry is the process's.
+        let base = "http://127.0.0.1:7/lookup-test/v2";
+        let lookup = CapLookup::new(base);
+        assert!(lookup.get().is_none(), "nothing configured yet");
+        configure(base, &url, 1, LogSink::memory().0);
+        let cap = lookup.get().expect("configured after the lookup was made");
+        assert_eq!(cap.slots(), 1);
+        let again = lookup.get().expect("still configured");
+        assert!(Arc::ptr_eq(&cap, &again), "the same cap, not a new one");
+        // Another origin's configuration leaves this one's cap as it was.
+        configure("http://127.0.0.1:8/other", &url, 2, LogSink::memory().0);
+        assert!(Arc::ptr_eq(&cap, &lookup.get().expect("kept")));
+        configure(base, &url, 3, LogSink::memory().0);
+        assert_eq!(lookup.get().expect("replaced").slots(), 3);
+        configure(base, &url, 0, LogSink::memory().0);
+        assert!(lookup.get().is_none(), "0 takes the cap away");
     }
 
     #[test]
