@@ -284,7 +284,9 @@ impl SharedInFlight {
         }
     }
 
-    fn lock_name(&self, slot: u32) -> String {
+    /// The name of `slot`'s lock on MariaDB/MySQL (`IS_USED_LOCK(…)` names the session that
+    /// holds it).
+    pub fn lock_name(&self, slot: u32) -> String {
         format!("{}-{slot}", self.lock_name_prefix)
     }
 

@@ -5,15 +5,18 @@
 //! process, data in a temp dir), scim2-server, and in front of it a proxy of this file that
 //! counts the requests in flight at once (each held 5 ms, so that requests from several
 //! processes overlap when nothing stops them). The test queues users' `created` events
-//! through the store; 3 `daemon --deliver-only` processes (`concurrency = 4`, 2 users per
-//! `/Bulk`) drain them.
+//! through the store; 3 `daemon --deliver-only` processes (`concurrency = 4`) drain them,
+//! with about two requests per user (a look-up, then the creation).
 //!
-//! - Without the setting the server sees more than one request at once; with
-//!   `server_in_flight = 1`, never more than one across the 3 processes, and every user
-//!   still arrives.
-//! - A daemon `kill -9`ed while it holds the slot (its request held at the proxy) frees it:
-//!   another daemon's request reaches the server while the dead one's is still held, and
-//!   the outbox drains.
+//! - Without the setting the server sees more than one request at once: the proxy holds
+//!   the first request until a second one arrives (or 30 s pass), so the overlap is seen
+//!   by a condition, not by the luck of timing, however slow the machine.
+//! - With `server_in_flight = 1`, never more than one across the 3 processes, and every
+//!   user still arrives.
+//! - A daemon `kill -9`ed while it holds the slot (its request held at the proxy) frees it,
+//!   on PostgreSQL (the advisory lock) and MariaDB (`GET_LOCK`): the database ends the dead
+//!   session and its locks, another daemon's request reaches the server while the dead
+//!   one's is still held, and the outbox drains.
 //!
 //! `cargo test -p scim-provisioner-tests --test server_in_flight` (build
 //! `cargo build -p host-example` first).
@@ -23,10 +26,12 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use host_example::database::test_support::{TestDatabase, TestDatabaseKind as Kind};
 use host_example::database::{DatabaseUrl, Db};
+use host_example::logging::LogSink;
+use host_example::shared_in_flight::{SharedInFlight, origin_of};
 use host_example::store::{Store, UserRecord};
 use scim_provisioner_tests::daemons::{
     Daemon, host_example_bin, wait_until, write_config_with_policy,
@@ -35,8 +40,15 @@ use scim_provisioner_tests::peers::scim2_server;
 use scim_provisioner_tests::site::temp_dir;
 
 const DAEMONS: usize = 3;
-/// Users queued per run: three claims of 100, so every daemon has a batch at once.
-const USERS: usize = 300;
+/// Users queued for the capped run: three claims (100, 100, 40), so every daemon has a
+/// batch at once and all three press on the cap.
+const USERS: usize = 240;
+/// Users queued for the run without the cap: two claims, so that a second daemon has
+/// events of its own to send while the first one's first request is held for it (with one
+/// claim, that request, its discovery, holds up the only daemon with anything to send).
+const UNCAPPED_USERS: usize = 150;
+/// How long the proxy holds the first request of a run without the cap for a second one.
+const MEET_WITHIN: Duration = Duration::from_secs(30);
 /// How long the proxy holds each request before it forwards it.
 const HOLD: Duration = Duration::from_millis(5);
 const DRAIN_DEADLINE: Duration = Duration::from_secs(240);
@@ -50,11 +62,14 @@ struct Counts {
 }
 
 /// A proxy that counts requests in flight, one request per connection. While `stalled`,
-/// requests that arrive are counted and then held until it is cleared.
+/// requests that arrive are counted and then held until it is cleared. While `meeting`,
+/// the next request is held until another one is in flight too (or [`MEET_WITHIN`]
+/// passed), once.
 struct InFlightProxy {
     base_url: String,
     counts: Arc<Counts>,
     stalled: Arc<(Mutex<bool>, Condvar)>,
+    meeting: Arc<(Mutex<bool>, Condvar)>,
     stop: Arc<AtomicBool>,
 }
 
@@ -69,17 +84,23 @@ impl InFlightProxy {
         let base_url = format!("http://{}/{path}", listener.local_addr().expect("addr"));
         let counts = Arc::new(Counts::default());
         let stalled = Arc::new((Mutex::new(false), Condvar::new()));
+        let meeting = Arc::new((Mutex::new(false), Condvar::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let (c, s, st) = (counts.clone(), stalled.clone(), stop.clone());
+        let (c, s, m, st) = (
+            counts.clone(),
+            stalled.clone(),
+            meeting.clone(),
+            stop.clone(),
+        );
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if st.load(Ordering::Relaxed) {
                     break;
                 }
                 let Ok(client) = client else { continue };
-                let (c, s, upstream) = (c.clone(), s.clone(), upstream.clone());
+                let (c, s, m, upstream) = (c.clone(), s.clone(), m.clone(), upstream.clone());
                 std::thread::spawn(move || {
-                    let _ = relay(client, &upstream, &c, &s);
+                    let _ = relay(client, &upstream, &c, &s, &m);
                 });
             }
         });
@@ -87,8 +108,14 @@ impl InFlightProxy {
             base_url,
             counts,
             stalled,
+            meeting,
             stop,
         }
+    }
+
+    /// Holds the next request until a second one is in flight (or [`MEET_WITHIN`]).
+    fn meet_next(&self) {
+        *self.meeting.0.lock().expect("lock") = true;
     }
 
     fn most_in_flight(&self) -> usize {
@@ -161,16 +188,38 @@ fn closing(message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// While `meeting`: the first request to see it waits (once) for a second one in flight;
+/// every request wakes it. The count is raised before the lock is taken and read under it,
+/// so no wake-up is lost.
+fn meet(counts: &Counts, meeting: &(Mutex<bool>, Condvar)) {
+    let mut on = meeting.0.lock().expect("lock");
+    if !*on {
+        return;
+    }
+    meeting.1.notify_all();
+    let deadline = Instant::now() + MEET_WITHIN;
+    while *on && counts.in_flight.load(Ordering::SeqCst) < 2 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        on = meeting.1.wait_timeout(on, left).expect("lock").0;
+    }
+    *on = false;
+}
+
 fn relay(
     mut client: TcpStream,
     upstream: &str,
     counts: &Counts,
     stalled: &(Mutex<bool>, Condvar),
+    meeting: &(Mutex<bool>, Condvar),
 ) -> std::io::Result<()> {
     let request = read_request(&mut client)?;
     let now = counts.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     counts.most_in_flight.fetch_max(now, Ordering::SeqCst);
     counts.requests.fetch_add(1, Ordering::SeqCst);
+    meet(counts, meeting);
     let answer = (|| {
         let mut held = stalled.0.lock().expect("lock");
         while *held {
@@ -294,7 +343,8 @@ fn drain(setup: &Setup, daemons: &mut [Daemon]) {
 fn one_slot_across_daemons(kind: Kind) {
     let setup = setup(kind);
     // Without the cap: the processes' requests overlap at the server.
-    queue_users(&setup.url, "free", USERS);
+    setup.proxy.meet_next();
+    queue_users(&setup.url, "free", UNCAPPED_USERS);
     let mut free = daemons(&setup, "free", None, 60);
     drain(&setup, &mut free);
     drop(free);
@@ -371,26 +421,47 @@ fn local_ports(pid: u32) -> Vec<u16> {
     ports
 }
 
-/// The client ports of the sessions holding an advisory lock of the two-key form (the
-/// cap's slots).
-fn slot_holders(url: &DatabaseUrl) -> Vec<u16> {
-    let Ok(mut db) = Db::connect(url) else {
+/// The client ports of the sessions holding the cap's one slot: on PostgreSQL an advisory
+/// lock of the two-key form, on MariaDB the slot's named lock.
+fn slot_holders(setup: &Setup, kind: Kind) -> Vec<u16> {
+    let Ok(mut db) = Db::connect(&setup.url) else {
         return Vec::new();
     };
-    db.query(
-        "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
-         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2",
-        &[],
-    )
-    .unwrap_or_default()
-    .iter()
-    .filter_map(|r| u16::try_from(r.int(0).ok()?).ok())
-    .collect()
+    match kind {
+        Kind::Postgres => db
+            .query(
+                "SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2",
+                &[],
+            )
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| u16::try_from(r.int(0).ok()?).ok())
+            .collect(),
+        Kind::MariaDb => {
+            // The cap the daemons made: the same origin and database give the same name.
+            let cap = SharedInFlight::new(
+                &origin_of(&setup.proxy.base_url),
+                &setup.url,
+                1,
+                LogSink::memory().0,
+            );
+            let sql = format!(
+                "SELECT p.HOST FROM information_schema.PROCESSLIST p \
+                 WHERE p.ID = IS_USED_LOCK('{}')",
+                cap.lock_name(0)
+            );
+            db.query(&sql, &[])
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|r| r.text(0).ok()?.rsplit(':').next()?.parse().ok())
+                .collect()
+        }
+    }
 }
 
-#[test]
-fn postgres_a_daemon_killed_holding_the_slot_frees_it() {
-    let setup = setup(Kind::Postgres);
+fn a_daemon_killed_holding_the_slot_frees_it(kind: Kind) {
+    let setup = setup(kind);
     queue_users(&setup.url, "kill", 40);
     // A short lease: the killed daemon's claimed events go to another after it.
     let mut running = daemons(&setup, "kill", Some(1), 3);
@@ -401,9 +472,9 @@ fn postgres_a_daemon_killed_holding_the_slot_frees_it() {
         &mut running,
         DRAIN_DEADLINE,
         Duration::from_millis(20),
-        || setup.proxy.in_flight() == 1 && slot_holders(&setup.url).len() == 1,
+        || setup.proxy.in_flight() == 1 && slot_holders(&setup, kind).len() == 1,
     );
-    let holder_port = slot_holders(&setup.url)[0];
+    let holder_port = slot_holders(&setup, kind)[0];
     let victim = running
         .iter()
         .position(|d| local_ports(d.child.id()).contains(&holder_port))
@@ -424,4 +495,14 @@ fn postgres_a_daemon_killed_holding_the_slot_frees_it() {
     drain(&setup, &mut running);
     // After the killed daemon's request, one at a time again.
     assert!(setup.proxy.most_in_flight() <= 2);
+}
+
+#[test]
+fn postgres_a_daemon_killed_holding_the_slot_frees_it() {
+    a_daemon_killed_holding_the_slot_frees_it(Kind::Postgres);
+}
+
+#[test]
+fn mariadb_a_daemon_killed_holding_the_slot_frees_it() {
+    a_daemon_killed_holding_the_slot_frees_it(Kind::MariaDb);
 }
