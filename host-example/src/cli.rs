@@ -74,6 +74,10 @@ pub enum Command {
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<String>,
     },
+    /// Rotate the token `serve` checks, or show which one is in force, and exit (no server
+    /// is started). Needs no configuration file.
+    #[command(subcommand)]
+    ServeToken(ServeTokenCommand),
     /// Test the SCIM base URL and credentials, and show what the server supports.
     TestConnection,
     /// Provision one user now (manual / on demand), found by id, name or email.
@@ -152,6 +156,24 @@ pub enum Command {
     GetUser {
         /// The remote SCIM id.
         id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ServeTokenCommand {
+    /// Replace the token with a new one, printed once on stdout (every `serve` on a
+    /// PostgreSQL or MariaDB database takes it within seconds; on SQLite, restart `serve`).
+    Rotate {
+        /// `serve`'s directory: a SQLite file, or a postgres:// or mysql:// URL.
+        #[arg(long, env = "SCIM_SERVE_DATABASE", default_value = "scim-server.db")]
+        database: PathBuf,
+    },
+    /// Print the token's fingerprint: the first 16 hex digits of its SHA-256, as
+    /// `printf %s "$TOKEN" | sha256sum` shows them.
+    Fingerprint {
+        /// `serve`'s directory: a SQLite file, or a postgres:// or mysql:// URL.
+        #[arg(long, env = "SCIM_SERVE_DATABASE", default_value = "scim-server.db")]
+        database: PathBuf,
     },
 }
 

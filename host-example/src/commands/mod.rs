@@ -6,6 +6,7 @@ mod demo;
 mod metrics;
 mod provision;
 mod serve;
+mod serve_token;
 mod status;
 mod sync;
 mod users;
@@ -13,7 +14,7 @@ mod users;
 use std::process::ExitCode;
 
 use crate::app::App;
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, ServeTokenCommand};
 
 /// Success unless a change was parked: it could not be provisioned and will not be retried.
 pub fn exit_code(none_parked: bool) -> ExitCode {
@@ -74,6 +75,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 metrics_listen: metrics_listen.as_deref(),
             },
         ),
+        Command::ServeToken(ServeTokenCommand::Rotate { database }) => {
+            serve_token::rotate(&database)
+        }
+        Command::ServeToken(ServeTokenCommand::Fingerprint { database }) => {
+            serve_token::show_fingerprint(&database)
+        }
         Command::TestConnection => connection::test_connection(&app()?),
         Command::GetUser { id } => connection::get_user(&app()?, &id),
         Command::Provision { user, dry_run } => provision::run(&app()?, &user, dry_run),

@@ -14,9 +14,9 @@ use host_example::store::Store;
 use crate::app::{load_runtime, log_sink};
 
 /// Where the token's SHA-256 is kept; the token itself is kept nowhere.
-const TOKEN_HASH_KEY: &str = "server_token_sha256";
+pub(super) const TOKEN_HASH_KEY: &str = "server_token_sha256";
 /// Where versions before 0.1 kept the token itself; moved to its hash on the next start.
-const OLD_TOKEN_KEY: &str = "server_token";
+pub(super) const OLD_TOKEN_KEY: &str = "server_token";
 
 /// How `serve` was asked to run.
 pub struct ServeArgs<'a> {
@@ -130,7 +130,7 @@ pub fn run(
 
 /// The PostgreSQL or MariaDB database `--database` names (`postgres://…`, `mysql://…`), or
 /// `None` for a SQLite file.
-fn shared_database(database: &Path) -> anyhow::Result<Option<DatabaseUrl>> {
+pub(super) fn shared_database(database: &Path) -> anyhow::Result<Option<DatabaseUrl>> {
     let text = database.to_string_lossy();
     if !text.contains("://") {
         return Ok(None);
