@@ -1,12 +1,19 @@
-//! The outbox's claim overhead on a shared database (`--claims N`, issue 30): N events
-//! queued (users of 4 events each, in rounds, so each user's events wait behind one
-//! another), then drained by 1, 2 and 4 workers (threads, each with its own connection,
-//! as `daemon` processes have) against a server that answers at once. Each worker claims a
-//! batch of 100 under its lease (`Store::claim_due`) and records it exactly as a delivery
-//! does (`Store::settle`: the links saved, the events removed, a log line each, in one
-//! transaction). Reported: events per second per worker count, and the load average
-//! (the figures are only comparable on a quiet machine). Only the queue's cost is
-//! measured: no component call and no HTTP.
+//! The outbox's claim overhead on a shared database (`--claims [N]`, issue 30): N events
+//! (100,000 by default) queued (users of 4 events each, in rounds, so each user's events
+//! wait behind one another), then drained by 1, 2 and 4 workers (threads, each with its
+//! own connection, as `daemon` processes have) against a server that answers at once. Each
+//! worker claims a batch of 100 under its lease (`Store::claim_due`) and records it exactly
+//! as a delivery does (`Store::settle`: the links saved, the events removed, a log line
+//! each, in one transaction). Only the queue's cost is measured: no component call and no
+//! HTTP.
+//!
+//! Each worker count is run `--claims-runs` times (3), each on a freshly emptied and
+//! refilled outbox, and the table gives the median events/s and the range: one drain of
+//! 20,000 events took about a second and its figure varied by half from one run to the
+//! next. Also reported: the CPU per event of the workers (this process) and of the whole
+//! machine (the workers, the database and anything else running: a figure well above
+//! the workers' plus the database's means the machine was not quiet), and the load
+//! average after each worker count.
 //!
 //! One command, on throwaway servers of its own (a PostgreSQL, then a MariaDB, started as
 //! the tests start them: loopback, a temporary directory; PostgreSQL with `fsync=off`,
@@ -14,21 +21,22 @@
 //!
 //! ```sh
 //! cargo build --release -p host-example --bin bench --features db-test-support
-//! target/release/bench --claims 20000 --claims-database throwaway
+//! target/release/bench --claims 100000 --claims-database throwaway
 //! ```
 //!
+//! `--claims-counts 4` runs only 4 workers; `--claims-runs 5` runs each count 5 times.
 //! Or on a database of your own (one the bench may empty: its outbox, users, links and
 //! log are deleted before each run):
 //!
 //! ```sh
-//! target/release/bench --claims 20000 --claims-database postgres://user:pass@127.0.0.1:5432/db
+//! target/release/bench --claims 100000 --claims-database postgres://user:pass@127.0.0.1:5432/db
 //! ```
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use host_example::clock::{now_ms, now_rfc3339};
-use host_example::database::{DatabaseUrl, Db};
+use host_example::database::{DatabaseUrl, Db, Dialect};
 use host_example::store::{LogEntry, SettleOutcome, Settlement, Store, UserRecord};
 use host_example::types::{Link, UserEvent};
 use serde_json::{Map, json};
@@ -46,55 +54,92 @@ fn empty(url: &DatabaseUrl) -> Result<()> {
     Ok(())
 }
 
+/// Threads that queue the events (setup, not measured).
+const ENQUEUERS: usize = 4;
+
+/// Users added or changed per transaction while queueing.
+const ENQUEUE_CHUNK: usize = 500;
+
+/// Queues `events`: `events / 4` users (explicit ids, so the queueing threads do not wait
+/// for one another's id), each with a `created` event and then up to 3 `updated` ones,
+/// by [`ENQUEUERS`] threads, each its own users in rounds.
 fn enqueue(url: &DatabaseUrl, events: usize) -> Result<()> {
-    let mut store = Store::open_url(url, Duration::from_secs(30))?;
     let users = events.div_ceil(4).max(1);
-    let mut ids = Vec::with_capacity(users);
     let run = now_ms();
-    store.batch(|s| {
-        for i in 0..users {
-            let mut fields = Map::new();
-            fields.insert("seq".into(), json!("1"));
-            let user = s.add_user(
-                UserRecord {
-                    id: String::new(),
-                    name: format!("claims-{run}-{i}"),
-                    mail: format!("claims-{run}-{i}@example.com"),
-                    fields,
-                    active: true,
-                },
-                true,
-            )?;
-            ids.push(user.id);
-        }
-        Ok(())
-    })?;
-    for round in 2..=4 {
-        let left = events.saturating_sub(users * (round - 1));
-        store.batch(|s| {
-            for id in ids.iter().take(left) {
-                s.change_user(id, UserEvent::Updated, |u| {
-                    u.fields.insert("seq".into(), json!(round.to_string()));
-                })?;
-            }
-            Ok(())
-        })?;
+    let threads: Vec<_> = (0..ENQUEUERS)
+        .map(|t| {
+            let url = url.clone();
+            std::thread::spawn(move || -> Result<()> {
+                let mut store = Store::open_url(&url, Duration::from_secs(30))?;
+                let mine: Vec<usize> = (t..users).step_by(ENQUEUERS).collect();
+                let ids: Vec<String> = mine.iter().map(|i| format!("claims-{i}")).collect();
+                for chunk in mine.chunks(ENQUEUE_CHUNK) {
+                    store.batch(|s| {
+                        for &i in chunk {
+                            let mut fields = Map::new();
+                            fields.insert("seq".into(), json!("1"));
+                            s.add_user(
+                                UserRecord {
+                                    id: format!("claims-{i}"),
+                                    name: format!("claims-{run}-{i}"),
+                                    mail: format!("claims-{run}-{i}@example.com"),
+                                    fields,
+                                    active: true,
+                                },
+                                true,
+                            )?;
+                        }
+                        Ok(())
+                    })?;
+                }
+                for round in 2..=4 {
+                    // The users whose `round`th event is one of the `events`.
+                    let left = events.saturating_sub(users * (round - 1));
+                    let with: Vec<&String> = mine
+                        .iter()
+                        .zip(&ids)
+                        .filter(|(i, _)| **i < left)
+                        .map(|(_, id)| id)
+                        .collect();
+                    for chunk in with.chunks(ENQUEUE_CHUNK) {
+                        store.batch(|s| {
+                            for id in chunk {
+                                s.change_user(id, UserEvent::Updated, |u| {
+                                    u.fields.insert("seq".into(), json!(round.to_string()));
+                                })?;
+                            }
+                            Ok(())
+                        })?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join()
+            .map_err(|_| anyhow::anyhow!("a queueing thread panicked"))??;
     }
     Ok(())
 }
 
 /// One worker: claims and settles until the outbox is empty; returns the events it
 /// claimed and those it settled.
-fn worker(url: &DatabaseUrl) -> Result<(Vec<i64>, Vec<i64>)> {
+fn worker(url: &DatabaseUrl) -> Result<(Vec<i64>, Vec<i64>, Spent)> {
     let mut store = Store::open_url(url, Duration::from_secs(30))?;
     let mut claimed = Vec::new();
     let mut settled = Vec::new();
+    let mut spent = Spent::default();
     loop {
+        let started = Instant::now();
         let events = store.claim_due(now_ms(), false, BATCH)?;
+        spent.claiming += started.elapsed().as_secs_f64();
+        spent.claims += 1;
         claimed.extend(events.iter().map(|e| e.seq));
         if events.is_empty() {
+            spent.empty_claims += 1;
             if store.outbox_depth()?.0 == 0 {
-                return Ok((claimed, settled));
+                return Ok((claimed, settled, spent));
             }
             // Every user left has an event in flight on another worker.
             std::thread::sleep(Duration::from_millis(1));
@@ -125,85 +170,274 @@ fn worker(url: &DatabaseUrl) -> Result<(Vec<i64>, Vec<i64>)> {
                 },
             })
             .collect();
+        let started = Instant::now();
         settled.extend(store.settle(&settlements)?);
+        spent.settling += started.elapsed().as_secs_f64();
+    }
+}
+
+/// Where a worker's time went: seconds waiting for its claims and its settles (on two
+/// cores shared with the database, mostly the database's work and the wait for a core),
+/// the claims made, and those that found nothing to claim.
+#[derive(Default, Clone, Copy)]
+struct Spent {
+    claiming: f64,
+    settling: f64,
+    claims: u64,
+    empty_claims: u64,
+}
+
+impl std::ops::AddAssign for Spent {
+    fn add_assign(&mut self, o: Spent) {
+        self.claiming += o.claiming;
+        self.settling += o.settling;
+        self.claims += o.claims;
+        self.empty_claims += o.empty_claims;
     }
 }
 
 /// Runs the claim benchmark and prints its table: on `database`, or with `throwaway` on
 /// a PostgreSQL and then a MariaDB of its own (the tests' throwaway servers: feature
-/// `db-test-support`).
-pub fn run(database: &str, events: usize) -> Result<()> {
-    if database == "throwaway" {
-        return run_throwaway(events);
+/// `db-test-support`). Each worker count in `counts` is run `runs` times.
+pub fn run(database: &str, events: usize, runs: usize, counts: &[usize]) -> Result<()> {
+    if events == 0 || runs == 0 || counts.contains(&0) {
+        bail!("--claims, --claims-runs and --claims-counts must be at least 1");
     }
-    run_on(database, events)
+    if database == "throwaway" {
+        return run_throwaway(events, runs, counts);
+    }
+    run_on(database, events, runs, counts)
 }
 
 #[cfg(feature = "db-test-support")]
-fn run_throwaway(events: usize) -> Result<()> {
+fn run_throwaway(events: usize, runs: usize, counts: &[usize]) -> Result<()> {
     use host_example::database::test_support::{TestMariaDb, TestPostgres};
     let pg = TestPostgres::start()?;
-    run_on(&pg.create_database("claims")?, events)?;
+    run_on(&pg.create_database("claims")?, events, runs, counts)?;
     drop(pg);
     let maria = TestMariaDb::start()?;
-    run_on(&maria.create_database("claims")?, events)
+    run_on(&maria.create_database("claims")?, events, runs, counts)
 }
 
 #[cfg(not(feature = "db-test-support"))]
-fn run_throwaway(_events: usize) -> Result<()> {
+fn run_throwaway(_events: usize, _runs: usize, _counts: &[usize]) -> Result<()> {
     bail!("--claims-database throwaway needs the bench built with --features db-test-support")
 }
 
-fn run_on(database: &str, events: usize) -> Result<()> {
+/// CPU seconds so far: this process's (the workers'), and the machine's busy time (every
+/// core's, all processes: the workers, the database, and whatever else runs).
+fn cpu_seconds() -> (f64, f64) {
+    // Both in clock ticks, 100 a second on Linux.
+    const TICKS: f64 = 100.0;
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // The fields after the command's closing parenthesis; utime and stime are the
+            // 14th and 15th of the whole line.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?)
+        })
+        .unwrap_or(0.0);
+    let busy = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|stat| {
+            let ticks: Vec<f64> = stat
+                .lines()
+                .next()?
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|t| t.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal …: all but idle and iowait.
+            let idle = ticks.get(3)? + ticks.get(4).unwrap_or(&0.0);
+            Some(ticks.iter().take(8).sum::<f64>() - idle)
+        })
+        .unwrap_or(0.0);
+    (own / TICKS, busy / TICKS)
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The database's own counters of the work a drain did (MariaDB: statements, index
+/// look-ups, rows stepped over, rows read by InnoDB, row-lock waits; PostgreSQL: commits,
+/// rows fetched by index and rows returned by scans), by name. Empty if they cannot be
+/// read.
+fn database_counters(url: &DatabaseUrl) -> Vec<(String, f64)> {
+    let read = || -> Result<Vec<(String, f64)>> {
+        let mut db = Db::connect(url)?;
+        let rows = match db.dialect() {
+            Dialect::Postgres => db.query(
+                "SELECT 'xact_commit', CAST(xact_commit AS TEXT) FROM pg_stat_database
+                   WHERE datname = current_database()
+                 UNION ALL SELECT 'tup_fetched', CAST(tup_fetched AS TEXT) FROM pg_stat_database
+                   WHERE datname = current_database()
+                 UNION ALL SELECT 'tup_returned', CAST(tup_returned AS TEXT) FROM pg_stat_database
+                   WHERE datname = current_database()",
+                &[],
+            )?,
+            _ => db.query(
+                "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
+                 WHERE VARIABLE_NAME IN ('QUESTIONS', 'HANDLER_READ_KEY', 'HANDLER_READ_NEXT',
+                     'HANDLER_READ_RND_NEXT', 'INNODB_ROWS_READ', 'INNODB_ROW_LOCK_WAITS',
+                     'INNODB_DEADLOCKS')
+                 ORDER BY VARIABLE_NAME",
+                &[],
+            )?,
+        };
+        rows.iter()
+            .map(|r| Ok((r.text(0)?.to_lowercase(), r.text(1)?.parse().unwrap_or(0.0))))
+            .collect()
+    };
+    read().unwrap_or_default()
+}
+
+/// One drain by `workers` workers of `events` freshly queued: (seconds, workers' CPU
+/// seconds, the machine's busy CPU seconds, the database's counters' increase).
+fn drain(url: &DatabaseUrl, events: usize, workers: usize) -> Result<Drained> {
+    empty(url)?;
+    enqueue(url, events)?;
+    let counters_before = database_counters(url);
+    let (own_before, busy_before) = cpu_seconds();
+    let started = Instant::now();
+    let handles: Vec<_> = (0..workers)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || worker(&url))
+        })
+        .collect();
+    let mut claimed: Vec<i64> = Vec::with_capacity(events);
+    let mut settled: Vec<i64> = Vec::with_capacity(events);
+    let mut spent = Spent::default();
+    for h in handles {
+        let (c, s, w) = h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
+        claimed.extend(c);
+        settled.extend(s);
+        spent += w;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (own_after, busy_after) = cpu_seconds();
+    let counters: Vec<(String, f64)> = database_counters(url)
+        .into_iter()
+        .zip(counters_before)
+        .map(|((name, after), (_, before))| (name, after - before))
+        .collect();
+    // Exactly once: no event claimed twice (the lease, 60 s, outlasts the run), and every
+    // event settled once.
+    let (claims, settles) = (claimed.len(), settled.len());
+    claimed.sort_unstable();
+    claimed.dedup();
+    settled.sort_unstable();
+    settled.dedup();
+    if claimed.len() != claims || settled.len() != settles || settles != events {
+        bail!(
+            "{claims} claims of {} events, {settles} settles of {}; {events} queued",
+            claimed.len(),
+            settled.len()
+        );
+    }
+    Ok(Drained {
+        secs,
+        own_cpu: own_after - own_before,
+        busy_cpu: busy_after - busy_before,
+        counters,
+        spent,
+    })
+}
+
+/// What one drain measured.
+struct Drained {
+    secs: f64,
+    /// This process's CPU seconds (the workers').
+    own_cpu: f64,
+    /// The machine's busy CPU seconds.
+    busy_cpu: f64,
+    /// The database's counters' increase ([`database_counters`]).
+    counters: Vec<(String, f64)>,
+    /// The workers' time, all together.
+    spent: Spent,
+}
+
+fn run_on(database: &str, events: usize, runs: usize, counts: &[usize]) -> Result<()> {
     let url = DatabaseUrl::parse(database, std::path::Path::new("."))?;
     if url.sqlite_path().is_some() {
         bail!("--claims-database must be a postgres:// or mysql:// URL");
     }
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "\n## Outbox claims on {url}: {events} events, 4 per user (load average {})\n",
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        "\n## Outbox claims on {url}: {events} events, 4 per user, {runs} runs each (load average {})\n",
+        load_average()
     );
-    println!("| workers | seconds | events/s |");
-    println!("| ---: | ---: | ---: |");
-    for workers in [1usize, 2, 4] {
-        empty(&url)?;
-        enqueue(&url, events)?;
-        let started = Instant::now();
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                let url = url.clone();
-                std::thread::spawn(move || worker(&url))
-            })
-            .collect();
-        let mut claimed: Vec<i64> = Vec::with_capacity(events);
-        let mut settled: Vec<i64> = Vec::with_capacity(events);
-        for h in handles {
-            let (c, s) = h
-                .join()
-                .map_err(|_| anyhow::anyhow!("a worker panicked"))??;
-            claimed.extend(c);
-            settled.extend(s);
+    println!(
+        "| workers | events/s, median | lowest – highest | workers' CPU µs/event | machine's CPU µs/event | events a claim | a claim, ms | a settle, ms | empty claims | load average after |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    let mut counters_per_count = Vec::new();
+    for &workers in counts {
+        let mut rates = Vec::with_capacity(runs);
+        let (mut own, mut busy) = (0.0, 0.0);
+        let mut spent = Spent::default();
+        let mut counters: Vec<(String, f64)> = Vec::new();
+        for _ in 0..runs {
+            let drained = drain(&url, events, workers)?;
+            rates.push(events as f64 / drained.secs);
+            own += drained.own_cpu;
+            busy += drained.busy_cpu;
+            spent += drained.spent;
+            if counters.is_empty() {
+                counters = drained.counters;
+            } else {
+                for ((_, sum), (_, v)) in counters.iter_mut().zip(drained.counters) {
+                    *sum += v;
+                }
+            }
         }
-        let secs = started.elapsed().as_secs_f64();
-        // Exactly once: no event claimed twice (the lease, 60 s, outlasts the run), and
-        // every event settled once.
-        let (claims, settles) = (claimed.len(), settled.len());
-        claimed.sort_unstable();
-        claimed.dedup();
-        settled.sort_unstable();
-        settled.dedup();
-        if claimed.len() != claims || settled.len() != settles || settles != events {
-            bail!(
-                "{claims} claims of {} events, {settles} settles of {}; {events} queued",
-                claimed.len(),
-                settled.len()
-            );
+        rates.sort_by(f64::total_cmp);
+        let median = if runs % 2 == 1 {
+            rates[runs / 2]
+        } else {
+            (rates[runs / 2 - 1] + rates[runs / 2]) / 2.0
+        };
+        let per_event = |cpu: f64| cpu * 1e6 / (events * runs) as f64;
+        println!(
+            "| {workers} | {median:.0} | {:.0} – {:.0} | {:.0} | {:.0} | {:.1} | {:.2} | {:.2} | {:.1}% | {} |",
+            rates[0],
+            rates[runs - 1],
+            per_event(own),
+            per_event(busy),
+            // Events per claim that found any.
+            (events * runs) as f64 / (spent.claims - spent.empty_claims).max(1) as f64,
+            spent.claiming * 1e3 / spent.claims.max(1) as f64,
+            // Every claim but the empty ones is followed by one settle.
+            spent.settling * 1e3 / (spent.claims - spent.empty_claims).max(1) as f64,
+            spent.empty_claims as f64 * 100.0 / spent.claims.max(1) as f64,
+            load_average()
+        );
+        counters_per_count.push((workers, counters));
+    }
+    // The database's work per event, from its own counters.
+    if let Some((_, first)) = counters_per_count.first()
+        && !first.is_empty()
+    {
+        let names: Vec<&str> = first.iter().map(|(n, _)| n.as_str()).collect();
+        println!("\nThe database's counters per event:\n");
+        println!("| workers | {} |", names.join(" | "));
+        println!("| ---: |{}", " ---: |".repeat(names.len()));
+        for (workers, counters) in &counters_per_count {
+            let cells: Vec<String> = counters
+                .iter()
+                .map(|(_, v)| format!("{:.2}", v / (events * runs) as f64))
+                .collect();
+            println!("| {workers} | {} |", cells.join(" | "));
         }
-        println!("| {workers} | {secs:.2} | {:.0} |", events as f64 / secs);
     }
     Ok(())
 }

@@ -69,10 +69,10 @@
 //!    another group, into the quirky server: requests and seconds with membership changes
 //!    in chunks against one member a request (module `groups`).
 //!
-//! 10. **The outbox's claim overhead** (`--claims N --claims-database URL|throwaway`,
-//!     instead of 1 to 5): N events on a shared PostgreSQL or MariaDB outbox claimed and
-//!     settled by 1, 2 and 4 workers against a server that answers at once (module
-//!     `claims`).
+//! 10. **The outbox's claim overhead** (`--claims [N] --claims-database URL|throwaway`,
+//!     instead of 1 to 5): N events (100,000) on a shared PostgreSQL or MariaDB outbox
+//!     claimed and settled by 1, 2 and 4 workers against a server that answers at once,
+//!     `--claims-runs` (3) times each, median and range (module `claims`).
 //!
 //! 11. **A first sync by many workers** (`--first-sync-workers [USERS]`, default 100,000,
 //!     instead of 1 to 5): USERS users queued on PostgreSQL and drained into scim2-server by
@@ -203,11 +203,22 @@ struct Args {
     /// workers on `--claims-database` (a postgres:// or mysql:// URL of a database the
     /// bench may empty, or `throwaway`: a PostgreSQL and a MariaDB of its own, with the
     /// bench built `--features db-test-support`).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "100000")]
     claims: Option<usize>,
     /// The database of `--claims`.
     #[arg(long, value_name = "URL")]
     claims_database: Option<String>,
+    /// Runs of `--claims` per worker count (the table gives their median and range).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    claims_runs: usize,
+    /// The worker counts of `--claims`.
+    #[arg(
+        long,
+        value_name = "N,N,…",
+        value_delimiter = ',',
+        default_value = "1,2,4"
+    )]
+    claims_counts: Vec<usize>,
     /// Measure a first sync of USERS users by 1, 2 and 4 worker processes on PostgreSQL
     /// against scim2-server's own /Bulk ceiling instead (11).
     #[arg(long, value_name = "USERS", num_args = 0..=1, default_missing_value = "100000")]
@@ -291,7 +302,7 @@ fn main() -> Result<()> {
             .claims_database
             .as_deref()
             .context("--claims needs --claims-database")?;
-        return claims::run(database, n);
+        return claims::run(database, n, args.claims_runs, &args.claims_counts);
     }
     if let Some(users) = args.first_sync_workers {
         let matching: Vec<String> = match &args.first_sync_matching {
