@@ -1,22 +1,23 @@
 //! `[host] server_in_flight`: one cap on the requests in flight to the SCIM server, shared
 //! by every daemon on one database (issue 30; `host_example::shared_in_flight`).
 //!
-//! Each test starts its own database server (PostgreSQL or MariaDB, the test's own
-//! process, data in a temp dir), scim2-server, and in front of it a proxy of this file that
-//! counts the requests in flight at once (each held 5 ms, so that requests from several
-//! processes overlap when nothing stops them). The test queues users' `created` events
-//! through the store; 3 `daemon --deliver-only` processes (`concurrency = 4`) drain them,
-//! with about two requests per user (a look-up, then the creation).
+//! One test per database: each starts its own database server (PostgreSQL or MariaDB,
+//! the test's own process, data in a temp dir), scim2-server, and in front of it a proxy of
+//! this file that counts the requests in flight at once (each held 5 ms, so that requests
+//! from several processes overlap when nothing stops them). The test queues users'
+//! `created` events through the store; 3 `daemon --deliver-only` processes
+//! (`concurrency = 4`) drain them, with about two requests per user (a look-up, then the
+//! creation).
 //!
 //! - Without the setting the server sees more than one request at once: the proxy holds
 //!   the first request until a second one arrives (or 30 s pass), so the overlap is seen
 //!   by a condition, not by the luck of timing, however slow the machine.
 //! - With `server_in_flight = 1`, never more than one across the 3 processes, and every
 //!   user still arrives.
-//! - A daemon `kill -9`ed while it holds the slot (its request held at the proxy) frees it,
-//!   on PostgreSQL (the advisory lock) and MariaDB (`GET_LOCK`): the database ends the dead
-//!   session and its locks, another daemon's request reaches the server while the dead
-//!   one's is still held, and the outbox drains.
+//! - Then one of those daemons, `kill -9`ed while it holds the slot (its request held at
+//!   the proxy), frees it, on PostgreSQL (an advisory lock) and on MariaDB (`GET_LOCK`):
+//!   the database ends the dead session and its locks, another daemon's request reaches
+//!   the server while the dead one's is still held, and the outbox drains.
 //!
 //! `cargo test -p scim-provisioner-tests --test server_in_flight` (build
 //! `cargo build -p host-example` first).
@@ -340,8 +341,12 @@ fn drain(setup: &Setup, daemons: &mut [Daemon]) {
     );
 }
 
+/// The three runs on one database and server: without the cap, with one slot, and one
+/// slot held by a daemon that is then killed.
 fn one_slot_across_daemons(kind: Kind) {
+    let started = Instant::now();
     let setup = setup(kind);
+    eprintln!("{kind:?}: set up in {:.1?}", started.elapsed());
     // Without the cap: the processes' requests overlap at the server.
     setup.proxy.meet_next();
     queue_users(&setup.url, "free", UNCAPPED_USERS);
@@ -351,23 +356,25 @@ fn one_slot_across_daemons(kind: Kind) {
     let uncapped = setup.proxy.most_in_flight();
     let uncapped_requests = setup.proxy.counts.requests.load(Ordering::SeqCst);
     eprintln!(
-        "without server_in_flight: at most {uncapped} of {uncapped_requests} requests in flight"
+        "{kind:?} without server_in_flight: at most {uncapped} of {uncapped_requests} requests in flight ({:.1?})",
+        started.elapsed()
     );
     assert!(
         uncapped > 1,
         "without the cap, requests overlap ({uncapped})"
     );
 
-    // With one slot: never two at once, across the 3 processes.
+    // With one slot: never two at once, across the 3 processes. A short lease: the daemon
+    // killed below loses its claimed events to another soon after.
     setup.proxy.counts.most_in_flight.store(0, Ordering::SeqCst);
     queue_users(&setup.url, "capped", USERS);
-    let mut capped = daemons(&setup, "capped", Some(1), 60);
+    let mut capped = daemons(&setup, "capped", Some(1), 3);
     drain(&setup, &mut capped);
-    drop(capped);
     let requests = setup.proxy.counts.requests.load(Ordering::SeqCst) - uncapped_requests;
     eprintln!(
-        "server_in_flight = 1: at most {} of {requests} requests in flight",
-        setup.proxy.most_in_flight()
+        "{kind:?} server_in_flight = 1: at most {} of {requests} requests in flight ({:.1?})",
+        setup.proxy.most_in_flight(),
+        started.elapsed()
     );
     assert!(
         requests >= 30,
@@ -377,6 +384,12 @@ fn one_slot_across_daemons(kind: Kind) {
         setup.proxy.most_in_flight(),
         1,
         "one slot across every process"
+    );
+
+    a_daemon_killed_holding_the_slot_frees_it(&setup, kind, capped);
+    eprintln!(
+        "{kind:?}: a killed holder freed the slot ({:.1?})",
+        started.elapsed()
     );
 }
 
@@ -460,21 +473,20 @@ fn slot_holders(setup: &Setup, kind: Kind) -> Vec<u16> {
     }
 }
 
-fn a_daemon_killed_holding_the_slot_frees_it(kind: Kind) {
-    let setup = setup(kind);
-    queue_users(&setup.url, "kill", 40);
-    // A short lease: the killed daemon's claimed events go to another after it.
-    let mut running = daemons(&setup, "kill", Some(1), 3);
+/// A daemon `kill -9`ed while its request holds the slot (held at the proxy) frees it:
+/// the database ends the dead session, and with it the session's lock.
+fn a_daemon_killed_holding_the_slot_frees_it(setup: &Setup, kind: Kind, mut running: Vec<Daemon>) {
     // Hold whatever arrives next: its sender holds the one slot meanwhile.
     setup.proxy.set_stalled(true);
+    queue_users(&setup.url, "kill", 40);
     wait_until(
         "a request held with its slot",
         &mut running,
         DRAIN_DEADLINE,
         Duration::from_millis(20),
-        || setup.proxy.in_flight() == 1 && slot_holders(&setup, kind).len() == 1,
+        || setup.proxy.in_flight() == 1 && slot_holders(setup, kind).len() == 1,
     );
-    let holder_port = slot_holders(&setup, kind)[0];
+    let holder_port = slot_holders(setup, kind)[0];
     let victim = running
         .iter()
         .position(|d| local_ports(d.child.id()).contains(&holder_port))
@@ -492,17 +504,7 @@ fn a_daemon_killed_holding_the_slot_frees_it(kind: Kind) {
     );
     setup.proxy.set_stalled(false);
     setup.proxy.counts.most_in_flight.store(0, Ordering::SeqCst);
-    drain(&setup, &mut running);
+    drain(setup, &mut running);
     // After the killed daemon's request, one at a time again.
     assert!(setup.proxy.most_in_flight() <= 2);
-}
-
-#[test]
-fn postgres_a_daemon_killed_holding_the_slot_frees_it() {
-    a_daemon_killed_holding_the_slot_frees_it(Kind::Postgres);
-}
-
-#[test]
-fn mariadb_a_daemon_killed_holding_the_slot_frees_it() {
-    a_daemon_killed_holding_the_slot_frees_it(Kind::MariaDb);
 }
