@@ -254,6 +254,21 @@ impl SharedStore {
         self.in_transaction(|s| {
             if user.id.is_empty() {
                 user.id = s.next_user_id()?;
+            } else {
+                // An id given again after its user was deleted (generated ids never are):
+                // the old user's events still queued are locked first, as
+                // `requeue_parked` locks them before it reads the user. So the two go one
+                // after the other. Otherwise a requeue that did not see this uncommitted
+                // user queued the old user's `deleted` event after this `created` one (on
+                // PostgreSQL, where a read does not wait for an uncommitted row), and the
+                // new user's account was deleted on the server.
+                s.query(
+                    &format!(
+                        "SELECT seq FROM outbox{} WHERE user_id = ? ORDER BY seq FOR UPDATE",
+                        by_user(s.dialect)
+                    ),
+                    &[user.id.as_str().into()],
+                )?;
             }
             s.write_user(&user)?;
             s.remember_user_id(&user.id)?;
@@ -899,20 +914,16 @@ impl SharedStore {
                 .collect::<anyhow::Result<_>>()?;
             let mut requeued = 0;
             for id in &users {
-                let current = s
-                    .query_opt(
-                        &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ? FOR UPDATE"),
-                        &[id.into()],
-                    )?
-                    .map(|r| row_to_user(&r))
-                    .transpose()?;
                 // The user's parked events, locked and read again: the list above is a
                 // plain read, and another requeue may have replaced them since. A user
-                // who is gone has no row above to lock, so without this two requeues at
-                // once each queued the `deleted` event (PostgreSQL: the second one's
-                // `DELETE` waited for the first, then found its rows gone and removed
-                // nothing, not the first one's new event). Waiting here for the first
-                // requeue, the second finds no parked event left and leaves the user.
+                // who is gone has no row to lock, so without this two requeues at once
+                // each queued the `deleted` event (PostgreSQL: the second one's `DELETE`
+                // waited for the first, then found its rows gone and removed nothing, not
+                // the first one's new event). Waiting here for the first requeue, the
+                // second finds no parked event left and leaves the user. They are locked
+                // before the user is read: `add_user` given this id again locks them too,
+                // so the read below sees that user once it is committed, or the new
+                // user's events come after the ones queued here.
                 let still_parked = s.query(
                     &format!(
                         "SELECT seq FROM outbox{} WHERE user_id = ? AND parked = 1
@@ -924,6 +935,13 @@ impl SharedStore {
                 if still_parked.is_empty() {
                     continue;
                 }
+                let current = s
+                    .query_opt(
+                        &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ? FOR UPDATE"),
+                        &[id.into()],
+                    )?
+                    .map(|r| row_to_user(&r))
+                    .transpose()?;
                 let change = match current {
                     Some(current) => Some((UserEvent::Reconcile, current)),
                     None => s

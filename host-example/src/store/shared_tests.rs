@@ -414,11 +414,136 @@ fn check_concurrent_requeue_of_a_deleted_user(url: &str) {
     );
 }
 
+/// A deleted user's parked events put back in line while another requeue, or an
+/// `add_user` given the same id again, runs at once (one server of each kind for both, to
+/// keep the suite short).
 #[test]
-fn two_requeues_at_once_queue_a_deleted_users_event_once() {
+fn a_deleted_users_requeue_at_once_with_another_or_with_a_reused_id_stays_in_order() {
     let pg = TestPostgres::start().unwrap();
     check_concurrent_requeue_of_a_deleted_user(&pg.create_database("requeue").unwrap());
+    let url = pg.create_database("reuse").unwrap();
+    check_reused_id_against_requeue(&url);
+    check_requeue_against_reused_id(&url);
     drop(pg);
     let maria = TestMariaDb::start().unwrap();
     check_concurrent_requeue_of_a_deleted_user(&maria.create_database("requeue").unwrap());
+    let url = maria.create_database("reuse").unwrap();
+    check_reused_id_against_requeue(&url);
+    check_requeue_against_reused_id(&url);
+}
+
+/// Waits until `other` has finished or another session of this database waits for a row
+/// lock (see [`wait_for_a_lock_wait`]), whichever comes first.
+fn wait_for_a_lock_wait_or_the_end<T>(url: &str, other: &std::thread::JoinHandle<T>) {
+    let parsed = DatabaseUrl::parse(url, Path::new("/")).unwrap();
+    let mut db = Db::connect(&parsed).unwrap();
+    let sql = match db.dialect() {
+        crate::database::Dialect::Postgres => {
+            "SELECT COUNT(*) FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        }
+        _ => {
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST
+             WHERE ID <> CONNECTION_ID() AND COMMAND IN ('Execute', 'Query') AND TIME_MS > 300
+               AND (INFO LIKE '%FOR UPDATE%' OR INFO LIKE 'DELETE%')"
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !other.is_finished() && db.query(sql, &[]).unwrap()[0].int(0).unwrap() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the other session neither finished nor waited"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A user id given again to `add_user` (explicitly: generated ids are never reused) while
+/// a requeue puts the old user's parked events back: the two go one after the other, never
+/// interleaved. Here the new user's transaction is first, so the requeue finds the user
+/// back and queues one `reconcile` of the new user (as SQLite's single writer does).
+/// Without the lock `add_user` takes on the id's events, PostgreSQL's requeue did not see
+/// the uncommitted user, queued the old user's `deleted` event after the new user's
+/// `created` one, and so deleted the new user's account on the server.
+fn check_reused_id_against_requeue(url: &str) {
+    let mut a = open(url);
+    let reused = |name: &str| UserRecord {
+        id: "reused-7".into(),
+        ..user(name)
+    };
+    a.add_user(reused("old-owner"), true).unwrap();
+    let created = a
+        .due_events(0, true, 10)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.user_id == "reused-7")
+        .unwrap()
+        .seq;
+    a.fail_event(created, 5, 0, "401", true).unwrap();
+    a.change_user("reused-7", UserEvent::Deleted, |_| {})
+        .unwrap();
+    let url_b = url.to_string();
+    let mut b = open(url);
+    b.batch(|s| {
+        s.add_user(reused("new-owner"), true)?;
+        // The requeue starts while the new user is not yet committed.
+        let requeue = std::thread::spawn(move || open(&url_b).requeue_parked().unwrap());
+        wait_for_a_lock_wait_or_the_end(url, &requeue);
+        Ok(requeue)
+    })
+    .map(|requeue| requeue.join().unwrap())
+    .unwrap();
+    let events: Vec<(UserEvent, String)> = a
+        .pending_events()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.user_id == "reused-7")
+        .map(|e| (e.event, e.user.name))
+        .collect();
+    assert_eq!(events, [(UserEvent::Reconcile, "new-owner".to_string())]);
+}
+
+/// The other order: the requeue's transaction first. `add_user` waits for it, and its
+/// `created` event comes after the old user's `deleted` one.
+fn check_requeue_against_reused_id(url: &str) {
+    let mut a = open(url);
+    let reused = |name: &str| UserRecord {
+        id: "reused-8".into(),
+        ..user(name)
+    };
+    a.add_user(reused("old-holder"), true).unwrap();
+    let created = a
+        .due_events(0, true, 10)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.user_id == "reused-8")
+        .unwrap()
+        .seq;
+    a.fail_event(created, 5, 0, "401", true).unwrap();
+    a.change_user("reused-8", UserEvent::Deleted, |_| {})
+        .unwrap();
+    let url_b = url.to_string();
+    a.batch(|s| {
+        assert_eq!(s.requeue_parked()?, 1);
+        let add =
+            std::thread::spawn(move || open(&url_b).add_user(reused("new-holder"), true).unwrap());
+        wait_for_a_lock_wait_or_the_end(url, &add);
+        Ok(add)
+    })
+    .map(|add| add.join().unwrap())
+    .unwrap();
+    let events: Vec<(UserEvent, String)> = a
+        .pending_events()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.user_id == "reused-8")
+        .map(|e| (e.event, e.user.name))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            (UserEvent::Deleted, "old-holder".to_string()),
+            (UserEvent::Created, "new-holder".to_string())
+        ]
+    );
 }
