@@ -71,7 +71,8 @@ printf(
     $batch,
     $load,
 );
-printf("| database | workers | seconds | events/s |\n| --- | ---: | ---: | ---: |\n");
+printf("| database | workers | seconds | events/s | workers' CPU s | database CPU s | statements per batch |\n"
+    . "| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n");
 foreach ($kinds as $kind) {
     if (!DatabaseServer::available($kind)) {
         fwrite(STDERR, "claims.php: {$kind} is not installed (scripts/debian-packages)\n");
@@ -81,18 +82,40 @@ foreach ($kinds as $kind) {
     foreach ($workerCounts as $workers) {
         $db = $server->createDatabase('claims');
         enqueueAll($server->pdo($db), $events);
-        [$seconds, $settled] = drain($server, $db, $workers, $batch, $settle);
+        $questions = $kind === 'mariadb' ? mariadbQuestions($server) : null;
+        $dbCpu = $server->cpuSeconds();
+        [$seconds, $settled, $workerCpu, $batches] = drain($server, $db, $workers, $batch, $settle);
+        $dbCpu = $server->cpuSeconds() - $dbCpu;
+        // Every statement the workers sent (claims, links, settles, the empty claims and
+        // counts near the end), over the batches they claimed; MariaDB counts them for us.
+        $statements = $questions === null ? 'n/a'
+            : sprintf('%.1f', (mariadbQuestions($server) - $questions - 1) / max(1, $batches));
         $left = (int) $server->pdo($db)->query('SELECT COUNT(*) FROM scim_outbox')->fetchColumn();
         if ($settled !== $events || $left !== 0) {
             fwrite(STDERR, "claims.php: {$kind}, {$workers} workers: {$settled} completed, {$left} left\n");
             exit(1);
         }
-        printf("| %s | %d | %.2f | %s |\n", $kind, $workers, $seconds, number_format($events / $seconds));
+        printf(
+            "| %s | %d | %.2f | %s | %.2f | %.2f | %s |\n",
+            $kind,
+            $workers,
+            $seconds,
+            number_format($events / $seconds),
+            $workerCpu,
+            $dbCpu,
+            $statements,
+        );
     }
     $server->stop();
 }
 printf("\nload average after: %s\n", trim((string) @file_get_contents('/proc/loadavg')));
 DatabaseServer::stopAll();
+
+/** The server's statement counter (`Questions`: every statement clients sent, this one included). */
+function mariadbQuestions(DatabaseServer $server): int
+{
+    return (int) $server->pdo('mysql')->query("SHOW GLOBAL STATUS LIKE 'Questions'")->fetch(PDO::FETCH_NUM)[1];
+}
 
 /** Queues $events events: a first round creating every user, then rounds of updates. */
 function enqueueAll(PDO $pdo, int $events): void
@@ -115,10 +138,10 @@ function enqueueAll(PDO $pdo, int $events): void
 
 /**
  * Starts $workers worker processes, waits until each is connected, lets them go at once
- * and waits for all. Returns the seconds from "go" to the last one done, and the events
- * completed (their sum).
+ * and waits for all. Returns the seconds from "go" to the last one done, the events
+ * completed, the workers' CPU seconds from "go" on and the batches they claimed (sums).
  *
- * @return array{float, int}
+ * @return array{float, int, float, int}
  */
 function drain(DatabaseServer $server, string $db, int $workers, int $batch, string $settle): array
 {
@@ -149,14 +172,18 @@ function drain(DatabaseServer $server, string $db, int $workers, int $batch, str
         fflush($pipes[0]);
     }
     $settled = 0;
+    $cpu = 0.0;
+    $batches = 0;
     foreach ($procs as [$proc, $pipes]) {
         $out = trim((string) stream_get_contents($pipes[1]));
-        if (proc_close($proc) !== 0 || !preg_match('/^completed (\d+)$/', $out, $m)) {
+        if (proc_close($proc) !== 0 || !preg_match('/^completed (\d+) cpu ([0-9.]+) batches (\d+)$/', $out, $m)) {
             throw new RuntimeException("a worker failed: {$out}");
         }
         $settled += (int) $m[1];
+        $cpu += (float) $m[2];
+        $batches += (int) $m[3];
     }
-    return [(hrtime(true) - $started) / 1e9, $settled];
+    return [(hrtime(true) - $started) / 1e9, $settled, $cpu, $batches];
 }
 
 /** One worker: claims and settles until the outbox is empty; prints how many it completed. */
@@ -166,9 +193,16 @@ function worker(string $dsn, string $user, string $password, string $owner, int 
     $outbox = new PdoOutbox($pdo, ['lease_seconds' => 60]);
     echo "ready\n";
     fgets(STDIN);
+    $cpu = static function (): float {
+        $r = getrusage();
+        return $r['ru_utime.tv_sec'] + $r['ru_stime.tv_sec'] + ($r['ru_utime.tv_usec'] + $r['ru_stime.tv_usec']) / 1e6;
+    };
+    $cpuAtGo = $cpu();
     $completed = 0;
+    $batches = 0;
     while (true) {
         $events = $outbox->claim($owner, $batch);
+        $batches += $events === [] ? 0 : 1;
         if ($events === []) {
             if ($outbox->counts()['pending'] === 0) {
                 break;
@@ -192,6 +226,6 @@ function worker(string $dsn, string $user, string $password, string $owner, int 
             }
         }
     }
-    echo "completed {$completed}\n";
+    printf("completed %d cpu %.3f batches %d\n", $completed, $cpu() - $cpuAtGo, $batches);
     return 0;
 }

@@ -351,3 +351,112 @@ def test_a_deleted_users_outbox_users_row_goes_with_their_last_event(wp_site):
     assert out == [[901, 902, 903, 904], [902, 903, 904], [903, 904],
                    {"pending": 0, "parked": 1, "claimed": 0}, "0"], out
     assert site.mariadb.query(site.db_name, users) == [["903"], ["904"]]
+    _a_batch_is_settled_once_in_one_transaction(site)
+
+
+def _a_batch_is_settled_once_in_one_transaction(site: WordPressSite) -> None:
+    """Outbox::settle (the PHP library's OutboxClaims::settleBatch over $wpdb), on the cleanup
+    test's site: a batch of three (a delivered update, a failure, a deleted user's row) in one
+    transaction with a fixed number of statements, the link and last results as user meta in
+    it; the same batch again is lost; a worker whose lease ran out and whose row another took
+    writes nothing; a deleted user's row completed inside the caller's transaction joins it
+    (a savepoint, no transaction of its own) and goes with its rollback."""
+    out = call(site, f"""(function () {{
+    global $wpdb;
+    $outbox = {PLUGIN}->outbox();
+    $p = $wpdb->prefix;
+    $user = static fn (string $login): int => (int) wp_insert_user(['user_login' => $login,
+        'user_pass' => wp_generate_password(), 'user_email' => $login . '@example.test']);
+    $a = $user('settle-a');
+    $b = $user('settle-b');
+    $wpdb->query("DELETE FROM {{$p}}scim_outbox");
+    $snap = static fn (int $id): array => ['id' => (string) $id, 'fields' => [], 'active' => true];
+    $outbox->enqueue($a, 'updated', $snap($a));
+    $outbox->enqueue($b, 'updated', $snap($b));
+    $outbox->enqueue(911, 'deleted', $snap(911));
+    $event = static fn (array $r): \\ScimProvisioner\\OutboxEvent => new \\ScimProvisioner\\OutboxEvent($r['id'],
+        \\ScimProvisioner\\UserEvent::from($r['event']), new \\ScimProvisioner\\CmsUser((string) $r['user_id'], [], true),
+        $r['attempts'], $r['created_at']);
+    $rows = [];
+    foreach ($outbox->claimDue('w1', 10) as $r) {{
+        $rows[$r['user_id']] = $event($r);
+    }}
+    $batch = static fn (string $remote): array => [
+        \\ScimProvisioner\\Settlement::delivered($rows[$a], new \\ScimProvisioner\\Link($remote, 'W/"1"', null)),
+        \\ScimProvisioner\\Settlement::failed($rows[$b],
+            new \\ScimProvisioner\\ProvisioningException('http', 'busy', 503, null, null, 'backoff')),
+        \\ScimProvisioner\\Settlement::delivered($rows[911], null),
+    ];
+    $sent = [];
+    $count = static function (string $q) use (&$sent): string {{
+        $sent[] = $q;
+        return $q;
+    }};
+    add_filter('query', $count);
+    $first = $outbox->settle('w1', $batch('remote-a'), [$rows[$a]->id => ['fingerprint' => 'fp-a', 'message' => 'updated']]);
+    $statements = count($sent);
+    $transactions = [count(preg_grep('/^START TRANSACTION/', $sent)), count(preg_grep('/^COMMIT/', $sent))];
+    $again = $outbox->settle('w1', $batch('remote-again'));
+    remove_filter('query', $count);
+    wp_cache_delete($a, 'user_meta');
+    wp_cache_delete($b, 'user_meta');
+    $meta = [\\ScimProvisioner\\WordPress\\Links::get($a), \\ScimProvisioner\\WordPress\\Links::lastResult($a)['result'] ?? null,
+        \\ScimProvisioner\\WordPress\\Links::get($b), \\ScimProvisioner\\WordPress\\Links::lastResult($b)['result'] ?? null];
+    $left = array_map(static fn (array $r): array => [(int) $r['user_id'], (int) $r['attempts'], $r['claimed_by'],
+        (int) $r['next_attempt_at'] > time()], $wpdb->get_results("SELECT * FROM {{$p}}scim_outbox ORDER BY id", ARRAY_A));
+    $users = array_map('intval', $wpdb->get_col("SELECT user_id FROM {{$p}}scim_outbox_users WHERE user_id IN ($a, $b, 911) ORDER BY user_id"));
+
+    // A lease that ran out, the row taken by w3: w2's late settle writes nothing.
+    $outbox->enqueue($a, 'updated', $snap($a));
+    $late = $event($outbox->claimDue('w2', 10, [$a])[0]);
+    $wpdb->query("UPDATE {{$p}}scim_outbox SET claimed_until = 0 WHERE id = {{$late->id}}");
+    $taken = count($outbox->claimDue('w3', 10, [$a]));
+    $lost = $outbox->settle('w2', [\\ScimProvisioner\\Settlement::delivered($late, new \\ScimProvisioner\\Link('remote-late', null, null))],
+        [$late->id => ['fingerprint' => 'fp-late', 'message' => 'updated']]);
+    wp_cache_delete($a, 'user_meta');
+    $afterLost = [\\ScimProvisioner\\WordPress\\Links::get($a)['remote_id'] ?? null,
+        $wpdb->get_var("SELECT claimed_by FROM {{$p}}scim_outbox WHERE id = {{$late->id}}")];
+
+    // A deleted user's row completed inside the caller's transaction, which then rolls back.
+    $outbox->enqueue(912, 'deleted', $snap(912));
+    $row = $outbox->claimDue('w4', 10, [912])[0];
+    $wpdb->query('START TRANSACTION');
+    $sent = [];
+    add_filter('query', $count);
+    $inside = $outbox->complete($row['id'], 'w4', 912);
+    remove_filter('query', $count);
+    $stillOpen = (int) $wpdb->get_var('SELECT @@in_transaction');
+    $wpdb->query('ROLLBACK');
+    $joined = [count(preg_grep('/^START TRANSACTION/', $sent)), count(preg_grep('/^COMMIT/', $sent)),
+        count(preg_grep('/SAVEPOINT/', $sent))];
+    $rolledBack = [$outbox->counts(912)['pending'],
+        (int) $wpdb->get_var("SELECT COUNT(*) FROM {{$p}}scim_outbox_users WHERE user_id = 912")];
+    $outside = $outbox->complete($row['id'], 'w4', 912);
+    $gone = [$outbox->counts(912)['pending'],
+        (int) $wpdb->get_var("SELECT COUNT(*) FROM {{$p}}scim_outbox_users WHERE user_id = 912")];
+    return [array_values($first), $statements, $transactions, array_column($again, 'result'), $meta, $left, $users,
+        [$a, $b], $taken, array_column($lost, 'result'), $afterLost, $inside, $stillOpen, $joined, $rolledBack,
+        $outside, $gone, $wpdb->get_var('SELECT @@in_transaction')];
+}})()""")
+    (first, statements, transactions, again, meta, left, users, (a, b), taken, lost, after_lost, inside,
+     still_open, joined, rolled_back, outside, gone, open_at_end) = out
+    assert first == [{"result": "delivered", "message": "updated"},
+                     {"result": "retry", "message": "failed, will retry in 16 s: busy"},
+                     {"result": "delivered", "message": "delivered"}], first
+    # SET TRANSACTION, START; the deleted user's row; the held rows; DELETE; UPDATE; the
+    # database's clock (a failure's retry time); the users that exist; usermeta DELETE x2 and
+    # INSERT; the deleted user's outbox_users row; COMMIT: 13, whatever the batch's size.
+    assert statements == 13, statements
+    assert transactions == [1, 1], transactions
+    assert again == ["lost", "lost", "lost"], again
+    assert meta == [{"remote_id": "remote-a", "version": 'W/"1"', "snapshot": None, "fingerprint": "fp-a"}, "updated",
+                    None, "failed, will retry in 16 s: busy"], meta
+    assert left == [[b, 1, None, True]], left
+    assert users == [a, b], users
+    assert taken == 1 and lost == ["lost"], (taken, lost)
+    assert after_lost == ["remote-a", "w3"], after_lost
+    assert inside is True and still_open == 1, (inside, still_open)
+    assert joined == [0, 0, 2], joined
+    assert rolled_back == [1, 1], rolled_back
+    assert outside is True and gone == [0, 0], (outside, gone)
+    assert open_at_end == "0"

@@ -21,19 +21,19 @@ namespace ScimProvisioner;
  * claiming transaction, which writes the lease (`claimed_by`, `claimed_until`) before it
  * commits. The head test is never a locking read: under MariaDB a locking read with
  * SKIP LOCKED would also skip the *older* row another worker is locking and take the newer
- * one. On PostgreSQL heads are locked in the same statement (`FOR UPDATE OF o`, the subquery
- * is read, not locked); on MariaDB a plain read picks a window of heads and a second,
- * locking read takes the first unlocked ones among them. Being a head only ever becomes true
- * by an older row's delete or park, which a read sees only once committed, so a stale read
- * errs on the safe side.
+ * one. On PostgreSQL heads are locked and leased in the same statement (`FOR UPDATE OF o`,
+ * the subquery is read, not locked); on MariaDB a plain read picks candidate heads and one
+ * UPDATE leases those still unleased (see {@see claimOnMysql()}). Being a head only ever
+ * becomes true by an older row's delete or park, which a read sees only once committed, so
+ * a stale read errs on the safe side.
  *
  * A worker's completion, failure and release are fenced by `claimed_by`: after its lease ran
  * out and another worker took the row, a late answer from the first changes nothing.
  */
 final class OutboxClaims
 {
-    /** Heads MariaDB's plain read offers per row wanted, so that workers claiming at once find different ones. */
-    private const WINDOW = 4;
+    /** Heads MySQL's plain read offers per row wanted, so that workers claiming at once mostly want different ones. */
+    private const WINDOW = 2;
 
     private const TRIES = 5;
 
@@ -66,8 +66,9 @@ final class OutboxClaims
         private readonly OutboxSql $db,
         private readonly string $table,
         private readonly ?string $userIndex = null,
+        private readonly ?string $usersTable = null,
     ) {
-        foreach ([$table, $userIndex ?? 'none'] as $name) {
+        foreach ([$table, $userIndex ?? 'none', $usersTable ?? 'none'] as $name) {
             if (!preg_match('/^[A-Za-z_][A-Za-z0-9_]*$/', $name)) {
                 throw new InvalidArgumentException("the outbox table and index must be SQL identifiers, not {$name}");
             }
@@ -110,13 +111,13 @@ final class OutboxClaims
             throw new InvalidArgumentException('the claim owner must be 1 to 64 bytes');
         }
         for ($try = 1;; $try++) {
-            $this->db->begin();
             try {
-                $rows = $this->claimIn($owner, $limit, $leaseSeconds, $userIds, $ignoreRetryTimes);
-                $this->db->commit();
+                $rows = $this->db->dialect() === 'pgsql'
+                    ? $this->claimOnPostgres($owner, $limit, $leaseSeconds, $userIds, $ignoreRetryTimes)
+                    : $this->claimOnMysql($owner, $limit, $leaseSeconds, $userIds, $ignoreRetryTimes);
+                usort($rows, static fn (array $a, array $b): int => (int) $a['id'] <=> (int) $b['id']);
                 return $rows;
             } catch (\Throwable $e) {
-                $this->db->rollback();
                 if ($try >= self::TRIES || !$this->db->isRetryable($e)) {
                     throw $e;
                 }
@@ -126,10 +127,39 @@ final class OutboxClaims
     }
 
     /**
+     * The claimable rows' filter: due (unless $ignoreRetryTimes), unparked, unleased, and
+     * among $userIds when given; the head rule is the caller's. `$now` is the SQL for the
+     * database's clock in Unix seconds.
+     *
+     * @param list<int|string>|null $userIds
+     * @return array{0: string, 1: list<int|string>} the condition on `o` and its values
+     */
+    private static function claimable(string $now, ?array $userIds, bool $ignoreRetryTimes): array
+    {
+        $where = "o.parked = 0 AND o.claimed_until < {$now}";
+        if (!$ignoreRetryTimes) {
+            $where .= " AND o.next_attempt_at <= {$now}";
+        }
+        $params = [];
+        if ($userIds !== null) {
+            $where .= ' AND o.user_id IN (' . self::marks(count($userIds)) . ')';
+            foreach ($userIds as $u) {
+                $params[] = is_int($u) ? $u : (string) $u;
+            }
+        }
+        return [$where, $params];
+    }
+
+    /**
+     * PostgreSQL: one statement picks the heads with `FOR UPDATE OF o SKIP LOCKED` (the
+     * head test's subquery is read, not locked) and leases them, returning the rows: with
+     * the plan settings (see PG_HEADS_PLAN) and the transaction around them, four round
+     * trips (it was seven: the clock, the heads, the lease and the rows read apart).
+     *
      * @param list<int|string>|null $userIds
      * @return list<array<string, mixed>>
      */
-    private function claimIn(
+    private function claimOnPostgres(
         string $owner,
         int $limit,
         int $leaseSeconds,
@@ -137,51 +167,235 @@ final class OutboxClaims
         bool $ignoreRetryTimes,
     ): array {
         $t = $this->table;
-        $now = $this->now();
-        $where = 'o.parked = 0 AND o.claimed_until < ?';
-        $params = [$now];
-        if (!$ignoreRetryTimes) {
-            $where .= ' AND o.next_attempt_at <= ?';
-            $params[] = $now;
-        }
-        if ($userIds !== null) {
-            $where .= ' AND o.user_id IN (' . implode(', ', array_fill(0, count($userIds), '?')) . ')';
-            foreach ($userIds as $u) {
-                $params[] = is_int($u) ? $u : (string) $u;
-            }
-        }
-        // MariaDB: the same plan, by the primary key with a probe of the user index; see PG_HEADS_PLAN.
-        $mysql = $this->db->dialect() === 'mysql';
-        $walk = $userIds === null && $mysql ? ' FORCE INDEX (PRIMARY)' : '';
-        $probe = $this->userIndex !== null && $mysql ? " FORCE INDEX ({$this->userIndex})" : '';
-        $heads = "SELECT o.id FROM {$t} o{$walk} WHERE {$where}
-            AND NOT EXISTS (SELECT 1 FROM {$t} p{$probe} WHERE p.user_id = o.user_id AND p.parked = 0 AND p.id < o.id)
-            ORDER BY o.id LIMIT ?";
-        if ($this->db->dialect() === 'pgsql') {
+        // The statement's clock: the same instant in every comparison and in the lease.
+        $now = 'CAST(EXTRACT(EPOCH FROM statement_timestamp()) AS BIGINT)';
+        [$where, $params] = self::claimable($now, $userIds, $ignoreRetryTimes);
+        $this->db->begin();
+        try {
             if ($userIds === null) {
                 $this->db->select(self::PG_HEADS_PLAN);
             }
-            $ids = self::ids($this->db->select("{$heads} FOR UPDATE OF o SKIP LOCKED", [...$params, $limit]));
-        } else {
-            $window = self::ids($this->db->select($heads, [...$params, $limit * self::WINDOW]));
-            if ($window === []) {
-                return [];
-            }
-            $ids = self::ids($this->db->select(
-                "SELECT id FROM {$t} WHERE id IN (" . implode(', ', $window) . ')
-                 AND parked = 0 AND claimed_until < ? ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED',
-                [$now, $limit],
-            ));
+            $rows = $this->db->select(
+                "WITH picked AS (
+                    SELECT o.id FROM {$t} o WHERE {$where}
+                    AND NOT EXISTS (SELECT 1 FROM {$t} p WHERE p.user_id = o.user_id AND p.parked = 0 AND p.id < o.id)
+                    ORDER BY o.id LIMIT ? FOR UPDATE OF o SKIP LOCKED)
+                 UPDATE {$t} SET claimed_by = ?, claimed_until = {$now} + ?
+                 FROM picked WHERE {$t}.id = picked.id RETURNING {$t}.*",
+                [...$params, $limit, $owner, $leaseSeconds],
+            );
+            $this->db->commit();
+            return $rows;
+        } catch (\Throwable $e) {
+            $this->db->rollback();
+            throw $e;
         }
-        if ($ids === []) {
+    }
+
+    /**
+     * MySQL/MariaDB: three statements and no transaction of its own, as the Rust host's
+     * store claims there (host-example/src/store/shared.rs, claim_on_mariadb):
+     *
+     * 1. a plain read of the queue's first `2 × $limit` heads (the head test is never a
+     *    locking read: see the class doc);
+     * 2. one UPDATE leases the oldest $limit of them still unleased (`ORDER BY id LIMIT`).
+     *    InnoDB rechecks each row on its newest committed version, and waits for a row
+     *    another claim is leasing this instant (a single short statement too), then finds
+     *    it leased and goes on to the next: two workers that read the same candidates get
+     *    the first and the second half, oldest first. (The Rust store picks a random half
+     *    instead; here the oldest-first order the claim promises is kept.) It locks by key
+     *    in ascending order, as every claim and settle does; a deadlock with another order
+     *    (a caller's own statements) is rolled back by the server, and the claim is made again;
+     * 3. a read of the candidates now leased to $owner returns them.
+     *
+     * It was seven round trips (the clock, a window of 4 × $limit heads, a locking read of
+     * the first unlocked among them, the lease, the rows, and the transaction's two ends).
+     * A head only stops being one when it is delivered or parked, which takes its lease
+     * first, and the UPDATE's recheck sees that lease; being the head only ever becomes true
+     * (an older row's delete or park), so a stale read errs on the safe side.
+     *
+     * @param list<int|string>|null $userIds
+     * @return list<array<string, mixed>>
+     */
+    private function claimOnMysql(
+        string $owner,
+        int $limit,
+        int $leaseSeconds,
+        ?array $userIds,
+        bool $ignoreRetryTimes,
+    ): array {
+        $t = $this->table;
+        [$where, $params] = self::claimable('UNIX_TIMESTAMP()', $userIds, $ignoreRetryTimes);
+        // By the primary key with a probe of the user index, whatever the statistics say; see PG_HEADS_PLAN.
+        $walk = $userIds === null ? ' FORCE INDEX (PRIMARY)' : '';
+        $probe = $this->userIndex !== null ? " FORCE INDEX ({$this->userIndex})" : '';
+        $candidates = self::ids($this->db->select(
+            "SELECT o.id FROM {$t} o{$walk} WHERE {$where}
+             AND NOT EXISTS (SELECT 1 FROM {$t} p{$probe} WHERE p.user_id = o.user_id AND p.parked = 0 AND p.id < o.id)
+             ORDER BY o.id LIMIT ?",
+            [...$params, $limit * self::WINDOW],
+        ));
+        if ($candidates === []) {
             return [];
         }
-        $in = implode(', ', $ids);
-        $this->db->execute(
-            "UPDATE {$t} SET claimed_by = ?, claimed_until = ? WHERE id IN ({$in})",
-            [$owner, $now + $leaseSeconds],
+        $in = implode(', ', $candidates);
+        [$recheck] = self::claimable('UNIX_TIMESTAMP()', null, $ignoreRetryTimes);
+        $leased = $this->db->execute(
+            "UPDATE {$t} o SET o.claimed_by = ?, o.claimed_until = UNIX_TIMESTAMP() + ?
+             WHERE o.id IN ({$in}) AND {$recheck} ORDER BY o.id LIMIT ?",
+            [$owner, $leaseSeconds, $limit],
         );
-        return $this->db->select("SELECT * FROM {$t} WHERE id IN ({$in}) ORDER BY id");
+        if ($leased === 0) {
+            return [];
+        }
+        return $this->db->select(
+            "SELECT * FROM {$t} WHERE id IN ({$in}) AND claimed_by = ? AND claimed_until >= UNIX_TIMESTAMP()",
+            [$owner],
+        );
+    }
+
+    /**
+     * Records a delivered batch's outcomes ({@see Settlement}s, at most one per event) in one
+     * transaction with a fixed number of statements, whatever the batch's size: the one
+     * settle of the PHP library's {@see PdoOutbox} and of the WordPress plugin's outbox, which
+     * differ only in where a user's link is kept ($recordLinks).
+     *
+     * - A failure gets its next attempt (the server's Retry-After, else a backoff of 16 s,
+     *   32 s, … up to an hour) or is parked (a permanent error, or $maxAttempts reached); a
+     *   {@see Settlement::parked()} event is parked with its reason, its attempts unchanged.
+     * - Only the events $owner still holds are settled (see {@see settle()}); the others are
+     *   'lost', and nothing of theirs is written, their links included: the worker holding
+     *   them now writes those.
+     * - $recordLinks runs inside the transaction, after the events' rows: it is given the
+     *   links to keep (by user id; the later event's when a batch holds two of one user) and
+     *   the users whose link is forgotten, of the held delivered events only, and every held
+     *   event's result (event id => 'delivered', 'retry' or 'parked'; a retry's delay in
+     *   seconds beside it).
+     * - A delivered `deleted` event removes the user's row in the users table (the one
+     *   enqueue locks, given to the constructor) when nothing of theirs is left queued or
+     *   parked. That row is locked first, in user order, as enqueue locks it, so an enqueue
+     *   for the same user either committed before the check (its event is seen and the row
+     *   stays) or waits and writes the row again after the settle; a user's order never
+     *   depends on the row existing. No transaction of its own is opened for it.
+     *
+     * @param list<Settlement> $settlements
+     * @param \Closure(array<string, Link>, list<string>, array<int, array{result: string, retry_in: ?int}>): void
+     *     $recordLinks
+     * @return array<int, string> by event id: 'delivered', 'retry', 'parked' or 'lost'
+     */
+    public function settleBatch(string $owner, array $settlements, int $maxAttempts, \Closure $recordLinks): array
+    {
+        if ($maxAttempts < 1) {
+            throw new InvalidArgumentException('max_attempts must be at least 1');
+        }
+        $delivered = [];
+        $failed = [];
+        $links = [];
+        $forgotten = [];
+        $deletedUsers = [];
+        $now = null;
+        foreach ($settlements as $s) {
+            $id = $s->event->id;
+            if ($s->isDelivered()) {
+                $delivered[] = $id;
+                $userId = $s->event->user->id;
+                // One link per user (the later event's), as one multi-row upsert may not touch a row twice.
+                unset($links[$userId], $forgotten[$userId]);
+                if ($s->link === null) {
+                    $forgotten[$userId] = $id;
+                } else {
+                    $links[$userId] = [$id, $s->link];
+                }
+                if ($s->event->event === UserEvent::Deleted) {
+                    $deletedUsers[$userId] = $id;
+                }
+                continue;
+            }
+            $failed[$id] = $s->parkReason !== null
+                ? ['attempts' => $s->event->attempts, 'next_attempt_at' => 0,
+                    'error' => mb_substr($s->parkReason, 0, 2000), 'status' => null, 'park' => true, 'retry_in' => null]
+                : self::failure($s->event, $s->error, $now ??= $this->now(), $maxAttempts);
+        }
+        $deletedIds = array_map('strval', array_keys($deletedUsers));
+        sort($deletedIds, SORT_STRING);
+        $u = $this->usersTable;
+        if ($deletedIds !== [] && $u === null) {
+            throw new LogicException('settling a deleted user\'s event needs the outbox users table');
+        }
+        $lockUsers = $deletedIds === [] ? null : function () use ($deletedIds, $u): void {
+            // The rows enqueue locks, in a fixed order, before the events' rows (enqueue's order too).
+            $this->db->select("SELECT user_id FROM {$u} WHERE user_id IN (" . self::marks(count($deletedIds))
+                . ') ORDER BY user_id FOR UPDATE', $deletedIds);
+        };
+        $record = function (array $held) use ($links, $forgotten, $deletedUsers, $failed, $u, $recordLinks): void {
+            $isHeld = array_fill_keys($held, true);
+            // The users (keys of $byUser: event id) whose event is still held.
+            $users = static fn (array $byUser): array => array_map('strval', array_keys(
+                array_filter($byUser, static fn (int $id): bool => isset($isHeld[$id])),
+            ));
+            $keep = [];
+            foreach ($links as $userId => [$id, $link]) {
+                if (isset($isHeld[$id])) {
+                    $keep[(string) $userId] = $link;
+                }
+            }
+            $results = [];
+            foreach ($held as $id) {
+                $f = $failed[$id] ?? null;
+                $results[$id] = $f === null
+                    ? ['result' => 'delivered', 'retry_in' => null]
+                    : ['result' => $f['park'] ? 'parked' : 'retry', 'retry_in' => $f['park'] ? null : $f['retry_in']];
+            }
+            $recordLinks($keep, $users($forgotten), $results);
+            $deleted = $users($deletedUsers);
+            if ($deleted !== []) {
+                $this->db->execute("DELETE FROM {$u} WHERE user_id IN (" . self::marks(count($deleted)) . ")
+                    AND NOT EXISTS (SELECT 1 FROM {$this->table} o WHERE o.user_id = {$u}.user_id)", $deleted);
+            }
+        };
+        $held = array_fill_keys($this->settle($owner, $delivered, $failed, $lockUsers, $record), true);
+        $results = [];
+        foreach ($settlements as $s) {
+            $id = $s->event->id;
+            $results[$id] = match (true) {
+                !isset($held[$id]) => 'lost',
+                $s->isDelivered() => 'delivered',
+                default => $failed[$id]['park'] ? 'parked' : 'retry',
+            };
+        }
+        return $results;
+    }
+
+    /**
+     * A failed delivery's next attempt: after the server's Retry-After or a backoff (16 s,
+     * 32 s, … up to an hour), or parked when the error is permanent or attempts ran out.
+     *
+     * @return array{attempts: int, next_attempt_at: int, error: string, status: ?int, park: bool, retry_in: int}
+     */
+    private static function failure(
+        OutboxEvent $event,
+        ProvisioningException|GuestTrapException|null $error,
+        int $now,
+        int $maxAttempts,
+    ): array {
+        $attempts = $event->attempts + 1;
+        $retry = $error instanceof ProvisioningException ? $error->retry : RetryClass::Backoff->value;
+        $delay = $retry === RetryClass::AfterSeconds->value && $error instanceof ProvisioningException
+            ? max(1, (int) $error->retryAfterSeconds)
+            : min(3600, 2 ** min($attempts + 3, 12));
+        return [
+            'attempts' => $attempts,
+            'next_attempt_at' => $now + $delay,
+            'error' => mb_substr($error?->getMessage() ?? 'failed', 0, 2000),
+            'status' => $error instanceof ProvisioningException ? $error->status : null,
+            'park' => $retry === RetryClass::Permanent->value || $attempts >= $maxAttempts,
+            'retry_in' => $delay,
+        ];
+    }
+
+    private static function marks(int $n): string
+    {
+        return implode(', ', array_fill(0, $n, '?'));
     }
 
     /**

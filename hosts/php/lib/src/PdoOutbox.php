@@ -60,7 +60,7 @@ final class PdoOutbox
         $pdo->setAttribute(\PDO::ATTR_ERRMODE, \PDO::ERRMODE_EXCEPTION);
         PdoSchema::migrate($pdo, $this->prefix, 'outbox', self::steps($driver, $this->prefix));
         $outbox = $this->prefix . 'outbox';
-        $this->claims = new OutboxClaims(new PdoOutboxSql($pdo), $outbox, "{$outbox}_user");
+        $this->claims = new OutboxClaims(new PdoOutboxSql($pdo), $outbox, "{$outbox}_user", "{$outbox}_users");
     }
 
     /** The version of the outbox's tables recorded in the database. */
@@ -205,72 +205,18 @@ final class PdoOutbox
      */
     public function settle(string $owner, array $settlements): array
     {
-        $delivered = [];
-        $failed = [];
-        $links = [];
-        $forgotten = [];
-        $deletedUsers = [];
-        $now = null;
-        foreach ($settlements as $s) {
-            $id = $s->event->id;
-            if ($s->isDelivered()) {
-                $delivered[] = $id;
-                $userId = $s->event->user->id;
-                // One link per user (the later event's), as one multi-row upsert may not touch a row twice.
-                unset($links[$userId], $forgotten[$userId]);
-                if ($s->link === null) {
-                    $forgotten[$userId] = $id;
-                } else {
-                    $links[$userId] = [$id, $s->link];
+        return $this->claims->settleBatch(
+            $owner,
+            $settlements,
+            $this->maxAttempts,
+            function (array $links, array $forgotten): void {
+                $this->saveLinks($links);
+                if ($forgotten !== []) {
+                    $this->prepare("DELETE FROM {$this->prefix}links WHERE user_id IN ("
+                        . self::marks(count($forgotten)) . ')')->execute($forgotten);
                 }
-                if ($s->event->event === UserEvent::Deleted) {
-                    $deletedUsers[$userId] = $id;
-                }
-                continue;
-            }
-            $failed[$id] = $s->parkReason !== null
-                ? ['attempts' => $s->event->attempts, 'next_attempt_at' => 0,
-                    'error' => mb_substr($s->parkReason, 0, 2000), 'status' => null, 'park' => true]
-                : $this->failure($s->event, $s->error, $now ??= $this->claims->now());
-        }
-        $deletedIds = array_map('strval', array_keys($deletedUsers));
-        sort($deletedIds, SORT_STRING);
-        $u = $this->prefix . 'outbox_users';
-        $lockUsers = $deletedIds === [] ? null : function () use ($deletedIds, $u): void {
-            // The rows enqueue locks, in a fixed order, before the events' rows (enqueue's order too).
-            $this->prepare("SELECT user_id FROM {$u} WHERE user_id IN (" . self::marks(count($deletedIds))
-                . ') ORDER BY user_id FOR UPDATE')->execute($deletedIds);
-        };
-        $record = function (array $held) use ($links, $forgotten, $deletedUsers, $u): void {
-            $isHeld = array_fill_keys($held, true);
-            // The users (keys of $byUser: event id) whose event is still held.
-            $users = static fn (array $byUser): array => array_map('strval', array_keys(
-                array_filter($byUser, static fn (int $id): bool => isset($isHeld[$id])),
-            ));
-            $this->saveLinks(array_filter($links, static fn (array $l): bool => isset($isHeld[$l[0]])));
-            $gone = $users($forgotten);
-            if ($gone !== []) {
-                $this->prepare("DELETE FROM {$this->prefix}links WHERE user_id IN (" . self::marks(count($gone)) . ')')
-                    ->execute($gone);
-            }
-            $deleted = $users($deletedUsers);
-            if ($deleted !== []) {
-                $o = $this->prefix . 'outbox';
-                $this->prepare("DELETE FROM {$u} WHERE user_id IN (" . self::marks(count($deleted)) . ")
-                    AND NOT EXISTS (SELECT 1 FROM {$o} o WHERE o.user_id = {$u}.user_id)")->execute($deleted);
-            }
-        };
-        $held = array_fill_keys($this->claims->settle($owner, $delivered, $failed, $lockUsers, $record), true);
-        $results = [];
-        foreach ($settlements as $s) {
-            $id = $s->event->id;
-            $results[$id] = match (true) {
-                !isset($held[$id]) => 'lost',
-                $s->isDelivered() => 'delivered',
-                default => $failed[$id]['park'] ? 'parked' : 'retry',
-            };
-        }
-        return $results;
+            },
+        );
     }
 
     /**
@@ -377,7 +323,7 @@ final class PdoOutbox
         return (int) $stmt->fetchColumn() === 1;
     }
 
-    /** @param array<string, array{0: int, 1: Link}> $links by user id */
+    /** @param array<string, Link> $links by user id */
     private function saveLinks(array $links): void
     {
         if ($links === []) {
@@ -394,32 +340,10 @@ final class PdoOutbox
                snapshot = VALUES(snapshot), updated_at = VALUES(updated_at)";
         $params = [];
         $now = time();
-        foreach ($links as $userId => [, $link]) {
+        foreach ($links as $userId => $link) {
             array_push($params, (string) $userId, $link->remoteId, $link->version, $link->snapshot, $now);
         }
         $this->prepare($upsert)->execute($params);
-    }
-
-    /**
-     * A failed delivery's next attempt: after the server's Retry-After or a backoff (16 s,
-     * 32 s, … up to an hour), or parked when the error is permanent or attempts ran out.
-     *
-     * @return array{attempts: int, next_attempt_at: int, error: string, status: ?int, park: bool}
-     */
-    private function failure(OutboxEvent $event, ProvisioningException|GuestTrapException|null $error, int $now): array
-    {
-        $attempts = $event->attempts + 1;
-        $retry = $error instanceof ProvisioningException ? $error->retry : RetryClass::Backoff->value;
-        $delay = $retry === RetryClass::AfterSeconds->value && $error instanceof ProvisioningException
-            ? max(1, (int) $error->retryAfterSeconds)
-            : min(3600, 2 ** min($attempts + 3, 12));
-        return [
-            'attempts' => $attempts,
-            'next_attempt_at' => $now + $delay,
-            'error' => mb_substr($error?->getMessage() ?? 'failed', 0, 2000),
-            'status' => $error instanceof ProvisioningException ? $error->status : null,
-            'park' => $retry === RetryClass::Permanent->value || $attempts >= $this->maxAttempts,
-        ];
     }
 
     private static function marks(int $n): string

@@ -10,9 +10,11 @@ use ScimProvisioner\BridgeException;
 use ScimProvisioner\Concurrent;
 use ScimProvisioner\Connector;
 use ScimProvisioner\GuestTrapException;
+use ScimProvisioner\OutboxEvent;
 use ScimProvisioner\PlannedAction;
 use ScimProvisioner\ProvisioningException;
 use ScimProvisioner\ProvisionOutcome;
+use ScimProvisioner\Settlement;
 use ScimProvisioner\UserEvent;
 
 /**
@@ -316,30 +318,22 @@ final class ClientService
                 if ($rows === []) {
                     break;
                 }
-                foreach ($rows as $i => $row) {
+                try {
+                    $connector = $this->connector();
+                } catch (\Throwable $e) {
+                    // Cannot deliver from this process at all (configuration, bridge): give the rows back.
+                    foreach ($rows as $r) {
+                        $this->plugin->outbox()->release($r['id'], $this->owner);
+                    }
+                    $summary['message'] = self::describe($e);
+                    $this->plugin->log()->add(0, '', 'deliver', 'failed', null, $summary['message'], 0);
+                    return $summary;
+                }
+                foreach ($rows as $row) {
                     $tried[$row['id']] = true;
-                    try {
-                        $connector = $this->connector();
-                    } catch (\Throwable $e) {
-                        // Cannot deliver from this process at all (configuration, bridge): give the rows back.
-                        foreach (array_slice($rows, $i) as $r) {
-                            $this->plugin->outbox()->release($r['id'], $this->owner);
-                        }
-                        $summary['message'] = self::describe($e);
-                        $this->plugin->log()->add(0, '', 'deliver', 'failed', null, $summary['message'], 0);
-                        return $summary;
-                    }
-                    if (!$this->plugin->outbox()->stillHolds($row['id'], $this->owner)) {
-                        // The lease ran out (a batch slower than it): the row is another
-                        // deliverer's now, or due again for whoever claims it next.
-                        unset($tried[$row['id']]);
-                        continue;
-                    }
-                    $result = $this->deliverOne($connector, $row);
-                    if ($result === null) {
-                        continue;
-                    }
-                    $summary['results'][$row['user_id']] = $result;
+                }
+                foreach ($this->deliverBatch($connector, $rows, $tried) as $userId => $result) {
+                    $summary['results'][$userId] = $result;
                     $summary[$result['ok'] ? 'delivered' : 'failed']++;
                     $summary['message'] = $result['message'];
                     $done++;
@@ -376,97 +370,117 @@ final class ClientService
     }
 
     /**
-     * @param array<string, mixed> $row a claimed outbox row
-     * @return array{ok: bool, action: ?string, message: string}|null null when this process's
-     *     lease on the row ran out meanwhile (the row is left to its holder; nothing is recorded)
+     * Delivers a claimed batch (at most one row per user, each its user's oldest), then
+     * records it at once ({@see Outbox::settle()}: one transaction, a fixed number of
+     * statements, the links written as user meta in it), then logs it in one statement.
+     *
+     * The lease is extended every third of it, between two rows, so it only has to outlast
+     * one row's delivery; if one ran longer than that, the rows no longer held are left to
+     * whoever holds them now (checked row by row from then on: an extension cannot revive a
+     * lease that ran out), and the settle records nothing of them.
+     *
+     * @param list<array<string, mixed>> $rows claimed outbox rows
+     * @param array<int, true> $tried rows tried in this drain; a row left to another deliverer is taken out
+     * @return array<int, array{ok: bool, action: ?string, message: string}> by user id, the rows recorded
      */
-    private function deliverOne(Connector $connector, array $row): ?array
+    private function deliverBatch(Connector $connector, array $rows, array &$tried): array
     {
         $outbox = $this->plugin->outbox();
-        $userId = (int) $row['user_id'];
-        $snapshot = json_decode((string) $row['user_json'], true);
-        $event = UserEvent::tryFrom((string) $row['event']);
-        $login = is_array($snapshot) ? (string) ($snapshot['fields']['user_login'] ?? '') : '';
-        if (!is_array($snapshot) || $event === null) {
-            $why = 'the queued change cannot be read';
-            $outbox->fail($row['id'], $this->owner, $row['attempts'] + 1, time(), $why, null, true);
-            $this->plugin->log()->add($userId, $login, (string) $row['event'], 'failed', null, "{$why}; parked", 0);
-            return ['ok' => false, 'action' => null, 'message' => 'the queued change cannot be read'];
+        $settlements = [];
+        $delivered = [];
+        $about = [];
+        $policyJson = $this->plugin->settings()->policyJson();
+        $links = Links::many(array_map(static fn (array $r): int => (int) $r['user_id'], $rows));
+        $extended = microtime(true);
+        $lapsed = false;
+        foreach ($rows as $row) {
+            $userId = (int) $row['user_id'];
+            $snapshot = json_decode((string) $row['user_json'], true);
+            $event = UserEvent::tryFrom((string) $row['event']);
+            $login = is_array($snapshot) ? (string) ($snapshot['fields']['user_login'] ?? '') : '';
+            if ($lapsed || microtime(true) - $extended > Outbox::leaseSeconds() / 3) {
+                if (!$outbox->stillHolds($row['id'], $this->owner)) {
+                    // The lease ran out (a row slower than two thirds of it): the row is another
+                    // deliverer's now, or due again for whoever claims it next.
+                    unset($tried[$row['id']]);
+                    $lapsed = true;
+                    continue;
+                }
+                $extended = microtime(true);
+                $lapsed = false;
+            }
+            $cms = null;
+            try {
+                $cms = is_array($snapshot) ? UserFields::toCmsUser($snapshot) : null;
+            } catch (\InvalidArgumentException) {
+                // Unreadable, as below.
+            }
+            if ($cms === null || $event === null) {
+                $why = 'the queued change cannot be read';
+                $outbox->fail($row['id'], $this->owner, $row['attempts'] + 1, time(), $why, null, true);
+                $this->plugin->log()->add($userId, $login, (string) $row['event'], 'failed', null, "{$why}; parked", 0);
+                $about[$row['id']] = ['unreadable' => true];
+                continue;
+            }
+            $item = new OutboxEvent($row['id'], $event, $cms, $row['attempts'], $row['created_at']);
+            $link = null;
+            if (($row['link_json'] ?? '') !== '' && $row['link_json'] !== null) {
+                $l = json_decode((string) $row['link_json'], true);
+                $link = is_array($l) && isset($l['remote_id']) ? $l : null;
+            }
+            $link ??= $links[$userId] ?? null;
+            $started = hrtime(true);
+            try {
+                $outcome = $connector->provision($cms, $event, Links::toLink($link));
+                $message = $outcome->action->value . ($outcome->reason !== null ? " ({$outcome->reason})" : '');
+                $settlements[] = Settlement::delivered($item, $event === UserEvent::Deleted ? null : $outcome->link);
+                $delivered[$row['id']] = ['fingerprint' => UserFields::fingerprint($snapshot, $policyJson),
+                    'message' => $message];
+                $about[$row['id']] = ['login' => $login, 'ms' => self::ms($started), 'outcome' => $outcome];
+            } catch (ProvisioningException | GuestTrapException $e) {
+                $settlements[] = Settlement::failed($item, $e);
+                $about[$row['id']] = ['login' => $login, 'ms' => self::ms($started), 'error' => $e];
+            }
         }
-        $link = null;
-        if (($row['link_json'] ?? '') !== '' && $row['link_json'] !== null) {
-            $l = json_decode((string) $row['link_json'], true);
-            $link = is_array($l) && isset($l['remote_id']) ? $l : null;
+        if ($settlements === []) {
+            return [];
         }
-        $link ??= Links::get($userId);
-        $started = hrtime(true);
-        try {
-            $outcome = $connector->provision(UserFields::toCmsUser($snapshot), $event, Links::toLink($link));
-        } catch (ProvisioningException $e) {
-            $after = $e->retryAfterSeconds;
-            return $this->failRow($row, $login, $e->getMessage(), $e->retry, $after, $e->status, $started);
-        } catch (GuestTrapException $e) {
-            return $this->failRow($row, $login, $e->getMessage(), 'backoff', null, null, $started);
+        $results = $outbox->settle($this->owner, $settlements, $delivered, self::MAX_ATTEMPTS);
+        $log = [];
+        $summary = [];
+        foreach ($settlements as $s) {
+            $id = $s->event->id;
+            $result = $results[$id]['result'];
+            if ($result === 'lost') {
+                // The lease ran out during the request: the row's holder now decides and records it.
+                continue;
+            }
+            $a = $about[$id];
+            $userId = (int) $s->event->user->id;
+            $event = $s->event->event->value;
+            if ($result === 'delivered') {
+                $outcome = $a['outcome'];
+                Metrics::userProvisioned($outcome->action->value, true);
+                $log[] = ['user_id' => $userId, 'user_login' => $a['login'], 'operation' => $event,
+                    'outcome' => $outcome->action->value, 'status' => null, 'message' => $outcome->reason,
+                    'duration_ms' => $a['ms']];
+                $summary[$userId] = ['ok' => true, 'action' => $outcome->action->value,
+                    'message' => $delivered[$id]['message']];
+                continue;
+            }
+            $error = $a['error'];
+            $status = $error instanceof ProvisioningException ? $error->status : null;
+            Metrics::userProvisioned(Metrics::attemptedAction($event), false);
+            if ($result === 'retry') {
+                $retry = $error instanceof ProvisioningException ? $error->retry : 'backoff';
+                Metrics::add('scim_client_retries_total', ['reason' => Metrics::retryReason($status, $retry)]);
+            }
+            $log[] = ['user_id' => $userId, 'user_login' => $a['login'], 'operation' => $event, 'outcome' => 'failed',
+                'status' => $status, 'message' => $error->getMessage(), 'duration_ms' => $a['ms']];
+            $summary[$userId] = ['ok' => false, 'action' => null, 'message' => $results[$id]['message']];
         }
-        $message = $outcome->action->value . ($outcome->reason !== null ? " ({$outcome->reason})" : '');
-        if (!$outbox->stillHolds($row['id'], $this->owner)) {
-            // The lease ran out during the request: the deliverer holding the row now saves
-            // the link and completes it (a late link here could overwrite a newer one).
-            return null;
-        }
-        if ($event !== UserEvent::Deleted && get_userdata($userId) instanceof \WP_User) {
-            $fingerprint = UserFields::fingerprint($snapshot, $this->plugin->settings()->policyJson());
-            Links::save($userId, $outcome->link, $fingerprint);
-            Links::recordResult($userId, $message);
-        }
-        // A deleted user's last row takes their row in scim_outbox_users with it (Outbox::complete()).
-        $outbox->complete($row['id'], $this->owner, $event === UserEvent::Deleted ? $userId : null);
-        Metrics::userProvisioned($outcome->action->value, true);
-        $this->plugin->log()->add(
-            $userId,
-            $login,
-            $event->value,
-            $outcome->action->value,
-            null,
-            $outcome->reason,
-            self::ms($started),
-        );
-        return ['ok' => true, 'action' => $outcome->action->value, 'message' => $message];
-    }
-
-    /**
-     * @param array<string, mixed> $row
-     * @return array{ok: bool, action: ?string, message: string}|null null when the row was no longer this process's
-     */
-    private function failRow(
-        array $row,
-        string $login,
-        string $message,
-        string $retry,
-        ?int $after,
-        ?int $status,
-        int $started,
-    ): ?array {
-        $attempts = (int) $row['attempts'] + 1;
-        $park = $retry === 'permanent' || $attempts >= self::MAX_ATTEMPTS;
-        $delay = $retry === 'after-seconds' ? max(1, (int) $after) : min(3600, 2 ** min($attempts + 3, 12));
-        $outbox = $this->plugin->outbox();
-        if (!$outbox->fail($row['id'], $this->owner, $attempts, time() + $delay, $message, $status, $park)) {
-            // The lease ran out during the request: the row's holder now decides.
-            return null;
-        }
-        $userId = (int) $row['user_id'];
-        $event = (string) $row['event'];
-        Metrics::userProvisioned(Metrics::attemptedAction($event), false);
-        if (!$park) {
-            Metrics::add('scim_client_retries_total', ['reason' => Metrics::retryReason($status, $retry)]);
-        }
-        $this->plugin->log()->add($userId, $login, $event, 'failed', $status, $message, self::ms($started));
-        $text = ($park ? 'failed, parked: ' : "failed, will retry in {$delay} s: ") . $message;
-        if (get_userdata((int) $row['user_id']) instanceof \WP_User) {
-            Links::recordResult((int) $row['user_id'], $text);
-        }
-        return ['ok' => false, 'action' => null, 'message' => $text];
+        $this->plugin->log()->addMany($log);
+        return $summary;
     }
 
     /**

@@ -25,6 +25,27 @@ final class Links
         return self::decode(get_user_meta($userId, self::LINK, true));
     }
 
+    /**
+     * The links of these users (those that have one), by user id, in one query: a batch's,
+     * read afresh (another deliverer may have saved one since this process cached the meta).
+     *
+     * @param list<int> $userIds
+     * @return array<int, array{remote_id: string, version: ?string, snapshot: ?string, fingerprint: ?string}>
+     */
+    public static function many(array $userIds): array
+    {
+        global $wpdb;
+        if ($userIds === []) {
+            return [];
+        }
+        $in = implode(', ', array_unique(array_map('intval', $userIds)));
+        $rows = $wpdb->get_results($wpdb->prepare(
+            "SELECT user_id, meta_value FROM {$wpdb->usermeta} WHERE meta_key = %s AND user_id IN ({$in})",
+            self::LINK,
+        ), ARRAY_A);
+        return self::byUser($rows);
+    }
+
     /** @param array{remote_id: string, version?: ?string, snapshot?: ?string}|null $row */
     public static function toLink(?array $row): ?Link
     {
@@ -104,7 +125,9 @@ final class Links
             wp_cache_delete($userId, 'user_meta');
         }
         if (!$ok) {
-            throw new \RuntimeException('the links could not be saved: ' . $wpdb->last_error);
+            // A deadlock's code (ER_LOCK_DEADLOCK), for an outbox settle to run its transaction again.
+            $code = str_contains($wpdb->last_error, 'Deadlock found') ? 1213 : 0;
+            throw new \RuntimeException('the links could not be saved: ' . $wpdb->last_error, $code);
         }
     }
 
@@ -135,6 +158,17 @@ final class Links
             "SELECT user_id, meta_value FROM {$wpdb->usermeta} WHERE meta_key = %s",
             self::LINK,
         ), ARRAY_A);
+        return self::byUser($rows);
+    }
+
+    /**
+     * The links among usermeta rows (user_id, meta_value), by user id.
+     *
+     * @return array<int, array{remote_id: string, version: ?string, snapshot: ?string, fingerprint: ?string}>
+     */
+    private static function byUser(mixed $rows): array
+    {
+        global $wpdb;
         if (!is_array($rows)) {
             throw new \RuntimeException('the links could not be read: ' . $wpdb->last_error);
         }

@@ -4,7 +4,11 @@ declare(strict_types=1);
 
 namespace ScimProvisioner\WordPress;
 
+use ScimProvisioner\CmsUser;
 use ScimProvisioner\OutboxClaims;
+use ScimProvisioner\OutboxEvent;
+use ScimProvisioner\Settlement;
+use ScimProvisioner\UserEvent;
 
 /**
  * The client role's outbox: one row per user event, in WordPress's database
@@ -46,7 +50,7 @@ final class Outbox
         $this->table = $tables['outbox'];
         $this->users = $tables['outbox_users'];
         $this->sql = new WpdbOutboxSql();
-        $this->claims = new OutboxClaims($this->sql, $this->table, self::USER_INDEX);
+        $this->claims = new OutboxClaims($this->sql, $this->table, self::USER_INDEX, $this->users);
     }
 
     /** The lease a claim takes, in seconds (filter `scim_provisioner_outbox_lease`, at least 1). */
@@ -160,31 +164,95 @@ final class Outbox
     }
 
     /**
-     * A delivered row: removed, if this owner still holds it. For a deleted user's row, pass
-     * $deletedUserId: the user's row in `scim_outbox_users` goes too when nothing of theirs
-     * is left queued or parked, in the same transaction (the PHP library's settle keeps the
-     * same rule). That row is locked first, as enqueue locks it, so an enqueue for the user
-     * either committed before the check (its row is seen and the user's row stays) or waits
-     * and writes the user's row again; a user's order never depends on the row existing
-     * (enqueue's insert of a missing row waits for a concurrent one as its update would).
+     * Records a delivered batch at once, the way the PHP library's PdoOutbox settles one
+     * (the same code: {@see OutboxClaims::settleBatch()}): one transaction with a fixed
+     * number of statements whatever the batch's size, only for the rows $owner still holds
+     * (a row whose lease ran out and that another deliverer took is 'lost', and nothing of it
+     * is written, its link included). Delivered rows are removed, failed ones get their next
+     * attempt or are parked (a permanent error, or $maxAttempts), a delivered `deleted` row
+     * takes its user's row in `scim_outbox_users` with it when nothing of theirs is left
+     * queued or parked (locked first, as enqueue locks it). In the same transaction the links
+     * and last results of the users who still exist are written as user meta
+     * ({@see Links::saveMany()}: three statements, through `$wpdb->prepare`). A deadlock rolls
+     * it back and it runs again. Inside a transaction the caller opened on `$wpdb`'s
+     * connection, it runs in that one (under a savepoint, see {@see WpdbOutboxSql::begin()}),
+     * not in one of its own.
+     *
+     * @param list<Settlement> $settlements at most one per row
+     * @param array<int, array{fingerprint: ?string, message: string}> $delivered by row id, for a
+     *     delivered row: the fingerprint of what was sent and the result shown in the Users list
+     * @return array<int, array{result: string, message: string}> by row id: 'delivered', 'retry',
+     *     'parked' or 'lost', and the result as the Users list shows it
+     */
+    public function settle(string $owner, array $settlements, array $delivered = [], int $maxAttempts = 8): array
+    {
+        $userOf = [];
+        $texts = [];
+        $errors = [];
+        foreach ($settlements as $s) {
+            $id = $s->event->id;
+            $userOf[$id] = (int) $s->event->user->id;
+            $texts[$id] = $s->isDelivered() ? ($delivered[$id]['message'] ?? 'delivered') : 'failed';
+            $errors[$id] = $s->error?->getMessage() ?? (string) $s->parkReason;
+        }
+        $results = $this->claims->settleBatch(
+            $owner,
+            $settlements,
+            $maxAttempts,
+            function (array $links, array $forgotten, array $held) use ($userOf, $delivered, $errors, &$texts): void {
+                global $wpdb;
+                $entries = [];
+                $isForgotten = array_fill_keys($forgotten, true);
+                foreach ($held as $id => $r) {
+                    $userId = $userOf[$id];
+                    if ($r['result'] === 'delivered') {
+                        $key = (string) $userId;
+                        $entries[$userId] = [
+                            'user_id' => $userId,
+                            'link' => $links[$key] ?? (isset($isForgotten[$key]) ? null : false),
+                            'fingerprint' => $delivered[$id]['fingerprint'] ?? null,
+                            'result' => $texts[$id],
+                        ];
+                        continue;
+                    }
+                    $texts[$id] = ($r['result'] === 'parked'
+                        ? 'failed, parked: '
+                        : "failed, will retry in {$r['retry_in']} s: ") . $errors[$id];
+                    $entries[$userId] = ['user_id' => $userId, 'link' => false, 'fingerprint' => null,
+                        'result' => $texts[$id]];
+                }
+                if ($entries === []) {
+                    return;
+                }
+                // Only users who still exist: a deleted user's meta went with them.
+                $exist = $this->sql->select("SELECT ID FROM {$wpdb->users} WHERE ID IN ("
+                    . implode(', ', array_keys($entries)) . ')');
+                Links::saveMany(array_values(array_intersect_key(
+                    $entries,
+                    array_fill_keys(array_map(static fn (array $u): int => (int) $u['ID'], $exist), true),
+                )));
+            },
+        );
+        $out = [];
+        foreach ($results as $id => $result) {
+            $out[$id] = ['result' => $result, 'message' => $texts[$id]];
+        }
+        return $out;
+    }
+
+    /**
+     * A delivered row: removed, if this owner still holds it; one row's {@see settle()}. For a
+     * deleted user's row, pass $deletedUserId: the user's row in `scim_outbox_users` goes too
+     * when nothing of theirs is left queued or parked, in the settle's transaction (or the
+     * caller's, when one is open: never a transaction of its own inside it).
      */
     public function complete(int $id, string $owner, ?int $deletedUserId = null): bool
     {
         if ($deletedUserId === null) {
             return $this->claims->complete($id, $owner);
         }
-        $settled = $this->claims->settle(
-            $owner,
-            [$id],
-            [],
-            fn () => $this->sql->select("SELECT user_id FROM {$this->users} WHERE user_id = ? FOR UPDATE", [$deletedUserId]),
-            fn () => $this->sql->execute(
-                "DELETE FROM {$this->users} WHERE user_id = ?
-                 AND NOT EXISTS (SELECT 1 FROM {$this->table} o WHERE o.user_id = ?)",
-                [$deletedUserId, $deletedUserId],
-            ),
-        );
-        return $settled !== [];
+        $event = new OutboxEvent($id, UserEvent::Deleted, new CmsUser((string) $deletedUserId, [], false), 0, 0);
+        return $this->settle($owner, [Settlement::delivered($event, null)])[$id]['result'] === 'delivered';
     }
 
     /** A failed row: its next attempt time and reason, or parked; the claim is released. */

@@ -30,17 +30,35 @@ final class WpdbOutboxSql implements OutboxSql
         return 'mysql';
     }
 
+    /**
+     * Whether the transaction begin() opened is the caller's: one was already open on
+     * `$wpdb`'s connection (any code may have started it), so begin() took a savepoint in it
+     * instead of a START TRANSACTION, which would have committed the caller's work so far.
+     * Kept after commit() and rollback(), for isRetryable().
+     */
+    private bool $joined = false;
+
+    /**
+     * Opens a transaction, read committed (a claim reads what other workers committed); or,
+     * when the caller has one open, joins it with a savepoint: commit() then releases the
+     * savepoint and rollback() undoes only what was done since, and the caller's COMMIT or
+     * ROLLBACK decides. The question costs nothing extra: `SET TRANSACTION …`, which sets the
+     * next transaction's level, is refused inside one (error 1568).
+     */
     public function begin(): void
     {
-        // For the next transaction only: a claim reads what other workers committed.
-        $this->run('SET TRANSACTION ISOLATION LEVEL READ COMMITTED', []);
+        $this->joined = $this->refusesTransactionSettings();
+        if ($this->joined) {
+            $this->run('SAVEPOINT scim_outbox', []);
+            return;
+        }
         $this->run('START TRANSACTION', []);
         $this->connection = self::connection();
     }
 
     public function commit(): void
     {
-        $this->run('COMMIT', []);
+        $this->run($this->joined ? 'RELEASE SAVEPOINT scim_outbox' : 'COMMIT', []);
         $this->connection = null;
     }
 
@@ -48,7 +66,17 @@ final class WpdbOutboxSql implements OutboxSql
     {
         global $wpdb;
         $this->connection = null;
-        $wpdb->query('ROLLBACK');
+        if (!$this->joined) {
+            $wpdb->query('ROLLBACK');
+            return;
+        }
+        // Gone with the caller's transaction when the server rolled that back (a deadlock): not an error.
+        $suppressed = $wpdb->suppress_errors(true);
+        try {
+            $wpdb->query('ROLLBACK TO SAVEPOINT scim_outbox');
+        } finally {
+            $wpdb->suppress_errors($suppressed);
+        }
     }
 
     public function select(string $sql, array $params = []): array
@@ -95,8 +123,10 @@ final class WpdbOutboxSql implements OutboxSql
 
     public function isRetryable(\Throwable $e): bool
     {
-        // ER_LOCK_DEADLOCK (1213); $wpdb reports only the message.
-        return $e->getCode() === 1213;
+        // ER_LOCK_DEADLOCK (1213); $wpdb reports only the message. Inside the caller's
+        // transaction, a deadlock rolled all of it back: run again, the work would land
+        // outside it, so the caller is told instead.
+        return $e->getCode() === 1213 && !$this->joined;
     }
 
     /** @param list<int|string|null> $params */
