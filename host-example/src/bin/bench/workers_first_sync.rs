@@ -59,6 +59,20 @@
 //! daemons should do: at 10,000 users 1, 2 and 4 daemons reached 85%, 91% and 82% of the
 //! ceiling (loaded machine), where the outbox's workers reached 35–42%.
 //!
+//! "server CPU ms a user" is scim2-server's CPU time over the phase divided by the users:
+//! what the same users cost the server by each path, which the machine's other work
+//! affects less than users/s does (the server runs one request at a time: at 99% of its
+//! core, users/s is 1,000 ÷ this). The outbox's workers and the shared reconcile side by
+//! side, with the cap and without look-ups (the numbers in `docs/architecture.md`, "The
+//! scheduled reconcile, shared"):
+//!
+//! ```sh
+//! target/release/bench --first-sync-workers 20000 --first-sync-matching userName \
+//!   --first-sync-look-up on_conflict --first-sync-server-in-flight 1 \
+//!   --first-sync-phases ceiling,outbox,reconcile --first-sync-counts 4 \
+//!   --first-sync-ceiling-connections 1
+//! ```
+//!
 //! The processes' logs and scim2-server's request logs are kept in a temporary directory
 //! (printed) when the run fails, or when the environment sets `FIRST_SYNC_KEEP_LOGS=1`.
 //!
@@ -1287,15 +1301,15 @@ fn users_per_second(rate: f64) -> String {
 
 fn print_header() {
     println!(
-        "| run | users/s | of ceiling | seconds | first / last 10% users/s | CPU server | CPU workers (busiest) | CPU PostgreSQL | machine busy | filtered GETs / Bulk / other | load avg at start |"
+        "| run | users/s | of ceiling | seconds | first / last 10% users/s | CPU server | server CPU ms a user | CPU workers (busiest) | CPU PostgreSQL | machine busy | filtered GETs / Bulk / other | load avg at start |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
 }
 
 fn print_row(row: &Row, ceiling: Option<f64>) {
     let c = row.cpu;
     println!(
-        "| {} | {} | {} | {:.1} | {} / {} | {} | {} | {} | {} | {} / {} / {} | {} |",
+        "| {} | {} | {} | {:.1} | {} / {} | {} | {:.2} | {} | {} | {} | {} / {} / {} | {} |",
         row.label,
         grouped(row.rate() as u64),
         ceiling.map_or("-".into(), |c| percent(row.rate() / c)),
@@ -1303,6 +1317,9 @@ fn print_row(row: &Row, ceiling: Option<f64>) {
         users_per_second(row.first),
         users_per_second(row.last),
         percent(c.server),
+        // The server's CPU time per user (its share of a core over the phase): what the
+        // same users cost it, whatever else the machine did meanwhile.
+        c.server * row.seconds * 1000.0 / row.users.max(1) as f64,
         if row.workers > 0 {
             format!("{} ({})", percent(c.workers), percent(c.busiest_worker))
         } else {
