@@ -485,12 +485,20 @@ impl SharedReconcile {
                 full: run.full,
             });
         }
-        let listing = if run.listed == Some(-1) {
-            None
-        } else {
-            self.take_listing(runtime, settings, store, run.id, events)
-        };
-        self.open_run(run.id, listing.as_ref(), events)
+        // Listing a large server is one component call that can outlast the lease, and
+        // storing the listing and cutting the partitions take a while more on a loaded
+        // database: a keeper extends the lease until the run is open, so no other daemon
+        // takes the listing over and lists again meanwhile (seen with a 4 s lease at load
+        // 14, when the keeper covered the listing only).
+        let (url, worker, lease) = (self.url.clone(), self.worker.clone(), self.lease_ms());
+        keep_listing_lease(&url, run.id, &worker, lease, || {
+            let listing = if run.listed == Some(-1) {
+                None
+            } else {
+                self.take_listing(runtime, settings, store, run.id, events)
+            };
+            self.open_run(run.id, listing.as_ref(), events)
+        })
     }
 
     /// Lists the remote users (one instance, as a single sync does). `None` when listing
@@ -508,21 +516,18 @@ impl SharedReconcile {
             .ok()
             .flatten();
         let mut warnings = Vec::new();
-        // Listing a large server is one component call that can outlast the lease: a
-        // keeper extends it meanwhile, so no other daemon lists again.
-        let listed = keep_listing_lease(&self.url, run, &self.worker, self.lease_ms(), || {
-            list_remote_users(
-                runtime,
-                settings,
-                &mut summary,
-                &mut |p| {
-                    if let SyncProgress::Warning(w) = p {
-                        warnings.push(w);
-                    }
-                },
-                &mut dialect,
-            )
-        });
+        // Under the listing's lease, kept by the caller ([`SharedReconcile::start_if_due`]).
+        let listed = list_remote_users(
+            runtime,
+            settings,
+            &mut summary,
+            &mut |p| {
+                if let SyncProgress::Warning(w) = p {
+                    warnings.push(w);
+                }
+            },
+            &mut dialect,
+        );
         events.extend(warnings.into_iter().map(Event::Warning));
         match listed {
             Some((Some(document), ids)) => Some((document, ids.len() as u64, summary.requests)),
