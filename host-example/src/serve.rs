@@ -98,9 +98,10 @@ pub enum ServerToken {
     /// it in constant time, and the token itself is kept nowhere.
     Sha256([u8; 32]),
     /// Only its SHA-256, kept where another process may replace it (the database several
-    /// `serve` processes share): read again every [`RECHECK_EVERY`], and at once (at most
-    /// once per [`MISMATCH_RECHECK_GAP`]) when a presented token does not match, so a
-    /// rotation on one process holds on all of them within seconds (see `serve::token`).
+    /// `serve` processes share, or the SQLite file `serve-token rotate` writes): read
+    /// again every [`RECHECK_EVERY`], and at once (at most once per
+    /// [`MISMATCH_RECHECK_GAP`]) when a presented token does not match, so a rotation on
+    /// one process holds on all of them within seconds (see `serve::token`).
     Rotating(Arc<dyn TokenHashSource>),
 }
 

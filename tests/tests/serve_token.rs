@@ -4,15 +4,16 @@
 //! - On SQLite (no server needed): the new token is printed once, alone on stdout, and
 //!   nowhere else; only its SHA-256 is kept; the fingerprint is the first 16 hex digits of
 //!   that SHA-256; a second rotation replaces the first; a mistyped path makes no file.
-//! - On PostgreSQL (the test's own server): a running `serve` refuses the old token and
-//!   admits the rotated one within a bounded time, without a restart.
+//!   A `serve` running on the file then refuses the old token and admits the rotated one
+//!   within a bounded time, without a restart.
+//! - On PostgreSQL (the test's own server): the same, for a running `serve` on the database.
 //!
 //! `cargo test -p scim-provisioner-tests --test serve_token` (build
 //! `cargo build -p host-example` first).
 
 use std::io::BufRead;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use host_example::database::test_support::TestPostgres;
@@ -105,7 +106,95 @@ fn sqlite_rotate_prints_the_token_once_and_keeps_its_hash() {
         fingerprint(database),
         hash_to_hex(&token_hash(&second))[..16]
     );
+
+    // A serve running on the file takes the next rotation without a restart.
+    let serve = Serve::start(database);
+    assert!(
+        serve.shown.starts_with("(shown when it was made"),
+        "the kept token is not shown again: {}",
+        serve.shown
+    );
+    let agent = agent();
+    assert_eq!(status_with(&agent, &serve.base_url, &second), 200);
+    let third = rotate(database);
+    wait_for_rotation(&agent, &serve.base_url, &second, &third);
+    drop(serve);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `serve` process, killed when dropped (also when the test fails).
+struct Serve {
+    child: Child,
+    base_url: String,
+    /// What it printed after `SCIM bearer token:`, first word only.
+    shown: String,
+}
+
+impl Serve {
+    /// Starts `serve` on `database` (a SQLite path or a database URL) and reads its address.
+    fn start(database: &str) -> Serve {
+        let mut child = Command::new(host_example_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+            .env("SCIM_SERVE_DATABASE", database)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve runs");
+        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (mut base_url, mut shown) = (String::new(), String::new());
+        for line in lines.by_ref() {
+            let line = line.expect("a line");
+            if let Some(u) = line.strip_prefix("SCIM base URL:") {
+                base_url = u.trim().to_string();
+            } else if let Some(t) = line.strip_prefix("SCIM bearer token:") {
+                shown = t.trim().to_string();
+                break;
+            }
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        assert!(!base_url.is_empty(), "serve started and showed its address");
+        Serve {
+            child,
+            base_url,
+            shown,
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+/// Waits until the running serve at `base_url` refuses `old` and admits `new`.
+fn wait_for_rotation(agent: &ureq::Agent, base_url: &str, old: &str, new: &str) {
+    let started = Instant::now();
+    loop {
+        let statuses = (
+            status_with(agent, base_url, old),
+            status_with(agent, base_url, new),
+        );
+        if statuses == (401, 200) {
+            break;
+        }
+        assert!(
+            started.elapsed() < ROTATION_WITHIN,
+            "old and new token get {statuses:?}, {:?} after the rotation",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The status of `GET /Users` with `token`.
@@ -122,52 +211,14 @@ fn status_with(agent: &ureq::Agent, base_url: &str, token: &str) -> u16 {
 fn postgres_a_running_serve_takes_the_rotated_token() {
     let pg = TestPostgres::start().expect("PostgreSQL starts");
     let url = pg.create_database("servetoken").expect("a database");
-    let mut serve = Command::new(host_example_bin())
-        .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
-        .env("SCIM_SERVE_DATABASE", &url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve runs");
-    let mut lines = std::io::BufReader::new(serve.stdout.take().expect("stdout")).lines();
-    let (mut base_url, mut old) = (String::new(), String::new());
-    for line in lines.by_ref() {
-        let line = line.expect("a line");
-        if let Some(u) = line.strip_prefix("SCIM base URL:") {
-            base_url = u.trim().to_string();
-        } else if let Some(t) = line.strip_prefix("SCIM bearer token:") {
-            old = t.split_whitespace().next().unwrap_or_default().to_string();
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
+    let serve = Serve::start(&url);
+    let old = serve.shown.split_whitespace().next().unwrap_or_default();
     assert_eq!(old.len(), 64, "serve made a token and showed it");
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
-    assert_eq!(status_with(&agent, &base_url, &old), 200);
+    let agent = agent();
+    assert_eq!(status_with(&agent, &serve.base_url, old), 200);
 
     let new = rotate(&url);
     assert_eq!(fingerprint(&url), hash_to_hex(&token_hash(&new))[..16]);
-    let started = Instant::now();
-    loop {
-        let statuses = (
-            status_with(&agent, &base_url, &old),
-            status_with(&agent, &base_url, &new),
-        );
-        if statuses == (401, 200) {
-            break;
-        }
-        assert!(
-            started.elapsed() < ROTATION_WITHIN,
-            "old and new token get {statuses:?}, {:?} after the rotation",
-            started.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = serve.kill();
-    let _ = serve.wait();
+    wait_for_rotation(&agent, &serve.base_url, old, &new);
+    drop(serve);
 }

@@ -2,12 +2,14 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::Context;
 use host_example::GuestLimits;
 use host_example::database::DatabaseUrl;
 use host_example::serve::{
-    ServeOptions, ServerToken, hash_from_hex, hash_to_hex, token_hash, try_generate_token,
+    ServeOptions, ServerToken, TokenHashSource, hash_from_hex, hash_to_hex, token_hash,
+    try_generate_token,
 };
 use host_example::store::Store;
 
@@ -66,7 +68,7 @@ pub fn run(
                     .into(),
             };
             let source = host_example::directory::SharedTokenHash::open(&url)?;
-            (ServerToken::Rotating(std::sync::Arc::new(source)), shown)
+            (ServerToken::Rotating(Arc::new(source)), shown)
         }
         None => {
             let mut store = Store::open(args.database)?;
@@ -79,30 +81,32 @@ pub fn run(
                 shown = Some(old);
             }
             let stored = store.meta(TOKEN_HASH_KEY)?;
-            match stored {
+            let shown = match stored {
                 Some(hex) if !args.new_token => {
-                    let hash = hash_from_hex(&hex).with_context(|| {
+                    hash_from_hex(&hex).with_context(|| {
                         format!(
                             "the token hash kept in {} is damaged; start with --new-token",
                             args.database.display()
                         )
                     })?;
-                    let shown = shown.unwrap_or_else(|| {
+                    shown.unwrap_or_else(|| {
                         "(shown when it was made; only its hash is kept: --new-token replaces it)"
                             .into()
-                    });
-                    (ServerToken::Sha256(hash), shown)
+                    })
                 }
                 _ => {
                     let t = try_generate_token()?;
-                    let hash = token_hash(&t);
-                    store.set_meta(TOKEN_HASH_KEY, &hash_to_hex(&hash))?;
-                    (
-                        ServerToken::Sha256(hash),
-                        format!("{t}\n                   (shown once: only its hash is kept)"),
-                    )
+                    store.set_meta(TOKEN_HASH_KEY, &hash_to_hex(&token_hash(&t)))?;
+                    format!("{t}\n                   (shown once: only its hash is kept)")
                 }
-            }
+            };
+            // The hash is read again from the file while serving, as on a shared database,
+            // so `serve-token rotate` (or `serve --new-token`) on this file rotates the token
+            // of this running serve too (within `serve::RECHECK_EVERY`).
+            let source = SqliteTokenHash {
+                store: Mutex::new(store),
+            };
+            (ServerToken::Rotating(Arc::new(source)), shown)
         }
     };
     let log = match &token {
@@ -126,6 +130,25 @@ pub fn run(
     );
     server.wait();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The token's hash kept in a SQLite directory, read again on each
+/// [`TokenHashSource::read_hash`] (by `serve`'s refresher: every `serve::RECHECK_EVERY`, or
+/// at most once per `serve::MISMATCH_RECHECK_GAP` when a token does not match; never once
+/// per request). The connection is the one `serve` opened at its start, kept for this.
+struct SqliteTokenHash {
+    store: Mutex<Store>,
+}
+
+impl TokenHashSource for SqliteTokenHash {
+    fn read_hash(&self) -> anyhow::Result<Option<[u8; 32]>> {
+        let store = self.store.lock().unwrap_or_else(PoisonError::into_inner);
+        // Removed or damaged: no token is admitted, as on a shared database (see
+        // `serve::TokenHashSource`); a file that cannot be read keeps the hash read last.
+        Ok(store
+            .meta(TOKEN_HASH_KEY)?
+            .and_then(|hex| hash_from_hex(&hex)))
+    }
 }
 
 /// The PostgreSQL or MariaDB database `--database` names (`postgres://…`, `mysql://…`), or

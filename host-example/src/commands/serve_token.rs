@@ -3,11 +3,11 @@
 //!
 //! - `rotate` makes a new token, keeps only its SHA-256 where `serve` keeps it, and prints
 //!   the token once, alone on stdout (so `TOKEN=$(host-example serve-token rotate)` takes
-//!   it); what it did goes to stderr, with the fingerprint, never the token. On PostgreSQL
-//!   or MariaDB every running `serve` on the database takes it within seconds (they read
-//!   the stored hash again: `host_example::serve` `token.rs`), exactly as
-//!   `serve --new-token` does. On SQLite a running `serve` keeps the token it started with
-//!   until it is restarted (one process reads the file's hash once, at start).
+//!   it); what it did goes to stderr, with the fingerprint, never the token. Every running
+//!   `serve` on the database (PostgreSQL, MariaDB or the SQLite file) takes it within
+//!   seconds and refuses the old one, without a restart: each reads the stored hash again
+//!   every few seconds, and at once (at most once a second) when a token does not match
+//!   (`host_example::serve` `token.rs`), exactly as after `serve --new-token`.
 //! - `fingerprint` prints the first 16 hex digits of the kept SHA-256, which are those of
 //!   `printf %s "$TOKEN" | sha256sum`: it tells which token is in force without showing it.
 //!
@@ -54,7 +54,7 @@ pub fn rotate(database: &Path) -> anyhow::Result<ExitCode> {
         // A token an older version kept in clear is no longer the one in force.
         store.delete_meta(OLD_TOKEN_KEY)?;
         eprintln!(
-            "rotated the server token of {}: restart its serve to take the new one",
+            "rotated the server token of {}: its serve takes the new one within seconds, and refuses the old one",
             database.display()
         );
         (token, hash)

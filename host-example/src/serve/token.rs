@@ -1,6 +1,7 @@
 //! A bearer token kept as a hash that another process may replace: several `serve`
 //! processes on one PostgreSQL or MariaDB check the hash kept in the database, and
-//! `serve --new-token` on any of them replaces it. Each process sees the rotation within a
+//! `serve --new-token` on any of them replaces it; a `serve` on a SQLite file checks the
+//! file's hash, which `serve-token rotate` replaces. Each process sees the rotation within a
 //! bounded time:
 //! - a refresher thread reads the stored hash again every [`RECHECK_EVERY`], so the old
 //!   token is refused everywhere within about that long;
