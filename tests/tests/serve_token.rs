@@ -108,7 +108,7 @@ fn sqlite_rotate_prints_the_token_once_and_keeps_its_hash() {
     );
 
     // A serve running on the file takes the next rotation without a restart.
-    let serve = Serve::start(database);
+    let serve = Serve::start(database, &dir.join("serve.log"));
     assert!(
         serve.shown.starts_with("(shown when it was made"),
         "the kept token is not shown again: {}",
@@ -118,26 +118,37 @@ fn sqlite_rotate_prints_the_token_once_and_keeps_its_hash() {
     assert_eq!(status_with(&agent, &serve.base_url, &second), 200);
     let third = rotate(database);
     wait_for_rotation(&agent, &serve.base_url, &second, &third);
-    drop(serve);
+    serve.stop_and_check_log(&[&first, &second, &third]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A `serve` process, killed when dropped (also when the test fails).
+/// A `serve` process (with `--verbose`), killed when dropped (also when the test fails).
 struct Serve {
     child: Child,
     base_url: String,
-    /// What it printed after `SCIM bearer token:`, first word only.
+    /// What it printed after `SCIM bearer token:`.
     shown: String,
+    /// Where its log (stderr) goes.
+    log: std::path::PathBuf,
 }
 
 impl Serve {
-    /// Starts `serve` on `database` (a SQLite path or a database URL) and reads its address.
-    fn start(database: &str) -> Serve {
+    /// Starts `serve` on `database` (a SQLite path or a database URL), its log in `log`,
+    /// and reads its address.
+    fn start(database: &str, log: &Path) -> Serve {
+        let log_file = std::fs::File::create(log).expect("a log file");
         let mut child = Command::new(host_example_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--workers", "1"])
+            .args([
+                "--verbose",
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--workers",
+                "1",
+            ])
             .env("SCIM_SERVE_DATABASE", database)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log_file)
             .spawn()
             .expect("serve runs");
         let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
@@ -157,6 +168,17 @@ impl Serve {
             child,
             base_url,
             shown,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Stops it and checks that its log names none of `tokens`.
+    fn stop_and_check_log(mut self, tokens: &[&str]) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let log = std::fs::read_to_string(&self.log).expect("the log");
+        for token in tokens {
+            assert!(!log.contains(token), "a token in serve's log");
         }
     }
 }
@@ -186,6 +208,7 @@ fn wait_for_rotation(agent: &ureq::Agent, base_url: &str, old: &str, new: &str) 
             status_with(agent, base_url, new),
         );
         if statuses == (401, 200) {
+            eprintln!("rotation in force after {:?}", started.elapsed());
             break;
         }
         assert!(
@@ -211,14 +234,21 @@ fn status_with(agent: &ureq::Agent, base_url: &str, token: &str) -> u16 {
 fn postgres_a_running_serve_takes_the_rotated_token() {
     let pg = TestPostgres::start().expect("PostgreSQL starts");
     let url = pg.create_database("servetoken").expect("a database");
-    let serve = Serve::start(&url);
-    let old = serve.shown.split_whitespace().next().unwrap_or_default();
+    let dir = temp_dir("serve-token-pg");
+    let serve = Serve::start(&url, &dir.join("serve.log"));
+    let old = serve
+        .shown
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(old.len(), 64, "serve made a token and showed it");
     let agent = agent();
-    assert_eq!(status_with(&agent, &serve.base_url, old), 200);
+    assert_eq!(status_with(&agent, &serve.base_url, &old), 200);
 
     let new = rotate(&url);
     assert_eq!(fingerprint(&url), hash_to_hex(&token_hash(&new))[..16]);
-    wait_for_rotation(&agent, &serve.base_url, old, &new);
-    drop(serve);
+    wait_for_rotation(&agent, &serve.base_url, &old, &new);
+    serve.stop_and_check_log(&[&old, &new]);
+    let _ = std::fs::remove_dir_all(&dir);
 }
