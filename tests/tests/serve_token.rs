@@ -7,6 +7,7 @@
 //!   A `serve` running on the file then refuses the old token and admits the rotated one
 //!   within a bounded time, without a restart.
 //! - On PostgreSQL (the test's own server): the same, for a running `serve` on the database.
+//! - Neither `serve` (run with `--verbose`) writes any of the tokens to its log.
 //!
 //! `cargo test -p scim-provisioner-tests --test serve_token` (build
 //! `cargo build -p host-example` first).

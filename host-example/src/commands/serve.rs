@@ -1,5 +1,6 @@
 //! `serve`: SCIM 2.0 from a directory in SQLite, PostgreSQL or MariaDB (the Joomla side).
 
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -121,21 +122,34 @@ pub fn run(
     };
     let server =
         host_example::serve::start_on(&runtime, &database, args.listen, &token, "", log, options)?;
-    println!("SCIM base URL:     {}", server.base_url);
-    println!("SCIM bearer token: {shown}");
-    println!(
-        "serving {} with {} workers (Ctrl-C stops)",
+    let banner = format!(
+        "SCIM base URL:     {}\nSCIM bearer token: {shown}\nserving {} with {} workers (Ctrl-C stops)\n",
+        server.base_url,
         database.redacted(),
         options.workers
     );
+    // Written in one piece, and a stdout that is gone is no reason to stop serving: a
+    // supervisor (or a test) that read the address and closed the pipe made `println!`
+    // panic here, and the server stopped under its first requests.
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(banner.as_bytes())
+        .and_then(|()| stdout.flush());
+    drop(stdout);
     server.wait();
     Ok(ExitCode::SUCCESS)
 }
 
+/// The shortest time between two reads of the SQLite file's hash that tokens that do not
+/// match ask for: a read is one indexed row of a local file (microseconds), so ten a
+/// second cost nothing, and a wrong token is answered 401 (a rotated one admitted) within
+/// about this long instead of the shared databases' second.
+const SQLITE_MISMATCH_RECHECK_GAP: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The token's hash kept in a SQLite directory, read again on each
 /// [`TokenHashSource::read_hash`] (by `serve`'s refresher: every `serve::RECHECK_EVERY`, or
-/// at most once per `serve::MISMATCH_RECHECK_GAP` when a token does not match; never once
-/// per request). The connection is the one `serve` opened at its start, kept for this.
+/// at most once per [`SQLITE_MISMATCH_RECHECK_GAP`] when a token does not match; never
+/// once per request). The connection is the one `serve` opened at its start, kept for this.
 struct SqliteTokenHash {
     store: Mutex<Store>,
 }
@@ -148,6 +162,10 @@ impl TokenHashSource for SqliteTokenHash {
         Ok(store
             .meta(TOKEN_HASH_KEY)?
             .and_then(|hex| hash_from_hex(&hex)))
+    }
+
+    fn mismatch_recheck_gap(&self) -> std::time::Duration {
+        SQLITE_MISMATCH_RECHECK_GAP
     }
 }
 

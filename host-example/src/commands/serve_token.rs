@@ -6,8 +6,9 @@
 //!   it); what it did goes to stderr, with the fingerprint, never the token. Every running
 //!   `serve` on the database (PostgreSQL, MariaDB or the SQLite file) takes it within
 //!   seconds and refuses the old one, without a restart: each reads the stored hash again
-//!   every few seconds, and at once (at most once a second) when a token does not match
-//!   (`host_example::serve` `token.rs`), exactly as after `serve --new-token`.
+//!   every few seconds, and at once (at most once a second; on SQLite ten times) when a
+//!   token does not match (`host_example::serve` `token.rs`), exactly as after
+//!   `serve --new-token`.
 //! - `fingerprint` prints the first 16 hex digits of the kept SHA-256, which are those of
 //!   `printf %s "$TOKEN" | sha256sum`: it tells which token is in force without showing it.
 //!

@@ -7,8 +7,9 @@
 //!   token is refused everywhere within about that long;
 //! - a presented token that does not match asks for a read at once, taken at most once per
 //!   [`MISMATCH_RECHECK_GAP`] (so wrong tokens cost the database at most one read a second
-//!   a process), and the request waits for it up to [`MISMATCH_WAIT`]: the new token is
-//!   accepted everywhere as soon as it is stored.
+//!   a process; on a SQLite file, whose read is local, at most once per
+//!   [`TokenHashSource::mismatch_recheck_gap`]), and the request waits for it up to
+//!   [`MISMATCH_WAIT`]: the new token is accepted everywhere as soon as it is stored.
 //!
 //! Tokens are compared as their SHA-256, in constant time; neither a token nor its hash is
 //! ever logged. What the database holds is what counts: a hash removed from it (or
@@ -36,6 +37,14 @@ pub trait TokenHashSource: Send + Sync {
     /// The hash kept now; `None` when none is kept (or it is damaged): no token is
     /// admitted. An error when it cannot be read (the old one stays in force).
     fn read_hash(&self) -> anyhow::Result<Option<[u8; 32]>>;
+
+    /// The shortest time between two reads that a token that does not match asks for:
+    /// [`MISMATCH_RECHECK_GAP`] for a database server; a source whose read is a local
+    /// file's (SQLite) may take a shorter one, so a wrong token is answered and a rotated
+    /// one admitted sooner.
+    fn mismatch_recheck_gap(&self) -> Duration {
+        MISMATCH_RECHECK_GAP
+    }
 }
 
 struct State {
@@ -129,7 +138,7 @@ impl LiveTokenHash {
                     return;
                 }
                 let due = if state.wanted {
-                    MISMATCH_RECHECK_GAP
+                    self.source.mismatch_recheck_gap()
                 } else {
                     RECHECK_EVERY
                 };
