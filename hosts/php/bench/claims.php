@@ -17,7 +17,12 @@ declare(strict_types=1);
  * batches were settled at once), for comparison. No component call and no HTTP: only the
  * queue's cost. Reported: events per second, from
  * the moment every worker is connected and ready to the moment the last one finds the
- * outbox empty, and the check that every event was completed exactly once.
+ * outbox empty, and the check that every event was completed exactly once; beside it where
+ * the time went: the workers' own CPU seconds (getrusage, from "go"), the database server's
+ * (its process tree in /proc, PostgreSQL's ended backends included) and, on MariaDB, the
+ * statements sent per batch claimed (its `Questions` counter: claims, links, settles, and
+ * the empty claims and counts near the end). On a shared machine the events/s swing with
+ * the load; the CPU columns much less.
  *
  *   php hosts/php/bench/claims.php [--events 20000] [--workers 1,2,4] [--batch 100]
  *       [--databases mariadb,postgres] [--settle batch|event]

@@ -184,8 +184,12 @@ final class Outbox
      * @return array<int, array{result: string, message: string}> by row id: 'delivered', 'retry',
      *     'parked' or 'lost', and the result as the Users list shows it
      */
-    public function settle(string $owner, array $settlements, array $delivered = [], int $maxAttempts = 8): array
-    {
+    public function settle(
+        string $owner,
+        array $settlements,
+        array $delivered = [],
+        int $maxAttempts = ClientService::MAX_ATTEMPTS,
+    ): array {
         $userOf = [];
         $texts = [];
         $errors = [];
