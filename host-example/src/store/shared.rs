@@ -262,9 +262,16 @@ impl SharedStore {
                 // user queued the old user's `deleted` event after this `created` one (on
                 // PostgreSQL, where a read does not wait for an uncommitted row), and the
                 // new user's account was deleted on the server.
+                //
+                // `ORDER BY user_id, seq` (one user: the same order as by `seq`) is the
+                // user index's own order, which the primary key cannot give. By `seq`
+                // alone, PostgreSQL with statistics taken while the outbox was empty
+                // (one row, it believes) walked the whole primary key in order instead,
+                // once per user added: a bulk import then ran in quadratic time.
                 s.query(
                     &format!(
-                        "SELECT seq FROM outbox{} WHERE user_id = ? ORDER BY seq FOR UPDATE",
+                        "SELECT seq FROM outbox{} WHERE user_id = ?
+                         ORDER BY user_id, seq FOR UPDATE",
                         by_user(s.dialect)
                     ),
                     &[user.id.as_str().into()],
@@ -495,6 +502,22 @@ impl SharedStore {
     ///   newest version and dropped) and leased by the `UPDATE` around them. Locking does
     ///   not reach into the `NOT EXISTS`, so an older event another worker holds still
     ///   blocks its user's next one.
+    ///
+    ///   The statement is written so that its plan cannot depend on the outbox's
+    ///   statistics. An outbox that bursts and drains is mostly analyzed while empty
+    ///   (`reltuples` 0 while its pages, 30,000 after 100,000 events, stay), and the
+    ///   planner then counts every scan of it as one row: it planned the order check as
+    ///   a walk of the whole `outbox_user` index for each candidate, and the `UPDATE` as
+    ///   a walk of the whole primary key, so one claim of a 100,000-event burst ran for
+    ///   minutes, holding the row locks it had taken, and the other workers' settles
+    ///   waited on them (`bench --claims … --claims-empty delete`). Now the order check is
+    ///   a subquery of its own (`OFFSET 0` keeps it from becoming a join) whose only
+    ///   usable index is `outbox_user`, by the row comparison that the primary key
+    ///   cannot serve; the candidates are read by the primary key (the one way to read
+    ///   them in order with sorting off); and the `UPDATE` finds the locked rows by
+    ///   `ctid` (a TID scan). A row whose newest version committed after the statement
+    ///   began is locked but not leased by the `UPDATE` (its snapshot does not see that
+    ///   version): it stays claimable. And the claim has a [`CLAIM_TIMEOUT`].
     /// - **MariaDB**: a locking read there would also skip a locked older row inside the
     ///   `NOT EXISTS` and take a newer event of its user. So a plain read picks the
     ///   candidates, and one `UPDATE` leases those still unleased, rechecking each on its
@@ -508,23 +531,9 @@ impl SharedStore {
     ) -> anyhow::Result<Vec<OutboxEvent>> {
         let until = now_ms.saturating_add(lease_ms);
         if self.dialect == Dialect::Postgres {
-            let mut rows = self.with_queue_plan(|s| {
+            let mut rows = self.with_queue_plan_and(CLAIM_TIMEOUT, |s| {
                 s.query(
-                    &format!(
-                        "WITH picked AS (
-                         SELECT o.seq FROM outbox o
-                         WHERE o.parked = 0 AND o.next_attempt_ms <= ?
-                           AND (o.claimed_until IS NULL OR o.claimed_until < ?)
-                           AND NOT EXISTS (SELECT 1 FROM outbox p
-                                           WHERE p.user_id = o.user_id AND p.seq < o.seq
-                                             AND p.parked = 0)
-                         ORDER BY o.seq LIMIT ?
-                         FOR UPDATE OF o SKIP LOCKED)
-                     UPDATE outbox SET claimed_by = ?, claimed_until = ?
-                     FROM picked WHERE outbox.seq = picked.seq
-                     RETURNING {}",
-                        qualified_event_columns("outbox")
-                    ),
+                    &pg_claim_sql(),
                     &[
                         now_ms.into(),
                         now_ms.into(),
@@ -638,22 +647,34 @@ impl SharedStore {
     /// then estimated one claimable row and read and sorted the whole outbox for every
     /// claim (130–160 ms a claim at 20,000 rows instead of about 1 ms; the queue fell to
     /// 700–1,600 events/s, later runs worse than earlier ones). `SET LOCAL` ends with the
-    /// transaction, so the store's other statements plan as usual.
+    /// transaction, so the store's other statements plan as usual. JIT is off too: with
+    /// sorting and the other ways off, a claim's estimated cost (131 million at 100,000
+    /// events, for a statement that runs in 8 ms) is far past `jit_above_cost`, and
+    /// compiling it took 800 ms of every claim.
     fn with_queue_plan<T>(&self, f: impl FnOnce(&Self) -> anyhow::Result<T>) -> anyhow::Result<T> {
-        const QUEUE_PLAN: &str = "SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off;
-             SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;
-             SET LOCAL enable_bitmapscan = off";
+        self.with_queue_plan_and("", f)
+    }
+
+    /// [`SharedStore::with_queue_plan`] with more `SET LOCAL` settings (`extra`, empty or
+    /// ending in `;`) sent in the same round trip.
+    fn with_queue_plan_and<T>(
+        &self,
+        extra: &str,
+        f: impl FnOnce(&Self) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
         if self.dialect != Dialect::Postgres {
             return self.in_transaction(f);
         }
         if self.open_transaction.get() {
-            self.db.borrow_mut().batch_execute(QUEUE_PLAN)?;
+            self.db
+                .borrow_mut()
+                .batch_execute(&format!("{extra} {QUEUE_PLAN}"))?;
             return f(self);
         }
         // BEGIN and the settings in one round trip.
         self.db
             .borrow_mut()
-            .batch_execute(&format!("BEGIN; {QUEUE_PLAN}"))?;
+            .batch_execute(&format!("BEGIN; {extra} {QUEUE_PLAN}"))?;
         self.open_transaction.set(true);
         self.commit_or_roll_back(f(self))
     }
@@ -714,6 +735,7 @@ impl SharedStore {
         let mut unlinked: Vec<&str> = Vec::new();
         let mut failed: Vec<SqlValue> = Vec::new();
         let mut failed_rows = 0;
+        let mut failed_seqs: Vec<i64> = Vec::new();
         for item in &items {
             match &item.outcome {
                 SettleOutcome::Delivered { link, fingerprint } => {
@@ -742,6 +764,7 @@ impl SharedStore {
                         error.as_str().into(),
                         (*park).into(),
                     ]);
+                    failed_seqs.push(item.seq);
                     failed_rows += 1;
                 }
             }
@@ -750,8 +773,8 @@ impl SharedStore {
             let delivered = padded(delivered);
             let sql = match self.dialect {
                 Dialect::Postgres => format!(
-                    "DELETE FROM outbox WHERE seq IN ({})",
-                    marks(delivered.len())
+                    "DELETE FROM outbox WHERE ctid = ANY ({})",
+                    pg_rows_by_key(&marks(delivered.len()))
                 ),
                 _ => format!(
                     "DELETE o FROM ({}) v STRAIGHT_JOIN outbox o FORCE INDEX (PRIMARY) ON o.seq = v.seq",
@@ -767,11 +790,12 @@ impl SharedStore {
                          last_error = v.err, parked = v.parked,
                          claimed_by = NULL, claimed_until = NULL
                      FROM (VALUES {}) AS v (seq, attempts, next_ms, err, parked)
-                     WHERE outbox.seq = v.seq",
+                     WHERE outbox.ctid = ANY ({}) AND outbox.seq + 0 = v.seq",
                     rows_of(
                         failed_rows,
                         "(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS BIGINT))"
-                    )
+                    ),
+                    pg_rows_by_key(&marks(failed_rows))
                 ),
                 _ => format!(
                     "UPDATE (SELECT ? AS seq, ? AS attempts, ? AS next_ms, ? AS err, ? AS parked{}) v
@@ -782,6 +806,9 @@ impl SharedStore {
                     " UNION ALL SELECT ?, ?, ?, ?, ?".repeat(failed_rows - 1)
                 ),
             };
+            if self.dialect == Dialect::Postgres {
+                failed.extend(ints(&failed_seqs));
+            }
             self.execute(&sql, &failed)?;
         }
         if !links.is_empty() {
@@ -927,7 +954,7 @@ impl SharedStore {
                 let still_parked = s.query(
                     &format!(
                         "SELECT seq FROM outbox{} WHERE user_id = ? AND parked = 1
-                         ORDER BY seq FOR UPDATE",
+                         ORDER BY user_id, seq FOR UPDATE",
                         by_user(s.dialect)
                     ),
                     &[id.into()],
@@ -946,7 +973,8 @@ impl SharedStore {
                     Some(current) => Some((UserEvent::Reconcile, current)),
                     None => s
                         .query_opt(
-                            "SELECT user_json FROM outbox WHERE user_id = ? ORDER BY seq DESC LIMIT 1",
+                            "SELECT user_json FROM outbox WHERE user_id = ?
+                             ORDER BY user_id DESC, seq DESC LIMIT 1",
                             &[id.into()],
                         )?
                         .map(|r| r.text(0))
@@ -1069,6 +1097,41 @@ const CLAIM_ATTEMPTS: u32 = 3;
 /// limits of 65,535 per statement).
 const SETTLE_ROWS: usize = 1_000;
 
+/// PostgreSQL: the planner settings of [`SharedStore::with_queue_plan`].
+pub(super) const QUEUE_PLAN: &str = "SET LOCAL enable_sort = off; SET LOCAL enable_seqscan = off;
+     SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;
+     SET LOCAL enable_bitmapscan = off; SET LOCAL jit = off";
+
+/// PostgreSQL's claim (see [`SharedStore::claim_events`]); its parameters: now (due),
+/// now (lease over), the batch, the worker, the lease's end.
+pub(super) fn pg_claim_sql() -> String {
+    format!(
+        "WITH picked AS (
+             SELECT o.ctid FROM outbox o
+             WHERE o.parked = 0 AND o.next_attempt_ms <= ?
+               AND (o.claimed_until IS NULL OR o.claimed_until < ?)
+               AND NOT EXISTS (SELECT 1 FROM outbox p
+                               WHERE p.user_id = o.user_id
+                                 AND (p.user_id, p.seq) < (o.user_id, o.seq)
+                                 AND p.parked = 0
+                               OFFSET 0)
+             ORDER BY o.seq LIMIT ?
+             FOR UPDATE OF o SKIP LOCKED)
+         UPDATE outbox SET claimed_by = ?, claimed_until = ?
+         WHERE outbox.ctid = ANY (ARRAY(SELECT ctid FROM picked))
+         RETURNING {}",
+        qualified_event_columns("outbox")
+    )
+}
+
+/// PostgreSQL: how long one claim may run before it is cancelled (its transaction rolled
+/// back, its row locks released, and the error returned to the worker, which retries as
+/// after any database error). A claim takes about a millisecond; one that runs for
+/// seconds is on a plan it should not have, and meanwhile holds row locks that stop other
+/// workers' settles. Only the claim has it: a settle that waits for locks must finish,
+/// or events already delivered would be sent again after their lease.
+const CLAIM_TIMEOUT: &str = "SET LOCAL statement_timeout = '30s';";
+
 /// MariaDB: a statement on the outbox by `seq IN (…)` goes by the primary key. Its
 /// optimizer, with statistics that lag behind a burst (a table still counted empty),
 /// otherwise scans the whole table, and a locking scan waits for every row another worker
@@ -1079,6 +1142,19 @@ fn by_key(dialect: Dialect) -> &'static str {
         Dialect::Postgres => "",
         _ => " FORCE INDEX (PRIMARY)",
     }
+}
+
+/// PostgreSQL: the outbox rows whose `seq` is in `marks` (a list of placeholders), as an
+/// array of their `ctid`s for a statement to find them by (a TID scan). Under
+/// [`SharedStore::with_queue_plan`] (no sort), the one way left to read them in key order
+/// is the primary key, one look-up per key. A plain `WHERE seq IN (…)` may instead be
+/// planned as a walk of the whole `outbox_user` index (`seq` is its second column), which
+/// the planner counts as one row when the outbox's statistics were taken while it was
+/// empty (`reltuples` 0 with its pages still there, as after a burst delivered and
+/// deleted): each settle then read the whole outbox. The rows are already locked by the
+/// settle (or the claim), so their `ctid`s hold until the transaction ends.
+fn pg_rows_by_key(marks: &str) -> String {
+    format!("ARRAY(SELECT ctid FROM outbox WHERE seq IN ({marks}) ORDER BY seq)")
 }
 
 /// MariaDB: a user's events by the user's index (see [`by_key`]: a locking read that

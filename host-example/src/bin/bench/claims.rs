@@ -25,6 +25,15 @@
 //! ```
 //!
 //! `--claims-counts 4` runs only 4 workers; `--claims-runs 5` runs each count 5 times.
+//! `--claims-empty delete` empties the tables by `DELETE` and then analyzes them, so each
+//! run starts on an outbox churned as production's is (see [`Emptying::Delete`]). Before
+//! the claim was made independent of the statistics, this stalled PostgreSQL's claims for
+//! many minutes (one claim ran 12–68 s; the run never ended):
+//!
+//! ```sh
+//! target/release/bench --claims 100000 --claims-database throwaway --claims-counts 4 \
+//!   --claims-runs 7 --claims-empty delete
+//! ```
 //! Or on a database of your own (one the bench may empty: its outbox, users, links and
 //! log are emptied with `TRUNCATE` before each run):
 //!
@@ -44,15 +53,37 @@ use serde_json::{Map, json};
 /// Events a worker claims at once (the delivery's batch).
 const BATCH: u32 = 100;
 
-fn empty(url: &DatabaseUrl) -> Result<()> {
+/// How the tables are emptied before each run (`--claims-empty`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emptying {
+    /// `TRUNCATE`: each run starts as on a new database.
+    Truncate,
+    /// `DELETE`, then `ANALYZE`: each run starts on the tables the previous runs churned
+    /// (dead rows, bloated indexes) with statistics taken while the outbox was empty, as
+    /// a production outbox is after a burst of events delivered and deleted, once
+    /// autovacuum has analyzed it between bursts (on PostgreSQL: `reltuples` 0 with the
+    /// table's pages still there).
+    Delete,
+}
+
+fn empty(url: &DatabaseUrl, emptying: Emptying) -> Result<()> {
     // Through the store first, so the schema exists.
     drop(Store::open_url(url, Duration::from_secs(30))?);
     let mut db = Db::connect(url)?;
-    // Emptied to nothing, not row by row: each run starts as on a new database. After six
-    // runs of 100,000 events emptied by `DELETE`, PostgreSQL's seventh (4 workers) had not
-    // finished after ten minutes, where a first run takes about ten seconds.
+    let verb = match emptying {
+        Emptying::Truncate => "TRUNCATE TABLE",
+        Emptying::Delete => "DELETE FROM",
+    };
     for table in ["outbox", "links", "users", "provisioning_log"] {
-        db.execute(&format!("TRUNCATE TABLE {table}"), &[])?;
+        db.execute(&format!("{verb} {table}"), &[])?;
+        if emptying == Emptying::Delete {
+            let analyze = match db.dialect() {
+                Dialect::Postgres => format!("ANALYZE {table}"),
+                _ => format!("ANALYZE TABLE {table}"),
+            };
+            // MariaDB answers ANALYZE TABLE with a result set.
+            db.query(&analyze, &[])?;
+        }
     }
     Ok(())
 }
@@ -199,31 +230,40 @@ impl std::ops::AddAssign for Spent {
     }
 }
 
+/// What a `--claims` run does: events queued per drain, drains per worker count, the
+/// worker counts, and how the tables are emptied between drains.
+pub struct Run {
+    pub events: usize,
+    pub runs: usize,
+    pub counts: Vec<usize>,
+    pub emptying: Emptying,
+}
+
 /// Runs the claim benchmark and prints its table: on `database`, or with `throwaway` on
 /// a PostgreSQL and then a MariaDB of its own (the tests' throwaway servers: feature
 /// `db-test-support`). Each worker count in `counts` is run `runs` times.
-pub fn run(database: &str, events: usize, runs: usize, counts: &[usize]) -> Result<()> {
-    if events == 0 || runs == 0 || counts.contains(&0) {
+pub fn run(database: &str, run: &Run) -> Result<()> {
+    if run.events == 0 || run.runs == 0 || run.counts.contains(&0) {
         bail!("--claims, --claims-runs and --claims-counts must be at least 1");
     }
     if database == "throwaway" {
-        return run_throwaway(events, runs, counts);
+        return run_throwaway(run);
     }
-    run_on(database, events, runs, counts)
+    run_on(database, run)
 }
 
 #[cfg(feature = "db-test-support")]
-fn run_throwaway(events: usize, runs: usize, counts: &[usize]) -> Result<()> {
+fn run_throwaway(run: &Run) -> Result<()> {
     use host_example::database::test_support::{TestMariaDb, TestPostgres};
     let pg = TestPostgres::start()?;
-    run_on(&pg.create_database("claims")?, events, runs, counts)?;
+    run_on(&pg.create_database("claims")?, run)?;
     drop(pg);
     let maria = TestMariaDb::start()?;
-    run_on(&maria.create_database("claims")?, events, runs, counts)
+    run_on(&maria.create_database("claims")?, run)
 }
 
 #[cfg(not(feature = "db-test-support"))]
-fn run_throwaway(_events: usize, _runs: usize, _counts: &[usize]) -> Result<()> {
+fn run_throwaway(_run: &Run) -> Result<()> {
     bail!("--claims-database throwaway needs the bench built with --features db-test-support")
 }
 
@@ -304,8 +344,9 @@ fn database_counters(url: &DatabaseUrl) -> Vec<(String, f64)> {
 
 /// One drain by `workers` workers of `events` freshly queued: (seconds, workers' CPU
 /// seconds, the machine's busy CPU seconds, the database's counters' increase).
-fn drain(url: &DatabaseUrl, events: usize, workers: usize) -> Result<Drained> {
-    empty(url)?;
+fn drain(url: &DatabaseUrl, run: &Run, workers: usize) -> Result<Drained> {
+    let events = run.events;
+    empty(url, run.emptying)?;
     enqueue(url, events)?;
     let counters_before = database_counters(url);
     let (own_before, busy_before) = cpu_seconds();
@@ -370,13 +411,15 @@ struct Drained {
     spent: Spent,
 }
 
-fn run_on(database: &str, events: usize, runs: usize, counts: &[usize]) -> Result<()> {
+fn run_on(database: &str, run: &Run) -> Result<()> {
+    let (events, runs, counts) = (run.events, run.runs, &run.counts);
     let url = DatabaseUrl::parse(database, std::path::Path::new("."))?;
     if url.sqlite_path().is_some() {
         bail!("--claims-database must be a postgres:// or mysql:// URL");
     }
     println!(
-        "\n## Outbox claims on {url}: {events} events, 4 per user, {runs} runs each (load average {})\n",
+        "\n## Outbox claims on {url}: {events} events, 4 per user, {runs} runs each, emptied by {:?} (load average {})\n",
+        run.emptying,
         load_average()
     );
     println!(
@@ -384,13 +427,13 @@ fn run_on(database: &str, events: usize, runs: usize, counts: &[usize]) -> Resul
     );
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut counters_per_count = Vec::new();
-    for &workers in counts {
+    for &workers in counts.iter() {
         let mut rates = Vec::with_capacity(runs);
         let (mut own, mut busy) = (0.0, 0.0);
         let mut spent = Spent::default();
         let mut counters: Vec<(String, f64)> = Vec::new();
         for _ in 0..runs {
-            let drained = drain(&url, events, workers)?;
+            let drained = drain(&url, run, workers)?;
             rates.push(events as f64 / drained.secs);
             own += drained.own_cpu;
             busy += drained.busy_cpu;

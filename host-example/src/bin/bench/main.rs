@@ -219,6 +219,10 @@ struct Args {
         default_value = "1,2,4"
     )]
     claims_counts: Vec<usize>,
+    /// How `--claims` empties its tables before each run: `truncate` (each run as on a new
+    /// database) or `delete` (each run on the tables the previous ones churned).
+    #[arg(long, value_enum, default_value = "truncate")]
+    claims_empty: claims::Emptying,
     /// Measure a first sync of USERS users by 1, 2 and 4 worker processes on PostgreSQL
     /// against scim2-server's own /Bulk ceiling instead (11).
     #[arg(long, value_name = "USERS", num_args = 0..=1, default_missing_value = "100000")]
@@ -302,7 +306,15 @@ fn main() -> Result<()> {
             .claims_database
             .as_deref()
             .context("--claims needs --claims-database")?;
-        return claims::run(database, n, args.claims_runs, &args.claims_counts);
+        return claims::run(
+            database,
+            &claims::Run {
+                events: n,
+                runs: args.claims_runs,
+                counts: args.claims_counts.clone(),
+                emptying: args.claims_empty,
+            },
+        );
     }
     if let Some(users) = args.first_sync_workers {
         let matching: Vec<String> = match &args.first_sync_matching {
