@@ -1151,8 +1151,10 @@ fn by_key(dialect: Dialect) -> &'static str {
 /// planned as a walk of the whole `outbox_user` index (`seq` is its second column), which
 /// the planner counts as one row when the outbox's statistics were taken while it was
 /// empty (`reltuples` 0 with its pages still there, as after a burst delivered and
-/// deleted): each settle then read the whole outbox. The rows are already locked by the
-/// settle (or the claim), so their `ctid`s hold until the transaction ends.
+/// deleted): each settle then read the whole outbox. A settle has locked the rows
+/// already, so their `ctid`s hold until its transaction ends; a lease extension has not,
+/// and a row changed meanwhile (taken over, settled) is then not extended, as it should
+/// not be.
 fn pg_rows_by_key(marks: &str) -> String {
     format!("ARRAY(SELECT ctid FROM outbox WHERE seq IN ({marks}) ORDER BY seq)")
 }
@@ -1248,7 +1250,27 @@ pub(super) fn extend_claims_on(
         marks(seqs.len())
     );
     let rows = match db.dialect() {
-        Dialect::Postgres => db.query(&format!("{update} RETURNING seq"), &params)?,
+        Dialect::Postgres => {
+            // The rows by `ctid`, looked up by the primary key under the queue's planner
+            // settings (see `pg_rows_by_key`): `seq IN (…)` alone may walk the whole
+            // `outbox_user` index when the statistics were taken on an empty outbox.
+            let update = format!(
+                "UPDATE outbox SET claimed_until = ? WHERE ctid = ANY ({}) AND claimed_by = ?
+                 RETURNING seq",
+                pg_rows_by_key(&marks(seqs.len()))
+            );
+            db.batch_execute(&format!("BEGIN; {QUEUE_PLAN}"))?;
+            match db.query(&update, &params) {
+                Ok(rows) => {
+                    db.batch_execute("COMMIT")?;
+                    rows
+                }
+                Err(e) => {
+                    let _ = db.batch_execute("ROLLBACK");
+                    return Err(e);
+                }
+            }
+        }
         _ => {
             db.execute(&update, &params)?;
             let mut params = ints(seqs);
