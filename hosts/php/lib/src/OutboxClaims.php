@@ -59,7 +59,21 @@ final class OutboxClaims
     private const PG_HEADS_PLAN = "SELECT set_config('enable_seqscan', 'off', true),
         set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true),
         set_config('enable_material', 'off', true), set_config('enable_hashjoin', 'off', true),
-        set_config('enable_mergejoin', 'off', true)";
+        set_config('enable_mergejoin', 'off', true), set_config('jit', 'off', true)";
+
+    /** PostgreSQL's plan for a claim of some users' rows: by an index (the user index), without JIT. */
+    private const PG_USERS_PLAN = "SELECT set_config('enable_seqscan', 'off', true),
+        set_config('jit', 'off', true)";
+
+    /**
+     * PostgreSQL, the claim only (appended to its plan's settings): how long one claim may
+     * run before the server cancels it (the transaction rolls back, its row locks go, the
+     * worker gets the error and claims again later). A claim takes about a millisecond; one
+     * that runs for seconds is on a plan it should not have, and meanwhile holds row locks
+     * that stop other workers' settles. A settle never has it: one that waits for locks must
+     * finish, or events already delivered would be sent again after their lease.
+     */
+    private const PG_CLAIM_TIMEOUT = ", set_config('statement_timeout', '30s', true)";
 
     /**
      * @param string|null $userIndex the name of the table's `(user_id, id)` index, which MariaDB
@@ -159,6 +173,19 @@ final class OutboxClaims
      * the plan settings (see PG_HEADS_PLAN) and the transaction around them, four round
      * trips (it was seven: the clock, the heads, the lease and the rows read apart).
      *
+     * Written so that no statistics can make it read the whole outbox per row, as the Rust
+     * store's claim (host-example/src/store/shared.rs, pg_claim_sql). After a burst is
+     * delivered and deleted, autovacuum's analyze may find the outbox empty (`reltuples` 0,
+     * its pages kept); the planner then takes every scan of it for one row. With a plain
+     * `p.id < o.id` it walked the whole `(user_id, id)` index for each candidate's head test,
+     * and with `UPDATE … FROM picked WHERE id = picked.id` the whole primary key for each
+     * row leased. So the head test is a subquery of its own (`OFFSET 0`: not flattened into a
+     * join) whose row comparison `(p.user_id, p.id) < (o.user_id, o.id)` only the user index
+     * can serve, as one range from the user's first row to the candidate; and the UPDATE
+     * finds the rows just locked by their `ctid` (a TID scan). JIT is off (PG_HEADS_PLAN):
+     * with the other plans off, the estimated cost is far past `jit_above_cost` and compiling
+     * would cost more than the claim.
+     *
      * @param list<int|string>|null $userIds
      * @return list<array<string, mixed>>
      */
@@ -169,30 +196,58 @@ final class OutboxClaims
         ?array $userIds,
         bool $ignoreRetryTimes,
     ): array {
-        $t = $this->table;
-        // The statement's clock: the same instant in every comparison and in the lease.
-        $now = 'CAST(EXTRACT(EPOCH FROM statement_timestamp()) AS BIGINT)';
-        [$where, $params] = self::claimable($now, $userIds, $ignoreRetryTimes);
+        [$sql, $params] = self::postgresClaimStatement($this->table, $userIds, $ignoreRetryTimes);
         $this->db->begin();
         try {
-            if ($userIds === null) {
-                $this->db->select(self::PG_HEADS_PLAN);
-            }
-            $rows = $this->db->select(
-                "WITH picked AS (
-                    SELECT o.id FROM {$t} o WHERE {$where}
-                    AND NOT EXISTS (SELECT 1 FROM {$t} p WHERE p.user_id = o.user_id AND p.parked = 0 AND p.id < o.id)
-                    ORDER BY o.id LIMIT ? FOR UPDATE OF o SKIP LOCKED)
-                 UPDATE {$t} SET claimed_by = ?, claimed_until = {$now} + ?
-                 FROM picked WHERE {$t}.id = picked.id RETURNING {$t}.*",
-                [...$params, $limit, $owner, $leaseSeconds],
-            );
+            // A claim for some users goes by their rows in the user index and sorts them (see
+            // postgresClaimStatement()); the whole queue's claim walks the primary key.
+            $this->db->select(self::postgresQueuePlan($userIds !== null) . self::PG_CLAIM_TIMEOUT);
+            $rows = $this->db->select($sql, [...$params, $limit, $owner, $leaseSeconds]);
             $this->db->commit();
             return $rows;
         } catch (\Throwable $e) {
             $this->db->rollback();
             throw $e;
         }
+    }
+
+    /**
+     * PostgreSQL's claim statement (see claimOnPostgres()) on $table and the values of its
+     * filter; the caller appends the limit, the owner and the lease in seconds. Public for
+     * the tests that read its plan.
+     *
+     * @internal
+     * @param list<int|string>|null $userIds
+     * @return array{0: string, 1: list<int|string>}
+     */
+    public static function postgresClaimStatement(string $table, ?array $userIds, bool $ignoreRetryTimes): array
+    {
+        $t = $table;
+        // The statement's clock: the same instant in every comparison and in the lease.
+        $now = 'CAST(EXTRACT(EPOCH FROM statement_timestamp()) AS BIGINT)';
+        [$where, $params] = self::claimable($now, $userIds, $ignoreRetryTimes);
+        // Some users' rows: found by the user index and sorted, never by a walk of the primary
+        // key in order (which the planner, counting the outbox empty, took to be one row, and
+        // which reads the whole queue for a few users' rows): `id + 0` is no key's order.
+        $order = $userIds === null ? 'o.id' : 'o.id + 0';
+        return ["WITH picked AS (
+                SELECT o.ctid FROM {$t} o WHERE {$where}
+                AND NOT EXISTS (SELECT 1 FROM {$t} p WHERE p.user_id = o.user_id
+                    AND (p.user_id, p.id) < (o.user_id, o.id) AND p.parked = 0 OFFSET 0)
+                ORDER BY {$order} LIMIT ? FOR UPDATE OF o SKIP LOCKED)
+             UPDATE {$t} SET claimed_by = ?, claimed_until = {$now} + ?
+             WHERE {$t}.ctid = ANY (ARRAY(SELECT ctid FROM picked)) RETURNING {$t}.*", $params];
+    }
+
+    /**
+     * PostgreSQL: the claim's plan settings, as one statement (for a claim of some users'
+     * rows when $someUsers). Public for the tests that read its plan.
+     *
+     * @internal
+     */
+    public static function postgresQueuePlan(bool $someUsers = false): string
+    {
+        return $someUsers ? self::PG_USERS_PLAN : self::PG_HEADS_PLAN;
     }
 
     /**
@@ -497,17 +552,26 @@ final class OutboxClaims
             array_map('intval', $delivered),
             static fn (int $id): bool => isset($isHeld[$id]),
         ));
+        // PostgreSQL: the rows (locked above, so their ctids hold until the commit) found by
+        // ctid, from one primary-key look-up each. A plain `id IN (…)` may be planned as a walk
+        // of the whole user index (`id` is its second column) when the statistics were taken
+        // while the outbox was empty (see claimOnPostgres()): each settle then read the queue.
+        $rowsOf = static fn (array $keys): string => $pgsql
+            ? "ctid = ANY (ARRAY(SELECT ctid FROM {$t} WHERE id IN (" . implode(', ', $keys) . ') ORDER BY id))'
+            : 'id IN (' . implode(', ', $keys) . ')';
         if ($done !== []) {
-            $this->db->execute("DELETE FROM {$t} WHERE id IN (" . implode(', ', $done) . ')');
+            $this->db->execute("DELETE FROM {$t} WHERE " . $rowsOf($done));
         }
         $params = [];
         $rows = 0;
+        $failedHeld = [];
         foreach ($failed as $id => $f) {
             if (!isset($isHeld[(int) $id])) {
                 continue;
             }
             $park = $f['park'] ? 1 : 0;
             array_push($params, (int) $id, $f['attempts'], $f['next_attempt_at'], $f['error'], $f['status'], $park);
+            $failedHeld[] = (int) $id;
             $rows++;
         }
         if ($rows > 0) {
@@ -516,7 +580,8 @@ final class OutboxClaims
                     last_status = v.status, parked = v.parked, claimed_by = NULL, claimed_until = 0
                   FROM (VALUES " . implode(', ', array_fill(0, $rows, '(CAST(? AS BIGINT), CAST(? AS INTEGER),
                     CAST(? AS BIGINT), CAST(? AS TEXT), CAST(? AS INTEGER), CAST(? AS SMALLINT))')) . ")
-                    AS v (id, attempts, next_at, err, status, parked) WHERE {$t}.id = v.id"
+                    AS v (id, attempts, next_at, err, status, parked)
+                  WHERE {$t}." . $rowsOf($failedHeld) . " AND {$t}.id + 0 = v.id"
                 : 'UPDATE (SELECT ? AS id, ? AS attempts, ? AS next_at, ? AS err, ? AS status, ? AS parked'
                     . str_repeat(' UNION ALL SELECT ?, ?, ?, ?, ?, ?', $rows - 1) . ") v
                   STRAIGHT_JOIN {$t} o FORCE INDEX (PRIMARY) ON o.id = v.id
