@@ -458,6 +458,24 @@ fn wait_for_a_lock_wait_or_the_end<T>(url: &str, other: &std::thread::JoinHandle
     }
 }
 
+/// A store on `url` holding `record`'s user, whose `created` event was parked and who was
+/// then deleted: the old user whose id the reused-id checks give again.
+fn a_deleted_user_with_a_parked_event(url: &str, record: UserRecord) -> Store {
+    let mut a = open(url);
+    let id = record.id.clone();
+    a.add_user(record, true).unwrap();
+    let created = a
+        .due_events(0, true, 10)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.user_id == id)
+        .unwrap()
+        .seq;
+    a.fail_event(created, 5, 0, "401", true).unwrap();
+    a.change_user(&id, UserEvent::Deleted, |_| {}).unwrap();
+    a
+}
+
 /// A user id given again to `add_user` (explicitly: generated ids are never reused) while
 /// a requeue puts the old user's parked events back: the two go one after the other, never
 /// interleaved. Here the new user's transaction is first, so the requeue finds the user
@@ -466,22 +484,11 @@ fn wait_for_a_lock_wait_or_the_end<T>(url: &str, other: &std::thread::JoinHandle
 /// the uncommitted user, queued the old user's `deleted` event after the new user's
 /// `created` one, and so deleted the new user's account on the server.
 fn check_reused_id_against_requeue(url: &str) {
-    let mut a = open(url);
     let reused = |name: &str| UserRecord {
         id: "reused-7".into(),
         ..user(name)
     };
-    a.add_user(reused("old-owner"), true).unwrap();
-    let created = a
-        .due_events(0, true, 10)
-        .unwrap()
-        .into_iter()
-        .find(|e| e.user_id == "reused-7")
-        .unwrap()
-        .seq;
-    a.fail_event(created, 5, 0, "401", true).unwrap();
-    a.change_user("reused-7", UserEvent::Deleted, |_| {})
-        .unwrap();
+    let mut a = a_deleted_user_with_a_parked_event(url, reused("old-owner"));
     let url_b = url.to_string();
     let mut b = open(url);
     b.batch(|s| {
@@ -506,22 +513,11 @@ fn check_reused_id_against_requeue(url: &str) {
 /// The other order: the requeue's transaction first. `add_user` waits for it, and its
 /// `created` event comes after the old user's `deleted` one.
 fn check_requeue_against_reused_id(url: &str) {
-    let mut a = open(url);
     let reused = |name: &str| UserRecord {
         id: "reused-8".into(),
         ..user(name)
     };
-    a.add_user(reused("old-holder"), true).unwrap();
-    let created = a
-        .due_events(0, true, 10)
-        .unwrap()
-        .into_iter()
-        .find(|e| e.user_id == "reused-8")
-        .unwrap()
-        .seq;
-    a.fail_event(created, 5, 0, "401", true).unwrap();
-    a.change_user("reused-8", UserEvent::Deleted, |_| {})
-        .unwrap();
+    let mut a = a_deleted_user_with_a_parked_event(url, reused("old-holder"));
     let url_b = url.to_string();
     a.batch(|s| {
         assert_eq!(s.requeue_parked()?, 1);
