@@ -488,7 +488,7 @@ fn check_reused_id_against_requeue(url: &str) {
         id: "reused-7".into(),
         ..user(name)
     };
-    let mut a = a_deleted_user_with_a_parked_event(url, reused("old-owner"));
+    let a = a_deleted_user_with_a_parked_event(url, reused("old-owner"));
     let url_b = url.to_string();
     let mut b = open(url);
     b.batch(|s| {
