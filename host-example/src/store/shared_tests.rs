@@ -359,6 +359,26 @@ fn the_store_on_postgres_and_mariadb_behaves_and_claims_in_order() {
 /// wait event; MariaDB, where a user without `PROCESS` cannot read InnoDB's lock tables: a
 /// statement of `requeue_parked` still running after 300 ms, while its rows are held).
 fn wait_for_a_lock_wait(url: &str) {
+    wait_for_a_lock_wait_or(
+        url,
+        || false,
+        "the second requeue never waited for the first",
+    );
+}
+
+/// Waits until `other` has finished or another session of this database waits for a row
+/// lock (see [`wait_for_a_lock_wait`]), whichever comes first.
+fn wait_for_a_lock_wait_or_the_end<T>(url: &str, other: &std::thread::JoinHandle<T>) {
+    wait_for_a_lock_wait_or(
+        url,
+        || other.is_finished(),
+        "the other session neither finished nor waited",
+    );
+}
+
+/// Polls, for up to 60 s, until `done` or a session waiting for a row lock; fails with
+/// `never` otherwise.
+fn wait_for_a_lock_wait_or(url: &str, done: impl Fn() -> bool, never: &str) {
     let parsed = DatabaseUrl::parse(url, Path::new("/")).unwrap();
     let mut db = Db::connect(&parsed).unwrap();
     let sql = match db.dialect() {
@@ -373,11 +393,8 @@ fn wait_for_a_lock_wait(url: &str) {
         }
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while db.query(sql, &[]).unwrap()[0].int(0).unwrap() == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the second requeue never waited for the first"
-        );
+    while !done() && db.query(sql, &[]).unwrap()[0].int(0).unwrap() == 0 {
+        assert!(std::time::Instant::now() < deadline, "{never}");
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -430,32 +447,6 @@ fn a_deleted_users_requeue_at_once_with_another_or_with_a_reused_id_stays_in_ord
     let url = maria.create_database("reuse").unwrap();
     check_reused_id_against_requeue(&url);
     check_requeue_against_reused_id(&url);
-}
-
-/// Waits until `other` has finished or another session of this database waits for a row
-/// lock (see [`wait_for_a_lock_wait`]), whichever comes first.
-fn wait_for_a_lock_wait_or_the_end<T>(url: &str, other: &std::thread::JoinHandle<T>) {
-    let parsed = DatabaseUrl::parse(url, Path::new("/")).unwrap();
-    let mut db = Db::connect(&parsed).unwrap();
-    let sql = match db.dialect() {
-        crate::database::Dialect::Postgres => {
-            "SELECT COUNT(*) FROM pg_stat_activity
-             WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        }
-        _ => {
-            "SELECT COUNT(*) FROM information_schema.PROCESSLIST
-             WHERE ID <> CONNECTION_ID() AND COMMAND IN ('Execute', 'Query') AND TIME_MS > 300
-               AND (INFO LIKE '%FOR UPDATE%' OR INFO LIKE 'DELETE%')"
-        }
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !other.is_finished() && db.query(sql, &[]).unwrap()[0].int(0).unwrap() == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the other session neither finished nor waited"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// A store on `url` holding `record`'s user, whose `created` event was parked and who was
