@@ -6,4 +6,5 @@ pub mod daemons;
 pub mod fault_proxy;
 pub mod peers;
 pub mod recording_proxy;
+pub mod serve_banner;
 pub mod site;

@@ -12,6 +12,7 @@ use host_example::types::{CmsUser, FieldValue};
 use host_example::{ConnectorSettings, Credentials, GuestLimits, Runtime};
 use scim_provisioner_tests::component::runtime;
 use scim_provisioner_tests::peers::{get_json, send_json};
+use scim_provisioner_tests::serve_banner::{ServeBanner, read_serve_banner};
 
 /// A directory removed on drop.
 struct TempDir(std::path::PathBuf);
@@ -595,7 +596,6 @@ impl Drop for ServeProcess {
 
 /// Starts `host-example serve` and reads its base URL and token lines.
 fn serve_cli(bin: &std::path::Path, database: &std::path::Path) -> (ServeProcess, String, String) {
-    use std::io::BufRead;
     let mut child = std::process::Command::new(bin)
         .args([
             "serve",
@@ -610,20 +610,11 @@ fn serve_cli(bin: &std::path::Path, database: &std::path::Path) -> (ServeProcess
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("serve runs");
-    let stdout = child.stdout.take().expect("stdout");
+    let ServeBanner {
+        base_url,
+        token_line: token,
+    } = read_serve_banner(&mut child);
     let process = ServeProcess(child);
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let mut base_url = String::new();
-    let mut token = String::new();
-    for line in lines.by_ref() {
-        let line = line.expect("a line");
-        if let Some(u) = line.strip_prefix("SCIM base URL:") {
-            base_url = u.trim().to_string();
-        } else if let Some(t) = line.strip_prefix("SCIM bearer token:") {
-            token = t.trim().to_string();
-            break;
-        }
-    }
     (process, base_url, token)
 }
 

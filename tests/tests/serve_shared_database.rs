@@ -5,7 +5,6 @@
 //! token is one for all; and scim2-tester and scim-sanity pass against `serve --database
 //! postgres://…`.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Barrier};
@@ -14,6 +13,7 @@ use std::time::Duration;
 use host_example::database::test_support::{TestCertificates, TestMariaDb, TestPostgres};
 use scim_provisioner_tests::daemons::host_example_bin;
 use scim_provisioner_tests::peers::peers_dir;
+use scim_provisioner_tests::serve_banner::{ServeBanner, read_serve_banner};
 use serde_json::{Value, json};
 
 /// How many `serve` processes share the database.
@@ -68,20 +68,10 @@ fn start_serve_with(
             .env("SCIM_SHARED_TEST_TOKEN", t);
     }
     let mut child = command.spawn().expect("serve runs");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let (mut base_url, mut token_line) = (String::new(), String::new());
-    for line in lines.by_ref() {
-        let line = line.expect("a line");
-        if let Some(u) = line.strip_prefix("SCIM base URL:") {
-            base_url = u.trim().to_string();
-        } else if let Some(t) = line.strip_prefix("SCIM bearer token:") {
-            token_line = t.trim().to_string();
-            break;
-        }
-    }
-    // Keep reading what it prints, so it never writes to a closed pipe.
-    std::thread::spawn(move || lines.for_each(drop));
+    let ServeBanner {
+        base_url,
+        token_line,
+    } = read_serve_banner(&mut child);
     assert!(!base_url.is_empty(), "serve did not start on {url}");
     Serve {
         child,

@@ -12,7 +12,6 @@
 //! `cargo test -p scim-provisioner-tests --test serve_token` (build
 //! `cargo build -p host-example` first).
 
-use std::io::BufRead;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -21,6 +20,7 @@ use host_example::database::test_support::TestPostgres;
 use host_example::serve::{hash_to_hex, token_hash};
 use host_example::store::Store;
 use scim_provisioner_tests::daemons::host_example_bin;
+use scim_provisioner_tests::serve_banner::{ServeBanner, read_serve_banner};
 use scim_provisioner_tests::site::temp_dir;
 
 /// How long a running `serve` may take to see a rotation: many times its 2 s recheck, for
@@ -152,18 +152,10 @@ impl Serve {
             .stderr(log_file)
             .spawn()
             .expect("serve runs");
-        let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let (mut base_url, mut shown) = (String::new(), String::new());
-        for line in lines.by_ref() {
-            let line = line.expect("a line");
-            if let Some(u) = line.strip_prefix("SCIM base URL:") {
-                base_url = u.trim().to_string();
-            } else if let Some(t) = line.strip_prefix("SCIM bearer token:") {
-                shown = t.trim().to_string();
-                break;
-            }
-        }
-        std::thread::spawn(move || lines.for_each(drop));
+        let ServeBanner {
+            base_url,
+            token_line: shown,
+        } = read_serve_banner(&mut child);
         assert!(!base_url.is_empty(), "serve started and showed its address");
         Serve {
             child,
