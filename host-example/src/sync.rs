@@ -1288,13 +1288,25 @@ fn held_unlisted(item: &WorkItem, e: &ProvisioningError) -> bool {
             if s.status == 409 && matches!(s.retry, crate::types::RetryClass::Permanent))
 }
 
+/// The user a report is about, if any ([`record`]'s order).
+fn report_user(report: &Report) -> Option<&str> {
+    match report {
+        Report::Done(done) => Some(done.0.user.id.as_str()),
+        Report::Requests(..) | Report::Warning(_) => None,
+    }
+}
+
 fn record(
     store: &mut Store,
     settings: &ConnectorSettings,
     pending: &mut Vec<Report>,
     summary: &mut SyncSummary,
 ) -> anyhow::Result<()> {
-    let batch = std::mem::take(pending);
+    let mut batch = std::mem::take(pending);
+    // In user id order, as a worker's settle upserts its batch's links: a user's link is
+    // locked by both, and in the order results came (another order) the two could each
+    // hold a link the other waits for, a deadlock that rolls one back.
+    batch.sort_by(|a, b| report_user(a).cmp(&report_user(b)));
     let policy = PolicyDigest::of(&settings.policy_json);
     store.batch(|s| {
         for report in batch {

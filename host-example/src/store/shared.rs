@@ -256,26 +256,14 @@ impl SharedStore {
                 user.id = s.next_user_id()?;
             } else {
                 // An id given again after its user was deleted (generated ids never are):
-                // the old user's events still queued are locked first, as
-                // `requeue_parked` locks them before it reads the user. So the two go one
-                // after the other. Otherwise a requeue that did not see this uncommitted
-                // user queued the old user's `deleted` event after this `created` one (on
-                // PostgreSQL, where a read does not wait for an uncommitted row), and the
-                // new user's account was deleted on the server.
-                //
-                // `ORDER BY user_id, seq` (one user: the same order as by `seq`) is the
-                // user index's own order, which the primary key cannot give. By `seq`
-                // alone, PostgreSQL with statistics taken while the outbox was empty
-                // (one row, it believes) walked the whole primary key in order instead,
-                // once per user added: a bulk import then ran in quadratic time.
-                s.query(
-                    &format!(
-                        "SELECT seq FROM outbox{} WHERE user_id = ?
-                         ORDER BY user_id, seq FOR UPDATE",
-                        by_user(s.dialect)
-                    ),
-                    &[user.id.as_str().into()],
-                )?;
+                // `requeue_parked` of the old user takes the same lock on the id before it
+                // reads the user, so the two go one after the other. Otherwise a requeue
+                // that did not see this uncommitted user queued the old user's `deleted`
+                // event after this `created` one (on PostgreSQL, where a read does not
+                // wait for an uncommitted row), and the new user's account was deleted on
+                // the server. See [`SharedStore::lock_user_id`] for why it is not a lock
+                // on the old user's queued events.
+                s.lock_user_id(&user.id)?;
             }
             s.write_user(&user)?;
             s.remember_user_id(&user.id)?;
@@ -926,73 +914,129 @@ impl SharedStore {
     /// Puts the users with parked events back in line, as the SQLite store does; a user
     /// with an event under a live lease (a worker delivering it now) is left for later, so
     /// the new event cannot overtake it.
+    ///
+    /// Each user is requeued in a transaction of their own (inside a caller's
+    /// [`super::Store::batch`], in the caller's): it holds that user's id lock and events
+    /// only. One transaction for every user held the first users' events while it waited
+    /// for a later user's, which a worker's settle (locking its batch by `seq`) could hold
+    /// while it waited for the first ones: a deadlock.
     pub fn requeue_parked(&mut self, now_ms: i64) -> anyhow::Result<usize> {
-        self.in_transaction(|s| {
-            let users: Vec<String> = s
-                .query(
-                    "SELECT user_id FROM outbox o WHERE parked = 1
-                       AND NOT EXISTS (SELECT 1 FROM outbox l WHERE l.user_id = o.user_id
-                                         AND l.claimed_until IS NOT NULL AND l.claimed_until >= ?)
-                     GROUP BY user_id ORDER BY MIN(seq)",
-                    &[now_ms.into()],
-                )?
-                .iter()
-                .map(|r| r.text(0))
-                .collect::<anyhow::Result<_>>()?;
-            let mut requeued = 0;
-            for id in &users {
-                // The user's parked events, locked and read again: the list above is a
-                // plain read, and another requeue may have replaced them since. A user
-                // who is gone has no row to lock, so without this two requeues at once
-                // each queued the `deleted` event (PostgreSQL: the second one's `DELETE`
-                // waited for the first, then found its rows gone and removed nothing, not
-                // the first one's new event). Waiting here for the first requeue, the
-                // second finds no parked event left and leaves the user. They are locked
-                // before the user is read: `add_user` given this id again locks them too,
-                // so the read below sees that user once it is committed, or the new
-                // user's events come after the ones queued here.
-                let still_parked = s.query(
-                    &format!(
-                        "SELECT seq FROM outbox{} WHERE user_id = ? AND parked = 1
-                         ORDER BY user_id, seq FOR UPDATE",
-                        by_user(s.dialect)
-                    ),
-                    &[id.into()],
-                )?;
-                if still_parked.is_empty() {
-                    continue;
-                }
-                let current = s
-                    .query_opt(
-                        &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ? FOR UPDATE"),
-                        &[id.into()],
-                    )?
-                    .map(|r| row_to_user(&r))
-                    .transpose()?;
-                let change = match current {
-                    Some(current) => Some((UserEvent::Reconcile, current)),
-                    None => s
-                        .query_opt(
-                            "SELECT user_json FROM outbox WHERE user_id = ?
-                             ORDER BY user_id DESC, seq DESC LIMIT 1",
-                            &[id.into()],
-                        )?
-                        .map(|r| r.text(0))
-                        .transpose()?
-                        .and_then(|last| serde_json::from_str::<Value>(&last).ok())
-                        .as_ref()
-                        .and_then(UserRecord::from_json)
-                        .map(|last| (UserEvent::Deleted, last)),
-                };
-                let Some((event, user)) = change else {
-                    continue;
-                };
-                s.execute("DELETE FROM outbox WHERE user_id = ?", &[id.into()])?;
-                s.enqueue(&user, event)?;
+        let users: Vec<String> = self
+            .query(
+                "SELECT user_id FROM outbox o WHERE parked = 1
+                   AND NOT EXISTS (SELECT 1 FROM outbox l WHERE l.user_id = o.user_id
+                                     AND l.claimed_until IS NOT NULL AND l.claimed_until >= ?)
+                 GROUP BY user_id ORDER BY MIN(seq)",
+                &[now_ms.into()],
+            )?
+            .iter()
+            .map(|r| r.text(0))
+            .collect::<anyhow::Result<_>>()?;
+        let mut requeued = 0;
+        for id in &users {
+            if self.in_transaction(|s| s.requeue_user(id, now_ms))? {
                 requeued += 1;
             }
-            Ok(requeued)
-        })
+        }
+        Ok(requeued)
+    }
+
+    /// [`SharedStore::requeue_parked`] for one user, in the transaction open; false when
+    /// the user was left as they are.
+    fn requeue_user(&self, id: &str, now_ms: i64) -> anyhow::Result<bool> {
+        // The id's lock first: `add_user` given this id again takes it too, so the read of
+        // the user below sees that user once it is committed, or the new user's events
+        // come after the ones queued here. A second requeue at once waits here for the
+        // first, then finds nothing parked left (a user who is gone has no row to lock:
+        // without it both queued the `deleted` event).
+        self.lock_user_id(id)?;
+        // Then the user's events, in `seq` order as a settle locks them, read again: the
+        // list was a plain read. A worker may have claimed one since (parked events hold
+        // no one up); its delivery must not be deleted under it.
+        let events = self.query(
+            &format!(
+                "SELECT seq, parked, claimed_until FROM outbox{} WHERE user_id = ?
+                 ORDER BY user_id, seq FOR UPDATE",
+                by_user(self.dialect)
+            ),
+            &[id.into()],
+        )?;
+        let mut parked = false;
+        let mut locked = Vec::with_capacity(events.len());
+        for event in &events {
+            locked.push(event.int(0)?);
+            parked |= event.int(1)? != 0;
+            if event.opt_int(2)?.is_some_and(|until| until >= now_ms) {
+                return Ok(false);
+            }
+        }
+        if !parked {
+            return Ok(false);
+        }
+        let current = self
+            .query_opt(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = ? FOR UPDATE"),
+                &[id.into()],
+            )?
+            .map(|r| row_to_user(&r))
+            .transpose()?;
+        let change = match current {
+            Some(current) => Some((UserEvent::Reconcile, current)),
+            None => self
+                .query_opt(
+                    "SELECT user_json FROM outbox WHERE user_id = ?
+                     ORDER BY user_id DESC, seq DESC LIMIT 1",
+                    &[id.into()],
+                )?
+                .map(|r| r.text(0))
+                .transpose()?
+                .and_then(|last| serde_json::from_str::<Value>(&last).ok())
+                .as_ref()
+                .and_then(UserRecord::from_json)
+                .map(|last| (UserEvent::Deleted, last)),
+        };
+        let Some((event, user)) = change else {
+            return Ok(false);
+        };
+        // The events locked above only: one queued since (a change committed meanwhile,
+        // which the read of the user above already holds) may be claimed by now.
+        let mut params = vec![id.into()];
+        params.extend(ints(&locked));
+        self.execute(
+            &format!(
+                "DELETE FROM outbox WHERE user_id = ? AND seq IN ({})",
+                marks(locked.len())
+            ),
+            &params,
+        )?;
+        self.enqueue(&user, event)?;
+        Ok(true)
+    }
+
+    /// Locks a user id until the transaction ends, whether or not a user or an event has
+    /// it: `add_user` given an id explicitly and `requeue_parked` take it, so the two go
+    /// one after the other for that id (see [`SharedStore::requeue_parked`]).
+    ///
+    /// The lock is a `meta` row written and removed in the transaction (the key's unique
+    /// index makes a second writer wait for the first to end; nothing is left behind).
+    /// Workers never take it. It was a lock on the id's queued events: then an `add_user`
+    /// in a batch held one deleted user's queued event while it waited for another's,
+    /// which a settle (locking by `seq`) held while it waited for the first: a deadlock.
+    fn lock_user_id(&self, id: &str) -> anyhow::Result<()> {
+        let key = user_id_lock_key(id);
+        let sql = match self.dialect {
+            Dialect::Postgres => {
+                "INSERT INTO meta (\"key\", value) VALUES (?, '')
+                 ON CONFLICT (\"key\") DO UPDATE SET value = EXCLUDED.value"
+            }
+            _ => {
+                "INSERT INTO meta (\"key\", value) VALUES (?, '')
+                 ON DUPLICATE KEY UPDATE value = VALUES(value)"
+            }
+        };
+        self.execute(sql, &[key.as_str().into()])?;
+        self.execute("DELETE FROM meta WHERE \"key\" = ?", &[key.into()])?;
+        Ok(())
     }
 
     /// (pending, parked) counts.
@@ -1087,6 +1131,18 @@ impl SharedStore {
     pub fn delete_meta(&mut self, key: &str) -> anyhow::Result<()> {
         self.execute("DELETE FROM meta WHERE \"key\" = ?", &[key.into()])?;
         Ok(())
+    }
+}
+
+/// The `meta` key of [`SharedStore::lock_user_id`]: `user-id-lock:` and the id, or for an
+/// id too long for the key (191 characters) its hash (two ids sharing one only wait for
+/// each other).
+fn user_id_lock_key(id: &str) -> String {
+    let key = format!("user-id-lock:{id}");
+    if key.chars().count() <= 191 {
+        key
+    } else {
+        format!("user-id-lock#{:016x}", crate::ids::fnv1a(id.as_bytes()))
     }
 }
 

@@ -357,7 +357,8 @@ fn the_store_on_postgres_and_mariadb_behaves_and_claims_in_order() {
 
 /// Waits until another session of this database waits for a row lock (PostgreSQL: its
 /// wait event; MariaDB, where a user without `PROCESS` cannot read InnoDB's lock tables: a
-/// statement of `requeue_parked` still running after 300 ms, while its rows are held).
+/// locking statement of the store (a locking read, a `DELETE`, or the id lock's `meta`
+/// row) still running after 300 ms, while its rows are held).
 fn wait_for_a_lock_wait(url: &str) {
     wait_for_a_lock_wait_or(
         url,
@@ -389,7 +390,8 @@ fn wait_for_a_lock_wait_or(url: &str, done: impl Fn() -> bool, never: &str) {
         _ => {
             "SELECT COUNT(*) FROM information_schema.PROCESSLIST
              WHERE ID <> CONNECTION_ID() AND COMMAND IN ('Execute', 'Query') AND TIME_MS > 300
-               AND (INFO LIKE '%FOR UPDATE%' OR INFO LIKE 'DELETE%')"
+               AND (INFO LIKE '%FOR UPDATE%' OR INFO LIKE 'DELETE%'
+                    OR INFO LIKE 'INSERT INTO meta%')"
         }
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -432,7 +434,8 @@ fn check_concurrent_requeue_of_a_deleted_user(url: &str) {
 }
 
 /// A deleted user's parked events put back in line while another requeue, or an
-/// `add_user` given the same id again, runs at once (one server of each kind for both, to
+/// `add_user` given the same id again, runs at once; and deleted users' ids given again
+/// in a batch while a worker settles their events (one server of each kind for all, to
 /// keep the suite short).
 #[test]
 fn a_deleted_users_requeue_at_once_with_another_or_with_a_reused_id_stays_in_order() {
@@ -441,12 +444,14 @@ fn a_deleted_users_requeue_at_once_with_another_or_with_a_reused_id_stays_in_ord
     let url = pg.create_database("reuse").unwrap();
     check_reused_id_against_requeue(&url);
     check_requeue_against_reused_id(&url);
+    check_reused_ids_in_a_batch_against_a_settle(&url);
     drop(pg);
     let maria = TestMariaDb::start().unwrap();
     check_concurrent_requeue_of_a_deleted_user(&maria.create_database("requeue").unwrap());
     let url = maria.create_database("reuse").unwrap();
     check_reused_id_against_requeue(&url);
     check_requeue_against_reused_id(&url);
+    check_reused_ids_in_a_batch_against_a_settle(&url);
 }
 
 /// A store on `url` holding `record`'s user, whose `created` event was parked and who was
@@ -641,4 +646,85 @@ fn a_claim_after_the_outbox_churned_reads_by_index_on_postgres() {
     let claimed = store.claim_due(i64::MAX / 2, false, 100).unwrap();
     assert_eq!(claimed.len(), 100);
     assert!(claimed.windows(2).all(|w| w[0].seq < w[1].seq));
+}
+
+/// A worker's settle, without the retry [`Store::settle`] makes on a deadlock: a deadlock
+/// it takes part in comes back as its error.
+fn settle_once(worker: &mut Store, items: &[Settlement]) -> anyhow::Result<Vec<i64>> {
+    let name = worker.worker_name().to_string();
+    worker.batch(|st| match &mut st.backend {
+        Backend::Shared(s) => s.settle(&name, items),
+        Backend::Sqlite(_) => unreachable!("a shared store"),
+    })
+}
+
+/// Two deleted users' ids given again in one batch of `add_user`s, while a worker settles
+/// their `deleted` events: neither waits for the other, so neither is rolled back in a
+/// deadlock. The batch gives the ids in the other order than their events were queued,
+/// and the settle starts between its two `add_user`s: when `add_user` locked the id's
+/// queued events, the batch held the later event and waited for the earlier, which the
+/// settle (locking by `seq`) held while it waited for the later one.
+fn check_reused_ids_in_a_batch_against_a_settle(url: &str) {
+    let mut a = open(url);
+    let record = |id: &str, name: &str| UserRecord {
+        id: id.into(),
+        ..user(name)
+    };
+    for id in ["batch-2", "batch-1"] {
+        a.add_user(record(id, &format!("old-{id}")), false).unwrap();
+        a.change_user(id, UserEvent::Deleted, |_| {}).unwrap();
+    }
+    let mut worker = open(url);
+    // (The other checks' users on this database are claimed too, and left.)
+    let claimed: Vec<OutboxEvent> = worker
+        .claim_due(crate::clock::now_ms(), false, 10)
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.user_id.starts_with("batch-"))
+        .collect();
+    let seqs: Vec<i64> = claimed.iter().map(|e| e.seq).collect();
+    assert_eq!(claimed.len(), 2, "both deleted events claimed");
+    let settlements: Vec<Settlement> = claimed
+        .iter()
+        .map(|e| Settlement {
+            outcome: SettleOutcome::Delivered {
+                link: None,
+                fingerprint: String::new(),
+            },
+            ..delivered(e.seq, &e.user_id, "")
+        })
+        .collect();
+    let url_b = url.to_string();
+    let mut b = open(&url_b);
+    let (added, settle) = {
+        let mut settle = None;
+        let added = b.batch(|s| {
+            s.add_user(record("batch-1", "new-batch-1"), true)?;
+            let items = settlements.clone();
+            let thread = std::thread::spawn(move || settle_once(&mut worker, &items));
+            wait_for_a_lock_wait_or_the_end(url, &thread);
+            settle = Some(thread);
+            s.add_user(record("batch-2", "new-batch-2"), true)
+        });
+        (added, settle.map(|t| t.join().unwrap()))
+    };
+    let settled = settle.expect("the settle ran");
+    assert!(added.is_ok(), "the batch of add_user: {added:?}");
+    let mut settled = settled.expect("the settle");
+    settled.sort_unstable();
+    assert_eq!(settled, seqs, "the settle took both deleted events");
+    let events: Vec<(String, UserEvent, String)> = a
+        .pending_events()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.user_id.starts_with("batch-"))
+        .map(|e| (e.user_id, e.event, e.user.name))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("batch-1".into(), UserEvent::Created, "new-batch-1".into()),
+            ("batch-2".into(), UserEvent::Created, "new-batch-2".into()),
+        ]
+    );
 }
