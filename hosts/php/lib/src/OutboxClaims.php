@@ -67,24 +67,31 @@ final class OutboxClaims
 
     /**
      * PostgreSQL, the claim only (appended to its plan's settings): how long one claim may
-     * run before the server cancels it (the transaction rolls back, its row locks go, the
-     * worker gets the error and claims again later). A claim takes about a millisecond; one
-     * that runs for seconds is on a plan it should not have, and meanwhile holds row locks
-     * that stop other workers' settles. A settle never has it: one that waits for locks must
-     * finish, or events already delivered would be sent again after their lease.
+     * run, by default, before the server cancels it (the transaction rolls back, its row
+     * locks go, and claim() makes it again, see TRIES). A claim takes about a millisecond;
+     * one that runs for seconds is on a plan it should not have, or waits for a lock, and
+     * meanwhile holds row locks that stop other workers' settles. A settle never has it: one
+     * that waits for locks must finish, or events already delivered would be sent again
+     * after their lease.
      */
-    private const PG_CLAIM_TIMEOUT = ", set_config('statement_timeout', '30s', true)";
+    public const PG_CLAIM_TIMEOUT_MS = 30000;
 
     /**
      * @param string|null $userIndex the name of the table's `(user_id, id)` index, which MariaDB
      *     is then told to use for the head test (see PG_HEADS_PLAN); null leaves it to the optimizer
+     * @param int $claimTimeoutMs PostgreSQL: how long one claim statement may run before the
+     *     server cancels it and it is made again (see PG_CLAIM_TIMEOUT_MS)
      */
     public function __construct(
         private readonly OutboxSql $db,
         private readonly string $table,
         private readonly ?string $userIndex = null,
         private readonly ?string $usersTable = null,
+        private readonly int $claimTimeoutMs = self::PG_CLAIM_TIMEOUT_MS,
     ) {
+        if ($claimTimeoutMs < 1) {
+            throw new InvalidArgumentException('the claim timeout must be at least 1 ms');
+        }
         foreach ([$table, $userIndex ?? 'none', $usersTable ?? 'none'] as $name) {
             if (!preg_match('/^[A-Za-z_][A-Za-z0-9_]*$/', $name)) {
                 throw new InvalidArgumentException("the outbox table and index must be SQL identifiers, not {$name}");
@@ -127,6 +134,10 @@ final class OutboxClaims
         if ($owner === '' || strlen($owner) > 64) {
             throw new InvalidArgumentException('the claim owner must be 1 to 64 bytes');
         }
+        // A claim the database rolled back (a deadlock, a serialization failure, a lock wait
+        // or statement timeout: see OutboxSql::isRetryable()) did nothing: no row is leased,
+        // so it is simply made again, as the Rust host's claim is. After TRIES in a row, the
+        // error goes to the caller, saying so.
         for ($try = 1;; $try++) {
             try {
                 $rows = $this->db->dialect() === 'pgsql'
@@ -135,12 +146,33 @@ final class OutboxClaims
                 usort($rows, static fn (array $a, array $b): int => (int) $a['id'] <=> (int) $b['id']);
                 return $rows;
             } catch (\Throwable $e) {
-                if ($try >= self::TRIES || !$this->db->isRetryable($e)) {
+                if (!$this->db->isRetryable($e)) {
                     throw $e;
+                }
+                if ($try >= self::TRIES) {
+                    throw self::givenUp($e, $try);
                 }
                 usleep(random_int(1000, 20000) * $try);
             }
         }
+    }
+
+    /**
+     * The error of a claim the database rolled back $tries times in a row: of the same class
+     * as the last one (a worker that treats a PDOException as the database's trouble still
+     * does), which it keeps as its previous, and a message that says what happened.
+     */
+    private static function givenUp(\Throwable $last, int $tries): \Throwable
+    {
+        $message = "the outbox claim was rolled back by the database {$tries} times in a row "
+            . '(a deadlock, or a lock wait or statement timeout: something holds the outbox '
+            . 'for longer than a claim may wait); nothing was claimed. Last error: ' . $last->getMessage();
+        if ($last instanceof \PDOException) {
+            $error = new \PDOException($message, 0, $last);
+            $error->errorInfo = $last->errorInfo;
+            return $error;
+        }
+        return new \RuntimeException($message, (int) $last->getCode(), $last);
     }
 
     /**
@@ -201,7 +233,10 @@ final class OutboxClaims
         try {
             // A claim for some users goes by their rows in the user index and sorts them (see
             // postgresClaimStatement()); the whole queue's claim walks the primary key.
-            $this->db->select(self::postgresQueuePlan($userIds !== null) . self::PG_CLAIM_TIMEOUT);
+            $this->db->select(
+                self::postgresQueuePlan($userIds !== null)
+                . ", set_config('statement_timeout', '{$this->claimTimeoutMs}ms', true)",
+            );
             $rows = $this->db->select($sql, [...$params, $limit, $owner, $leaseSeconds]);
             $this->db->commit();
             return $rows;

@@ -36,6 +36,10 @@ interface OutboxSql
      */
     public function execute(string $sql, array $params = []): int;
 
-    /** Whether $e is a deadlock or serialization failure, after which the transaction is tried again. */
+    /**
+     * Whether the database rolled back what $e interrupted and it may simply be run again: a
+     * deadlock, a serialization failure, or a lock wait or statement timeout (the claim's
+     * on PostgreSQL). Claims and settles roll back their transaction and run again, a few times.
+     */
     public function isRetryable(\Throwable $e): bool;
 }

@@ -46,7 +46,9 @@ final class PdoOutbox
     private readonly int $maxAttempts;
 
     /**
-     * @param array{prefix?: string, lease_seconds?: int, max_attempts?: int} $options
+     * @param array{prefix?: string, lease_seconds?: int, max_attempts?: int, claim_timeout_ms?: int} $options
+     *     `claim_timeout_ms`: PostgreSQL, how long one claim statement may run before the
+     *     server cancels it and it is made again (default 30,000; see OutboxClaims)
      */
     public function __construct(private readonly \PDO $pdo, array $options = [])
     {
@@ -60,7 +62,13 @@ final class PdoOutbox
         $pdo->setAttribute(\PDO::ATTR_ERRMODE, \PDO::ERRMODE_EXCEPTION);
         PdoSchema::migrate($pdo, $this->prefix, 'outbox', self::steps($driver, $this->prefix));
         $outbox = $this->prefix . 'outbox';
-        $this->claims = new OutboxClaims(new PdoOutboxSql($pdo), $outbox, "{$outbox}_user", "{$outbox}_users");
+        $this->claims = new OutboxClaims(
+            new PdoOutboxSql($pdo),
+            $outbox,
+            "{$outbox}_user",
+            "{$outbox}_users",
+            (int) ($options['claim_timeout_ms'] ?? OutboxClaims::PG_CLAIM_TIMEOUT_MS),
+        );
     }
 
     /** The version of the outbox's tables recorded in the database. */

@@ -125,8 +125,11 @@ final class WpdbOutboxSql implements OutboxSql
     {
         // ER_LOCK_DEADLOCK (1213); $wpdb reports only the message. Inside the caller's
         // transaction, a deadlock rolled all of it back: run again, the work would land
-        // outside it, so the caller is told instead.
-        return $e->getCode() === 1213 && !$this->joined;
+        // outside it, so the caller is told instead. ER_LOCK_WAIT_TIMEOUT (1205) rolls back
+        // the statement only (the claim's statements are each their own; a settle rolls
+        // back to its savepoint or its start), so it is run again either way, as the
+        // library's PDO outbox does.
+        return ($e->getCode() === 1213 && !$this->joined) || $e->getCode() === 1205;
     }
 
     /** @param list<int|string|null> $params */
@@ -184,7 +187,11 @@ final class WpdbOutboxSql implements OutboxSql
 
     private static function error(string $message): \RuntimeException
     {
-        $code = str_contains($message, 'Deadlock found') ? 1213 : 0;
+        $code = match (true) {
+            str_contains($message, 'Deadlock found') => 1213,
+            str_contains($message, 'Lock wait timeout exceeded') => 1205,
+            default => 0,
+        };
         return new \RuntimeException('the outbox could not be read or written: ' . $message, $code);
     }
 }

@@ -58,8 +58,20 @@ final class PdoOutboxSql implements OutboxSql
 
     public function isRetryable(\Throwable $e): bool
     {
-        // 40001 serialization failure (and MySQL's deadlock, errno 1213), 40P01 PostgreSQL's deadlock.
-        return $e instanceof \PDOException && in_array((string) $e->getCode(), ['40001', '40P01'], true);
+        if (!$e instanceof \PDOException) {
+            return false;
+        }
+        // 40001 serialization failure (and MySQL's deadlock, errno 1213), 40P01 PostgreSQL's
+        // deadlock, 57014 a statement cancelled (the claim's statement timeout), 55P03 a lock
+        // not available (lock_timeout): the transaction is rolled back.
+        if (in_array((string) $e->getCode(), ['40001', '40P01', '57014', '55P03'], true)) {
+            return true;
+        }
+        // MySQL/MariaDB (SQLSTATE HY000 or 70100, told apart by the server's errno): 1205 a
+        // lock wait timeout (the statement is rolled back; callers roll back the rest), 1969
+        // MariaDB's max_statement_time, 3024 MySQL's max_execution_time.
+        return $this->dialect() === 'mysql'
+            && in_array((int) ($e->errorInfo[1] ?? 0), [1205, 1969, 3024], true);
     }
 
     /**
