@@ -6,6 +6,8 @@ namespace ScimProvisioner\Tests;
 
 use PHPUnit\Framework\TestCase;
 use ScimProvisioner\CmsUser;
+use ScimProvisioner\Internal\PdoOutboxSql;
+use ScimProvisioner\OutboxClaims;
 use ScimProvisioner\PdoOutbox;
 use ScimProvisioner\Tests\Support\DatabaseServer;
 
@@ -26,6 +28,15 @@ final class OutboxClaimTimeoutTest extends TestCase
         $db = $server->createDatabase('claimtimeout');
         $pdo = $server->pdo($db);
         $outbox = $this->outboxOfThreeUsers($pdo, ['claim_timeout_ms' => 200]);
+        // The claim goes out in one message with its plan settings, which it is planned under:
+        // on six rows the planner would otherwise scan the table.
+        [$sql, $params] = OutboxClaims::postgresClaimStatement('scim_outbox', null, false);
+        $plan = implode("\n", array_map(
+            static fn (array $row): string => (string) reset($row),
+            (new PdoOutboxSql($pdo))->selectUnder(OutboxClaims::postgresQueuePlan(), "EXPLAIN {$sql}", [...$params, 10, 'x', 60]) ?? [],
+        ));
+        $this->assertStringContainsString('Tid Scan', $plan);
+        $this->assertStringNotContainsString('Seq Scan', $plan);
         $this->claimWhileHeldUntilMadeAgain($server, $db, $outbox);
 
         [$holder] = $this->holdTheOutbox($server, $db, 1000);

@@ -4,6 +4,8 @@ declare(strict_types=1);
 
 namespace ScimProvisioner;
 
+use ScimProvisioner\Internal\PdoOutboxSql;
+
 /**
  * How workers share one outbox table on MariaDB/MySQL or PostgreSQL: claiming a batch with a
  * lease, and completing, failing, parking or releasing a claimed row. One implementation for
@@ -201,9 +203,12 @@ final class OutboxClaims
 
     /**
      * PostgreSQL: one statement picks the heads with `FOR UPDATE OF o SKIP LOCKED` (the
-     * head test's subquery is read, not locked) and leases them, returning the rows: with
-     * the plan settings (see PG_HEADS_PLAN) and the transaction around them, four round
-     * trips (it was seven: the clock, the heads, the lease and the rows read apart).
+     * head test's subquery is read, not locked) and leases them, returning the rows. On PDO
+     * it goes out with the plan settings (see PG_HEADS_PLAN) in one message, one round trip
+     * and one implicit transaction (PdoOutboxSql::selectUnder()); it was four (the
+     * transaction's two ends and the settings apart), and before that seven (the clock, the
+     * heads, the lease and the rows read apart). Another OutboxSql, or a PDO connection
+     * with a transaction open, takes the four.
      *
      * Written so that no statistics can make it read the whole outbox per row, as the Rust
      * store's claim (host-example/src/store/shared.rs, pg_claim_sql). After a burst is
@@ -229,15 +234,22 @@ final class OutboxClaims
         bool $ignoreRetryTimes,
     ): array {
         [$sql, $params] = self::postgresClaimStatement($this->table, $userIds, $ignoreRetryTimes);
+        $params = [...$params, $limit, $owner, $leaseSeconds];
+        // A claim for some users goes by their rows in the user index and sorts them (see
+        // postgresClaimStatement()); the whole queue's claim walks the primary key.
+        $settings = self::postgresQueuePlan($userIds !== null)
+            . ", set_config('statement_timeout', '{$this->claimTimeoutMs}ms', true)";
+        if ($this->db instanceof PdoOutboxSql) {
+            // PDO: the settings and the claim in one message, one round trip (see selectUnder()).
+            $rows = $this->db->selectUnder($settings, $sql, $params);
+            if ($rows !== null) {
+                return $rows;
+            }
+        }
         $this->db->begin();
         try {
-            // A claim for some users goes by their rows in the user index and sorts them (see
-            // postgresClaimStatement()); the whole queue's claim walks the primary key.
-            $this->db->select(
-                self::postgresQueuePlan($userIds !== null)
-                . ", set_config('statement_timeout', '{$this->claimTimeoutMs}ms', true)",
-            );
-            $rows = $this->db->select($sql, [...$params, $limit, $owner, $leaseSeconds]);
+            $this->db->select($settings);
+            $rows = $this->db->select($sql, $params);
             $this->db->commit();
             return $rows;
         } catch (\Throwable $e) {

@@ -33,7 +33,8 @@ if ($pgsql) {
     // reads the activity of other sessions once, at its first look.
     $waiting = (new PDO($dsn, $user, $password, [PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]))->prepare(
         "SELECT pid AS id, CAST(query_start AS TEXT) AS started FROM pg_stat_activity
-         WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'WITH picked AS%'",
+         WHERE datname = current_database() AND pid <> pg_backend_pid()
+           AND wait_event_type = 'Lock' AND query LIKE '%WITH picked AS%'",
     );
 } else {
     $pdo->query("SELECT id FROM {$table} ORDER BY id LIMIT 1 FOR UPDATE")->fetchAll();

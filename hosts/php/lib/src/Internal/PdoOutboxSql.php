@@ -88,10 +88,45 @@ final class PdoOutboxSql implements OutboxSql
             : $pdo->prepare($sql);
     }
 
+    /**
+     * PostgreSQL: runs $settings (a `SELECT` of `set_config(…, true)` calls) and then $sql as
+     * one simple-query message, and returns $sql's rows; null, having run nothing, inside an
+     * open transaction (the settings would last for the rest of it). One round trip: the
+     * message is one implicit transaction, committed at its end, so the settings last for
+     * $sql and no longer; and each statement of a message is planned only when it runs, so
+     * $sql is planned under them (a timeout set there applies to $sql alone). The values are
+     * quoted into the SQL by PDO (an emulated prepare; PQexecParams takes one statement only),
+     * with the connection's own escaping.
+     *
+     * @param list<int|string|null> $params
+     * @return list<array<string, mixed>>|null
+     */
+    public function selectUnder(string $settings, string $sql, array $params): ?array
+    {
+        if ($this->pdo->inTransaction()) {
+            return null;
+        }
+        $stmt = $this->pdo->prepare("{$settings}; {$sql}", [\PDO::ATTR_EMULATE_PREPARES => true]);
+        $this->bind($stmt, $params)->execute();
+        /** @var list<array<string, mixed>> */
+        return $stmt->fetchAll(\PDO::FETCH_ASSOC);
+    }
+
     /** @param list<int|string|null> $params */
     private function run(string $sql, array $params): \PDOStatement
     {
-        $stmt = self::prepareOn($this->pdo, $sql);
+        $stmt = $this->bind(self::prepareOn($this->pdo, $sql), $params);
+        $stmt->execute();
+        return $stmt;
+    }
+
+    /**
+     * Binds $params with their PHP type (an int as an integer).
+     *
+     * @param list<int|string|null> $params
+     */
+    private function bind(\PDOStatement $stmt, array $params): \PDOStatement
+    {
         foreach ($params as $i => $value) {
             $type = match (true) {
                 is_int($value) => \PDO::PARAM_INT,
@@ -100,7 +135,6 @@ final class PdoOutboxSql implements OutboxSql
             };
             $stmt->bindValue($i + 1, $value, $type);
         }
-        $stmt->execute();
         return $stmt;
     }
 }
