@@ -38,6 +38,7 @@ use crate::logging::{Level, LogSink};
 use crate::runtime::{Runtime, ServerSession};
 use crate::types::ServerRequest;
 
+mod file_watch;
 mod token;
 
 use token::LiveTokenHash;
@@ -151,6 +152,8 @@ pub struct RunningServer {
     workers: Vec<JoinHandle<()>>,
     /// With a rotating token: its refresher, stopped with the server.
     token_refresher: Option<Arc<LiveTokenHash>>,
+    /// Why the server stopped on its own (its SQLite file replaced), once it has.
+    stopped_because: file_watch::StopReason,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -179,10 +182,20 @@ impl RunningServer {
         }
     }
 
-    /// Serves until the process is stopped.
-    pub fn wait(mut self) {
+    /// Serves until the process is stopped; an error when the server stopped on its own
+    /// (its SQLite file was replaced or removed: see `serve/file_watch.rs`).
+    pub fn wait(mut self) -> anyhow::Result<()> {
         if let Some(t) = self.acceptor.take() {
             let _ = t.join();
+        }
+        let reason = self
+            .stopped_because
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match reason {
+            Some(reason) => Err(anyhow::anyhow!(reason)),
+            None => Ok(()),
         }
     }
 }
@@ -516,6 +529,31 @@ pub fn start_on(
             .context("starting the checkpointer")?;
         workers.push(checkpointer);
     }
+    let stopped_because = file_watch::StopReason::default();
+    if let Some(database) = database.sqlite_path() {
+        let opened = file_watch::FileIdentity::of(database)
+            .with_context(|| format!("reading {}", database.display()))?;
+        let (stop, reason, path) = (
+            stop.clone(),
+            stopped_because.clone(),
+            database.to_path_buf(),
+        );
+        let log = log.clone();
+        let watcher = std::thread::Builder::new()
+            .name("scim-serve-file-watch".into())
+            .spawn(move || {
+                file_watch::watch_until(path, opened, &stop, &reason, || {
+                    if let Some(why) = reason.lock().ok().and_then(|r| r.clone()) {
+                        log.write(Level::Error, &format!("serve: {why}"));
+                    }
+                    stop.store(true, Ordering::SeqCst);
+                    // Wake the acceptor from `accept`.
+                    let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+                });
+            })
+            .context("starting the database file's watcher")?;
+        workers.push(watcher);
+    }
     let shared = Arc::new(Shared {
         options: options.clone(),
         log,
@@ -538,6 +576,7 @@ pub fn start_on(
         acceptor: Some(acceptor),
         workers,
         token_refresher: refresher_guard.disarm(),
+        stopped_because,
     })
 }
 

@@ -119,6 +119,27 @@ fn sqlite_rotate_prints_the_token_once_and_keeps_its_hash() {
     assert_eq!(status_with(&agent, &serve.base_url, &second), 200);
     let third = rotate(database);
     wait_for_rotation(&agent, &serve.base_url, &second, &third);
+
+    // A file restored over it (a new file under the name) stops it with an error, rather
+    // than answering from, and writing to, the file it opened.
+    let mut serve = serve;
+    let restored = dir.join("restored.db");
+    std::fs::copy(&path, &restored).expect("a copy of the file");
+    std::fs::rename(&restored, &path).expect("the copy restored over the file");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = serve.child.try_wait().expect("serve's status") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve went on after its file was replaced"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success(), "stopped with an error: {status}");
+    let log = std::fs::read_to_string(&serve.log).expect("the log");
+    assert!(log.contains("was replaced by another file"), "{log}");
     serve.stop_and_check_log(&[&first, &second, &third]);
     let _ = std::fs::remove_dir_all(&dir);
 }

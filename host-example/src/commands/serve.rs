@@ -136,7 +136,7 @@ pub fn run(
         .write_all(banner.as_bytes())
         .and_then(|()| stdout.flush());
     drop(stdout);
-    server.wait();
+    server.wait()?;
     Ok(ExitCode::SUCCESS)
 }
 
