@@ -508,8 +508,10 @@ impl SharedStore {
     ///   version): it stays claimable. And the claim has a [`CLAIM_TIMEOUT`].
     /// - **MariaDB**: a locking read there would also skip a locked older row inside the
     ///   `NOT EXISTS` and take a newer event of its user. So a plain read picks the
-    ///   candidates, and one `UPDATE` leases those still unleased, rechecking each on its
-    ///   newest committed version (see [`SharedStore::claim_on_mariadb`]).
+    ///   candidates (the oldest of one bucket of users, so that workers claiming at once
+    ///   want different rows), and one `UPDATE` leases those still unleased and unchanged,
+    ///   rechecking each on its newest committed version (see
+    ///   [`SharedStore::claim_on_mariadb`]).
     pub fn claim_events(
         &mut self,
         worker: &str,
@@ -548,22 +550,40 @@ impl SharedStore {
         }
     }
 
-    /// MariaDB's claim (see [`SharedStore::claim_events`]): three statements and no
-    /// transaction of its own.
+    /// MariaDB's claim (see [`SharedStore::claim_events`]): two statements as a rule, and
+    /// no transaction of its own.
     ///
-    /// 1. A plain read of the queue's head picks the candidates: the first `2 × limit`
-    ///    claimable events, of which this worker wants a random `limit`, so workers
-    ///    claiming at once mostly want different rows.
-    /// 2. One `UPDATE` leases those still unleased. It rechecks each row on its newest
-    ///    committed version, and a row another worker is leasing this instant is waited
-    ///    for (the other's claim is one short statement too), then found leased and left.
-    ///    It locks by key in ascending order, as every claim does, so claims never
-    ///    deadlock with one another.
-    /// 3. A read of the rows now leased to this worker until `until` returns them.
+    /// 1. A plain read of the first `limit` claimable events of one *bucket* of users
+    ///    (`CRC32(user_id) % CLAIM_BUCKETS`, the bucket drawn at random for each claim),
+    ///    whole, in queue order ([`SharedStore::mariadb_bucket_events`]). Workers
+    ///    claiming at once mostly read different buckets, so they want different rows and
+    ///    each leases the whole batch it asks for. (When all read one head of the queue,
+    ///    of which each wanted a random half, four workers leased about 60 of the 100
+    ///    they asked for, and read twice as many candidates as they leased.) A user's
+    ///    events are all in one bucket, and each bucket is read oldest first, so per-user
+    ///    order and the rule of what may be claimed are those of the whole queue.
+    /// 2. One `UPDATE` leases those still unleased and unchanged since they were read
+    ///    ([`SharedStore::lease_as_read`]). It rechecks each row on its newest committed
+    ///    version, and a row another worker is leasing this instant is waited for (the
+    ///    other's claim is one short statement too), then found leased and left. It locks
+    ///    by key in ascending order, as every claim does, so claims never deadlock with
+    ///    one another. When it leased every row read, the rows read are the batch.
     ///
-    /// The earlier claim (a transaction: a `SELECT … FOR UPDATE SKIP LOCKED` of the
+    /// Otherwise a third statement reads the rows now leased to this worker until `until`.
+    /// That is when the bucket had fewer than `limit` claimable events (a short queue, or
+    /// a bucket whose users wait behind events in flight: the rest are then picked from
+    /// the whole queue's first `2 × limit` claimable events, at random, so nothing waits
+    /// on a bucket being drawn and a short queue drains at once), or when another claim
+    /// took some of the rows first. A claim that leased nothing because another took all
+    /// it picked draws another bucket ([`CLAIM_BUCKET_TRIES`] in all), rather than return
+    /// an empty batch from a queue that is not empty.
+    ///
+    /// The earlier claims: a transaction (a `SELECT … FOR UPDATE SKIP LOCKED` of the
     /// candidates, then the `UPDATE`) cost five round trips and a commit of its own; with
-    /// four workers on two cores the claims were a third of the database's work.
+    /// four workers on two cores the claims were a third of the database's work. Then
+    /// three statements, each claim reading the queue's first 200 claimable events and
+    /// leasing a random 100 of them (figures in `docs/architecture.md`, "What the queue
+    /// costs").
     fn claim_on_mariadb(
         &self,
         worker: &str,
@@ -571,45 +591,52 @@ impl SharedStore {
         until: i64,
         limit: u32,
     ) -> anyhow::Result<Vec<OutboxEvent>> {
-        // The queue's head in key order, and each candidate's older events by the user's
-        // index, whatever the optimizer's statistics say: with statistics that lag behind
-        // a burst of events (a new table still counted empty) it scanned the whole table
-        // for every candidate's older events (970 events/s instead of 19,000). Without
-        // the subquery cache: each candidate's older events are looked up once anyway
-        // (its key is the candidate's own), so the cache only cost a temporary table
-        // (300 reads of 200 candidates: 0.27 s with it, 0.18 s without).
-        let candidates: Vec<i64> = self
-            .query(
-                "SET STATEMENT optimizer_switch = 'subquery_cache=off' FOR
-                 SELECT o.seq FROM outbox o FORCE INDEX (PRIMARY)
-                 WHERE o.parked = 0 AND o.next_attempt_ms <= ?
-                   AND (o.claimed_until IS NULL OR o.claimed_until < ?)
-                   AND NOT EXISTS (SELECT 1 FROM outbox p FORCE INDEX (outbox_user)
-                                   WHERE p.user_id = o.user_id AND p.seq < o.seq AND p.parked = 0)
-                 ORDER BY o.seq LIMIT ?",
-                &[now_ms.into(), now_ms.into(), limit.saturating_mul(2).into()],
-            )?
-            .iter()
-            .map(|r| r.int(0))
-            .collect::<anyhow::Result<_>>()?;
-        if candidates.is_empty() {
-            return Ok(Vec::new());
+        let mut picked = Vec::new();
+        let mut leased = 0;
+        for attempt in 0..CLAIM_BUCKET_TRIES {
+            let bucket = claim_bucket(worker, now_ms, attempt);
+            let rows = self.mariadb_bucket_events(now_ms, bucket, limit)?;
+            if rows.len() == limit as usize {
+                let mut read = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    read.push((r.int(0)?, r.int(4)?));
+                }
+                leased = self.lease_as_read(worker, now_ms, until, &read)?;
+                if leased == read.len() as u64 {
+                    return rows_to_events(&rows);
+                }
+                picked = padded(read.iter().map(|(seq, _)| *seq).collect());
+            } else {
+                picked = rows
+                    .iter()
+                    .map(|r| r.int(0))
+                    .collect::<anyhow::Result<_>>()?;
+                let head = self.mariadb_head(now_ms, limit.saturating_mul(2))?;
+                let others: Vec<i64> = head.into_iter().filter(|s| !picked.contains(s)).collect();
+                let wanted = limit as usize - picked.len();
+                picked.extend(pick(others, wanted, worker, now_ms));
+                if picked.is_empty() {
+                    return Ok(Vec::new());
+                }
+                picked.sort_unstable();
+                picked = padded(picked);
+                let mut params: Vec<SqlValue> = vec![worker.into(), until.into()];
+                params.extend(ints(&picked));
+                params.extend([now_ms.into(), now_ms.into()]);
+                leased = self.execute(
+                    &format!(
+                        "UPDATE outbox FORCE INDEX (PRIMARY) SET claimed_by = ?, claimed_until = ?
+                         WHERE seq IN ({}) AND parked = 0 AND next_attempt_ms <= ?
+                           AND (claimed_until IS NULL OR claimed_until < ?)",
+                        marks(picked.len())
+                    ),
+                    &params,
+                )?;
+            }
+            if leased > 0 {
+                break;
+            }
         }
-        let mut picked = pick(candidates, limit as usize, worker, now_ms);
-        picked.sort_unstable();
-        let picked = padded(picked);
-        let mut params: Vec<SqlValue> = vec![worker.into(), until.into()];
-        params.extend(ints(&picked));
-        params.extend([now_ms.into(), now_ms.into()]);
-        let leased = self.execute(
-            &format!(
-                "UPDATE outbox FORCE INDEX (PRIMARY) SET claimed_by = ?, claimed_until = ?
-                 WHERE seq IN ({}) AND parked = 0 AND next_attempt_ms <= ?
-                   AND (claimed_until IS NULL OR claimed_until < ?)",
-                marks(picked.len())
-            ),
-            &params,
-        )?;
         if leased == 0 {
             return Ok(Vec::new());
         }
@@ -625,6 +652,116 @@ impl SharedStore {
             &params,
         )?;
         rows_to_events(&rows)
+    }
+
+    /// MariaDB: the first `limit` claimable events of the users in `bucket` of
+    /// [`CLAIM_BUCKETS`], whole ([`EVENT_COLUMNS`]), in queue order.
+    ///
+    /// Read in key order, and each candidate's older events by the user's index, whatever
+    /// the optimizer's statistics say (see [`SharedStore::mariadb_head`]). The bucket's
+    /// test comes before the order check, so a row of another bucket costs no look-up
+    /// (four workers: 5.3 `Handler_read_key` per event claimed and settled, against 8.7
+    /// when each claim checked the order of 200 candidates; the price is the rows of
+    /// other buckets stepped over, about 8 `Handler_read_next` per event more). The read
+    /// examines at most [`BUCKET_ROWS_EXAMINED`] rows per event asked for (`LIMIT ROWS
+    /// EXAMINED`), so a bucket whose users all wait behind events in flight is not read
+    /// to the end of a long queue; cut short, it returns what it found or (MariaDB
+    /// 10.11, with this `ORDER BY`) nothing, and the claim goes on to the whole queue's
+    /// head.
+    pub(super) fn mariadb_bucket_events(
+        &self,
+        now_ms: i64,
+        bucket: u32,
+        limit: u32,
+    ) -> anyhow::Result<Vec<Row>> {
+        self.query(
+            &format!(
+                "SET STATEMENT optimizer_switch = 'subquery_cache=off' FOR
+                 SELECT {} FROM outbox o FORCE INDEX (PRIMARY)
+                 WHERE o.parked = 0 AND o.next_attempt_ms <= ?
+                   AND (o.claimed_until IS NULL OR o.claimed_until < ?)
+                   AND CRC32(o.user_id) % ? = ?
+                   AND NOT EXISTS (SELECT 1 FROM outbox p FORCE INDEX (outbox_user)
+                                   WHERE p.user_id = o.user_id AND p.seq < o.seq AND p.parked = 0)
+                 ORDER BY o.seq LIMIT ? ROWS EXAMINED {}",
+                qualified_event_columns("o"),
+                u64::from(limit).saturating_mul(BUCKET_ROWS_EXAMINED)
+            ),
+            &[
+                now_ms.into(),
+                now_ms.into(),
+                CLAIM_BUCKETS.into(),
+                bucket.into(),
+                limit.into(),
+            ],
+        )
+    }
+
+    /// MariaDB: leases the events `read` (`(seq, attempts)`, in key order) that are still
+    /// claimable and unchanged since they were read; returns how many it leased.
+    ///
+    /// `attempts` stands for the row's content. The one change made to a queued event in
+    /// place is a failed delivery's settle (`settle`, `fail_event`), which raises it, with
+    /// the retry time, the error and the parking; `event` and `user_json` are never
+    /// rewritten (a `retry` deletes a user's events and queues a new one, under a new
+    /// key). So a row leased here is the row that was read: a worker whose lease had run
+    /// out may still record a failure of the same event between the read and this
+    /// `UPDATE`, due again at once after a `Retry-After: 0`, and that row is then left to
+    /// the claim's read of what it leased, or to the next claim.
+    pub(super) fn lease_as_read(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        until: i64,
+        read: &[(i64, i64)],
+    ) -> anyhow::Result<u64> {
+        let mut read = read.to_vec();
+        // Padded as `padded` pads keys (a repeated pair changes nothing).
+        if let Some(&last) = read.last() {
+            read.resize(read.len().next_power_of_two(), last);
+        }
+        let mut params: Vec<SqlValue> = vec![worker.into(), until.into()];
+        params.extend(read.iter().map(|(seq, _)| SqlValue::from(*seq)));
+        params.extend([now_ms.into(), now_ms.into()]);
+        for (seq, attempts) in &read {
+            params.extend([SqlValue::from(*seq), SqlValue::from(*attempts)]);
+        }
+        self.execute(
+            &format!(
+                "UPDATE outbox FORCE INDEX (PRIMARY) SET claimed_by = ?, claimed_until = ?
+                 WHERE seq IN ({}) AND parked = 0 AND next_attempt_ms <= ?
+                   AND (claimed_until IS NULL OR claimed_until < ?)
+                   AND (seq, attempts) IN ({})",
+                marks(read.len()),
+                rows_of(read.len(), "(?, ?)")
+            ),
+            &params,
+        )
+    }
+
+    /// MariaDB: the keys of the whole queue's first `limit` claimable events.
+    ///
+    /// The queue's head is read in key order, and each candidate's older events by the
+    /// user's index, whatever the optimizer's statistics say: with statistics that lag
+    /// behind a burst of events (a new table still counted empty) it scanned the whole
+    /// table for every candidate's older events (970 events/s instead of 19,000). Without
+    /// the subquery cache: each candidate's older events are looked up once anyway (its
+    /// key is the candidate's own), so the cache only cost a temporary table (300 reads of
+    /// 200 candidates: 0.27 s with it, 0.18 s without).
+    fn mariadb_head(&self, now_ms: i64, limit: u32) -> anyhow::Result<Vec<i64>> {
+        self.query(
+            "SET STATEMENT optimizer_switch = 'subquery_cache=off' FOR
+             SELECT o.seq FROM outbox o FORCE INDEX (PRIMARY)
+             WHERE o.parked = 0 AND o.next_attempt_ms <= ?
+               AND (o.claimed_until IS NULL OR o.claimed_until < ?)
+               AND NOT EXISTS (SELECT 1 FROM outbox p FORCE INDEX (outbox_user)
+                               WHERE p.user_id = o.user_id AND p.seq < o.seq AND p.parked = 0)
+             ORDER BY o.seq LIMIT ?",
+            &[now_ms.into(), now_ms.into(), limit.into()],
+        )?
+        .iter()
+        .map(|r| r.int(0))
+        .collect()
     }
 
     /// Runs `f` in a transaction (the caller's, or one of its own) with PostgreSQL's
@@ -1148,6 +1285,34 @@ fn user_id_lock_key(id: &str) -> String {
 
 /// Times a claim on MariaDB is made when the server rolled it back in a deadlock.
 const CLAIM_ATTEMPTS: u32 = 3;
+
+/// MariaDB: the buckets of users a claim takes its events from (see
+/// [`SharedStore::claim_on_mariadb`]). More buckets make two claims at once less likely to
+/// read the same one, and make each claim step over more rows of other buckets (about
+/// `CLAIM_BUCKETS` per event it takes); 4, 8 and 16 measured alike with four workers.
+pub(super) const CLAIM_BUCKETS: u32 = 8;
+
+/// MariaDB: buckets a claim tries when another claim took every event it picked.
+const CLAIM_BUCKET_TRIES: u32 = 3;
+
+/// MariaDB: rows a bucket's read examines at most, per event it asks for: the rows of
+/// the other buckets (about `CLAIM_BUCKETS` per event), the events in flight ahead of
+/// them (up to a batch per worker), and each candidate's look-up of older events, with
+/// room for some hundreds of workers.
+const BUCKET_ROWS_EXAMINED: u64 = 100;
+
+/// MariaDB: a claim's bucket, `0..CLAIM_BUCKETS`, from the worker, the time and the
+/// attempt (a worker's successive claims, and claims of workers at once, mostly differ).
+fn claim_bucket(worker: &str, now_ms: i64, attempt: u32) -> u32 {
+    // splitmix64's finaliser over the worker's hash, the time and the attempt.
+    let mut z = crate::ids::fnv1a(worker.as_bytes())
+        ^ (now_ms as u64)
+        ^ u64::from(attempt).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z % u64::from(CLAIM_BUCKETS)) as u32
+}
 
 /// Rows a settle statement takes at most (parameters stay far below both databases'
 /// limits of 65,535 per statement).

@@ -353,6 +353,172 @@ fn the_store_on_postgres_and_mariadb_behaves_and_claims_in_order() {
     check_store(&maria.create_database("store").unwrap());
     check_settle(&maria.create_database("settle").unwrap());
     check_lease_renewal(&maria.create_database("lease").unwrap());
+    check_bucketed_claims(&maria.create_database("buckets").unwrap());
+}
+
+/// The bucket (`CRC32(user_id) % CLAIM_BUCKETS`) of a user, as MariaDB computes it.
+fn bucket_of(db: &mut Db, user_id: &str) -> u32 {
+    let rows = db
+        .query(
+            "SELECT CRC32(?) % ?",
+            &[user_id.into(), super::shared::CLAIM_BUCKETS.into()],
+        )
+        .unwrap();
+    u32::try_from(rows[0].int(0).unwrap()).unwrap()
+}
+
+/// MariaDB's claim by buckets of users ([`SharedStore::claim_events`]): a claim takes a
+/// whole batch of one bucket's users, oldest first; four workers at once drain the outbox
+/// exactly once, each user's events in order, the short queue at the end included; an
+/// event changed between the claim's read and its lease is not leased as read; and a
+/// bucket whose users all wait behind events in flight does not stop a claim.
+fn check_bucketed_claims(url: &str) {
+    const USERS: usize = 200;
+    let parsed = DatabaseUrl::parse(url, Path::new("/")).unwrap();
+    let mut db = Db::connect(&parsed).unwrap();
+    let mut a = open(url);
+    let ids: Vec<String> = a
+        .batch(|s| {
+            (0..USERS)
+                .map(|i| Ok(s.add_user(user(&format!("bucket{i}")), true)?.id))
+                .collect()
+        })
+        .unwrap();
+    a.batch(|s| {
+        for id in &ids {
+            s.change_user(id, UserEvent::Updated, |u| u.mail = "2@example.com".into())?;
+        }
+        Ok(())
+    })
+    .unwrap();
+
+    // One claim: ten events, of one bucket's users, the oldest ten of that bucket.
+    let now = crate::clock::now_ms();
+    let first = a.claim_due(now, false, 10).unwrap();
+    assert_eq!(first.len(), 10, "a whole batch");
+    let bucket = bucket_of(&mut db, &first[0].user_id);
+    for e in &first {
+        assert_eq!(
+            bucket_of(&mut db, &e.user_id),
+            bucket,
+            "one bucket: {first:?}"
+        );
+        assert_eq!(e.event, UserEvent::Created);
+    }
+    let oldest: Vec<i64> = db
+        .query(
+            "SELECT seq FROM outbox WHERE CRC32(user_id) % ? = ? ORDER BY seq LIMIT 10",
+            &[super::shared::CLAIM_BUCKETS.into(), bucket.into()],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.int(0).unwrap())
+        .collect();
+    let seqs: Vec<i64> = first.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, oldest);
+    a.settle(
+        &first
+            .iter()
+            .map(|e| delivered(e.seq, &e.user_id, "r"))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+
+    // Four workers at once: every event once, each user's in order.
+    let claims = std::sync::Mutex::new(Vec::<(String, i64)>::new());
+    let batches = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                let mut w = open(url);
+                let deadline = std::time::Instant::now() + Duration::from_secs(120);
+                loop {
+                    let events = w.claim_due(crate::clock::now_ms(), false, 10).unwrap();
+                    if events.is_empty() {
+                        if w.outbox_depth().unwrap().0 == 0 {
+                            return;
+                        }
+                        assert!(std::time::Instant::now() < deadline, "the drain stalled");
+                        std::thread::sleep(Duration::from_millis(1));
+                        continue;
+                    }
+                    batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    claims
+                        .lock()
+                        .unwrap()
+                        .extend(events.iter().map(|e| (e.user_id.clone(), e.seq)));
+                    let settled = w
+                        .settle(
+                            &events
+                                .iter()
+                                .map(|e| delivered(e.seq, &e.user_id, "r"))
+                                .collect::<Vec<_>>(),
+                        )
+                        .unwrap();
+                    assert_eq!(settled.len(), events.len());
+                }
+            });
+        }
+    });
+    let claims = claims.into_inner().unwrap();
+    assert_eq!(claims.len(), USERS * 2 - first.len(), "every event once");
+    let mut last: std::collections::HashMap<&str, i64> = Default::default();
+    for (user_id, seq) in &claims {
+        let previous = last.insert(user_id, *seq).unwrap_or(0);
+        assert!(previous < *seq, "{user_id}'s events out of order");
+    }
+    let batches = batches.into_inner();
+    assert!(
+        batches < claims.len() / 5,
+        "{} events in {batches} claims: the batches were not whole",
+        claims.len()
+    );
+
+    // An event whose delivery failed between a claim's read and its lease, due again at
+    // once (`Retry-After: 0`), is not leased as it was read.
+    let carol = a.add_user(user("bucket-carol"), true).unwrap();
+    let mut store = SharedStore::connect(&parsed, Duration::from_secs(30)).unwrap();
+    let now = crate::clock::now_ms();
+    let read = store
+        .mariadb_bucket_events(now, bucket_of(&mut db, &carol.id), 10)
+        .unwrap();
+    assert_eq!(read.len(), 1);
+    let (seq, attempts) = (read[0].int(0).unwrap(), read[0].int(4).unwrap());
+    assert_eq!(attempts, 0);
+    a.fail_event(seq, 1, now, "503", false).unwrap();
+    assert_eq!(
+        store
+            .lease_as_read("w", now, now + 60_000, &[(seq, 0)])
+            .unwrap(),
+        0
+    );
+    let claimed = store.claim_events("w", now, 60_000, 10).unwrap();
+    assert_eq!((claimed.len(), claimed[0].attempts), (1, 1), "read again");
+    assert_eq!(claimed[0].last_error.as_deref(), Some("503"));
+    store.complete_event("w", seq).unwrap();
+
+    // A user with a long queue: a bucket's read stops after `LIMIT ROWS EXAMINED` (and
+    // then returns what it found, or, as MariaDB 10.11 does with its `ORDER BY`, nothing),
+    // and the claim still takes the user's first event, from the whole queue's head.
+    a.batch(|s| {
+        for _ in 0..1_100 {
+            s.change_user(&carol.id, UserEvent::Updated, |_| {})?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    let now = crate::clock::now_ms();
+    let carols = bucket_of(&mut db, &carol.id);
+    assert!(store.mariadb_bucket_events(now, carols, 10).unwrap().len() <= 1);
+    let claimed = store.claim_events("w", now, 60_000, 10).unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert!(
+        store
+            .mariadb_bucket_events(now, carols, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.claim_events("w", now, 60_000, 10).unwrap().is_empty());
 }
 
 /// Waits until another session of this database waits for a row lock (PostgreSQL: its

@@ -10,10 +10,11 @@
 //! Each worker count is run `--claims-runs` times (3), each on a freshly emptied and
 //! refilled outbox, and the table gives the median events/s and the range: one drain of
 //! 20,000 events took about a second and its figure varied by half from one run to the
-//! next. Also reported: the CPU per event of the workers (this process) and of the whole
-//! machine (the workers, the database and anything else running: a figure well above
-//! the workers' plus the database's means the machine was not quiet), and the load
-//! average after each worker count.
+//! next. Also reported: the CPU per event of the workers (this process), of the database
+//! server (MariaDB on this machine, from its `@@pid_file`: the figure that other work on
+//! the machine disturbs least) and of the whole machine (the workers, the database and
+//! anything else running: a figure well above the workers' plus the database's means the
+//! machine was not quiet), and the load average after each worker count.
 //!
 //! One command, on throwaway servers of its own (a PostgreSQL, then a MariaDB, started as
 //! the tests start them: loopback, a temporary directory; PostgreSQL with `fsync=off`,
@@ -24,7 +25,8 @@
 //! target/release/bench --claims 100000 --claims-database throwaway
 //! ```
 //!
-//! `--claims-counts 4` runs only 4 workers; `--claims-runs 5` runs each count 5 times.
+//! `--claims-counts 4` runs only 4 workers; `--claims-runs 5` runs each count 5 times;
+//! `--claims-database throwaway-mariadb` runs only the MariaDB.
 //! `--claims-empty delete` empties the tables by `DELETE` and then analyzes them, so each
 //! run starts on an outbox churned as production's is (see [`Emptying::Delete`]). Before
 //! the claim was made independent of the statistics, this stalled PostgreSQL's claims for
@@ -246,24 +248,27 @@ pub fn run(database: &str, run: &Run) -> Result<()> {
     if run.events == 0 || run.runs == 0 || run.counts.contains(&0) {
         bail!("--claims, --claims-runs and --claims-counts must be at least 1");
     }
-    if database == "throwaway" {
-        return run_throwaway(run);
+    match database {
+        "throwaway" => run_throwaway(run, true),
+        "throwaway-mariadb" => run_throwaway(run, false),
+        _ => run_on(database, run),
     }
-    run_on(database, run)
 }
 
+/// The throwaway servers: a PostgreSQL (if `postgres`), then a MariaDB.
 #[cfg(feature = "db-test-support")]
-fn run_throwaway(run: &Run) -> Result<()> {
+fn run_throwaway(run: &Run, postgres: bool) -> Result<()> {
     use host_example::database::test_support::{TestMariaDb, TestPostgres};
-    let pg = TestPostgres::start()?;
-    run_on(&pg.create_database("claims")?, run)?;
-    drop(pg);
+    if postgres {
+        let pg = TestPostgres::start()?;
+        run_on(&pg.create_database("claims")?, run)?;
+    }
     let maria = TestMariaDb::start()?;
     run_on(&maria.create_database("claims")?, run)
 }
 
 #[cfg(not(feature = "db-test-support"))]
-fn run_throwaway(_run: &Run) -> Result<()> {
+fn run_throwaway(_run: &Run, _postgres: bool) -> Result<()> {
     bail!("--claims-database throwaway needs the bench built with --features db-test-support")
 }
 
@@ -298,6 +303,29 @@ fn cpu_seconds() -> (f64, f64) {
         })
         .unwrap_or(0.0);
     (own / TICKS, busy / TICKS)
+}
+
+/// The database server's CPU seconds so far, when it runs on this machine and says where
+/// its process is: MariaDB's `@@pid_file` (its threads are one process). `None` for
+/// PostgreSQL (a process per connection) or a server elsewhere. Unlike the machine's
+/// busy time, this leaves out whatever else the machine runs.
+fn database_cpu_seconds(url: &DatabaseUrl) -> Option<f64> {
+    let mut db = Db::connect(url).ok()?;
+    if db.dialect() == Dialect::Postgres {
+        return None;
+    }
+    let pid_file = db
+        .query("SELECT @@pid_file", &[])
+        .ok()?
+        .first()?
+        .text(0)
+        .ok()?;
+    let pid = std::fs::read_to_string(pid_file).ok()?.trim().to_string();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 fn load_average() -> String {
@@ -350,6 +378,7 @@ fn drain(url: &DatabaseUrl, run: &Run, workers: usize) -> Result<Drained> {
     enqueue(url, events)?;
     let counters_before = database_counters(url);
     let (own_before, busy_before) = cpu_seconds();
+    let database_before = database_cpu_seconds(url);
     let started = Instant::now();
     let handles: Vec<_> = (0..workers)
         .map(|_| {
@@ -370,6 +399,9 @@ fn drain(url: &DatabaseUrl, run: &Run, workers: usize) -> Result<Drained> {
     }
     let secs = started.elapsed().as_secs_f64();
     let (own_after, busy_after) = cpu_seconds();
+    let database_cpu = database_cpu_seconds(url)
+        .zip(database_before)
+        .map(|(after, before)| after - before);
     let counters: Vec<(String, f64)> = database_counters(url)
         .into_iter()
         .zip(counters_before)
@@ -393,6 +425,7 @@ fn drain(url: &DatabaseUrl, run: &Run, workers: usize) -> Result<Drained> {
         secs,
         own_cpu: own_after - own_before,
         busy_cpu: busy_after - busy_before,
+        database_cpu,
         counters,
         spent,
     })
@@ -405,6 +438,8 @@ struct Drained {
     own_cpu: f64,
     /// The machine's busy CPU seconds.
     busy_cpu: f64,
+    /// The database server's CPU seconds ([`database_cpu_seconds`]).
+    database_cpu: Option<f64>,
     /// The database's counters' increase ([`database_counters`]).
     counters: Vec<(String, f64)>,
     /// The workers' time, all together.
@@ -423,13 +458,14 @@ fn run_on(database: &str, run: &Run) -> Result<()> {
         load_average()
     );
     println!(
-        "| workers | events/s, median | lowest – highest | workers' CPU µs/event | machine's CPU µs/event | events a claim | a claim, ms | a settle, ms | empty claims | load average after |"
+        "| workers | events/s, median | lowest – highest | workers' CPU µs/event | database's CPU µs/event | machine's CPU µs/event | events a claim | a claim, ms | a settle, ms | empty claims | load average after |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     let mut counters_per_count = Vec::new();
     for &workers in counts.iter() {
         let mut rates = Vec::with_capacity(runs);
         let (mut own, mut busy) = (0.0, 0.0);
+        let mut database = Some(0.0);
         let mut spent = Spent::default();
         let mut counters: Vec<(String, f64)> = Vec::new();
         for _ in 0..runs {
@@ -437,6 +473,7 @@ fn run_on(database: &str, run: &Run) -> Result<()> {
             rates.push(events as f64 / drained.secs);
             own += drained.own_cpu;
             busy += drained.busy_cpu;
+            database = database.zip(drained.database_cpu).map(|(sum, d)| sum + d);
             spent += drained.spent;
             if counters.is_empty() {
                 counters = drained.counters;
@@ -454,10 +491,11 @@ fn run_on(database: &str, run: &Run) -> Result<()> {
         };
         let per_event = |cpu: f64| cpu * 1e6 / (events * runs) as f64;
         println!(
-            "| {workers} | {median:.0} | {:.0} – {:.0} | {:.0} | {:.0} | {:.1} | {:.2} | {:.2} | {:.1}% | {} |",
+            "| {workers} | {median:.0} | {:.0} – {:.0} | {:.0} | {} | {:.0} | {:.1} | {:.2} | {:.2} | {:.1}% | {} |",
             rates[0],
             rates[runs - 1],
             per_event(own),
+            database.map_or("–".to_string(), |d| format!("{:.0}", per_event(d))),
             per_event(busy),
             // Events per claim that found any.
             (events * runs) as f64 / (spent.claims - spent.empty_claims).max(1) as f64,
