@@ -460,3 +460,37 @@ def _a_batch_is_settled_once_in_one_transaction(site: WordPressSite) -> None:
     assert rolled_back == [1, 1], rolled_back
     assert outside is True and gone == [0, 0], (outside, gone)
     assert open_at_end == "0"
+
+
+# Holds an outbox's first row locked until the claim's UPDATE has waited for it twice (the
+# PHP library's test helper, shared).
+LOCK_HOLDER = Path(__file__).resolve().parents[2] / "php" / "tests" / "support" / "outbox-lock-holder.php"
+
+
+def test_a_claim_rolled_back_by_a_lock_wait_timeout_is_made_again(wp_site):
+    """The plugin's claim (the library's OutboxClaims over ``$wpdb``) is made again when MariaDB
+    rolls its UPDATE back on a lock wait timeout (1205), as the PHP library's and the Rust host's
+    are: another connection holds the queued row locked until it has seen the claim wait twice
+    (the first wait ended by the timeout, 1 s here, 50 s by default)."""
+    site = wp_site("lockwait")
+    user_id = 4242
+    call(site, f"{PLUGIN}->outbox()->enqueue({user_id}, 'updated', "
+               f"['id' => '{user_id}', 'fields' => ['seq' => 1], 'active' => true])")
+    db_user, db_password = site.mariadb._databases[site.db_name]
+    holder = subprocess.Popen(
+        ["php", str(LOCK_HOLDER), f"mysql:host=127.0.0.1;port={site.mariadb.port};dbname={site.db_name}",
+         db_user, db_password, "wp_scim_outbox", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked", holder.stderr.read()
+        claimed = call(site, f"""(function () {{
+    global $wpdb;
+    $wpdb->query('SET SESSION innodb_lock_wait_timeout = 1');
+    return array_map(static fn (array $r): int => (int) $r['user_id'],
+        {PLUGIN}->outbox()->claimDue('lock-wait-test', 10, [{user_id}]));
+}})()""")
+        out, err = holder.communicate(timeout=60)
+    finally:
+        stop_process(holder)
+    assert out.strip() == "released after 2 claims", err
+    assert claimed == [user_id]
