@@ -7,7 +7,7 @@
 //! `-wal` and `-shm` files keep the name's WAL, whose frames belong to the old file, and
 //! SQLite would apply them to the new one. So the server stops instead, with an error
 //! (non-zero exit), and its supervisor starts it again on the new file. A restore done
-//! right stops `serve` first (see `docs/hosts.md`); this catches one that did not.
+//! right stops `serve` first (see `docs/cli.md`); this catches one that did not.
 //!
 //! The file is identified by its device and inode, looked at every [`EVERY`]: one `stat`
 //! of a local file, nothing on the request path. Writes in the moment before it is seen
