@@ -591,10 +591,11 @@ impl SharedStore {
         until: i64,
         limit: u32,
     ) -> anyhow::Result<Vec<OutboxEvent>> {
+        let mut draw = ClaimDraw::new(worker, now_ms);
         let mut picked = Vec::new();
         let mut leased = 0;
-        for attempt in 0..CLAIM_BUCKET_TRIES {
-            let bucket = claim_bucket(worker, now_ms, attempt);
+        for _ in 0..CLAIM_BUCKET_TRIES {
+            let bucket = draw.below(CLAIM_BUCKETS);
             let rows = self.mariadb_bucket_events(now_ms, bucket, limit)?;
             if rows.len() == limit as usize {
                 let mut read = Vec::with_capacity(rows.len());
@@ -614,24 +615,13 @@ impl SharedStore {
                 let head = self.mariadb_head(now_ms, limit.saturating_mul(2))?;
                 let others: Vec<i64> = head.into_iter().filter(|s| !picked.contains(s)).collect();
                 let wanted = limit as usize - picked.len();
-                picked.extend(pick(others, wanted, worker, now_ms));
+                picked.extend(pick(others, wanted, &mut draw));
                 if picked.is_empty() {
                     return Ok(Vec::new());
                 }
                 picked.sort_unstable();
                 picked = padded(picked);
-                let mut params: Vec<SqlValue> = vec![worker.into(), until.into()];
-                params.extend(ints(&picked));
-                params.extend([now_ms.into(), now_ms.into()]);
-                leased = self.execute(
-                    &format!(
-                        "UPDATE outbox FORCE INDEX (PRIMARY) SET claimed_by = ?, claimed_until = ?
-                         WHERE seq IN ({}) AND parked = 0 AND next_attempt_ms <= ?
-                           AND (claimed_until IS NULL OR claimed_until < ?)",
-                        marks(picked.len())
-                    ),
-                    &params,
-                )?;
+                leased = self.lease(worker, now_ms, until, &picked, None)?;
             }
             if leased > 0 {
                 break;
@@ -715,25 +705,45 @@ impl SharedStore {
         until: i64,
         read: &[(i64, i64)],
     ) -> anyhow::Result<u64> {
-        let mut read = read.to_vec();
         // Padded as `padded` pads keys (a repeated pair changes nothing).
-        if let Some(&last) = read.last() {
-            read.resize(read.len().next_power_of_two(), last);
-        }
+        let seqs = padded(read.iter().map(|(seq, _)| *seq).collect());
+        let attempts = padded(read.iter().map(|(_, attempts)| *attempts).collect());
+        self.lease(worker, now_ms, until, &seqs, Some(&attempts))
+    }
+
+    /// MariaDB: leases the events `seqs` (in key order, so claims lock alike and never
+    /// deadlock one another) that are still claimable, rechecked on each row's newest
+    /// committed version; with `attempts` (one a key), only those still at that count
+    /// (see [`SharedStore::lease_as_read`]). Returns how many it leased.
+    fn lease(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        until: i64,
+        seqs: &[i64],
+        attempts: Option<&[i64]>,
+    ) -> anyhow::Result<u64> {
         let mut params: Vec<SqlValue> = vec![worker.into(), until.into()];
-        params.extend(read.iter().map(|(seq, _)| SqlValue::from(*seq)));
+        params.extend(ints(seqs));
         params.extend([now_ms.into(), now_ms.into()]);
-        for (seq, attempts) in &read {
-            params.extend([SqlValue::from(*seq), SqlValue::from(*attempts)]);
-        }
+        let unchanged = match attempts {
+            Some(attempts) => {
+                for (seq, attempts) in seqs.iter().zip(attempts) {
+                    params.extend([SqlValue::from(*seq), SqlValue::from(*attempts)]);
+                }
+                format!(
+                    " AND (seq, attempts) IN ({})",
+                    rows_of(seqs.len(), "(?, ?)")
+                )
+            }
+            None => String::new(),
+        };
         self.execute(
             &format!(
                 "UPDATE outbox FORCE INDEX (PRIMARY) SET claimed_by = ?, claimed_until = ?
                  WHERE seq IN ({}) AND parked = 0 AND next_attempt_ms <= ?
-                   AND (claimed_until IS NULL OR claimed_until < ?)
-                   AND (seq, attempts) IN ({})",
-                marks(read.len()),
-                rows_of(read.len(), "(?, ?)")
+                   AND (claimed_until IS NULL OR claimed_until < ?){unchanged}",
+                marks(seqs.len())
             ),
             &params,
         )
@@ -1301,17 +1311,28 @@ const CLAIM_BUCKET_TRIES: u32 = 3;
 /// room for some hundreds of workers.
 const BUCKET_ROWS_EXAMINED: u64 = 100;
 
-/// MariaDB: a claim's bucket, `0..CLAIM_BUCKETS`, from the worker, the time and the
-/// attempt (a worker's successive claims, and claims of workers at once, mostly differ).
-fn claim_bucket(worker: &str, now_ms: i64, attempt: u32) -> u32 {
-    // splitmix64's finaliser over the worker's hash, the time and the attempt.
-    let mut z = crate::ids::fnv1a(worker.as_bytes())
-        ^ (now_ms as u64)
-        ^ u64::from(attempt).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    (z % u64::from(CLAIM_BUCKETS)) as u32
+/// MariaDB: a claim's random draws (its bucket, and its pick from the queue's head), from
+/// the worker and the time, so a worker's successive claims, and claims of workers at
+/// once, mostly differ: splitmix64 over the worker's hash and the time.
+struct ClaimDraw(u64);
+
+impl ClaimDraw {
+    fn new(worker: &str, now_ms: i64) -> ClaimDraw {
+        ClaimDraw(crate::ids::fnv1a(worker.as_bytes()) ^ now_ms as u64)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A draw in `0..n` (`n` > 0).
+    fn below(&mut self, n: u32) -> u32 {
+        (self.next() % u64::from(n.max(1))) as u32
+    }
 }
 
 /// Rows a settle statement takes at most (parameters stay far below both databases'
@@ -1514,19 +1535,13 @@ pub(super) fn extend_claims_on(
     Ok(held)
 }
 
-/// `limit` of `candidates`, chosen by a shuffle seeded by the worker and the time.
-fn pick(mut candidates: Vec<i64>, limit: usize, worker: &str, now_ms: i64) -> Vec<i64> {
+/// `limit` of `candidates`, chosen by a shuffle with the claim's draw.
+fn pick(mut candidates: Vec<i64>, limit: usize, draw: &mut ClaimDraw) -> Vec<i64> {
     if candidates.len() <= limit {
         return candidates;
     }
-    let mut state =
-        crate::ids::fnv1a(worker.as_bytes()) ^ (now_ms as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     for i in (1..candidates.len()).rev() {
-        // xorshift64
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let j = (state % (i as u64 + 1)) as usize;
+        let j = (draw.next() % (i as u64 + 1)) as usize;
         candidates.swap(i, j);
     }
     candidates.truncate(limit);
