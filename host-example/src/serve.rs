@@ -542,10 +542,8 @@ pub fn start_on(
         let watcher = std::thread::Builder::new()
             .name("scim-serve-file-watch".into())
             .spawn(move || {
-                file_watch::watch_until(path, opened, &stop, &reason, || {
-                    if let Some(why) = reason.lock().ok().and_then(|r| r.clone()) {
-                        log.write(Level::Error, &format!("serve: {why}"));
-                    }
+                file_watch::watch_until(path, opened, &stop, &reason, |why| {
+                    log.write(Level::Error, &format!("serve: {why}"));
                     stop.store(true, Ordering::SeqCst);
                     // Wake the acceptor from `accept`.
                     let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));

@@ -47,13 +47,14 @@ impl FileIdentity {
 pub(super) type StopReason = Arc<std::sync::Mutex<Option<String>>>;
 
 /// Looks at `path` every [`EVERY`] until `stop` is set. When it no longer names the file
-/// `opened` (replaced, or removed), records why in `reason`, and calls `stop_server`.
+/// `opened` (replaced, or removed), records why in `reason`, and calls `stop_server` with
+/// it.
 pub(super) fn watch_until(
     path: PathBuf,
     opened: FileIdentity,
     stop: &AtomicBool,
     reason: &StopReason,
-    stop_server: impl FnOnce(),
+    stop_server: impl FnOnce(&str),
 ) {
     while !stop.load(Ordering::SeqCst) {
         std::thread::sleep(EVERY);
@@ -70,10 +71,12 @@ pub(super) fn watch_until(
              file there now",
             path.display()
         );
+        // Recorded before the server stops: `RunningServer::wait` reads it once the
+        // acceptor has ended.
         *reason
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message);
-        stop_server();
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(message.clone());
+        stop_server(&message);
         return;
     }
 }
