@@ -165,6 +165,14 @@ fn delivered(seq: i64, user_id: &str, remote: &str) -> Settlement {
     }
 }
 
+/// `events`, each delivered to the remote id `remote`.
+fn all_delivered(events: &[OutboxEvent], remote: &str) -> Vec<Settlement> {
+    events
+        .iter()
+        .map(|e| delivered(e.seq, &e.user_id, remote))
+        .collect()
+}
+
 fn log_line(user_id: &str, outcome: &str) -> LogEntry {
     LogEntry {
         at: "2026-01-01T00:00:00Z".into(),
@@ -298,14 +306,7 @@ fn check_lease_renewal(url: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
     keeper.release();
-    let settled = a
-        .settle(
-            &claimed
-                .iter()
-                .map(|e| delivered(e.seq, &e.user_id, "r"))
-                .collect::<Vec<_>>(),
-        )
-        .unwrap();
+    let settled = a.settle(&all_delivered(&claimed, "r")).unwrap();
     assert_eq!(settled.len(), 3, "every event settled once, by a");
     assert_eq!(a.outbox_depth().unwrap(), (0, 0));
 
@@ -334,10 +335,7 @@ fn check_lease_renewal(url: &str) {
             .unwrap()
             .is_empty()
     );
-    let late: Vec<Settlement> = claimed
-        .iter()
-        .map(|e| delivered(e.seq, &e.user_id, "late"))
-        .collect();
+    let late = all_delivered(&claimed, "late");
     assert!(a.settle(&late).unwrap().is_empty());
     assert_eq!(a.outbox_depth().unwrap(), (3, 0));
 }
@@ -416,13 +414,7 @@ fn check_bucketed_claims(url: &str) {
         .collect();
     let seqs: Vec<i64> = first.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, oldest);
-    a.settle(
-        &first
-            .iter()
-            .map(|e| delivered(e.seq, &e.user_id, "r"))
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
+    a.settle(&all_delivered(&first, "r")).unwrap();
 
     // Four workers at once: every event once, each user's in order.
     let claims = std::sync::Mutex::new(Vec::<(String, i64)>::new());
@@ -447,14 +439,7 @@ fn check_bucketed_claims(url: &str) {
                         .lock()
                         .unwrap()
                         .extend(events.iter().map(|e| (e.user_id.clone(), e.seq)));
-                    let settled = w
-                        .settle(
-                            &events
-                                .iter()
-                                .map(|e| delivered(e.seq, &e.user_id, "r"))
-                                .collect::<Vec<_>>(),
-                        )
-                        .unwrap();
+                    let settled = w.settle(&all_delivered(&events, "r")).unwrap();
                     assert_eq!(settled.len(), events.len());
                 }
             });
