@@ -173,6 +173,17 @@ fn all_delivered(events: &[OutboxEvent], remote: &str) -> Vec<Settlement> {
         .collect()
 }
 
+/// Adds `n` users named `{prefix}0…`, in one batch; returns their ids.
+fn add_users(store: &mut Store, prefix: &str, n: usize) -> Vec<String> {
+    store
+        .batch(|s| {
+            (0..n)
+                .map(|i| Ok(s.add_user(user(&format!("{prefix}{i}")), true)?.id))
+                .collect()
+        })
+        .unwrap()
+}
+
 fn log_line(user_id: &str, outcome: &str) -> LogEntry {
     LogEntry {
         at: "2026-01-01T00:00:00Z".into(),
@@ -375,13 +386,7 @@ fn check_bucketed_claims(url: &str) {
     let parsed = DatabaseUrl::parse(url, Path::new("/")).unwrap();
     let mut db = Db::connect(&parsed).unwrap();
     let mut a = open(url);
-    let ids: Vec<String> = a
-        .batch(|s| {
-            (0..USERS)
-                .map(|i| Ok(s.add_user(user(&format!("bucket{i}")), true)?.id))
-                .collect()
-        })
-        .unwrap();
+    let ids = add_users(&mut a, "bucket", USERS);
     a.batch(|s| {
         for id in &ids {
             s.change_user(id, UserEvent::Updated, |u| u.mail = "2@example.com".into())?;
@@ -742,13 +747,7 @@ fn a_claim_after_the_outbox_churned_reads_by_index_on_postgres() {
     // statistics are taken by hand, as autovacuum's analyze takes them between bursts.
     db.execute("ALTER TABLE outbox SET (autovacuum_enabled = off)", &[])
         .unwrap();
-    let ids: Vec<String> = store
-        .batch(|s| {
-            (0..EVENTS)
-                .map(|i| Ok(s.add_user(user(&format!("churn{i}")), true)?.id))
-                .collect()
-        })
-        .unwrap();
+    let ids = add_users(&mut store, "churn", EVENTS);
     db.execute("DELETE FROM outbox", &[]).unwrap();
     db.execute("ANALYZE outbox", &[]).unwrap();
     store
