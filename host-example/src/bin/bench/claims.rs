@@ -52,6 +52,8 @@ use host_example::store::{LogEntry, SettleOutcome, Settlement, Store, UserRecord
 use host_example::types::{Link, UserEvent};
 use serde_json::{Map, json};
 
+use crate::proc_cpu::{machine_cpu_seconds, process_cpu_seconds};
+
 /// Events a worker claims at once (the delivery's batch).
 const BATCH: u32 = 100;
 
@@ -275,34 +277,9 @@ fn run_throwaway(_run: &Run, _postgres: bool) -> Result<()> {
 /// CPU seconds so far: this process's (the workers'), and the machine's busy time (every
 /// core's, all processes: the workers, the database, and whatever else runs).
 fn cpu_seconds() -> (f64, f64) {
-    // Both in clock ticks, 100 a second on Linux.
-    const TICKS: f64 = 100.0;
-    let own = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| {
-            // The fields after the command's closing parenthesis; utime and stime are the
-            // 14th and 15th of the whole line.
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?)
-        })
-        .unwrap_or(0.0);
-    let busy = std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|stat| {
-            let ticks: Vec<f64> = stat
-                .lines()
-                .next()?
-                .split_whitespace()
-                .skip(1)
-                .filter_map(|t| t.parse().ok())
-                .collect();
-            // user nice system idle iowait irq softirq steal …: all but idle and iowait.
-            let idle = ticks.get(3)? + ticks.get(4).unwrap_or(&0.0);
-            Some(ticks.iter().take(8).sum::<f64>() - idle)
-        })
-        .unwrap_or(0.0);
-    (own / TICKS, busy / TICKS)
+    let own = process_cpu_seconds("self").unwrap_or(0.0);
+    let busy = machine_cpu_seconds().map_or(0.0, |(busy, _)| busy);
+    (own, busy)
 }
 
 /// The database server's CPU seconds so far, when it runs on this machine and says where
@@ -320,12 +297,8 @@ fn database_cpu_seconds(url: &DatabaseUrl) -> Option<f64> {
         .first()?
         .text(0)
         .ok()?;
-    let pid = std::fs::read_to_string(pid_file).ok()?.trim().to_string();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
+    let pid = std::fs::read_to_string(pid_file).ok()?;
+    process_cpu_seconds(pid.trim())
 }
 
 fn load_average() -> String {

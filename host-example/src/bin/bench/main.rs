@@ -109,6 +109,7 @@ mod cold_start;
 mod figures;
 mod groups;
 mod hosts;
+mod proc_cpu;
 mod pure;
 mod rate;
 mod resync;

@@ -42,6 +42,7 @@ use host_example::{ConnectorSettings, Credentials, Runtime};
 use serde_json::json;
 
 use crate::figures::grouped;
+use crate::proc_cpu::process_cpu_seconds;
 use crate::servers::TempDb;
 use crate::sync::sync_options;
 
@@ -290,18 +291,6 @@ fn status_bytes(key: &str) -> Option<u64> {
 /// The CPU seconds (user and system) this process has spent so far.
 fn cpu_seconds() -> Option<f64> {
     process_cpu_seconds("self")
-}
-
-/// The CPU seconds (user and system) process `pid` (or `self`) has spent so far.
-fn process_cpu_seconds(pid: &str) -> Option<f64> {
-    // Fields 14 and 15 of /proc/PID/stat, in clock ticks (100 a second on Linux); the
-    // command name (field 2) is in parentheses and may hold spaces, so count after it.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
 }
 
 /// Resets the peak resident set to the current one (Linux's `clear_refs` 5).

@@ -152,8 +152,6 @@ use crate::servers::PeerProcess;
 const PER_REQUEST: usize = 100;
 /// Connections of the look-up mix (the largest worker count measured).
 const MIX_CONNECTIONS: usize = 4;
-/// Clock ticks a second in `/proc/<pid>/stat` (`USER_HZ`, 100 on every Linux ABI).
-const TICKS_PER_SECOND: f64 = 100.0;
 /// How long one drain may take before the bench gives up.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(3 * 3600);
 
@@ -343,14 +341,7 @@ source = "@id"
 
 /// `utime + stime` of a process, in seconds; `None` once it is gone.
 fn cpu_seconds(pid: u32) -> Option<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces; the fields after it are plain.
-    let rest = &text[text.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state (field 3).
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / TICKS_PER_SECOND)
+    crate::proc_cpu::process_cpu_seconds(&pid.to_string())
 }
 
 /// The pids of the PostgreSQL backends serving `database` (their command line is
@@ -370,21 +361,6 @@ fn backends_of(database: &str) -> Vec<u32> {
             })
         })
         .collect()
-}
-
-/// The machine's (busy, total) jiffies over all cores, from `/proc/stat`.
-fn machine_jiffies() -> Option<(f64, f64)> {
-    let text = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = text.lines().next()?;
-    let values: Vec<f64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    let total: f64 = values.iter().take(8).sum();
-    // idle and iowait
-    let idle = values.get(3)? + values.get(4).copied().unwrap_or(0.0);
-    Some((total - idle, total))
 }
 
 fn cores() -> usize {
@@ -426,7 +402,7 @@ impl CpuWatch {
             workers,
             database,
             at_start: HashMap::new(),
-            machine_at_start: machine_jiffies(),
+            machine_at_start: crate::proc_cpu::machine_cpu_seconds(),
         };
         for pid in watch.pids() {
             if let Some(s) = cpu_seconds(pid) {
@@ -457,7 +433,10 @@ impl CpuWatch {
         let database: f64 = self.database.as_deref().map_or(0.0, |d| {
             backends_of(d).into_iter().map(|p| self.used(p)).sum()
         });
-        let machine = match (self.machine_at_start, machine_jiffies()) {
+        let machine = match (
+            self.machine_at_start,
+            crate::proc_cpu::machine_cpu_seconds(),
+        ) {
             (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => (b1 - b0) / (t1 - t0),
             _ => f64::NAN,
         };
